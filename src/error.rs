@@ -1,0 +1,34 @@
+use thiserror::Error;
+
+/// Everything the library can refuse or fail at. Messages name the offending value and what
+/// was expected, so the command line can print them as they are.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("shape mismatch: {what} has shape {got:?}, expected {expected:?}")]
+    Shape {
+        what: String,
+        got: Vec<usize>,
+        expected: Vec<usize>,
+    },
+    #[error("invalid value: {0}")]
+    Value(String),
+    #[error(
+        "no GPU adapter found{detail}. wgpu needs a Vulkan, Metal or DX12 driver; on a headless \
+         Linux machine install Mesa's software Vulkan driver: `apt-get install mesa-vulkan-drivers`"
+    )]
+    NoAdapter { detail: String },
+    #[error(
+        "{what} needs {needed} but the adapter '{adapter}' allows at most {limit} ({limit_name})"
+    )]
+    Limit {
+        what: String,
+        needed: u64,
+        limit: u64,
+        limit_name: &'static str,
+        adapter: String,
+    },
+    #[error("GPU error: {0}")]
+    Gpu(String),
+}

@@ -1,0 +1,37 @@
+//! rnn-wgpu: batched vanilla RNN and LSTM forward and backpropagation through time (BPTT) in
+//! WGSL compute shaders, a CPU reference on ndarray that defines the same mathematics, and the
+//! per-time-step gradient norms `||dE/dh_t||` (and `||dE/dc_t||`) that show gradients vanishing
+//! or exploding.
+//!
+//! Conventions are PyTorch's: time-major input `[T, B, I]`, LSTM gates stacked i, f, g, o,
+//! parameters named `weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0`.
+
+pub mod config;
+pub mod cpu;
+pub mod data;
+mod error;
+pub mod gpu;
+pub mod params;
+pub mod parity;
+
+pub use config::{Activation, Cell, Loss, ModelConfig, Readout};
+pub use data::{Batch, Targets};
+pub use error::Error;
+pub use params::Params;
+
+/// The element types the CPU reference runs in: f32 (as the GPU) and f64 (gradient checks).
+pub trait Float:
+    num_traits::Float
+    + num_traits::FromPrimitive
+    + ndarray::LinalgScalar
+    + ndarray::ScalarOperand
+    + std::fmt::Debug
+    + std::fmt::Display
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl Float for f32 {}
+impl Float for f64 {}
