@@ -1,0 +1,63 @@
+// The losses, forward and backward in one pass: one invocation per scored row writes that row's
+// share of the mean loss (summed afterwards by row_sums in reduce.wgsl, in a fixed order) and
+// the gradient w.r.t. the head's outputs.
+//   outputs [rows, O]; targets: MSE [rows, O] f32 values, cross-entropy [rows] class indices
+//   (both bound as u32 words: f32 targets are bit-cast, so one layout serves both losses).
+//   row_loss [rows]; doutputs [rows, O]
+
+struct LossParams {
+    rows: u32,
+    outputs: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> outputs: array<f32>;
+@group(0) @binding(1) var<storage, read> targets: array<u32>;
+@group(0) @binding(2) var<storage, read_write> row_loss: array<f32>;
+@group(0) @binding(3) var<storage, read_write> doutputs: array<f32>;
+@group(0) @binding(4) var<uniform> p: LossParams;
+
+// nn.MSELoss(reduction='mean'): mean over rows * O elements.
+@compute @workgroup_size(64, 1, 1)
+fn mse_loss(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let row = gid.x + gid.y * groups.x * 64u;
+    if (row >= p.rows) {
+        return;
+    }
+    let scale = 1.0 / (f32(p.rows) * f32(p.outputs));
+    var total = 0.0;
+    for (var o = 0u; o < p.outputs; o++) {
+        let i = row * p.outputs + o;
+        let diff = outputs[i] - bitcast<f32>(targets[i]);
+        total += diff * diff;
+        doutputs[i] = 2.0 * diff * scale;
+    }
+    row_loss[row] = total * scale;
+}
+
+// nn.CrossEntropyLoss(reduction='mean') on logits: mean over rows of
+// logsumexp(logits) - logits[target]. The row maximum is subtracted before exp.
+@compute @workgroup_size(64, 1, 1)
+fn cross_entropy_loss(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let row = gid.x + gid.y * groups.x * 64u;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.outputs;
+    let target_class = targets[row];
+    var largest = outputs[base];
+    for (var o = 1u; o < p.outputs; o++) {
+        largest = max(largest, outputs[base + o]);
+    }
+    var sum_exp = 0.0;
+    for (var o = 0u; o < p.outputs; o++) {
+        sum_exp += exp(outputs[base + o] - largest);
+    }
+    let scale = 1.0 / f32(p.rows);
+    for (var o = 0u; o < p.outputs; o++) {
+        let probability = exp(outputs[base + o] - largest) / sum_exp;
+        doutputs[base + o] = (probability - select(0.0, 1.0, o == target_class)) * scale;
+    }
+    row_loss[row] = (log(sum_exp) + largest - outputs[base + target_class]) * scale;
+}

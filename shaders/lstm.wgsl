@@ -1,0 +1,103 @@
+// One LSTM time step, elementwise. The matrix products run before these kernels (gemm.wgsl):
+// forward,  gates[t] = (x_t W_ih^T + b_ih) + h_{t-1} W_hh^T   (pre-activations, [B, 4H])
+// backward, dh[t]    = (dE/dh_t from the head) + dgates[t+1] W_hh   (total gradient, [B, H])
+// Gate rows are stacked i, f, g, o as in PyTorch. One invocation per (batch row b, unit j).
+//
+// Buffers (time-major, f32):
+//   gates  [T, B, 4H]  pre-activations in, activated gates out (kept for backward)
+//   hs, cs [T+1, B, H] h_0 / c_0 at index 0
+//   dh     [T, B, H]   total dE/dh_t (its norm is the vanishing-gradient profile)
+//   dc     [T, B, H]   total dE/dc_t
+//   dgates [T, B, 4H]  gradient w.r.t. the pre-activations
+//   dc_carry [B, H]    dE/dc_{t} flowing along the cell path into step t (ends as dE/dc_0)
+
+struct StepParams {
+    batch: u32,
+    hidden: u32,
+    // 1-based time step t
+    step: u32,
+    // vanilla RNN only: 0 tanh, 1 sigmoid, 2 relu
+    activation: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> gates: array<f32>;
+@group(0) @binding(1) var<storage, read_write> hs: array<f32>;
+@group(0) @binding(2) var<storage, read_write> cs: array<f32>;
+@group(0) @binding(3) var<storage, read> bias_hh: array<f32>;
+@group(0) @binding(4) var<uniform> p: StepParams;
+
+@group(0) @binding(5) var<storage, read_write> dh: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dc: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dgates: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dc_carry: array<f32>;
+
+fn sigmoid(x: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-x));
+}
+
+// tanh saturates to +-1 in f32 beyond |x| = 9; clamping keeps drivers that build tanh from
+// exp from overflowing to NaN.
+fn tanh_clamped(x: f32) -> f32 {
+    return tanh(clamp(x, -15.0, 15.0));
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn lstm_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let idx = gid.x + gid.y * groups.x * 64u;
+    let h = p.hidden;
+    if (idx >= p.batch * h) {
+        return;
+    }
+    let b = idx / h;
+    let j = idx % h;
+    let g = (p.step - 1u) * p.batch * 4u * h + b * 4u * h + j;
+    let state_prev = (p.step - 1u) * p.batch * h + idx;
+    let state = p.step * p.batch * h + idx;
+
+    let input_gate = sigmoid(gates[g] + bias_hh[j]);
+    let forget_gate = sigmoid(gates[g + h] + bias_hh[j + h]);
+    let cell_gate = tanh_clamped(gates[g + 2u * h] + bias_hh[j + 2u * h]);
+    let output_gate = sigmoid(gates[g + 3u * h] + bias_hh[j + 3u * h]);
+    let next_c = forget_gate * cs[state_prev] + input_gate * cell_gate;
+    let next_h = output_gate * tanh_clamped(next_c);
+
+    gates[g] = input_gate;
+    gates[g + h] = forget_gate;
+    gates[g + 2u * h] = cell_gate;
+    gates[g + 3u * h] = output_gate;
+    cs[state] = next_c;
+    hs[state] = next_h;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn lstm_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let idx = gid.x + gid.y * groups.x * 64u;
+    let h = p.hidden;
+    if (idx >= p.batch * h) {
+        return;
+    }
+    let b = idx / h;
+    let j = idx % h;
+    let g = (p.step - 1u) * p.batch * 4u * h + b * 4u * h + j;
+    let state_prev = (p.step - 1u) * p.batch * h + idx;
+    let state = p.step * p.batch * h + idx;
+    // dh and dc hold steps 1..T at indices 0..T-1
+    let grad = (p.step - 1u) * p.batch * h + idx;
+
+    let input_gate = gates[g];
+    let forget_gate = gates[g + h];
+    let cell_gate = gates[g + 2u * h];
+    let output_gate = gates[g + 3u * h];
+    let tanh_c = tanh_clamped(cs[state]);
+
+    let dh_t = dh[grad];
+    // dc_carry holds dE/dc_t through c_{t+1} (zero at t = T)
+    let dc_t = dh_t * output_gate * (1.0 - tanh_c * tanh_c) + dc_carry[idx];
+    dc[grad] = dc_t;
+    dc_carry[idx] = dc_t * forget_gate;
+
+    dgates[g] = dc_t * cell_gate * input_gate * (1.0 - input_gate);
+    dgates[g + h] = dc_t * cs[state_prev] * forget_gate * (1.0 - forget_gate);
+    dgates[g + 2u * h] = dc_t * input_gate * (1.0 - cell_gate * cell_gate);
+    dgates[g + 3u * h] = dh_t * tanh_c * output_gate * (1.0 - output_gate);
+}

@@ -1,0 +1,74 @@
+// One vanilla RNN time step, elementwise: h_t = act(pre_t + b_hh), where
+// pre_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T comes from gemm.wgsl. Backward turns the total
+// dE/dh_t (head gradient + dgates[t+1] W_hh, also from gemm.wgsl) into dE/dpre_t.
+//
+// Buffers (time-major, f32):
+//   gates  [T, B, H]   pre-activations (without b_hh)
+//   hs     [T+1, B, H] h_0 at index 0
+//   dh     [T, B, H]   total dE/dh_t
+//   dgates [T, B, H]   dE/dpre_t
+
+struct StepParams {
+    batch: u32,
+    hidden: u32,
+    // 1-based time step t
+    step: u32,
+    // 0 tanh, 1 sigmoid, 2 relu
+    activation: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> gates: array<f32>;
+@group(0) @binding(1) var<storage, read_write> hs: array<f32>;
+@group(0) @binding(3) var<storage, read> bias_hh: array<f32>;
+@group(0) @binding(4) var<uniform> p: StepParams;
+
+@group(0) @binding(5) var<storage, read_write> dh: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dgates: array<f32>;
+
+const TANH: u32 = 0u;
+const SIGMOID: u32 = 1u;
+
+fn activate(x: f32) -> f32 {
+    if (p.activation == TANH) {
+        // clamped: tanh is +-1 in f32 beyond |x| = 9, and exp-based drivers overflow
+        return tanh(clamp(x, -15.0, 15.0));
+    }
+    if (p.activation == SIGMOID) {
+        return 1.0 / (1.0 + exp(-x));
+    }
+    return max(x, 0.0);
+}
+
+// act'(pre) written in terms of h = act(pre), so backward needs only the stored states.
+fn activation_derivative(h: f32) -> f32 {
+    if (p.activation == TANH) {
+        return 1.0 - h * h;
+    }
+    if (p.activation == SIGMOID) {
+        return h * (1.0 - h);
+    }
+    return select(0.0, 1.0, h > 0.0);
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn rnn_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let idx = gid.x + gid.y * groups.x * 64u;
+    let h = p.hidden;
+    if (idx >= p.batch * h) {
+        return;
+    }
+    let j = idx % h;
+    let pre = (p.step - 1u) * p.batch * h + idx;
+    hs[p.step * p.batch * h + idx] = activate(gates[pre] + bias_hh[j]);
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn rnn_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let idx = gid.x + gid.y * groups.x * 64u;
+    let h = p.hidden;
+    if (idx >= p.batch * h) {
+        return;
+    }
+    let grad = (p.step - 1u) * p.batch * h + idx;
+    dgates[grad] = dh[grad] * activation_derivative(hs[p.step * p.batch * h + idx]);
+}

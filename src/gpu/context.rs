@@ -1,0 +1,274 @@
+//! The one GPU context: adapter, device, queue, layouts and cached pipelines. Built once and
+//! passed by reference to everything that computes.
+
+use super::kernels::{Kernel, Layout, Shader, Slot};
+use crate::Error;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// What one adapter is, for `rnn-wgpu devices` and for reports.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+}
+
+/// Counts of GPU work recorded since the context was made, so tests can check that a pass
+/// issues the dispatches and submissions it promises.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkCounts {
+    pub dispatches: u64,
+    pub submissions: u64,
+}
+
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    /// The adapter's own limits, all requested for the device.
+    pub limits: wgpu::Limits,
+    layouts: Vec<wgpu::BindGroupLayout>,
+    pipeline_layouts: Vec<wgpu::PipelineLayout>,
+    modules: [OnceLock<wgpu::ShaderModule>; Shader::ALL.len()],
+    pipelines: [OnceLock<wgpu::ComputePipeline>; Kernel::ALL.len()],
+    dispatches: AtomicU64,
+    submissions: AtomicU64,
+    /// Errors wgpu reports outside an error scope; collected instead of panicking.
+    uncaptured: Arc<Mutex<Vec<String>>>,
+}
+
+fn instance() -> wgpu::Instance {
+    // Honours WGPU_BACKEND (vulkan, metal, dx12, ...).
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Every adapter wgpu finds, in its order.
+pub fn enumerate_adapters() -> Vec<AdapterSummary> {
+    let instance = instance();
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+        .into_iter()
+        .map(|adapter| AdapterSummary {
+            info: adapter.get_info(),
+            limits: adapter.limits(),
+        })
+        .collect()
+}
+
+async fn choose_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter, Error> {
+    if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
+        let wanted_lower = wanted.to_lowercase();
+        let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
+        let names: Vec<String> = adapters
+            .iter()
+            .map(|a| format!("'{}'", a.get_info().name))
+            .collect();
+        return adapters
+            .into_iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&wanted_lower))
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "WGPU_ADAPTER_NAME='{wanted}' matches no adapter; found: {}",
+                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                ))
+            });
+    }
+    instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::from_env()
+                .unwrap_or(wgpu::PowerPreference::HighPerformance),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| Error::NoAdapter {
+            detail: format!(" ({e})"),
+        })
+}
+
+impl Gpu {
+    /// The default high-performance adapter, or the one named by `WGPU_ADAPTER_NAME`, with
+    /// the adapter's own limits requested (wgpu's defaults cap a storage binding at 128 MiB).
+    pub fn new() -> Result<Gpu, Error> {
+        pollster::block_on(Self::new_async())
+    }
+
+    async fn new_async() -> Result<Gpu, Error> {
+        let instance = instance();
+        let adapter = choose_adapter(&instance).await?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("rnn-wgpu"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::Gpu(format!("requesting a device from '{}': {e}", info.name)))?;
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap().push(e.to_string());
+        }));
+        let layouts: Vec<wgpu::BindGroupLayout> = Layout::ALL
+            .iter()
+            .map(|&layout| bind_group_layout(&device, layout))
+            .collect();
+        let pipeline_layouts = layouts
+            .iter()
+            .map(|bgl| {
+                device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: None,
+                    bind_group_layouts: &[Some(bgl)],
+                    immediate_size: 0,
+                })
+            })
+            .collect();
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            layouts,
+            pipeline_layouts,
+            modules: Default::default(),
+            pipelines: Default::default(),
+            dispatches: AtomicU64::new(0),
+            submissions: AtomicU64::new(0),
+            uncaptured,
+        })
+    }
+
+    /// "name (backend, device type)", for reports.
+    pub fn adapter_name(&self) -> String {
+        format!(
+            "{} ({:?}, {:?})",
+            self.info.name, self.info.backend, self.info.device_type
+        )
+    }
+
+    pub(crate) fn bind_group_layout(&self, layout: Layout) -> &wgpu::BindGroupLayout {
+        &self.layouts[layout.index()]
+    }
+
+    /// The kernel's pipeline, compiled on first use.
+    pub(crate) fn pipeline(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
+        self.pipelines[kernel.index()].get_or_init(|| {
+            let shader = kernel.shader();
+            let module = self.modules[shader.index()].get_or_init(|| {
+                self.device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(shader.file_name()),
+                        source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+                    })
+            });
+            self.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(kernel.entry_point()),
+                    layout: Some(&self.pipeline_layouts[kernel.layout().index()]),
+                    module,
+                    entry_point: Some(kernel.entry_point()),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+        })
+    }
+
+    /// Creates a storage buffer of `len` f32 words after checking it against the adapter's
+    /// limits; `what` names it in the error ("the LSTM gates, [T, B, 4H]").
+    pub(crate) fn storage_buffer(&self, what: &str, words: usize) -> Result<wgpu::Buffer, Error> {
+        // Zero-length bindings are invalid; a 4-word floor also keeps dummies valid.
+        let bytes = (words.max(4) * 4) as u64;
+        for (limit, limit_name) in [
+            (self.limits.max_storage_buffer_binding_size, "max_storage_buffer_binding_size"),
+            (self.limits.max_buffer_size, "max_buffer_size"),
+        ] {
+            if bytes > limit {
+                return Err(Error::Limit {
+                    what: what.to_string(),
+                    needed: bytes,
+                    limit,
+                    limit_name,
+                    adapter: self.info.name.clone(),
+                });
+            }
+        }
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(what),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// Splits `groups` workgroups over x and y so neither exceeds the adapter's per-dimension
+    /// limit; kernels rebuild the linear index as `x + y * num_workgroups.x`.
+    pub(crate) fn grid(&self, what: &str, groups: u64) -> Result<[u32; 3], Error> {
+        let max = self.limits.max_compute_workgroups_per_dimension as u64;
+        let x = groups.clamp(1, max);
+        let y = groups.div_ceil(x);
+        if y > max {
+            return Err(Error::Limit {
+                what: format!("{what} ({groups} workgroups)"),
+                needed: groups,
+                limit: max * max,
+                limit_name: "max_compute_workgroups_per_dimension squared",
+                adapter: self.info.name.clone(),
+            });
+        }
+        Ok([x as u32, y as u32, 1])
+    }
+
+    pub(crate) fn count(&self, dispatches: u64, submissions: u64) {
+        self.dispatches.fetch_add(dispatches, Ordering::Relaxed);
+        self.submissions.fetch_add(submissions, Ordering::Relaxed);
+    }
+
+    /// Dispatches and queue submissions recorded so far.
+    pub fn work_counts(&self) -> WorkCounts {
+        WorkCounts {
+            dispatches: self.dispatches.load(Ordering::Relaxed),
+            submissions: self.submissions.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Returns (and clears) errors wgpu reported outside an error scope.
+    pub(crate) fn take_uncaptured_errors(&self) -> Vec<String> {
+        std::mem::take(&mut *self.uncaptured.lock().unwrap())
+    }
+}
+
+fn bind_group_layout(device: &wgpu::Device, layout: Layout) -> wgpu::BindGroupLayout {
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = layout
+        .slots()
+        .iter()
+        .enumerate()
+        .map(|(binding, slot)| wgpu::BindGroupLayoutEntry {
+            binding: binding as u32,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: match slot {
+                Slot::Params => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: true,
+                    min_binding_size: None,
+                },
+                Slot::Read | Slot::ReadWrite => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage {
+                        read_only: *slot == Slot::Read,
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+            },
+            count: None,
+        })
+        .collect();
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some("rnn-wgpu layout"),
+        entries: &entries,
+    })
+}

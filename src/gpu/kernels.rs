@@ -1,0 +1,167 @@
+//! Every WGSL file and entry point of the crate, named by enums rather than strings, with the
+//! bind-group layout each kernel expects. Pipelines are compiled on first use and cached in
+//! the `Gpu` context.
+
+/// A WGSL source file in `shaders/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Shader {
+    Gemm,
+    Rnn,
+    Lstm,
+    Loss,
+    Reduce,
+}
+
+impl Shader {
+    pub const ALL: [Shader; 5] = [
+        Shader::Gemm,
+        Shader::Rnn,
+        Shader::Lstm,
+        Shader::Loss,
+        Shader::Reduce,
+    ];
+
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Shader::Gemm => "gemm.wgsl",
+            Shader::Rnn => "rnn.wgsl",
+            Shader::Lstm => "lstm.wgsl",
+            Shader::Loss => "loss.wgsl",
+            Shader::Reduce => "reduce.wgsl",
+        }
+    }
+
+    pub fn source(self) -> &'static str {
+        match self {
+            Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
+            Shader::Rnn => include_str!("../../shaders/rnn.wgsl"),
+            Shader::Lstm => include_str!("../../shaders/lstm.wgsl"),
+            Shader::Loss => include_str!("../../shaders/loss.wgsl"),
+            Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A compute entry point. Its CPU twin in `cpu::` has the same name where one exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    Gemm,
+    RnnForward,
+    RnnBackward,
+    LstmForward,
+    LstmBackward,
+    MseLoss,
+    CrossEntropyLoss,
+    RowNorms,
+    RowSums,
+    ColumnSums,
+}
+
+/// How a kernel's bindings are laid out: `group(0)`, storage buffers and one uniform holding
+/// the per-dispatch parameters at a dynamic offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// a, b, bias (read); c (read_write); params
+    Gemm,
+    /// gates, hs, cs (read_write); bias_hh (read); params; dh, dc, dgates, dc_carry (read_write)
+    Step,
+    /// outputs, targets (read); row_loss, doutputs (read_write); params
+    Loss,
+    /// x (read); out (read_write); params
+    Reduce,
+}
+
+/// One binding slot of a layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    Read,
+    ReadWrite,
+    Params,
+}
+
+impl Layout {
+    pub const ALL: [Layout; 4] = [Layout::Gemm, Layout::Step, Layout::Loss, Layout::Reduce];
+
+    pub fn slots(self) -> &'static [Slot] {
+        use Slot::*;
+        match self {
+            Layout::Gemm => &[Read, Read, Read, ReadWrite, Params],
+            Layout::Step => &[
+                ReadWrite, ReadWrite, ReadWrite, Read, Params, ReadWrite, ReadWrite, ReadWrite,
+                ReadWrite,
+            ],
+            Layout::Loss => &[Read, Read, ReadWrite, ReadWrite, Params],
+            Layout::Reduce => &[Read, ReadWrite, Params],
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl Kernel {
+    pub const ALL: [Kernel; 10] = [
+        Kernel::Gemm,
+        Kernel::RnnForward,
+        Kernel::RnnBackward,
+        Kernel::LstmForward,
+        Kernel::LstmBackward,
+        Kernel::MseLoss,
+        Kernel::CrossEntropyLoss,
+        Kernel::RowNorms,
+        Kernel::RowSums,
+        Kernel::ColumnSums,
+    ];
+
+    pub fn entry_point(self) -> &'static str {
+        match self {
+            Kernel::Gemm => "gemm",
+            Kernel::RnnForward => "rnn_forward",
+            Kernel::RnnBackward => "rnn_backward",
+            Kernel::LstmForward => "lstm_forward",
+            Kernel::LstmBackward => "lstm_backward",
+            Kernel::MseLoss => "mse_loss",
+            Kernel::CrossEntropyLoss => "cross_entropy_loss",
+            Kernel::RowNorms => "row_norms",
+            Kernel::RowSums => "row_sums",
+            Kernel::ColumnSums => "column_sums",
+        }
+    }
+
+    pub fn shader(self) -> Shader {
+        match self {
+            Kernel::Gemm => Shader::Gemm,
+            Kernel::RnnForward | Kernel::RnnBackward => Shader::Rnn,
+            Kernel::LstmForward | Kernel::LstmBackward => Shader::Lstm,
+            Kernel::MseLoss | Kernel::CrossEntropyLoss => Shader::Loss,
+            Kernel::RowNorms | Kernel::RowSums | Kernel::ColumnSums => Shader::Reduce,
+        }
+    }
+
+    pub fn layout(self) -> Layout {
+        match self.shader() {
+            Shader::Gemm => Layout::Gemm,
+            Shader::Rnn | Shader::Lstm => Layout::Step,
+            Shader::Loss => Layout::Loss,
+            Shader::Reduce => Layout::Reduce,
+        }
+    }
+
+    /// Invocations per workgroup along x, for turning element counts into workgroup counts.
+    pub fn workgroup_width(self) -> u32 {
+        match self {
+            Kernel::Gemm => 16,
+            Kernel::RowNorms | Kernel::RowSums => 256,
+            _ => 64,
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}

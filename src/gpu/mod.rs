@@ -1,0 +1,13 @@
+//! The GPU engine: one `Gpu` context, the kernels of `shaders/`, and `GpuModel::run`, which
+//! records forward and BPTT over all time steps into one submission.
+
+mod context;
+pub mod gemm;
+pub mod kernels;
+mod model;
+mod recorder;
+mod workspace;
+
+pub use context::{enumerate_adapters, AdapterSummary, Gpu, WorkCounts};
+pub use kernels::{Kernel, Shader};
+pub use model::{GpuModel, GpuOutput, Request};

@@ -1,0 +1,261 @@
+//! Records a whole pass (every time step, forward and backward) as one command buffer: each
+//! dispatch's parameters go into one uniform arena read at a dynamic offset, so recording
+//! needs no buffer writes between dispatches, and the host submits once and waits once.
+
+use super::context::Gpu;
+use super::kernels::{Kernel, Layout};
+use crate::Error;
+use std::collections::HashMap;
+use wgpu::util::DeviceExt;
+
+/// Bytes bound for every kernel's parameter struct (the largest, `GemmParams`, is 64).
+const PARAMS_BINDING_SIZE: u64 = 64;
+
+enum Op {
+    Dispatch {
+        kernel: Kernel,
+        params_offset: u32,
+        buffers: Vec<wgpu::Buffer>,
+        groups: [u32; 3],
+    },
+    Clear(wgpu::Buffer),
+    Copy {
+        source: wgpu::Buffer,
+        source_offset: u64,
+        destination: wgpu::Buffer,
+        destination_offset: u64,
+        bytes: u64,
+    },
+}
+
+/// A part of a buffer to read back after the submission, in f32 words.
+pub struct Read<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub offset: usize,
+    pub len: usize,
+}
+
+pub struct Recorder<'g> {
+    gpu: &'g Gpu,
+    arena: Vec<u8>,
+    ops: Vec<Op>,
+}
+
+impl<'g> Recorder<'g> {
+    pub fn new(gpu: &'g Gpu) -> Self {
+        Recorder {
+            gpu,
+            arena: Vec::new(),
+            ops: Vec::new(),
+        }
+    }
+
+    /// Records `kernel` over `groups` workgroups with `params` and the storage `buffers` in
+    /// the order of its layout's slots.
+    pub fn dispatch<P: bytemuck::Pod>(
+        &mut self,
+        kernel: Kernel,
+        params: &P,
+        buffers: &[&wgpu::Buffer],
+        groups: [u32; 3],
+    ) {
+        let bytes = bytemuck::bytes_of(params);
+        assert!(bytes.len() as u64 <= PARAMS_BINDING_SIZE, "params too large");
+        let storage_slots = kernel.layout().slots().len() - 1;
+        assert_eq!(buffers.len(), storage_slots, "{kernel:?} binds {storage_slots} buffers");
+        let align = self.gpu.limits.min_uniform_buffer_offset_alignment as usize;
+        let params_offset = self.arena.len().next_multiple_of(align);
+        self.arena.resize(params_offset, 0);
+        self.arena.extend_from_slice(bytes);
+        self.ops.push(Op::Dispatch {
+            kernel,
+            params_offset: params_offset as u32,
+            buffers: buffers.iter().map(|&b| b.clone()).collect(),
+            groups,
+        });
+    }
+
+    /// Fills the whole buffer with zeros.
+    pub fn clear(&mut self, buffer: &wgpu::Buffer) {
+        self.ops.push(Op::Clear(buffer.clone()));
+    }
+
+    /// Copies `words` f32 words between buffers, offsets in words.
+    pub fn copy(
+        &mut self,
+        source: &wgpu::Buffer,
+        source_offset: usize,
+        destination: &wgpu::Buffer,
+        destination_offset: usize,
+        words: usize,
+    ) {
+        self.ops.push(Op::Copy {
+            source: source.clone(),
+            source_offset: source_offset as u64 * 4,
+            destination: destination.clone(),
+            destination_offset: destination_offset as u64 * 4,
+            bytes: words as u64 * 4,
+        });
+    }
+
+    /// Submits everything recorded as one command buffer, then reads back `reads` (copied
+    /// into one staging buffer in the same submission) with a single wait.
+    pub fn submit_and_read(mut self, reads: &[Read]) -> Result<Vec<Vec<f32>>, Error> {
+        let gpu = self.gpu;
+        let device = &gpu.device;
+        let oom_scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation_scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+
+        let staging_words: usize = reads.iter().map(|r| r.len).sum();
+        let staging = (staging_words > 0).then(|| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("read-back staging"),
+                size: staging_words as u64 * 4,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        });
+        if let Some(staging) = &staging {
+            let mut at = 0;
+            for read in reads.iter().filter(|r| r.len > 0) {
+                self.copy(read.buffer, read.offset, staging, at, read.len);
+                at += read.len;
+            }
+        }
+
+        self.arena.resize(
+            (self.arena.len() + PARAMS_BINDING_SIZE as usize).max(256),
+            0,
+        );
+        let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("dispatch params"),
+            contents: &self.arena,
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let mut bind_groups: HashMap<(Layout, Vec<wgpu::Buffer>), wgpu::BindGroup> =
+            HashMap::new();
+        let mut encoder =
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        let mut dispatches = 0;
+        let mut ops = self.ops.iter().peekable();
+        while let Some(op) = ops.next() {
+            match op {
+                Op::Dispatch { .. } => {
+                    // One compute pass per run of consecutive dispatches; wgpu inserts the
+                    // barriers between dependent dispatches inside it.
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: None,
+                        timestamp_writes: None,
+                    });
+                    let mut next = Some(op);
+                    while let Some(Op::Dispatch {
+                        kernel,
+                        params_offset,
+                        buffers,
+                        groups,
+                    }) = next
+                    {
+                        let layout = kernel.layout();
+                        let bind_group = bind_groups
+                            .entry((layout, buffers.clone()))
+                            .or_insert_with(|| make_bind_group(gpu, layout, buffers, &params));
+                        pass.set_pipeline(gpu.pipeline(*kernel));
+                        pass.set_bind_group(0, &*bind_group, &[*params_offset]);
+                        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                        dispatches += 1;
+                        next = ops.next_if(|op| matches!(op, Op::Dispatch { .. }));
+                    }
+                }
+                Op::Clear(buffer) => encoder.clear_buffer(buffer, 0, None),
+                Op::Copy {
+                    source,
+                    source_offset,
+                    destination,
+                    destination_offset,
+                    bytes,
+                } => encoder.copy_buffer_to_buffer(
+                    source,
+                    *source_offset,
+                    destination,
+                    *destination_offset,
+                    *bytes,
+                ),
+            }
+        }
+        gpu.queue.submit([encoder.finish()]);
+        gpu.count(dispatches, 1);
+
+        // wgpu-core reports validation and allocation errors synchronously, so the scopes
+        // resolve at once; checking them before mapping turns a bad submission into an error
+        // instead of a wait on work that never ran.
+        let errors: Vec<String> = [
+            pollster::block_on(validation_scope.pop()),
+            pollster::block_on(oom_scope.pop()),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|e| e.to_string())
+        .chain(gpu.take_uncaptured_errors())
+        .collect();
+        if !errors.is_empty() {
+            return Err(Error::Gpu(errors.join("; ")));
+        }
+
+        let mut result = Vec::with_capacity(reads.len());
+        if let Some(staging) = &staging {
+            let (sender, receiver) = std::sync::mpsc::channel();
+            staging.map_async(wgpu::MapMode::Read, .., move |status| {
+                let _ = sender.send(status);
+            });
+            device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+            receiver
+                .recv()
+                .map_err(|_| Error::Gpu("the read-back mapping was dropped".into()))?
+                .map_err(|e| Error::Gpu(format!("mapping the read-back buffer: {e}")))?;
+            let data = staging
+                .get_mapped_range(..)
+                .map_err(|e| Error::Gpu(format!("mapping the read-back buffer: {e}")))?;
+            let words: &[f32] = bytemuck::cast_slice(&data);
+            let mut at = 0;
+            for read in reads {
+                result.push(words[at..at + read.len].to_vec());
+                at += read.len;
+            }
+        }
+        Ok(result)
+    }
+}
+
+fn make_bind_group(
+    gpu: &Gpu,
+    layout: Layout,
+    buffers: &[wgpu::Buffer],
+    params: &wgpu::Buffer,
+) -> wgpu::BindGroup {
+    let mut storage = buffers.iter();
+    let entries: Vec<wgpu::BindGroupEntry> = layout
+        .slots()
+        .iter()
+        .enumerate()
+        .map(|(binding, slot)| wgpu::BindGroupEntry {
+            binding: binding as u32,
+            resource: match slot {
+                super::kernels::Slot::Params => {
+                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: params,
+                        offset: 0,
+                        size: wgpu::BufferSize::new(PARAMS_BINDING_SIZE),
+                    })
+                }
+                _ => storage.next().expect("one buffer per slot").as_entire_binding(),
+            },
+        })
+        .collect();
+    gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: gpu.bind_group_layout(layout),
+        entries: &entries,
+    })
+}

@@ -1,0 +1,159 @@
+//! The `rnn-wgpu` command line: parses arguments and prints; all work is in the library.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use rnn_wgpu::gpu::{enumerate_adapters, Gpu};
+use rnn_wgpu::parity::{random_problem, run_parity, TOLERANCE};
+use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "rnn-wgpu",
+    version,
+    about = "Train and study recurrent networks (RNN, LSTM) on any GPU through wgpu"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every adapter wgpu finds, the limits that matter here, and which one is used.
+    Devices,
+    /// One forward + backward on CPU (f64 reference) and GPU (f32) with the same random
+    /// weights and data; prints the relative error of every tensor.
+    Parity(ParityArgs),
+}
+
+#[derive(clap::Args)]
+struct ParityArgs {
+    /// Recurrent cell: lstm or rnn.
+    #[arg(long, default_value = "lstm")]
+    cell: Cell,
+    /// RNN nonlinearity: tanh, sigmoid or relu (ignored by the LSTM).
+    #[arg(long, default_value = "tanh")]
+    activation: Activation,
+    /// Sequences per batch (B).
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Time steps (T).
+    #[arg(long, default_value_t = 64)]
+    seq_len: usize,
+    /// Features per step (I).
+    #[arg(long, default_value_t = 7)]
+    input: usize,
+    /// Hidden units (H).
+    #[arg(long, default_value_t = 65)]
+    hidden: usize,
+    /// Head outputs (O); classes for cross-entropy.
+    #[arg(long, default_value_t = 3)]
+    output: usize,
+    /// Head on the last step (many-to-one) or on every step (many-to-many): last or all.
+    #[arg(long, default_value = "last")]
+    readout: Readout,
+    /// Loss: mse or ce (softmax cross-entropy).
+    #[arg(long, default_value = "mse")]
+    loss: Loss,
+    /// Seed for weights and data.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Devices => devices(),
+        Command::Parity(args) => parity(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn devices() -> Result<ExitCode> {
+    let adapters = enumerate_adapters();
+    if adapters.is_empty() {
+        // Gpu::new gives the full explanation of how to get an adapter.
+        Gpu::new()?;
+        bail!("wgpu found no adapter");
+    }
+    let chosen = Gpu::new().ok().map(|gpu| gpu.info);
+    for (k, adapter) in adapters.iter().enumerate() {
+        let (info, limits) = (&adapter.info, &adapter.limits);
+        let used = chosen.as_ref().is_some_and(|c| {
+            c.name == info.name && c.backend == info.backend && c.device == info.device
+        });
+        println!(
+            "[{k}] {}{}\n    backend {:?}, type {:?}, driver {} {}\n    max storage binding {}, max buffer {}, workgroup storage {} KiB, max workgroups/dim {}",
+            info.name,
+            if used { "   <- used" } else { "" },
+            info.backend,
+            info.device_type,
+            info.driver,
+            info.driver_info,
+            mib(limits.max_storage_buffer_binding_size),
+            mib(limits.max_buffer_size),
+            limits.max_compute_workgroup_storage_size / 1024,
+            limits.max_compute_workgroups_per_dimension,
+        );
+    }
+    if chosen.is_none() {
+        println!("none of these could be opened as a device");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parity(args: ParityArgs) -> Result<ExitCode> {
+    let config = ModelConfig {
+        cell: args.cell,
+        activation: args.activation,
+        input_size: args.input,
+        hidden_size: args.hidden,
+        output_size: args.output,
+        readout: args.readout,
+        loss: args.loss,
+    };
+    config.validate()?;
+    if args.batch == 0 || args.seq_len == 0 {
+        bail!("--batch and --seq-len must be at least 1");
+    }
+    let gpu = Gpu::new()?;
+    let (params, batch) = random_problem(&config, args.seq_len, args.batch, args.seed);
+    let report = run_parity(&gpu, &config, &params, &batch).context("parity run failed")?;
+    let cell = match config.cell {
+        Cell::Lstm => "lstm".to_string(),
+        Cell::Rnn => format!("rnn ({})", config.activation),
+    };
+    println!("adapter: {}", report.adapter);
+    println!(
+        "{cell}: batch {} seq_len {} input {} hidden {} output {}, readout {}, loss {}, seed {}",
+        args.batch, args.seq_len, args.input, args.hidden, args.output, args.readout, args.loss,
+        args.seed
+    );
+    println!(
+        "{:<16} {:>9} {:>10}   element with the largest |gpu - cpu|",
+        "tensor", "elements", "rel err"
+    );
+    for c in &report.comparisons {
+        let flag = if c.passes(TOLERANCE) { "" } else { "   FAIL" };
+        println!("{c}{flag}");
+    }
+    let failures = report.failures(TOLERANCE);
+    if failures.is_empty() {
+        println!("all {} tensors within ||gpu - cpu|| / ||cpu|| <= {TOLERANCE:e}", report.comparisons.len());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{} of {} tensors exceed {TOLERANCE:e}", failures.len(), report.comparisons.len());
+        Ok(ExitCode::FAILURE)
+    }
+}

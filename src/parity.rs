@@ -1,0 +1,182 @@
+//! CPU-vs-GPU parity: the same random model and batch through the f64 CPU reference and the
+//! f32 GPU engine, every tensor compared by `||gpu - cpu|| / ||cpu||`.
+
+use crate::config::ModelConfig;
+use crate::cpu;
+use crate::data::Batch;
+use crate::gpu::{Gpu, GpuModel, Request};
+use crate::params::Params;
+use crate::Error;
+use ndarray::s;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::fmt;
+
+/// Per-tensor bound on `||gpu - cpu|| / ||cpu||`: f32 arithmetic against an f64 reference,
+/// with sums over up to T * B terms.
+pub const TOLERANCE: f64 = 1e-4;
+
+/// One tensor's agreement, with the element that disagrees most.
+#[derive(Clone, Debug)]
+pub struct Comparison {
+    pub name: String,
+    pub len: usize,
+    /// `||gpu - cpu|| / ||cpu||` (the absolute `||gpu - cpu||` when `||cpu|| = 0`).
+    pub rel_error: f64,
+    pub worst_index: usize,
+    pub worst_gpu: f64,
+    pub worst_cpu: f64,
+}
+
+impl Comparison {
+    pub fn new(name: &str, gpu: &[f32], cpu: &[f64]) -> Comparison {
+        assert_eq!(gpu.len(), cpu.len(), "{name}: GPU and CPU lengths differ");
+        let mut diff_sq = 0.0;
+        let mut ref_sq = 0.0;
+        let (mut worst_index, mut worst_diff) = (0, -1.0);
+        for (k, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
+            let d = (g as f64 - c).abs();
+            // NaN compares false: make sure a NaN is reported as the worst element
+            if d > worst_diff || d.is_nan() && !worst_diff.is_nan() {
+                worst_diff = d;
+                worst_index = k;
+            }
+            diff_sq += d * d;
+            ref_sq += c * c;
+        }
+        let rel_error = if ref_sq > 0.0 {
+            (diff_sq / ref_sq).sqrt()
+        } else {
+            diff_sq.sqrt()
+        };
+        Comparison {
+            name: name.to_string(),
+            len: gpu.len(),
+            rel_error,
+            worst_index,
+            worst_gpu: gpu.get(worst_index).map_or(0.0, |&g| g as f64),
+            worst_cpu: cpu.get(worst_index).copied().unwrap_or(0.0),
+        }
+    }
+
+    pub fn passes(&self, tolerance: f64) -> bool {
+        self.rel_error <= tolerance // false for NaN
+    }
+}
+
+impl fmt::Display for Comparison {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:<16} {:>9} {:>10.3e}   worst [{}]: gpu {:.9e}  cpu {:.9e}",
+            self.name,
+            self.len,
+            self.rel_error,
+            self.worst_index,
+            self.worst_gpu,
+            self.worst_cpu
+        )
+    }
+}
+
+/// The result of one parity run.
+#[derive(Clone, Debug)]
+pub struct ParityReport {
+    pub adapter: String,
+    pub comparisons: Vec<Comparison>,
+}
+
+impl ParityReport {
+    pub fn failures(&self, tolerance: f64) -> Vec<&Comparison> {
+        self.comparisons
+            .iter()
+            .filter(|c| !c.passes(tolerance))
+            .collect()
+    }
+}
+
+/// A random model (PyTorch's default initialisation) and batch from `seed`, in f32 as the GPU
+/// takes them.
+pub fn random_problem(
+    config: &ModelConfig,
+    seq_len: usize,
+    batch: usize,
+    seed: u64,
+) -> (Params<f32>, Batch<f32>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let params = Params::<f32>::init_uniform(config, &mut rng);
+    let data = Batch::<f32>::random(config, seq_len, batch, &mut rng);
+    (params, data)
+}
+
+/// Runs one forward + backward on the GPU (f32) and the CPU reference (f64, on the same
+/// f32-rounded inputs) and compares every tensor.
+pub fn run_parity(
+    gpu: &Gpu,
+    config: &ModelConfig,
+    params: &Params<f32>,
+    batch: &Batch<f32>,
+) -> Result<ParityReport, Error> {
+    let model = GpuModel::new(gpu, *config, params)?;
+    let out = model.run(gpu, batch, Request::everything())?;
+
+    let params64: Params<f64> = params.cast();
+    let batch64: Batch<f64> = batch.cast();
+    let fwd = cpu::forward(config, &params64, &batch64)?;
+    let bwd = cpu::backward(config, &params64, &batch64, &fwd);
+    let seq_len = batch.seq_len();
+
+    let mut comparisons = Vec::new();
+    let mut compare = |name: &str, gpu: Option<&[f32]>, cpu: &[f64]| {
+        let gpu = gpu.unwrap_or_else(|| panic!("{name} was requested from the GPU"));
+        comparisons.push(Comparison::new(name, gpu, cpu));
+    };
+    let flat = |a: &ndarray::ArrayD<f64>| a.iter().copied().collect::<Vec<f64>>();
+    compare("loss", Some(&[out.loss]), &[fwd.loss]);
+    compare(
+        "outputs",
+        out.outputs.as_ref().and_then(|a| a.as_slice()),
+        &flat(&fwd.outputs.clone().into_dyn()),
+    );
+    compare(
+        "h_n",
+        out.h_n.as_ref().and_then(|a| a.as_slice()),
+        &flat(&fwd.hs.slice(s![seq_len, .., ..]).to_owned().into_dyn()),
+    );
+    if let Some(cs) = &fwd.cs {
+        compare(
+            "c_n",
+            out.c_n.as_ref().and_then(|a| a.as_slice()),
+            &flat(&cs.slice(s![seq_len, .., ..]).to_owned().into_dyn()),
+        );
+    }
+    let gpu_grads = out.grads.as_ref().expect("gradients were requested");
+    for ((name, g), (_, c)) in gpu_grads.tensors().into_iter().zip(bwd.grads.tensors()) {
+        compare(&format!("d {name}"), Some(g), c);
+    }
+    compare(
+        "d x",
+        out.dx.as_ref().and_then(|a| a.as_slice()),
+        &flat(&bwd.dx.clone().into_dyn()),
+    );
+    compare(
+        "d h0",
+        out.dh0.as_ref().and_then(|a| a.as_slice()),
+        &flat(&bwd.dh0.clone().into_dyn()),
+    );
+    if let Some(dc0) = &bwd.dc0 {
+        compare(
+            "d c0",
+            out.dc0.as_ref().and_then(|a| a.as_slice()),
+            &flat(&dc0.clone().into_dyn()),
+        );
+    }
+    compare("|dE/dh_t|", out.grad_norm_h.as_deref(), &bwd.grad_norm_h);
+    if let Some(norms) = &bwd.grad_norm_c {
+        compare("|dE/dc_t|", out.grad_norm_c.as_deref(), norms);
+    }
+    Ok(ParityReport {
+        adapter: gpu.adapter_name(),
+        comparisons,
+    })
+}

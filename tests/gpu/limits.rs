@@ -1,0 +1,31 @@
+//! Sizes beyond the adapter's limits are refused with an error naming the tensor and the
+//! limit, before anything runs.
+
+use super::gpu;
+use rnn_wgpu::gpu::GpuModel;
+use rnn_wgpu::{Activation, Cell, Error, Loss, ModelConfig, Params, Readout};
+
+#[test]
+fn a_weight_larger_than_one_binding_is_refused_with_the_limit_named() {
+    let limit = gpu().limits.max_storage_buffer_binding_size;
+    // weight_hh_l0 of an LSTM holds 4 H^2 f32 words: pick H just past the binding limit.
+    let hidden = ((limit as f64 / 16.0).sqrt() as usize) + 1;
+    let config = ModelConfig {
+        cell: Cell::Lstm,
+        activation: Activation::Tanh,
+        input_size: 1,
+        hidden_size: hidden,
+        output_size: 1,
+        readout: Readout::Last,
+        loss: Loss::Mse,
+    };
+    let params = Params::<f32>::zeros(&config);
+    let err = match GpuModel::new(gpu(), config, &params) {
+        Ok(_) => panic!("H = {hidden} should exceed a {limit}-byte binding"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, Error::Limit { .. }), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("weight_hh_l0"), "{message}");
+    assert!(message.contains("max_storage_buffer_binding_size"), "{message}");
+}

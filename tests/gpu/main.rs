@@ -1,0 +1,32 @@
+//! Every GPU test, as modules of one test binary. They need a real adapter (CI installs Mesa's
+//! software Vulkan driver, lavapipe): without one they fail with the instructions, never skip.
+
+mod determinism;
+mod gemm;
+mod limits;
+mod parity;
+mod work_counts;
+
+use rnn_wgpu::gpu::Gpu;
+use std::sync::OnceLock;
+
+/// The one context shared by every test in this binary.
+pub fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let gpu = Gpu::new().unwrap_or_else(|e| {
+            panic!("GPU tests need an adapter and must not be skipped: {e}")
+        });
+        eprintln!("GPU tests run on: {}", gpu.adapter_name());
+        gpu
+    })
+}
+
+/// Seeds are fixed so failures reproduce; set RNN_WGPU_TEST_SEED to draw other data.
+pub fn seed(case: u64) -> u64 {
+    let base: u64 = std::env::var("RNN_WGPU_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    base.wrapping_mul(1_000_003).wrapping_add(case)
+}

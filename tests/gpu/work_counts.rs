@@ -1,0 +1,39 @@
+//! The engine's promise: one submission per forward + BPTT, no host wait inside it, and a
+//! fixed number of dispatches per time step (2 forward: recurrent GEMM + cell; 2 backward:
+//! recurrent GEMM + cell), counted by the instrumented context.
+
+use super::seed;
+use rnn_wgpu::gpu::{Gpu, GpuModel, Request};
+use rnn_wgpu::parity::random_problem;
+use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
+
+#[test]
+fn forward_and_bptt_take_one_submission_and_four_dispatches_per_step() {
+    let config = ModelConfig {
+        cell: Cell::Lstm,
+        activation: Activation::Tanh,
+        input_size: 3,
+        hidden_size: 17,
+        output_size: 2,
+        readout: Readout::Last,
+        loss: Loss::Mse,
+    };
+    // A context of its own: the shared one counts the work of tests running beside this one.
+    let gpu = Gpu::new().expect("GPU tests need an adapter");
+    let gpu = &gpu;
+    let mut per_run = Vec::new();
+    for seq_len in [5, 15] {
+        let (params, batch) = random_problem(&config, seq_len, 3, seed(77));
+        let model = GpuModel::new(gpu, config, &params).unwrap();
+        let before = gpu.work_counts();
+        model.run(gpu, &batch, Request::everything()).unwrap();
+        let after = gpu.work_counts();
+        assert_eq!(after.submissions - before.submissions, 1, "T={seq_len}");
+        per_run.push(after.dispatches - before.dispatches);
+    }
+    assert_eq!(
+        per_run[1] - per_run[0],
+        4 * 10,
+        "dispatches for T=5 and T=15: {per_run:?}; expected 4 more per extra step"
+    );
+}
