@@ -1,0 +1,72 @@
+//! The linear head `y = W_out h + b_out` and the losses on its outputs.
+
+use super::row_major_dot;
+use crate::Float;
+use ndarray::{Array1, Array2, ArrayRef1, ArrayRef2, Axis};
+
+/// The head on the scored hidden states.
+///
+/// head_weight [O, H], head_bias [O], hidden [rows, H] (h_T, or every h_t time-major).
+/// Returns outputs [rows, O]; backward needs only `hidden`, which the caller keeps.
+pub fn readout_forward<F: Float>(
+    head_weight: &ArrayRef2<F>,
+    head_bias: &ArrayRef1<F>,
+    hidden: &ArrayRef2<F>,
+) -> Array2<F> {
+    row_major_dot(hidden, &head_weight.t()) + head_bias
+}
+
+/// The head's backward pass.
+///
+/// head_weight [O, H], hidden [rows, H] as given to `readout_forward`, doutputs [rows, O].
+/// Returns (dhead_weight [O, H], dhead_bias [O], dhidden [rows, H]).
+pub fn readout_backward<F: Float>(
+    head_weight: &ArrayRef2<F>,
+    hidden: &ArrayRef2<F>,
+    doutputs: &ArrayRef2<F>,
+) -> (Array2<F>, Array1<F>, Array2<F>) {
+    let dhead_weight = row_major_dot(&doutputs.t(), hidden);
+    let dhead_bias = doutputs.sum_axis(Axis(0));
+    let dhidden = row_major_dot(doutputs, head_weight);
+    (dhead_weight, dhead_bias, dhidden)
+}
+
+/// Mean squared error over all `rows * O` entries (`nn.MSELoss()`).
+///
+/// outputs and targets [rows, O]. Returns (loss, doutputs [rows, O]).
+pub fn mse_loss<F: Float>(outputs: &ArrayRef2<F>, targets: &ArrayRef2<F>) -> (F, Array2<F>) {
+    let count = F::from_usize(outputs.len()).expect("element count fits the float type");
+    let diff = outputs - targets;
+    let loss = diff.iter().fold(F::zero(), |sum, &d| sum + d * d) / count;
+    let two = F::from_f64(2.0).unwrap();
+    let doutputs = diff.mapv(|d| two * d / count);
+    (loss, doutputs)
+}
+
+/// Softmax cross-entropy against class indices, mean over rows (`nn.CrossEntropyLoss()`).
+///
+/// logits [rows, O], classes [rows] in 0..O. Returns (loss, dlogits [rows, O]) with
+/// dlogits = (softmax - one_hot) / rows. Each row subtracts its maximum before exponentiating,
+/// so large logits cannot overflow.
+pub fn cross_entropy_loss<F: Float>(logits: &ArrayRef2<F>, classes: &[u32]) -> (F, Array2<F>) {
+    let rows = F::from_usize(logits.nrows()).expect("row count fits the float type");
+    let mut dlogits = Array2::zeros(logits.raw_dim());
+    let mut loss = F::zero();
+    for ((row, mut drow), &class) in logits
+        .rows()
+        .into_iter()
+        .zip(dlogits.rows_mut())
+        .zip(classes)
+    {
+        let max = row.iter().fold(F::neg_infinity(), |m, &v| m.max(v));
+        let exp_sum = row.iter().fold(F::zero(), |sum, &v| sum + (v - max).exp());
+        let log_exp_sum = exp_sum.ln();
+        // -log softmax(z)_class = log sum exp(z - max) - (z_class - max)
+        loss = loss + log_exp_sum - (row[class as usize] - max);
+        for (d, &v) in drow.iter_mut().zip(row) {
+            *d = (v - max).exp() / exp_sum / rows;
+        }
+        drow[class as usize] = drow[class as usize] - F::one() / rows;
+    }
+    (loss / rows, dlogits)
+}

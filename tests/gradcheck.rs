@@ -1,0 +1,874 @@
+//! The CPU reference's gradients against central finite differences of its own loss (f64), its
+//! per-step gradient norms against finite differences of an independent scalar recurrence,
+//! and one case worked by hand. No GPU involved.
+
+use ndarray::{Array1, Array2, Array3};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rnn_wgpu::cpu::{backward, forward, Backward, Forward};
+use rnn_wgpu::{Activation, Batch, Cell, Error, Loss, ModelConfig, Params, Readout, Targets};
+
+/// Central-difference step. Truncation error grows as eps^2, rounding error as 1e-16 / eps;
+/// 1e-5 keeps both far below the tolerance even for the sigmoid RNN's vanishing (~1e-4)
+/// gradients, where 1e-6 came within a factor 2 of it.
+const EPS: f64 = 1e-5;
+/// Largest accepted ||numeric - analytic|| / ||analytic|| per tensor.
+const TOLERANCE: f64 = 1e-6;
+
+/// One model and data set to check.
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    cell: Cell,
+    activation: Activation,
+    readout: Readout,
+    loss: Loss,
+    seq_len: usize,
+    batch: usize,
+    input: usize,
+    hidden: usize,
+    output: usize,
+    seed: u64,
+}
+
+impl Case {
+    fn config(&self) -> ModelConfig {
+        ModelConfig {
+            cell: self.cell,
+            activation: self.activation,
+            input_size: self.input,
+            hidden_size: self.hidden,
+            output_size: self.output,
+            readout: self.readout,
+            loss: self.loss,
+        }
+    }
+
+    /// Fresh random parameters and data. The parameters are doubled from PyTorch's init so the
+    /// gradients, and the nonlinearities' curvature, are not trivially small.
+    fn setup(&self) -> (ModelConfig, Params<f64>, Batch<f64>) {
+        let config = self.config();
+        let mut rng = StdRng::seed_from_u64(self.seed);
+        let mut params = Params::<f64>::init_uniform(&config, &mut rng);
+        params.for_each_mut(|_, values| values.iter_mut().for_each(|v| *v *= 2.0));
+        let batch = Batch::random(&config, self.seq_len, self.batch, &mut rng);
+        (config, params, batch)
+    }
+}
+
+/// Every readout/loss combination for one cell, with awkward, varying sizes and its own seeds.
+fn cases(cell: Cell, activation: Activation, seed: u64) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for (index, (readout, loss)) in [
+        (Readout::Last, Loss::Mse),
+        (Readout::Last, Loss::CrossEntropy),
+        (Readout::All, Loss::Mse),
+        (Readout::All, Loss::CrossEntropy),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        cases.push(Case {
+            cell,
+            activation,
+            readout,
+            loss,
+            seq_len: 4,
+            batch: 2 + index % 2,
+            input: 2 + (index / 2) % 2,
+            hidden: 3,
+            output: 3 - index % 2,
+            seed: seed + index as u64,
+        });
+    }
+    cases
+}
+
+/// The tensors the loss is differentiated against: every parameter, h0, c0 (LSTM) and x.
+fn tensor_names(config: &ModelConfig) -> Vec<&'static str> {
+    let mut names = rnn_wgpu::params::PARAM_NAMES.to_vec();
+    names.push("h0");
+    if config.cell == Cell::Lstm {
+        names.push("c0");
+    }
+    names.push("x");
+    names
+}
+
+/// The named tensor's values, flat, for perturbing.
+fn tensor_mut<'a>(
+    name: &str,
+    params: &'a mut Params<f64>,
+    batch: &'a mut Batch<f64>,
+) -> &'a mut [f64] {
+    let array = match name {
+        "weight_ih_l0" => params.weight_ih.as_slice_mut(),
+        "weight_hh_l0" => params.weight_hh.as_slice_mut(),
+        "bias_ih_l0" => params.bias_ih.as_slice_mut(),
+        "bias_hh_l0" => params.bias_hh.as_slice_mut(),
+        "head.weight" => params.head_weight.as_slice_mut(),
+        "head.bias" => params.head_bias.as_slice_mut(),
+        "h0" => batch
+            .h0
+            .as_mut()
+            .expect("random batches have h0")
+            .as_slice_mut(),
+        "c0" => batch
+            .c0
+            .as_mut()
+            .expect("random LSTM batches have c0")
+            .as_slice_mut(),
+        "x" => batch.x.as_slice_mut(),
+        _ => panic!("unknown tensor {name}"),
+    };
+    array.expect("test tensors are contiguous")
+}
+
+/// backward()'s gradient for the named tensor, flat.
+fn analytic<'a>(name: &str, grads: &'a Backward<f64>) -> &'a [f64] {
+    let array = match name {
+        "h0" => grads.dh0.as_slice(),
+        "c0" => grads.dc0.as_ref().expect("an LSTM has dc0").as_slice(),
+        "x" => grads.dx.as_slice(),
+        _ => {
+            return grads
+                .grads
+                .tensors()
+                .into_iter()
+                .find(|(param, _)| *param == name)
+                .unwrap_or_else(|| panic!("unknown tensor {name}"))
+                .1
+        }
+    };
+    array.expect("gradients are contiguous")
+}
+
+/// dLoss/d(every entry of the named tensor) by central differences through `forward`.
+fn numeric(config: &ModelConfig, params: &Params<f64>, batch: &Batch<f64>, name: &str) -> Vec<f64> {
+    let (mut params, mut batch) = (params.clone(), batch.clone());
+    let len = tensor_mut(name, &mut params, &mut batch).len();
+    (0..len)
+        .map(|k| {
+            let original = tensor_mut(name, &mut params, &mut batch)[k];
+            let mut loss_at = |value: f64| {
+                tensor_mut(name, &mut params, &mut batch)[k] = value;
+                forward(config, &params, &batch).unwrap().loss
+            };
+            let (plus, minus) = (loss_at(original + EPS), loss_at(original - EPS));
+            tensor_mut(name, &mut params, &mut batch)[k] = original;
+            (plus - minus) / (2.0 * EPS)
+        })
+        .collect()
+}
+
+fn norm(values: impl IntoIterator<Item = f64>) -> f64 {
+    values.into_iter().map(|v| v * v).sum::<f64>().sqrt()
+}
+
+/// ||numeric - analytic|| / ||analytic||, or an error naming the tensor, the worst element and
+/// both values there.
+fn compare(what: &str, numeric: &[f64], analytic: &[f64]) -> Result<f64, String> {
+    assert_eq!(numeric.len(), analytic.len(), "{what}: length");
+    let diff = norm(numeric.iter().zip(analytic).map(|(n, a)| n - a));
+    let scale = norm(analytic.iter().copied());
+    // A gradient that is exactly zero must be matched absolutely.
+    let rel = if scale > 0.0 { diff / scale } else { diff };
+    if rel < TOLERANCE {
+        return Ok(rel);
+    }
+    let (worst, _) = numeric
+        .iter()
+        .zip(analytic)
+        .map(|(n, a)| (n - a).abs())
+        .enumerate()
+        .fold(
+            (0, -1.0),
+            |best, (k, d)| if d > best.1 { (k, d) } else { best },
+        );
+    Err(format!(
+        "{what}: rel error {rel:.3e} (||analytic|| = {scale:.3e}); worst element {worst}: \
+         numeric {:.12e}, analytic {:.12e}",
+        numeric[worst], analytic[worst]
+    ))
+}
+
+/// Every tensor of every case against finite differences; reports all failures at once.
+fn check_gradients(cases: &[Case]) {
+    let mut failures = Vec::new();
+    for case in cases {
+        let (config, params, batch) = case.setup();
+        let fwd = forward(&config, &params, &batch).unwrap();
+        let grads = backward(&config, &params, &batch, &fwd);
+        for name in tensor_names(&config) {
+            let what = format!(
+                "{} {} readout={} loss={} {name}",
+                case.cell, case.activation, case.readout, case.loss
+            );
+            let numeric = numeric(&config, &params, &batch, name);
+            match compare(&what, &numeric, analytic(name, &grads)) {
+                Ok(rel) => eprintln!("{what}: rel error {rel:.2e}"),
+                Err(message) => failures.push(message),
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "gradient check failed:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn rnn_tanh_gradients() {
+    check_gradients(&cases(Cell::Rnn, Activation::Tanh, 100));
+}
+
+#[test]
+fn rnn_sigmoid_gradients() {
+    check_gradients(&cases(Cell::Rnn, Activation::Sigmoid, 200));
+}
+
+#[test]
+fn rnn_relu_gradients() {
+    check_gradients(&cases(Cell::Rnn, Activation::Relu, 300));
+}
+
+#[test]
+fn lstm_gradients() {
+    // The activation is ignored by the LSTM.
+    check_gradients(&cases(Cell::Lstm, Activation::Tanh, 400));
+}
+
+/// An additive nudge of one state entry right after step `step` (1..=T) computes it.
+#[derive(Clone, Copy)]
+struct Nudge {
+    /// Nudge c_t (before h_t = o tanh(c_t) reads it) instead of h_t.
+    cell_state: bool,
+    step: usize,
+    row: usize,
+    unit: usize,
+    delta: f64,
+}
+
+fn sigmoid(v: f64) -> f64 {
+    1.0 / (1.0 + (-v).exp())
+}
+
+/// The loss from a scalar re-implementation of the model, sharing no code with the library,
+/// with an optional nudge of one h_t or c_t entry.
+fn reference_loss(
+    config: &ModelConfig,
+    params: &Params<f64>,
+    batch: &Batch<f64>,
+    nudge: Option<Nudge>,
+) -> f64 {
+    let (seq_len, batch_size, input) = batch.x.dim();
+    let hidden = config.hidden_size;
+    let gate_rows = config.cell.gates() * hidden;
+    let zeros = Array2::zeros((batch_size, hidden));
+    let mut h = batch.h0.clone().unwrap_or_else(|| zeros.clone());
+    let mut c = batch.c0.clone().unwrap_or_else(|| zeros.clone());
+    let nudged = |cell_state: bool, step: usize, row: usize, unit: usize| match nudge {
+        Some(n) if (n.cell_state, n.step, n.row, n.unit) == (cell_state, step, row, unit) => {
+            n.delta
+        }
+        _ => 0.0,
+    };
+    // The hidden states the head reads, time-major.
+    let mut scored: Vec<Vec<f64>> = Vec::new();
+    for step in 1..=seq_len {
+        let (mut h_next, mut c_next) = (zeros.clone(), zeros.clone());
+        for row in 0..batch_size {
+            let pre: Vec<f64> = (0..gate_rows)
+                .map(|r| {
+                    let mut sum = params.bias_ih[r] + params.bias_hh[r];
+                    for i in 0..input {
+                        sum += params.weight_ih[[r, i]] * batch.x[[step - 1, row, i]];
+                    }
+                    for k in 0..hidden {
+                        sum += params.weight_hh[[r, k]] * h[[row, k]];
+                    }
+                    sum
+                })
+                .collect();
+            for unit in 0..hidden {
+                let new_h = match config.cell {
+                    Cell::Rnn => match config.activation {
+                        Activation::Tanh => pre[unit].tanh(),
+                        Activation::Sigmoid => sigmoid(pre[unit]),
+                        Activation::Relu => pre[unit].max(0.0),
+                    },
+                    Cell::Lstm => {
+                        let input_gate = sigmoid(pre[unit]);
+                        let forget_gate = sigmoid(pre[hidden + unit]);
+                        let cell_gate = pre[2 * hidden + unit].tanh();
+                        let output_gate = sigmoid(pre[3 * hidden + unit]);
+                        let new_c = forget_gate * c[[row, unit]]
+                            + input_gate * cell_gate
+                            + nudged(true, step, row, unit);
+                        c_next[[row, unit]] = new_c;
+                        output_gate * new_c.tanh()
+                    }
+                };
+                h_next[[row, unit]] = new_h + nudged(false, step, row, unit);
+            }
+        }
+        h = h_next;
+        c = c_next;
+        if config.readout == Readout::All || step == seq_len {
+            scored.extend(h.rows().into_iter().map(|r| r.to_vec()));
+        }
+    }
+    let outputs: Vec<Vec<f64>> = scored
+        .iter()
+        .map(|state| {
+            (0..config.output_size)
+                .map(|o| {
+                    params.head_bias[o]
+                        + (0..hidden)
+                            .map(|k| params.head_weight[[o, k]] * state[k])
+                            .sum::<f64>()
+                })
+                .collect()
+        })
+        .collect();
+    let rows = outputs.len() as f64;
+    match &batch.targets {
+        Targets::Values(targets) => {
+            let squares: f64 = outputs
+                .iter()
+                .enumerate()
+                .flat_map(|(r, y)| y.iter().enumerate().map(move |(o, v)| (r, o, v)))
+                .map(|(r, o, v)| (v - targets[[r, o]]).powi(2))
+                .sum();
+            squares / (rows * config.output_size as f64)
+        }
+        Targets::Classes(classes) => {
+            let total: f64 = outputs
+                .iter()
+                .zip(classes)
+                .map(|(y, &class)| {
+                    let max = y.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let log_sum = y.iter().map(|v| (v - max).exp()).sum::<f64>().ln() + max;
+                    log_sum - y[class as usize]
+                })
+                .sum();
+            total / rows
+        }
+    }
+}
+
+/// ||dE/d(state at step)|| by central differences of `reference_loss`.
+fn numeric_state_norm(
+    config: &ModelConfig,
+    params: &Params<f64>,
+    batch: &Batch<f64>,
+    cell_state: bool,
+    step: usize,
+) -> f64 {
+    let mut squares = 0.0;
+    for row in 0..batch.batch_size() {
+        for unit in 0..config.hidden_size {
+            let loss_at = |delta| {
+                let nudge = Nudge {
+                    cell_state,
+                    step,
+                    row,
+                    unit,
+                    delta,
+                };
+                reference_loss(config, params, batch, Some(nudge))
+            };
+            let derivative = (loss_at(EPS) - loss_at(-EPS)) / (2.0 * EPS);
+            squares += derivative * derivative;
+        }
+    }
+    squares.sqrt()
+}
+
+/// grad_norm_h[t-1] (and grad_norm_c[t-1]) against the norm of the loss's finite-difference
+/// gradient w.r.t. an additive nudge of h_t (c_t) in an independent implementation, for every
+/// t. Also checks forward's loss against that implementation.
+#[test]
+fn gradient_norm_profiles() {
+    let base = Case {
+        cell: Cell::Rnn,
+        activation: Activation::Tanh,
+        readout: Readout::All,
+        loss: Loss::Mse,
+        seq_len: 6,
+        batch: 3,
+        input: 2,
+        hidden: 3,
+        output: 2,
+        seed: 500,
+    };
+    let cases = [
+        base,
+        Case {
+            activation: Activation::Sigmoid,
+            readout: Readout::Last,
+            loss: Loss::CrossEntropy,
+            seed: 501,
+            ..base
+        },
+        Case {
+            activation: Activation::Relu,
+            loss: Loss::CrossEntropy,
+            seed: 502,
+            ..base
+        },
+        Case {
+            cell: Cell::Lstm,
+            readout: Readout::Last,
+            seed: 503,
+            ..base
+        },
+        Case {
+            cell: Cell::Lstm,
+            loss: Loss::CrossEntropy,
+            output: 3,
+            seed: 504,
+            ..base
+        },
+    ];
+    let mut failures = Vec::new();
+    for case in cases {
+        let (config, params, batch) = case.setup();
+        let fwd = forward(&config, &params, &batch).unwrap();
+        let grads = backward(&config, &params, &batch, &fwd);
+        let label = format!(
+            "{} {} readout={} loss={}",
+            case.cell, case.activation, case.readout, case.loss
+        );
+        let reference = reference_loss(&config, &params, &batch, None);
+        assert!(
+            (reference - fwd.loss).abs() <= 1e-12 * reference.abs().max(1.0),
+            "{label}: forward loss {} but the scalar reference gives {reference}",
+            fwd.loss
+        );
+        let mut profiles = vec![("h", false, grads.grad_norm_h.clone())];
+        if let Some(norms) = &grads.grad_norm_c {
+            profiles.push(("c", true, norms.clone()));
+        }
+        assert_eq!(
+            grads.grad_norm_c.is_some(),
+            case.cell == Cell::Lstm,
+            "{label}: grad_norm_c"
+        );
+        for (state, cell_state, norms) in profiles {
+            assert_eq!(
+                norms.len(),
+                case.seq_len,
+                "{label}: grad_norm_{state} length"
+            );
+            for step in 1..=case.seq_len {
+                let numeric = numeric_state_norm(&config, &params, &batch, cell_state, step);
+                let analytic = norms[step - 1];
+                let what = format!("{label} ||dE/d{state}_{step}||");
+                match compare(&what, &[numeric], &[analytic]) {
+                    Ok(rel) => eprintln!("{what} = {analytic:.6e}: rel error {rel:.2e}"),
+                    Err(message) => failures.push(message),
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "norm profile check failed:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// A 1x1 RNN (I = H = O = 1), tanh, MSE, Readout::Last, T = 2, worked by hand:
+///
+/// w_ih = 0.5, w_hh = -1, b_ih = 0.1, b_hh = -0.1, w_out = 2, b_out = 0.5,
+/// h0 = 0.2, x = (1, -0.4), target 0.3.
+///
+/// Forward:
+///   a1 = 0.5 * 1 + 0.1 - 1 * 0.2 - 0.1 = 0.3,            h1 = tanh(0.3) = 0.29131261245159085
+///   a2 = 0.5 * -0.4 + 0.1 - 1 * h1 - 0.1 = -0.49131261245159086, h2 = tanh(a2) = -0.45525761532691805
+///   y = 2 * h2 + 0.5 = -0.4105152306538361
+///   L = (y - 0.3)^2 = 0.5048318929910738
+/// Backward:
+///   dy = 2 (y - 0.3) = -1.421030461307672          -> d b_out = dy, d w_out = dy * h2 = 0.6469349391218411
+///   dh2 = dy * w_out = -2.842060922615344
+///   da2 = dh2 (1 - h2^2) = -2.2530168073027954
+///   dh1 = da2 * w_hh = 2.2530168073027954
+///   da1 = dh1 (1 - h1^2) = 2.0618189559794122
+///   d w_ih = da2 * x2 + da1 * x1 = 2.9630256789005305
+///   d w_hh = da2 * h1 + da1 * h0 = -0.24396842083683729
+///   d b_ih = d b_hh = da1 + da2 = -0.19119785132338318
+///   dh0 = da1 * w_hh = -2.0618189559794122
+///   dx = (da1 * w_ih, da2 * w_ih) = (1.0309094779897061, -1.1265084036513977)
+///   grad norms: ||dE/dh1|| = |dh1| = 2.2530168073027954, ||dE/dh2|| = |dh2| = 2.842060922615344
+#[test]
+fn one_unit_rnn_by_hand() {
+    let config = ModelConfig {
+        cell: Cell::Rnn,
+        activation: Activation::Tanh,
+        input_size: 1,
+        hidden_size: 1,
+        output_size: 1,
+        readout: Readout::Last,
+        loss: Loss::Mse,
+    };
+    let params = Params {
+        weight_ih: Array2::from_elem((1, 1), 0.5),
+        weight_hh: Array2::from_elem((1, 1), -1.0),
+        bias_ih: Array1::from_elem(1, 0.1),
+        bias_hh: Array1::from_elem(1, -0.1),
+        head_weight: Array2::from_elem((1, 1), 2.0),
+        head_bias: Array1::from_elem(1, 0.5),
+    };
+    let batch = Batch {
+        x: Array3::from_shape_vec((2, 1, 1), vec![1.0, -0.4]).unwrap(),
+        h0: Some(Array2::from_elem((1, 1), 0.2)),
+        c0: None,
+        targets: Targets::Values(Array2::from_elem((1, 1), 0.3)),
+    };
+    let fwd = forward(&config, &params, &batch).unwrap();
+    let grads = backward(&config, &params, &batch, &fwd);
+    let close = |what: &str, got: f64, expected: f64| {
+        assert!(
+            (got - expected).abs() < 1e-12,
+            "{what}: got {got}, expected {expected}"
+        );
+    };
+    close("h1", fwd.hs[[1, 0, 0]], 0.29131261245159085);
+    close("h2", fwd.hs[[2, 0, 0]], -0.45525761532691805);
+    close(
+        "gates (RNN: h2)",
+        fwd.gates[[1, 0, 0]],
+        -0.45525761532691805,
+    );
+    close("y", fwd.outputs[[0, 0]], -0.4105152306538361);
+    close("loss", fwd.loss, 0.5048318929910738);
+    close("d head.bias", grads.grads.head_bias[0], -1.421030461307672);
+    close(
+        "d head.weight",
+        grads.grads.head_weight[[0, 0]],
+        0.6469349391218411,
+    );
+    close(
+        "d weight_ih",
+        grads.grads.weight_ih[[0, 0]],
+        2.9630256789005305,
+    );
+    close(
+        "d weight_hh",
+        grads.grads.weight_hh[[0, 0]],
+        -0.24396842083683729,
+    );
+    close("d bias_ih", grads.grads.bias_ih[0], -0.19119785132338318);
+    close("d bias_hh", grads.grads.bias_hh[0], -0.19119785132338318);
+    close("dh0", grads.dh0[[0, 0]], -2.0618189559794122);
+    close("dx1", grads.dx[[0, 0, 0]], 1.0309094779897061);
+    close("dx2", grads.dx[[1, 0, 0]], -1.1265084036513977);
+    assert_eq!(grads.grad_norm_h.len(), 2);
+    close("||dE/dh1||", grads.grad_norm_h[0], 2.2530168073027954);
+    close("||dE/dh2||", grads.grad_norm_h[1], 2.842060922615344);
+    assert!(fwd.cs.is_none() && grads.dc0.is_none() && grads.grad_norm_c.is_none());
+}
+
+/// An absent h0/c0 means zeros, in the loss and in the gradients.
+#[test]
+fn absent_initial_state_is_zero() {
+    for (cell, seed) in [(Cell::Rnn, 600), (Cell::Lstm, 601)] {
+        let case = Case {
+            cell,
+            activation: Activation::Tanh,
+            readout: Readout::All,
+            loss: Loss::Mse,
+            seq_len: 3,
+            batch: 2,
+            input: 2,
+            hidden: 3,
+            output: 2,
+            seed,
+        };
+        let (config, params, mut zeros) = case.setup();
+        zeros.h0 = Some(Array2::zeros((2, 3)));
+        zeros.c0 = (cell == Cell::Lstm).then(|| Array2::zeros((2, 3)));
+        let absent = Batch {
+            h0: None,
+            c0: None,
+            ..zeros.clone()
+        };
+        let run = |batch: &Batch<f64>| {
+            let fwd = forward(&config, &params, batch).unwrap();
+            let grads = backward(&config, &params, batch, &fwd);
+            (fwd.loss, grads.grads, grads.dh0, grads.dc0)
+        };
+        assert_eq!(run(&absent), run(&zeros), "{cell}");
+    }
+}
+
+/// f32 runs the same code; it agrees with f64 to f32 precision.
+#[test]
+fn f32_matches_f64() {
+    for (cell, seed) in [(Cell::Rnn, 700), (Cell::Lstm, 701)] {
+        let case = Case {
+            cell,
+            activation: Activation::Tanh,
+            readout: Readout::All,
+            loss: Loss::CrossEntropy,
+            seq_len: 5,
+            batch: 3,
+            input: 2,
+            hidden: 4,
+            output: 3,
+            seed,
+        };
+        let (config, params, batch) = case.setup();
+        let fwd = forward(&config, &params, &batch).unwrap();
+        let grads = backward(&config, &params, &batch, &fwd);
+        let params32 = params.cast::<f32>();
+        let batch32 = Batch {
+            x: batch.x.mapv(|v| v as f32),
+            h0: batch.h0.as_ref().map(|a| a.mapv(|v| v as f32)),
+            c0: batch.c0.as_ref().map(|a| a.mapv(|v| v as f32)),
+            targets: match &batch.targets {
+                Targets::Classes(classes) => Targets::Classes(classes.clone()),
+                Targets::Values(values) => Targets::Values(values.mapv(|v| v as f32)),
+            },
+        };
+        let fwd32 = forward(&config, &params32, &batch32).unwrap();
+        let grads32 = backward(&config, &params32, &batch32, &fwd32);
+        assert!((fwd32.loss as f64 - fwd.loss).abs() < 1e-5 * fwd.loss.abs().max(1.0));
+        let widened = grads32.grads.cast::<f64>();
+        for ((name, g64), (_, g32)) in grads.grads.tensors().into_iter().zip(widened.tensors()) {
+            compare_loosely(&format!("{cell} {name}"), g32, g64);
+        }
+        for (t, (&n32, &n64)) in grads32
+            .grad_norm_h
+            .iter()
+            .zip(&grads.grad_norm_h)
+            .enumerate()
+        {
+            assert!(
+                (n32 as f64 - n64).abs() <= 1e-4 * n64.max(1e-3),
+                "{cell} grad_norm_h[{t}]: f32 {n32}, f64 {n64}"
+            );
+        }
+    }
+}
+
+fn compare_loosely(what: &str, got: &[f64], expected: &[f64]) {
+    let diff = norm(got.iter().zip(expected).map(|(g, e)| g - e));
+    let scale = norm(expected.iter().copied());
+    assert!(
+        diff <= 1e-4 * scale.max(1e-6),
+        "{what}: rel error {:.3e}",
+        diff / scale
+    );
+}
+
+/// forward() refuses mis-shaped tensors with an Error::Shape naming the tensor.
+#[test]
+fn forward_rejects_wrong_shapes() {
+    let case = Case {
+        cell: Cell::Lstm,
+        activation: Activation::Tanh,
+        readout: Readout::Last,
+        loss: Loss::Mse,
+        seq_len: 3,
+        batch: 2,
+        input: 2,
+        hidden: 3,
+        output: 2,
+        seed: 800,
+    };
+    let (config, params, batch) = case.setup();
+    let expect_shape_error =
+        |result: Result<Forward<f64>, Error>, name: &str, got: &[usize]| match result {
+            Err(Error::Shape {
+                what, got: actual, ..
+            }) => assert_eq!((what.as_str(), actual.as_slice()), (name, got)),
+            Err(other) => panic!("{name}: expected Error::Shape, got {other}"),
+            Ok(_) => panic!("{name}: a wrong shape was accepted"),
+        };
+
+    let mut wrong = params.clone();
+    wrong.weight_hh = Array2::zeros((12, 4));
+    expect_shape_error(forward(&config, &wrong, &batch), "weight_hh_l0", &[12, 4]);
+
+    let mut wrong = params.clone();
+    wrong.head_bias = Array1::zeros(3);
+    expect_shape_error(forward(&config, &wrong, &batch), "head.bias", &[3]);
+
+    let wrong = Batch {
+        x: Array3::zeros((3, 2, 5)),
+        ..batch.clone()
+    };
+    expect_shape_error(forward(&config, &params, &wrong), "x", &[3, 2, 5]);
+
+    let wrong = Batch {
+        c0: Some(Array2::zeros((2, 4))),
+        ..batch.clone()
+    };
+    expect_shape_error(forward(&config, &params, &wrong), "c0", &[2, 4]);
+}
+
+/// Size-1 dimensions (one input feature, one hidden unit, one output) are where `dot` may
+/// return column-major results; every result must stay row-major and every gradient right.
+#[test]
+fn size_one_dimensions() {
+    let mut cases = Vec::new();
+    for (index, (cell, input, hidden, output)) in [
+        (Cell::Rnn, 1, 3, 1),
+        (Cell::Rnn, 2, 1, 3),
+        (Cell::Lstm, 1, 3, 2),
+        (Cell::Lstm, 3, 1, 1),
+        (Cell::Lstm, 1, 1, 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for (offset, readout, loss) in [
+            (0, Readout::All, Loss::Mse),
+            (10, Readout::Last, Loss::CrossEntropy),
+        ] {
+            cases.push(Case {
+                cell,
+                activation: Activation::Tanh,
+                readout,
+                loss,
+                seq_len: 3,
+                batch: 2,
+                input,
+                hidden,
+                output,
+                seed: 900 + offset + index as u64,
+            });
+        }
+    }
+    for case in &cases {
+        let (config, params, batch) = case.setup();
+        let fwd = forward(&config, &params, &batch).unwrap();
+        let grads = backward(&config, &params, &batch, &fwd);
+        let what = format!("{case:?}");
+        assert!(fwd.hs.is_standard_layout(), "{what}: hs");
+        assert!(fwd.gates.is_standard_layout(), "{what}: gates");
+        assert!(fwd.outputs.is_standard_layout(), "{what}: outputs");
+        assert!(grads.dx.is_standard_layout(), "{what}: dx");
+        assert!(grads.dh0.is_standard_layout(), "{what}: dh0");
+        // Params::tensors panics unless every gradient is contiguous row-major.
+        let _ = grads.grads.tensors();
+    }
+    check_gradients(&cases);
+}
+
+/// Every state forward() keeps, against the definitions step by step: hs[0] = h0, cs[0] = c0,
+/// gates = the activated i, f, g, o (RNN: h_t), c_t = f c_{t-1} + i g, h_t = o tanh(c_t)
+/// (RNN: act(pre)), outputs = W_out h + b_out on the scored rows, time-major.
+#[test]
+fn forward_states_match_definitions() {
+    for (index, (cell, activation, readout)) in [
+        (Cell::Rnn, Activation::Tanh, Readout::All),
+        (Cell::Rnn, Activation::Sigmoid, Readout::Last),
+        (Cell::Rnn, Activation::Relu, Readout::All),
+        (Cell::Lstm, Activation::Tanh, Readout::All),
+        (Cell::Lstm, Activation::Tanh, Readout::Last),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let case = Case {
+            cell,
+            activation,
+            readout,
+            loss: Loss::Mse,
+            seq_len: 4,
+            batch: 3,
+            input: 2,
+            hidden: 3,
+            output: 2,
+            seed: 1000 + index as u64,
+        };
+        let (config, p, batch) = case.setup();
+        let fwd = forward(&config, &p, &batch).unwrap();
+        let (seq_len, batch_size, hidden) = (4, 3, 3);
+        let close = |what: String, got: f64, expected: f64| {
+            assert!(
+                (got - expected).abs() <= 1e-13,
+                "{cell} {activation} {readout}: {what}: got {got}, expected {expected}"
+            );
+        };
+        let h0 = batch.h0.as_ref().unwrap();
+        for (k, v) in h0.iter().enumerate() {
+            close(
+                format!("hs[0] entry {k}"),
+                fwd.hs[[0, k / hidden, k % hidden]],
+                *v,
+            );
+        }
+        if let (Some(c0), Some(cs)) = (&batch.c0, &fwd.cs) {
+            for (k, v) in c0.iter().enumerate() {
+                close(
+                    format!("cs[0] entry {k}"),
+                    cs[[0, k / hidden, k % hidden]],
+                    *v,
+                );
+            }
+        }
+        for t in 1..=seq_len {
+            for b in 0..batch_size {
+                let pre = |r: usize| {
+                    let mut sum = p.bias_ih[r] + p.bias_hh[r];
+                    for i in 0..config.input_size {
+                        sum += p.weight_ih[[r, i]] * batch.x[[t - 1, b, i]];
+                    }
+                    for k in 0..hidden {
+                        sum += p.weight_hh[[r, k]] * fwd.hs[[t - 1, b, k]];
+                    }
+                    sum
+                };
+                for j in 0..hidden {
+                    let at = |name: &str| format!("{name} t={t} b={b} j={j}");
+                    match cell {
+                        Cell::Rnn => {
+                            let h = match activation {
+                                Activation::Tanh => pre(j).tanh(),
+                                Activation::Sigmoid => sigmoid(pre(j)),
+                                Activation::Relu => pre(j).max(0.0),
+                            };
+                            close(at("h"), fwd.hs[[t, b, j]], h);
+                            close(at("gates (RNN: h)"), fwd.gates[[t - 1, b, j]], h);
+                        }
+                        Cell::Lstm => {
+                            let cs = fwd.cs.as_ref().unwrap();
+                            let i = sigmoid(pre(j));
+                            let f = sigmoid(pre(hidden + j));
+                            let g = pre(2 * hidden + j).tanh();
+                            let o = sigmoid(pre(3 * hidden + j));
+                            for (name, offset, value) in
+                                [("i", 0, i), ("f", 1, f), ("g", 2, g), ("o", 3, o)]
+                            {
+                                close(at(name), fwd.gates[[t - 1, b, offset * hidden + j]], value);
+                            }
+                            let c = f * cs[[t - 1, b, j]] + i * g;
+                            close(at("c"), cs[[t, b, j]], c);
+                            close(at("h"), fwd.hs[[t, b, j]], o * c.tanh());
+                        }
+                    }
+                }
+                let row = match readout {
+                    Readout::Last if t < seq_len => continue,
+                    Readout::Last => b,
+                    Readout::All => (t - 1) * batch_size + b,
+                };
+                for o in 0..config.output_size {
+                    let y = p.head_bias[o]
+                        + (0..hidden)
+                            .map(|k| p.head_weight[[o, k]] * fwd.hs[[t, b, k]])
+                            .sum::<f64>();
+                    close(
+                        format!("output row {row} col {o}"),
+                        fwd.outputs[[row, o]],
+                        y,
+                    );
+                }
+            }
+        }
+    }
+}
