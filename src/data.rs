@@ -54,9 +54,9 @@ impl<F: Float> Batch<F> {
             .then(|| Array2::from_shape_vec((batch, h), uniform(&[batch, h], 0.5)).unwrap());
         let rows = config.scored_rows(seq_len, batch);
         let targets = match config.loss {
-            Loss::Mse => {
-                Targets::Values(Array2::from_shape_vec((rows, o), uniform(&[rows, o], 1.0)).unwrap())
-            }
+            Loss::Mse => Targets::Values(
+                Array2::from_shape_vec((rows, o), uniform(&[rows, o], 1.0)).unwrap(),
+            ),
             Loss::CrossEntropy => {
                 Targets::Classes((0..rows).map(|_| rng.random_range(0..o as u32)).collect())
             }
@@ -86,7 +86,9 @@ impl<F: Float> Batch<F> {
         match (&self.c0, config.cell) {
             (Some(c0), Cell::Lstm) => check_shape("c0", c0.shape(), &state)?,
             (Some(_), Cell::Rnn) => {
-                return Err(Error::Config("c0 given, but an RNN has no cell state".into()))
+                return Err(Error::Config(
+                    "c0 given, but an RNN has no cell state".into(),
+                ))
             }
             _ => {}
         }
@@ -97,8 +99,10 @@ impl<F: Float> Batch<F> {
             }
             (Targets::Classes(c), Loss::CrossEntropy) => {
                 check_shape("targets", &[c.len()], &[rows])?;
-                if let Some((row, &class)) =
-                    c.iter().enumerate().find(|(_, &k)| k as usize >= config.output_size)
+                if let Some((row, &class)) = c
+                    .iter()
+                    .enumerate()
+                    .find(|(_, &k)| k as usize >= config.output_size)
                 {
                     return Err(Error::Value(format!(
                         "target class {class} at row {row} is out of range 0..{}",

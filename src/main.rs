@@ -137,7 +137,13 @@ fn parity(args: ParityArgs) -> Result<ExitCode> {
     println!("adapter: {}", report.adapter);
     println!(
         "{cell}: batch {} seq_len {} input {} hidden {} output {}, readout {}, loss {}, seed {}",
-        args.batch, args.seq_len, args.input, args.hidden, args.output, args.readout, args.loss,
+        args.batch,
+        args.seq_len,
+        args.input,
+        args.hidden,
+        args.output,
+        args.readout,
+        args.loss,
         args.seed
     );
     println!(
@@ -150,10 +156,17 @@ fn parity(args: ParityArgs) -> Result<ExitCode> {
     }
     let failures = report.failures(TOLERANCE);
     if failures.is_empty() {
-        println!("all {} tensors within ||gpu - cpu|| / ||cpu|| <= {TOLERANCE:e}", report.comparisons.len());
+        println!(
+            "all {} tensors within ||gpu - cpu|| / ||cpu|| <= {TOLERANCE:e}",
+            report.comparisons.len()
+        );
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("{} of {} tensors exceed {TOLERANCE:e}", failures.len(), report.comparisons.len());
+        println!(
+            "{} of {} tensors exceed {TOLERANCE:e}",
+            failures.len(),
+            report.comparisons.len()
+        );
         Ok(ExitCode::FAILURE)
     }
 }

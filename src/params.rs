@@ -100,9 +100,8 @@ impl<F: Float> Params<F> {
     /// Checks every shape against `config`, naming the first tensor that disagrees.
     pub fn check(&self, config: &ModelConfig) -> Result<(), Error> {
         let (gh, h, i, o) = dims(config);
-        let expect2 = |name: &str, a: ArrayView2<F>, rows, cols| {
-            check_shape(name, a.shape(), &[rows, cols])
-        };
+        let expect2 =
+            |name: &str, a: ArrayView2<F>, rows, cols| check_shape(name, a.shape(), &[rows, cols]);
         expect2(PARAM_NAMES[0], self.weight_ih.view(), gh, i)?;
         expect2(PARAM_NAMES[1], self.weight_hh.view(), gh, h)?;
         check_shape(PARAM_NAMES[2], self.bias_ih.shape(), &[gh])?;

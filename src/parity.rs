@@ -69,12 +69,7 @@ impl fmt::Display for Comparison {
         write!(
             f,
             "{:<16} {:>9} {:>10.3e}   worst [{}]: gpu {:.9e}  cpu {:.9e}",
-            self.name,
-            self.len,
-            self.rel_error,
-            self.worst_index,
-            self.worst_gpu,
-            self.worst_cpu
+            self.name, self.len, self.rel_error, self.worst_index, self.worst_gpu, self.worst_cpu
         )
     }
 }

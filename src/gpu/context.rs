@@ -68,7 +68,11 @@ async fn choose_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter, Erro
             .ok_or_else(|| {
                 Error::Config(format!(
                     "WGPU_ADAPTER_NAME='{wanted}' matches no adapter; found: {}",
-                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
                 ))
             });
     }
@@ -182,7 +186,10 @@ impl Gpu {
         // Zero-length bindings are invalid; a 4-word floor also keeps dummies valid.
         let bytes = (words.max(4) * 4) as u64;
         for (limit, limit_name) in [
-            (self.limits.max_storage_buffer_binding_size, "max_storage_buffer_binding_size"),
+            (
+                self.limits.max_storage_buffer_binding_size,
+                "max_storage_buffer_binding_size",
+            ),
             (self.limits.max_buffer_size, "max_buffer_size"),
         ] {
             if bytes > limit {

@@ -136,8 +136,16 @@ pub fn matmul(
     bias: Option<&[f32]>,
     add_to: Option<ArrayView2<f32>>,
 ) -> Result<Array2<f32>, Error> {
-    let (m, k) = if trans_a { (a.ncols(), a.nrows()) } else { a.dim() };
-    let (kb, n) = if trans_b { (b.ncols(), b.nrows()) } else { b.dim() };
+    let (m, k) = if trans_a {
+        (a.ncols(), a.nrows())
+    } else {
+        a.dim()
+    };
+    let (kb, n) = if trans_b {
+        (b.ncols(), b.nrows())
+    } else {
+        b.dim()
+    };
     if k != kb {
         return Err(Error::Shape {
             what: "matmul operand B".into(),
@@ -147,7 +155,8 @@ pub fn matmul(
     }
     let upload = |what: &str, data: &[f32]| -> Result<wgpu::Buffer, Error> {
         let buffer = gpu.storage_buffer(what, data.len())?;
-        gpu.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(data));
+        gpu.queue
+            .write_buffer(&buffer, 0, bytemuck::cast_slice(data));
         Ok(buffer)
     };
     let a_std = a.as_standard_layout();

@@ -186,10 +186,7 @@ impl GpuModel {
         batch.check(config)?;
         let (seq_len, batch_size) = (batch.seq_len(), batch.batch_size());
         let mut slot = self.workspace.lock().unwrap();
-        if !slot
-            .as_ref()
-            .is_some_and(|ws| ws.fits(seq_len, batch_size))
-        {
+        if !slot.as_ref().is_some_and(|ws| ws.fits(seq_len, batch_size)) {
             *slot = None; // free the old buffers before allocating new ones
             *slot = Some(Workspace::new(gpu, config, seq_len, batch_size)?);
         }
@@ -591,7 +588,11 @@ impl GpuModel {
         want(&mut reads, inputs, whole(&ws.dh0, b * h));
         want(&mut reads, inputs && lstm, whole(&ws.dc_carry, b * h));
         let norms = backward && request.grad_norms;
-        want(&mut reads, norms, whole(&ws.norms, if lstm { 2 * t } else { t }));
+        want(
+            &mut reads,
+            norms,
+            whole(&ws.norms, if lstm { 2 * t } else { t }),
+        );
 
         let mut data = recorder.submit_and_read(&reads)?.into_iter();
         let mut next = |yes: bool| if yes { data.next() } else { None };

@@ -60,9 +60,16 @@ impl<'g> Recorder<'g> {
         groups: [u32; 3],
     ) {
         let bytes = bytemuck::bytes_of(params);
-        assert!(bytes.len() as u64 <= PARAMS_BINDING_SIZE, "params too large");
+        assert!(
+            bytes.len() as u64 <= PARAMS_BINDING_SIZE,
+            "params too large"
+        );
         let storage_slots = kernel.layout().slots().len() - 1;
-        assert_eq!(buffers.len(), storage_slots, "{kernel:?} binds {storage_slots} buffers");
+        assert_eq!(
+            buffers.len(),
+            storage_slots,
+            "{kernel:?} binds {storage_slots} buffers"
+        );
         let align = self.gpu.limits.min_uniform_buffer_offset_alignment as usize;
         let params_offset = self.arena.len().next_multiple_of(align);
         self.arena.resize(params_offset, 0);
@@ -132,8 +139,10 @@ impl<'g> Recorder<'g> {
             contents: &self.arena,
             usage: wgpu::BufferUsages::UNIFORM,
         });
-        let mut bind_groups: HashMap<(Layout, Vec<wgpu::Buffer>), wgpu::BindGroup> =
-            HashMap::new();
+        // wgpu::Buffer hashes by its immutable id; the interior mutability clippy sees is the
+        // mapping state, which the key never looks at.
+        #[allow(clippy::mutable_key_type)]
+        let mut bind_groups: HashMap<(Layout, Vec<wgpu::Buffer>), wgpu::BindGroup> = HashMap::new();
         let mut encoder =
             device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         let mut dispatches = 0;
@@ -249,7 +258,10 @@ fn make_bind_group(
                         size: wgpu::BufferSize::new(PARAMS_BINDING_SIZE),
                     })
                 }
-                _ => storage.next().expect("one buffer per slot").as_entire_binding(),
+                _ => storage
+                    .next()
+                    .expect("one buffer per slot")
+                    .as_entire_binding(),
             },
         })
         .collect();

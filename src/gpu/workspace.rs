@@ -47,7 +47,12 @@ pub(crate) struct Workspace {
 }
 
 impl Workspace {
-    pub fn new(gpu: &Gpu, config: &ModelConfig, seq_len: usize, batch: usize) -> Result<Self, Error> {
+    pub fn new(
+        gpu: &Gpu,
+        config: &ModelConfig,
+        seq_len: usize,
+        batch: usize,
+    ) -> Result<Self, Error> {
         let (t, b, h, i, o) = (
             seq_len,
             batch,
@@ -103,7 +108,11 @@ impl Workspace {
         match &batch.targets {
             Targets::Values(y) => {
                 let y = y.as_standard_layout();
-                queue.write_buffer(&self.targets, 0, bytemuck::cast_slice(y.as_slice().unwrap()))
+                queue.write_buffer(
+                    &self.targets,
+                    0,
+                    bytemuck::cast_slice(y.as_slice().unwrap()),
+                )
             }
             Targets::Classes(c) => queue.write_buffer(&self.targets, 0, bytemuck::cast_slice(c)),
         }

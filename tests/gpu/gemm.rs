@@ -36,9 +36,18 @@ fn gemm_matches_ndarray_at_awkward_sizes() {
         for trans_a in [false, true] {
             for trans_b in [false, true] {
                 for (with_bias, accumulate) in [(false, false), (true, false), (true, true)] {
-                    let a = if trans_a { random(k, m, &mut rng) } else { random(m, k, &mut rng) };
-                    let b = if trans_b { random(n, k, &mut rng) } else { random(k, n, &mut rng) };
-                    let bias: Array1<f32> = Array1::from_shape_fn(n, |_| rng.random_range(-1.0..1.0));
+                    let a = if trans_a {
+                        random(k, m, &mut rng)
+                    } else {
+                        random(m, k, &mut rng)
+                    };
+                    let b = if trans_b {
+                        random(n, k, &mut rng)
+                    } else {
+                        random(k, n, &mut rng)
+                    };
+                    let bias: Array1<f32> =
+                        Array1::from_shape_fn(n, |_| rng.random_range(-1.0..1.0));
                     let c0 = random(m, n, &mut rng);
                     let got = matmul(
                         gpu(),
@@ -63,7 +72,8 @@ fn gemm_matches_ndarray_at_awkward_sizes() {
                     let diff = (&to64(&got) - &want).mapv(|d| d * d).sum().sqrt();
                     let norm = want.mapv(|d| d * d).sum().sqrt();
                     let rel = diff / norm;
-                    if !(rel <= TOLERANCE) {
+                    // written so that a NaN fails too
+                    if rel.is_nan() || rel > TOLERANCE {
                         let (worst, _) = (&to64(&got) - &want)
                             .indexed_iter()
                             .map(|(ix, d)| (ix, d.abs()))
@@ -78,5 +88,9 @@ fn gemm_matches_ndarray_at_awkward_sizes() {
             }
         }
     }
-    assert!(failures.is_empty(), "||gpu - cpu|| / ||cpu|| > {TOLERANCE:e}:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "||gpu - cpu|| / ||cpu|| > {TOLERANCE:e}:\n{}",
+        failures.join("\n")
+    );
 }

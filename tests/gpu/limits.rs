@@ -27,5 +27,8 @@ fn a_weight_larger_than_one_binding_is_refused_with_the_limit_named() {
     assert!(matches!(err, Error::Limit { .. }), "{err}");
     let message = err.to_string();
     assert!(message.contains("weight_hh_l0"), "{message}");
-    assert!(message.contains("max_storage_buffer_binding_size"), "{message}");
+    assert!(
+        message.contains("max_storage_buffer_binding_size"),
+        "{message}"
+    );
 }

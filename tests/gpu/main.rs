@@ -14,9 +14,8 @@ use std::sync::OnceLock;
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
-        let gpu = Gpu::new().unwrap_or_else(|e| {
-            panic!("GPU tests need an adapter and must not be skipped: {e}")
-        });
+        let gpu = Gpu::new()
+            .unwrap_or_else(|e| panic!("GPU tests need an adapter and must not be skipped: {e}"));
         eprintln!("GPU tests run on: {}", gpu.adapter_name());
         gpu
     })

@@ -55,10 +55,18 @@ fn check(cases: &[Case], first_seed: u64) {
         let (params, batch) = random_problem(&config, c.seq_len, c.batch, seed);
         let label = format!(
             "{:?}/{:?} B={} T={} I={} H={} O={} readout={} loss={} seed={seed}",
-            c.cell, c.activation, c.batch, c.seq_len, c.input, c.hidden, c.output, c.readout, c.loss
+            c.cell,
+            c.activation,
+            c.batch,
+            c.seq_len,
+            c.input,
+            c.hidden,
+            c.output,
+            c.readout,
+            c.loss
         );
-        let report = run_parity(gpu(), &config, &params, &batch)
-            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        let report =
+            run_parity(gpu(), &config, &params, &batch).unwrap_or_else(|e| panic!("{label}: {e}"));
         let failures = report.failures(TOLERANCE);
         if !failures.is_empty() {
             let lines: Vec<String> = failures.iter().map(|c| format!("    {c}")).collect();
@@ -77,10 +85,22 @@ fn rnn_tanh_matches_cpu() {
     use Activation::Tanh;
     check(
         &[
-            case(Cell::Rnn, Tanh, (5, 2, 7, 3, 2), Readout::All, Loss::CrossEntropy),
+            case(
+                Cell::Rnn,
+                Tanh,
+                (5, 2, 7, 3, 2),
+                Readout::All,
+                Loss::CrossEntropy,
+            ),
             case(Cell::Rnn, Tanh, (5, 513, 1, 3, 2), Readout::Last, Loss::Mse),
             case(Cell::Rnn, Tanh, (5, 33, 7, 65, 3), Readout::All, Loss::Mse),
-            case(Cell::Rnn, Tanh, (1, 1, 1, 1, 1), Readout::Last, Loss::CrossEntropy),
+            case(
+                Cell::Rnn,
+                Tanh,
+                (1, 1, 1, 1, 1),
+                Readout::Last,
+                Loss::CrossEntropy,
+            ),
         ],
         100,
     );
@@ -91,9 +111,27 @@ fn rnn_sigmoid_matches_cpu() {
     use Activation::Sigmoid;
     check(
         &[
-            case(Cell::Rnn, Sigmoid, (5, 33, 1, 17, 3), Readout::All, Loss::Mse),
-            case(Cell::Rnn, Sigmoid, (1, 1, 7, 257, 1), Readout::Last, Loss::Mse),
-            case(Cell::Rnn, Sigmoid, (1, 2, 1, 3, 4), Readout::Last, Loss::CrossEntropy),
+            case(
+                Cell::Rnn,
+                Sigmoid,
+                (5, 33, 1, 17, 3),
+                Readout::All,
+                Loss::Mse,
+            ),
+            case(
+                Cell::Rnn,
+                Sigmoid,
+                (1, 1, 7, 257, 1),
+                Readout::Last,
+                Loss::Mse,
+            ),
+            case(
+                Cell::Rnn,
+                Sigmoid,
+                (1, 2, 1, 3, 4),
+                Readout::Last,
+                Loss::CrossEntropy,
+            ),
         ],
         200,
     );
@@ -104,8 +142,20 @@ fn rnn_relu_matches_cpu() {
     use Activation::Relu;
     check(
         &[
-            case(Cell::Rnn, Relu, (1, 33, 7, 65, 4), Readout::Last, Loss::CrossEntropy),
-            case(Cell::Rnn, Relu, (5, 2, 1, 1, 2), Readout::All, Loss::CrossEntropy),
+            case(
+                Cell::Rnn,
+                Relu,
+                (1, 33, 7, 65, 4),
+                Readout::Last,
+                Loss::CrossEntropy,
+            ),
+            case(
+                Cell::Rnn,
+                Relu,
+                (5, 2, 1, 1, 2),
+                Readout::All,
+                Loss::CrossEntropy,
+            ),
             case(Cell::Rnn, Relu, (5, 33, 7, 17, 1), Readout::All, Loss::Mse),
         ],
         300,
@@ -118,9 +168,21 @@ fn lstm_matches_cpu() {
     check(
         &[
             case(Cell::Lstm, tanh, (1, 1, 1, 1, 1), Readout::Last, Loss::Mse),
-            case(Cell::Lstm, tanh, (5, 33, 7, 257, 3), Readout::All, Loss::CrossEntropy),
+            case(
+                Cell::Lstm,
+                tanh,
+                (5, 33, 7, 257, 3),
+                Readout::All,
+                Loss::CrossEntropy,
+            ),
             case(Cell::Lstm, tanh, (1, 2, 1, 65, 5), Readout::All, Loss::Mse),
-            case(Cell::Lstm, tanh, (3, 17, 3, 3, 2), Readout::Last, Loss::CrossEntropy),
+            case(
+                Cell::Lstm,
+                tanh,
+                (3, 17, 3, 3, 2),
+                Readout::Last,
+                Loss::CrossEntropy,
+            ),
             case(Cell::Lstm, tanh, (5, 2, 7, 17, 1), Readout::Last, Loss::Mse),
         ],
         400,
@@ -146,8 +208,20 @@ fn rnn_large_batch_tile_edges_match_cpu() {
     // B * H and T * B straddle the 64-wide GEMM tiles and the 64-invocation step workgroups.
     check(
         &[
-            case(Cell::Rnn, Activation::Tanh, (65, 3, 7, 65, 3), Readout::All, Loss::Mse),
-            case(Cell::Lstm, Activation::Tanh, (67, 3, 65, 17, 3), Readout::Last, Loss::Mse),
+            case(
+                Cell::Rnn,
+                Activation::Tanh,
+                (65, 3, 7, 65, 3),
+                Readout::All,
+                Loss::Mse,
+            ),
+            case(
+                Cell::Lstm,
+                Activation::Tanh,
+                (67, 3, 65, 17, 3),
+                Readout::Last,
+                Loss::Mse,
+            ),
         ],
         600,
     );
