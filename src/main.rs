@@ -87,7 +87,8 @@ fn devices() -> Result<ExitCode> {
         Gpu::new()?;
         bail!("wgpu found no adapter");
     }
-    let chosen = Gpu::new().ok().map(|gpu| gpu.info);
+    let opened = Gpu::new();
+    let chosen = opened.as_ref().ok().map(|gpu| gpu.info.clone());
     for (k, adapter) in adapters.iter().enumerate() {
         let (info, limits) = (&adapter.info, &adapter.limits);
         let used = chosen.as_ref().is_some_and(|c| {
@@ -107,10 +108,13 @@ fn devices() -> Result<ExitCode> {
             limits.max_compute_workgroups_per_dimension,
         );
     }
-    if chosen.is_none() {
-        println!("none of these could be opened as a device");
+    match opened {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("error: no adapter could be opened: {e}");
+            Ok(ExitCode::FAILURE)
+        }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn parity(args: ParityArgs) -> Result<ExitCode> {
