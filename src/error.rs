@@ -29,6 +29,8 @@ pub enum Error {
         limit_name: &'static str,
         adapter: String,
     },
+    #[error("{0}")]
+    Io(String),
     #[error("GPU error: {0}")]
     Gpu(String),
 }

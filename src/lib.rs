@@ -10,9 +10,13 @@ pub mod config;
 pub mod cpu;
 pub mod data;
 mod error;
+pub mod fsio;
 pub mod gpu;
 pub mod params;
 pub mod parity;
+pub mod plot;
+pub mod study;
+pub mod tasks;
 
 pub use config::{Activation, Cell, Loss, ModelConfig, Readout};
 pub use data::{Batch, Targets};

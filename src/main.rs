@@ -25,6 +25,35 @@ enum Command {
     /// One forward + backward on CPU (f64 reference) and GPU (f32) with the same random
     /// weights and data; prints the relative error of every tensor.
     Parity(ParityArgs),
+    /// The vanishing-gradient study: ||dE/dh_t|| against steps back from the loss for a sigmoid
+    /// RNN, a tanh RNN and an LSTM on the same adding-problem batch; writes an SVG and a CSV.
+    Vanishing(VanishingArgs),
+}
+
+#[derive(clap::Args)]
+struct VanishingArgs {
+    /// Time steps (T) of the adding problem.
+    #[arg(long, default_value_t = 100)]
+    seq_len: usize,
+    /// Hidden units of every model.
+    #[arg(long, default_value_t = 64)]
+    hidden: usize,
+    /// Sequences in the batch.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Rescale W_hh of every model to this largest singular value (above 1/gamma the RNN's
+    /// gradients may explode instead). Default: PyTorch's initialisation as it comes.
+    #[arg(long)]
+    scale: Option<f64>,
+    /// Seed for weights and data.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where to write the plot.
+    #[arg(long, default_value = "vanishing.svg")]
+    svg: std::path::PathBuf,
+    /// Where to write the numbers, one row per time step.
+    #[arg(long, default_value = "vanishing.csv")]
+    csv: std::path::PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -66,6 +95,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Devices => devices(),
         Command::Parity(args) => parity(args),
+        Command::Vanishing(args) => vanishing(args),
     };
     match result {
         Ok(code) => code,
@@ -173,4 +203,65 @@ fn parity(args: ParityArgs) -> Result<ExitCode> {
         );
         Ok(ExitCode::FAILURE)
     }
+}
+
+fn vanishing(args: VanishingArgs) -> Result<ExitCode> {
+    use rnn_wgpu::plot::{log_line_chart, Series};
+    use rnn_wgpu::study::{format_csv, format_table, run_vanishing, VanishingOptions};
+    let gpu = Gpu::new()?;
+    let options = VanishingOptions {
+        seq_len: args.seq_len,
+        hidden: args.hidden,
+        batch: args.batch,
+        seed: args.seed,
+        scale: args.scale,
+    };
+    let profiles = run_vanishing(&gpu, &options)?;
+    println!("adapter: {}", gpu.adapter_name());
+    println!(
+        "adding problem, T = {}, batch {}, hidden {}, W_hh {}; ||dE/dh|| (and ||dE/dc||) by steps back from the loss:",
+        args.seq_len,
+        args.batch,
+        args.hidden,
+        args.scale
+            .map_or("as initialised (PyTorch default)".to_string(), |s| format!("rescaled to sigma_max = {s}"))
+    );
+    print!("{}", format_table(&profiles));
+    println!(
+        "per-step factor: geometric mean of ||dE/dh_(t-1)|| / ||dE/dh_t||. A vanilla RNN whose \
+         sigma_max(W_hh) is below the bound (1/max act') must vanish."
+    );
+    let colors = ["#d62728", "#1f77b4", "#2ca02c"];
+    let mut series = Vec::new();
+    for (p, color) in profiles.iter().zip(colors) {
+        let back = |norms: &[f32]| norms.iter().rev().map(|&v| v as f64).collect::<Vec<f64>>();
+        series.push(Series {
+            label: format!("{} |dE/dh|", p.label),
+            values: back(&p.grad_norm_h),
+            color,
+            dashed: false,
+        });
+        if let Some(c) = &p.grad_norm_c {
+            series.push(Series {
+                label: format!("{} |dE/dc|", p.label),
+                values: back(c),
+                color,
+                dashed: true,
+            });
+        }
+    }
+    let title = format!(
+        "Gradient norm vs steps back from the loss (adding, T={}, H={})",
+        args.seq_len, args.hidden
+    );
+    let svg = log_line_chart(
+        &title,
+        "steps back from the loss",
+        "gradient norm (log scale)",
+        &series,
+    );
+    rnn_wgpu::fsio::write_atomic(&args.svg, svg.as_bytes())?;
+    rnn_wgpu::fsio::write_atomic(&args.csv, format_csv(&profiles).as_bytes())?;
+    println!("wrote {} and {}", args.svg.display(), args.csv.display());
+    Ok(ExitCode::SUCCESS)
 }

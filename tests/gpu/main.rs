@@ -5,6 +5,7 @@ mod determinism;
 mod gemm;
 mod limits;
 mod parity;
+mod study;
 mod work_counts;
 
 use rnn_wgpu::gpu::Gpu;

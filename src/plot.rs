@@ -1,0 +1,154 @@
+//! A small SVG line chart with a logarithmic y axis, for gradient-norm profiles. Written by
+//! hand: SVG is plain text, and a plotting crate would need a font backend to lay out labels.
+
+use std::fmt::Write;
+
+/// One line: `values[x]` for x = 0, 1, ...; non-positive or non-finite values break the line
+/// (a norm that underflowed to zero has no place on a log axis).
+pub struct Series {
+    pub label: String,
+    pub values: Vec<f64>,
+    pub color: &'static str,
+    pub dashed: bool,
+}
+
+const WIDTH: f64 = 860.0;
+const HEIGHT: f64 = 520.0;
+const LEFT: f64 = 80.0;
+const RIGHT: f64 = 200.0;
+const TOP: f64 = 50.0;
+const BOTTOM: f64 = 60.0;
+
+pub fn log_line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
+    let usable = |v: f64| v.is_finite() && v > 0.0;
+    let logs: Vec<f64> = series
+        .iter()
+        .flat_map(|s| {
+            s.values
+                .iter()
+                .copied()
+                .filter(|&v| usable(v))
+                .map(f64::log10)
+        })
+        .collect();
+    let (mut lo, mut hi) = logs
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    if logs.is_empty() {
+        (lo, hi) = (-1.0, 1.0);
+    }
+    let (lo, hi) = (lo.floor(), hi.ceil().max(lo.floor() + 1.0));
+    let x_max = series
+        .iter()
+        .map(|s| s.values.len())
+        .max()
+        .unwrap_or(1)
+        .max(2)
+        - 1;
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let plot_h = HEIGHT - TOP - BOTTOM;
+    let px = |x: f64| LEFT + x / x_max as f64 * plot_w;
+    let py = |log: f64| TOP + (hi - log) / (hi - lo) * plot_h;
+
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="13">"#
+    );
+    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="28" text-anchor="middle" font-size="15">{}</text>"#,
+        LEFT + plot_w / 2.0,
+        escape(title)
+    );
+    // decade grid lines, labelled 1e-k; thinned so at most ~12 labels show
+    let decades = (hi - lo) as i64;
+    let every = (decades / 12 + 1).max(1);
+    for d in (lo as i64..=hi as i64).filter(|d| (d - lo as i64) % every == 0) {
+        let y = py(d as f64);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">1e{d}</text>"##,
+            LEFT + plot_w,
+            LEFT - 6.0,
+            y + 4.0
+        );
+    }
+    for k in 0..=5 {
+        let x = (x_max as f64 * k as f64 / 5.0).round();
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{0:.1}" x2="{0:.1}" y1="{1}" y2="{2}" stroke="#ddd"/><text x="{0:.1}" y="{3}" text-anchor="middle">{4}</text>"##,
+            px(x),
+            TOP,
+            TOP + plot_h,
+            TOP + plot_h + 18.0,
+            x
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r#"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="black"/>"#
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+        LEFT + plot_w / 2.0,
+        HEIGHT - 15.0,
+        escape(x_label)
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text transform="translate(20,{}) rotate(-90)" text-anchor="middle">{}</text>"#,
+        TOP + plot_h / 2.0,
+        escape(y_label)
+    );
+    for (k, s) in series.iter().enumerate() {
+        let dash = if s.dashed {
+            r#" stroke-dasharray="6,4""#
+        } else {
+            ""
+        };
+        // split into runs of usable points
+        let mut runs: Vec<Vec<String>> = vec![Vec::new()];
+        for (x, &v) in s.values.iter().enumerate() {
+            if usable(v) {
+                runs.last_mut()
+                    .unwrap()
+                    .push(format!("{:.1},{:.1}", px(x as f64), py(v.log10())));
+            } else if !runs.last().unwrap().is_empty() {
+                runs.push(Vec::new());
+            }
+        }
+        for run in runs.iter().filter(|r| !r.is_empty()) {
+            let _ = writeln!(
+                svg,
+                r#"<polyline fill="none" stroke="{}" stroke-width="2"{dash} points="{}"/>"#,
+                s.color,
+                run.join(" ")
+            );
+        }
+        let ly = TOP + 10.0 + 22.0 * k as f64;
+        let lx = LEFT + plot_w + 15.0;
+        let _ = writeln!(
+            svg,
+            r#"<line x1="{lx}" x2="{}" y1="{ly}" y2="{ly}" stroke="{}" stroke-width="2"{dash}/><text x="{}" y="{}">{}</text>"#,
+            lx + 30.0,
+            s.color,
+            lx + 36.0,
+            ly + 4.0,
+            escape(&s.label)
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}

@@ -1,0 +1,238 @@
+//! The vanishing-gradient study: the same adding-problem batch through a sigmoid RNN, a tanh
+//! RNN and an LSTM, and how `||dE/dh_t||` falls (or grows) with the number of steps back from
+//! the loss. For a vanilla RNN, `dh_{t-1} = W_hh^T (act'(pre_t) * dh_t)`, so each step back
+//! multiplies the norm by at most `sigma_max(W_hh) * gamma` with `gamma = max act'` (1/4 for
+//! sigmoid, 1 for tanh): below `sigma_max = 1/gamma` the gradient must vanish geometrically
+//! (Pascanu et al., 2013). The LSTM's cell path `dc_{t-1} = f_t * dc_t` has no such product.
+
+use crate::config::{Activation, Cell, ModelConfig};
+use crate::gpu::{Gpu, GpuModel, Request};
+use crate::params::Params;
+use crate::tasks::{Adding, Task};
+use crate::Error;
+use ndarray::{Array1, Array2, ArrayView2};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+/// What to study.
+#[derive(Clone, Debug)]
+pub struct VanishingOptions {
+    /// T: steps of the adding problem.
+    pub seq_len: usize,
+    pub hidden: usize,
+    pub batch: usize,
+    pub seed: u64,
+    /// Rescale every model's W_hh to this largest singular value (default: PyTorch's
+    /// initialisation as it comes).
+    pub scale: Option<f64>,
+}
+
+/// One model's gradient profile. `grad_norm_h[t-1] = ||dE/dh_t||`, t = 1..T.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    pub label: String,
+    pub config: ModelConfig,
+    pub loss: f32,
+    /// Largest singular value of W_hh (all gates stacked for the LSTM).
+    pub sigma_max: f64,
+    /// `1/gamma` for a vanilla RNN: `sigma_max` below it guarantees vanishing.
+    pub vanishing_bound: Option<f64>,
+    pub grad_norm_h: Vec<f32>,
+    pub grad_norm_c: Option<Vec<f32>>,
+}
+
+impl Profile {
+    /// `||dE/dh||` at `steps_back` steps before the last one (0 = h_T).
+    pub fn norm_h_at(&self, steps_back: usize) -> f32 {
+        self.grad_norm_h[self.grad_norm_h.len() - 1 - steps_back]
+    }
+
+    /// The geometric mean of the step-to-step ratio `||dE/dh_{t-1}|| / ||dE/dh_t||`, taken
+    /// from the last step back to the first norm that underflowed to zero.
+    pub fn per_step_factor(&self) -> Option<f64> {
+        per_step_factor(&self.grad_norm_h)
+    }
+}
+
+/// Geometric mean of consecutive ratios going back in time over the positive, finite tail.
+pub fn per_step_factor(norms: &[f32]) -> Option<f64> {
+    let usable: Vec<f64> = norms
+        .iter()
+        .rev()
+        .map(|&n| n as f64)
+        .take_while(|n| n.is_finite() && *n > 0.0)
+        .collect();
+    if usable.len() < 2 {
+        return None;
+    }
+    let steps = (usable.len() - 1) as f64;
+    Some(((usable[usable.len() - 1].ln() - usable[0].ln()) / steps).exp())
+}
+
+/// The largest singular value of `w` [rows, cols], by power iteration on `w^T w` in f64.
+pub fn largest_singular_value(w: ArrayView2<f64>) -> f64 {
+    let cols = w.ncols();
+    // A fixed, non-special start vector: deterministic, and not orthogonal to the top
+    // singular vector except by measure-zero accident.
+    let mut v = Array1::from_shape_fn(cols, |k| 1.0 + (k as f64 * 0.618).fract());
+    let mut sigma = 0.0;
+    for _ in 0..1000 {
+        let norm = v.dot(&v).sqrt();
+        if norm == 0.0 {
+            return 0.0;
+        }
+        v /= norm;
+        let wv = w.dot(&v);
+        let next_sigma = wv.dot(&wv).sqrt();
+        v = w.t().dot(&wv);
+        if (next_sigma - sigma).abs() <= 1e-12 * next_sigma {
+            return next_sigma;
+        }
+        sigma = next_sigma;
+    }
+    sigma
+}
+
+/// Rescales `w` so its largest singular value becomes `target`.
+pub fn rescale_to_singular_value(w: &mut Array2<f32>, target: f64) {
+    let current = largest_singular_value(w.mapv(|v| v as f64).view());
+    if current > 0.0 {
+        let factor = (target / current) as f32;
+        w.mapv_inplace(|v| v * factor);
+    }
+}
+
+/// The three models of the study, in the order they are reported.
+pub fn study_models() -> [(&'static str, Cell, Activation); 3] {
+    [
+        ("rnn-sigmoid", Cell::Rnn, Activation::Sigmoid),
+        ("rnn-tanh", Cell::Rnn, Activation::Tanh),
+        ("lstm", Cell::Lstm, Activation::Tanh),
+    ]
+}
+
+/// Runs BPTT for each model on the same adding-problem batch and collects the profiles.
+pub fn run_vanishing(gpu: &Gpu, options: &VanishingOptions) -> Result<Vec<Profile>, Error> {
+    let task = Adding::new(options.seq_len)?;
+    if options.batch == 0 || options.hidden == 0 {
+        return Err(Error::Config(
+            "--batch and --hidden must be at least 1".into(),
+        ));
+    }
+    let mut data_rng = StdRng::seed_from_u64(options.seed);
+    let batch = task.batch(options.batch, &mut data_rng);
+    let mut profiles = Vec::new();
+    for (k, (label, cell, activation)) in study_models().into_iter().enumerate() {
+        let config = task.spec().model_config(cell, activation, options.hidden);
+        let mut rng = StdRng::seed_from_u64(options.seed.wrapping_add(1 + k as u64));
+        let mut params = Params::<f32>::init_uniform(&config, &mut rng);
+        if let Some(scale) = options.scale {
+            if !(scale.is_finite() && scale >= 0.0) {
+                return Err(Error::Value(format!(
+                    "--scale must be finite and >= 0, got {scale}"
+                )));
+            }
+            rescale_to_singular_value(&mut params.weight_hh, scale);
+        }
+        let model = GpuModel::new(gpu, config, &params)?;
+        let request = Request {
+            backward: true,
+            grad_norms: true,
+            ..Request::default()
+        };
+        let out = model.run(gpu, &batch, request)?;
+        profiles.push(Profile {
+            label: label.to_string(),
+            config,
+            loss: out.loss,
+            sigma_max: largest_singular_value(params.weight_hh.mapv(|v| v as f64).view()),
+            vanishing_bound: match (cell, activation) {
+                (Cell::Lstm, _) => None,
+                (Cell::Rnn, Activation::Sigmoid) => Some(4.0),
+                (Cell::Rnn, _) => Some(1.0),
+            },
+            grad_norm_h: out.grad_norm_h.expect("norms were requested"),
+            grad_norm_c: out.grad_norm_c,
+        });
+    }
+    Ok(profiles)
+}
+
+/// Distances from the loss shown in the terminal table: 0, 1, 2, 5, 10, 20, 50, ... up to T-1.
+pub fn table_distances(seq_len: usize) -> Vec<usize> {
+    let mut distances = vec![0];
+    let mut decade = 1;
+    'outer: loop {
+        for m in [1, 2, 5] {
+            let d = m * decade;
+            if d >= seq_len {
+                break 'outer;
+            }
+            distances.push(d);
+        }
+        decade *= 10;
+    }
+    if *distances.last().unwrap() != seq_len - 1 {
+        distances.push(seq_len - 1);
+    }
+    distances
+}
+
+/// The terminal report: norms at a handful of distances, the fitted factor, sigma_max.
+pub fn format_table(profiles: &[Profile]) -> String {
+    let seq_len = profiles[0].grad_norm_h.len();
+    let distances = table_distances(seq_len);
+    let mut out = String::new();
+    out.push_str(&format!("{:<18}", "steps back"));
+    for d in &distances {
+        out.push_str(&format!("{d:>10}"));
+    }
+    out.push_str("   per-step factor   sigma_max(W_hh)  bound\n");
+    let mut row = |label: &str, norms: &[f32], profile: &Profile, main: bool| {
+        out.push_str(&format!("{label:<18}"));
+        for &d in &distances {
+            out.push_str(&format!("{:>10.2e}", norms[norms.len() - 1 - d]));
+        }
+        let factor = per_step_factor(norms).map_or("-".into(), |f| format!("{f:.4}"));
+        out.push_str(&format!("   {factor:>15}"));
+        if main {
+            let bound = profile
+                .vanishing_bound
+                .map_or("-".to_string(), |b| format!("{b}"));
+            out.push_str(&format!("   {:>15.4}  {bound:>5}", profile.sigma_max));
+        }
+        out.push('\n');
+    };
+    for p in profiles {
+        row(&format!("{} |dh|", p.label), &p.grad_norm_h, p, true);
+        if let Some(c) = &p.grad_norm_c {
+            row(&format!("{} |dc|", p.label), c, p, false);
+        }
+    }
+    out
+}
+
+/// One row per time step: `steps_back,t,<label>_h,...,lstm_c`.
+pub fn format_csv(profiles: &[Profile]) -> String {
+    let seq_len = profiles[0].grad_norm_h.len();
+    let mut header = vec!["steps_back".to_string(), "t".to_string()];
+    for p in profiles {
+        header.push(format!("{}_dh", p.label));
+        if p.grad_norm_c.is_some() {
+            header.push(format!("{}_dc", p.label));
+        }
+    }
+    let mut out = header.join(",") + "\n";
+    for k in 0..seq_len {
+        let t = seq_len - k;
+        let mut fields = vec![k.to_string(), t.to_string()];
+        for p in profiles {
+            fields.push(format!("{:e}", p.grad_norm_h[t - 1]));
+            if let Some(c) = &p.grad_norm_c {
+                fields.push(format!("{:e}", c[t - 1]));
+            }
+        }
+        out.push_str(&(fields.join(",") + "\n"));
+    }
+    out
+}

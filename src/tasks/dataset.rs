@@ -1,0 +1,630 @@
+//! Your own sequences, from `.npy` or CSV files: inputs `[N, T, I]` sample-major as numpy
+//! keeps them, served as the crate's time-major batches x `[T, B, I]`.
+//!
+//! Targets decide readout and loss:
+//!
+//! | targets                        | readout | loss | `O`                              |
+//! |--------------------------------|---------|------|----------------------------------|
+//! | `[N]` integer class indices    | last    | CE   | `num_classes`, else max class + 1 |
+//! | `[N, T]` integer class indices | all     | CE   | `num_classes`, else max class + 1 |
+//! | `[N, O]` float values          | last    | MSE  | `O`                              |
+//! | `[N, T, O]` float values       | all     | MSE  | `O`                              |
+//!
+//! `.npy` inputs may be float32 or float64 (converted to f32); class targets int64, int32 or
+//! uint8; value targets float32 or float64. Either byte order and C or Fortran order are read.
+//!
+//! CSV: one sequence per line, fields separated by commas, no quoting. A line holds the `T * I`
+//! inputs step by step (`x[t=0][0..I]`, then `x[t=1][0..I]`, ...) followed by the targets:
+//! one class, `O` values, `T` classes (one per step) or `T * O` values (step by step), as
+//! [`CsvTargets`] says; `T` comes from [`CsvFormat`] and `I` from the field count. A first line
+//! with any non-numeric field is a header and is skipped (its field count must match the data
+//! lines); blank lines are skipped.
+//!
+//! Every error names the file, what was found and what was expected.
+
+use super::DataSpec;
+use crate::config::{Loss, Readout};
+use crate::data::{Batch, Targets};
+use crate::Error;
+use ndarray::{s, Array1, Array2, Array3, ArrayD, Axis, Ix1, Ix2, Ix3};
+use ndarray_npy::{ReadNpyError, ReadNpyExt};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{RngCore, SeedableRng};
+use std::path::Path;
+
+/// Targets for every sample, in the layouts of the table above.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SampleTargets {
+    /// `[N]`: one class per sequence, scored on the last step.
+    Classes(Array1<u32>),
+    /// `[N, T]`: one class per step.
+    StepClasses(Array2<u32>),
+    /// `[N, O]`: values for the last step.
+    Values(Array2<f32>),
+    /// `[N, T, O]`: values for every step.
+    StepValues(Array3<f32>),
+}
+
+/// What each CSV line holds after its inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CsvTargets {
+    /// One class index: last-step cross-entropy.
+    Class,
+    /// `O` values: last-step MSE.
+    Values(usize),
+    /// `T` class indices, one per step: per-step cross-entropy.
+    StepClasses,
+    /// `T * O` values, step by step: per-step MSE.
+    StepValues(usize),
+}
+
+/// How to cut a CSV line into inputs and targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CsvFormat {
+    /// `T`: steps per sequence.
+    pub seq_len: usize,
+    pub targets: CsvTargets,
+}
+
+/// Sequences with their targets: inputs `[N, T, I]` and [`SampleTargets`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    name: String,
+    inputs: Array3<f32>,
+    targets: SampleTargets,
+    spec: DataSpec,
+}
+
+impl Dataset {
+    /// Loads inputs `[N, T, I]` and targets (see the module table) from two `.npy` files.
+    /// `num_classes` fixes `O` for class targets (checking every index against it).
+    pub fn from_npy(
+        inputs_path: impl AsRef<Path>,
+        targets_path: impl AsRef<Path>,
+        num_classes: Option<usize>,
+    ) -> Result<Self, Error> {
+        let (inputs_path, targets_path) = (inputs_path.as_ref(), targets_path.as_ref());
+        let inputs_name = format!("inputs '{}'", inputs_path.display());
+        let targets_name = format!("targets '{}'", targets_path.display());
+        let inputs = match read_npy(inputs_path, &inputs_name)? {
+            Npy::Float(a) => {
+                let shape = a.shape().to_vec();
+                a.into_dimensionality::<Ix3>().map_err(|_| {
+                    Error::Value(format!(
+                        "{inputs_name} have shape {shape:?} (rank {}); expected rank 3 [N, T, I]",
+                        shape.len()
+                    ))
+                })?
+            }
+            Npy::Int(_, dtype) => {
+                return Err(Error::Value(format!(
+                    "{inputs_name} have dtype {dtype}; expected float32 or float64 [N, T, I]"
+                )))
+            }
+        };
+        let targets = match read_npy(targets_path, &targets_name)? {
+            Npy::Int(a, _) => match a.ndim() {
+                1 => SampleTargets::Classes(
+                    to_classes(a, &targets_name)?
+                        .into_dimensionality::<Ix1>()
+                        .unwrap(),
+                ),
+                2 => SampleTargets::StepClasses(
+                    to_classes(a, &targets_name)?
+                        .into_dimensionality::<Ix2>()
+                        .unwrap(),
+                ),
+                _ => {
+                    return Err(Error::Value(format!(
+                        "{targets_name} are integer class indices of shape {:?}; expected \
+                         [N] or [N, T]",
+                        a.shape()
+                    )))
+                }
+            },
+            Npy::Float(a) => match a.ndim() {
+                2 => SampleTargets::Values(a.into_dimensionality::<Ix2>().unwrap()),
+                3 => SampleTargets::StepValues(a.into_dimensionality::<Ix3>().unwrap()),
+                1 => {
+                    return Err(Error::Value(format!(
+                        "{targets_name} are floats of shape {:?}; [N] targets must be integer \
+                         class indices (int64, int32 or uint8), and regression targets need \
+                         shape [N, O] (in numpy: y[:, None])",
+                        a.shape()
+                    )))
+                }
+                _ => {
+                    return Err(Error::Value(format!(
+                        "{targets_name} are floats of shape {:?}; expected [N, O] or [N, T, O]",
+                        a.shape()
+                    )))
+                }
+            },
+        };
+        Self::build(&inputs_name, &targets_name, inputs, targets, num_classes)
+    }
+
+    /// Loads one CSV file laid out as the module docs say.
+    pub fn from_csv(
+        path: impl AsRef<Path>,
+        format: CsvFormat,
+        num_classes: Option<usize>,
+    ) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let name = format!("CSV '{}'", path.display());
+        let (inputs, targets) = csv::read(path, &name, format)?;
+        Self::build(&name, &name, inputs, targets, num_classes)
+    }
+
+    /// Wraps arrays already in memory, with the same checks as the loaders; `name` appears in
+    /// error messages.
+    pub fn from_arrays(
+        name: &str,
+        inputs: Array3<f32>,
+        targets: SampleTargets,
+        num_classes: Option<usize>,
+    ) -> Result<Self, Error> {
+        Self::build(name, name, inputs, targets, num_classes)
+    }
+
+    fn build(
+        inputs_name: &str,
+        targets_name: &str,
+        inputs: Array3<f32>,
+        targets: SampleTargets,
+        num_classes: Option<usize>,
+    ) -> Result<Self, Error> {
+        let [n, t_len, i] = [0, 1, 2].map(|d| inputs.shape()[d]);
+        if n == 0 || t_len == 0 || i == 0 {
+            return Err(Error::Value(format!(
+                "{inputs_name} are empty: shape {:?}, expected [N, T, I] with every size >= 1",
+                inputs.shape()
+            )));
+        }
+        check_finite(inputs_name, inputs.shape(), inputs.iter())?;
+        let (targets_shape, expected_rest) = match &targets {
+            SampleTargets::Classes(a) => (a.shape(), vec![]),
+            SampleTargets::StepClasses(a) => (a.shape(), vec![t_len]),
+            SampleTargets::Values(a) => (a.shape(), vec![a.shape()[1]]),
+            SampleTargets::StepValues(a) => (a.shape(), vec![t_len, a.shape()[2]]),
+        };
+        if targets_shape[0] != n || targets_shape[1..] != expected_rest[..] {
+            let expected: Vec<String> = std::iter::once(n.to_string())
+                .chain(expected_rest.iter().map(|d| d.to_string()))
+                .collect();
+            return Err(Error::Value(format!(
+                "{targets_name} have shape {targets_shape:?} but {inputs_name} have shape \
+                 {:?} [N, T, I]; expected targets [{}] (N and T must match)",
+                inputs.shape(),
+                expected.join(", ")
+            )));
+        }
+        let (readout, loss, output_size) = match &targets {
+            SampleTargets::Classes(a) => (
+                Readout::Last,
+                Loss::CrossEntropy,
+                class_count(targets_name, a.shape(), a.iter(), num_classes)?,
+            ),
+            SampleTargets::StepClasses(a) => (
+                Readout::All,
+                Loss::CrossEntropy,
+                class_count(targets_name, a.shape(), a.iter(), num_classes)?,
+            ),
+            SampleTargets::Values(a) => (Readout::Last, Loss::Mse, a.shape()[1]),
+            SampleTargets::StepValues(a) => (Readout::All, Loss::Mse, a.shape()[2]),
+        };
+        if loss == Loss::Mse {
+            if let Some(classes) = num_classes {
+                return Err(Error::Value(format!(
+                    "{targets_name} are real values (MSE), but {classes} classes were given; \
+                     class targets must be integers"
+                )));
+            }
+            match &targets {
+                SampleTargets::Values(a) => check_finite(targets_name, a.shape(), a.iter())?,
+                SampleTargets::StepValues(a) => check_finite(targets_name, a.shape(), a.iter())?,
+                _ => {}
+            }
+            if output_size == 0 {
+                return Err(Error::Value(format!(
+                    "{targets_name} have shape {targets_shape:?}: O must be at least 1"
+                )));
+            }
+        }
+        Ok(Dataset {
+            name: if inputs_name == targets_name {
+                inputs_name.to_string()
+            } else {
+                format!("{inputs_name} with {targets_name}")
+            },
+            inputs,
+            targets,
+            spec: DataSpec {
+                input_size: i,
+                output_size,
+                readout,
+                loss,
+            },
+        })
+    }
+
+    /// `N`: sequences.
+    pub fn len(&self) -> usize {
+        self.inputs.shape()[0]
+    }
+
+    /// Never true for a loaded dataset (empty files are refused); here for completeness.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `T`.
+    pub fn seq_len(&self) -> usize {
+        self.inputs.shape()[1]
+    }
+
+    /// `I`, `O`, readout and loss implied by the data.
+    pub fn spec(&self) -> DataSpec {
+        self.spec
+    }
+
+    /// Where the data came from, for logs.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `[N, T, I]`, sample-major as loaded.
+    pub fn inputs(&self) -> &Array3<f32> {
+        &self.inputs
+    }
+
+    pub fn targets(&self) -> &SampleTargets {
+        &self.targets
+    }
+
+    /// Splits into (train, validation) at random: `round(validation_fraction * N)` samples,
+    /// at least one, go to validation; each part keeps the file's order. `O` stays the same in
+    /// both even if one part lacks the highest class.
+    pub fn split(&self, validation_fraction: f64, seed: u64) -> Result<(Dataset, Dataset), Error> {
+        let n = self.len();
+        if !(validation_fraction > 0.0 && validation_fraction < 1.0) {
+            return Err(Error::Config(format!(
+                "validation fraction must be in (0, 1), got {validation_fraction}"
+            )));
+        }
+        if n < 2 {
+            return Err(Error::Value(format!(
+                "{} has {n} sample(s); a train/validation split needs at least 2",
+                self.name
+            )));
+        }
+        let validation_len = ((validation_fraction * n as f64).round() as usize).clamp(1, n - 1);
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(seed));
+        let (validation, train) = order.split_at_mut(validation_len);
+        validation.sort_unstable();
+        train.sort_unstable();
+        Ok((
+            self.select(train, "train"),
+            self.select(validation, "validation"),
+        ))
+    }
+
+    fn select(&self, indices: &[usize], part: &str) -> Dataset {
+        let rows = Axis(0);
+        Dataset {
+            name: format!("{} ({part})", self.name),
+            inputs: self.inputs.select(rows, indices),
+            targets: match &self.targets {
+                SampleTargets::Classes(a) => SampleTargets::Classes(a.select(rows, indices)),
+                SampleTargets::StepClasses(a) => {
+                    SampleTargets::StepClasses(a.select(rows, indices))
+                }
+                SampleTargets::Values(a) => SampleTargets::Values(a.select(rows, indices)),
+                SampleTargets::StepValues(a) => SampleTargets::StepValues(a.select(rows, indices)),
+            },
+            spec: self.spec,
+        }
+    }
+
+    /// The samples at `indices` as one time-major batch: x `[T, B, I]` with `B =
+    /// indices.len()`, targets with row `b` (last) or `t * B + b` (all). Panics on an index
+    /// `>= N`.
+    pub fn batch(&self, indices: &[usize]) -> Batch<f32> {
+        let (t_len, b_len) = (self.seq_len(), indices.len());
+        let mut x = Array3::<f32>::zeros((t_len, b_len, self.spec.input_size));
+        for (b, &n) in indices.iter().enumerate() {
+            x.slice_mut(s![.., b, ..])
+                .assign(&self.inputs.index_axis(Axis(0), n));
+        }
+        let targets = match &self.targets {
+            SampleTargets::Classes(a) => Targets::Classes(indices.iter().map(|&n| a[n]).collect()),
+            SampleTargets::StepClasses(a) => Targets::Classes(
+                (0..t_len)
+                    .flat_map(|t| indices.iter().map(move |&n| a[[n, t]]))
+                    .collect(),
+            ),
+            SampleTargets::Values(a) => Targets::Values(a.select(Axis(0), indices)),
+            SampleTargets::StepValues(a) => {
+                let mut y = Array2::<f32>::zeros((t_len * b_len, self.spec.output_size));
+                for (b, &n) in indices.iter().enumerate() {
+                    for t in 0..t_len {
+                        y.row_mut(t * b_len + b).assign(&a.slice(s![n, t, ..]));
+                    }
+                }
+                Targets::Values(y)
+            }
+        };
+        Batch {
+            x,
+            h0: None,
+            c0: None,
+            targets,
+        }
+    }
+
+    /// One epoch in an order shuffled by `rng`: every sample exactly once, in batches of
+    /// `batch_size` (the last one smaller when `batch_size` does not divide `N`).
+    pub fn batches(&self, batch_size: usize, rng: &mut dyn RngCore) -> Result<Batches<'_>, Error> {
+        if batch_size == 0 {
+            return Err(Error::Config("batch size must be at least 1".into()));
+        }
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.shuffle(rng);
+        Ok(Batches {
+            dataset: self,
+            order,
+            batch_size,
+            next: 0,
+        })
+    }
+}
+
+/// An epoch's batches; see [`Dataset::batches`].
+pub struct Batches<'a> {
+    dataset: &'a Dataset,
+    order: Vec<usize>,
+    batch_size: usize,
+    next: usize,
+}
+
+impl Iterator for Batches<'_> {
+    type Item = Batch<f32>;
+
+    fn next(&mut self) -> Option<Batch<f32>> {
+        if self.next >= self.order.len() {
+            return None;
+        }
+        let end = (self.next + self.batch_size).min(self.order.len());
+        let batch = self.dataset.batch(&self.order[self.next..end]);
+        self.next = end;
+        Some(batch)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = (self.order.len() - self.next).div_ceil(self.batch_size);
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for Batches<'_> {}
+
+/// `[a, b, c]` position of element `flat` (row-major) in an array of `shape`.
+fn position(mut flat: usize, shape: &[usize]) -> Vec<usize> {
+    let mut index = vec![0; shape.len()];
+    for d in (0..shape.len()).rev() {
+        index[d] = flat % shape[d];
+        flat /= shape[d];
+    }
+    index
+}
+
+fn check_finite<'a>(
+    name: &str,
+    shape: &[usize],
+    values: impl Iterator<Item = &'a f32>,
+) -> Result<(), Error> {
+    for (flat, v) in values.enumerate() {
+        if !v.is_finite() {
+            return Err(Error::Value(format!(
+                "{name} hold {v} at index {:?} (shape {shape:?}); every value must be finite",
+                position(flat, shape)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `O` for class targets: `num_classes` if given (checking every index), else max + 1.
+fn class_count<'a>(
+    name: &str,
+    shape: &[usize],
+    classes: impl Iterator<Item = &'a u32>,
+    num_classes: Option<usize>,
+) -> Result<usize, Error> {
+    let mut max = 0;
+    for (flat, &class) in classes.enumerate() {
+        if num_classes.is_some_and(|o| class as usize >= o) {
+            return Err(Error::Value(format!(
+                "{name} hold class {class} at index {:?}, out of range 0..{} for {} classes",
+                position(flat, shape),
+                num_classes.unwrap(),
+                num_classes.unwrap()
+            )));
+        }
+        max = max.max(class);
+    }
+    match num_classes {
+        Some(0) => Err(Error::Config(
+            "the number of classes must be at least 1".into(),
+        )),
+        Some(o) => Ok(o),
+        None => Ok(max as usize + 1),
+    }
+}
+
+/// A `.npy` array as read: floats as f32, any integer dtype as i64 with its numpy name.
+enum Npy {
+    Float(ArrayD<f32>),
+    Int(ArrayD<i64>, &'static str),
+}
+
+/// Reads `path` as float32/float64/int64/int32/uint8, trying each element type in turn:
+/// ndarray-npy refuses a mismatched dtype before it reads any data.
+fn read_npy(path: &Path, name: &str) -> Result<Npy, Error> {
+    let bytes =
+        std::fs::read(path).map_err(|err| Error::Value(format!("cannot read {name}: {err}")))?;
+    let header = ndarray_npy::npy::header::Header::from_reader(&mut &bytes[..])
+        .map_err(|err| Error::Value(format!("{name} is not a valid .npy file: {err}")))?;
+    let fail = |err: ReadNpyError| {
+        Error::Value(format!(
+            "{name} (dtype {}, shape {:?}) could not be read: {err}",
+            header.type_descriptor, header.shape
+        ))
+    };
+    macro_rules! attempt {
+        ($ty:ty, $wrap:expr) => {
+            match ArrayD::<$ty>::read_npy(&bytes[..]) {
+                Ok(a) => return Ok($wrap(a)),
+                Err(ReadNpyError::WrongDescriptor(_)) => {}
+                Err(err) => return Err(fail(err)),
+            }
+        };
+    }
+    attempt!(f32, Npy::Float);
+    attempt!(f64, |a: ArrayD<f64>| Npy::Float(a.mapv(|v| v as f32)));
+    attempt!(i64, |a| Npy::Int(a, "int64"));
+    attempt!(i32, |a: ArrayD<i32>| Npy::Int(a.mapv(i64::from), "int32"));
+    attempt!(u8, |a: ArrayD<u8>| Npy::Int(a.mapv(i64::from), "uint8"));
+    Err(Error::Value(format!(
+        "{name} have dtype {} (shape {:?}); expected float32 or float64 values, or int64, \
+         int32 or uint8 class indices",
+        header.type_descriptor, header.shape
+    )))
+}
+
+/// Integer class indices to u32, refusing negative or huge ones with their position.
+fn to_classes(a: ArrayD<i64>, name: &str) -> Result<ArrayD<u32>, Error> {
+    if let Some((flat, &v)) = a
+        .iter()
+        .enumerate()
+        .find(|(_, &v)| u32::try_from(v).is_err())
+    {
+        return Err(Error::Value(format!(
+            "{name} hold class {v} at index {:?} (shape {:?}); class indices must be in \
+             0..2^32",
+            position(flat, a.shape()),
+            a.shape()
+        )));
+    }
+    Ok(a.mapv(|v| v as u32))
+}
+
+mod csv {
+    //! The CSV reader behind [`super::Dataset::from_csv`].
+
+    use super::{CsvFormat, CsvTargets, SampleTargets};
+    use crate::Error;
+    use ndarray::{Array1, Array2, Array3};
+    use std::path::Path;
+
+    pub(super) fn read(
+        path: &Path,
+        name: &str,
+        format: CsvFormat,
+    ) -> Result<(Array3<f32>, SampleTargets), Error> {
+        let t_len = format.seq_len;
+        if t_len == 0 {
+            return Err(Error::Config(format!("{name}: seq_len must be at least 1")));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| Error::Value(format!("cannot read {name}: {err}")))?;
+        let (target_fields, what) = match format.targets {
+            CsvTargets::Class => (1, "1 class".to_string()),
+            CsvTargets::Values(o) => (o, format!("{o} values")),
+            CsvTargets::StepClasses => (t_len, format!("{t_len} classes (one per step)")),
+            CsvTargets::StepValues(o) => (t_len * o, format!("{t_len} x {o} values (per step)")),
+        };
+        if target_fields == 0 {
+            return Err(Error::Config(format!(
+                "{name}: targets need at least 1 value per row"
+            )));
+        }
+        let mut rows: Vec<Vec<f64>> = Vec::new();
+        let mut width = None;
+        for (line_index, line) in text.lines().enumerate() {
+            let line_number = line_index + 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+            let parsed: Vec<Option<f64>> = fields.iter().map(|f| f.parse().ok()).collect();
+            if rows.is_empty() && width.is_none() && parsed.iter().any(Option::is_none) {
+                width = Some(fields.len()); // a header: skipped, but its width must match
+                continue;
+            }
+            if let Some(column) = parsed.iter().position(Option::is_none) {
+                return Err(Error::Value(format!(
+                    "{name} line {line_number}, column {}: '{}' is not a number",
+                    column + 1,
+                    fields[column]
+                )));
+            }
+            let expected = *width.get_or_insert(fields.len());
+            if fields.len() != expected {
+                return Err(Error::Value(format!(
+                    "{name} line {line_number} has {} fields; earlier lines have {expected}",
+                    fields.len()
+                )));
+            }
+            rows.push(parsed.into_iter().map(Option::unwrap).collect());
+        }
+        let Some(width) = width.filter(|_| !rows.is_empty()) else {
+            return Err(Error::Value(format!("{name} holds no data rows")));
+        };
+        let input_fields = width.saturating_sub(target_fields);
+        if input_fields == 0 || input_fields % t_len != 0 {
+            return Err(Error::Value(format!(
+                "{name} has {width} fields per line; with seq_len {t_len} and {what} as \
+                 targets, expected {t_len} * I + {target_fields} fields for some I >= 1"
+            )));
+        }
+        let (n, i) = (rows.len(), input_fields / t_len);
+        let inputs = Array3::from_shape_fn((n, t_len, i), |(r, t, k)| rows[r][t * i + k] as f32);
+        let target = |r: usize, k: usize| rows[r][input_fields + k];
+        let class = |r: usize, k: usize| -> Result<u32, Error> {
+            let v = target(r, k);
+            if v.fract() != 0.0 || !(0.0..=u32::MAX as f64).contains(&v) {
+                return Err(Error::Value(format!(
+                    "{name} data row {}, column {}: class {v} is not a non-negative integer",
+                    r + 1,
+                    input_fields + k + 1
+                )));
+            }
+            Ok(v as u32)
+        };
+        let targets = match format.targets {
+            CsvTargets::Class => SampleTargets::Classes(
+                (0..n)
+                    .map(|r| class(r, 0))
+                    .collect::<Result<Array1<u32>, _>>()?,
+            ),
+            CsvTargets::StepClasses => {
+                let flat = (0..n * t_len)
+                    .map(|j| class(j / t_len, j % t_len))
+                    .collect::<Result<Vec<u32>, _>>()?;
+                SampleTargets::StepClasses(Array2::from_shape_vec((n, t_len), flat).unwrap())
+            }
+            CsvTargets::Values(o) => {
+                SampleTargets::Values(Array2::from_shape_fn((n, o), |(r, k)| target(r, k) as f32))
+            }
+            CsvTargets::StepValues(o) => {
+                SampleTargets::StepValues(Array3::from_shape_fn((n, t_len, o), |(r, t, k)| {
+                    target(r, t * o + k) as f32
+                }))
+            }
+        };
+        Ok((inputs, targets))
+    }
+}

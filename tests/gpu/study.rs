@@ -1,0 +1,46 @@
+//! The study shows what the theory guarantees: with sigma_max(W_hh) below 1/gamma, every step
+//! back multiplies a vanilla RNN's ||dE/dh|| by at most sigma_max * gamma (Pascanu et al.,
+//! 2013: ||dh_{t-1}|| <= ||W_hh|| * max act' * ||dh_t|| when the loss sits on the last step).
+
+use super::{gpu, seed};
+use rnn_wgpu::study::{run_vanishing, VanishingOptions};
+
+#[test]
+fn rnn_norms_shrink_at_least_as_fast_as_the_bound_says() {
+    let scale = 0.9;
+    let options = VanishingOptions {
+        seq_len: 40,
+        hidden: 17,
+        batch: 5,
+        seed: seed(31),
+        scale: Some(scale),
+    };
+    let profiles = run_vanishing(gpu(), &options).unwrap();
+    assert_eq!(profiles.len(), 3);
+    for p in &profiles {
+        assert_eq!(p.grad_norm_h.len(), 40, "{}", p.label);
+        assert!(
+            (p.sigma_max - scale).abs() < 1e-4,
+            "{}: sigma_max {}",
+            p.label,
+            p.sigma_max
+        );
+        let Some(bound) = p.vanishing_bound else {
+            assert!(p.grad_norm_c.is_some(), "the LSTM reports ||dE/dc_t||");
+            continue;
+        };
+        let gamma = 1.0 / bound;
+        // every single step back, not only on average (f32 rounding allowance 1e-5)
+        for t in 1..p.grad_norm_h.len() {
+            let (earlier, later) = (p.grad_norm_h[t - 1] as f64, p.grad_norm_h[t] as f64);
+            assert!(
+                earlier <= later * scale * gamma * (1.0 + 1e-5),
+                "{}: ||dE/dh_{t}|| = {earlier:e} > {scale} * {gamma} * ||dE/dh_{}|| = {later:e}",
+                p.label,
+                t + 1
+            );
+        }
+        let factor = p.per_step_factor().unwrap();
+        assert!(factor <= scale * gamma, "{}: factor {factor}", p.label);
+    }
+}

@@ -1,0 +1,57 @@
+//! The study's arithmetic, checked by hand (no GPU needed).
+
+use ndarray::array;
+use rnn_wgpu::study::{
+    largest_singular_value, per_step_factor, rescale_to_singular_value, table_distances,
+};
+
+/// Norms 8, 4, 2, 1 at t = 1..4: going back, each step halves... no: going back from t = 4
+/// (norm 1) to t = 1 (norm 8) each step doubles, so the factor is (8/1)^(1/3) = 2.
+#[test]
+fn per_step_factor_is_the_geometric_mean_ratio_going_back() {
+    let factor = per_step_factor(&[8.0, 4.0, 2.0, 1.0]).unwrap();
+    assert!((factor - 2.0).abs() < 1e-12, "{factor}");
+    // 1e-3 at t=1, 1e-1 at t=2, 1 at t=3: (1e-3)^(1/2) = 0.0316...
+    let factor = per_step_factor(&[1e-3, 1e-1, 1.0]).unwrap();
+    assert!((factor - 1e-3f64.sqrt()).abs() < 1e-9, "{factor}");
+}
+
+/// Norms that underflowed to zero end the fit: [0, 0, 0.25, 0.5, 1] uses 1 -> 0.5 -> 0.25.
+#[test]
+fn per_step_factor_stops_at_underflow() {
+    let factor = per_step_factor(&[0.0, 0.0, 0.25, 0.5, 1.0]).unwrap();
+    assert!((factor - 0.5).abs() < 1e-12, "{factor}");
+    assert_eq!(per_step_factor(&[0.0, 1.0]), None);
+    assert_eq!(per_step_factor(&[1.0]), None);
+}
+
+/// diag(3, -5, 1) has singular values 5, 3, 1; [[1, 1], [0, 1]] has (1 + sqrt 5) / 2.
+#[test]
+fn largest_singular_value_of_known_matrices() {
+    let sigma =
+        largest_singular_value(array![[3.0, 0.0, 0.0], [0.0, -5.0, 0.0], [0.0, 0.0, 1.0]].view());
+    assert!((sigma - 5.0).abs() < 1e-9, "{sigma}");
+    let sigma = largest_singular_value(array![[1.0, 1.0], [0.0, 1.0]].view());
+    let golden = (1.0 + 5f64.sqrt()) / 2.0;
+    assert!((sigma - golden).abs() < 1e-9, "{sigma}");
+    // A tall [4H, H] matrix, as the LSTM's W_hh: [[2, 0], [0, 1], [0, 0], [1, 0]]: sqrt 5.
+    let sigma =
+        largest_singular_value(array![[2.0, 0.0], [0.0, 1.0], [0.0, 0.0], [1.0, 0.0]].view());
+    assert!((sigma - 5f64.sqrt()).abs() < 1e-9, "{sigma}");
+}
+
+#[test]
+fn rescaling_sets_the_largest_singular_value() {
+    let mut w = array![[0.3f32, -1.2, 0.5], [2.0, 0.1, -0.7]];
+    rescale_to_singular_value(&mut w, 0.9);
+    let sigma = largest_singular_value(w.mapv(|v| v as f64).view());
+    assert!((sigma - 0.9).abs() < 1e-6, "{sigma}");
+}
+
+#[test]
+fn table_distances_cover_one_two_five_decades_and_the_first_step() {
+    assert_eq!(table_distances(100), vec![0, 1, 2, 5, 10, 20, 50, 99]);
+    assert_eq!(table_distances(1), vec![0]);
+    assert_eq!(table_distances(3), vec![0, 1, 2]);
+    assert_eq!(table_distances(7), vec![0, 1, 2, 5, 6]);
+}
