@@ -12,6 +12,7 @@ pub mod data;
 mod error;
 pub mod fsio;
 pub mod gpu;
+pub mod init;
 pub mod params;
 pub mod parity;
 pub mod plot;

@@ -7,10 +7,10 @@
 
 use crate::config::{Activation, Cell, ModelConfig};
 use crate::gpu::{Gpu, GpuModel, Request};
+use crate::init::{largest_singular_value, rescale_to_singular_value};
 use crate::params::Params;
 use crate::tasks::{Adding, Task};
 use crate::Error;
-use ndarray::{Array1, Array2, ArrayView2};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -67,39 +67,6 @@ pub fn per_step_factor(norms: &[f32]) -> Option<f64> {
     }
     let steps = (usable.len() - 1) as f64;
     Some(((usable[usable.len() - 1].ln() - usable[0].ln()) / steps).exp())
-}
-
-/// The largest singular value of `w` [rows, cols], by power iteration on `w^T w` in f64.
-pub fn largest_singular_value(w: ArrayView2<f64>) -> f64 {
-    let cols = w.ncols();
-    // A fixed, non-special start vector: deterministic, and not orthogonal to the top
-    // singular vector except by measure-zero accident.
-    let mut v = Array1::from_shape_fn(cols, |k| 1.0 + (k as f64 * 0.618).fract());
-    let mut sigma = 0.0;
-    for _ in 0..1000 {
-        let norm = v.dot(&v).sqrt();
-        if norm == 0.0 {
-            return 0.0;
-        }
-        v /= norm;
-        let wv = w.dot(&v);
-        let next_sigma = wv.dot(&wv).sqrt();
-        v = w.t().dot(&wv);
-        if (next_sigma - sigma).abs() <= 1e-12 * next_sigma {
-            return next_sigma;
-        }
-        sigma = next_sigma;
-    }
-    sigma
-}
-
-/// Rescales `w` so its largest singular value becomes `target`.
-pub fn rescale_to_singular_value(w: &mut Array2<f32>, target: f64) {
-    let current = largest_singular_value(w.mapv(|v| v as f64).view());
-    if current > 0.0 {
-        let factor = (target / current) as f32;
-        w.mapv_inplace(|v| v * factor);
-    }
 }
 
 /// The three models of the study, in the order they are reported.

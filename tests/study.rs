@@ -1,9 +1,8 @@
 //! The study's arithmetic, checked by hand (no GPU needed).
 
 use ndarray::array;
-use rnn_wgpu::study::{
-    largest_singular_value, per_step_factor, rescale_to_singular_value, table_distances,
-};
+use rnn_wgpu::init::{largest_singular_value, rescale_to_singular_value};
+use rnn_wgpu::study::{per_step_factor, table_distances};
 
 /// Norms 8, 4, 2, 1 at t = 1..4: going back, each step halves... no: going back from t = 4
 /// (norm 1) to t = 1 (norm 8) each step doubles, so the factor is (8/1)^(1/3) = 2.
