@@ -13,6 +13,7 @@ mod error;
 pub mod fsio;
 pub mod gpu;
 pub mod init;
+pub mod optim;
 pub mod params;
 pub mod parity;
 pub mod plot;

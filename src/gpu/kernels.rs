@@ -10,15 +10,17 @@ pub enum Shader {
     Lstm,
     Loss,
     Reduce,
+    Optim,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 5] = [
+    pub const ALL: [Shader; 6] = [
         Shader::Gemm,
         Shader::Rnn,
         Shader::Lstm,
         Shader::Loss,
         Shader::Reduce,
+        Shader::Optim,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -28,6 +30,7 @@ impl Shader {
             Shader::Lstm => "lstm.wgsl",
             Shader::Loss => "loss.wgsl",
             Shader::Reduce => "reduce.wgsl",
+            Shader::Optim => "optim.wgsl",
         }
     }
 
@@ -38,6 +41,7 @@ impl Shader {
             Shader::Lstm => include_str!("../../shaders/lstm.wgsl"),
             Shader::Loss => include_str!("../../shaders/loss.wgsl"),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
+            Shader::Optim => include_str!("../../shaders/optim.wgsl"),
         }
     }
 
@@ -59,6 +63,11 @@ pub enum Kernel {
     RowNorms,
     RowSums,
     ColumnSums,
+    GradSumSquares,
+    GradNorm,
+    SgdStep,
+    AdamStep,
+    RmspropStep,
 }
 
 /// How a kernel's bindings are laid out: `group(0)`, storage buffers and one uniform holding
@@ -73,6 +82,8 @@ pub enum Layout {
     Loss,
     /// x (read); out (read_write); params
     Reduce,
+    /// grad (read); param, state_a, state_b, reduction (read_write); params
+    Optim,
 }
 
 /// One binding slot of a layout.
@@ -84,7 +95,13 @@ pub enum Slot {
 }
 
 impl Layout {
-    pub const ALL: [Layout; 4] = [Layout::Gemm, Layout::Step, Layout::Loss, Layout::Reduce];
+    pub const ALL: [Layout; 5] = [
+        Layout::Gemm,
+        Layout::Step,
+        Layout::Loss,
+        Layout::Reduce,
+        Layout::Optim,
+    ];
 
     pub fn slots(self) -> &'static [Slot] {
         use Slot::*;
@@ -96,6 +113,7 @@ impl Layout {
             ],
             Layout::Loss => &[Read, Read, ReadWrite, ReadWrite, Params],
             Layout::Reduce => &[Read, ReadWrite, Params],
+            Layout::Optim => &[Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, Params],
         }
     }
 
@@ -105,7 +123,7 @@ impl Layout {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 10] = [
+    pub const ALL: [Kernel; 15] = [
         Kernel::Gemm,
         Kernel::RnnForward,
         Kernel::RnnBackward,
@@ -116,6 +134,11 @@ impl Kernel {
         Kernel::RowNorms,
         Kernel::RowSums,
         Kernel::ColumnSums,
+        Kernel::GradSumSquares,
+        Kernel::GradNorm,
+        Kernel::SgdStep,
+        Kernel::AdamStep,
+        Kernel::RmspropStep,
     ];
 
     pub fn entry_point(self) -> &'static str {
@@ -130,6 +153,11 @@ impl Kernel {
             Kernel::RowNorms => "row_norms",
             Kernel::RowSums => "row_sums",
             Kernel::ColumnSums => "column_sums",
+            Kernel::GradSumSquares => "grad_sum_squares",
+            Kernel::GradNorm => "grad_norm",
+            Kernel::SgdStep => "sgd_step",
+            Kernel::AdamStep => "adam_step",
+            Kernel::RmspropStep => "rmsprop_step",
         }
     }
 
@@ -140,6 +168,11 @@ impl Kernel {
             Kernel::LstmForward | Kernel::LstmBackward => Shader::Lstm,
             Kernel::MseLoss | Kernel::CrossEntropyLoss => Shader::Loss,
             Kernel::RowNorms | Kernel::RowSums | Kernel::ColumnSums => Shader::Reduce,
+            Kernel::GradSumSquares
+            | Kernel::GradNorm
+            | Kernel::SgdStep
+            | Kernel::AdamStep
+            | Kernel::RmspropStep => Shader::Optim,
         }
     }
 
@@ -149,6 +182,7 @@ impl Kernel {
             Shader::Rnn | Shader::Lstm => Layout::Step,
             Shader::Loss => Layout::Loss,
             Shader::Reduce => Layout::Reduce,
+            Shader::Optim => Layout::Optim,
         }
     }
 
@@ -156,7 +190,7 @@ impl Kernel {
     pub fn workgroup_width(self) -> u32 {
         match self {
             Kernel::Gemm => 16,
-            Kernel::RowNorms | Kernel::RowSums => 256,
+            Kernel::RowNorms | Kernel::RowSums | Kernel::GradSumSquares | Kernel::GradNorm => 256,
             _ => 64,
         }
     }

@@ -5,6 +5,7 @@ mod context;
 pub mod gemm;
 pub mod kernels;
 mod model;
+pub mod optim;
 mod recorder;
 mod workspace;
 

@@ -138,7 +138,7 @@ pub struct GpuModel {
     pub(crate) params: ParamBuffers,
     /// Bound in slots a kernel does not use (the RNN's cell-state slots, a missing bias).
     pub(crate) dummy: wgpu::Buffer,
-    workspace: Mutex<Option<Workspace>>,
+    pub(crate) workspace: Mutex<Option<Workspace>>,
 }
 
 impl GpuModel {
@@ -198,10 +198,16 @@ impl GpuModel {
         if request.backward {
             self.record_backward(gpu, &mut recorder, ws, request)?;
         }
-        self.read(recorder, ws, request)
+        self.read(recorder, ws, request, Vec::new())
+            .map(|(out, _)| out)
     }
 
-    fn record_forward(&self, gpu: &Gpu, rec: &mut Recorder, ws: &Workspace) -> Result<(), Error> {
+    pub(crate) fn record_forward(
+        &self,
+        gpu: &Gpu,
+        rec: &mut Recorder,
+        ws: &Workspace,
+    ) -> Result<(), Error> {
         let config = &self.config;
         let p = &self.params;
         let (t_len, b, h, i, o) = (
@@ -295,7 +301,7 @@ impl GpuModel {
         Ok(())
     }
 
-    fn record_backward(
+    pub(crate) fn record_backward(
         &self,
         gpu: &Gpu,
         rec: &mut Recorder,
@@ -541,12 +547,15 @@ impl GpuModel {
         }
     }
 
-    fn read(
+    /// Submits `recorder` and reads back what `request` names, plus the `extra` reads of the
+    /// caller (returned in order after the output).
+    pub(crate) fn read<'a>(
         &self,
         recorder: Recorder,
-        ws: &Workspace,
+        ws: &'a Workspace,
         request: Request,
-    ) -> Result<GpuOutput, Error> {
+        extra: Vec<Read<'a>>,
+    ) -> Result<(GpuOutput, Vec<Vec<f32>>), Error> {
         let config = &self.config;
         let (t, b, h, i, o) = (
             ws.seq_len,
@@ -593,6 +602,7 @@ impl GpuModel {
             norms,
             whole(&ws.norms, if lstm { 2 * t } else { t }),
         );
+        reads.extend(extra);
 
         let mut data = recorder.submit_and_read(&reads)?.into_iter();
         let mut next = |yes: bool| if yes { data.next() } else { None };
@@ -616,7 +626,7 @@ impl GpuModel {
             out.grad_norm_h = Some(v[..t].to_vec());
             out.grad_norm_c = lstm.then(|| v[t..].to_vec());
         }
-        Ok(out)
+        Ok((out, data.collect()))
     }
 }
 

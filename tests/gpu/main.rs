@@ -4,6 +4,7 @@
 mod determinism;
 mod gemm;
 mod limits;
+mod optim;
 mod parity;
 mod study;
 mod work_counts;
