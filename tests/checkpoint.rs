@@ -1,0 +1,773 @@
+//! Checkpoints: bit-exact round trips, the file's names, shapes and metadata as PyTorch sees
+//! them, files written without metadata (as PyTorch writes them), every refusal's message, and
+//! atomic replacement. CPU only; files live in a fresh directory under the system temp dir.
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rnn_wgpu::checkpoint::{load, save, Checkpoint, LoadOverrides, CONFIG_KEYS, FORMAT};
+use rnn_wgpu::params::PARAM_NAMES;
+use rnn_wgpu::{Activation, Cell, Error, Loss, ModelConfig, Params, Readout};
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A directory of its own for one test, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "rnn-wgpu-checkpoint-{test}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Every entry's name, sorted.
+    fn entries(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.0)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn config(cell: Cell, input: usize, hidden: usize, output: usize) -> ModelConfig {
+    ModelConfig {
+        cell,
+        activation: Activation::Tanh,
+        input_size: input,
+        hidden_size: hidden,
+        output_size: output,
+        readout: Readout::Last,
+        loss: Loss::Mse,
+    }
+}
+
+/// Random parameters (PyTorch's init), Adam-like state, a gradient norm per step, a loss and
+/// training metadata: everything a training run saves.
+fn full_checkpoint(config: ModelConfig, seed: u64) -> Checkpoint {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let params = Params::<f32>::init_uniform(&config, &mut rng);
+    let mut checkpoint = Checkpoint::new(config, params.clone());
+    for (name, values) in params.tensors() {
+        let shape = shape_of(&params, name);
+        let square: Vec<f32> = values.iter().map(|v| v * v).collect();
+        checkpoint.extra.push((
+            format!("optim.exp_avg.{name}"),
+            shape.clone(),
+            values.to_vec(),
+        ));
+        checkpoint
+            .extra
+            .push((format!("optim.exp_avg_sq.{name}"), shape, square));
+    }
+    checkpoint.extra.push((
+        "grad_norm.h".to_string(),
+        vec![11],
+        (0..11).map(|t| 0.5f32.powi(t) / 3.0).collect(),
+    ));
+    checkpoint
+        .extra
+        .push(("loss".to_string(), vec![], vec![0.123_456_79]));
+    for (key, value) in [("optimizer", "adam"), ("step", "1234"), ("seed", "7")] {
+        checkpoint.metadata.insert(key.into(), value.into());
+    }
+    checkpoint
+}
+
+fn shape_of(params: &Params<f32>, name: &str) -> Vec<usize> {
+    match name {
+        "weight_ih_l0" => params.weight_ih.shape().to_vec(),
+        "weight_hh_l0" => params.weight_hh.shape().to_vec(),
+        "bias_ih_l0" => params.bias_ih.shape().to_vec(),
+        "bias_hh_l0" => params.bias_hh.shape().to_vec(),
+        "head.weight" => params.head_weight.shape().to_vec(),
+        "head.bias" => params.head_bias.shape().to_vec(),
+        _ => unreachable!("{name}"),
+    }
+}
+
+/// Bit patterns, so a round trip that turned -0.0 into 0.0 or changed a NaN would fail.
+fn bits(values: &[f32]) -> Vec<u32> {
+    values.iter().map(|v| v.to_bits()).collect()
+}
+
+fn assert_bit_exact(saved: &Checkpoint, loaded: &Checkpoint) {
+    assert_eq!(loaded.config, saved.config);
+    for ((name, a), (_, b)) in saved
+        .params
+        .tensors()
+        .into_iter()
+        .zip(loaded.params.tensors())
+    {
+        assert_eq!(bits(a), bits(b), "{name}");
+    }
+    let mut extra = saved.extra.clone();
+    extra.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(loaded.extra.len(), extra.len());
+    for ((name, shape, values), (loaded_name, loaded_shape, loaded_values)) in
+        extra.iter().zip(&loaded.extra)
+    {
+        assert_eq!(loaded_name, name);
+        assert_eq!(loaded_shape, shape, "{name}");
+        assert_eq!(bits(loaded_values), bits(values), "{name}");
+    }
+    assert_eq!(loaded.metadata, saved.metadata);
+}
+
+/// One tensor as a file stores it.
+struct Raw {
+    name: String,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+fn raw_f32(name: &str, shape: &[usize], values: &[f32]) -> Raw {
+    Raw {
+        name: name.to_string(),
+        dtype: Dtype::F32,
+        shape: shape.to_vec(),
+        bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
+/// Reads a file back through safetensors alone: its tensors and its `__metadata__`.
+fn read_raw(path: &Path) -> (Vec<Raw>, Option<BTreeMap<String, String>>) {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    let metadata = header
+        .metadata()
+        .as_ref()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+    let mut tensors: Vec<Raw> = SafeTensors::deserialize(&bytes)
+        .unwrap()
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| Raw {
+            name,
+            dtype: view.dtype(),
+            shape: view.shape().to_vec(),
+            bytes: view.data().to_vec(),
+        })
+        .collect();
+    tensors.sort_by(|a, b| a.name.cmp(&b.name));
+    (tensors, metadata)
+}
+
+/// Writes a file with safetensors' own serializer, with `metadata` or (`None`) none at all as
+/// `safetensors.torch.save_file(state_dict)` does.
+fn write_raw(path: &Path, tensors: &[Raw], metadata: Option<&BTreeMap<String, String>>) {
+    let views: Vec<(&str, TensorView)> = tensors
+        .iter()
+        .map(|t| {
+            let view = TensorView::new(t.dtype, t.shape.clone(), &t.bytes).unwrap();
+            (t.name.as_str(), view)
+        })
+        .collect();
+    let metadata = metadata.map(|m| m.clone().into_iter().collect());
+    std::fs::write(path, safetensors::serialize(views, metadata).unwrap()).unwrap();
+}
+
+/// A valid checkpoint of `config` saved at `path`, read back raw for a test to spoil.
+fn saved_raw(path: &Path, config: ModelConfig) -> (Checkpoint, Vec<Raw>, BTreeMap<String, String>) {
+    let checkpoint = full_checkpoint(config, 11);
+    save(path, &checkpoint).unwrap();
+    let (tensors, metadata) = read_raw(path);
+    (checkpoint, tensors, metadata.unwrap())
+}
+
+/// The model's six tensors only, as a PyTorch state dict holds them.
+fn state_dict(checkpoint: &Checkpoint) -> Vec<Raw> {
+    let params = &checkpoint.params;
+    params
+        .tensors()
+        .into_iter()
+        .map(|(name, values)| raw_f32(name, &shape_of(params, name), values))
+        .collect()
+}
+
+fn without(tensors: Vec<Raw>, names: &[&str]) -> Vec<Raw> {
+    tensors
+        .into_iter()
+        .filter(|t| !names.contains(&t.name.as_str()))
+        .collect()
+}
+
+fn load_error(path: &Path, overrides: &LoadOverrides) -> Error {
+    match load(path, overrides) {
+        Ok(checkpoint) => panic!("{} loaded: {:?}", path.display(), checkpoint.config),
+        Err(e) => e,
+    }
+}
+
+/// Asserts that the message starts with the file's path and contains every `part`.
+fn assert_message(error: &Error, path: &Path, parts: &[&str]) {
+    let message = error.to_string();
+    let file = path.display().to_string();
+    // Error's Display puts its kind first ("invalid value: ..."); what follows is ours.
+    let ours = message
+        .split_once(&file)
+        .map(|(kind, rest)| (kind.len(), rest));
+    assert!(
+        matches!(ours, Some((k, _)) if k <= "shape mismatch: ".len()),
+        "'{message}' does not start with {file}"
+    );
+    for part in parts {
+        assert!(message.contains(part), "'{message}' lacks '{part}'");
+    }
+}
+
+#[test]
+fn rnn_round_trip_is_bit_exact() {
+    let dir = TempDir::new("rnn-round-trip");
+    let path = dir.file("rnn.safetensors");
+    let mut config = config(Cell::Rnn, 3, 7, 5);
+    config.activation = Activation::Relu;
+    config.readout = Readout::All;
+    config.loss = Loss::CrossEntropy;
+    let mut checkpoint = full_checkpoint(config, 1);
+    // Values a sloppy conversion would lose.
+    checkpoint.params.bias_hh[0] = -0.0;
+    checkpoint.params.bias_hh[1] = f32::MIN_POSITIVE / 2.0;
+    checkpoint.params.head_bias[4] = f32::MAX;
+    save(&path, &checkpoint).unwrap();
+    let loaded = load(&path, &LoadOverrides::default()).unwrap();
+    assert_bit_exact(&checkpoint, &loaded);
+    assert_eq!(
+        loaded.tensor("grad_norm.h").unwrap().2,
+        checkpoint.tensor("grad_norm.h").unwrap().2
+    );
+    assert!(loaded.tensor("weight_ih_l0").is_none());
+}
+
+#[test]
+fn lstm_round_trip_is_bit_exact() {
+    let dir = TempDir::new("lstm-round-trip");
+    for (i, (input, hidden, output)) in [(1, 13, 2), (9, 1, 1), (4, 33, 10)].into_iter().enumerate()
+    {
+        let path = dir.file(&format!("lstm-{i}.safetensors"));
+        let checkpoint = full_checkpoint(config(Cell::Lstm, input, hidden, output), i as u64);
+        save(&path, &checkpoint).unwrap();
+        assert_bit_exact(
+            &checkpoint,
+            &load(&path, &LoadOverrides::default()).unwrap(),
+        );
+    }
+    // A bare model round-trips too.
+    let path = dir.file("bare.safetensors");
+    let config = config(Cell::Lstm, 2, 3, 4);
+    let params = Params::<f32>::init_uniform(&config, &mut StdRng::seed_from_u64(5));
+    let checkpoint = Checkpoint::new(config, params);
+    save(&path, &checkpoint).unwrap();
+    assert_bit_exact(
+        &checkpoint,
+        &load(&path, &LoadOverrides::default()).unwrap(),
+    );
+}
+
+#[test]
+fn file_has_pytorch_names_shapes_and_metadata() {
+    let dir = TempDir::new("layout");
+    let path = dir.file("lstm.safetensors");
+    let (checkpoint, tensors, metadata) = saved_raw(&path, config(Cell::Lstm, 3, 5, 2));
+    let shapes: BTreeMap<&str, (Dtype, &[usize])> = tensors
+        .iter()
+        .map(|t| (t.name.as_str(), (t.dtype, t.shape.as_slice())))
+        .collect();
+    // G*H = 4 * 5 rows, gates stacked i, f, g, o as nn.LSTM stores them.
+    let expected: [(&str, &[usize]); 6] = [
+        ("weight_ih_l0", &[20, 3]),
+        ("weight_hh_l0", &[20, 5]),
+        ("bias_ih_l0", &[20]),
+        ("bias_hh_l0", &[20]),
+        ("head.weight", &[2, 5]),
+        ("head.bias", &[2]),
+    ];
+    assert_eq!(expected.map(|(name, _)| name), PARAM_NAMES);
+    for (name, shape) in expected {
+        assert_eq!(shapes[name], (Dtype::F32, shape), "{name}");
+        let optimizer_state = format!("optim.exp_avg.{name}");
+        assert_eq!(shapes[optimizer_state.as_str()], (Dtype::F32, shape));
+    }
+    assert_eq!(shapes["grad_norm.h"], (Dtype::F32, &[11][..]));
+    assert_eq!(shapes["loss"], (Dtype::F32, &[][..]));
+    assert_eq!(tensors.len(), 6 + 12 + 2);
+    // The data is little-endian f32, row-major.
+    let weight_hh = tensors.iter().find(|t| t.name == "weight_hh_l0").unwrap();
+    assert_eq!(
+        weight_hh.bytes,
+        raw_f32("", &[], checkpoint.params.weight_hh.as_slice().unwrap()).bytes
+    );
+
+    let expected_metadata: BTreeMap<String, String> = [
+        ("format", FORMAT),
+        ("cell", "lstm"),
+        ("activation", "tanh"),
+        ("input_size", "3"),
+        ("hidden_size", "5"),
+        ("output_size", "2"),
+        ("readout", "last"),
+        ("loss", "mse"),
+        ("optimizer", "adam"),
+        ("step", "1234"),
+        ("seed", "7"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(metadata, expected_metadata);
+    assert!(CONFIG_KEYS.iter().all(|key| metadata.contains_key(*key)));
+}
+
+#[test]
+fn file_without_metadata_loads_by_inference() {
+    let dir = TempDir::new("inference");
+    for (cell, input, hidden, output) in [(Cell::Lstm, 3, 5, 2), (Cell::Rnn, 6, 4, 1)] {
+        let path = dir.file(&format!("{cell}.safetensors"));
+        let checkpoint = full_checkpoint(config(cell, input, hidden, output), 3);
+        let mut tensors = state_dict(&checkpoint);
+        tensors.push(raw_f32("optim.step", &[1], &[5.0]));
+        write_raw(&path, &tensors, None);
+
+        let loaded = load(&path, &LoadOverrides::default()).unwrap();
+        // Sizes and cell from the shapes; activation, readout and loss PyTorch's/our defaults.
+        assert_eq!(loaded.config, config(cell, input, hidden, output));
+        assert_eq!(loaded.params, checkpoint.params);
+        assert_eq!(
+            loaded.extra,
+            vec![("optim.step".to_string(), vec![1], vec![5.0])]
+        );
+        assert!(loaded.metadata.is_empty());
+
+        let overrides = LoadOverrides {
+            cell: Some(cell),
+            activation: Some(Activation::Sigmoid),
+            readout: Some(Readout::All),
+            loss: Some(Loss::CrossEntropy),
+        };
+        let loaded = load(&path, &overrides).unwrap();
+        assert_eq!(loaded.config.activation, Activation::Sigmoid);
+        assert_eq!(loaded.config.readout, Readout::All);
+        assert_eq!(loaded.config.loss, Loss::CrossEntropy);
+    }
+
+    // Other writers' metadata (transformers writes format=pt) does not stop inference, and
+    // their format key is not kept, so saving the result again works.
+    let path = dir.file("foreign.safetensors");
+    let checkpoint = full_checkpoint(config(Cell::Lstm, 2, 3, 4), 4);
+    let foreign = BTreeMap::from([("format".to_string(), "pt".to_string())]);
+    write_raw(&path, &state_dict(&checkpoint), Some(&foreign));
+    let loaded = load(&path, &LoadOverrides::default()).unwrap();
+    assert_eq!(loaded.config, config(Cell::Lstm, 2, 3, 4));
+    assert!(loaded.metadata.is_empty());
+    save(&path, &loaded).unwrap();
+}
+
+#[test]
+fn missing_file_is_an_io_error_naming_it() {
+    let dir = TempDir::new("missing-file");
+    let path = dir.file("nowhere.safetensors");
+    let error = load_error(&path, &LoadOverrides::default());
+    assert!(matches!(error, Error::Io(_)), "{error:?}");
+    assert_message(&error, &path, &["cannot read checkpoint"]);
+}
+
+#[test]
+fn missing_and_unexpected_tensors_are_named() {
+    let dir = TempDir::new("names");
+    let path = dir.file("model.safetensors");
+    let (_, tensors, metadata) = saved_raw(&path, config(Cell::Rnn, 2, 3, 4));
+
+    write_raw(&path, &without(tensors, &["bias_hh_l0"]), Some(&metadata));
+    let error = load_error(&path, &LoadOverrides::default());
+    assert_message(&error, &path, &["missing tensor 'bias_hh_l0'", "[3]"]);
+
+    let (_, mut tensors, metadata) = saved_raw(&path, config(Cell::Rnn, 2, 3, 4));
+    tensors.push(raw_f32("optimizer_state", &[2], &[1.0, 2.0]));
+    write_raw(&path, &tensors, Some(&metadata));
+    let error = load_error(&path, &LoadOverrides::default());
+    assert_message(
+        &error,
+        &path,
+        &[
+            "unexpected tensor 'optimizer_state'",
+            "optim.",
+            "grad_norm.",
+        ],
+    );
+
+    for (name, hint) in [
+        ("weight_ih_l1", "single-layer"),
+        ("weight_hh_l0_reverse", "unidirectional"),
+        ("rnn.weight_hh_l0", "module prefix"),
+    ] {
+        let (_, mut tensors, metadata) = saved_raw(&path, config(Cell::Rnn, 2, 3, 4));
+        tensors.push(raw_f32(name, &[3, 3], &[0.0; 9]));
+        write_raw(&path, &tensors, Some(&metadata));
+        let error = load_error(&path, &LoadOverrides::default());
+        assert_message(
+            &error,
+            &path,
+            &[&format!("unexpected tensor '{name}'"), hint],
+        );
+    }
+}
+
+#[test]
+fn other_dtypes_are_refused_by_name() {
+    let dir = TempDir::new("dtypes");
+    let path = dir.file("model.safetensors");
+    for (dtype, width) in [(Dtype::F64, 8), (Dtype::F16, 2), (Dtype::BF16, 2)] {
+        let (_, mut tensors, metadata) = saved_raw(&path, config(Cell::Lstm, 2, 3, 4));
+        let head_bias = tensors.iter_mut().find(|t| t.name == "head.bias").unwrap();
+        head_bias.dtype = dtype;
+        head_bias.bytes = vec![0; 4 * width];
+        write_raw(&path, &tensors, Some(&metadata));
+        let error = load_error(&path, &LoadOverrides::default());
+        assert_message(
+            &error,
+            &path,
+            &["'head.bias'", &format!("dtype {dtype}"), "only F32"],
+        );
+    }
+}
+
+#[test]
+fn shapes_that_contradict_the_configuration_are_refused() {
+    let dir = TempDir::new("shapes");
+    let path = dir.file("model.safetensors");
+
+    // The metadata says H = 6 but the tensors were made for H = 5.
+    let (_, tensors, mut metadata) = saved_raw(&path, config(Cell::Lstm, 3, 5, 2));
+    metadata.insert("hidden_size".into(), "6".into());
+    write_raw(&path, &tensors, Some(&metadata));
+    let error = load_error(&path, &LoadOverrides::default());
+    match &error {
+        Error::Shape {
+            what,
+            got,
+            expected,
+        } => {
+            assert_eq!(what, &format!("{}: weight_ih_l0", path.display()));
+            assert_eq!(
+                (got.as_slice(), expected.as_slice()),
+                (&[20, 3][..], &[24, 3][..])
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Metadata cell=rnn, tensors an LSTM's: [4H, H] rows.
+    let (_, tensors, mut metadata) = saved_raw(&path, config(Cell::Lstm, 3, 5, 2));
+    metadata.insert("cell".into(), "rnn".into());
+    write_raw(&path, &tensors, Some(&metadata));
+    let error = load_error(&path, &LoadOverrides::default());
+    assert_message(
+        &error,
+        &path,
+        &[
+            "metadata says cell=rnn",
+            "weight_hh_l0 has shape [20, 5]",
+            "lstm",
+        ],
+    );
+
+    // The extra tensors are not the model's and may have any shape.
+    let (_, mut tensors, metadata) = saved_raw(&path, config(Cell::Rnn, 3, 5, 2));
+    tensors.push(raw_f32("grad.anything", &[2, 1, 3], &[0.5; 6]));
+    write_raw(&path, &tensors, Some(&metadata));
+    let loaded = load(&path, &LoadOverrides::default()).unwrap();
+    assert_eq!(loaded.tensor("grad.anything").unwrap().1, vec![2, 1, 3]);
+}
+
+#[test]
+fn corrupted_and_truncated_files_are_refused_with_safetensors_reason() {
+    let dir = TempDir::new("corrupt");
+    let path = dir.file("model.safetensors");
+    save(&path, &full_checkpoint(config(Cell::Rnn, 2, 3, 4), 2)).unwrap();
+    let good = std::fs::read(&path).unwrap();
+
+    std::fs::write(&path, &good[..good.len() - 3]).unwrap();
+    let error = load_error(&path, &LoadOverrides::default());
+    assert_message(
+        &error,
+        &path,
+        &["not a valid safetensors file", "incomplete"],
+    );
+
+    std::fs::write(&path, &good[..5]).unwrap();
+    let error = load_error(&path, &LoadOverrides::default());
+    assert_message(&error, &path, &["not a valid safetensors file", "header"]);
+
+    let mut garbled = good.clone();
+    garbled[8] = b'[';
+    std::fs::write(&path, &garbled).unwrap();
+    let error = load_error(&path, &LoadOverrides::default());
+    assert_message(&error, &path, &["not a valid safetensors file", "JSON"]);
+}
+
+#[test]
+fn bad_metadata_is_refused_naming_key_and_value() {
+    let dir = TempDir::new("metadata");
+    let path = dir.file("model.safetensors");
+    let cases: [(&str, Option<&str>, &[&str]); 6] = [
+        (
+            "cell",
+            Some("gru"),
+            &["metadata cell", "unknown cell 'gru'"],
+        ),
+        ("activation", Some("gelu"), &["unknown activation 'gelu'"]),
+        (
+            "hidden_size",
+            Some("five"),
+            &["hidden_size='five' is not a whole number"],
+        ),
+        (
+            "input_size",
+            Some("-3"),
+            &["input_size='-3' is not a whole number"],
+        ),
+        ("output_size", None, &["no 'output_size'"]),
+        (
+            "format",
+            Some("rnn-wgpu/2"),
+            &["format 'rnn-wgpu/2' is not supported"],
+        ),
+    ];
+    for (key, value, parts) in cases {
+        let (_, tensors, mut metadata) = saved_raw(&path, config(Cell::Rnn, 2, 3, 4));
+        match value {
+            Some(value) => metadata.insert(key.into(), value.into()),
+            None => metadata.remove(key),
+        };
+        write_raw(&path, &tensors, Some(&metadata));
+        let error = load_error(&path, &LoadOverrides::default());
+        assert_message(&error, &path, parts);
+    }
+}
+
+#[test]
+fn overrides_must_agree_with_the_file() {
+    let dir = TempDir::new("overrides");
+    let path = dir.file("model.safetensors");
+    let mut config = config(Cell::Lstm, 2, 3, 4);
+    config.loss = Loss::CrossEntropy;
+    save(&path, &full_checkpoint(config, 6)).unwrap();
+
+    let agreeing = LoadOverrides {
+        cell: Some(Cell::Lstm),
+        loss: Some(Loss::CrossEntropy),
+        ..Default::default()
+    };
+    assert_eq!(load(&path, &agreeing).unwrap().config, config);
+
+    let cases = [
+        (
+            LoadOverrides {
+                cell: Some(Cell::Rnn),
+                ..Default::default()
+            },
+            "file says cell=lstm, --cell says rnn",
+        ),
+        (
+            LoadOverrides {
+                loss: Some(Loss::Mse),
+                ..Default::default()
+            },
+            "file says loss=ce, --loss says mse",
+        ),
+        (
+            LoadOverrides {
+                readout: Some(Readout::All),
+                ..Default::default()
+            },
+            "file says readout=last, --readout says all",
+        ),
+        (
+            LoadOverrides {
+                activation: Some(Activation::Relu),
+                ..Default::default()
+            },
+            "file says activation=tanh, --activation says relu",
+        ),
+    ];
+    for (overrides, part) in cases {
+        assert_message(&load_error(&path, &overrides), &path, &[part]);
+    }
+
+    // Without metadata the cell comes from the shapes, and must agree just the same.
+    let checkpoint = full_checkpoint(config, 6);
+    write_raw(&path, &state_dict(&checkpoint), None);
+    let overrides = LoadOverrides {
+        cell: Some(Cell::Rnn),
+        ..Default::default()
+    };
+    assert_message(
+        &load_error(&path, &overrides),
+        &path,
+        &["file says cell=lstm", "[12, 3]", "--cell says rnn"],
+    );
+}
+
+#[test]
+fn inference_refuses_shapes_it_cannot_explain() {
+    let dir = TempDir::new("inference-errors");
+    let path = dir.file("model.safetensors");
+    let lstm = full_checkpoint(config(Cell::Lstm, 2, 3, 4), 8);
+
+    // A GRU's [3H, H].
+    let mut tensors = state_dict(&lstm);
+    for t in tensors.iter_mut().filter(|t| t.name.contains("_l0")) {
+        t.shape[0] = 9;
+        t.bytes.truncate(t.bytes.len() / 4 * 3);
+    }
+    write_raw(&path, &tensors, None);
+    let error = load_error(&path, &LoadOverrides::default());
+    assert_message(&error, &path, &["[9, 3]", "GRU", "[9, 2]"]);
+
+    // 2H rows: nothing PyTorch makes.
+    let mut tensors = state_dict(&lstm);
+    for t in tensors.iter_mut().filter(|t| t.name.contains("_l0")) {
+        t.shape[0] = 6;
+        t.bytes.truncate(t.bytes.len() / 2);
+    }
+    write_raw(&path, &tensors, None);
+    let error = load_error(&path, &LoadOverrides::default());
+    assert_message(&error, &path, &["[6, 3]", "neither an RNN's", "[6, 2]"]);
+
+    // A bare nn.LSTM state dict: no head.
+    write_raw(
+        &path,
+        &without(state_dict(&lstm), &["head.weight", "head.bias"]),
+        None,
+    );
+    let error = load_error(&path, &LoadOverrides::default());
+    assert_message(&error, &path, &["no head.weight/head.bias"]);
+
+    // Half a head, and no recurrent weights at all.
+    write_raw(&path, &without(state_dict(&lstm), &["head.bias"]), None);
+    let error = load_error(&path, &LoadOverrides::default());
+    assert_message(&error, &path, &["missing tensor 'head.bias'"]);
+    write_raw(&path, &without(state_dict(&lstm), &["weight_hh_l0"]), None);
+    let error = load_error(&path, &LoadOverrides::default());
+    assert_message(&error, &path, &["missing tensor 'weight_hh_l0'"]);
+
+    // weight_ih_l0 disagreeing with weight_hh_l0 on G*H.
+    let mut tensors = state_dict(&lstm);
+    let weight_ih = tensors
+        .iter_mut()
+        .find(|t| t.name == "weight_ih_l0")
+        .unwrap();
+    weight_ih.shape = vec![6, 4];
+    write_raw(&path, &tensors, None);
+    let error = load_error(&path, &LoadOverrides::default());
+    assert!(matches!(&error, Error::Shape { .. }), "{error:?}");
+    assert_message(&error, &path, &["weight_ih_l0", "[6, 4]", "[12, 4]"]);
+}
+
+#[test]
+fn save_refuses_what_load_would_refuse() {
+    let dir = TempDir::new("save-errors");
+    let path = dir.file("model.safetensors");
+    let good = full_checkpoint(config(Cell::Lstm, 2, 3, 4), 9);
+
+    let mut wrong_shape = good.clone();
+    wrong_shape.config.hidden_size = 4;
+    let error = save(&path, &wrong_shape).unwrap_err();
+    assert!(matches!(&error, Error::Shape { .. }), "{error:?}");
+    assert_message(&error, &path, &["weight_ih_l0"]);
+
+    let mut reserved = good.clone();
+    reserved.metadata.insert("cell".into(), "rnn".into());
+    let error = save(&path, &reserved).unwrap_err();
+    assert_message(&error, &path, &["metadata key 'cell' is reserved"]);
+
+    let mut bad_name = good.clone();
+    bad_name.extra.push(("momentum".into(), vec![1], vec![0.0]));
+    let error = save(&path, &bad_name).unwrap_err();
+    assert_message(&error, &path, &["extra tensor 'momentum'", "optim."]);
+
+    let mut twice = good.clone();
+    twice.extra.push(("loss".into(), vec![], vec![1.0]));
+    let error = save(&path, &twice).unwrap_err();
+    assert_message(&error, &path, &["extra tensor 'loss' appears twice"]);
+
+    let mut short = good.clone();
+    short
+        .extra
+        .push(("grad.x".into(), vec![2, 3], vec![0.0; 5]));
+    let error = save(&path, &short).unwrap_err();
+    assert_message(&error, &path, &["'grad.x' has 5 values", "[2, 3] holds 6"]);
+
+    assert!(dir.entries().is_empty(), "{:?}", dir.entries());
+}
+
+#[test]
+fn failed_saves_leave_the_old_file_intact() {
+    let dir = TempDir::new("atomic-failure");
+    let path = dir.file("model.safetensors");
+    let old = full_checkpoint(config(Cell::Rnn, 2, 3, 4), 10);
+    save(&path, &old).unwrap();
+    let old_bytes = std::fs::read(&path).unwrap();
+    let new = full_checkpoint(config(Cell::Lstm, 5, 6, 7), 12);
+
+    // A target directory that does not exist: refused, naming the path.
+    let elsewhere = dir.file("no-such-directory").join("model.safetensors");
+    let error = save(&elsewhere, &new).unwrap_err();
+    assert!(matches!(&error, Error::Io(_)), "{error:?}");
+    assert!(error.to_string().contains(&elsewhere.display().to_string()));
+
+    // A write that fails after everything was checked: the temporary file's place (fsio's
+    // `.NAME.tmp-PID`) is taken by a directory, as if the disk had failed mid-save.
+    let blocker = dir.file(&format!(".model.safetensors.tmp-{}", std::process::id()));
+    std::fs::create_dir(&blocker).unwrap();
+    std::fs::write(blocker.join("occupied"), b"x").unwrap();
+    let error = save(&path, &new).expect_err(
+        "save succeeded: fsio's temporary file name changed; update this test's blocker",
+    );
+    assert!(matches!(&error, Error::Io(_)), "{error:?}");
+    std::fs::remove_dir_all(&blocker).unwrap();
+
+    // A checkpoint refused before writing.
+    let mut invalid = new.clone();
+    invalid.config.output_size = 1;
+    save(&path, &invalid).unwrap_err();
+
+    assert_eq!(std::fs::read(&path).unwrap(), old_bytes);
+    assert_bit_exact(&old, &load(&path, &LoadOverrides::default()).unwrap());
+    assert_eq!(dir.entries(), vec!["model.safetensors"]);
+}
+
+#[test]
+fn saving_over_a_file_replaces_it_without_leftovers() {
+    let dir = TempDir::new("atomic-replace");
+    let path = dir.file("model.safetensors");
+    std::fs::write(&path, b"an older, unrelated file").unwrap();
+    let first = full_checkpoint(config(Cell::Rnn, 2, 3, 4), 13);
+    save(&path, &first).unwrap();
+    assert_bit_exact(&first, &load(&path, &LoadOverrides::default()).unwrap());
+
+    let second = full_checkpoint(config(Cell::Lstm, 5, 6, 7), 14);
+    save(&path, &second).unwrap();
+    assert_bit_exact(&second, &load(&path, &LoadOverrides::default()).unwrap());
+    assert_eq!(dir.entries(), vec!["model.safetensors"]);
+}
