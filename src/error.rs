@@ -31,6 +31,19 @@ pub enum Error {
     },
     #[error("{0}")]
     Io(String),
+    #[error(
+        "training diverged at step {step}: loss {loss}, gradient norm {grad_norm}; {}{}. \
+         Try --clip (e.g. 1), a lower --lr, or a smaller --hh-scale",
+        last_finite.map_or("no step was finite".to_string(), |(s, n)| format!("last finite gradient norm {n} at step {s}")),
+        checkpoint.as_ref().map_or(String::new(), |p| format!("; the last good checkpoint {p} is kept"))
+    )]
+    Diverged {
+        step: u64,
+        loss: f32,
+        grad_norm: f32,
+        last_finite: Option<(u64, f32)>,
+        checkpoint: Option<String>,
+    },
     #[error("GPU error: {0}")]
     Gpu(String),
 }

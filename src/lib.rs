@@ -20,6 +20,7 @@ pub mod parity;
 pub mod plot;
 pub mod study;
 pub mod tasks;
+pub mod train;
 
 pub use config::{Activation, Cell, Loss, ModelConfig, Readout};
 pub use data::{Batch, Targets};

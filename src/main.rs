@@ -7,6 +7,8 @@ use rnn_wgpu::parity::{random_problem, run_parity, TOLERANCE};
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
 use std::process::ExitCode;
 
+mod cli;
+
 #[derive(Parser)]
 #[command(
     name = "rnn-wgpu",
@@ -18,6 +20,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// List every adapter wgpu finds, the limits that matter here, and which one is used.
@@ -28,6 +32,8 @@ enum Command {
     /// The vanishing-gradient study: ||dE/dh_t|| against steps back from the loss for a sigmoid
     /// RNN, a tanh RNN and an LSTM on the same adding-problem batch; writes an SVG and a CSV.
     Vanishing(VanishingArgs),
+    /// Train on the GPU (or the CPU reference): adding, copy, text, or your .npy/CSV data.
+    Train(cli::train::TrainArgs),
 }
 
 #[derive(clap::Args)]
@@ -96,6 +102,7 @@ fn main() -> ExitCode {
         Command::Devices => devices(),
         Command::Parity(args) => parity(args),
         Command::Vanishing(args) => vanishing(args),
+        Command::Train(args) => cli::train::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,415 @@
+//! `rnn-wgpu train`: parses options into a task, a model, an optimizer and a device, then runs
+//! `rnn_wgpu::train::train` with a progress bar.
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rnn_wgpu::checkpoint::{self, LoadOverrides};
+use rnn_wgpu::gpu::Gpu;
+use rnn_wgpu::init::{initialize, InitConfig, Scheme};
+use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind, Schedule};
+use rnn_wgpu::tasks::{bits_per_char, Adding, CopyMemory, CsvFormat, CsvTargets, Dataset, Text};
+use rnn_wgpu::train::{self, DataSource, Engine, Event, TrainOptions};
+use rnn_wgpu::{Activation, Cell};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TaskName {
+    Adding,
+    Copy,
+    Text,
+    Npy,
+    Csv,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Device {
+    Gpu,
+    Cpu,
+}
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// adding, copy, text (--text FILE), npy (--inputs/--targets) or csv (--csv FILE).
+    #[arg(long, value_enum, default_value = "adding")]
+    pub task: TaskName,
+    /// Steps per sequence (T); for copy, the delay between the symbols and their recall.
+    #[arg(long, default_value_t = 100)]
+    pub seq_len: usize,
+    /// The text file of --task text (any bytes; the vocabulary is the bytes it contains).
+    #[arg(long)]
+    pub text: Option<PathBuf>,
+    /// Inputs [N, T, I] of --task npy.
+    #[arg(long)]
+    pub inputs: Option<PathBuf>,
+    /// Targets of --task npy: [N] or [N, T] classes, [N, O] or [N, T, O] values.
+    #[arg(long)]
+    pub targets: Option<PathBuf>,
+    /// The file of --task csv: one sequence per line, T*I inputs then the targets.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// What a CSV line ends with: class, values:O, step-classes, step-values:O.
+    #[arg(long, default_value = "class")]
+    pub csv_targets: String,
+    /// Number of classes for class targets (default: largest class + 1).
+    #[arg(long)]
+    pub classes: Option<usize>,
+    /// Fraction of a dataset held out for validation.
+    #[arg(long, default_value_t = 0.1)]
+    pub validation_fraction: f64,
+
+    #[arg(long, default_value = "lstm")]
+    pub cell: Cell,
+    /// RNN nonlinearity: tanh, sigmoid, relu.
+    #[arg(long, default_value = "tanh")]
+    pub activation: Activation,
+    #[arg(long, default_value_t = 128)]
+    pub hidden: usize,
+    /// pytorch, glorot, orthogonal, identity.
+    #[arg(long, default_value = "pytorch")]
+    pub init: Scheme,
+    /// Rescale W_hh to this largest singular value after initialising.
+    #[arg(long)]
+    pub hh_scale: Option<f64>,
+    /// LSTM forget-gate bias (total of b_ih and b_hh).
+    #[arg(long)]
+    pub forget_bias: Option<f64>,
+
+    #[arg(long, default_value_t = 50)]
+    pub batch: usize,
+    /// Total optimizer updates (a resumed run counts the saved ones).
+    #[arg(long, default_value_t = 1000)]
+    pub steps: u64,
+    /// sgd, adam, adamw, rmsprop.
+    #[arg(long, default_value = "adam")]
+    pub optimizer: OptimizerKind,
+    /// Learning rate (default: the optimizer's PyTorch default).
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// SGD or RMSprop momentum.
+    #[arg(long)]
+    pub momentum: Option<f32>,
+    /// Weight decay (coupled L2; decoupled for adamw).
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// constant, warmup:W, or cosine:W:TOTAL:MIN_LR.
+    #[arg(long, default_value = "constant")]
+    pub schedule: Schedule,
+    /// Clip the global gradient 2-norm to this value.
+    #[arg(long)]
+    pub clip: Option<f32>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value = "gpu")]
+    pub device: Device,
+    /// Validate, log and checkpoint every K steps.
+    #[arg(long, default_value_t = 100)]
+    pub eval_every: u64,
+    /// Log every evaluated step: CSV, or JSON lines for .jsonl.
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// Checkpoint (safetensors, PyTorch names) written atomically every K steps and at the end.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+    /// Start from this checkpoint; with optimizer state in it, resume where it stopped.
+    #[arg(long)]
+    pub load: Option<PathBuf>,
+    /// Append per-step gradient norms ||dE/dh_t|| (and ||dE/dc_t||) every --grad-norms-every steps.
+    #[arg(long)]
+    pub grad_norms: Option<PathBuf>,
+    #[arg(long, default_value_t = 100)]
+    pub grad_norms_every: u64,
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    if args.batch == 0 || args.steps == 0 || args.eval_every == 0 || args.grad_norms_every == 0 {
+        bail!("--batch, --steps, --eval-every and --grad-norms-every must be at least 1");
+    }
+    let (mut data, mut metadata) = data_source(&args)?;
+    let spec = data.spec();
+    let optimizer = optimizer_config(&args)?;
+    let mut config = spec.model_config(args.cell, args.activation, args.hidden);
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let (params, loaded) = match &args.load {
+        Some(path) => {
+            let overrides = LoadOverrides {
+                cell: None,
+                activation: None,
+                readout: Some(spec.readout),
+                loss: Some(spec.loss),
+            };
+            let checkpoint = checkpoint::load(path, &overrides)?;
+            let c = checkpoint.config;
+            if (c.input_size, c.output_size) != (spec.input_size, spec.output_size) {
+                bail!(
+                    "{}: the model takes {} inputs and gives {} outputs, but the data has {} and {}",
+                    path.display(),
+                    c.input_size,
+                    c.output_size,
+                    spec.input_size,
+                    spec.output_size
+                );
+            }
+            config = c;
+            (checkpoint.params.clone(), Some(checkpoint))
+        }
+        None => {
+            let init = InitConfig {
+                scheme: args.init,
+                hh_scale: args.hh_scale,
+                forget_bias: args.forget_bias,
+            };
+            (initialize(&config, &init, &mut rng)?, None)
+        }
+    };
+    let gpu = match args.device {
+        Device::Gpu => Some(Gpu::new()?),
+        Device::Cpu => None,
+    };
+    let mut engine = Engine::new(gpu.as_ref(), config, &params, optimizer)?;
+    if let Some(checkpoint) = &loaded {
+        let steps = train::resume(&mut engine, checkpoint)
+            .with_context(|| "restoring the optimizer state from --load")?;
+        if steps > 0 {
+            println!("resuming at step {steps} with the saved optimizer state");
+        }
+    }
+    metadata.insert("optimizer".into(), optimizer.kind.name().into());
+    metadata.insert("seed".into(), args.seed.to_string());
+
+    println!("device: {}", engine.device_name());
+    let cell = match config.cell {
+        Cell::Lstm => "lstm".to_string(),
+        Cell::Rnn => format!("rnn ({})", config.activation),
+    };
+    println!(
+        "task {:?}: {cell}, hidden {}, input {}, output {}, readout {}, loss {}; batch {}, {} steps, {} lr {}",
+        args.task,
+        config.hidden_size,
+        config.input_size,
+        config.output_size,
+        config.readout,
+        config.loss,
+        args.batch,
+        args.steps,
+        optimizer.kind.name(),
+        optimizer.lr
+    );
+    let baseline = data.baseline();
+    if let Some((value, description)) = &baseline {
+        println!("baseline loss {value:.4}: {description}");
+    }
+    let text_task = args.task == TaskName::Text;
+    let bar = ProgressBar::new(args.steps);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise} < {eta}]")
+            .expect("a valid template"),
+    );
+    bar.set_position(engine.optimizer_state()?.0);
+    let baseline_text = baseline
+        .as_ref()
+        .map_or(String::new(), |(b, _)| format!(" (baseline {b:.4})"));
+    let options = TrainOptions {
+        steps: args.steps,
+        batch: args.batch,
+        eval_every: args.eval_every,
+        log: args.log.clone(),
+        save: args.save.clone(),
+        grad_norms: args.grad_norms.clone(),
+        grad_norms_every: args.grad_norms_every,
+        metadata,
+    };
+    let mut rate = 0.0;
+    let summary = train::train(
+        &mut engine,
+        &mut data,
+        &config,
+        &options,
+        &mut |event| match event {
+            Event::Step {
+                step,
+                loss,
+                grad_norm,
+            } => {
+                bar.set_position(step);
+                bar.set_message(format!(
+                    "loss {loss:.4}{baseline_text} |grad| {grad_norm:.3} {rate:.0} seq/s"
+                ));
+            }
+            Event::Evaluated(r) => {
+                rate = r.sequences_per_second;
+                let validation = r.validation_loss.map_or(String::new(), |v| {
+                    if text_task {
+                        format!("  validation {v:.4} ({:.3} bits/char)", bits_per_char(v))
+                    } else {
+                        format!("  validation {v:.4}")
+                    }
+                });
+                bar.println(format!(
+                "step {:>6}  loss {:.4}{validation}{baseline_text}  |grad| {:.4}  lr {:.2e}  {:.0} seq/s  {:.1} s",
+                r.step, r.loss, r.grad_norm, r.lr, r.sequences_per_second, r.elapsed_seconds
+            ));
+            }
+            Event::Saved(_) => {}
+        },
+    );
+    bar.finish_and_clear();
+    let summary = summary?;
+    println!(
+        "{} steps in {:.1} s{}",
+        summary.steps_taken,
+        summary.elapsed_seconds,
+        args.save.as_ref().map_or(String::new(), |p| format!(
+            "; model saved to {}",
+            p.display()
+        ))
+    );
+    Ok(())
+}
+
+fn optimizer_config(args: &TrainArgs) -> Result<OptimizerConfig> {
+    let kind = with_overrides(args.optimizer, args.momentum, args.weight_decay)?;
+    let mut config = OptimizerConfig::new(kind);
+    if let Some(lr) = args.lr {
+        config.lr = lr;
+    }
+    config.schedule = args.schedule;
+    config.clip = args.clip;
+    config.validate()?;
+    Ok(config)
+}
+
+fn with_overrides(
+    kind: OptimizerKind,
+    momentum_arg: Option<f32>,
+    weight_decay_arg: Option<f32>,
+) -> Result<OptimizerKind> {
+    Ok(match kind {
+        OptimizerKind::Sgd {
+            momentum,
+            weight_decay,
+        } => OptimizerKind::Sgd {
+            momentum: momentum_arg.unwrap_or(momentum),
+            weight_decay: weight_decay_arg.unwrap_or(weight_decay),
+        },
+        OptimizerKind::Adam {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } => {
+            if momentum_arg.is_some() {
+                bail!("--momentum applies to sgd and rmsprop; adam has beta1");
+            }
+            OptimizerKind::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay: weight_decay_arg.unwrap_or(weight_decay),
+            }
+        }
+        OptimizerKind::AdamW {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } => {
+            if momentum_arg.is_some() {
+                bail!("--momentum applies to sgd and rmsprop; adamw has beta1");
+            }
+            OptimizerKind::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay: weight_decay_arg.unwrap_or(weight_decay),
+            }
+        }
+        OptimizerKind::RmsProp {
+            alpha,
+            eps,
+            momentum,
+        } => {
+            if weight_decay_arg.is_some() {
+                bail!("--weight-decay is not supported with rmsprop");
+            }
+            OptimizerKind::RmsProp {
+                alpha,
+                eps,
+                momentum: momentum_arg.unwrap_or(momentum),
+            }
+        }
+    })
+}
+
+/// The data and the metadata a checkpoint should carry to use the model with it again.
+fn data_source(args: &TrainArgs) -> Result<(DataSource, BTreeMap<String, String>)> {
+    let mut metadata = BTreeMap::new();
+    let task_name = format!("{:?}", args.task).to_lowercase();
+    metadata.insert("task".to_string(), task_name);
+    metadata.insert("seq_len".to_string(), args.seq_len.to_string());
+    let need = |value: &Option<PathBuf>, flag: &str| -> Result<PathBuf> {
+        value
+            .clone()
+            .with_context(|| format!("--task {:?} needs {flag}", args.task).to_lowercase())
+    };
+    let source = match args.task {
+        TaskName::Adding => {
+            DataSource::from_task(Box::new(Adding::new(args.seq_len)?), args.batch, args.seed)
+        }
+        TaskName::Copy => DataSource::from_task(
+            Box::new(CopyMemory::new(args.seq_len)?),
+            args.batch,
+            args.seed,
+        ),
+        TaskName::Text => {
+            let path = need(&args.text, "--text FILE")?;
+            let text = Text::from_file(&path, args.seq_len)?;
+            let symbols: Vec<String> = text
+                .vocabulary()
+                .symbols()
+                .iter()
+                .map(|b| b.to_string())
+                .collect();
+            metadata.insert("vocabulary".into(), symbols.join(","));
+            metadata.insert("text".into(), path.display().to_string());
+            DataSource::from_task(Box::new(text), args.batch, args.seed)
+        }
+        TaskName::Npy => {
+            let dataset = Dataset::from_npy(
+                need(&args.inputs, "--inputs X.npy")?,
+                need(&args.targets, "--targets Y.npy")?,
+                args.classes,
+            )?;
+            DataSource::from_dataset(dataset, args.validation_fraction, args.batch, args.seed)?
+        }
+        TaskName::Csv => {
+            let targets = parse_csv_targets(&args.csv_targets)?;
+            let format = CsvFormat {
+                seq_len: args.seq_len,
+                targets,
+            };
+            let dataset = Dataset::from_csv(need(&args.csv, "--csv FILE")?, format, args.classes)?;
+            DataSource::from_dataset(dataset, args.validation_fraction, args.batch, args.seed)?
+        }
+    };
+    Ok((source, metadata))
+}
+
+fn parse_csv_targets(text: &str) -> Result<CsvTargets> {
+    let count = |s: &str| -> Result<usize> {
+        s.parse::<usize>().ok().filter(|&n| n > 0).with_context(|| {
+            format!("--csv-targets '{text}': the output count must be a positive integer")
+        })
+    };
+    Ok(match text.split_once(':') {
+        None if text == "class" => CsvTargets::Class,
+        None if text == "step-classes" => CsvTargets::StepClasses,
+        Some(("values", n)) => CsvTargets::Values(count(n)?),
+        Some(("step-values", n)) => CsvTargets::StepValues(count(n)?),
+        _ => {
+            bail!("--csv-targets '{text}': expected class, values:O, step-classes or step-values:O")
+        }
+    })
+}

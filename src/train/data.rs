@@ -1,0 +1,120 @@
+//! Where training batches come from: a synthetic task (fresh random batches forever, a fixed
+//! validation set) or a dataset (shuffled epochs, a held-out split).
+
+use crate::data::Batch;
+use crate::tasks::{DataSpec, Dataset, Task};
+use crate::Error;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+/// Batches drawn for the validation set of a synthetic task.
+const VALIDATION_BATCHES: usize = 4;
+
+// One source per run: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum DataSource {
+    Task {
+        task: Box<dyn Task>,
+        rng: StdRng,
+        validation: Vec<Batch<f32>>,
+    },
+    Dataset {
+        train: Dataset,
+        validation: Dataset,
+        rng: StdRng,
+        /// Sample indices of the current epoch not yet served.
+        pending: Vec<usize>,
+    },
+}
+
+impl DataSource {
+    /// A task's validation set is drawn from its own seed, so it never overlaps the
+    /// training stream's draws and stays the same across resumed runs.
+    pub fn from_task(task: Box<dyn Task>, batch_size: usize, seed: u64) -> Self {
+        let mut validation_rng = StdRng::seed_from_u64(seed ^ 0x05ee_d0f7_a11d);
+        let validation = (0..VALIDATION_BATCHES)
+            .map(|_| task.batch(batch_size, &mut validation_rng))
+            .collect();
+        DataSource::Task {
+            task,
+            rng: StdRng::seed_from_u64(seed),
+            validation,
+        }
+    }
+
+    /// Holds out `validation_fraction` of `dataset` (seeded) and serves the rest in shuffled
+    /// epochs.
+    pub fn from_dataset(
+        dataset: Dataset,
+        validation_fraction: f64,
+        batch_size: usize,
+        seed: u64,
+    ) -> Result<Self, Error> {
+        let (train, validation) = dataset.split(validation_fraction, seed)?;
+        if batch_size > train.len() {
+            return Err(Error::Config(format!(
+                "--batch {batch_size} is larger than the {} training sequences of {}",
+                train.len(),
+                train.name()
+            )));
+        }
+        Ok(DataSource::Dataset {
+            train,
+            validation,
+            rng: StdRng::seed_from_u64(seed),
+            pending: Vec::new(),
+        })
+    }
+
+    pub fn spec(&self) -> DataSpec {
+        match self {
+            DataSource::Task { task, .. } => task.spec(),
+            DataSource::Dataset { train, .. } => train.spec(),
+        }
+    }
+
+    /// The loss of a trivial predictor, where the data defines one.
+    pub fn baseline(&self) -> Option<(f32, String)> {
+        match self {
+            DataSource::Task { task, .. } => Some((task.baseline(), task.baseline_description())),
+            DataSource::Dataset { .. } => None,
+        }
+    }
+
+    /// The next training batch of `batch_size` sequences. A dataset's epochs are shuffled
+    /// with the seed; the last partial batch of an epoch is dropped so every batch has one
+    /// shape (and one GPU workspace).
+    pub fn next_batch(&mut self, batch_size: usize) -> Batch<f32> {
+        match self {
+            DataSource::Task { task, rng, .. } => task.batch(batch_size, rng),
+            DataSource::Dataset {
+                train,
+                rng,
+                pending,
+                ..
+            } => {
+                if pending.len() < batch_size {
+                    *pending = (0..train.len()).collect();
+                    pending.shuffle(rng);
+                }
+                let indices: Vec<usize> = pending.drain(..batch_size).collect();
+                train.batch(&indices)
+            }
+        }
+    }
+
+    /// The validation batches: a task's fixed set, or the held-out split in order.
+    pub fn validation_batches(&self, batch_size: usize) -> Vec<Batch<f32>> {
+        match self {
+            DataSource::Task { validation, .. } => validation.clone(),
+            DataSource::Dataset { validation, .. } => {
+                let indices: Vec<usize> = (0..validation.len()).collect();
+                indices
+                    .chunks(batch_size)
+                    .map(|c| validation.batch(c))
+                    .collect()
+            }
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! One training step on either device, behind one interface: the GPU engine (one submission
+//! per step) or the CPU reference (the same mathematics in f32 on ndarray).
+
+use crate::config::ModelConfig;
+use crate::cpu;
+use crate::data::Batch;
+use crate::gpu::optim::GpuOptimizer;
+use crate::gpu::{Gpu, GpuModel, Request};
+use crate::optim::{CpuOptimizer, OptimizerConfig};
+use crate::params::Params;
+use crate::Error;
+
+/// Updates taken and the optimizer's state tensors by name.
+pub type OptimizerState = (u64, Vec<(String, Vec<f32>)>);
+
+/// What one step measured, all from before the update.
+#[derive(Clone, Debug)]
+pub struct StepResult {
+    pub loss: f32,
+    pub lr: f32,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f32,
+    /// `||dE/dh_t||` for t = 1..T, when asked for.
+    pub grad_norm_h: Option<Vec<f32>>,
+    pub grad_norm_c: Option<Vec<f32>>,
+}
+
+// One engine per run: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Engine<'g> {
+    Gpu {
+        gpu: &'g Gpu,
+        model: GpuModel,
+        optimizer: GpuOptimizer,
+    },
+    Cpu {
+        config: ModelConfig,
+        params: Params<f32>,
+        optimizer: CpuOptimizer<f32>,
+    },
+}
+
+impl<'g> Engine<'g> {
+    pub fn new(
+        gpu: Option<&'g Gpu>,
+        config: ModelConfig,
+        params: &Params<f32>,
+        optimizer: OptimizerConfig,
+    ) -> Result<Self, Error> {
+        Ok(match gpu {
+            Some(gpu) => {
+                let model = GpuModel::new(gpu, config, params)?;
+                let optimizer = GpuOptimizer::new(gpu, &model, optimizer)?;
+                Engine::Gpu {
+                    gpu,
+                    model,
+                    optimizer,
+                }
+            }
+            None => Engine::Cpu {
+                config,
+                params: params.clone(),
+                optimizer: CpuOptimizer::new(&config, optimizer)?,
+            },
+        })
+    }
+
+    /// Forward, BPTT and one optimizer update on `batch`.
+    pub fn step(&mut self, batch: &Batch<f32>, want_norms: bool) -> Result<StepResult, Error> {
+        match self {
+            Engine::Gpu {
+                gpu,
+                model,
+                optimizer,
+            } => {
+                let request = Request {
+                    grad_norms: want_norms,
+                    ..Request::default()
+                };
+                let out = model.train_step(gpu, batch, optimizer, request)?;
+                Ok(StepResult {
+                    loss: out.loss,
+                    lr: out.lr,
+                    grad_norm: out.grad_norm,
+                    grad_norm_h: out.output.grad_norm_h,
+                    grad_norm_c: out.output.grad_norm_c,
+                })
+            }
+            Engine::Cpu {
+                config,
+                params,
+                optimizer,
+            } => {
+                let fwd = cpu::forward(config, params, batch)?;
+                let bwd = cpu::backward(config, params, batch, &fwd);
+                let lr = optimizer.config.lr_at(optimizer.steps() + 1);
+                let grad_norm = optimizer.step(params, &bwd.grads);
+                Ok(StepResult {
+                    loss: fwd.loss,
+                    lr,
+                    grad_norm,
+                    grad_norm_h: want_norms.then_some(bwd.grad_norm_h),
+                    grad_norm_c: if want_norms { bwd.grad_norm_c } else { None },
+                })
+            }
+        }
+    }
+
+    /// The loss on `batch` without touching the parameters.
+    pub fn evaluate(&self, batch: &Batch<f32>) -> Result<f32, Error> {
+        match self {
+            Engine::Gpu { gpu, model, .. } => Ok(model.run(gpu, batch, Request::default())?.loss),
+            Engine::Cpu { config, params, .. } => Ok(cpu::forward(config, params, batch)?.loss),
+        }
+    }
+
+    pub fn params(&self) -> Result<Params<f32>, Error> {
+        match self {
+            Engine::Gpu { gpu, model, .. } => model.params(gpu),
+            Engine::Cpu { params, .. } => Ok(params.clone()),
+        }
+    }
+
+    /// Updates taken so far and the optimizer's state tensors (PyTorch's names).
+    pub fn optimizer_state(&self) -> Result<OptimizerState, Error> {
+        match self {
+            Engine::Gpu { gpu, optimizer, .. } => {
+                Ok((optimizer.steps(), optimizer.state_tensors(gpu)?))
+            }
+            Engine::Cpu { optimizer, .. } => Ok((optimizer.steps(), optimizer.state_tensors())),
+        }
+    }
+
+    pub fn load_optimizer_state(
+        &mut self,
+        steps: u64,
+        tensors: &[(String, Vec<f32>)],
+    ) -> Result<(), Error> {
+        match self {
+            Engine::Gpu { gpu, optimizer, .. } => optimizer.load_state(gpu, steps, tensors),
+            Engine::Cpu { optimizer, .. } => optimizer.load_state(steps, tensors),
+        }
+    }
+
+    pub fn device_name(&self) -> String {
+        match self {
+            Engine::Gpu { gpu, .. } => format!("gpu: {}", gpu.adapter_name()),
+            Engine::Cpu { .. } => "cpu (reference, f32)".to_string(),
+        }
+    }
+}

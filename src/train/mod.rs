@@ -1,0 +1,323 @@
+//! The training loop: batches from a `DataSource`, one `Engine` step each, validation every
+//! K steps, a log of every evaluated step, per-step gradient norms on request, checkpoints
+//! written atomically, and a clean stop when the loss or gradients stop being finite.
+
+pub mod data;
+pub mod engine;
+
+pub use data::DataSource;
+pub use engine::{Engine, StepResult};
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::config::ModelConfig;
+use crate::params::{Params, PARAM_NAMES};
+use crate::Error;
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Prefix of optimizer-state tensors in checkpoints.
+pub const OPTIM_PREFIX: &str = "optim.";
+
+pub struct TrainOptions {
+    /// Train until this many updates have been taken (a resumed run counts the saved ones).
+    pub steps: u64,
+    pub batch: usize,
+    /// Validate, log and checkpoint every this many steps (and at the last step).
+    pub eval_every: u64,
+    /// CSV, or JSON lines when the name ends in `.jsonl`/`.json`.
+    pub log: Option<PathBuf>,
+    pub save: Option<PathBuf>,
+    /// Append `||dE/dh_t||` (and `||dE/dc_t||`) rows every `grad_norms_every` steps.
+    pub grad_norms: Option<PathBuf>,
+    pub grad_norms_every: u64,
+    /// Stored in checkpoints beside the optimizer's own keys (task, seed, vocabulary...).
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// One evaluated step, as logged and shown.
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub step: u64,
+    pub loss: f32,
+    pub validation_loss: Option<f32>,
+    pub grad_norm: f32,
+    pub lr: f32,
+    /// Training sequences per second since the previous record.
+    pub sequences_per_second: f64,
+    pub elapsed_seconds: f64,
+}
+
+/// What the loop reports as it goes.
+pub enum Event<'a> {
+    Step {
+        step: u64,
+        loss: f32,
+        grad_norm: f32,
+    },
+    Evaluated(&'a Record),
+    Saved(&'a Path),
+}
+
+pub struct Summary {
+    pub first: Option<Record>,
+    pub last: Option<Record>,
+    pub steps_taken: u64,
+    pub elapsed_seconds: f64,
+}
+
+pub fn train(
+    engine: &mut Engine,
+    data: &mut DataSource,
+    config: &ModelConfig,
+    options: &TrainOptions,
+    observer: &mut dyn FnMut(Event),
+) -> Result<Summary, Error> {
+    let start_step = engine.optimizer_state()?.0;
+    let resumed = start_step > 0;
+    let mut log = options
+        .log
+        .as_deref()
+        .map(|p| Log::open(p, resumed))
+        .transpose()?;
+    let mut norms_file = options
+        .grad_norms
+        .as_deref()
+        .map(|p| open_output(p, resumed))
+        .transpose()?;
+    let validation = data.validation_batches(options.batch);
+    let started = Instant::now();
+    let (mut window_start, mut window_steps) = (Instant::now(), 0u64);
+    let mut last_finite: Option<(u64, f32)> = None;
+    let mut last_saved: Option<&Path> = None;
+    let mut summary = Summary {
+        first: None,
+        last: None,
+        steps_taken: 0,
+        elapsed_seconds: 0.0,
+    };
+    for step in start_step + 1..=options.steps {
+        let batch = data.next_batch(options.batch);
+        let want_norms =
+            norms_file.is_some() && (step % options.grad_norms_every == 0 || step == options.steps);
+        let result = engine.step(&batch, want_norms)?;
+        if !(result.loss.is_finite() && result.grad_norm.is_finite()) {
+            return Err(Error::Diverged {
+                step,
+                loss: result.loss,
+                grad_norm: result.grad_norm,
+                last_finite,
+                checkpoint: last_saved.map(|p| p.display().to_string()),
+            });
+        }
+        last_finite = Some((step, result.grad_norm));
+        summary.steps_taken += 1;
+        window_steps += 1;
+        observer(Event::Step {
+            step,
+            loss: result.loss,
+            grad_norm: result.grad_norm,
+        });
+        if let (Some(file), Some(h)) = (norms_file.as_mut(), &result.grad_norm_h) {
+            write_norms(
+                file,
+                options.grad_norms.as_deref().unwrap(),
+                step,
+                h,
+                &result.grad_norm_c,
+            )?;
+        }
+        if step % options.eval_every == 0 || step == options.steps || step == start_step + 1 {
+            let validation_loss = mean_loss(engine, &validation)?;
+            let window = window_start.elapsed().as_secs_f64();
+            let record = Record {
+                step,
+                loss: result.loss,
+                validation_loss,
+                grad_norm: result.grad_norm,
+                lr: result.lr,
+                sequences_per_second: (window_steps * options.batch as u64) as f64 / window,
+                elapsed_seconds: started.elapsed().as_secs_f64(),
+            };
+            (window_start, window_steps) = (Instant::now(), 0);
+            if let Some(log) = log.as_mut() {
+                log.write(&record)?;
+            }
+            observer(Event::Evaluated(&record));
+            if let Some(path) = options.save.as_deref() {
+                save(engine, config, &options.metadata, path)?;
+                last_saved = Some(path);
+                observer(Event::Saved(path));
+            }
+            summary.first.get_or_insert_with(|| record.clone());
+            summary.last = Some(record);
+        }
+    }
+    summary.elapsed_seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Mean loss over the validation batches (`None` when there are none).
+fn mean_loss(engine: &Engine, batches: &[crate::data::Batch<f32>]) -> Result<Option<f32>, Error> {
+    if batches.is_empty() {
+        return Ok(None);
+    }
+    let mut total = 0.0;
+    for batch in batches {
+        total += engine.evaluate(batch)? as f64;
+    }
+    Ok(Some((total / batches.len() as f64) as f32))
+}
+
+/// Parameters, optimizer state under `optim.<state>.<param>` and metadata, atomically.
+pub fn save(
+    engine: &Engine,
+    config: &ModelConfig,
+    metadata: &BTreeMap<String, String>,
+    path: &Path,
+) -> Result<(), Error> {
+    let params = engine.params()?;
+    let (steps, state) = engine.optimizer_state()?;
+    let mut checkpoint = Checkpoint::new(*config, params);
+    checkpoint.metadata = metadata.clone();
+    checkpoint.metadata.insert("step".into(), steps.to_string());
+    let shapes = param_shapes(&checkpoint.params);
+    for (name, values) in state {
+        // "exp_avg.weight_ih_l0" keeps its parameter's shape
+        let shape = shapes
+            .iter()
+            .find(|(param, _)| name.ends_with(&format!(".{param}")))
+            .map_or(vec![values.len()], |(_, shape)| shape.clone());
+        checkpoint
+            .extra
+            .push((format!("{OPTIM_PREFIX}{name}"), shape, values));
+    }
+    checkpoint::save(path, &checkpoint)
+}
+
+/// Restores optimizer state and the step count saved by `save`, when the checkpoint has
+/// them; returns the step count (0 when the file holds only a model).
+pub fn resume(engine: &mut Engine, checkpoint: &Checkpoint) -> Result<u64, Error> {
+    let state: Vec<(String, Vec<f32>)> = checkpoint
+        .extra
+        .iter()
+        .filter_map(|(name, _, values)| {
+            name.strip_prefix(OPTIM_PREFIX)
+                .map(|n| (n.to_string(), values.clone()))
+        })
+        .collect();
+    let steps = match checkpoint.metadata.get("step") {
+        Some(s) => s
+            .parse::<u64>()
+            .map_err(|_| Error::Value(format!("checkpoint metadata step='{s}' is not a count")))?,
+        None => 0,
+    };
+    if state.is_empty() {
+        return Ok(0);
+    }
+    engine.load_optimizer_state(steps, &state)?;
+    Ok(steps)
+}
+
+fn param_shapes(params: &Params<f32>) -> Vec<(&'static str, Vec<usize>)> {
+    vec![
+        (PARAM_NAMES[0], params.weight_ih.shape().to_vec()),
+        (PARAM_NAMES[1], params.weight_hh.shape().to_vec()),
+        (PARAM_NAMES[2], params.bias_ih.shape().to_vec()),
+        (PARAM_NAMES[3], params.bias_hh.shape().to_vec()),
+        (PARAM_NAMES[4], params.head_weight.shape().to_vec()),
+        (PARAM_NAMES[5], params.head_bias.shape().to_vec()),
+    ]
+}
+
+fn open_output(path: &Path, append: bool) -> Result<File, Error> {
+    OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(path)
+        .map_err(|e| Error::Io(format!("cannot open {} for writing: {e}", path.display())))
+}
+
+/// `step,kind,t1,...,tT`: one row per recorded step and quantity (`h`, and `c` for the LSTM).
+fn write_norms(
+    file: &mut File,
+    path: &Path,
+    step: u64,
+    norm_h: &[f32],
+    norm_c: &Option<Vec<f32>>,
+) -> Result<(), Error> {
+    let mut text = String::new();
+    for (kind, norms) in [("h", Some(norm_h)), ("c", norm_c.as_deref())] {
+        if let Some(norms) = norms {
+            let values: Vec<String> = norms.iter().map(|v| format!("{v:e}")).collect();
+            text.push_str(&format!("{step},{kind},{}\n", values.join(",")));
+        }
+    }
+    file.write_all(text.as_bytes())
+        .map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))
+}
+
+/// The training log, CSV or JSON lines.
+struct Log {
+    file: File,
+    path: PathBuf,
+    json: bool,
+}
+
+impl Log {
+    fn open(path: &Path, append: bool) -> Result<Log, Error> {
+        let json = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("jsonl") | Some("json")
+        );
+        let fresh = !append || !path.exists();
+        let mut log = Log {
+            file: open_output(path, append)?,
+            path: path.to_path_buf(),
+            json,
+        };
+        if fresh && !json {
+            log.line(
+                "step,loss,validation_loss,grad_norm,lr,sequences_per_second,elapsed_seconds",
+            )?;
+        }
+        Ok(log)
+    }
+
+    fn write(&mut self, r: &Record) -> Result<(), Error> {
+        let validation = r.validation_loss.map_or(String::new(), |v| format!("{v}"));
+        let line = if self.json {
+            format!(
+                "{{\"step\":{},\"loss\":{},\"validation_loss\":{},\"grad_norm\":{},\"lr\":{},\"sequences_per_second\":{:.1},\"elapsed_seconds\":{:.3}}}",
+                r.step,
+                r.loss,
+                if validation.is_empty() { "null".into() } else { validation },
+                r.grad_norm,
+                r.lr,
+                r.sequences_per_second,
+                r.elapsed_seconds
+            )
+        } else {
+            format!(
+                "{},{},{},{},{},{:.1},{:.3}",
+                r.step,
+                r.loss,
+                validation,
+                r.grad_norm,
+                r.lr,
+                r.sequences_per_second,
+                r.elapsed_seconds
+            )
+        };
+        self.line(&line)
+    }
+
+    fn line(&mut self, line: &str) -> Result<(), Error> {
+        writeln!(self.file, "{line}")
+            .map_err(|e| Error::Io(format!("cannot write {}: {e}", self.path.display())))
+    }
+}
