@@ -247,10 +247,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
                         format!("  validation {v:.4}")
                     }
                 });
-                bar.println(format!(
+                let line = format!(
                 "step {:>6}  loss {:.4}{validation}{baseline_text}  |grad| {:.4}  lr {:.2e}  {:.0} seq/s  {:.1} s",
                 r.step, r.loss, r.grad_norm, r.lr, r.sequences_per_second, r.elapsed_seconds
-            ));
+            );
+            // A hidden bar (output not a terminal) drops println: print plainly then.
+            if bar.is_hidden() {
+                println!("{line}");
+            } else {
+                bar.println(line);
+            }
             }
             Event::Saved(_) => {}
         },
