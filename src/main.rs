@@ -34,6 +34,8 @@ enum Command {
     Vanishing(VanishingArgs),
     /// Train on the GPU (or the CPU reference): adding, copy, text, or your .npy/CSV data.
     Train(cli::train::TrainArgs),
+    /// Loss, parameter gradients and per-step norms of one batch (.npy in, safetensors out).
+    Grad(cli::grad::GradArgs),
 }
 
 #[derive(clap::Args)]
@@ -103,6 +105,7 @@ fn main() -> ExitCode {
         Command::Parity(args) => parity(args),
         Command::Vanishing(args) => vanishing(args),
         Command::Train(args) => cli::train::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Grad(args) => cli::grad::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

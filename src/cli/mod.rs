@@ -1,1 +1,2 @@
+pub mod grad;
 pub mod train;

@@ -251,12 +251,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 "step {:>6}  loss {:.4}{validation}{baseline_text}  |grad| {:.4}  lr {:.2e}  {:.0} seq/s  {:.1} s",
                 r.step, r.loss, r.grad_norm, r.lr, r.sequences_per_second, r.elapsed_seconds
             );
-            // A hidden bar (output not a terminal) drops println: print plainly then.
-            if bar.is_hidden() {
-                println!("{line}");
-            } else {
-                bar.println(line);
-            }
+                // A hidden bar (output not a terminal) drops println: print plainly then.
+                if bar.is_hidden() {
+                    println!("{line}");
+                } else {
+                    bar.println(line);
+                }
             }
             Event::Saved(_) => {}
         },

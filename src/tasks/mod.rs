@@ -12,7 +12,7 @@ pub mod adding;
 pub mod copy;
 mod csv;
 pub mod dataset;
-pub(crate) mod npy;
+pub mod npy;
 pub mod text;
 
 pub use adding::Adding;

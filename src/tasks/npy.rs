@@ -116,3 +116,84 @@ pub(crate) fn to_classes(a: ArrayD<i64>, name: &str) -> Result<ArrayD<u32>, Erro
     }
     Ok(a.mapv(|v| v as u32))
 }
+
+/// One time-major batch for `config` from two `.npy` files, as the `grad` command takes it:
+/// x `[T, B, I]` float; targets `[B]` classes or `[B, O]` values for `Readout::Last`,
+/// `[T, B]` classes or `[T, B, O]` values for `Readout::All` (class indices for
+/// cross-entropy, floats for MSE).
+pub fn load_batch(
+    config: &crate::ModelConfig,
+    inputs_path: &Path,
+    targets_path: &Path,
+) -> Result<crate::Batch<f32>, Error> {
+    use crate::config::{Loss, Readout};
+    use crate::data::{Batch, Targets};
+    use ndarray::Ix3;
+    let inputs_name = format!("inputs '{}'", inputs_path.display());
+    let targets_name = format!("targets '{}'", targets_path.display());
+    let x = match read_npy(inputs_path, &inputs_name)? {
+        Npy::Float(a) => a,
+        Npy::Int(_, dtype) => {
+            return Err(Error::Value(format!(
+                "{inputs_name} have dtype {dtype}; expected float32 or float64"
+            )))
+        }
+    };
+    let shape = x.shape().to_vec();
+    let x = x.into_dimensionality::<Ix3>().map_err(|_| {
+        Error::Value(format!(
+            "{inputs_name} have shape {shape:?}; expected [T, B, I]"
+        ))
+    })?;
+    check_finite(&inputs_name, x.shape(), x.iter())?;
+    let (t, b, i) = x.dim();
+    if i != config.input_size || t == 0 || b == 0 {
+        return Err(Error::Value(format!(
+            "{inputs_name} have shape [{t}, {b}, {i}]; expected [T, B, {}] with T, B >= 1",
+            config.input_size
+        )));
+    }
+    let rows = config.scored_rows(t, b);
+    let o = config.output_size;
+    let expected = match (config.readout, config.loss) {
+        (Readout::Last, Loss::CrossEntropy) => vec![b],
+        (Readout::Last, Loss::Mse) => vec![b, o],
+        (Readout::All, Loss::CrossEntropy) => vec![t, b],
+        (Readout::All, Loss::Mse) => vec![t, b, o],
+    };
+    let targets = match (read_npy(targets_path, &targets_name)?, config.loss) {
+        (Npy::Int(a, _), Loss::CrossEntropy) if a.shape() == expected.as_slice() => {
+            let classes = to_classes(a, &targets_name)?;
+            class_count(&targets_name, classes.shape(), classes.iter(), Some(o))?;
+            Targets::Classes(classes.iter().copied().collect())
+        }
+        (Npy::Float(a), Loss::Mse) if a.shape() == expected.as_slice() => {
+            check_finite(&targets_name, a.shape(), a.iter())?;
+            let values = a.iter().copied().collect::<Vec<f32>>();
+            Targets::Values(
+                ndarray::Array2::from_shape_vec((rows, o), values).expect("rows * O values"),
+            )
+        }
+        (found, _) => {
+            let (kind, shape) = match &found {
+                Npy::Int(a, dtype) => (format!("{dtype} classes"), a.shape().to_vec()),
+                Npy::Float(a) => ("float values".to_string(), a.shape().to_vec()),
+            };
+            let want = match config.loss {
+                Loss::CrossEntropy => "integer class indices",
+                Loss::Mse => "float values",
+            };
+            return Err(Error::Value(format!(
+                "{targets_name} hold {kind} of shape {shape:?}; the model ({} readout, {} loss) \
+                 needs {want} of shape {expected:?}",
+                config.readout, config.loss
+            )));
+        }
+    };
+    Ok(Batch {
+        x,
+        h0: None,
+        c0: None,
+        targets,
+    })
+}

@@ -1,0 +1,92 @@
+//! `rnn-wgpu grad`: the loss, every parameter gradient and the per-step norms of one batch,
+//! written as safetensors so other frameworks can be compared against them.
+
+use anyhow::{Context, Result};
+use rnn_wgpu::checkpoint::{self, Checkpoint, LoadOverrides};
+use rnn_wgpu::gpu::{Gpu, GpuModel, Request};
+use rnn_wgpu::tasks::npy::load_batch;
+use rnn_wgpu::{cpu, Activation, Cell, Params};
+use std::path::PathBuf;
+
+use super::train::Device;
+
+#[derive(clap::Args)]
+pub struct GradArgs {
+    /// The model (safetensors; PyTorch names; configuration from its metadata or the shapes).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Inputs x [T, B, I] (time-major), float32 or float64.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Targets: [B] classes or [B, O] values (last-step readout), [T, B] or [T, B, O] (every step).
+    #[arg(long)]
+    pub target: PathBuf,
+    /// Where to write the gradients (under the parameters' names), grad_norm.h/.c and loss.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value = "gpu")]
+    pub device: Device,
+    /// For a file without metadata: the cell (else inferred from the shapes).
+    #[arg(long)]
+    pub cell: Option<Cell>,
+    /// For a file without metadata: the RNN nonlinearity (default tanh).
+    #[arg(long)]
+    pub activation: Option<Activation>,
+}
+
+pub fn run(args: GradArgs) -> Result<()> {
+    let overrides = LoadOverrides {
+        cell: args.cell,
+        activation: args.activation,
+        ..LoadOverrides::default()
+    };
+    let model = checkpoint::load(&args.model, &overrides)?;
+    let config = model.config;
+    let batch = load_batch(&config, &args.input, &args.target)?;
+    let (loss, grads, norm_h, norm_c): (f32, Params<f32>, Vec<f32>, Option<Vec<f32>>) =
+        match args.device {
+            Device::Gpu => {
+                let gpu = Gpu::new()?;
+                let request = Request {
+                    backward: true,
+                    param_grads: true,
+                    grad_norms: true,
+                    ..Request::default()
+                };
+                let out = GpuModel::new(&gpu, config, &model.params)?.run(&gpu, &batch, request)?;
+                println!("device: gpu: {}", gpu.adapter_name());
+                (
+                    out.loss,
+                    out.grads.context("gradients were requested")?,
+                    out.grad_norm_h.context("norms were requested")?,
+                    out.grad_norm_c,
+                )
+            }
+            Device::Cpu => {
+                let fwd = cpu::forward(&config, &model.params, &batch)?;
+                let bwd = cpu::backward(&config, &model.params, &batch, &fwd);
+                println!("device: cpu (reference, f32)");
+                (fwd.loss, bwd.grads, bwd.grad_norm_h, bwd.grad_norm_c)
+            }
+        };
+    let seq_len = batch.seq_len();
+    let mut out = Checkpoint::new(config, grads);
+    out.metadata.insert("content".into(), "gradients".into());
+    out.metadata
+        .insert("model".into(), args.model.display().to_string());
+    out.extra.push(("loss".into(), vec![], vec![loss]));
+    out.extra
+        .push(("grad_norm.h".into(), vec![seq_len], norm_h.clone()));
+    if let Some(c) = &norm_c {
+        out.extra
+            .push(("grad_norm.c".into(), vec![seq_len], c.clone()));
+    }
+    checkpoint::save(&args.out, &out)?;
+    println!(
+        "loss {loss:.6}; ||dE/dh_t|| from {:.3e} (t=1) to {:.3e} (t={seq_len}); wrote {}",
+        norm_h[0],
+        norm_h[seq_len - 1],
+        args.out.display()
+    );
+    Ok(())
+}
