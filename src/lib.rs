@@ -18,6 +18,7 @@ pub mod optim;
 pub mod params;
 pub mod parity;
 pub mod plot;
+pub mod sample;
 pub mod study;
 pub mod tasks;
 pub mod train;

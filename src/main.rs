@@ -36,6 +36,8 @@ enum Command {
     Train(cli::train::TrainArgs),
     /// Loss, parameter gradients and per-step norms of one batch (.npy in, safetensors out).
     Grad(cli::grad::GradArgs),
+    /// Generate text from a model trained with --task text.
+    Sample(cli::sample::SampleArgs),
 }
 
 #[derive(clap::Args)]
@@ -106,6 +108,7 @@ fn main() -> ExitCode {
         Command::Vanishing(args) => vanishing(args),
         Command::Train(args) => cli::train::run(args).map(|()| ExitCode::SUCCESS),
         Command::Grad(args) => cli::grad::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Sample(args) => cli::sample::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -1,2 +1,3 @@
 pub mod grad;
+pub mod sample;
 pub mod train;
