@@ -10,12 +10,14 @@ pub struct Series {
     pub values: Vec<f64>,
     pub color: &'static str,
     pub dashed: bool,
+    /// Drawn thin and translucent: a reference line (e.g. before training).
+    pub faint: bool,
 }
 
-const WIDTH: f64 = 860.0;
+const WIDTH: f64 = 940.0;
 const HEIGHT: f64 = 520.0;
 const LEFT: f64 = 80.0;
-const RIGHT: f64 = 200.0;
+const RIGHT: f64 = 280.0;
 const TOP: f64 = 50.0;
 const BOTTOM: f64 = 60.0;
 
@@ -107,10 +109,11 @@ pub fn log_line_chart(title: &str, x_label: &str, y_label: &str, series: &[Serie
         escape(y_label)
     );
     for (k, s) in series.iter().enumerate() {
-        let dash = if s.dashed {
-            r#" stroke-dasharray="6,4""#
-        } else {
-            ""
+        let dash = match (s.dashed, s.faint) {
+            (true, true) => r#" stroke-dasharray="6,4" stroke-opacity="0.35""#,
+            (true, false) => r#" stroke-dasharray="6,4""#,
+            (false, true) => r#" stroke-opacity="0.35""#,
+            (false, false) => "",
         };
         // split into runs of usable points
         let mut runs: Vec<Vec<String>> = vec![Vec::new()];

@@ -6,10 +6,12 @@
 //! (Pascanu et al., 2013). The LSTM's cell path `dc_{t-1} = f_t * dc_t` has no such product.
 
 use crate::config::{Activation, Cell, ModelConfig};
-use crate::gpu::{Gpu, GpuModel, Request};
+use crate::gpu::Gpu;
 use crate::init::{largest_singular_value, rescale_to_singular_value};
+use crate::optim::OptimizerConfig;
 use crate::params::Params;
 use crate::tasks::{Adding, Task};
+use crate::train::Engine;
 use crate::Error;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -25,6 +27,10 @@ pub struct VanishingOptions {
     /// Rescale every model's W_hh to this largest singular value (default: PyTorch's
     /// initialisation as it comes).
     pub scale: Option<f64>,
+    /// Also train each model this many steps on fresh adding batches and measure again.
+    pub train_steps: u64,
+    /// The optimizer for `train_steps`.
+    pub optimizer: OptimizerConfig,
 }
 
 /// One model's gradient profile. `grad_norm_h[t-1] = ||dE/dh_t||`, t = 1..T.
@@ -78,8 +84,16 @@ pub fn study_models() -> [(&'static str, Cell, Activation); 3] {
     ]
 }
 
-/// Runs BPTT for each model on the same adding-problem batch and collects the profiles.
-pub fn run_vanishing(gpu: &Gpu, options: &VanishingOptions) -> Result<Vec<Profile>, Error> {
+/// Profiles at initialisation and, when `train_steps > 0`, after training.
+pub struct Study {
+    pub initial: Vec<Profile>,
+    pub trained: Option<Vec<Profile>>,
+}
+
+/// Runs BPTT for each model on the same adding-problem batch and collects the profiles; with
+/// `train_steps`, trains each model on fresh batches (seeded) and measures the same batch again.
+/// `gpu: None` runs everything on the CPU reference.
+pub fn run_vanishing(gpu: Option<&Gpu>, options: &VanishingOptions) -> Result<Study, Error> {
     let task = Adding::new(options.seq_len)?;
     if options.batch == 0 || options.hidden == 0 {
         return Err(Error::Config(
@@ -88,7 +102,10 @@ pub fn run_vanishing(gpu: &Gpu, options: &VanishingOptions) -> Result<Vec<Profil
     }
     let mut data_rng = StdRng::seed_from_u64(options.seed);
     let batch = task.batch(options.batch, &mut data_rng);
-    let mut profiles = Vec::new();
+    let mut study = Study {
+        initial: Vec::new(),
+        trained: (options.train_steps > 0).then(Vec::new),
+    };
     for (k, (label, cell, activation)) in study_models().into_iter().enumerate() {
         let config = task.spec().model_config(cell, activation, options.hidden);
         let mut rng = StdRng::seed_from_u64(options.seed.wrapping_add(1 + k as u64));
@@ -101,28 +118,42 @@ pub fn run_vanishing(gpu: &Gpu, options: &VanishingOptions) -> Result<Vec<Profil
             }
             rescale_to_singular_value(&mut params.weight_hh, scale);
         }
-        let model = GpuModel::new(gpu, config, &params)?;
-        let request = Request {
-            backward: true,
-            grad_norms: true,
-            ..Request::default()
+        let mut engine = Engine::new(gpu, config, &params, options.optimizer)?;
+        let profile = |engine: &Engine| -> Result<Profile, Error> {
+            let norms = engine.gradient_norms(&batch)?;
+            let weight_hh = engine.params()?.weight_hh;
+            Ok(Profile {
+                label: label.to_string(),
+                config,
+                loss: norms.loss,
+                sigma_max: largest_singular_value(weight_hh.mapv(|v| v as f64).view()),
+                vanishing_bound: match (cell, activation) {
+                    (Cell::Lstm, _) => None,
+                    (Cell::Rnn, Activation::Sigmoid) => Some(4.0),
+                    (Cell::Rnn, _) => Some(1.0),
+                },
+                grad_norm_h: norms.grad_norm_h,
+                grad_norm_c: norms.grad_norm_c,
+            })
         };
-        let out = model.run(gpu, &batch, request)?;
-        profiles.push(Profile {
-            label: label.to_string(),
-            config,
-            loss: out.loss,
-            sigma_max: largest_singular_value(params.weight_hh.mapv(|v| v as f64).view()),
-            vanishing_bound: match (cell, activation) {
-                (Cell::Lstm, _) => None,
-                (Cell::Rnn, Activation::Sigmoid) => Some(4.0),
-                (Cell::Rnn, _) => Some(1.0),
-            },
-            grad_norm_h: out.grad_norm_h.expect("norms were requested"),
-            grad_norm_c: out.grad_norm_c,
-        });
+        study.initial.push(profile(&engine)?);
+        if let Some(trained) = study.trained.as_mut() {
+            // the training stream is the same for every model, and apart from the measured batch
+            let mut train_rng = StdRng::seed_from_u64(options.seed ^ 0x7a11);
+            for step in 1..=options.train_steps {
+                let result = engine.step(&task.batch(options.batch, &mut train_rng), false)?;
+                if !(result.loss.is_finite() && result.grad_norm.is_finite()) {
+                    return Err(Error::Value(format!(
+                        "{label} diverged at training step {step} (loss {}, gradient norm {}); \
+                         try --clip or a smaller --scale",
+                        result.loss, result.grad_norm
+                    )));
+                }
+            }
+            trained.push(profile(&engine)?);
+        }
     }
-    Ok(profiles)
+    Ok(study)
 }
 
 /// Distances from the loss shown in the terminal table: 0, 1, 2, 5, 10, 20, 50, ... up to T-1.

@@ -13,6 +13,14 @@ use crate::Error;
 /// Updates taken and the optimizer's state tensors by name.
 pub type OptimizerState = (u64, Vec<(String, Vec<f32>)>);
 
+/// A batch's loss and per-step gradient norms, t = 1..T.
+#[derive(Clone, Debug)]
+pub struct GradientNorms {
+    pub loss: f32,
+    pub grad_norm_h: Vec<f32>,
+    pub grad_norm_c: Option<Vec<f32>>,
+}
+
 /// What one step measured, all from before the update.
 #[derive(Clone, Debug)]
 pub struct StepResult {
@@ -101,6 +109,35 @@ impl<'g> Engine<'g> {
                     grad_norm,
                     grad_norm_h: want_norms.then_some(bwd.grad_norm_h),
                     grad_norm_c: if want_norms { bwd.grad_norm_c } else { None },
+                })
+            }
+        }
+    }
+
+    /// The loss and the per-step norms `||dE/dh_t||` (and `||dE/dc_t||`) on `batch`, without
+    /// touching the parameters.
+    pub fn gradient_norms(&self, batch: &Batch<f32>) -> Result<GradientNorms, Error> {
+        match self {
+            Engine::Gpu { gpu, model, .. } => {
+                let request = Request {
+                    backward: true,
+                    grad_norms: true,
+                    ..Request::default()
+                };
+                let out = model.run(gpu, batch, request)?;
+                Ok(GradientNorms {
+                    loss: out.loss,
+                    grad_norm_h: out.grad_norm_h.expect("norms were requested"),
+                    grad_norm_c: out.grad_norm_c,
+                })
+            }
+            Engine::Cpu { config, params, .. } => {
+                let fwd = cpu::forward(config, params, batch)?;
+                let bwd = cpu::backward(config, params, batch, &fwd);
+                Ok(GradientNorms {
+                    loss: fwd.loss,
+                    grad_norm_h: bwd.grad_norm_h,
+                    grad_norm_c: bwd.grad_norm_c,
                 })
             }
         }

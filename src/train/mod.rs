@@ -6,7 +6,7 @@ pub mod data;
 pub mod engine;
 
 pub use data::DataSource;
-pub use engine::{Engine, StepResult};
+pub use engine::{Engine, GradientNorms, StepResult};
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::ModelConfig;

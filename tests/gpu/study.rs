@@ -3,6 +3,7 @@
 //! 2013: ||dh_{t-1}|| <= ||W_hh|| * max act' * ||dh_t|| when the loss sits on the last step).
 
 use super::{gpu, seed};
+use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
 use rnn_wgpu::study::{run_vanishing, VanishingOptions};
 
 #[test]
@@ -14,8 +15,10 @@ fn rnn_norms_shrink_at_least_as_fast_as_the_bound_says() {
         batch: 5,
         seed: seed(31),
         scale: Some(scale),
+        train_steps: 0,
+        optimizer: OptimizerConfig::new(OptimizerKind::rmsprop()),
     };
-    let profiles = run_vanishing(gpu(), &options).unwrap();
+    let profiles = run_vanishing(Some(gpu()), &options).unwrap().initial;
     assert_eq!(profiles.len(), 3);
     for p in &profiles {
         assert_eq!(p.grad_norm_h.len(), 40, "{}", p.label);

@@ -1,0 +1,46 @@
+//! `rnn-wgpu devices`: every adapter wgpu finds and the limits that matter here.
+
+use anyhow::{bail, Result};
+use rnn_wgpu::gpu::{enumerate_adapters, Gpu};
+use std::process::ExitCode;
+
+fn mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+pub fn run() -> Result<ExitCode> {
+    let adapters = enumerate_adapters();
+    if adapters.is_empty() {
+        // Gpu::new gives the full explanation of how to get an adapter.
+        Gpu::new()?;
+        bail!("wgpu found no adapter");
+    }
+    let opened = Gpu::new();
+    let chosen = opened.as_ref().ok().map(|gpu| gpu.info.clone());
+    for (k, adapter) in adapters.iter().enumerate() {
+        let (info, limits) = (&adapter.info, &adapter.limits);
+        let used = chosen.as_ref().is_some_and(|c| {
+            c.name == info.name && c.backend == info.backend && c.device == info.device
+        });
+        println!(
+            "[{k}] {}{}\n    backend {:?}, type {:?}, driver {} {}\n    max storage binding {}, max buffer {}, workgroup storage {} KiB, max workgroups/dim {}",
+            info.name,
+            if used { "   <- used" } else { "" },
+            info.backend,
+            info.device_type,
+            info.driver,
+            info.driver_info,
+            mib(limits.max_storage_buffer_binding_size),
+            mib(limits.max_buffer_size),
+            limits.max_compute_workgroup_storage_size / 1024,
+            limits.max_compute_workgroups_per_dimension,
+        );
+    }
+    match opened {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("error: no adapter could be opened: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

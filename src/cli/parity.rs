@@ -1,0 +1,99 @@
+//! `rnn-wgpu parity`: one forward + backward on the CPU reference (f64) and the GPU (f32).
+
+use anyhow::{bail, Context, Result};
+use rnn_wgpu::gpu::Gpu;
+use rnn_wgpu::parity::{random_problem, run_parity, TOLERANCE};
+use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct ParityArgs {
+    /// Recurrent cell: lstm or rnn.
+    #[arg(long, default_value = "lstm")]
+    pub cell: Cell,
+    /// RNN nonlinearity: tanh, sigmoid or relu (ignored by the LSTM).
+    #[arg(long, default_value = "tanh")]
+    pub activation: Activation,
+    /// Sequences per batch (B).
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Time steps (T).
+    #[arg(long, default_value_t = 64)]
+    pub seq_len: usize,
+    /// Features per step (I).
+    #[arg(long, default_value_t = 7)]
+    pub input: usize,
+    /// Hidden units (H).
+    #[arg(long, default_value_t = 65)]
+    pub hidden: usize,
+    /// Head outputs (O); classes for cross-entropy.
+    #[arg(long, default_value_t = 3)]
+    pub output: usize,
+    /// Head on the last step (many-to-one) or on every step (many-to-many): last or all.
+    #[arg(long, default_value = "last")]
+    pub readout: Readout,
+    /// Loss: mse or ce (softmax cross-entropy).
+    #[arg(long, default_value = "mse")]
+    pub loss: Loss,
+    /// Seed for weights and data.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+pub fn run(args: ParityArgs) -> Result<ExitCode> {
+    let config = ModelConfig {
+        cell: args.cell,
+        activation: args.activation,
+        input_size: args.input,
+        hidden_size: args.hidden,
+        output_size: args.output,
+        readout: args.readout,
+        loss: args.loss,
+    };
+    config.validate()?;
+    if args.batch == 0 || args.seq_len == 0 {
+        bail!("--batch and --seq-len must be at least 1");
+    }
+    let gpu = Gpu::new()?;
+    let (params, batch) = random_problem(&config, args.seq_len, args.batch, args.seed);
+    let report = run_parity(&gpu, &config, &params, &batch).context("parity run failed")?;
+    let cell = match config.cell {
+        Cell::Lstm => "lstm".to_string(),
+        Cell::Rnn => format!("rnn ({})", config.activation),
+    };
+    println!("adapter: {}", report.adapter);
+    println!(
+        "{cell}: batch {} seq_len {} input {} hidden {} output {}, readout {}, loss {}, seed {}",
+        args.batch,
+        args.seq_len,
+        args.input,
+        args.hidden,
+        args.output,
+        args.readout,
+        args.loss,
+        args.seed
+    );
+    println!(
+        "{:<16} {:>9} {:>10}   element with the largest |gpu - cpu|",
+        "tensor", "elements", "rel err"
+    );
+    for c in &report.comparisons {
+        let flag = if c.passes(TOLERANCE) { "" } else { "   FAIL" };
+        println!("{c}{flag}");
+    }
+    let failures = report.failures(TOLERANCE);
+    if failures.is_empty() {
+        println!(
+            "all {} tensors within ||gpu - cpu|| / ||cpu|| <= {TOLERANCE:e}",
+            report.comparisons.len()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "{} of {} tensors exceed {TOLERANCE:e}",
+            failures.len(),
+            report.comparisons.len()
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}

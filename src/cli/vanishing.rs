@@ -1,0 +1,162 @@
+//! `rnn-wgpu vanishing`: the study's table in the terminal, its SVG plot and CSV on disk.
+
+use super::train::Device;
+use anyhow::Result;
+use rnn_wgpu::gpu::Gpu;
+use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
+use rnn_wgpu::plot::{log_line_chart, Series};
+use rnn_wgpu::study::{format_csv, format_table, run_vanishing, Profile, VanishingOptions};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct VanishingArgs {
+    /// Time steps (T) of the adding problem.
+    #[arg(long, default_value_t = 100)]
+    pub seq_len: usize,
+    /// Hidden units of every model.
+    #[arg(long, default_value_t = 64)]
+    pub hidden: usize,
+    /// Sequences in the batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Rescale W_hh of every model to this largest singular value (above 1/gamma the RNN's
+    /// gradients may explode instead). Default: PyTorch's initialisation as it comes.
+    #[arg(long)]
+    pub scale: Option<f64>,
+    /// Also train every model this many steps on the adding problem and measure again.
+    #[arg(long, default_value_t = 0)]
+    pub train_steps: u64,
+    /// Optimizer for --train-steps: sgd, adam, adamw, rmsprop.
+    #[arg(long, default_value = "rmsprop")]
+    pub optimizer: OptimizerKind,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    /// Clip the global gradient norm while training (0 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub clip: f32,
+    /// Seed for weights and data.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value = "gpu")]
+    pub device: Device,
+    /// Where to write the plot.
+    #[arg(long, default_value = "vanishing.svg")]
+    pub svg: PathBuf,
+    /// Where to write the numbers, one row per time step.
+    #[arg(long, default_value = "vanishing.csv")]
+    pub csv: PathBuf,
+}
+
+pub fn run(args: VanishingArgs) -> Result<()> {
+    let gpu = match args.device {
+        Device::Gpu => Some(Gpu::new()?),
+        Device::Cpu => None,
+    };
+    let mut optimizer = OptimizerConfig::new(args.optimizer);
+    optimizer.lr = args.lr;
+    optimizer.clip = (args.clip > 0.0).then_some(args.clip);
+    optimizer.validate()?;
+    let options = VanishingOptions {
+        seq_len: args.seq_len,
+        hidden: args.hidden,
+        batch: args.batch,
+        seed: args.seed,
+        scale: args.scale,
+        train_steps: args.train_steps,
+        optimizer,
+    };
+    let study = run_vanishing(gpu.as_ref(), &options)?;
+    println!(
+        "device: {}",
+        gpu.as_ref()
+            .map_or("cpu (reference, f32)".to_string(), |g| format!(
+                "gpu: {}",
+                g.adapter_name()
+            ))
+    );
+    let weights = args
+        .scale
+        .map_or("as initialised (PyTorch default)".to_string(), |s| {
+            format!("rescaled to sigma_max = {s}")
+        });
+    println!(
+        "adding problem, T = {}, batch {}, hidden {}, W_hh {weights}; ||dE/dh|| (and ||dE/dc||) by steps back from the loss:",
+        args.seq_len, args.batch, args.hidden,
+    );
+    if study.trained.is_some() {
+        println!("at initialisation:");
+    }
+    print!("{}", format_table(&study.initial));
+    if let Some(trained) = &study.trained {
+        println!(
+            "after {} training steps ({} lr {}, clip {}):",
+            args.train_steps,
+            args.optimizer.name(),
+            args.lr,
+            args.clip
+        );
+        print!("{}", format_table(trained));
+        for (before, after) in study.initial.iter().zip(trained) {
+            println!(
+                "{:<12} loss {:.4} -> {:.4} (predicting 1 scores 0.1667)",
+                before.label, before.loss, after.loss
+            );
+        }
+    }
+    println!(
+        "per-step factor: geometric mean of ||dE/dh_(t-1)|| / ||dE/dh_t||. A vanilla RNN whose \
+         sigma_max(W_hh) is below the bound (1/max act') must vanish."
+    );
+    let mut series = Vec::new();
+    match &study.trained {
+        None => add_series(&mut series, &study.initial, "", false),
+        Some(trained) => {
+            add_series(&mut series, &study.initial, " (init)", true);
+            add_series(
+                &mut series,
+                trained,
+                &format!(" ({} steps)", args.train_steps),
+                false,
+            );
+        }
+    }
+    let title = format!(
+        "Gradient norm vs steps back from the loss (adding, T={}, H={})",
+        args.seq_len, args.hidden
+    );
+    let svg = log_line_chart(
+        &title,
+        "steps back from the loss",
+        "gradient norm (log scale)",
+        &series,
+    );
+    rnn_wgpu::fsio::write_atomic(&args.svg, svg.as_bytes())?;
+    let csv = format_csv(study.trained.as_deref().unwrap_or(&study.initial));
+    rnn_wgpu::fsio::write_atomic(&args.csv, csv.as_bytes())?;
+    println!("wrote {} and {}", args.svg.display(), args.csv.display());
+    Ok(())
+}
+
+/// One line per model (and a dashed one for the LSTM's cell state), oldest step on the right.
+fn add_series(series: &mut Vec<Series>, profiles: &[Profile], suffix: &str, faint: bool) {
+    let colors = ["#d62728", "#1f77b4", "#2ca02c"];
+    let back = |norms: &[f32]| norms.iter().rev().map(|&v| v as f64).collect::<Vec<f64>>();
+    for (p, color) in profiles.iter().zip(colors) {
+        series.push(Series {
+            label: format!("{} |dE/dh|{suffix}", p.label),
+            values: back(&p.grad_norm_h),
+            color,
+            dashed: false,
+            faint,
+        });
+        if let Some(c) = &p.grad_norm_c {
+            series.push(Series {
+                label: format!("{} |dE/dc|{suffix}", p.label),
+                values: back(c),
+                color,
+                dashed: true,
+                faint,
+            });
+        }
+    }
+}
