@@ -356,9 +356,12 @@ fn data_source(args: &TrainArgs) -> Result<(DataSource, BTreeMap<String, String>
     metadata.insert("task".to_string(), task_name);
     metadata.insert("seq_len".to_string(), args.seq_len.to_string());
     let need = |value: &Option<PathBuf>, flag: &str| -> Result<PathBuf> {
-        value
-            .clone()
-            .with_context(|| format!("--task {:?} needs {flag}", args.task).to_lowercase())
+        value.clone().with_context(|| {
+            format!(
+                "--task {} needs {flag}",
+                format!("{:?}", args.task).to_lowercase()
+            )
+        })
     };
     let source = match args.task {
         TaskName::Adding => {

@@ -104,6 +104,14 @@ impl DataSource {
         }
     }
 
+    /// Draws and discards `batches` training batches, so a resumed run sees the batches the
+    /// uninterrupted run would have seen.
+    pub fn skip(&mut self, batches: u64, batch_size: usize) {
+        for _ in 0..batches {
+            self.next_batch(batch_size);
+        }
+    }
+
     /// The validation batches: a task's fixed set, or the held-out split in order.
     pub fn validation_batches(&self, batch_size: usize) -> Vec<Batch<f32>> {
         match self {

@@ -88,6 +88,7 @@ pub fn train(
         .map(|p| open_output(p, resumed))
         .transpose()?;
     let validation = data.validation_batches(options.batch);
+    data.skip(start_step, options.batch);
     let started = Instant::now();
     let (mut window_start, mut window_steps) = (Instant::now(), 0u64);
     let mut last_finite: Option<(u64, f32)> = None;

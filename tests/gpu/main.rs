@@ -7,6 +7,7 @@ mod limits;
 mod optim;
 mod parity;
 mod study;
+mod train;
 mod work_counts;
 
 use rnn_wgpu::gpu::Gpu;
