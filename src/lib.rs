@@ -6,6 +6,7 @@
 //! Conventions are PyTorch's: time-major input `[T, B, I]`, LSTM gates stacked i, f, g, o,
 //! parameters named `weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0`.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod cpu;

@@ -34,6 +34,8 @@ enum Command {
     Grad(cli::grad::GradArgs),
     /// Generate text from a model trained with --task text.
     Sample(cli::sample::SampleArgs),
+    /// Time training steps over the benchmark suite (or one --shape) on GPU and/or CPU.
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Command::Train(args) => cli::train::run(args).map(|()| ExitCode::SUCCESS),
         Command::Grad(args) => cli::grad::run(args).map(|()| ExitCode::SUCCESS),
         Command::Sample(args) => cli::sample::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => cli::bench::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -33,6 +33,7 @@ pub struct Gpu {
     pipelines: [OnceLock<wgpu::ComputePipeline>; Kernel::ALL.len()],
     dispatches: AtomicU64,
     submissions: AtomicU64,
+    storage_bytes: AtomicU64,
     /// Errors wgpu reports outside an error scope; collected instead of panicking.
     uncaptured: Arc<Mutex<Vec<String>>>,
 }
@@ -141,6 +142,7 @@ impl Gpu {
             pipelines: Default::default(),
             dispatches: AtomicU64::new(0),
             submissions: AtomicU64::new(0),
+            storage_bytes: AtomicU64::new(0),
             uncaptured,
         })
     }
@@ -202,6 +204,7 @@ impl Gpu {
                 });
             }
         }
+        self.storage_bytes.fetch_add(bytes, Ordering::Relaxed);
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(what),
             size: bytes,
@@ -241,6 +244,12 @@ impl Gpu {
             dispatches: self.dispatches.load(Ordering::Relaxed),
             submissions: self.submissions.load(Ordering::Relaxed),
         }
+    }
+
+    /// Bytes of storage buffers created through this context so far (model, optimizer state,
+    /// workspaces; freed buffers are not subtracted).
+    pub fn storage_bytes_created(&self) -> u64 {
+        self.storage_bytes.load(Ordering::Relaxed)
     }
 
     /// Returns (and clears) errors wgpu reported outside an error scope.

@@ -1,0 +1,201 @@
+//! The benchmark suite behind `rnn-wgpu bench`: median time of one training step (forward +
+//! BPTT + SGD update) per shape and device, with the napkin maths to judge it.
+
+use crate::config::{Activation, Cell, Loss, ModelConfig, Readout};
+use crate::data::Batch;
+use crate::gpu::Gpu;
+use crate::optim::{OptimizerConfig, OptimizerKind};
+use crate::params::Params;
+use crate::train::Engine;
+use crate::Error;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::time::Instant;
+
+/// (B, T, I, H) of one benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub batch: usize,
+    pub seq_len: usize,
+    pub input: usize,
+    pub hidden: usize,
+}
+
+/// The suite the performance issue names: small, wide, long, and large.
+pub const SUITE: [Shape; 4] = [
+    Shape {
+        batch: 32,
+        seq_len: 100,
+        input: 2,
+        hidden: 128,
+    },
+    Shape {
+        batch: 128,
+        seq_len: 256,
+        input: 64,
+        hidden: 256,
+    },
+    Shape {
+        batch: 64,
+        seq_len: 1000,
+        input: 2,
+        hidden: 128,
+    },
+    Shape {
+        batch: 256,
+        seq_len: 128,
+        input: 128,
+        hidden: 512,
+    },
+];
+
+impl Shape {
+    /// FLOPs of one training step: `3 * 2 * T * B * (I + H) * G * H` (forward products, and
+    /// twice that backward: the gradients w.r.t. the inputs and the weights).
+    pub fn step_flops(&self, cell: Cell) -> f64 {
+        let g = cell.gates() as f64;
+        let (b, t, i, h) = (
+            self.batch as f64,
+            self.seq_len as f64,
+            self.input as f64,
+            self.hidden as f64,
+        );
+        3.0 * 2.0 * t * b * (i + h) * g * h
+    }
+}
+
+impl std::str::FromStr for Shape {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<Self, Error> {
+        let parts: Vec<usize> = text
+            .split(',')
+            .map(|p| p.trim().parse::<usize>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| {
+                Error::Config(format!(
+                    "--shape '{text}': expected B,T,I,H as four positive integers"
+                ))
+            })?;
+        match parts[..] {
+            [batch, seq_len, input, hidden] if parts.iter().all(|&p| p > 0) => Ok(Shape {
+                batch,
+                seq_len,
+                input,
+                hidden,
+            }),
+            _ => Err(Error::Config(format!(
+                "--shape '{text}': expected B,T,I,H as four positive integers"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "({}, {}, {}, {})",
+            self.batch, self.seq_len, self.input, self.hidden
+        )
+    }
+}
+
+/// One measured shape on one device.
+#[derive(Clone, Debug)]
+pub struct BenchResult {
+    /// "gpu" or "cpu".
+    pub device: String,
+    pub adapter: String,
+    pub cell: Cell,
+    pub shape: Shape,
+    pub runs: usize,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    /// B * T / median: sequence steps trained per second.
+    pub sequence_steps_per_second: f64,
+    pub gflops: f64,
+    /// GPU storage buffers the run created (model, optimizer state, workspace); None on CPU.
+    pub gpu_memory_bytes: Option<u64>,
+}
+
+/// Times `runs` training steps after `warmup` untimed ones. The model is an LSTM or RNN (tanh)
+/// with PyTorch's initialisation, a head on the last step, MSE and plain SGD, as the reference
+/// figures were taken.
+pub fn bench_shape(
+    gpu: Option<&Gpu>,
+    cell: Cell,
+    shape: Shape,
+    warmup: usize,
+    runs: usize,
+) -> Result<BenchResult, Error> {
+    let config = ModelConfig {
+        cell,
+        activation: Activation::Tanh,
+        input_size: shape.input,
+        hidden_size: shape.hidden,
+        output_size: 1,
+        readout: Readout::Last,
+        loss: Loss::Mse,
+    };
+    let mut rng = StdRng::seed_from_u64(0);
+    let params = Params::<f32>::init_uniform(&config, &mut rng);
+    let batch = Batch::<f32>::random(&config, shape.seq_len, shape.batch, &mut rng);
+    let mut optimizer = OptimizerConfig::new(OptimizerKind::sgd());
+    optimizer.lr = 1e-3;
+    let before = gpu.map(|g| g.storage_bytes_created());
+    let mut engine = Engine::new(gpu, config, &params, optimizer)?;
+    for _ in 0..warmup {
+        engine.step(&batch, false)?;
+    }
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let start = Instant::now();
+        engine.step(&batch, false)?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    let median_ms = if times.len() % 2 == 1 {
+        times[times.len() / 2]
+    } else {
+        (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0
+    };
+    let seconds = median_ms / 1e3;
+    Ok(BenchResult {
+        device: if gpu.is_some() { "gpu" } else { "cpu" }.to_string(),
+        adapter: gpu.map_or("cpu reference (ndarray, f32)".to_string(), |g| {
+            g.adapter_name()
+        }),
+        cell,
+        shape,
+        runs: times.len(),
+        median_ms,
+        min_ms: times[0],
+        sequence_steps_per_second: (shape.batch * shape.seq_len) as f64 / seconds,
+        gflops: shape.step_flops(cell) / seconds / 1e9,
+        gpu_memory_bytes: gpu.zip(before).map(|(g, b)| g.storage_bytes_created() - b),
+    })
+}
+
+impl BenchResult {
+    /// One JSON object (no dependency on a JSON crate: every field is a number or a plain
+    /// string without quotes or backslashes to escape, except the adapter name, escaped here).
+    pub fn to_json(&self) -> String {
+        let escape = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        format!(
+            "{{\"device\":\"{}\",\"adapter\":\"{}\",\"cell\":\"{}\",\"shape\":[{},{},{},{}],\"runs\":{},\"median_ms\":{:.3},\"min_ms\":{:.3},\"sequence_steps_per_second\":{:.1},\"gflops\":{:.3},\"gpu_memory_bytes\":{}}}",
+            self.device,
+            escape(&self.adapter),
+            self.cell,
+            self.shape.batch,
+            self.shape.seq_len,
+            self.shape.input,
+            self.shape.hidden,
+            self.runs,
+            self.median_ms,
+            self.min_ms,
+            self.sequence_steps_per_second,
+            self.gflops,
+            self.gpu_memory_bytes.map_or("null".to_string(), |b| b.to_string())
+        )
+    }
+}

@@ -1,0 +1,74 @@
+//! `rnn-wgpu bench`: the benchmark suite (or one shape) on the GPU and/or the CPU.
+
+use anyhow::Result;
+use rnn_wgpu::bench::{bench_shape, Shape, SUITE};
+use rnn_wgpu::gpu::Gpu;
+use rnn_wgpu::Cell;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// One shape B,T,I,H instead of the suite.
+    #[arg(long)]
+    pub shape: Option<Shape>,
+    #[arg(long, default_value = "lstm")]
+    pub cell: Cell,
+    /// Devices to run, comma-separated: gpu, cpu or gpu,cpu.
+    #[arg(long, default_value = "gpu", value_delimiter = ',')]
+    pub device: Vec<super::train::Device>,
+    /// Timed training steps per shape (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Untimed steps first (pipeline compilation, allocation).
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// One JSON object per result instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let shapes: Vec<Shape> = args.shape.map_or(SUITE.to_vec(), |s| vec![s]);
+    let gpu = if args.device.contains(&super::train::Device::Gpu) {
+        Some(Gpu::new()?)
+    } else {
+        None
+    };
+    if !args.json {
+        println!(
+            "one training step (forward + BPTT + SGD), {} cell, head on the last step, MSE; median of {} after {} warm-up",
+            args.cell, args.runs, args.warmup
+        );
+        println!(
+            "{:<4} {:<22} {:>10} {:>10} {:>14} {:>9} {:>11}   adapter",
+            "dev", "shape (B, T, I, H)", "median ms", "min ms", "seq*steps/s", "GFLOP/s", "GPU MiB"
+        );
+    }
+    for shape in shapes {
+        for device in &args.device {
+            let gpu = match device {
+                super::train::Device::Gpu => gpu.as_ref(),
+                super::train::Device::Cpu => None,
+            };
+            let r = bench_shape(gpu, args.cell, shape, args.warmup, args.runs)?;
+            if args.json {
+                println!("{}", r.to_json());
+            } else {
+                let memory = r
+                    .gpu_memory_bytes
+                    .map_or("-".to_string(), |b| format!("{:.1}", b as f64 / 1048576.0));
+                println!(
+                    "{:<4} {:<22} {:>10.1} {:>10.1} {:>14.0} {:>9.2} {:>11}   {}",
+                    r.device,
+                    r.shape.to_string(),
+                    r.median_ms,
+                    r.min_ms,
+                    r.sequence_steps_per_second,
+                    r.gflops,
+                    memory,
+                    r.adapter
+                );
+            }
+        }
+    }
+    Ok(())
+}
