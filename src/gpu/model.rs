@@ -138,7 +138,7 @@ pub struct GpuModel {
     pub(crate) params: ParamBuffers,
     /// Bound in slots a kernel does not use (the RNN's cell-state slots, a missing bias).
     pub(crate) dummy: wgpu::Buffer,
-    pub(crate) workspace: Mutex<Option<Workspace>>,
+    workspace: Mutex<Option<Workspace>>,
 }
 
 impl GpuModel {
@@ -179,9 +179,13 @@ impl GpuModel {
         Ok(params)
     }
 
-    /// One forward pass over the whole batch, the loss, and with `request.backward` full BPTT,
-    /// as a single submission with a single wait; reads back only what `request` names.
-    pub fn run(&self, gpu: &Gpu, batch: &Batch<f32>, request: Request) -> Result<GpuOutput, Error> {
+    /// Checks `batch`, makes sure the workspace fits its (T, B) (reallocating only when the
+    /// shape changes) and uploads it. The guard keeps the workspace while a pass is recorded.
+    pub(crate) fn workspace_with(
+        &self,
+        gpu: &Gpu,
+        batch: &Batch<f32>,
+    ) -> Result<std::sync::MutexGuard<'_, Option<Workspace>>, Error> {
         let config = &self.config;
         batch.check(config)?;
         let (seq_len, batch_size) = (batch.seq_len(), batch.batch_size());
@@ -190,9 +194,15 @@ impl GpuModel {
             *slot = None; // free the old buffers before allocating new ones
             *slot = Some(Workspace::new(gpu, config, seq_len, batch_size)?);
         }
-        let ws = slot.as_ref().unwrap();
-        ws.upload(gpu, config, batch);
+        slot.as_ref().unwrap().upload(gpu, config, batch);
+        Ok(slot)
+    }
 
+    /// One forward pass over the whole batch, the loss, and with `request.backward` full BPTT,
+    /// as a single submission with a single wait; reads back only what `request` names.
+    pub fn run(&self, gpu: &Gpu, batch: &Batch<f32>, request: Request) -> Result<GpuOutput, Error> {
+        let slot = self.workspace_with(gpu, batch)?;
+        let ws = slot.as_ref().expect("workspace_with fills the slot");
         let mut recorder = Recorder::new(gpu);
         self.record_forward(gpu, &mut recorder, ws)?;
         if request.backward {

@@ -7,7 +7,6 @@ use super::context::Gpu;
 use super::kernels::Kernel;
 use super::model::{GpuModel, GpuOutput, ParamBuffers, Request};
 use super::recorder::{Read, Recorder};
-use super::workspace::Workspace;
 use crate::config::ModelConfig;
 use crate::data::Batch;
 use crate::optim::{match_state, state_tensor_names, OptimizerConfig, OptimizerKind};
@@ -255,16 +254,8 @@ impl GpuModel {
     ) -> Result<TrainOutput, Error> {
         let config = &self.config;
         optimizer.check_model(config)?;
-        batch.check(config)?;
-        let (seq_len, batch_size) = (batch.seq_len(), batch.batch_size());
-        // The workspace of this shape, reused as `run` reuses it.
-        let mut slot = self.workspace.lock().unwrap();
-        if !slot.as_ref().is_some_and(|ws| ws.fits(seq_len, batch_size)) {
-            *slot = None; // free the old buffers before allocating new ones
-            *slot = Some(Workspace::new(gpu, config, seq_len, batch_size)?);
-        }
-        let ws = slot.as_ref().unwrap();
-        ws.upload(gpu, config, batch);
+        let slot = self.workspace_with(gpu, batch)?;
+        let ws = slot.as_ref().expect("workspace_with fills the slot");
 
         let mut recorder = Recorder::new(gpu);
         self.record_forward(gpu, &mut recorder, ws)?;
