@@ -39,6 +39,7 @@ fn options(steps: u64, eval_every: u64, save: Option<PathBuf>) -> TrainOptions {
         grad_norms: None,
         grad_norms_every: 1,
         metadata: BTreeMap::new(),
+        interrupt: None,
     }
 }
 
@@ -287,4 +288,63 @@ fn sampling_is_seeded_and_stays_in_the_vocabulary() {
     let mut rng = StdRng::seed_from_u64(0);
     let err = sample_text(&config, &params, &vocabulary, b"xyz", 5, 1.0, &mut rng).unwrap_err();
     assert!(err.to_string().contains('x'), "{err}");
+}
+
+/// Ctrl-C (SIGINT) during `train` stops after the current step, saves a final checkpoint and
+/// exits normally.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_saves_a_final_checkpoint() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = temp_dir("sigint");
+    let saved = dir.join("model.safetensors");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rnn-wgpu"))
+        .args([
+            "train",
+            "--device",
+            "cpu",
+            "--task",
+            "adding",
+            "--seq-len",
+            "20",
+            "--hidden",
+            "8",
+            "--batch",
+            "4",
+            "--steps",
+            "100000000",
+            "--eval-every",
+            "100000000",
+            "--save",
+        ])
+        .arg(&saved)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // the first step is always evaluated and printed: training is under way after it
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find(|l| l.starts_with("step"))
+        .expect("a first step line");
+    assert!(first.contains("step      1"), "{first}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}; output {rest:?}");
+    assert!(rest.iter().any(|l| l.contains("interrupted")), "{rest:?}");
+    let kept = checkpoint::load(&saved, &LoadOverrides::default()).unwrap();
+    let step: u64 = kept.metadata["step"].parse().unwrap();
+    assert!(
+        step > 1,
+        "the final checkpoint holds the steps taken after the first: {step}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -14,6 +14,8 @@ use rnn_wgpu::train::{self, DataSource, Engine, Event, TrainOptions};
 use rnn_wgpu::{Activation, Cell};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum TaskName {
@@ -220,6 +222,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         grad_norms: args.grad_norms.clone(),
         grad_norms_every: args.grad_norms_every,
         metadata,
+        interrupt: Some(interrupt_flag()?),
     };
     let mut rate = 0.0;
     let summary = train::train(
@@ -263,6 +266,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     );
     bar.finish_and_clear();
     let summary = summary?;
+    if summary.interrupted {
+        println!("interrupted: stopped after the current step");
+    }
     println!(
         "{} steps in {:.1} s{}",
         summary.steps_taken,
@@ -273,6 +279,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
         ))
     );
     Ok(())
+}
+
+/// A flag Ctrl-C sets, so training stops after the current step and saves what it has.
+fn interrupt_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let handler_flag = flag.clone();
+    ctrlc::set_handler(move || handler_flag.store(true, Ordering::Relaxed))
+        .context("installing the Ctrl-C handler")?;
+    Ok(flag)
 }
 
 fn optimizer_config(args: &TrainArgs) -> Result<OptimizerConfig> {

@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Prefix of optimizer-state tensors in checkpoints.
@@ -35,6 +37,9 @@ pub struct TrainOptions {
     pub grad_norms_every: u64,
     /// Stored in checkpoints beside the optimizer's own keys (task, seed, vocabulary...).
     pub metadata: BTreeMap<String, String>,
+    /// Set from outside (Ctrl-C) to stop after the current step; the loop then saves a final
+    /// checkpoint when `save` is given and returns normally.
+    pub interrupt: Option<Arc<AtomicBool>>,
 }
 
 /// One evaluated step, as logged and shown.
@@ -62,6 +67,8 @@ pub enum Event<'a> {
 }
 
 pub struct Summary {
+    /// Stopped early by `TrainOptions::interrupt`.
+    pub interrupted: bool,
     pub first: Option<Record>,
     pub last: Option<Record>,
     pub steps_taken: u64,
@@ -94,6 +101,7 @@ pub fn train(
     let mut last_finite: Option<(u64, f32)> = None;
     let mut last_saved: Option<&Path> = None;
     let mut summary = Summary {
+        interrupted: false,
         first: None,
         last: None,
         steps_taken: 0,
@@ -130,7 +138,16 @@ pub fn train(
                 &result.grad_norm_c,
             )?;
         }
-        if step % options.eval_every == 0 || step == options.steps || step == start_step + 1 {
+        let interrupted = options
+            .interrupt
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::Relaxed));
+        summary.interrupted = interrupted;
+        if interrupted
+            || step % options.eval_every == 0
+            || step == options.steps
+            || step == start_step + 1
+        {
             let validation_loss = mean_loss(engine, &validation)?;
             let window = window_start.elapsed().as_secs_f64();
             let record = Record {
@@ -154,6 +171,9 @@ pub fn train(
             }
             summary.first.get_or_insert_with(|| record.clone());
             summary.last = Some(record);
+        }
+        if interrupted {
+            break;
         }
     }
     summary.elapsed_seconds = started.elapsed().as_secs_f64();

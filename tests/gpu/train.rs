@@ -32,6 +32,7 @@ fn options(steps: u64, save: Option<PathBuf>) -> TrainOptions {
         grad_norms: None,
         grad_norms_every: 1,
         metadata: BTreeMap::new(),
+        interrupt: None,
     }
 }
 
