@@ -1,5 +1,5 @@
 //! Host side of `shaders/gemm.wgsl`: C[M, N] (+)= op(A)[M, K] op(B)[K, N] (+ bias[N]) on
-//! matrices addressed inside larger buffers.
+//! matrices addressed inside larger buffers, with the entry point picked per adapter and shape.
 
 use super::context::Gpu;
 use super::kernels::Kernel;
@@ -7,9 +7,13 @@ use super::recorder::{Read, Recorder};
 use crate::Error;
 use bytemuck::{Pod, Zeroable};
 use ndarray::{Array2, ArrayView2};
+use std::sync::OnceLock;
 
-/// Output tile edge of the kernel, in both M and N.
+/// Output tile edge of `gemm_tiled`, in both M and N.
 const TILE: u64 = 64;
+
+/// Invocations per workgroup of the `gemm_block_*` kernels: one 8-wide SIMD loop of llvmpipe.
+const BLOCK_GROUP: u64 = 8;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -28,7 +32,8 @@ struct GemmParams {
     trans_b: u32,
     accumulate: u32,
     has_bias: u32,
-    _pad: [u32; 2],
+    row_blocks: u32,
+    _pad: u32,
 }
 
 /// A row-major matrix inside a buffer: element (r, c) of the *stored* matrix is at
@@ -70,12 +75,112 @@ pub struct Output<'a> {
     pub bias: Option<(&'a wgpu::Buffer, usize)>,
 }
 
+/// The entry point that computes a product. `Auto`, what `record_gemm` and `matmul` use, picks
+/// `Tiled` on GPUs and the cheapest block shape on CPU adapters; the others force one (tests,
+/// benchmarks). Every choice gives a correct result for every shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmKernel {
+    Auto,
+    /// `gemm_tiled`: 64x64 tiles through workgroup memory.
+    Tiled,
+    /// `gemm_block_16x16`: each invocation a 16x16 block of C.
+    Block16x16,
+    /// `gemm_block_32x4`: for products with few columns.
+    Block32x4,
+    /// `gemm_block_4x32`: for products with few rows.
+    Block4x32,
+}
+
+impl GemmKernel {
+    /// Every entry point, for tests and benchmarks.
+    pub const FORCED: [GemmKernel; 4] = [
+        GemmKernel::Tiled,
+        GemmKernel::Block16x16,
+        GemmKernel::Block32x4,
+        GemmKernel::Block4x32,
+    ];
+
+    const BLOCKS: [GemmKernel; 3] = [
+        GemmKernel::Block16x16,
+        GemmKernel::Block32x4,
+        GemmKernel::Block4x32,
+    ];
+
+    /// (rows, columns) of C per invocation of a block kernel.
+    fn block(self) -> Option<(u64, u64)> {
+        match self {
+            GemmKernel::Block16x16 => Some((16, 16)),
+            GemmKernel::Block32x4 => Some((32, 4)),
+            GemmKernel::Block4x32 => Some((4, 32)),
+            GemmKernel::Auto | GemmKernel::Tiled => None,
+        }
+    }
+
+    /// The concrete entry point for this adapter and product.
+    pub fn resolve(self, gpu: &Gpu, (m, n, k): (usize, usize, usize), accumulate: bool) -> Self {
+        if self != GemmKernel::Auto {
+            return self;
+        }
+        if gpu.info.device_type != wgpu::DeviceType::Cpu {
+            return GemmKernel::Tiled;
+        }
+        let cost = |kernel: &GemmKernel| {
+            let (r, c) = kernel.block().unwrap();
+            cpu_cost(
+                (m as u64, n as u64, k as u64),
+                (r, c),
+                accumulate,
+                cpu_threads(),
+            )
+        };
+        *Self::BLOCKS
+            .iter()
+            .min_by(|x, y| cost(x).total_cmp(&cost(y)))
+            .unwrap()
+    }
+}
+
+/// Threads llvmpipe runs workgroups on (it starts one per CPU).
+fn cpu_threads() -> u64 {
+    static THREADS: OnceLock<u64> = OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u64))
+}
+
+/// Relative time of a product on llvmpipe with (r x c)-blocks, in units of one lane's load of
+/// one element (about 15 ns of thread time, measured). A workgroup of 8 invocations is one SIMD
+/// loop on one thread: per k each busy invocation loads r + c elements, each a scalar loop over
+/// the lanes, and the group issues r * c vector FMAs, about 0.3 loads each. Around the k loop an
+/// invocation reads bias (c) and C (r * c, when accumulating) and writes r * c elements.
+/// Workgroups spread over the threads in rounds.
+fn cpu_cost((m, n, k): (u64, u64, u64), (r, c): (u64, u64), accumulate: bool, threads: u64) -> f64 {
+    let invocations = m.div_ceil(r) * n.div_ceil(c);
+    let rounds = invocations.div_ceil(BLOCK_GROUP).div_ceil(threads);
+    let busy = invocations.min(BLOCK_GROUP);
+    let per_invocation = k * (r + c) + c + r * c * (1 + accumulate as u64);
+    rounds as f64 * (busy as f64 * per_invocation as f64 + 0.3 * (k * r * c) as f64)
+}
+
 /// Records `C = op(A) op(B)` with shapes `[m, k] x [k, n]`.
 /// `dummy` is bound in the bias slot when there is no bias.
 #[allow(clippy::too_many_arguments)]
 pub fn record_gemm(
     gpu: &Gpu,
     recorder: &mut Recorder,
+    shape: (usize, usize, usize),
+    a: Operand,
+    b: Operand,
+    c: Output,
+    dummy: &wgpu::Buffer,
+) -> Result<(), Error> {
+    record_gemm_using(gpu, recorder, GemmKernel::Auto, shape, a, b, c, dummy)
+}
+
+/// `record_gemm` with the entry point chosen by the caller.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_gemm_using(
+    gpu: &Gpu,
+    recorder: &mut Recorder,
+    kernel: GemmKernel,
     (m, n, k): (usize, usize, usize),
     a: Operand,
     b: Operand,
@@ -85,7 +190,8 @@ pub fn record_gemm(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let params = GemmParams {
+    let kernel = kernel.resolve(gpu, (m, n, k), c.accumulate);
+    let mut params = GemmParams {
         m: m as u32,
         n: n as u32,
         k: k as u32,
@@ -100,27 +206,46 @@ pub fn record_gemm(
         trans_b: b.transposed as u32,
         accumulate: c.accumulate as u32,
         has_bias: c.bias.is_some() as u32,
-        _pad: [0; 2],
+        row_blocks: 0,
+        _pad: 0,
     };
-    let col_tiles = (n as u64).div_ceil(TILE);
-    let row_tiles = gpu.grid("matrix product rows", (m as u64).div_ceil(TILE))?;
-    let max = gpu.limits.max_compute_workgroups_per_dimension as u64;
-    if col_tiles > max {
-        return Err(Error::Limit {
-            what: format!("a matrix product with {n} columns"),
-            needed: col_tiles,
-            limit: max,
-            limit_name: "max_compute_workgroups_per_dimension",
-            adapter: gpu.info.name.clone(),
-        });
-    }
+    let (entry, groups) = match kernel.block() {
+        Some((r, cols)) => {
+            let row_blocks = (m as u64).div_ceil(r);
+            params.row_blocks = row_blocks as u32;
+            let invocations = row_blocks * (n as u64).div_ceil(cols);
+            let groups = invocations.div_ceil(BLOCK_GROUP);
+            let entry = match kernel {
+                GemmKernel::Block16x16 => Kernel::GemmBlock16x16,
+                GemmKernel::Block32x4 => Kernel::GemmBlock32x4,
+                _ => Kernel::GemmBlock4x32,
+            };
+            (entry, gpu.grid("matrix product blocks", groups)?)
+        }
+        None => {
+            let col_tiles = (n as u64).div_ceil(TILE);
+            let row_tiles = gpu.grid("matrix product rows", (m as u64).div_ceil(TILE))?;
+            let max = gpu.limits.max_compute_workgroups_per_dimension as u64;
+            if col_tiles > max {
+                return Err(Error::Limit {
+                    what: format!("a matrix product with {n} columns"),
+                    needed: col_tiles,
+                    limit: max,
+                    limit_name: "max_compute_workgroups_per_dimension",
+                    adapter: gpu.info.name.clone(),
+                });
+            }
+            // x: column tiles; the kernel reads row tiles from (y, z)
+            let groups = [col_tiles as u32, row_tiles[0], row_tiles[1]];
+            (Kernel::GemmTiled, groups)
+        }
+    };
     let bias = c.bias.map_or(dummy, |(buffer, _)| buffer);
     recorder.dispatch(
-        Kernel::Gemm,
+        entry,
         &params,
         &[a.buffer, b.buffer, bias, c.buffer],
-        // x: column tiles; the kernel reads row tiles from (y, z)
-        [col_tiles as u32, row_tiles[0], row_tiles[1]],
+        groups,
     );
     Ok(())
 }
@@ -136,16 +261,32 @@ pub fn matmul(
     bias: Option<&[f32]>,
     add_to: Option<ArrayView2<f32>>,
 ) -> Result<Array2<f32>, Error> {
-    let (m, k) = if trans_a {
-        (a.ncols(), a.nrows())
-    } else {
-        a.dim()
-    };
-    let (kb, n) = if trans_b {
-        (b.ncols(), b.nrows())
-    } else {
-        b.dim()
-    };
+    let (product, _) = matmul_using(
+        gpu,
+        GemmKernel::Auto,
+        0,
+        (a, trans_a),
+        (b, trans_b),
+        bias,
+        add_to,
+    )?;
+    Ok(product)
+}
+
+/// `matmul` on a chosen entry point, with every matrix placed inside a larger buffer as the
+/// engine's time-step slices are: `pad` NaN words before it and after each of its rows. Returns
+/// the product and whether every word of C's buffer outside the product is still NaN.
+pub fn matmul_using(
+    gpu: &Gpu,
+    kernel: GemmKernel,
+    pad: usize,
+    (a, trans_a): (ArrayView2<f32>, bool),
+    (b, trans_b): (ArrayView2<f32>, bool),
+    bias: Option<&[f32]>,
+    add_to: Option<ArrayView2<f32>>,
+) -> Result<(Array2<f32>, bool), Error> {
+    let (m, k) = if trans_a { a.t().dim() } else { a.dim() };
+    let (kb, n) = if trans_b { b.t().dim() } else { b.dim() };
     if k != kb {
         return Err(Error::Shape {
             what: "matmul operand B".into(),
@@ -153,51 +294,115 @@ pub fn matmul(
             expected: if trans_b { vec![n, k] } else { vec![k, n] },
         });
     }
-    let upload = |what: &str, data: &[f32]| -> Result<wgpu::Buffer, Error> {
-        let buffer = gpu.storage_buffer(what, data.len())?;
+    let c0 = add_to.map(|c| c.to_owned());
+    if let Some(c0) = &c0 {
+        crate::params::check_shape("matmul C", c0.shape(), &[m, n])?;
+    }
+    // A matrix as `pad` NaNs, then each row followed by `pad` NaNs.
+    let placed = |x: ArrayView2<f32>| -> Vec<f32> {
+        let mut words = vec![f32::NAN; pad];
+        for row in x.rows() {
+            words.extend(row.iter());
+            words.extend(std::iter::repeat_n(f32::NAN, pad));
+        }
+        words
+    };
+    let upload = |what: &str, words: &[f32]| -> Result<wgpu::Buffer, Error> {
+        let buffer = gpu.storage_buffer(what, words.len())?;
         gpu.queue
-            .write_buffer(&buffer, 0, bytemuck::cast_slice(data));
+            .write_buffer(&buffer, 0, bytemuck::cast_slice(words));
         Ok(buffer)
     };
-    let a_std = a.as_standard_layout();
-    let b_std = b.as_standard_layout();
-    let a_buf = upload("matmul A", a_std.as_slice().unwrap())?;
-    let b_buf = upload("matmul B", b_std.as_slice().unwrap())?;
-    let c_buf = gpu.storage_buffer("matmul C", m * n)?;
-    if let Some(c0) = add_to {
-        crate::params::check_shape("matmul C", c0.shape(), &[m, n])?;
-        let c_std = c0.as_standard_layout();
-        gpu.queue
-            .write_buffer(&c_buf, 0, bytemuck::cast_slice(c_std.as_slice().unwrap()));
-    }
-    let bias_buf = bias.map(|v| upload("matmul bias", v)).transpose()?;
+    let a_buf = upload("matmul A", &placed(a))?;
+    let b_buf = upload("matmul B", &placed(b))?;
+    let c_init = placed(
+        c0.as_ref()
+            .map_or(Array2::zeros((m, n)).view(), |c| c.view()),
+    );
+    let c_buf = upload("matmul C", &c_init)?;
+    let bias_words: Option<Vec<f32>> = bias.map(|v| [&vec![f32::NAN; pad][..], v].concat());
+    let bias_buf = bias_words.map(|v| upload("matmul bias", &v)).transpose()?;
     let dummy = gpu.storage_buffer("unused binding", 0)?;
     let mut recorder = Recorder::new(gpu);
-    record_gemm(
+    record_gemm_using(
         gpu,
         &mut recorder,
+        kernel,
         (m, n, k),
         Operand {
             transposed: trans_a,
-            ..Operand::new(&a_buf, 0, a.ncols())
+            ..Operand::new(&a_buf, pad, a.ncols() + pad)
         },
         Operand {
             transposed: trans_b,
-            ..Operand::new(&b_buf, 0, b.ncols())
+            ..Operand::new(&b_buf, pad, b.ncols() + pad)
         },
         Output {
             buffer: &c_buf,
-            offset: 0,
-            row_stride: n,
-            accumulate: add_to.is_some(),
-            bias: bias_buf.as_ref().map(|b| (b, 0)),
+            offset: pad,
+            row_stride: n + pad,
+            accumulate: c0.is_some(),
+            bias: bias_buf.as_ref().map(|b| (b, pad)),
         },
         &dummy,
     )?;
-    let mut data = recorder.submit_and_read(&[Read {
+    let words = recorder
+        .submit_and_read(&[Read {
+            buffer: &c_buf,
+            offset: 0,
+            len: c_init.len(),
+        }])?
+        .remove(0);
+    let at = |i: usize, j: usize| pad + i * (n + pad) + j;
+    let product = Array2::from_shape_fn((m, n), |(i, j)| words[at(i, j)]);
+    let padding_kept = (0..words.len())
+        .filter(|&w| w < pad || (w - pad) % (n + pad) >= n)
+        .all(|w| words[w].is_nan());
+    Ok((product, padding_kept))
+}
+
+/// Seconds per product when `reps` products `C += op(A) op(B) + bias` of the given shape are
+/// recorded into one submission (the GEMM alone: no upload or read-back inside the timing).
+pub fn time_products(
+    gpu: &Gpu,
+    kernel: GemmKernel,
+    (m, n, k): (usize, usize, usize),
+    (trans_a, trans_b): (bool, bool),
+    reps: usize,
+) -> Result<f64, Error> {
+    let filled = |what: &str, words: usize| -> Result<wgpu::Buffer, Error> {
+        let buffer = gpu.storage_buffer(what, words)?;
+        let data: Vec<f32> = (0..words).map(|i| (i % 17) as f32 / 17.0 - 0.5).collect();
+        gpu.queue
+            .write_buffer(&buffer, 0, bytemuck::cast_slice(&data));
+        Ok(buffer)
+    };
+    let (a_buf, b_buf) = (filled("bench A", m * k)?, filled("bench B", k * n)?);
+    let (bias_buf, c_buf) = (filled("bench bias", n)?, filled("bench C", m * n)?);
+    let a = Operand {
+        transposed: trans_a,
+        ..Operand::new(&a_buf, 0, if trans_a { m } else { k })
+    };
+    let b = Operand {
+        transposed: trans_b,
+        ..Operand::new(&b_buf, 0, if trans_b { k } else { n })
+    };
+    let mut recorder = Recorder::new(gpu);
+    for _ in 0..reps {
+        let c = Output {
+            buffer: &c_buf,
+            offset: 0,
+            row_stride: n,
+            accumulate: true,
+            bias: Some((&bias_buf, 0)),
+        };
+        record_gemm_using(gpu, &mut recorder, kernel, (m, n, k), a, b, c, &bias_buf)?;
+    }
+    let start = std::time::Instant::now();
+    recorder.submit_and_read(&[Read {
         buffer: &c_buf,
         offset: 0,
-        len: m * n,
+        len: 1,
     }])?;
-    Ok(Array2::from_shape_vec((m, n), data.remove(0)).unwrap())
+    Ok(start.elapsed().as_secs_f64() / reps.max(1) as f64)
 }

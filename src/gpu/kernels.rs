@@ -53,7 +53,12 @@ impl Shader {
 /// A compute entry point. Its CPU twin in `cpu::` has the same name where one exists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    Gemm,
+    /// 64x64 tiles through workgroup memory: for GPUs.
+    GemmTiled,
+    /// One block of C per invocation, straight from storage: for CPU adapters (see gemm.wgsl).
+    GemmBlock16x16,
+    GemmBlock32x4,
+    GemmBlock4x32,
     RnnForward,
     RnnBackward,
     LstmForward,
@@ -123,8 +128,11 @@ impl Layout {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 15] = [
-        Kernel::Gemm,
+    pub const ALL: [Kernel; 18] = [
+        Kernel::GemmTiled,
+        Kernel::GemmBlock16x16,
+        Kernel::GemmBlock32x4,
+        Kernel::GemmBlock4x32,
         Kernel::RnnForward,
         Kernel::RnnBackward,
         Kernel::LstmForward,
@@ -143,7 +151,10 @@ impl Kernel {
 
     pub fn entry_point(self) -> &'static str {
         match self {
-            Kernel::Gemm => "gemm",
+            Kernel::GemmTiled => "gemm_tiled",
+            Kernel::GemmBlock16x16 => "gemm_block_16x16",
+            Kernel::GemmBlock32x4 => "gemm_block_32x4",
+            Kernel::GemmBlock4x32 => "gemm_block_4x32",
             Kernel::RnnForward => "rnn_forward",
             Kernel::RnnBackward => "rnn_backward",
             Kernel::LstmForward => "lstm_forward",
@@ -163,7 +174,10 @@ impl Kernel {
 
     pub fn shader(self) -> Shader {
         match self {
-            Kernel::Gemm => Shader::Gemm,
+            Kernel::GemmTiled
+            | Kernel::GemmBlock16x16
+            | Kernel::GemmBlock32x4
+            | Kernel::GemmBlock4x32 => Shader::Gemm,
             Kernel::RnnForward | Kernel::RnnBackward => Shader::Rnn,
             Kernel::LstmForward | Kernel::LstmBackward => Shader::Lstm,
             Kernel::MseLoss | Kernel::CrossEntropyLoss => Shader::Loss,
@@ -189,7 +203,8 @@ impl Kernel {
     /// Invocations per workgroup along x, for turning element counts into workgroup counts.
     pub fn workgroup_width(self) -> u32 {
         match self {
-            Kernel::Gemm => 16,
+            Kernel::GemmTiled => 16,
+            Kernel::GemmBlock16x16 | Kernel::GemmBlock32x4 | Kernel::GemmBlock4x32 => 8,
             Kernel::RowNorms | Kernel::RowSums | Kernel::GradSumSquares | Kernel::GradNorm => 256,
             _ => 64,
         }

@@ -1,11 +1,13 @@
-//! The one GEMM kernel against ndarray in f64, for every transpose combination, with and without
-//! bias and accumulation, at sizes that are not multiples of its 64x64x16 tiles.
+//! The GEMM kernels against ndarray in f64, for every transpose combination, with and without
+//! bias and accumulation, at sizes that are not multiples of any tile or block: the kernel
+//! `matmul` picks for the adapter, then every entry point forced, on matrices placed inside
+//! larger NaN-padded buffers (unaligned offsets and strides) that must stay untouched.
 
 use super::{gpu, seed};
 use ndarray::{Array1, Array2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rnn_wgpu::gpu::gemm::matmul;
+use rnn_wgpu::gpu::gemm::{matmul, matmul_using, GemmKernel};
 
 fn random(rows: usize, cols: usize, rng: &mut StdRng) -> Array2<f32> {
     Array2::from_shape_fn((rows, cols), |_| rng.random_range(-1.0..1.0))
@@ -17,6 +19,84 @@ fn to64(a: &Array2<f32>) -> Array2<f64> {
 
 /// f32 sums of K products against f64: error grows like sqrt(K) * 2^-24.
 const TOLERANCE: f64 = 1e-5;
+
+/// One product's operands and the f64 reference.
+struct Case {
+    label: String,
+    a: Array2<f32>,
+    trans_a: bool,
+    b: Array2<f32>,
+    trans_b: bool,
+    bias: Option<Array1<f32>>,
+    c0: Option<Array2<f32>>,
+    want: Array2<f64>,
+}
+
+/// Every transpose combination and (bias, accumulate) configuration of one shape.
+fn cases((m, n, k): (usize, usize, usize), rng: &mut StdRng) -> Vec<Case> {
+    let mut out = Vec::new();
+    for trans_a in [false, true] {
+        for trans_b in [false, true] {
+            for (with_bias, accumulate) in [(false, false), (true, false), (true, true)] {
+                let a = if trans_a {
+                    random(k, m, rng)
+                } else {
+                    random(m, k, rng)
+                };
+                let b = if trans_b {
+                    random(n, k, rng)
+                } else {
+                    random(k, n, rng)
+                };
+                let bias: Array1<f32> = Array1::from_shape_fn(n, |_| rng.random_range(-1.0..1.0));
+                let c0 = random(m, n, rng);
+                let (a64, b64) = (to64(&a), to64(&b));
+                let op_a = if trans_a { a64.t().to_owned() } else { a64 };
+                let op_b = if trans_b { b64.t().to_owned() } else { b64 };
+                let mut want = op_a.dot(&op_b);
+                if with_bias {
+                    want += &bias.mapv(|v| v as f64);
+                }
+                if accumulate {
+                    want += &to64(&c0);
+                }
+                out.push(Case {
+                    label: format!(
+                        "m={m} n={n} k={k} trans_a={trans_a} trans_b={trans_b} \
+                         bias={with_bias} accumulate={accumulate}"
+                    ),
+                    a,
+                    trans_a,
+                    b,
+                    trans_b,
+                    bias: with_bias.then_some(bias),
+                    c0: accumulate.then_some(c0),
+                    want,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// `None` when `got` is within tolerance of the reference, else what went wrong.
+fn mismatch(case: &Case, got: &Array2<f32>) -> Option<String> {
+    let diff = (&to64(got) - &case.want).mapv(|d| d * d).sum().sqrt();
+    let norm = case.want.mapv(|d| d * d).sum().sqrt();
+    let rel = if norm > 0.0 { diff / norm } else { diff };
+    // written so that a NaN fails too
+    if rel.is_nan() || rel > TOLERANCE {
+        let (worst, _) = (&to64(got) - &case.want)
+            .indexed_iter()
+            .map(|(ix, d)| (ix, if d.is_nan() { f64::INFINITY } else { d.abs() }))
+            .fold(((0, 0), -1.0), |acc, x| if x.1 > acc.1 { x } else { acc });
+        return Some(format!(
+            "rel err {rel:.3e}, worst {worst:?}: gpu {} want {}",
+            got[worst], case.want[worst]
+        ));
+    }
+    None
+}
 
 #[test]
 fn gemm_matches_ndarray_at_awkward_sizes() {
@@ -32,59 +112,20 @@ fn gemm_matches_ndarray_at_awkward_sizes() {
         (2, 1, 300),
     ];
     let mut failures = Vec::new();
-    for (m, n, k) in shapes {
-        for trans_a in [false, true] {
-            for trans_b in [false, true] {
-                for (with_bias, accumulate) in [(false, false), (true, false), (true, true)] {
-                    let a = if trans_a {
-                        random(k, m, &mut rng)
-                    } else {
-                        random(m, k, &mut rng)
-                    };
-                    let b = if trans_b {
-                        random(n, k, &mut rng)
-                    } else {
-                        random(k, n, &mut rng)
-                    };
-                    let bias: Array1<f32> =
-                        Array1::from_shape_fn(n, |_| rng.random_range(-1.0..1.0));
-                    let c0 = random(m, n, &mut rng);
-                    let got = matmul(
-                        gpu(),
-                        a.view(),
-                        trans_a,
-                        b.view(),
-                        trans_b,
-                        with_bias.then(|| bias.as_slice().unwrap()),
-                        accumulate.then(|| c0.view()),
-                    )
-                    .unwrap();
-                    let (a64, b64) = (to64(&a), to64(&b));
-                    let op_a = if trans_a { a64.t().to_owned() } else { a64 };
-                    let op_b = if trans_b { b64.t().to_owned() } else { b64 };
-                    let mut want = op_a.dot(&op_b);
-                    if with_bias {
-                        want += &bias.mapv(|v| v as f64);
-                    }
-                    if accumulate {
-                        want += &to64(&c0);
-                    }
-                    let diff = (&to64(&got) - &want).mapv(|d| d * d).sum().sqrt();
-                    let norm = want.mapv(|d| d * d).sum().sqrt();
-                    let rel = diff / norm;
-                    // written so that a NaN fails too
-                    if rel.is_nan() || rel > TOLERANCE {
-                        let (worst, _) = (&to64(&got) - &want)
-                            .indexed_iter()
-                            .map(|(ix, d)| (ix, d.abs()))
-                            .fold(((0, 0), -1.0), |acc, x| if x.1 > acc.1 { x } else { acc });
-                        failures.push(format!(
-                            "m={m} n={n} k={k} trans_a={trans_a} trans_b={trans_b} bias={with_bias} \
-                             accumulate={accumulate}: rel err {rel:.3e}, worst {worst:?}: gpu {} want {}",
-                            got[worst], want[worst]
-                        ));
-                    }
-                }
+    for shape in shapes {
+        for case in cases(shape, &mut rng) {
+            let got = matmul(
+                gpu(),
+                case.a.view(),
+                case.trans_a,
+                case.b.view(),
+                case.trans_b,
+                case.bias.as_ref().map(|v| v.as_slice().unwrap()),
+                case.c0.as_ref().map(|c| c.view()),
+            )
+            .unwrap();
+            if let Some(why) = mismatch(&case, &got) {
+                failures.push(format!("{}: {why}", case.label));
             }
         }
     }
@@ -92,5 +133,70 @@ fn gemm_matches_ndarray_at_awkward_sizes() {
         failures.is_empty(),
         "||gpu - cpu|| / ||cpu|| > {TOLERANCE:e}:\n{}",
         failures.join("\n")
+    );
+}
+
+/// Every entry point on every awkward shape (skinny N and M, K = 1, sizes one past a block),
+/// each matrix 3 NaN words into its buffer with rows 3 words apart: a kernel that reads outside
+/// its operands produces NaN, one that writes outside C overwrites a NaN.
+#[test]
+fn every_gemm_kernel_matches_ndarray_inside_larger_buffers() {
+    let mut rng = StdRng::seed_from_u64(seed(8));
+    let shapes = [
+        (1, 1, 1),
+        (5, 2, 33),
+        (33, 1, 17),
+        (1, 65, 9),
+        (2, 33, 1),
+        (17, 17, 5),
+        (3, 257, 2),
+        (257, 3, 65),
+        (40, 70, 3),
+    ];
+    let mut failures = Vec::new();
+    for kernel in GemmKernel::FORCED {
+        for shape in shapes {
+            for case in cases(shape, &mut rng) {
+                let (got, padding_kept) = matmul_using(
+                    gpu(),
+                    kernel,
+                    3,
+                    (case.a.view(), case.trans_a),
+                    (case.b.view(), case.trans_b),
+                    case.bias.as_ref().map(|v| v.as_slice().unwrap()),
+                    case.c0.as_ref().map(|c| c.view()),
+                )
+                .unwrap();
+                if let Some(why) = mismatch(&case, &got) {
+                    failures.push(format!("{kernel:?} {}: {why}", case.label));
+                }
+                if !padding_kept {
+                    failures.push(format!("{kernel:?} {}: wrote outside C", case.label));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The host's choice: tiles on GPUs; on CPU adapters the block shape that fits the product.
+#[test]
+fn auto_picks_tiles_on_gpus_and_fitting_blocks_on_cpus() {
+    let gpu = gpu();
+    let pick = |shape| GemmKernel::Auto.resolve(gpu, shape, false);
+    if gpu.info.device_type != wgpu::DeviceType::Cpu {
+        assert_eq!(pick((512, 512, 512)), GemmKernel::Tiled);
+        return;
+    }
+    assert_eq!(pick((512, 512, 512)), GemmKernel::Block16x16);
+    assert_eq!(pick((64, 1024, 256)), GemmKernel::Block16x16);
+    // dx with a 2-wide input, the head with one output
+    assert_eq!(pick((6400, 2, 1024)), GemmKernel::Block32x4);
+    assert_eq!(pick((256, 1, 512)), GemmKernel::Block32x4);
+    // the head's weight gradient over all rows
+    assert_eq!(pick((1, 512, 6400)), GemmKernel::Block4x32);
+    assert_eq!(
+        GemmKernel::Tiled.resolve(gpu, (8, 8, 8), true),
+        GemmKernel::Tiled
     );
 }
