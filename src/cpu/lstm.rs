@@ -1,11 +1,17 @@
 //! The LSTM over a whole sequence, PyTorch's `nn.LSTM` with gates stacked i, f, g, o:
 //! `c_t = f * c_{t-1} + i * g`, `h_t = o * tanh(c_t)`.
 
-use super::rnn::sigmoid;
-use super::{frobenius_norm, input_projection, products_over_rows, CellGrads};
+use super::math::{sigmoid, sum_of_squares, tanh, vectorized_fn};
+use super::packed::PackedWeight;
+use super::{
+    batch_parts, input_projection, norms, parallel, products_over_rows, rows, rows_mut,
+    step_gradient, CellGrads,
+};
 use crate::Float;
-use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array2, Array3, ArrayRef1, ArrayRef2, ArrayRef3, Axis};
+use ndarray::{
+    s, Array1, Array2, Array3, ArrayRef1, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2,
+    ArrayViewMut3, Axis,
+};
 
 /// The forward recurrence over all T steps.
 ///
@@ -23,53 +29,100 @@ pub fn lstm_forward<F: Float>(
 ) -> (Array3<F>, Array3<F>, Array3<F>) {
     let (seq_len, batch, _) = x.dim();
     let hidden = weight_hh.ncols();
-    // Starts as W_ih x_t + b_ih for every step; each step adds its recurrent term in place and
-    // then overwrites the pre-activations with the activated gates.
-    let mut gates = input_projection(weight_ih, bias_ih, x);
+    // W_ih x_t for every step; each step adds its recurrent term in place and then overwrites
+    // the pre-activations with the activated gates. Both biases enter unscaled, so the cell
+    // adds their sum.
+    let mut gates = input_projection(weight_ih, x);
+    let bias: Array1<F> = bias_ih + bias_hh;
+    let bias = bias.as_slice().expect("an owned 1-D array is contiguous");
     let mut hs = Array3::zeros((seq_len + 1, batch, hidden));
     let mut cs = Array3::zeros((seq_len + 1, batch, hidden));
     hs.index_axis_mut(Axis(0), 0).assign(h0);
     cs.index_axis_mut(Axis(0), 0).assign(c0);
-    for t in 0..seq_len {
+    // Sequences do not interact: each thread runs its own rows of the batch through all T
+    // steps, with nothing to wait for inside the time loop.
+    let rows_per_part = batch_parts(seq_len, batch, 4 * hidden * hidden);
+    let weight_hh_t = PackedWeight::new(weight_hh.t());
+    let parts = hs
+        .axis_chunks_iter_mut(Axis(1), rows_per_part)
+        .zip(cs.axis_chunks_iter_mut(Axis(1), rows_per_part))
+        .zip(gates.axis_chunks_iter_mut(Axis(1), rows_per_part));
+    parallel::run(parts, |((hs, cs), gates)| {
+        lstm_forward_rows(&weight_hh_t, bias, hs, cs, gates)
+    });
+    (hs, cs, gates)
+}
+
+/// `lstm_forward`'s time loop for some rows `b` of the batch: weight_hh_t [H, 4H] (W_hh^T),
+/// hs and cs [T+1, b, H] with step 0 filled, gates [T, b, 4H] holding W_ih x_t, bias [4H]
+/// (b_ih + b_hh).
+fn lstm_forward_rows<F: Float>(
+    weight_hh_t: &PackedWeight<'_, F>,
+    bias: &[F],
+    mut hs: ArrayViewMut3<F>,
+    mut cs: ArrayViewMut3<F>,
+    mut gates: ArrayViewMut3<F>,
+) {
+    for t in 0..gates.len_of(Axis(0)) {
         let mut gate = gates.index_axis_mut(Axis(0), t);
-        general_mat_mul(
-            F::one(),
-            &hs.index_axis(Axis(0), t),
-            &weight_hh.t(),
-            F::one(),
-            &mut gate,
-        );
-        gate.zip_mut_with(bias_hh, |v, &bias| *v = *v + bias);
-        let (c_prev, mut c_next) = cs.multi_slice_mut((s![t, .., ..], s![t + 1, .., ..]));
-        let mut h_next = hs.index_axis_mut(Axis(0), t + 1);
-        // One iteration per (b, j), as one WGSL invocation: unit j's four gates sit H apart.
-        for b in 0..batch {
-            for j in 0..hidden {
-                let (ii, fi, gi, oi) = (j, hidden + j, 2 * hidden + j, 3 * hidden + j);
-                let input_gate = sigmoid(gate[[b, ii]]);
-                let forget_gate = sigmoid(gate[[b, fi]]);
-                let cell_gate = gate[[b, gi]].tanh();
-                let output_gate = sigmoid(gate[[b, oi]]);
-                let c = forget_gate * c_prev[[b, j]] + input_gate * cell_gate;
-                c_next[[b, j]] = c;
-                h_next[[b, j]] = output_gate * c.tanh();
-                gate[[b, ii]] = input_gate;
-                gate[[b, fi]] = forget_gate;
-                gate[[b, gi]] = cell_gate;
-                gate[[b, oi]] = output_gate;
-            }
+        weight_hh_t.product_into(&hs.index_axis(Axis(0), t), F::one(), &mut gate);
+        let (c_prev, c_next) = cs.multi_slice_mut((s![t, .., ..], s![t + 1, .., ..]));
+        let h_next = hs.index_axis_mut(Axis(0), t + 1);
+        for (((gate, c_prev), c_next), h_next) in rows_mut(gate)
+            .zip(rows_mut(c_prev))
+            .zip(rows_mut(c_next))
+            .zip(rows_mut(h_next))
+        {
+            lstm_cell_forward(gate, bias, c_prev, c_next, h_next);
         }
     }
-    (hs, cs, gates)
+}
+
+vectorized_fn! {
+/// One sequence's step: gate [4H] holds the pre-activations without bias and becomes the
+/// activated gates i, f, g, o; c_next and h_next [H] follow from c_prev [H]. One iteration per
+/// hidden unit j, as one WGSL invocation: unit j's four gates sit H apart.
+fn lstm_cell_forward<F: Float>(
+    gate: &mut [F],
+    bias: &[F],
+    c_prev: &[F],
+    c_next: &mut [F],
+    h_next: &mut [F],
+) {
+    let hidden = c_prev.len();
+    let (input, rest) = gate.split_at_mut(hidden);
+    let (forget, rest) = rest.split_at_mut(hidden);
+    let (cell, output) = rest.split_at_mut(hidden);
+    let (b_input, rest) = bias.split_at(hidden);
+    let (b_forget, rest) = rest.split_at(hidden);
+    let (b_cell, b_output) = rest.split_at(hidden);
+    // Slices of one length, so the loop carries no bounds checks and vectorizes.
+    let (output, b_output) = (&mut output[..hidden], &b_output[..hidden]);
+    let (c_next, h_next) = (&mut c_next[..hidden], &mut h_next[..hidden]);
+    for j in 0..hidden {
+        let input_gate = sigmoid(input[j] + b_input[j]);
+        let forget_gate = sigmoid(forget[j] + b_forget[j]);
+        let cell_gate = tanh(cell[j] + b_cell[j]);
+        let output_gate = sigmoid(output[j] + b_output[j]);
+        let c = forget_gate * c_prev[j] + input_gate * cell_gate;
+        c_next[j] = c;
+        h_next[j] = output_gate * tanh(c);
+        input[j] = input_gate;
+        forget[j] = forget_gate;
+        cell[j] = cell_gate;
+        output[j] = output_gate;
+    }
+}
 }
 
 /// Backpropagation through time over all T steps.
 ///
 /// weight_ih [4H, I], weight_hh [4H, H], x [T, B, I], hs and cs [T+1, B, H] and the activated
-/// gates [T, B, 4H] from `lstm_forward`; dh_from_head [T, B, H]: the head's gradient w.r.t.
-/// each h_t (zero where the head does not read h_t). Per step, dE/dh_t = dh_from_head_t +
-/// dgates_{t+1} W_hh and dE/dc_t = dh_t o_t (1 - tanh(c_t)^2) + dc_{t+1} f_{t+1}, whose norms
-/// are recorded; the weight gradients follow from all dgates at once after the loop.
+/// gates [T, B, 4H] from `lstm_forward`; dh_from_head [S, B, H]: the head's gradient w.r.t.
+/// the last S hidden states h_{T-S+1}..h_T (S = T when the head reads every step, 1 when only
+/// h_T). Per step, dE/dh_t = dh_from_head_t + dgates_{t+1} W_hh and dE/dc_t =
+/// dh_t o_t (1 - tanh(c_t)^2) + dc_{t+1} f_{t+1}, whose norms are recorded; the weight
+/// gradients follow from all dgates at once after the loop.
 pub fn lstm_backward<F: Float>(
     weight_ih: &ArrayRef2<F>,
     weight_hh: &ArrayRef2<F>,
@@ -79,55 +132,160 @@ pub fn lstm_backward<F: Float>(
     gates: &ArrayRef3<F>,
     dh_from_head: &ArrayRef3<F>,
 ) -> CellGrads<F> {
-    let (seq_len, batch, hidden) = dh_from_head.dim();
-    let one = F::one();
+    let (seq_len, batch, hidden) = cs.dim();
+    let seq_len = seq_len - 1;
     // dE/d(pre-activation) of every gate of every step: [T, B, 4H].
     let mut dgates = Array3::zeros(gates.raw_dim());
-    let mut grad_norm_h = vec![F::zero(); seq_len];
-    let mut grad_norm_c = vec![F::zero(); seq_len];
-    let mut dh = Array2::zeros((batch, hidden));
+    let mut dh0 = Array2::zeros((batch, hidden));
     // The gradient reaching c_t through c_{t+1}: dc_{t+1} * f_{t+1}; none beyond T. After the
     // loop it is dc_1 * f_1 = dE/dc0.
-    let mut dc_from_next = Array2::zeros((batch, hidden));
-    for t in (0..seq_len).rev() {
-        dh.assign(&dh_from_head.index_axis(Axis(0), t));
-        if t + 1 < seq_len {
-            general_mat_mul(
-                one,
-                &dgates.index_axis(Axis(0), t + 1),
-                weight_hh,
-                one,
-                &mut dh,
-            );
-        }
-        grad_norm_h[t] = frobenius_norm(&dh);
-        let gate = gates.index_axis(Axis(0), t);
-        let c_prev = cs.index_axis(Axis(0), t);
-        let c_now = cs.index_axis(Axis(0), t + 1);
-        let mut dgate = dgates.index_axis_mut(Axis(0), t);
-        let mut dc_squared_sum = F::zero();
-        for b in 0..batch {
-            for j in 0..hidden {
-                let (ii, fi, gi, oi) = (j, hidden + j, 2 * hidden + j, 3 * hidden + j);
-                let (input_gate, forget_gate) = (gate[[b, ii]], gate[[b, fi]]);
-                let (cell_gate, output_gate) = (gate[[b, gi]], gate[[b, oi]]);
-                let tanh_c = c_now[[b, j]].tanh();
-                let dc = dh[[b, j]] * output_gate * (one - tanh_c * tanh_c) + dc_from_next[[b, j]];
-                dc_squared_sum = dc_squared_sum + dc * dc;
-                // Each gate's gradient times its nonlinearity's derivative, from its output.
-                dgate[[b, ii]] = dc * cell_gate * input_gate * (one - input_gate);
-                dgate[[b, fi]] = dc * c_prev[[b, j]] * forget_gate * (one - forget_gate);
-                dgate[[b, gi]] = dc * input_gate * (one - cell_gate * cell_gate);
-                dgate[[b, oi]] = dh[[b, j]] * tanh_c * output_gate * (one - output_gate);
-                dc_from_next[[b, j]] = dc * forget_gate;
-            }
-        }
-        grad_norm_c[t] = dc_squared_sum.sqrt();
-    }
+    let mut dc0 = Array2::zeros((batch, hidden));
+    // Each thread takes its own rows of the batch, as forward does, and sums the squares of
+    // its rows of dh_t and dc_t; the norms add those partial sums up after the loop.
+    let rows_per_part = batch_parts(seq_len, batch, 8 * hidden * hidden);
+    let mut parts: Vec<_> = gates
+        .axis_chunks_iter(Axis(1), rows_per_part)
+        .zip(cs.axis_chunks_iter(Axis(1), rows_per_part))
+        .zip(dh_from_head.axis_chunks_iter(Axis(1), rows_per_part))
+        .zip(dgates.axis_chunks_iter_mut(Axis(1), rows_per_part))
+        .zip(dh0.axis_chunks_iter_mut(Axis(0), rows_per_part))
+        .zip(dc0.axis_chunks_iter_mut(Axis(0), rows_per_part))
+        .map(
+            |(((((gates, cs), dh_from_head), dgates), dh0), dc)| LstmBackwardRows {
+                gates,
+                cs,
+                dh_from_head,
+                dgates,
+                dh0,
+                dc,
+                squares_h: vec![F::zero(); seq_len],
+                squares_c: vec![F::zero(); seq_len],
+            },
+        )
+        .collect();
+    let weight_hh = PackedWeight::new(weight_hh.view());
+    parallel::run(parts.iter_mut(), |part| part.run(&weight_hh));
+    let grad_norm_h = norms(parts.iter().map(|part| &part.squares_h[..]), seq_len);
+    let grad_norm_c = norms(parts.iter().map(|part| &part.squares_c[..]), seq_len);
+    drop(parts);
+    let products = products_over_rows(weight_ih, x, hs, &dgates);
     CellGrads {
-        dc0: Some(dc_from_next),
+        dweight_ih: products.dweight_ih,
+        dweight_hh: products.dweight_hh,
+        dbias: products.dbias,
+        dx: products.dx,
+        dh0,
+        dc0: Some(dc0),
         grad_norm_h,
         grad_norm_c: Some(grad_norm_c),
-        ..products_over_rows(weight_ih, weight_hh, x, hs, &dgates)
     }
+}
+
+/// `lstm_backward`'s time loop for some rows `b` of the batch, with its inputs and outputs.
+struct LstmBackwardRows<'a, F> {
+    /// [T, b, 4H], [T+1, b, H], [S, b, H] as `lstm_backward` takes them.
+    gates: ArrayView3<'a, F>,
+    cs: ArrayView3<'a, F>,
+    dh_from_head: ArrayView3<'a, F>,
+    /// Out: [T, b, 4H], and dh0 = dgates_1 W_hh [b, H].
+    dgates: ArrayViewMut3<'a, F>,
+    dh0: ArrayViewMut2<'a, F>,
+    /// dc_{t+1} f_{t+1} [b, H] while the loop runs, dE/dc0 when it is done.
+    dc: ArrayViewMut2<'a, F>,
+    /// Out: the sums of squares of these rows of dE/dh_t and dE/dc_t, [T] each.
+    squares_h: Vec<F>,
+    squares_c: Vec<F>,
+}
+
+impl<F: Float> LstmBackwardRows<'_, F> {
+    /// weight_hh [4H, H].
+    fn run(&mut self, weight_hh: &PackedWeight<'_, F>) {
+        let (seq_len, batch_rows, hidden) = self.cs.dim();
+        let seq_len = seq_len - 1;
+        // The only buffers of the loop, allocated before it.
+        let mut dh = Array2::zeros((batch_rows, hidden));
+        let mut dc_row = vec![F::zero(); hidden];
+        for t in (0..seq_len).rev() {
+            let (done, next) = self.dgates.view_mut().split_at(Axis(0), t + 1);
+            let dgate = done.index_axis_move(Axis(0), t);
+            let dgate_next = (t + 1 < seq_len).then(|| next.index_axis_move(Axis(0), 0));
+            step_gradient(
+                &self.dh_from_head,
+                seq_len,
+                t,
+                dgate_next.as_ref(),
+                weight_hh,
+                &mut dh,
+            );
+            self.squares_h[t] = sum_of_squares(dh.as_slice().expect("dh is row-major"));
+            let gate = self.gates.index_axis(Axis(0), t);
+            let c_prev = self.cs.index_axis(Axis(0), t);
+            let c_now = self.cs.index_axis(Axis(0), t + 1);
+            let mut squares_c = F::zero();
+            for ((((gate, c_prev), c_now), dh_row), (dgate, dc_from_next)) in rows(gate)
+                .zip(rows(c_prev))
+                .zip(rows(c_now))
+                .zip(rows(dh.view()))
+                .zip(rows_mut(dgate).zip(rows_mut(self.dc.view_mut())))
+            {
+                lstm_cell_backward(
+                    gate,
+                    c_prev,
+                    c_now,
+                    dh_row,
+                    dgate,
+                    dc_from_next,
+                    &mut dc_row,
+                );
+                squares_c = squares_c + sum_of_squares(&dc_row);
+            }
+            self.squares_c[t] = squares_c;
+        }
+        weight_hh.product_into(
+            &self.dgates.index_axis(Axis(0), 0),
+            F::zero(),
+            &mut self.dh0,
+        );
+    }
+}
+
+vectorized_fn! {
+/// One sequence's step backward: gate [4H] (activated i, f, g, o), c_prev and c_now [H]
+/// (c_{t-1}, c_t), dh [H] (dE/dh_t); dc_from_next [H] holds dc_{t+1} f_{t+1} and becomes
+/// dc_t f_t; writes dgate [4H] (dE/d pre-activation) and dc [H] (dE/dc_t).
+fn lstm_cell_backward<F: Float>(
+    gate: &[F],
+    c_prev: &[F],
+    c_now: &[F],
+    dh: &[F],
+    dgate: &mut [F],
+    dc_from_next: &mut [F],
+    dc: &mut [F],
+) {
+    let one = F::one();
+    let hidden = c_now.len();
+    let (input, rest) = gate.split_at(hidden);
+    let (forget, rest) = rest.split_at(hidden);
+    let (cell, output) = rest.split_at(hidden);
+    let (d_input, rest) = dgate.split_at_mut(hidden);
+    let (d_forget, rest) = rest.split_at_mut(hidden);
+    let (d_cell, d_output) = rest.split_at_mut(hidden);
+    // Slices of one length, so the loop carries no bounds checks and vectorizes.
+    let (output, d_output) = (&output[..hidden], &mut d_output[..hidden]);
+    let (c_prev, dh) = (&c_prev[..hidden], &dh[..hidden]);
+    let (dc_from_next, dc) = (&mut dc_from_next[..hidden], &mut dc[..hidden]);
+    for j in 0..hidden {
+        let (input_gate, forget_gate) = (input[j], forget[j]);
+        let (cell_gate, output_gate) = (cell[j], output[j]);
+        let tanh_c = tanh(c_now[j]);
+        let dc_j = dh[j] * output_gate * (one - tanh_c * tanh_c) + dc_from_next[j];
+        dc[j] = dc_j;
+        // Each gate's gradient times its nonlinearity's derivative, from its output.
+        d_input[j] = dc_j * cell_gate * input_gate * (one - input_gate);
+        d_forget[j] = dc_j * c_prev[j] * forget_gate * (one - forget_gate);
+        d_cell[j] = dc_j * input_gate * (one - cell_gate * cell_gate);
+        d_output[j] = dh[j] * tanh_c * output_gate * (one - output_gate);
+        dc_from_next[j] = dc_j * forget_gate;
+    }
+}
 }

@@ -1,6 +1,6 @@
 //! The linear head `y = W_out h + b_out` and the losses on its outputs.
 
-use super::row_major_dot;
+use super::matmul::product;
 use crate::Float;
 use ndarray::{Array1, Array2, ArrayRef1, ArrayRef2, Axis};
 
@@ -13,7 +13,7 @@ pub fn readout_forward<F: Float>(
     head_bias: &ArrayRef1<F>,
     hidden: &ArrayRef2<F>,
 ) -> Array2<F> {
-    row_major_dot(hidden, &head_weight.t()) + head_bias
+    product(hidden, &head_weight.t()) + head_bias
 }
 
 /// The head's backward pass.
@@ -25,9 +25,9 @@ pub fn readout_backward<F: Float>(
     hidden: &ArrayRef2<F>,
     doutputs: &ArrayRef2<F>,
 ) -> (Array2<F>, Array1<F>, Array2<F>) {
-    let dhead_weight = row_major_dot(&doutputs.t(), hidden);
+    let dhead_weight = product(&doutputs.t(), hidden);
     let dhead_bias = doutputs.sum_axis(Axis(0));
-    let dhidden = row_major_dot(doutputs, head_weight);
+    let dhidden = product(doutputs, head_weight);
     (dhead_weight, dhead_bias, dhidden)
 }
 

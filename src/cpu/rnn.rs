@@ -1,10 +1,17 @@
 //! The vanilla RNN over a whole sequence: `h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)`.
 
-use super::{frobenius_norm, input_projection, products_over_rows, CellGrads};
+use super::math::{sum_of_squares, tanh, vectorized_fn};
+use super::packed::PackedWeight;
+use super::{
+    batch_parts, input_projection, norms, parallel, products_over_rows, rows, rows_mut,
+    step_gradient, CellGrads,
+};
 use crate::config::Activation;
 use crate::Float;
-use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, Array3, ArrayRef1, ArrayRef2, ArrayRef3, Axis, Zip};
+use ndarray::{
+    Array1, Array2, Array3, ArrayRef1, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2,
+    ArrayViewMut3, Axis,
+};
 
 /// The forward recurrence over all T steps.
 ///
@@ -22,32 +29,67 @@ pub fn rnn_forward<F: Float>(
 ) -> (Array3<F>, Array3<F>) {
     let (seq_len, batch, _) = x.dim();
     let hidden = weight_hh.ncols();
-    // Starts as W_ih x_t + b_ih for every step; each step adds its recurrent term in place.
-    let mut gates = input_projection(weight_ih, bias_ih, x);
+    // W_ih x_t for every step; each step adds its recurrent term in place, then both biases
+    // (which enter unscaled) and the activation.
+    let mut gates = input_projection(weight_ih, x);
+    let bias: Array1<F> = bias_ih + bias_hh;
+    let bias = bias.as_slice().expect("an owned 1-D array is contiguous");
     let mut hs = Array3::zeros((seq_len + 1, batch, hidden));
     hs.index_axis_mut(Axis(0), 0).assign(h0);
-    for t in 0..seq_len {
-        let mut pre_activation = gates.index_axis_mut(Axis(0), t);
-        general_mat_mul(
-            F::one(),
-            &hs.index_axis(Axis(0), t),
-            &weight_hh.t(),
-            F::one(),
-            &mut pre_activation,
-        );
-        pre_activation.zip_mut_with(bias_hh, |v, &bias| *v = *v + bias);
-        pre_activation.mapv_inplace(|v| activate(activation, v));
-        hs.index_axis_mut(Axis(0), t + 1).assign(&pre_activation);
-    }
+    // Sequences do not interact: each thread runs its own rows of the batch through all T
+    // steps, with nothing to wait for inside the time loop.
+    let rows_per_part = batch_parts(seq_len, batch, hidden * hidden);
+    let weight_hh_t = PackedWeight::new(weight_hh.t());
+    let parts = hs
+        .axis_chunks_iter_mut(Axis(1), rows_per_part)
+        .zip(gates.axis_chunks_iter_mut(Axis(1), rows_per_part));
+    parallel::run(parts, |(mut hs, mut gates): (ArrayViewMut3<F>, _)| {
+        for t in 0..seq_len {
+            let mut pre_activation = gates.index_axis_mut(Axis(0), t);
+            weight_hh_t.product_into(&hs.index_axis(Axis(0), t), F::one(), &mut pre_activation);
+            let h_next = hs.index_axis_mut(Axis(0), t + 1);
+            for (pre_activation, h_next) in rows_mut(pre_activation).zip(rows_mut(h_next)) {
+                rnn_cell_forward(activation, bias, pre_activation, h_next);
+            }
+        }
+    });
     (hs, gates)
+}
+
+vectorized_fn! {
+/// One sequence's step: pre_activation [H] (without bias) becomes h_t = act(. + bias), which
+/// h_next [H] receives as well. One loop per activation, so that each vectorizes.
+fn rnn_cell_forward<F: Float>(
+    activation: Activation,
+    bias: &[F],
+    pre_activation: &mut [F],
+    h_next: &mut [F],
+) {
+    #[inline(always)]
+    fn apply<F: Float>(bias: &[F], pre: &mut [F], h_next: &mut [F], act: impl Fn(F) -> F) {
+        let hidden = pre.len();
+        let (bias, h_next) = (&bias[..hidden], &mut h_next[..hidden]);
+        for j in 0..hidden {
+            let h = act(pre[j] + bias[j]);
+            pre[j] = h;
+            h_next[j] = h;
+        }
+    }
+    match activation {
+        Activation::Tanh => apply(bias, pre_activation, h_next, tanh),
+        Activation::Sigmoid => apply(bias, pre_activation, h_next, super::math::sigmoid),
+        Activation::Relu => apply(bias, pre_activation, h_next, |v| v.max(F::zero())),
+    }
+}
 }
 
 /// Backpropagation through time over all T steps.
 ///
 /// weight_ih [H, I], weight_hh [H, H], x [T, B, I], hs [T+1, B, H] and gates [T, B, H] from
-/// `rnn_forward`; dh_from_head [T, B, H]: the head's gradient w.r.t. each h_t (zero where the
-/// head does not read h_t). Per step, dE/dh_t = dh_from_head_t + dgates_{t+1} W_hh, whose norm
-/// is recorded; the weight gradients follow from all dgates at once after the loop.
+/// `rnn_forward`; dh_from_head [S, B, H]: the head's gradient w.r.t. the last S hidden states
+/// h_{T-S+1}..h_T (S = T when the head reads every step, 1 when only h_T). Per step,
+/// dE/dh_t = dh_from_head_t + dgates_{t+1} W_hh, whose norm is recorded; the weight gradients
+/// follow from all dgates at once after the loop.
 pub fn rnn_backward<F: Float>(
     activation: Activation,
     weight_ih: &ArrayRef2<F>,
@@ -57,38 +99,111 @@ pub fn rnn_backward<F: Float>(
     gates: &ArrayRef3<F>,
     dh_from_head: &ArrayRef3<F>,
 ) -> CellGrads<F> {
-    let (seq_len, batch, hidden) = dh_from_head.dim();
+    let (seq_len, batch, hidden) = gates.dim();
     // dE/d(pre-activation) of every step: [T, B, H].
     let mut dgates = Array3::zeros(gates.raw_dim());
-    let mut grad_norm_h = vec![F::zero(); seq_len];
-    let mut dh = Array2::zeros((batch, hidden));
-    for t in (0..seq_len).rev() {
-        dh.assign(&dh_from_head.index_axis(Axis(0), t));
-        if t + 1 < seq_len {
-            general_mat_mul(
-                F::one(),
-                &dgates.index_axis(Axis(0), t + 1),
+    let mut dh0 = Array2::zeros((batch, hidden));
+    // Each thread takes its own rows of the batch, as forward does, and sums the squares of its
+    // rows of dh_t; the norms add those partial sums up after the loop.
+    let rows_per_part = batch_parts(seq_len, batch, 2 * hidden * hidden);
+    let mut parts: Vec<_> = gates
+        .axis_chunks_iter(Axis(1), rows_per_part)
+        .zip(dh_from_head.axis_chunks_iter(Axis(1), rows_per_part))
+        .zip(dgates.axis_chunks_iter_mut(Axis(1), rows_per_part))
+        .zip(dh0.axis_chunks_iter_mut(Axis(0), rows_per_part))
+        .map(|(((gates, dh_from_head), dgates), dh0)| RnnBackwardRows {
+            gates,
+            dh_from_head,
+            dgates,
+            dh0,
+            squares_h: vec![F::zero(); seq_len],
+        })
+        .collect();
+    let weight_hh = PackedWeight::new(weight_hh.view());
+    parallel::run(parts.iter_mut(), |part| part.run(activation, &weight_hh));
+    let grad_norm_h = norms(parts.iter().map(|part| &part.squares_h[..]), seq_len);
+    drop(parts);
+    let products = products_over_rows(weight_ih, x, hs, &dgates);
+    CellGrads {
+        dweight_ih: products.dweight_ih,
+        dweight_hh: products.dweight_hh,
+        dbias: products.dbias,
+        dx: products.dx,
+        dh0,
+        dc0: None,
+        grad_norm_h,
+        grad_norm_c: None,
+    }
+}
+
+/// `rnn_backward`'s time loop for some rows `b` of the batch, with its inputs and outputs.
+struct RnnBackwardRows<'a, F> {
+    /// [T, b, H] and [S, b, H] as `rnn_backward` takes them.
+    gates: ArrayView3<'a, F>,
+    dh_from_head: ArrayView3<'a, F>,
+    /// Out: [T, b, H], and dh0 = dgates_1 W_hh [b, H].
+    dgates: ArrayViewMut3<'a, F>,
+    dh0: ArrayViewMut2<'a, F>,
+    /// Out: the sums of squares of these rows of dE/dh_t, [T].
+    squares_h: Vec<F>,
+}
+
+impl<F: Float> RnnBackwardRows<'_, F> {
+    /// weight_hh [H, H].
+    fn run(&mut self, activation: Activation, weight_hh: &PackedWeight<'_, F>) {
+        let (seq_len, batch_rows, hidden) = self.gates.dim();
+        // The only buffer of the loop, allocated before it.
+        let mut dh = Array2::zeros((batch_rows, hidden));
+        for t in (0..seq_len).rev() {
+            let (done, next) = self.dgates.view_mut().split_at(Axis(0), t + 1);
+            let dgate = done.index_axis_move(Axis(0), t);
+            let dgate_next = (t + 1 < seq_len).then(|| next.index_axis_move(Axis(0), 0));
+            step_gradient(
+                &self.dh_from_head,
+                seq_len,
+                t,
+                dgate_next.as_ref(),
                 weight_hh,
-                F::one(),
                 &mut dh,
             );
+            self.squares_h[t] = sum_of_squares(dh.as_slice().expect("dh is row-major"));
+            let h = self.gates.index_axis(Axis(0), t);
+            for ((h, dh), dgate) in rows(h).zip(rows(dh.view())).zip(rows_mut(dgate)) {
+                rnn_cell_backward(activation, h, dh, dgate);
+            }
         }
-        grad_norm_h[t] = frobenius_norm(&dh);
-        Zip::from(dgates.index_axis_mut(Axis(0), t))
-            .and(&dh)
-            .and(gates.index_axis(Axis(0), t))
-            .for_each(|dpre, &dh, &h| *dpre = dh * activation_derivative(activation, h));
+        weight_hh.product_into(
+            &self.dgates.index_axis(Axis(0), 0),
+            F::zero(),
+            &mut self.dh0,
+        );
     }
-    CellGrads {
-        grad_norm_h,
-        ..products_over_rows(weight_ih, weight_hh, x, hs, &dgates)
+}
+
+vectorized_fn! {
+/// One sequence's step backward: dpre [H] = dh [H] * act'(.) at the output h [H]. One loop per
+/// activation, so that each vectorizes.
+fn rnn_cell_backward<F: Float>(activation: Activation, h: &[F], dh: &[F], dpre: &mut [F]) {
+    let hidden = dpre.len();
+    let (h, dh) = (&h[..hidden], &dh[..hidden]);
+    match activation {
+        Activation::Tanh => (0..hidden).for_each(|j| {
+            dpre[j] = dh[j] * activation_derivative(Activation::Tanh, h[j]);
+        }),
+        Activation::Sigmoid => (0..hidden).for_each(|j| {
+            dpre[j] = dh[j] * activation_derivative(Activation::Sigmoid, h[j]);
+        }),
+        Activation::Relu => (0..hidden).for_each(|j| {
+            dpre[j] = dh[j] * activation_derivative(Activation::Relu, h[j]);
+        }),
     }
+}
 }
 
 /// The RNN's nonlinearity.
 pub fn activate<F: Float>(activation: Activation, v: F) -> F {
     match activation {
-        Activation::Tanh => v.tanh(),
+        Activation::Tanh => tanh(v),
         Activation::Sigmoid => sigmoid(v),
         Activation::Relu => v.max(F::zero()),
     }
@@ -96,6 +211,7 @@ pub fn activate<F: Float>(activation: Activation, v: F) -> F {
 
 /// The nonlinearity's derivative, from its output `h = act(v)` (all three allow it, so forward
 /// need not keep the pre-activations). ReLU's derivative at 0 is 0, as in PyTorch.
+#[inline(always)]
 pub fn activation_derivative<F: Float>(activation: Activation, h: F) -> F {
     match activation {
         Activation::Tanh => F::one() - h * h,
@@ -112,5 +228,5 @@ pub fn activation_derivative<F: Float>(activation: Activation, h: F) -> F {
 
 /// `1 / (1 + e^-v)`; saturates to 0 or 1 without producing NaN.
 pub fn sigmoid<F: Float>(v: F) -> F {
-    F::one() / (F::one() + (-v).exp())
+    super::math::sigmoid(v)
 }

@@ -1,0 +1,58 @@
+//! One CPU training step in f32: `cpu::forward` + `cpu::backward` + one `CpuOptimizer` SGD
+//! update, for an LSTM with the head on the last step and MSE, at the four shapes of the
+//! performance issue (B, T, I, H). Throughput is B*T sequence elements per step.
+//!
+//! `cargo bench --bench cpu_step` (about a minute on an idle two-core machine); a filter such as
+//! `cargo bench --bench cpu_step -- b32_` runs one shape.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rnn_wgpu::cpu;
+use rnn_wgpu::optim::{CpuOptimizer, OptimizerConfig, OptimizerKind};
+use rnn_wgpu::{Activation, Batch, Cell, Loss, ModelConfig, Params, Readout};
+use std::time::Duration;
+
+/// (B, T, I, H), and the samples to take: the largest step takes over a second.
+const SHAPES: [(usize, usize, usize, usize, usize); 4] = [
+    (32, 100, 2, 128, 10),
+    (128, 256, 64, 256, 10),
+    (64, 1000, 2, 128, 10),
+    (256, 128, 128, 512, 10),
+];
+
+fn cpu_step(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cpu_step");
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(4));
+    for (batch_size, seq_len, input, hidden, samples) in SHAPES {
+        let config = ModelConfig {
+            cell: Cell::Lstm,
+            activation: Activation::Tanh,
+            input_size: input,
+            hidden_size: hidden,
+            output_size: 1,
+            readout: Readout::Last,
+            loss: Loss::Mse,
+        };
+        let mut rng = StdRng::seed_from_u64(0);
+        let mut params = Params::<f32>::init_uniform(&config, &mut rng);
+        let batch = Batch::<f32>::random(&config, seq_len, batch_size, &mut rng);
+        let mut optimizer = CpuOptimizer::new(&config, OptimizerConfig::new(OptimizerKind::sgd()))
+            .expect("a valid SGD configuration");
+        group.sample_size(samples);
+        group.throughput(Throughput::Elements((batch_size * seq_len) as u64));
+        let name = format!("cpu_lstm_b{batch_size}_t{seq_len}_i{input}_h{hidden}");
+        group.bench_function(name, |bencher| {
+            bencher.iter(|| {
+                let fwd = cpu::forward(&config, &params, &batch).expect("shapes match");
+                let bwd = cpu::backward(&config, &params, &batch, &fwd);
+                optimizer.step(&mut params, &bwd.grads)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, cpu_step);
+criterion_main!(benches);

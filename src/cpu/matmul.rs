@@ -1,0 +1,226 @@
+//! Matrix products for the CPU reference: `c = a b + beta c` for operands of any layout and a
+//! row-major `c`. Large products go to matrixmultiply's packed GEMM (through ndarray), split
+//! into blocks of rows or columns over the threads; products with one small dimension (an
+//! input or output width of a few features) would spend most of their time packing there, so
+//! they have loops of their own that stream the large operand once.
+
+use super::math::dot;
+use super::parallel;
+use crate::Float;
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, ArrayRef2, ArrayView1, Axis};
+
+/// Dimensions up to this take the streaming kernels instead of GEMM.
+const SKINNY: usize = 8;
+
+/// Rows (or columns) of a GEMM block are a multiple of this: whole microkernel tiles.
+const TILE: usize = 8;
+
+/// `a b` [M, N] for a [M, K], b [K, N], row-major.
+pub fn product<F: Float>(a: &ArrayRef2<F>, b: &ArrayRef2<F>) -> Array2<F> {
+    let mut c = Array2::zeros((a.nrows(), b.ncols()));
+    product_into(a, b, F::zero(), &mut c);
+    c
+}
+
+/// `c = a b + beta c` for a [M, K], b [K, N], c [M, N], on as many threads as pay off. With
+/// beta = 0 the old values of c are not read.
+pub fn product_into<F: Float>(a: &ArrayRef2<F>, b: &ArrayRef2<F>, beta: F, c: &mut ArrayRef2<F>) {
+    let ((m, k), n) = (a.dim(), b.ncols());
+    assert_eq!((b.nrows(), c.dim()), (k, (m, n)), "product shapes disagree");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let parts = |units| parallel::parts(m * n * k, units);
+    if c.is_standard_layout() && k > 0 {
+        if k <= SKINNY {
+            // Each row of c is a few scaled rows of b: split the rows of c.
+            let b = b.as_standard_layout();
+            let rows = parallel::chunk_len(m, parts(m), 1);
+            let blocks = a.axis_chunks_iter(Axis(0), rows);
+            let c_blocks = c.axis_chunks_iter_mut(Axis(0), rows);
+            parallel::run(blocks.zip(c_blocks), |(a, mut c)| {
+                for (a_row, c_row) in a.rows().into_iter().zip(c.rows_mut()) {
+                    let c_row = c_row.into_slice().expect("c is row-major");
+                    scale(c_row, beta);
+                    for (&a, b_row) in a_row.iter().zip(b.rows()) {
+                        axpy(a, row_slice(&b_row), c_row);
+                    }
+                }
+            });
+            return;
+        }
+        if m <= SKINNY && b.is_standard_layout() {
+            // c is a few rows that every row of b adds into (dW = x^T dgates): c stays in
+            // cache while b streams through once; split the columns.
+            let columns = parallel::chunk_len(n, parts(n.div_ceil(TILE)), TILE);
+            let b_blocks = b.axis_chunks_iter(Axis(1), columns);
+            let c_blocks = c.axis_chunks_iter_mut(Axis(1), columns);
+            parallel::run(b_blocks.zip(c_blocks), |(b, mut c)| {
+                let mut c_rows: Vec<&mut [F]> = c
+                    .rows_mut()
+                    .into_iter()
+                    .map(|row| row.into_slice().expect("c rows are contiguous"))
+                    .collect();
+                c_rows.iter_mut().for_each(|row| scale(row, beta));
+                for (a_column, b_row) in a.columns().into_iter().zip(b.rows()) {
+                    let b_row = row_slice(&b_row);
+                    for (&a, c_row) in a_column.iter().zip(c_rows.iter_mut()) {
+                        axpy(a, b_row, c_row);
+                    }
+                }
+            });
+            return;
+        }
+        if n <= SKINNY && a.is_standard_layout() {
+            // Each entry of c is a dot product of a row of a and a column of b (dx = dgates
+            // W_ih): a streams through once; split the rows.
+            let b_columns = b.t().as_standard_layout().into_owned();
+            let rows = parallel::chunk_len(m, parts(m), 1);
+            let blocks = a.axis_chunks_iter(Axis(0), rows);
+            let c_blocks = c.axis_chunks_iter_mut(Axis(0), rows);
+            parallel::run(blocks.zip(c_blocks), |(a, mut c)| {
+                for (a_row, c_row) in a.rows().into_iter().zip(c.rows_mut()) {
+                    let a_row = row_slice(&a_row);
+                    for (c, b_column) in c_row.into_iter().zip(b_columns.rows()) {
+                        let sum = dot(a_row, row_slice(&b_column));
+                        *c = if beta == F::zero() {
+                            sum
+                        } else {
+                            sum + beta * *c
+                        };
+                    }
+                }
+            });
+            return;
+        }
+        if n <= SKINNY && a.t().is_standard_layout() {
+            // A row-major transpose of a (dW_ih = dgates^T x): c^T = b^T a^T has few rows, the
+            // case above but one.
+            let c_transposed = product(&b.t(), &a.t());
+            c.zip_mut_with(&c_transposed.t(), |c, &product| {
+                *c = if beta == F::zero() {
+                    product
+                } else {
+                    product + beta * *c
+                }
+            });
+            return;
+        }
+    }
+    // GEMM, in blocks of whole tiles along the longer side of c.
+    let axis = if m >= n { Axis(0) } else { Axis(1) };
+    let len = c.len_of(axis);
+    let block = parallel::chunk_len(len, parts(len.div_ceil(TILE)), TILE);
+    let c_blocks = c.axis_chunks_iter_mut(axis, block);
+    if axis == Axis(0) {
+        let blocks = a.axis_chunks_iter(Axis(0), block);
+        parallel::run(blocks.zip(c_blocks), |(a, mut c)| {
+            serial_product_into(&a, b, beta, &mut c)
+        });
+    } else {
+        let blocks = b.axis_chunks_iter(Axis(1), block);
+        parallel::run(blocks.zip(c_blocks), |(b, mut c)| {
+            serial_product_into(a, &b, beta, &mut c)
+        });
+    }
+}
+
+/// `c = a b + beta c` on the calling thread: one block of a product split over the threads.
+fn serial_product_into<F: Float>(
+    a: &ArrayRef2<F>,
+    b: &ArrayRef2<F>,
+    beta: F,
+    c: &mut ArrayRef2<F>,
+) {
+    general_mat_mul(F::one(), a, b, beta, c);
+}
+
+/// `y = a x + y` over two slices of one length.
+#[inline]
+fn axpy<F: Float>(a: F, x: &[F], y: &mut [F]) {
+    assert_eq!(x.len(), y.len(), "axpy of slices of different lengths");
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = *y + a * x;
+    }
+}
+
+/// `y = beta y`, where beta = 0 writes zeros whatever y held.
+fn scale<F: Float>(y: &mut [F], beta: F) {
+    if beta == F::zero() {
+        y.fill(F::zero());
+    } else if beta != F::one() {
+        y.iter_mut().for_each(|y| *y = *y * beta);
+    }
+}
+
+/// A row of a row-major matrix as a slice.
+fn row_slice<'a, F>(row: &'a ArrayView1<'_, F>) -> &'a [F] {
+    row.as_slice()
+        .expect("rows of a row-major matrix are contiguous")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::ShapeBuilder;
+
+    /// The naive triple loop in f64.
+    fn naive(a: &Array2<f64>, b: &Array2<f64>, beta: f64, c: &Array2<f64>) -> Array2<f64> {
+        Array2::from_shape_fn(c.dim(), |(i, j)| {
+            (0..a.ncols()).map(|p| a[[i, p]] * b[[p, j]]).sum::<f64>() + beta * c[[i, j]]
+        })
+    }
+
+    fn filled(rows: usize, cols: usize, column_major: bool, seed: usize) -> Array2<f64> {
+        Array2::from_shape_fn((rows, cols).set_f(column_major), |(i, j)| {
+            ((i * 31 + j * 17 + seed * 7) % 23) as f64 / 11.0 - 1.0
+        })
+    }
+
+    /// Every kernel (streaming rows, streaming columns, dots, the transposed case, GEMM, and
+    /// blocks over threads for the large ones), both layouts of each operand, beta 0 and 1.5.
+    #[test]
+    fn every_path_matches_the_triple_loop() {
+        let shapes = [
+            (5, 3, 7),
+            (300, 2, 1000),
+            (1000, 2, 300),
+            (3, 700, 600),
+            (600, 700, 2),
+            (700, 600, 5),
+            (33, 17, 9),
+            (257, 130, 513),
+            (1, 1, 1),
+            (4, 0, 3),
+        ];
+        for (m, k, n) in shapes {
+            for layout in 0..4 {
+                let a = filled(m, k, layout & 1 == 1, 1);
+                let b = filled(k, n, layout & 2 == 2, 2);
+                for beta in [0.0, 1.5] {
+                    let start = filled(m, n, false, 3);
+                    let expected = naive(&a, &b, beta, &start);
+                    let mut c = start.clone();
+                    product_into(&a, &b, beta, &mut c);
+                    let error = (&c - &expected)
+                        .mapv(f64::abs)
+                        .fold(0.0f64, |m, &e| m.max(e));
+                    assert!(error < 1e-9, "m {m} k {k} n {n} layout {layout}: {error}");
+                    // f32 through the same paths.
+                    let mut c32 = start.mapv(|v| v as f32);
+                    product_into(
+                        &a.mapv(|v| v as f32),
+                        &b.mapv(|v| v as f32),
+                        beta as f32,
+                        &mut c32,
+                    );
+                    let error = (&c32.mapv(f64::from) - &expected)
+                        .mapv(f64::abs)
+                        .fold(0.0f64, |m, &e| m.max(e));
+                    assert!(error < 1e-6 * (k as f64 + 1.0) * 4.0, "f32 {m} {k} {n}");
+                }
+            }
+        }
+    }
+}

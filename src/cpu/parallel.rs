@@ -1,0 +1,77 @@
+//! Threads for the CPU reference: scoped threads over disjoint parts of the work, with no pool
+//! and no dependency. A thread costs tens of microseconds to start, so the parts are coarse: a
+//! slice of the batch through the whole time loop, or a block of a large matrix product. Each
+//! part is computed as it would be on one thread, so the thread count changes only which
+//! partial sums the per-step norms and the bias gradient add up, never a single product.
+
+use std::sync::OnceLock;
+
+/// The environment variable that sets the thread count (default: the cores this process may
+/// use).
+pub const THREADS_VAR: &str = "RNN_WGPU_CPU_THREADS";
+
+/// Multiply-adds below which another thread does not pay for its start (about 20 us).
+const MIN_WORK_PER_THREAD: usize = 1 << 21;
+
+/// Threads the CPU reference uses: `RNN_WGPU_CPU_THREADS` if it is a positive integer, else
+/// the cores available to this process. Read once.
+pub fn threads() -> usize {
+    static THREADS: OnceLock<usize> = OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::env::var(THREADS_VAR)
+            .ok()
+            .and_then(|value| value.trim().parse().ok())
+            .filter(|&n: &usize| n >= 1)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    })
+}
+
+/// Into how many parts to split `work` multiply-adds spread over `units` independent units
+/// (rows, columns, sequences): at most one per thread and per unit, and one when the work is
+/// too small to share.
+pub fn parts(work: usize, units: usize) -> usize {
+    threads().min(work / MIN_WORK_PER_THREAD).min(units).max(1)
+}
+
+/// The length of each of `parts` nearly equal chunks of `len` units, rounded up to a multiple
+/// of `align` (so that matrix blocks stay whole microkernel tiles).
+pub fn chunk_len(len: usize, parts: usize, align: usize) -> usize {
+    len.div_ceil(parts).div_ceil(align) * align
+}
+
+/// Runs `task` on every item: the first on the calling thread, each other one on a scoped
+/// thread of its own. Returns when all are done; a panic in any task propagates.
+pub fn run<T: Send>(items: impl IntoIterator<Item = T>, task: impl Fn(T) + Sync) {
+    let mut items = items.into_iter();
+    let Some(first) = items.next() else {
+        return;
+    };
+    let task = &task;
+    std::thread::scope(|scope| {
+        for item in items {
+            scope.spawn(move || task(item));
+        }
+        task(first);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn splits_and_runs_every_item() {
+        assert_eq!(chunk_len(10, 3, 1), 4);
+        assert_eq!(chunk_len(100, 2, 8), 56);
+        assert_eq!(parts(0, 10), 1);
+        assert_eq!(parts(usize::MAX, 1), 1);
+        assert!(parts(usize::MAX, usize::MAX) == threads());
+        let seen = Mutex::new(Vec::new());
+        run(0..5, |i| seen.lock().unwrap().push(i));
+        let mut seen = seen.into_inner().unwrap();
+        seen.sort();
+        assert_eq!(seen, [0, 1, 2, 3, 4]);
+        run(std::iter::empty::<u8>(), |_| unreachable!());
+    }
+}
