@@ -6,10 +6,12 @@
 //   row_loss [rows]; doutputs [rows, O]
 
 struct LossParams {
+    // rows this dispatch scores (a segment's)
     rows: u32,
     outputs: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // rows of the whole mean
+    mean_rows: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<storage, read> outputs: array<f32>;
@@ -25,7 +27,7 @@ fn mse_loss(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     if (row >= p.rows) {
         return;
     }
-    let scale = 1.0 / (f32(p.rows) * f32(p.outputs));
+    let scale = 1.0 / (f32(p.mean_rows) * f32(p.outputs));
     var total = 0.0;
     for (var o = 0u; o < p.outputs; o++) {
         let i = row * p.outputs + o;
@@ -54,7 +56,7 @@ fn cross_entropy_loss(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     for (var o = 0u; o < p.outputs; o++) {
         sum_exp += exp(outputs[base + o] - largest);
     }
-    let scale = 1.0 / f32(p.rows);
+    let scale = 1.0 / f32(p.mean_rows);
     for (var o = 0u; o < p.outputs; o++) {
         let probability = exp(outputs[base + o] - largest) / sum_exp;
         doutputs[base + o] = (probability - select(0.0, 1.0, o == target_class)) * scale;

@@ -6,6 +6,7 @@ use crate::data::Batch;
 use crate::gpu::Gpu;
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use crate::params::Params;
+use crate::plan::{MemoryPlan, PlanOptions};
 use crate::train::Engine;
 use crate::Error;
 use rand::rngs::StdRng;
@@ -116,6 +117,8 @@ pub struct BenchResult {
     pub gflops: f64,
     /// GPU storage buffers the run created (model, optimizer state, workspace); None on CPU.
     pub gpu_memory_bytes: Option<u64>,
+    /// The GPU memory plan the run used; None on CPU.
+    pub plan: Option<MemoryPlan>,
 }
 
 /// Times `runs` training steps after `warmup` untimed ones. The model is an LSTM or RNN (tanh)
@@ -127,6 +130,7 @@ pub fn bench_shape(
     shape: Shape,
     warmup: usize,
     runs: usize,
+    plan_options: PlanOptions,
 ) -> Result<BenchResult, Error> {
     let config = ModelConfig {
         cell,
@@ -144,6 +148,8 @@ pub fn bench_shape(
     optimizer.lr = 1e-3;
     let before = gpu.map(|g| g.storage_bytes_created());
     let mut engine = Engine::new(gpu, config, &params, optimizer)?;
+    engine.set_plan_options(plan_options);
+    let plan = engine.memory_plan(shape.seq_len, shape.batch)?;
     for _ in 0..warmup {
         engine.step(&batch, false)?;
     }
@@ -173,6 +179,7 @@ pub fn bench_shape(
         sequence_steps_per_second: (shape.batch * shape.seq_len) as f64 / seconds,
         gflops: shape.step_flops(cell) / seconds / 1e9,
         gpu_memory_bytes: gpu.zip(before).map(|(g, b)| g.storage_bytes_created() - b),
+        plan,
     })
 }
 
@@ -182,7 +189,7 @@ impl BenchResult {
     pub fn to_json(&self) -> String {
         let escape = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
         format!(
-            "{{\"device\":\"{}\",\"adapter\":\"{}\",\"cell\":\"{}\",\"shape\":[{},{},{},{}],\"runs\":{},\"median_ms\":{:.3},\"min_ms\":{:.3},\"sequence_steps_per_second\":{:.1},\"gflops\":{:.3},\"gpu_memory_bytes\":{}}}",
+            "{{\"device\":\"{}\",\"adapter\":\"{}\",\"cell\":\"{}\",\"shape\":[{},{},{},{}],\"runs\":{},\"median_ms\":{:.3},\"min_ms\":{:.3},\"sequence_steps_per_second\":{:.1},\"gflops\":{:.3},\"gpu_memory_bytes\":{},\"planned_bytes\":{},\"segments\":{},\"recompute\":{}}}",
             self.device,
             escape(&self.adapter),
             self.cell,
@@ -195,7 +202,10 @@ impl BenchResult {
             self.min_ms,
             self.sequence_steps_per_second,
             self.gflops,
-            self.gpu_memory_bytes.map_or("null".to_string(), |b| b.to_string())
+            self.gpu_memory_bytes.map_or("null".to_string(), |b| b.to_string()),
+            self.plan.as_ref().map_or("null".to_string(), |p| p.total_bytes().to_string()),
+            self.plan.as_ref().map_or("null".to_string(), |p| p.segments.to_string()),
+            self.plan.as_ref().map_or("null".to_string(), |p| p.recompute.to_string()),
         )
     }
 }

@@ -72,6 +72,17 @@ impl ModelConfig {
         self.cell.gates() * self.hidden_size
     }
 
+    /// Scalars in all parameter tensors together.
+    pub fn param_count(&self) -> usize {
+        let (gh, h, i, o) = (
+            self.gate_rows(),
+            self.hidden_size,
+            self.input_size,
+            self.output_size,
+        );
+        gh * (i + h + 2) + o * (h + 1)
+    }
+
     /// Rows the head scores for a batch of `batch` sequences of `seq_len` steps.
     pub fn scored_rows(&self, seq_len: usize, batch: usize) -> usize {
         match self.readout {

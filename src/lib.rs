@@ -18,6 +18,7 @@ pub mod init;
 pub mod optim;
 pub mod params;
 pub mod parity;
+pub mod plan;
 pub mod plot;
 pub mod sample;
 pub mod study;

@@ -79,7 +79,7 @@ fn five_steps_of_loss_are_pinned() {
     let mut optimizer = OptimizerConfig::new(OptimizerKind::adam());
     optimizer.lr = 1e-2;
     let mut engine = new_engine(&config, optimizer);
-    let mut data = DataSource::from_task(Box::new(task), 8, 5);
+    let mut data = DataSource::from_task(Box::new(task), 5);
     let got = losses(&mut engine, &mut data, &config, &options(5, 100, None));
     for (step, (g, p)) in got.iter().zip(PINNED).enumerate() {
         assert!(
@@ -103,12 +103,12 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
     optimizer.clip = Some(0.5);
 
     let mut straight = new_engine(&config, optimizer);
-    let mut data = DataSource::from_task(Box::new(task.clone()), 8, 3);
+    let mut data = DataSource::from_task(Box::new(task.clone()), 3);
     losses(&mut straight, &mut data, &config, &options(6, 100, None));
 
     let saved = dir.join("half.safetensors");
     let mut first = new_engine(&config, optimizer);
-    let mut data = DataSource::from_task(Box::new(task.clone()), 8, 3);
+    let mut data = DataSource::from_task(Box::new(task.clone()), 3);
     losses(
         &mut first,
         &mut data,
@@ -122,7 +122,7 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
     );
     let mut second = Engine::new(None, config, &checkpoint.params, optimizer).unwrap();
     assert_eq!(train::resume(&mut second, &checkpoint).unwrap(), 3);
-    let mut data = DataSource::from_task(Box::new(task), 8, 3);
+    let mut data = DataSource::from_task(Box::new(task), 3);
     let rest = losses(&mut second, &mut data, &config, &options(6, 100, None));
     assert_eq!(rest.len(), 3, "steps 4..=6");
 
@@ -146,7 +146,7 @@ fn divergence_stops_cleanly_and_keeps_the_last_good_checkpoint() {
     let mut optimizer = OptimizerConfig::new(OptimizerKind::sgd());
     optimizer.lr = 1e6;
     let mut engine = new_engine(&config, optimizer);
-    let mut data = DataSource::from_task(Box::new(task), 8, 1);
+    let mut data = DataSource::from_task(Box::new(task), 1);
     let saved = dir.join("model.safetensors");
     let err = train::train(
         &mut engine,

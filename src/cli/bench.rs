@@ -3,6 +3,7 @@
 use anyhow::Result;
 use rnn_wgpu::bench::{bench_shape, Shape, SUITE};
 use rnn_wgpu::gpu::Gpu;
+use rnn_wgpu::plan::{parse_bytes, PlanOptions, Recompute};
 use rnn_wgpu::Cell;
 
 #[derive(clap::Args)]
@@ -24,6 +25,30 @@ pub struct BenchArgs {
     /// One JSON object per result instead of the table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub memory: MemoryArgs,
+}
+
+/// GPU memory planning options, shared by `train` and `bench`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct MemoryArgs {
+    /// Activation recomputation: off, auto (only when the --max-memory budget needs it) or K
+    /// (keep the state every K steps and recompute each segment during the backward pass).
+    #[arg(long, default_value = "auto")]
+    pub recompute: Recompute,
+    /// GPU memory budget, e.g. 4G or 512M (wgpu cannot tell how much an adapter has).
+    #[arg(long, value_parser = parse_bytes)]
+    pub max_memory: Option<u64>,
+}
+
+impl MemoryArgs {
+    pub fn options(&self) -> PlanOptions {
+        PlanOptions {
+            recompute: self.recompute,
+            max_memory: self.max_memory,
+            max_binding: None,
+        }
+    }
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -49,13 +74,23 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 super::train::Device::Gpu => gpu.as_ref(),
                 super::train::Device::Cpu => None,
             };
-            let r = bench_shape(gpu, args.cell, shape, args.warmup, args.runs)?;
+            let r = bench_shape(
+                gpu,
+                args.cell,
+                shape,
+                args.warmup,
+                args.runs,
+                args.memory.options(),
+            )?;
             if args.json {
                 println!("{}", r.to_json());
             } else {
                 let memory = r
                     .gpu_memory_bytes
                     .map_or("-".to_string(), |b| format!("{:.1}", b as f64 / 1048576.0));
+                if let Some(plan) = &r.plan {
+                    print!("{}", plan.describe());
+                }
                 println!(
                     "{:<4} {:<22} {:>10.1} {:>10.1} {:>14.0} {:>9.2} {:>11}   {}",
                     r.device,

@@ -123,6 +123,11 @@ pub struct TrainArgs {
     pub grad_norms: Option<PathBuf>,
     #[arg(long, default_value_t = 100)]
     pub grad_norms_every: u64,
+    #[command(flatten)]
+    pub memory: super::bench::MemoryArgs,
+    /// Print the GPU memory plan for this configuration and exit without training.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -166,11 +171,30 @@ pub fn run(args: TrainArgs) -> Result<()> {
             (initialize(&config, &init, &mut rng)?, None)
         }
     };
+    if args.dry_run && args.device == Device::Cpu {
+        bail!("--dry-run plans GPU memory; it needs --device gpu");
+    }
     let gpu = match args.device {
         Device::Gpu => Some(Gpu::new()?),
         Device::Cpu => None,
     };
     let mut engine = Engine::new(gpu.as_ref(), config, &params, optimizer)?;
+    engine.set_plan_options(args.memory.options());
+    // Plan before anything runs: a configuration that cannot fit stops here, naming why.
+    let plan = engine.memory_plan(data.seq_len(), args.batch)?;
+    if args.dry_run {
+        println!("device: {}", engine.device_name());
+    if let Some(plan) = &plan {
+        let first_line = plan.describe();
+        println!(
+            "{} ({} planned)",
+            first_line.lines().next().unwrap_or_default(),
+            rnn_wgpu::plan::human_bytes(plan.total_bytes())
+        );
+    }
+        print!("{}", plan.expect("a GPU engine plans").describe());
+        return Ok(());
+    }
     if let Some(checkpoint) = &loaded {
         let steps = train::resume(&mut engine, checkpoint)
             .with_context(|| "restoring the optimizer state from --load")?;
@@ -182,6 +206,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
     metadata.insert("seed".into(), args.seed.to_string());
 
     println!("device: {}", engine.device_name());
+    if let Some(plan) = &plan {
+        let first_line = plan.describe();
+        println!(
+            "{} ({} planned)",
+            first_line.lines().next().unwrap_or_default(),
+            rnn_wgpu::plan::human_bytes(plan.total_bytes())
+        );
+    }
     let cell = match config.cell {
         Cell::Lstm => "lstm".to_string(),
         Cell::Rnn => format!("rnn ({})", config.activation),
@@ -379,14 +411,10 @@ fn data_source(args: &TrainArgs) -> Result<(DataSource, BTreeMap<String, String>
         })
     };
     let source = match args.task {
-        TaskName::Adding => {
-            DataSource::from_task(Box::new(Adding::new(args.seq_len)?), args.batch, args.seed)
+        TaskName::Adding => DataSource::from_task(Box::new(Adding::new(args.seq_len)?), args.seed),
+        TaskName::Copy => {
+            DataSource::from_task(Box::new(CopyMemory::new(args.seq_len)?), args.seed)
         }
-        TaskName::Copy => DataSource::from_task(
-            Box::new(CopyMemory::new(args.seq_len)?),
-            args.batch,
-            args.seed,
-        ),
         TaskName::Text => {
             let path = need(&args.text, "--text FILE")?;
             let text = Text::from_file(&path, args.seq_len)?;
@@ -398,7 +426,7 @@ fn data_source(args: &TrainArgs) -> Result<(DataSource, BTreeMap<String, String>
                 .collect();
             metadata.insert("vocabulary".into(), symbols.join(","));
             metadata.insert("text".into(), path.display().to_string());
-            DataSource::from_task(Box::new(text), args.batch, args.seed)
+            DataSource::from_task(Box::new(text), args.seed)
         }
         TaskName::Npy => {
             let dataset = Dataset::from_npy(

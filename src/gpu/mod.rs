@@ -6,6 +6,7 @@ pub mod gemm;
 pub mod kernels;
 mod model;
 pub mod optim;
+mod pass;
 mod recorder;
 mod workspace;
 

@@ -6,13 +6,12 @@
 //! gates, dgates [T, B, G*H]; dh, dc [T, B, H]; outputs, doutputs [rows, O].
 
 use super::context::Gpu;
-use super::gemm::{record_gemm, Operand, Output};
-use super::kernels::Kernel;
 use super::recorder::{Read, Recorder};
 use super::workspace::Workspace;
-use crate::config::{Activation, Cell, Loss, ModelConfig, Readout};
+use crate::config::{Cell, ModelConfig};
 use crate::data::Batch;
 use crate::params::Params;
+use crate::plan::{self, MemoryLimits, MemoryPlan, PlanOptions};
 use crate::Error;
 use bytemuck::{Pod, Zeroable};
 use ndarray::{Array2, Array3};
@@ -21,30 +20,33 @@ use std::sync::Mutex;
 /// Parameters of one time-step kernel (`StepParams` in rnn.wgsl / lstm.wgsl).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct StepParams {
-    batch: u32,
-    hidden: u32,
-    step: u32,
-    activation: u32,
+pub(crate) struct StepParams {
+    pub batch: u32,
+    pub hidden: u32,
+    /// 1-based step within the segment's buffers
+    pub step: u32,
+    pub activation: u32,
 }
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct LossParams {
-    rows: u32,
-    outputs: u32,
-    _pad: [u32; 2],
+pub(crate) struct LossParams {
+    pub rows: u32,
+    pub outputs: u32,
+    /// Rows of the whole mean (a segment scores only some of them).
+    pub mean_rows: u32,
+    pub _pad: u32,
 }
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct ReduceParams {
-    rows: u32,
-    n: u32,
-    in_offset: u32,
-    out_offset: u32,
-    accumulate: u32,
-    _pad: [u32; 3],
+pub(crate) struct ReduceParams {
+    pub rows: u32,
+    pub n: u32,
+    pub in_offset: u32,
+    pub out_offset: u32,
+    pub accumulate: u32,
+    pub _pad: [u32; 3],
 }
 
 /// What `run` computes and reads back. The loss is always read.
@@ -139,6 +141,9 @@ pub struct GpuModel {
     /// Bound in slots a kernel does not use (the RNN's cell-state slots, a missing bias).
     pub(crate) dummy: wgpu::Buffer,
     workspace: Mutex<Option<Workspace>>,
+    plan_options: PlanOptions,
+    /// Words of optimizer state beside the model, for the memory plan.
+    optimizer_words: usize,
 }
 
 impl GpuModel {
@@ -156,7 +161,49 @@ impl GpuModel {
             params: buffers,
             dummy: gpu.storage_buffer("unused binding", 0)?,
             workspace: Mutex::new(None),
+            plan_options: PlanOptions::default(),
+            optimizer_words: 0,
         })
+    }
+
+    /// Sets how workspaces are planned (`--recompute`, `--max-memory`) and the optimizer
+    /// state to count in the plan; takes effect at the next workspace allocation.
+    pub fn set_plan_options(&mut self, options: PlanOptions, optimizer_words: usize) {
+        self.plan_options = options;
+        self.optimizer_words = optimizer_words;
+        *self.workspace.lock().unwrap() = None;
+    }
+
+    pub fn plan_options(&self) -> PlanOptions {
+        self.plan_options
+    }
+
+    /// The memory plan a batch of `batch` sequences of `seq_len` steps gets.
+    pub fn memory_plan(
+        &self,
+        gpu: &Gpu,
+        seq_len: usize,
+        batch: usize,
+    ) -> Result<MemoryPlan, Error> {
+        let options = self.plan_options;
+        let limits = MemoryLimits {
+            max_binding: options
+                .max_binding
+                .map_or(gpu.limits.max_storage_buffer_binding_size, |m| {
+                    m.min(gpu.limits.max_storage_buffer_binding_size)
+                }),
+            max_buffer: gpu.limits.max_buffer_size,
+            uniform_align: gpu.limits.min_uniform_buffer_offset_alignment as u64,
+            budget: options.max_memory,
+        };
+        plan::plan(
+            &self.config,
+            seq_len,
+            batch,
+            self.optimizer_words,
+            options.recompute,
+            limits,
+        )
     }
 
     /// Reads the parameters back.
@@ -179,8 +226,9 @@ impl GpuModel {
         Ok(params)
     }
 
-    /// Checks `batch`, makes sure the workspace fits its (T, B) (reallocating only when the
-    /// shape changes) and uploads it. The guard keeps the workspace while a pass is recorded.
+    /// Checks `batch`, makes sure the workspace fits its (T, B) and the memory plan
+    /// (reallocating only when either changes) and uploads it. The guard keeps the workspace
+    /// while a pass is recorded.
     pub(crate) fn workspace_with(
         &self,
         gpu: &Gpu,
@@ -188,11 +236,11 @@ impl GpuModel {
     ) -> Result<std::sync::MutexGuard<'_, Option<Workspace>>, Error> {
         let config = &self.config;
         batch.check(config)?;
-        let (seq_len, batch_size) = (batch.seq_len(), batch.batch_size());
+        let plan = self.memory_plan(gpu, batch.seq_len(), batch.batch_size())?;
         let mut slot = self.workspace.lock().unwrap();
-        if !slot.as_ref().is_some_and(|ws| ws.fits(seq_len, batch_size)) {
+        if !slot.as_ref().is_some_and(|ws| ws.fits(&plan)) {
             *slot = None; // free the old buffers before allocating new ones
-            *slot = Some(Workspace::new(gpu, config, seq_len, batch_size)?);
+            *slot = Some(Workspace::new(gpu, config, plan)?);
         }
         slot.as_ref().unwrap().upload(gpu, config, batch);
         Ok(slot)
@@ -210,351 +258,6 @@ impl GpuModel {
         }
         self.read(recorder, ws, request, Vec::new())
             .map(|(out, _)| out)
-    }
-
-    pub(crate) fn record_forward(
-        &self,
-        gpu: &Gpu,
-        rec: &mut Recorder,
-        ws: &Workspace,
-    ) -> Result<(), Error> {
-        let config = &self.config;
-        let p = &self.params;
-        let (t_len, b, h, i, o) = (
-            ws.seq_len,
-            ws.batch,
-            config.hidden_size,
-            config.input_size,
-            config.output_size,
-        );
-        let gh = config.gate_rows();
-        // Input projection of all T steps at once: gates[T*B, GH] = x W_ih^T + b_ih.
-        record_gemm(
-            gpu,
-            rec,
-            (t_len * b, gh, i),
-            Operand::new(&ws.x, 0, i),
-            Operand::new(&p.weight_ih, 0, i).t(),
-            Output {
-                buffer: &ws.gates,
-                offset: 0,
-                row_stride: gh,
-                accumulate: false,
-                bias: Some((&p.bias_ih, 0)),
-            },
-            &self.dummy,
-        )?;
-        let groups = gpu.grid("a time step", ((b * h) as u64).div_ceil(64))?;
-        for t in 1..=t_len {
-            // gates[t] += h_{t-1} W_hh^T
-            record_gemm(
-                gpu,
-                rec,
-                (b, gh, h),
-                Operand::new(&ws.hs, (t - 1) * b * h, h),
-                Operand::new(&p.weight_hh, 0, h).t(),
-                Output {
-                    buffer: &ws.gates,
-                    offset: (t - 1) * b * gh,
-                    row_stride: gh,
-                    accumulate: true,
-                    bias: None,
-                },
-                &self.dummy,
-            )?;
-            self.record_step(rec, ws, Direction::Forward, t, groups);
-        }
-        // Head: outputs[rows, O] = h_rows W_out^T + b_out
-        let (rows, first_row) = self.scored(ws);
-        record_gemm(
-            gpu,
-            rec,
-            (rows, o, h),
-            Operand::new(&ws.hs, first_row, h),
-            Operand::new(&p.head_weight, 0, h).t(),
-            Output {
-                buffer: &ws.outputs,
-                offset: 0,
-                row_stride: o,
-                accumulate: false,
-                bias: Some((&p.head_bias, 0)),
-            },
-            &self.dummy,
-        )?;
-        let kernel = match config.loss {
-            Loss::Mse => Kernel::MseLoss,
-            Loss::CrossEntropy => Kernel::CrossEntropyLoss,
-        };
-        rec.dispatch(
-            kernel,
-            &LossParams {
-                rows: rows as u32,
-                outputs: o as u32,
-                _pad: [0; 2],
-            },
-            &[&ws.outputs, &ws.targets, &ws.row_loss, &ws.doutputs],
-            gpu.grid("the loss", (rows as u64).div_ceil(64))?,
-        );
-        rec.dispatch(
-            Kernel::RowSums,
-            &ReduceParams {
-                rows: 1,
-                n: rows as u32,
-                in_offset: 0,
-                out_offset: 0,
-                accumulate: 0,
-                _pad: [0; 3],
-            },
-            &[&ws.row_loss, &ws.loss],
-            [1, 1, 1],
-        );
-        Ok(())
-    }
-
-    pub(crate) fn record_backward(
-        &self,
-        gpu: &Gpu,
-        rec: &mut Recorder,
-        ws: &Workspace,
-        request: Request,
-    ) -> Result<(), Error> {
-        let config = &self.config;
-        let p = &self.params;
-        let g = &ws.grads;
-        let (t_len, b, h, i, o) = (
-            ws.seq_len,
-            ws.batch,
-            config.hidden_size,
-            config.input_size,
-            config.output_size,
-        );
-        let gh = config.gate_rows();
-        let (rows, first_row) = self.scored(ws);
-
-        // The head's share of dE/dh_t: doutputs W_out, into the scored steps of dh.
-        if config.readout == Readout::Last {
-            rec.clear(&ws.dh);
-        }
-        record_gemm(
-            gpu,
-            rec,
-            (rows, h, o),
-            Operand::new(&ws.doutputs, 0, o),
-            Operand::new(&p.head_weight, 0, h),
-            Output {
-                buffer: &ws.dh,
-                offset: first_row - b * h, // dh has no step 0
-                row_stride: h,
-                accumulate: false,
-                bias: None,
-            },
-            &self.dummy,
-        )?;
-        if request.param_grads {
-            // d head.weight [O, H] = doutputs^T h_rows;  d head.bias = column sums
-            record_gemm(
-                gpu,
-                rec,
-                (o, h, rows),
-                Operand::new(&ws.doutputs, 0, o).t(),
-                Operand::new(&ws.hs, first_row, h),
-                Output {
-                    buffer: &g.head_weight,
-                    offset: 0,
-                    row_stride: h,
-                    accumulate: false,
-                    bias: None,
-                },
-                &self.dummy,
-            )?;
-            self.record_column_sums(gpu, rec, &ws.doutputs, rows, o, &g.head_bias)?;
-        }
-
-        if config.cell == Cell::Lstm {
-            rec.clear(&ws.dc_carry);
-        }
-        let groups = gpu.grid("a time step", ((b * h) as u64).div_ceil(64))?;
-        for t in (1..=t_len).rev() {
-            if t < t_len {
-                // dh[t] += dgates[t+1] W_hh
-                record_gemm(
-                    gpu,
-                    rec,
-                    (b, h, gh),
-                    Operand::new(&ws.dgates, t * b * gh, gh),
-                    Operand::new(&p.weight_hh, 0, h),
-                    Output {
-                        buffer: &ws.dh,
-                        offset: (t - 1) * b * h,
-                        row_stride: h,
-                        accumulate: true,
-                        bias: None,
-                    },
-                    &self.dummy,
-                )?;
-            }
-            self.record_step(rec, ws, Direction::Backward, t, groups);
-        }
-
-        if request.input_grads {
-            // dh0 = dgates[1] W_hh;  dx = dgates W_ih  (dc0 is left in dc_carry)
-            record_gemm(
-                gpu,
-                rec,
-                (b, h, gh),
-                Operand::new(&ws.dgates, 0, gh),
-                Operand::new(&p.weight_hh, 0, h),
-                Output {
-                    buffer: &ws.dh0,
-                    offset: 0,
-                    row_stride: h,
-                    accumulate: false,
-                    bias: None,
-                },
-                &self.dummy,
-            )?;
-            record_gemm(
-                gpu,
-                rec,
-                (t_len * b, i, gh),
-                Operand::new(&ws.dgates, 0, gh),
-                Operand::new(&p.weight_ih, 0, i),
-                Output {
-                    buffer: &ws.dx,
-                    offset: 0,
-                    row_stride: i,
-                    accumulate: false,
-                    bias: None,
-                },
-                &self.dummy,
-            )?;
-        }
-        if request.param_grads {
-            // Weight gradients over all T*B rows at once:
-            // dW_ih = dgates^T x,  dW_hh = dgates^T hs[0..T],  db = column sums of dgates.
-            for (weight, source, width) in [(&g.weight_ih, &ws.x, i), (&g.weight_hh, &ws.hs, h)] {
-                record_gemm(
-                    gpu,
-                    rec,
-                    (gh, width, t_len * b),
-                    Operand::new(&ws.dgates, 0, gh).t(),
-                    Operand::new(source, 0, width),
-                    Output {
-                        buffer: weight,
-                        offset: 0,
-                        row_stride: width,
-                        accumulate: false,
-                        bias: None,
-                    },
-                    &self.dummy,
-                )?;
-            }
-            self.record_column_sums(gpu, rec, &ws.dgates, t_len * b, gh, &g.bias_ih)?;
-            // b_ih and b_hh enter the pre-activation identically: equal gradients.
-            rec.copy(&g.bias_ih, 0, &g.bias_hh, 0, gh);
-        }
-        if request.grad_norms {
-            let norm_groups = gpu.grid("per-step gradient norms", t_len as u64)?;
-            let mut norms = vec![&ws.dh];
-            if config.cell == Cell::Lstm {
-                norms.push(&ws.dc);
-            }
-            for (k, source) in norms.into_iter().enumerate() {
-                rec.dispatch(
-                    Kernel::RowNorms,
-                    &ReduceParams {
-                        rows: t_len as u32,
-                        n: (b * h) as u32,
-                        in_offset: 0,
-                        out_offset: (k * t_len) as u32,
-                        accumulate: 0,
-                        _pad: [0; 3],
-                    },
-                    &[source, &ws.norms],
-                    norm_groups,
-                );
-            }
-        }
-        Ok(())
-    }
-
-    fn record_step(
-        &self,
-        rec: &mut Recorder,
-        ws: &Workspace,
-        direction: Direction,
-        step: usize,
-        groups: [u32; 3],
-    ) {
-        let config = &self.config;
-        let kernel = match (config.cell, direction) {
-            (Cell::Rnn, Direction::Forward) => Kernel::RnnForward,
-            (Cell::Rnn, Direction::Backward) => Kernel::RnnBackward,
-            (Cell::Lstm, Direction::Forward) => Kernel::LstmForward,
-            (Cell::Lstm, Direction::Backward) => Kernel::LstmBackward,
-        };
-        let activation = match config.activation {
-            Activation::Tanh => 0,
-            Activation::Sigmoid => 1,
-            Activation::Relu => 2,
-        };
-        // The RNN has no cell state: its slots get the dummy buffer.
-        let lstm = config.cell == Cell::Lstm;
-        let cell_slot = |buffer| if lstm { buffer } else { &self.dummy };
-        rec.dispatch(
-            kernel,
-            &StepParams {
-                batch: ws.batch as u32,
-                hidden: config.hidden_size as u32,
-                step: step as u32,
-                activation,
-            },
-            &[
-                &ws.gates,
-                &ws.hs,
-                cell_slot(&ws.cs),
-                &self.params.bias_hh,
-                &ws.dh,
-                cell_slot(&ws.dc),
-                &ws.dgates,
-                cell_slot(&ws.dc_carry),
-            ],
-            groups,
-        );
-    }
-
-    fn record_column_sums(
-        &self,
-        gpu: &Gpu,
-        rec: &mut Recorder,
-        source: &wgpu::Buffer,
-        rows: usize,
-        width: usize,
-        destination: &wgpu::Buffer,
-    ) -> Result<(), Error> {
-        rec.dispatch(
-            Kernel::ColumnSums,
-            &ReduceParams {
-                rows: rows as u32,
-                n: width as u32,
-                in_offset: 0,
-                out_offset: 0,
-                accumulate: 0,
-                _pad: [0; 3],
-            },
-            &[source, destination],
-            gpu.grid("column sums", (width as u64).div_ceil(64))?,
-        );
-        Ok(())
-    }
-
-    /// (scored rows, word offset of the first scored hidden state in `hs`)
-    fn scored(&self, ws: &Workspace) -> (usize, usize) {
-        let (t, b, h) = (ws.seq_len, ws.batch, self.config.hidden_size);
-        match self.config.readout {
-            Readout::Last => (b, t * b * h),
-            Readout::All => (t * b, b * h),
-        }
     }
 
     /// Submits `recorder` and reads back what `request` names, plus the `extra` reads of the
@@ -575,47 +278,60 @@ impl GpuModel {
             config.output_size,
         );
         let lstm = config.cell == Cell::Lstm;
-        let (rows, _) = self.scored(ws);
+        let rows = config.scored_rows(t, b);
         let backward = request.backward;
         let whole = |buffer, len| Read {
             buffer,
             offset: 0,
             len,
         };
-        // (wanted, read) in the order the results are unpacked below
-        let mut reads = vec![whole(&ws.loss, 1)];
-        fn want<'a>(reads: &mut Vec<Read<'a>>, yes: bool, read: Read<'a>) {
+        // Each wanted field is a group of reads, concatenated when unpacked (per-segment
+        // tensors come back in time order).
+        let mut reads = Vec::new();
+        let mut groups = Vec::new();
+        let mut want = |yes: bool, group: Vec<Read<'a>>| {
             if yes {
-                reads.push(read)
+                groups.push(group.len());
+                reads.extend(group);
             }
-        }
-        want(&mut reads, request.outputs, whole(&ws.outputs, rows * o));
-        let last_state = |buffer| Read {
-            buffer,
-            offset: t * b * h,
-            len: b * h,
         };
-        want(&mut reads, request.final_state, last_state(&ws.hs));
-        want(&mut reads, request.final_state && lstm, last_state(&ws.cs));
+        want(true, vec![whole(&ws.loss, 1)]);
+        let scored = || ws.segments.iter().filter_map(|s| s.scored.as_ref());
+        want(
+            request.outputs,
+            scored().map(|s| whole(&s.outputs, s.rows * o)).collect(),
+        );
+        want(request.final_state, vec![whole(&ws.final_h, b * h)]);
+        want(request.final_state && lstm, vec![whole(&ws.final_c, b * h)]);
         let grads = backward && request.param_grads;
         let template = Params::<f32>::zeros(config);
         for (buffer, (_, values)) in ws.grads.all().into_iter().zip(template.tensors()) {
-            want(&mut reads, grads, whole(buffer, values.len()));
+            want(grads, vec![whole(buffer, values.len())]);
         }
         let inputs = backward && request.input_grads;
-        want(&mut reads, inputs, whole(&ws.dx, t * b * i));
-        want(&mut reads, inputs, whole(&ws.dh0, b * h));
-        want(&mut reads, inputs && lstm, whole(&ws.dc_carry, b * h));
-        let norms = backward && request.grad_norms;
         want(
-            &mut reads,
-            norms,
-            whole(&ws.norms, if lstm { 2 * t } else { t }),
+            inputs,
+            ws.segments
+                .iter()
+                .map(|s| whole(&s.dx, s.len * b * i))
+                .collect(),
         );
+        want(inputs, vec![whole(&ws.dh0, b * h)]);
+        want(inputs && lstm, vec![whole(&ws.dc_carry, b * h)]);
+        let norms = backward && request.grad_norms;
+        want(norms, vec![whole(&ws.norms, if lstm { 2 * t } else { t })]);
+        let extra_count = extra.len();
         reads.extend(extra);
 
         let mut data = recorder.submit_and_read(&reads)?.into_iter();
-        let mut next = |yes: bool| if yes { data.next() } else { None };
+        let mut groups = groups.into_iter();
+        let mut next = |yes: bool| {
+            yes.then(|| {
+                (0..groups.next().unwrap())
+                    .flat_map(|_| data.next().unwrap())
+                    .collect::<Vec<f32>>()
+            })
+        };
         let mut out = GpuOutput {
             loss: next(true).unwrap()[0],
             ..Default::default()
@@ -636,12 +352,8 @@ impl GpuModel {
             out.grad_norm_h = Some(v[..t].to_vec());
             out.grad_norm_c = lstm.then(|| v[t..].to_vec());
         }
-        Ok((out, data.collect()))
+        let extra: Vec<Vec<f32>> = data.collect();
+        debug_assert_eq!(extra.len(), extra_count);
+        Ok((out, extra))
     }
-}
-
-#[derive(Clone, Copy)]
-enum Direction {
-    Forward,
-    Backward,
 }

@@ -101,6 +101,11 @@ impl GpuOptimizer {
         })
     }
 
+    /// Words of GPU memory the optimizer holds (state tensors and the norm's partial sums).
+    pub fn state_words(&self) -> usize {
+        self.state.len() * self.lens.iter().sum::<usize>() + self.partial_offsets[6]
+    }
+
     /// Updates taken so far (the next one is `steps() + 1`).
     pub fn steps(&self) -> u64 {
         self.steps

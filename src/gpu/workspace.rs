@@ -1,120 +1,222 @@
-//! The activation and gradient buffers of one (seq_len, batch) shape, reused across runs of
-//! the same shape. Every activation of every step stays on the GPU for BPTT.
+//! The activation and gradient buffers of one (seq_len, batch) shape, laid out as the memory
+//! plan says (`crate::plan`) and reused across runs of the same shape.
+//!
+//! The time axis is cut into segments of at most S steps. Each segment has its own inputs,
+//! input gradients and (for `Readout::All`) head buffers; the activations (hs, cs, gates and
+//! their gradients) live in one set per segment, or, under recomputation, in one shared set
+//! that each segment refills from its saved start state.
 
 use super::context::Gpu;
 use super::model::ParamBuffers;
-use crate::config::{Cell, ModelConfig};
+use crate::config::{Cell, ModelConfig, Readout};
 use crate::data::{Batch, Targets};
+use crate::plan::MemoryPlan;
 use crate::Error;
-use ndarray::Array2;
 
-pub(crate) struct Workspace {
-    pub seq_len: usize,
-    pub batch: usize,
-    /// [T, B, I]
-    pub x: wgpu::Buffer,
-    /// [T+1, B, H], h_0 at step 0
+/// The activations of one segment of `len <= S` steps, time-major, local step 1..=len.
+pub(crate) struct Activations {
+    /// [S+1, B, H], the segment's start state at row 0
     pub hs: wgpu::Buffer,
-    /// [T+1, B, H], c_0 at step 0 (LSTM only)
+    /// [S+1, B, H] (LSTM only)
     pub cs: wgpu::Buffer,
-    /// [T, B, G*H] pre-activations, then activated gates
+    /// [S, B, G*H] pre-activations, then activated gates
     pub gates: wgpu::Buffer,
+    /// [S, B, G*H]
+    pub dgates: wgpu::Buffer,
+    /// [S, B, H] total dE/dh_t
+    pub dh: wgpu::Buffer,
+    /// [S, B, H] total dE/dc_t (LSTM only)
+    pub dc: wgpu::Buffer,
+}
+
+/// The head's buffers for the rows one segment scores.
+pub(crate) struct Scored {
+    /// Rows scored: len*B for `Readout::All`, B for the last segment under `Readout::Last`.
+    pub rows: usize,
     /// [rows, O]
     pub outputs: wgpu::Buffer,
     /// [rows, O] f32 values or [rows] u32 classes
     pub targets: wgpu::Buffer,
     /// [rows] each row's share of the mean loss
     pub row_loss: wgpu::Buffer,
-    /// [1]
-    pub loss: wgpu::Buffer,
     /// [rows, O]
     pub doutputs: wgpu::Buffer,
-    /// [T, B, H] total dE/dh_t
-    pub dh: wgpu::Buffer,
-    /// [T, B, H] total dE/dc_t (LSTM only)
-    pub dc: wgpu::Buffer,
+}
+
+pub(crate) struct Segment {
+    /// First step (0-based) and number of steps.
+    pub t0: usize,
+    pub len: usize,
+    /// [len, B, I]
+    pub x: wgpu::Buffer,
+    /// [len, B, I]
+    pub dx: wgpu::Buffer,
+    pub scored: Option<Scored>,
+    /// Under recomputation: the state (h, c) at the segment's start, [B, H] each.
+    pub start: Option<(wgpu::Buffer, wgpu::Buffer)>,
+}
+
+pub(crate) struct Workspace {
+    pub plan: MemoryPlan,
+    pub seq_len: usize,
+    pub batch: usize,
+    pub segments: Vec<Segment>,
+    sets: Vec<Activations>,
+    /// [parts] each scored segment's share of the loss, summed in order into `loss`
+    pub loss_parts: wgpu::Buffer,
+    /// [1]
+    pub loss: wgpu::Buffer,
     /// [B, H] dE/dc along the cell path; dE/dc_0 after the backward loop (LSTM only)
     pub dc_carry: wgpu::Buffer,
-    /// [T, B, G*H]
-    pub dgates: wgpu::Buffer,
-    pub grads: ParamBuffers,
-    /// [T, B, I]
-    pub dx: wgpu::Buffer,
     /// [B, H]
     pub dh0: wgpu::Buffer,
-    /// [T] ||dE/dh_t||, then [T] ||dE/dc_t|| for the LSTM
+    /// [B, H] h_T and c_T
+    pub final_h: wgpu::Buffer,
+    pub final_c: wgpu::Buffer,
+    pub grads: ParamBuffers,
+    /// [2, T] ||dE/dh_t||, then ||dE/dc_t|| for the LSTM
     pub norms: wgpu::Buffer,
 }
 
 impl Workspace {
-    pub fn new(
-        gpu: &Gpu,
-        config: &ModelConfig,
-        seq_len: usize,
-        batch: usize,
-    ) -> Result<Self, Error> {
+    pub fn new(gpu: &Gpu, config: &ModelConfig, plan: MemoryPlan) -> Result<Self, Error> {
         let (t, b, h, i, o) = (
-            seq_len,
-            batch,
+            plan.seq_len,
+            plan.batch,
             config.hidden_size,
             config.input_size,
             config.output_size,
         );
-        let gh = config.gate_rows();
-        let rows = config.scored_rows(t, b);
+        let (s, gh) = (plan.segment_len, config.gate_rows());
         let lstm = config.cell == Cell::Lstm;
         let cell_words = |words: usize| if lstm { words } else { 0 };
         let buffer = |what: &str, words: usize| gpu.storage_buffer(what, words);
+        let sets = (0..if plan.recompute { 1 } else { plan.segments })
+            .map(|_| {
+                Ok(Activations {
+                    hs: buffer("the hidden states [S+1, B, H]", (s + 1) * b * h)?,
+                    cs: buffer("the cell states [S+1, B, H]", cell_words((s + 1) * b * h))?,
+                    gates: buffer("the gate activations [S, B, G*H]", s * b * gh)?,
+                    dgates: buffer("the gate gradients [S, B, G*H]", s * b * gh)?,
+                    dh: buffer("the hidden-state gradients [S, B, H]", s * b * h)?,
+                    dc: buffer("the cell-state gradients [S, B, H]", cell_words(s * b * h))?,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let scored = |rows: usize| -> Result<Scored, Error> {
+            Ok(Scored {
+                rows,
+                outputs: buffer("the head outputs [rows, O]", rows * o)?,
+                targets: buffer("the targets [rows, O]", rows * o)?,
+                row_loss: buffer("the per-row losses [rows]", rows)?,
+                doutputs: buffer("the output gradients [rows, O]", rows * o)?,
+            })
+        };
+        let ranges = plan.segment_ranges();
+        let last = ranges.len() - 1;
+        let segments = ranges
+            .into_iter()
+            .enumerate()
+            .map(|(k, (t0, len))| {
+                Ok(Segment {
+                    t0,
+                    len,
+                    x: buffer("the inputs x [S, B, I]", len * b * i)?,
+                    dx: buffer("the input gradients [S, B, I]", len * b * i)?,
+                    scored: match config.readout {
+                        Readout::All => Some(scored(len * b)?),
+                        Readout::Last if k == last => Some(scored(b)?),
+                        Readout::Last => None,
+                    },
+                    start: match plan.recompute {
+                        true => Some((
+                            buffer("a segment's start state h [B, H]", b * h)?,
+                            buffer("a segment's start state c [B, H]", cell_words(b * h))?,
+                        )),
+                        false => None,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let parts = segments.iter().filter(|s| s.scored.is_some()).count();
         Ok(Workspace {
-            seq_len,
-            batch,
-            x: buffer("the inputs x [T, B, I]", t * b * i)?,
-            hs: buffer("the hidden states [T+1, B, H]", (t + 1) * b * h)?,
-            cs: buffer("the cell states [T+1, B, H]", cell_words((t + 1) * b * h))?,
-            gates: buffer("the gate activations [T, B, G*H]", t * b * gh)?,
-            outputs: buffer("the head outputs [rows, O]", rows * o)?,
-            targets: buffer("the targets [rows, O]", rows * o)?,
-            row_loss: buffer("the per-row losses [rows]", rows)?,
+            seq_len: t,
+            batch: b,
+            segments,
+            sets,
+            loss_parts: buffer("the loss parts", parts)?,
             loss: buffer("the loss", 1)?,
-            doutputs: buffer("the output gradients [rows, O]", rows * o)?,
-            dh: buffer("the hidden-state gradients [T, B, H]", t * b * h)?,
-            dc: buffer("the cell-state gradients [T, B, H]", cell_words(t * b * h))?,
             dc_carry: buffer("the cell-path gradient [B, H]", cell_words(b * h))?,
-            dgates: buffer("the gate gradients [T, B, G*H]", t * b * gh)?,
-            grads: ParamBuffers::new(gpu, config, "gradient of")?,
-            dx: buffer("the input gradients [T, B, I]", t * b * i)?,
             dh0: buffer("the initial-state gradient [B, H]", b * h)?,
+            final_h: buffer("the final hidden state [B, H]", b * h)?,
+            final_c: buffer("the final cell state [B, H]", cell_words(b * h))?,
+            grads: ParamBuffers::new(gpu, config, "gradient of")?,
             norms: buffer("the per-step gradient norms [2, T]", 2 * t)?,
+            plan,
         })
     }
 
-    pub fn fits(&self, seq_len: usize, batch: usize) -> bool {
-        self.seq_len == seq_len && self.batch == batch
+    /// The activation buffers segment `k` computes into.
+    pub fn set(&self, k: usize) -> &Activations {
+        &self.sets[if self.plan.recompute { 0 } else { k }]
+    }
+
+    pub fn fits(&self, plan: &MemoryPlan) -> bool {
+        (
+            self.seq_len,
+            self.batch,
+            self.plan.segment_len,
+            self.plan.recompute,
+        ) == (plan.seq_len, plan.batch, plan.segment_len, plan.recompute)
     }
 
     /// Writes a batch's tensors (the writes land before the next submission). A missing
     /// initial state is written as zeros, since the buffers are reused.
     pub fn upload(&self, gpu: &Gpu, config: &ModelConfig, batch: &Batch<f32>) {
         let queue = &gpu.queue;
+        let write = |buffer: &wgpu::Buffer, words: &[f32]| {
+            queue.write_buffer(buffer, 0, bytemuck::cast_slice(words))
+        };
+        let (b, h, i, o) = (
+            self.batch,
+            config.hidden_size,
+            config.input_size,
+            config.output_size,
+        );
         let x = batch.x.as_standard_layout();
-        queue.write_buffer(&self.x, 0, bytemuck::cast_slice(x.as_slice().unwrap()));
-        let zeros = Array2::<f32>::zeros((self.batch, config.hidden_size));
-        let h0 = batch.h0.as_ref().unwrap_or(&zeros).as_standard_layout();
-        queue.write_buffer(&self.hs, 0, bytemuck::cast_slice(h0.as_slice().unwrap()));
-        if config.cell == Cell::Lstm {
-            let c0 = batch.c0.as_ref().unwrap_or(&zeros).as_standard_layout();
-            queue.write_buffer(&self.cs, 0, bytemuck::cast_slice(c0.as_slice().unwrap()));
+        let x = x.as_slice().unwrap();
+        for seg in &self.segments {
+            write(&seg.x, &x[seg.t0 * b * i..(seg.t0 + seg.len) * b * i]);
         }
-        match &batch.targets {
-            Targets::Values(y) => {
-                let y = y.as_standard_layout();
-                queue.write_buffer(
-                    &self.targets,
-                    0,
-                    bytemuck::cast_slice(y.as_slice().unwrap()),
-                )
+        let zeros = vec![0.0f32; b * h];
+        let state = |s: &Option<ndarray::Array2<f32>>| {
+            s.as_ref().map_or(zeros.clone(), |a| {
+                a.as_standard_layout().iter().copied().collect()
+            })
+        };
+        let (h_start, c_start) = match &self.segments[0].start {
+            Some((h, c)) => (h, c),
+            None => (&self.sets[0].hs, &self.sets[0].cs),
+        };
+        write(h_start, &state(&batch.h0));
+        if config.cell == Cell::Lstm {
+            write(c_start, &state(&batch.c0));
+        }
+        // Scored rows are time-major: segment k's rows follow segment k-1's.
+        let mut first_row = 0;
+        for scored in self.segments.iter().filter_map(|s| s.scored.as_ref()) {
+            let rows = first_row..first_row + scored.rows;
+            match &batch.targets {
+                Targets::Values(y) => {
+                    let y = y.as_standard_layout();
+                    let y = y.as_slice().unwrap();
+                    write(&scored.targets, &y[rows.start * o..rows.end * o])
+                }
+                Targets::Classes(c) => {
+                    queue.write_buffer(&scored.targets, 0, bytemuck::cast_slice(&c[rows.clone()]))
+                }
             }
-            Targets::Classes(c) => queue.write_buffer(&self.targets, 0, bytemuck::cast_slice(c)),
+            first_row = rows.end;
         }
     }
 }

@@ -17,7 +17,9 @@ pub enum DataSource {
     Task {
         task: Box<dyn Task>,
         rng: StdRng,
-        validation: Vec<Batch<f32>>,
+        /// The validation set is drawn from this seed when asked for (not up front: a dry run
+        /// of a huge configuration should not draw it).
+        validation_seed: u64,
     },
     Dataset {
         train: Dataset,
@@ -31,15 +33,11 @@ pub enum DataSource {
 impl DataSource {
     /// A task's validation set is drawn from its own seed, so it never overlaps the
     /// training stream's draws and stays the same across resumed runs.
-    pub fn from_task(task: Box<dyn Task>, batch_size: usize, seed: u64) -> Self {
-        let mut validation_rng = StdRng::seed_from_u64(seed ^ 0x05ee_d0f7_a11d);
-        let validation = (0..VALIDATION_BATCHES)
-            .map(|_| task.batch(batch_size, &mut validation_rng))
-            .collect();
+    pub fn from_task(task: Box<dyn Task>, seed: u64) -> Self {
         DataSource::Task {
             task,
             rng: StdRng::seed_from_u64(seed),
-            validation,
+            validation_seed: seed ^ 0x05ee_d0f7_a11d,
         }
     }
 
@@ -71,6 +69,14 @@ impl DataSource {
         match self {
             DataSource::Task { task, .. } => task.spec(),
             DataSource::Dataset { train, .. } => train.spec(),
+        }
+    }
+
+    /// Steps per training sequence.
+    pub fn seq_len(&self) -> usize {
+        match self {
+            DataSource::Task { task, .. } => task.seq_len(),
+            DataSource::Dataset { train, .. } => train.inputs().shape()[1],
         }
     }
 
@@ -115,7 +121,16 @@ impl DataSource {
     /// The validation batches: a task's fixed set, or the held-out split in order.
     pub fn validation_batches(&self, batch_size: usize) -> Vec<Batch<f32>> {
         match self {
-            DataSource::Task { validation, .. } => validation.clone(),
+            DataSource::Task {
+                task,
+                validation_seed,
+                ..
+            } => {
+                let mut rng = StdRng::seed_from_u64(*validation_seed);
+                (0..VALIDATION_BATCHES)
+                    .map(|_| task.batch(batch_size, &mut rng))
+                    .collect()
+            }
             DataSource::Dataset { validation, .. } => {
                 let indices: Vec<usize> = (0..validation.len()).collect();
                 indices

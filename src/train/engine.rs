@@ -8,6 +8,7 @@ use crate::gpu::optim::GpuOptimizer;
 use crate::gpu::{Gpu, GpuModel, Request};
 use crate::optim::{CpuOptimizer, OptimizerConfig};
 use crate::params::Params;
+use crate::plan::{MemoryPlan, PlanOptions};
 use crate::Error;
 
 /// Updates taken and the optimizer's state tensors by name.
@@ -71,6 +72,26 @@ impl<'g> Engine<'g> {
                 optimizer: CpuOptimizer::new(&config, optimizer)?,
             },
         })
+    }
+
+    /// How the GPU engine plans its memory (`--recompute`, `--max-memory`); the CPU engine
+    /// keeps every activation in host memory and ignores it.
+    pub fn set_plan_options(&mut self, options: PlanOptions) {
+        if let Engine::Gpu {
+            model, optimizer, ..
+        } = self
+        {
+            model.set_plan_options(options, optimizer.state_words());
+        }
+    }
+
+    /// The GPU memory plan for batches of `batch` sequences of `seq_len` steps (None on the
+    /// CPU).
+    pub fn memory_plan(&self, seq_len: usize, batch: usize) -> Result<Option<MemoryPlan>, Error> {
+        match self {
+            Engine::Gpu { gpu, model, .. } => model.memory_plan(gpu, seq_len, batch).map(Some),
+            Engine::Cpu { .. } => Ok(None),
+        }
     }
 
     /// Forward, BPTT and one optimizer update on `batch`.

@@ -45,7 +45,7 @@ fn a_resumed_gpu_run_matches_an_uninterrupted_one_bit_for_bit() {
     let optimizer = OptimizerConfig::new(OptimizerKind::adamw());
 
     let mut straight = Engine::new(Some(gpu()), config, &params, optimizer).unwrap();
-    let mut data = DataSource::from_task(Box::new(task.clone()), 5, 9);
+    let mut data = DataSource::from_task(Box::new(task.clone()), 9);
     train::train(
         &mut straight,
         &mut data,
@@ -57,7 +57,7 @@ fn a_resumed_gpu_run_matches_an_uninterrupted_one_bit_for_bit() {
 
     let saved = dir.join("half.safetensors");
     let mut first = Engine::new(Some(gpu()), config, &params, optimizer).unwrap();
-    let mut data = DataSource::from_task(Box::new(task.clone()), 5, 9);
+    let mut data = DataSource::from_task(Box::new(task.clone()), 9);
     train::train(
         &mut first,
         &mut data,
@@ -69,7 +69,7 @@ fn a_resumed_gpu_run_matches_an_uninterrupted_one_bit_for_bit() {
     let loaded = checkpoint::load(&saved, &LoadOverrides::default()).unwrap();
     let mut second = Engine::new(Some(gpu()), config, &loaded.params, optimizer).unwrap();
     assert_eq!(train::resume(&mut second, &loaded).unwrap(), 2);
-    let mut data = DataSource::from_task(Box::new(task), 5, 9);
+    let mut data = DataSource::from_task(Box::new(task), 9);
     train::train(
         &mut second,
         &mut data,
@@ -105,7 +105,7 @@ fn gpu_divergence_stops_with_the_step_and_keeps_the_checkpoint() {
     let mut optimizer = OptimizerConfig::new(OptimizerKind::sgd());
     optimizer.lr = 1e6;
     let mut engine = Engine::new(Some(gpu()), config, &params, optimizer).unwrap();
-    let mut data = DataSource::from_task(Box::new(task), 5, 2);
+    let mut data = DataSource::from_task(Box::new(task), 2);
     let saved = dir.join("model.safetensors");
     let mut opts = options(200, Some(saved.clone()));
     opts.eval_every = 1;

@@ -1,0 +1,488 @@
+//! Memory planning for a GPU pass: how many bytes a (configuration, T, B) needs, split into
+//! named terms, checked against the adapter's limits and a budget before anything is
+//! allocated; and how the time axis is cut into segments.
+//!
+//! Activations are stored per *segment* of at most S steps, one set of buffers per segment,
+//! so no single binding grows with T. With recomputation only the state at each segment's
+//! start is kept; the backward pass re-runs each segment's forward into one shared set of
+//! buffers (memory ~ T/S + S instead of T). The workspace allocates exactly the tensors listed
+//! here, so the plan is what the GPU gets.
+
+use crate::config::{Cell, ModelConfig, Readout};
+use crate::Error;
+use std::fmt::Write as _;
+use std::str::FromStr;
+
+/// `--recompute off|auto|K`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Recompute {
+    /// Keep every activation (split into segments only where a binding would overflow).
+    #[default]
+    Off,
+    /// Off when it fits the budget, else the longest segments that fit.
+    Auto,
+    /// Segments of K steps, each recomputed during the backward pass.
+    Every(usize),
+}
+
+impl FromStr for Recompute {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "off" => Ok(Recompute::Off),
+            "auto" => Ok(Recompute::Auto),
+            _ => match s.parse::<usize>() {
+                Ok(k) if k > 0 => Ok(Recompute::Every(k)),
+                _ => Err(Error::Config(format!(
+                    "--recompute '{s}': expected off, auto or a segment length K >= 1"
+                ))),
+            },
+        }
+    }
+}
+
+/// What a plan must fit into.
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryLimits {
+    /// The adapter's `max_storage_buffer_binding_size`, or a smaller artificial one.
+    pub max_binding: u64,
+    /// The adapter's `max_buffer_size`.
+    pub max_buffer: u64,
+    /// `min_uniform_buffer_offset_alignment`: the per-dispatch cost of the parameter arena.
+    pub uniform_align: u64,
+    /// `--max-memory`; `None` checks only the per-buffer limits (wgpu does not report how
+    /// much memory an adapter has).
+    pub budget: Option<u64>,
+}
+
+/// Planning options a model carries (the command line's `--recompute`, `--max-memory`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PlanOptions {
+    pub recompute: Recompute,
+    pub max_memory: Option<u64>,
+    /// Caps the storage binding below the adapter's (tests of the segment splitting).
+    pub max_binding: Option<u64>,
+}
+
+/// One group of equal buffers in the plan.
+#[derive(Clone, Debug)]
+pub struct Term {
+    pub name: &'static str,
+    /// The shape of one buffer, as text ("[S+1, B, H] = [101, 32, 128]").
+    pub shape: String,
+    pub words_each: usize,
+    pub count: usize,
+    /// Each buffer is bound whole, so it must fit `max_binding` (parameter-sized terms are
+    /// several smaller tensors; the uniform arena is bound 64 bytes at a time).
+    pub bound_whole: bool,
+}
+
+impl Term {
+    pub fn bytes(&self) -> u64 {
+        self.words_each as u64 * 4 * self.count as u64
+    }
+}
+
+/// The plan for one (T, B): the segmentation and every buffer the pass allocates.
+#[derive(Clone, Debug)]
+pub struct MemoryPlan {
+    pub seq_len: usize,
+    pub batch: usize,
+    /// Steps per segment S (the last segment may be shorter).
+    pub segment_len: usize,
+    pub segments: usize,
+    pub recompute: bool,
+    /// Model-side terms (parameters, gradients, optimizer state) first, then the workspace.
+    pub terms: Vec<Term>,
+    pub limits: MemoryLimits,
+}
+
+impl MemoryPlan {
+    pub fn total_bytes(&self) -> u64 {
+        self.terms.iter().map(Term::bytes).sum()
+    }
+
+    pub fn largest(&self) -> &Term {
+        self.terms.iter().max_by_key(|t| t.bytes()).unwrap()
+    }
+
+    /// (first step, steps) of each segment, 0-based first step.
+    pub fn segment_ranges(&self) -> Vec<(usize, usize)> {
+        segment_ranges(self.seq_len, self.segment_len)
+    }
+
+    /// A table of the terms and the totals, for `--dry-run` and `bench`.
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        let mode = if self.recompute {
+            format!(
+                "recomputation on: {} segments of {} steps, states kept at segment starts",
+                self.segments, self.segment_len
+            )
+        } else if self.segments > 1 {
+            format!(
+                "all activations kept, split into {} segments of {} steps (binding limit)",
+                self.segments, self.segment_len
+            )
+        } else {
+            "all activations kept, one segment".to_string()
+        };
+        let _ = writeln!(
+            s,
+            "memory plan for T={} B={}: {mode}",
+            self.seq_len, self.batch
+        );
+        for term in &self.terms {
+            let count = if term.count > 1 {
+                format!(" x{}", term.count)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                s,
+                "  {:<34} {:<34} {:>12}",
+                term.name,
+                format!("{}{count}", term.shape),
+                human_bytes(term.bytes())
+            );
+        }
+        let budget = self.limits.budget.map_or_else(
+            || "no budget (--max-memory)".to_string(),
+            |b| format!("budget {}", human_bytes(b)),
+        );
+        let _ = writeln!(
+            s,
+            "  total {} ({budget}); largest binding {} of {} allowed",
+            human_bytes(self.total_bytes()),
+            human_bytes(self.largest_binding()),
+            human_bytes(self.limits.max_binding)
+        );
+        s
+    }
+
+    pub fn largest_binding(&self) -> u64 {
+        self.terms
+            .iter()
+            .filter(|t| t.bound_whole)
+            .map(|t| t.words_each as u64 * 4)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Parses `--max-memory`: bytes with an optional K/M/G/T suffix (powers of 1024), e.g. "4G",
+/// "512MiB", "1000000".
+pub fn parse_bytes(text: &str) -> Result<u64, Error> {
+    let t = text.trim();
+    let digits_end = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits_end);
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => 0,
+    };
+    match number.parse::<f64>() {
+        Ok(n) if scale > 0 && n.is_finite() && n > 0.0 => Ok((n * scale as f64) as u64),
+        _ => Err(Error::Config(format!(
+            "memory size '{text}': expected a positive number of bytes with an optional unit \
+             (K, M, G, T), e.g. 4G"
+        ))),
+    }
+}
+
+pub fn segment_ranges(seq_len: usize, segment_len: usize) -> Vec<(usize, usize)> {
+    (0..seq_len)
+        .step_by(segment_len.max(1))
+        .map(|t0| (t0, segment_len.min(seq_len - t0)))
+        .collect()
+}
+
+const DISPATCH_PARAMS: &str = "dispatch parameters (uniform)";
+
+/// The tensors of a pass with segments of `s` steps (`n` of them), as the workspace
+/// allocates them. `model_words` are the parameter-sized terms (parameters, gradients,
+/// optimizer state), listed first.
+fn terms(
+    config: &ModelConfig,
+    (t, b): (usize, usize),
+    (s, n): (usize, usize),
+    recompute: bool,
+    optimizer_words: usize,
+    uniform_align: u64,
+) -> Vec<Term> {
+    let (h, i, o, gh) = (
+        config.hidden_size,
+        config.input_size,
+        config.output_size,
+        config.gate_rows(),
+    );
+    let lstm = config.cell == Cell::Lstm;
+    let params = config.param_count();
+    let sets = if recompute { 1 } else { n };
+    let scored = match config.readout {
+        Readout::All => (s * b, n, "S*B"),
+        Readout::Last => (b, 1, "B"),
+    };
+    let mut out = Vec::new();
+    let mut add = |name, shape: String, words_each: usize, count: usize| {
+        if words_each > 0 && count > 0 {
+            let bound_whole = !matches!(
+                name,
+                "parameters" | "parameter gradients" | "optimizer state" | DISPATCH_PARAMS
+            );
+            out.push(Term {
+                name,
+                shape,
+                words_each,
+                count,
+                bound_whole,
+            })
+        }
+    };
+    add("parameters", format!("[{params}]"), params, 1);
+    add("parameter gradients", format!("[{params}]"), params, 1);
+    add(
+        "optimizer state",
+        format!("[{optimizer_words}]"),
+        optimizer_words,
+        1,
+    );
+    add(
+        "inputs x",
+        format!("[S, B, I] = [{s}, {b}, {i}]"),
+        s * b * i,
+        n,
+    );
+    add(
+        "input gradients dx",
+        format!("[S, B, I] = [{s}, {b}, {i}]"),
+        s * b * i,
+        n,
+    );
+    let state = format!("[S+1, B, H] = [{}, {b}, {h}]", s + 1);
+    add("hidden states", state.clone(), (s + 1) * b * h, sets);
+    if lstm {
+        add("cell states", state, (s + 1) * b * h, sets);
+    }
+    let gates = format!("[S, B, G*H] = [{s}, {b}, {gh}]");
+    add("gates", gates.clone(), s * b * gh, sets);
+    add("gate gradients", gates, s * b * gh, sets);
+    let per_step = format!("[S, B, H] = [{s}, {b}, {h}]");
+    add("dE/dh", per_step.clone(), s * b * h, sets);
+    if lstm {
+        add("dE/dc", per_step, s * b * h, sets);
+    }
+    if recompute {
+        let kept = if lstm { 2 } else { 1 };
+        add(
+            "segment start states (h, c)",
+            format!("[B, H] = [{b}, {h}]"),
+            b * h,
+            kept * n,
+        );
+    }
+    let (rows, count, rows_name) = scored;
+    let scored_shape = format!("[{rows_name}, O] = [{rows}, {o}]");
+    add("head outputs", scored_shape.clone(), rows * o, count);
+    add("targets", scored_shape.clone(), rows * o, count);
+    add("output gradients", scored_shape, rows * o, count);
+    add(
+        "per-row losses",
+        format!("[{rows_name}] = [{rows}]"),
+        rows,
+        count,
+    );
+    let states = if lstm { 4 } else { 2 }; // dh0, h_T (+ c_T, the dc carry that ends as dc0)
+    add(
+        "state-sized buffers",
+        format!("[B, H] = [{b}, {h}]"),
+        b * h,
+        states,
+    );
+    add(
+        "per-step gradient norms",
+        format!("[2, T] = [2, {t}]"),
+        2 * t,
+        1,
+    );
+    let parts = match config.readout {
+        Readout::All => n,
+        Readout::Last => 1,
+    };
+    add(
+        "loss and its per-segment parts",
+        "[1]".to_string(),
+        1,
+        1 + parts,
+    );
+    // One parameter block per dispatch: forward and backward take about 2 each per step,
+    // recomputation 2 more, plus a few per segment.
+    let per_step = if recompute { 6 } else { 4 };
+    let dispatches = per_step * t + 16 * n + 16;
+    let words = dispatches * uniform_align.max(64) as usize / 4;
+    add(
+        DISPATCH_PARAMS,
+        format!("~{dispatches} dispatches"),
+        words,
+        1,
+    );
+    out
+}
+
+/// Chooses the segmentation for `recompute` and checks the result against `limits`.
+pub fn plan(
+    config: &ModelConfig,
+    seq_len: usize,
+    batch: usize,
+    optimizer_words: usize,
+    recompute: Recompute,
+    limits: MemoryLimits,
+) -> Result<MemoryPlan, Error> {
+    let build = |s: usize, recompute: bool| {
+        let n = seq_len.div_ceil(s);
+        MemoryPlan {
+            seq_len,
+            batch,
+            segment_len: s,
+            segments: n,
+            recompute: recompute && n > 1,
+            terms: terms(
+                config,
+                (seq_len, batch),
+                (s, n),
+                recompute && n > 1,
+                optimizer_words,
+                limits.uniform_align,
+            ),
+            limits,
+        }
+    };
+    // The longest segment whose per-segment buffers all fit one binding (the uniform arena
+    // and the model terms do not depend on S).
+    let fits_binding = |s: usize| {
+        build(s, false)
+            .terms
+            .iter()
+            .filter(|t| t.bound_whole)
+            .all(|t| t.words_each as u64 * 4 <= limits.max_binding)
+    };
+    if !fits_binding(1) {
+        let one = build(1, false);
+        let worst = one
+            .terms
+            .iter()
+            .filter(|t| t.bound_whole && t.words_each as u64 * 4 > limits.max_binding)
+            .max_by_key(|t| t.words_each)
+            .unwrap();
+        return Err(Error::Config(format!(
+            "{} {} needs {} in one binding even for a single time step, more than the \
+             adapter's max_storage_buffer_binding_size of {}; use a smaller --batch or --hidden",
+            worst.name,
+            worst.shape,
+            human_bytes(worst.words_each as u64 * 4),
+            human_bytes(limits.max_binding)
+        )));
+    }
+    let max_segment = {
+        // fits_binding is monotone in S: binary search the largest S <= T that fits.
+        let (mut lo, mut hi) = (1, seq_len.max(1));
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if fits_binding(mid) {
+                lo = mid
+            } else {
+                hi = mid - 1
+            }
+        }
+        lo
+    };
+    let within_budget = |p: &MemoryPlan| limits.budget.is_none_or(|b| p.total_bytes() <= b);
+    let chosen = match recompute {
+        Recompute::Off => build(max_segment, false),
+        Recompute::Every(k) => {
+            if k > max_segment {
+                return Err(Error::Config(format!(
+                    "--recompute {k}: a segment of {k} steps does not fit one storage binding \
+                     of {} (the longest that fits is {max_segment} steps)",
+                    human_bytes(limits.max_binding)
+                )));
+            }
+            build(k, true)
+        }
+        Recompute::Auto => {
+            let off = build(max_segment, false);
+            if within_budget(&off) {
+                off
+            } else {
+                // The longest segments that fit: fewest segment borders and start states.
+                (1..=max_segment.min(seq_len.saturating_sub(1)).max(1))
+                    .rev()
+                    .map(|s| build(s, true))
+                    .find(within_budget)
+                    .unwrap_or_else(|| {
+                        // Nothing fits: report the smallest plan.
+                        (1..=max_segment)
+                            .map(|s| build(s, true))
+                            .min_by_key(MemoryPlan::total_bytes)
+                            .unwrap()
+                    })
+            }
+        }
+    };
+    if let Some(budget) = limits.budget {
+        if chosen.total_bytes() > budget {
+            let largest = chosen.largest();
+            let hint = if chosen.recompute {
+                "a smaller --batch or --hidden, or a larger --max-memory".to_string()
+            } else {
+                "--recompute auto (keeps only segment start states), a smaller --batch, or a \
+                 larger --max-memory"
+                    .to_string()
+            };
+            return Err(Error::Config(format!(
+                "T={seq_len} B={batch} needs {} of GPU memory, more than --max-memory {}; the \
+                 largest term is {} {} ({}). Try {hint}",
+                human_bytes(chosen.total_bytes()),
+                human_bytes(budget),
+                largest.name,
+                largest.shape,
+                human_bytes(largest.bytes()),
+            )));
+        }
+    }
+    if let Some(term) = chosen
+        .terms
+        .iter()
+        .find(|t| t.words_each as u64 * 4 > limits.max_buffer)
+    {
+        return Err(Error::Config(format!(
+            "{} {} needs {} in one buffer, more than the adapter's max_buffer_size of {}; \
+             use a shorter --seq-len or --recompute",
+            term.name,
+            term.shape,
+            human_bytes(term.words_each as u64 * 4),
+            human_bytes(limits.max_buffer)
+        )));
+    }
+    Ok(chosen)
+}
