@@ -191,18 +191,27 @@ pub fn load(path: &Path, overrides: &LoadOverrides) -> Result<Checkpoint, Error>
     let file = path.display().to_string();
     let bytes = std::fs::read(path)
         .map_err(|e| Error::Io(format!("{file}: cannot read checkpoint: {e}")))?;
+    from_bytes(&file, &bytes, overrides)
+}
+
+/// [`load`] for a file already in memory; `file` starts every error message.
+pub fn from_bytes(
+    file: &str,
+    bytes: &[u8],
+    overrides: &LoadOverrides,
+) -> Result<Checkpoint, Error> {
     let invalid = |e: safetensors::SafeTensorError| {
         Error::Value(format!("{file}: not a valid safetensors file: {e}"))
     };
     // SafeTensors keeps the header's __metadata__ to itself; read_metadata exposes it.
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(invalid)?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(invalid)?;
     let header: BTreeMap<String, String> = header
         .metadata()
         .iter()
         .flatten()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let safetensors = SafeTensors::deserialize(&bytes).map_err(invalid)?;
+    let safetensors = SafeTensors::deserialize(bytes).map_err(invalid)?;
 
     let mut params = BTreeMap::new();
     let mut extra = Vec::new();
@@ -235,15 +244,15 @@ pub fn load(path: &Path, overrides: &LoadOverrides) -> Result<Checkpoint, Error>
     }
     extra.sort_by(|a, b| a.0.cmp(&b.0));
 
-    let config = match config_from_metadata(&file, &header, overrides)? {
+    let config = match config_from_metadata(file, &header, overrides)? {
         Some(config) => {
-            check_cell_against_shapes(&file, &config, &params)?;
+            check_cell_against_shapes(file, &config, &params)?;
             config
         }
-        None => infer_config(&file, &params, overrides)?,
+        None => infer_config(file, &params, overrides)?,
     };
-    config.validate().map_err(|e| in_file(path, e))?;
-    let params = params_from_tensors(&file, &config, &params)?;
+    config.validate().map_err(|e| in_file(Path::new(file), e))?;
+    let params = params_from_tensors(file, &config, &params)?;
     let metadata = header
         .into_iter()
         .filter(|(key, _)| !CONFIG_KEYS.contains(&key.as_str()))

@@ -3,10 +3,10 @@
 use super::dataset::{CsvFormat, CsvTargets, SampleTargets};
 use crate::Error;
 use ndarray::{Array1, Array2, Array3};
-use std::path::Path;
 
-pub(crate) fn read(
-    path: &Path,
+/// Inputs `[N, T, I]` and targets from the bytes of a CSV file; `name` names it in messages.
+pub(crate) fn parse(
+    bytes: &[u8],
     name: &str,
     format: CsvFormat,
 ) -> Result<(Array3<f32>, SampleTargets), Error> {
@@ -14,8 +14,15 @@ pub(crate) fn read(
     if t_len == 0 {
         return Err(Error::Config(format!("{name}: seq_len must be at least 1")));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| Error::Value(format!("cannot read {name}: {err}")))?;
+    let text = std::str::from_utf8(bytes).map_err(|err| {
+        let at = err.valid_up_to();
+        let line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count();
+        Error::Value(format!(
+            "{name} line {line}: byte {:#04x} at offset {at} is not UTF-8 text; expected \
+             comma-separated numbers",
+            bytes[at]
+        ))
+    })?;
     let (target_fields, what) = match format.targets {
         CsvTargets::Class => (1, "1 class".to_string()),
         CsvTargets::Values(o) => (o, format!("{o} values")),

@@ -23,7 +23,7 @@
 //! Every error names the file, what was found and what was expected.
 
 use super::csv;
-use super::npy::{check_finite, class_count, read_npy, to_classes, Npy};
+use super::npy::{check_finite, class_count, parse_npy, to_classes, Npy};
 use super::DataSpec;
 use crate::config::{Loss, Readout};
 use crate::data::{Batch, Targets};
@@ -86,9 +86,31 @@ impl Dataset {
         num_classes: Option<usize>,
     ) -> Result<Self, Error> {
         let (inputs_path, targets_path) = (inputs_path.as_ref(), targets_path.as_ref());
-        let inputs_name = format!("inputs '{}'", inputs_path.display());
-        let targets_name = format!("targets '{}'", targets_path.display());
-        let inputs = match read_npy(inputs_path, &inputs_name)? {
+        let read = |path: &Path, role: &str| {
+            std::fs::read(path).map_err(|err| {
+                Error::Value(format!("cannot read {role} '{}': {err}", path.display()))
+            })
+        };
+        Self::from_npy_bytes(
+            &inputs_path.display().to_string(),
+            &read(inputs_path, "inputs")?,
+            &targets_path.display().to_string(),
+            &read(targets_path, "targets")?,
+            num_classes,
+        )
+    }
+
+    /// [`Dataset::from_npy`] for files already in memory; the file names appear in messages.
+    pub fn from_npy_bytes(
+        inputs_file: &str,
+        inputs: &[u8],
+        targets_file: &str,
+        targets: &[u8],
+        num_classes: Option<usize>,
+    ) -> Result<Self, Error> {
+        let inputs_name = format!("inputs '{inputs_file}'");
+        let targets_name = format!("targets '{targets_file}'");
+        let inputs = match parse_npy(inputs, &inputs_name)? {
             Npy::Float(a) => {
                 let shape = a.shape().to_vec();
                 a.into_dimensionality::<Ix3>().map_err(|_| {
@@ -104,7 +126,7 @@ impl Dataset {
                 )))
             }
         };
-        let targets = match read_npy(targets_path, &targets_name)? {
+        let targets = match parse_npy(targets, &targets_name)? {
             Npy::Int(a, _) => match a.ndim() {
                 1 => SampleTargets::Classes(
                     to_classes(a, &targets_name)?
@@ -153,8 +175,20 @@ impl Dataset {
         num_classes: Option<usize>,
     ) -> Result<Self, Error> {
         let path = path.as_ref();
-        let name = format!("CSV '{}'", path.display());
-        let (inputs, targets) = csv::read(path, &name, format)?;
+        let bytes = std::fs::read(path)
+            .map_err(|err| Error::Value(format!("cannot read CSV '{}': {err}", path.display())))?;
+        Self::from_csv_bytes(&path.display().to_string(), &bytes, format, num_classes)
+    }
+
+    /// [`Dataset::from_csv`] for a file already in memory; `file` appears in messages.
+    pub fn from_csv_bytes(
+        file: &str,
+        bytes: &[u8],
+        format: CsvFormat,
+        num_classes: Option<usize>,
+    ) -> Result<Self, Error> {
+        let name = format!("CSV '{file}'");
+        let (inputs, targets) = csv::parse(bytes, &name, format)?;
         Self::build(&name, &name, inputs, targets, num_classes)
     }
 

@@ -66,22 +66,44 @@ pub(crate) enum Npy {
     Int(ArrayD<i64>, &'static str),
 }
 
-/// Reads `path` as float32/float64/int64/int32/uint8, trying each element type in turn:
-/// ndarray-npy refuses a mismatched dtype before it reads any data.
-pub(crate) fn read_npy(path: &Path, name: &str) -> Result<Npy, Error> {
-    let bytes =
-        std::fs::read(path).map_err(|err| Error::Value(format!("cannot read {name}: {err}")))?;
-    let header = ndarray_npy::npy::header::Header::from_reader(&mut &bytes[..])
+/// The contents of an `.npy` file as float32/float64/int64/int32/uint8, trying each element
+/// type in turn: ndarray-npy refuses a mismatched dtype before it reads any data. The data's
+/// length is checked against the header first, so a header claiming a huge shape is refused
+/// instead of allocated. `name` says which file it is in messages.
+pub(crate) fn parse_npy(bytes: &[u8], name: &str) -> Result<Npy, Error> {
+    let mut data = bytes;
+    let header = ndarray_npy::npy::header::Header::from_reader(&mut data)
         .map_err(|err| Error::Value(format!("{name} is not a valid .npy file: {err}")))?;
+    let (dtype, shape) = (&header.type_descriptor, &header.shape);
+    if let Some(item_size) = item_size(&dtype.to_string()) {
+        let needed = shape
+            .iter()
+            .try_fold(item_size, |bytes, &d| bytes.checked_mul(d));
+        let described = match needed {
+            Some(n) => format!("{n} bytes of data"),
+            None => "more bytes than fit in memory".to_string(),
+        };
+        if needed.is_none_or(|n| n > data.len()) {
+            return Err(Error::Value(format!(
+                "{name} is truncated: its header says dtype {dtype}, shape {shape:?}                  ({described}) but only {} bytes follow the header",
+                data.len()
+            )));
+        }
+        if needed.is_some_and(|n| n < data.len()) {
+            return Err(Error::Value(format!(
+                "{name} has {} bytes after its header, but the header's dtype {dtype}, shape                  {shape:?} describes {described}",
+                data.len()
+            )));
+        }
+    }
     let fail = |err: ReadNpyError| {
         Error::Value(format!(
-            "{name} (dtype {}, shape {:?}) could not be read: {err}",
-            header.type_descriptor, header.shape
+            "{name} (dtype {dtype}, shape {shape:?}) could not be read: {err}"
         ))
     };
     macro_rules! attempt {
         ($ty:ty, $wrap:expr) => {
-            match ArrayD::<$ty>::read_npy(&bytes[..]) {
+            match ArrayD::<$ty>::read_npy(bytes) {
                 Ok(a) => return Ok($wrap(a)),
                 Err(ReadNpyError::WrongDescriptor(_)) => {}
                 Err(err) => return Err(fail(err)),
@@ -94,10 +116,22 @@ pub(crate) fn read_npy(path: &Path, name: &str) -> Result<Npy, Error> {
     attempt!(i32, |a: ArrayD<i32>| Npy::Int(a.mapv(i64::from), "int32"));
     attempt!(u8, |a: ArrayD<u8>| Npy::Int(a.mapv(i64::from), "uint8"));
     Err(Error::Value(format!(
-        "{name} have dtype {} (shape {:?}); expected float32 or float64 values, or int64, \
-         int32 or uint8 class indices",
-        header.type_descriptor, header.shape
+        "{name} have dtype {dtype} (shape {shape:?}); expected float32 or float64 values, or \
+         int64, int32 or uint8 class indices"
     )))
+}
+
+/// Bytes per element of a plain numeric dtype such as `'<f4'` or `'|u1'` (as the header's
+/// Python literal: byte order, kind, size); `None` for anything else, which the readers refuse
+/// by its dtype without reading the data.
+fn item_size(dtype: &str) -> Option<usize> {
+    let text = dtype.strip_prefix('\'')?.strip_suffix('\'')?;
+    let mut chars = text.chars();
+    let (order, kind) = (chars.next()?, chars.next()?);
+    if !"<>|=".contains(order) || !"fiub".contains(kind) {
+        return None;
+    }
+    chars.as_str().parse().ok()
 }
 
 /// Integer class indices to u32, refusing negative or huge ones with their position.
@@ -126,12 +160,33 @@ pub fn load_batch(
     inputs_path: &Path,
     targets_path: &Path,
 ) -> Result<crate::Batch<f32>, Error> {
+    let read = |path: &Path, role: &str| {
+        std::fs::read(path)
+            .map_err(|err| Error::Value(format!("cannot read {role} '{}': {err}", path.display())))
+    };
+    batch_from_npy_bytes(
+        config,
+        &inputs_path.display().to_string(),
+        &read(inputs_path, "inputs")?,
+        &targets_path.display().to_string(),
+        &read(targets_path, "targets")?,
+    )
+}
+
+/// [`load_batch`] for files already in memory; the names (file names) appear in messages.
+pub fn batch_from_npy_bytes(
+    config: &crate::ModelConfig,
+    inputs_file: &str,
+    inputs: &[u8],
+    targets_file: &str,
+    targets: &[u8],
+) -> Result<crate::Batch<f32>, Error> {
     use crate::config::{Loss, Readout};
     use crate::data::{Batch, Targets};
     use ndarray::Ix3;
-    let inputs_name = format!("inputs '{}'", inputs_path.display());
-    let targets_name = format!("targets '{}'", targets_path.display());
-    let x = match read_npy(inputs_path, &inputs_name)? {
+    let inputs_name = format!("inputs '{inputs_file}'");
+    let targets_name = format!("targets '{targets_file}'");
+    let x = match parse_npy(inputs, &inputs_name)? {
         Npy::Float(a) => a,
         Npy::Int(_, dtype) => {
             return Err(Error::Value(format!(
@@ -161,7 +216,7 @@ pub fn load_batch(
         (Readout::All, Loss::CrossEntropy) => vec![t, b],
         (Readout::All, Loss::Mse) => vec![t, b, o],
     };
-    let targets = match (read_npy(targets_path, &targets_name)?, config.loss) {
+    let targets = match (parse_npy(targets, &targets_name)?, config.loss) {
         (Npy::Int(a, _), Loss::CrossEntropy) if a.shape() == expected.as_slice() => {
             let classes = to_classes(a, &targets_name)?;
             class_count(&targets_name, classes.shape(), classes.iter(), Some(o))?;
