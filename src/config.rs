@@ -101,6 +101,29 @@ impl ModelConfig {
                 return Err(Error::Config(format!("{name} must be at least 1, got 0")));
             }
         }
+        // G*H*(I + H + 2) + O*(H + 1) parameters, in f64 for the CPU reference: sizes whose
+        // product overflows (from a command line or a file's metadata) are refused here, before
+        // any shape is computed from them.
+        let (g, h, i, o) = (
+            self.cell.gates(),
+            self.hidden_size,
+            self.input_size,
+            self.output_size,
+        );
+        let bytes = (|| {
+            let recurrent = g
+                .checked_mul(h)?
+                .checked_mul(i.checked_add(h)?.checked_add(2)?)?;
+            let head = o.checked_mul(h.checked_add(1)?)?;
+            recurrent.checked_add(head)?.checked_mul(8)
+        })();
+        if bytes.is_none_or(|b| b > isize::MAX as usize) {
+            return Err(Error::Config(format!(
+                "input_size {i}, hidden_size {h}, output_size {o}: the {} parameters would not fit \
+                 in memory",
+                self.cell
+            )));
+        }
         Ok(())
     }
 }
