@@ -1,6 +1,6 @@
 //! The `rnn-wgpu` command line: parses arguments and prints; all work is in the library.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 mod cli;
@@ -39,7 +39,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A value such as `--hidden -3` or `--lr -1` reaches its parser and is refused by name,
+    // instead of being taken for an unknown flag.
+    let command = Cli::command().mut_subcommands(|c| c.allow_negative_numbers(true));
+    let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Devices => cli::devices::run(),
         Command::Parity(args) => cli::parity::run(args),

@@ -40,6 +40,7 @@ pub fn run(args: GradArgs) -> Result<()> {
         activation: args.activation,
         ..LoadOverrides::default()
     };
+    rnn_wgpu::fsio::check_writable(&args.out).context("--out")?;
     let model = checkpoint::load(&args.model, &overrides)?;
     let config = model.config;
     let batch = load_batch(&config, &args.input, &args.target)?;

@@ -131,8 +131,25 @@ pub struct TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    if args.batch == 0 || args.steps == 0 || args.eval_every == 0 || args.grad_norms_every == 0 {
-        bail!("--batch, --steps, --eval-every and --grad-norms-every must be at least 1");
+    for (flag, value) in [
+        ("--batch", args.batch as u64),
+        ("--steps", args.steps),
+        ("--eval-every", args.eval_every),
+        ("--grad-norms-every", args.grad_norms_every),
+    ] {
+        if value == 0 {
+            bail!("{flag} must be at least 1, got 0");
+        }
+    }
+    // Before any work: a bad output path should not cost a training step, or leave a log.
+    for (flag, path) in [
+        ("--save", &args.save),
+        ("--log", &args.log),
+        ("--grad-norms", &args.grad_norms),
+    ] {
+        if let Some(path) = path {
+            rnn_wgpu::fsio::check_writable(path).context(flag)?;
+        }
     }
     let (mut data, mut metadata) = data_source(&args)?;
     let spec = data.spec();

@@ -1,7 +1,7 @@
 //! `rnn-wgpu vanishing`: the study's table in the terminal, its SVG plot and CSV on disk.
 
 use super::train::Device;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use rnn_wgpu::gpu::Gpu;
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
 use rnn_wgpu::plot::{log_line_chart, Series};
@@ -48,6 +48,9 @@ pub struct VanishingArgs {
 }
 
 pub fn run(args: VanishingArgs) -> Result<()> {
+    for (flag, path) in [("--svg", &args.svg), ("--csv", &args.csv)] {
+        rnn_wgpu::fsio::check_writable(path).context(flag)?;
+    }
     let gpu = match args.device {
         Device::Gpu => Some(Gpu::new()?),
         Device::Cpu => None,
