@@ -6,6 +6,7 @@ use crate::cpu;
 use crate::data::Batch;
 use crate::gpu::{Gpu, GpuModel, Request};
 use crate::params::Params;
+use crate::plan::PlanOptions;
 use crate::Error;
 use ndarray::s;
 use rand::rngs::StdRng;
@@ -112,7 +113,19 @@ pub fn run_parity(
     params: &Params<f32>,
     batch: &Batch<f32>,
 ) -> Result<ParityReport, Error> {
-    let model = GpuModel::new(gpu, *config, params)?;
+    run_parity_with(gpu, config, params, batch, PlanOptions::default())
+}
+
+/// `run_parity` with the GPU workspace planned by `options` (segments, recomputation).
+pub fn run_parity_with(
+    gpu: &Gpu,
+    config: &ModelConfig,
+    params: &Params<f32>,
+    batch: &Batch<f32>,
+    options: PlanOptions,
+) -> Result<ParityReport, Error> {
+    let mut model = GpuModel::new(gpu, *config, params)?;
+    model.set_plan_options(options, 0);
     let out = model.run(gpu, batch, Request::everything())?;
 
     let params64: Params<f64> = params.cast();

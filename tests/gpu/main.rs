@@ -6,6 +6,7 @@ mod gemm;
 mod limits;
 mod optim;
 mod parity;
+mod segments;
 mod study;
 mod train;
 mod work_counts;

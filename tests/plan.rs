@@ -1,0 +1,212 @@
+//! The memory plan: segmentation under binding limits and budgets, option parsing, and the
+//! command line's `--dry-run`.
+
+use rnn_wgpu::plan::{self, parse_bytes, segment_ranges, MemoryLimits, Recompute};
+use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
+use std::process::Command;
+
+const MIB: u64 = 1 << 20;
+
+fn lstm(hidden: usize) -> ModelConfig {
+    ModelConfig {
+        cell: Cell::Lstm,
+        activation: Activation::Tanh,
+        input_size: 2,
+        hidden_size: hidden,
+        output_size: 1,
+        readout: Readout::Last,
+        loss: Loss::Mse,
+    }
+}
+
+fn limits(max_binding: u64, budget: Option<u64>) -> MemoryLimits {
+    MemoryLimits {
+        max_binding,
+        max_buffer: 2048 * MIB,
+        uniform_align: 64,
+        budget,
+    }
+}
+
+#[test]
+fn sizes_and_modes_parse_and_bad_ones_are_named() {
+    assert_eq!(parse_bytes("4G").unwrap(), 4 << 30);
+    assert_eq!(parse_bytes("512MiB").unwrap(), 512 << 20);
+    assert_eq!(parse_bytes("1.5k").unwrap(), 1536);
+    assert_eq!(parse_bytes("1000").unwrap(), 1000);
+    for bad in ["", "0", "-1G", "4X", "G"] {
+        let e = parse_bytes(bad).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("'{bad}'")) && e.contains("e.g. 4G"),
+            "{e}"
+        );
+    }
+    assert_eq!("off".parse::<Recompute>().unwrap(), Recompute::Off);
+    assert_eq!("auto".parse::<Recompute>().unwrap(), Recompute::Auto);
+    assert_eq!("17".parse::<Recompute>().unwrap(), Recompute::Every(17));
+    for bad in ["0", "-3", "sometimes"] {
+        let e = bad.parse::<Recompute>().unwrap_err().to_string();
+        assert!(e.contains("--recompute") && e.contains(bad), "{e}");
+    }
+}
+
+#[test]
+fn segments_cover_the_sequence_once() {
+    assert_eq!(segment_ranges(9, 4), vec![(0, 4), (4, 4), (8, 1)]);
+    assert_eq!(segment_ranges(8, 4), vec![(0, 4), (4, 4)]);
+    assert_eq!(segment_ranges(3, 4), vec![(0, 3)]);
+    for (t, s) in [(1, 1), (17, 5), (65, 64), (257, 16)] {
+        let ranges = segment_ranges(t, s);
+        let covered: Vec<usize> = ranges.iter().flat_map(|&(a, n)| a..a + n).collect();
+        assert_eq!(covered, (0..t).collect::<Vec<_>>(), "T={t} S={s}");
+        assert!(ranges.iter().all(|&(_, n)| (1..=s).contains(&n)));
+    }
+}
+
+#[test]
+fn the_binding_limit_sets_the_segment_length() {
+    let config = lstm(128);
+    // One step of gates is B * 4H * 4 bytes = 64 * 512 * 4 = 128 KiB; 128 MiB holds 1024 steps.
+    let p = plan::plan(
+        &config,
+        10_000,
+        64,
+        0,
+        Recompute::Off,
+        limits(128 * MIB, None),
+    )
+    .unwrap();
+    assert_eq!((p.segment_len, p.segments, p.recompute), (1024, 10, false));
+    assert!(p.largest_binding() <= 128 * MIB);
+    // Everything fits one binding: one segment.
+    let p = plan::plan(&config, 100, 64, 0, Recompute::Off, limits(128 * MIB, None)).unwrap();
+    assert_eq!((p.segment_len, p.segments), (100, 1));
+    // Not even one step fits: refused, naming the tensor and what to change.
+    let e = plan::plan(&config, 100, 64, 0, Recompute::Off, limits(64 * 1024, None))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("single time step") && e.contains("--batch"),
+        "{e}"
+    );
+    // A recompute segment longer than a binding allows is refused with the longest that fits.
+    let e = plan::plan(
+        &config,
+        10_000,
+        64,
+        0,
+        Recompute::Every(2000),
+        limits(128 * MIB, None),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("--recompute 2000") && e.contains("1024 steps"),
+        "{e}"
+    );
+}
+
+#[test]
+fn recomputation_memory_grows_like_the_square_root_of_t() {
+    let config = lstm(128);
+    let total = |t: usize, recompute| {
+        plan::plan(&config, t, 64, 0, recompute, limits(128 * MIB, None))
+            .unwrap()
+            .total_bytes() as f64
+    };
+    // Without recomputation: linear in T.
+    let ratio = total(10_000, Recompute::Off) / total(1_000, Recompute::Off);
+    assert!(
+        (9.0..=10.5).contains(&ratio),
+        "off: 10x T gave {ratio:.2}x memory"
+    );
+    // With segments of ~sqrt(T) steps, the activations grow like sqrt(T); the per-step norms
+    // and inputs stay linear but are small.
+    let ratio = total(10_000, Recompute::Every(100)) / total(100, Recompute::Off);
+    assert!(ratio < 3.0, "recompute: 100x T gave {ratio:.2}x memory");
+}
+
+#[test]
+fn auto_recomputes_only_when_the_budget_needs_it() {
+    let config = lstm(128);
+    let plan_with = |budget| {
+        plan::plan(
+            &config,
+            2_000,
+            64,
+            0,
+            Recompute::Auto,
+            limits(128 * MIB, Some(budget)),
+        )
+    };
+    let off = plan::plan(
+        &config,
+        2_000,
+        64,
+        0,
+        Recompute::Off,
+        limits(128 * MIB, None),
+    )
+    .unwrap();
+    let roomy = plan_with(off.total_bytes()).unwrap();
+    assert!(!roomy.recompute, "{}", roomy.describe());
+    let tight = plan_with(off.total_bytes() / 4).unwrap();
+    assert!(tight.recompute, "{}", tight.describe());
+    assert!(tight.total_bytes() <= off.total_bytes() / 4);
+    // The longest segments that fit: one step longer would not.
+    let longer = plan::plan(
+        &config,
+        2_000,
+        64,
+        0,
+        Recompute::Every(tight.segment_len + 1),
+        limits(128 * MIB, None),
+    )
+    .unwrap();
+    assert!(longer.total_bytes() > off.total_bytes() / 4 || tight.segment_len == 1023);
+    let e = plan_with(1 * MIB).unwrap_err().to_string();
+    assert!(
+        e.contains("more than --max-memory 1.0 MiB") && e.contains("largest term"),
+        "{e}"
+    );
+}
+
+fn cli(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rnn-wgpu"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("the binary runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!text.contains("panicked"), "{text}");
+    (out.status.success(), text)
+}
+
+#[test]
+fn dry_run_plans_a_huge_configuration_without_running_it() {
+    let big = [
+        "train",
+        "--dry-run",
+        "--seq-len",
+        "100000",
+        "--batch",
+        "256",
+        "--hidden",
+        "512",
+    ];
+    let (ok, text) = cli(&[&big[..], &["--max-memory", "4G"]].concat());
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("recomputation on") && text.contains("budget 4.0 GiB"),
+        "{text}"
+    );
+    let (ok, text) = cli(&[&big[..], &["--max-memory", "4G", "--recompute", "off"]].concat());
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("more than --max-memory 4.0 GiB") && text.contains("--recompute auto"),
+        "{text}"
+    );
+    let (ok, text) = cli(&[&big[..], &["--max-memory", "lots"]].concat());
+    assert!(!ok && text.contains("'lots'"), "{text}");
+}
