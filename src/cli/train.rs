@@ -125,6 +125,11 @@ pub struct TrainArgs {
     pub grad_norms_every: u64,
     #[command(flatten)]
     pub memory: super::bench::MemoryArgs,
+    /// Truncated BPTT: one update per chunk of K steps, the state carried from chunk to chunk
+    /// with gradients stopped at the borders. --task text then reads the file as --batch
+    /// contiguous streams; other tasks cut each --seq-len batch into chunks.
+    #[arg(long)]
+    pub tbptt: Option<usize>,
     /// Print the GPU memory plan for this configuration and exit without training.
     #[arg(long)]
     pub dry_run: bool,
@@ -272,6 +277,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         grad_norms_every: args.grad_norms_every,
         metadata,
         interrupt: Some(interrupt_flag()?),
+        tbptt: args.tbptt,
     };
     let mut rate = 0.0;
     let summary = train::train(

@@ -71,4 +71,16 @@ pub trait Task {
     fn baseline(&self) -> f32;
     /// One line saying which trivial predictor `baseline()` scores.
     fn baseline_description(&self) -> String;
+    /// For truncated BPTT over one long stream: chunk `index` (0, 1, ...) of `steps` steps of
+    /// `batch_size` parallel streams, and whether it starts a new pass over the data (the
+    /// carried state must then be reset). `None` for tasks of independent sequences, whose
+    /// batches the trainer cuts into chunks instead.
+    fn stream_chunk(
+        &self,
+        _batch_size: usize,
+        _steps: usize,
+        _index: u64,
+    ) -> Option<(Batch<f32>, bool)> {
+        None
+    }
 }

@@ -210,6 +210,45 @@ impl Task for Text {
         self.seq_len
     }
 
+    /// The file as `batch_size` contiguous streams (stream b starts at b * len / B); chunk k
+    /// reads steps [k * steps, (k + 1) * steps) of each, wrapping to the start when a stream
+    /// has no whole chunk left.
+    fn stream_chunk(
+        &self,
+        batch_size: usize,
+        steps: usize,
+        index: u64,
+    ) -> Option<(Batch<f32>, bool)> {
+        let v = self.vocabulary.len();
+        // Each stream needs its chunk plus the byte after it as the last target.
+        let stream_len = (self.data.len() - 1) / batch_size.max(1);
+        let chunks_per_pass = (stream_len / steps.max(1)).max(1) as u64;
+        let within = (index % chunks_per_pass) as usize;
+        let steps = steps.min(self.data.len() - 1);
+        let mut x = Array3::<f32>::zeros((steps, batch_size, v));
+        let mut targets = vec![0u32; steps * batch_size];
+        for b in 0..batch_size {
+            // Short files: streams overlap rather than run past the end.
+            let start = (b * stream_len + within * steps).min(self.data.len() - 1 - steps);
+            let class = |t: usize| {
+                self.vocabulary
+                    .class_of(self.data[start + t])
+                    .expect("the vocabulary covers its own data")
+            };
+            for t in 0..steps {
+                x[[t, b, class(t) as usize]] = 1.0;
+                targets[t * batch_size + b] = class(t + 1);
+            }
+        }
+        let batch = Batch {
+            x,
+            h0: None,
+            c0: None,
+            targets: Targets::Classes(targets),
+        };
+        Some((batch, within == 0))
+    }
+
     fn batch(&self, batch_size: usize, rng: &mut dyn RngCore) -> Batch<f32> {
         let (t_len, v) = (self.seq_len, self.vocabulary.len());
         // The last usable start leaves `seq_len + 1` bytes: inputs plus the final target.

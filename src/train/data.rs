@@ -1,12 +1,15 @@
 //! Where training batches come from: a synthetic task (fresh random batches forever, a fixed
 //! validation set) or a dataset (shuffled epochs, a held-out split).
 
-use crate::data::Batch;
+use crate::config::Readout;
+use crate::data::{Batch, Targets};
 use crate::tasks::{DataSpec, Dataset, Task};
 use crate::Error;
+use ndarray::s;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use std::collections::VecDeque;
 
 /// Batches drawn for the validation set of a synthetic task.
 const VALIDATION_BATCHES: usize = 4;
@@ -140,4 +143,97 @@ impl DataSource {
             }
         }
     }
+}
+
+/// One piece of truncated BPTT: a chunk of at most K steps, whether the state carried from
+/// the previous chunk must be reset first, and whether it is scored (under `Readout::Last`
+/// only a sequence's last chunk is; the others just advance the state).
+pub struct Chunk {
+    pub batch: Batch<f32>,
+    pub reset: bool,
+    pub scored: bool,
+}
+
+/// Serves chunks of `steps` steps: consecutive chunks of a task's long streams (the text
+/// task), or each batch of independent sequences cut along time, its state reset per batch.
+pub struct Chunker {
+    steps: usize,
+    readout: Readout,
+    /// Chunks served from a task's stream so far.
+    index: u64,
+    pending: VecDeque<Chunk>,
+}
+
+impl Chunker {
+    pub fn new(steps: usize, readout: Readout) -> Result<Self, Error> {
+        if steps == 0 {
+            return Err(Error::Config("--tbptt must be at least 1 step".into()));
+        }
+        Ok(Chunker {
+            steps,
+            readout,
+            index: 0,
+            pending: VecDeque::new(),
+        })
+    }
+
+    pub fn next(&mut self, data: &mut DataSource, batch_size: usize) -> Chunk {
+        if let DataSource::Task { task, .. } = data {
+            if let Some((batch, reset)) = task.stream_chunk(batch_size, self.steps, self.index) {
+                self.index += 1;
+                return Chunk {
+                    batch,
+                    reset,
+                    scored: true,
+                };
+            }
+        }
+        if self.pending.is_empty() {
+            let batch = data.next_batch(batch_size);
+            self.pending = split_in_time(&batch, self.steps, self.readout).into();
+        }
+        self.pending
+            .pop_front()
+            .expect("a batch has at least one step")
+    }
+
+    /// Serves and drops what `updates` scored chunks would take, so a resumed run reads on
+    /// where the saved one stopped (its carried state starts from zero).
+    pub fn skip(&mut self, data: &mut DataSource, batch_size: usize, updates: u64) {
+        for _ in 0..updates {
+            while !self.next(data, batch_size).scored {}
+        }
+    }
+}
+
+/// `batch` cut into chunks of `steps` steps; the first resets the state to the batch's own.
+fn split_in_time(batch: &Batch<f32>, steps: usize, readout: Readout) -> Vec<Chunk> {
+    let (t_len, b) = (batch.seq_len(), batch.batch_size());
+    let starts: Vec<usize> = (0..t_len).step_by(steps).collect();
+    let last = starts.len() - 1;
+    starts
+        .into_iter()
+        .enumerate()
+        .map(|(k, t0)| {
+            let t1 = (t0 + steps).min(t_len);
+            let rows = match readout {
+                Readout::All => t0 * b..t1 * b,
+                Readout::Last => 0..b,
+            };
+            let targets = match &batch.targets {
+                Targets::Values(y) => Targets::Values(y.slice(s![rows, ..]).to_owned()),
+                Targets::Classes(c) => Targets::Classes(c[rows].to_vec()),
+            };
+            Chunk {
+                batch: Batch {
+                    x: batch.x.slice(s![t0..t1, .., ..]).to_owned(),
+                    h0: if k == 0 { batch.h0.clone() } else { None },
+                    c0: if k == 0 { batch.c0.clone() } else { None },
+                    targets,
+                },
+                reset: k == 0,
+                scored: readout == Readout::All || k == last,
+            }
+        })
+        .collect()
 }

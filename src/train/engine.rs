@@ -10,6 +10,7 @@ use crate::optim::{CpuOptimizer, OptimizerConfig};
 use crate::params::Params;
 use crate::plan::{MemoryPlan, PlanOptions};
 use crate::Error;
+use ndarray::Array2;
 
 /// Updates taken and the optimizer's state tensors by name.
 pub type OptimizerState = (u64, Vec<(String, Vec<f32>)>);
@@ -32,7 +33,12 @@ pub struct StepResult {
     /// `||dE/dh_t||` for t = 1..T, when asked for.
     pub grad_norm_h: Option<Vec<f32>>,
     pub grad_norm_c: Option<Vec<f32>>,
+    /// `h_T` and `c_T` (LSTM) `[B, H]`, when asked for (truncated BPTT carries them on).
+    pub final_state: Option<State>,
 }
+
+/// A recurrent state `h` (and `c` for the LSTM), `[B, H]` each.
+pub type State = (Array2<f32>, Option<Array2<f32>>);
 
 // One engine per run: the size difference between variants costs nothing.
 #[allow(clippy::large_enum_variant)]
@@ -96,6 +102,16 @@ impl<'g> Engine<'g> {
 
     /// Forward, BPTT and one optimizer update on `batch`.
     pub fn step(&mut self, batch: &Batch<f32>, want_norms: bool) -> Result<StepResult, Error> {
+        self.step_with(batch, want_norms, false)
+    }
+
+    /// `step`, also returning the final state when `want_state`.
+    pub fn step_with(
+        &mut self,
+        batch: &Batch<f32>,
+        want_norms: bool,
+        want_state: bool,
+    ) -> Result<StepResult, Error> {
         match self {
             Engine::Gpu {
                 gpu,
@@ -104,6 +120,7 @@ impl<'g> Engine<'g> {
             } => {
                 let request = Request {
                     grad_norms: want_norms,
+                    final_state: want_state,
                     ..Request::default()
                 };
                 let out = model.train_step(gpu, batch, optimizer, request)?;
@@ -113,6 +130,7 @@ impl<'g> Engine<'g> {
                     grad_norm: out.grad_norm,
                     grad_norm_h: out.output.grad_norm_h,
                     grad_norm_c: out.output.grad_norm_c,
+                    final_state: out.output.h_n.map(|h| (h, out.output.c_n)),
                 })
             }
             Engine::Cpu {
@@ -130,6 +148,7 @@ impl<'g> Engine<'g> {
                     grad_norm,
                     grad_norm_h: want_norms.then_some(bwd.grad_norm_h),
                     grad_norm_c: if want_norms { bwd.grad_norm_c } else { None },
+                    final_state: want_state.then(|| final_state(&fwd)),
                 })
             }
         }
@@ -160,6 +179,23 @@ impl<'g> Engine<'g> {
                     grad_norm_h: bwd.grad_norm_h,
                     grad_norm_c: bwd.grad_norm_c,
                 })
+            }
+        }
+    }
+
+    /// The forward pass only, for its final state (truncated BPTT's unscored chunks).
+    pub fn advance(&self, batch: &Batch<f32>) -> Result<State, Error> {
+        match self {
+            Engine::Gpu { gpu, model, .. } => {
+                let request = Request {
+                    final_state: true,
+                    ..Request::default()
+                };
+                let out = model.run(gpu, batch, request)?;
+                Ok((out.h_n.expect("requested"), out.c_n))
+            }
+            Engine::Cpu { config, params, .. } => {
+                Ok(final_state(&cpu::forward(config, params, batch)?))
             }
         }
     }
@@ -206,4 +242,10 @@ impl<'g> Engine<'g> {
             Engine::Cpu { .. } => "cpu (reference, f32)".to_string(),
         }
     }
+}
+
+fn final_state(fwd: &cpu::Forward<f32>) -> State {
+    let last = fwd.hs.shape()[0] - 1;
+    let at = |a: &ndarray::Array3<f32>| a.index_axis(ndarray::Axis(0), last).to_owned();
+    (at(&fwd.hs), fwd.cs.as_ref().map(at))
 }

@@ -5,8 +5,8 @@
 pub mod data;
 pub mod engine;
 
-pub use data::DataSource;
-pub use engine::{Engine, GradientNorms, StepResult};
+pub use data::{Chunk, Chunker, DataSource};
+pub use engine::{Engine, GradientNorms, State, StepResult};
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::ModelConfig;
@@ -40,6 +40,9 @@ pub struct TrainOptions {
     /// Set from outside (Ctrl-C) to stop after the current step; the loop then saves a final
     /// checkpoint when `save` is given and returns normally.
     pub interrupt: Option<Arc<AtomicBool>>,
+    /// Truncated BPTT: one update per chunk of this many steps, the final state of a chunk
+    /// the (constant) initial state of the next; gradients stop at chunk borders.
+    pub tbptt: Option<usize>,
 }
 
 /// One evaluated step, as logged and shown.
@@ -95,7 +98,15 @@ pub fn train(
         .map(|p| open_output(p, resumed))
         .transpose()?;
     let validation = data.validation_batches(options.batch);
-    data.skip(start_step, options.batch);
+    let mut chunker = options
+        .tbptt
+        .map(|k| Chunker::new(k, config.readout))
+        .transpose()?;
+    match chunker.as_mut() {
+        Some(chunker) => chunker.skip(data, options.batch, start_step),
+        None => data.skip(start_step, options.batch),
+    }
+    let mut carried: Option<State> = None;
     let started = Instant::now();
     let (mut window_start, mut window_steps) = (Instant::now(), 0u64);
     let mut last_finite: Option<(u64, f32)> = None;
@@ -108,10 +119,23 @@ pub fn train(
         elapsed_seconds: 0.0,
     };
     for step in start_step + 1..=options.steps {
-        let batch = data.next_batch(options.batch);
+        let batch = match chunker.as_mut() {
+            None => data.next_batch(options.batch),
+            Some(chunker) => loop {
+                let mut chunk = chunker.next(data, options.batch);
+                if let Some((h, c)) = carried.take().filter(|_| !chunk.reset) {
+                    (chunk.batch.h0, chunk.batch.c0) = (Some(h), c);
+                }
+                if chunk.scored {
+                    break chunk.batch;
+                }
+                carried = Some(engine.advance(&chunk.batch)?);
+            },
+        };
         let want_norms =
             norms_file.is_some() && (step % options.grad_norms_every == 0 || step == options.steps);
-        let result = engine.step(&batch, want_norms)?;
+        let mut result = engine.step_with(&batch, want_norms, chunker.is_some())?;
+        carried = result.final_state.take();
         if !(result.loss.is_finite() && result.grad_norm.is_finite()) {
             return Err(Error::Diverged {
                 step,

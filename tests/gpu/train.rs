@@ -33,6 +33,7 @@ fn options(steps: u64, save: Option<PathBuf>) -> TrainOptions {
         grad_norms_every: 1,
         metadata: BTreeMap::new(),
         interrupt: None,
+        tbptt: None,
     }
 }
 
