@@ -164,7 +164,7 @@ fn auto_recomputes_only_when_the_budget_needs_it() {
     )
     .unwrap();
     assert!(longer.total_bytes() > off.total_bytes() / 4 || tight.segment_len == 1023);
-    let e = plan_with(1 * MIB).unwrap_err().to_string();
+    let e = plan_with(MIB).unwrap_err().to_string();
     assert!(
         e.contains("more than --max-memory 1.0 MiB") && e.contains("largest term"),
         "{e}"

@@ -63,11 +63,12 @@ fn text() -> Text {
 fn text_stream_chunks_continue_where_the_last_one_stopped() {
     let text = text();
     let (batch, steps) = (3, 11);
-    let classes = |k| match text.stream_chunk(batch, steps, k).unwrap() {
-        (chunk, reset) => match chunk.targets {
+    let classes = |k| {
+        let (chunk, reset) = text.stream_chunk(batch, steps, k).unwrap();
+        match chunk.targets {
             Targets::Classes(c) => (c, chunk.x, reset),
             _ => unreachable!(),
-        },
+        }
     };
     let (first_targets, _, reset) = classes(0);
     assert!(reset, "the first chunk starts a pass");
