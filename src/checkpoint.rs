@@ -356,16 +356,17 @@ fn config_from_metadata(
     }))
 }
 
-/// `from_file`, unless the command line asked for something else.
+/// `from_file`, unless the caller (a command-line option, or the data a model is loaded for)
+/// needs something else.
 fn agree<T: PartialEq + Display>(
     file: &str,
     key: &str,
     from_file: T,
-    from_command_line: Option<T>,
+    needed: Option<T>,
 ) -> Result<T, Error> {
-    match from_command_line {
+    match needed {
         Some(wanted) if wanted != from_file => Err(Error::Value(format!(
-            "{file}: file says {key}={from_file}, --{key} says {wanted}"
+            "{file}: file says {key}={from_file}, but this run needs {key}={wanted}"
         ))),
         _ => Ok(from_file),
     }
@@ -461,7 +462,8 @@ fn infer_config(
     if let Some(wanted) = overrides.cell {
         if wanted != cell {
             return Err(Error::Value(format!(
-                "{file}: file says cell={cell} (weight_hh_l0 has shape {:?}), --cell says {wanted}",
+                "{file}: file says cell={cell} (weight_hh_l0 has shape {:?}), but this run needs \
+                 cell={wanted}",
                 [gate_rows, hidden_size]
             )));
         }

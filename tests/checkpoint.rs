@@ -7,47 +7,12 @@ use rand::SeedableRng;
 use rnn_wgpu::checkpoint::{load, save, Checkpoint, LoadOverrides, CONFIG_KEYS, FORMAT};
 use rnn_wgpu::params::PARAM_NAMES;
 use rnn_wgpu::{Activation, Cell, Error, Loss, ModelConfig, Params, Readout};
-use safetensors::tensor::TensorView;
-use safetensors::{Dtype, SafeTensors};
+use safetensors::Dtype;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 
-/// A directory of its own for one test, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "rnn-wgpu-checkpoint-{test}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    /// Every entry's name, sorted.
-    fn entries(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.0)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::{raw_f32, read_raw, without, write_raw, Raw, TempDir};
 
 fn config(cell: Cell, input: usize, hidden: usize, output: usize) -> ModelConfig {
     ModelConfig {
@@ -133,60 +98,6 @@ fn assert_bit_exact(saved: &Checkpoint, loaded: &Checkpoint) {
     assert_eq!(loaded.metadata, saved.metadata);
 }
 
-/// One tensor as a file stores it.
-struct Raw {
-    name: String,
-    dtype: Dtype,
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
-}
-
-fn raw_f32(name: &str, shape: &[usize], values: &[f32]) -> Raw {
-    Raw {
-        name: name.to_string(),
-        dtype: Dtype::F32,
-        shape: shape.to_vec(),
-        bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-    }
-}
-
-/// Reads a file back through safetensors alone: its tensors and its `__metadata__`.
-fn read_raw(path: &Path) -> (Vec<Raw>, Option<BTreeMap<String, String>>) {
-    let bytes = std::fs::read(path).unwrap();
-    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
-    let metadata = header
-        .metadata()
-        .as_ref()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
-    let mut tensors: Vec<Raw> = SafeTensors::deserialize(&bytes)
-        .unwrap()
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| Raw {
-            name,
-            dtype: view.dtype(),
-            shape: view.shape().to_vec(),
-            bytes: view.data().to_vec(),
-        })
-        .collect();
-    tensors.sort_by(|a, b| a.name.cmp(&b.name));
-    (tensors, metadata)
-}
-
-/// Writes a file with safetensors' own serializer, with `metadata` or (`None`) none at all as
-/// `safetensors.torch.save_file(state_dict)` does.
-fn write_raw(path: &Path, tensors: &[Raw], metadata: Option<&BTreeMap<String, String>>) {
-    let views: Vec<(&str, TensorView)> = tensors
-        .iter()
-        .map(|t| {
-            let view = TensorView::new(t.dtype, t.shape.clone(), &t.bytes).unwrap();
-            (t.name.as_str(), view)
-        })
-        .collect();
-    let metadata = metadata.map(|m| m.clone().into_iter().collect());
-    std::fs::write(path, safetensors::serialize(views, metadata).unwrap()).unwrap();
-}
-
 /// A valid checkpoint of `config` saved at `path`, read back raw for a test to spoil.
 fn saved_raw(path: &Path, config: ModelConfig) -> (Checkpoint, Vec<Raw>, BTreeMap<String, String>) {
     let checkpoint = full_checkpoint(config, 11);
@@ -202,13 +113,6 @@ fn state_dict(checkpoint: &Checkpoint) -> Vec<Raw> {
         .tensors()
         .into_iter()
         .map(|(name, values)| raw_f32(name, &shape_of(params, name), values))
-        .collect()
-}
-
-fn without(tensors: Vec<Raw>, names: &[&str]) -> Vec<Raw> {
-    tensors
-        .into_iter()
-        .filter(|t| !names.contains(&t.name.as_str()))
         .collect()
 }
 
@@ -239,7 +143,7 @@ fn assert_message(error: &Error, path: &Path, parts: &[&str]) {
 #[test]
 fn rnn_round_trip_is_bit_exact() {
     let dir = TempDir::new("rnn-round-trip");
-    let path = dir.file("rnn.safetensors");
+    let path = dir.join("rnn.safetensors");
     let mut config = config(Cell::Rnn, 3, 7, 5);
     config.activation = Activation::Relu;
     config.readout = Readout::All;
@@ -264,7 +168,7 @@ fn lstm_round_trip_is_bit_exact() {
     let dir = TempDir::new("lstm-round-trip");
     for (i, (input, hidden, output)) in [(1, 13, 2), (9, 1, 1), (4, 33, 10)].into_iter().enumerate()
     {
-        let path = dir.file(&format!("lstm-{i}.safetensors"));
+        let path = dir.join(&format!("lstm-{i}.safetensors"));
         let checkpoint = full_checkpoint(config(Cell::Lstm, input, hidden, output), i as u64);
         save(&path, &checkpoint).unwrap();
         assert_bit_exact(
@@ -273,7 +177,7 @@ fn lstm_round_trip_is_bit_exact() {
         );
     }
     // A bare model round-trips too.
-    let path = dir.file("bare.safetensors");
+    let path = dir.join("bare.safetensors");
     let config = config(Cell::Lstm, 2, 3, 4);
     let params = Params::<f32>::init_uniform(&config, &mut StdRng::seed_from_u64(5));
     let checkpoint = Checkpoint::new(config, params);
@@ -287,7 +191,7 @@ fn lstm_round_trip_is_bit_exact() {
 #[test]
 fn file_has_pytorch_names_shapes_and_metadata() {
     let dir = TempDir::new("layout");
-    let path = dir.file("lstm.safetensors");
+    let path = dir.join("lstm.safetensors");
     let (checkpoint, tensors, metadata) = saved_raw(&path, config(Cell::Lstm, 3, 5, 2));
     let shapes: BTreeMap<&str, (Dtype, &[usize])> = tensors
         .iter()
@@ -342,7 +246,7 @@ fn file_has_pytorch_names_shapes_and_metadata() {
 fn file_without_metadata_loads_by_inference() {
     let dir = TempDir::new("inference");
     for (cell, input, hidden, output) in [(Cell::Lstm, 3, 5, 2), (Cell::Rnn, 6, 4, 1)] {
-        let path = dir.file(&format!("{cell}.safetensors"));
+        let path = dir.join(&format!("{cell}.safetensors"));
         let checkpoint = full_checkpoint(config(cell, input, hidden, output), 3);
         let mut tensors = state_dict(&checkpoint);
         tensors.push(raw_f32("optim.step", &[1], &[5.0]));
@@ -372,7 +276,7 @@ fn file_without_metadata_loads_by_inference() {
 
     // Other writers' metadata (transformers writes format=pt) does not stop inference, and
     // their format key is not kept, so saving the result again works.
-    let path = dir.file("foreign.safetensors");
+    let path = dir.join("foreign.safetensors");
     let checkpoint = full_checkpoint(config(Cell::Lstm, 2, 3, 4), 4);
     let foreign = BTreeMap::from([("format".to_string(), "pt".to_string())]);
     write_raw(&path, &state_dict(&checkpoint), Some(&foreign));
@@ -385,36 +289,19 @@ fn file_without_metadata_loads_by_inference() {
 #[test]
 fn missing_file_is_an_io_error_naming_it() {
     let dir = TempDir::new("missing-file");
-    let path = dir.file("nowhere.safetensors");
+    let path = dir.join("nowhere.safetensors");
     let error = load_error(&path, &LoadOverrides::default());
     assert!(matches!(error, Error::Io(_)), "{error:?}");
     assert_message(&error, &path, &["cannot read checkpoint"]);
 }
 
+/// The refusals a user meets first (missing or extra tensors, wrong shapes or dtypes, a
+/// corrupted header, another cell's metadata) are tested through the command line in
+/// `bad_input.rs`; an unexpected name also gets a hint at what went wrong.
 #[test]
-fn missing_and_unexpected_tensors_are_named() {
+fn unexpected_names_get_a_hint() {
     let dir = TempDir::new("names");
-    let path = dir.file("model.safetensors");
-    let (_, tensors, metadata) = saved_raw(&path, config(Cell::Rnn, 2, 3, 4));
-
-    write_raw(&path, &without(tensors, &["bias_hh_l0"]), Some(&metadata));
-    let error = load_error(&path, &LoadOverrides::default());
-    assert_message(&error, &path, &["missing tensor 'bias_hh_l0'", "[3]"]);
-
-    let (_, mut tensors, metadata) = saved_raw(&path, config(Cell::Rnn, 2, 3, 4));
-    tensors.push(raw_f32("optimizer_state", &[2], &[1.0, 2.0]));
-    write_raw(&path, &tensors, Some(&metadata));
-    let error = load_error(&path, &LoadOverrides::default());
-    assert_message(
-        &error,
-        &path,
-        &[
-            "unexpected tensor 'optimizer_state'",
-            "optim.",
-            "grad_norm.",
-        ],
-    );
-
+    let path = dir.join("model.safetensors");
     for (name, hint) in [
         ("weight_ih_l1", "single-layer"),
         ("weight_hh_l0_reverse", "unidirectional"),
@@ -433,65 +320,9 @@ fn missing_and_unexpected_tensors_are_named() {
 }
 
 #[test]
-fn other_dtypes_are_refused_by_name() {
-    let dir = TempDir::new("dtypes");
-    let path = dir.file("model.safetensors");
-    for (dtype, width) in [(Dtype::F64, 8), (Dtype::F16, 2), (Dtype::BF16, 2)] {
-        let (_, mut tensors, metadata) = saved_raw(&path, config(Cell::Lstm, 2, 3, 4));
-        let head_bias = tensors.iter_mut().find(|t| t.name == "head.bias").unwrap();
-        head_bias.dtype = dtype;
-        head_bias.bytes = vec![0; 4 * width];
-        write_raw(&path, &tensors, Some(&metadata));
-        let error = load_error(&path, &LoadOverrides::default());
-        assert_message(
-            &error,
-            &path,
-            &["'head.bias'", &format!("dtype {dtype}"), "only F32"],
-        );
-    }
-}
-
-#[test]
-fn shapes_that_contradict_the_configuration_are_refused() {
-    let dir = TempDir::new("shapes");
-    let path = dir.file("model.safetensors");
-
-    // The metadata says H = 6 but the tensors were made for H = 5.
-    let (_, tensors, mut metadata) = saved_raw(&path, config(Cell::Lstm, 3, 5, 2));
-    metadata.insert("hidden_size".into(), "6".into());
-    write_raw(&path, &tensors, Some(&metadata));
-    let error = load_error(&path, &LoadOverrides::default());
-    match &error {
-        Error::Shape {
-            what,
-            got,
-            expected,
-        } => {
-            assert_eq!(what, &format!("{}: weight_ih_l0", path.display()));
-            assert_eq!(
-                (got.as_slice(), expected.as_slice()),
-                (&[20, 3][..], &[24, 3][..])
-            );
-        }
-        other => panic!("{other:?}"),
-    }
-
-    // Metadata cell=rnn, tensors an LSTM's: [4H, H] rows.
-    let (_, tensors, mut metadata) = saved_raw(&path, config(Cell::Lstm, 3, 5, 2));
-    metadata.insert("cell".into(), "rnn".into());
-    write_raw(&path, &tensors, Some(&metadata));
-    let error = load_error(&path, &LoadOverrides::default());
-    assert_message(
-        &error,
-        &path,
-        &[
-            "metadata says cell=rnn",
-            "weight_hh_l0 has shape [20, 5]",
-            "lstm",
-        ],
-    );
-
-    // The extra tensors are not the model's and may have any shape.
+fn extra_tensors_may_have_any_shape() {
+    let dir = TempDir::new("extra-shapes");
+    let path = dir.join("model.safetensors");
     let (_, mut tensors, metadata) = saved_raw(&path, config(Cell::Rnn, 3, 5, 2));
     tensors.push(raw_f32("grad.anything", &[2, 1, 3], &[0.5; 6]));
     write_raw(&path, &tensors, Some(&metadata));
@@ -500,35 +331,9 @@ fn shapes_that_contradict_the_configuration_are_refused() {
 }
 
 #[test]
-fn corrupted_and_truncated_files_are_refused_with_safetensors_reason() {
-    let dir = TempDir::new("corrupt");
-    let path = dir.file("model.safetensors");
-    save(&path, &full_checkpoint(config(Cell::Rnn, 2, 3, 4), 2)).unwrap();
-    let good = std::fs::read(&path).unwrap();
-
-    std::fs::write(&path, &good[..good.len() - 3]).unwrap();
-    let error = load_error(&path, &LoadOverrides::default());
-    assert_message(
-        &error,
-        &path,
-        &["not a valid safetensors file", "incomplete"],
-    );
-
-    std::fs::write(&path, &good[..5]).unwrap();
-    let error = load_error(&path, &LoadOverrides::default());
-    assert_message(&error, &path, &["not a valid safetensors file", "header"]);
-
-    let mut garbled = good.clone();
-    garbled[8] = b'[';
-    std::fs::write(&path, &garbled).unwrap();
-    let error = load_error(&path, &LoadOverrides::default());
-    assert_message(&error, &path, &["not a valid safetensors file", "JSON"]);
-}
-
-#[test]
 fn bad_metadata_is_refused_naming_key_and_value() {
     let dir = TempDir::new("metadata");
-    let path = dir.file("model.safetensors");
+    let path = dir.join("model.safetensors");
     let cases: [(&str, Option<&str>, &[&str]); 6] = [
         (
             "cell",
@@ -568,7 +373,7 @@ fn bad_metadata_is_refused_naming_key_and_value() {
 #[test]
 fn overrides_must_agree_with_the_file() {
     let dir = TempDir::new("overrides");
-    let path = dir.file("model.safetensors");
+    let path = dir.join("model.safetensors");
     let mut config = config(Cell::Lstm, 2, 3, 4);
     config.loss = Loss::CrossEntropy;
     save(&path, &full_checkpoint(config, 6)).unwrap();
@@ -586,28 +391,28 @@ fn overrides_must_agree_with_the_file() {
                 cell: Some(Cell::Rnn),
                 ..Default::default()
             },
-            "file says cell=lstm, --cell says rnn",
+            "file says cell=lstm, but this run needs cell=rnn",
         ),
         (
             LoadOverrides {
                 loss: Some(Loss::Mse),
                 ..Default::default()
             },
-            "file says loss=ce, --loss says mse",
+            "file says loss=ce, but this run needs loss=mse",
         ),
         (
             LoadOverrides {
                 readout: Some(Readout::All),
                 ..Default::default()
             },
-            "file says readout=last, --readout says all",
+            "file says readout=last, but this run needs readout=all",
         ),
         (
             LoadOverrides {
                 activation: Some(Activation::Relu),
                 ..Default::default()
             },
-            "file says activation=tanh, --activation says relu",
+            "file says activation=tanh, but this run needs activation=relu",
         ),
     ];
     for (overrides, part) in cases {
@@ -624,14 +429,14 @@ fn overrides_must_agree_with_the_file() {
     assert_message(
         &load_error(&path, &overrides),
         &path,
-        &["file says cell=lstm", "[12, 3]", "--cell says rnn"],
+        &["file says cell=lstm", "[12, 3]", "this run needs cell=rnn"],
     );
 }
 
 #[test]
 fn inference_refuses_shapes_it_cannot_explain() {
     let dir = TempDir::new("inference-errors");
-    let path = dir.file("model.safetensors");
+    let path = dir.join("model.safetensors");
     let lstm = full_checkpoint(config(Cell::Lstm, 2, 3, 4), 8);
 
     // A GRU's [3H, H].
@@ -687,7 +492,7 @@ fn inference_refuses_shapes_it_cannot_explain() {
 #[test]
 fn save_refuses_what_load_would_refuse() {
     let dir = TempDir::new("save-errors");
-    let path = dir.file("model.safetensors");
+    let path = dir.join("model.safetensors");
     let good = full_checkpoint(config(Cell::Lstm, 2, 3, 4), 9);
 
     let mut wrong_shape = good.clone();
@@ -724,21 +529,21 @@ fn save_refuses_what_load_would_refuse() {
 #[test]
 fn failed_saves_leave_the_old_file_intact() {
     let dir = TempDir::new("atomic-failure");
-    let path = dir.file("model.safetensors");
+    let path = dir.join("model.safetensors");
     let old = full_checkpoint(config(Cell::Rnn, 2, 3, 4), 10);
     save(&path, &old).unwrap();
     let old_bytes = std::fs::read(&path).unwrap();
     let new = full_checkpoint(config(Cell::Lstm, 5, 6, 7), 12);
 
     // A target directory that does not exist: refused, naming the path.
-    let elsewhere = dir.file("no-such-directory").join("model.safetensors");
+    let elsewhere = dir.join("no-such-directory").join("model.safetensors");
     let error = save(&elsewhere, &new).unwrap_err();
     assert!(matches!(&error, Error::Io(_)), "{error:?}");
     assert!(error.to_string().contains(&elsewhere.display().to_string()));
 
     // A write that fails after everything was checked: the temporary file's place (fsio's
     // `.NAME.tmp-PID`) is taken by a directory, as if the disk had failed mid-save.
-    let blocker = dir.file(&format!(".model.safetensors.tmp-{}", std::process::id()));
+    let blocker = dir.join(&format!(".model.safetensors.tmp-{}", std::process::id()));
     std::fs::create_dir(&blocker).unwrap();
     std::fs::write(blocker.join("occupied"), b"x").unwrap();
     let error = save(&path, &new).expect_err(
@@ -760,7 +565,7 @@ fn failed_saves_leave_the_old_file_intact() {
 #[test]
 fn saving_over_a_file_replaces_it_without_leftovers() {
     let dir = TempDir::new("atomic-replace");
-    let path = dir.file("model.safetensors");
+    let path = dir.join("model.safetensors");
     std::fs::write(&path, b"an older, unrelated file").unwrap();
     let first = full_checkpoint(config(Cell::Rnn, 2, 3, 4), 13);
     save(&path, &first).unwrap();

@@ -1,7 +1,8 @@
 //! Synthetic tasks and dataset loading: the layouts the docs promise, the baselines, seeding,
-//! and error messages that name the file and the problem. CPU only.
+//! and the messages of refusals that only the library meets. CPU only. What a user's bad files
+//! get from the command line is in `bad_input.rs`.
 
-use ndarray::{Array1, Array2, Array3, ArrayD, IxDyn};
+use ndarray::{Array1, Array2, Array3};
 use ndarray_npy::WriteNpyExt;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -11,31 +12,10 @@ use rnn_wgpu::tasks::{
     Vocabulary,
 };
 use rnn_wgpu::{Activation, Batch, Cell, Loss, Readout, Targets};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// A fresh directory under the system temp dir, unique to this process and test, removed
-/// when the test ends.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("rnn-wgpu-tasks-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn join(&self, file: &str) -> PathBuf {
-        self.0.join(file)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::TempDir;
 
 fn write_npy<A: ndarray_npy::WritableElement, D: ndarray::Dimension>(
     path: &Path,
@@ -305,29 +285,11 @@ fn text_baseline_is_the_unigram_entropy() {
     assert!(task.baseline_description().contains("1.000 bits"));
 }
 
+/// A file of exactly `seq_len + 1` bytes holds one window (the refusals of shorter and empty
+/// files are in `bad_input.rs`).
 #[test]
-fn text_errors_name_the_file_and_the_problem() {
-    let dir = TempDir::new("text-errors");
-    let missing = dir.join("missing.txt");
-    let message = error_text(Text::from_file(&missing, 4));
-    assert_mentions(&message, &["missing.txt", "cannot read"]);
-    assert!(message.contains("No such file") || message.contains("os error"));
-
-    let empty = dir.join("empty.txt");
-    std::fs::write(&empty, b"").unwrap();
-    assert_mentions(
-        &error_text(Text::from_file(&empty, 4)),
-        &["empty.txt", "is empty"],
-    );
-
-    let short = dir.join("short.txt");
-    std::fs::write(&short, b"abcd").unwrap();
-    assert_mentions(
-        &error_text(Text::from_file(&short, 4)),
-        &["short.txt", "has 4 bytes", "at least 5"],
-    );
-    // Exactly seq_len + 1 bytes is enough: one window.
-    let task = Text::from_file(&short, 3).unwrap();
+fn text_of_seq_len_plus_one_bytes_is_one_window() {
+    let task = Text::from_bytes("short", b"abcd", 3).unwrap();
     let batch = task.batch(2, &mut StdRng::seed_from_u64(0));
     assert_eq!(classes(&batch), &[1, 1, 2, 2, 3, 3]);
 }
@@ -600,167 +562,4 @@ fn csv_rows_are_inputs_then_targets_with_optional_header() {
     // Rows t * B + b: (t0, seq1), (t0, seq0), (t1, seq1), (t1, seq0).
     let expected = [[0.5, 0.6], [0.1, 0.2], [0.7, 0.8], [0.3, 0.4]];
     assert_eq!(values(&batch), &Array2::from(expected.to_vec()));
-}
-
-#[test]
-fn csv_errors_name_the_file_line_and_problem() {
-    let dir = TempDir::new("csv-errors");
-    let class_format = CsvFormat {
-        seq_len: 2,
-        targets: CsvTargets::Class,
-    };
-    let cases: [(&str, &str, &[&str]); 6] = [
-        (
-            "not_a_number.csv",
-            "1,2,3\n4,x,6\n",
-            &["line 2, column 2", "'x' is not a number"],
-        ),
-        (
-            "ragged.csv",
-            "1,2,3\n4,5,6,7\n",
-            &["line 2 has 4 fields", "earlier lines have 3"],
-        ),
-        (
-            "width.csv",
-            "1,2,3,4\n",
-            &["4 fields per line", "2 * I + 1"],
-        ),
-        (
-            "fractional_class.csv",
-            "1,2,0.5\n",
-            &["class 0.5", "column 3"],
-        ),
-        ("header_only.csv", "a,b,c\n", &["no data rows"]),
-        ("nan.csv", "1,2,0\n3,nan,1\n", &["NaN", "[1, 1, 0]"]),
-    ];
-    for (file, contents, parts) in cases {
-        let path = dir.join(file);
-        std::fs::write(&path, contents).unwrap();
-        let message = error_text(Dataset::from_csv(&path, class_format, None));
-        assert_mentions(&message, &[file]);
-        assert_mentions(&message, parts);
-    }
-    let missing = dir.join("missing.csv");
-    assert_mentions(
-        &error_text(Dataset::from_csv(&missing, class_format, None)),
-        &["missing.csv", "cannot read"],
-    );
-}
-
-#[test]
-fn npy_errors_name_the_file_the_shape_or_dtype_and_the_expectation() {
-    let dir = TempDir::new("npy-errors");
-    let good_x = dir.join("good_x.npy");
-    let good_y = dir.join("good_y.npy");
-    write_npy(&good_x, &numbered_inputs(5, 3, 2));
-    write_npy(&good_y, &Array1::<i64>::from(vec![0, 1, 2, 1, 0]));
-    let load = |x: &Path, y: &Path, classes| error_text(Dataset::from_npy(x, y, classes));
-    let write = |name: &str, array: ArrayD<f32>| {
-        let path = dir.join(name);
-        write_npy(&path, &array);
-        path
-    };
-
-    let rank2 = write("rank2.npy", ArrayD::zeros(IxDyn(&[5, 6])));
-    assert_mentions(
-        &load(&rank2, &good_y, None),
-        &["rank2.npy", "[5, 6]", "rank 3 [N, T, I]"],
-    );
-
-    let int_x = dir.join("int_x.npy");
-    write_npy(&int_x, &Array3::<i64>::zeros((5, 3, 2)));
-    assert_mentions(
-        &load(&int_x, &good_y, None),
-        &["int_x.npy", "int64", "float32 or float64"],
-    );
-
-    let i16_y = dir.join("i16_y.npy");
-    write_npy(&i16_y, &Array1::<i16>::zeros(5));
-    assert_mentions(
-        &load(&good_x, &i16_y, None),
-        &["i16_y.npy", "'<i2'", "int64, int32 or uint8"],
-    );
-
-    let short_y = dir.join("short_y.npy");
-    write_npy(&short_y, &Array1::<i64>::zeros(4));
-    assert_mentions(
-        &load(&good_x, &short_y, None),
-        &[
-            "short_y.npy",
-            "good_x.npy",
-            "[4]",
-            "[5, 3, 2]",
-            "expected targets [5]",
-        ],
-    );
-
-    let wrong_t = dir.join("wrong_t.npy");
-    write_npy(&wrong_t, &Array2::<i64>::zeros((5, 4)));
-    assert_mentions(
-        &load(&good_x, &wrong_t, None),
-        &["wrong_t.npy", "[5, 4]", "expected targets [5, 3]"],
-    );
-
-    let mut with_nan = numbered_inputs(5, 3, 2);
-    with_nan[[2, 1, 0]] = f32::NAN;
-    let nan_x = dir.join("nan_x.npy");
-    write_npy(&nan_x, &with_nan);
-    assert_mentions(
-        &load(&nan_x, &good_y, None),
-        &["nan_x.npy", "NaN", "[2, 1, 0]", "finite"],
-    );
-
-    let mut with_inf = Array2::<f32>::zeros((5, 2));
-    with_inf[[4, 1]] = f32::INFINITY;
-    let inf_y = dir.join("inf_y.npy");
-    write_npy(&inf_y, &with_inf);
-    assert_mentions(
-        &load(&good_x, &inf_y, None),
-        &["inf_y.npy", "inf", "[4, 1]"],
-    );
-
-    assert_mentions(
-        &load(&good_x, &good_y, Some(2)),
-        &["good_y.npy", "class 2", "[2]", "0..2"],
-    );
-
-    let negative_y = dir.join("negative_y.npy");
-    write_npy(&negative_y, &Array1::<i64>::from(vec![0, 1, -1, 1, 0]));
-    assert_mentions(
-        &load(&good_x, &negative_y, None),
-        &["negative_y.npy", "class -1", "[2]"],
-    );
-
-    let float_y = dir.join("float_y.npy");
-    write_npy(&float_y, &Array1::<f32>::zeros(5));
-    assert_mentions(
-        &load(&good_x, &float_y, None),
-        &["float_y.npy", "[5]", "[N, O]"],
-    );
-
-    let empty_x = write("empty_x.npy", ArrayD::zeros(IxDyn(&[0, 3, 2])));
-    let empty_y = dir.join("empty_y.npy");
-    write_npy(&empty_y, &Array1::<i64>::zeros(0));
-    assert_mentions(
-        &load(&empty_x, &empty_y, None),
-        &["empty_x.npy", "empty", "[0, 3, 2]"],
-    );
-
-    let garbage = dir.join("garbage.npy");
-    std::fs::write(&garbage, b"not numpy at all").unwrap();
-    assert_mentions(
-        &load(&garbage, &good_y, None),
-        &["garbage.npy", "not a valid .npy"],
-    );
-
-    let missing = dir.join("missing.npy");
-    assert_mentions(
-        &load(&good_x, &missing, None),
-        &["missing.npy", "cannot read"],
-    );
-
-    assert_mentions(
-        &load(&good_x, &float_y.with_file_name("inf_y.npy"), Some(3)),
-        &["inf_y.npy", "3 classes"],
-    );
 }

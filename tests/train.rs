@@ -1,6 +1,6 @@
 //! The training loop end to end on the CPU engine (no adapter needed): a pinned loss curve,
-//! resume from a checkpoint, a clean stop on divergence, and the command line's answers to
-//! bad options.
+//! resume from a checkpoint, a clean stop on divergence, Ctrl-C. The command line's answers to
+//! bad options are in `bad_input.rs`.
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -14,12 +14,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rnn-wgpu-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::TempDir;
 
 fn adding_lstm(seq_len: usize, hidden: usize) -> (Adding, ModelConfig) {
     let task = Adding::new(seq_len).unwrap();
@@ -98,7 +94,7 @@ const PINNED: [f32; 5] = [0.7855462, 0.72641003, 0.6392661, 0.8357983, 0.6912350
 /// (the optimizer state and the data stream's position travel with the checkpoint).
 #[test]
 fn a_resumed_run_matches_an_uninterrupted_one() {
-    let dir = temp_dir("resume");
+    let dir = TempDir::new("train-resume");
     let (task, config) = adding_lstm(7, 5);
     let mut optimizer = OptimizerConfig::new(OptimizerKind::rmsprop());
     optimizer.clip = Some(0.5);
@@ -134,14 +130,13 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
             "{name} differs after resuming"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// SGD at lr 1e6 without clipping on a ReLU RNN blows up within a few steps; the loop stops
 /// with the step and the last finite norm, and the checkpoint written before is intact.
 #[test]
 fn divergence_stops_cleanly_and_keeps_the_last_good_checkpoint() {
-    let dir = temp_dir("diverge");
+    let dir = TempDir::new("train-diverge");
     let task = Adding::new(10).unwrap();
     let config = task.spec().model_config(Cell::Rnn, Activation::Relu, 16);
     let mut optimizer = OptimizerConfig::new(OptimizerKind::sgd());
@@ -180,76 +175,6 @@ fn divergence_stops_cleanly_and_keeps_the_last_good_checkpoint() {
         .tensors()
         .iter()
         .all(|(_, v)| v.iter().all(|x| x.is_finite())));
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn cli(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rnn-wgpu"))
-        .args(args)
-        .output()
-        .expect("the binary runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-#[test]
-fn the_command_line_names_what_is_wrong() {
-    let dir = temp_dir("cli");
-    let cases: [(&[&str], &str); 5] = [
-        (&["train", "--device", "cpu", "--batch", "0"], "--batch"),
-        (
-            &["train", "--device", "cpu", "--task", "text"],
-            "--text FILE",
-        ),
-        (
-            &[
-                "train",
-                "--device",
-                "cpu",
-                "--task",
-                "adding",
-                "--seq-len",
-                "1",
-            ],
-            "seq_len >= 2",
-        ),
-        (
-            &["train", "--device", "cpu", "--lr", "NaN", "--steps", "1"],
-            "lr",
-        ),
-        (
-            &["train", "--device", "cpu", "--optimizer", "lbfgs"],
-            "rmsprop",
-        ),
-    ];
-    for (args, expected) in cases {
-        let (ok, stderr) = cli(args);
-        assert!(!ok, "{args:?} should fail");
-        assert!(
-            stderr.contains(expected),
-            "{args:?}: stderr does not mention '{expected}':\n{stderr}"
-        );
-        assert!(!stderr.contains("panicked"), "{args:?} panicked:\n{stderr}");
-    }
-    let missing = dir.join("no/such/dir/model.safetensors");
-    let (ok, stderr) = cli(&[
-        "train",
-        "--device",
-        "cpu",
-        "--steps",
-        "2",
-        "--seq-len",
-        "5",
-        "--hidden",
-        "3",
-        "--save",
-        missing.to_str().unwrap(),
-    ]);
-    assert!(!ok);
-    assert!(stderr.contains("does not exist"), "{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -298,7 +223,7 @@ fn sampling_is_seeded_and_stays_in_the_vocabulary() {
 fn ctrl_c_saves_a_final_checkpoint() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    let dir = temp_dir("sigint");
+    let dir = TempDir::new("train-sigint");
     let saved = dir.join("model.safetensors");
     let mut child = Command::new(env!("CARGO_BIN_EXE_rnn-wgpu"))
         .args([
@@ -347,5 +272,4 @@ fn ctrl_c_saves_a_final_checkpoint() {
         step > 1,
         "the final checkpoint holds the steps taken after the first: {step}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -137,6 +137,7 @@ pub struct TrainArgs {
 
 pub fn run(args: TrainArgs) -> Result<()> {
     for (flag, value) in [
+        ("--hidden", args.hidden as u64),
         ("--batch", args.batch as u64),
         ("--steps", args.steps),
         ("--eval-every", args.eval_every),

@@ -1,6 +1,8 @@
 //! Every GPU test, as modules of one test binary. They need a real adapter (CI installs Mesa's
 //! software Vulkan driver, lavapipe): without one they fail with the instructions, never skip.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod determinism;
 mod gemm;
 mod limits;

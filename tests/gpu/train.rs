@@ -1,6 +1,7 @@
 //! Training on the GPU engine: resuming is bit-exact, divergence (detected from the loss and
 //! the gradient norm the GPU computed) stops cleanly, and `grad` writes what the engine computes.
 
+use super::common::TempDir;
 use super::{gpu, seed};
 use ndarray::Array3;
 use ndarray_npy::WriteNpyExt;
@@ -14,13 +15,6 @@ use rnn_wgpu::train::{self, DataSource, Engine, TrainOptions};
 use rnn_wgpu::{Activation, Batch, Cell, Error, Params, Targets};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rnn-wgpu-gpu-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn options(steps: u64, save: Option<PathBuf>) -> TrainOptions {
     TrainOptions {
@@ -39,7 +33,7 @@ fn options(steps: u64, save: Option<PathBuf>) -> TrainOptions {
 
 #[test]
 fn a_resumed_gpu_run_matches_an_uninterrupted_one_bit_for_bit() {
-    let dir = temp_dir("resume");
+    let dir = TempDir::new("gpu-resume");
     let task = CopyMemory::new(3).unwrap();
     let config = task.spec().model_config(Cell::Lstm, Activation::Tanh, 17);
     let params = Params::<f32>::init_uniform(&config, &mut StdRng::seed_from_u64(seed(40)));
@@ -94,17 +88,20 @@ fn a_resumed_gpu_run_matches_an_uninterrupted_one_bit_for_bit() {
             x.len()
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Exploding gradients without clipping, provoked on purpose (SGD at lr 1e6 on a ReLU RNN):
+/// the loss and the gradient norm the GPU computed stop being finite, and training stops with
+/// the step, the last finite norm and a hint, keeping the checkpoint of the step before.
 #[test]
 fn gpu_divergence_stops_with_the_step_and_keeps_the_checkpoint() {
-    let dir = temp_dir("diverge");
+    let dir = TempDir::new("gpu-diverge");
     let task = Adding::new(10).unwrap();
     let config = task.spec().model_config(Cell::Rnn, Activation::Relu, 16);
     let params = Params::<f32>::init_uniform(&config, &mut StdRng::seed_from_u64(seed(41)));
     let mut optimizer = OptimizerConfig::new(OptimizerKind::sgd());
     optimizer.lr = 1e6;
+    assert_eq!(optimizer.clip, None);
     let mut engine = Engine::new(Some(gpu()), config, &params, optimizer).unwrap();
     let mut data = DataSource::from_task(Box::new(task), 2);
     let saved = dir.join("model.safetensors");
@@ -119,21 +116,32 @@ fn gpu_divergence_stops_with_the_step_and_keeps_the_checkpoint() {
     else {
         panic!("expected Error::Diverged, got {err}");
     };
+    let message = err.to_string();
+    let (finite_step, finite_norm) = last_finite.expect("the first step is finite");
+    for part in [
+        format!("training diverged at step {step}"),
+        format!("last finite gradient norm {finite_norm} at step {finite_step}"),
+        format!("the last good checkpoint {} is kept", saved.display()),
+        "--clip".to_string(),
+        "--lr".to_string(),
+        "--hh-scale".to_string(),
+    ] {
+        assert!(message.contains(&part), "'{message}' lacks '{part}'");
+    }
     let kept = checkpoint::load(&saved, &LoadOverrides::default()).unwrap();
     assert_eq!(kept.metadata["step"], (step - 1).to_string());
-    assert_eq!(last_finite.map(|(s, _)| s), Some(step - 1));
+    assert_eq!(finite_step, step - 1);
     assert!(kept
         .params
         .tensors()
         .iter()
         .all(|(_, v)| v.iter().all(|x| x.is_finite())));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `rnn-wgpu grad` on the GPU writes exactly what `GpuModel::run` computes on the same adapter.
 #[test]
 fn the_grad_command_writes_the_engines_gradients() {
-    let dir = temp_dir("grad");
+    let dir = TempDir::new("gpu-grad");
     let task = Adding::new(9).unwrap();
     let config = task.spec().model_config(Cell::Lstm, Activation::Tanh, 17);
     let params = Params::<f32>::init_uniform(&config, &mut StdRng::seed_from_u64(seed(42)));
@@ -188,5 +196,4 @@ fn the_grad_command_writes_the_engines_gradients() {
     assert_eq!(tensor("loss"), vec![want.loss]);
     assert_eq!(tensor("grad_norm.h"), want.grad_norm_h.unwrap());
     assert_eq!(tensor("grad_norm.c"), want.grad_norm_c.unwrap());
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,0 +1,117 @@
+//! Helpers shared by several test binaries (each includes this file as `mod common;`): a
+//! temporary directory per test, and safetensors files written or read tensor by tensor, so a
+//! test can spoil a checkpoint in one particular way.
+
+// Every binary uses a different part.
+#![allow(dead_code)]
+
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A fresh, empty directory under the system temp dir, unique to this process, this name and
+/// this call; removed with everything in it when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(test: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "rnn-wgpu-{test}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Every entry's name, sorted (hidden temporary files included).
+    pub fn entries(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.0)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One tensor as a safetensors file stores it.
+pub struct Raw {
+    pub name: String,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+}
+
+pub fn raw_f32(name: &str, shape: &[usize], values: &[f32]) -> Raw {
+    Raw {
+        name: name.to_string(),
+        dtype: Dtype::F32,
+        shape: shape.to_vec(),
+        bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
+/// Reads a file back through safetensors alone: its tensors sorted by name, and its
+/// `__metadata__`.
+pub fn read_raw(path: &Path) -> (Vec<Raw>, Option<BTreeMap<String, String>>) {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    let metadata = header
+        .metadata()
+        .as_ref()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+    let mut tensors: Vec<Raw> = SafeTensors::deserialize(&bytes)
+        .unwrap()
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| Raw {
+            name,
+            dtype: view.dtype(),
+            shape: view.shape().to_vec(),
+            bytes: view.data().to_vec(),
+        })
+        .collect();
+    tensors.sort_by(|a, b| a.name.cmp(&b.name));
+    (tensors, metadata)
+}
+
+/// Writes a file with safetensors' own serializer, with `metadata` or (`None`) none at all as
+/// `safetensors.torch.save_file(state_dict)` does.
+pub fn write_raw(path: &Path, tensors: &[Raw], metadata: Option<&BTreeMap<String, String>>) {
+    let views: Vec<(&str, TensorView)> = tensors
+        .iter()
+        .map(|t| {
+            let view = TensorView::new(t.dtype, t.shape.clone(), &t.bytes).unwrap();
+            (t.name.as_str(), view)
+        })
+        .collect();
+    let metadata = metadata.map(|m| m.clone().into_iter().collect());
+    std::fs::write(path, safetensors::serialize(views, metadata).unwrap()).unwrap();
+}
+
+/// `tensors` less those called one of `names`.
+pub fn without(tensors: Vec<Raw>, names: &[&str]) -> Vec<Raw> {
+    tensors
+        .into_iter()
+        .filter(|t| !names.contains(&t.name.as_str()))
+        .collect()
+}
