@@ -6,7 +6,7 @@
 use super::context::Gpu;
 use super::kernels::Kernel;
 use super::model::{GpuModel, GpuOutput, ParamBuffers, Request};
-use super::recorder::{Read, Recorder};
+use super::recorder::{Phase, Read, Recorder};
 use crate::config::ModelConfig;
 use crate::data::Batch;
 use crate::optim::{match_state, state_tensor_names, OptimizerConfig, OptimizerKind};
@@ -180,6 +180,7 @@ impl GpuOptimizer {
         grads: &ParamBuffers,
         step: u64,
     ) -> Result<f32, Error> {
+        rec.set_phase(Phase::Optimizer);
         let s = self.config.scalars::<f32>(step);
         let base = OptimParams {
             clip: self.config.clip.is_some() as u32,

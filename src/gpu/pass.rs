@@ -17,7 +17,7 @@ use super::context::Gpu;
 use super::gemm::{record_gemm, Operand, Output};
 use super::kernels::Kernel;
 use super::model::{GpuModel, LossParams, ReduceParams, Request, StepParams};
-use super::recorder::Recorder;
+use super::recorder::{Phase, Recorder};
 use super::workspace::{Segment, Workspace};
 use crate::config::{Activation, Cell, Loss, Readout};
 use crate::Error;
@@ -140,6 +140,7 @@ impl GpuModel {
             }
         }
         // Input projection of the segment's steps at once: gates = x W_ih^T + b_ih.
+        rec.set_phase(Phase::InputGemm);
         record_gemm(
             gpu,
             rec,
@@ -156,6 +157,7 @@ impl GpuModel {
             &self.dummy,
         )?;
         let groups = gpu.grid("a time step", ((b * h) as u64).div_ceil(64))?;
+        rec.set_phase(Phase::ForwardRecurrence);
         for t in 1..=seg.len {
             // gates[t] += h_{t-1} W_hh^T
             record_gemm(
@@ -211,6 +213,7 @@ impl GpuModel {
             }
             // Gradients into later segments accumulate onto the ones recorded first.
             let accumulate = k + 1 < n;
+            rec.set_phase(Phase::BackwardRecurrence);
 
             // The head's share of dE/dh_t.
             if config.readout == Readout::Last {
@@ -238,6 +241,7 @@ impl GpuModel {
                 )?;
                 if request.param_grads {
                     // d head.weight [O, H] += doutputs^T h_rows;  d head.bias += column sums
+                    rec.set_phase(Phase::WeightGradients);
                     record_gemm(
                         gpu,
                         rec,
@@ -260,6 +264,7 @@ impl GpuModel {
                         &g.head_bias,
                         accumulate,
                     )?;
+                    rec.set_phase(Phase::BackwardRecurrence);
                 }
             }
             if k + 1 < n {
@@ -324,6 +329,7 @@ impl GpuModel {
                     );
                 }
             }
+            rec.set_phase(Phase::WeightGradients);
             if request.param_grads {
                 // Weight gradients over the segment's len*B rows at once:
                 // dW_ih += dgates^T x,  dW_hh += dgates^T hs[0..len],  db += column sums.
@@ -372,6 +378,7 @@ impl GpuModel {
                 )?;
             }
         }
+        rec.set_phase(Phase::BackwardRecurrence);
         if request.input_grads {
             // dh0 = dgates[1] W_hh (dc0 is left in dc_carry)
             record_gemm(
@@ -390,6 +397,7 @@ impl GpuModel {
                 &self.dummy,
             )?;
         }
+        rec.set_phase(Phase::WeightGradients);
         if request.param_grads {
             // b_ih and b_hh enter the pre-activation identically: equal gradients.
             rec.copy(&g.bias_ih, 0, &g.bias_hh, 0, gh);

@@ -11,6 +11,49 @@ use wgpu::util::DeviceExt;
 /// Bytes bound for every kernel's parameter struct (the largest, `GemmParams`, is 64).
 const PARAMS_BINDING_SIZE: u64 = 64;
 
+/// The part of a training step an op belongs to, for the per-phase GPU time that
+/// `Recorder::time_phases` measures. The pass sets it as it records (`Recorder::set_phase`);
+/// phases recur per time segment (and per recomputed segment) and their times add up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// The input projection `x W_ih^T + b_ih` of a segment's steps (recomputed ones included).
+    InputGemm,
+    /// Per step the recurrent product and the cell kernel; the head and the loss.
+    ForwardRecurrence,
+    /// dE/dh from the head, then per step back the recurrent product and the cell kernel; the
+    /// per-step gradient norms and dE/dh_0.
+    BackwardRecurrence,
+    /// dW_ih, dW_hh, the bias and head gradients over all rows of a segment, and dx.
+    WeightGradients,
+    /// Gradient norm, clipping and the parameter update.
+    Optimizer,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 5] = [
+        Phase::InputGemm,
+        Phase::ForwardRecurrence,
+        Phase::BackwardRecurrence,
+        Phase::WeightGradients,
+        Phase::Optimizer,
+    ];
+
+    /// Its key in `rnn-wgpu bench --json`'s `phases_ms`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::InputGemm => "input_gemm",
+            Phase::ForwardRecurrence => "forward_recurrence",
+            Phase::BackwardRecurrence => "backward_recurrence",
+            Phase::WeightGradients => "weight_gradients",
+            Phase::Optimizer => "optimizer",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 enum Op {
     Dispatch {
         kernel: Kernel,
@@ -39,6 +82,9 @@ pub struct Recorder<'g> {
     gpu: &'g Gpu,
     arena: Vec<u8>,
     ops: Vec<Op>,
+    /// The phase of each op in `ops` (None before the first `set_phase`).
+    phases: Vec<Option<Phase>>,
+    phase: Option<Phase>,
 }
 
 impl<'g> Recorder<'g> {
@@ -47,7 +93,19 @@ impl<'g> Recorder<'g> {
             gpu,
             arena: Vec::new(),
             ops: Vec::new(),
+            phases: Vec::new(),
+            phase: None,
         }
+    }
+
+    /// Tags the ops recorded from now on with `phase` (only `time_phases` looks at it).
+    pub fn set_phase(&mut self, phase: Phase) {
+        self.phase = Some(phase);
+    }
+
+    fn push(&mut self, op: Op) {
+        self.ops.push(op);
+        self.phases.push(self.phase);
     }
 
     /// Records `kernel` over `groups` workgroups with `params` and the storage `buffers` in
@@ -74,7 +132,7 @@ impl<'g> Recorder<'g> {
         let params_offset = self.arena.len().next_multiple_of(align);
         self.arena.resize(params_offset, 0);
         self.arena.extend_from_slice(bytes);
-        self.ops.push(Op::Dispatch {
+        self.push(Op::Dispatch {
             kernel,
             params_offset: params_offset as u32,
             buffers: buffers.iter().map(|&b| b.clone()).collect(),
@@ -84,7 +142,7 @@ impl<'g> Recorder<'g> {
 
     /// Fills the whole buffer with zeros.
     pub fn clear(&mut self, buffer: &wgpu::Buffer) {
-        self.ops.push(Op::Clear(buffer.clone()));
+        self.push(Op::Clear(buffer.clone()));
     }
 
     /// Copies `words` f32 words between buffers, offsets in words.
@@ -96,7 +154,7 @@ impl<'g> Recorder<'g> {
         destination_offset: usize,
         words: usize,
     ) {
-        self.ops.push(Op::Copy {
+        self.push(Op::Copy {
             source: source.clone(),
             source_offset: source_offset as u64 * 4,
             destination: destination.clone(),
