@@ -444,6 +444,17 @@ fn npy_class_index_out_of_range() {
         &refused(&dir, &npy_task("x.npy", "negative.npy")),
         &["targets 'negative.npy'", "class -1 at index [2]", "0..2^32"],
     );
+    // A stray huge index would size the model's head: refused unless --classes says so.
+    write_npy(&dir, "stray.npy", &Array1::<i64>::from(vec![0, 1, 70000, 1, 0]));
+    assert_mentions(
+        &refused(&dir, &npy_task("x.npy", "stray.npy")),
+        &[
+            "targets 'stray.npy'",
+            "class 70000 at index [2]",
+            "70001 classes",
+            "--classes",
+        ],
+    );
     write_npy(&dir, "values.npy", &Array2::<f32>::zeros((5, 1)));
     let mut args = npy_task("x.npy", "values.npy");
     args.extend(["--classes", "3"]);

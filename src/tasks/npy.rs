@@ -32,14 +32,19 @@ pub(crate) fn check_finite<'a>(
     Ok(())
 }
 
-/// `O` for class targets: `num_classes` if given (checking every index), else max + 1.
+/// The most classes inferred from the targets alone: a larger index is far more likely a stray
+/// value than a real class, and would size the model's head by it.
+pub const MAX_INFERRED_CLASSES: usize = 1 << 16;
+
+/// `O` for class targets: `num_classes` if given (checking every index), else max + 1, which
+/// must not exceed [`MAX_INFERRED_CLASSES`].
 pub(crate) fn class_count<'a>(
     name: &str,
     shape: &[usize],
     classes: impl Iterator<Item = &'a u32>,
     num_classes: Option<usize>,
 ) -> Result<usize, Error> {
-    let mut max = 0;
+    let mut max: Option<(usize, u32)> = None;
     for (flat, &class) in classes.enumerate() {
         if num_classes.is_some_and(|o| class as usize >= o) {
             return Err(Error::Value(format!(
@@ -49,14 +54,25 @@ pub(crate) fn class_count<'a>(
                 num_classes.unwrap()
             )));
         }
-        max = max.max(class);
+        if max.is_none_or(|(_, m)| class > m) {
+            max = Some((flat, class));
+        }
     }
-    match num_classes {
-        Some(0) => Err(Error::Config(
+    match (num_classes, max) {
+        (Some(0), _) => Err(Error::Config(
             "the number of classes must be at least 1".into(),
         )),
-        Some(o) => Ok(o),
-        None => Ok(max as usize + 1),
+        (Some(o), _) => Ok(o),
+        (None, Some((flat, class))) if class as usize >= MAX_INFERRED_CLASSES => {
+            Err(Error::Value(format!(
+                "{name} hold class {class} at index {:?}, which would make {} classes; at most \
+                 {MAX_INFERRED_CLASSES} are inferred from the data: give the number of classes \
+                 (--classes) if there really are that many",
+                position(flat, shape),
+                class as u64 + 1
+            )))
+        }
+        (None, max) => Ok(max.map_or(0, |(_, class)| class as usize) + 1),
     }
 }
 
