@@ -1,9 +1,10 @@
 //! The benchmark suite behind `rnn-wgpu bench`: median time of one training step (forward +
-//! BPTT + SGD update) per shape and device, with the napkin maths to judge it.
+//! BPTT + SGD update) per shape and device, with the napkin maths to judge it, and on adapters
+//! with timestamp queries the GPU time per phase of one more step.
 
 use crate::config::{Activation, Cell, Loss, ModelConfig, Readout};
 use crate::data::Batch;
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, Phase, PhaseTimes, Request};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use crate::params::Params;
 use crate::plan::{MemoryPlan, PlanOptions};
@@ -119,11 +120,15 @@ pub struct BenchResult {
     pub gpu_memory_bytes: Option<u64>,
     /// The GPU memory plan the run used; None on CPU.
     pub plan: Option<MemoryPlan>,
+    /// GPU time per phase of one extra step timed with timestamp queries, and that step's
+    /// wall time in ms; None on CPU and on adapters without timestamp queries.
+    pub phases: Option<(PhaseTimes, f64)>,
 }
 
 /// Times `runs` training steps after `warmup` untimed ones. The model is an LSTM or RNN (tanh)
 /// with PyTorch's initialisation, a head on the last step, MSE and plain SGD, as the reference
-/// figures were taken.
+/// figures were taken. On a GPU with timestamp queries one more step is recorded with them
+/// (`Request::phase_times`) for the per-phase times; the timed steps record no queries.
 pub fn bench_shape(
     gpu: Option<&Gpu>,
     cell: Cell,
@@ -159,6 +164,23 @@ pub fn bench_shape(
         engine.step(&batch, false)?;
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
+    let phases = match &mut engine {
+        Engine::Gpu {
+            gpu,
+            model,
+            optimizer,
+        } if gpu.has_timestamps() => {
+            let request = Request {
+                phase_times: true,
+                ..Request::default()
+            };
+            let start = Instant::now();
+            let out = model.train_step(gpu, &batch, optimizer, request)?;
+            let wall_ms = start.elapsed().as_secs_f64() * 1e3;
+            out.output.phase_times.map(|p| (p, wall_ms))
+        }
+        _ => None,
+    };
     times.sort_by(f64::total_cmp);
     let median_ms = if times.len() % 2 == 1 {
         times[times.len() / 2]
@@ -180,16 +202,32 @@ pub fn bench_shape(
         gflops: shape.step_flops(cell) / seconds / 1e9,
         gpu_memory_bytes: gpu.zip(before).map(|(g, b)| g.storage_bytes_created() - b),
         plan,
+        phases,
     })
 }
 
 impl BenchResult {
     /// One JSON object (no dependency on a JSON crate: every field is a number or a plain
     /// string without quotes or backslashes to escape, except the adapter name, escaped here).
+    /// `phases_ms` maps each `Phase::name` to its GPU milliseconds (null for a phase the step
+    /// did not record), or is null without timestamp queries; `phases_step_ms` is the wall
+    /// time of the step they were measured on.
     pub fn to_json(&self) -> String {
         let escape = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        let phases_ms = self.phases.map_or("null".to_string(), |(times, _)| {
+            let entries: Vec<String> = Phase::ALL
+                .iter()
+                .map(|&phase| {
+                    let ms = times
+                        .get(phase)
+                        .map_or("null".to_string(), |ms| format!("{ms:.3}"));
+                    format!("\"{}\":{ms}", phase.name())
+                })
+                .collect();
+            format!("{{{}}}", entries.join(","))
+        });
         format!(
-            "{{\"device\":\"{}\",\"adapter\":\"{}\",\"cell\":\"{}\",\"shape\":[{},{},{},{}],\"runs\":{},\"median_ms\":{:.3},\"min_ms\":{:.3},\"sequence_steps_per_second\":{:.1},\"gflops\":{:.3},\"gpu_memory_bytes\":{},\"planned_bytes\":{},\"segments\":{},\"recompute\":{}}}",
+            "{{\"device\":\"{}\",\"adapter\":\"{}\",\"cell\":\"{}\",\"shape\":[{},{},{},{}],\"runs\":{},\"median_ms\":{:.3},\"min_ms\":{:.3},\"sequence_steps_per_second\":{:.1},\"gflops\":{:.3},\"gpu_memory_bytes\":{},\"planned_bytes\":{},\"segments\":{},\"recompute\":{},\"phases_ms\":{},\"phases_step_ms\":{}}}",
             self.device,
             escape(&self.adapter),
             self.cell,
@@ -206,6 +244,30 @@ impl BenchResult {
             self.plan.as_ref().map_or("null".to_string(), |p| p.total_bytes().to_string()),
             self.plan.as_ref().map_or("null".to_string(), |p| p.segments.to_string()),
             self.plan.as_ref().map_or("null".to_string(), |p| p.recompute.to_string()),
+            phases_ms,
+            self.phases.map_or("null".to_string(), |(_, wall)| format!("{wall:.3}")),
         )
+    }
+
+    /// The per-phase line of the table: GPU ms per phase, their sum against the profiled
+    /// step's wall time.
+    pub fn describe_phases(&self) -> Option<String> {
+        let (times, wall_ms) = self.phases?;
+        let parts: Vec<String> = Phase::ALL
+            .iter()
+            .map(|&phase| {
+                let ms = times
+                    .get(phase)
+                    .map_or("-".to_string(), |ms| format!("{ms:.1}"));
+                format!("{} {ms}", phase.name())
+            })
+            .collect();
+        Some(format!(
+            "GPU ms per phase: {}; sum {:.1} of {:.1} ms wall ({} timed passes)",
+            parts.join(", "),
+            times.total_ms(),
+            wall_ms,
+            times.passes
+        ))
     }
 }

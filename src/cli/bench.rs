@@ -102,6 +102,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     memory,
                     r.adapter
                 );
+                match r.describe_phases() {
+                    Some(line) => println!("     {line}"),
+                    None if r.device == "gpu" => {
+                        println!("     GPU ms per phase: the adapter has no timestamp queries")
+                    }
+                    None => {}
+                }
             }
         }
     }

@@ -19,11 +19,18 @@ pub fn run() -> Result<ExitCode> {
     let chosen = opened.as_ref().ok().map(|gpu| gpu.info.clone());
     for (k, adapter) in adapters.iter().enumerate() {
         let (info, limits) = (&adapter.info, &adapter.limits);
+        let has = |feature| {
+            if adapter.features.contains(feature) {
+                "yes"
+            } else {
+                "no"
+            }
+        };
         let used = chosen.as_ref().is_some_and(|c| {
             c.name == info.name && c.backend == info.backend && c.device == info.device
         });
         println!(
-            "[{k}] {}{}\n    backend {:?}, type {:?}, driver {} {}\n    max storage binding {}, max buffer {}, workgroup storage {} KiB, max workgroups/dim {}",
+            "[{k}] {}{}\n    backend {:?}, type {:?}, driver {} {}\n    max storage binding {}, max buffer {}, workgroup storage {} KiB, max workgroups/dim {}\n    timestamp queries {} (inside encoders {}, inside passes {})",
             info.name,
             if used { "   <- used" } else { "" },
             info.backend,
@@ -34,6 +41,9 @@ pub fn run() -> Result<ExitCode> {
             mib(limits.max_buffer_size),
             limits.max_compute_workgroup_storage_size / 1024,
             limits.max_compute_workgroups_per_dimension,
+            has(wgpu::Features::TIMESTAMP_QUERY),
+            has(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS),
+            has(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
         );
     }
     match opened {

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 pub struct AdapterSummary {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
 }
 
 /// Counts of GPU work recorded since the context was made, so tests can check that a pass
@@ -51,6 +52,7 @@ pub fn enumerate_adapters() -> Vec<AdapterSummary> {
         .map(|adapter| AdapterSummary {
             info: adapter.get_info(),
             limits: adapter.limits(),
+            features: adapter.features(),
         })
         .collect()
 }
@@ -101,10 +103,13 @@ impl Gpu {
         let adapter = choose_adapter(&instance).await?;
         let info = adapter.get_info();
         let limits = adapter.limits();
+        // Timestamp queries where offered, for the per-phase GPU time of `rnn-wgpu bench`;
+        // nothing records a query unless asked to (`Recorder::time_phases`).
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("rnn-wgpu"),
-                required_features: wgpu::Features::empty(),
+                required_features: features,
                 required_limits: limits.clone(),
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
                 memory_hints: wgpu::MemoryHints::Performance,
@@ -153,6 +158,13 @@ impl Gpu {
             "{} ({:?}, {:?})",
             self.info.name, self.info.backend, self.info.device_type
         )
+    }
+
+    /// Whether the device can time compute passes (`Features::TIMESTAMP_QUERY`).
+    pub fn has_timestamps(&self) -> bool {
+        self.device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
     pub(crate) fn bind_group_layout(&self, layout: Layout) -> &wgpu::BindGroupLayout {

@@ -13,3 +13,4 @@ mod workspace;
 pub use context::{enumerate_adapters, AdapterSummary, Gpu, WorkCounts};
 pub use kernels::{Kernel, Shader};
 pub use model::{GpuModel, GpuOutput, Request};
+pub use recorder::{Phase, PhaseTimes};

@@ -6,7 +6,7 @@
 //! gates, dgates [T, B, G*H]; dh, dc [T, B, H]; outputs, doutputs [rows, O].
 
 use super::context::Gpu;
-use super::recorder::{Read, Recorder};
+use super::recorder::{PhaseTimes, Read, Recorder};
 use super::workspace::Workspace;
 use crate::config::{Cell, ModelConfig};
 use crate::data::Batch;
@@ -64,9 +64,13 @@ pub struct Request {
     pub input_grads: bool,
     /// `||dE/dh_t||` (and `||dE/dc_t||`) for t = 1..T.
     pub grad_norms: bool,
+    /// GPU time per phase from timestamp queries, where the adapter has them (the passes are
+    /// then split at phase changes and timed; see `Recorder::time_phases`).
+    pub phase_times: bool,
 }
 
 impl Request {
+    /// Every tensor read back (not the phase timing, which is no tensor).
     pub fn everything() -> Self {
         Request {
             backward: true,
@@ -75,6 +79,7 @@ impl Request {
             param_grads: true,
             input_grads: true,
             grad_norms: true,
+            phase_times: false,
         }
     }
 }
@@ -92,6 +97,8 @@ pub struct GpuOutput {
     pub dc0: Option<Array2<f32>>,
     pub grad_norm_h: Option<Vec<f32>>,
     pub grad_norm_c: Option<Vec<f32>>,
+    /// GPU time per phase, when requested and the adapter has timestamp queries.
+    pub phase_times: Option<PhaseTimes>,
 }
 
 /// Parameter buffers, in `PARAM_NAMES` order.
@@ -264,7 +271,7 @@ impl GpuModel {
     /// caller (returned in order after the output).
     pub(crate) fn read<'a>(
         &self,
-        recorder: Recorder,
+        mut recorder: Recorder,
         ws: &'a Workspace,
         request: Request,
         extra: Vec<Read<'a>>,
@@ -323,7 +330,11 @@ impl GpuModel {
         let extra_count = extra.len();
         reads.extend(extra);
 
-        let mut data = recorder.submit_and_read(&reads)?.into_iter();
+        if request.phase_times {
+            recorder.time_phases();
+        }
+        let (data, phase_times) = recorder.submit_and_read_timed(&reads)?;
+        let mut data = data.into_iter();
         let mut groups = groups.into_iter();
         let mut next = |yes: bool| {
             yes.then(|| {
@@ -334,6 +345,7 @@ impl GpuModel {
         };
         let mut out = GpuOutput {
             loss: next(true).unwrap()[0],
+            phase_times,
             ..Default::default()
         };
         let matrix = |v: Vec<f32>, r, c| Array2::from_shape_vec((r, c), v).unwrap();

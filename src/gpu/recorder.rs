@@ -1,6 +1,11 @@
 //! Records a whole pass (every time step, forward and backward) as one command buffer: each
 //! dispatch's parameters go into one uniform arena read at a dynamic offset, so recording
 //! needs no buffer writes between dispatches, and the host submits once and waits once.
+//!
+//! On request (`time_phases`, where the adapter has timestamp queries) the submission also
+//! measures GPU time per `Phase`: compute passes are then split where the phase changes, each
+//! pass writes a timestamp at its beginning and its end, and the query results come back with
+//! the same single read-back. Copies and clears between passes are not timed.
 
 use super::context::Gpu;
 use super::kernels::{Kernel, Layout};
@@ -54,6 +59,29 @@ impl Phase {
     }
 }
 
+/// GPU time per phase of one submission, in milliseconds: the sum over the compute passes
+/// tagged with each phase of (end - beginning) timestamp.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PhaseTimes {
+    ms: [f64; Phase::ALL.len()],
+    /// Compute passes whose time is in `ms`.
+    pub passes: usize,
+    /// Of those, phases that had at least one pass.
+    seen: [bool; Phase::ALL.len()],
+}
+
+impl PhaseTimes {
+    /// Milliseconds of GPU time in `phase`; None when the submission had no pass of it.
+    pub fn get(&self, phase: Phase) -> Option<f64> {
+        self.seen[phase.index()].then_some(self.ms[phase.index()])
+    }
+
+    /// The sum over every phase.
+    pub fn total_ms(&self) -> f64 {
+        self.ms.iter().sum()
+    }
+}
+
 enum Op {
     Dispatch {
         kernel: Kernel,
@@ -85,6 +113,8 @@ pub struct Recorder<'g> {
     /// The phase of each op in `ops` (None before the first `set_phase`).
     phases: Vec<Option<Phase>>,
     phase: Option<Phase>,
+    /// Whether `submit_and_read_timed` measures GPU time per phase.
+    timed: bool,
 }
 
 impl<'g> Recorder<'g> {
@@ -95,7 +125,15 @@ impl<'g> Recorder<'g> {
             ops: Vec::new(),
             phases: Vec::new(),
             phase: None,
+            timed: false,
         }
+    }
+
+    /// Asks the submission to measure GPU time per phase with timestamp queries. Returns
+    /// false (and records as usual) where the device lacks `Features::TIMESTAMP_QUERY`.
+    pub fn time_phases(&mut self) -> bool {
+        self.timed = self.gpu.has_timestamps();
+        self.timed
     }
 
     /// Tags the ops recorded from now on with `phase` (only `time_phases` looks at it).
@@ -165,17 +203,69 @@ impl<'g> Recorder<'g> {
 
     /// Submits everything recorded as one command buffer, then reads back `reads` (copied
     /// into one staging buffer in the same submission) with a single wait.
-    pub fn submit_and_read(mut self, reads: &[Read]) -> Result<Vec<Vec<f32>>, Error> {
+    pub fn submit_and_read(self, reads: &[Read]) -> Result<Vec<Vec<f32>>, Error> {
+        self.submit_and_read_timed(reads).map(|(data, _)| data)
+    }
+
+    /// Whether dispatch `k` begins a compute pass: the op before it is no dispatch or, when
+    /// timed, belongs to another phase.
+    fn begins_pass(&self, k: usize) -> bool {
+        matches!(self.ops[k], Op::Dispatch { .. })
+            && (k == 0
+                || !matches!(self.ops[k - 1], Op::Dispatch { .. })
+                || (self.timed && self.phases[k - 1] != self.phases[k]))
+    }
+
+    /// Whether op `k` is a dispatch that goes into the compute pass open before it.
+    fn continues_pass(&self, k: usize) -> bool {
+        k < self.ops.len() && matches!(self.ops[k], Op::Dispatch { .. }) && !self.begins_pass(k)
+    }
+
+    /// `submit_and_read`, plus the GPU time per phase when `time_phases` was granted.
+    pub fn submit_and_read_timed(
+        mut self,
+        reads: &[Read],
+    ) -> Result<(Vec<Vec<f32>>, Option<PhaseTimes>), Error> {
         let gpu = self.gpu;
         let device = &gpu.device;
         let oom_scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation_scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
 
+        // Two timestamps per timed pass, in query sets of at most QUERY_SET_MAX_QUERIES.
+        let timed_passes = if self.timed {
+            (0..self.ops.len())
+                .filter(|&k| self.begins_pass(k) && self.phases[k].is_some())
+                .count()
+        } else {
+            0
+        };
+        let queries = 2 * timed_passes as u64;
+        let per_set = wgpu::QUERY_SET_MAX_QUERIES as u64;
+        let query_sets: Vec<wgpu::QuerySet> = (0..queries.div_ceil(per_set))
+            .map(|set| {
+                device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("phase timestamps"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: (queries - set * per_set).min(per_set) as u32,
+                })
+            })
+            .collect();
+        let resolved = (queries > 0).then(|| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("resolved phase timestamps"),
+                size: queries * 8,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            })
+        });
+
+        // The reads first, then the timestamps (u64 each) at the end of the staging buffer.
         let staging_words: usize = reads.iter().map(|r| r.len).sum();
-        let staging = (staging_words > 0).then(|| {
+        let staging_bytes = staging_words as u64 * 4 + queries * 8;
+        let staging = (staging_bytes > 0).then(|| {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("read-back staging"),
-                size: staging_words as u64 * 4,
+                size: staging_bytes,
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
@@ -204,15 +294,29 @@ impl<'g> Recorder<'g> {
         let mut encoder =
             device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         let mut dispatches = 0;
-        let mut ops = self.ops.iter().peekable();
-        while let Some(op) = ops.next() {
+        // The phase of each timed pass, in the order of its two queries.
+        let mut pass_phases: Vec<Phase> = Vec::with_capacity(timed_passes);
+        let mut k = 0;
+        while k < self.ops.len() {
+            let op = &self.ops[k];
+            k += 1;
             match op {
                 Op::Dispatch { .. } => {
-                    // One compute pass per run of consecutive dispatches; wgpu inserts the
-                    // barriers between dependent dispatches inside it.
+                    // One compute pass per run of consecutive dispatches (of one phase when
+                    // timed); wgpu inserts the barriers between dependent dispatches inside it.
+                    let phase = self.phases[k - 1].filter(|_| self.timed);
+                    let timestamp_writes = phase.map(|phase| {
+                        let query = 2 * pass_phases.len() as u64;
+                        pass_phases.push(phase);
+                        wgpu::ComputePassTimestampWrites {
+                            query_set: &query_sets[(query / per_set) as usize],
+                            beginning_of_pass_write_index: Some((query % per_set) as u32),
+                            end_of_pass_write_index: Some((query % per_set) as u32 + 1),
+                        }
+                    });
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: None,
-                        timestamp_writes: None,
+                        timestamp_writes,
                     });
                     let mut next = Some(op);
                     while let Some(Op::Dispatch {
@@ -230,7 +334,10 @@ impl<'g> Recorder<'g> {
                         pass.set_bind_group(0, &*bind_group, &[*params_offset]);
                         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
                         dispatches += 1;
-                        next = ops.next_if(|op| matches!(op, Op::Dispatch { .. }));
+                        next = self.continues_pass(k).then(|| {
+                            k += 1;
+                            &self.ops[k - 1]
+                        });
                     }
                 }
                 Op::Clear(buffer) => encoder.clear_buffer(buffer, 0, None),
@@ -248,6 +355,21 @@ impl<'g> Recorder<'g> {
                     *bytes,
                 ),
             }
+        }
+        debug_assert_eq!(pass_phases.len(), timed_passes);
+        if let (Some(resolved), Some(staging)) = (&resolved, &staging) {
+            for (set, query_set) in query_sets.iter().enumerate() {
+                let first = set as u64 * per_set;
+                let count = (queries - first).min(per_set);
+                encoder.resolve_query_set(query_set, 0..count as u32, resolved, first * 8);
+            }
+            encoder.copy_buffer_to_buffer(
+                resolved,
+                0,
+                staging,
+                staging_words as u64 * 4,
+                queries * 8,
+            );
         }
         gpu.queue.submit([encoder.finish()]);
         gpu.count(dispatches, 1);
@@ -284,15 +406,39 @@ impl<'g> Recorder<'g> {
             let data = staging
                 .get_mapped_range(..)
                 .map_err(|e| Error::Gpu(format!("mapping the read-back buffer: {e}")))?;
-            let words: &[f32] = bytemuck::cast_slice(&data);
+            let (words, stamps) = data.split_at(staging_words * 4);
+            let words: &[f32] = bytemuck::cast_slice(words);
             let mut at = 0;
             for read in reads {
                 result.push(words[at..at + read.len].to_vec());
                 at += read.len;
             }
+            if self.timed {
+                let stamps: Vec<u64> = stamps
+                    .chunks_exact(8)
+                    .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+                    .collect();
+                return Ok((result, Some(phase_times(&pass_phases, &stamps, gpu))));
+            }
         }
-        Ok(result)
+        Ok((result, self.timed.then(PhaseTimes::default)))
     }
+}
+
+/// Sums (end - beginning) of each pass into its phase, in milliseconds. A pass whose end reads
+/// earlier than its beginning would give a negative time: it is kept so callers can see it.
+fn phase_times(pass_phases: &[Phase], stamps: &[u64], gpu: &Gpu) -> PhaseTimes {
+    let ns_per_tick = gpu.queue.get_timestamp_period() as f64;
+    let mut times = PhaseTimes {
+        passes: pass_phases.len(),
+        ..Default::default()
+    };
+    for (phase, pair) in pass_phases.iter().zip(stamps.chunks_exact(2)) {
+        let ticks = pair[1] as f64 - pair[0] as f64;
+        times.ms[phase.index()] += ticks * ns_per_tick / 1e6;
+        times.seen[phase.index()] = true;
+    }
+    times
 }
 
 fn make_bind_group(
