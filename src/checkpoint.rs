@@ -377,20 +377,17 @@ fn cell_from_weight_hh(rows: usize, hidden: usize) -> Result<Cell, String> {
     let shape = [rows, hidden];
     if hidden == 0 || !rows.is_multiple_of(hidden) {
         return Err(format!(
-            "weight_hh_l0 has shape {shape:?}, which is neither an RNN's [H, H] nor an LSTM's \
-             [4H, H]"
+            "weight_hh_l0 has shape {shape:?}, which is none of an RNN's [H, H], a GRU's \
+             [3H, H] or an LSTM's [4H, H]"
         ));
     }
     match rows / hidden {
         1 => Ok(Cell::Rnn),
+        3 => Ok(Cell::Gru),
         4 => Ok(Cell::Lstm),
-        3 => Err(format!(
-            "weight_hh_l0 has shape {shape:?} = [3H, H], a GRU's; rnn-wgpu supports only rnn and \
-             lstm so far"
-        )),
         g => Err(format!(
-            "weight_hh_l0 has shape {shape:?} = [{g}H, H], which is neither an RNN's [H, H] nor \
-             an LSTM's [4H, H]"
+            "weight_hh_l0 has shape {shape:?} = [{g}H, H], which is none of an RNN's [H, H], a \
+             GRU's [3H, H] or an LSTM's [4H, H]"
         )),
     }
 }

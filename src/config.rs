@@ -12,6 +12,9 @@ pub enum Cell {
     Rnn,
     /// PyTorch's `nn.LSTM`, gates stacked row-wise as i, f, g, o.
     Lstm,
+    /// PyTorch's `nn.GRU`, gates stacked row-wise as r, z, n; the reset gate scales the
+    /// recurrent product inside n.
+    Gru,
 }
 
 impl Cell {
@@ -20,6 +23,7 @@ impl Cell {
         match self {
             Cell::Rnn => 1,
             Cell::Lstm => 4,
+            Cell::Gru => 3,
         }
     }
 }
@@ -158,7 +162,7 @@ macro_rules! text_enum {
     };
 }
 
-text_enum!(Cell { Rnn => "rnn", Lstm => "lstm" });
+text_enum!(Cell { Rnn => "rnn", Lstm => "lstm", Gru => "gru" });
 text_enum!(Activation { Tanh => "tanh", Sigmoid => "sigmoid", Relu => "relu" });
 text_enum!(Readout { Last => "last", All => "all" });
 text_enum!(Loss { Mse => "mse", CrossEntropy => "ce" });

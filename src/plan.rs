@@ -287,6 +287,11 @@ fn terms(
     let gates = format!("[S, B, G*H] = [{s}, {b}, {gh}]");
     add("gates", gates.clone(), s * b * gh, sets);
     add("gate gradients", gates, s * b * gh, sets);
+    if config.cell == Cell::Gru {
+        let shape = format!("[S, B, G*H] = [{s}, {b}, {gh}]");
+        add("recurrent products", shape.clone(), s * b * gh, sets);
+        add("recurrent-product gradients", shape, s * b * gh, sets);
+    }
     let per_step = format!("[S, B, H] = [{s}, {b}, {h}]");
     add("dE/dh", per_step.clone(), s * b * h, sets);
     if lstm {
@@ -312,7 +317,12 @@ fn terms(
         rows,
         count,
     );
-    let states = if lstm { 4 } else { 2 }; // dh0, h_T (+ c_T, the dc carry that ends as dc0)
+    // dh0, h_T (+ c_T and the dc carry that ends as dc0; the GRU's h carry)
+    let states = match config.cell {
+        Cell::Lstm => 4,
+        Cell::Gru => 3,
+        Cell::Rnn => 2,
+    };
     add(
         "state-sized buffers",
         format!("[B, H] = [{b}, {h}]"),

@@ -128,7 +128,7 @@ pub fn run_vanishing(gpu: Option<&Gpu>, options: &VanishingOptions) -> Result<St
                 loss: norms.loss,
                 sigma_max: largest_singular_value(weight_hh.mapv(|v| v as f64).view()),
                 vanishing_bound: match (cell, activation) {
-                    (Cell::Lstm, _) => None,
+                    (Cell::Lstm | Cell::Gru, _) => None,
                     (Cell::Rnn, Activation::Sigmoid) => Some(4.0),
                     (Cell::Rnn, _) => Some(1.0),
                 },

@@ -238,6 +238,12 @@ fn lstm_gradients() {
     check_gradients(&cases(Cell::Lstm, Activation::Tanh, 400));
 }
 
+#[test]
+fn gru_gradients() {
+    // b_ih and b_hh get different gradients here: the reset gate scales b_hn only.
+    check_gradients(&cases(Cell::Gru, Activation::Tanh, 450));
+}
+
 /// An additive nudge of one state entry right after step `step` (1..=T) computes it.
 #[derive(Clone, Copy)]
 struct Nudge {
@@ -278,18 +284,21 @@ fn reference_loss(
     for step in 1..=seq_len {
         let (mut h_next, mut c_next) = (zeros.clone(), zeros.clone());
         for row in 0..batch_size {
-            let pre: Vec<f64> = (0..gate_rows)
+            // (input term, recurrent term) of every pre-activation, biases included.
+            let parts: Vec<(f64, f64)> = (0..gate_rows)
                 .map(|r| {
-                    let mut sum = params.bias_ih[r] + params.bias_hh[r];
+                    let mut from_input = params.bias_ih[r];
                     for i in 0..input {
-                        sum += params.weight_ih[[r, i]] * batch.x[[step - 1, row, i]];
+                        from_input += params.weight_ih[[r, i]] * batch.x[[step - 1, row, i]];
                     }
+                    let mut from_state = params.bias_hh[r];
                     for k in 0..hidden {
-                        sum += params.weight_hh[[r, k]] * h[[row, k]];
+                        from_state += params.weight_hh[[r, k]] * h[[row, k]];
                     }
-                    sum
+                    (from_input, from_state)
                 })
                 .collect();
+            let pre: Vec<f64> = parts.iter().map(|(a, b)| a + b).collect();
             for unit in 0..hidden {
                 let new_h = match config.cell {
                     Cell::Rnn => match config.activation {
@@ -307,6 +316,13 @@ fn reference_loss(
                             + nudged(true, step, row, unit);
                         c_next[[row, unit]] = new_c;
                         output_gate * new_c.tanh()
+                    }
+                    Cell::Gru => {
+                        let reset = sigmoid(pre[unit]);
+                        let update = sigmoid(pre[hidden + unit]);
+                        let (n_input, n_state) = parts[2 * hidden + unit];
+                        let candidate = (n_input + reset * n_state).tanh();
+                        (1.0 - update) * candidate + update * h[[row, unit]]
                     }
                 };
                 h_next[[row, unit]] = new_h + nudged(false, step, row, unit);
@@ -428,6 +444,18 @@ fn gradient_norm_profiles() {
             loss: Loss::CrossEntropy,
             output: 3,
             seed: 504,
+            ..base
+        },
+        Case {
+            cell: Cell::Gru,
+            readout: Readout::Last,
+            seed: 505,
+            ..base
+        },
+        Case {
+            cell: Cell::Gru,
+            loss: Loss::CrossEntropy,
+            seed: 506,
             ..base
         },
     ];
@@ -573,7 +601,7 @@ fn one_unit_rnn_by_hand() {
 /// An absent h0/c0 means zeros, in the loss and in the gradients.
 #[test]
 fn absent_initial_state_is_zero() {
-    for (cell, seed) in [(Cell::Rnn, 600), (Cell::Lstm, 601)] {
+    for (cell, seed) in [(Cell::Rnn, 600), (Cell::Lstm, 601), (Cell::Gru, 602)] {
         let case = Case {
             cell,
             activation: Activation::Tanh,
@@ -606,7 +634,7 @@ fn absent_initial_state_is_zero() {
 /// f32 runs the same code; it agrees with f64 to f32 precision.
 #[test]
 fn f32_matches_f64() {
-    for (cell, seed) in [(Cell::Rnn, 700), (Cell::Lstm, 701)] {
+    for (cell, seed) in [(Cell::Rnn, 700), (Cell::Lstm, 701), (Cell::Gru, 702)] {
         let case = Case {
             cell,
             activation: Activation::Tanh,
@@ -769,6 +797,8 @@ fn forward_states_match_definitions() {
         (Cell::Rnn, Activation::Relu, Readout::All),
         (Cell::Lstm, Activation::Tanh, Readout::All),
         (Cell::Lstm, Activation::Tanh, Readout::Last),
+        (Cell::Gru, Activation::Tanh, Readout::All),
+        (Cell::Gru, Activation::Tanh, Readout::Last),
     ]
     .into_iter()
     .enumerate()
@@ -849,6 +879,29 @@ fn forward_states_match_definitions() {
                             let c = f * cs[[t - 1, b, j]] + i * g;
                             close(at("c"), cs[[t, b, j]], c);
                             close(at("h"), fwd.hs[[t, b, j]], o * c.tanh());
+                        }
+                        Cell::Gru => {
+                            // n's recurrent term W_hn h + b_hn, apart from its input term.
+                            let n_state = p.bias_hh[2 * hidden + j]
+                                + (0..hidden)
+                                    .map(|k| {
+                                        p.weight_hh[[2 * hidden + j, k]] * fwd.hs[[t - 1, b, k]]
+                                    })
+                                    .sum::<f64>();
+                            let n_input = pre(2 * hidden + j) - n_state;
+                            let r = sigmoid(pre(j));
+                            let z = sigmoid(pre(hidden + j));
+                            let n = (n_input + r * n_state).tanh();
+                            for (name, offset, value) in [
+                                ("r", 0, r),
+                                ("z", 1, z),
+                                ("n", 2, n),
+                                ("W_hn h + b_hn", 3, n_state),
+                            ] {
+                                close(at(name), fwd.gates[[t - 1, b, offset * hidden + j]], value);
+                            }
+                            let h = (1.0 - z) * n + z * fwd.hs[[t - 1, b, j]];
+                            close(at("h"), fwd.hs[[t, b, j]], h);
                         }
                     }
                 }

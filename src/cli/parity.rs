@@ -58,7 +58,7 @@ pub fn run(args: ParityArgs) -> Result<ExitCode> {
     let (params, batch) = random_problem(&config, args.seq_len, args.batch, args.seed);
     let report = run_parity(&gpu, &config, &params, &batch).context("parity run failed")?;
     let cell = match config.cell {
-        Cell::Lstm => "lstm".to_string(),
+        Cell::Lstm | Cell::Gru => config.cell.to_string(),
         Cell::Rnn => format!("rnn ({})", config.activation),
     };
     println!("adapter: {}", report.adapter);

@@ -207,14 +207,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let plan = engine.memory_plan(data.seq_len(), args.batch)?;
     if args.dry_run {
         println!("device: {}", engine.device_name());
-    if let Some(plan) = &plan {
-        let first_line = plan.describe();
-        println!(
-            "{} ({} planned)",
-            first_line.lines().next().unwrap_or_default(),
-            rnn_wgpu::plan::human_bytes(plan.total_bytes())
-        );
-    }
         print!("{}", plan.expect("a GPU engine plans").describe());
         return Ok(());
     }
@@ -238,7 +230,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     let cell = match config.cell {
-        Cell::Lstm => "lstm".to_string(),
+        Cell::Lstm | Cell::Gru => config.cell.to_string(),
         Cell::Rnn => format!("rnn ({})", config.activation),
     };
     println!(

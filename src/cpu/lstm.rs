@@ -173,6 +173,7 @@ pub fn lstm_backward<F: Float>(
         dweight_ih: products.dweight_ih,
         dweight_hh: products.dweight_hh,
         dbias: products.dbias,
+        dbias_hh: None,
         dx: products.dx,
         dh0,
         dc0: Some(dc0),

@@ -13,6 +13,7 @@
 //! time loops allocate nothing. In f32 the gates' sigmoid and tanh are vectorized polynomials
 //! (`math`), within a few ulp of the standard library, which f64 uses.
 
+pub mod gru;
 pub mod lstm;
 mod math;
 mod matmul;
@@ -36,7 +37,7 @@ use packed::PackedWeight;
 ///
 /// hs [T+1, B, H] with hs[0] = h0; cs likewise for the LSTM (None for the RNN);
 /// gates [T, B, G*H]: the LSTM's activated gates (i, f, g, o after their nonlinearities), the
-/// RNN's h_t; outputs [rows, O]: the head's y (logits for cross-entropy); loss: scalar.
+/// RNN's h_t; the GRU's [T, B, 4H]: r, z, n and W_hn h + b_hn; outputs [rows, O]: the head's y (logits for cross-entropy); loss: scalar.
 #[derive(Clone, Debug)]
 pub struct Forward<F> {
     pub hs: Array3<F>,
@@ -60,15 +61,16 @@ pub struct Backward<F> {
     pub grad_norm_c: Option<Vec<F>>,
 }
 
-/// What `rnn_backward` and `lstm_backward` return: the cell's share of `Backward`.
-/// dweight_ih [G*H, I], dweight_hh [G*H, H], dbias [G*H] (the gradient of bias_ih and of
-/// bias_hh alike: both enter the pre-activation unscaled), dx [T, B, I], dh0 and dc0 [B, H],
-/// grad norms [T] (c only for the LSTM).
+/// What the cells' backward passes return: the cell's share of `Backward`.
+/// dweight_ih [G*H, I], dweight_hh [G*H, H], dbias [G*H] (the gradient of bias_ih, and of
+/// bias_hh too where both enter the pre-activation unscaled; the GRU's differs and comes in
+/// dbias_hh), dx [T, B, I], dh0 and dc0 [B, H], grad norms [T] (c only for the LSTM).
 #[derive(Clone, Debug)]
 pub struct CellGrads<F> {
     pub dweight_ih: Array2<F>,
     pub dweight_hh: Array2<F>,
     pub dbias: Array1<F>,
+    pub dbias_hh: Option<Array1<F>>,
     pub dx: Array3<F>,
     pub dh0: Array2<F>,
     pub dc0: Option<Array2<F>>,
@@ -119,6 +121,17 @@ pub fn forward<F: Float>(
                 &c0,
             );
             (hs, Some(cs), gates)
+        }
+        Cell::Gru => {
+            let (hs, gates) = gru::gru_forward(
+                &params.weight_ih,
+                &params.weight_hh,
+                &params.bias_ih,
+                &params.bias_hh,
+                &batch.x,
+                &h0,
+            );
+            (hs, None, gates)
         }
     };
     let outputs = readout::readout_forward(
@@ -183,13 +196,21 @@ pub fn backward<F: Float>(
             &fwd.gates,
             &dh_from_head,
         ),
+        Cell::Gru => gru::gru_backward(
+            &params.weight_ih,
+            &params.weight_hh,
+            &batch.x,
+            &fwd.hs,
+            &fwd.gates,
+            &dh_from_head,
+        ),
     };
     Backward {
         grads: Params {
             weight_ih: cell_grads.dweight_ih,
             weight_hh: cell_grads.dweight_hh,
-            bias_ih: cell_grads.dbias.clone(),
-            bias_hh: cell_grads.dbias,
+            bias_hh: cell_grads.dbias_hh.unwrap_or_else(|| cell_grads.dbias.clone()),
+            bias_ih: cell_grads.dbias,
             head_weight: dhead_weight,
             head_bias: dhead_bias,
         },

@@ -8,16 +8,18 @@ pub enum Shader {
     Gemm,
     Rnn,
     Lstm,
+    Gru,
     Loss,
     Reduce,
     Optim,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 6] = [
+    pub const ALL: [Shader; 7] = [
         Shader::Gemm,
         Shader::Rnn,
         Shader::Lstm,
+        Shader::Gru,
         Shader::Loss,
         Shader::Reduce,
         Shader::Optim,
@@ -28,6 +30,7 @@ impl Shader {
             Shader::Gemm => "gemm.wgsl",
             Shader::Rnn => "rnn.wgsl",
             Shader::Lstm => "lstm.wgsl",
+            Shader::Gru => "gru.wgsl",
             Shader::Loss => "loss.wgsl",
             Shader::Reduce => "reduce.wgsl",
             Shader::Optim => "optim.wgsl",
@@ -39,6 +42,7 @@ impl Shader {
             Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
             Shader::Rnn => include_str!("../../shaders/rnn.wgsl"),
             Shader::Lstm => include_str!("../../shaders/lstm.wgsl"),
+            Shader::Gru => include_str!("../../shaders/gru.wgsl"),
             Shader::Loss => include_str!("../../shaders/loss.wgsl"),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
@@ -63,6 +67,8 @@ pub enum Kernel {
     RnnBackward,
     LstmForward,
     LstmBackward,
+    GruForward,
+    GruBackward,
     MseLoss,
     CrossEntropyLoss,
     RowNorms,
@@ -128,7 +134,7 @@ impl Layout {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 18] = [
+    pub const ALL: [Kernel; 20] = [
         Kernel::GemmTiled,
         Kernel::GemmBlock16x16,
         Kernel::GemmBlock32x4,
@@ -137,6 +143,8 @@ impl Kernel {
         Kernel::RnnBackward,
         Kernel::LstmForward,
         Kernel::LstmBackward,
+        Kernel::GruForward,
+        Kernel::GruBackward,
         Kernel::MseLoss,
         Kernel::CrossEntropyLoss,
         Kernel::RowNorms,
@@ -159,6 +167,8 @@ impl Kernel {
             Kernel::RnnBackward => "rnn_backward",
             Kernel::LstmForward => "lstm_forward",
             Kernel::LstmBackward => "lstm_backward",
+            Kernel::GruForward => "gru_forward",
+            Kernel::GruBackward => "gru_backward",
             Kernel::MseLoss => "mse_loss",
             Kernel::CrossEntropyLoss => "cross_entropy_loss",
             Kernel::RowNorms => "row_norms",
@@ -180,6 +190,7 @@ impl Kernel {
             | Kernel::GemmBlock4x32 => Shader::Gemm,
             Kernel::RnnForward | Kernel::RnnBackward => Shader::Rnn,
             Kernel::LstmForward | Kernel::LstmBackward => Shader::Lstm,
+            Kernel::GruForward | Kernel::GruBackward => Shader::Gru,
             Kernel::MseLoss | Kernel::CrossEntropyLoss => Shader::Loss,
             Kernel::RowNorms | Kernel::RowSums | Kernel::ColumnSums => Shader::Reduce,
             Kernel::GradSumSquares
@@ -193,7 +204,7 @@ impl Kernel {
     pub fn layout(self) -> Layout {
         match self.shader() {
             Shader::Gemm => Layout::Gemm,
-            Shader::Rnn | Shader::Lstm => Layout::Step,
+            Shader::Rnn | Shader::Lstm | Shader::Gru => Layout::Step,
             Shader::Loss => Layout::Loss,
             Shader::Reduce => Layout::Reduce,
             Shader::Optim => Layout::Optim,

@@ -158,8 +158,13 @@ impl GpuModel {
         )?;
         let groups = gpu.grid("a time step", ((b * h) as u64).div_ceil(64))?;
         rec.set_phase(Phase::ForwardRecurrence);
+        // The GRU keeps the recurrent product apart (its reset gate scales one block of it).
+        let (recurrent, onto_gates) = match config.cell {
+            Cell::Gru => (&a.hh, false),
+            Cell::Rnn | Cell::Lstm => (&a.gates, true),
+        };
         for t in 1..=seg.len {
-            // gates[t] += h_{t-1} W_hh^T
+            // gates[t] += h_{t-1} W_hh^T  (GRU: hh[t] = h_{t-1} W_hh^T)
             record_gemm(
                 gpu,
                 rec,
@@ -167,10 +172,10 @@ impl GpuModel {
                 Operand::new(&a.hs, (t - 1) * b * h, h),
                 Operand::new(&p.weight_hh, 0, h).t(),
                 Output {
-                    buffer: &a.gates,
+                    buffer: recurrent,
                     offset: (t - 1) * b * gh,
                     row_stride: gh,
-                    accumulate: true,
+                    accumulate: onto_gates,
                     bias: None,
                 },
                 &self.dummy,
@@ -200,7 +205,7 @@ impl GpuModel {
         let gh = config.gate_rows();
         let lstm = config.cell == Cell::Lstm;
         let n = ws.segments.len();
-        if lstm {
+        if config.cell != Cell::Rnn {
             rec.clear(&ws.dc_carry);
         }
         let groups = gpu.grid("a time step", ((b * h) as u64).div_ceil(64))?;
@@ -274,7 +279,7 @@ impl GpuModel {
                     gpu,
                     rec,
                     (b, h, gh),
-                    Operand::new(&ws.set(k + 1).dgates, 0, gh),
+                    Operand::new(ws.set(k + 1).dgates_hh(config.cell), 0, gh),
                     Operand::new(&p.weight_hh, 0, h),
                     Output {
                         buffer: &a.dh,
@@ -293,7 +298,7 @@ impl GpuModel {
                         gpu,
                         rec,
                         (b, h, gh),
-                        Operand::new(&a.dgates, t * b * gh, gh),
+                        Operand::new(a.dgates_hh(config.cell), t * b * gh, gh),
                         Operand::new(&p.weight_hh, 0, h),
                         Output {
                             buffer: &a.dh,
@@ -332,14 +337,17 @@ impl GpuModel {
             rec.set_phase(Phase::WeightGradients);
             if request.param_grads {
                 // Weight gradients over the segment's len*B rows at once:
-                // dW_ih += dgates^T x,  dW_hh += dgates^T hs[0..len],  db += column sums.
-                for (weight, source, width) in [(&g.weight_ih, &seg.x, i), (&g.weight_hh, &a.hs, h)]
-                {
+                // dW_ih += dgates^T x,  dW_hh += dgates_hh^T hs[0..len],  db += column sums.
+                let dgates_hh = a.dgates_hh(config.cell);
+                for (weight, dpre, source, width) in [
+                    (&g.weight_ih, &a.dgates, &seg.x, i),
+                    (&g.weight_hh, dgates_hh, &a.hs, h),
+                ] {
                     record_gemm(
                         gpu,
                         rec,
                         (gh, width, seg.len * b),
-                        Operand::new(&a.dgates, 0, gh).t(),
+                        Operand::new(dpre, 0, gh).t(),
                         Operand::new(source, 0, width),
                         Output {
                             buffer: weight,
@@ -358,6 +366,15 @@ impl GpuModel {
                     &g.bias_ih,
                     accumulate,
                 )?;
+                if config.cell == Cell::Gru {
+                    self.record_column_sums(
+                        gpu,
+                        rec,
+                        (dgates_hh, seg.len * b, gh),
+                        &g.bias_hh,
+                        accumulate,
+                    )?;
+                }
             }
             if request.input_grads {
                 // dx = dgates W_ih
@@ -380,25 +397,30 @@ impl GpuModel {
         }
         rec.set_phase(Phase::BackwardRecurrence);
         if request.input_grads {
-            // dh0 = dgates[1] W_hh (dc0 is left in dc_carry)
+            // dh0 = dgates_hh[1] W_hh (dc0 is left in dc_carry); the GRU adds its direct
+            // path z_1 * dE/dh_1, left in the carry.
+            let gru = config.cell == Cell::Gru;
+            if gru {
+                rec.copy(&ws.dc_carry, 0, &ws.dh0, 0, b * h);
+            }
             record_gemm(
                 gpu,
                 rec,
                 (b, h, gh),
-                Operand::new(&ws.set(0).dgates, 0, gh),
+                Operand::new(ws.set(0).dgates_hh(config.cell), 0, gh),
                 Operand::new(&p.weight_hh, 0, h),
                 Output {
                     buffer: &ws.dh0,
                     offset: 0,
                     row_stride: h,
-                    accumulate: false,
+                    accumulate: gru,
                     bias: None,
                 },
                 &self.dummy,
             )?;
         }
         rec.set_phase(Phase::WeightGradients);
-        if request.param_grads {
+        if request.param_grads && config.cell != Cell::Gru {
             // b_ih and b_hh enter the pre-activation identically: equal gradients.
             rec.copy(&g.bias_ih, 0, &g.bias_hh, 0, gh);
         }
@@ -421,16 +443,22 @@ impl GpuModel {
             (Cell::Rnn, Direction::Backward) => Kernel::RnnBackward,
             (Cell::Lstm, Direction::Forward) => Kernel::LstmForward,
             (Cell::Lstm, Direction::Backward) => Kernel::LstmBackward,
+            (Cell::Gru, Direction::Forward) => Kernel::GruForward,
+            (Cell::Gru, Direction::Backward) => Kernel::GruBackward,
         };
         let activation = match config.activation {
             Activation::Tanh => 0,
             Activation::Sigmoid => 1,
             Activation::Relu => 2,
         };
-        // The RNN has no cell state: its slots get the dummy buffer.
-        let lstm = config.cell == Cell::Lstm;
-        let cell_slot = |buffer| if lstm { buffer } else { &self.dummy };
+        // The RNN has no cell state: its slots get the dummy buffer. The GRU binds its
+        // recurrent product and gradient and its h carry there instead.
         let a = ws.set(k);
+        let (c_slot, dc_slot, carry_slot) = match config.cell {
+            Cell::Lstm => (&a.cs, &a.dc, &ws.dc_carry),
+            Cell::Gru => (&a.hh, &a.dhh, &ws.dc_carry),
+            Cell::Rnn => (&self.dummy, &self.dummy, &self.dummy),
+        };
         rec.dispatch(
             kernel,
             &StepParams {
@@ -442,12 +470,12 @@ impl GpuModel {
             &[
                 &a.gates,
                 &a.hs,
-                cell_slot(&a.cs),
+                c_slot,
                 &self.params.bias_hh,
                 &a.dh,
-                cell_slot(&a.dc),
+                dc_slot,
                 &a.dgates,
-                cell_slot(&ws.dc_carry),
+                carry_slot,
             ],
             groups,
         );

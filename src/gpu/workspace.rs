@@ -27,6 +27,20 @@ pub(crate) struct Activations {
     pub dh: wgpu::Buffer,
     /// [S, B, H] total dE/dc_t (LSTM only)
     pub dc: wgpu::Buffer,
+    /// [S, B, 3H] the recurrent product h_{t-1} W_hh^T, kept apart from the input's (GRU only)
+    pub hh: wgpu::Buffer,
+    /// [S, B, 3H] its gradient (GRU only)
+    pub dhh: wgpu::Buffer,
+}
+
+impl Activations {
+    /// dE/d(h_{t-1} W_hh^T): the GRU's own buffer; the pre-activation gradient otherwise.
+    pub fn dgates_hh(&self, cell: Cell) -> &wgpu::Buffer {
+        match cell {
+            Cell::Gru => &self.dhh,
+            Cell::Rnn | Cell::Lstm => &self.dgates,
+        }
+    }
 }
 
 /// The head's buffers for the rows one segment scores.
@@ -66,7 +80,8 @@ pub(crate) struct Workspace {
     pub loss_parts: wgpu::Buffer,
     /// [1]
     pub loss: wgpu::Buffer,
-    /// [B, H] dE/dc along the cell path; dE/dc_0 after the backward loop (LSTM only)
+    /// [B, H] dE/dc along the cell path, dE/dc_0 after the backward loop (LSTM); the GRU's
+    /// direct path z * dE/dh into the step before
     pub dc_carry: wgpu::Buffer,
     /// [B, H]
     pub dh0: wgpu::Buffer,
@@ -90,6 +105,7 @@ impl Workspace {
         let (s, gh) = (plan.segment_len, config.gate_rows());
         let lstm = config.cell == Cell::Lstm;
         let cell_words = |words: usize| if lstm { words } else { 0 };
+        let gru_words = |words: usize| if config.cell == Cell::Gru { words } else { 0 };
         let buffer = |what: &str, words: usize| gpu.storage_buffer(what, words);
         let sets = (0..if plan.recompute { 1 } else { plan.segments })
             .map(|_| {
@@ -100,6 +116,11 @@ impl Workspace {
                     dgates: buffer("the gate gradients [S, B, G*H]", s * b * gh)?,
                     dh: buffer("the hidden-state gradients [S, B, H]", s * b * h)?,
                     dc: buffer("the cell-state gradients [S, B, H]", cell_words(s * b * h))?,
+                    hh: buffer("the recurrent products [S, B, G*H]", gru_words(s * b * gh))?,
+                    dhh: buffer(
+                        "the recurrent-product gradients [S, B, G*H]",
+                        gru_words(s * b * gh),
+                    )?,
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
@@ -146,7 +167,10 @@ impl Workspace {
             sets,
             loss_parts: buffer("the loss parts", parts)?,
             loss: buffer("the loss", 1)?,
-            dc_carry: buffer("the cell-path gradient [B, H]", cell_words(b * h))?,
+            dc_carry: buffer(
+                "the cell-path gradient [B, H]",
+                if config.cell == Cell::Rnn { 0 } else { b * h },
+            )?,
             dh0: buffer("the initial-state gradient [B, H]", b * h)?,
             final_h: buffer("the final hidden state [B, H]", b * h)?,
             final_c: buffer("the final cell state [B, H]", cell_words(b * h))?,

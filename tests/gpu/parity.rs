@@ -190,6 +190,39 @@ fn lstm_matches_cpu() {
 }
 
 #[test]
+fn gru_matches_cpu() {
+    let tanh = Activation::Tanh; // ignored by the GRU
+    check(
+        &[
+            case(Cell::Gru, tanh, (1, 1, 1, 1, 1), Readout::Last, Loss::Mse),
+            case(
+                Cell::Gru,
+                tanh,
+                (5, 33, 7, 257, 3),
+                Readout::All,
+                Loss::CrossEntropy,
+            ),
+            case(Cell::Gru, tanh, (1, 2, 1, 65, 5), Readout::All, Loss::Mse),
+            case(
+                Cell::Gru,
+                tanh,
+                (3, 17, 3, 3, 2),
+                Readout::Last,
+                Loss::CrossEntropy,
+            ),
+            case(
+                Cell::Gru,
+                tanh,
+                (65, 40, 2, 17, 1),
+                Readout::Last,
+                Loss::Mse,
+            ),
+        ],
+        450,
+    );
+}
+
+#[test]
 fn lstm_long_sequence_matches_cpu() {
     check(
         &[case(

@@ -23,7 +23,7 @@ fn config(cell: Cell, readout: Readout, loss: Loss) -> ModelConfig {
 /// Every (cell, readout, loss) combination the engine has.
 fn configs() -> Vec<ModelConfig> {
     let mut all = Vec::new();
-    for cell in [Cell::Lstm, Cell::Rnn] {
+    for cell in [Cell::Lstm, Cell::Rnn, Cell::Gru] {
         all.push(config(cell, Readout::Last, Loss::Mse));
         all.push(config(cell, Readout::All, Loss::CrossEntropy));
     }

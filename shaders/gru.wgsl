@@ -1,0 +1,102 @@
+// One GRU time step, elementwise (PyTorch's nn.GRU, gates stacked r, z, n):
+//   r = sigmoid(gi_r + gh_r + b_hr),  z = sigmoid(gi_z + gh_z + b_hz)
+//   n = tanh(gi_n + r * (gh_n + b_hn)),  h_t = (1 - z) * n + z * h_{t-1}
+// where gi = x_t W_ih^T + b_ih and gh = h_{t-1} W_hh^T come from gemm.wgsl into two buffers:
+// the reset gate scales the recurrent term of n only, so the two products stay apart.
+// Backward: dE/dh_t arrives as dh[t] (head + dgates_hh[t+1] W_hh, from gemm.wgsl) plus the
+// direct path z_{t+1} * dE/dh_{t+1}, carried in h_carry.
+//
+// Buffers (time-major, f32), in the Step layout's slots:
+//   gates     [T, B, 3H]  gi in; activated r, z, n out (kept for backward)
+//   hs        [T+1, B, H] h_0 at index 0
+//   hh        [T, B, 3H]  gh (without b_hh)                       (the LSTM's cs slot)
+//   dh        [T, B, H]   dE/dh_t: partial in, total out (its norm is the profile)
+//   dhh       [T, B, 3H]  dE/d gh                                  (the LSTM's dc slot)
+//   dgates    [T, B, 3H]  dE/d gi
+//   h_carry   [B, H]      z_{t+1} * dE/dh_{t+1}, zero at t = T     (the LSTM's dc_carry slot)
+
+struct StepParams {
+    batch: u32,
+    hidden: u32,
+    // 1-based time step t
+    step: u32,
+    // unused by the GRU
+    activation: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> gates: array<f32>;
+@group(0) @binding(1) var<storage, read_write> hs: array<f32>;
+@group(0) @binding(2) var<storage, read_write> hh: array<f32>;
+@group(0) @binding(3) var<storage, read> bias_hh: array<f32>;
+@group(0) @binding(4) var<uniform> p: StepParams;
+
+@group(0) @binding(5) var<storage, read_write> dh: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dhh: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dgates: array<f32>;
+@group(0) @binding(8) var<storage, read_write> h_carry: array<f32>;
+
+fn sigmoid(x: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-x));
+}
+
+// tanh saturates to +-1 in f32 beyond |x| = 9; clamping keeps drivers that build tanh from
+// exp from overflowing to NaN.
+fn tanh_clamped(x: f32) -> f32 {
+    return tanh(clamp(x, -15.0, 15.0));
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn gru_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let idx = gid.x + gid.y * groups.x * 64u;
+    let h = p.hidden;
+    if (idx >= p.batch * h) {
+        return;
+    }
+    let b = idx / h;
+    let j = idx % h;
+    let g = (p.step - 1u) * p.batch * 3u * h + b * 3u * h + j;
+    let h_prev = hs[(p.step - 1u) * p.batch * h + idx];
+
+    let reset = sigmoid(gates[g] + hh[g] + bias_hh[j]);
+    let update = sigmoid(gates[g + h] + hh[g + h] + bias_hh[j + h]);
+    let candidate = tanh_clamped(gates[g + 2u * h] + reset * (hh[g + 2u * h] + bias_hh[j + 2u * h]));
+
+    gates[g] = reset;
+    gates[g + h] = update;
+    gates[g + 2u * h] = candidate;
+    hs[p.step * p.batch * h + idx] = (1.0 - update) * candidate + update * h_prev;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn gru_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let idx = gid.x + gid.y * groups.x * 64u;
+    let h = p.hidden;
+    if (idx >= p.batch * h) {
+        return;
+    }
+    let b = idx / h;
+    let j = idx % h;
+    let g = (p.step - 1u) * p.batch * 3u * h + b * 3u * h + j;
+    let h_prev = hs[(p.step - 1u) * p.batch * h + idx];
+    // dh holds steps 1..T at indices 0..T-1
+    let grad = (p.step - 1u) * p.batch * h + idx;
+
+    let reset = gates[g];
+    let update = gates[g + h];
+    let candidate = gates[g + 2u * h];
+    let recurrent_n = hh[g + 2u * h] + bias_hh[j + 2u * h];
+
+    let dh_t = dh[grad] + h_carry[idx];
+    dh[grad] = dh_t;
+    h_carry[idx] = dh_t * update;
+
+    let dn = dh_t * (1.0 - update) * (1.0 - candidate * candidate);
+    let dz = dh_t * (h_prev - candidate) * update * (1.0 - update);
+    let dr = dn * recurrent_n * reset * (1.0 - reset);
+    dgates[g] = dr;
+    dgates[g + h] = dz;
+    dgates[g + 2u * h] = dn;
+    dhh[g] = dr;
+    dhh[g + h] = dz;
+    dhh[g + 2u * h] = dn * reset;
+}
