@@ -75,12 +75,13 @@ pub fn per_step_factor(norms: &[f32]) -> Option<f64> {
     Some(((usable[usable.len() - 1].ln() - usable[0].ln()) / steps).exp())
 }
 
-/// The three models of the study, in the order they are reported.
-pub fn study_models() -> [(&'static str, Cell, Activation); 3] {
+/// The models of the study, in the order they are reported.
+pub fn study_models() -> [(&'static str, Cell, Activation); 4] {
     [
         ("rnn-sigmoid", Cell::Rnn, Activation::Sigmoid),
         ("rnn-tanh", Cell::Rnn, Activation::Tanh),
         ("lstm", Cell::Lstm, Activation::Tanh),
+        ("gru", Cell::Gru, Activation::Tanh),
     ]
 }
 

@@ -142,7 +142,7 @@ pub fn run(args: VanishingArgs) -> Result<()> {
 
 /// One line per model (and a dashed one for the LSTM's cell state), oldest step on the right.
 fn add_series(series: &mut Vec<Series>, profiles: &[Profile], suffix: &str, faint: bool) {
-    let colors = ["#d62728", "#1f77b4", "#2ca02c"];
+    let colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"];
     let back = |norms: &[f32]| norms.iter().rev().map(|&v| v as f64).collect::<Vec<f64>>();
     for (p, color) in profiles.iter().zip(colors) {
         series.push(Series {
