@@ -4,7 +4,7 @@
 // where gi = x_t W_ih^T + b_ih and gh = h_{t-1} W_hh^T come from gemm.wgsl into two buffers:
 // the reset gate scales the recurrent term of n only, so the two products stay apart.
 // Backward: dE/dh_t arrives as dh[t] (head + dgates_hh[t+1] W_hh, from gemm.wgsl) plus the
-// direct path z_{t+1} * dE/dh_{t+1}, carried in h_carry.
+// direct path z_{t+1} * dE/dh_{t+1} (or all of it past a padding step), carried in h_carry.
 //
 // Buffers (time-major, f32), in the Step layout's slots:
 //   gates     [T, B, 3H]  gi in; activated r, z, n out (kept for backward)
@@ -13,15 +13,20 @@
 //   dh        [T, B, H]   dE/dh_t: partial in, total out (its norm is the profile)
 //   dhh       [T, B, 3H]  dE/d gh                                  (the LSTM's dc slot)
 //   dgates    [T, B, 3H]  dE/d gi
-//   h_carry   [B, H]      z_{t+1} * dE/dh_{t+1}, zero at t = T     (the LSTM's dc_carry slot)
+//   h_carry   [B, H]      z_{t+1} * dE/dh_{t+1}, zero at t = T
 
 struct StepParams {
     batch: u32,
     hidden: u32,
-    // 1-based time step t
+    // 1-based time step t within the segment's buffers
     step: u32,
-    // unused by the GRU
+    // vanilla RNN only: 0 tanh, 1 sigmoid, 2 relu
     activation: u32,
+    // steps before the segment: the sequence's step is first_step + step
+    first_step: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> gates: array<f32>;
@@ -33,7 +38,15 @@ struct StepParams {
 @group(0) @binding(5) var<storage, read_write> dh: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dhh: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dgates: array<f32>;
-@group(0) @binding(8) var<storage, read_write> h_carry: array<f32>;
+
+// lengths [B]: steps past a sequence's length are padding. They keep its state, and backward
+// passes dE/dh through them unchanged.
+@group(0) @binding(9) var<storage, read> lengths: array<u32>;
+@group(0) @binding(10) var<storage, read_write> h_carry: array<f32>;
+
+fn is_padding(b: u32) -> bool {
+    return p.first_step + p.step > lengths[b];
+}
 
 fn sigmoid(x: f32) -> f32 {
     return 1.0 / (1.0 + exp(-x));
@@ -56,6 +69,10 @@ fn gru_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     let j = idx % h;
     let g = (p.step - 1u) * p.batch * 3u * h + b * 3u * h + j;
     let h_prev = hs[(p.step - 1u) * p.batch * h + idx];
+    if (is_padding(b)) {
+        hs[p.step * p.batch * h + idx] = h_prev;
+        return;
+    }
 
     let reset = sigmoid(gates[g] + hh[g] + bias_hh[j]);
     let update = sigmoid(gates[g + h] + hh[g + h] + bias_hh[j + h]);
@@ -88,6 +105,14 @@ fn gru_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 
     let dh_t = dh[grad] + h_carry[idx];
     dh[grad] = dh_t;
+    if (is_padding(b)) {
+        h_carry[idx] = dh_t;
+        for (var k = 0u; k < 3u; k++) {
+            dgates[g + k * h] = 0.0;
+            dhh[g + k * h] = 0.0;
+        }
+        return;
+    }
     h_carry[idx] = dh_t * update;
 
     let dn = dh_t * (1.0 - update) * (1.0 - candidate * candidate);

@@ -9,9 +9,15 @@ struct LossParams {
     // rows this dispatch scores (a segment's)
     rows: u32,
     outputs: u32,
-    // rows of the whole mean
+    // rows of the whole mean (the valid ones)
     mean_rows: u32,
-    _pad: u32,
+    // 1: rows are time-major steps (row = t * batch + b, t from first_step) and those past
+    // their sequence's length are padding, scored 0 with no gradient
+    mask_rows: u32,
+    first_step: u32,
+    batch: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> outputs: array<f32>;
@@ -19,6 +25,11 @@ struct LossParams {
 @group(0) @binding(2) var<storage, read_write> row_loss: array<f32>;
 @group(0) @binding(3) var<storage, read_write> doutputs: array<f32>;
 @group(0) @binding(4) var<uniform> p: LossParams;
+@group(0) @binding(5) var<storage, read> lengths: array<u32>;
+
+fn is_padding(row: u32) -> bool {
+    return p.mask_rows != 0u && p.first_step + row / p.batch >= lengths[row % p.batch];
+}
 
 // nn.MSELoss(reduction='mean'): mean over rows * O elements.
 @compute @workgroup_size(64, 1, 1)
@@ -28,6 +39,13 @@ fn mse_loss(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
         return;
     }
     let scale = 1.0 / (f32(p.mean_rows) * f32(p.outputs));
+    if (is_padding(row)) {
+        for (var o = 0u; o < p.outputs; o++) {
+            doutputs[row * p.outputs + o] = 0.0;
+        }
+        row_loss[row] = 0.0;
+        return;
+    }
     var total = 0.0;
     for (var o = 0u; o < p.outputs; o++) {
         let i = row * p.outputs + o;
@@ -47,6 +65,13 @@ fn cross_entropy_loss(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
         return;
     }
     let base = row * p.outputs;
+    if (is_padding(row)) {
+        for (var o = 0u; o < p.outputs; o++) {
+            doutputs[base + o] = 0.0;
+        }
+        row_loss[row] = 0.0;
+        return;
+    }
     let target_class = targets[row];
     var largest = outputs[base];
     for (var o = 1u; o < p.outputs; o++) {

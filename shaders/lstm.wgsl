@@ -14,10 +14,15 @@
 struct StepParams {
     batch: u32,
     hidden: u32,
-    // 1-based time step t
+    // 1-based time step t within the segment's buffers
     step: u32,
     // vanilla RNN only: 0 tanh, 1 sigmoid, 2 relu
     activation: u32,
+    // steps before the segment: the sequence's step is first_step + step
+    first_step: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> gates: array<f32>;
@@ -30,6 +35,15 @@ struct StepParams {
 @group(0) @binding(6) var<storage, read_write> dc: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dgates: array<f32>;
 @group(0) @binding(8) var<storage, read_write> dc_carry: array<f32>;
+
+// lengths [B]: steps past a sequence's length are padding. They keep its state, and backward
+// passes dE/dh (and dE/dc) through them unchanged, via h_carry [B, H].
+@group(0) @binding(9) var<storage, read> lengths: array<u32>;
+@group(0) @binding(10) var<storage, read_write> h_carry: array<f32>;
+
+fn is_padding(b: u32) -> bool {
+    return p.first_step + p.step > lengths[b];
+}
 
 fn sigmoid(x: f32) -> f32 {
     return 1.0 / (1.0 + exp(-x));
@@ -53,6 +67,11 @@ fn lstm_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let g = (p.step - 1u) * p.batch * 4u * h + b * 4u * h + j;
     let state_prev = (p.step - 1u) * p.batch * h + idx;
     let state = p.step * p.batch * h + idx;
+    if (is_padding(b)) {
+        hs[state] = hs[state_prev];
+        cs[state] = cs[state_prev];
+        return;
+    }
 
     let input_gate = sigmoid(gates[g] + bias_hh[j]);
     let forget_gate = sigmoid(gates[g + h] + bias_hh[j + h]);
@@ -83,6 +102,20 @@ fn lstm_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let state = p.step * p.batch * h + idx;
     // dh and dc hold steps 1..T at indices 0..T-1
     let grad = (p.step - 1u) * p.batch * h + idx;
+    // the total dE/dh_t, with what a padding step t+1 passed back
+    let dh_t = dh[grad] + h_carry[idx];
+    dh[grad] = dh_t;
+    if (is_padding(b)) {
+        // c_t is a copy of c_{t-1}: dE/dc_t passes on along the carry unchanged
+        h_carry[idx] = dh_t;
+        dc[grad] = dc_carry[idx];
+        dgates[g] = 0.0;
+        dgates[g + h] = 0.0;
+        dgates[g + 2u * h] = 0.0;
+        dgates[g + 3u * h] = 0.0;
+        return;
+    }
+    h_carry[idx] = 0.0;
 
     let input_gate = gates[g];
     let forget_gate = gates[g + h];
@@ -90,7 +123,6 @@ fn lstm_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let output_gate = gates[g + 3u * h];
     let tanh_c = tanh_clamped(cs[state]);
 
-    let dh_t = dh[grad];
     // dc_carry holds dE/dc_t through c_{t+1} (zero at t = T)
     let dc_t = dh_t * output_gate * (1.0 - tanh_c * tanh_c) + dc_carry[idx];
     dc[grad] = dc_t;

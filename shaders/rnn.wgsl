@@ -11,10 +11,15 @@
 struct StepParams {
     batch: u32,
     hidden: u32,
-    // 1-based time step t
+    // 1-based time step t within the segment's buffers
     step: u32,
-    // 0 tanh, 1 sigmoid, 2 relu
+    // vanilla RNN only: 0 tanh, 1 sigmoid, 2 relu
     activation: u32,
+    // steps before the segment: the sequence's step is first_step + step
+    first_step: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> gates: array<f32>;
@@ -24,6 +29,15 @@ struct StepParams {
 
 @group(0) @binding(5) var<storage, read_write> dh: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dgates: array<f32>;
+
+// lengths [B]: steps past a sequence's length are padding. They keep its state, and backward
+// passes dE/dh (and dE/dc) through them unchanged, via h_carry [B, H].
+@group(0) @binding(9) var<storage, read> lengths: array<u32>;
+@group(0) @binding(10) var<storage, read_write> h_carry: array<f32>;
+
+fn is_padding(b: u32) -> bool {
+    return p.first_step + p.step > lengths[b];
+}
 
 const TANH: u32 = 0u;
 const SIGMOID: u32 = 1u;
@@ -58,6 +72,10 @@ fn rnn_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
         return;
     }
     let j = idx % h;
+    if (is_padding(idx / h)) {
+        hs[p.step * p.batch * h + idx] = hs[(p.step - 1u) * p.batch * h + idx];
+        return;
+    }
     let pre = (p.step - 1u) * p.batch * h + idx;
     hs[p.step * p.batch * h + idx] = activate(gates[pre] + bias_hh[j]);
 }
@@ -70,5 +88,14 @@ fn rnn_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         return;
     }
     let grad = (p.step - 1u) * p.batch * h + idx;
-    dgates[grad] = dh[grad] * activation_derivative(hs[p.step * p.batch * h + idx]);
+    // the total dE/dh_t, with what a padding step t+1 passed back
+    let dh_t = dh[grad] + h_carry[idx];
+    dh[grad] = dh_t;
+    if (is_padding(idx / h)) {
+        h_carry[idx] = dh_t;
+        dgates[grad] = 0.0;
+        return;
+    }
+    h_carry[idx] = 0.0;
+    dgates[grad] = dh_t * activation_derivative(hs[p.step * p.batch * h + idx]);
 }

@@ -16,13 +16,17 @@ pub enum Targets<F> {
 }
 
 /// x [T, B, I] (time-major, as PyTorch's default `batch_first=False`);
-/// h0, c0 [B, H] (zero when absent; c0 only for the LSTM).
+/// h0, c0 [B, H] (zero when absent; c0 only for the LSTM);
+/// lengths [B]: each sequence's steps, 1..=T (all T when absent). As with PyTorch's packed
+/// sequences, the steps after a sequence's length are padding: they leave its state as it was
+/// (so the last-step readout reads `h_len`), are not scored, and get no gradient.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch<F> {
     pub x: Array3<F>,
     pub h0: Option<Array2<F>>,
     pub c0: Option<Array2<F>>,
     pub targets: Targets<F>,
+    pub lengths: Option<Vec<usize>>,
 }
 
 impl<F: Float> Batch<F> {
@@ -32,6 +36,22 @@ impl<F: Float> Batch<F> {
 
     pub fn batch_size(&self) -> usize {
         self.x.shape()[1]
+    }
+
+    /// Whether step `t` (0-based) of sequence `b` is within its length.
+    pub fn is_step_valid(&self, t: usize, b: usize) -> bool {
+        self.lengths.as_ref().is_none_or(|l| t < l[b])
+    }
+
+    /// Scored rows that count in the loss: all under `Readout::Last` (h_T = h_len there), and
+    /// under `Readout::All` the rows of steps within their sequence's length.
+    pub fn valid_rows(&self, readout: crate::config::Readout) -> usize {
+        let (t, b) = (self.seq_len(), self.batch_size());
+        match (readout, &self.lengths) {
+            (crate::config::Readout::All, Some(lengths)) => lengths.iter().sum(),
+            (crate::config::Readout::All, None) => t * b,
+            (crate::config::Readout::Last, _) => b,
+        }
     }
 
     /// Fresh random data for tests and the `parity` command: x uniform in [-1, 1), h0 and c0
@@ -66,6 +86,7 @@ impl<F: Float> Batch<F> {
             h0: Some(h0),
             c0,
             targets,
+            lengths: None,
         }
     }
 
@@ -79,16 +100,25 @@ impl<F: Float> Batch<F> {
             )));
         }
         check_shape("x", self.x.shape(), &[t, b, config.input_size])?;
+        if let Some(lengths) = &self.lengths {
+            check_shape("lengths", &[lengths.len()], &[b])?;
+            if let Some((k, &len)) = lengths.iter().enumerate().find(|(_, &l)| l == 0 || l > t) {
+                return Err(Error::Value(format!(
+                    "sequence {k} has length {len}; lengths must be 1..={t} (the batch's seq_len)"
+                )));
+            }
+        }
         let state = [b, config.hidden_size];
         if let Some(h0) = &self.h0 {
             check_shape("h0", h0.shape(), &state)?;
         }
         match (&self.c0, config.cell) {
             (Some(c0), Cell::Lstm) => check_shape("c0", c0.shape(), &state)?,
-            (Some(_), Cell::Rnn) => {
-                return Err(Error::Config(
-                    "c0 given, but an RNN has no cell state".into(),
-                ))
+            (Some(_), Cell::Rnn | Cell::Gru) => {
+                return Err(Error::Config(format!(
+                    "c0 given, but the {} has no cell state",
+                    config.cell
+                )))
             }
             _ => {}
         }
@@ -137,6 +167,7 @@ impl<F: Float> Batch<F> {
                 Targets::Values(y) => Targets::Values(y.map(convert)),
                 Targets::Classes(c) => Targets::Classes(c.clone()),
             },
+            lengths: self.lengths.clone(),
         }
     }
 }

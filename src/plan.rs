@@ -317,12 +317,8 @@ fn terms(
         rows,
         count,
     );
-    // dh0, h_T (+ c_T and the dc carry that ends as dc0; the GRU's h carry)
-    let states = match config.cell {
-        Cell::Lstm => 4,
-        Cell::Gru => 3,
-        Cell::Rnn => 2,
-    };
+    // dh0, h_T, the h carry (+ c_T and the dc carry that ends as dc0)
+    let states = if lstm { 5 } else { 3 };
     add(
         "state-sized buffers",
         format!("[B, H] = [{b}, {h}]"),
@@ -335,6 +331,7 @@ fn terms(
         2 * t,
         1,
     );
+    add("sequence lengths", format!("[B] = [{b}]"), b, 1);
     let parts = match config.readout {
         Readout::All => n,
         Readout::Last => 1,

@@ -55,6 +55,7 @@ pub fn sample_text(
             h0: Some(h.clone()),
             c0: c.clone(),
             targets: Targets::Classes(vec![0]),
+            lengths: None,
         };
         let fwd = cpu::forward(&step_config, params, &batch)?;
         *h = fwd.hs.slice(s![1, .., ..]).to_owned();

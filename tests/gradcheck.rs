@@ -28,6 +28,8 @@ struct Case {
     hidden: usize,
     output: usize,
     seed: u64,
+    /// Sequences of different lengths (one of length 1), the rest padding.
+    ragged: bool,
 }
 
 impl Case {
@@ -50,7 +52,20 @@ impl Case {
         let mut rng = StdRng::seed_from_u64(self.seed);
         let mut params = Params::<f64>::init_uniform(&config, &mut rng);
         params.for_each_mut(|_, values| values.iter_mut().for_each(|v| *v *= 2.0));
-        let batch = Batch::random(&config, self.seq_len, self.batch, &mut rng);
+        let mut batch = Batch::random(&config, self.seq_len, self.batch, &mut rng);
+        if self.ragged {
+            // T, 1, then varied lengths: every sequence but the first ends early.
+            let t = self.seq_len;
+            batch.lengths = Some(
+                (0..self.batch)
+                    .map(|b| match b {
+                        0 => t,
+                        1 => 1,
+                        _ => 1 + (3 * b) % t,
+                    })
+                    .collect(),
+            );
+        }
         (config, params, batch)
     }
 }
@@ -78,6 +93,7 @@ fn cases(cell: Cell, activation: Activation, seed: u64) -> Vec<Case> {
             hidden: 3,
             output: 3 - index % 2,
             seed: seed + index as u64,
+            ragged: false,
         });
     }
     cases
@@ -236,6 +252,28 @@ fn rnn_relu_gradients() {
 fn lstm_gradients() {
     // The activation is ignored by the LSTM.
     check_gradients(&cases(Cell::Lstm, Activation::Tanh, 400));
+}
+
+/// Padding steps of shorter sequences: no state change, no loss, no gradient, for every cell,
+/// readout and loss.
+#[test]
+fn ragged_batch_gradients() {
+    let mut all = Vec::new();
+    for (cell, activation, seed) in [
+        (Cell::Rnn, Activation::Tanh, 150),
+        (Cell::Lstm, Activation::Tanh, 450),
+        (Cell::Gru, Activation::Tanh, 550),
+    ] {
+        for case in cases(cell, activation, seed) {
+            all.push(Case {
+                ragged: true,
+                batch: 4,
+                seq_len: 5,
+                ..case
+            });
+        }
+    }
+    check_gradients(&all);
 }
 
 #[test]
@@ -417,6 +455,7 @@ fn gradient_norm_profiles() {
         hidden: 3,
         output: 2,
         seed: 500,
+        ragged: false,
     };
     let cases = [
         base,
@@ -553,6 +592,7 @@ fn one_unit_rnn_by_hand() {
         h0: Some(Array2::from_elem((1, 1), 0.2)),
         c0: None,
         targets: Targets::Values(Array2::from_elem((1, 1), 0.3)),
+        lengths: None,
     };
     let fwd = forward(&config, &params, &batch).unwrap();
     let grads = backward(&config, &params, &batch, &fwd);
@@ -613,6 +653,7 @@ fn absent_initial_state_is_zero() {
             hidden: 3,
             output: 2,
             seed,
+            ragged: false,
         };
         let (config, params, mut zeros) = case.setup();
         zeros.h0 = Some(Array2::zeros((2, 3)));
@@ -646,6 +687,7 @@ fn f32_matches_f64() {
             hidden: 4,
             output: 3,
             seed,
+            ragged: false,
         };
         let (config, params, batch) = case.setup();
         let fwd = forward(&config, &params, &batch).unwrap();
@@ -659,6 +701,7 @@ fn f32_matches_f64() {
                 Targets::Classes(classes) => Targets::Classes(classes.clone()),
                 Targets::Values(values) => Targets::Values(values.mapv(|v| v as f32)),
             },
+            lengths: None,
         };
         let fwd32 = forward(&config, &params32, &batch32).unwrap();
         let grads32 = backward(&config, &params32, &batch32, &fwd32);
@@ -705,6 +748,7 @@ fn forward_rejects_wrong_shapes() {
         hidden: 3,
         output: 2,
         seed: 800,
+        ragged: false,
     };
     let (config, params, batch) = case.setup();
     let expect_shape_error =
@@ -767,6 +811,7 @@ fn size_one_dimensions() {
                 hidden,
                 output,
                 seed: 900 + offset + index as u64,
+                ragged: false,
             });
         }
     }
@@ -814,6 +859,7 @@ fn forward_states_match_definitions() {
             hidden: 3,
             output: 2,
             seed: 1000 + index as u64,
+            ragged: false,
         };
         let (config, p, batch) = case.setup();
         let fwd = forward(&config, &p, &batch).unwrap();
@@ -922,6 +968,166 @@ fn forward_states_match_definitions() {
                     );
                 }
             }
+        }
+    }
+}
+
+/// A ragged batch is its sequences run alone, each cut to its length: the same outputs, states
+/// and input gradients, and parameter gradients that are the alone ones weighted by each
+/// sequence's share of the scored entries. Every cell, readout and loss, f64, to 1e-12.
+#[test]
+fn a_ragged_batch_matches_its_sequences_run_alone() {
+    let close = |what: &str, got: &[f64], expected: &[f64]| {
+        assert_eq!(got.len(), expected.len(), "{what}");
+        let scale = expected.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
+        let error = got
+            .iter()
+            .zip(expected)
+            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            error <= 1e-12 * scale,
+            "{what}: {error:e} against {scale:e}"
+        );
+    };
+    for (k, (cell, readout, loss)) in [
+        (Cell::Rnn, Readout::All, Loss::Mse),
+        (Cell::Lstm, Readout::Last, Loss::CrossEntropy),
+        (Cell::Lstm, Readout::All, Loss::CrossEntropy),
+        (Cell::Gru, Readout::Last, Loss::Mse),
+        (Cell::Gru, Readout::All, Loss::Mse),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let case = Case {
+            cell,
+            activation: Activation::Tanh,
+            readout,
+            loss,
+            seq_len: 6,
+            batch: 4,
+            input: 2,
+            hidden: 3,
+            output: 2,
+            seed: 1100 + k as u64,
+            ragged: true,
+        };
+        let (config, params, batch) = case.setup();
+        let lengths = batch.lengths.clone().unwrap();
+        let fwd = forward(&config, &params, &batch).unwrap();
+        let bwd = backward(&config, &params, &batch, &fwd);
+        let scored: usize = match readout {
+            Readout::All => lengths.iter().sum(),
+            Readout::Last => case.batch,
+        };
+        let mut grads = Params::<f64>::zeros(&config);
+        let mut loss_total = 0.0;
+        for (b, &len) in lengths.iter().enumerate() {
+            let targets_rows: Vec<usize> = match readout {
+                Readout::All => (0..len).map(|t| t * case.batch + b).collect(),
+                Readout::Last => vec![b],
+            };
+            let alone = Batch {
+                x: batch.x.slice(ndarray::s![..len, b..b + 1, ..]).to_owned(),
+                h0: batch
+                    .h0
+                    .as_ref()
+                    .map(|h| h.slice(ndarray::s![b..b + 1, ..]).to_owned()),
+                c0: batch
+                    .c0
+                    .as_ref()
+                    .map(|c| c.slice(ndarray::s![b..b + 1, ..]).to_owned()),
+                targets: match &batch.targets {
+                    Targets::Values(y) => {
+                        Targets::Values(y.select(ndarray::Axis(0), &targets_rows))
+                    }
+                    Targets::Classes(c) => {
+                        Targets::Classes(targets_rows.iter().map(|&r| c[r]).collect())
+                    }
+                },
+                lengths: None,
+            };
+            let fwd_b = forward(&config, &params, &alone).unwrap();
+            let bwd_b = backward(&config, &params, &alone, &fwd_b);
+            let what = format!("{cell} {readout} {loss} sequence {b} (length {len})");
+            // Its share of the mean: the entries it scores over all scored entries.
+            let share = match readout {
+                Readout::All => len as f64 / scored as f64,
+                Readout::Last => 1.0 / scored as f64,
+            };
+            loss_total += share * fwd_b.loss;
+            let column = |a: &Array3<f64>, b: usize, steps: usize| {
+                a.slice(ndarray::s![..steps, b, ..])
+                    .iter()
+                    .copied()
+                    .collect::<Vec<_>>()
+            };
+            // The state at every step up to its length, and held there afterwards.
+            close(
+                &format!("{what}: hs"),
+                &column(&fwd.hs, b, len + 1),
+                &column(&fwd_b.hs, 0, len + 1),
+            );
+            for t in len..=6 {
+                close(
+                    &format!("{what}: h held at step {t}"),
+                    &column(
+                        &fwd.hs.slice(ndarray::s![t..t + 1, .., ..]).to_owned(),
+                        b,
+                        1,
+                    ),
+                    &column(
+                        &fwd_b.hs.slice(ndarray::s![len..len + 1, .., ..]).to_owned(),
+                        0,
+                        1,
+                    ),
+                );
+            }
+            for (r_alone, &r) in targets_rows.iter().enumerate() {
+                close(
+                    &format!("{what}: output row {r}"),
+                    fwd.outputs.row(r).as_slice().unwrap(),
+                    fwd_b.outputs.row(r_alone).as_slice().unwrap(),
+                );
+            }
+            let scaled = |v: Vec<f64>| v.into_iter().map(|g| share * g).collect::<Vec<_>>();
+            close(
+                &format!("{what}: dx"),
+                &column(&bwd.dx, b, len),
+                &scaled(column(&bwd_b.dx, 0, len)),
+            );
+            let padding_dx = column(
+                &bwd.dx.slice(ndarray::s![len.., .., ..]).to_owned(),
+                b,
+                6 - len,
+            );
+            assert!(
+                padding_dx.iter().all(|&g| g == 0.0),
+                "{what}: dx on padding"
+            );
+            close(
+                &format!("{what}: dh0"),
+                bwd.dh0.row(b).as_slice().unwrap(),
+                &scaled(bwd_b.dh0.iter().copied().collect()),
+            );
+            grads.for_each_mut(|name, sum| {
+                let mine = bwd_b
+                    .grads
+                    .tensors()
+                    .into_iter()
+                    .find(|(n, _)| *n == name)
+                    .unwrap()
+                    .1;
+                sum.iter_mut().zip(mine).for_each(|(s, g)| *s += share * g);
+            });
+        }
+        close(
+            &format!("{cell} {readout} {loss}: loss"),
+            &[fwd.loss],
+            &[loss_total],
+        );
+        for ((name, sum), (_, all)) in grads.tensors().into_iter().zip(bwd.grads.tensors()) {
+            close(&format!("{cell} {readout} {loss}: d {name}"), all, sum);
         }
     }
 }

@@ -14,23 +14,24 @@
 
 use super::math::{sigmoid, tanh};
 use super::matmul::{product, product_into};
-use super::{flatten_steps, input_projection, CellGrads};
+use super::{flatten_steps, input_projection, is_padding, CellGrads, Inputs};
 use crate::Float;
 use ndarray::{s, Array1, Array2, Array3, ArrayRef1, ArrayRef2, ArrayRef3, Axis};
 
 /// The forward recurrence over all T steps.
 ///
-/// weight_ih [3H, I], weight_hh [3H, H], bias_ih [3H], bias_hh [3H], x [T, B, I], h0 [B, H].
-/// Returns hs [T+1, B, H] (hs[0] = h0) and gates [T, B, 4H]: the activated r, z, n and the
+/// weight_ih [3H, I], weight_hh [3H, H], bias_ih [3H], bias_hh [3H], x [T, B, I], h0 [B, H],
+/// lengths [B] (steps past a sequence's length keep its state). Returns hs [T+1, B, H] (hs[0] = h0) and gates [T, B, 4H]: the activated r, z, n and the
 /// recurrent term `W_hn h + b_hn` (what backward needs), each H wide.
 pub fn gru_forward<F: Float>(
     weight_ih: &ArrayRef2<F>,
     weight_hh: &ArrayRef2<F>,
     bias_ih: &ArrayRef1<F>,
     bias_hh: &ArrayRef1<F>,
-    x: &ArrayRef3<F>,
+    inputs: Inputs<'_, F>,
     h0: &ArrayRef2<F>,
 ) -> (Array3<F>, Array3<F>) {
+    let Inputs { x, lengths } = inputs;
     let (seq_len, batch, _) = x.dim();
     let hidden = weight_hh.ncols();
     let projected = input_projection(weight_ih, x);
@@ -54,7 +55,11 @@ pub fn gru_forward<F: Float>(
                 let hn = rec(2);
                 let n = tanh(input(2) + r * hn);
                 let h_prev = hs[[t, b, j]];
-                hs[[t + 1, b, j]] = (F::one() - z) * n + z * h_prev;
+                hs[[t + 1, b, j]] = if is_padding(lengths, b, t) {
+                    h_prev
+                } else {
+                    (F::one() - z) * n + z * h_prev
+                };
                 for (k, value) in [r, z, n, hn].into_iter().enumerate() {
                     gates[[t, b, k * hidden + j]] = value;
                 }
@@ -66,15 +71,16 @@ pub fn gru_forward<F: Float>(
 
 /// BPTT through `gru_forward`: weight_ih [3H, I], weight_hh [3H, H], x [T, B, I],
 /// hs [T+1, B, H], gates [T, B, 4H] as `gru_forward` returns them, dh_from_head [S, B, H] for
-/// the last S steps.
+/// the last S steps, lengths [B].
 pub fn gru_backward<F: Float>(
     weight_ih: &ArrayRef2<F>,
     weight_hh: &ArrayRef2<F>,
-    x: &ArrayRef3<F>,
+    inputs: Inputs<'_, F>,
     hs: &ArrayRef3<F>,
     gates: &ArrayRef3<F>,
     dh_from_head: &ArrayRef3<F>,
 ) -> CellGrads<F> {
+    let Inputs { x, lengths } = inputs;
     let (seq_len, batch, input) = x.dim();
     let hidden = weight_hh.ncols();
     let head_steps = dh_from_head.len_of(Axis(0));
@@ -92,6 +98,13 @@ pub fn gru_backward<F: Float>(
         grad_norm_h[t] = dh.iter().fold(F::zero(), |sum, &v| sum + v * v).sqrt();
         let mut direct = Array2::<F>::zeros((batch, hidden));
         for b in 0..batch {
+            if is_padding(lengths, b, t) {
+                // h_t is a copy of h_{t-1}: the gradient passes on whole, no gate gradient.
+                for j in 0..hidden {
+                    direct[[b, j]] = dh[[b, j]];
+                }
+                continue;
+            }
             for j in 0..hidden {
                 let gate = |k: usize| gates[[t, b, k * hidden + j]];
                 let (r, z, n, hn) = (gate(0), gate(1), gate(2), gate(3));

@@ -4,8 +4,8 @@
 use super::math::{sigmoid, sum_of_squares, tanh, vectorized_fn};
 use super::packed::PackedWeight;
 use super::{
-    batch_parts, input_projection, norms, parallel, products_over_rows, rows, rows_mut,
-    step_gradient, CellGrads,
+    batch_parts, hold_padded_states, input_projection, is_padding, length_parts, norms, parallel,
+    pass_padded_gradients, products_over_rows, rows, rows_mut, step_gradient, CellGrads, Inputs,
 };
 use crate::Float;
 use ndarray::{
@@ -16,17 +16,19 @@ use ndarray::{
 /// The forward recurrence over all T steps.
 ///
 /// weight_ih [4H, I], weight_hh [4H, H], bias_ih [4H], bias_hh [4H], x [T, B, I],
-/// h0 and c0 [B, H]. Returns hs and cs [T+1, B, H] (hs[0] = h0, cs[0] = c0) and the activated
+/// h0 and c0 [B, H], lengths [B] (steps past a sequence's length keep its state). Returns hs and
+/// cs [T+1, B, H] (hs[0] = h0, cs[0] = c0) and the activated
 /// gates [T, B, 4H] (columns i, f, g, o, each H wide), which is all backward needs.
 pub fn lstm_forward<F: Float>(
     weight_ih: &ArrayRef2<F>,
     weight_hh: &ArrayRef2<F>,
     bias_ih: &ArrayRef1<F>,
     bias_hh: &ArrayRef1<F>,
-    x: &ArrayRef3<F>,
+    inputs: Inputs<'_, F>,
     h0: &ArrayRef2<F>,
     c0: &ArrayRef2<F>,
 ) -> (Array3<F>, Array3<F>, Array3<F>) {
+    let Inputs { x, lengths } = inputs;
     let (seq_len, batch, _) = x.dim();
     let hidden = weight_hh.ncols();
     // W_ih x_t for every step; each step adds its recurrent term in place and then overwrites
@@ -46,22 +48,24 @@ pub fn lstm_forward<F: Float>(
     let parts = hs
         .axis_chunks_iter_mut(Axis(1), rows_per_part)
         .zip(cs.axis_chunks_iter_mut(Axis(1), rows_per_part))
-        .zip(gates.axis_chunks_iter_mut(Axis(1), rows_per_part));
-    parallel::run(parts, |((hs, cs), gates)| {
-        lstm_forward_rows(&weight_hh_t, bias, hs, cs, gates)
+        .zip(gates.axis_chunks_iter_mut(Axis(1), rows_per_part))
+        .zip(length_parts(lengths, batch, rows_per_part));
+    parallel::run(parts, |(((hs, cs), gates), lengths)| {
+        lstm_forward_rows(&weight_hh_t, bias, hs, cs, gates, lengths)
     });
     (hs, cs, gates)
 }
 
 /// `lstm_forward`'s time loop for some rows `b` of the batch: weight_hh_t [H, 4H] (W_hh^T),
 /// hs and cs [T+1, b, H] with step 0 filled, gates [T, b, 4H] holding W_ih x_t, bias [4H]
-/// (b_ih + b_hh).
+/// (b_ih + b_hh), lengths [b].
 fn lstm_forward_rows<F: Float>(
     weight_hh_t: &PackedWeight<'_, F>,
     bias: &[F],
     mut hs: ArrayViewMut3<F>,
     mut cs: ArrayViewMut3<F>,
     mut gates: ArrayViewMut3<F>,
+    lengths: Option<&[usize]>,
 ) {
     for t in 0..gates.len_of(Axis(0)) {
         let mut gate = gates.index_axis_mut(Axis(0), t);
@@ -75,6 +79,8 @@ fn lstm_forward_rows<F: Float>(
         {
             lstm_cell_forward(gate, bias, c_prev, c_next, h_next);
         }
+        hold_padded_states(lengths, t, &mut hs);
+        hold_padded_states(lengths, t, &mut cs);
     }
 }
 
@@ -126,12 +132,13 @@ fn lstm_cell_forward<F: Float>(
 pub fn lstm_backward<F: Float>(
     weight_ih: &ArrayRef2<F>,
     weight_hh: &ArrayRef2<F>,
-    x: &ArrayRef3<F>,
+    inputs: Inputs<'_, F>,
     hs: &ArrayRef3<F>,
     cs: &ArrayRef3<F>,
     gates: &ArrayRef3<F>,
     dh_from_head: &ArrayRef3<F>,
 ) -> CellGrads<F> {
+    let Inputs { x, lengths } = inputs;
     let (seq_len, batch, hidden) = cs.dim();
     let seq_len = seq_len - 1;
     // dE/d(pre-activation) of every gate of every step: [T, B, 4H].
@@ -150,14 +157,16 @@ pub fn lstm_backward<F: Float>(
         .zip(dgates.axis_chunks_iter_mut(Axis(1), rows_per_part))
         .zip(dh0.axis_chunks_iter_mut(Axis(0), rows_per_part))
         .zip(dc0.axis_chunks_iter_mut(Axis(0), rows_per_part))
+        .zip(length_parts(lengths, batch, rows_per_part))
         .map(
-            |(((((gates, cs), dh_from_head), dgates), dh0), dc)| LstmBackwardRows {
+            |((((((gates, cs), dh_from_head), dgates), dh0), dc), lengths)| LstmBackwardRows {
                 gates,
                 cs,
                 dh_from_head,
                 dgates,
                 dh0,
                 dc,
+                lengths,
                 squares_h: vec![F::zero(); seq_len],
                 squares_c: vec![F::zero(); seq_len],
             },
@@ -193,6 +202,8 @@ struct LstmBackwardRows<'a, F> {
     dh0: ArrayViewMut2<'a, F>,
     /// dc_{t+1} f_{t+1} [b, H] while the loop runs, dE/dc0 when it is done.
     dc: ArrayViewMut2<'a, F>,
+    /// [b]: the steps past these are padding (None: none are).
+    lengths: Option<&'a [usize]>,
     /// Out: the sums of squares of these rows of dE/dh_t and dE/dc_t, [T] each.
     squares_h: Vec<F>,
     squares_c: Vec<F>,
@@ -205,8 +216,12 @@ impl<F: Float> LstmBackwardRows<'_, F> {
         let seq_len = seq_len - 1;
         // The only buffers of the loop, allocated before it.
         let mut dh = Array2::zeros((batch_rows, hidden));
+        let mut dh_next = Array2::zeros((batch_rows, hidden));
         let mut dc_row = vec![F::zero(); hidden];
         for t in (0..seq_len).rev() {
+            if self.lengths.is_some() {
+                dh_next.assign(&dh);
+            }
             let (done, next) = self.dgates.view_mut().split_at(Axis(0), t + 1);
             let dgate = done.index_axis_move(Axis(0), t);
             let dgate_next = (t + 1 < seq_len).then(|| next.index_axis_move(Axis(0), 0));
@@ -218,17 +233,25 @@ impl<F: Float> LstmBackwardRows<'_, F> {
                 weight_hh,
                 &mut dh,
             );
+            pass_padded_gradients(self.lengths, t + 1, &dh_next, &mut dh);
             self.squares_h[t] = sum_of_squares(dh.as_slice().expect("dh is row-major"));
             let gate = self.gates.index_axis(Axis(0), t);
             let c_prev = self.cs.index_axis(Axis(0), t);
             let c_now = self.cs.index_axis(Axis(0), t + 1);
             let mut squares_c = F::zero();
-            for ((((gate, c_prev), c_now), dh_row), (dgate, dc_from_next)) in rows(gate)
+            for (row, ((((gate, c_prev), c_now), dh_row), (dgate, dc_from_next))) in rows(gate)
                 .zip(rows(c_prev))
                 .zip(rows(c_now))
                 .zip(rows(dh.view()))
                 .zip(rows_mut(dgate).zip(rows_mut(self.dc.view_mut())))
+                .enumerate()
             {
+                if is_padding(self.lengths, row, t) {
+                    // c_t is a copy of c_{t-1}: dE/dc passes on unchanged, no gate gradient.
+                    dgate.fill(F::zero());
+                    squares_c = squares_c + sum_of_squares(dc_from_next);
+                    continue;
+                }
                 lstm_cell_backward(
                     gate,
                     c_prev,

@@ -28,10 +28,18 @@ use crate::params::Params;
 use crate::{Error, Float};
 use matmul::product;
 use ndarray::{
-    s, Array1, Array2, Array3, ArrayRef2, ArrayRef3, ArrayView2, ArrayView3, ArrayViewMut2, Axis,
-    CowArray, Ix2,
+    s, Array1, Array2, Array3, ArrayRef2, ArrayRef3, ArrayView2, ArrayView3, ArrayViewMut2,
+    ArrayViewMut3, Axis, CowArray, Ix2,
 };
 use packed::PackedWeight;
+
+/// The input sequences of a batch: x [T, B, I] and, when they differ, each one's length [B]
+/// (the steps past it are padding).
+#[derive(Clone, Copy)]
+pub struct Inputs<'a, F> {
+    pub x: &'a ArrayRef3<F>,
+    pub lengths: Option<&'a [usize]>,
+}
 
 /// Everything the forward pass keeps for backward.
 ///
@@ -96,6 +104,10 @@ pub fn forward<F: Float>(
             .unwrap_or_else(|| Array2::zeros((batch.batch_size(), config.hidden_size)))
     };
     let h0 = initial_state(&batch.h0);
+    let inputs = Inputs {
+        x: &batch.x,
+        lengths: batch.lengths.as_deref(),
+    };
     let (hs, cs, gates) = match config.cell {
         Cell::Rnn => {
             let (hs, gates) = rnn::rnn_forward(
@@ -104,7 +116,7 @@ pub fn forward<F: Float>(
                 &params.weight_hh,
                 &params.bias_ih,
                 &params.bias_hh,
-                &batch.x,
+                inputs,
                 &h0,
             );
             (hs, None, gates)
@@ -116,7 +128,7 @@ pub fn forward<F: Float>(
                 &params.weight_hh,
                 &params.bias_ih,
                 &params.bias_hh,
-                &batch.x,
+                inputs,
                 &h0,
                 &c0,
             );
@@ -128,7 +140,7 @@ pub fn forward<F: Float>(
                 &params.weight_hh,
                 &params.bias_ih,
                 &params.bias_hh,
-                &batch.x,
+                inputs,
                 &h0,
             );
             (hs, None, gates)
@@ -139,7 +151,8 @@ pub fn forward<F: Float>(
         &params.head_bias,
         &scored_hidden(config.readout, &hs),
     );
-    let (loss, _) = score(config.loss, &outputs, &batch.targets);
+    let valid = valid_rows(config.readout, batch);
+    let (loss, _) = score(config.loss, &outputs, &batch.targets, valid.as_deref());
     Ok(Forward {
         hs,
         cs,
@@ -161,7 +174,8 @@ pub fn backward<F: Float>(
     let (seq_len, batch_size) = (batch.seq_len(), batch.batch_size());
     let hidden = config.hidden_size;
     // The losses are cheap next to the recurrence, so doutputs is recomputed rather than kept.
-    let (_, doutputs) = score(config.loss, &fwd.outputs, &batch.targets);
+    let valid = valid_rows(config.readout, batch);
+    let (_, doutputs) = score(config.loss, &fwd.outputs, &batch.targets, valid.as_deref());
     let (dhead_weight, dhead_bias, dscored) = readout::readout_backward(
         &params.head_weight,
         &scored_hidden(config.readout, &fwd.hs),
@@ -175,12 +189,16 @@ pub fn backward<F: Float>(
     let dh_from_head = dscored
         .into_shape_with_order((scored_steps, batch_size, hidden))
         .expect("dscored is [S*B, H], time-major");
+    let inputs = Inputs {
+        x: &batch.x,
+        lengths: batch.lengths.as_deref(),
+    };
     let cell_grads = match config.cell {
         Cell::Rnn => rnn::rnn_backward(
             config.activation,
             &params.weight_ih,
             &params.weight_hh,
-            &batch.x,
+            inputs,
             &fwd.hs,
             &fwd.gates,
             &dh_from_head,
@@ -188,7 +206,7 @@ pub fn backward<F: Float>(
         Cell::Lstm => lstm::lstm_backward(
             &params.weight_ih,
             &params.weight_hh,
-            &batch.x,
+            inputs,
             &fwd.hs,
             fwd.cs
                 .as_ref()
@@ -199,7 +217,7 @@ pub fn backward<F: Float>(
         Cell::Gru => gru::gru_backward(
             &params.weight_ih,
             &params.weight_hh,
-            &batch.x,
+            inputs,
             &fwd.hs,
             &fwd.gates,
             &dh_from_head,
@@ -209,7 +227,9 @@ pub fn backward<F: Float>(
         grads: Params {
             weight_ih: cell_grads.dweight_ih,
             weight_hh: cell_grads.dweight_hh,
-            bias_hh: cell_grads.dbias_hh.unwrap_or_else(|| cell_grads.dbias.clone()),
+            bias_hh: cell_grads
+                .dbias_hh
+                .unwrap_or_else(|| cell_grads.dbias.clone()),
             bias_ih: cell_grads.dbias,
             head_weight: dhead_weight,
             head_bias: dhead_bias,
@@ -231,13 +251,30 @@ fn scored_hidden<F: Float>(readout: Readout, hs: &ArrayRef3<F>) -> CowArray<'_, 
     }
 }
 
-/// The loss of outputs [rows, O] against targets, and its gradient w.r.t. the outputs.
-/// `batch.check` has matched the target kind to the loss before this runs.
-fn score<F: Float>(loss: Loss, outputs: &ArrayRef2<F>, targets: &Targets<F>) -> (F, Array2<F>) {
+/// Which scored rows count, when some do not: under `Readout::All`, the rows (time-major,
+/// row t*B + b) of steps past their sequence's length.
+fn valid_rows<F: Float>(readout: Readout, batch: &Batch<F>) -> Option<Vec<bool>> {
+    let lengths = batch.lengths.as_ref()?;
+    (readout == Readout::All).then(|| {
+        (0..batch.seq_len())
+            .flat_map(|t| lengths.iter().map(move |&len| t < len))
+            .collect()
+    })
+}
+
+/// The loss of outputs [rows, O] against targets, and its gradient w.r.t. the outputs, over
+/// the rows `valid` [rows] marks (all when None). `batch.check` has matched the target kind to
+/// the loss before this runs.
+fn score<F: Float>(
+    loss: Loss,
+    outputs: &ArrayRef2<F>,
+    targets: &Targets<F>,
+    valid: Option<&[bool]>,
+) -> (F, Array2<F>) {
     match (loss, targets) {
-        (Loss::Mse, Targets::Values(values)) => readout::mse_loss(outputs, values),
+        (Loss::Mse, Targets::Values(values)) => readout::mse_loss(outputs, values, valid),
         (Loss::CrossEntropy, Targets::Classes(classes)) => {
-            readout::cross_entropy_loss(outputs, classes)
+            readout::cross_entropy_loss(outputs, classes, valid)
         }
         _ => panic!("targets do not match the loss {loss}: run batch.check first"),
     }
@@ -291,6 +328,48 @@ fn products_over_rows<F: Float>(
         dx: product(&dgate_rows, weight_ih)
             .into_shape_with_order((seq_len, batch, input))
             .expect("dx unflattens to [T, B, I]"),
+    }
+}
+
+/// Each part's slice of the sequence lengths, for parts of `rows_per_part` rows of the batch
+/// as `axis_chunks_iter` cuts them (None everywhere when every step is valid).
+fn length_parts(
+    lengths: Option<&[usize]>,
+    batch: usize,
+    rows_per_part: usize,
+) -> Vec<Option<&[usize]>> {
+    (0..batch.div_ceil(rows_per_part))
+        .map(|k| lengths.map(|l| &l[k * rows_per_part..((k + 1) * rows_per_part).min(batch)]))
+        .collect()
+}
+
+/// Whether step `t` (0-based) of row `row` is padding, past the sequence's length.
+fn is_padding(lengths: Option<&[usize]>, row: usize, t: usize) -> bool {
+    lengths.is_some_and(|l| t >= l[row])
+}
+
+/// Padding steps keep the state: state[t+1] = state[t] on the rows whose step t is padding.
+/// state [T+1, b, H] for some rows b of the batch, lengths [b].
+fn hold_padded_states<F: Float>(lengths: Option<&[usize]>, t: usize, state: &mut ArrayViewMut3<F>) {
+    let Some(lengths) = lengths else { return };
+    for (row, _) in lengths.iter().enumerate().filter(|(_, &len)| t >= len) {
+        let (from, mut to) = state.multi_slice_mut((s![t, row, ..], s![t + 1, row, ..]));
+        to.assign(&from);
+    }
+}
+
+/// A padding step t+1 passes dE/dh_{t+1} straight to h_t (its state is a copy): adds the rows
+/// of `dh_next` [b, H] whose step t+1 is padding into `dh` [b, H].
+fn pass_padded_gradients<F: Float>(
+    lengths: Option<&[usize]>,
+    t_next: usize,
+    dh_next: &ArrayRef2<F>,
+    dh: &mut Array2<F>,
+) {
+    let Some(lengths) = lengths else { return };
+    for (row, _) in lengths.iter().enumerate().filter(|(_, &len)| t_next >= len) {
+        dh.row_mut(row)
+            .zip_mut_with(&dh_next.row(row), |d, &n| *d = *d + n);
     }
 }
 
@@ -444,6 +523,7 @@ mod tests {
                     h0: row(&batch.h0),
                     c0: row(&batch.c0),
                     targets: Targets::Values(targets.select(Axis(0), &rows)),
+                    lengths: None,
                 };
                 let fwd_b = forward(&config, &params, &alone).unwrap();
                 let bwd_b = backward(&config, &params, &alone, &fwd_b);

@@ -31,12 +31,26 @@ pub fn readout_backward<F: Float>(
     (dhead_weight, dhead_bias, dhidden)
 }
 
-/// Mean squared error over all `rows * O` entries (`nn.MSELoss()`).
+/// Mean squared error over all `rows * O` entries (`nn.MSELoss()`), or over the rows `valid`
+/// marks (padding steps of shorter sequences are not scored).
 ///
-/// outputs and targets [rows, O]. Returns (loss, doutputs [rows, O]).
-pub fn mse_loss<F: Float>(outputs: &ArrayRef2<F>, targets: &ArrayRef2<F>) -> (F, Array2<F>) {
-    let count = F::from_usize(outputs.len()).expect("element count fits the float type");
-    let diff = outputs - targets;
+/// outputs and targets [rows, O], valid [rows]. Returns (loss, doutputs [rows, O]), zero on the
+/// rows that do not count.
+pub fn mse_loss<F: Float>(
+    outputs: &ArrayRef2<F>,
+    targets: &ArrayRef2<F>,
+    valid: Option<&[bool]>,
+) -> (F, Array2<F>) {
+    let mut diff = outputs - targets;
+    let mut counted = outputs.nrows();
+    if let Some(valid) = valid {
+        for (mut row, _) in diff.rows_mut().into_iter().zip(valid).filter(|(_, v)| !**v) {
+            row.fill(F::zero());
+        }
+        counted = valid.iter().filter(|v| **v).count();
+    }
+    let count =
+        F::from_usize(counted * outputs.ncols()).expect("element count fits the float type");
     let loss = diff.iter().fold(F::zero(), |sum, &d| sum + d * d) / count;
     let two = F::from_f64(2.0).unwrap();
     let doutputs = diff.mapv(|d| two * d / count);
@@ -48,15 +62,24 @@ pub fn mse_loss<F: Float>(outputs: &ArrayRef2<F>, targets: &ArrayRef2<F>) -> (F,
 /// logits [rows, O], classes [rows] in 0..O. Returns (loss, dlogits [rows, O]) with
 /// dlogits = (softmax - one_hot) / rows. Each row subtracts its maximum before exponentiating,
 /// so large logits cannot overflow.
-pub fn cross_entropy_loss<F: Float>(logits: &ArrayRef2<F>, classes: &[u32]) -> (F, Array2<F>) {
-    let rows = F::from_usize(logits.nrows()).expect("row count fits the float type");
+///
+/// With `valid` [rows], only the marked rows count (and the mean is over them).
+pub fn cross_entropy_loss<F: Float>(
+    logits: &ArrayRef2<F>,
+    classes: &[u32],
+    valid: Option<&[bool]>,
+) -> (F, Array2<F>) {
+    let counted = valid.map_or(logits.nrows(), |v| v.iter().filter(|v| **v).count());
+    let rows = F::from_usize(counted).expect("row count fits the float type");
     let mut dlogits = Array2::zeros(logits.raw_dim());
     let mut loss = F::zero();
-    for ((row, mut drow), &class) in logits
+    for (((row, mut drow), &class), _) in logits
         .rows()
         .into_iter()
         .zip(dlogits.rows_mut())
         .zip(classes)
+        .zip(0..)
+        .filter(|(_, r)| valid.is_none_or(|v| v[*r]))
     {
         let max = row.iter().fold(F::neg_infinity(), |m, &v| m.max(v));
         let exp_sum = row.iter().fold(F::zero(), |sum, &v| sum + (v - max).exp());

@@ -3,8 +3,8 @@
 use super::math::{sum_of_squares, tanh, vectorized_fn};
 use super::packed::PackedWeight;
 use super::{
-    batch_parts, input_projection, norms, parallel, products_over_rows, rows, rows_mut,
-    step_gradient, CellGrads,
+    batch_parts, hold_padded_states, input_projection, is_padding, length_parts, norms, parallel,
+    pass_padded_gradients, products_over_rows, rows, rows_mut, step_gradient, CellGrads, Inputs,
 };
 use crate::config::Activation;
 use crate::Float;
@@ -15,18 +15,20 @@ use ndarray::{
 
 /// The forward recurrence over all T steps.
 ///
-/// weight_ih [H, I], weight_hh [H, H], bias_ih [H], bias_hh [H], x [T, B, I], h0 [B, H].
-/// Returns hs [T+1, B, H] (hs[0] = h0) and gates [T, B, H], which for the RNN is h_t again:
-/// backward takes the activation's derivative from its output.
+/// weight_ih [H, I], weight_hh [H, H], bias_ih [H], bias_hh [H], x [T, B, I], h0 [B, H],
+/// lengths [B] (steps past a sequence's length keep its state). Returns hs [T+1, B, H]
+/// (hs[0] = h0) and gates [T, B, H], which for the RNN is h_t again: backward takes the
+/// activation's derivative from its output.
 pub fn rnn_forward<F: Float>(
     activation: Activation,
     weight_ih: &ArrayRef2<F>,
     weight_hh: &ArrayRef2<F>,
     bias_ih: &ArrayRef1<F>,
     bias_hh: &ArrayRef1<F>,
-    x: &ArrayRef3<F>,
+    inputs: Inputs<'_, F>,
     h0: &ArrayRef2<F>,
 ) -> (Array3<F>, Array3<F>) {
+    let Inputs { x, lengths } = inputs;
     let (seq_len, batch, _) = x.dim();
     let hidden = weight_hh.ncols();
     // W_ih x_t for every step; each step adds its recurrent term in place, then both biases
@@ -42,17 +44,22 @@ pub fn rnn_forward<F: Float>(
     let weight_hh_t = PackedWeight::new(weight_hh.t());
     let parts = hs
         .axis_chunks_iter_mut(Axis(1), rows_per_part)
-        .zip(gates.axis_chunks_iter_mut(Axis(1), rows_per_part));
-    parallel::run(parts, |(mut hs, mut gates): (ArrayViewMut3<F>, _)| {
-        for t in 0..seq_len {
-            let mut pre_activation = gates.index_axis_mut(Axis(0), t);
-            weight_hh_t.product_into(&hs.index_axis(Axis(0), t), F::one(), &mut pre_activation);
-            let h_next = hs.index_axis_mut(Axis(0), t + 1);
-            for (pre_activation, h_next) in rows_mut(pre_activation).zip(rows_mut(h_next)) {
-                rnn_cell_forward(activation, bias, pre_activation, h_next);
+        .zip(gates.axis_chunks_iter_mut(Axis(1), rows_per_part))
+        .zip(length_parts(lengths, batch, rows_per_part));
+    parallel::run(
+        parts,
+        |((mut hs, mut gates), lengths): ((ArrayViewMut3<F>, _), _)| {
+            for t in 0..seq_len {
+                let mut pre_activation = gates.index_axis_mut(Axis(0), t);
+                weight_hh_t.product_into(&hs.index_axis(Axis(0), t), F::one(), &mut pre_activation);
+                let h_next = hs.index_axis_mut(Axis(0), t + 1);
+                for (pre_activation, h_next) in rows_mut(pre_activation).zip(rows_mut(h_next)) {
+                    rnn_cell_forward(activation, bias, pre_activation, h_next);
+                }
+                hold_padded_states(lengths, t, &mut hs);
             }
-        }
-    });
+        },
+    );
     (hs, gates)
 }
 
@@ -94,11 +101,12 @@ pub fn rnn_backward<F: Float>(
     activation: Activation,
     weight_ih: &ArrayRef2<F>,
     weight_hh: &ArrayRef2<F>,
-    x: &ArrayRef3<F>,
+    inputs: Inputs<'_, F>,
     hs: &ArrayRef3<F>,
     gates: &ArrayRef3<F>,
     dh_from_head: &ArrayRef3<F>,
 ) -> CellGrads<F> {
+    let Inputs { x, lengths } = inputs;
     let (seq_len, batch, hidden) = gates.dim();
     // dE/d(pre-activation) of every step: [T, B, H].
     let mut dgates = Array3::zeros(gates.raw_dim());
@@ -111,13 +119,17 @@ pub fn rnn_backward<F: Float>(
         .zip(dh_from_head.axis_chunks_iter(Axis(1), rows_per_part))
         .zip(dgates.axis_chunks_iter_mut(Axis(1), rows_per_part))
         .zip(dh0.axis_chunks_iter_mut(Axis(0), rows_per_part))
-        .map(|(((gates, dh_from_head), dgates), dh0)| RnnBackwardRows {
-            gates,
-            dh_from_head,
-            dgates,
-            dh0,
-            squares_h: vec![F::zero(); seq_len],
-        })
+        .zip(length_parts(lengths, batch, rows_per_part))
+        .map(
+            |((((gates, dh_from_head), dgates), dh0), lengths)| RnnBackwardRows {
+                gates,
+                dh_from_head,
+                dgates,
+                dh0,
+                lengths,
+                squares_h: vec![F::zero(); seq_len],
+            },
+        )
         .collect();
     let weight_hh = PackedWeight::new(weight_hh.view());
     parallel::run(parts.iter_mut(), |part| part.run(activation, &weight_hh));
@@ -145,6 +157,8 @@ struct RnnBackwardRows<'a, F> {
     /// Out: [T, b, H], and dh0 = dgates_1 W_hh [b, H].
     dgates: ArrayViewMut3<'a, F>,
     dh0: ArrayViewMut2<'a, F>,
+    /// [b]: the steps past these are padding (None: none are).
+    lengths: Option<&'a [usize]>,
     /// Out: the sums of squares of these rows of dE/dh_t, [T].
     squares_h: Vec<F>,
 }
@@ -153,9 +167,13 @@ impl<F: Float> RnnBackwardRows<'_, F> {
     /// weight_hh [H, H].
     fn run(&mut self, activation: Activation, weight_hh: &PackedWeight<'_, F>) {
         let (seq_len, batch_rows, hidden) = self.gates.dim();
-        // The only buffer of the loop, allocated before it.
+        // The only buffers of the loop, allocated before it.
         let mut dh = Array2::zeros((batch_rows, hidden));
+        let mut dh_next = Array2::zeros((batch_rows, hidden));
         for t in (0..seq_len).rev() {
+            if self.lengths.is_some() {
+                dh_next.assign(&dh);
+            }
             let (done, next) = self.dgates.view_mut().split_at(Axis(0), t + 1);
             let dgate = done.index_axis_move(Axis(0), t);
             let dgate_next = (t + 1 < seq_len).then(|| next.index_axis_move(Axis(0), 0));
@@ -167,10 +185,19 @@ impl<F: Float> RnnBackwardRows<'_, F> {
                 weight_hh,
                 &mut dh,
             );
+            pass_padded_gradients(self.lengths, t + 1, &dh_next, &mut dh);
             self.squares_h[t] = sum_of_squares(dh.as_slice().expect("dh is row-major"));
             let h = self.gates.index_axis(Axis(0), t);
-            for ((h, dh), dgate) in rows(h).zip(rows(dh.view())).zip(rows_mut(dgate)) {
-                rnn_cell_backward(activation, h, dh, dgate);
+            for (row, ((h, dh), dgate)) in rows(h)
+                .zip(rows(dh.view()))
+                .zip(rows_mut(dgate))
+                .enumerate()
+            {
+                if is_padding(self.lengths, row, t) {
+                    dgate.fill(F::zero());
+                } else {
+                    rnn_cell_backward(activation, h, dh, dgate);
+                }
             }
         }
         weight_hh.product_into(

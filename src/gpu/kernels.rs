@@ -87,9 +87,10 @@ pub enum Kernel {
 pub enum Layout {
     /// a, b, bias (read); c (read_write); params
     Gemm,
-    /// gates, hs, cs (read_write); bias_hh (read); params; dh, dc, dgates, dc_carry (read_write)
+    /// gates, hs, cs (read_write); bias_hh (read); params; dh, dc, dgates, dc_carry
+    /// (read_write); lengths (read); h_carry (read_write)
     Step,
-    /// outputs, targets (read); row_loss, doutputs (read_write); params
+    /// outputs, targets (read); row_loss, doutputs (read_write); params; lengths (read)
     Loss,
     /// x (read); out (read_write); params
     Reduce,
@@ -120,9 +121,9 @@ impl Layout {
             Layout::Gemm => &[Read, Read, Read, ReadWrite, Params],
             Layout::Step => &[
                 ReadWrite, ReadWrite, ReadWrite, Read, Params, ReadWrite, ReadWrite, ReadWrite,
-                ReadWrite,
+                ReadWrite, Read, ReadWrite,
             ],
-            Layout::Loss => &[Read, Read, ReadWrite, ReadWrite, Params],
+            Layout::Loss => &[Read, Read, ReadWrite, ReadWrite, Params, Read],
             Layout::Reduce => &[Read, ReadWrite, Params],
             Layout::Optim => &[Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, Params],
         }

@@ -26,6 +26,9 @@ pub(crate) struct StepParams {
     /// 1-based step within the segment's buffers
     pub step: u32,
     pub activation: u32,
+    /// Steps before the segment (the sequence's step is first_step + step).
+    pub first_step: u32,
+    pub _pad: [u32; 3],
 }
 
 #[repr(C)]
@@ -33,9 +36,14 @@ pub(crate) struct StepParams {
 pub(crate) struct LossParams {
     pub rows: u32,
     pub outputs: u32,
-    /// Rows of the whole mean (a segment scores only some of them).
+    /// Rows of the whole mean: the valid ones (a segment scores only some of them).
     pub mean_rows: u32,
-    pub _pad: u32,
+    /// 1: rows are time-major steps from `first_step`, and those past their sequence's
+    /// length are padding.
+    pub mask_rows: u32,
+    pub first_step: u32,
+    pub batch: u32,
+    pub _pad: [u32; 2],
 }
 
 #[repr(C)]
@@ -249,7 +257,7 @@ impl GpuModel {
             *slot = None; // free the old buffers before allocating new ones
             *slot = Some(Workspace::new(gpu, config, plan)?);
         }
-        slot.as_ref().unwrap().upload(gpu, config, batch);
+        slot.as_mut().unwrap().upload(gpu, config, batch);
         Ok(slot)
     }
 

@@ -39,7 +39,7 @@ impl GpuModel {
         let p = &self.params;
         let (b, h, o) = (ws.batch, config.hidden_size, config.output_size);
         let lstm = config.cell == Cell::Lstm;
-        let mean_rows = config.scored_rows(ws.seq_len, b);
+        let mean_rows = ws.valid_rows;
         let parts = ws.segments.iter().filter(|s| s.scored.is_some()).count();
         let mut part = 0;
         for (k, seg) in ws.segments.iter().enumerate() {
@@ -89,13 +89,18 @@ impl GpuModel {
                     rows: scored.rows as u32,
                     outputs: o as u32,
                     mean_rows: mean_rows as u32,
-                    _pad: 0,
+                    // h_T already is h_len under Readout::Last: only every-step rows are masked
+                    mask_rows: (ws.ragged && config.readout == Readout::All) as u32,
+                    first_step: seg.t0 as u32,
+                    batch: b as u32,
+                    _pad: [0; 2],
                 },
                 &[
                     &scored.outputs,
                     &scored.targets,
                     &scored.row_loss,
                     &scored.doutputs,
+                    &ws.lengths,
                 ],
                 gpu.grid("the loss", (scored.rows as u64).div_ceil(64))?,
             );
@@ -205,7 +210,8 @@ impl GpuModel {
         let gh = config.gate_rows();
         let lstm = config.cell == Cell::Lstm;
         let n = ws.segments.len();
-        if config.cell != Cell::Rnn {
+        rec.clear(&ws.h_carry);
+        if lstm {
             rec.clear(&ws.dc_carry);
         }
         let groups = gpu.grid("a time step", ((b * h) as u64).div_ceil(64))?;
@@ -397,12 +403,9 @@ impl GpuModel {
         }
         rec.set_phase(Phase::BackwardRecurrence);
         if request.input_grads {
-            // dh0 = dgates_hh[1] W_hh (dc0 is left in dc_carry); the GRU adds its direct
-            // path z_1 * dE/dh_1, left in the carry.
-            let gru = config.cell == Cell::Gru;
-            if gru {
-                rec.copy(&ws.dc_carry, 0, &ws.dh0, 0, b * h);
-            }
+            // dh0 = h_carry + dgates_hh[1] W_hh (dc0 is left in dc_carry): the carry holds
+            // the GRU's direct path z_1 * dE/dh_1 (and is zero for the others).
+            rec.copy(&ws.h_carry, 0, &ws.dh0, 0, b * h);
             record_gemm(
                 gpu,
                 rec,
@@ -413,7 +416,7 @@ impl GpuModel {
                     buffer: &ws.dh0,
                     offset: 0,
                     row_stride: h,
-                    accumulate: gru,
+                    accumulate: true,
                     bias: None,
                 },
                 &self.dummy,
@@ -456,7 +459,7 @@ impl GpuModel {
         let a = ws.set(k);
         let (c_slot, dc_slot, carry_slot) = match config.cell {
             Cell::Lstm => (&a.cs, &a.dc, &ws.dc_carry),
-            Cell::Gru => (&a.hh, &a.dhh, &ws.dc_carry),
+            Cell::Gru => (&a.hh, &a.dhh, &self.dummy),
             Cell::Rnn => (&self.dummy, &self.dummy, &self.dummy),
         };
         rec.dispatch(
@@ -466,6 +469,8 @@ impl GpuModel {
                 hidden: config.hidden_size as u32,
                 step: step as u32,
                 activation,
+                first_step: ws.segments[k].t0 as u32,
+                _pad: [0; 3],
             },
             &[
                 &a.gates,
@@ -476,6 +481,8 @@ impl GpuModel {
                 dc_slot,
                 &a.dgates,
                 carry_slot,
+                &ws.lengths,
+                &ws.h_carry,
             ],
             groups,
         );

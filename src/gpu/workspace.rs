@@ -80,8 +80,7 @@ pub(crate) struct Workspace {
     pub loss_parts: wgpu::Buffer,
     /// [1]
     pub loss: wgpu::Buffer,
-    /// [B, H] dE/dc along the cell path, dE/dc_0 after the backward loop (LSTM); the GRU's
-    /// direct path z * dE/dh into the step before
+    /// [B, H] dE/dc along the cell path; dE/dc_0 after the backward loop (LSTM only)
     pub dc_carry: wgpu::Buffer,
     /// [B, H]
     pub dh0: wgpu::Buffer,
@@ -91,6 +90,14 @@ pub(crate) struct Workspace {
     pub grads: ParamBuffers,
     /// [2, T] ||dE/dh_t||, then ||dE/dc_t|| for the LSTM
     pub norms: wgpu::Buffer,
+    /// [B] u32: each sequence's length (T for all when the batch has none)
+    pub lengths: wgpu::Buffer,
+    /// [B, H] dE/dh passed back through padding steps (the GRU's direct path z * dE/dh too)
+    pub h_carry: wgpu::Buffer,
+    /// The uploaded batch's scored rows that count (`Batch::valid_rows`), and whether some
+    /// do not (then the loss masks padding rows).
+    pub valid_rows: usize,
+    pub ragged: bool,
 }
 
 impl Workspace {
@@ -167,15 +174,16 @@ impl Workspace {
             sets,
             loss_parts: buffer("the loss parts", parts)?,
             loss: buffer("the loss", 1)?,
-            dc_carry: buffer(
-                "the cell-path gradient [B, H]",
-                if config.cell == Cell::Rnn { 0 } else { b * h },
-            )?,
+            dc_carry: buffer("the cell-path gradient [B, H]", cell_words(b * h))?,
             dh0: buffer("the initial-state gradient [B, H]", b * h)?,
             final_h: buffer("the final hidden state [B, H]", b * h)?,
             final_c: buffer("the final cell state [B, H]", cell_words(b * h))?,
             grads: ParamBuffers::new(gpu, config, "gradient of")?,
             norms: buffer("the per-step gradient norms [2, T]", 2 * t)?,
+            lengths: buffer("the sequence lengths [B]", b)?,
+            h_carry: buffer("the hidden-state carry [B, H]", b * h)?,
+            valid_rows: config.scored_rows(t, b),
+            ragged: false,
             plan,
         })
     }
@@ -196,7 +204,7 @@ impl Workspace {
 
     /// Writes a batch's tensors (the writes land before the next submission). A missing
     /// initial state is written as zeros, since the buffers are reused.
-    pub fn upload(&self, gpu: &Gpu, config: &ModelConfig, batch: &Batch<f32>) {
+    pub fn upload(&mut self, gpu: &Gpu, config: &ModelConfig, batch: &Batch<f32>) {
         let queue = &gpu.queue;
         let write = |buffer: &wgpu::Buffer, words: &[f32]| {
             queue.write_buffer(buffer, 0, bytemuck::cast_slice(words))
@@ -207,6 +215,13 @@ impl Workspace {
             config.input_size,
             config.output_size,
         );
+        let lengths: Vec<u32> = match &batch.lengths {
+            Some(lengths) => lengths.iter().map(|&l| l as u32).collect(),
+            None => vec![self.seq_len as u32; b],
+        };
+        queue.write_buffer(&self.lengths, 0, bytemuck::cast_slice(&lengths));
+        self.valid_rows = batch.valid_rows(config.readout);
+        self.ragged = batch.lengths.is_some();
         let x = batch.x.as_standard_layout();
         let x = x.as_slice().unwrap();
         for seg in &self.segments {

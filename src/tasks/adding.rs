@@ -74,6 +74,7 @@ impl Task for Adding {
             h0: None,
             c0: None,
             targets: Targets::Values(y),
+            lengths: None,
         }
     }
 

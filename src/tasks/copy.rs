@@ -97,6 +97,7 @@ impl Task for CopyMemory {
             h0: None,
             c0: None,
             targets: Targets::Classes(classes),
+            lengths: None,
         }
     }
 

@@ -396,6 +396,7 @@ impl Dataset {
             h0: None,
             c0: None,
             targets,
+            lengths: None,
         }
     }
 

@@ -266,5 +266,6 @@ pub fn batch_from_npy_bytes(
         h0: None,
         c0: None,
         targets,
+        lengths: None,
     })
 }

@@ -245,6 +245,7 @@ impl Task for Text {
             h0: None,
             c0: None,
             targets: Targets::Classes(targets),
+            lengths: None,
         };
         Some((batch, within == 0))
     }
@@ -273,6 +274,7 @@ impl Task for Text {
             h0: None,
             c0: None,
             targets: Targets::Classes(targets),
+            lengths: None,
         }
     }
 

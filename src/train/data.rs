@@ -190,6 +190,11 @@ impl Chunker {
         }
         if self.pending.is_empty() {
             let batch = data.next_batch(batch_size);
+            // A chunk may hold nothing of a short sequence, which a batch cannot say.
+            assert!(
+                batch.lengths.is_none(),
+                "truncated BPTT over sequences of different lengths is refused before training"
+            );
             self.pending = split_in_time(&batch, self.steps, self.readout).into();
         }
         self.pending
@@ -230,6 +235,7 @@ fn split_in_time(batch: &Batch<f32>, steps: usize, readout: Readout) -> Vec<Chun
                     h0: if k == 0 { batch.h0.clone() } else { None },
                     c0: if k == 0 { batch.c0.clone() } else { None },
                     targets,
+                    lengths: None,
                 },
                 reset: k == 0,
                 scored: readout == Readout::All || k == last,

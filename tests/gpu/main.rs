@@ -8,6 +8,7 @@ mod gemm;
 mod limits;
 mod optim;
 mod parity;
+mod ragged;
 mod phases;
 mod segments;
 mod study;

@@ -173,6 +173,7 @@ fn the_grad_command_writes_the_engines_gradients() {
         h0: None,
         c0: None,
         targets: Targets::Values(y),
+        lengths: None,
     };
     let want = GpuModel::new(gpu(), config, &params)
         .unwrap()
