@@ -49,6 +49,10 @@ pub struct TrainArgs {
     /// Targets of --task npy: [N] or [N, T] classes, [N, O] or [N, T, O] values.
     #[arg(long)]
     pub targets: Option<PathBuf>,
+    /// Each sample's length for --task npy, integers [N] in 1..=T: the steps after it are
+    /// padding (not scored, state held, as PyTorch's packed sequences).
+    #[arg(long)]
+    pub lengths: Option<PathBuf>,
     /// The file of --task csv: one sequence per line, T*I inputs then the targets.
     #[arg(long)]
     pub csv: Option<PathBuf>,
@@ -426,6 +430,9 @@ fn data_source(args: &TrainArgs) -> Result<(DataSource, BTreeMap<String, String>
             )
         })
     };
+    if args.lengths.is_some() && args.task != TaskName::Npy {
+        bail!("--lengths applies to --task npy (the other tasks' sequences have one length)");
+    }
     let source = match args.task {
         TaskName::Adding => DataSource::from_task(Box::new(Adding::new(args.seq_len)?), args.seed),
         TaskName::Copy => {
@@ -445,11 +452,19 @@ fn data_source(args: &TrainArgs) -> Result<(DataSource, BTreeMap<String, String>
             DataSource::from_task(Box::new(text), args.seed)
         }
         TaskName::Npy => {
-            let dataset = Dataset::from_npy(
+            let mut dataset = Dataset::from_npy(
                 need(&args.inputs, "--inputs X.npy")?,
                 need(&args.targets, "--targets Y.npy")?,
                 args.classes,
             )?;
+            if let Some(path) = &args.lengths {
+                if args.tbptt.is_some() {
+                    bail!("--tbptt cannot cut sequences of different lengths (--lengths) yet");
+                }
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("cannot read lengths '{}'", path.display()))?;
+                dataset = dataset.with_lengths_npy(&path.display().to_string(), &bytes)?;
+            }
             DataSource::from_dataset(dataset, args.validation_fraction, args.batch, args.seed)?
         }
         TaskName::Csv => {

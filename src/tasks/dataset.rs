@@ -75,6 +75,8 @@ pub struct Dataset {
     inputs: Array3<f32>,
     targets: SampleTargets,
     spec: DataSpec,
+    /// [N]: each sample's length in 1..=T, the rest of its T steps padding (None: all T).
+    lengths: Option<Vec<usize>>,
 }
 
 impl Dataset {
@@ -281,6 +283,7 @@ impl Dataset {
                 readout,
                 loss,
             },
+            lengths: None,
         })
     }
 
@@ -360,7 +363,49 @@ impl Dataset {
                 SampleTargets::StepValues(a) => SampleTargets::StepValues(a.select(rows, indices)),
             },
             spec: self.spec,
+            lengths: self
+                .lengths
+                .as_ref()
+                .map(|l| indices.iter().map(|&n| l[n]).collect()),
         }
+    }
+
+    /// Each sample's length from an integer `.npy` of shape [N] (values 1..=T): the steps
+    /// after it are padding (see `Batch::lengths`). `file` names it in messages.
+    pub fn with_lengths_npy(mut self, file: &str, bytes: &[u8]) -> Result<Self, Error> {
+        let name = format!("lengths '{file}'");
+        let (n, t) = (self.len(), self.seq_len());
+        let values = match parse_npy(bytes, &name)? {
+            Npy::Int(a, _) if a.ndim() == 1 && a.len() == n => a,
+            Npy::Int(a, _) => {
+                return Err(Error::Value(format!(
+                    "{name} have shape {:?}; expected [N] = [{n}], one per sample of {}",
+                    a.shape(),
+                    self.name
+                )))
+            }
+            Npy::Float(_) => {
+                return Err(Error::Value(format!(
+                    "{name} are floats; expected integers (int64, int32 or uint8) of shape [{n}]"
+                )))
+            }
+        };
+        let mut lengths = Vec::with_capacity(n);
+        for (k, &v) in values.iter().enumerate() {
+            if v < 1 || v as usize > t {
+                return Err(Error::Value(format!(
+                    "{name}: sample {k} has length {v}; lengths must be 1..={t} (the inputs' T)"
+                )));
+            }
+            lengths.push(v as usize);
+        }
+        self.lengths = Some(lengths);
+        Ok(self)
+    }
+
+    /// Whether the samples have lengths of their own.
+    pub fn has_lengths(&self) -> bool {
+        self.lengths.is_some()
     }
 
     /// The samples at `indices` as one time-major batch: x `[T, B, I]` with `B =
@@ -396,7 +441,10 @@ impl Dataset {
             h0: None,
             c0: None,
             targets,
-            lengths: None,
+            lengths: self
+                .lengths
+                .as_ref()
+                .map(|l| indices.iter().map(|&n| l[n]).collect()),
         }
     }
 
