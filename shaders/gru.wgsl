@@ -15,48 +15,9 @@
 //   dgates    [T, B, 3H]  dE/d gi
 //   h_carry   [B, H]      z_{t+1} * dE/dh_{t+1}, zero at t = T
 
-struct StepParams {
-    batch: u32,
-    hidden: u32,
-    // 1-based time step t within the segment's buffers
-    step: u32,
-    // vanilla RNN only: 0 tanh, 1 sigmoid, 2 relu
-    activation: u32,
-    // steps before the segment: the sequence's step is first_step + step
-    first_step: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<storage, read_write> gates: array<f32>;
-@group(0) @binding(1) var<storage, read_write> hs: array<f32>;
+// (step.wgsl comes first: the shared bindings, parameters, padding, sigmoid, tanh_clamped)
 @group(0) @binding(2) var<storage, read_write> hh: array<f32>;
-@group(0) @binding(3) var<storage, read> bias_hh: array<f32>;
-@group(0) @binding(4) var<uniform> p: StepParams;
-
-@group(0) @binding(5) var<storage, read_write> dh: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dhh: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dgates: array<f32>;
-
-// lengths [B]: steps past a sequence's length are padding. They keep its state, and backward
-// passes dE/dh through them unchanged.
-@group(0) @binding(9) var<storage, read> lengths: array<u32>;
-@group(0) @binding(10) var<storage, read_write> h_carry: array<f32>;
-
-fn is_padding(b: u32) -> bool {
-    return p.first_step + p.step > lengths[b];
-}
-
-fn sigmoid(x: f32) -> f32 {
-    return 1.0 / (1.0 + exp(-x));
-}
-
-// tanh saturates to +-1 in f32 beyond |x| = 9; clamping keeps drivers that build tanh from
-// exp from overflowing to NaN.
-fn tanh_clamped(x: f32) -> f32 {
-    return tanh(clamp(x, -15.0, 15.0));
-}
 
 @compute @workgroup_size(64, 1, 1)
 fn gru_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {

@@ -2,53 +2,18 @@
 // pre_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T comes from gemm.wgsl. Backward turns the total
 // dE/dh_t (head gradient + dgates[t+1] W_hh, also from gemm.wgsl) into dE/dpre_t.
 //
-// Buffers (time-major, f32):
-//   gates  [T, B, H]   pre-activations (without b_hh)
-//   hs     [T+1, B, H] h_0 at index 0
-//   dh     [T, B, H]   total dE/dh_t
-//   dgates [T, B, H]   dE/dpre_t
-
-struct StepParams {
-    batch: u32,
-    hidden: u32,
-    // 1-based time step t within the segment's buffers
-    step: u32,
-    // vanilla RNN only: 0 tanh, 1 sigmoid, 2 relu
-    activation: u32,
-    // steps before the segment: the sequence's step is first_step + step
-    first_step: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<storage, read_write> gates: array<f32>;
-@group(0) @binding(1) var<storage, read_write> hs: array<f32>;
-@group(0) @binding(3) var<storage, read> bias_hh: array<f32>;
-@group(0) @binding(4) var<uniform> p: StepParams;
-
-@group(0) @binding(5) var<storage, read_write> dh: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dgates: array<f32>;
-
-// lengths [B]: steps past a sequence's length are padding. They keep its state, and backward
-// passes dE/dh (and dE/dc) through them unchanged, via h_carry [B, H].
-@group(0) @binding(9) var<storage, read> lengths: array<u32>;
-@group(0) @binding(10) var<storage, read_write> h_carry: array<f32>;
-
-fn is_padding(b: u32) -> bool {
-    return p.first_step + p.step > lengths[b];
-}
+// step.wgsl comes first (bindings, parameters, padding). Here G = 1: gates [T, B, H] holds the
+// pre-activations without b_hh, dgates [T, B, H] dE/dpre_t.
 
 const TANH: u32 = 0u;
 const SIGMOID: u32 = 1u;
 
 fn activate(x: f32) -> f32 {
     if (p.activation == TANH) {
-        // clamped: tanh is +-1 in f32 beyond |x| = 9, and exp-based drivers overflow
-        return tanh(clamp(x, -15.0, 15.0));
+        return tanh_clamped(x);
     }
     if (p.activation == SIGMOID) {
-        return 1.0 / (1.0 + exp(-x));
+        return sigmoid(x);
     }
     return max(x, 0.0);
 }

@@ -40,9 +40,18 @@ impl Shader {
     pub fn source(self) -> &'static str {
         match self {
             Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
-            Shader::Rnn => include_str!("../../shaders/rnn.wgsl"),
-            Shader::Lstm => include_str!("../../shaders/lstm.wgsl"),
-            Shader::Gru => include_str!("../../shaders/gru.wgsl"),
+            Shader::Rnn => concat!(
+                include_str!("../../shaders/step.wgsl"),
+                include_str!("../../shaders/rnn.wgsl")
+            ),
+            Shader::Lstm => concat!(
+                include_str!("../../shaders/step.wgsl"),
+                include_str!("../../shaders/lstm.wgsl")
+            ),
+            Shader::Gru => concat!(
+                include_str!("../../shaders/step.wgsl"),
+                include_str!("../../shaders/gru.wgsl")
+            ),
             Shader::Loss => include_str!("../../shaders/loss.wgsl"),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),

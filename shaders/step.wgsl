@@ -1,0 +1,51 @@
+// What the three cells' step kernels (rnn.wgsl, lstm.wgsl, gru.wgsl) share: the Step layout's
+// common bindings, the per-dispatch parameters and the padding rule. src/gpu/kernels.rs puts
+// this file in front of each of them; each adds the bindings only it uses (slots 2, 6, 8).
+//
+// Buffers (time-major, f32, one segment's worth):
+//   gates   [T, B, G*H]  pre-activations in, activated gates out
+//   hs      [T+1, B, H]  h_0 at index 0
+//   dh      [T, B, H]    dE/dh_t: partial in, the total out (its norm is the profile)
+//   dgates  [T, B, G*H]  dE/d pre-activation
+//   lengths [B]          steps past a sequence's length are padding: they keep its state,
+//                        and backward passes dE/dh (and dE/dc) through them unchanged
+//   h_carry [B, H]       dE/dh_{t} from step t+1 that no product carries: through a padding
+//                        step (and the GRU's direct path z * dE/dh)
+
+struct StepParams {
+    batch: u32,
+    hidden: u32,
+    // 1-based time step t within the segment's buffers
+    step: u32,
+    // vanilla RNN only: 0 tanh, 1 sigmoid, 2 relu
+    activation: u32,
+    // steps before the segment: the sequence's step is first_step + step
+    first_step: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> gates: array<f32>;
+@group(0) @binding(1) var<storage, read_write> hs: array<f32>;
+@group(0) @binding(3) var<storage, read> bias_hh: array<f32>;
+@group(0) @binding(4) var<uniform> p: StepParams;
+@group(0) @binding(5) var<storage, read_write> dh: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dgates: array<f32>;
+@group(0) @binding(9) var<storage, read> lengths: array<u32>;
+@group(0) @binding(10) var<storage, read_write> h_carry: array<f32>;
+
+fn is_padding(b: u32) -> bool {
+    return p.first_step + p.step > lengths[b];
+}
+
+fn sigmoid(x: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-x));
+}
+
+// tanh saturates to +-1 in f32 beyond |x| = 9; clamping keeps drivers that build tanh from
+// exp from overflowing to NaN.
+fn tanh_clamped(x: f32) -> f32 {
+    return tanh(clamp(x, -15.0, 15.0));
+}
+
