@@ -50,9 +50,11 @@ pub struct MemoryLimits {
     pub max_buffer: u64,
     /// `min_uniform_buffer_offset_alignment`: the per-dispatch cost of the parameter arena.
     pub uniform_align: u64,
-    /// `--max-memory`; `None` checks only the per-buffer limits (wgpu does not report how
-    /// much memory an adapter has).
+    /// `--max-memory`, or a default where one is known; `None` checks only the per-buffer
+    /// limits (wgpu does not report how much memory an adapter has).
     pub budget: Option<u64>,
+    /// What the budget is, for messages: "--max-memory", or where a default came from.
+    pub budget_name: &'static str,
 }
 
 /// Planning options a model carries (the command line's `--recompute`, `--max-memory`).
@@ -148,7 +150,7 @@ impl MemoryPlan {
         }
         let budget = self.limits.budget.map_or_else(
             || "no budget (--max-memory)".to_string(),
-            |b| format!("budget {}", human_bytes(b)),
+            |b| format!("budget {}: {}", human_bytes(b), self.limits.budget_name),
         );
         let _ = writeln!(
             s,
@@ -467,9 +469,10 @@ pub fn plan(
                     .to_string()
             };
             return Err(Error::Config(format!(
-                "T={seq_len} B={batch} needs {} of GPU memory, more than --max-memory {}; the \
-                 largest term is {} {} ({}). Try {hint}",
+                "T={seq_len} B={batch} needs {} of GPU memory, more than {} {}; the largest \
+                 term is {} {} ({}). Try {hint}",
                 human_bytes(chosen.total_bytes()),
+                limits.budget_name,
                 human_bytes(budget),
                 largest.name,
                 largest.shape,

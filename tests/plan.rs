@@ -25,6 +25,7 @@ fn limits(max_binding: u64, budget: Option<u64>) -> MemoryLimits {
         max_buffer: 2048 * MIB,
         uniform_align: 64,
         budget,
+        budget_name: "--max-memory",
     }
 }
 

@@ -250,6 +250,29 @@ impl Gpu {
         self.submissions.fetch_add(submissions, Ordering::Relaxed);
     }
 
+    /// The memory budget when `--max-memory` is not given, where one can be known: a CPU
+    /// adapter (lavapipe) keeps its buffers in system memory, so 3/4 of it (Linux's
+    /// /proc/meminfo). wgpu reports no memory size for GPUs, which get none.
+    pub fn default_memory_budget(&self) -> Option<(u64, &'static str)> {
+        if self.info.device_type != wgpu::DeviceType::Cpu {
+            return None;
+        }
+        let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let kib: u64 = meminfo
+            .lines()
+            .find_map(|line| line.strip_prefix("MemTotal:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some((
+            kib * 1024 / 4 * 3,
+            "the default budget (3/4 of system memory, where a CPU adapter keeps its buffers; \
+             --max-memory sets another)",
+        ))
+    }
+
     /// Dispatches and queue submissions recorded so far.
     pub fn work_counts(&self) -> WorkCounts {
         WorkCounts {

@@ -201,6 +201,7 @@ impl GpuModel {
         batch: usize,
     ) -> Result<MemoryPlan, Error> {
         let options = self.plan_options;
+        let default_budget = gpu.default_memory_budget();
         let limits = MemoryLimits {
             max_binding: options
                 .max_binding
@@ -209,7 +210,13 @@ impl GpuModel {
                 }),
             max_buffer: gpu.limits.max_buffer_size,
             uniform_align: gpu.limits.min_uniform_buffer_offset_alignment as u64,
-            budget: options.max_memory,
+            budget: options
+                .max_memory
+                .or(default_budget.map(|(bytes, _)| bytes)),
+            budget_name: match (options.max_memory, default_budget) {
+                (None, Some((_, name))) => name,
+                _ => "--max-memory",
+            },
         };
         plan::plan(
             &self.config,

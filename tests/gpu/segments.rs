@@ -38,6 +38,7 @@ fn binding_for_segments_of(config: &ModelConfig, batch: usize, steps: usize) -> 
         max_buffer: u64::MAX,
         uniform_align: 256,
         budget: None,
+        budget_name: "--max-memory",
     };
     plan::plan(config, steps, batch, 0, Recompute::Off, unlimited)
         .unwrap()
