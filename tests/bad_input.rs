@@ -351,11 +351,14 @@ fn npy_truncated() {
             "only 113 bytes",
         ],
     );
-    // Cut inside the header.
+    // Cut inside the header (its stated length is checked before it is read).
     std::fs::write(dir.join("cut_header.npy"), &whole[..20]).unwrap();
     assert_mentions(
         &refused(&dir, &npy_task("cut_header.npy", "y.npy")),
-        &["inputs 'cut_header.npy' is not a valid .npy file"],
+        &[
+            "inputs 'cut_header.npy' is truncated",
+            "header says it is 118 bytes long but only 10 bytes follow",
+        ],
     );
     // A header that claims far more than any file holds is refused, not allocated.
     let mut huge = npy_header("'<f4'", "(5000000000000, 3, 2)");
@@ -445,7 +448,11 @@ fn npy_class_index_out_of_range() {
         &["targets 'negative.npy'", "class -1 at index [2]", "0..2^32"],
     );
     // A stray huge index would size the model's head: refused unless --classes says so.
-    write_npy(&dir, "stray.npy", &Array1::<i64>::from(vec![0, 1, 70000, 1, 0]));
+    write_npy(
+        &dir,
+        "stray.npy",
+        &Array1::<i64>::from(vec![0, 1, 70000, 1, 0]),
+    );
     assert_mentions(
         &refused(&dir, &npy_task("x.npy", "stray.npy")),
         &[

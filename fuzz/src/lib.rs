@@ -17,44 +17,49 @@ use rnn_wgpu::tasks::{CsvFormat, CsvTargets, Dataset, Task, Text};
 use rnn_wgpu::train::{self, Engine};
 use rnn_wgpu::{cpu, Activation, Batch, Cell, Loss, ModelConfig, Params, Readout};
 
-/// Fuzz input as one `.npy` file, in every role: dataset inputs `[N, T, I]` beside valid
-/// targets, dataset targets beside valid inputs, both at once, and the `grad` command's
-/// time-major batch for a few model configurations.
+/// Fuzz input as one `.npy` file after a byte that chooses its role (parsing a header
+/// dominates the time per input, so each input plays one): 0, dataset inputs `[N, T, I]`
+/// beside valid class targets; 1, dataset targets beside valid inputs (with 3 classes given
+/// when `role / 5` is odd); 2, both at once; 3, the
+/// `grad` command's targets beside a valid time-major x `[T, B, I]` (for a last-step MSE or a
+/// per-step cross-entropy model); 4, both x and per-step values `[T, B, O = I]` for `grad`.
 pub fn npy(data: &[u8]) {
+    let [role, file @ ..] = data else {
+        return;
+    };
     let x = npy_bytes(&Array3::from_shape_fn((4, 3, 2), |(n, t, i)| {
         (n + t + i) as f32
     }));
     let classes = npy_bytes(&Array1::<i64>::from(vec![0, 1, 2, 1]));
-    // (Parsing a header dominates the time per input, so each role is tried once.)
-    for (inputs, targets, num_classes) in [
-        (data, &classes[..], None),
-        (&x[..], data, Some(3)),
-        (data, data, None),
-    ] {
+    let dataset = match role % 5 {
+        0 => Some((file, &classes[..], None)),
+        1 => Some((&x[..], file, (role / 5 % 2 == 1).then_some(3))),
+        2 => Some((file, file, None)),
+        _ => None,
+    };
+    if let Some((inputs, targets, num_classes)) = dataset {
         if let Ok(dataset) = Dataset::from_npy_bytes("x.npy", inputs, "y.npy", targets, num_classes)
         {
             use_dataset(&dataset);
         }
+        return;
     }
-    // x [T, B, I] = [4, 3, 2] as `grad` reads it, with the fuzzed targets; and the fuzzed file
-    // as both x and the per-step values [T, B, O = I].
-    for (output_size, readout, loss, inputs) in [
-        (1, Readout::Last, Loss::Mse, &x[..]),
-        (3, Readout::All, Loss::CrossEntropy, &x[..]),
-        (2, Readout::All, Loss::Mse, data),
-    ] {
-        let config = ModelConfig {
-            cell: Cell::Lstm,
-            activation: Activation::Tanh,
-            input_size: 2,
-            hidden_size: 2,
-            output_size,
-            readout,
-            loss,
-        };
-        if let Ok(batch) = batch_from_npy_bytes(&config, "x.npy", inputs, "y.npy", data) {
-            run_model(&config, &batch);
-        }
+    let (output_size, readout, loss, inputs) = match (role % 5, role / 5 % 2) {
+        (3, 0) => (1, Readout::Last, Loss::Mse, &x[..]),
+        (3, _) => (3, Readout::All, Loss::CrossEntropy, &x[..]),
+        _ => (2, Readout::All, Loss::Mse, file),
+    };
+    let config = ModelConfig {
+        cell: Cell::Lstm,
+        activation: Activation::Tanh,
+        input_size: 2,
+        hidden_size: 2,
+        output_size,
+        readout,
+        loss,
+    };
+    if let Ok(batch) = batch_from_npy_bytes(&config, "x.npy", inputs, "y.npy", file) {
+        run_model(&config, &batch);
     }
 }
 

@@ -84,9 +84,20 @@ pub(crate) enum Npy {
 
 /// The contents of an `.npy` file as float32/float64/int64/int32/uint8, trying each element
 /// type in turn: ndarray-npy refuses a mismatched dtype before it reads any data. The data's
-/// length is checked against the header first, so a header claiming a huge shape is refused
-/// instead of allocated. `name` says which file it is in messages.
+/// lengths are checked first (the header's against the file, the data's against the header's
+/// shape and dtype), so a header claiming a huge size or shape is refused, not allocated.
+/// `name` says which file it is in messages.
 pub(crate) fn parse_npy(bytes: &[u8], name: &str) -> Result<Npy, Error> {
+    // ndarray-npy allocates the header's stated length (up to 4 GiB) before reading it.
+    if let Some((preamble, header_len)) = stated_header_len(bytes) {
+        if preamble + header_len > bytes.len() {
+            return Err(Error::Value(format!(
+                "{name} is truncated: its header says it is {header_len} bytes long but only {} \
+                 bytes follow",
+                bytes.len() - preamble
+            )));
+        }
+    }
     let mut data = bytes;
     let header = ndarray_npy::npy::header::Header::from_reader(&mut data)
         .map_err(|err| Error::Value(format!("{name} is not a valid .npy file: {err}")))?;
@@ -135,6 +146,18 @@ pub(crate) fn parse_npy(bytes: &[u8], name: &str) -> Result<Npy, Error> {
         "{name} have dtype {dtype} (shape {shape:?}); expected float32 or float64 values, or \
          int64, int32 or uint8 class indices"
     )))
+}
+
+/// The preamble's length and the header length it states: the magic string, the version, then
+/// the length as 2 bytes (version 1) or 4 bytes (versions 2 and 3), little-endian. `None` when
+/// `bytes` do not start like an `.npy` file (the header reader then says why).
+fn stated_header_len(bytes: &[u8]) -> Option<(usize, usize)> {
+    let rest = bytes.strip_prefix(b"\x93NUMPY")?;
+    match rest {
+        [1, _, a, b, ..] => Some((10, u16::from_le_bytes([*a, *b]) as usize)),
+        [2 | 3, _, a, b, c, d, ..] => Some((12, u32::from_le_bytes([*a, *b, *c, *d]) as usize)),
+        _ => None,
+    }
 }
 
 /// Bytes per element of a plain numeric dtype such as `'<f4'` or `'|u1'` (as the header's
