@@ -37,6 +37,8 @@ pub struct Gpu {
     storage_bytes: AtomicU64,
     /// Errors wgpu reports outside an error scope; collected instead of panicking.
     uncaptured: Arc<Mutex<Vec<String>>>,
+    /// Why the device was lost, once it has been.
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 fn instance() -> wgpu::Instance {
@@ -117,10 +119,15 @@ impl Gpu {
             })
             .await
             .map_err(|e| Error::Gpu(format!("requesting a device from '{}': {e}", info.name)))?;
+        let lost = Arc::new(Mutex::new(None));
+        let lost_sink = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            *lost_sink.lock().unwrap() = Some(format!("{reason:?}: {message}"));
+        });
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = uncaptured.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            sink.lock().unwrap().push(e.to_string());
+            sink.lock().unwrap().push(super::recorder::error_chain(&e));
         }));
         let layouts: Vec<wgpu::BindGroupLayout> = Layout::ALL
             .iter()
@@ -149,6 +156,7 @@ impl Gpu {
             submissions: AtomicU64::new(0),
             storage_bytes: AtomicU64::new(0),
             uncaptured,
+            lost,
         })
     }
 
@@ -288,6 +296,19 @@ impl Gpu {
     }
 
     /// Returns (and clears) errors wgpu reported outside an error scope.
+    /// An error once the device is lost (driver reset, unplugged, destroyed): nothing recorded
+    /// for it can run, and waiting on it would not return.
+    pub(crate) fn check_device(&self) -> Result<(), Error> {
+        match &*self.lost.lock().unwrap() {
+            Some(why) => Err(Error::Gpu(format!(
+                "the GPU device '{}' was lost ({why}); results since the last completed step \
+                 are gone. Start again (from the last checkpoint with --load)",
+                self.info.name
+            ))),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn take_uncaptured_errors(&self) -> Vec<String> {
         std::mem::take(&mut *self.uncaptured.lock().unwrap())
     }

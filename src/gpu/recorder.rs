@@ -11,7 +11,6 @@ use super::context::Gpu;
 use super::kernels::{Kernel, Layout};
 use crate::Error;
 use std::collections::HashMap;
-use wgpu::util::DeviceExt;
 
 /// Bytes bound for every kernel's parameter struct (the largest, `GemmParams`, is 64).
 const PARAMS_BINDING_SIZE: u64 = 64;
@@ -228,6 +227,7 @@ impl<'g> Recorder<'g> {
     ) -> Result<(Vec<Vec<f32>>, Option<PhaseTimes>), Error> {
         let gpu = self.gpu;
         let device = &gpu.device;
+        gpu.check_device()?;
         let oom_scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation_scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
 
@@ -282,11 +282,15 @@ impl<'g> Recorder<'g> {
             (self.arena.len() + PARAMS_BINDING_SIZE as usize).max(256),
             0,
         );
-        let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        // Written through the queue rather than mapped at creation: mapping a buffer of a
+        // device that was lost meanwhile panics inside wgpu.
+        let params = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("dispatch params"),
-            contents: &self.arena,
-            usage: wgpu::BufferUsages::UNIFORM,
+            size: self.arena.len() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
         });
+        gpu.queue.write_buffer(&params, 0, &self.arena);
         // wgpu::Buffer hashes by its immutable id; the interior mutability clippy sees is the
         // mapping state, which the key never looks at.
         #[allow(clippy::mutable_key_type)]
@@ -383,10 +387,13 @@ impl<'g> Recorder<'g> {
         ]
         .into_iter()
         .flatten()
-        .map(|e| e.to_string())
+        .map(|e| error_chain(&e))
         .chain(gpu.take_uncaptured_errors())
         .collect();
         if !errors.is_empty() {
+            // A lost device fails everything with validation errors; say what happened.
+            let _ = device.poll(wgpu::PollType::Poll);
+            gpu.check_device()?;
             return Err(Error::Gpu(errors.join("; ")));
         }
 
@@ -474,4 +481,17 @@ fn make_bind_group(
         layout: gpu.bind_group_layout(layout),
         entries: &entries,
     })
+}
+
+/// An error with its causes, which wgpu keeps in the source chain ("Validation Error" alone
+/// names none).
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(cause.to_string().trim());
+        source = cause.source();
+    }
+    text
 }

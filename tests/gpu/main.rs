@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod determinism;
+mod device_lost;
 mod gemm;
 mod limits;
 mod optim;
