@@ -172,6 +172,44 @@ impl MemoryPlan {
     }
 }
 
+/// This machine's memory in bytes (Linux's /proc/meminfo MemTotal; None elsewhere).
+pub fn system_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// Refuses a model whose parameters, gradients and optimizer state (`copies` f32 copies of the
+/// parameters in all) cannot fit this machine's memory, before allocating them fails with an
+/// abort instead of a message.
+pub fn check_host_memory(config: &ModelConfig, copies: usize) -> Result<(), Error> {
+    let Some(total) = system_memory() else {
+        return Ok(());
+    };
+    let needed = config.param_count() as u64 * 4 * copies as u64;
+    if needed > total {
+        return Err(Error::Config(format!(
+            "input_size {}, hidden_size {}, output_size {}: the {} {} parameters need {} for \
+             the parameters, gradients and optimizer state, more than this machine's {}",
+            config.input_size,
+            config.hidden_size,
+            config.output_size,
+            config.param_count(),
+            config.cell,
+            human_bytes(needed),
+            human_bytes(total)
+        )));
+    }
+    Ok(())
+}
+
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;

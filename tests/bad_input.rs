@@ -771,6 +771,25 @@ fn negative_sizes_are_refused_by_name() {
     }
 }
 
+/// Sizes whose parameters alone overflow, or do not fit this machine, are refused before
+/// anything is allocated (an allocation that fails aborts with no message).
+#[test]
+fn sizes_too_large_for_memory_are_refused() {
+    let dir = TempDir::new("bad-input-huge");
+    assert_mentions(
+        &refused(&dir, &train(&["--hidden", "4611686018427387904"])),
+        &["hidden_size 4611686018427387904", "would not fit in memory"],
+    );
+    assert_mentions(
+        &refused(&dir, &train(&["--hidden", "1000000"])),
+        &[
+            "hidden_size 1000000",
+            "TiB for the parameters",
+            "more than this machine's",
+        ],
+    );
+}
+
 #[test]
 fn seq_len_zero() {
     let dir = TempDir::new("bad-input-seq-len");

@@ -165,6 +165,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let spec = data.spec();
     let optimizer = optimizer_config(&args)?;
     let mut config = spec.model_config(args.cell, args.activation, args.hidden);
+    config.validate()?;
+    // Parameters, gradients, optimizer state, and the CPU engine's copy.
+    let copies = 3 + optimizer.kind.state_names().len();
+    rnn_wgpu::plan::check_host_memory(&config, copies)?;
     let mut rng = StdRng::seed_from_u64(args.seed);
     let (params, loaded) = match &args.load {
         Some(path) => {

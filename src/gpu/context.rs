@@ -265,17 +265,8 @@ impl Gpu {
         if self.info.device_type != wgpu::DeviceType::Cpu {
             return None;
         }
-        let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-        let kib: u64 = meminfo
-            .lines()
-            .find_map(|line| line.strip_prefix("MemTotal:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
         Some((
-            kib * 1024 / 4 * 3,
+            crate::plan::system_memory()? / 4 * 3,
             "the default budget (3/4 of system memory, where a CPU adapter keeps its buffers; \
              --max-memory sets another)",
         ))
