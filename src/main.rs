@@ -9,7 +9,7 @@ mod cli;
 #[command(
     name = "rnn-wgpu",
     version,
-    about = "Train and study recurrent networks (RNN, LSTM) on any GPU through wgpu"
+    about = "Train and study recurrent networks (RNN, LSTM, GRU) on any GPU through wgpu"
 )]
 struct Cli {
     #[command(subcommand)]

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct ParityArgs {
-    /// Recurrent cell: lstm or rnn.
+    /// Recurrent cell: lstm, gru or rnn.
     #[arg(long, default_value = "lstm")]
     pub cell: Cell,
     /// RNN nonlinearity: tanh, sigmoid or relu (ignored by the LSTM).
