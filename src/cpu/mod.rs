@@ -41,6 +41,15 @@ pub struct Inputs<'a, F> {
     pub lengths: Option<&'a [usize]>,
 }
 
+impl<'a, F: Float> Inputs<'a, F> {
+    pub fn of(batch: &'a Batch<F>) -> Self {
+        Inputs {
+            x: &batch.x,
+            lengths: batch.lengths.as_deref(),
+        }
+    }
+}
+
 /// Everything the forward pass keeps for backward.
 ///
 /// hs [T+1, B, H] with hs[0] = h0; cs likewise for the LSTM (None for the RNN);
@@ -104,10 +113,7 @@ pub fn forward<F: Float>(
             .unwrap_or_else(|| Array2::zeros((batch.batch_size(), config.hidden_size)))
     };
     let h0 = initial_state(&batch.h0);
-    let inputs = Inputs {
-        x: &batch.x,
-        lengths: batch.lengths.as_deref(),
-    };
+    let inputs = Inputs::of(batch);
     let (hs, cs, gates) = match config.cell {
         Cell::Rnn => {
             let (hs, gates) = rnn::rnn_forward(
@@ -189,10 +195,7 @@ pub fn backward<F: Float>(
     let dh_from_head = dscored
         .into_shape_with_order((scored_steps, batch_size, hidden))
         .expect("dscored is [S*B, H], time-major");
-    let inputs = Inputs {
-        x: &batch.x,
-        lengths: batch.lengths.as_deref(),
-    };
+    let inputs = Inputs::of(batch);
     let cell_grads = match config.cell {
         Cell::Rnn => rnn::rnn_backward(
             config.activation,
@@ -254,10 +257,11 @@ fn scored_hidden<F: Float>(readout: Readout, hs: &ArrayRef3<F>) -> CowArray<'_, 
 /// Which scored rows count, when some do not: under `Readout::All`, the rows (time-major,
 /// row t*B + b) of steps past their sequence's length.
 fn valid_rows<F: Float>(readout: Readout, batch: &Batch<F>) -> Option<Vec<bool>> {
-    let lengths = batch.lengths.as_ref()?;
+    batch.lengths.as_ref()?;
+    let batch_size = batch.batch_size();
     (readout == Readout::All).then(|| {
         (0..batch.seq_len())
-            .flat_map(|t| lengths.iter().map(move |&len| t < len))
+            .flat_map(|t| (0..batch_size).map(move |b| batch.is_step_valid(t, b)))
             .collect()
     })
 }

@@ -171,9 +171,8 @@ impl<F: Float> RnnBackwardRows<'_, F> {
         let mut dh = Array2::zeros((batch_rows, hidden));
         let mut dh_next = Array2::zeros((batch_rows, hidden));
         for t in (0..seq_len).rev() {
-            if self.lengths.is_some() {
-                dh_next.assign(&dh);
-            }
+            // dh_next keeps dE/dh_{t+1} for the padding rule; step_gradient overwrites dh.
+            std::mem::swap(&mut dh, &mut dh_next);
             let (done, next) = self.dgates.view_mut().split_at(Axis(0), t + 1);
             let dgate = done.index_axis_move(Axis(0), t);
             let dgate_next = (t + 1 < seq_len).then(|| next.index_axis_move(Axis(0), 0));
