@@ -6,11 +6,10 @@
 //! `cargo bench --bench cpu_step -- b32_` runs one shape.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rnn_wgpu::bench::Shape;
 use rnn_wgpu::cpu;
 use rnn_wgpu::optim::{CpuOptimizer, OptimizerConfig, OptimizerKind};
-use rnn_wgpu::{Activation, Batch, Cell, Loss, ModelConfig, Params, Readout};
+use rnn_wgpu::Cell;
 use std::time::Duration;
 
 /// (B, T, I, H), and the samples to take: the largest step takes over a second.
@@ -26,18 +25,13 @@ fn cpu_step(c: &mut Criterion) {
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(4));
     for (batch_size, seq_len, input, hidden, samples) in SHAPES {
-        let config = ModelConfig {
-            cell: Cell::Lstm,
-            activation: Activation::Tanh,
-            input_size: input,
-            hidden_size: hidden,
-            output_size: 1,
-            readout: Readout::Last,
-            loss: Loss::Mse,
+        let shape = Shape {
+            batch: batch_size,
+            seq_len,
+            input,
+            hidden,
         };
-        let mut rng = StdRng::seed_from_u64(0);
-        let mut params = Params::<f32>::init_uniform(&config, &mut rng);
-        let batch = Batch::<f32>::random(&config, seq_len, batch_size, &mut rng);
+        let (config, mut params, batch) = shape.problem(Cell::Lstm);
         let mut optimizer = CpuOptimizer::new(&config, OptimizerConfig::new(OptimizerKind::sgd()))
             .expect("a valid SGD configuration");
         group.sample_size(samples);

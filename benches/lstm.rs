@@ -14,13 +14,12 @@
 //! `-- cpu_` runs one side, `-- forward` one group).
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rnn_wgpu::bench::Shape;
 use rnn_wgpu::cpu;
 use rnn_wgpu::gpu::optim::GpuOptimizer;
 use rnn_wgpu::gpu::{Gpu, GpuModel, Request};
 use rnn_wgpu::optim::{CpuOptimizer, OptimizerConfig, OptimizerKind};
-use rnn_wgpu::{Activation, Batch, Cell, Loss, ModelConfig, Params, Readout};
+use rnn_wgpu::{Batch, Cell, ModelConfig, Params};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -39,24 +38,20 @@ struct Problem {
 /// An LSTM with PyTorch's initialisation, a head on the last step and MSE, as `rnn-wgpu bench`
 /// and the reference figures use.
 fn problem((batch_size, seq_len, input, hidden): (usize, usize, usize, usize)) -> Problem {
-    let config = ModelConfig {
-        cell: Cell::Lstm,
-        activation: Activation::Tanh,
-        input_size: input,
-        hidden_size: hidden,
-        output_size: 1,
-        readout: Readout::Last,
-        loss: Loss::Mse,
+    let shape = Shape {
+        batch: batch_size,
+        seq_len,
+        input,
+        hidden,
     };
-    let mut rng = StdRng::seed_from_u64(0);
-    let params = Params::<f32>::init_uniform(&config, &mut rng);
-    let batch = Batch::<f32>::random(&config, seq_len, batch_size, &mut rng);
+    let (config, params, batch) = shape.problem(Cell::Lstm);
     Problem {
         name: format!("b{batch_size}_t{seq_len}_i{input}_h{hidden}"),
         config,
         params,
         batch,
-        forward_flops: (2 * seq_len * batch_size * (input + hidden) * 4 * hidden) as u64,
+        // a training step is three times the forward products (the formula)
+        forward_flops: (shape.step_flops(Cell::Lstm) / 3.0) as u64,
     }
 }
 

@@ -66,6 +66,27 @@ impl Shape {
     }
 }
 
+impl Shape {
+    /// The benchmarked model on this shape, as the reference figures were taken: `cell` (tanh
+    /// for the RNN) with PyTorch's initialisation, a head on the last step, MSE, and a random
+    /// batch, all from seed 0. `rnn-wgpu bench` and the criterion benches share it.
+    pub fn problem(&self, cell: Cell) -> (ModelConfig, Params<f32>, Batch<f32>) {
+        let config = ModelConfig {
+            cell,
+            activation: Activation::Tanh,
+            input_size: self.input,
+            hidden_size: self.hidden,
+            output_size: 1,
+            readout: Readout::Last,
+            loss: Loss::Mse,
+        };
+        let mut rng = StdRng::seed_from_u64(0);
+        let params = Params::<f32>::init_uniform(&config, &mut rng);
+        let batch = Batch::<f32>::random(&config, self.seq_len, self.batch, &mut rng);
+        (config, params, batch)
+    }
+}
+
 impl std::str::FromStr for Shape {
     type Err = Error;
     fn from_str(text: &str) -> Result<Self, Error> {
@@ -137,18 +158,7 @@ pub fn bench_shape(
     runs: usize,
     plan_options: PlanOptions,
 ) -> Result<BenchResult, Error> {
-    let config = ModelConfig {
-        cell,
-        activation: Activation::Tanh,
-        input_size: shape.input,
-        hidden_size: shape.hidden,
-        output_size: 1,
-        readout: Readout::Last,
-        loss: Loss::Mse,
-    };
-    let mut rng = StdRng::seed_from_u64(0);
-    let params = Params::<f32>::init_uniform(&config, &mut rng);
-    let batch = Batch::<f32>::random(&config, shape.seq_len, shape.batch, &mut rng);
+    let (config, params, batch) = shape.problem(cell);
     let mut optimizer = OptimizerConfig::new(OptimizerKind::sgd());
     optimizer.lr = 1e-3;
     let before = gpu.map(|g| g.storage_bytes_created());
