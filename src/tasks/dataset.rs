@@ -403,11 +403,6 @@ impl Dataset {
         Ok(self)
     }
 
-    /// Whether the samples have lengths of their own.
-    pub fn has_lengths(&self) -> bool {
-        self.lengths.is_some()
-    }
-
     /// The samples at `indices` as one time-major batch: x `[T, B, I]` with `B =
     /// indices.len()`, targets with row `b` (last) or `t * B + b` (all). Panics on an index
     /// `>= N`.
