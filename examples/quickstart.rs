@@ -14,6 +14,9 @@ fn main() -> Result<(), rnn_wgpu::Error> {
         output_size: 1,
         readout: Readout::Last,
         loss: Loss::Mse,
+        layers: 1,
+        bidirectional: false,
+        dropout: 0.0,
     };
     let mut rng = StdRng::seed_from_u64(1);
     let params = Params::<f32>::init_uniform(&config, &mut rng);

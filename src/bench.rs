@@ -79,6 +79,9 @@ impl Shape {
             output_size: 1,
             readout: Readout::Last,
             loss: Loss::Mse,
+            layers: 1,
+            bidirectional: false,
+            dropout: 0.0,
         };
         let mut rng = StdRng::seed_from_u64(0);
         let params = Params::<f32>::init_uniform(&config, &mut rng);

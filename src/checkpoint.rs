@@ -2,28 +2,29 @@
 //! one safetensors file that PyTorch reads as it is.
 //!
 //! Layout: every tensor is F32, little-endian, under PyTorch's names and shapes
-//! (`weight_ih_l0` `[G*H, I]`, `weight_hh_l0` `[G*H, H]`, `bias_ih_l0` `[G*H]`,
-//! `bias_hh_l0` `[G*H]`, `head.weight` `[O, H]`, `head.bias` `[O]`; G = 4 for the LSTM, 1 for
-//! the RNN), plus extra tensors named `loss` or under `optim.`, `grad.` or `grad_norm.`. The
-//! header's `__metadata__` holds the configuration as strings (`format` = "rnn-wgpu/1", `cell`,
-//! `activation`, `input_size`, `hidden_size`, `output_size`, `readout`, `loss`) and whatever
-//! else the caller adds (`optimizer`, `step`, `seed`, ...).
+//! (`weight_ih_l{k}[_reverse]` `[G*H, W]` with W = I for layer 0 and D*H above,
+//! `weight_hh_l{k}[_reverse]` `[G*H, H]`, `bias_ih_l{k}[_reverse]` and `bias_hh_l{k}[_reverse]`
+//! `[G*H]`, `head.weight` `[O, D*H]`, `head.bias` `[O]`; G = 4 for the LSTM, 3 for the GRU, 1 for
+//! the RNN; D = 2 for a bidirectional model), plus extra tensors named `loss` or under `optim.`,
+//! `grad.` or `grad_norm.`. The header's `__metadata__` holds the configuration as strings
+//! (`format` = "rnn-wgpu/1", `cell`, `activation`, `input_size`, `hidden_size`, `output_size`,
+//! `readout`, `loss`, `layers`, `bidirectional`, `dropout`) and whatever else the caller adds
+//! (`optimizer`, `step`, `seed`, ...).
 //!
 //! So the recurrent weights go into PyTorch unchanged:
 //!
 //! ```python
 //! from safetensors.torch import load_file
 //! sd = load_file("model.safetensors")
-//! lstm = torch.nn.LSTM(input_size, hidden_size)
-//! names = ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]
-//! lstm.load_state_dict({k: sd[k] for k in names})
+//! lstm = torch.nn.LSTM(input_size, hidden_size, num_layers=2, bidirectional=True)
+//! lstm.load_state_dict({k: v for k, v in sd.items() if not k.startswith("head.")})
 //! ```
 //!
 //! and a file PyTorch wrote with `safetensors.torch.save_file(state_dict)` (top-level names as
 //! above, no rnn-wgpu metadata) loads by inferring the configuration from the shapes.
 
 use crate::config::{Activation, Cell, Loss, ModelConfig, Readout};
-use crate::params::{check_shape, Params, PARAM_NAMES};
+use crate::params::{check_shape, param_names, param_shapes, Params, HEAD_NAMES};
 use crate::Error;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
@@ -42,7 +43,9 @@ pub const EXTRA_PREFIXES: [&str; 3] = ["optim.", "grad.", "grad_norm."];
 pub const EXTRA_NAMES: [&str; 1] = ["loss"];
 
 /// Metadata keys that carry the configuration; `Checkpoint::metadata` never holds them.
-pub const CONFIG_KEYS: [&str; 8] = [
+/// Files written before stacked models existed lack the last three; they mean one layer, one
+/// direction, no dropout.
+pub const CONFIG_KEYS: [&str; 11] = [
     "format",
     "cell",
     "activation",
@@ -51,6 +54,9 @@ pub const CONFIG_KEYS: [&str; 8] = [
     "output_size",
     "readout",
     "loss",
+    "layers",
+    "bidirectional",
+    "dropout",
 ];
 
 /// An extra tensor: name, shape, values flattened row-major.
@@ -88,12 +94,15 @@ impl Checkpoint {
 
 /// Command-line choices to apply when loading. Where the file's metadata names the
 /// configuration, an override must agree with it; a file without metadata takes them as given.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Dropout only acts in training, so it is a setting rather than part of the file's model: an
+/// override replaces the file's.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LoadOverrides {
     pub cell: Option<Cell>,
     pub activation: Option<Activation>,
     pub readout: Option<Readout>,
     pub loss: Option<Loss>,
+    pub dropout: Option<f32>,
 }
 
 /// Whether `name` may be stored as an extra tensor: `loss`, or under one of `EXTRA_PREFIXES`.
@@ -104,8 +113,8 @@ pub fn is_extra_name(name: &str) -> bool {
             .any(|prefix| name.len() > prefix.len() && name.starts_with(prefix))
 }
 
-/// Writes `checkpoint` to `path` as safetensors: the six parameters under PyTorch's names and
-/// shapes (`[G*H, I]`, `[G*H, H]`, `[G*H]`, `[G*H]`, `[O, H]`, `[O]`), then the extras, all
+/// Writes `checkpoint` to `path` as safetensors: the parameters under PyTorch's names and
+/// shapes (`params::param_shapes`), then the extras, all
 /// F32; the configuration and `checkpoint.metadata` in `__metadata__`. Atomic: a failed or
 /// interrupted save leaves whatever was at `path` untouched.
 pub fn save(path: &Path, checkpoint: &Checkpoint) -> Result<(), Error> {
@@ -150,23 +159,23 @@ pub fn save(path: &Path, checkpoint: &Checkpoint) -> Result<(), Error> {
         }
     }
 
-    let owned: Vec<(&str, Vec<usize>, Vec<u8>)> = checkpoint
+    let owned: Vec<(String, Vec<usize>, Vec<u8>)> = checkpoint
         .params
         .tensors()
         .into_iter()
         .zip(param_shapes(config))
-        .map(|((name, values), shape)| (name, shape, little_endian(values)))
+        .map(|((name, values), (_, shape))| (name, shape, little_endian(values)))
         .chain(
             checkpoint
                 .extra
                 .iter()
-                .map(|(name, shape, values)| (name.as_str(), shape.clone(), little_endian(values))),
+                .map(|(name, shape, values)| (name.clone(), shape.clone(), little_endian(values))),
         )
         .collect();
     let views = owned
         .iter()
         .map(|(name, shape, bytes)| {
-            TensorView::new(Dtype::F32, shape.clone(), bytes).map(|view| (*name, view))
+            TensorView::new(Dtype::F32, shape.clone(), bytes).map(|view| (name.as_str(), view))
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Error::Value(format!("{file}: cannot serialize: {e}")))?;
@@ -180,10 +189,11 @@ pub fn save(path: &Path, checkpoint: &Checkpoint) -> Result<(), Error> {
 }
 
 /// Reads a checkpoint from `path`. The configuration comes from the metadata where the file
-/// has it (`overrides` must then agree), otherwise it is inferred from the shapes
-/// `weight_ih_l0` `[G*H, I]`, `weight_hh_l0` `[G*H, H]` and `head.weight` `[O, H]` (G = 4: LSTM,
-/// G = 1: RNN), with the activation, readout and loss from `overrides` or PyTorch's and this
-/// crate's defaults: tanh, last, mse.
+/// has it (`overrides` must then agree), otherwise it is inferred from the names and shapes:
+/// `weight_ih_l0` `[G*H, I]`, `weight_hh_l0` `[G*H, H]` (G = 4: LSTM, 3: GRU, 1: RNN), the
+/// layers `weight_ih_l{k}` present, a `_reverse` twin for bidirectional, and `head.weight`
+/// `[O, D*H]`; the activation, readout, loss and dropout from `overrides` or PyTorch's and this
+/// crate's defaults: tanh, last, mse, 0.
 ///
 /// Only F32 tensors are accepted; F64, F16 and BF16 are refused rather than converted, so a
 /// loaded model is exactly the one saved (convert in PyTorch with `v.float()`).
@@ -216,13 +226,14 @@ pub fn from_bytes(
     let mut params = BTreeMap::new();
     let mut extra = Vec::new();
     for (name, view) in safetensors.tensors() {
-        let is_param = PARAM_NAMES.contains(&name.as_str());
+        let is_param = is_param_name(&name);
         if !is_param && !is_extra_name(&name) {
             return Err(Error::Value(format!(
-                "{file}: unexpected tensor '{name}'{}: expected {} and extras named {} or under \
-                 {}",
+                "{file}: unexpected tensor '{name}'{}: expected weight_ih_l{{k}}, weight_hh_l{{k}}, \
+                 bias_ih_l{{k}}, bias_hh_l{{k}} (each maybe with _reverse), {} and extras named {} \
+                 or under {}",
                 unexpected_hint(&name),
-                PARAM_NAMES.join(", "),
+                HEAD_NAMES.join(", "),
                 EXTRA_NAMES.join(", "),
                 EXTRA_PREFIXES.join(", ")
             )));
@@ -265,27 +276,30 @@ pub fn from_bytes(
     })
 }
 
-/// The parameters' shapes in `PARAM_NAMES` order:
-/// `[G*H, I]`, `[G*H, H]`, `[G*H]`, `[G*H]`, `[O, H]`, `[O]`.
-fn param_shapes(config: &ModelConfig) -> [Vec<usize>; 6] {
-    let (gh, h, i, o) = (
-        config.gate_rows(),
-        config.hidden_size,
-        config.input_size,
-        config.output_size,
-    );
-    [
-        vec![gh, i],
-        vec![gh, h],
-        vec![gh],
-        vec![gh],
-        vec![o, h],
-        vec![o],
-    ]
+/// Whether `name` is a parameter's: a head tensor, or a cell tensor of some layer and
+/// direction (`weight_ih_l3`, `bias_hh_l0_reverse`).
+fn is_param_name(name: &str) -> bool {
+    HEAD_NAMES.contains(&name) || cell_tensor_layer(name).is_some()
+}
+
+/// The layer and direction (1: reverse) of a cell tensor's name.
+fn cell_tensor_layer(name: &str) -> Option<(usize, usize)> {
+    let rest = ["weight_ih_l", "weight_hh_l", "bias_ih_l", "bias_hh_l"]
+        .iter()
+        .find_map(|stem| name.strip_prefix(stem))?;
+    let (digits, direction) = match rest.strip_suffix("_reverse") {
+        Some(digits) => (digits, 1),
+        None => (rest, 0),
+    };
+    let canonical = !digits.is_empty() && (digits == "0" || !digits.starts_with('0'));
+    if !canonical || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    Some((digits.parse().ok()?, direction))
 }
 
 /// The configuration as `__metadata__` strings, `format` included.
-fn config_metadata(config: &ModelConfig) -> [(String, String); 8] {
+fn config_metadata(config: &ModelConfig) -> [(String, String); 11] {
     let entry = |key: &str, value: String| (key.to_string(), value);
     [
         entry("format", FORMAT.to_string()),
@@ -296,6 +310,9 @@ fn config_metadata(config: &ModelConfig) -> [(String, String); 8] {
         entry("output_size", config.output_size.to_string()),
         entry("readout", config.readout.name().to_string()),
         entry("loss", config.loss.name().to_string()),
+        entry("layers", config.layers.to_string()),
+        entry("bidirectional", config.bidirectional.to_string()),
+        entry("dropout", config.dropout.to_string()),
     ]
 }
 
@@ -345,6 +362,28 @@ fn config_from_metadata(
     let activation = choice(file, "activation", field("activation")?)?;
     let readout = choice(file, "readout", field("readout")?)?;
     let loss = choice(file, "loss", field("loss")?)?;
+    // Absent in files from before stacked models: one layer, one direction.
+    let layers = match header.get("layers") {
+        Some(_) => size("layers")?,
+        None => 1,
+    };
+    let bidirectional = match header.get("bidirectional").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(Error::Value(format!(
+                "{file}: metadata bidirectional='{other}' is neither true nor false"
+            )))
+        }
+    };
+    let dropout = match header.get("dropout") {
+        None => 0.0,
+        Some(value) => value.parse::<f32>().map_err(|_| {
+            Error::Value(format!(
+                "{file}: metadata dropout='{value}' is not a number"
+            ))
+        })?,
+    };
     Ok(Some(ModelConfig {
         cell: agree(file, "cell", cell, overrides.cell)?,
         activation: agree(file, "activation", activation, overrides.activation)?,
@@ -353,6 +392,9 @@ fn config_from_metadata(
         output_size: size("output_size")?,
         readout: agree(file, "readout", readout, overrides.readout)?,
         loss: agree(file, "loss", loss, overrides.loss)?,
+        layers,
+        bidirectional,
+        dropout: overrides.dropout.unwrap_or(dropout),
     }))
 }
 
@@ -399,7 +441,7 @@ fn check_cell_against_shapes(
     config: &ModelConfig,
     params: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
 ) -> Result<(), Error> {
-    let Some((shape, _)) = params.get(PARAM_NAMES[1]) else {
+    let Some((shape, _)) = params.get("weight_hh_l0") else {
         return Ok(()); // reported as missing later
     };
     if let [rows, hidden] = shape[..] {
@@ -419,7 +461,8 @@ fn check_cell_against_shapes(
 }
 
 /// The configuration of a file without metadata, from `weight_hh_l0` `[G*H, H]`,
-/// `weight_ih_l0` `[G*H, I]` and `head.weight` `[O, H]`; the rest from `overrides` or defaults.
+/// `weight_ih_l0` `[G*H, I]`, the layers whose tensors are present, whether any is a `_reverse`
+/// one, and `head.weight` `[O, D*H]`; the rest from `overrides` or defaults.
 fn infer_config(
     file: &str,
     params: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
@@ -440,22 +483,45 @@ fn infer_config(
             ))),
         }
     };
-    let (gate_rows, hidden_size) = two_dimensional(PARAM_NAMES[1], "[G*H, H]")?;
-    let (_, input_size) = two_dimensional(PARAM_NAMES[0], "[G*H, I]")?;
+    let (gate_rows, hidden_size) = two_dimensional("weight_hh_l0", "[G*H, H]")?;
+    let (_, input_size) = two_dimensional("weight_ih_l0", "[G*H, I]")?;
     let cell = cell_from_weight_hh(gate_rows, hidden_size).map_err(|why| {
         Error::Value(format!(
             "{file}: {why} (weight_ih_l0 has shape {:?})",
-            shape(PARAM_NAMES[0]).unwrap_or_default()
+            shape("weight_ih_l0").unwrap_or_default()
         ))
     })?;
-    if shape(PARAM_NAMES[4]).is_none() && shape(PARAM_NAMES[5]).is_none() {
+    // Layers 0..L each have their tensors; one missing from a layer that has others is reported
+    // by name below, but a layer with none at all is a gap below a stray tensor (weight_ih_l5
+    // in a 2-layer file), which is named here rather than as the gap's first missing tensor.
+    let present: BTreeSet<usize> = params
+        .keys()
+        .filter_map(|name| cell_tensor_layer(name))
+        .map(|(layer, _)| layer)
+        .collect();
+    let layers = 1 + present.last().copied().unwrap_or(0);
+    if let Some(gap) = (0..layers).find(|layer| !present.contains(layer)) {
+        let (stray, layer) = params
+            .keys()
+            .find_map(|name| {
+                let (layer, _) = cell_tensor_layer(name)?;
+                (layer > gap).then_some((name, layer))
+            })
+            .expect("a layer above the gap has a tensor");
         return Err(Error::Value(format!(
-            "{file}: no head.weight/head.bias: this looks like a bare nn.RNN/nn.LSTM state dict; \
-             rnn-wgpu models end in a linear head, so save it too (as 'head.weight' [O, H] and \
-             'head.bias' [O])"
+            "{file}: tensor '{stray}' is of layer {layer}, but the file has no tensor of layer \
+             {gap} (layers are numbered 0..L-1 without gaps)"
         )));
     }
-    let (output_size, _) = two_dimensional(PARAM_NAMES[4], "[O, H]")?;
+    let bidirectional = params.keys().any(|name| name.ends_with("_reverse"));
+    if shape(HEAD_NAMES[0]).is_none() && shape(HEAD_NAMES[1]).is_none() {
+        return Err(Error::Value(format!(
+            "{file}: no head.weight/head.bias: this looks like a bare nn.RNN/nn.LSTM state dict; \
+             rnn-wgpu models end in a linear head, so save it too (as 'head.weight' [O, D*H] \
+             and 'head.bias' [O])"
+        )));
+    }
+    let (output_size, _) = two_dimensional(HEAD_NAMES[0], "[O, D*H]")?;
     if let Some(wanted) = overrides.cell {
         if wanted != cell {
             return Err(Error::Value(format!(
@@ -474,6 +540,9 @@ fn infer_config(
         output_size,
         readout: overrides.readout.unwrap_or(Readout::Last),
         loss: overrides.loss.unwrap_or(Loss::Mse),
+        layers,
+        bidirectional,
+        dropout: overrides.dropout.unwrap_or(0.0),
     })
 }
 
@@ -483,15 +552,45 @@ fn params_from_tensors(
     config: &ModelConfig,
     tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
 ) -> Result<Params<f32>, Error> {
-    for (name, expected) in PARAM_NAMES.iter().zip(param_shapes(config)) {
-        let (shape, _) = tensors.get(*name).ok_or_else(|| {
+    // Every layer's 4*D tensors must be here, so names and shapes are listed for at most one
+    // layer more than the file can hold: metadata that claims 10^9 layers is refused at the
+    // first missing tensor rather than after listing them all.
+    let listed = ModelConfig {
+        layers: config
+            .layers
+            .min(tensors.len() / (4 * config.directions()) + 1),
+        ..*config
+    };
+    for (name, expected) in param_shapes(&listed) {
+        let (shape, _) = tensors.get(&name).ok_or_else(|| {
             Error::Value(format!(
                 "{file}: missing tensor '{name}' (expected shape {expected:?} for {} with I={}, \
-                 H={}, O={})",
-                config.cell, config.input_size, config.hidden_size, config.output_size
+                 H={}, O={}, {} layer(s), {} direction(s))",
+                config.cell,
+                config.input_size,
+                config.hidden_size,
+                config.output_size,
+                config.layers,
+                config.directions()
             ))
         })?;
         check_shape(&format!("{file}: {name}"), shape, &expected)?;
+    }
+    debug_assert_eq!(
+        listed.layers, config.layers,
+        "all of 4*D*L names were present"
+    );
+    let names: BTreeSet<String> = param_names(config).into_iter().collect();
+    if let Some(stray) = tensors.keys().find(|name| !names.contains(*name)) {
+        return Err(Error::Value(format!(
+            "{file}: tensor '{stray}' belongs to no cell of a {}-layer {} model",
+            config.layers,
+            if config.bidirectional {
+                "bidirectional"
+            } else {
+                "unidirectional"
+            }
+        )));
     }
     let mut params = Params::zeros(config);
     params.for_each_mut(|name, values| values.copy_from_slice(&tensors[name].1));
@@ -500,16 +599,9 @@ fn params_from_tensors(
 
 /// Why an unexpected name might be there, for the error message.
 fn unexpected_hint(name: &str) -> &'static str {
-    if PARAM_NAMES
-        .iter()
-        .any(|param| name.strip_suffix(param).is_some_and(|s| s.ends_with('.')))
-    {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    if name.contains('.') && cell_tensor_layer(last).is_some() {
         " (a submodule's parameter: save the state dict with the module prefix stripped)"
-    } else if ["weight_ih_l", "weight_hh_l", "bias_ih_l", "bias_hh_l"]
-        .iter()
-        .any(|stem| name.starts_with(stem))
-    {
-        " (only single-layer, unidirectional models are supported: layer 0, no _reverse)"
     } else {
         ""
     }

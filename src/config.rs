@@ -56,7 +56,11 @@ pub enum Loss {
 }
 
 /// A model's architecture. `activation` only matters for `Cell::Rnn`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// Stacked and bidirectional models are PyTorch's `num_layers` and `bidirectional`: layer 0
+/// reads x, layer k > 0 reads layer k-1's outputs (both directions concatenated, forward
+/// first: width D*H with D = 2 when bidirectional), with dropout between layers in training.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ModelConfig {
     pub cell: Cell,
     pub activation: Activation,
@@ -68,6 +72,13 @@ pub struct ModelConfig {
     pub output_size: usize,
     pub readout: Readout,
     pub loss: Loss,
+    /// `L`: stacked layers (PyTorch's `num_layers`), at least 1.
+    pub layers: usize,
+    /// A second, reverse-time pass per layer (PyTorch's `bidirectional`).
+    pub bidirectional: bool,
+    /// Probability of zeroing each input of layers 1..L in training (PyTorch's `dropout`):
+    /// never on the recurrent connections, nor at evaluation.
+    pub dropout: f32,
 }
 
 impl ModelConfig {
@@ -78,13 +89,41 @@ impl ModelConfig {
 
     /// Scalars in all parameter tensors together.
     pub fn param_count(&self) -> usize {
-        let (gh, h, i, o) = (
-            self.gate_rows(),
-            self.hidden_size,
-            self.input_size,
-            self.output_size,
-        );
-        gh * (i + h + 2) + o * (h + 1)
+        let (gh, h, o) = (self.gate_rows(), self.hidden_size, self.output_size);
+        let recurrent: usize = (0..self.cells())
+            .map(|k| gh * (self.layer_input_size(k / self.directions()) + h + 2))
+            .sum();
+        recurrent + o * (self.head_input_size() + 1)
+    }
+
+    /// `D`: 2 for a bidirectional model, else 1.
+    pub fn directions(&self) -> usize {
+        1 + self.bidirectional as usize
+    }
+
+    /// Recurrent cells, one per layer and direction: `L * D`, indexed `layer * D + direction`
+    /// (direction 1 is the reverse one).
+    pub fn cells(&self) -> usize {
+        self.layers * self.directions()
+    }
+
+    /// Features per step into `layer`: I for layer 0, D*H for the layers above it.
+    pub fn layer_input_size(&self, layer: usize) -> usize {
+        if layer == 0 {
+            self.input_size
+        } else {
+            self.directions() * self.hidden_size
+        }
+    }
+
+    /// Features per scored row into the head: the last layer's D*H outputs.
+    pub fn head_input_size(&self) -> usize {
+        self.directions() * self.hidden_size
+    }
+
+    /// Whether this is PyTorch's plain one-layer, one-direction module.
+    pub fn is_single_cell(&self) -> bool {
+        self.cells() == 1
     }
 
     /// Rows the head scores for a batch of `batch` sequences of `seq_len` steps.
@@ -100,26 +139,38 @@ impl ModelConfig {
             ("input_size", self.input_size),
             ("hidden_size", self.hidden_size),
             ("output_size", self.output_size),
+            ("layers", self.layers),
         ] {
             if value == 0 {
                 return Err(Error::Config(format!("{name} must be at least 1, got 0")));
             }
         }
-        // G*H*(I + H + 2) + O*(H + 1) parameters, in f64 for the CPU reference: sizes whose
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::Config(format!(
+                "dropout must be in [0, 1), got {}",
+                self.dropout
+            )));
+        }
+        // Per cell G*H*(I + H + 2) and D*G*H*(D*H + H + 2), and O*(D*H + 1) parameters, in f64 for the CPU reference: sizes whose
         // product overflows (from a command line or a file's metadata) are refused here, before
         // any shape is computed from them.
-        let (g, h, i, o) = (
+        let (g, h, i, o, d) = (
             self.cell.gates(),
             self.hidden_size,
             self.input_size,
             self.output_size,
+            self.directions(),
         );
         let bytes = (|| {
-            let recurrent = g
-                .checked_mul(h)?
-                .checked_mul(i.checked_add(h)?.checked_add(2)?)?;
-            let head = o.checked_mul(h.checked_add(1)?)?;
-            recurrent.checked_add(head)?.checked_mul(8)
+            let dh = d.checked_mul(h)?;
+            let cell = |width: usize| {
+                g.checked_mul(h)?
+                    .checked_mul(width.checked_add(h)?.checked_add(2)?)
+            };
+            let first = cell(i)?.checked_mul(d)?;
+            let upper = cell(dh)?.checked_mul(d)?.checked_mul(self.layers - 1)?;
+            let head = o.checked_mul(dh.checked_add(1)?)?;
+            first.checked_add(upper)?.checked_add(head)?.checked_mul(8)
         })();
         if bytes.is_none_or(|b| b > isize::MAX as usize) {
             return Err(Error::Config(format!(

@@ -69,8 +69,11 @@ impl<F: Float> Batch<F> {
             uniform(&[seq_len, batch, config.input_size], 1.0),
         )
         .unwrap();
-        let h0 = Array2::from_shape_vec((batch, h), uniform(&[batch, h], 0.5)).unwrap();
-        let c0 = (config.cell == Cell::Lstm)
+        // Initial states are one cell's: stacked and bidirectional models start from zeros.
+        let single = config.is_single_cell();
+        let h0 =
+            single.then(|| Array2::from_shape_vec((batch, h), uniform(&[batch, h], 0.5)).unwrap());
+        let c0 = (single && config.cell == Cell::Lstm)
             .then(|| Array2::from_shape_vec((batch, h), uniform(&[batch, h], 0.5)).unwrap());
         let rows = config.scored_rows(seq_len, batch);
         let targets = match config.loss {
@@ -83,7 +86,7 @@ impl<F: Float> Batch<F> {
         };
         Batch {
             x,
-            h0: Some(h0),
+            h0,
             c0,
             targets,
             lengths: None,
@@ -109,6 +112,14 @@ impl<F: Float> Batch<F> {
             }
         }
         let state = [b, config.hidden_size];
+        if (self.h0.is_some() || self.c0.is_some()) && !config.is_single_cell() {
+            return Err(Error::Config(format!(
+                "an initial state h0/c0 is supported for one-layer, one-direction models only; \
+                 this one has {} layer(s) x {} direction(s), which start from zeros",
+                config.layers,
+                config.directions()
+            )));
+        }
         if let Some(h0) = &self.h0 {
             check_shape("h0", h0.shape(), &state)?;
         }

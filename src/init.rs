@@ -63,18 +63,23 @@ pub fn initialize(
         let bound = (6.0 / (w.ncols() + h) as f64).sqrt();
         w.mapv_inplace(|_| rng.random_range(-bound..bound) as f32);
     };
-    glorot(&mut params.weight_ih, rng);
-    glorot(&mut params.head_weight, rng);
-    for g in 0..gates {
-        let mut block = params.weight_hh.slice_mut(s![g * h..(g + 1) * h, ..]);
-        match init.scheme {
-            Scheme::Glorot => {
-                let bound = (6.0 / (2 * h) as f64).sqrt();
-                block.mapv_inplace(|_| rng.random_range(-bound..bound) as f32);
+    // Cell by cell in `Params::cells` order, so a one-cell model draws what it always drew.
+    for (k, cell) in params.cells.iter_mut().enumerate() {
+        glorot(&mut cell.weight_ih, rng);
+        if k == 0 {
+            glorot(&mut params.head_weight, rng);
+        }
+        for g in 0..gates {
+            let mut block = cell.weight_hh.slice_mut(s![g * h..(g + 1) * h, ..]);
+            match init.scheme {
+                Scheme::Glorot => {
+                    let bound = (6.0 / (2 * h) as f64).sqrt();
+                    block.mapv_inplace(|_| rng.random_range(-bound..bound) as f32);
+                }
+                Scheme::Orthogonal => block.assign(&random_orthogonal(h, rng).mapv(|v| v as f32)),
+                Scheme::Identity => block.assign(&Array2::eye(h)),
+                Scheme::PyTorch => unreachable!(),
             }
-            Scheme::Orthogonal => block.assign(&random_orthogonal(h, rng).mapv(|v| v as f32)),
-            Scheme::Identity => block.assign(&Array2::eye(h)),
-            Scheme::PyTorch => unreachable!(),
         }
     }
     adjust(params, config, init)
@@ -91,7 +96,9 @@ fn adjust(
                 "--hh-scale must be finite and >= 0, got {scale}"
             )));
         }
-        rescale_to_singular_value(&mut params.weight_hh, scale);
+        for cell in &mut params.cells {
+            rescale_to_singular_value(&mut cell.weight_hh, scale);
+        }
     }
     if let Some(bias) = init.forget_bias {
         if config.cell != Cell::Lstm {
@@ -105,8 +112,10 @@ fn adjust(
             )));
         }
         let h = config.hidden_size;
-        params.bias_ih.slice_mut(s![h..2 * h]).fill(bias as f32);
-        params.bias_hh.slice_mut(s![h..2 * h]).fill(0.0);
+        for cell in &mut params.cells {
+            cell.bias_ih.slice_mut(s![h..2 * h]).fill(bias as f32);
+            cell.bias_hh.slice_mut(s![h..2 * h]).fill(0.0);
+        }
     }
     Ok(params)
 }

@@ -7,7 +7,7 @@
 //! `min(1, max_norm / (norm + 1e-6))`), then the update with the scheduled learning rate.
 
 use crate::config::ModelConfig;
-use crate::params::{Params, PARAM_NAMES};
+use crate::params::{param_names, Params};
 use crate::{Error, Float};
 use std::fmt;
 use std::str::FromStr;
@@ -541,15 +541,12 @@ pub fn rmsprop_step<F: Float>(
 
 /// `"{state}.{parameter}"`, e.g. `exp_avg.weight_ih_l0`: the names optimizer state is saved
 /// under, for every state tensor in `OptimizerKind::state_names` order, each over
-/// `PARAM_NAMES`.
-pub fn state_tensor_names(kind: &OptimizerKind) -> Vec<String> {
+/// `params::param_names(model)`.
+pub fn state_tensor_names(kind: &OptimizerKind, model: &ModelConfig) -> Vec<String> {
+    let params = param_names(model);
     kind.state_names()
         .iter()
-        .flat_map(|state| {
-            PARAM_NAMES
-                .iter()
-                .map(move |param| format!("{state}.{param}"))
-        })
+        .flat_map(|state| params.iter().map(move |param| format!("{state}.{param}")))
         .collect()
 }
 
@@ -557,10 +554,10 @@ pub fn state_tensor_names(kind: &OptimizerKind) -> Vec<String> {
 /// against `template`; refuses missing, unknown and duplicate names.
 pub(crate) fn match_state<'a, T>(
     kind: &OptimizerKind,
-    template: &Params<f32>,
+    model: &ModelConfig,
     tensors: &'a [(String, Vec<T>)],
 ) -> Result<Vec<&'a [T]>, Error> {
-    let names = state_tensor_names(kind);
+    let names = state_tensor_names(kind, model);
     if let Some((name, _)) = tensors.iter().find(|(name, _)| !names.contains(name)) {
         return Err(Error::Value(format!(
             "optimizer state '{name}' does not belong to {kind}, which keeps: {}",
@@ -571,7 +568,11 @@ pub(crate) fn match_state<'a, T>(
             }
         )));
     }
-    let lens = template.tensors().map(|(_, values)| values.len());
+    let lens: Vec<usize> = Params::<f32>::zeros(model)
+        .tensors()
+        .into_iter()
+        .map(|(_, values)| values.len())
+        .collect();
     names
         .iter()
         .enumerate()
@@ -585,7 +586,7 @@ pub(crate) fn match_state<'a, T>(
                     "optimizer state '{name}' is given twice"
                 )));
             }
-            let expected = lens[k % PARAM_NAMES.len()];
+            let expected = lens[k % lens.len()];
             if values.len() != expected {
                 return Err(Error::Shape {
                     what: format!("optimizer state '{name}'"),
@@ -598,19 +599,21 @@ pub(crate) fn match_state<'a, T>(
         .collect()
 }
 
-/// Every tensor of `params` as a mutable flat slice, in `PARAM_NAMES` order.
-fn slices_mut<F>(params: &mut Params<F>) -> [&mut [F]; 6] {
+/// Every tensor of `params` as a mutable flat slice, in `param_names` order.
+fn slices_mut<F>(params: &mut Params<F>) -> Vec<&mut [F]> {
     fn slice<F>(a: Option<&mut [F]>) -> &mut [F] {
         a.expect("parameters are contiguous")
     }
-    [
-        slice(params.weight_ih.as_slice_mut()),
-        slice(params.weight_hh.as_slice_mut()),
-        slice(params.bias_ih.as_slice_mut()),
-        slice(params.bias_hh.as_slice_mut()),
-        slice(params.head_weight.as_slice_mut()),
-        slice(params.head_bias.as_slice_mut()),
-    ]
+    let mut all = Vec::with_capacity(4 * params.cells.len() + 2);
+    for cell in &mut params.cells {
+        all.push(slice(cell.weight_ih.as_slice_mut()));
+        all.push(slice(cell.weight_hh.as_slice_mut()));
+        all.push(slice(cell.bias_ih.as_slice_mut()));
+        all.push(slice(cell.bias_hh.as_slice_mut()));
+    }
+    all.push(slice(params.head_weight.as_slice_mut()));
+    all.push(slice(params.head_bias.as_slice_mut()));
+    all
 }
 
 /// The CPU reference optimizer: state per parameter tensor, in f32 or f64.
@@ -659,7 +662,7 @@ impl<F: Float> CpuOptimizer<F> {
         let s = self.config.scalars::<F>(self.steps);
         let params = slices_mut(params);
         let grads = clipped.tensors();
-        let mut states: Vec<[&mut [F]; 6]> = self.state.iter_mut().map(slices_mut).collect();
+        let mut states: Vec<Vec<&mut [F]>> = self.state.iter_mut().map(slices_mut).collect();
         for (k, param) in params.into_iter().enumerate() {
             let grad = grads[k].1;
             // state_a, state_b of this tensor; empty where the rule keeps none
@@ -681,17 +684,17 @@ impl<F: Float> CpuOptimizer<F> {
 
     /// Every state tensor under `state_tensor_names`, flattened row-major.
     pub fn state_tensors(&self) -> Vec<(String, Vec<F>)> {
-        let names = state_tensor_names(&self.config.kind);
+        let names = state_tensor_names(&self.config.kind, &self.model);
         let values = self
             .state
             .iter()
-            .flat_map(|state| state.tensors().map(|(_, v)| v.to_vec()));
+            .flat_map(|state| state.tensors().into_iter().map(|(_, v)| v.to_vec()));
         names.into_iter().zip(values).collect()
     }
 
     /// Restores what `state_tensors` saved (in any order) and the step counter.
     pub fn load_state(&mut self, steps: u64, tensors: &[(String, Vec<F>)]) -> Result<(), Error> {
-        let found = match_state(&self.config.kind, &Params::zeros(&self.model), tensors)?;
+        let found = match_state(&self.config.kind, &self.model, tensors)?;
         let mut found = found.into_iter();
         for state in &mut self.state {
             state.for_each_mut(|_, values| values.copy_from_slice(found.next().unwrap()));
@@ -805,6 +808,9 @@ mod tests {
             output_size: 1,
             readout: Readout::Last,
             loss: Loss::Mse,
+            layers: 1,
+            bidirectional: false,
+            dropout: 0.0,
         };
         let config = OptimizerConfig {
             lr: 1.0,
@@ -814,12 +820,12 @@ mod tests {
         let mut optimizer = CpuOptimizer::<f64>::new(&model, config).unwrap();
         let mut params = Params::<f64>::zeros(&model);
         let mut grads = Params::<f64>::zeros(&model);
-        grads.weight_ih[[0, 0]] = 3.0;
-        grads.weight_hh[[0, 0]] = 4.0;
+        grads.cells[0].weight_ih[[0, 0]] = 3.0;
+        grads.cells[0].weight_hh[[0, 0]] = 4.0;
         let norm = optimizer.step(&mut params, &grads);
         assert_eq!(norm, 5.0);
-        assert!((params.weight_ih[[0, 0]] + 0.6).abs() < 1e-6);
-        assert!((params.weight_hh[[0, 0]] + 0.8).abs() < 1e-6);
+        assert!((params.cells[0].weight_ih[[0, 0]] + 0.6).abs() < 1e-6);
+        assert!((params.cells[0].weight_hh[[0, 0]] + 0.8).abs() < 1e-6);
         assert_eq!(optimizer.steps(), 1);
         assert!(
             optimizer.state_tensors().is_empty(),
@@ -872,6 +878,9 @@ mod tests {
             output_size: 1,
             readout: Readout::Last,
             loss: Loss::Mse,
+            layers: 1,
+            bidirectional: false,
+            dropout: 0.0,
         };
         let config = OptimizerConfig::new(OptimizerKind::adam());
         let mut a = CpuOptimizer::<f64>::new(&model, config).unwrap();

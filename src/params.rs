@@ -3,51 +3,112 @@
 
 use crate::config::ModelConfig;
 use crate::{Error, Float};
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{Array1, Array2};
 use rand::Rng;
 
-/// `G*H` rows stack the gates (i, f, g, o for the LSTM).
-/// Shapes: weight_ih [G*H, I], weight_hh [G*H, H], bias_ih [G*H], bias_hh [G*H],
-/// head_weight [O, H], head_bias [O].
+/// One recurrent cell: a layer's forward or reverse direction. `G*H` rows stack the gates
+/// (i, f, g, o for the LSTM; r, z, n for the GRU).
+/// Shapes: weight_ih [G*H, W] with W the layer's input width (I for layer 0, D*H above),
+/// weight_hh [G*H, H], bias_ih [G*H], bias_hh [G*H].
 #[derive(Clone, Debug, PartialEq)]
-pub struct Params<F> {
+pub struct CellParams<F> {
     pub weight_ih: Array2<F>,
     pub weight_hh: Array2<F>,
     pub bias_ih: Array1<F>,
     pub bias_hh: Array1<F>,
+}
+
+/// cells [L*D], indexed `layer * D + direction` (`ModelConfig::cells`);
+/// head_weight [O, D*H], head_bias [O].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Params<F> {
+    pub cells: Vec<CellParams<F>>,
     pub head_weight: Array2<F>,
     pub head_bias: Array1<F>,
 }
 
-/// PyTorch's names, in the order `Params::tensors` lists them.
-pub const PARAM_NAMES: [&str; 6] = [
-    "weight_ih_l0",
-    "weight_hh_l0",
-    "bias_ih_l0",
-    "bias_hh_l0",
-    "head.weight",
-    "head.bias",
-];
+/// The four tensors of a cell, in the order PyTorch's `state_dict` lists them.
+const CELL_TENSORS: [&str; 4] = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"];
+
+/// The head's tensors, after every cell's.
+pub const HEAD_NAMES: [&str; 2] = ["head.weight", "head.bias"];
+
+/// PyTorch's name of a cell tensor: `weight_ih_l1_reverse` for layer 1's reverse direction.
+pub fn cell_tensor_name(tensor: &str, layer: usize, reverse: bool) -> String {
+    let suffix = if reverse { "_reverse" } else { "" };
+    format!("{tensor}_l{layer}{suffix}")
+}
+
+/// Every parameter's name, in the order `Params::tensors` lists them: for each layer, for each
+/// direction, weight_ih, weight_hh, bias_ih, bias_hh (as `nn.LSTM.state_dict()`), then the
+/// head's.
+pub fn param_names(config: &ModelConfig) -> Vec<String> {
+    let d = config.directions();
+    (0..config.cells())
+        .flat_map(|k| CELL_TENSORS.map(|t| cell_tensor_name(t, k / d, k % d == 1)))
+        .chain(HEAD_NAMES.map(String::from))
+        .collect()
+}
+
+/// Every parameter's name with its shape, in `param_names` order.
+pub fn param_shapes(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+    let (gh, h) = (config.gate_rows(), config.hidden_size);
+    let d = config.directions();
+    let mut shapes: Vec<Vec<usize>> = (0..config.cells())
+        .flat_map(|k| {
+            let width = config.layer_input_size(k / d);
+            [vec![gh, width], vec![gh, h], vec![gh], vec![gh]]
+        })
+        .collect();
+    shapes.push(vec![config.output_size, config.head_input_size()]);
+    shapes.push(vec![config.output_size]);
+    param_names(config).into_iter().zip(shapes).collect()
+}
+
+impl<F: Float> CellParams<F> {
+    fn zeros(gate_rows: usize, input: usize, hidden: usize) -> Self {
+        CellParams {
+            weight_ih: Array2::zeros((gate_rows, input)),
+            weight_hh: Array2::zeros((gate_rows, hidden)),
+            bias_ih: Array1::zeros(gate_rows),
+            bias_hh: Array1::zeros(gate_rows),
+        }
+    }
+}
+
+fn contiguous<F>(a: Option<&[F]>) -> &[F] {
+    a.expect("parameters are contiguous")
+}
+
+fn contiguous_mut<F>(a: Option<&mut [F]>) -> &mut [F] {
+    a.expect("parameters are contiguous")
+}
 
 impl<F: Float> Params<F> {
     pub fn zeros(config: &ModelConfig) -> Self {
-        let (gh, h, i, o) = dims(config);
+        let (gh, h, o) = (config.gate_rows(), config.hidden_size, config.output_size);
+        let d = config.directions();
         Params {
-            weight_ih: Array2::zeros((gh, i)),
-            weight_hh: Array2::zeros((gh, h)),
-            bias_ih: Array1::zeros(gh),
-            bias_hh: Array1::zeros(gh),
-            head_weight: Array2::zeros((o, h)),
+            cells: (0..config.cells())
+                .map(|k| CellParams::zeros(gh, config.layer_input_size(k / d), h))
+                .collect(),
+            head_weight: Array2::zeros((o, config.head_input_size())),
             head_bias: Array1::zeros(o),
         }
     }
 
     /// PyTorch's default: every recurrent parameter uniform in ±1/sqrt(H); the head as
-    /// `nn.Linear(H, O)` does it, uniform in ±1/sqrt(H) as well.
+    /// `nn.Linear(D*H, O)` does it, uniform in ±1/sqrt(D*H).
     pub fn init_uniform(config: &ModelConfig, rng: &mut impl Rng) -> Self {
-        let bound = 1.0 / (config.hidden_size as f64).sqrt();
+        let recurrent = 1.0 / (config.hidden_size as f64).sqrt();
+        let head = 1.0 / (config.head_input_size() as f64).sqrt();
         let mut params = Self::zeros(config);
-        params.for_each_mut(|_, values| {
+        params.for_each_mut(|name, values| {
+            let bound = if name.starts_with("head.") {
+                head
+            } else {
+                recurrent
+            };
             for v in values.iter_mut() {
                 *v = F::from_f64(rng.random_range(-bound..bound)).unwrap();
             }
@@ -55,32 +116,62 @@ impl<F: Float> Params<F> {
         params
     }
 
-    /// Every tensor with its PyTorch name, flattened row-major.
-    pub fn tensors(&self) -> [(&'static str, &[F]); 6] {
-        fn slice<F>(a: Option<&[F]>) -> &[F] {
-            a.expect("parameters are contiguous")
-        }
-        [
-            (PARAM_NAMES[0], slice(self.weight_ih.as_slice())),
-            (PARAM_NAMES[1], slice(self.weight_hh.as_slice())),
-            (PARAM_NAMES[2], slice(self.bias_ih.as_slice())),
-            (PARAM_NAMES[3], slice(self.bias_hh.as_slice())),
-            (PARAM_NAMES[4], slice(self.head_weight.as_slice())),
-            (PARAM_NAMES[5], slice(self.head_bias.as_slice())),
-        ]
+    /// The cell of `layer` and direction `direction` (1: reverse) in a model of `directions`.
+    pub fn cell(&self, layer: usize, direction: usize, directions: usize) -> &CellParams<F> {
+        &self.cells[layer * directions + direction]
     }
 
-    /// Visits every tensor as a mutable flat slice, in `PARAM_NAMES` order.
-    pub fn for_each_mut(&mut self, mut f: impl FnMut(&'static str, &mut [F])) {
-        fn slice<F>(a: Option<&mut [F]>) -> &mut [F] {
-            a.expect("parameters are contiguous")
+    /// Directions per layer, from the head's width: D*H columns over H hidden units.
+    fn directions(&self) -> usize {
+        self.head_weight.ncols() / self.cells[0].weight_hh.ncols().max(1)
+    }
+
+    /// Every tensor with its PyTorch name, flattened row-major, in `param_names` order.
+    pub fn tensors(&self) -> Vec<(String, &[F])> {
+        let d = self.directions().max(1);
+        let mut all = Vec::with_capacity(4 * self.cells.len() + 2);
+        for (k, cell) in self.cells.iter().enumerate() {
+            let name = |t| cell_tensor_name(t, k / d, k % d == 1);
+            all.push((name("weight_ih"), contiguous(cell.weight_ih.as_slice())));
+            all.push((name("weight_hh"), contiguous(cell.weight_hh.as_slice())));
+            all.push((name("bias_ih"), contiguous(cell.bias_ih.as_slice())));
+            all.push((name("bias_hh"), contiguous(cell.bias_hh.as_slice())));
         }
-        f(PARAM_NAMES[0], slice(self.weight_ih.as_slice_mut()));
-        f(PARAM_NAMES[1], slice(self.weight_hh.as_slice_mut()));
-        f(PARAM_NAMES[2], slice(self.bias_ih.as_slice_mut()));
-        f(PARAM_NAMES[3], slice(self.bias_hh.as_slice_mut()));
-        f(PARAM_NAMES[4], slice(self.head_weight.as_slice_mut()));
-        f(PARAM_NAMES[5], slice(self.head_bias.as_slice_mut()));
+        all.push((
+            HEAD_NAMES[0].into(),
+            contiguous(self.head_weight.as_slice()),
+        ));
+        all.push((HEAD_NAMES[1].into(), contiguous(self.head_bias.as_slice())));
+        all
+    }
+
+    /// Visits every tensor as a mutable flat slice, in `param_names` order.
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(&str, &mut [F])) {
+        let d = self.directions().max(1);
+        for (k, cell) in self.cells.iter_mut().enumerate() {
+            let name = |t| cell_tensor_name(t, k / d, k % d == 1);
+            f(
+                &name("weight_ih"),
+                contiguous_mut(cell.weight_ih.as_slice_mut()),
+            );
+            f(
+                &name("weight_hh"),
+                contiguous_mut(cell.weight_hh.as_slice_mut()),
+            );
+            f(
+                &name("bias_ih"),
+                contiguous_mut(cell.bias_ih.as_slice_mut()),
+            );
+            f(
+                &name("bias_hh"),
+                contiguous_mut(cell.bias_hh.as_slice_mut()),
+            );
+        }
+        f(
+            HEAD_NAMES[0],
+            contiguous_mut(self.head_weight.as_slice_mut()),
+        );
+        f(HEAD_NAMES[1], contiguous_mut(self.head_bias.as_slice_mut()));
     }
 
     /// Converts element type (f64 reference <-> f32 GPU).
@@ -88,10 +179,16 @@ impl<F: Float> Params<F> {
         let c1 = |a: &Array1<F>| a.mapv(|v| G::from_f64(v.to_f64().unwrap()).unwrap());
         let c2 = |a: &Array2<F>| a.mapv(|v| G::from_f64(v.to_f64().unwrap()).unwrap());
         Params {
-            weight_ih: c2(&self.weight_ih),
-            weight_hh: c2(&self.weight_hh),
-            bias_ih: c1(&self.bias_ih),
-            bias_hh: c1(&self.bias_hh),
+            cells: self
+                .cells
+                .iter()
+                .map(|c| CellParams {
+                    weight_ih: c2(&c.weight_ih),
+                    weight_hh: c2(&c.weight_hh),
+                    bias_ih: c1(&c.bias_ih),
+                    bias_hh: c1(&c.bias_hh),
+                })
+                .collect(),
             head_weight: c2(&self.head_weight),
             head_bias: c1(&self.head_bias),
         }
@@ -99,15 +196,36 @@ impl<F: Float> Params<F> {
 
     /// Checks every shape against `config`, naming the first tensor that disagrees.
     pub fn check(&self, config: &ModelConfig) -> Result<(), Error> {
-        let (gh, h, i, o) = dims(config);
-        let expect2 =
-            |name: &str, a: ArrayView2<F>, rows, cols| check_shape(name, a.shape(), &[rows, cols]);
-        expect2(PARAM_NAMES[0], self.weight_ih.view(), gh, i)?;
-        expect2(PARAM_NAMES[1], self.weight_hh.view(), gh, h)?;
-        check_shape(PARAM_NAMES[2], self.bias_ih.shape(), &[gh])?;
-        check_shape(PARAM_NAMES[3], self.bias_hh.shape(), &[gh])?;
-        expect2(PARAM_NAMES[4], self.head_weight.view(), o, h)?;
-        check_shape(PARAM_NAMES[5], self.head_bias.shape(), &[o])
+        if self.cells.len() != config.cells() {
+            return Err(Error::Config(format!(
+                "the parameters hold {} recurrent cells; {} layer(s) x {} direction(s) need {}",
+                self.cells.len(),
+                config.layers,
+                config.directions(),
+                config.cells()
+            )));
+        }
+        let shapes = param_shapes(config);
+        for ((name, got), (_, expected)) in self.shapes().iter().zip(&shapes) {
+            check_shape(name, got, expected)?;
+        }
+        Ok(())
+    }
+
+    /// Every tensor's name and shape, in `param_names` order.
+    pub fn shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let d = self.directions().max(1);
+        let mut all = Vec::with_capacity(4 * self.cells.len() + 2);
+        for (k, cell) in self.cells.iter().enumerate() {
+            let name = |t| cell_tensor_name(t, k / d, k % d == 1);
+            all.push((name("weight_ih"), cell.weight_ih.shape().to_vec()));
+            all.push((name("weight_hh"), cell.weight_hh.shape().to_vec()));
+            all.push((name("bias_ih"), cell.bias_ih.shape().to_vec()));
+            all.push((name("bias_hh"), cell.bias_hh.shape().to_vec()));
+        }
+        all.push((HEAD_NAMES[0].into(), self.head_weight.shape().to_vec()));
+        all.push((HEAD_NAMES[1].into(), self.head_bias.shape().to_vec()));
+        all
     }
 }
 
@@ -121,14 +239,4 @@ pub(crate) fn check_shape(what: &str, got: &[usize], expected: &[usize]) -> Resu
             expected: expected.to_vec(),
         })
     }
-}
-
-/// (G*H, H, I, O)
-fn dims(config: &ModelConfig) -> (usize, usize, usize, usize) {
-    (
-        config.gate_rows(),
-        config.hidden_size,
-        config.input_size,
-        config.output_size,
-    )
 }

@@ -149,9 +149,15 @@ pub fn run_parity_with(
     compare(
         "h_n",
         out.h_n.as_ref().and_then(|a| a.as_slice()),
-        &flat(&fwd.hs.slice(s![seq_len, .., ..]).to_owned().into_dyn()),
+        &flat(
+            &fwd.cells[0]
+                .hs
+                .slice(s![seq_len, .., ..])
+                .to_owned()
+                .into_dyn(),
+        ),
     );
-    if let Some(cs) = &fwd.cs {
+    if let Some(cs) = &fwd.cells[0].cs {
         compare(
             "c_n",
             out.c_n.as_ref().and_then(|a| a.as_slice()),

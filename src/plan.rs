@@ -278,7 +278,9 @@ fn terms(
     );
     let lstm = config.cell == Cell::Lstm;
     let params = config.param_count();
-    let sets = if recompute { 1 } else { n };
+    // One set (or one shared set) per cell; bidirectional models run in one segment.
+    let cells = config.cells();
+    let sets = if recompute { 1 } else { n } * cells;
     let scored = match config.readout {
         Readout::All => (s * b, n, "S*B"),
         Readout::Last => (b, 1, "B"),
@@ -319,6 +321,21 @@ fn terms(
         s * b * i,
         n,
     );
+    if cells > 1 {
+        // Per segment (bidirectional models have one).
+        let (d, dh) = (config.directions(), config.head_input_size());
+        let upper = format!("[S, B, D*H] = [{s}, {b}, {dh}]");
+        let count = (config.layers - 1) * d * n;
+        add("upper layers' inputs", upper.clone(), s * b * dh, count);
+        add("upper layers' input gradients", upper, s * b * dh, count);
+        let reversed = format!("[T, B, I] = [{t}, {b}, {i}]");
+        add("reversed inputs", reversed.clone(), t * b * i, d - 1);
+        add("reversed input gradients", reversed, t * b * i, d - 1);
+        if d == 2 && config.readout == Readout::All {
+            let head = format!("[T*B, D*H] = [{}, {dh}]", t * b);
+            add("head inputs and their gradients", head, t * b * dh, 2);
+        }
+    }
     let state = format!("[S+1, B, H] = [{}, {b}, {h}]", s + 1);
     add("hidden states", state.clone(), (s + 1) * b * h, sets);
     if lstm {
@@ -343,7 +360,7 @@ fn terms(
             "segment start states (h, c)",
             format!("[B, H] = [{b}, {h}]"),
             b * h,
-            kept * n,
+            kept * n * cells,
         );
     }
     let (rows, count, rows_name) = scored;
@@ -357,8 +374,10 @@ fn terms(
         rows,
         count,
     );
-    // dh0, h_T, the h carry (+ c_T and the dc carry that ends as dc0)
-    let states = if lstm { 5 } else { 3 };
+    // dh0, h_T, the h carry (+ c_T and the dc carry that ends as dc0); every other cell has
+    // all but dh0
+    let per_cell = if lstm { 4 } else { 2 };
+    let states = 1 + per_cell * cells;
     add(
         "state-sized buffers",
         format!("[B, H] = [{b}, {h}]"),
@@ -367,8 +386,8 @@ fn terms(
     );
     add(
         "per-step gradient norms",
-        format!("[2, T] = [2, {t}]"),
-        2 * t,
+        format!("[2, L*D, T] = [2, {cells}, {t}]"),
+        2 * cells * t,
         1,
     );
     add("sequence lengths", format!("[B] = [{b}]"), b, 1);
@@ -385,7 +404,7 @@ fn terms(
     // One parameter block per dispatch: forward and backward take about 2 each per step,
     // recomputation 2 more, plus a few per segment.
     let per_step = if recompute { 6 } else { 4 };
-    let dispatches = per_step * t + 16 * n + 16;
+    let dispatches = (per_step * t + 16 * n) * cells + 16;
     let words = dispatches * uniform_align.max(64) as usize / 4;
     add(
         DISPATCH_PARAMS,
@@ -433,6 +452,36 @@ pub fn plan(
             .filter(|t| t.bound_whole)
             .all(|t| t.words_each as u64 * 4 <= limits.max_binding)
     };
+    if config.bidirectional {
+        // The reverse direction reads each sequence from its own end, across what would be
+        // segment borders: bidirectional models are kept whole.
+        let kind = "bidirectional";
+        let whole = build(seq_len, false);
+        if let Some(worst) = whole
+            .terms
+            .iter()
+            .filter(|t| t.bound_whole && t.words_each as u64 * 4 > limits.max_binding)
+            .max_by_key(|t| t.words_each)
+        {
+            return Err(Error::Config(format!(
+                "T={seq_len} B={batch}: a {}-layer {kind} model runs in one segment on the GPU, \
+                 and its {} {} need {} in one binding, more than the adapter's \
+                 max_storage_buffer_binding_size of {}; use a smaller --batch or --seq-len, or \
+                 --device cpu",
+                config.layers,
+                worst.name,
+                worst.shape,
+                human_bytes(worst.words_each as u64 * 4),
+                human_bytes(limits.max_binding)
+            )));
+        }
+        if matches!(recompute, Recompute::Every(k) if k < seq_len) {
+            return Err(Error::Config(format!(
+                "--recompute: a {kind} model runs in one segment on the GPU, without \
+                 recomputation; use --recompute off or auto"
+            )));
+        }
+    }
     if !fits_binding(1) {
         let one = build(1, false);
         let worst = one
@@ -465,6 +514,7 @@ pub fn plan(
     };
     let within_budget = |p: &MemoryPlan| limits.budget.is_none_or(|b| p.total_bytes() <= b);
     let chosen = match recompute {
+        _ if config.bidirectional => build(seq_len, false),
         Recompute::Off => build(max_segment, false),
         Recompute::Every(k) => {
             if k > max_segment {
@@ -499,7 +549,11 @@ pub fn plan(
     if let Some(budget) = limits.budget {
         if chosen.total_bytes() > budget {
             let largest = chosen.largest();
-            let hint = if chosen.recompute {
+            let hint = if config.bidirectional {
+                "a smaller --batch or --seq-len (a bidirectional model runs in one segment), a \
+                 larger --max-memory, or --device cpu"
+                    .to_string()
+            } else if chosen.recompute {
                 "a smaller --batch or --hidden, or a larger --max-memory".to_string()
             } else {
                 "--recompute auto (keeps only segment start states), a smaller --batch, or a \

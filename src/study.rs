@@ -4,6 +4,9 @@
 //! multiplies the norm by at most `sigma_max(W_hh) * gamma` with `gamma = max act'` (1/4 for
 //! sigmoid, 1 for tanh): below `sigma_max = 1/gamma` the gradient must vanish geometrically
 //! (Pascanu et al., 2013). The LSTM's cell path `dc_{t-1} = f_t * dc_t` has no such product.
+//!
+//! With `layers > 1` every layer gets its own profile: the gradient reaching layer k at step t
+//! has come down through the layers above at that step, and back in time within layer k.
 
 use crate::config::{Activation, Cell, ModelConfig};
 use crate::gpu::Gpu;
@@ -31,15 +34,17 @@ pub struct VanishingOptions {
     pub train_steps: u64,
     /// The optimizer for `train_steps`.
     pub optimizer: OptimizerConfig,
+    /// Stacked layers per model; each layer is profiled.
+    pub layers: usize,
 }
 
-/// One model's gradient profile. `grad_norm_h[t-1] = ||dE/dh_t||`, t = 1..T.
+/// One model's (or one layer's) gradient profile. `grad_norm_h[t-1] = ||dE/dh_t||`, t = 1..T.
 #[derive(Clone, Debug)]
 pub struct Profile {
     pub label: String,
     pub config: ModelConfig,
     pub loss: f32,
-    /// Largest singular value of W_hh (all gates stacked for the LSTM).
+    /// Largest singular value of the layer's W_hh (all gates stacked for the LSTM).
     pub sigma_max: f64,
     /// `1/gamma` for a vanilla RNN: `sigma_max` below it guarantees vanishing.
     pub vanishing_bound: Option<f64>,
@@ -96,9 +101,9 @@ pub struct Study {
 /// `gpu: None` runs everything on the CPU reference.
 pub fn run_vanishing(gpu: Option<&Gpu>, options: &VanishingOptions) -> Result<Study, Error> {
     let task = Adding::new(options.seq_len)?;
-    if options.batch == 0 || options.hidden == 0 {
+    if options.batch == 0 || options.hidden == 0 || options.layers == 0 {
         return Err(Error::Config(
-            "--batch and --hidden must be at least 1".into(),
+            "--batch, --hidden and --layers must be at least 1".into(),
         ));
     }
     let mut data_rng = StdRng::seed_from_u64(options.seed);
@@ -108,7 +113,10 @@ pub fn run_vanishing(gpu: Option<&Gpu>, options: &VanishingOptions) -> Result<St
         trained: (options.train_steps > 0).then(Vec::new),
     };
     for (k, (label, cell, activation)) in study_models().into_iter().enumerate() {
-        let config = task.spec().model_config(cell, activation, options.hidden);
+        let config = ModelConfig {
+            layers: options.layers,
+            ..task.spec().model_config(cell, activation, options.hidden)
+        };
         let mut rng = StdRng::seed_from_u64(options.seed.wrapping_add(1 + k as u64));
         let mut params = Params::<f32>::init_uniform(&config, &mut rng);
         if let Some(scale) = options.scale {
@@ -117,27 +125,41 @@ pub fn run_vanishing(gpu: Option<&Gpu>, options: &VanishingOptions) -> Result<St
                     "--scale must be finite and >= 0, got {scale}"
                 )));
             }
-            rescale_to_singular_value(&mut params.weight_hh, scale);
+            for cell in &mut params.cells {
+                rescale_to_singular_value(&mut cell.weight_hh, scale);
+            }
         }
         let mut engine = Engine::new(gpu, config, &params, options.optimizer)?;
-        let profile = |engine: &Engine| -> Result<Profile, Error> {
+        // One profile per layer: the norms come cell by cell, T each.
+        let profiles = |engine: &Engine| -> Result<Vec<Profile>, Error> {
             let norms = engine.gradient_norms(&batch)?;
-            let weight_hh = engine.params()?.weight_hh;
-            Ok(Profile {
-                label: label.to_string(),
-                config,
-                loss: norms.loss,
-                sigma_max: largest_singular_value(weight_hh.mapv(|v| v as f64).view()),
-                vanishing_bound: match (cell, activation) {
-                    (Cell::Lstm | Cell::Gru, _) => None,
-                    (Cell::Rnn, Activation::Sigmoid) => Some(4.0),
-                    (Cell::Rnn, _) => Some(1.0),
-                },
-                grad_norm_h: norms.grad_norm_h,
-                grad_norm_c: norms.grad_norm_c,
-            })
+            let params = engine.params()?;
+            let t = options.seq_len;
+            Ok((0..options.layers)
+                .map(|layer| Profile {
+                    label: match options.layers {
+                        1 => label.to_string(),
+                        _ => format!("{label}-l{layer}"),
+                    },
+                    config,
+                    loss: norms.loss,
+                    sigma_max: largest_singular_value(
+                        params.cells[layer].weight_hh.mapv(|v| v as f64).view(),
+                    ),
+                    vanishing_bound: match (cell, activation) {
+                        (Cell::Lstm | Cell::Gru, _) => None,
+                        (Cell::Rnn, Activation::Sigmoid) => Some(4.0),
+                        (Cell::Rnn, _) => Some(1.0),
+                    },
+                    grad_norm_h: norms.grad_norm_h[layer * t..(layer + 1) * t].to_vec(),
+                    grad_norm_c: norms
+                        .grad_norm_c
+                        .as_ref()
+                        .map(|c| c[layer * t..(layer + 1) * t].to_vec()),
+                })
+                .collect())
         };
-        study.initial.push(profile(&engine)?);
+        study.initial.extend(profiles(&engine)?);
         if let Some(trained) = study.trained.as_mut() {
             // the training stream is the same for every model, and apart from the measured batch
             let mut train_rng = StdRng::seed_from_u64(options.seed ^ 0x7a11);
@@ -151,7 +173,7 @@ pub fn run_vanishing(gpu: Option<&Gpu>, options: &VanishingOptions) -> Result<St
                     )));
                 }
             }
-            trained.push(profile(&engine)?);
+            trained.extend(profiles(&engine)?);
         }
     }
     Ok(study)

@@ -618,7 +618,7 @@ fn safetensors_extra_tensor() {
         &stderr,
         &[
             "unexpected tensor 'optimizer_state'",
-            "expected weight_ih_l0",
+            "expected weight_ih_l{k}",
             "under optim., grad., grad_norm.",
         ],
     );
@@ -748,6 +748,7 @@ fn zero_sizes_are_refused_by_name() {
     let dir = TempDir::new("bad-input-zero");
     for flag in [
         "--hidden",
+        "--layers",
         "--batch",
         "--steps",
         "--eval-every",
@@ -757,6 +758,24 @@ fn zero_sizes_are_refused_by_name() {
             &refused(&dir, &train(&["--seq-len", "5", flag, "0"])),
             &[&format!("{flag} must be at least 1, got 0")],
         );
+    }
+}
+
+/// Dropout outside [0, 1), and truncated BPTT (which carries one cell's state from chunk to
+/// chunk) for a stacked or bidirectional model.
+#[test]
+fn stacked_model_options_that_cannot_apply_are_refused() {
+    let dir = TempDir::new("bad-input-stacked");
+    for p in ["1", "1.5", "NaN"] {
+        assert_mentions(
+            &refused(&dir, &train(&["--layers", "2", "--dropout", p])),
+            &[&format!("dropout must be in [0, 1), got {p}")],
+        );
+    }
+    for model in [&["--layers", "2"][..], &["--bidirectional"]] {
+        let mut args = train(&["--task", "adding", "--seq-len", "6", "--tbptt", "3"]);
+        args.extend_from_slice(model);
+        assert_mentions(&refused(&dir, &args), &["--tbptt carries one cell's state"]);
     }
 }
 

@@ -7,7 +7,7 @@
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rnn_wgpu::checkpoint::{load, save, Checkpoint, LoadOverrides, CONFIG_KEYS, FORMAT};
-use rnn_wgpu::params::PARAM_NAMES;
+use rnn_wgpu::params::param_names;
 use rnn_wgpu::{Activation, Cell, Error, Loss, ModelConfig, Params, Readout};
 use safetensors::Dtype;
 use std::collections::BTreeMap;
@@ -25,6 +25,9 @@ fn config(cell: Cell, input: usize, hidden: usize, output: usize) -> ModelConfig
         output_size: output,
         readout: Readout::Last,
         loss: Loss::Mse,
+        layers: 1,
+        bidirectional: false,
+        dropout: 0.0,
     }
 }
 
@@ -35,7 +38,7 @@ fn full_checkpoint(config: ModelConfig, seed: u64) -> Checkpoint {
     let params = Params::<f32>::init_uniform(&config, &mut rng);
     let mut checkpoint = Checkpoint::new(config, params.clone());
     for (name, values) in params.tensors() {
-        let shape = shape_of(&params, name);
+        let shape = shape_of(&params, &name);
         let square: Vec<f32> = values.iter().map(|v| v * v).collect();
         checkpoint.extra.push((
             format!("optim.exp_avg.{name}"),
@@ -61,15 +64,12 @@ fn full_checkpoint(config: ModelConfig, seed: u64) -> Checkpoint {
 }
 
 fn shape_of(params: &Params<f32>, name: &str) -> Vec<usize> {
-    match name {
-        "weight_ih_l0" => params.weight_ih.shape().to_vec(),
-        "weight_hh_l0" => params.weight_hh.shape().to_vec(),
-        "bias_ih_l0" => params.bias_ih.shape().to_vec(),
-        "bias_hh_l0" => params.bias_hh.shape().to_vec(),
-        "head.weight" => params.head_weight.shape().to_vec(),
-        "head.bias" => params.head_bias.shape().to_vec(),
-        _ => unreachable!("{name}"),
-    }
+    params
+        .shapes()
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no parameter {name}"))
+        .1
 }
 
 /// Bit patterns, so a round trip that turned -0.0 into 0.0 or changed a NaN would fail.
@@ -114,7 +114,7 @@ fn state_dict(checkpoint: &Checkpoint) -> Vec<Raw> {
     params
         .tensors()
         .into_iter()
-        .map(|(name, values)| raw_f32(name, &shape_of(params, name), values))
+        .map(|(name, values)| raw_f32(&name, &shape_of(params, &name), values))
         .collect()
 }
 
@@ -152,8 +152,8 @@ fn rnn_round_trip_is_bit_exact() {
     config.loss = Loss::CrossEntropy;
     let mut checkpoint = full_checkpoint(config, 1);
     // Values a sloppy conversion would lose.
-    checkpoint.params.bias_hh[0] = -0.0;
-    checkpoint.params.bias_hh[1] = f32::MIN_POSITIVE / 2.0;
+    checkpoint.params.cells[0].bias_hh[0] = -0.0;
+    checkpoint.params.cells[0].bias_hh[1] = f32::MIN_POSITIVE / 2.0;
     checkpoint.params.head_bias[4] = f32::MAX;
     save(&path, &checkpoint).unwrap();
     let loaded = load(&path, &LoadOverrides::default()).unwrap();
@@ -208,7 +208,10 @@ fn file_has_pytorch_names_shapes_and_metadata() {
         ("head.weight", &[2, 5]),
         ("head.bias", &[2]),
     ];
-    assert_eq!(expected.map(|(name, _)| name), PARAM_NAMES);
+    assert_eq!(
+        expected.map(|(name, _)| name).to_vec(),
+        param_names(&checkpoint.config)
+    );
     for (name, shape) in expected {
         assert_eq!(shapes[name], (Dtype::F32, shape), "{name}");
         let optimizer_state = format!("optim.exp_avg.{name}");
@@ -221,7 +224,12 @@ fn file_has_pytorch_names_shapes_and_metadata() {
     let weight_hh = tensors.iter().find(|t| t.name == "weight_hh_l0").unwrap();
     assert_eq!(
         weight_hh.bytes,
-        raw_f32("", &[], checkpoint.params.weight_hh.as_slice().unwrap()).bytes
+        raw_f32(
+            "",
+            &[],
+            checkpoint.params.cells[0].weight_hh.as_slice().unwrap()
+        )
+        .bytes
     );
 
     let expected_metadata: BTreeMap<String, String> = [
@@ -233,6 +241,9 @@ fn file_has_pytorch_names_shapes_and_metadata() {
         ("output_size", "2"),
         ("readout", "last"),
         ("loss", "mse"),
+        ("layers", "1"),
+        ("bidirectional", "false"),
+        ("dropout", "0"),
         ("optimizer", "adam"),
         ("step", "1234"),
         ("seed", "7"),
@@ -269,6 +280,7 @@ fn file_without_metadata_loads_by_inference() {
             activation: Some(Activation::Sigmoid),
             readout: Some(Readout::All),
             loss: Some(Loss::CrossEntropy),
+            dropout: None,
         };
         let loaded = load(&path, &overrides).unwrap();
         assert_eq!(loaded.config.activation, Activation::Sigmoid);
@@ -299,25 +311,29 @@ fn missing_file_is_an_io_error_naming_it() {
 
 /// The refusals a user meets first (missing or extra tensors, wrong shapes or dtypes, a
 /// corrupted header, another cell's metadata) are tested through the command line in
-/// `bad_input.rs`; an unexpected name also gets a hint at what went wrong.
+/// `bad_input.rs`; an unexpected name also gets a hint at what went wrong. A cell tensor of a
+/// layer or direction the metadata's model lacks is named with that model.
 #[test]
 fn unexpected_names_get_a_hint() {
     let dir = TempDir::new("names");
     let path = dir.join("model.safetensors");
     for (name, hint) in [
-        ("weight_ih_l1", "single-layer"),
-        ("weight_hh_l0_reverse", "unidirectional"),
+        (
+            "weight_ih_l1",
+            "belongs to no cell of a 1-layer unidirectional model",
+        ),
+        (
+            "weight_hh_l0_reverse",
+            "belongs to no cell of a 1-layer unidirectional model",
+        ),
         ("rnn.weight_hh_l0", "module prefix"),
+        ("weight_ih_l01", "unexpected tensor 'weight_ih_l01'"),
     ] {
         let (_, mut tensors, metadata) = saved_raw(&path, config(Cell::Rnn, 2, 3, 4));
         tensors.push(raw_f32(name, &[3, 3], &[0.0; 9]));
         write_raw(&path, &tensors, Some(&metadata));
         let error = load_error(&path, &LoadOverrides::default());
-        assert_message(
-            &error,
-            &path,
-            &[&format!("unexpected tensor '{name}'"), hint],
-        );
+        assert_message(&error, &path, &[&format!("tensor '{name}'"), hint]);
     }
 }
 
@@ -654,4 +670,195 @@ fn a_save_killed_midway_leaves_the_previous_checkpoint_whole() {
             std::fs::remove_file(dir.join(&name)).unwrap();
         }
     }
+}
+
+fn stacked(cell: Cell, layers: usize, bidirectional: bool, dropout: f32) -> ModelConfig {
+    ModelConfig {
+        layers,
+        bidirectional,
+        dropout,
+        ..config(cell, 3, 5, 2)
+    }
+}
+
+/// Stacked and bidirectional models round-trip bit for bit, optimizer state included, with
+/// every cell's four tensors under the names and shapes `nn.LSTM(3, 5, num_layers=2,
+/// bidirectional=True).state_dict()` lists (in its order; layer 1 reads the 2H = 10 outputs of
+/// layer 0) and layers, bidirectional and dropout in the metadata.
+#[test]
+fn stacked_and_bidirectional_round_trips_are_bit_exact() {
+    let dir = TempDir::new("stacked-round-trip");
+    let lstm: Vec<(&str, &[usize])> = vec![
+        ("weight_ih_l0", &[20, 3]),
+        ("weight_hh_l0", &[20, 5]),
+        ("bias_ih_l0", &[20]),
+        ("bias_hh_l0", &[20]),
+        ("weight_ih_l0_reverse", &[20, 3]),
+        ("weight_hh_l0_reverse", &[20, 5]),
+        ("bias_ih_l0_reverse", &[20]),
+        ("bias_hh_l0_reverse", &[20]),
+        ("weight_ih_l1", &[20, 10]),
+        ("weight_hh_l1", &[20, 5]),
+        ("bias_ih_l1", &[20]),
+        ("bias_hh_l1", &[20]),
+        ("weight_ih_l1_reverse", &[20, 10]),
+        ("weight_hh_l1_reverse", &[20, 5]),
+        ("bias_ih_l1_reverse", &[20]),
+        ("bias_hh_l1_reverse", &[20]),
+        ("head.weight", &[2, 10]),
+        ("head.bias", &[2]),
+    ];
+    let gru: Vec<(&str, &[usize])> = vec![
+        ("weight_ih_l0", &[15, 3]),
+        ("weight_hh_l0", &[15, 5]),
+        ("bias_ih_l0", &[15]),
+        ("bias_hh_l0", &[15]),
+        ("weight_ih_l1", &[15, 5]),
+        ("weight_hh_l1", &[15, 5]),
+        ("bias_ih_l1", &[15]),
+        ("bias_hh_l1", &[15]),
+        ("weight_ih_l2", &[15, 5]),
+        ("weight_hh_l2", &[15, 5]),
+        ("bias_ih_l2", &[15]),
+        ("bias_hh_l2", &[15]),
+        ("head.weight", &[2, 5]),
+        ("head.bias", &[2]),
+    ];
+    for (config, expected, metadata) in [
+        (
+            stacked(Cell::Lstm, 2, true, 0.25),
+            lstm,
+            [
+                ("layers", "2"),
+                ("bidirectional", "true"),
+                ("dropout", "0.25"),
+            ],
+        ),
+        (
+            stacked(Cell::Gru, 3, false, 0.0),
+            gru,
+            [
+                ("layers", "3"),
+                ("bidirectional", "false"),
+                ("dropout", "0"),
+            ],
+        ),
+    ] {
+        let path = dir.join(&format!("{}-{}.safetensors", config.cell, config.layers));
+        let mut checkpoint = full_checkpoint(config, 21);
+        checkpoint.params.cells.last_mut().unwrap().bias_hh[0] = -0.0;
+        save(&path, &checkpoint).unwrap();
+        assert_bit_exact(
+            &checkpoint,
+            &load(&path, &LoadOverrides::default()).unwrap(),
+        );
+        assert_eq!(checkpoint.extra.len(), 2 * expected.len() + 2);
+
+        let names: Vec<&str> = expected.iter().map(|(name, _)| *name).collect();
+        assert_eq!(param_names(&config), names, "{}", path.display());
+        let (tensors, file_metadata) = read_raw(&path);
+        let file_metadata = file_metadata.unwrap();
+        for (key, value) in metadata {
+            assert_eq!(file_metadata[key], value, "{key}");
+        }
+        for (name, shape) in expected {
+            let tensor = tensors.iter().find(|t| t.name == name).unwrap();
+            assert_eq!((tensor.dtype, tensor.shape.as_slice()), (Dtype::F32, shape));
+        }
+    }
+}
+
+/// A PyTorch state dict of a stacked or bidirectional model (no rnn-wgpu metadata) loads with
+/// the layers counted from the `_l{k}` names present and bidirectional from `_reverse` ones;
+/// dropout is not in such a file, so it is 0 or the override.
+#[test]
+fn stacked_file_without_metadata_infers_layers_and_directions() {
+    let dir = TempDir::new("stacked-inference");
+    for (cell, layers, bidirectional) in [
+        (Cell::Lstm, 2, true),
+        (Cell::Gru, 3, false),
+        (Cell::Rnn, 3, true),
+        (Cell::Lstm, 1, true),
+    ] {
+        let config = stacked(cell, layers, bidirectional, 0.0);
+        let path = dir.join(&format!("{cell}-{layers}-{bidirectional}.safetensors"));
+        let checkpoint = full_checkpoint(config, 22);
+        write_raw(&path, &state_dict(&checkpoint), None);
+
+        let loaded = load(&path, &LoadOverrides::default()).unwrap();
+        assert_eq!(loaded.config, config);
+        for ((name, saved), (_, loaded)) in checkpoint
+            .params
+            .tensors()
+            .into_iter()
+            .zip(loaded.params.tensors())
+        {
+            assert_eq!(bits(saved), bits(loaded), "{name}");
+        }
+        assert!(loaded.metadata.is_empty());
+
+        let overrides = LoadOverrides {
+            dropout: Some(0.3),
+            ..Default::default()
+        };
+        assert_eq!(
+            load(&path, &overrides).unwrap().config,
+            ModelConfig {
+                dropout: 0.3,
+                ..config
+            }
+        );
+    }
+}
+
+/// A stacked bidirectional file that lacks one cell's tensor, or holds a stray `weight_ih_l5`,
+/// is refused naming that tensor, whether or not its metadata says what the model is.
+#[test]
+fn stacked_files_with_missing_or_stray_tensors_are_refused() {
+    let dir = TempDir::new("stacked-refusals");
+    let path = dir.join("model.safetensors");
+    let config = stacked(Cell::Lstm, 2, true, 0.0);
+    for with_metadata in [true, false] {
+        let (_, tensors, metadata) = saved_raw(&path, config);
+        let metadata = with_metadata.then_some(&metadata);
+        for missing in ["bias_hh_l1_reverse", "weight_ih_l1", "weight_hh_l0_reverse"] {
+            write_raw(&path, &without(tensors.clone(), &[missing]), metadata);
+            let error = load_error(&path, &LoadOverrides::default());
+            assert_message(&error, &path, &[&format!("missing tensor '{missing}'")]);
+        }
+        let mut stray = tensors.clone();
+        stray.push(raw_f32("weight_ih_l5", &[20, 10], &[0.0; 200]));
+        write_raw(&path, &stray, metadata);
+        let error = load_error(&path, &LoadOverrides::default());
+        let why = if with_metadata {
+            "belongs to no cell of a 2-layer bidirectional model"
+        } else {
+            "no tensor of layer 2"
+        };
+        assert_message(&error, &path, &["tensor 'weight_ih_l5'", why]);
+    }
+    // Metadata that claims far more layers than the file holds is refused at the first missing
+    // tensor, without sizing anything for them first.
+    let (_, tensors, mut metadata) = saved_raw(&path, config);
+    metadata.insert("layers".into(), "1000000000".into());
+    write_raw(&path, &tensors, Some(&metadata));
+    let error = load_error(&path, &LoadOverrides::default());
+    assert_message(
+        &error,
+        &path,
+        &["missing tensor 'weight_ih_l2'", "1000000000 layer(s)"],
+    );
+    // Metadata that names fewer layers than the file holds refuses the extra layer's tensors.
+    let (_, tensors, mut metadata) = saved_raw(&path, config);
+    metadata.insert("layers".into(), "1".into());
+    write_raw(&path, &tensors, Some(&metadata));
+    let error = load_error(&path, &LoadOverrides::default());
+    assert_message(
+        &error,
+        &path,
+        &[
+            "tensor 'bias_hh_l1'",
+            "belongs to no cell of a 1-layer bidirectional model",
+        ],
+    );
 }

@@ -1,11 +1,15 @@
-//! The CPU reference's gradients against central finite differences of its own loss (f64), its
-//! per-step gradient norms against finite differences of an independent scalar recurrence,
-//! and one case worked by hand. No GPU involved.
+//! The CPU reference's gradients against central finite differences of its own loss (f64), for
+//! one-cell models and for stacked, bidirectional ones (with dropout too); its per-step gradient
+//! norms against finite differences of an independent scalar recurrence; one case worked by
+//! hand; and the stacked and bidirectional forward passes against one-cell models run on
+//! reversed and chained inputs. No GPU involved.
 
-use ndarray::{Array1, Array2, Array3};
+use ndarray::{s, Array1, Array2, Array3, Axis};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use rnn_wgpu::cpu::{backward, forward, Backward, Forward};
+use rnn_wgpu::cpu::stack::dropout_factors;
+use rnn_wgpu::cpu::{backward, forward, forward_with, Backward, Forward};
+use rnn_wgpu::params::{param_names, CellParams};
 use rnn_wgpu::{Activation, Batch, Cell, Error, Loss, ModelConfig, Params, Readout, Targets};
 
 /// Central-difference step. Truncation error grows as eps^2, rounding error as 1e-16 / eps;
@@ -42,31 +46,69 @@ impl Case {
             output_size: self.output,
             readout: self.readout,
             loss: self.loss,
+            layers: 1,
+            bidirectional: false,
+            dropout: 0.0,
         }
     }
 
-    /// Fresh random parameters and data. The parameters are doubled from PyTorch's init so the
-    /// gradients, and the nonlinearities' curvature, are not trivially small.
     fn setup(&self) -> (ModelConfig, Params<f64>, Batch<f64>) {
-        let config = self.config();
-        let mut rng = StdRng::seed_from_u64(self.seed);
-        let mut params = Params::<f64>::init_uniform(&config, &mut rng);
-        params.for_each_mut(|_, values| values.iter_mut().for_each(|v| *v *= 2.0));
-        let mut batch = Batch::random(&config, self.seq_len, self.batch, &mut rng);
-        if self.ragged {
-            // T, 1, then varied lengths: every sequence but the first ends early.
-            let t = self.seq_len;
-            batch.lengths = Some(
-                (0..self.batch)
-                    .map(|b| match b {
-                        0 => t,
-                        1 => 1,
-                        _ => 1 + (3 * b) % t,
-                    })
-                    .collect(),
-            );
+        random_problem(self.config(), self, self.seed)
+    }
+}
+
+/// Fresh random parameters and data for `config`, of `case`'s sizes, from `seed`. The
+/// parameters are doubled from PyTorch's init so the gradients, and the nonlinearities'
+/// curvature, are not trivially small.
+fn random_problem(
+    config: ModelConfig,
+    case: &Case,
+    seed: u64,
+) -> (ModelConfig, Params<f64>, Batch<f64>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut params = Params::<f64>::init_uniform(&config, &mut rng);
+    params.for_each_mut(|_, values| values.iter_mut().for_each(|v| *v *= 2.0));
+    let mut batch = Batch::random(&config, case.seq_len, case.batch, &mut rng);
+    if case.ragged {
+        batch.lengths = Some(ragged_lengths(case.seq_len, case.batch));
+    }
+    (config, params, batch)
+}
+
+/// T, 1, then varied lengths: every sequence but the first ends early.
+fn ragged_lengths(seq_len: usize, batch: usize) -> Vec<usize> {
+    (0..batch)
+        .map(|b| match b {
+            0 => seq_len,
+            1 => 1,
+            _ => 1 + (3 * b) % seq_len,
+        })
+        .collect()
+}
+
+/// `case`'s cell, readout, loss and sizes as a model of `layers` layers, bidirectional or not,
+/// with dropout `dropout` between the layers when `dropout_seed` is given (a training pass).
+#[derive(Clone, Copy, Debug)]
+struct Stacked {
+    case: Case,
+    layers: usize,
+    bidirectional: bool,
+    dropout: f32,
+    dropout_seed: Option<u32>,
+}
+
+impl Stacked {
+    fn config(&self) -> ModelConfig {
+        ModelConfig {
+            layers: self.layers,
+            bidirectional: self.bidirectional,
+            dropout: self.dropout,
+            ..self.case.config()
         }
-        (config, params, batch)
+    }
+
+    fn setup(&self) -> (ModelConfig, Params<f64>, Batch<f64>) {
+        random_problem(self.config(), &self.case, self.case.seed)
     }
 }
 
@@ -99,28 +141,52 @@ fn cases(cell: Cell, activation: Activation, seed: u64) -> Vec<Case> {
     cases
 }
 
-/// The tensors the loss is differentiated against: every parameter, h0, c0 (LSTM) and x.
-fn tensor_names(config: &ModelConfig) -> Vec<&'static str> {
-    let mut names = rnn_wgpu::params::PARAM_NAMES.to_vec();
-    names.push("h0");
-    if config.cell == Cell::Lstm {
-        names.push("c0");
+/// The tensors the loss is differentiated against: every parameter, h0 and c0 where the batch
+/// has them (one-cell models), and x.
+fn tensor_names(config: &ModelConfig, batch: &Batch<f64>) -> Vec<String> {
+    let mut names = param_names(config);
+    if batch.h0.is_some() {
+        names.push("h0".into());
     }
-    names.push("x");
+    if batch.c0.is_some() {
+        names.push("c0".into());
+    }
+    names.push("x".into());
     names
+}
+
+/// The cell (`layer * D + direction`) and tensor (0..4: weight_ih, weight_hh, bias_ih,
+/// bias_hh) that PyTorch's name `name` stands for, spelled out here rather than taken from
+/// `params`.
+fn cell_tensor(config: &ModelConfig, name: &str) -> Option<(usize, usize)> {
+    let directions = config.directions();
+    (0..config.cells()).find_map(|k| {
+        let suffix = if k % directions == 1 { "_reverse" } else { "" };
+        ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+            .iter()
+            .position(|t| name == format!("{t}_l{}{suffix}", k / directions))
+            .map(|t| (k, t))
+    })
 }
 
 /// The named tensor's values, flat, for perturbing.
 fn tensor_mut<'a>(
+    config: &ModelConfig,
     name: &str,
     params: &'a mut Params<f64>,
     batch: &'a mut Batch<f64>,
 ) -> &'a mut [f64] {
+    if let Some((k, tensor)) = cell_tensor(config, name) {
+        let cell = &mut params.cells[k];
+        let array = match tensor {
+            0 => cell.weight_ih.as_slice_mut(),
+            1 => cell.weight_hh.as_slice_mut(),
+            2 => cell.bias_ih.as_slice_mut(),
+            _ => cell.bias_hh.as_slice_mut(),
+        };
+        return array.expect("test tensors are contiguous");
+    }
     let array = match name {
-        "weight_ih_l0" => params.weight_ih.as_slice_mut(),
-        "weight_hh_l0" => params.weight_hh.as_slice_mut(),
-        "bias_ih_l0" => params.bias_ih.as_slice_mut(),
-        "bias_hh_l0" => params.bias_hh.as_slice_mut(),
         "head.weight" => params.head_weight.as_slice_mut(),
         "head.bias" => params.head_bias.as_slice_mut(),
         "h0" => batch
@@ -158,19 +224,28 @@ fn analytic<'a>(name: &str, grads: &'a Backward<f64>) -> &'a [f64] {
     array.expect("gradients are contiguous")
 }
 
-/// dLoss/d(every entry of the named tensor) by central differences through `forward`.
-fn numeric(config: &ModelConfig, params: &Params<f64>, batch: &Batch<f64>, name: &str) -> Vec<f64> {
+/// dLoss/d(every entry of the named tensor) by central differences through `forward_with`
+/// (with dropout drawn from `dropout_seed`, the same masks at every evaluation).
+fn numeric(
+    config: &ModelConfig,
+    params: &Params<f64>,
+    batch: &Batch<f64>,
+    dropout_seed: Option<u32>,
+    name: &str,
+) -> Vec<f64> {
     let (mut params, mut batch) = (params.clone(), batch.clone());
-    let len = tensor_mut(name, &mut params, &mut batch).len();
+    let len = tensor_mut(config, name, &mut params, &mut batch).len();
     (0..len)
         .map(|k| {
-            let original = tensor_mut(name, &mut params, &mut batch)[k];
+            let original = tensor_mut(config, name, &mut params, &mut batch)[k];
             let mut loss_at = |value: f64| {
-                tensor_mut(name, &mut params, &mut batch)[k] = value;
-                forward(config, &params, &batch).unwrap().loss
+                tensor_mut(config, name, &mut params, &mut batch)[k] = value;
+                forward_with(config, &params, &batch, dropout_seed)
+                    .unwrap()
+                    .loss
             };
             let (plus, minus) = (loss_at(original + EPS), loss_at(original - EPS));
-            tensor_mut(name, &mut params, &mut batch)[k] = original;
+            tensor_mut(config, name, &mut params, &mut batch)[k] = original;
             (plus - minus) / (2.0 * EPS)
         })
         .collect()
@@ -209,18 +284,54 @@ fn compare(what: &str, numeric: &[f64], analytic: &[f64]) -> Result<f64, String>
 
 /// Every tensor of every case against finite differences; reports all failures at once.
 fn check_gradients(cases: &[Case]) {
+    let stacked: Vec<Stacked> = cases
+        .iter()
+        .map(|&case| Stacked {
+            case,
+            layers: 1,
+            bidirectional: false,
+            dropout: 0.0,
+            dropout_seed: None,
+        })
+        .collect();
+    check_stacked_gradients(&stacked);
+}
+
+/// `check_gradients` for any model: every parameter tensor, h0/c0 where present, and x, of
+/// the training pass with the case's dropout seed.
+fn check_stacked_gradients(cases: &[Stacked]) {
     let mut failures = Vec::new();
-    for case in cases {
-        let (config, params, batch) = case.setup();
-        let fwd = forward(&config, &params, &batch).unwrap();
+    for stacked in cases {
+        let (config, params, batch) = stacked.setup();
+        let case = &stacked.case;
+        let seed = stacked.dropout_seed;
+        let fwd = forward_with(&config, &params, &batch, seed).unwrap();
         let grads = backward(&config, &params, &batch, &fwd);
-        for name in tensor_names(&config) {
-            let what = format!(
-                "{} {} readout={} loss={} {name}",
-                case.cell, case.activation, case.readout, case.loss
-            );
-            let numeric = numeric(&config, &params, &batch, name);
-            match compare(&what, &numeric, analytic(name, &grads)) {
+        let label = format!(
+            "{} {} L={} D={} dropout={} readout={} loss={} T={} lengths={:?}",
+            case.cell,
+            case.activation,
+            config.layers,
+            config.directions(),
+            config.dropout,
+            case.readout,
+            case.loss,
+            case.seq_len,
+            batch.lengths
+        );
+        // One norm per cell and step, each cell's T in a row.
+        assert_eq!(
+            grads.grad_norm_h.len(),
+            config.cells() * case.seq_len,
+            "{label}: grad_norm_h"
+        );
+        if let Some(norms) = &grads.grad_norm_c {
+            assert_eq!(norms.len(), config.cells() * case.seq_len, "{label}");
+        }
+        for name in tensor_names(&config, &batch) {
+            let what = format!("{label} {name}");
+            let numeric = numeric(&config, &params, &batch, seed, &name);
+            match compare(&what, &numeric, analytic(&name, &grads)) {
                 Ok(rel) => eprintln!("{what}: rel error {rel:.2e}"),
                 Err(message) => failures.push(message),
             }
@@ -305,9 +416,11 @@ fn reference_loss(
     batch: &Batch<f64>,
     nudge: Option<Nudge>,
 ) -> f64 {
+    assert!(config.is_single_cell(), "the scalar reference has one cell");
     let (seq_len, batch_size, input) = batch.x.dim();
     let hidden = config.hidden_size;
     let gate_rows = config.cell.gates() * hidden;
+    let cell = &params.cells[0];
     let zeros = Array2::zeros((batch_size, hidden));
     let mut h = batch.h0.clone().unwrap_or_else(|| zeros.clone());
     let mut c = batch.c0.clone().unwrap_or_else(|| zeros.clone());
@@ -325,13 +438,13 @@ fn reference_loss(
             // (input term, recurrent term) of every pre-activation, biases included.
             let parts: Vec<(f64, f64)> = (0..gate_rows)
                 .map(|r| {
-                    let mut from_input = params.bias_ih[r];
+                    let mut from_input = cell.bias_ih[r];
                     for i in 0..input {
-                        from_input += params.weight_ih[[r, i]] * batch.x[[step - 1, row, i]];
+                        from_input += cell.weight_ih[[r, i]] * batch.x[[step - 1, row, i]];
                     }
-                    let mut from_state = params.bias_hh[r];
+                    let mut from_state = cell.bias_hh[r];
                     for k in 0..hidden {
-                        from_state += params.weight_hh[[r, k]] * h[[row, k]];
+                        from_state += cell.weight_hh[[r, k]] * h[[row, k]];
                     }
                     (from_input, from_state)
                 })
@@ -578,12 +691,17 @@ fn one_unit_rnn_by_hand() {
         output_size: 1,
         readout: Readout::Last,
         loss: Loss::Mse,
+        layers: 1,
+        bidirectional: false,
+        dropout: 0.0,
     };
     let params = Params {
-        weight_ih: Array2::from_elem((1, 1), 0.5),
-        weight_hh: Array2::from_elem((1, 1), -1.0),
-        bias_ih: Array1::from_elem(1, 0.1),
-        bias_hh: Array1::from_elem(1, -0.1),
+        cells: vec![CellParams {
+            weight_ih: Array2::from_elem((1, 1), 0.5),
+            weight_hh: Array2::from_elem((1, 1), -1.0),
+            bias_ih: Array1::from_elem(1, 0.1),
+            bias_hh: Array1::from_elem(1, -0.1),
+        }],
         head_weight: Array2::from_elem((1, 1), 2.0),
         head_bias: Array1::from_elem(1, 0.5),
     };
@@ -602,11 +720,11 @@ fn one_unit_rnn_by_hand() {
             "{what}: got {got}, expected {expected}"
         );
     };
-    close("h1", fwd.hs[[1, 0, 0]], 0.29131261245159085);
-    close("h2", fwd.hs[[2, 0, 0]], -0.45525761532691805);
+    close("h1", fwd.cells[0].hs[[1, 0, 0]], 0.29131261245159085);
+    close("h2", fwd.cells[0].hs[[2, 0, 0]], -0.45525761532691805);
     close(
         "gates (RNN: h2)",
-        fwd.gates[[1, 0, 0]],
+        fwd.cells[0].gates[[1, 0, 0]],
         -0.45525761532691805,
     );
     close("y", fwd.outputs[[0, 0]], -0.4105152306538361);
@@ -619,23 +737,31 @@ fn one_unit_rnn_by_hand() {
     );
     close(
         "d weight_ih",
-        grads.grads.weight_ih[[0, 0]],
+        grads.grads.cells[0].weight_ih[[0, 0]],
         2.9630256789005305,
     );
     close(
         "d weight_hh",
-        grads.grads.weight_hh[[0, 0]],
+        grads.grads.cells[0].weight_hh[[0, 0]],
         -0.24396842083683729,
     );
-    close("d bias_ih", grads.grads.bias_ih[0], -0.19119785132338318);
-    close("d bias_hh", grads.grads.bias_hh[0], -0.19119785132338318);
+    close(
+        "d bias_ih",
+        grads.grads.cells[0].bias_ih[0],
+        -0.19119785132338318,
+    );
+    close(
+        "d bias_hh",
+        grads.grads.cells[0].bias_hh[0],
+        -0.19119785132338318,
+    );
     close("dh0", grads.dh0[[0, 0]], -2.0618189559794122);
     close("dx1", grads.dx[[0, 0, 0]], 1.0309094779897061);
     close("dx2", grads.dx[[1, 0, 0]], -1.1265084036513977);
     assert_eq!(grads.grad_norm_h.len(), 2);
     close("||dE/dh1||", grads.grad_norm_h[0], 2.2530168073027954);
     close("||dE/dh2||", grads.grad_norm_h[1], 2.842060922615344);
-    assert!(fwd.cs.is_none() && grads.dc0.is_none() && grads.grad_norm_c.is_none());
+    assert!(fwd.cells[0].cs.is_none() && grads.dc0.is_none() && grads.grad_norm_c.is_none());
 }
 
 /// An absent h0/c0 means zeros, in the loss and in the gradients.
@@ -761,7 +887,7 @@ fn forward_rejects_wrong_shapes() {
         };
 
     let mut wrong = params.clone();
-    wrong.weight_hh = Array2::zeros((12, 4));
+    wrong.cells[0].weight_hh = Array2::zeros((12, 4));
     expect_shape_error(forward(&config, &wrong, &batch), "weight_hh_l0", &[12, 4]);
 
     let mut wrong = params.clone();
@@ -820,8 +946,8 @@ fn size_one_dimensions() {
         let fwd = forward(&config, &params, &batch).unwrap();
         let grads = backward(&config, &params, &batch, &fwd);
         let what = format!("{case:?}");
-        assert!(fwd.hs.is_standard_layout(), "{what}: hs");
-        assert!(fwd.gates.is_standard_layout(), "{what}: gates");
+        assert!(fwd.cells[0].hs.is_standard_layout(), "{what}: hs");
+        assert!(fwd.cells[0].gates.is_standard_layout(), "{what}: gates");
         assert!(fwd.outputs.is_standard_layout(), "{what}: outputs");
         assert!(grads.dx.is_standard_layout(), "{what}: dx");
         assert!(grads.dh0.is_standard_layout(), "{what}: dh0");
@@ -874,11 +1000,11 @@ fn forward_states_match_definitions() {
         for (k, v) in h0.iter().enumerate() {
             close(
                 format!("hs[0] entry {k}"),
-                fwd.hs[[0, k / hidden, k % hidden]],
+                fwd.cells[0].hs[[0, k / hidden, k % hidden]],
                 *v,
             );
         }
-        if let (Some(c0), Some(cs)) = (&batch.c0, &fwd.cs) {
+        if let (Some(c0), Some(cs)) = (&batch.c0, &fwd.cells[0].cs) {
             for (k, v) in c0.iter().enumerate() {
                 close(
                     format!("cs[0] entry {k}"),
@@ -890,12 +1016,12 @@ fn forward_states_match_definitions() {
         for t in 1..=seq_len {
             for b in 0..batch_size {
                 let pre = |r: usize| {
-                    let mut sum = p.bias_ih[r] + p.bias_hh[r];
+                    let mut sum = p.cells[0].bias_ih[r] + p.cells[0].bias_hh[r];
                     for i in 0..config.input_size {
-                        sum += p.weight_ih[[r, i]] * batch.x[[t - 1, b, i]];
+                        sum += p.cells[0].weight_ih[[r, i]] * batch.x[[t - 1, b, i]];
                     }
                     for k in 0..hidden {
-                        sum += p.weight_hh[[r, k]] * fwd.hs[[t - 1, b, k]];
+                        sum += p.cells[0].weight_hh[[r, k]] * fwd.cells[0].hs[[t - 1, b, k]];
                     }
                     sum
                 };
@@ -908,11 +1034,11 @@ fn forward_states_match_definitions() {
                                 Activation::Sigmoid => sigmoid(pre(j)),
                                 Activation::Relu => pre(j).max(0.0),
                             };
-                            close(at("h"), fwd.hs[[t, b, j]], h);
-                            close(at("gates (RNN: h)"), fwd.gates[[t - 1, b, j]], h);
+                            close(at("h"), fwd.cells[0].hs[[t, b, j]], h);
+                            close(at("gates (RNN: h)"), fwd.cells[0].gates[[t - 1, b, j]], h);
                         }
                         Cell::Lstm => {
-                            let cs = fwd.cs.as_ref().unwrap();
+                            let cs = fwd.cells[0].cs.as_ref().unwrap();
                             let i = sigmoid(pre(j));
                             let f = sigmoid(pre(hidden + j));
                             let g = pre(2 * hidden + j).tanh();
@@ -920,18 +1046,23 @@ fn forward_states_match_definitions() {
                             for (name, offset, value) in
                                 [("i", 0, i), ("f", 1, f), ("g", 2, g), ("o", 3, o)]
                             {
-                                close(at(name), fwd.gates[[t - 1, b, offset * hidden + j]], value);
+                                close(
+                                    at(name),
+                                    fwd.cells[0].gates[[t - 1, b, offset * hidden + j]],
+                                    value,
+                                );
                             }
                             let c = f * cs[[t - 1, b, j]] + i * g;
                             close(at("c"), cs[[t, b, j]], c);
-                            close(at("h"), fwd.hs[[t, b, j]], o * c.tanh());
+                            close(at("h"), fwd.cells[0].hs[[t, b, j]], o * c.tanh());
                         }
                         Cell::Gru => {
                             // n's recurrent term W_hn h + b_hn, apart from its input term.
-                            let n_state = p.bias_hh[2 * hidden + j]
+                            let n_state = p.cells[0].bias_hh[2 * hidden + j]
                                 + (0..hidden)
                                     .map(|k| {
-                                        p.weight_hh[[2 * hidden + j, k]] * fwd.hs[[t - 1, b, k]]
+                                        p.cells[0].weight_hh[[2 * hidden + j, k]]
+                                            * fwd.cells[0].hs[[t - 1, b, k]]
                                     })
                                     .sum::<f64>();
                             let n_input = pre(2 * hidden + j) - n_state;
@@ -944,10 +1075,14 @@ fn forward_states_match_definitions() {
                                 ("n", 2, n),
                                 ("W_hn h + b_hn", 3, n_state),
                             ] {
-                                close(at(name), fwd.gates[[t - 1, b, offset * hidden + j]], value);
+                                close(
+                                    at(name),
+                                    fwd.cells[0].gates[[t - 1, b, offset * hidden + j]],
+                                    value,
+                                );
                             }
-                            let h = (1.0 - z) * n + z * fwd.hs[[t - 1, b, j]];
-                            close(at("h"), fwd.hs[[t, b, j]], h);
+                            let h = (1.0 - z) * n + z * fwd.cells[0].hs[[t - 1, b, j]];
+                            close(at("h"), fwd.cells[0].hs[[t, b, j]], h);
                         }
                     }
                 }
@@ -959,7 +1094,7 @@ fn forward_states_match_definitions() {
                 for o in 0..config.output_size {
                     let y = p.head_bias[o]
                         + (0..hidden)
-                            .map(|k| p.head_weight[[o, k]] * fwd.hs[[t, b, k]])
+                            .map(|k| p.head_weight[[o, k]] * fwd.cells[0].hs[[t, b, k]])
                             .sum::<f64>();
                     close(
                         format!("output row {row} col {o}"),
@@ -1065,19 +1200,25 @@ fn a_ragged_batch_matches_its_sequences_run_alone() {
             // The state at every step up to its length, and held there afterwards.
             close(
                 &format!("{what}: hs"),
-                &column(&fwd.hs, b, len + 1),
-                &column(&fwd_b.hs, 0, len + 1),
+                &column(&fwd.cells[0].hs, b, len + 1),
+                &column(&fwd_b.cells[0].hs, 0, len + 1),
             );
             for t in len..=6 {
                 close(
                     &format!("{what}: h held at step {t}"),
                     &column(
-                        &fwd.hs.slice(ndarray::s![t..t + 1, .., ..]).to_owned(),
+                        &fwd.cells[0]
+                            .hs
+                            .slice(ndarray::s![t..t + 1, .., ..])
+                            .to_owned(),
                         b,
                         1,
                     ),
                     &column(
-                        &fwd_b.hs.slice(ndarray::s![len..len + 1, .., ..]).to_owned(),
+                        &fwd_b.cells[0]
+                            .hs
+                            .slice(ndarray::s![len..len + 1, .., ..])
+                            .to_owned(),
                         0,
                         1,
                     ),
@@ -1128,6 +1269,429 @@ fn a_ragged_batch_matches_its_sequences_run_alone() {
         );
         for ((name, sum), (_, all)) in grads.tensors().into_iter().zip(bwd.grads.tensors()) {
             close(&format!("{cell} {readout} {loss}: d {name}"), all, sum);
+        }
+    }
+}
+
+/// Every combination of depth (1, 3), direction, equal or ragged lengths (one of length 1) and
+/// readout for one cell, at awkward sizes: I = 3, H = 5, T = 4..6, B = 3. The loss alternates
+/// so that every readout meets both losses, with equal and with ragged lengths.
+fn stacked_cases(cell: Cell, seed: u64) -> Vec<Stacked> {
+    let mut cases = Vec::new();
+    for layers in [1, 3] {
+        for bidirectional in [false, true] {
+            for ragged in [false, true] {
+                for readout in [Readout::Last, Readout::All] {
+                    let index = cases.len();
+                    let loss = [Loss::Mse, Loss::CrossEntropy][(index / 2 + index) % 2];
+                    let case = Case {
+                        cell,
+                        activation: Activation::Tanh,
+                        readout,
+                        loss,
+                        seq_len: 4 + index % 3,
+                        batch: 3,
+                        input: 3,
+                        hidden: 5,
+                        output: 2 + index % 2,
+                        seed: seed + index as u64,
+                        ragged,
+                    };
+                    cases.push(Stacked {
+                        case,
+                        layers,
+                        bidirectional,
+                        dropout: 0.0,
+                        dropout_seed: None,
+                    });
+                }
+            }
+        }
+    }
+    cases
+}
+
+#[test]
+fn stacked_and_bidirectional_rnn_gradients() {
+    check_stacked_gradients(&stacked_cases(Cell::Rnn, 1200));
+}
+
+#[test]
+fn stacked_and_bidirectional_lstm_gradients() {
+    check_stacked_gradients(&stacked_cases(Cell::Lstm, 1300));
+}
+
+#[test]
+fn stacked_and_bidirectional_gru_gradients() {
+    check_stacked_gradients(&stacked_cases(Cell::Gru, 1400));
+}
+
+/// Dropout between layers with a fixed seed is a fixed mask, so the training loss is a smooth
+/// function of the parameters and x, and `backward` of that pass (through the masks in
+/// `Forward::dropout`) must be its gradient. The masks are `stack::dropout_factors`' (0 or
+/// 1/(1-p) in f32), they change the loss against evaluation, another seed draws others, and
+/// `forward` (evaluation) is the model without dropout, bit for bit.
+#[test]
+fn dropout_gradients_with_a_fixed_seed() {
+    let cases: Vec<Stacked> = [
+        (Cell::Lstm, 2, true, Readout::All, true),
+        (Cell::Gru, 3, false, Readout::Last, false),
+        (Cell::Rnn, 2, true, Readout::Last, true),
+        (Cell::Gru, 2, true, Readout::All, false),
+        (Cell::Lstm, 3, false, Readout::Last, true),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(
+        |(index, (cell, layers, bidirectional, readout, ragged))| Stacked {
+            case: Case {
+                cell,
+                activation: Activation::Tanh,
+                readout,
+                loss: [Loss::Mse, Loss::CrossEntropy][index % 2],
+                seq_len: 4 + index % 3,
+                batch: 3,
+                input: 3,
+                hidden: 4,
+                output: 2,
+                seed: 1500 + index as u64,
+                ragged,
+            },
+            layers,
+            bidirectional,
+            dropout: 0.4,
+            dropout_seed: Some(31 + index as u32),
+        },
+    )
+    .collect();
+    for stacked in &cases {
+        let (config, params, batch) = stacked.setup();
+        let seed = stacked.dropout_seed.unwrap();
+        let label = format!("{stacked:?}");
+        let train = forward_with(&config, &params, &batch, Some(seed)).unwrap();
+        let shape = (
+            batch.seq_len(),
+            batch.batch_size(),
+            config.head_input_size(),
+        );
+        let kept = f64::from(1.0f32 / (1.0f32 - config.dropout));
+        assert_eq!(train.dropout.len(), config.layers - 1, "{label}");
+        for (k, mask) in train.dropout.iter().enumerate() {
+            let mask = mask
+                .as_ref()
+                .expect("training with dropout > 0 draws masks");
+            assert_eq!(mask.dim(), shape, "{label}: mask {k}");
+            assert!(mask.iter().all(|&f| f == 0.0 || f == kept), "{label}");
+            let dropped = mask.iter().filter(|&&f| f == 0.0).count();
+            assert!(dropped > 0 && dropped < mask.len(), "{label}: {dropped}");
+            // Layer k + 1's input, as the GPU will draw it.
+            assert_eq!(
+                *mask,
+                dropout_factors::<f64>(config.dropout, seed, k + 1, shape),
+                "{label}: mask {k}"
+            );
+        }
+        let eval = forward(&config, &params, &batch).unwrap();
+        assert!(eval.dropout.iter().all(Option::is_none), "{label}");
+        assert!(
+            (train.loss - eval.loss).abs() > 1e-6 * eval.loss.abs(),
+            "{label}: dropout left the loss at {}",
+            eval.loss
+        );
+        let other = forward_with(&config, &params, &batch, Some(seed + 1)).unwrap();
+        assert_ne!(other.loss, train.loss, "{label}: another seed");
+        let plain = ModelConfig {
+            dropout: 0.0,
+            ..config
+        };
+        for run in [
+            forward(&plain, &params, &batch).unwrap(),
+            forward_with(&plain, &params, &batch, Some(seed)).unwrap(),
+        ] {
+            assert_eq!(run.outputs, eval.outputs, "{label}");
+            assert_eq!(run.loss.to_bits(), eval.loss.to_bits(), "{label}");
+            assert!(run.dropout.iter().all(Option::is_none), "{label}");
+        }
+    }
+    check_stacked_gradients(&cases);
+}
+
+/// `grad_norm_h` (and the LSTM's `grad_norm_c`) hold T norms per cell, cell after cell: T for
+/// one layer and one direction, 6 T for three bidirectional layers; every cell's states get
+/// gradient, so none is zero.
+#[test]
+fn grad_norms_have_one_profile_per_cell() {
+    for (cell, seed) in [(Cell::Rnn, 1600), (Cell::Lstm, 1601), (Cell::Gru, 1602)] {
+        for (layers, bidirectional, profiles) in [(1, false, 1), (3, true, 6)] {
+            let stacked = Stacked {
+                case: Case {
+                    cell,
+                    activation: Activation::Tanh,
+                    readout: Readout::Last,
+                    loss: Loss::Mse,
+                    seq_len: 5,
+                    batch: 3,
+                    input: 3,
+                    hidden: 4,
+                    output: 2,
+                    seed,
+                    ragged: false,
+                },
+                layers,
+                bidirectional,
+                dropout: 0.0,
+                dropout_seed: None,
+            };
+            let (config, params, batch) = stacked.setup();
+            let fwd = forward(&config, &params, &batch).unwrap();
+            let grads = backward(&config, &params, &batch, &fwd);
+            let label = format!("{cell} L={layers} bidirectional={bidirectional}");
+            assert_eq!(grads.grad_norm_h.len(), profiles * 5, "{label}");
+            assert!(grads.grad_norm_h.iter().all(|&n| n > 0.0), "{label}");
+            assert_eq!(
+                grads.grad_norm_c.as_ref().map(Vec::len),
+                (cell == Cell::Lstm).then_some(profiles * 5),
+                "{label}"
+            );
+        }
+    }
+}
+
+/// Asserts `got` is `expected` to 1e-12 of the largest expected magnitude (at least 1).
+fn assert_close(what: &str, got: &[f64], expected: &[f64]) {
+    assert_eq!(got.len(), expected.len(), "{what}: length");
+    let scale = expected.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    let (worst, error) = got
+        .iter()
+        .zip(expected)
+        .map(|(a, b)| (a - b).abs())
+        .enumerate()
+        .fold(
+            (0, 0.0),
+            |best, (k, d)| if d > best.1 { (k, d) } else { best },
+        );
+    assert!(
+        error <= 1e-12 * scale,
+        "{what}: error {error:e} at element {worst}: got {}, expected {}",
+        got[worst],
+        expected[worst]
+    );
+}
+
+/// The states h_1..h_T [T*B, H] (time-major) of one cell run alone, as a one-layer,
+/// one-direction model from zero state on x [T, B, W]: its Readout::All outputs under an
+/// identity head.
+fn cell_states(config: &ModelConfig, cell: &CellParams<f64>, x: Array3<f64>) -> Array2<f64> {
+    let hidden = config.hidden_size;
+    let alone = ModelConfig {
+        input_size: x.dim().2,
+        output_size: hidden,
+        readout: Readout::All,
+        loss: Loss::Mse,
+        layers: 1,
+        bidirectional: false,
+        dropout: 0.0,
+        ..*config
+    };
+    let params = Params {
+        cells: vec![cell.clone()],
+        head_weight: Array2::eye(hidden),
+        head_bias: Array1::zeros(hidden),
+    };
+    let (seq_len, batch_size, _) = x.dim();
+    let batch = Batch {
+        x,
+        h0: None,
+        c0: None,
+        targets: Targets::Values(Array2::zeros((seq_len * batch_size, hidden))),
+        lengths: None,
+    };
+    forward(&alone, &params, &batch).unwrap().outputs
+}
+
+/// A bidirectional layer is two independent runs, checked sequence by sequence, each cut to
+/// its own length: the forward half is the forward cell on the sequence (its state held from
+/// h_len on padding steps), the reverse half at step t is the reverse cell's state after
+/// reading the sequence backwards from its own end down to step t (zeros on padding steps),
+/// and Readout::Last reads [h_len of the forward run, the reverse run's last state], as
+/// PyTorch's `torch.cat((h_n[-2], h_n[-1]), 1)`. Identity heads expose the states; f64, to
+/// 1e-12.
+#[test]
+fn bidirectional_halves_are_unidirectional_runs() {
+    let (seq_len, batch_size, hidden) = (5, 3, 4);
+    for (index, cell) in [Cell::Rnn, Cell::Lstm, Cell::Gru].into_iter().enumerate() {
+        for lengths in [None, Some(vec![5, 1, 3])] {
+            for readout in [Readout::All, Readout::Last] {
+                let config = ModelConfig {
+                    cell,
+                    activation: Activation::Tanh,
+                    input_size: 3,
+                    hidden_size: hidden,
+                    output_size: 2 * hidden,
+                    readout,
+                    loss: Loss::Mse,
+                    layers: 1,
+                    bidirectional: true,
+                    dropout: 0.0,
+                };
+                let mut rng = StdRng::seed_from_u64(1700 + index as u64);
+                let mut params = Params::<f64>::init_uniform(&config, &mut rng);
+                params.for_each_mut(|_, values| values.iter_mut().for_each(|v| *v *= 2.0));
+                params.head_weight = Array2::eye(2 * hidden);
+                params.head_bias = Array1::zeros(2 * hidden);
+                let mut batch = Batch::random(&config, seq_len, batch_size, &mut rng);
+                batch.lengths = lengths.clone();
+                let outputs = forward(&config, &params, &batch).unwrap().outputs;
+
+                let mut expected = Array2::<f64>::zeros(outputs.dim());
+                for b in 0..batch_size {
+                    let len = lengths.as_ref().map_or(seq_len, |l| l[b]);
+                    let own = batch.x.slice(s![..len, b..b + 1, ..]).to_owned();
+                    let backwards: Vec<usize> = (0..len).rev().collect();
+                    let reversed = own.select(Axis(0), &backwards);
+                    let forward_run = cell_states(&config, &params.cells[0], own);
+                    let reverse_run = cell_states(&config, &params.cells[1], reversed);
+                    let mut put =
+                        |row: usize, forward_state: usize, reverse_state: Option<usize>| {
+                            let mut target = expected.row_mut(row);
+                            target
+                                .slice_mut(s![..hidden])
+                                .assign(&forward_run.row(forward_state));
+                            if let Some(state) = reverse_state {
+                                target
+                                    .slice_mut(s![hidden..])
+                                    .assign(&reverse_run.row(state));
+                            }
+                        };
+                    match readout {
+                        Readout::Last => put(b, len - 1, Some(len - 1)),
+                        Readout::All => {
+                            for t in 0..seq_len {
+                                let reverse_state = (t < len).then(|| len - 1 - t);
+                                put(t * batch_size + b, t.min(len - 1), reverse_state);
+                            }
+                        }
+                    }
+                }
+                assert_close(
+                    &format!("{cell} readout={readout} lengths={lengths:?}"),
+                    outputs.as_slice().unwrap(),
+                    expected.as_slice().unwrap(),
+                );
+            }
+        }
+    }
+}
+
+/// A 2-layer model is layer 0 run as its own one-layer model (identity head, Readout::All),
+/// then layer 1 as its own model (the stacked model's head) on layer 0's output sequence,
+/// multiplied in training by `stack::dropout_factors` of layer 1: the same outputs and loss,
+/// and, since the layer above sees the same gradient, the same gradients of layer 1 and the
+/// head and the same per-step norms of layer 1's cells. Every cell, one and two directions,
+/// ragged and equal lengths; f64, to 1e-12.
+#[test]
+fn stacked_layers_are_one_layer_models_chained() {
+    let (seq_len, batch_size, hidden) = (5, 3, 4);
+    for (index, (cell, bidirectional, readout, loss, ragged)) in [
+        (Cell::Rnn, false, Readout::All, Loss::Mse, true),
+        (Cell::Rnn, true, Readout::Last, Loss::CrossEntropy, false),
+        (Cell::Lstm, false, Readout::Last, Loss::Mse, false),
+        (Cell::Lstm, true, Readout::All, Loss::CrossEntropy, true),
+        (Cell::Gru, false, Readout::All, Loss::CrossEntropy, false),
+        (Cell::Gru, true, Readout::Last, Loss::Mse, true),
+        (Cell::Gru, true, Readout::All, Loss::Mse, true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let config = ModelConfig {
+            cell,
+            activation: Activation::Tanh,
+            input_size: 3,
+            hidden_size: hidden,
+            output_size: 3,
+            readout,
+            loss,
+            layers: 2,
+            bidirectional,
+            dropout: 0.5,
+        };
+        let mut rng = StdRng::seed_from_u64(1800 + index as u64);
+        let mut params = Params::<f64>::init_uniform(&config, &mut rng);
+        params.for_each_mut(|_, values| values.iter_mut().for_each(|v| *v *= 2.0));
+        let mut batch = Batch::random(&config, seq_len, batch_size, &mut rng);
+        if ragged {
+            batch.lengths = Some(ragged_lengths(seq_len, batch_size));
+        }
+        let directions = config.directions();
+        let width = directions * hidden;
+
+        let first_config = ModelConfig {
+            layers: 1,
+            output_size: width,
+            readout: Readout::All,
+            loss: Loss::Mse,
+            dropout: 0.0,
+            ..config
+        };
+        let first_params = Params {
+            cells: params.cells[..directions].to_vec(),
+            head_weight: Array2::eye(width),
+            head_bias: Array1::zeros(width),
+        };
+        let first_batch = Batch {
+            targets: Targets::Values(Array2::zeros((seq_len * batch_size, width))),
+            ..batch.clone()
+        };
+        let layer_output = forward(&first_config, &first_params, &first_batch)
+            .unwrap()
+            .outputs
+            .into_shape_with_order((seq_len, batch_size, width))
+            .unwrap();
+
+        let second_config = ModelConfig {
+            layers: 1,
+            input_size: width,
+            dropout: 0.0,
+            ..config
+        };
+        let second_params = Params {
+            cells: params.cells[directions..].to_vec(),
+            head_weight: params.head_weight.clone(),
+            head_bias: params.head_bias.clone(),
+        };
+        for dropout_seed in [None, Some(77)] {
+            let what = format!(
+                "{cell} bidirectional={bidirectional} readout={readout} loss={loss} \
+                 ragged={ragged} dropout seed {dropout_seed:?}"
+            );
+            let mut x = layer_output.clone();
+            if let Some(seed) = dropout_seed {
+                x *= &dropout_factors::<f64>(config.dropout, seed, 1, x.dim());
+            }
+            let second_batch = Batch { x, ..batch.clone() };
+            let second = forward(&second_config, &second_params, &second_batch).unwrap();
+            let stacked = forward_with(&config, &params, &batch, dropout_seed).unwrap();
+            assert_close(
+                &format!("{what}: outputs"),
+                stacked.outputs.as_slice().unwrap(),
+                second.outputs.as_slice().unwrap(),
+            );
+            assert_close(&format!("{what}: loss"), &[stacked.loss], &[second.loss]);
+
+            let stacked_grads = backward(&config, &params, &batch, &stacked);
+            let second_grads = backward(&second_config, &second_params, &second_batch, &second);
+            let upper = stacked_grads.grads.tensors().split_off(4 * directions);
+            for ((name, got), (_, expected)) in upper.into_iter().zip(second_grads.grads.tensors())
+            {
+                assert_close(&format!("{what}: d {name}"), got, expected);
+            }
+            let layer_norms = directions * seq_len;
+            assert_close(
+                &format!("{what}: grad_norm_h of layer 1"),
+                &stacked_grads.grad_norm_h[layer_norms..],
+                &second_grads.grad_norm_h,
+            );
         }
     }
 }

@@ -15,6 +15,9 @@ fn config(cell: Cell, hidden: usize) -> ModelConfig {
         output_size: 2,
         readout: Readout::Last,
         loss: Loss::Mse,
+        layers: 1,
+        bidirectional: false,
+        dropout: 0.0,
     }
 }
 
@@ -43,7 +46,7 @@ fn orthogonal_and_identity_give_unit_singular_values_per_gate_block() {
         for scheme in [Scheme::Orthogonal, Scheme::Identity] {
             let p = initialize(&cfg, &init(scheme), &mut StdRng::seed_from_u64(3)).unwrap();
             for g in 0..cell.gates() {
-                let block = p
+                let block = p.cells[0]
                     .weight_hh
                     .slice(s![g * 17..(g + 1) * 17, ..])
                     .mapv(|v| v as f64);
@@ -53,10 +56,17 @@ fn orthogonal_and_identity_give_unit_singular_values_per_gate_block() {
                     "{cell:?} {scheme:?} gate {g}: {sigma}"
                 );
             }
-            assert!(p.bias_ih.iter().chain(&p.bias_hh).all(|&b| b == 0.0));
+            assert!(p.cells[0]
+                .bias_ih
+                .iter()
+                .chain(&p.cells[0].bias_hh)
+                .all(|&b| b == 0.0));
         }
         let p = initialize(&cfg, &init(Scheme::Identity), &mut StdRng::seed_from_u64(3)).unwrap();
-        assert_eq!(p.weight_hh.slice(s![0..17, ..]), Array2::<f32>::eye(17));
+        assert_eq!(
+            p.cells[0].weight_hh.slice(s![0..17, ..]),
+            Array2::<f32>::eye(17)
+        );
     }
 }
 
@@ -71,10 +81,13 @@ fn glorot_stays_inside_its_bound() {
     .unwrap();
     let bound_ih = (6.0f32 / 20.0).sqrt();
     let bound_hh = (6.0f32 / 34.0).sqrt();
-    assert!(p.weight_ih.iter().all(|v| v.abs() <= bound_ih));
-    assert!(p.weight_hh.iter().all(|v| v.abs() <= bound_hh));
+    assert!(p.cells[0].weight_ih.iter().all(|v| v.abs() <= bound_ih));
+    assert!(p.cells[0].weight_hh.iter().all(|v| v.abs() <= bound_hh));
     // and it uses most of the range, not a constant
-    assert!(p.weight_ih.iter().any(|v| v.abs() > 0.8 * bound_ih));
+    assert!(p.cells[0]
+        .weight_ih
+        .iter()
+        .any(|v| v.abs() > 0.8 * bound_ih));
 }
 
 #[test]
@@ -83,6 +96,58 @@ fn pytorch_scheme_is_params_init_uniform() {
     let a = initialize(&cfg, &InitConfig::default(), &mut StdRng::seed_from_u64(9)).unwrap();
     let b = Params::<f32>::init_uniform(&cfg, &mut StdRng::seed_from_u64(9));
     assert_eq!(a, b);
+}
+
+/// Every cell of a stacked, bidirectional model gets the scheme and the adjustments: each
+/// gate block of each W_hh orthogonal, each cell's forget bias, each W_hh rescaled; layer 1's
+/// W_ih [G*H, 2H] Glorot over its own fan-in, sqrt(6 / (2H + H)).
+#[test]
+fn every_cell_of_a_stacked_model_is_initialised() {
+    let hidden = 6;
+    let cfg = ModelConfig {
+        layers: 2,
+        bidirectional: true,
+        ..config(Cell::Lstm, hidden)
+    };
+    let settings = InitConfig {
+        scheme: Scheme::Orthogonal,
+        hh_scale: None,
+        forget_bias: Some(1.0),
+    };
+    let p = initialize(&cfg, &settings, &mut StdRng::seed_from_u64(2)).unwrap();
+    assert_eq!(p.cells.len(), 4);
+    for (k, cell) in p.cells.iter().enumerate() {
+        for g in 0..4 {
+            let block = cell
+                .weight_hh
+                .slice(s![g * hidden..(g + 1) * hidden, ..])
+                .mapv(|v| v as f64);
+            let sigma = largest_singular_value(block.view());
+            assert!((sigma - 1.0).abs() < 1e-5, "cell {k} gate {g}: {sigma}");
+        }
+        let forget = s![hidden..2 * hidden];
+        assert!(cell.bias_ih.slice(forget).iter().all(|&b| b == 1.0), "{k}");
+        assert!(cell.bias_hh.slice(forget).iter().all(|&b| b == 0.0), "{k}");
+        let bound = (6.0 / (cell.weight_ih.ncols() + hidden) as f32).sqrt();
+        assert!(cell.weight_ih.iter().all(|v| v.abs() <= bound), "{k}");
+        assert!(cell.weight_ih.iter().any(|v| v.abs() > 0.8 * bound), "{k}");
+    }
+    assert_eq!(p.cells[2].weight_ih.ncols(), 2 * hidden);
+    assert_ne!(
+        p.cells[0].weight_hh, p.cells[1].weight_hh,
+        "cells draw their own"
+    );
+
+    let scaled = InitConfig {
+        scheme: Scheme::PyTorch,
+        hh_scale: Some(0.7),
+        forget_bias: None,
+    };
+    let p = initialize(&cfg, &scaled, &mut StdRng::seed_from_u64(2)).unwrap();
+    for (k, cell) in p.cells.iter().enumerate() {
+        let sigma = largest_singular_value(cell.weight_hh.mapv(|v| v as f64).view());
+        assert!((sigma - 0.7).abs() < 1e-5, "cell {k}: {sigma}");
+    }
 }
 
 #[test]
@@ -94,13 +159,21 @@ fn hh_scale_and_forget_bias_adjust_the_drawn_weights() {
         forget_bias: Some(1.0),
     };
     let p = initialize(&cfg, &settings, &mut StdRng::seed_from_u64(1)).unwrap();
-    let sigma = largest_singular_value(p.weight_hh.mapv(|v| v as f64).view());
+    let sigma = largest_singular_value(p.cells[0].weight_hh.mapv(|v| v as f64).view());
     assert!((sigma - 0.7).abs() < 1e-5, "{sigma}");
     // forget block is rows H..2H: b_ih carries the whole bias, b_hh none
-    assert!(p.bias_ih.slice(s![9..18]).iter().all(|&b| b == 1.0));
-    assert!(p.bias_hh.slice(s![9..18]).iter().all(|&b| b == 0.0));
+    assert!(p.cells[0]
+        .bias_ih
+        .slice(s![9..18])
+        .iter()
+        .all(|&b| b == 1.0));
+    assert!(p.cells[0]
+        .bias_hh
+        .slice(s![9..18])
+        .iter()
+        .all(|&b| b == 0.0));
     // other gates untouched (PyTorch's uniform draw, almost surely not exactly 1)
-    assert!(p
+    assert!(p.cells[0]
         .bias_ih
         .slice(s![0..9])
         .iter()

@@ -16,6 +16,9 @@ fn lstm(hidden: usize) -> ModelConfig {
         output_size: 1,
         readout: Readout::Last,
         loss: Loss::Mse,
+        layers: 1,
+        bidirectional: false,
+        dropout: 0.0,
     }
 }
 

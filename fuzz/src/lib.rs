@@ -57,6 +57,9 @@ pub fn npy(data: &[u8]) {
         output_size,
         readout,
         loss,
+        layers: 1,
+        bidirectional: false,
+        dropout: 0.0,
     };
     if let Ok(batch) = batch_from_npy_bytes(&config, "x.npy", inputs, "y.npy", file) {
         run_model(&config, &batch);

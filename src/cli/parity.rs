@@ -35,6 +35,12 @@ pub struct ParityArgs {
     /// Loss: mse or ce (softmax cross-entropy).
     #[arg(long, default_value = "mse")]
     pub loss: Loss,
+    /// Stacked layers.
+    #[arg(long, default_value_t = 1)]
+    pub layers: usize,
+    /// A reverse-time pass per layer.
+    #[arg(long)]
+    pub bidirectional: bool,
     /// Seed for weights and data.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -49,6 +55,9 @@ pub fn run(args: ParityArgs) -> Result<ExitCode> {
         output_size: args.output,
         readout: args.readout,
         loss: args.loss,
+        layers: args.layers,
+        bidirectional: args.bidirectional,
+        dropout: 0.0,
     };
     config.validate()?;
     if args.batch == 0 || args.seq_len == 0 {

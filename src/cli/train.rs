@@ -11,7 +11,7 @@ use rnn_wgpu::init::{initialize, InitConfig, Scheme};
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind, Schedule};
 use rnn_wgpu::tasks::{bits_per_char, Adding, CopyMemory, CsvFormat, CsvTargets, Dataset, Text};
 use rnn_wgpu::train::{self, DataSource, Engine, Event, TrainOptions};
-use rnn_wgpu::{Activation, Cell};
+use rnn_wgpu::{Activation, Cell, ModelConfig};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,6 +73,15 @@ pub struct TrainArgs {
     pub activation: Activation,
     #[arg(long, default_value_t = 128)]
     pub hidden: usize,
+    /// Stacked recurrent layers (PyTorch's num_layers); a loaded model keeps its own.
+    #[arg(long, default_value_t = 1)]
+    pub layers: usize,
+    /// A reverse-time pass per layer, outputs concatenated (PyTorch's bidirectional).
+    #[arg(long)]
+    pub bidirectional: bool,
+    /// Dropout probability on the inputs of layers 2..L in training (PyTorch's dropout).
+    #[arg(long)]
+    pub dropout: Option<f32>,
     /// pytorch, glorot, orthogonal, identity.
     #[arg(long, default_value = "pytorch")]
     pub init: Scheme,
@@ -142,6 +151,7 @@ pub struct TrainArgs {
 pub fn run(args: TrainArgs) -> Result<()> {
     for (flag, value) in [
         ("--hidden", args.hidden as u64),
+        ("--layers", args.layers as u64),
         ("--batch", args.batch as u64),
         ("--steps", args.steps),
         ("--eval-every", args.eval_every),
@@ -164,8 +174,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let (mut data, mut metadata) = data_source(&args)?;
     let spec = data.spec();
     let optimizer = optimizer_config(&args)?;
-    let mut config = spec.model_config(args.cell, args.activation, args.hidden);
+    let mut config = ModelConfig {
+        layers: args.layers,
+        bidirectional: args.bidirectional,
+        dropout: args.dropout.unwrap_or(0.0),
+        ..spec.model_config(args.cell, args.activation, args.hidden)
+    };
     config.validate()?;
+    if config.dropout > 0.0 && config.layers == 1 {
+        eprintln!("warning: --dropout acts between layers; with --layers 1 it does nothing");
+    }
     // Parameters, gradients, optimizer state, and the CPU engine's copy.
     let copies = 3 + optimizer.kind.state_names().len();
     rnn_wgpu::plan::check_host_memory(&config, copies)?;
@@ -177,6 +195,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 activation: None,
                 readout: Some(spec.readout),
                 loss: Some(spec.loss),
+                dropout: args.dropout,
             };
             let checkpoint = checkpoint::load(path, &overrides)?;
             let c = checkpoint.config;
@@ -211,6 +230,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     let mut engine = Engine::new(gpu.as_ref(), config, &params, optimizer)?;
     engine.set_plan_options(args.memory.options());
+    engine.set_dropout_seed(args.seed);
     // Plan before anything runs: a configuration that cannot fit stops here, naming why.
     let plan = engine.memory_plan(data.seq_len(), args.batch)?;
     if args.dry_run {
@@ -237,10 +257,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
             rnn_wgpu::plan::human_bytes(plan.total_bytes())
         );
     }
-    let cell = match config.cell {
+    let mut cell = match config.cell {
         Cell::Lstm | Cell::Gru => config.cell.to_string(),
         Cell::Rnn => format!("rnn ({})", config.activation),
     };
+    if config.layers > 1 {
+        cell += &format!(" x {} layers", config.layers);
+        if config.dropout > 0.0 {
+            cell += &format!(" (dropout {})", config.dropout);
+        }
+    }
+    if config.bidirectional {
+        cell += ", bidirectional";
+    }
     println!(
         "task {:?}: {cell}, hidden {}, input {}, output {}, readout {}, loss {}; batch {}, {} steps, {} lr {}",
         args.task,

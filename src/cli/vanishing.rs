@@ -39,6 +39,9 @@ pub struct VanishingArgs {
     pub seed: u64,
     #[arg(long, value_enum, default_value = "gpu")]
     pub device: Device,
+    /// Stacked layers per model: each layer gets its own profile (label-l0, label-l1, ...).
+    #[arg(long, default_value_t = 1)]
+    pub layers: usize,
     /// Where to write the plot.
     #[arg(long, default_value = "vanishing.svg")]
     pub svg: PathBuf,
@@ -67,6 +70,7 @@ pub fn run(args: VanishingArgs) -> Result<()> {
         scale: args.scale,
         train_steps: args.train_steps,
         optimizer,
+        layers: args.layers,
     };
     let study = run_vanishing(gpu.as_ref(), &options)?;
     println!(
@@ -142,9 +146,13 @@ pub fn run(args: VanishingArgs) -> Result<()> {
 
 /// One line per model (and a dashed one for the LSTM's cell state), oldest step on the right.
 fn add_series(series: &mut Vec<Series>, profiles: &[Profile], suffix: &str, faint: bool) {
-    let colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"];
+    // Tableau's ten: one per model, or per layer of each model with --layers.
+    let colors = [
+        "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f",
+        "#bcbd22", "#17becf",
+    ];
     let back = |norms: &[f32]| norms.iter().rev().map(|&v| v as f64).collect::<Vec<f64>>();
-    for (p, color) in profiles.iter().zip(colors) {
+    for (p, color) in profiles.iter().zip(colors.into_iter().cycle()) {
         series.push(Series {
             label: format!("{} |dE/dh|{suffix}", p.label),
             values: back(&p.grad_norm_h),

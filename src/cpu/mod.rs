@@ -21,10 +21,11 @@ mod packed;
 pub mod parallel;
 pub mod readout;
 pub mod rnn;
+pub mod stack;
 
 use crate::config::{Cell, Loss, ModelConfig, Readout};
 use crate::data::{Batch, Targets};
-use crate::params::Params;
+use crate::params::{CellParams, Params};
 use crate::{Error, Float};
 use matmul::product;
 use ndarray::{
@@ -50,24 +51,38 @@ impl<'a, F: Float> Inputs<'a, F> {
     }
 }
 
-/// Everything the forward pass keeps for backward.
-///
-/// hs [T+1, B, H] with hs[0] = h0; cs likewise for the LSTM (None for the RNN);
-/// gates [T, B, G*H]: the LSTM's activated gates (i, f, g, o after their nonlinearities), the
-/// RNN's h_t; the GRU's [T, B, 4H]: r, z, n and W_hn h + b_hn; outputs [rows, O]: the head's y (logits for cross-entropy); loss: scalar.
+/// One cell's run over the sequence, in its own processing order (a reverse cell's step s
+/// reads the natural step `stack::reversed_step`): hs [T+1, B, H] with hs[0] = its initial
+/// state; cs likewise for the LSTM (None otherwise); gates [T, B, G*H]: the LSTM's activated
+/// gates (i, f, g, o after their nonlinearities), the RNN's h_t, the GRU's [T, B, 4H] r, z, n
+/// and W_hn h + b_hn.
 #[derive(Clone, Debug)]
-pub struct Forward<F> {
+pub struct CellRun<F> {
     pub hs: Array3<F>,
     pub cs: Option<Array3<F>>,
     pub gates: Array3<F>,
+}
+
+/// Everything the forward pass keeps for backward.
+///
+/// cells [L*D] as `Params::cells` orders them; layer_inputs [L-1]: the input [T, B, D*H] of
+/// layers 1..L, after dropout; dropout [L-1]: the factors (0 or 1/(1-p)) it multiplied by, when
+/// it ran; outputs [rows, O]: the head's y (logits for cross-entropy); loss: scalar.
+#[derive(Clone, Debug)]
+pub struct Forward<F> {
+    pub cells: Vec<CellRun<F>>,
+    pub layer_inputs: Vec<Array3<F>>,
+    pub dropout: Vec<Option<Array3<F>>>,
     pub outputs: Array2<F>,
     pub loss: F,
 }
 
 /// grads: dLoss/dParam for every parameter (same shapes as the parameters); dh0, dc0 [B, H]
-/// (dc0 None for the RNN); dx [T, B, I]; grad_norm_h[t-1] = ||dE/dh_t|| for t = 1..T, the
-/// 2-norm over the whole [B, H] matrix of the total gradient arriving at h_t (from the head at
-/// step t, if scored, plus from step t+1); grad_norm_c likewise for the LSTM's c_t.
+/// (dc0 None for the RNN and GRU), of the first cell, the only one with a given initial
+/// state; dx [T, B, I]; grad_norm_h [L*D * T], cell by cell: `||dE/dh_t||` for t = 1..T of each
+/// cell's processing order, the 2-norm over the whole [B, H] matrix of the total gradient
+/// arriving at h_t (from the head or the layer above, plus from step t+1); grad_norm_c likewise
+/// for the LSTM's c_t.
 #[derive(Clone, Debug)]
 pub struct Backward<F> {
     pub grads: Params<F>,
@@ -95,82 +110,160 @@ pub struct CellGrads<F> {
     pub grad_norm_c: Option<Vec<F>>,
 }
 
-/// Runs the model on `batch`: the recurrence over all T steps, the head on the scored hidden
-/// states, and the loss. Shapes: params as `Params` documents them for `config`, batch.x
-/// [T, B, I], h0/c0 [B, H] (zeros when absent), targets [rows, O] values or [rows] classes.
-/// Keeps every hidden (and cell) state and the gates for `backward`.
+/// Runs the model on `batch` in evaluation mode (no dropout): `forward_with(.., None)`.
 pub fn forward<F: Float>(
     config: &ModelConfig,
     params: &Params<F>,
     batch: &Batch<F>,
 ) -> Result<Forward<F>, Error> {
+    forward_with(config, params, batch, None)
+}
+
+/// Runs the model on `batch`: every layer's cells over all T steps, the head on the scored
+/// outputs of the last layer, and the loss. Shapes: params as `Params` documents them for
+/// `config`, batch.x [T, B, I], h0/c0 [B, H] (zeros when absent), targets [rows, O] values or
+/// [rows] classes. `dropout_seed` (training) draws the dropout masks between layers
+/// (`stack::dropout_factors`); None is evaluation. Keeps every cell's states and gates for
+/// `backward`.
+pub fn forward_with<F: Float>(
+    config: &ModelConfig,
+    params: &Params<F>,
+    batch: &Batch<F>,
+    dropout_seed: Option<u32>,
+) -> Result<Forward<F>, Error> {
     config.validate()?;
     params.check(config)?;
     batch.check(config)?;
-    let initial_state = |state: &Option<Array2<F>>| {
-        state
-            .clone()
-            .unwrap_or_else(|| Array2::zeros((batch.batch_size(), config.hidden_size)))
-    };
-    let h0 = initial_state(&batch.h0);
-    let inputs = Inputs::of(batch);
-    let (hs, cs, gates) = match config.cell {
-        Cell::Rnn => {
-            let (hs, gates) = rnn::rnn_forward(
-                config.activation,
-                &params.weight_ih,
-                &params.weight_hh,
-                &params.bias_ih,
-                &params.bias_hh,
-                inputs,
-                &h0,
-            );
-            (hs, None, gates)
+    let (seq_len, batch_size, h) = (batch.seq_len(), batch.batch_size(), config.hidden_size);
+    let directions = config.directions();
+    let lengths = batch.lengths.as_deref();
+    let zeros = Array2::zeros((batch_size, h));
+    let mut cells = Vec::with_capacity(config.cells());
+    let mut layer_inputs: Vec<Array3<F>> = Vec::new();
+    let mut dropout = Vec::new();
+    for layer in 0..config.layers {
+        let input = match layer {
+            0 => batch.x.view(),
+            _ => layer_inputs[layer - 1].view(),
+        };
+        for direction in 0..directions {
+            let first = layer == 0 && direction == 0;
+            let h0 = batch.h0.as_ref().filter(|_| first).unwrap_or(&zeros);
+            let c0 = batch.c0.as_ref().filter(|_| first).unwrap_or(&zeros);
+            let reversed;
+            let x = match direction {
+                0 => &input,
+                _ => {
+                    reversed = stack::reverse_steps(&input, lengths);
+                    &reversed.view()
+                }
+            };
+            let cell = params.cell(layer, direction, directions);
+            cells.push(run_cell(config, cell, Inputs { x, lengths }, h0, c0));
         }
-        Cell::Lstm => {
-            let c0 = initial_state(&batch.c0);
-            let (hs, cs, gates) = lstm::lstm_forward(
-                &params.weight_ih,
-                &params.weight_hh,
-                &params.bias_ih,
-                &params.bias_hh,
-                inputs,
-                &h0,
-                &c0,
-            );
-            (hs, Some(cs), gates)
+        if layer + 1 < config.layers {
+            let mut next = stack::layer_output(&layer_states(&cells, layer, directions), lengths);
+            let factors = dropout_seed
+                .filter(|_| config.dropout > 0.0)
+                .map(|seed| stack::dropout_factors(config.dropout, seed, layer + 1, next.dim()));
+            if let Some(factors) = &factors {
+                next.zip_mut_with(factors, |v, &f| *v = *v * f);
+            }
+            layer_inputs.push(next);
+            dropout.push(factors);
         }
-        Cell::Gru => {
-            let (hs, gates) = gru::gru_forward(
-                &params.weight_ih,
-                &params.weight_hh,
-                &params.bias_ih,
-                &params.bias_hh,
-                inputs,
-                &h0,
-            );
-            (hs, None, gates)
-        }
-    };
-    let outputs = readout::readout_forward(
-        &params.head_weight,
-        &params.head_bias,
-        &scored_hidden(config.readout, &hs),
-    );
+    }
+    let last = layer_states(&cells, config.layers - 1, directions);
+    let scored = head_input(config.readout, &last, lengths);
+    let outputs = readout::readout_forward(&params.head_weight, &params.head_bias, &scored);
     let valid = valid_rows(config.readout, batch);
     let (loss, _) = score(config.loss, &outputs, &batch.targets, valid.as_deref());
+    debug_assert_eq!(scored.nrows(), config.scored_rows(seq_len, batch_size));
     Ok(Forward {
-        hs,
-        cs,
-        gates,
+        cells,
+        layer_inputs,
+        dropout,
         outputs,
         loss,
     })
 }
 
+/// One cell over the sequence: the cell type's forward pass. x [T, B, W], h0 and c0 [B, H].
+fn run_cell<F: Float>(
+    config: &ModelConfig,
+    p: &CellParams<F>,
+    inputs: Inputs<'_, F>,
+    h0: &Array2<F>,
+    c0: &Array2<F>,
+) -> CellRun<F> {
+    let (w_ih, w_hh, b_ih, b_hh) = (&p.weight_ih, &p.weight_hh, &p.bias_ih, &p.bias_hh);
+    match config.cell {
+        Cell::Rnn => {
+            let (hs, gates) =
+                rnn::rnn_forward(config.activation, w_ih, w_hh, b_ih, b_hh, inputs, h0);
+            CellRun {
+                hs,
+                cs: None,
+                gates,
+            }
+        }
+        Cell::Lstm => {
+            let (hs, cs, gates) = lstm::lstm_forward(w_ih, w_hh, b_ih, b_hh, inputs, h0, c0);
+            CellRun {
+                hs,
+                cs: Some(cs),
+                gates,
+            }
+        }
+        Cell::Gru => {
+            let (hs, gates) = gru::gru_forward(w_ih, w_hh, b_ih, b_hh, inputs, h0);
+            CellRun {
+                hs,
+                cs: None,
+                gates,
+            }
+        }
+    }
+}
+
+/// BPTT through one cell's `run`: dh_from_head [S, B, H] is the gradient arriving from outside
+/// the recurrence at its last S states (the head's, or the layer above's with S = T).
+fn cell_backward<F: Float>(
+    config: &ModelConfig,
+    p: &CellParams<F>,
+    inputs: Inputs<'_, F>,
+    run: &CellRun<F>,
+    dh_from_head: &Array3<F>,
+) -> CellGrads<F> {
+    let (w_ih, w_hh) = (&p.weight_ih, &p.weight_hh);
+    match config.cell {
+        Cell::Rnn => rnn::rnn_backward(
+            config.activation,
+            w_ih,
+            w_hh,
+            inputs,
+            &run.hs,
+            &run.gates,
+            dh_from_head,
+        ),
+        Cell::Lstm => lstm::lstm_backward(
+            w_ih,
+            w_hh,
+            inputs,
+            &run.hs,
+            run.cs.as_ref().expect("an LSTM run keeps its cell states"),
+            &run.gates,
+            dh_from_head,
+        ),
+        Cell::Gru => gru::gru_backward(w_ih, w_hh, inputs, &run.hs, &run.gates, dh_from_head),
+    }
+}
+
 /// Backpropagation through time for the `forward` pass `fwd` of the same config, params and
 /// batch (shapes as in `forward`; panics if `fwd` does not match them). Returns the gradient of
-/// the loss w.r.t. every parameter, h0, c0 and x, and the per-step gradient norms.
+/// the loss w.r.t. every parameter, h0, c0 and x, and the per-step gradient norms. Layers are
+/// visited last to first; a layer's input gradient, through the dropout mask, is the gradient
+/// arriving at the outputs of the layer below.
 pub fn backward<F: Float>(
     config: &ModelConfig,
     params: &Params<F>,
@@ -178,79 +271,131 @@ pub fn backward<F: Float>(
     fwd: &Forward<F>,
 ) -> Backward<F> {
     let (seq_len, batch_size) = (batch.seq_len(), batch.batch_size());
-    let hidden = config.hidden_size;
+    let (hidden, directions) = (config.hidden_size, config.directions());
+    let lengths = batch.lengths.as_deref();
     // The losses are cheap next to the recurrence, so doutputs is recomputed rather than kept.
     let valid = valid_rows(config.readout, batch);
     let (_, doutputs) = score(config.loss, &fwd.outputs, &batch.targets, valid.as_deref());
+    let last = layer_states(&fwd.cells, config.layers - 1, directions);
     let (dhead_weight, dhead_bias, dscored) = readout::readout_backward(
         &params.head_weight,
-        &scored_hidden(config.readout, &fwd.hs),
+        &head_input(config.readout, &last, lengths),
         &doutputs,
     );
-    // The head's share of dE/dh_t for the steps it reads: the last one or all of them.
-    let scored_steps = match config.readout {
-        Readout::Last => 1,
-        Readout::All => seq_len,
+    // The head's share of dE/dh: at each cell's last state, or at every output.
+    let mut dh_outside: Vec<Array3<F>> = match config.readout {
+        Readout::Last => (0..directions)
+            .map(|d| {
+                dscored
+                    .slice(s![.., d * hidden..(d + 1) * hidden])
+                    .to_owned()
+                    .insert_axis(Axis(0))
+            })
+            .collect(),
+        Readout::All => {
+            let dy = dscored
+                .into_shape_with_order((seq_len, batch_size, directions * hidden))
+                .expect("dscored is [T*B, D*H], time-major");
+            stack::split_output_grad(&dy, directions, lengths)
+        }
     };
-    let dh_from_head = dscored
-        .into_shape_with_order((scored_steps, batch_size, hidden))
-        .expect("dscored is [S*B, H], time-major");
-    let inputs = Inputs::of(batch);
-    let cell_grads = match config.cell {
-        Cell::Rnn => rnn::rnn_backward(
-            config.activation,
-            &params.weight_ih,
-            &params.weight_hh,
-            inputs,
-            &fwd.hs,
-            &fwd.gates,
-            &dh_from_head,
-        ),
-        Cell::Lstm => lstm::lstm_backward(
-            &params.weight_ih,
-            &params.weight_hh,
-            inputs,
-            &fwd.hs,
-            fwd.cs
-                .as_ref()
-                .expect("an LSTM forward keeps its cell states"),
-            &fwd.gates,
-            &dh_from_head,
-        ),
-        Cell::Gru => gru::gru_backward(
-            &params.weight_ih,
-            &params.weight_hh,
-            inputs,
-            &fwd.hs,
-            &fwd.gates,
-            &dh_from_head,
-        ),
-    };
+    let mut cell_grads: Vec<Option<CellGrads<F>>> = vec![None; config.cells()];
+    let mut dx = None;
+    for layer in (0..config.layers).rev() {
+        let input = match layer {
+            0 => batch.x.view(),
+            _ => fwd.layer_inputs[layer - 1].view(),
+        };
+        let mut dinput = Array3::<F>::zeros(input.raw_dim());
+        for (direction, dh_from_outside) in dh_outside.iter().enumerate() {
+            let k = layer * directions + direction;
+            let reversed;
+            let x = match direction {
+                0 => &input,
+                _ => {
+                    reversed = stack::reverse_steps(&input, lengths);
+                    &reversed.view()
+                }
+            };
+            let cell = params.cell(layer, direction, directions);
+            let inputs = Inputs { x, lengths };
+            let grads = cell_backward(config, cell, inputs, &fwd.cells[k], dh_from_outside);
+            match direction {
+                0 => dinput.zip_mut_with(&grads.dx, |d, &g| *d = *d + g),
+                _ => dinput.zip_mut_with(&stack::reverse_steps(&grads.dx, lengths), |d, &g| {
+                    *d = *d + g
+                }),
+            }
+            cell_grads[k] = Some(grads);
+        }
+        if layer == 0 {
+            dx = Some(dinput);
+        } else {
+            if let Some(factors) = &fwd.dropout[layer - 1] {
+                dinput.zip_mut_with(factors, |d, &f| *d = *d * f);
+            }
+            dh_outside = stack::split_output_grad(&dinput, directions, lengths);
+        }
+    }
+    let cell_grads: Vec<CellGrads<F>> = cell_grads.into_iter().map(Option::unwrap).collect();
+    let grad_norm_h = cell_grads
+        .iter()
+        .flat_map(|g| g.grad_norm_h.clone())
+        .collect();
+    let grad_norm_c = (config.cell == Cell::Lstm).then(|| {
+        cell_grads
+            .iter()
+            .flat_map(|g| g.grad_norm_c.clone().expect("an LSTM has cell-state norms"))
+            .collect()
+    });
+    let first = &cell_grads[0];
+    let (dh0, dc0) = (first.dh0.clone(), first.dc0.clone());
     Backward {
         grads: Params {
-            weight_ih: cell_grads.dweight_ih,
-            weight_hh: cell_grads.dweight_hh,
-            bias_hh: cell_grads
-                .dbias_hh
-                .unwrap_or_else(|| cell_grads.dbias.clone()),
-            bias_ih: cell_grads.dbias,
+            cells: cell_grads
+                .into_iter()
+                .map(|g| CellParams {
+                    weight_ih: g.dweight_ih,
+                    weight_hh: g.dweight_hh,
+                    bias_hh: g.dbias_hh.unwrap_or_else(|| g.dbias.clone()),
+                    bias_ih: g.dbias,
+                })
+                .collect(),
             head_weight: dhead_weight,
             head_bias: dhead_bias,
         },
-        dh0: cell_grads.dh0,
-        dc0: cell_grads.dc0,
-        dx: cell_grads.dx,
-        grad_norm_h: cell_grads.grad_norm_h,
-        grad_norm_c: cell_grads.grad_norm_c,
+        dh0,
+        dc0,
+        dx: dx.expect("layer 0 ran"),
+        grad_norm_h,
+        grad_norm_c,
     }
 }
 
-/// The hidden states the head reads, [rows, H] from hs [T+1, B, H]: h_T ([B, H]) for
-/// `Readout::Last`, h_1..h_T stacked time-major ([T*B, H]) for `Readout::All`.
-fn scored_hidden<F: Float>(readout: Readout, hs: &ArrayRef3<F>) -> CowArray<'_, F, Ix2> {
+/// The states hs of `layer`'s cells, forward first.
+fn layer_states<F>(cells: &[CellRun<F>], layer: usize, directions: usize) -> Vec<&Array3<F>> {
+    cells[layer * directions..(layer + 1) * directions]
+        .iter()
+        .map(|c| &c.hs)
+        .collect()
+}
+
+/// What the head reads, [rows, D*H], from the last layer's states: each cell's final state
+/// ([B, D*H]) for `Readout::Last`, the layer's outputs at every step, time-major ([T*B, D*H]),
+/// for `Readout::All`.
+fn head_input<F: Float>(
+    readout: Readout,
+    last_layer: &[&Array3<F>],
+    lengths: Option<&[usize]>,
+) -> Array2<F> {
     match readout {
-        Readout::Last => CowArray::from(hs.index_axis(Axis(0), hs.len_of(Axis(0)) - 1)),
-        Readout::All => flatten_steps(hs.slice(s![1.., .., ..])),
+        Readout::Last => stack::final_states(last_layer),
+        Readout::All => {
+            let out = stack::layer_output(last_layer, lengths);
+            let (t, b, w) = out.dim();
+            out.into_shape_with_order((t * b, w))
+                .expect("a fresh array reshapes")
+        }
     }
 }
 
@@ -497,6 +642,9 @@ mod tests {
                 output_size: 2,
                 readout,
                 loss: Loss::Mse,
+                layers: 1,
+                bidirectional: false,
+                dropout: 0.0,
             };
             let (seq_len, batch_size) = (60, 7);
             let mut rng = StdRng::seed_from_u64(3);
@@ -538,8 +686,16 @@ mod tests {
                 let column = |a: &Array3<f64>, b: usize| {
                     a.slice(s![.., b, ..]).iter().copied().collect::<Vec<_>>()
                 };
-                close(&column(&fwd_b.hs, 0), &column(&fwd.hs, b), "hs");
-                close(&column(&fwd_b.gates, 0), &column(&fwd.gates, b), "gates");
+                close(
+                    &column(&fwd_b.cells[0].hs, 0),
+                    &column(&fwd.cells[0].hs, b),
+                    "hs",
+                );
+                close(
+                    &column(&fwd_b.cells[0].gates, 0),
+                    &column(&fwd.cells[0].gates, b),
+                    "gates",
+                );
                 close(&scaled(&column(&bwd_b.dx, 0)), &column(&bwd.dx, b), "dx");
                 let dh0 = bwd_b.dh0.as_slice().unwrap();
                 close(&scaled(dh0), bwd.dh0.row(b).as_slice().unwrap(), "dh0");
@@ -562,7 +718,7 @@ mod tests {
                 }
             }
             for ((name, sum), (_, all)) in grads.tensors().into_iter().zip(bwd.grads.tensors()) {
-                close(sum, all, name);
+                close(sum, all, &name);
             }
             let squares: Vec<f64> = bwd.grad_norm_h.iter().map(|n| n * n).collect();
             close(&squares_h, &squares, "grad_norm_h");

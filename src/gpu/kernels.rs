@@ -12,10 +12,11 @@ pub enum Shader {
     Loss,
     Reduce,
     Optim,
+    Stack,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 7] = [
+    pub const ALL: [Shader; 8] = [
         Shader::Gemm,
         Shader::Rnn,
         Shader::Lstm,
@@ -23,6 +24,7 @@ impl Shader {
         Shader::Loss,
         Shader::Reduce,
         Shader::Optim,
+        Shader::Stack,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -34,6 +36,7 @@ impl Shader {
             Shader::Loss => "loss.wgsl",
             Shader::Reduce => "reduce.wgsl",
             Shader::Optim => "optim.wgsl",
+            Shader::Stack => "stack.wgsl",
         }
     }
 
@@ -55,6 +58,7 @@ impl Shader {
             Shader::Loss => include_str!("../../shaders/loss.wgsl"),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
+            Shader::Stack => include_str!("../../shaders/stack.wgsl"),
         }
     }
 
@@ -88,6 +92,9 @@ pub enum Kernel {
     SgdStep,
     AdamStep,
     RmspropStep,
+    ReverseSteps,
+    JoinForward,
+    JoinBackward,
 }
 
 /// How a kernel's bindings are laid out: `group(0)`, storage buffers and one uniform holding
@@ -105,6 +112,8 @@ pub enum Layout {
     Reduce,
     /// grad (read); param, state_a, state_b, reduction (read_write); params
     Optim,
+    /// src0, src1 (read); dst (read_write); params; lengths (read)
+    Stack,
 }
 
 /// One binding slot of a layout.
@@ -116,12 +125,13 @@ pub enum Slot {
 }
 
 impl Layout {
-    pub const ALL: [Layout; 5] = [
+    pub const ALL: [Layout; 6] = [
         Layout::Gemm,
         Layout::Step,
         Layout::Loss,
         Layout::Reduce,
         Layout::Optim,
+        Layout::Stack,
     ];
 
     pub fn slots(self) -> &'static [Slot] {
@@ -135,6 +145,7 @@ impl Layout {
             Layout::Loss => &[Read, Read, ReadWrite, ReadWrite, Params, Read],
             Layout::Reduce => &[Read, ReadWrite, Params],
             Layout::Optim => &[Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, Params],
+            Layout::Stack => &[Read, Read, ReadWrite, Params, Read],
         }
     }
 
@@ -144,7 +155,7 @@ impl Layout {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 20] = [
+    pub const ALL: [Kernel; 23] = [
         Kernel::GemmTiled,
         Kernel::GemmBlock16x16,
         Kernel::GemmBlock32x4,
@@ -165,6 +176,9 @@ impl Kernel {
         Kernel::SgdStep,
         Kernel::AdamStep,
         Kernel::RmspropStep,
+        Kernel::ReverseSteps,
+        Kernel::JoinForward,
+        Kernel::JoinBackward,
     ];
 
     pub fn entry_point(self) -> &'static str {
@@ -189,6 +203,9 @@ impl Kernel {
             Kernel::SgdStep => "sgd_step",
             Kernel::AdamStep => "adam_step",
             Kernel::RmspropStep => "rmsprop_step",
+            Kernel::ReverseSteps => "reverse_steps",
+            Kernel::JoinForward => "join_forward",
+            Kernel::JoinBackward => "join_backward",
         }
     }
 
@@ -208,6 +225,7 @@ impl Kernel {
             | Kernel::SgdStep
             | Kernel::AdamStep
             | Kernel::RmspropStep => Shader::Optim,
+            Kernel::ReverseSteps | Kernel::JoinForward | Kernel::JoinBackward => Shader::Stack,
         }
     }
 
@@ -218,6 +236,7 @@ impl Kernel {
             Shader::Loss => Layout::Loss,
             Shader::Reduce => Layout::Reduce,
             Shader::Optim => Layout::Optim,
+            Shader::Stack => Layout::Stack,
         }
     }
 

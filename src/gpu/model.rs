@@ -46,6 +46,25 @@ pub(crate) struct LossParams {
     pub _pad: [u32; 2],
 }
 
+/// Parameters of the stack.wgsl kernels (`StackParams` there).
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub(crate) struct StackParams {
+    /// Steps of the segment, and steps before it.
+    pub seq_len: u32,
+    pub first_step: u32,
+    pub batch: u32,
+    pub width: u32,
+    pub directions: u32,
+    pub direction: u32,
+    pub accumulate: u32,
+    pub threshold: u32,
+    pub seed: u32,
+    pub layer: u32,
+    pub scale: f32,
+    pub _pad: u32,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub(crate) struct ReduceParams {
@@ -109,44 +128,52 @@ pub struct GpuOutput {
     pub phase_times: Option<PhaseTimes>,
 }
 
-/// Parameter buffers, in `PARAM_NAMES` order.
-pub(crate) struct ParamBuffers {
+/// One cell's parameter buffers.
+pub(crate) struct CellBuffers {
     pub weight_ih: wgpu::Buffer,
     pub weight_hh: wgpu::Buffer,
     pub bias_ih: wgpu::Buffer,
     pub bias_hh: wgpu::Buffer,
+}
+
+/// Parameter buffers, cells as `Params::cells` orders them, then the head.
+pub(crate) struct ParamBuffers {
+    pub cells: Vec<CellBuffers>,
     pub head_weight: wgpu::Buffer,
     pub head_bias: wgpu::Buffer,
 }
 
 impl ParamBuffers {
     pub fn new(gpu: &Gpu, config: &ModelConfig, what: &str) -> Result<Self, Error> {
-        let (gh, h, i, o) = (
-            config.gate_rows(),
-            config.hidden_size,
-            config.input_size,
-            config.output_size,
-        );
         let buffer = |name: &str, words| gpu.storage_buffer(&format!("{what} {name}"), words);
+        let mut shapes = crate::params::param_shapes(config).into_iter();
+        let mut next = || {
+            let (name, shape) = shapes.next().expect("a shape per tensor");
+            buffer(&name, shape.iter().product())
+        };
         Ok(ParamBuffers {
-            weight_ih: buffer("weight_ih_l0", gh * i)?,
-            weight_hh: buffer("weight_hh_l0", gh * h)?,
-            bias_ih: buffer("bias_ih_l0", gh)?,
-            bias_hh: buffer("bias_hh_l0", gh)?,
-            head_weight: buffer("head.weight", o * h)?,
-            head_bias: buffer("head.bias", o)?,
+            cells: (0..config.cells())
+                .map(|_| {
+                    Ok(CellBuffers {
+                        weight_ih: next()?,
+                        weight_hh: next()?,
+                        bias_ih: next()?,
+                        bias_hh: next()?,
+                    })
+                })
+                .collect::<Result<_, Error>>()?,
+            head_weight: next()?,
+            head_bias: next()?,
         })
     }
 
-    pub fn all(&self) -> [&wgpu::Buffer; 6] {
-        [
-            &self.weight_ih,
-            &self.weight_hh,
-            &self.bias_ih,
-            &self.bias_hh,
-            &self.head_weight,
-            &self.head_bias,
-        ]
+    /// Every buffer in `param_names` order.
+    pub fn all(&self) -> Vec<&wgpu::Buffer> {
+        self.cells
+            .iter()
+            .flat_map(|c| [&c.weight_ih, &c.weight_hh, &c.bias_ih, &c.bias_hh])
+            .chain([&self.head_weight, &self.head_bias])
+            .collect()
     }
 }
 
@@ -159,6 +186,8 @@ pub struct GpuModel {
     plan_options: PlanOptions,
     /// Words of optimizer state beside the model, for the memory plan.
     optimizer_words: usize,
+    /// Training steps draw dropout masks from `stack::step_seed(dropout_seed, step)`.
+    pub dropout_seed: u32,
 }
 
 impl GpuModel {
@@ -178,6 +207,7 @@ impl GpuModel {
             workspace: Mutex::new(None),
             plan_options: PlanOptions::default(),
             optimizer_words: 0,
+            dropout_seed: 0,
         })
     }
 
@@ -274,9 +304,9 @@ impl GpuModel {
         let slot = self.workspace_with(gpu, batch)?;
         let ws = slot.as_ref().expect("workspace_with fills the slot");
         let mut recorder = Recorder::new(gpu);
-        self.record_forward(gpu, &mut recorder, ws)?;
+        self.record_forward(gpu, &mut recorder, ws, None)?;
         if request.backward {
-            self.record_backward(gpu, &mut recorder, ws, request)?;
+            self.record_backward(gpu, &mut recorder, ws, request, None)?;
         }
         self.read(recorder, ws, request, Vec::new())
             .map(|(out, _)| out)
@@ -341,7 +371,14 @@ impl GpuModel {
         want(inputs, vec![whole(&ws.dh0, b * h)]);
         want(inputs && lstm, vec![whole(&ws.dc_carry, b * h)]);
         let norms = backward && request.grad_norms;
-        want(norms, vec![whole(&ws.norms, if lstm { 2 * t } else { t })]);
+        let norm_words = config.cells() * t;
+        want(
+            norms,
+            vec![whole(
+                &ws.norms,
+                if lstm { 2 * norm_words } else { norm_words },
+            )],
+        );
         let extra_count = extra.len();
         reads.extend(extra);
 
@@ -376,8 +413,8 @@ impl GpuModel {
         out.dh0 = next(inputs).map(|v| matrix(v, b, h));
         out.dc0 = next(inputs && lstm).map(|v| matrix(v, b, h));
         if let Some(v) = next(norms) {
-            out.grad_norm_h = Some(v[..t].to_vec());
-            out.grad_norm_c = lstm.then(|| v[t..].to_vec());
+            out.grad_norm_h = Some(v[..norm_words].to_vec());
+            out.grad_norm_c = lstm.then(|| v[norm_words..].to_vec());
         }
         let extra: Vec<Vec<f32>> = data.collect();
         debug_assert_eq!(extra.len(), extra_count);

@@ -64,20 +64,22 @@ pub struct GpuOptimizer {
     /// [1 + P]: the pre-clip global norm, then the per-chunk sums of squares of every tensor.
     reduction: wgpu::Buffer,
     /// Elements of each parameter tensor, in `PARAM_NAMES` order.
-    lens: [usize; 6],
+    lens: Vec<usize>,
     /// First word of each tensor's partial sums in `reduction`; the last entry is one past the
     /// end.
-    partial_offsets: [usize; 7],
+    partial_offsets: Vec<usize>,
 }
 
 impl GpuOptimizer {
     /// Zeroed state (wgpu zero-fills new buffers) for `model`'s parameter shapes.
     pub fn new(gpu: &Gpu, model: &GpuModel, config: OptimizerConfig) -> Result<Self, Error> {
         config.validate()?;
-        let lens = Params::<f32>::zeros(&model.config)
+        let lens: Vec<usize> = Params::<f32>::zeros(&model.config)
             .tensors()
-            .map(|(_, values)| values.len());
-        let mut partial_offsets = [1; 7]; // word 0 holds the norm
+            .into_iter()
+            .map(|(_, values)| values.len())
+            .collect();
+        let mut partial_offsets = vec![1; lens.len() + 1]; // word 0 holds the norm
         for (k, len) in lens.iter().enumerate() {
             partial_offsets[k + 1] = partial_offsets[k] + len.div_ceil(CHUNK);
         }
@@ -94,7 +96,7 @@ impl GpuOptimizer {
             state,
             reduction: gpu.storage_buffer(
                 "the gradient norm and its partial sums of squares",
-                partial_offsets[6],
+                partial_offsets[lens.len()],
             )?,
             lens,
             partial_offsets,
@@ -103,7 +105,7 @@ impl GpuOptimizer {
 
     /// Words of GPU memory the optimizer holds (state tensors and the norm's partial sums).
     pub fn state_words(&self) -> usize {
-        self.state.len() * self.lens.iter().sum::<usize>() + self.partial_offsets[6]
+        self.state.len() * self.lens.iter().sum::<usize>() + self.partial_offsets[self.lens.len()]
     }
 
     /// Updates taken so far (the next one is `steps() + 1`).
@@ -125,7 +127,7 @@ impl GpuOptimizer {
                 state
                     .all()
                     .into_iter()
-                    .zip(self.lens)
+                    .zip(self.lens.iter().copied())
                     .map(|(buffer, len)| Read {
                         buffer,
                         offset: 0,
@@ -134,7 +136,7 @@ impl GpuOptimizer {
             })
             .collect();
         let data = Recorder::new(gpu).submit_and_read(&reads)?;
-        Ok(state_tensor_names(&self.config.kind)
+        Ok(state_tensor_names(&self.config.kind, &self.model)
             .into_iter()
             .zip(data)
             .collect())
@@ -148,7 +150,7 @@ impl GpuOptimizer {
         steps: u64,
         tensors: &[(String, Vec<f32>)],
     ) -> Result<(), Error> {
-        let found = match_state(&self.config.kind, &Params::zeros(&self.model), tensors)?;
+        let found = match_state(&self.config.kind, &self.model, tensors)?;
         let buffers = self.state.iter().flat_map(|state| state.all());
         for (buffer, values) in buffers.zip(found) {
             gpu.queue
@@ -218,7 +220,7 @@ impl GpuOptimizer {
         rec.dispatch(
             Kernel::GradNorm,
             &OptimParams {
-                n: (self.partial_offsets[6] - self.partial_offsets[0]) as u32,
+                n: (self.partial_offsets[self.lens.len()] - self.partial_offsets[0]) as u32,
                 offset: self.partial_offsets[0] as u32,
                 ..base
             },
@@ -230,7 +232,7 @@ impl GpuOptimizer {
             OptimizerKind::Adam { .. } | OptimizerKind::AdamW { .. } => Kernel::AdamStep,
             OptimizerKind::RmsProp { .. } => Kernel::RmspropStep,
         };
-        for k in 0..6 {
+        for k in 0..self.lens.len() {
             let state = |j: usize| self.state.get(j).map_or(dummy, |s| s.all()[k]);
             rec.dispatch(
                 kernel,
@@ -264,7 +266,9 @@ impl GpuModel {
         let ws = slot.as_ref().expect("workspace_with fills the slot");
 
         let mut recorder = Recorder::new(gpu);
-        self.record_forward(gpu, &mut recorder, ws)?;
+        let step = optimizer.steps + 1;
+        let dropout = Some(crate::cpu::stack::step_seed(self.dropout_seed, step));
+        self.record_forward(gpu, &mut recorder, ws, dropout)?;
         let request = Request {
             backward: true,
             ..request
@@ -273,8 +277,7 @@ impl GpuModel {
             param_grads: true,
             ..request
         };
-        self.record_backward(gpu, &mut recorder, ws, with_grads)?;
-        let step = optimizer.steps + 1;
+        self.record_backward(gpu, &mut recorder, ws, with_grads, dropout)?;
         let lr = optimizer.record(gpu, &mut recorder, self, &ws.grads, step)?;
         let norm = Read {
             buffer: &optimizer.reduction,

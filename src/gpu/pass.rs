@@ -16,10 +16,11 @@
 use super::context::Gpu;
 use super::gemm::{record_gemm, Operand, Output};
 use super::kernels::Kernel;
-use super::model::{GpuModel, LossParams, ReduceParams, Request, StepParams};
+use super::model::{GpuModel, LossParams, ReduceParams, Request, StackParams, StepParams};
 use super::recorder::{Phase, Recorder};
-use super::workspace::{Segment, Workspace};
+use super::workspace::Workspace;
 use crate::config::{Activation, Cell, Loss, Readout};
+use crate::cpu::stack::dropout_threshold;
 use crate::Error;
 
 #[derive(Clone, Copy)]
@@ -28,90 +29,46 @@ enum Direction {
     Backward,
 }
 
+/// One block of the head's input: rows of `width` columns in `buffer` from `offset` (row
+/// stride `width`), multiplying the head weight's columns `column..column + width`.
+struct HeadPart<'a> {
+    buffer: &'a wgpu::Buffer,
+    offset: usize,
+    width: usize,
+    column: usize,
+}
+
 impl GpuModel {
+    /// The forward pass: every cell's recurrence, the head and the loss. `dropout` is the
+    /// training step's mask seed (None: evaluation). Layers run one after the other, each over
+    /// all segments; the last layer's segments are scored as they finish.
     pub(crate) fn record_forward(
         &self,
         gpu: &Gpu,
         rec: &mut Recorder,
         ws: &Workspace,
+        dropout: Option<u32>,
     ) -> Result<(), Error> {
         let config = &self.config;
-        let p = &self.params;
-        let (b, h, o) = (ws.batch, config.hidden_size, config.output_size);
-        let lstm = config.cell == Cell::Lstm;
-        let mean_rows = ws.valid_rows;
         let parts = ws.segments.iter().filter(|s| s.scored.is_some()).count();
         let mut part = 0;
-        for (k, seg) in ws.segments.iter().enumerate() {
-            self.record_segment_forward(gpu, rec, ws, k)?;
-            let a = ws.set(k);
-            // Hand the end state to the next segment's start, or to h_T (c_T).
-            let (h_next, c_next) = match ws.segments.get(k + 1) {
-                Some(next) => match &next.start {
-                    Some((h_start, c_start)) => (h_start, c_start),
-                    None => (&ws.set(k + 1).hs, &ws.set(k + 1).cs),
-                },
-                None => (&ws.final_h, &ws.final_c),
-            };
-            rec.copy(&a.hs, seg.len * b * h, h_next, 0, b * h);
-            if lstm {
-                rec.copy(&a.cs, seg.len * b * h, c_next, 0, b * h);
+        if config.bidirectional {
+            self.record_stack_forward(gpu, rec, ws, dropout)?;
+            self.record_head_forward(gpu, rec, ws, 0, &mut part)?;
+        } else {
+            for layer in 0..config.layers {
+                for k in 0..ws.segments.len() {
+                    self.record_cell_forward(gpu, rec, ws, layer, k)?;
+                    self.record_hand_off(rec, ws, layer, k);
+                    if layer + 1 < config.layers {
+                        let into = ws.cell(layer + 1, k).x;
+                        let mask = dropout.map(|seed| (seed, layer + 1));
+                        self.record_join_forward(gpu, rec, ws, layer, k, into, mask)?;
+                    } else {
+                        self.record_head_forward(gpu, rec, ws, k, &mut part)?;
+                    }
+                }
             }
-            let Some(scored) = &seg.scored else { continue };
-            // Head: outputs[rows, O] = h_rows W_out^T + b_out (every step's state for
-            // Readout::All, the last one for Readout::Last).
-            let first_state = match config.readout {
-                Readout::All => b * h,
-                Readout::Last => seg.len * b * h,
-            };
-            record_gemm(
-                gpu,
-                rec,
-                (scored.rows, o, h),
-                Operand::new(&a.hs, first_state, h),
-                Operand::new(&p.head_weight, 0, h).t(),
-                Output {
-                    buffer: &scored.outputs,
-                    offset: 0,
-                    row_stride: o,
-                    accumulate: false,
-                    bias: Some((&p.head_bias, 0)),
-                },
-                &self.dummy,
-            )?;
-            let kernel = match config.loss {
-                Loss::Mse => Kernel::MseLoss,
-                Loss::CrossEntropy => Kernel::CrossEntropyLoss,
-            };
-            rec.dispatch(
-                kernel,
-                &LossParams {
-                    rows: scored.rows as u32,
-                    outputs: o as u32,
-                    mean_rows: mean_rows as u32,
-                    // h_T already is h_len under Readout::Last: only every-step rows are masked
-                    mask_rows: (ws.ragged && config.readout == Readout::All) as u32,
-                    first_step: seg.t0 as u32,
-                    batch: b as u32,
-                    _pad: [0; 2],
-                },
-                &[
-                    &scored.outputs,
-                    &scored.targets,
-                    &scored.row_loss,
-                    &scored.doutputs,
-                    &ws.lengths,
-                ],
-                gpu.grid("the loss", (scored.rows as u64).div_ceil(64))?,
-            );
-            // One scored segment sums straight into the loss; several sum into parts first.
-            let (sum, at) = if parts == 1 {
-                (&ws.loss, 0)
-            } else {
-                (&ws.loss_parts, part)
-            };
-            self.record_row_sum(rec, &scored.row_loss, scored.rows, sum, at);
-            part += 1;
         }
         if parts > 1 {
             self.record_row_sum(rec, &ws.loss_parts, parts, &ws.loss, 0);
@@ -119,26 +76,220 @@ impl GpuModel {
         Ok(())
     }
 
-    /// The recurrence of segment `k` into its activation set: the start state, the input
-    /// projection of all its steps, then two dispatches per step.
-    fn record_segment_forward(
+    /// Hands cell `c`'s state at the end of segment `k` to the next segment's start, or to
+    /// the cell's h_T (c_T).
+    fn record_hand_off(&self, rec: &mut Recorder, ws: &Workspace, c: usize, k: usize) {
+        let (b, h) = (ws.batch, self.config.hidden_size);
+        let view = ws.cell(c, k);
+        let (h_next, c_next) = match ws.segments.get(k + 1) {
+            Some(_) => {
+                let next = ws.cell(c, k + 1);
+                next.start.unwrap_or((&next.act.hs, &next.act.cs))
+            }
+            None => (view.final_h, view.final_c),
+        };
+        let len = ws.segments[k].len;
+        rec.copy(&view.act.hs, len * b * h, h_next, 0, b * h);
+        if self.config.cell == Cell::Lstm {
+            rec.copy(&view.act.cs, len * b * h, c_next, 0, b * h);
+        }
+    }
+
+    /// The head and the loss on scored segment `k` (nothing on an unscored one): outputs
+    /// [rows, O] = h_rows W_out^T + b_out (every step's outputs for Readout::All, the final
+    /// states for Readout::Last), then the loss's share of these rows.
+    fn record_head_forward(
         &self,
         gpu: &Gpu,
         rec: &mut Recorder,
         ws: &Workspace,
         k: usize,
+        part: &mut usize,
     ) -> Result<(), Error> {
         let config = &self.config;
-        let p = &self.params;
+        let (b, o) = (ws.batch, config.output_size);
         let seg = &ws.segments[k];
-        let a = ws.set(k);
+        let Some(scored) = &seg.scored else {
+            return Ok(());
+        };
+        let head_parts = self.head_parts(gpu, rec, ws, k, Direction::Forward)?;
+        for (n, hp) in head_parts.iter().enumerate() {
+            record_gemm(
+                gpu,
+                rec,
+                (scored.rows, o, hp.width),
+                Operand::new(hp.buffer, hp.offset, hp.width),
+                Operand::new(
+                    &self.params.head_weight,
+                    hp.column,
+                    config.head_input_size(),
+                )
+                .t(),
+                Output {
+                    buffer: &scored.outputs,
+                    offset: 0,
+                    row_stride: o,
+                    accumulate: n > 0,
+                    bias: (n == 0).then_some((&self.params.head_bias, 0)),
+                },
+                &self.dummy,
+            )?;
+        }
+        let kernel = match config.loss {
+            Loss::Mse => Kernel::MseLoss,
+            Loss::CrossEntropy => Kernel::CrossEntropyLoss,
+        };
+        rec.dispatch(
+            kernel,
+            &LossParams {
+                rows: scored.rows as u32,
+                outputs: o as u32,
+                mean_rows: ws.valid_rows as u32,
+                // h_T already is h_len under Readout::Last: only every-step rows are masked
+                mask_rows: (ws.ragged && config.readout == Readout::All) as u32,
+                first_step: seg.t0 as u32,
+                batch: b as u32,
+                _pad: [0; 2],
+            },
+            &[
+                &scored.outputs,
+                &scored.targets,
+                &scored.row_loss,
+                &scored.doutputs,
+                &ws.lengths,
+            ],
+            gpu.grid("the loss", (scored.rows as u64).div_ceil(64))?,
+        );
+        // One scored segment sums straight into the loss; several sum into parts first.
+        let parts = ws.segments.iter().filter(|s| s.scored.is_some()).count();
+        let (sum, at) = if parts == 1 {
+            (&ws.loss, 0)
+        } else {
+            (&ws.loss_parts, *part)
+        };
+        self.record_row_sum(rec, &scored.row_loss, scored.rows, sum, at);
+        *part += 1;
+        Ok(())
+    }
+
+    /// A bidirectional model's cells, layer by layer (one segment): a layer's
+    /// input is the batch's x or the joined outputs of the layer below (through dropout in
+    /// training), reversed per sequence for the reverse cell.
+    fn record_stack_forward(
+        &self,
+        gpu: &Gpu,
+        rec: &mut Recorder,
+        ws: &Workspace,
+        dropout: Option<u32>,
+    ) -> Result<(), Error> {
+        let config = &self.config;
+        let d = config.directions();
+        for layer in 0..config.layers {
+            let first = layer * d;
+            if layer > 0 {
+                // The forward cell's input is the join itself.
+                let into = ws.cell(first, 0).x;
+                let mask = dropout.map(|seed| (seed, layer));
+                self.record_join_forward(gpu, rec, ws, layer - 1, 0, into, mask)?;
+            }
+            for c in first..first + d {
+                if c % d == 1 {
+                    let source = ws.cell(first, 0).x;
+                    let width = config.layer_input_size(layer);
+                    self.record_reverse_steps(
+                        gpu,
+                        rec,
+                        ws,
+                        (source, ws.cell(c, 0).x),
+                        width,
+                        false,
+                    )?;
+                }
+                self.record_cell_forward(gpu, rec, ws, c, 0)?;
+                self.record_hand_off(rec, ws, c, 0);
+            }
+        }
+        Ok(())
+    }
+
+    /// What the head reads in scored segment `k`, as blocks of its weight's columns. For
+    /// a bidirectional `Readout::All` this joins the last layer's outputs first (forward), or
+    /// names the joined gradient buffer (backward).
+    fn head_parts<'a>(
+        &self,
+        gpu: &Gpu,
+        rec: &mut Recorder,
+        ws: &'a Workspace,
+        k: usize,
+        direction: Direction,
+    ) -> Result<Vec<HeadPart<'a>>, Error> {
+        let config = &self.config;
+        let (b, h, d) = (ws.batch, config.hidden_size, config.directions());
+        let len = ws.segments[k].len;
+        let last = (config.layers - 1) * d;
+        Ok(match (config.readout, &ws.head_in) {
+            (Readout::All, Some((head_in, dhead_in))) => {
+                let buffer = match direction {
+                    Direction::Forward => {
+                        self.record_join_forward(
+                            gpu,
+                            rec,
+                            ws,
+                            config.layers - 1,
+                            k,
+                            head_in,
+                            None,
+                        )?;
+                        head_in
+                    }
+                    Direction::Backward => dhead_in,
+                };
+                vec![HeadPart {
+                    buffer,
+                    offset: 0,
+                    width: 2 * h,
+                    column: 0,
+                }]
+            }
+            (Readout::All, None) => vec![HeadPart {
+                buffer: &ws.cell(last, k).act.hs,
+                offset: b * h,
+                width: h,
+                column: 0,
+            }],
+            (Readout::Last, _) => (0..d)
+                .map(|dir| HeadPart {
+                    buffer: &ws.cell(last + dir, k).act.hs,
+                    offset: len * b * h,
+                    width: h,
+                    column: dir * h,
+                })
+                .collect(),
+        })
+    }
+
+    /// The recurrence of cell `c` in segment `k` into its activation set: the start state, the
+    /// input projection of all its steps, then two dispatches per step.
+    fn record_cell_forward(
+        &self,
+        gpu: &Gpu,
+        rec: &mut Recorder,
+        ws: &Workspace,
+        c: usize,
+        k: usize,
+    ) -> Result<(), Error> {
+        let config = &self.config;
+        let p = &self.params.cells[c];
+        let seg = &ws.segments[k];
+        let view = ws.cell(c, k);
+        let a = view.act;
         let (b, h, i, gh) = (
             ws.batch,
             config.hidden_size,
-            config.input_size,
+            config.layer_input_size(c / config.directions()),
             config.gate_rows(),
         );
-        if let Some((h_start, c_start)) = &seg.start {
+        if let Some((h_start, c_start)) = view.start {
             rec.copy(h_start, 0, &a.hs, 0, b * h);
             if config.cell == Cell::Lstm {
                 rec.copy(c_start, 0, &a.cs, 0, b * h);
@@ -150,7 +301,7 @@ impl GpuModel {
             gpu,
             rec,
             (seg.len * b, gh, i),
-            Operand::new(&seg.x, 0, i),
+            Operand::new(view.x, 0, i),
             Operand::new(&p.weight_ih, 0, i).t(),
             Output {
                 buffer: &a.gates,
@@ -185,220 +336,79 @@ impl GpuModel {
                 },
                 &self.dummy,
             )?;
-            self.record_step(rec, ws, k, Direction::Forward, t, groups);
+            self.record_step(rec, ws, c, k, Direction::Forward, t, groups);
         }
         Ok(())
     }
 
+    /// BPTT: the head's share of dE/dh, then every cell's backward recurrence (last segment
+    /// and last layer first), the weight gradients and the input gradients. `dropout` must be
+    /// the forward pass's.
     pub(crate) fn record_backward(
         &self,
         gpu: &Gpu,
         rec: &mut Recorder,
         ws: &Workspace,
         request: Request,
+        dropout: Option<u32>,
     ) -> Result<(), Error> {
         let config = &self.config;
-        let p = &self.params;
         let g = &ws.grads;
-        let (t_len, b, h, i, o) = (
-            ws.seq_len,
-            ws.batch,
-            config.hidden_size,
-            config.input_size,
-            config.output_size,
-        );
+        let (b, h, d) = (ws.batch, config.hidden_size, config.directions());
         let gh = config.gate_rows();
         let lstm = config.cell == Cell::Lstm;
         let n = ws.segments.len();
-        rec.clear(&ws.h_carry);
-        if lstm {
-            rec.clear(&ws.dc_carry);
+        for c in 0..config.cells() {
+            let view = ws.cell(c, 0);
+            rec.clear(view.h_carry);
+            if lstm {
+                rec.clear(view.dc_carry);
+            }
         }
-        let groups = gpu.grid("a time step", ((b * h) as u64).div_ceil(64))?;
-        for k in (0..n).rev() {
-            let seg: &Segment = &ws.segments[k];
-            let a = ws.set(k);
-            // The last segment's activations are still in place after the forward pass.
-            if ws.plan.recompute && k + 1 < n {
-                self.record_segment_forward(gpu, rec, ws, k)?;
+        // Unidirectional: layer by layer from the top, each over its segments last to first.
+        for layer in (0..config.layers).rev().filter(|_| !config.bidirectional) {
+            for k in (0..n).rev() {
+                // The last segment's activations are still in place after the forward pass.
+                if ws.plan.recompute && k + 1 < n {
+                    self.record_cell_forward(gpu, rec, ws, layer, k)?;
+                }
+                // Gradients into later segments accumulate onto the ones recorded first.
+                let accumulate = k + 1 < n;
+                rec.set_phase(Phase::BackwardRecurrence);
+                if layer + 1 == config.layers {
+                    self.record_head_backward(gpu, rec, ws, k, request, accumulate)?;
+                } else {
+                    let from = ws.cell(layer + 1, k).dx;
+                    let mask = dropout.map(|seed| (seed, layer + 1));
+                    self.record_join_backward(gpu, rec, ws, from, layer, k, mask)?;
+                }
+                self.record_cell_backward(gpu, rec, ws, layer, k, request, accumulate)?;
             }
-            // Gradients into later segments accumulate onto the ones recorded first.
-            let accumulate = k + 1 < n;
+        }
+        // Bidirectional (one segment): the head, then layer by layer from the top.
+        if config.bidirectional {
             rec.set_phase(Phase::BackwardRecurrence);
-
-            // The head's share of dE/dh_t.
-            if config.readout == Readout::Last {
-                rec.clear(&a.dh);
-            }
-            if let Some(scored) = &seg.scored {
-                let (dh_offset, first_state) = match config.readout {
-                    Readout::All => (0, b * h),
-                    Readout::Last => ((seg.len - 1) * b * h, seg.len * b * h),
-                };
-                record_gemm(
-                    gpu,
-                    rec,
-                    (scored.rows, h, o),
-                    Operand::new(&scored.doutputs, 0, o),
-                    Operand::new(&p.head_weight, 0, h),
-                    Output {
-                        buffer: &a.dh,
-                        offset: dh_offset,
-                        row_stride: h,
-                        accumulate: false,
-                        bias: None,
-                    },
-                    &self.dummy,
-                )?;
-                if request.param_grads {
-                    // d head.weight [O, H] += doutputs^T h_rows;  d head.bias += column sums
-                    rec.set_phase(Phase::WeightGradients);
-                    record_gemm(
-                        gpu,
-                        rec,
-                        (o, h, scored.rows),
-                        Operand::new(&scored.doutputs, 0, o).t(),
-                        Operand::new(&a.hs, first_state, h),
-                        Output {
-                            buffer: &g.head_weight,
-                            offset: 0,
-                            row_stride: h,
-                            accumulate,
-                            bias: None,
-                        },
-                        &self.dummy,
-                    )?;
-                    self.record_column_sums(
-                        gpu,
-                        rec,
-                        (&scored.doutputs, scored.rows, o),
-                        &g.head_bias,
-                        accumulate,
-                    )?;
-                    rec.set_phase(Phase::BackwardRecurrence);
+            self.record_head_backward(gpu, rec, ws, 0, request, false)?;
+            for layer in (0..config.layers).rev() {
+                let first = layer * d;
+                for c in first..first + d {
+                    self.record_cell_backward(gpu, rec, ws, c, 0, request, false)?;
                 }
-            }
-            if k + 1 < n {
-                // dh[len] += dgates_next[1] W_hh: the gradient from the segment after. Under
-                // recomputation the shared dgates still hold that segment's values.
-                record_gemm(
-                    gpu,
-                    rec,
-                    (b, h, gh),
-                    Operand::new(ws.set(k + 1).dgates_hh(config.cell), 0, gh),
-                    Operand::new(&p.weight_hh, 0, h),
-                    Output {
-                        buffer: &a.dh,
-                        offset: (seg.len - 1) * b * h,
-                        row_stride: h,
-                        accumulate: true,
-                        bias: None,
-                    },
-                    &self.dummy,
-                )?;
-            }
-            for t in (1..=seg.len).rev() {
-                if t < seg.len {
-                    // dh[t] += dgates[t+1] W_hh
-                    record_gemm(
-                        gpu,
-                        rec,
-                        (b, h, gh),
-                        Operand::new(a.dgates_hh(config.cell), t * b * gh, gh),
-                        Operand::new(&p.weight_hh, 0, h),
-                        Output {
-                            buffer: &a.dh,
-                            offset: (t - 1) * b * h,
-                            row_stride: h,
-                            accumulate: true,
-                            bias: None,
-                        },
-                        &self.dummy,
-                    )?;
+                if layer == 0 && !request.input_grads {
+                    break;
                 }
-                self.record_step(rec, ws, k, Direction::Backward, t, groups);
-            }
-            if request.grad_norms {
-                let norm_groups = gpu.grid("per-step gradient norms", seg.len as u64)?;
-                let mut sources = vec![&a.dh];
-                if lstm {
-                    sources.push(&a.dc);
+                rec.set_phase(Phase::BackwardRecurrence);
+                let (forward, reverse) = (ws.cell(first, 0), ws.cell(first + d - 1, 0));
+                if d == 2 {
+                    // dE/d(input) = the forward cell's dx + the reverse cell's, put back in
+                    // natural order.
+                    let width = config.layer_input_size(layer);
+                    self.record_reverse_steps(gpu, rec, ws, (reverse.dx, forward.dx), width, true)?;
                 }
-                for (part, source) in sources.into_iter().enumerate() {
-                    rec.dispatch(
-                        Kernel::RowNorms,
-                        &ReduceParams {
-                            rows: seg.len as u32,
-                            n: (b * h) as u32,
-                            in_offset: 0,
-                            out_offset: (part * t_len + seg.t0) as u32,
-                            accumulate: 0,
-                            _pad: [0; 3],
-                        },
-                        &[source, &ws.norms],
-                        norm_groups,
-                    );
+                if layer > 0 {
+                    let mask = dropout.map(|seed| (seed, layer));
+                    self.record_join_backward(gpu, rec, ws, forward.dx, layer - 1, 0, mask)?;
                 }
-            }
-            rec.set_phase(Phase::WeightGradients);
-            if request.param_grads {
-                // Weight gradients over the segment's len*B rows at once:
-                // dW_ih += dgates^T x,  dW_hh += dgates_hh^T hs[0..len],  db += column sums.
-                let dgates_hh = a.dgates_hh(config.cell);
-                for (weight, dpre, source, width) in [
-                    (&g.weight_ih, &a.dgates, &seg.x, i),
-                    (&g.weight_hh, dgates_hh, &a.hs, h),
-                ] {
-                    record_gemm(
-                        gpu,
-                        rec,
-                        (gh, width, seg.len * b),
-                        Operand::new(dpre, 0, gh).t(),
-                        Operand::new(source, 0, width),
-                        Output {
-                            buffer: weight,
-                            offset: 0,
-                            row_stride: width,
-                            accumulate,
-                            bias: None,
-                        },
-                        &self.dummy,
-                    )?;
-                }
-                self.record_column_sums(
-                    gpu,
-                    rec,
-                    (&a.dgates, seg.len * b, gh),
-                    &g.bias_ih,
-                    accumulate,
-                )?;
-                if config.cell == Cell::Gru {
-                    self.record_column_sums(
-                        gpu,
-                        rec,
-                        (dgates_hh, seg.len * b, gh),
-                        &g.bias_hh,
-                        accumulate,
-                    )?;
-                }
-            }
-            if request.input_grads {
-                // dx = dgates W_ih
-                record_gemm(
-                    gpu,
-                    rec,
-                    (seg.len * b, i, gh),
-                    Operand::new(&a.dgates, 0, gh),
-                    Operand::new(&p.weight_ih, 0, i),
-                    Output {
-                        buffer: &seg.dx,
-                        offset: 0,
-                        row_stride: i,
-                        accumulate: false,
-                        bias: None,
-                    },
-                    &self.dummy,
-                )?;
             }
         }
         rec.set_phase(Phase::BackwardRecurrence);
@@ -411,7 +421,7 @@ impl GpuModel {
                 rec,
                 (b, h, gh),
                 Operand::new(ws.set(0).dgates_hh(config.cell), 0, gh),
-                Operand::new(&p.weight_hh, 0, h),
+                Operand::new(&self.params.cells[0].weight_hh, 0, h),
                 Output {
                     buffer: &ws.dh0,
                     offset: 0,
@@ -425,16 +435,279 @@ impl GpuModel {
         rec.set_phase(Phase::WeightGradients);
         if request.param_grads && config.cell != Cell::Gru {
             // b_ih and b_hh enter the pre-activation identically: equal gradients.
-            rec.copy(&g.bias_ih, 0, &g.bias_hh, 0, gh);
+            for cell in &g.cells {
+                rec.copy(&cell.bias_ih, 0, &cell.bias_hh, 0, gh);
+            }
         }
         Ok(())
     }
 
-    /// The cell kernel of local step `step` of segment `k`.
+    /// The head's share of dE/dh in scored segment `k` (none in an unscored one), and its own
+    /// gradients.
+    fn record_head_backward(
+        &self,
+        gpu: &Gpu,
+        rec: &mut Recorder,
+        ws: &Workspace,
+        k: usize,
+        request: Request,
+        accumulate: bool,
+    ) -> Result<(), Error> {
+        let config = &self.config;
+        let g = &ws.grads;
+        let (b, h, o, d) = (
+            ws.batch,
+            config.hidden_size,
+            config.output_size,
+            config.directions(),
+        );
+        let seg = &ws.segments[k];
+        let last = (config.layers - 1) * d;
+        if config.readout == Readout::Last {
+            for c in last..last + d {
+                rec.clear(&ws.cell(c, k).act.dh);
+            }
+        }
+        let Some(scored) = &seg.scored else {
+            return Ok(());
+        };
+        let parts = self.head_parts(gpu, rec, ws, k, Direction::Backward)?;
+        let wide = config.head_input_size();
+        for (dir, part) in parts.iter().enumerate() {
+            // Where the head's gradient lands: the states' dh rows it read (the last row for
+            // Readout::Last), or the joined buffer for a bidirectional Readout::All.
+            let (buffer, offset, stride) = match (config.readout, &ws.head_in) {
+                (Readout::All, Some(_)) => (part.buffer, 0, 2 * h),
+                (Readout::All, None) => (&ws.cell(last, k).act.dh, 0, h),
+                (Readout::Last, _) => (&ws.cell(last + dir, k).act.dh, (seg.len - 1) * b * h, h),
+            };
+            record_gemm(
+                gpu,
+                rec,
+                (scored.rows, part.width, o),
+                Operand::new(&scored.doutputs, 0, o),
+                Operand::new(&self.params.head_weight, part.column, wide),
+                Output {
+                    buffer,
+                    offset,
+                    row_stride: stride,
+                    accumulate: false,
+                    bias: None,
+                },
+                &self.dummy,
+            )?;
+        }
+        if let (Readout::All, Some((_, dhead_in))) = (config.readout, &ws.head_in) {
+            self.record_join_backward(gpu, rec, ws, dhead_in, config.layers - 1, k, None)?;
+        }
+        if request.param_grads {
+            // d head.weight [O, D*H] += doutputs^T h_rows;  d head.bias += column sums
+            rec.set_phase(Phase::WeightGradients);
+            let forward_parts = match (config.readout, &ws.head_in) {
+                // The joined outputs are still in head_in from the forward pass.
+                (Readout::All, Some((head_in, _))) => vec![HeadPart {
+                    buffer: head_in,
+                    offset: 0,
+                    width: 2 * h,
+                    column: 0,
+                }],
+                _ => parts,
+            };
+            for part in &forward_parts {
+                record_gemm(
+                    gpu,
+                    rec,
+                    (o, part.width, scored.rows),
+                    Operand::new(&scored.doutputs, 0, o).t(),
+                    Operand::new(part.buffer, part.offset, part.width),
+                    Output {
+                        buffer: &g.head_weight,
+                        offset: part.column,
+                        row_stride: wide,
+                        accumulate,
+                        bias: None,
+                    },
+                    &self.dummy,
+                )?;
+            }
+            self.record_column_sums(
+                gpu,
+                rec,
+                (&scored.doutputs, scored.rows, o),
+                &g.head_bias,
+                accumulate,
+            )?;
+            rec.set_phase(Phase::BackwardRecurrence);
+        }
+        Ok(())
+    }
+
+    /// Cell `c`'s backward recurrence in segment `k`, given the gradient from outside it in
+    /// its dh rows (the head's, or the layer above's): the border from the next segment, the
+    /// steps last to first, the per-step norms, the weight gradients and dx.
+    #[allow(clippy::too_many_arguments)]
+    fn record_cell_backward(
+        &self,
+        gpu: &Gpu,
+        rec: &mut Recorder,
+        ws: &Workspace,
+        c: usize,
+        k: usize,
+        request: Request,
+        accumulate: bool,
+    ) -> Result<(), Error> {
+        let config = &self.config;
+        let p = &self.params.cells[c];
+        let g = &ws.grads.cells[c];
+        let d = config.directions();
+        let layer = c / d;
+        let (t_len, b, h, i) = (
+            ws.seq_len,
+            ws.batch,
+            config.hidden_size,
+            config.layer_input_size(layer),
+        );
+        let gh = config.gate_rows();
+        let lstm = config.cell == Cell::Lstm;
+        let n = ws.segments.len();
+        let seg = &ws.segments[k];
+        let view = ws.cell(c, k);
+        let a = view.act;
+        let groups = gpu.grid("a time step", ((b * h) as u64).div_ceil(64))?;
+        rec.set_phase(Phase::BackwardRecurrence);
+        if k + 1 < n {
+            // dh[len] += dgates_next[1] W_hh: the gradient from the segment after. Under
+            // recomputation the shared dgates still hold that segment's values.
+            record_gemm(
+                gpu,
+                rec,
+                (b, h, gh),
+                Operand::new(ws.cell(c, k + 1).act.dgates_hh(config.cell), 0, gh),
+                Operand::new(&p.weight_hh, 0, h),
+                Output {
+                    buffer: &a.dh,
+                    offset: (seg.len - 1) * b * h,
+                    row_stride: h,
+                    accumulate: true,
+                    bias: None,
+                },
+                &self.dummy,
+            )?;
+        }
+        for t in (1..=seg.len).rev() {
+            if t < seg.len {
+                // dh[t] += dgates[t+1] W_hh
+                record_gemm(
+                    gpu,
+                    rec,
+                    (b, h, gh),
+                    Operand::new(a.dgates_hh(config.cell), t * b * gh, gh),
+                    Operand::new(&p.weight_hh, 0, h),
+                    Output {
+                        buffer: &a.dh,
+                        offset: (t - 1) * b * h,
+                        row_stride: h,
+                        accumulate: true,
+                        bias: None,
+                    },
+                    &self.dummy,
+                )?;
+            }
+            self.record_step(rec, ws, c, k, Direction::Backward, t, groups);
+        }
+        if request.grad_norms {
+            let norm_groups = gpu.grid("per-step gradient norms", seg.len as u64)?;
+            let mut sources = vec![&a.dh];
+            if lstm {
+                sources.push(&a.dc);
+            }
+            let cells = config.cells();
+            for (part, source) in sources.into_iter().enumerate() {
+                rec.dispatch(
+                    Kernel::RowNorms,
+                    &ReduceParams {
+                        rows: seg.len as u32,
+                        n: (b * h) as u32,
+                        in_offset: 0,
+                        out_offset: ((part * cells + c) * t_len + seg.t0) as u32,
+                        accumulate: 0,
+                        _pad: [0; 3],
+                    },
+                    &[source, &ws.norms],
+                    norm_groups,
+                );
+            }
+        }
+        rec.set_phase(Phase::WeightGradients);
+        if request.param_grads {
+            // Weight gradients over the segment's len*B rows at once:
+            // dW_ih += dgates^T x,  dW_hh += dgates_hh^T hs[0..len],  db += column sums.
+            let dgates_hh = a.dgates_hh(config.cell);
+            for (weight, dpre, source, width) in [
+                (&g.weight_ih, &a.dgates, view.x, i),
+                (&g.weight_hh, dgates_hh, &a.hs, h),
+            ] {
+                record_gemm(
+                    gpu,
+                    rec,
+                    (gh, width, seg.len * b),
+                    Operand::new(dpre, 0, gh).t(),
+                    Operand::new(source, 0, width),
+                    Output {
+                        buffer: weight,
+                        offset: 0,
+                        row_stride: width,
+                        accumulate,
+                        bias: None,
+                    },
+                    &self.dummy,
+                )?;
+            }
+            self.record_column_sums(
+                gpu,
+                rec,
+                (&a.dgates, seg.len * b, gh),
+                &g.bias_ih,
+                accumulate,
+            )?;
+            if config.cell == Cell::Gru {
+                self.record_column_sums(
+                    gpu,
+                    rec,
+                    (dgates_hh, seg.len * b, gh),
+                    &g.bias_hh,
+                    accumulate,
+                )?;
+            }
+        }
+        if request.input_grads || layer > 0 {
+            // dx = dgates W_ih (a layer above the first passes it to the layer below)
+            record_gemm(
+                gpu,
+                rec,
+                (seg.len * b, i, gh),
+                Operand::new(&a.dgates, 0, gh),
+                Operand::new(&p.weight_ih, 0, i),
+                Output {
+                    buffer: view.dx,
+                    offset: 0,
+                    row_stride: i,
+                    accumulate: false,
+                    bias: None,
+                },
+                &self.dummy,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The cell kernel of local step `step` of cell `c` in segment `k`.
+    #[allow(clippy::too_many_arguments)]
     fn record_step(
         &self,
         rec: &mut Recorder,
         ws: &Workspace,
+        c: usize,
         k: usize,
         direction: Direction,
         step: usize,
@@ -456,9 +729,10 @@ impl GpuModel {
         };
         // The RNN has no cell state: its slots get the dummy buffer. The GRU binds its
         // recurrent product and gradient and its h carry there instead.
-        let a = ws.set(k);
+        let view = ws.cell(c, k);
+        let a = view.act;
         let (c_slot, dc_slot, carry_slot) = match config.cell {
-            Cell::Lstm => (&a.cs, &a.dc, &ws.dc_carry),
+            Cell::Lstm => (&a.cs, &a.dc, view.dc_carry),
             Cell::Gru => (&a.hh, &a.dhh, &self.dummy),
             Cell::Rnn => (&self.dummy, &self.dummy, &self.dummy),
         };
@@ -476,16 +750,127 @@ impl GpuModel {
                 &a.gates,
                 &a.hs,
                 c_slot,
-                &self.params.bias_hh,
+                &self.params.cells[c].bias_hh,
                 &a.dh,
                 dc_slot,
                 &a.dgates,
                 carry_slot,
                 &ws.lengths,
-                &ws.h_carry,
+                view.h_carry,
             ],
             groups,
         );
+    }
+
+    /// `into` [len, B, D*H] = layer `layer`'s outputs in segment `k` in natural time, times
+    /// dropout's factors when `mask` = (seed, the layer whose input this is) is given and
+    /// dropout is on.
+    #[allow(clippy::too_many_arguments)]
+    fn record_join_forward(
+        &self,
+        gpu: &Gpu,
+        rec: &mut Recorder,
+        ws: &Workspace,
+        layer: usize,
+        k: usize,
+        into: &wgpu::Buffer,
+        mask: Option<(u32, usize)>,
+    ) -> Result<(), Error> {
+        let config = &self.config;
+        let d = config.directions();
+        let (forward, reverse) = (ws.cell(layer * d, k), ws.cell(layer * d + d - 1, k));
+        let reverse = if d == 2 { &reverse.act.hs } else { &self.dummy };
+        let words = ws.segments[k].len * ws.batch * d * config.hidden_size;
+        rec.dispatch(
+            Kernel::JoinForward,
+            &self.stack_params(ws, k, config.hidden_size, 0, false, mask),
+            &[&forward.act.hs, reverse, into, &ws.lengths],
+            gpu.grid("joining a layer's outputs", (words as u64).div_ceil(64))?,
+        );
+        Ok(())
+    }
+
+    /// The gradient `from` [len, B, D*H] w.r.t. layer `layer`'s joined outputs in segment `k`
+    /// onto its cells' dh rows (overwriting them), through the forward pass's dropout factors.
+    #[allow(clippy::too_many_arguments)]
+    fn record_join_backward(
+        &self,
+        gpu: &Gpu,
+        rec: &mut Recorder,
+        ws: &Workspace,
+        from: &wgpu::Buffer,
+        layer: usize,
+        k: usize,
+        mask: Option<(u32, usize)>,
+    ) -> Result<(), Error> {
+        let config = &self.config;
+        let d = config.directions();
+        let words = ws.segments[k].len * ws.batch * config.hidden_size;
+        for dir in 0..d {
+            rec.dispatch(
+                Kernel::JoinBackward,
+                &self.stack_params(ws, k, config.hidden_size, dir, false, mask),
+                &[
+                    from,
+                    &self.dummy,
+                    &ws.cell(layer * d + dir, k).act.dh,
+                    &ws.lengths,
+                ],
+                gpu.grid("splitting a layer's gradient", (words as u64).div_ceil(64))?,
+            );
+        }
+        Ok(())
+    }
+
+    /// `to` (+)= `from` [T, B, width] with each sequence's valid steps reversed.
+    fn record_reverse_steps(
+        &self,
+        gpu: &Gpu,
+        rec: &mut Recorder,
+        ws: &Workspace,
+        (from, to): (&wgpu::Buffer, &wgpu::Buffer),
+        width: usize,
+        accumulate: bool,
+    ) -> Result<(), Error> {
+        let words = ws.seq_len * ws.batch * width;
+        rec.dispatch(
+            Kernel::ReverseSteps,
+            &self.stack_params(ws, 0, width, 0, accumulate, None),
+            &[from, &self.dummy, to, &ws.lengths],
+            gpu.grid("reversing sequences", (words as u64).div_ceil(64))?,
+        );
+        Ok(())
+    }
+
+    /// The stack kernels' parameters for segment `k`.
+    fn stack_params(
+        &self,
+        ws: &Workspace,
+        k: usize,
+        width: usize,
+        direction: usize,
+        accumulate: bool,
+        mask: Option<(u32, usize)>,
+    ) -> StackParams {
+        let (threshold, scale) = match mask {
+            Some(_) if self.config.dropout > 0.0 => dropout_threshold(self.config.dropout),
+            _ => (0, 1.0),
+        };
+        let (seed, layer) = mask.unwrap_or((0, 0));
+        StackParams {
+            seq_len: ws.segments[k].len as u32,
+            first_step: ws.segments[k].t0 as u32,
+            batch: ws.batch as u32,
+            width: width as u32,
+            directions: self.config.directions() as u32,
+            direction: direction as u32,
+            accumulate: accumulate as u32,
+            threshold,
+            seed,
+            layer: layer as u32,
+            scale,
+            _pad: 0,
+        }
     }
 
     /// destination[j] (+)= sum_r source[r, j] over `rows` rows of `width`.

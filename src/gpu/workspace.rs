@@ -70,6 +70,38 @@ pub(crate) struct Segment {
     pub start: Option<(wgpu::Buffer, wgpu::Buffer)>,
 }
 
+/// A cell beyond the first, in a stacked or bidirectional model, with buffers per segment as
+/// the first cell has them (a bidirectional model runs as one segment).
+pub(crate) struct CellSpace {
+    /// One set per segment, or one shared set under recomputation
+    pub sets: Vec<Activations>,
+    /// [len, B, W] per segment: the cell's input in its own order: layer 0's x reversed, or
+    /// the layer below's joined outputs (reversed for a reverse cell)
+    pub x: Vec<wgpu::Buffer>,
+    /// [len, B, W] per segment: dE/d(x) in the same order
+    pub dx: Vec<wgpu::Buffer>,
+    /// Under recomputation: the state (h, c) at each segment's start, [B, H] each
+    pub starts: Vec<(wgpu::Buffer, wgpu::Buffer)>,
+    /// [B, H] each, as `Workspace`'s own for the first cell
+    pub final_h: wgpu::Buffer,
+    pub final_c: wgpu::Buffer,
+    pub h_carry: wgpu::Buffer,
+    pub dc_carry: wgpu::Buffer,
+}
+
+/// The buffers one cell's recurrence uses in one segment.
+pub(crate) struct CellView<'a> {
+    pub act: &'a Activations,
+    pub x: &'a wgpu::Buffer,
+    pub dx: &'a wgpu::Buffer,
+    /// Under recomputation: the segment's saved start state (h, c)
+    pub start: Option<(&'a wgpu::Buffer, &'a wgpu::Buffer)>,
+    pub final_h: &'a wgpu::Buffer,
+    pub final_c: &'a wgpu::Buffer,
+    pub h_carry: &'a wgpu::Buffer,
+    pub dc_carry: &'a wgpu::Buffer,
+}
+
 pub(crate) struct Workspace {
     pub plan: MemoryPlan,
     pub seq_len: usize,
@@ -88,7 +120,7 @@ pub(crate) struct Workspace {
     pub final_h: wgpu::Buffer,
     pub final_c: wgpu::Buffer,
     pub grads: ParamBuffers,
-    /// [2, T] ||dE/dh_t||, then ||dE/dc_t|| for the LSTM
+    /// [2, L*D, T] ||dE/dh_t|| of every cell, then ||dE/dc_t|| for the LSTM
     pub norms: wgpu::Buffer,
     /// [B] u32: each sequence's length (T for all when the batch has none)
     pub lengths: wgpu::Buffer,
@@ -98,6 +130,10 @@ pub(crate) struct Workspace {
     /// do not (then the loss masks padding rows).
     pub valid_rows: usize,
     pub ragged: bool,
+    /// Cells 1..L*D of a stacked or bidirectional model.
+    pub upper: Vec<CellSpace>,
+    /// [T*B, D*H] the head's input and its gradient, for a bidirectional `Readout::All`.
+    pub head_in: Option<(wgpu::Buffer, wgpu::Buffer)>,
 }
 
 impl Workspace {
@@ -114,23 +150,26 @@ impl Workspace {
         let cell_words = |words: usize| if lstm { words } else { 0 };
         let gru_words = |words: usize| if config.cell == Cell::Gru { words } else { 0 };
         let buffer = |what: &str, words: usize| gpu.storage_buffer(what, words);
-        let sets = (0..if plan.recompute { 1 } else { plan.segments })
-            .map(|_| {
-                Ok(Activations {
-                    hs: buffer("the hidden states [S+1, B, H]", (s + 1) * b * h)?,
-                    cs: buffer("the cell states [S+1, B, H]", cell_words((s + 1) * b * h))?,
-                    gates: buffer("the gate activations [S, B, G*H]", s * b * gh)?,
-                    dgates: buffer("the gate gradients [S, B, G*H]", s * b * gh)?,
-                    dh: buffer("the hidden-state gradients [S, B, H]", s * b * h)?,
-                    dc: buffer("the cell-state gradients [S, B, H]", cell_words(s * b * h))?,
-                    hh: buffer("the recurrent products [S, B, G*H]", gru_words(s * b * gh))?,
-                    dhh: buffer(
-                        "the recurrent-product gradients [S, B, G*H]",
-                        gru_words(s * b * gh),
-                    )?,
+        let new_sets = || {
+            (0..if plan.recompute { 1 } else { plan.segments })
+                .map(|_| {
+                    Ok(Activations {
+                        hs: buffer("the hidden states [S+1, B, H]", (s + 1) * b * h)?,
+                        cs: buffer("the cell states [S+1, B, H]", cell_words((s + 1) * b * h))?,
+                        gates: buffer("the gate activations [S, B, G*H]", s * b * gh)?,
+                        dgates: buffer("the gate gradients [S, B, G*H]", s * b * gh)?,
+                        dh: buffer("the hidden-state gradients [S, B, H]", s * b * h)?,
+                        dc: buffer("the cell-state gradients [S, B, H]", cell_words(s * b * h))?,
+                        hh: buffer("the recurrent products [S, B, G*H]", gru_words(s * b * gh))?,
+                        dhh: buffer(
+                            "the recurrent-product gradients [S, B, G*H]",
+                            gru_words(s * b * gh),
+                        )?,
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
+                .collect::<Result<Vec<_>, Error>>()
+        };
+        let sets = new_sets()?;
         let scored = |rows: usize| -> Result<Scored, Error> {
             Ok(Scored {
                 rows,
@@ -167,6 +206,46 @@ impl Workspace {
             })
             .collect::<Result<Vec<_>, Error>>()?;
         let parts = segments.iter().filter(|s| s.scored.is_some()).count();
+        let d = config.directions();
+        let upper = (1..config.cells())
+            .map(|c| {
+                let width = config.layer_input_size(c / d);
+                let per_segment = |what: &str| -> Result<Vec<wgpu::Buffer>, Error> {
+                    segments
+                        .iter()
+                        .map(|seg| buffer(what, seg.len * b * width))
+                        .collect()
+                };
+                let starts = match plan.recompute {
+                    true => (0..segments.len())
+                        .map(|_| {
+                            Ok((
+                                buffer("a segment's start state h [B, H]", b * h)?,
+                                buffer("a segment's start state c [B, H]", cell_words(b * h))?,
+                            ))
+                        })
+                        .collect::<Result<Vec<_>, Error>>()?,
+                    false => Vec::new(),
+                };
+                Ok(CellSpace {
+                    sets: new_sets()?,
+                    x: per_segment("a cell's inputs [S, B, W]")?,
+                    dx: per_segment("a cell's input gradients [S, B, W]")?,
+                    starts,
+                    final_h: buffer("a cell's final hidden state [B, H]", b * h)?,
+                    final_c: buffer("a cell's final cell state [B, H]", cell_words(b * h))?,
+                    h_carry: buffer("a cell's hidden-state carry [B, H]", b * h)?,
+                    dc_carry: buffer("a cell's cell-path gradient [B, H]", cell_words(b * h))?,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let head_in = match (d, config.readout) {
+            (2, Readout::All) => Some((
+                buffer("the head inputs [T*B, D*H]", t * b * 2 * h)?,
+                buffer("the head input gradients [T*B, D*H]", t * b * 2 * h)?,
+            )),
+            _ => None,
+        };
         Ok(Workspace {
             seq_len: t,
             batch: b,
@@ -179,13 +258,48 @@ impl Workspace {
             final_h: buffer("the final hidden state [B, H]", b * h)?,
             final_c: buffer("the final cell state [B, H]", cell_words(b * h))?,
             grads: ParamBuffers::new(gpu, config, "gradient of")?,
-            norms: buffer("the per-step gradient norms [2, T]", 2 * t)?,
+            norms: buffer(
+                "the per-step gradient norms [2, L*D, T]",
+                2 * config.cells() * t,
+            )?,
             lengths: buffer("the sequence lengths [B]", b)?,
             h_carry: buffer("the hidden-state carry [B, H]", b * h)?,
             valid_rows: config.scored_rows(t, b),
             ragged: false,
+            upper,
+            head_in,
             plan,
         })
+    }
+
+    /// Cell `c`'s buffers in segment `k`.
+    pub fn cell(&self, c: usize, k: usize) -> CellView<'_> {
+        let set = if self.plan.recompute { 0 } else { k };
+        match c {
+            0 => CellView {
+                act: self.set(k),
+                x: &self.segments[k].x,
+                dx: &self.segments[k].dx,
+                start: self.segments[k].start.as_ref().map(|(h, c)| (h, c)),
+                final_h: &self.final_h,
+                final_c: &self.final_c,
+                h_carry: &self.h_carry,
+                dc_carry: &self.dc_carry,
+            },
+            _ => {
+                let u = &self.upper[c - 1];
+                CellView {
+                    act: &u.sets[set],
+                    x: &u.x[k],
+                    dx: &u.dx[k],
+                    start: u.starts.get(k).map(|(h, c)| (h, c)),
+                    final_h: &u.final_h,
+                    final_c: &u.final_c,
+                    h_carry: &u.h_carry,
+                    dc_carry: &u.dc_carry,
+                }
+            }
+        }
     }
 
     /// The activation buffers segment `k` computes into.

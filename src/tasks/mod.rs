@@ -49,6 +49,9 @@ impl DataSpec {
             output_size: self.output_size,
             readout: self.readout,
             loss: self.loss,
+            layers: 1,
+            bidirectional: false,
+            dropout: 0.0,
         }
     }
 }

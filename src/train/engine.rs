@@ -52,6 +52,8 @@ pub enum Engine<'g> {
         config: ModelConfig,
         params: Params<f32>,
         optimizer: CpuOptimizer<f32>,
+        /// Dropout's masks for step n come from `stack::step_seed(dropout_seed, n)`.
+        dropout_seed: u32,
     },
 }
 
@@ -76,8 +78,19 @@ impl<'g> Engine<'g> {
                 config,
                 params: params.clone(),
                 optimizer: CpuOptimizer::new(&config, optimizer)?,
+                dropout_seed: 0,
             },
         })
+    }
+
+    /// The seed dropout's masks derive from, step by step (the run's `--seed`): the same seed
+    /// draws the same masks on either engine.
+    pub fn set_dropout_seed(&mut self, seed: u64) {
+        let seed = cpu::stack::pcg_hash(seed as u32 ^ cpu::stack::pcg_hash((seed >> 32) as u32));
+        match self {
+            Engine::Gpu { model, .. } => model.dropout_seed = seed,
+            Engine::Cpu { dropout_seed, .. } => *dropout_seed = seed,
+        }
     }
 
     /// How the GPU engine plans its memory (`--recompute`, `--max-memory`); the CPU engine
@@ -137,8 +150,10 @@ impl<'g> Engine<'g> {
                 config,
                 params,
                 optimizer,
+                dropout_seed,
             } => {
-                let fwd = cpu::forward(config, params, batch)?;
+                let seed = cpu::stack::step_seed(*dropout_seed, optimizer.steps() + 1);
+                let fwd = cpu::forward_with(config, params, batch, Some(seed))?;
                 let bwd = cpu::backward(config, params, batch, &fwd);
                 let lr = optimizer.config.lr_at(optimizer.steps() + 1);
                 let grad_norm = optimizer.step(params, &bwd.grads);
@@ -245,7 +260,7 @@ impl<'g> Engine<'g> {
 }
 
 fn final_state(fwd: &cpu::Forward<f32>) -> State {
-    let last = fwd.hs.shape()[0] - 1;
+    let last = fwd.cells[0].hs.shape()[0] - 1;
     let at = |a: &ndarray::Array3<f32>| a.index_axis(ndarray::Axis(0), last).to_owned();
-    (at(&fwd.hs), fwd.cs.as_ref().map(at))
+    (at(&fwd.cells[0].hs), fwd.cells[0].cs.as_ref().map(at))
 }

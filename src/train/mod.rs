@@ -10,7 +10,6 @@ pub use engine::{Engine, GradientNorms, State, StepResult};
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::ModelConfig;
-use crate::params::{Params, PARAM_NAMES};
 use crate::Error;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -85,6 +84,19 @@ pub fn train(
     options: &TrainOptions,
     observer: &mut dyn FnMut(Event),
 ) -> Result<Summary, Error> {
+    // Refused before the log and norm files are opened, so a refusal leaves no file behind.
+    if options.tbptt.is_some() && !config.is_single_cell() {
+        return Err(Error::Config(format!(
+            "--tbptt carries one cell's state between chunks; this model has {} layer(s) x {} \
+             direction(s){}",
+            config.layers,
+            config.directions(),
+            match config.bidirectional {
+                true => " (and its reverse direction reads each sequence from the end)",
+                false => "",
+            }
+        )));
+    }
     let start_step = engine.optimizer_state()?.0;
     let resumed = start_step > 0;
     let mut log = options
@@ -228,7 +240,7 @@ pub fn save(
     let mut checkpoint = Checkpoint::new(*config, params);
     checkpoint.metadata = metadata.clone();
     checkpoint.metadata.insert("step".into(), steps.to_string());
-    let shapes = param_shapes(&checkpoint.params);
+    let shapes = checkpoint.params.shapes();
     for (name, values) in state {
         // "exp_avg.weight_ih_l0" keeps its parameter's shape
         let shape = shapes
@@ -264,17 +276,6 @@ pub fn resume(engine: &mut Engine, checkpoint: &Checkpoint) -> Result<u64, Error
     }
     engine.load_optimizer_state(steps, &state)?;
     Ok(steps)
-}
-
-fn param_shapes(params: &Params<f32>) -> Vec<(&'static str, Vec<usize>)> {
-    vec![
-        (PARAM_NAMES[0], params.weight_ih.shape().to_vec()),
-        (PARAM_NAMES[1], params.weight_hh.shape().to_vec()),
-        (PARAM_NAMES[2], params.bias_ih.shape().to_vec()),
-        (PARAM_NAMES[3], params.bias_hh.shape().to_vec()),
-        (PARAM_NAMES[4], params.head_weight.shape().to_vec()),
-        (PARAM_NAMES[5], params.head_bias.shape().to_vec()),
-    ]
 }
 
 fn open_output(path: &Path, append: bool) -> Result<File, Error> {

@@ -54,6 +54,7 @@ impl Drop for TempDir {
 }
 
 /// One tensor as a safetensors file stores it.
+#[derive(Clone)]
 pub struct Raw {
     pub name: String,
     pub dtype: Dtype,

@@ -38,6 +38,9 @@ fn two_runs_with_the_same_seed_are_bit_identical() {
             output_size: 3,
             readout: Readout::All,
             loss: Loss::CrossEntropy,
+            layers: 1,
+            bidirectional: false,
+            dropout: 0.0,
         };
         let (params, batch) = random_problem(&config, 41, 5, seed(900 + k as u64));
         // Two separate models, so no buffer carries over between the runs.

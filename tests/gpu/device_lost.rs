@@ -17,6 +17,9 @@ fn a_lost_device_is_an_error_not_a_hang() {
         output_size: 1,
         readout: Readout::Last,
         loss: Loss::Mse,
+        layers: 1,
+        bidirectional: false,
+        dropout: 0.0,
     };
     let (params, batch) = random_problem(&config, 4, 3, seed(900));
     let model = GpuModel::new(&gpu, config, &params).unwrap();

@@ -18,6 +18,9 @@ fn a_weight_larger_than_one_binding_is_refused_with_the_limit_named() {
         output_size: 1,
         readout: Readout::Last,
         loss: Loss::Mse,
+        layers: 1,
+        bidirectional: false,
+        dropout: 0.0,
     };
     let params = Params::<f32>::zeros(&config);
     let err = match GpuModel::new(gpu(), config, &params) {

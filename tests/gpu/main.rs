@@ -12,6 +12,7 @@ mod parity;
 mod phases;
 mod ragged;
 mod segments;
+mod stacked;
 mod study;
 mod train;
 mod work_counts;

@@ -48,6 +48,9 @@ fn case(
             output_size: output,
             readout,
             loss,
+            layers: 1,
+            bidirectional: false,
+            dropout: 0.0,
         },
         batch,
         seq_len,
@@ -128,7 +131,7 @@ fn check(cases: &[Case], first_seed: u64) {
         }
         let gpu_params = model.params(gpu).unwrap();
         for ((name, g), (_, c)) in gpu_params.tensors().into_iter().zip(params64.tensors()) {
-            comparisons.push((Comparison::new(name, g, c), TOLERANCE));
+            comparisons.push((Comparison::new(&name, g, c), TOLERANCE));
         }
         let gpu_state = gpu_opt.state_tensors(gpu).unwrap();
         let cpu_state = cpu_opt.state_tensors();
@@ -314,6 +317,9 @@ fn small_lstm() -> ModelConfig {
         output_size: 2,
         readout: Last,
         loss: Mse,
+        layers: 1,
+        bidirectional: false,
+        dropout: 0.0,
     }
 }
 

@@ -50,6 +50,9 @@ fn check(cases: &[Case], first_seed: u64) {
             output_size: c.output,
             readout: c.readout,
             loss: c.loss,
+            layers: 1,
+            bidirectional: false,
+            dropout: 0.0,
         };
         let seed = seed(first_seed + k as u64);
         let (params, batch) = random_problem(&config, c.seq_len, c.batch, seed);

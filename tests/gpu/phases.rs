@@ -24,6 +24,9 @@ fn config() -> ModelConfig {
         output_size: 2,
         readout: Readout::Last,
         loss: Loss::Mse,
+        layers: 1,
+        bidirectional: false,
+        dropout: 0.0,
     }
 }
 

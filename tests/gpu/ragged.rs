@@ -37,6 +37,9 @@ fn ragged_batches_match_cpu() {
                 output_size: 4,
                 readout,
                 loss,
+                layers: 1,
+                bidirectional: false,
+                dropout: 0.0,
             };
             let seed = seed(800 + k as u64);
             let (params, mut data) = random_problem(&config, seq_len, batch, seed);

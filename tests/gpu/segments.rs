@@ -17,22 +17,41 @@ fn config(cell: Cell, readout: Readout, loss: Loss) -> ModelConfig {
         output_size: 3,
         readout,
         loss,
+        layers: 1,
+        bidirectional: false,
+        dropout: 0.0,
     }
 }
 
-/// Every (cell, readout, loss) combination the engine has.
+/// Every (cell, readout, loss) combination the engine has, with one layer and with three
+/// (a stacked model runs layer by layer over the same segments).
 fn configs() -> Vec<ModelConfig> {
     let mut all = Vec::new();
     for cell in [Cell::Lstm, Cell::Rnn, Cell::Gru] {
-        all.push(config(cell, Readout::Last, Loss::Mse));
-        all.push(config(cell, Readout::All, Loss::CrossEntropy));
+        for layers in [1, 3] {
+            for (readout, loss) in [
+                (Readout::Last, Loss::Mse),
+                (Readout::All, Loss::CrossEntropy),
+            ] {
+                all.push(ModelConfig {
+                    layers,
+                    ..config(cell, readout, loss)
+                });
+            }
+        }
     }
     all
 }
 
-/// The smallest binding limit under which segments of `steps` steps fit (and `steps + 1` do
-/// not), so the off mode splits exactly where a recomputed run would.
-fn binding_for_segments_of(config: &ModelConfig, batch: usize, steps: usize) -> u64 {
+/// The smallest binding limit under which segments of `steps` steps of a `seq_len`-step batch
+/// fit (and `steps + 1` do not, where the per-segment buffers are the largest), so the off mode
+/// splits exactly where a recomputed run would.
+fn binding_for_segments_of(
+    config: &ModelConfig,
+    batch: usize,
+    steps: usize,
+    seq_len: usize,
+) -> u64 {
     let unlimited = MemoryLimits {
         max_binding: u64::MAX,
         max_buffer: u64::MAX,
@@ -40,16 +59,25 @@ fn binding_for_segments_of(config: &ModelConfig, batch: usize, steps: usize) -> 
         budget: None,
         budget_name: "--max-memory",
     };
-    plan::plan(config, steps, batch, 0, Recompute::Off, unlimited)
-        .unwrap()
-        .largest_binding()
+    // A recomputed plan has the same per-segment buffers, and the whole-sequence ones (the
+    // per-step norms) of the real length.
+    plan::plan(
+        config,
+        seq_len,
+        batch,
+        0,
+        Recompute::Every(steps.min(seq_len)),
+        unlimited,
+    )
+    .unwrap()
+    .largest_binding()
 }
 
-fn split(config: &ModelConfig, batch: usize, steps: usize) -> PlanOptions {
+fn split(config: &ModelConfig, batch: usize, steps: usize, seq_len: usize) -> PlanOptions {
     PlanOptions {
         recompute: Recompute::Off,
         max_memory: None,
-        max_binding: Some(binding_for_segments_of(config, batch, steps)),
+        max_binding: Some(binding_for_segments_of(config, batch, steps, seq_len)),
     }
 }
 
@@ -59,9 +87,9 @@ fn split_activations_match_cpu_at_segment_borders() {
     let batch = 3;
     let mut failed = Vec::new();
     for (k, config) in configs().into_iter().enumerate() {
-        let options = split(&config, batch, S);
         // Sequences ending one step before, on, and one step after a segment border.
         for seq_len in [S - 1, S, S + 1, 2 * S - 1, 2 * S, 2 * S + 1] {
+            let options = split(&config, batch, S, seq_len);
             let seed = seed(300 + 10 * k as u64 + seq_len as u64);
             let (params, data) = random_problem(&config, seq_len, batch, seed);
             let model = planned_model(gpu(), &config, &params, options);
@@ -125,13 +153,15 @@ fn tensors(out: &GpuOutput) -> Vec<(String, Vec<f32>)> {
 
 #[test]
 fn recomputation_changes_no_bit() {
-    let (batch, seq_len) = (3, 11);
+    // A batch wide enough that one step's buffers outweigh the three layers' norms [2, 3, T].
+    let (batch, seq_len) = (7, 11);
     let mut differences = Vec::new();
     for (k, config) in configs().into_iter().enumerate() {
         let (params, data) = random_problem(&config, seq_len, batch, seed(400 + k as u64));
         // Segments of 4, 4, 3 steps; of 1 step each; and one segment (nothing recomputed).
         for steps in [4, 1, seq_len] {
-            let kept = planned_model(gpu(), &config, &params, split(&config, batch, steps));
+            let options = split(&config, batch, steps, seq_len);
+            let kept = planned_model(gpu(), &config, &params, options);
             let recomputed = planned_model(
                 gpu(),
                 &config,
@@ -191,10 +221,22 @@ fn recomputed_gradients_match_cpu() {
 fn the_gpu_allocates_what_the_plan_says() {
     // A context of its own: the shared one counts the buffers of tests running beside this.
     let gpu = Gpu::new().expect("GPU tests need an adapter");
-    let config = config(Cell::Lstm, Readout::All, Loss::CrossEntropy);
+    let one = config(Cell::Lstm, Readout::All, Loss::CrossEntropy);
+    let stacked = ModelConfig { layers: 3, ..one };
+    let bidirectional = ModelConfig {
+        layers: 2,
+        bidirectional: true,
+        ..one
+    };
     let (seq_len, batch) = (40, 6);
-    let (params, data) = random_problem(&config, seq_len, batch, seed(600));
-    for recompute in [Recompute::Off, Recompute::Every(7)] {
+    for (config, recompute) in [
+        (one, Recompute::Off),
+        (one, Recompute::Every(7)),
+        (stacked, Recompute::Off),
+        (stacked, Recompute::Every(7)),
+        (bidirectional, Recompute::Off),
+    ] {
+        let (params, data) = random_problem(&config, seq_len, batch, seed(600));
         let options = PlanOptions {
             recompute,
             ..PlanOptions::default()
@@ -216,7 +258,10 @@ fn the_gpu_allocates_what_the_plan_says() {
         let relative = (created as f64 - planned as f64).abs() / planned as f64;
         assert!(
             relative < 0.03,
-            "{recompute:?}: planned {planned} bytes of workspace, created {created}\n{}",
+            "{} layer(s), bidirectional {}, {recompute:?}: planned {planned} bytes of workspace, \
+             created {created}\n{}",
+            config.layers,
+            config.bidirectional,
             plan.describe()
         );
     }

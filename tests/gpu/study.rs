@@ -17,6 +17,7 @@ fn rnn_norms_shrink_at_least_as_fast_as_the_bound_says() {
         scale: Some(scale),
         train_steps: 0,
         optimizer: OptimizerConfig::new(OptimizerKind::rmsprop()),
+        layers: 1,
     };
     let profiles = run_vanishing(Some(gpu()), &options).unwrap().initial;
     assert_eq!(profiles.len(), 4);
@@ -52,4 +53,52 @@ fn rnn_norms_shrink_at_least_as_fast_as_the_bound_says() {
         let factor = p.per_step_factor().unwrap();
         assert!(factor <= scale * gamma, "{}: factor {factor}", p.label);
     }
+}
+
+/// `vanishing --layers 2`: a profile per layer of every model, T steps each, the same on the
+/// GPU as on the CPU reference; the top layer's gradient at the last step comes straight from
+/// the head, the bottom layer's through the top layer's input weights.
+#[test]
+fn every_layer_gets_its_own_profile() {
+    let options = VanishingOptions {
+        seq_len: 23,
+        hidden: 9,
+        batch: 3,
+        seed: seed(37),
+        scale: None,
+        train_steps: 0,
+        optimizer: OptimizerConfig::new(OptimizerKind::rmsprop()),
+        layers: 2,
+    };
+    let on_gpu = run_vanishing(Some(gpu()), &options).unwrap().initial;
+    let on_cpu = run_vanishing(None, &options).unwrap().initial;
+    let labels: Vec<&str> = on_gpu.iter().map(|p| p.label.as_str()).collect();
+    assert_eq!(
+        labels,
+        [
+            "rnn-sigmoid-l0",
+            "rnn-sigmoid-l1",
+            "rnn-tanh-l0",
+            "rnn-tanh-l1",
+            "lstm-l0",
+            "lstm-l1",
+            "gru-l0",
+            "gru-l1"
+        ]
+    );
+    for (g, c) in on_gpu.iter().zip(&on_cpu) {
+        assert_eq!(g.grad_norm_h.len(), 23, "{}", g.label);
+        assert_eq!(g.grad_norm_c.is_some(), g.label.starts_with("lstm"));
+        for (t, (a, b)) in g.grad_norm_h.iter().zip(&c.grad_norm_h).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs() + 1e-30,
+                "{} t={}: gpu {a} cpu {b}",
+                g.label,
+                t + 1
+            );
+        }
+    }
+    // Layers of one model share the loss but not their profiles.
+    assert_eq!(on_gpu[0].loss, on_gpu[1].loss);
+    assert_ne!(on_gpu[0].grad_norm_h, on_gpu[1].grad_norm_h);
 }

@@ -17,6 +17,9 @@ fn forward_and_bptt_take_one_submission_and_four_dispatches_per_step() {
         output_size: 2,
         readout: Readout::Last,
         loss: Loss::Mse,
+        layers: 1,
+        bidirectional: false,
+        dropout: 0.0,
     };
     // A context of its own: the shared one counts the work of tests running beside this one.
     let gpu = Gpu::new().expect("GPU tests need an adapter");
