@@ -273,3 +273,99 @@ fn ctrl_c_saves_a_final_checkpoint() {
         "the final checkpoint holds the steps taken after the first: {step}"
     );
 }
+
+/// A stacked bidirectional LSTM through the command line: `train` logs one norm row per cell
+/// (`h_l0`, `h_l0_reverse`, ...) and saves the model, and `grad` on it writes the norms as
+/// [L*D, T].
+#[test]
+fn a_stacked_bidirectional_model_reports_norms_per_cell() {
+    let dir = TempDir::new("stacked-cli");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_rnn-wgpu"))
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "train",
+        "--device",
+        "cpu",
+        "--task",
+        "adding",
+        "--seq-len",
+        "7",
+        "--hidden",
+        "5",
+        "--layers",
+        "2",
+        "--bidirectional",
+        "--dropout",
+        "0.3",
+        "--batch",
+        "3",
+        "--steps",
+        "2",
+        "--grad-norms",
+        "norms.csv",
+        "--grad-norms-every",
+        "1",
+        "--save",
+        "m.safetensors",
+    ]);
+    let norms = std::fs::read_to_string(dir.join("norms.csv")).unwrap();
+    let kinds: Vec<(&str, usize)> = norms
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            (fields[1], fields.len() - 2)
+        })
+        .collect();
+    let cells = ["l0", "l0_reverse", "l1", "l1_reverse"];
+    let expected: Vec<(String, usize)> = (0..2)
+        .flat_map(|_| {
+            ["h", "c"]
+                .iter()
+                .flat_map(|k| cells.iter().map(move |c| (format!("{k}_{c}"), 7)))
+        })
+        .collect();
+    let kinds: Vec<(String, usize)> = kinds.iter().map(|(k, n)| (k.to_string(), *n)).collect();
+    assert_eq!(kinds, expected);
+
+    let model = checkpoint::load(&dir.join("m.safetensors"), &LoadOverrides::default()).unwrap();
+    assert_eq!((model.config.layers, model.config.bidirectional), (2, true));
+    assert_eq!(model.config.dropout, 0.3);
+    let x = ndarray::Array3::<f32>::from_shape_fn((7, 3, 2), |(t, b, i)| {
+        ((t * 7 + b * 3 + i) % 5) as f32 / 5.0
+    });
+    let y = ndarray::Array2::<f32>::from_shape_fn((3, 1), |(b, _)| b as f32 / 2.0);
+    use ndarray_npy::WriteNpyExt;
+    x.write_npy(std::fs::File::create(dir.join("x.npy")).unwrap())
+        .unwrap();
+    y.write_npy(std::fs::File::create(dir.join("y.npy")).unwrap())
+        .unwrap();
+    run(&[
+        "grad",
+        "--device",
+        "cpu",
+        "--model",
+        "m.safetensors",
+        "--input",
+        "x.npy",
+        "--target",
+        "y.npy",
+        "--out",
+        "g.safetensors",
+    ]);
+    let grads = checkpoint::load(&dir.join("g.safetensors"), &LoadOverrides::default()).unwrap();
+    for name in ["grad_norm.h", "grad_norm.c"] {
+        let (_, shape, values) = grads.tensor(name).unwrap();
+        assert_eq!(shape, &vec![4, 7], "{name}");
+        assert!(values.iter().all(|v| v.is_finite() && *v > 0.0), "{name}");
+    }
+}

@@ -76,15 +76,24 @@ pub fn run(args: GradArgs) -> Result<()> {
     out.metadata
         .insert("model".into(), args.model.display().to_string());
     out.extra.push(("loss".into(), vec![], vec![loss]));
+    // [T], or [L*D, T] cell by cell for a stacked or bidirectional model
+    let shape = match config.cells() {
+        1 => vec![seq_len],
+        cells => vec![cells, seq_len],
+    };
     out.extra
-        .push(("grad_norm.h".into(), vec![seq_len], norm_h.clone()));
+        .push(("grad_norm.h".into(), shape.clone(), norm_h.clone()));
     if let Some(c) = &norm_c {
-        out.extra
-            .push(("grad_norm.c".into(), vec![seq_len], c.clone()));
+        out.extra.push(("grad_norm.c".into(), shape, c.clone()));
     }
     checkpoint::save(&args.out, &out)?;
     println!(
-        "loss {loss:.6}; ||dE/dh_t|| from {:.3e} (t=1) to {:.3e} (t={seq_len}); wrote {}",
+        "loss {loss:.6}; ||dE/dh_t||{} from {:.3e} (t=1) to {:.3e} (t={seq_len}); wrote {}",
+        if config.is_single_cell() {
+            ""
+        } else {
+            " of layer 0"
+        },
         norm_h[0],
         norm_h[seq_len - 1],
         args.out.display()

@@ -169,6 +169,7 @@ pub fn train(
             write_norms(
                 file,
                 options.grad_norms.as_deref().unwrap(),
+                config,
                 step,
                 h,
                 &result.grad_norm_c,
@@ -288,18 +289,26 @@ fn open_output(path: &Path, append: bool) -> Result<File, Error> {
         .map_err(|e| Error::Io(format!("cannot open {} for writing: {e}", path.display())))
 }
 
-/// `step,kind,t1,...,tT`: one row per recorded step and quantity (`h`, and `c` for the LSTM).
+/// `step,kind,t1,...,tT`: one row per recorded step and quantity (`h`, and `c` for the LSTM),
+/// and per cell of a stacked or bidirectional model (`h_l0`, `h_l0_reverse`, `h_l1`, ...).
 fn write_norms(
     file: &mut File,
     path: &Path,
+    config: &ModelConfig,
     step: u64,
     norm_h: &[f32],
     norm_c: &Option<Vec<f32>>,
 ) -> Result<(), Error> {
     let mut text = String::new();
+    let (cells, d) = (config.cells(), config.directions());
     for (kind, norms) in [("h", Some(norm_h)), ("c", norm_c.as_deref())] {
-        if let Some(norms) = norms {
-            let values: Vec<String> = norms.iter().map(|v| format!("{v:e}")).collect();
+        let Some(norms) = norms else { continue };
+        for (k, cell_norms) in norms.chunks(norms.len() / cells).enumerate() {
+            let kind = match cells {
+                1 => kind.to_string(),
+                _ => crate::params::cell_tensor_name(kind, k / d, k % d == 1),
+            };
+            let values: Vec<String> = cell_norms.iter().map(|v| format!("{v:e}")).collect();
             text.push_str(&format!("{step},{kind},{}\n", values.join(",")));
         }
     }
