@@ -16,7 +16,9 @@ pub enum Targets<F> {
 }
 
 /// x [T, B, I] (time-major, as PyTorch's default `batch_first=False`);
-/// h0, c0 [B, H] (zero when absent; c0 only for the LSTM);
+/// h0, c0 [L*D*B, H]: every cell's initial state, cell by cell in `Params::cells` order
+/// (PyTorch's h_0 [L*D, B, H] with its first two axes merged; [B, H] for one cell), zero when
+/// absent, c0 only for the LSTM;
 /// lengths [B]: each sequence's steps, 1..=T (all T when absent). As with PyTorch's packed
 /// sequences, the steps after a sequence's length are padding: they leave its state as it was
 /// (so the last-step readout reads `h_len`), are not scored, and get no gradient.
@@ -69,12 +71,11 @@ impl<F: Float> Batch<F> {
             uniform(&[seq_len, batch, config.input_size], 1.0),
         )
         .unwrap();
-        // Initial states are one cell's: stacked and bidirectional models start from zeros.
-        let single = config.is_single_cell();
-        let h0 =
-            single.then(|| Array2::from_shape_vec((batch, h), uniform(&[batch, h], 0.5)).unwrap());
-        let c0 = (single && config.cell == Cell::Lstm)
-            .then(|| Array2::from_shape_vec((batch, h), uniform(&[batch, h], 0.5)).unwrap());
+        // Every cell's initial state, [L*D*B, H].
+        let states = config.cells() * batch;
+        let h0 = Array2::from_shape_vec((states, h), uniform(&[states, h], 0.5)).unwrap();
+        let c0 = (config.cell == Cell::Lstm)
+            .then(|| Array2::from_shape_vec((states, h), uniform(&[states, h], 0.5)).unwrap());
         let rows = config.scored_rows(seq_len, batch);
         let targets = match config.loss {
             Loss::Mse => Targets::Values(
@@ -86,7 +87,7 @@ impl<F: Float> Batch<F> {
         };
         Batch {
             x,
-            h0,
+            h0: Some(h0),
             c0,
             targets,
             lengths: None,
@@ -111,15 +112,8 @@ impl<F: Float> Batch<F> {
                 )));
             }
         }
-        let state = [b, config.hidden_size];
-        if (self.h0.is_some() || self.c0.is_some()) && !config.is_single_cell() {
-            return Err(Error::Config(format!(
-                "an initial state h0/c0 is supported for one-layer, one-direction models only; \
-                 this one has {} layer(s) x {} direction(s), which start from zeros",
-                config.layers,
-                config.directions()
-            )));
-        }
+        // [L*D*B, H]: one [B, H] block per cell
+        let state = [config.cells() * b, config.hidden_size];
         if let Some(h0) = &self.h0 {
             check_shape("h0", h0.shape(), &state)?;
         }

@@ -8,7 +8,6 @@ use crate::gpu::{Gpu, GpuModel, Request};
 use crate::params::Params;
 use crate::plan::PlanOptions;
 use crate::Error;
-use ndarray::s;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::fmt;
@@ -132,7 +131,6 @@ pub fn run_parity_with(
     let batch64: Batch<f64> = batch.cast();
     let fwd = cpu::forward(config, &params64, &batch64)?;
     let bwd = cpu::backward(config, &params64, &batch64, &fwd);
-    let seq_len = batch.seq_len();
 
     let mut comparisons = Vec::new();
     let mut compare = |name: &str, gpu: Option<&[f32]>, cpu: &[f64]| {
@@ -146,22 +144,17 @@ pub fn run_parity_with(
         out.outputs.as_ref().and_then(|a| a.as_slice()),
         &flat(&fwd.outputs.clone().into_dyn()),
     );
+    let (h_n, c_n) = fwd.final_states();
     compare(
         "h_n",
         out.h_n.as_ref().and_then(|a| a.as_slice()),
-        &flat(
-            &fwd.cells[0]
-                .hs
-                .slice(s![seq_len, .., ..])
-                .to_owned()
-                .into_dyn(),
-        ),
+        &flat(&h_n.into_dyn()),
     );
-    if let Some(cs) = &fwd.cells[0].cs {
+    if let Some(c_n) = c_n {
         compare(
             "c_n",
             out.c_n.as_ref().and_then(|a| a.as_slice()),
-            &flat(&cs.slice(s![seq_len, .., ..]).to_owned().into_dyn()),
+            &flat(&c_n.into_dyn()),
         );
     }
     let gpu_grads = out.grads.as_ref().expect("gradients were requested");

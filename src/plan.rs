@@ -374,10 +374,8 @@ fn terms(
         rows,
         count,
     );
-    // dh0, h_T, the h carry (+ c_T and the dc carry that ends as dc0); every other cell has
-    // all but dh0
-    let per_cell = if lstm { 4 } else { 2 };
-    let states = 1 + per_cell * cells;
+    // Per cell: dh0, h_T, the h carry (+ c_T and the dc carry that ends as dc0)
+    let states = cells * if lstm { 5 } else { 3 };
     add(
         "state-sized buffers",
         format!("[B, H] = [{b}, {h}]"),

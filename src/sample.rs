@@ -7,7 +7,7 @@ use crate::data::{Batch, Targets};
 use crate::params::Params;
 use crate::tasks::Vocabulary;
 use crate::Error;
-use ndarray::{s, Array2, Array3};
+use ndarray::{Array2, Array3};
 use rand::Rng;
 
 /// Feeds `prime` through the model, then draws `length` bytes from
@@ -45,17 +45,15 @@ pub fn sample_text(
                 .into(),
         ));
     }
-    if !config.is_single_cell() {
-        return sample_stacked(config, params, vocabulary, prime, length, temperature, rng);
-    }
     // One step at a time: T = 1, so the head scores that step under either readout.
     let step_config = ModelConfig {
         readout: Readout::Last,
         ..*config
     };
-    let hidden = config.hidden_size;
-    let mut h = Array2::<f32>::zeros((1, hidden));
-    let mut c = (config.cell == Cell::Lstm).then(|| Array2::<f32>::zeros((1, hidden)));
+    // Every layer's state, [L, H] for a batch of one.
+    let states = (config.layers, config.hidden_size);
+    let mut h = Array2::<f32>::zeros(states);
+    let mut c = (config.cell == Cell::Lstm).then(|| Array2::<f32>::zeros(states));
     let mut logits = Vec::new();
     let step = |class: u32, h: &mut Array2<f32>, c: &mut Option<Array2<f32>>| {
         let mut x = Array3::<f32>::zeros((1, 1, classes));
@@ -68,10 +66,7 @@ pub fn sample_text(
             lengths: None,
         };
         let fwd = cpu::forward(&step_config, params, &batch)?;
-        *h = fwd.cells[0].hs.slice(s![1, .., ..]).to_owned();
-        if let (Some(c), Some(cs)) = (c.as_mut(), &fwd.cells[0].cs) {
-            *c = cs.slice(s![1, .., ..]).to_owned();
-        }
+        (*h, *c) = fwd.final_states();
         Ok::<Vec<f32>, Error>(fwd.outputs.row(0).to_vec())
     };
     for class in vocabulary.encode(prime)? {
@@ -82,47 +77,6 @@ pub fn sample_text(
         let class = draw(&logits, temperature, rng);
         drawn.push(class);
         logits = step(class, &mut h, &mut c)?;
-    }
-    vocabulary.decode(&drawn)
-}
-
-/// `sample_text` for a stacked model, whose state is one per layer: the whole text so far
-/// runs through the model for every new byte (quadratic, but sampling is short).
-fn sample_stacked(
-    config: &ModelConfig,
-    params: &Params<f32>,
-    vocabulary: &Vocabulary,
-    prime: &[u8],
-    length: usize,
-    temperature: f32,
-    rng: &mut impl Rng,
-) -> Result<Vec<u8>, Error> {
-    let classes = vocabulary.len();
-    let last_config = ModelConfig {
-        readout: Readout::Last,
-        ..*config
-    };
-    let mut text = vocabulary.encode(prime)?;
-    let mut drawn = Vec::with_capacity(length);
-    for _ in 0..length {
-        let mut x = Array3::<f32>::zeros((text.len(), 1, classes));
-        for (t, &class) in text.iter().enumerate() {
-            x[[t, 0, class as usize]] = 1.0;
-        }
-        let batch = Batch {
-            x,
-            h0: None,
-            c0: None,
-            targets: Targets::Classes(vec![0]),
-            lengths: None,
-        };
-        let logits = cpu::forward(&last_config, params, &batch)?
-            .outputs
-            .row(0)
-            .to_vec();
-        let class = draw(&logits, temperature, rng);
-        drawn.push(class);
-        text.push(class);
     }
     vocabulary.decode(&drawn)
 }

@@ -1541,6 +1541,8 @@ fn bidirectional_halves_are_unidirectional_runs() {
                 params.head_bias = Array1::zeros(2 * hidden);
                 let mut batch = Batch::random(&config, seq_len, batch_size, &mut rng);
                 batch.lengths = lengths.clone();
+                // Both halves start from zeros, as the one-direction runs below do.
+                (batch.h0, batch.c0) = (None, None);
                 let outputs = forward(&config, &params, &batch).unwrap().outputs;
 
                 let mut expected = Array2::<f64>::zeros(outputs.dim());
@@ -1623,6 +1625,8 @@ fn stacked_layers_are_one_layer_models_chained() {
         if ragged {
             batch.lengths = Some(ragged_lengths(seq_len, batch_size));
         }
+        // Every layer starts from zeros, as the one-layer runs below do.
+        (batch.h0, batch.c0) = (None, None);
         let directions = config.directions();
         let width = directions * hidden;
 

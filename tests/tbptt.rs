@@ -86,8 +86,18 @@ fn text_stream_chunks_continue_where_the_last_one_stopped() {
 
 #[test]
 fn carried_state_equals_the_uncut_sequence() {
+    // One layer, and three: every layer's state [L*B, H] is carried.
+    for layers in [1, 3] {
+        carried_state_equals_the_uncut_sequence_with(layers);
+    }
+}
+
+fn carried_state_equals_the_uncut_sequence_with(layers: usize) {
     let task = Adding::new(20).unwrap();
-    let config = task.spec().model_config(Cell::Lstm, Activation::Tanh, 6);
+    let config = ModelConfig {
+        layers,
+        ..task.spec().model_config(Cell::Lstm, Activation::Tanh, 6)
+    };
     let engine = engine(None, &config);
     // The same seed serves the same batch whole and cut into chunks of 7, 7 and 6 steps.
     let full = DataSource::from_task(Box::new(task.clone()), 1).next_batch(3);
@@ -110,6 +120,7 @@ fn carried_state_equals_the_uncut_sequence() {
     assert_eq!(lengths, [7, 7, 6]);
     let (h, c) = carried.unwrap();
     let (h_full, c_full) = engine.advance(&full).unwrap();
+    assert_eq!(h.dim(), (layers * 3, 6));
     assert_eq!(h, h_full, "h_T through three chunks");
     assert_eq!(c, c_full, "c_T through three chunks");
 }
@@ -170,19 +181,25 @@ fn a_many_to_one_task_takes_one_update_per_sequence() {
 fn gpu_and_cpu_agree_on_a_text_stream() {
     let gpu = Gpu::new().expect("GPU tests need an adapter and must not be skipped");
     let task = text();
-    let config = task.spec().model_config(Cell::Lstm, Activation::Tanh, 7);
-    let mut losses = Vec::new();
-    for device in [None, Some(&gpu)] {
-        let mut engine = engine(device, &config);
-        let mut data = DataSource::from_task(Box::new(text()), 8);
-        losses.push(run(&mut engine, &mut data, &config, &options(6, Some(5))));
-    }
-    assert_eq!(losses[0].len(), 6);
-    for (step, (c, g)) in losses[0].iter().zip(&losses[1]).enumerate() {
-        assert!(
-            ((c - g) / c).abs() < 1e-4,
-            "step {}: cpu {c} gpu {g}",
-            step + 1
-        );
+    // A one-layer LSTM, and a two-layer GRU carrying both layers' states.
+    for (cell, layers) in [(Cell::Lstm, 1), (Cell::Gru, 2)] {
+        let config = ModelConfig {
+            layers,
+            ..task.spec().model_config(cell, Activation::Tanh, 7)
+        };
+        let mut losses = Vec::new();
+        for device in [None, Some(&gpu)] {
+            let mut engine = engine(device, &config);
+            let mut data = DataSource::from_task(Box::new(text()), 8);
+            losses.push(run(&mut engine, &mut data, &config, &options(6, Some(5))));
+        }
+        assert_eq!(losses[0].len(), 6);
+        for (step, (c, g)) in losses[0].iter().zip(&losses[1]).enumerate() {
+            assert!(
+                ((c - g) / c).abs() < 1e-4,
+                "{cell} x {layers}, step {}: cpu {c} gpu {g}",
+                step + 1
+            );
+        }
     }
 }

@@ -77,9 +77,32 @@ pub struct Forward<F> {
     pub loss: F,
 }
 
-/// grads: dLoss/dParam for every parameter (same shapes as the parameters); dh0, dc0 [B, H]
-/// (dc0 None for the RNN and GRU), of the first cell, the only one with a given initial
-/// state; dx [T, B, I]; grad_norm_h [L*D * T], cell by cell: `||dE/dh_t||` for t = 1..T of each
+impl<F: Float> Forward<F> {
+    /// Every cell's final state h_n (and c_n for the LSTM), [L*D*B, H] as `Batch::h0` lays
+    /// initial states out: the states a next chunk of the sequences would start from. A
+    /// reverse cell's is its state after reading step 0, as PyTorch's h_n.
+    pub fn final_states(&self) -> (Array2<F>, Option<Array2<F>>) {
+        fn last<F>(a: &Array3<F>) -> ArrayView2<'_, F> {
+            a.index_axis(Axis(0), a.len_of(Axis(0)) - 1)
+        }
+        let stack = |blocks: Vec<ArrayView2<F>>| {
+            ndarray::concatenate(Axis(0), &blocks).expect("every cell's state is [B, H]")
+        };
+        let h = stack(self.cells.iter().map(|c| last(&c.hs)).collect());
+        let c = self.cells[0].cs.is_some().then(|| {
+            stack(
+                self.cells
+                    .iter()
+                    .map(|c| last(c.cs.as_ref().expect("every LSTM cell keeps c")))
+                    .collect(),
+            )
+        });
+        (h, c)
+    }
+}
+
+/// grads: dLoss/dParam for every parameter (same shapes as the parameters); dh0, dc0
+/// [L*D*B, H] as h0 and c0 (dc0 None for the RNN and GRU); dx [T, B, I]; grad_norm_h [L*D * T], cell by cell: `||dE/dh_t||` for t = 1..T of each
 /// cell's processing order, the 2-norm over the whole [B, H] matrix of the total gradient
 /// arriving at h_t (from the head or the layer above, plus from step t+1); grad_norm_c likewise
 /// for the LSTM's c_t.
@@ -121,8 +144,8 @@ pub fn forward<F: Float>(
 
 /// Runs the model on `batch`: every layer's cells over all T steps, the head on the scored
 /// outputs of the last layer, and the loss. Shapes: params as `Params` documents them for
-/// `config`, batch.x [T, B, I], h0/c0 [B, H] (zeros when absent), targets [rows, O] values or
-/// [rows] classes. `dropout_seed` (training) draws the dropout masks between layers
+/// `config`, batch.x [T, B, I], h0/c0 [L*D*B, H] (each cell's [B, H] in turn; zeros when
+/// absent), targets [rows, O] values or [rows] classes. `dropout_seed` (training) draws the dropout masks between layers
 /// (`stack::dropout_factors`); None is evaluation. Keeps every cell's states and gates for
 /// `backward`.
 pub fn forward_with<F: Float>(
@@ -138,6 +161,13 @@ pub fn forward_with<F: Float>(
     let directions = config.directions();
     let lengths = batch.lengths.as_deref();
     let zeros = Array2::zeros((batch_size, h));
+    // Cell k's [B, H] block of an initial state [L*D*B, H].
+    let initial = |state: &Option<Array2<F>>, k: usize| match state {
+        Some(s) => s
+            .slice(s![k * batch_size..(k + 1) * batch_size, ..])
+            .to_owned(),
+        None => zeros.clone(),
+    };
     let mut cells = Vec::with_capacity(config.cells());
     let mut layer_inputs: Vec<Array3<F>> = Vec::new();
     let mut dropout = Vec::new();
@@ -147,9 +177,8 @@ pub fn forward_with<F: Float>(
             _ => layer_inputs[layer - 1].view(),
         };
         for direction in 0..directions {
-            let first = layer == 0 && direction == 0;
-            let h0 = batch.h0.as_ref().filter(|_| first).unwrap_or(&zeros);
-            let c0 = batch.c0.as_ref().filter(|_| first).unwrap_or(&zeros);
+            let k = layer * directions + direction;
+            let (h0, c0) = (initial(&batch.h0, k), initial(&batch.c0, k));
             let reversed;
             let x = match direction {
                 0 => &input,
@@ -159,7 +188,7 @@ pub fn forward_with<F: Float>(
                 }
             };
             let cell = params.cell(layer, direction, directions);
-            cells.push(run_cell(config, cell, Inputs { x, lengths }, h0, c0));
+            cells.push(run_cell(config, cell, Inputs { x, lengths }, &h0, &c0));
         }
         if layer + 1 < config.layers {
             let mut next = stack::layer_output(&layer_states(&cells, layer, directions), lengths);
@@ -348,8 +377,19 @@ pub fn backward<F: Float>(
             .flat_map(|g| g.grad_norm_c.clone().expect("an LSTM has cell-state norms"))
             .collect()
     });
-    let first = &cell_grads[0];
-    let (dh0, dc0) = (first.dh0.clone(), first.dc0.clone());
+    // Every cell's [B, H] block in turn, as h0 and c0.
+    let stack = |blocks: Vec<ArrayView2<F>>| {
+        ndarray::concatenate(Axis(0), &blocks).expect("every cell's state is [B, H]")
+    };
+    let dh0 = stack(cell_grads.iter().map(|g| g.dh0.view()).collect());
+    let dc0 = (config.cell == Cell::Lstm).then(|| {
+        stack(
+            cell_grads
+                .iter()
+                .map(|g| g.dc0.as_ref().expect("an LSTM has dc0").view())
+                .collect(),
+        )
+    });
     Backward {
         grads: Params {
             cells: cell_grads

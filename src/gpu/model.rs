@@ -353,8 +353,15 @@ impl GpuModel {
             request.outputs,
             scored().map(|s| whole(&s.outputs, s.rows * o)).collect(),
         );
-        want(request.final_state, vec![whole(&ws.final_h, b * h)]);
-        want(request.final_state && lstm, vec![whole(&ws.final_c, b * h)]);
+        // Every cell's [B, H] in turn: [L*D*B, H].
+        let cells = config.cells();
+        let per_cell = |state: fn(&super::workspace::CellView<'a>) -> &'a wgpu::Buffer| {
+            (0..cells)
+                .map(|c| whole(state(&ws.cell(c, 0)), b * h))
+                .collect::<Vec<_>>()
+        };
+        want(request.final_state, per_cell(|v| v.final_h));
+        want(request.final_state && lstm, per_cell(|v| v.final_c));
         let grads = backward && request.param_grads;
         let template = Params::<f32>::zeros(config);
         for (buffer, (_, values)) in ws.grads.all().into_iter().zip(template.tensors()) {
@@ -368,8 +375,8 @@ impl GpuModel {
                 .map(|s| whole(&s.dx, s.len * b * i))
                 .collect(),
         );
-        want(inputs, vec![whole(&ws.dh0, b * h)]);
-        want(inputs && lstm, vec![whole(&ws.dc_carry, b * h)]);
+        want(inputs, vec![whole(&ws.dh0, cells * b * h)]);
+        want(inputs && lstm, per_cell(|v| v.dc_carry));
         let norms = backward && request.grad_norms;
         let norm_words = config.cells() * t;
         want(
@@ -402,16 +409,16 @@ impl GpuModel {
         };
         let matrix = |v: Vec<f32>, r, c| Array2::from_shape_vec((r, c), v).unwrap();
         out.outputs = next(request.outputs).map(|v| matrix(v, rows, o));
-        out.h_n = next(request.final_state).map(|v| matrix(v, b, h));
-        out.c_n = next(request.final_state && lstm).map(|v| matrix(v, b, h));
+        out.h_n = next(request.final_state).map(|v| matrix(v, cells * b, h));
+        out.c_n = next(request.final_state && lstm).map(|v| matrix(v, cells * b, h));
         if grads {
             let mut params = template;
             params.for_each_mut(|_, values| values.copy_from_slice(&next(true).unwrap()));
             out.grads = Some(params);
         }
         out.dx = next(inputs).map(|v| Array3::from_shape_vec((t, b, i), v).unwrap());
-        out.dh0 = next(inputs).map(|v| matrix(v, b, h));
-        out.dc0 = next(inputs && lstm).map(|v| matrix(v, b, h));
+        out.dh0 = next(inputs).map(|v| matrix(v, cells * b, h));
+        out.dc0 = next(inputs && lstm).map(|v| matrix(v, cells * b, h));
         if let Some(v) = next(norms) {
             out.grad_norm_h = Some(v[..norm_words].to_vec());
             out.grad_norm_c = lstm.then(|| v[norm_words..].to_vec());

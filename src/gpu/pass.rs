@@ -413,24 +413,28 @@ impl GpuModel {
         }
         rec.set_phase(Phase::BackwardRecurrence);
         if request.input_grads {
-            // dh0 = h_carry + dgates_hh[1] W_hh (dc0 is left in dc_carry): the carry holds
-            // the GRU's direct path z_1 * dE/dh_1 (and is zero for the others).
-            rec.copy(&ws.h_carry, 0, &ws.dh0, 0, b * h);
-            record_gemm(
-                gpu,
-                rec,
-                (b, h, gh),
-                Operand::new(ws.set(0).dgates_hh(config.cell), 0, gh),
-                Operand::new(&self.params.cells[0].weight_hh, 0, h),
-                Output {
-                    buffer: &ws.dh0,
-                    offset: 0,
-                    row_stride: h,
-                    accumulate: true,
-                    bias: None,
-                },
-                &self.dummy,
-            )?;
+            // Each cell's dh0 = h_carry + dgates_hh[1] W_hh into its [B, H] block (dc0 is left
+            // in its dc_carry): the carry holds the GRU's direct path z_1 * dE/dh_1 (and is
+            // zero for the others).
+            for c in 0..config.cells() {
+                let view = ws.cell(c, 0);
+                rec.copy(view.h_carry, 0, &ws.dh0, c * b * h, b * h);
+                record_gemm(
+                    gpu,
+                    rec,
+                    (b, h, gh),
+                    Operand::new(view.act.dgates_hh(config.cell), 0, gh),
+                    Operand::new(&self.params.cells[c].weight_hh, 0, h),
+                    Output {
+                        buffer: &ws.dh0,
+                        offset: c * b * h,
+                        row_stride: h,
+                        accumulate: true,
+                        bias: None,
+                    },
+                    &self.dummy,
+                )?;
+            }
         }
         rec.set_phase(Phase::WeightGradients);
         if request.param_grads && config.cell != Cell::Gru {

@@ -254,7 +254,10 @@ impl Workspace {
             loss_parts: buffer("the loss parts", parts)?,
             loss: buffer("the loss", 1)?,
             dc_carry: buffer("the cell-path gradient [B, H]", cell_words(b * h))?,
-            dh0: buffer("the initial-state gradient [B, H]", b * h)?,
+            dh0: buffer(
+                "the initial-state gradients [L*D*B, H]",
+                config.cells() * b * h,
+            )?,
             final_h: buffer("the final hidden state [B, H]", b * h)?,
             final_c: buffer("the final cell state [B, H]", cell_words(b * h))?,
             grads: ParamBuffers::new(gpu, config, "gradient of")?,
@@ -341,19 +344,23 @@ impl Workspace {
         for seg in &self.segments {
             write(&seg.x, &x[seg.t0 * b * i..(seg.t0 + seg.len) * b * i]);
         }
-        let zeros = vec![0.0f32; b * h];
+        // Every cell's initial state [B, H] from h0/c0 [L*D*B, H], zeros when absent (the
+        // buffers are reused).
+        let cells = config.cells();
+        let zeros = vec![0.0f32; cells * b * h];
         let state = |s: &Option<ndarray::Array2<f32>>| {
             s.as_ref().map_or(zeros.clone(), |a| {
                 a.as_standard_layout().iter().copied().collect()
             })
         };
-        let (h_start, c_start) = match &self.segments[0].start {
-            Some((h, c)) => (h, c),
-            None => (&self.sets[0].hs, &self.sets[0].cs),
-        };
-        write(h_start, &state(&batch.h0));
-        if config.cell == Cell::Lstm {
-            write(c_start, &state(&batch.c0));
+        let (h0, c0) = (state(&batch.h0), state(&batch.c0));
+        for c in 0..cells {
+            let view = self.cell(c, 0);
+            let (h_start, c_start) = view.start.unwrap_or((&view.act.hs, &view.act.cs));
+            write(h_start, &h0[c * b * h..(c + 1) * b * h]);
+            if config.cell == Cell::Lstm {
+                write(c_start, &c0[c * b * h..(c + 1) * b * h]);
+            }
         }
         // Scored rows are time-major: segment k's rows follow segment k-1's.
         let mut first_row = 0;

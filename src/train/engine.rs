@@ -260,7 +260,5 @@ impl<'g> Engine<'g> {
 }
 
 fn final_state(fwd: &cpu::Forward<f32>) -> State {
-    let last = fwd.cells[0].hs.shape()[0] - 1;
-    let at = |a: &ndarray::Array3<f32>| a.index_axis(ndarray::Axis(0), last).to_owned();
-    (at(&fwd.cells[0].hs), fwd.cells[0].cs.as_ref().map(at))
+    fwd.final_states()
 }

@@ -85,17 +85,12 @@ pub fn train(
     observer: &mut dyn FnMut(Event),
 ) -> Result<Summary, Error> {
     // Refused before the log and norm files are opened, so a refusal leaves no file behind.
-    if options.tbptt.is_some() && !config.is_single_cell() {
-        return Err(Error::Config(format!(
-            "--tbptt carries one cell's state between chunks; this model has {} layer(s) x {} \
-             direction(s){}",
-            config.layers,
-            config.directions(),
-            match config.bidirectional {
-                true => " (and its reverse direction reads each sequence from the end)",
-                false => "",
-            }
-        )));
+    if options.tbptt.is_some() && config.bidirectional {
+        return Err(Error::Config(
+            "--tbptt carries the state from chunk to chunk forward in time; a bidirectional \
+             model's reverse direction reads each sequence from its end"
+                .into(),
+        ));
     }
     let start_step = engine.optimizer_state()?.0;
     let resumed = start_step > 0;
