@@ -140,3 +140,75 @@ fn bad_lengths_are_refused_naming_what_is_wrong() {
         "{text}"
     );
 }
+
+/// `--task csv --lengths`: rows padded to T steps train, and what the padding holds changes
+/// nothing (the same losses, bit for bit, whatever is written past each sequence's end).
+#[test]
+fn padded_csv_rows_train_and_their_padding_is_ignored() {
+    let dir = TempDir::new("lengths-csv");
+    let lengths: [usize; 6] = [5, 1, 3, 5, 2, 4];
+    Array1::<i64>::from(lengths.iter().map(|&l| l as i64).collect::<Vec<_>>())
+        .write_npy(std::fs::File::create(dir.join("lengths.npy")).unwrap())
+        .unwrap();
+    let losses = |padding: f32| {
+        // Rows of 5 steps x 2 inputs, then one class.
+        let rows: Vec<String> = (0..6)
+            .map(|n| {
+                let mut fields: Vec<String> = (0..5)
+                    .flat_map(|t| (0..2).map(move |i| (t, i)))
+                    .map(|(t, i)| match t < lengths[n] {
+                        true => format!("{}", ((n * 7 + t * 3 + i) % 11) as f32 / 10.0),
+                        false => format!("{padding}"),
+                    })
+                    .collect();
+                fields.push((n % 3).to_string());
+                fields.join(",")
+            })
+            .collect();
+        std::fs::write(dir.join("data.csv"), rows.join("\n") + "\n").unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_rnn-wgpu"))
+            .args([
+                "train",
+                "--task",
+                "csv",
+                "--csv",
+                "data.csv",
+                "--seq-len",
+                "5",
+            ])
+            .args([
+                "--csv-targets",
+                "class",
+                "--lengths",
+                "lengths.npy",
+                "--device",
+                "cpu",
+            ])
+            .args([
+                "--hidden",
+                "4",
+                "--steps",
+                "3",
+                "--batch",
+                "3",
+                "--eval-every",
+                "1",
+            ])
+            .current_dir(dir.path())
+            .output()
+            .expect("the binary runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text.lines()
+            .filter(|l| l.starts_with("step"))
+            .map(|l| l.split_whitespace().nth(3).unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let zeros = losses(0.0);
+    assert_eq!(zeros.len(), 3, "{zeros:?}");
+    assert_eq!(zeros, losses(37.5));
+}

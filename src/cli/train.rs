@@ -463,9 +463,24 @@ fn data_source(args: &TrainArgs) -> Result<(DataSource, BTreeMap<String, String>
             )
         })
     };
-    if args.lengths.is_some() && args.task != TaskName::Npy {
-        bail!("--lengths applies to --task npy (the other tasks' sequences have one length)");
+    if args.lengths.is_some() && !matches!(args.task, TaskName::Npy | TaskName::Csv) {
+        bail!(
+            "--lengths applies to --task npy and --task csv (the other tasks' sequences have one \
+             length)"
+        );
     }
+    // Each sequence's length, for a padded dataset.
+    let with_lengths = |dataset: Dataset| -> Result<Dataset> {
+        let Some(path) = &args.lengths else {
+            return Ok(dataset);
+        };
+        if args.tbptt.is_some() {
+            bail!("--tbptt cannot cut sequences of different lengths (--lengths) yet");
+        }
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read lengths '{}'", path.display()))?;
+        Ok(dataset.with_lengths_npy(&path.display().to_string(), &bytes)?)
+    };
     let source = match args.task {
         TaskName::Adding => DataSource::from_task(Box::new(Adding::new(args.seq_len)?), args.seed),
         TaskName::Copy => {
@@ -485,19 +500,11 @@ fn data_source(args: &TrainArgs) -> Result<(DataSource, BTreeMap<String, String>
             DataSource::from_task(Box::new(text), args.seed)
         }
         TaskName::Npy => {
-            let mut dataset = Dataset::from_npy(
+            let dataset = with_lengths(Dataset::from_npy(
                 need(&args.inputs, "--inputs X.npy")?,
                 need(&args.targets, "--targets Y.npy")?,
                 args.classes,
-            )?;
-            if let Some(path) = &args.lengths {
-                if args.tbptt.is_some() {
-                    bail!("--tbptt cannot cut sequences of different lengths (--lengths) yet");
-                }
-                let bytes = std::fs::read(path)
-                    .with_context(|| format!("cannot read lengths '{}'", path.display()))?;
-                dataset = dataset.with_lengths_npy(&path.display().to_string(), &bytes)?;
-            }
+            )?)?;
             DataSource::from_dataset(dataset, args.validation_fraction, args.batch, args.seed)?
         }
         TaskName::Csv => {
@@ -506,7 +513,8 @@ fn data_source(args: &TrainArgs) -> Result<(DataSource, BTreeMap<String, String>
                 seq_len: args.seq_len,
                 targets,
             };
-            let dataset = Dataset::from_csv(need(&args.csv, "--csv FILE")?, format, args.classes)?;
+            let csv = need(&args.csv, "--csv FILE")?;
+            let dataset = with_lengths(Dataset::from_csv(csv, format, args.classes)?)?;
             DataSource::from_dataset(dataset, args.validation_fraction, args.batch, args.seed)?
         }
     };
