@@ -10,19 +10,28 @@
 //!
 //! Because `r` multiplies the recurrent term of `n` only, the pre-activations of the input and
 //! recurrent products get different gradients (`dgates_ih` and `dgates_hh` differ in the n
-//! block), and so do `b_ih` and `b_hh`. Written for clarity: one thread, one product per step.
+//! block), and so do `b_ih` and `b_hh`. As the LSTM: each thread runs its own rows of the
+//! batch through the whole time loop, with W_hh packed once for the per-step products.
 
-use super::math::{sigmoid, tanh};
-use super::matmul::{product, product_into};
-use super::{flatten_steps, input_projection, is_padding, CellGrads, Inputs};
+use super::math::{sigmoid, sum_of_squares, tanh, vectorized_fn};
+use super::matmul::product;
+use super::packed::PackedWeight;
+use super::{
+    batch_parts, flatten_steps, hold_padded_states, input_projection, is_padding, length_parts,
+    norms, parallel, rows, rows_mut, CellGrads, Inputs,
+};
 use crate::Float;
-use ndarray::{s, Array1, Array2, Array3, ArrayRef1, ArrayRef2, ArrayRef3, Axis};
+use ndarray::{
+    s, Array1, Array2, Array3, ArrayRef1, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2,
+    ArrayViewMut3, Axis,
+};
 
 /// The forward recurrence over all T steps.
 ///
 /// weight_ih [3H, I], weight_hh [3H, H], bias_ih [3H], bias_hh [3H], x [T, B, I], h0 [B, H],
-/// lengths [B] (steps past a sequence's length keep its state). Returns hs [T+1, B, H] (hs[0] = h0) and gates [T, B, 4H]: the activated r, z, n and the
-/// recurrent term `W_hn h + b_hn` (what backward needs), each H wide.
+/// lengths [B] (steps past a sequence's length keep its state). Returns hs [T+1, B, H]
+/// (hs[0] = h0) and gates [T, B, 4H]: the activated r, z, n and the recurrent term
+/// `W_hn h + b_hn` (what backward needs), each H wide.
 pub fn gru_forward<F: Float>(
     weight_ih: &ArrayRef2<F>,
     weight_hh: &ArrayRef2<F>,
@@ -38,40 +47,87 @@ pub fn gru_forward<F: Float>(
     let mut hs = Array3::zeros((seq_len + 1, batch, hidden));
     hs.index_axis_mut(Axis(0), 0).assign(h0);
     let mut gates = Array3::zeros((seq_len, batch, 4 * hidden));
-    let mut recurrent = Array2::zeros((batch, 3 * hidden));
-    for t in 0..seq_len {
-        product_into(
-            &hs.index_axis(Axis(0), t),
-            &weight_hh.t(),
-            F::zero(),
-            &mut recurrent,
-        );
-        for b in 0..batch {
-            for j in 0..hidden {
-                let input = |k: usize| projected[[t, b, k * hidden + j]] + bias_ih[k * hidden + j];
-                let rec = |k: usize| recurrent[[b, k * hidden + j]] + bias_hh[k * hidden + j];
-                let r = sigmoid(input(0) + rec(0));
-                let z = sigmoid(input(1) + rec(1));
-                let hn = rec(2);
-                let n = tanh(input(2) + r * hn);
-                let h_prev = hs[[t, b, j]];
-                hs[[t + 1, b, j]] = if is_padding(lengths, b, t) {
-                    h_prev
-                } else {
-                    (F::one() - z) * n + z * h_prev
-                };
-                for (k, value) in [r, z, n, hn].into_iter().enumerate() {
-                    gates[[t, b, k * hidden + j]] = value;
-                }
-            }
-        }
-    }
+    let biases = (
+        bias_ih.as_slice().expect("biases are contiguous"),
+        bias_hh.as_slice().expect("biases are contiguous"),
+    );
+    let rows_per_part = batch_parts(seq_len, batch, 3 * hidden * hidden);
+    let weight_hh_t = PackedWeight::new(weight_hh.t());
+    let parts = hs
+        .axis_chunks_iter_mut(Axis(1), rows_per_part)
+        .zip(gates.axis_chunks_iter_mut(Axis(1), rows_per_part))
+        .zip(projected.axis_chunks_iter(Axis(1), rows_per_part))
+        .zip(length_parts(lengths, batch, rows_per_part));
+    parallel::run(parts, |(((hs, gates), projected), lengths)| {
+        gru_forward_rows(&weight_hh_t, biases, projected, hs, gates, lengths)
+    });
     (hs, gates)
+}
+
+/// `gru_forward`'s time loop for some rows `b` of the batch: weight_hh_t [H, 3H] (W_hh^T),
+/// (bias_ih, bias_hh) [3H] each, projected [T, b, 3H] (W_ih x_t), hs [T+1, b, H] with step 0
+/// filled, gates [T, b, 4H] out, lengths [b].
+fn gru_forward_rows<F: Float>(
+    weight_hh_t: &PackedWeight<'_, F>,
+    (bias_ih, bias_hh): (&[F], &[F]),
+    projected: ArrayView3<F>,
+    mut hs: ArrayViewMut3<F>,
+    mut gates: ArrayViewMut3<F>,
+    lengths: Option<&[usize]>,
+) {
+    let (seq_len, batch_rows, hidden) = (gates.len_of(Axis(0)), hs.dim().1, hs.dim().2);
+    // h_{t-1} W_hh^T: the loop's only buffer, allocated before it.
+    let mut recurrent = Array2::zeros((batch_rows, 3 * hidden));
+    for t in 0..seq_len {
+        weight_hh_t.product_into(&hs.index_axis(Axis(0), t), F::zero(), &mut recurrent);
+        let (h_prev, h_next) = hs.multi_slice_mut((s![t, .., ..], s![t + 1, .., ..]));
+        for ((((input, recurrent), h_prev), h_next), gate) in rows(projected.index_axis(Axis(0), t))
+            .zip(rows(recurrent.view()))
+            .zip(rows(h_prev.view()))
+            .zip(rows_mut(h_next))
+            .zip(rows_mut(gates.index_axis_mut(Axis(0), t)))
+        {
+            gru_cell_forward(input, recurrent, bias_ih, bias_hh, h_prev, h_next, gate);
+        }
+        hold_padded_states(lengths, t, &mut hs);
+    }
+}
+
+vectorized_fn! {
+/// One sequence's step: input and recurrent [3H] (W_ih x_t and h_{t-1} W_hh^T, without
+/// biases), the biases [3H], h_prev [H]; writes h_next [H] and gate [4H] (r, z, n, W_hn h +
+/// b_hn). One iteration per hidden unit j, as one WGSL invocation.
+fn gru_cell_forward<F: Float>(
+    input: &[F],
+    recurrent: &[F],
+    bias_ih: &[F],
+    bias_hh: &[F],
+    h_prev: &[F],
+    h_next: &mut [F],
+    gate: &mut [F],
+) {
+    let hidden = h_prev.len();
+    let one = F::one();
+    let (h_next, gate) = (&mut h_next[..hidden], &mut gate[..4 * hidden]);
+    for j in 0..hidden {
+        let (r_at, z_at, n_at) = (j, hidden + j, 2 * hidden + j);
+        let r = sigmoid(input[r_at] + bias_ih[r_at] + recurrent[r_at] + bias_hh[r_at]);
+        let z = sigmoid(input[z_at] + bias_ih[z_at] + recurrent[z_at] + bias_hh[z_at]);
+        let hn = recurrent[n_at] + bias_hh[n_at];
+        let n = tanh(input[n_at] + bias_ih[n_at] + r * hn);
+        h_next[j] = (one - z) * n + z * h_prev[j];
+        gate[r_at] = r;
+        gate[z_at] = z;
+        gate[n_at] = n;
+        gate[3 * hidden + j] = hn;
+    }
+}
 }
 
 /// BPTT through `gru_forward`: weight_ih [3H, I], weight_hh [3H, H], x [T, B, I],
 /// hs [T+1, B, H], gates [T, B, 4H] as `gru_forward` returns them, dh_from_head [S, B, H] for
-/// the last S steps, lengths [B].
+/// the last S steps, lengths [B]. Per step, dE/dh_t = dh_from_head_t + z_{t+1} dE/dh_{t+1} +
+/// dgates_hh_{t+1} W_hh; the weight gradients follow from all steps at once after the loop.
 pub fn gru_backward<F: Float>(
     weight_ih: &ArrayRef2<F>,
     weight_hh: &ArrayRef2<F>,
@@ -83,53 +139,47 @@ pub fn gru_backward<F: Float>(
     let Inputs { x, lengths } = inputs;
     let (seq_len, batch, input) = x.dim();
     let hidden = weight_hh.ncols();
-    let head_steps = dh_from_head.len_of(Axis(0));
     // dE/d pre-activation of the input and of the recurrent product, [T, B, 3H] each.
     let mut dgates_ih = Array3::zeros((seq_len, batch, 3 * hidden));
     let mut dgates_hh = Array3::zeros((seq_len, batch, 3 * hidden));
-    let mut grad_norm_h = vec![F::zero(); seq_len];
-    // dE/dh_{t} from step t+1: z * dh (direct) + dgates_hh W_hh.
-    let mut dh_next = Array2::<F>::zeros((batch, hidden));
-    for t in (0..seq_len).rev() {
-        let mut dh = dh_next.clone();
-        if let Some(s) = (t + head_steps).checked_sub(seq_len) {
-            dh.zip_mut_with(&dh_from_head.index_axis(Axis(0), s), |d, &h| *d = *d + h);
-        }
-        grad_norm_h[t] = dh.iter().fold(F::zero(), |sum, &v| sum + v * v).sqrt();
-        let mut direct = Array2::<F>::zeros((batch, hidden));
-        for b in 0..batch {
-            if is_padding(lengths, b, t) {
-                // h_t is a copy of h_{t-1}: the gradient passes on whole, no gate gradient.
-                for j in 0..hidden {
-                    direct[[b, j]] = dh[[b, j]];
+    let mut dh0 = Array2::zeros((batch, hidden));
+    let rows_per_part = batch_parts(seq_len, batch, 6 * hidden * hidden);
+    let mut parts: Vec<_> = gates
+        .axis_chunks_iter(Axis(1), rows_per_part)
+        .zip(hs.axis_chunks_iter(Axis(1), rows_per_part))
+        .zip(dh_from_head.axis_chunks_iter(Axis(1), rows_per_part))
+        .zip(dgates_ih.axis_chunks_iter_mut(Axis(1), rows_per_part))
+        .zip(dgates_hh.axis_chunks_iter_mut(Axis(1), rows_per_part))
+        .zip(dh0.axis_chunks_iter_mut(Axis(0), rows_per_part))
+        .zip(length_parts(lengths, batch, rows_per_part))
+        .map(
+            |((((((gates, hs), dh_from_head), dgates_ih), dgates_hh), dh0), lengths)| {
+                GruBackwardRows {
+                    gates,
+                    hs,
+                    dh_from_head,
+                    dgates_ih,
+                    dgates_hh,
+                    dh0,
+                    lengths,
+                    squares: vec![F::zero(); seq_len],
                 }
-                continue;
-            }
-            for j in 0..hidden {
-                let gate = |k: usize| gates[[t, b, k * hidden + j]];
-                let (r, z, n, hn) = (gate(0), gate(1), gate(2), gate(3));
-                let d = dh[[b, j]];
-                let dn = d * (F::one() - z) * (F::one() - n * n);
-                let dz = d * (hs[[t, b, j]] - n) * z * (F::one() - z);
-                let dr = dn * hn * r * (F::one() - r);
-                for (k, (di, dr_h)) in [(dr, dr), (dz, dz), (dn, dn * r)].into_iter().enumerate() {
-                    dgates_ih[[t, b, k * hidden + j]] = di;
-                    dgates_hh[[t, b, k * hidden + j]] = dr_h;
-                }
-                direct[[b, j]] = d * z;
-            }
-        }
-        dh_next = direct;
-        product_into(
-            &dgates_hh.index_axis(Axis(0), t),
-            weight_hh,
-            F::one(),
-            &mut dh_next,
-        );
-    }
+            },
+        )
+        .collect();
+    let packed = PackedWeight::new(weight_hh.view());
+    parallel::run(parts.iter_mut(), |part| part.run(&packed));
+    let grad_norm_h = norms(parts.iter().map(|part| &part.squares[..]), seq_len);
+    drop(parts);
     let ih_rows = flatten_steps(dgates_ih.view());
     let hh_rows = flatten_steps(dgates_hh.view());
-    let column_sums = |rows: &ArrayRef2<F>| -> Array1<F> { rows.sum_axis(Axis(0)) };
+    // The column sums as products with a row of ones, as `products_over_rows` takes them.
+    let ones = Array2::ones((1, ih_rows.nrows()));
+    let column_sums = |rows: &ArrayRef2<F>| -> Array1<F> {
+        product(&ones, rows)
+            .into_shape_with_order(3 * hidden)
+            .expect("one row")
+    };
     CellGrads {
         dweight_ih: product(&ih_rows.t(), &flatten_steps(x.view())),
         dweight_hh: product(
@@ -141,9 +191,114 @@ pub fn gru_backward<F: Float>(
         dx: product(&ih_rows, weight_ih)
             .into_shape_with_order((seq_len, batch, input))
             .expect("dx unflattens to [T, B, I]"),
-        dh0: dh_next,
+        dh0,
         dc0: None,
         grad_norm_h,
         grad_norm_c: None,
     }
+}
+
+/// `gru_backward`'s time loop for some rows `b` of the batch, with its inputs and outputs.
+struct GruBackwardRows<'a, F> {
+    /// [T, b, 4H], [T+1, b, H], [S, b, H] as `gru_backward` takes them.
+    gates: ArrayView3<'a, F>,
+    hs: ArrayView3<'a, F>,
+    dh_from_head: ArrayView3<'a, F>,
+    /// Out: [T, b, 3H] each, and dE/dh0 [b, H].
+    dgates_ih: ArrayViewMut3<'a, F>,
+    dgates_hh: ArrayViewMut3<'a, F>,
+    dh0: ArrayViewMut2<'a, F>,
+    /// [b]: the steps past these are padding (None: none are).
+    lengths: Option<&'a [usize]>,
+    /// Out: the sums of squares of these rows of dE/dh_t, [T].
+    squares: Vec<F>,
+}
+
+impl<F: Float> GruBackwardRows<'_, F> {
+    /// weight_hh [3H, H].
+    fn run(&mut self, weight_hh: &PackedWeight<'_, F>) {
+        let seq_len = self.gates.len_of(Axis(0));
+        let (head_steps, batch_rows, hidden) = self.dh_from_head.dim();
+        // dE/dh_t, and what step t passes to h_{t-1}: the loop's only buffers.
+        let mut dh = Array2::zeros((batch_rows, hidden));
+        let mut dh_prev = Array2::<F>::zeros((batch_rows, hidden));
+        for t in (0..seq_len).rev() {
+            // dE/dh_t = what step t+1 passed back, plus the head's share where it reads h_t.
+            std::mem::swap(&mut dh, &mut dh_prev);
+            if let Some(s) = (t + head_steps).checked_sub(seq_len) {
+                dh.zip_mut_with(&self.dh_from_head.index_axis(Axis(0), s), |d, &h| {
+                    *d = *d + h
+                });
+            }
+            self.squares[t] = sum_of_squares(dh.as_slice().expect("dh is row-major"));
+            let gate = self.gates.index_axis(Axis(0), t);
+            let h_prev = self.hs.index_axis(Axis(0), t);
+            let (dgate_ih, dgate_hh) = (
+                self.dgates_ih.index_axis_mut(Axis(0), t),
+                self.dgates_hh.index_axis_mut(Axis(0), t),
+            );
+            for (row, ((((gate, h_prev), dh_row), (dgate_ih, dgate_hh)), direct)) in rows(gate)
+                .zip(rows(h_prev))
+                .zip(rows(dh.view()))
+                .zip(rows_mut(dgate_ih).zip(rows_mut(dgate_hh)))
+                .zip(rows_mut(dh_prev.view_mut()))
+                .enumerate()
+            {
+                if is_padding(self.lengths, row, t) {
+                    // h_t is a copy of h_{t-1}: the gradient passes on whole, no gate gradient.
+                    direct.copy_from_slice(dh_row);
+                    dgate_ih.fill(F::zero());
+                    dgate_hh.fill(F::zero());
+                    continue;
+                }
+                gru_cell_backward(gate, h_prev, dh_row, dgate_ih, dgate_hh, direct);
+            }
+            // dE/dh_{t-1} = z dE/dh_t (direct) + dgates_hh W_hh
+            weight_hh.product_into(
+                &self.dgates_hh.index_axis(Axis(0), t),
+                F::one(),
+                &mut dh_prev,
+            );
+        }
+        self.dh0.assign(&dh_prev);
+    }
+}
+
+vectorized_fn! {
+/// One sequence's step backward: gate [4H] (r, z, n, W_hn h + b_hn), h_prev [H], dh [H]
+/// (dE/dh_t); writes dgate_ih and dgate_hh [3H] (dE/d pre-activation of the input and of the
+/// recurrent product) and direct [H] (z dE/dh_t, the gradient h_{t-1} gets past the
+/// products).
+fn gru_cell_backward<F: Float>(
+    gate: &[F],
+    h_prev: &[F],
+    dh: &[F],
+    dgate_ih: &mut [F],
+    dgate_hh: &mut [F],
+    direct: &mut [F],
+) {
+    let hidden = h_prev.len();
+    let one = F::one();
+    let (dh, direct) = (&dh[..hidden], &mut direct[..hidden]);
+    let (dgate_ih, dgate_hh) = (&mut dgate_ih[..3 * hidden], &mut dgate_hh[..3 * hidden]);
+    for j in 0..hidden {
+        let (r, z, n, hn) = (
+            gate[j],
+            gate[hidden + j],
+            gate[2 * hidden + j],
+            gate[3 * hidden + j],
+        );
+        let d = dh[j];
+        let dn = d * (one - z) * (one - n * n);
+        let dz = d * (h_prev[j] - n) * z * (one - z);
+        let dr = dn * hn * r * (one - r);
+        dgate_ih[j] = dr;
+        dgate_hh[j] = dr;
+        dgate_ih[hidden + j] = dz;
+        dgate_hh[hidden + j] = dz;
+        dgate_ih[2 * hidden + j] = dn;
+        dgate_hh[2 * hidden + j] = dn * r;
+        direct[j] = d * z;
+    }
+}
 }

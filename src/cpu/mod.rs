@@ -673,6 +673,8 @@ mod tests {
             (Cell::Lstm, Activation::Tanh, Readout::All),
             (Cell::Rnn, Activation::Sigmoid, Readout::All),
             (Cell::Rnn, Activation::Relu, Readout::Last),
+            (Cell::Gru, Activation::Tanh, Readout::All),
+            (Cell::Gru, Activation::Tanh, Readout::Last),
         ] {
             let config = ModelConfig {
                 cell,
