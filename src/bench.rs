@@ -51,18 +51,44 @@ pub const SUITE: [Shape; 4] = [
     },
 ];
 
+/// The benchmarked architecture: a cell, stacked and maybe bidirectional (one layer, one
+/// direction from a bare `Cell`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arch {
+    pub cell: Cell,
+    pub layers: usize,
+    pub bidirectional: bool,
+}
+
+impl From<Cell> for Arch {
+    fn from(cell: Cell) -> Self {
+        Arch {
+            cell,
+            layers: 1,
+            bidirectional: false,
+        }
+    }
+}
+
 impl Shape {
-    /// FLOPs of one training step: `3 * 2 * T * B * (I + H) * G * H` (forward products, and
-    /// twice that backward: the gradients w.r.t. the inputs and the weights).
-    pub fn step_flops(&self, cell: Cell) -> f64 {
-        let g = cell.gates() as f64;
-        let (b, t, i, h) = (
-            self.batch as f64,
-            self.seq_len as f64,
-            self.input as f64,
-            self.hidden as f64,
-        );
-        3.0 * 2.0 * t * b * (i + h) * g * h
+    /// FLOPs of one training step: per cell `3 * 2 * T * B * (W + H) * G * H` (forward products,
+    /// and twice that backward: the gradients w.r.t. the inputs and the weights), with W = I for
+    /// layer 0 and D*H above; one cell gives the issue's `3 * 2 * T * B * (I + H) * G * H`.
+    pub fn step_flops(&self, arch: impl Into<Arch>) -> f64 {
+        let arch = arch.into();
+        let g = arch.cell.gates() as f64;
+        let d = 1 + arch.bidirectional as usize;
+        let (b, t, h) = (self.batch as f64, self.seq_len as f64, self.hidden as f64);
+        (0..arch.layers)
+            .map(|layer| {
+                let width = if layer == 0 {
+                    self.input
+                } else {
+                    d * self.hidden
+                } as f64;
+                d as f64 * 3.0 * 2.0 * t * b * (width + h) * g * h
+            })
+            .sum()
     }
 }
 
@@ -70,17 +96,18 @@ impl Shape {
     /// The benchmarked model on this shape, as the reference figures were taken: `cell` (tanh
     /// for the RNN) with PyTorch's initialisation, a head on the last step, MSE, and a random
     /// batch, all from seed 0. `rnn-wgpu bench` and the criterion benches share it.
-    pub fn problem(&self, cell: Cell) -> (ModelConfig, Params<f32>, Batch<f32>) {
+    pub fn problem(&self, arch: impl Into<Arch>) -> (ModelConfig, Params<f32>, Batch<f32>) {
+        let arch = arch.into();
         let config = ModelConfig {
-            cell,
+            cell: arch.cell,
             activation: Activation::Tanh,
             input_size: self.input,
             hidden_size: self.hidden,
             output_size: 1,
             readout: Readout::Last,
             loss: Loss::Mse,
-            layers: 1,
-            bidirectional: false,
+            layers: arch.layers,
+            bidirectional: arch.bidirectional,
             dropout: 0.0,
         };
         let mut rng = StdRng::seed_from_u64(0);
@@ -132,7 +159,7 @@ pub struct BenchResult {
     /// "gpu" or "cpu".
     pub device: String,
     pub adapter: String,
-    pub cell: Cell,
+    pub arch: Arch,
     pub shape: Shape,
     pub runs: usize,
     pub median_ms: f64,
@@ -155,13 +182,13 @@ pub struct BenchResult {
 /// (`Request::phase_times`) for the per-phase times; the timed steps record no queries.
 pub fn bench_shape(
     gpu: Option<&Gpu>,
-    cell: Cell,
+    arch: Arch,
     shape: Shape,
     warmup: usize,
     runs: usize,
     plan_options: PlanOptions,
 ) -> Result<BenchResult, Error> {
-    let (config, params, batch) = shape.problem(cell);
+    let (config, params, batch) = shape.problem(arch);
     let mut optimizer = OptimizerConfig::new(OptimizerKind::sgd());
     optimizer.lr = 1e-3;
     let before = gpu.map(|g| g.storage_bytes_created());
@@ -206,13 +233,13 @@ pub fn bench_shape(
         adapter: gpu.map_or("cpu reference (ndarray, f32)".to_string(), |g| {
             g.adapter_name()
         }),
-        cell,
+        arch,
         shape,
         runs: times.len(),
         median_ms,
         min_ms: times[0],
         sequence_steps_per_second: (shape.batch * shape.seq_len) as f64 / seconds,
-        gflops: shape.step_flops(cell) / seconds / 1e9,
+        gflops: shape.step_flops(arch) / seconds / 1e9,
         gpu_memory_bytes: gpu.zip(before).map(|(g, b)| g.storage_bytes_created() - b),
         plan,
         phases,
@@ -240,10 +267,12 @@ impl BenchResult {
             format!("{{{}}}", entries.join(","))
         });
         format!(
-            "{{\"device\":\"{}\",\"adapter\":\"{}\",\"cell\":\"{}\",\"shape\":[{},{},{},{}],\"runs\":{},\"median_ms\":{:.3},\"min_ms\":{:.3},\"sequence_steps_per_second\":{:.1},\"gflops\":{:.3},\"gpu_memory_bytes\":{},\"planned_bytes\":{},\"segments\":{},\"recompute\":{},\"phases_ms\":{},\"phases_step_ms\":{}}}",
+            "{{\"device\":\"{}\",\"adapter\":\"{}\",\"cell\":\"{}\",\"layers\":{},\"bidirectional\":{},\"shape\":[{},{},{},{}],\"runs\":{},\"median_ms\":{:.3},\"min_ms\":{:.3},\"sequence_steps_per_second\":{:.1},\"gflops\":{:.3},\"gpu_memory_bytes\":{},\"planned_bytes\":{},\"segments\":{},\"recompute\":{},\"phases_ms\":{},\"phases_step_ms\":{}}}",
             self.device,
             escape(&self.adapter),
-            self.cell,
+            self.arch.cell,
+            self.arch.layers,
+            self.arch.bidirectional,
             self.shape.batch,
             self.shape.seq_len,
             self.shape.input,
@@ -282,5 +311,38 @@ impl BenchResult {
             wall_ms,
             times.passes
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The formula for one cell; a stacked bidirectional model counts every cell, the
+    /// upper layers with their D*H inputs; and the count matches the parameters it multiplies:
+    /// 6 FLOPs per recurrent weight per sequence step.
+    #[test]
+    fn step_flops_count_every_cell() {
+        let shape = Shape {
+            batch: 3,
+            seq_len: 5,
+            input: 7,
+            hidden: 11,
+        };
+        let one = 6.0 * 5.0 * 3.0 * (7.0 + 11.0) * 4.0 * 11.0;
+        assert_eq!(shape.step_flops(Cell::Lstm), one);
+        let arch = Arch {
+            cell: Cell::Gru,
+            layers: 3,
+            bidirectional: true,
+        };
+        let (config, params, _) = shape.problem(arch);
+        let weights: usize = params
+            .cells
+            .iter()
+            .map(|c| c.weight_ih.len() + c.weight_hh.len())
+            .sum();
+        assert_eq!(config.cells(), 6);
+        assert_eq!(shape.step_flops(arch), 6.0 * 15.0 * weights as f64);
     }
 }

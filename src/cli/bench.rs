@@ -1,7 +1,7 @@
 //! `rnn-wgpu bench`: the benchmark suite (or one shape) on the GPU and/or the CPU.
 
 use anyhow::Result;
-use rnn_wgpu::bench::{bench_shape, Shape, SUITE};
+use rnn_wgpu::bench::{bench_shape, Arch, Shape, SUITE};
 use rnn_wgpu::gpu::Gpu;
 use rnn_wgpu::plan::{parse_bytes, PlanOptions, Recompute};
 use rnn_wgpu::Cell;
@@ -13,6 +13,12 @@ pub struct BenchArgs {
     pub shape: Option<Shape>,
     #[arg(long, default_value = "lstm")]
     pub cell: Cell,
+    /// Stacked layers.
+    #[arg(long, default_value_t = 1)]
+    pub layers: usize,
+    /// A reverse-time pass per layer.
+    #[arg(long)]
+    pub bidirectional: bool,
     /// Devices to run, comma-separated: gpu, cpu or gpu,cpu.
     #[arg(long, default_value = "gpu", value_delimiter = ',')]
     pub device: Vec<super::train::Device>,
@@ -52,6 +58,27 @@ impl MemoryArgs {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    if args.layers == 0 {
+        anyhow::bail!("--layers must be at least 1, got 0");
+    }
+    let arch = Arch {
+        cell: args.cell,
+        layers: args.layers,
+        bidirectional: args.bidirectional,
+    };
+    let model = format!(
+        "{} cell{}{}",
+        args.cell,
+        match args.layers {
+            1 => String::new(),
+            n => format!(" x {n} layers"),
+        },
+        if args.bidirectional {
+            ", bidirectional"
+        } else {
+            ""
+        }
+    );
     let shapes: Vec<Shape> = args.shape.map_or(SUITE.to_vec(), |s| vec![s]);
     let gpu = if args.device.contains(&super::train::Device::Gpu) {
         Some(Gpu::new()?)
@@ -60,8 +87,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     if !args.json {
         println!(
-            "one training step (forward + BPTT + SGD), {} cell, head on the last step, MSE; median of {} after {} warm-up",
-            args.cell, args.runs, args.warmup
+            "one training step (forward + BPTT + SGD), {model}, head on the last step, MSE; median of {} after {} warm-up",
+            args.runs, args.warmup
         );
         println!(
             "{:<4} {:<22} {:>10} {:>10} {:>14} {:>9} {:>11}   adapter",
@@ -76,7 +103,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             };
             let r = bench_shape(
                 gpu,
-                args.cell,
+                arch,
                 shape,
                 args.warmup,
                 args.runs,
