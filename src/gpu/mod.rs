@@ -8,6 +8,7 @@ mod model;
 pub mod optim;
 mod pass;
 mod recorder;
+mod stack;
 mod workspace;
 
 pub use context::{enumerate_adapters, AdapterSummary, Gpu, WorkCounts};

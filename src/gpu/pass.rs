@@ -12,15 +12,20 @@
 //! Segments are processed last to first in the backward pass, and the weight gradients
 //! accumulate in that order whether or not activations are recomputed, so recomputation
 //! changes no bit of the result for the same segment length.
+//!
+//! A stacked model runs this layer by layer (cell c = layer): forward, each layer over all
+//! segments, its outputs joined into the next layer's inputs segment by segment, the head on
+//! the last layer's; backward from the top layer down, the head's share or the layer above's
+//! input gradient first in each segment's dh. Bidirectional models (one segment) are in
+//! `stack.rs`.
 
 use super::context::Gpu;
 use super::gemm::{record_gemm, Operand, Output};
 use super::kernels::Kernel;
-use super::model::{GpuModel, LossParams, ReduceParams, Request, StackParams, StepParams};
+use super::model::{GpuModel, LossParams, ReduceParams, Request, StepParams};
 use super::recorder::{Phase, Recorder};
 use super::workspace::Workspace;
 use crate::config::{Activation, Cell, Loss, Readout};
-use crate::cpu::stack::dropout_threshold;
 use crate::Error;
 
 #[derive(Clone, Copy)]
@@ -78,7 +83,7 @@ impl GpuModel {
 
     /// Hands cell `c`'s state at the end of segment `k` to the next segment's start, or to
     /// the cell's h_T (c_T).
-    fn record_hand_off(&self, rec: &mut Recorder, ws: &Workspace, c: usize, k: usize) {
+    pub(super) fn record_hand_off(&self, rec: &mut Recorder, ws: &Workspace, c: usize, k: usize) {
         let (b, h) = (ws.batch, self.config.hidden_size);
         let view = ws.cell(c, k);
         let (h_next, c_next) = match ws.segments.get(k + 1) {
@@ -172,46 +177,6 @@ impl GpuModel {
         Ok(())
     }
 
-    /// A bidirectional model's cells, layer by layer (one segment): a layer's
-    /// input is the batch's x or the joined outputs of the layer below (through dropout in
-    /// training), reversed per sequence for the reverse cell.
-    fn record_stack_forward(
-        &self,
-        gpu: &Gpu,
-        rec: &mut Recorder,
-        ws: &Workspace,
-        dropout: Option<u32>,
-    ) -> Result<(), Error> {
-        let config = &self.config;
-        let d = config.directions();
-        for layer in 0..config.layers {
-            let first = layer * d;
-            if layer > 0 {
-                // The forward cell's input is the join itself.
-                let into = ws.cell(first, 0).x;
-                let mask = dropout.map(|seed| (seed, layer));
-                self.record_join_forward(gpu, rec, ws, layer - 1, 0, into, mask)?;
-            }
-            for c in first..first + d {
-                if c % d == 1 {
-                    let source = ws.cell(first, 0).x;
-                    let width = config.layer_input_size(layer);
-                    self.record_reverse_steps(
-                        gpu,
-                        rec,
-                        ws,
-                        (source, ws.cell(c, 0).x),
-                        width,
-                        false,
-                    )?;
-                }
-                self.record_cell_forward(gpu, rec, ws, c, 0)?;
-                self.record_hand_off(rec, ws, c, 0);
-            }
-        }
-        Ok(())
-    }
-
     /// What the head reads in scored segment `k`, as blocks of its weight's columns. For
     /// a bidirectional `Readout::All` this joins the last layer's outputs first (forward), or
     /// names the joined gradient buffer (backward).
@@ -270,7 +235,7 @@ impl GpuModel {
 
     /// The recurrence of cell `c` in segment `k` into its activation set: the start state, the
     /// input projection of all its steps, then two dispatches per step.
-    fn record_cell_forward(
+    pub(super) fn record_cell_forward(
         &self,
         gpu: &Gpu,
         rec: &mut Recorder,
@@ -354,7 +319,7 @@ impl GpuModel {
     ) -> Result<(), Error> {
         let config = &self.config;
         let g = &ws.grads;
-        let (b, h, d) = (ws.batch, config.hidden_size, config.directions());
+        let (b, h) = (ws.batch, config.hidden_size);
         let gh = config.gate_rows();
         let lstm = config.cell == Cell::Lstm;
         let n = ws.segments.len();
@@ -385,31 +350,8 @@ impl GpuModel {
                 self.record_cell_backward(gpu, rec, ws, layer, k, request, accumulate)?;
             }
         }
-        // Bidirectional (one segment): the head, then layer by layer from the top.
         if config.bidirectional {
-            rec.set_phase(Phase::BackwardRecurrence);
-            self.record_head_backward(gpu, rec, ws, 0, request, false)?;
-            for layer in (0..config.layers).rev() {
-                let first = layer * d;
-                for c in first..first + d {
-                    self.record_cell_backward(gpu, rec, ws, c, 0, request, false)?;
-                }
-                if layer == 0 && !request.input_grads {
-                    break;
-                }
-                rec.set_phase(Phase::BackwardRecurrence);
-                let (forward, reverse) = (ws.cell(first, 0), ws.cell(first + d - 1, 0));
-                if d == 2 {
-                    // dE/d(input) = the forward cell's dx + the reverse cell's, put back in
-                    // natural order.
-                    let width = config.layer_input_size(layer);
-                    self.record_reverse_steps(gpu, rec, ws, (reverse.dx, forward.dx), width, true)?;
-                }
-                if layer > 0 {
-                    let mask = dropout.map(|seed| (seed, layer));
-                    self.record_join_backward(gpu, rec, ws, forward.dx, layer - 1, 0, mask)?;
-                }
-            }
+            self.record_stack_backward(gpu, rec, ws, request, dropout)?;
         }
         rec.set_phase(Phase::BackwardRecurrence);
         if request.input_grads {
@@ -448,7 +390,7 @@ impl GpuModel {
 
     /// The head's share of dE/dh in scored segment `k` (none in an unscored one), and its own
     /// gradients.
-    fn record_head_backward(
+    pub(super) fn record_head_backward(
         &self,
         gpu: &Gpu,
         rec: &mut Recorder,
@@ -550,7 +492,7 @@ impl GpuModel {
     /// its dh rows (the head's, or the layer above's): the border from the next segment, the
     /// steps last to first, the per-step norms, the weight gradients and dx.
     #[allow(clippy::too_many_arguments)]
-    fn record_cell_backward(
+    pub(super) fn record_cell_backward(
         &self,
         gpu: &Gpu,
         rec: &mut Recorder,
@@ -764,117 +706,6 @@ impl GpuModel {
             ],
             groups,
         );
-    }
-
-    /// `into` [len, B, D*H] = layer `layer`'s outputs in segment `k` in natural time, times
-    /// dropout's factors when `mask` = (seed, the layer whose input this is) is given and
-    /// dropout is on.
-    #[allow(clippy::too_many_arguments)]
-    fn record_join_forward(
-        &self,
-        gpu: &Gpu,
-        rec: &mut Recorder,
-        ws: &Workspace,
-        layer: usize,
-        k: usize,
-        into: &wgpu::Buffer,
-        mask: Option<(u32, usize)>,
-    ) -> Result<(), Error> {
-        let config = &self.config;
-        let d = config.directions();
-        let (forward, reverse) = (ws.cell(layer * d, k), ws.cell(layer * d + d - 1, k));
-        let reverse = if d == 2 { &reverse.act.hs } else { &self.dummy };
-        let words = ws.segments[k].len * ws.batch * d * config.hidden_size;
-        rec.dispatch(
-            Kernel::JoinForward,
-            &self.stack_params(ws, k, config.hidden_size, 0, false, mask),
-            &[&forward.act.hs, reverse, into, &ws.lengths],
-            gpu.grid("joining a layer's outputs", (words as u64).div_ceil(64))?,
-        );
-        Ok(())
-    }
-
-    /// The gradient `from` [len, B, D*H] w.r.t. layer `layer`'s joined outputs in segment `k`
-    /// onto its cells' dh rows (overwriting them), through the forward pass's dropout factors.
-    #[allow(clippy::too_many_arguments)]
-    fn record_join_backward(
-        &self,
-        gpu: &Gpu,
-        rec: &mut Recorder,
-        ws: &Workspace,
-        from: &wgpu::Buffer,
-        layer: usize,
-        k: usize,
-        mask: Option<(u32, usize)>,
-    ) -> Result<(), Error> {
-        let config = &self.config;
-        let d = config.directions();
-        let words = ws.segments[k].len * ws.batch * config.hidden_size;
-        for dir in 0..d {
-            rec.dispatch(
-                Kernel::JoinBackward,
-                &self.stack_params(ws, k, config.hidden_size, dir, false, mask),
-                &[
-                    from,
-                    &self.dummy,
-                    &ws.cell(layer * d + dir, k).act.dh,
-                    &ws.lengths,
-                ],
-                gpu.grid("splitting a layer's gradient", (words as u64).div_ceil(64))?,
-            );
-        }
-        Ok(())
-    }
-
-    /// `to` (+)= `from` [T, B, width] with each sequence's valid steps reversed.
-    fn record_reverse_steps(
-        &self,
-        gpu: &Gpu,
-        rec: &mut Recorder,
-        ws: &Workspace,
-        (from, to): (&wgpu::Buffer, &wgpu::Buffer),
-        width: usize,
-        accumulate: bool,
-    ) -> Result<(), Error> {
-        let words = ws.seq_len * ws.batch * width;
-        rec.dispatch(
-            Kernel::ReverseSteps,
-            &self.stack_params(ws, 0, width, 0, accumulate, None),
-            &[from, &self.dummy, to, &ws.lengths],
-            gpu.grid("reversing sequences", (words as u64).div_ceil(64))?,
-        );
-        Ok(())
-    }
-
-    /// The stack kernels' parameters for segment `k`.
-    fn stack_params(
-        &self,
-        ws: &Workspace,
-        k: usize,
-        width: usize,
-        direction: usize,
-        accumulate: bool,
-        mask: Option<(u32, usize)>,
-    ) -> StackParams {
-        let (threshold, scale) = match mask {
-            Some(_) if self.config.dropout > 0.0 => dropout_threshold(self.config.dropout),
-            _ => (0, 1.0),
-        };
-        let (seed, layer) = mask.unwrap_or((0, 0));
-        StackParams {
-            seq_len: ws.segments[k].len as u32,
-            first_step: ws.segments[k].t0 as u32,
-            batch: ws.batch as u32,
-            width: width as u32,
-            directions: self.config.directions() as u32,
-            direction: direction as u32,
-            accumulate: accumulate as u32,
-            threshold,
-            seed,
-            layer: layer as u32,
-            scale,
-            _pad: 0,
-        }
     }
 
     /// destination[j] (+)= sum_r source[r, j] over `rows` rows of `width`.
