@@ -1,6 +1,6 @@
 //! Batches of sequences of different lengths on the GPU against the CPU reference: padding
 //! steps keep the state, are not scored and get no gradient, for every cell, readout and loss,
-//! also when the sequence is split into segments or recomputed.
+//! with one layer and two, also when the sequence is split into segments or recomputed.
 
 use super::{gpu, seed};
 use rnn_wgpu::parity::{random_problem, run_parity_with, TOLERANCE};
@@ -25,9 +25,11 @@ fn ragged_batches_match_cpu() {
     ];
     let mut failed = Vec::new();
     for (k, cell) in [Cell::Rnn, Cell::Lstm, Cell::Gru].into_iter().enumerate() {
-        for (readout, loss) in [
-            (Readout::Last, Loss::Mse),
-            (Readout::All, Loss::CrossEntropy),
+        for (layers, readout, loss) in [
+            (1, Readout::Last, Loss::Mse),
+            (1, Readout::All, Loss::CrossEntropy),
+            (2, Readout::Last, Loss::CrossEntropy),
+            (2, Readout::All, Loss::Mse),
         ] {
             let config = ModelConfig {
                 cell,
@@ -37,7 +39,7 @@ fn ragged_batches_match_cpu() {
                 output_size: 4,
                 readout,
                 loss,
-                layers: 1,
+                layers,
                 bidirectional: false,
                 dropout: 0.0,
             };
@@ -47,7 +49,9 @@ fn ragged_batches_match_cpu() {
             for (label, options) in plans {
                 let report = run_parity_with(gpu(), &config, &params, &data, options).unwrap();
                 for c in report.failures(TOLERANCE) {
-                    failed.push(format!("{cell} {readout} {loss} {label} seed={seed}: {c}"));
+                    failed.push(format!(
+                        "{cell} x {layers} {readout} {loss} {label} seed={seed}: {c}"
+                    ));
                 }
             }
         }
