@@ -1,10 +1,11 @@
-//! rnn-wgpu: batched vanilla RNN and LSTM forward and backpropagation through time (BPTT) in
-//! WGSL compute shaders, a CPU reference on ndarray that defines the same mathematics, and the
-//! per-time-step gradient norms `||dE/dh_t||` (and `||dE/dc_t||`) that show gradients vanishing
-//! or exploding.
+//! rnn-wgpu: batched vanilla RNN, LSTM and GRU forward and backpropagation through time (BPTT)
+//! in WGSL compute shaders, stacked and bidirectional, a CPU reference on ndarray that defines
+//! the same mathematics, and the per-time-step gradient norms `||dE/dh_t||` (and `||dE/dc_t||`)
+//! that show gradients vanishing or exploding.
 //!
-//! Conventions are PyTorch's: time-major input `[T, B, I]`, LSTM gates stacked i, f, g, o,
-//! parameters named `weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0`.
+//! Conventions are PyTorch's: time-major input `[T, B, I]`, LSTM gates stacked i, f, g, o, GRU
+//! gates r, z, n, parameters named as `nn.LSTM.state_dict()` names them (`weight_ih_l0`,
+//! `weight_hh_l1_reverse`, ...).
 
 pub mod bench;
 pub mod checkpoint;
