@@ -9,7 +9,7 @@ use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
 
 #[test]
 fn forward_and_bptt_take_one_submission_and_four_dispatches_per_step() {
-    let config = ModelConfig {
+    let one = ModelConfig {
         cell: Cell::Lstm,
         activation: Activation::Tanh,
         input_size: 3,
@@ -24,19 +24,34 @@ fn forward_and_bptt_take_one_submission_and_four_dispatches_per_step() {
     // A context of its own: the shared one counts the work of tests running beside this one.
     let gpu = Gpu::new().expect("GPU tests need an adapter");
     let gpu = &gpu;
-    let mut per_run = Vec::new();
-    for seq_len in [5, 15] {
-        let (params, batch) = random_problem(&config, seq_len, 3, seed(77));
-        let model = GpuModel::new(gpu, config, &params).unwrap();
-        let before = gpu.work_counts();
-        model.run(gpu, &batch, Request::everything()).unwrap();
-        let after = gpu.work_counts();
-        assert_eq!(after.submissions - before.submissions, 1, "T={seq_len}");
-        per_run.push(after.dispatches - before.dispatches);
+    // Stacked and bidirectional models take the same per step and cell: the joins and
+    // reversals between layers are a few dispatches per pass, not per step.
+    for config in [
+        one,
+        ModelConfig { layers: 3, ..one },
+        ModelConfig {
+            layers: 2,
+            bidirectional: true,
+            ..one
+        },
+    ] {
+        let mut per_run = Vec::new();
+        for seq_len in [5, 15] {
+            let (params, batch) = random_problem(&config, seq_len, 3, seed(77));
+            let model = GpuModel::new(gpu, config, &params).unwrap();
+            let before = gpu.work_counts();
+            model.run(gpu, &batch, Request::everything()).unwrap();
+            let after = gpu.work_counts();
+            assert_eq!(after.submissions - before.submissions, 1, "T={seq_len}");
+            per_run.push(after.dispatches - before.dispatches);
+        }
+        assert_eq!(
+            per_run[1] - per_run[0],
+            4 * 10 * config.cells() as u64,
+            "{} layer(s), bidirectional {}: dispatches for T=5 and T=15: {per_run:?}; expected 4 \
+             more per extra step and cell",
+            config.layers,
+            config.bidirectional
+        );
     }
-    assert_eq!(
-        per_run[1] - per_run[0],
-        4 * 10,
-        "dispatches for T=5 and T=15: {per_run:?}; expected 4 more per extra step"
-    );
 }
