@@ -14,16 +14,15 @@
 //! batch through the whole time loop, with W_hh packed once for the per-step products.
 
 use super::math::{sigmoid, sum_of_squares, tanh, vectorized_fn};
-use super::matmul::product;
 use super::packed::PackedWeight;
 use super::{
-    batch_parts, flatten_steps, hold_padded_states, input_projection, is_padding, length_parts,
-    norms, parallel, rows, rows_mut, CellGrads, Inputs,
+    batch_parts, column_sums, flatten_steps, hold_padded_states, input_projection, is_padding,
+    length_parts, norms, parallel, products_over_rows, rows, rows_mut, CellGrads, Inputs,
 };
 use crate::Float;
 use ndarray::{
-    s, Array1, Array2, Array3, ArrayRef1, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2,
-    ArrayViewMut3, Axis,
+    s, Array2, Array3, ArrayRef1, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2, ArrayViewMut3,
+    Axis,
 };
 
 /// The forward recurrence over all T steps.
@@ -137,7 +136,7 @@ pub fn gru_backward<F: Float>(
     dh_from_head: &ArrayRef3<F>,
 ) -> CellGrads<F> {
     let Inputs { x, lengths } = inputs;
-    let (seq_len, batch, input) = x.dim();
+    let (seq_len, batch, _) = x.dim();
     let hidden = weight_hh.ncols();
     // dE/d pre-activation of the input and of the recurrent product, [T, B, 3H] each.
     let mut dgates_ih = Array3::zeros((seq_len, batch, 3 * hidden));
@@ -171,26 +170,13 @@ pub fn gru_backward<F: Float>(
     parallel::run(parts.iter_mut(), |part| part.run(&packed));
     let grad_norm_h = norms(parts.iter().map(|part| &part.squares[..]), seq_len);
     drop(parts);
-    let ih_rows = flatten_steps(dgates_ih.view());
-    let hh_rows = flatten_steps(dgates_hh.view());
-    // The column sums as products with a row of ones, as `products_over_rows` takes them.
-    let ones = Array2::ones((1, ih_rows.nrows()));
-    let column_sums = |rows: &ArrayRef2<F>| -> Array1<F> {
-        product(&ones, rows)
-            .into_shape_with_order(3 * hidden)
-            .expect("one row")
-    };
+    let products = products_over_rows(weight_ih, x, hs, &dgates_ih, &dgates_hh);
     CellGrads {
-        dweight_ih: product(&ih_rows.t(), &flatten_steps(x.view())),
-        dweight_hh: product(
-            &hh_rows.t(),
-            &flatten_steps(hs.slice(s![..seq_len, .., ..])),
-        ),
-        dbias: column_sums(&ih_rows),
-        dbias_hh: Some(column_sums(&hh_rows)),
-        dx: product(&ih_rows, weight_ih)
-            .into_shape_with_order((seq_len, batch, input))
-            .expect("dx unflattens to [T, B, I]"),
+        dweight_ih: products.dweight_ih,
+        dweight_hh: products.dweight_hh,
+        dbias: products.dbias,
+        dbias_hh: Some(column_sums(&flatten_steps(dgates_hh.view()))),
+        dx: products.dx,
         dh0,
         dc0: None,
         grad_norm_h,

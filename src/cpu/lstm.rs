@@ -177,7 +177,7 @@ pub fn lstm_backward<F: Float>(
     let grad_norm_h = norms(parts.iter().map(|part| &part.squares_h[..]), seq_len);
     let grad_norm_c = norms(parts.iter().map(|part| &part.squares_c[..]), seq_len);
     drop(parts);
-    let products = products_over_rows(weight_ih, x, hs, &dgates);
+    let products = products_over_rows(weight_ih, x, hs, &dgates, &dgates);
     CellGrads {
         dweight_ih: products.dweight_ih,
         dweight_hh: products.dweight_hh,

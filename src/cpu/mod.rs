@@ -481,8 +481,7 @@ fn input_projection<F: Float>(weight_ih: &ArrayRef2<F>, x: &ArrayRef3<F>) -> Arr
 }
 
 /// What follows from all steps' dgates at once, after the time loop: the weight gradients
-/// (shapes of the weights), dbias [G*H] (the gradient of bias_ih and of bias_hh alike) and
-/// dx [T, B, I].
+/// (shapes of the weights), dbias [G*H] (the gradient of bias_ih) and dx [T, B, I].
 struct RowProducts<F> {
     dweight_ih: Array2<F>,
     dweight_hh: Array2<F>,
@@ -492,32 +491,38 @@ struct RowProducts<F> {
 
 /// `RowProducts` as one matrix product each over all `T * B` rows.
 ///
-/// weight_ih [G*H, I], x [T, B, I], hs [T+1, B, H], dgates [T, B, G*H] (dE/d pre-activation):
-/// dW_ih = dgates^T x, dW_hh = dgates^T h_{t-1}, dbias = column sums of dgates,
-/// dx = dgates W_ih.
+/// weight_ih [G*H, I], x [T, B, I], hs [T+1, B, H], dgates [T, B, G*H] (dE/d pre-activation
+/// of the input product), dgates_hh likewise of the recurrent product (the same array where
+/// both enter the pre-activation unscaled; the GRU's differ): dW_ih = dgates^T x,
+/// dW_hh = dgates_hh^T h_{t-1}, dbias = column sums of dgates, dx = dgates W_ih.
 fn products_over_rows<F: Float>(
     weight_ih: &ArrayRef2<F>,
     x: &ArrayRef3<F>,
     hs: &ArrayRef3<F>,
     dgates: &ArrayRef3<F>,
+    dgates_hh: &ArrayRef3<F>,
 ) -> RowProducts<F> {
     let (seq_len, batch, input) = x.dim();
     let dgate_rows = flatten_steps(dgates.view());
     let x_rows = flatten_steps(x.view());
     let h_prev_rows = flatten_steps(hs.slice(s![..seq_len, .., ..]));
-    // The column sums as a product with a row of ones: its kernel streams dgates once, over
-    // all threads.
-    let ones = Array2::ones((1, dgate_rows.nrows()));
     RowProducts {
         dweight_ih: product(&dgate_rows.t(), &x_rows),
-        dweight_hh: product(&dgate_rows.t(), &h_prev_rows),
-        dbias: product(&ones, &dgate_rows)
-            .into_shape_with_order(dgate_rows.ncols())
-            .expect("one row"),
+        dweight_hh: product(&flatten_steps(dgates_hh.view()).t(), &h_prev_rows),
+        dbias: column_sums(&dgate_rows),
         dx: product(&dgate_rows, weight_ih)
             .into_shape_with_order((seq_len, batch, input))
             .expect("dx unflattens to [T, B, I]"),
     }
+}
+
+/// The column sums of rows [R, N], as a product with a row of ones: its kernel streams the
+/// rows once, over all threads.
+fn column_sums<F: Float>(rows: &ArrayRef2<F>) -> Array1<F> {
+    let ones = Array2::ones((1, rows.nrows()));
+    product(&ones, rows)
+        .into_shape_with_order(rows.ncols())
+        .expect("one row")
 }
 
 /// Each part's slice of the sequence lengths, for parts of `rows_per_part` rows of the batch

@@ -135,7 +135,7 @@ pub fn rnn_backward<F: Float>(
     parallel::run(parts.iter_mut(), |part| part.run(activation, &weight_hh));
     let grad_norm_h = norms(parts.iter().map(|part| &part.squares_h[..]), seq_len);
     drop(parts);
-    let products = products_over_rows(weight_ih, x, hs, &dgates);
+    let products = products_over_rows(weight_ih, x, hs, &dgates, &dgates);
     CellGrads {
         dweight_ih: products.dweight_ih,
         dweight_hh: products.dweight_hh,
