@@ -600,20 +600,8 @@ pub(crate) fn match_state<'a, T>(
 }
 
 /// Every tensor of `params` as a mutable flat slice, in `param_names` order.
-fn slices_mut<F>(params: &mut Params<F>) -> Vec<&mut [F]> {
-    fn slice<F>(a: Option<&mut [F]>) -> &mut [F] {
-        a.expect("parameters are contiguous")
-    }
-    let mut all = Vec::with_capacity(4 * params.cells.len() + 2);
-    for cell in &mut params.cells {
-        all.push(slice(cell.weight_ih.as_slice_mut()));
-        all.push(slice(cell.weight_hh.as_slice_mut()));
-        all.push(slice(cell.bias_ih.as_slice_mut()));
-        all.push(slice(cell.bias_hh.as_slice_mut()));
-    }
-    all.push(slice(params.head_weight.as_slice_mut()));
-    all.push(slice(params.head_bias.as_slice_mut()));
-    all
+fn slices_mut<F: Float>(params: &mut Params<F>) -> Vec<&mut [F]> {
+    params.tensors_mut().into_iter().map(|(_, v)| v).collect()
 }
 
 /// The CPU reference optimizer: state per parameter tensor, in f32 or f64.

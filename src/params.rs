@@ -3,7 +3,7 @@
 
 use crate::config::ModelConfig;
 use crate::{Error, Float};
-use ndarray::{Array1, Array2};
+use ndarray::{Array1, Array2, ArrayViewD, ArrayViewMutD};
 use rand::Rng;
 
 /// One recurrent cell: a layer's forward or reverse direction. `G*H` rows stack the gates
@@ -126,52 +126,60 @@ impl<F: Float> Params<F> {
         self.head_weight.ncols() / self.cells[0].weight_hh.ncols().max(1)
     }
 
-    /// Every tensor with its PyTorch name, flattened row-major, in `param_names` order.
-    pub fn tensors(&self) -> Vec<(String, &[F])> {
+    /// Every tensor with its PyTorch name, in `param_names` order: the one place that order is
+    /// spelled out for a `Params`.
+    fn named(&self) -> Vec<(String, ArrayViewD<'_, F>)> {
         let d = self.directions().max(1);
         let mut all = Vec::with_capacity(4 * self.cells.len() + 2);
         for (k, cell) in self.cells.iter().enumerate() {
             let name = |t| cell_tensor_name(t, k / d, k % d == 1);
-            all.push((name("weight_ih"), contiguous(cell.weight_ih.as_slice())));
-            all.push((name("weight_hh"), contiguous(cell.weight_hh.as_slice())));
-            all.push((name("bias_ih"), contiguous(cell.bias_ih.as_slice())));
-            all.push((name("bias_hh"), contiguous(cell.bias_hh.as_slice())));
+            all.push((name("weight_ih"), cell.weight_ih.view().into_dyn()));
+            all.push((name("weight_hh"), cell.weight_hh.view().into_dyn()));
+            all.push((name("bias_ih"), cell.bias_ih.view().into_dyn()));
+            all.push((name("bias_hh"), cell.bias_hh.view().into_dyn()));
         }
-        all.push((
-            HEAD_NAMES[0].into(),
-            contiguous(self.head_weight.as_slice()),
-        ));
-        all.push((HEAD_NAMES[1].into(), contiguous(self.head_bias.as_slice())));
+        all.push((HEAD_NAMES[0].into(), self.head_weight.view().into_dyn()));
+        all.push((HEAD_NAMES[1].into(), self.head_bias.view().into_dyn()));
         all
+    }
+
+    /// `named`, mutably.
+    fn named_mut(&mut self) -> Vec<(String, ArrayViewMutD<'_, F>)> {
+        let d = self.directions().max(1);
+        let mut all = Vec::with_capacity(4 * self.cells.len() + 2);
+        for (k, cell) in self.cells.iter_mut().enumerate() {
+            let name = |t| cell_tensor_name(t, k / d, k % d == 1);
+            all.push((name("weight_ih"), cell.weight_ih.view_mut().into_dyn()));
+            all.push((name("weight_hh"), cell.weight_hh.view_mut().into_dyn()));
+            all.push((name("bias_ih"), cell.bias_ih.view_mut().into_dyn()));
+            all.push((name("bias_hh"), cell.bias_hh.view_mut().into_dyn()));
+        }
+        all.push((HEAD_NAMES[0].into(), self.head_weight.view_mut().into_dyn()));
+        all.push((HEAD_NAMES[1].into(), self.head_bias.view_mut().into_dyn()));
+        all
+    }
+
+    /// Every tensor with its PyTorch name, flattened row-major, in `param_names` order.
+    pub fn tensors(&self) -> Vec<(String, &[F])> {
+        self.named()
+            .into_iter()
+            .map(|(name, a)| (name, contiguous(a.to_slice())))
+            .collect()
+    }
+
+    /// `tensors`, as mutable slices.
+    pub fn tensors_mut(&mut self) -> Vec<(String, &mut [F])> {
+        self.named_mut()
+            .into_iter()
+            .map(|(name, a)| (name, contiguous_mut(a.into_slice())))
+            .collect()
     }
 
     /// Visits every tensor as a mutable flat slice, in `param_names` order.
     pub fn for_each_mut(&mut self, mut f: impl FnMut(&str, &mut [F])) {
-        let d = self.directions().max(1);
-        for (k, cell) in self.cells.iter_mut().enumerate() {
-            let name = |t| cell_tensor_name(t, k / d, k % d == 1);
-            f(
-                &name("weight_ih"),
-                contiguous_mut(cell.weight_ih.as_slice_mut()),
-            );
-            f(
-                &name("weight_hh"),
-                contiguous_mut(cell.weight_hh.as_slice_mut()),
-            );
-            f(
-                &name("bias_ih"),
-                contiguous_mut(cell.bias_ih.as_slice_mut()),
-            );
-            f(
-                &name("bias_hh"),
-                contiguous_mut(cell.bias_hh.as_slice_mut()),
-            );
+        for (name, values) in self.tensors_mut() {
+            f(&name, values);
         }
-        f(
-            HEAD_NAMES[0],
-            contiguous_mut(self.head_weight.as_slice_mut()),
-        );
-        f(HEAD_NAMES[1], contiguous_mut(self.head_bias.as_slice_mut()));
     }
 
     /// Converts element type (f64 reference <-> f32 GPU).
@@ -214,18 +222,10 @@ impl<F: Float> Params<F> {
 
     /// Every tensor's name and shape, in `param_names` order.
     pub fn shapes(&self) -> Vec<(String, Vec<usize>)> {
-        let d = self.directions().max(1);
-        let mut all = Vec::with_capacity(4 * self.cells.len() + 2);
-        for (k, cell) in self.cells.iter().enumerate() {
-            let name = |t| cell_tensor_name(t, k / d, k % d == 1);
-            all.push((name("weight_ih"), cell.weight_ih.shape().to_vec()));
-            all.push((name("weight_hh"), cell.weight_hh.shape().to_vec()));
-            all.push((name("bias_ih"), cell.bias_ih.shape().to_vec()));
-            all.push((name("bias_hh"), cell.bias_hh.shape().to_vec()));
-        }
-        all.push((HEAD_NAMES[0].into(), self.head_weight.shape().to_vec()));
-        all.push((HEAD_NAMES[1].into(), self.head_bias.shape().to_vec()));
-        all
+        self.named()
+            .into_iter()
+            .map(|(name, a)| (name, a.shape().to_vec()))
+            .collect()
     }
 }
 
