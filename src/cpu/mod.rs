@@ -67,12 +67,14 @@ pub struct CellRun<F> {
 ///
 /// cells [L*D] as `Params::cells` orders them; layer_inputs [L-1]: the input [T, B, D*H] of
 /// layers 1..L, after dropout; dropout [L-1]: the factors (0 or 1/(1-p)) it multiplied by, when
-/// it ran; outputs [rows, O]: the head's y (logits for cross-entropy); loss: scalar.
+/// it ran; head_input [rows, D*H]: what the head read (`head_input`); outputs [rows, O]: the
+/// head's y (logits for cross-entropy); loss: scalar.
 #[derive(Clone, Debug)]
 pub struct Forward<F> {
     pub cells: Vec<CellRun<F>>,
     pub layer_inputs: Vec<Array3<F>>,
     pub dropout: Vec<Option<Array3<F>>>,
+    pub head_input: Array2<F>,
     pub outputs: Array2<F>,
     pub loss: F,
 }
@@ -212,6 +214,7 @@ pub fn forward_with<F: Float>(
         cells,
         layer_inputs,
         dropout,
+        head_input: scored,
         outputs,
         loss,
     })
@@ -305,12 +308,8 @@ pub fn backward<F: Float>(
     // The losses are cheap next to the recurrence, so doutputs is recomputed rather than kept.
     let valid = valid_rows(config.readout, batch);
     let (_, doutputs) = score(config.loss, &fwd.outputs, &batch.targets, valid.as_deref());
-    let last = layer_states(&fwd.cells, config.layers - 1, directions);
-    let (dhead_weight, dhead_bias, dscored) = readout::readout_backward(
-        &params.head_weight,
-        &head_input(config.readout, &last, lengths),
-        &doutputs,
-    );
+    let (dhead_weight, dhead_bias, dscored) =
+        readout::readout_backward(&params.head_weight, &fwd.head_input, &doutputs);
     // The head's share of dE/dh: at each cell's last state, or at every output.
     let mut dh_outside: Vec<Array3<F>> = match config.readout {
         Readout::Last => (0..directions)

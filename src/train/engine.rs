@@ -163,7 +163,7 @@ impl<'g> Engine<'g> {
                     grad_norm,
                     grad_norm_h: want_norms.then_some(bwd.grad_norm_h),
                     grad_norm_c: if want_norms { bwd.grad_norm_c } else { None },
-                    final_state: want_state.then(|| final_state(&fwd)),
+                    final_state: want_state.then(|| fwd.final_states()),
                 })
             }
         }
@@ -210,7 +210,7 @@ impl<'g> Engine<'g> {
                 Ok((out.h_n.expect("requested"), out.c_n))
             }
             Engine::Cpu { config, params, .. } => {
-                Ok(final_state(&cpu::forward(config, params, batch)?))
+                Ok(cpu::forward(config, params, batch)?.final_states())
             }
         }
     }
@@ -257,8 +257,4 @@ impl<'g> Engine<'g> {
             Engine::Cpu { .. } => "cpu (reference, f32)".to_string(),
         }
     }
-}
-
-fn final_state(fwd: &cpu::Forward<f32>) -> State {
-    fwd.final_states()
 }
