@@ -29,11 +29,11 @@ const SHAPES: [Product; 10] = [
 fn main() -> Result<(), rnn_wgpu::Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rounds: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(3);
+    let gpu = Gpu::new()?;
     let mut kernels = vec![GemmKernel::Tiled, GemmKernel::Auto];
     if args.iter().any(|a| a == "--all") {
-        kernels.extend(&GemmKernel::FORCED[1..]);
+        kernels.extend(&GemmKernel::forced(&gpu)[1..]);
     }
-    let gpu = Gpu::new()?;
     println!("adapter: {}", gpu.adapter_name());
     println!(
         "{:<20} {:>16} {:>3}  {:<12} {:>10} {:>9} {:>8}",

@@ -105,9 +105,11 @@ impl Gpu {
         let adapter = choose_adapter(&instance).await?;
         let info = adapter.get_info();
         let limits = adapter.limits();
-        // Timestamp queries where offered, for the per-phase GPU time of `rnn-wgpu bench`;
-        // nothing records a query unless asked to (`Recorder::time_phases`).
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        // Timestamp queries where offered, for the per-phase GPU time of `rnn-wgpu bench`
+        // (nothing records a query unless asked to: `Recorder::time_phases`); subgroups for
+        // the matrix products on CPU adapters (`gemm_lanes.wgsl`).
+        let features =
+            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("rnn-wgpu"),
@@ -158,6 +160,14 @@ impl Gpu {
             uncaptured,
             lost,
         })
+    }
+
+    /// Whether the `gemm_lanes_*` kernels can run: subgroup operations on, and every subgroup
+    /// exactly 8 lanes wide (the kernels broadcast from lanes 0-7 of an 8-invocation group).
+    pub fn has_lanes_of_8(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SUBGROUP)
+            && self.info.subgroup_min_size == 8
+            && self.info.subgroup_max_size == 8
     }
 
     /// "name (backend, device type)", for reports.

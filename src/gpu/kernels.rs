@@ -6,6 +6,7 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
     Gemm,
+    GemmLanes,
     Rnn,
     Lstm,
     Gru,
@@ -16,8 +17,9 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 8] = [
+    pub const ALL: [Shader; 9] = [
         Shader::Gemm,
+        Shader::GemmLanes,
         Shader::Rnn,
         Shader::Lstm,
         Shader::Gru,
@@ -30,6 +32,7 @@ impl Shader {
     pub fn file_name(self) -> &'static str {
         match self {
             Shader::Gemm => "gemm.wgsl",
+            Shader::GemmLanes => "gemm_lanes.wgsl",
             Shader::Rnn => "rnn.wgsl",
             Shader::Lstm => "lstm.wgsl",
             Shader::Gru => "gru.wgsl",
@@ -43,6 +46,7 @@ impl Shader {
     pub fn source(self) -> &'static str {
         match self {
             Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
+            Shader::GemmLanes => include_str!("../../shaders/gemm_lanes.wgsl"),
             Shader::Rnn => concat!(
                 include_str!("../../shaders/step.wgsl"),
                 include_str!("../../shaders/rnn.wgsl")
@@ -62,6 +66,14 @@ impl Shader {
         }
     }
 
+    /// Device features the file's code needs beyond core WGSL.
+    pub fn features(self) -> wgpu::Features {
+        match self {
+            Shader::GemmLanes => wgpu::Features::SUBGROUP,
+            _ => wgpu::Features::empty(),
+        }
+    }
+
     pub(crate) fn index(self) -> usize {
         self as usize
     }
@@ -76,6 +88,9 @@ pub enum Kernel {
     GemmBlock16x16,
     GemmBlock32x4,
     GemmBlock4x32,
+    /// 8 lanes sharing rows through subgroup broadcasts: for llvmpipe (see gemm_lanes.wgsl).
+    GemmLanes32x8,
+    GemmLanes8x16,
     RnnForward,
     RnnBackward,
     LstmForward,
@@ -155,11 +170,13 @@ impl Layout {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 23] = [
+    pub const ALL: [Kernel; 25] = [
         Kernel::GemmTiled,
         Kernel::GemmBlock16x16,
         Kernel::GemmBlock32x4,
         Kernel::GemmBlock4x32,
+        Kernel::GemmLanes32x8,
+        Kernel::GemmLanes8x16,
         Kernel::RnnForward,
         Kernel::RnnBackward,
         Kernel::LstmForward,
@@ -187,6 +204,8 @@ impl Kernel {
             Kernel::GemmBlock16x16 => "gemm_block_16x16",
             Kernel::GemmBlock32x4 => "gemm_block_32x4",
             Kernel::GemmBlock4x32 => "gemm_block_4x32",
+            Kernel::GemmLanes32x8 => "gemm_lanes_32x8",
+            Kernel::GemmLanes8x16 => "gemm_lanes_8x16",
             Kernel::RnnForward => "rnn_forward",
             Kernel::RnnBackward => "rnn_backward",
             Kernel::LstmForward => "lstm_forward",
@@ -215,6 +234,7 @@ impl Kernel {
             | Kernel::GemmBlock16x16
             | Kernel::GemmBlock32x4
             | Kernel::GemmBlock4x32 => Shader::Gemm,
+            Kernel::GemmLanes32x8 | Kernel::GemmLanes8x16 => Shader::GemmLanes,
             Kernel::RnnForward | Kernel::RnnBackward => Shader::Rnn,
             Kernel::LstmForward | Kernel::LstmBackward => Shader::Lstm,
             Kernel::GruForward | Kernel::GruBackward => Shader::Gru,
@@ -231,7 +251,7 @@ impl Kernel {
 
     pub fn layout(self) -> Layout {
         match self.shader() {
-            Shader::Gemm => Layout::Gemm,
+            Shader::Gemm | Shader::GemmLanes => Layout::Gemm,
             Shader::Rnn | Shader::Lstm | Shader::Gru => Layout::Step,
             Shader::Loss => Layout::Loss,
             Shader::Reduce => Layout::Reduce,
@@ -244,7 +264,11 @@ impl Kernel {
     pub fn workgroup_width(self) -> u32 {
         match self {
             Kernel::GemmTiled => 16,
-            Kernel::GemmBlock16x16 | Kernel::GemmBlock32x4 | Kernel::GemmBlock4x32 => 8,
+            Kernel::GemmBlock16x16
+            | Kernel::GemmBlock32x4
+            | Kernel::GemmBlock4x32
+            | Kernel::GemmLanes32x8
+            | Kernel::GemmLanes8x16 => 8,
             Kernel::RowNorms | Kernel::RowSums | Kernel::GradSumSquares | Kernel::GradNorm => 256,
             _ => 64,
         }

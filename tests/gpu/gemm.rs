@@ -154,7 +154,7 @@ fn every_gemm_kernel_matches_ndarray_inside_larger_buffers() {
         (40, 70, 3),
     ];
     let mut failures = Vec::new();
-    for kernel in GemmKernel::FORCED {
+    for kernel in GemmKernel::forced(gpu()) {
         for shape in shapes {
             for case in cases(shape, &mut rng) {
                 let (got, padding_kept) = matmul_using(
@@ -188,13 +188,26 @@ fn auto_picks_tiles_on_gpus_and_fitting_blocks_on_cpus() {
         assert_eq!(pick((512, 512, 512)), GemmKernel::Tiled);
         return;
     }
-    assert_eq!(pick((512, 512, 512)), GemmKernel::Block16x16);
-    assert_eq!(pick((64, 1024, 256)), GemmKernel::Block16x16);
-    // dx with a 2-wide input, the head with one output
-    assert_eq!(pick((6400, 2, 1024)), GemmKernel::Block32x4);
-    assert_eq!(pick((256, 1, 512)), GemmKernel::Block32x4);
-    // the head's weight gradient over all rows
-    assert_eq!(pick((1, 512, 6400)), GemmKernel::Block4x32);
+    if gpu.has_lanes_of_8() {
+        let lanes = |swapped| GemmKernel::Lanes32x8 { swapped };
+        let few = |swapped| GemmKernel::Lanes8x16 { swapped };
+        assert_eq!(pick((512, 512, 512)), lanes(false));
+        // the recurrent product of a batch of 32
+        assert_eq!(pick((32, 512, 128)), lanes(false));
+        // dx with a 2-wide input, the head with one output: C^T has few rows
+        assert_eq!(pick((6400, 2, 1024)), few(true));
+        assert_eq!(pick((256, 1, 512)), few(true));
+        // the head's weight gradient over all rows
+        assert_eq!(pick((1, 512, 6400)), few(false));
+    } else {
+        assert_eq!(pick((512, 512, 512)), GemmKernel::Block16x16);
+        assert_eq!(pick((64, 1024, 256)), GemmKernel::Block16x16);
+        // dx with a 2-wide input, the head with one output
+        assert_eq!(pick((6400, 2, 1024)), GemmKernel::Block32x4);
+        assert_eq!(pick((256, 1, 512)), GemmKernel::Block32x4);
+        // the head's weight gradient over all rows
+        assert_eq!(pick((1, 512, 6400)), GemmKernel::Block4x32);
+    }
     assert_eq!(
         GemmKernel::Tiled.resolve(gpu, (8, 8, 8), true),
         GemmKernel::Tiled
