@@ -21,6 +21,8 @@ const SHAPES: [(usize, usize, usize, usize, usize); 4] = [
 ];
 
 fn cpu_step(c: &mut Criterion) {
+    // As the command line does: each step's activations reuse the last step's memory.
+    cpu::keep_freed_memory();
     let mut group = c.benchmark_group("cpu_step");
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(4));

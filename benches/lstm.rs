@@ -75,6 +75,8 @@ fn group<'c>(
     c: &'c mut Criterion,
     name: &str,
 ) -> criterion::BenchmarkGroup<'c, criterion::measurement::WallTime> {
+    // As the command line does: each step's activations reuse the last step's memory.
+    cpu::keep_freed_memory();
     let mut group = c.benchmark_group(name);
     // A GPU step on lavapipe takes about a second: ten samples of one iteration each.
     group.sampling_mode(SamplingMode::Flat);

@@ -43,6 +43,7 @@ fn main() -> ExitCode {
     // instead of being taken for an unknown flag.
     let command = Cli::command().mut_subcommands(|c| c.allow_negative_numbers(true));
     let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
+    rnn_wgpu::cpu::keep_freed_memory();
     let result = match cli.command {
         Command::Devices => cli::devices::run(),
         Command::Parity(args) => cli::parity::run(args),

@@ -14,6 +14,7 @@
 //! (`math`), within a few ulp of the standard library, which f64 uses.
 
 pub mod gru;
+mod heap;
 pub mod lstm;
 mod math;
 mod matmul;
@@ -22,6 +23,8 @@ pub mod parallel;
 pub mod readout;
 pub mod rnn;
 pub mod stack;
+
+pub use heap::keep_freed_memory;
 
 use crate::config::{Cell, Loss, ModelConfig, Readout};
 use crate::data::{Batch, Targets};
