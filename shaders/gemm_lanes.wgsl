@@ -223,6 +223,100 @@ fn gemm_lanes_32x8(
 }
 
 // ---------------------------------------------------------------------------------------------
+// gemm_lanes_64x8, for large products: twice the rows of gemm_lanes_32x8 for the same columns,
+// so per k and lane 8 + 8 loads, 16 broadcasts and 512 FMAs. About 20% faster on a 512 cube;
+// LLVM takes about 4 s to compile it (once per machine: Mesa caches it on disk).
+
+@compute @workgroup_size(8, 1, 1)
+fn gemm_lanes_64x8(
+    @builtin(local_invocation_index) lane: u32,
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let s = strides();
+    let origin = tile_origin(wg, groups, 64u, 64u);
+    let col = origin.y + lane * 8u;
+    let last_row = p.m - 1u;
+    let r0 = quad(origin.x + 0u, last_row);
+    let r1 = quad(origin.x + 4u, last_row);
+    let r2 = quad(origin.x + 8u, last_row);
+    let r3 = quad(origin.x + 12u, last_row);
+    let r4 = quad(origin.x + 16u, last_row);
+    let r5 = quad(origin.x + 20u, last_row);
+    let r6 = quad(origin.x + 24u, last_row);
+    let r7 = quad(origin.x + 28u, last_row);
+    let r8 = quad(origin.x + 32u, last_row);
+    let r9 = quad(origin.x + 36u, last_row);
+    let r10 = quad(origin.x + 40u, last_row);
+    let r11 = quad(origin.x + 44u, last_row);
+    let r12 = quad(origin.x + 48u, last_row);
+    let r13 = quad(origin.x + 52u, last_row);
+    let r14 = quad(origin.x + 56u, last_row);
+    let r15 = quad(origin.x + 60u, last_row);
+    let mine_lo = quad(origin.x + lane * 8u, last_row);
+    let mine_hi = quad(origin.x + lane * 8u + 4u, last_row);
+    let c0 = quad(col, p.n - 1u);
+    let c1 = quad(col + 4u, p.n - 1u);
+    var acc0 = start8(s, r0, c0, c1);
+    var acc1 = start8(s, r1, c0, c1);
+    var acc2 = start8(s, r2, c0, c1);
+    var acc3 = start8(s, r3, c0, c1);
+    var acc4 = start8(s, r4, c0, c1);
+    var acc5 = start8(s, r5, c0, c1);
+    var acc6 = start8(s, r6, c0, c1);
+    var acc7 = start8(s, r7, c0, c1);
+    var acc8 = start8(s, r8, c0, c1);
+    var acc9 = start8(s, r9, c0, c1);
+    var acc10 = start8(s, r10, c0, c1);
+    var acc11 = start8(s, r11, c0, c1);
+    var acc12 = start8(s, r12, c0, c1);
+    var acc13 = start8(s, r13, c0, c1);
+    var acc14 = start8(s, r14, c0, c1);
+    var acc15 = start8(s, r15, c0, c1);
+    for (var k = 0u; k < p.k; k++) {
+        let lo = a_at(s, mine_lo, k);
+        let hi = a_at(s, mine_hi, k);
+        let y0 = b_at(s, k, c0);
+        let y1 = b_at(s, k, c1);
+        update8(&acc0, subgroupBroadcast(lo, 0u), y0, y1);
+        update8(&acc1, subgroupBroadcast(hi, 0u), y0, y1);
+        update8(&acc2, subgroupBroadcast(lo, 1u), y0, y1);
+        update8(&acc3, subgroupBroadcast(hi, 1u), y0, y1);
+        update8(&acc4, subgroupBroadcast(lo, 2u), y0, y1);
+        update8(&acc5, subgroupBroadcast(hi, 2u), y0, y1);
+        update8(&acc6, subgroupBroadcast(lo, 3u), y0, y1);
+        update8(&acc7, subgroupBroadcast(hi, 3u), y0, y1);
+        update8(&acc8, subgroupBroadcast(lo, 4u), y0, y1);
+        update8(&acc9, subgroupBroadcast(hi, 4u), y0, y1);
+        update8(&acc10, subgroupBroadcast(lo, 5u), y0, y1);
+        update8(&acc11, subgroupBroadcast(hi, 5u), y0, y1);
+        update8(&acc12, subgroupBroadcast(lo, 6u), y0, y1);
+        update8(&acc13, subgroupBroadcast(hi, 6u), y0, y1);
+        update8(&acc14, subgroupBroadcast(lo, 7u), y0, y1);
+        update8(&acc15, subgroupBroadcast(hi, 7u), y0, y1);
+    }
+    if (col >= p.n) {
+        return;
+    }
+    store8(s, r0, c0, c1, acc0);
+    store8(s, r1, c0, c1, acc1);
+    store8(s, r2, c0, c1, acc2);
+    store8(s, r3, c0, c1, acc3);
+    store8(s, r4, c0, c1, acc4);
+    store8(s, r5, c0, c1, acc5);
+    store8(s, r6, c0, c1, acc6);
+    store8(s, r7, c0, c1, acc7);
+    store8(s, r8, c0, c1, acc8);
+    store8(s, r9, c0, c1, acc9);
+    store8(s, r10, c0, c1, acc10);
+    store8(s, r11, c0, c1, acc11);
+    store8(s, r12, c0, c1, acc12);
+    store8(s, r13, c0, c1, acc13);
+    store8(s, r14, c0, c1, acc14);
+    store8(s, r15, c0, c1, acc15);
+}
+
+// ---------------------------------------------------------------------------------------------
 // gemm_lanes_8x16, for products with few rows (M <= 8, or few columns with trans_c): the
 // group's tile is 8 rows x 128 columns; lane l owns 16 columns and loads row l of op(A)'s
 // column k. Per k and lane: 1 + 16 loads, 8 broadcasts, 128 FMAs.

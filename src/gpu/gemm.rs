@@ -95,6 +95,10 @@ pub enum GemmKernel {
     Lanes32x8 {
         swapped: bool,
     },
+    /// `gemm_lanes_64x8`: twice the rows, for large products.
+    Lanes64x8 {
+        swapped: bool,
+    },
     /// `gemm_lanes_8x16`: for products with few rows (or, swapped, few columns).
     Lanes8x16 {
         swapped: bool,
@@ -108,9 +112,11 @@ impl GemmKernel {
         GemmKernel::Block4x32,
     ];
 
-    const LANES: [GemmKernel; 4] = [
+    const LANES: [GemmKernel; 6] = [
         GemmKernel::Lanes32x8 { swapped: false },
         GemmKernel::Lanes32x8 { swapped: true },
+        GemmKernel::Lanes64x8 { swapped: false },
+        GemmKernel::Lanes64x8 { swapped: true },
         GemmKernel::Lanes8x16 { swapped: false },
         GemmKernel::Lanes8x16 { swapped: true },
     ];
@@ -139,6 +145,7 @@ impl GemmKernel {
     fn lanes(self) -> Option<((u64, u64), bool)> {
         match self {
             GemmKernel::Lanes32x8 { swapped } => Some(((32, 64), swapped)),
+            GemmKernel::Lanes64x8 { swapped } => Some(((64, 64), swapped)),
             GemmKernel::Lanes8x16 { swapped } => Some(((8, 128), swapped)),
             _ => None,
         }
@@ -282,10 +289,10 @@ pub(crate) fn record_gemm_using(
             "matrix product tiles",
             row_blocks * (n as u64).div_ceil(cols),
         )?;
-        let entry = if rows == 32 {
-            Kernel::GemmLanes32x8
-        } else {
-            Kernel::GemmLanes8x16
+        let entry = match rows {
+            64 => Kernel::GemmLanes64x8,
+            32 => Kernel::GemmLanes32x8,
+            _ => Kernel::GemmLanes8x16,
         };
         let bias = c.bias.map_or(dummy, |(buffer, _)| buffer);
         recorder.dispatch(

@@ -90,6 +90,7 @@ pub enum Kernel {
     GemmBlock4x32,
     /// 8 lanes sharing rows through subgroup broadcasts: for llvmpipe (see gemm_lanes.wgsl).
     GemmLanes32x8,
+    GemmLanes64x8,
     GemmLanes8x16,
     RnnForward,
     RnnBackward,
@@ -170,12 +171,13 @@ impl Layout {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 25] = [
+    pub const ALL: [Kernel; 26] = [
         Kernel::GemmTiled,
         Kernel::GemmBlock16x16,
         Kernel::GemmBlock32x4,
         Kernel::GemmBlock4x32,
         Kernel::GemmLanes32x8,
+        Kernel::GemmLanes64x8,
         Kernel::GemmLanes8x16,
         Kernel::RnnForward,
         Kernel::RnnBackward,
@@ -205,6 +207,7 @@ impl Kernel {
             Kernel::GemmBlock32x4 => "gemm_block_32x4",
             Kernel::GemmBlock4x32 => "gemm_block_4x32",
             Kernel::GemmLanes32x8 => "gemm_lanes_32x8",
+            Kernel::GemmLanes64x8 => "gemm_lanes_64x8",
             Kernel::GemmLanes8x16 => "gemm_lanes_8x16",
             Kernel::RnnForward => "rnn_forward",
             Kernel::RnnBackward => "rnn_backward",
@@ -234,7 +237,9 @@ impl Kernel {
             | Kernel::GemmBlock16x16
             | Kernel::GemmBlock32x4
             | Kernel::GemmBlock4x32 => Shader::Gemm,
-            Kernel::GemmLanes32x8 | Kernel::GemmLanes8x16 => Shader::GemmLanes,
+            Kernel::GemmLanes32x8 | Kernel::GemmLanes64x8 | Kernel::GemmLanes8x16 => {
+                Shader::GemmLanes
+            }
             Kernel::RnnForward | Kernel::RnnBackward => Shader::Rnn,
             Kernel::LstmForward | Kernel::LstmBackward => Shader::Lstm,
             Kernel::GruForward | Kernel::GruBackward => Shader::Gru,
@@ -268,6 +273,7 @@ impl Kernel {
             | Kernel::GemmBlock32x4
             | Kernel::GemmBlock4x32
             | Kernel::GemmLanes32x8
+            | Kernel::GemmLanes64x8
             | Kernel::GemmLanes8x16 => 8,
             Kernel::RowNorms | Kernel::RowSums | Kernel::GradSumSquares | Kernel::GradNorm => 256,
             _ => 64,

@@ -190,8 +190,11 @@ fn auto_picks_tiles_on_gpus_and_fitting_blocks_on_cpus() {
     }
     if gpu.has_lanes_of_8() {
         let lanes = |swapped| GemmKernel::Lanes32x8 { swapped };
+        let large = |swapped| GemmKernel::Lanes64x8 { swapped };
         let few = |swapped| GemmKernel::Lanes8x16 { swapped };
-        assert_eq!(pick((512, 512, 512)), lanes(false));
+        assert_eq!(pick((512, 512, 512)), large(false));
+        // dW_hh of (32, 100, 2, 128)
+        assert_eq!(pick((512, 128, 3200)), large(false));
         // the recurrent product of a batch of 32
         assert_eq!(pick((32, 512, 128)), lanes(false));
         // dx with a 2-wide input, the head with one output: C^T has few rows
