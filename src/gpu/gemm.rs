@@ -159,35 +159,28 @@ impl GemmKernel {
         if gpu.info.device_type != wgpu::DeviceType::Cpu {
             return GemmKernel::Tiled;
         }
-        if gpu.has_lanes_of_8() {
-            let cost = |kernel: &GemmKernel| {
-                let ((r, c), swapped) = kernel.lanes().unwrap();
-                let (m, n) = if swapped { (n, m) } else { (m, n) };
-                lanes_cost(
-                    (m as u64, n as u64, k as u64),
-                    (r, c),
-                    accumulate,
-                    cpu_threads(),
-                )
-            };
-            return *Self::LANES
-                .iter()
-                .min_by(|x, y| cost(x).total_cmp(&cost(y)))
-                .unwrap();
-        }
-        let cost = |kernel: &GemmKernel| {
-            let (r, c) = kernel.block().unwrap();
-            cpu_cost(
-                (m as u64, n as u64, k as u64),
-                (r, c),
-                accumulate,
-                cpu_threads(),
-            )
+        let candidates: &[GemmKernel] = if gpu.has_lanes_of_8() {
+            &Self::LANES
+        } else {
+            &Self::BLOCKS
         };
-        *Self::BLOCKS
+        let shape = (m as u64, n as u64, k as u64);
+        let cost = |kernel: &GemmKernel| kernel.cpu_cost(shape, accumulate);
+        *candidates
             .iter()
             .min_by(|x, y| cost(x).total_cmp(&cost(y)))
-            .unwrap()
+            .expect("a kernel to choose from")
+    }
+
+    /// Relative time of a product on llvmpipe, for the block and lanes kernels.
+    fn cpu_cost(self, (m, n, k): (u64, u64, u64), accumulate: bool) -> f64 {
+        let threads = cpu_threads();
+        if let Some(((r, c), swapped)) = self.lanes() {
+            let (m, n) = if swapped { (n, m) } else { (m, n) };
+            return lanes_cost((m, n, k), (r, c), accumulate, threads);
+        }
+        let (r, c) = self.block().expect("a CPU adapter's kernel");
+        block_cost((m, n, k), (r, c), accumulate, threads)
     }
 }
 
@@ -203,7 +196,12 @@ fn cpu_threads() -> u64 {
 /// the lanes, and the group issues r * c vector FMAs, about 0.3 loads each. Around the k loop an
 /// invocation reads bias (c) and C (r * c, when accumulating) and writes r * c elements.
 /// Workgroups spread over the threads in rounds.
-fn cpu_cost((m, n, k): (u64, u64, u64), (r, c): (u64, u64), accumulate: bool, threads: u64) -> f64 {
+fn block_cost(
+    (m, n, k): (u64, u64, u64),
+    (r, c): (u64, u64),
+    accumulate: bool,
+    threads: u64,
+) -> f64 {
     let invocations = m.div_ceil(r) * n.div_ceil(c);
     let rounds = invocations.div_ceil(BLOCK_GROUP).div_ceil(threads);
     let busy = invocations.min(BLOCK_GROUP);
@@ -211,7 +209,7 @@ fn cpu_cost((m, n, k): (u64, u64, u64), (r, c): (u64, u64), accumulate: bool, th
     rounds as f64 * (busy as f64 * per_invocation as f64 + 0.3 * (k * r * c) as f64)
 }
 
-/// `cpu_cost` for the lanes kernels, whose workgroup computes an (r x c) tile of C: per k the
+/// `block_cost` for the lanes kernels, whose workgroup computes an (r x c) tile of C: per k the
 /// group loads r + c elements (an eighth of the rows and all its columns per lane) and issues
 /// r * c FMAs, about 0.018 loads each on 8 lanes (measured: the 32 x 64 tile's 2048 FMAs per k
 /// cost as much as 37 lane-loads); around the loop it reads bias and C and writes its tile.
@@ -259,50 +257,14 @@ pub(crate) fn record_gemm_using(
         return Ok(());
     }
     let kernel = kernel.resolve(gpu, (m, n, k), c.accumulate);
-    if let Some(((rows, cols), swapped)) = kernel.lanes() {
-        // C^T = op(B)^T op(A)^T: the operands trade places and C is written transposed.
-        let (m, n, a, b) = if swapped {
-            (n, m, b.t(), a.t())
-        } else {
-            (m, n, a, b)
-        };
-        let row_blocks = (m as u64).div_ceil(rows);
-        let params = GemmParams {
-            m: m as u32,
-            n: n as u32,
-            k: k as u32,
-            lda: a.row_stride as u32,
-            ldb: b.row_stride as u32,
-            ldc: c.row_stride as u32,
-            a_offset: a.offset as u32,
-            b_offset: b.offset as u32,
-            c_offset: c.offset as u32,
-            bias_offset: c.bias.map_or(0, |(_, offset)| offset as u32),
-            trans_a: a.transposed as u32,
-            trans_b: b.transposed as u32,
-            accumulate: c.accumulate as u32,
-            has_bias: c.bias.is_some() as u32,
-            row_blocks: row_blocks as u32,
-            trans_c: swapped as u32,
-        };
-        let groups = gpu.grid(
-            "matrix product tiles",
-            row_blocks * (n as u64).div_ceil(cols),
-        )?;
-        let entry = match rows {
-            64 => Kernel::GemmLanes64x8,
-            32 => Kernel::GemmLanes32x8,
-            _ => Kernel::GemmLanes8x16,
-        };
-        let bias = c.bias.map_or(dummy, |(buffer, _)| buffer);
-        recorder.dispatch(
-            entry,
-            &params,
-            &[a.buffer, b.buffer, bias, c.buffer],
-            groups,
-        );
-        return Ok(());
-    }
+    // A swapped lanes kernel computes C^T = op(B)^T op(A)^T: the operands trade places and C
+    // is written transposed.
+    let swapped = kernel.lanes().is_some_and(|(_, swapped)| swapped);
+    let (m, n, a, b) = if swapped {
+        (n, m, b.t(), a.t())
+    } else {
+        (m, n, a, b)
+    };
     let mut params = GemmParams {
         m: m as u32,
         n: n as u32,
@@ -319,10 +281,21 @@ pub(crate) fn record_gemm_using(
         accumulate: c.accumulate as u32,
         has_bias: c.bias.is_some() as u32,
         row_blocks: 0,
-        trans_c: 0,
+        trans_c: swapped as u32,
     };
-    let (entry, groups) = match kernel.block() {
-        Some((r, cols)) => {
+    let (entry, groups) = match (kernel.lanes(), kernel.block()) {
+        (Some(((rows, cols), _)), _) => {
+            let row_blocks = (m as u64).div_ceil(rows);
+            params.row_blocks = row_blocks as u32;
+            let groups = row_blocks * (n as u64).div_ceil(cols);
+            let entry = match rows {
+                64 => Kernel::GemmLanes64x8,
+                32 => Kernel::GemmLanes32x8,
+                _ => Kernel::GemmLanes8x16,
+            };
+            (entry, gpu.grid("matrix product tiles", groups)?)
+        }
+        (None, Some((r, cols))) => {
             let row_blocks = (m as u64).div_ceil(r);
             params.row_blocks = row_blocks as u32;
             let invocations = row_blocks * (n as u64).div_ceil(cols);
@@ -334,7 +307,7 @@ pub(crate) fn record_gemm_using(
             };
             (entry, gpu.grid("matrix product blocks", groups)?)
         }
-        None => {
+        (None, None) => {
             let col_tiles = (n as u64).div_ceil(TILE);
             let row_tiles = gpu.grid("matrix product rows", (m as u64).div_ceil(TILE))?;
             let max = gpu.limits.max_compute_workgroups_per_dimension as u64;
