@@ -9,8 +9,8 @@
 // gives each lane its own rows and columns, so a group loads 8 * (R + C) elements per k. Here
 // the 8 lanes share one set of rows: each lane loads an eighth of op(A)'s column and
 // subgroupBroadcast (a register shuffle) hands every lane all of it. A 32 x 64 tile of C costs
-// 32 + 64 lane-loads per k for 2048 FMAs, against 256 for 16x16 blocks: 2.0-2.5x as fast on
-// the engine's products (see BENCHMARKS.md).
+// 32 + 64 lane-loads per k for 2048 FMAs, against 256 for 16x16 blocks: 1.5-2.8x as fast on
+// the engine's large products, level on the thin ones (see BENCHMARKS.md).
 //
 // As in gemm_block_*: rows and columns past the edge are clamped to the last one (the copies
 // compute identical values, so their stores are idempotent), the accumulators start from bias
@@ -224,8 +224,8 @@ fn gemm_lanes_32x8(
 
 // ---------------------------------------------------------------------------------------------
 // gemm_lanes_64x8, for large products: twice the rows of gemm_lanes_32x8 for the same columns,
-// so per k and lane 8 + 8 loads, 16 broadcasts and 512 FMAs. About 20% faster on a 512 cube;
-// LLVM takes about 4 s to compile it (once per machine: Mesa caches it on disk).
+// so per k and lane 8 + 8 loads, 16 broadcasts and 512 FMAs: a third faster on a 512 cube and
+// on dW_hh. LLVM takes about 4 s to compile it (once per machine: Mesa caches it on disk).
 
 @compute @workgroup_size(8, 1, 1)
 fn gemm_lanes_64x8(
