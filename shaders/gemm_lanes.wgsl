@@ -15,7 +15,9 @@
 // As in gemm_block_*: rows and columns past the edge are clamped to the last one (the copies
 // compute identical values, so their stores are idempotent), the accumulators start from bias
 // (+ C) and add k in order, so the result is bit-reproducible, and every lane runs the k loop
-// (subgroupBroadcast needs them all) before a lane past the last column returns.
+// (subgroupBroadcast needs them all) before a lane past the last column returns. A workgroup is
+// one subgroup of 8 (the host checks the adapter's subgroup size), and a lane is named by its
+// subgroup invocation id, the index subgroupBroadcast takes.
 
 struct GemmParams {
     m: u32,
@@ -169,7 +171,7 @@ fn store8(s: Strides, rows: vec4<u32>, c0: vec4<u32>, c1: vec4<u32>, acc: Quad8)
 
 @compute @workgroup_size(8, 1, 1)
 fn gemm_lanes_32x8(
-    @builtin(local_invocation_index) lane: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
@@ -229,7 +231,7 @@ fn gemm_lanes_32x8(
 
 @compute @workgroup_size(8, 1, 1)
 fn gemm_lanes_64x8(
-    @builtin(local_invocation_index) lane: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
@@ -369,7 +371,7 @@ fn store16(s: Strides, rows: vec4<u32>, cols: Cols16, acc: Quad16) {
 
 @compute @workgroup_size(8, 1, 1)
 fn gemm_lanes_8x16(
-    @builtin(local_invocation_index) lane: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
