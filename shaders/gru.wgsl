@@ -19,19 +19,34 @@
 @group(0) @binding(2) var<storage, read_write> hh: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dhh: array<f32>;
 
+// What persistent.wgsl needs: gate blocks per unit, where the recurrent product lands (its own
+// buffer: the reset gate scales one block of it) and what multiplies W_hh going back.
+const GATES: u32 = 3u;
+
+fn add_recurrent(i: u32, value: f32) {
+    hh[i] = value;
+}
+
+fn recurrent_grad(i: u32) -> f32 {
+    return dhh[i];
+}
+
 @compute @workgroup_size(64, 1, 1)
 fn gru_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let idx = gid.x + gid.y * groups.x * 64u;
-    let h = p.hidden;
-    if (idx >= p.batch * h) {
-        return;
+    if (idx < p.batch * p.hidden) {
+        cell_forward(p.step, idx);
     }
+}
+
+fn cell_forward(step: u32, idx: u32) {
+    let h = p.hidden;
     let b = idx / h;
     let j = idx % h;
-    let g = (p.step - 1u) * p.batch * 3u * h + b * 3u * h + j;
-    let h_prev = hs[(p.step - 1u) * p.batch * h + idx];
-    if (is_padding(b)) {
-        hs[p.step * p.batch * h + idx] = h_prev;
+    let g = (step - 1u) * p.batch * 3u * h + b * 3u * h + j;
+    let h_prev = hs[(step - 1u) * p.batch * h + idx];
+    if (is_padding(b, step)) {
+        hs[step * p.batch * h + idx] = h_prev;
         return;
     }
 
@@ -42,22 +57,25 @@ fn gru_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     gates[g] = reset;
     gates[g + h] = update;
     gates[g + 2u * h] = candidate;
-    hs[p.step * p.batch * h + idx] = (1.0 - update) * candidate + update * h_prev;
+    hs[step * p.batch * h + idx] = (1.0 - update) * candidate + update * h_prev;
 }
 
 @compute @workgroup_size(64, 1, 1)
 fn gru_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let idx = gid.x + gid.y * groups.x * 64u;
-    let h = p.hidden;
-    if (idx >= p.batch * h) {
-        return;
+    if (idx < p.batch * p.hidden) {
+        cell_backward(p.step, idx);
     }
+}
+
+fn cell_backward(step: u32, idx: u32) {
+    let h = p.hidden;
     let b = idx / h;
     let j = idx % h;
-    let g = (p.step - 1u) * p.batch * 3u * h + b * 3u * h + j;
-    let h_prev = hs[(p.step - 1u) * p.batch * h + idx];
+    let g = (step - 1u) * p.batch * 3u * h + b * 3u * h + j;
+    let h_prev = hs[(step - 1u) * p.batch * h + idx];
     // dh holds steps 1..T at indices 0..T-1
-    let grad = (p.step - 1u) * p.batch * h + idx;
+    let grad = (step - 1u) * p.batch * h + idx;
 
     let reset = gates[g];
     let update = gates[g + h];
@@ -66,7 +84,7 @@ fn gru_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 
     let dh_t = dh[grad] + h_carry[idx];
     dh[grad] = dh_t;
-    if (is_padding(b)) {
+    if (is_padding(b, step)) {
         h_carry[idx] = dh_t;
         for (var k = 0u; k < 3u; k++) {
             dgates[g + k * h] = 0.0;

@@ -16,19 +16,34 @@
 @group(0) @binding(6) var<storage, read_write> dc: array<f32>;
 @group(0) @binding(8) var<storage, read_write> dc_carry: array<f32>;
 
+// What persistent.wgsl needs: gate blocks per unit, where the recurrent product lands and
+// what multiplies W_hh going back.
+const GATES: u32 = 4u;
+
+fn add_recurrent(i: u32, value: f32) {
+    gates[i] += value;
+}
+
+fn recurrent_grad(i: u32) -> f32 {
+    return dgates[i];
+}
+
 @compute @workgroup_size(64, 1, 1)
 fn lstm_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let idx = gid.x + gid.y * groups.x * 64u;
-    let h = p.hidden;
-    if (idx >= p.batch * h) {
-        return;
+    if (idx < p.batch * p.hidden) {
+        cell_forward(p.step, idx);
     }
+}
+
+fn cell_forward(step: u32, idx: u32) {
+    let h = p.hidden;
     let b = idx / h;
     let j = idx % h;
-    let g = (p.step - 1u) * p.batch * 4u * h + b * 4u * h + j;
-    let state_prev = (p.step - 1u) * p.batch * h + idx;
-    let state = p.step * p.batch * h + idx;
-    if (is_padding(b)) {
+    let g = (step - 1u) * p.batch * 4u * h + b * 4u * h + j;
+    let state_prev = (step - 1u) * p.batch * h + idx;
+    let state = step * p.batch * h + idx;
+    if (is_padding(b, step)) {
         hs[state] = hs[state_prev];
         cs[state] = cs[state_prev];
         return;
@@ -52,21 +67,24 @@ fn lstm_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 @compute @workgroup_size(64, 1, 1)
 fn lstm_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let idx = gid.x + gid.y * groups.x * 64u;
-    let h = p.hidden;
-    if (idx >= p.batch * h) {
-        return;
+    if (idx < p.batch * p.hidden) {
+        cell_backward(p.step, idx);
     }
+}
+
+fn cell_backward(step: u32, idx: u32) {
+    let h = p.hidden;
     let b = idx / h;
     let j = idx % h;
-    let g = (p.step - 1u) * p.batch * 4u * h + b * 4u * h + j;
-    let state_prev = (p.step - 1u) * p.batch * h + idx;
-    let state = p.step * p.batch * h + idx;
+    let g = (step - 1u) * p.batch * 4u * h + b * 4u * h + j;
+    let state_prev = (step - 1u) * p.batch * h + idx;
+    let state = step * p.batch * h + idx;
     // dh and dc hold steps 1..T at indices 0..T-1
-    let grad = (p.step - 1u) * p.batch * h + idx;
+    let grad = (step - 1u) * p.batch * h + idx;
     // the total dE/dh_t, with what a padding step t+1 passed back
     let dh_t = dh[grad] + h_carry[idx];
     dh[grad] = dh_t;
-    if (is_padding(b)) {
+    if (is_padding(b, step)) {
         // c_t is a copy of c_{t-1}: dE/dc_t passes on along the carry unchanged
         h_carry[idx] = dh_t;
         dc[grad] = dc_carry[idx];

@@ -5,6 +5,18 @@
 // step.wgsl comes first (bindings, parameters, padding). Here G = 1: gates [T, B, H] holds the
 // pre-activations without b_hh, dgates [T, B, H] dE/dpre_t.
 
+// What persistent.wgsl needs: gate blocks per unit, where the recurrent product lands and
+// what multiplies W_hh going back.
+const GATES: u32 = 1u;
+
+fn add_recurrent(i: u32, value: f32) {
+    gates[i] += value;
+}
+
+fn recurrent_grad(i: u32) -> f32 {
+    return dgates[i];
+}
+
 const TANH: u32 = 0u;
 const SIGMOID: u32 = 1u;
 
@@ -32,35 +44,41 @@ fn activation_derivative(h: f32) -> f32 {
 @compute @workgroup_size(64, 1, 1)
 fn rnn_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let idx = gid.x + gid.y * groups.x * 64u;
+    if (idx < p.batch * p.hidden) {
+        cell_forward(p.step, idx);
+    }
+}
+
+fn cell_forward(step: u32, idx: u32) {
     let h = p.hidden;
-    if (idx >= p.batch * h) {
-        return;
-    }
     let j = idx % h;
-    if (is_padding(idx / h)) {
-        hs[p.step * p.batch * h + idx] = hs[(p.step - 1u) * p.batch * h + idx];
+    if (is_padding(idx / h, step)) {
+        hs[step * p.batch * h + idx] = hs[(step - 1u) * p.batch * h + idx];
         return;
     }
-    let pre = (p.step - 1u) * p.batch * h + idx;
-    hs[p.step * p.batch * h + idx] = activate(gates[pre] + bias_hh[j]);
+    let pre = (step - 1u) * p.batch * h + idx;
+    hs[step * p.batch * h + idx] = activate(gates[pre] + bias_hh[j]);
 }
 
 @compute @workgroup_size(64, 1, 1)
 fn rnn_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let idx = gid.x + gid.y * groups.x * 64u;
-    let h = p.hidden;
-    if (idx >= p.batch * h) {
-        return;
+    if (idx < p.batch * p.hidden) {
+        cell_backward(p.step, idx);
     }
-    let grad = (p.step - 1u) * p.batch * h + idx;
+}
+
+fn cell_backward(step: u32, idx: u32) {
+    let h = p.hidden;
+    let grad = (step - 1u) * p.batch * h + idx;
     // the total dE/dh_t, with what a padding step t+1 passed back
     let dh_t = dh[grad] + h_carry[idx];
     dh[grad] = dh_t;
-    if (is_padding(idx / h)) {
+    if (is_padding(idx / h, step)) {
         h_carry[idx] = dh_t;
         dgates[grad] = 0.0;
         return;
     }
     h_carry[idx] = 0.0;
-    dgates[grad] = dh_t * activation_derivative(hs[p.step * p.batch * h + idx]);
+    dgates[grad] = dh_t * activation_derivative(hs[step * p.batch * h + idx]);
 }

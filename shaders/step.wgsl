@@ -2,6 +2,10 @@
 // common bindings, the per-dispatch parameters and the padding rule. src/gpu/kernels.rs puts
 // this file in front of each of them; each adds the bindings only it uses (slots 2, 6, 8).
 //
+// Each cell file writes its step as `cell_forward(step, idx)` and `cell_backward(step, idx)`
+// for one (batch row, unit) idx = b * H + j: its own entry points run one step over all idx,
+// persistent.wgsl runs all of a segment's steps in one workgroup.
+//
 // Buffers (time-major, f32, one segment's worth):
 //   gates   [T, B, G*H]  pre-activations in, activated gates out
 //   hs      [T+1, B, H]  h_0 at index 0
@@ -15,7 +19,8 @@
 struct StepParams {
     batch: u32,
     hidden: u32,
-    // 1-based time step t within the segment's buffers
+    // 1-based time step t within the segment's buffers (persistent.wgsl: the segment's
+    // length, all of whose steps one dispatch runs)
     step: u32,
     // vanilla RNN only: 0 tanh, 1 sigmoid, 2 relu
     activation: u32,
@@ -35,8 +40,8 @@ struct StepParams {
 @group(0) @binding(9) var<storage, read> lengths: array<u32>;
 @group(0) @binding(10) var<storage, read_write> h_carry: array<f32>;
 
-fn is_padding(b: u32) -> bool {
-    return p.first_step + p.step > lengths[b];
+fn is_padding(b: u32, step: u32) -> bool {
+    return p.first_step + step > lengths[b];
 }
 
 fn sigmoid(x: f32) -> f32 {

@@ -4,7 +4,7 @@
 
 use crate::config::{Activation, Cell, Loss, ModelConfig, Readout};
 use crate::data::Batch;
-use crate::gpu::{Gpu, Phase, PhaseTimes, Request};
+use crate::gpu::{Gpu, Phase, PhaseTimes, Recurrence, Request};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use crate::params::Params;
 use crate::plan::{MemoryPlan, PlanOptions};
@@ -171,6 +171,8 @@ pub struct BenchResult {
     pub gpu_memory_bytes: Option<u64>,
     /// The GPU memory plan the run used; None on CPU.
     pub plan: Option<MemoryPlan>,
+    /// How the GPU ran the time steps (steps or persistent); None on CPU.
+    pub recurrence: Option<Recurrence>,
     /// GPU time per phase of one extra step timed with timestamp queries, and that step's
     /// wall time in ms; None on CPU and on adapters without timestamp queries.
     pub phases: Option<(PhaseTimes, f64)>,
@@ -187,13 +189,20 @@ pub fn bench_shape(
     warmup: usize,
     runs: usize,
     plan_options: PlanOptions,
+    recurrence: Recurrence,
 ) -> Result<BenchResult, Error> {
     let (config, params, batch) = shape.problem(arch);
+    let recurrence = gpu
+        .map(|gpu| recurrence.resolve(gpu, &config, shape.batch))
+        .transpose()?;
     let mut optimizer = OptimizerConfig::new(OptimizerKind::sgd());
     optimizer.lr = 1e-3;
     let before = gpu.map(|g| g.storage_bytes_created());
     let mut engine = Engine::new(gpu, config, &params, optimizer)?;
     engine.set_plan_options(plan_options);
+    if let Some(recurrence) = recurrence {
+        engine.set_recurrence(recurrence);
+    }
     let plan = engine.memory_plan(shape.seq_len, shape.batch)?;
     for _ in 0..warmup {
         engine.step(&batch, false)?;
@@ -242,6 +251,7 @@ pub fn bench_shape(
         gflops: shape.step_flops(arch) / seconds / 1e9,
         gpu_memory_bytes: gpu.zip(before).map(|(g, b)| g.storage_bytes_created() - b),
         plan,
+        recurrence,
         phases,
     })
 }
@@ -267,7 +277,7 @@ impl BenchResult {
             format!("{{{}}}", entries.join(","))
         });
         format!(
-            "{{\"device\":\"{}\",\"adapter\":\"{}\",\"cell\":\"{}\",\"layers\":{},\"bidirectional\":{},\"shape\":[{},{},{},{}],\"runs\":{},\"median_ms\":{:.3},\"min_ms\":{:.3},\"sequence_steps_per_second\":{:.1},\"gflops\":{:.3},\"gpu_memory_bytes\":{},\"planned_bytes\":{},\"segments\":{},\"recompute\":{},\"phases_ms\":{},\"phases_step_ms\":{}}}",
+            "{{\"device\":\"{}\",\"adapter\":\"{}\",\"cell\":\"{}\",\"layers\":{},\"bidirectional\":{},\"shape\":[{},{},{},{}],\"runs\":{},\"median_ms\":{:.3},\"min_ms\":{:.3},\"sequence_steps_per_second\":{:.1},\"gflops\":{:.3},\"gpu_memory_bytes\":{},\"planned_bytes\":{},\"segments\":{},\"recompute\":{},\"recurrence\":{},\"phases_ms\":{},\"phases_step_ms\":{}}}",
             self.device,
             escape(&self.adapter),
             self.arch.cell,
@@ -286,6 +296,7 @@ impl BenchResult {
             self.plan.as_ref().map_or("null".to_string(), |p| p.total_bytes().to_string()),
             self.plan.as_ref().map_or("null".to_string(), |p| p.segments.to_string()),
             self.plan.as_ref().map_or("null".to_string(), |p| p.recompute.to_string()),
+            self.recurrence.map_or("null".to_string(), |r| format!("\"{r}\"")),
             phases_ms,
             self.phases.map_or("null".to_string(), |(_, wall)| format!("{wall:.3}")),
         )

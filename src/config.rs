@@ -213,6 +213,8 @@ macro_rules! text_enum {
     };
 }
 
+pub(crate) use text_enum;
+
 text_enum!(Cell { Rnn => "rnn", Lstm => "lstm", Gru => "gru" });
 text_enum!(Activation { Tanh => "tanh", Sigmoid => "sigmoid", Relu => "relu" });
 text_enum!(Readout { Last => "last", All => "all" });

@@ -4,7 +4,7 @@
 use crate::config::ModelConfig;
 use crate::cpu;
 use crate::data::Batch;
-use crate::gpu::{Gpu, GpuModel, Request};
+use crate::gpu::{Gpu, GpuModel, GpuOutput, Recurrence, Request};
 use crate::params::Params;
 use crate::plan::PlanOptions;
 use crate::Error;
@@ -68,7 +68,7 @@ impl fmt::Display for Comparison {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:<16} {:>9} {:>10.3e}   worst [{}]: gpu {:.9e}  cpu {:.9e}",
+            "{:<28} {:>9} {:>10.3e}   worst [{}]: gpu {:.9e}  cpu {:.9e}",
             self.name, self.len, self.rel_error, self.worst_index, self.worst_gpu, self.worst_cpu
         )
     }
@@ -115,7 +115,9 @@ pub fn run_parity(
     run_parity_with(gpu, config, params, batch, PlanOptions::default())
 }
 
-/// `run_parity` with the GPU workspace planned by `options` (segments, recomputation).
+/// `run_parity` with the GPU workspace planned by `options` (segments, recomputation). Models
+/// small enough for the persistent recurrence run both ways, each compared on its own (the
+/// persistent run's tensors are named "persistent: ...").
 pub fn run_parity_with(
     gpu: &Gpu,
     config: &ModelConfig,
@@ -123,19 +125,41 @@ pub fn run_parity_with(
     batch: &Batch<f32>,
     options: PlanOptions,
 ) -> Result<ParityReport, Error> {
-    let mut model = GpuModel::new(gpu, *config, params)?;
-    model.set_plan_options(options, 0);
-    let out = model.run(gpu, batch, Request::everything())?;
-
     let params64: Params<f64> = params.cast();
     let batch64: Batch<f64> = batch.cast();
     let fwd = cpu::forward(config, &params64, &batch64)?;
     let bwd = cpu::backward(config, &params64, &batch64, &fwd);
 
     let mut comparisons = Vec::new();
+    let mut recurrences = vec![(Recurrence::Steps, "")];
+    if Recurrence::fits(config) {
+        recurrences.push((Recurrence::Persistent, "persistent: "));
+    }
+    for (recurrence, prefix) in recurrences {
+        let mut model = GpuModel::new(gpu, *config, params)?;
+        model.set_plan_options(options, 0);
+        model.recurrence = recurrence;
+        let out = model.run(gpu, batch, Request::everything())?;
+        compare_all(&mut comparisons, prefix, &out, &fwd, &bwd);
+    }
+    Ok(ParityReport {
+        adapter: gpu.adapter_name(),
+        comparisons,
+    })
+}
+
+/// Every tensor of one GPU run against the CPU reference, named with `prefix`.
+fn compare_all(
+    comparisons: &mut Vec<Comparison>,
+    prefix: &str,
+    out: &GpuOutput,
+    fwd: &cpu::Forward<f64>,
+    bwd: &cpu::Backward<f64>,
+) {
     let mut compare = |name: &str, gpu: Option<&[f32]>, cpu: &[f64]| {
+        let name = format!("{prefix}{name}");
         let gpu = gpu.unwrap_or_else(|| panic!("{name} was requested from the GPU"));
-        comparisons.push(Comparison::new(name, gpu, cpu));
+        comparisons.push(Comparison::new(&name, gpu, cpu));
     };
     let flat = |a: &ndarray::ArrayD<f64>| a.iter().copied().collect::<Vec<f64>>();
     compare("loss", Some(&[out.loss]), &[fwd.loss]);
@@ -182,8 +206,4 @@ pub fn run_parity_with(
     if let Some(norms) = &bwd.grad_norm_c {
         compare("|dE/dc_t|", out.grad_norm_c.as_deref(), norms);
     }
-    Ok(ParityReport {
-        adapter: gpu.adapter_name(),
-        comparisons,
-    })
 }

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use rnn_wgpu::bench::{bench_shape, Arch, Shape, SUITE};
-use rnn_wgpu::gpu::Gpu;
+use rnn_wgpu::gpu::{Gpu, Recurrence};
 use rnn_wgpu::plan::{parse_bytes, PlanOptions, Recompute};
 use rnn_wgpu::Cell;
 
@@ -28,6 +28,10 @@ pub struct BenchArgs {
     /// Untimed steps first (pipeline compilation, allocation).
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
+    /// How the GPU dispatches time steps: auto, steps (a recurrent GEMM and a cell kernel per
+    /// step) or persistent (a segment's steps in one workgroup; small models only).
+    #[arg(long, default_value = "auto")]
+    pub recurrence: Recurrence,
     /// One JSON object per result instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -108,6 +112,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 args.warmup,
                 args.runs,
                 args.memory.options(),
+                args.recurrence,
             )?;
             if args.json {
                 println!("{}", r.to_json());
@@ -118,8 +123,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 if let Some(plan) = &r.plan {
                     print!("{}", plan.describe());
                 }
+                let recurrence = match r.recurrence {
+                    Some(Recurrence::Persistent) => " (persistent recurrence)",
+                    _ => "",
+                };
                 println!(
-                    "{:<4} {:<22} {:>10.1} {:>10.1} {:>14.0} {:>9.2} {:>11}   {}",
+                    "{:<4} {:<22} {:>10.1} {:>10.1} {:>14.0} {:>9.2} {:>11}   {}{recurrence}",
                     r.device,
                     r.shape.to_string(),
                     r.median_ms,

@@ -83,7 +83,7 @@ pub fn run(args: ParityArgs) -> Result<ExitCode> {
         args.seed
     );
     println!(
-        "{:<16} {:>9} {:>10}   element with the largest |gpu - cpu|",
+        "{:<28} {:>9} {:>10}   element with the largest |gpu - cpu|",
         "tensor", "elements", "rel err"
     );
     for c in &report.comparisons {

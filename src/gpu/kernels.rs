@@ -49,15 +49,18 @@ impl Shader {
             Shader::GemmLanes => include_str!("../../shaders/gemm_lanes.wgsl"),
             Shader::Rnn => concat!(
                 include_str!("../../shaders/step.wgsl"),
-                include_str!("../../shaders/rnn.wgsl")
+                include_str!("../../shaders/rnn.wgsl"),
+                include_str!("../../shaders/persistent.wgsl")
             ),
             Shader::Lstm => concat!(
                 include_str!("../../shaders/step.wgsl"),
-                include_str!("../../shaders/lstm.wgsl")
+                include_str!("../../shaders/lstm.wgsl"),
+                include_str!("../../shaders/persistent.wgsl")
             ),
             Shader::Gru => concat!(
                 include_str!("../../shaders/step.wgsl"),
-                include_str!("../../shaders/gru.wgsl")
+                include_str!("../../shaders/gru.wgsl"),
+                include_str!("../../shaders/persistent.wgsl")
             ),
             Shader::Loss => include_str!("../../shaders/loss.wgsl"),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
@@ -98,6 +101,13 @@ pub enum Kernel {
     LstmBackward,
     GruForward,
     GruBackward,
+    /// A segment's steps in one workgroup (see persistent.wgsl): for small models.
+    RnnForwardPersistent,
+    RnnBackwardPersistent,
+    LstmForwardPersistent,
+    LstmBackwardPersistent,
+    GruForwardPersistent,
+    GruBackwardPersistent,
     MseLoss,
     CrossEntropyLoss,
     RowNorms,
@@ -120,7 +130,7 @@ pub enum Layout {
     /// a, b, bias (read); c (read_write); params
     Gemm,
     /// gates, hs, cs (read_write); bias_hh (read); params; dh, dc, dgates, dc_carry
-    /// (read_write); lengths (read); h_carry (read_write)
+    /// (read_write); lengths (read); h_carry (read_write); weight_hh (read, persistent only)
     Step,
     /// outputs, targets (read); row_loss, doutputs (read_write); params; lengths (read)
     Loss,
@@ -156,7 +166,7 @@ impl Layout {
             Layout::Gemm => &[Read, Read, Read, ReadWrite, Params],
             Layout::Step => &[
                 ReadWrite, ReadWrite, ReadWrite, Read, Params, ReadWrite, ReadWrite, ReadWrite,
-                ReadWrite, Read, ReadWrite,
+                ReadWrite, Read, ReadWrite, Read,
             ],
             Layout::Loss => &[Read, Read, ReadWrite, ReadWrite, Params, Read],
             Layout::Reduce => &[Read, ReadWrite, Params],
@@ -171,7 +181,7 @@ impl Layout {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 26] = [
+    pub const ALL: [Kernel; 32] = [
         Kernel::GemmTiled,
         Kernel::GemmBlock16x16,
         Kernel::GemmBlock32x4,
@@ -185,6 +195,12 @@ impl Kernel {
         Kernel::LstmBackward,
         Kernel::GruForward,
         Kernel::GruBackward,
+        Kernel::RnnForwardPersistent,
+        Kernel::RnnBackwardPersistent,
+        Kernel::LstmForwardPersistent,
+        Kernel::LstmBackwardPersistent,
+        Kernel::GruForwardPersistent,
+        Kernel::GruBackwardPersistent,
         Kernel::MseLoss,
         Kernel::CrossEntropyLoss,
         Kernel::RowNorms,
@@ -215,6 +231,12 @@ impl Kernel {
             Kernel::LstmBackward => "lstm_backward",
             Kernel::GruForward => "gru_forward",
             Kernel::GruBackward => "gru_backward",
+            Kernel::RnnForwardPersistent
+            | Kernel::LstmForwardPersistent
+            | Kernel::GruForwardPersistent => "persistent_forward",
+            Kernel::RnnBackwardPersistent
+            | Kernel::LstmBackwardPersistent
+            | Kernel::GruBackwardPersistent => "persistent_backward",
             Kernel::MseLoss => "mse_loss",
             Kernel::CrossEntropyLoss => "cross_entropy_loss",
             Kernel::RowNorms => "row_norms",
@@ -240,9 +262,18 @@ impl Kernel {
             Kernel::GemmLanes32x8 | Kernel::GemmLanes64x8 | Kernel::GemmLanes8x16 => {
                 Shader::GemmLanes
             }
-            Kernel::RnnForward | Kernel::RnnBackward => Shader::Rnn,
-            Kernel::LstmForward | Kernel::LstmBackward => Shader::Lstm,
-            Kernel::GruForward | Kernel::GruBackward => Shader::Gru,
+            Kernel::RnnForward
+            | Kernel::RnnBackward
+            | Kernel::RnnForwardPersistent
+            | Kernel::RnnBackwardPersistent => Shader::Rnn,
+            Kernel::LstmForward
+            | Kernel::LstmBackward
+            | Kernel::LstmForwardPersistent
+            | Kernel::LstmBackwardPersistent => Shader::Lstm,
+            Kernel::GruForward
+            | Kernel::GruBackward
+            | Kernel::GruForwardPersistent
+            | Kernel::GruBackwardPersistent => Shader::Gru,
             Kernel::MseLoss | Kernel::CrossEntropyLoss => Shader::Loss,
             Kernel::RowNorms | Kernel::RowSums | Kernel::ColumnSums => Shader::Reduce,
             Kernel::GradSumSquares
@@ -275,7 +306,16 @@ impl Kernel {
             | Kernel::GemmLanes32x8
             | Kernel::GemmLanes64x8
             | Kernel::GemmLanes8x16 => 8,
-            Kernel::RowNorms | Kernel::RowSums | Kernel::GradSumSquares | Kernel::GradNorm => 256,
+            Kernel::RowNorms
+            | Kernel::RowSums
+            | Kernel::GradSumSquares
+            | Kernel::GradNorm
+            | Kernel::RnnForwardPersistent
+            | Kernel::RnnBackwardPersistent
+            | Kernel::LstmForwardPersistent
+            | Kernel::LstmBackwardPersistent
+            | Kernel::GruForwardPersistent
+            | Kernel::GruBackwardPersistent => 256,
             _ => 64,
         }
     }

@@ -8,6 +8,7 @@ mod model;
 pub mod optim;
 mod pass;
 mod recorder;
+mod recurrence;
 mod stack;
 mod workspace;
 
@@ -15,3 +16,4 @@ pub use context::{enumerate_adapters, AdapterSummary, Gpu, WorkCounts};
 pub use kernels::{Kernel, Shader};
 pub use model::{GpuModel, GpuOutput, Request};
 pub use recorder::{Phase, PhaseTimes};
+pub use recurrence::Recurrence;

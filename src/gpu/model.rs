@@ -7,6 +7,7 @@
 
 use super::context::Gpu;
 use super::recorder::{PhaseTimes, Read, Recorder};
+use super::recurrence::Recurrence;
 use super::workspace::Workspace;
 use crate::config::{Cell, ModelConfig};
 use crate::data::Batch;
@@ -188,6 +189,8 @@ pub struct GpuModel {
     optimizer_words: usize,
     /// Training steps draw dropout masks from `stack::step_seed(dropout_seed, step)`.
     pub dropout_seed: u32,
+    /// Per-step or persistent recurrence (`Auto` picks by size and adapter).
+    pub recurrence: Recurrence,
 }
 
 impl GpuModel {
@@ -208,6 +211,7 @@ impl GpuModel {
             plan_options: PlanOptions::default(),
             optimizer_words: 0,
             dropout_seed: 0,
+            recurrence: Recurrence::Auto,
         })
     }
 

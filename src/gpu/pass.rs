@@ -4,10 +4,12 @@
 //! Per segment of `len` steps (local step t = 1..len, buffers of the segment's activation
 //! set; x [len, B, I], hs/cs [len+1, B, H], gates/dgates [len, B, G*H], dh/dc [len, B, H]):
 //!   forward   start state -> hs[0]; gates = x W_ih^T + b_ih (one GEMM);
-//!             per step: gates[t] += h_{t-1} W_hh^T, then the cell kernel (2 dispatches)
+//!             per step: gates[t] += h_{t-1} W_hh^T, then the cell kernel (2 dispatches);
+//!             or, for small models, all steps in one persistent dispatch (`Recurrence`)
 //!   backward  (recompute the segment's forward if its activations were not kept);
 //!             dh = head share; dh[len] += dgates_next[1] W_hh (the border from the segment
-//!             after); per step: dh[t] += dgates[t+1] W_hh, then the cell kernel;
+//!             after); per step: dh[t] += dgates[t+1] W_hh, then the cell kernel (or one
+//!             persistent dispatch);
 //!             dW_ih += dgates^T x, dW_hh += dgates^T hs[0..len], db += column sums
 //! Segments are processed last to first in the backward pass, and the weight gradients
 //! accumulate in that order whether or not activations are recomputed, so recomputation
@@ -24,6 +26,7 @@ use super::gemm::{record_gemm, Operand, Output};
 use super::kernels::Kernel;
 use super::model::{GpuModel, LossParams, ReduceParams, Request, StepParams};
 use super::recorder::{Phase, Recorder};
+use super::recurrence::Recurrence;
 use super::workspace::Workspace;
 use crate::config::{Activation, Cell, Loss, Readout};
 use crate::Error;
@@ -277,8 +280,14 @@ impl GpuModel {
             },
             &self.dummy,
         )?;
-        let groups = gpu.grid("a time step", ((b * h) as u64).div_ceil(64))?;
         rec.set_phase(Phase::ForwardRecurrence);
+        if self.recurrence.resolve(gpu, config, b)? == Recurrence::Persistent {
+            let kernel = self.cell_kernel(Direction::Forward, Recurrence::Persistent);
+            self.record_cell_kernel(rec, ws, c, k, kernel, seg.len, [1, 1, 1]);
+            return Ok(());
+        }
+        let groups = gpu.grid("a time step", ((b * h) as u64).div_ceil(64))?;
+        let kernel = self.cell_kernel(Direction::Forward, Recurrence::Steps);
         // The GRU keeps the recurrent product apart (its reset gate scales one block of it).
         let (recurrent, onto_gates) = match config.cell {
             Cell::Gru => (&a.hh, false),
@@ -301,7 +310,7 @@ impl GpuModel {
                 },
                 &self.dummy,
             )?;
-            self.record_step(rec, ws, c, k, Direction::Forward, t, groups);
+            self.record_cell_kernel(rec, ws, c, k, kernel, t, groups);
         }
         Ok(())
     }
@@ -519,7 +528,6 @@ impl GpuModel {
         let seg = &ws.segments[k];
         let view = ws.cell(c, k);
         let a = view.act;
-        let groups = gpu.grid("a time step", ((b * h) as u64).div_ceil(64))?;
         rec.set_phase(Phase::BackwardRecurrence);
         if k + 1 < n {
             // dh[len] += dgates_next[1] W_hh: the gradient from the segment after. Under
@@ -540,26 +548,11 @@ impl GpuModel {
                 &self.dummy,
             )?;
         }
-        for t in (1..=seg.len).rev() {
-            if t < seg.len {
-                // dh[t] += dgates[t+1] W_hh
-                record_gemm(
-                    gpu,
-                    rec,
-                    (b, h, gh),
-                    Operand::new(a.dgates_hh(config.cell), t * b * gh, gh),
-                    Operand::new(&p.weight_hh, 0, h),
-                    Output {
-                        buffer: &a.dh,
-                        offset: (t - 1) * b * h,
-                        row_stride: h,
-                        accumulate: true,
-                        bias: None,
-                    },
-                    &self.dummy,
-                )?;
-            }
-            self.record_step(rec, ws, c, k, Direction::Backward, t, groups);
+        if self.recurrence.resolve(gpu, config, b)? == Recurrence::Persistent {
+            let kernel = self.cell_kernel(Direction::Backward, Recurrence::Persistent);
+            self.record_cell_kernel(rec, ws, c, k, kernel, seg.len, [1, 1, 1]);
+        } else {
+            self.record_backward_steps(gpu, rec, ws, c, k)?;
         }
         if request.grad_norms {
             let norm_groups = gpu.grid("per-step gradient norms", seg.len as u64)?;
@@ -647,27 +640,78 @@ impl GpuModel {
         Ok(())
     }
 
-    /// The cell kernel of local step `step` of cell `c` in segment `k`.
+    /// The per-step part of cell `c`'s backward recurrence in segment `k`: for t = len..1,
+    /// dh[t] += dgates[t+1] W_hh (t < len), then the cell kernel.
+    fn record_backward_steps(
+        &self,
+        gpu: &Gpu,
+        rec: &mut Recorder,
+        ws: &Workspace,
+        c: usize,
+        k: usize,
+    ) -> Result<(), Error> {
+        let config = &self.config;
+        let (b, h, gh) = (ws.batch, config.hidden_size, config.gate_rows());
+        let (a, len) = (ws.cell(c, k).act, ws.segments[k].len);
+        let groups = gpu.grid("a time step", ((b * h) as u64).div_ceil(64))?;
+        let kernel = self.cell_kernel(Direction::Backward, Recurrence::Steps);
+        for t in (1..=len).rev() {
+            if t < len {
+                // dh[t] += dgates[t+1] W_hh
+                record_gemm(
+                    gpu,
+                    rec,
+                    (b, h, gh),
+                    Operand::new(a.dgates_hh(config.cell), t * b * gh, gh),
+                    Operand::new(&self.params.cells[c].weight_hh, 0, h),
+                    Output {
+                        buffer: &a.dh,
+                        offset: (t - 1) * b * h,
+                        row_stride: h,
+                        accumulate: true,
+                        bias: None,
+                    },
+                    &self.dummy,
+                )?;
+            }
+            self.record_cell_kernel(rec, ws, c, k, kernel, t, groups);
+        }
+        Ok(())
+    }
+
+    /// The cell's step kernel, or its persistent twin.
+    fn cell_kernel(&self, direction: Direction, recurrence: Recurrence) -> Kernel {
+        let persistent = recurrence == Recurrence::Persistent;
+        match (self.config.cell, direction, persistent) {
+            (Cell::Rnn, Direction::Forward, false) => Kernel::RnnForward,
+            (Cell::Rnn, Direction::Backward, false) => Kernel::RnnBackward,
+            (Cell::Lstm, Direction::Forward, false) => Kernel::LstmForward,
+            (Cell::Lstm, Direction::Backward, false) => Kernel::LstmBackward,
+            (Cell::Gru, Direction::Forward, false) => Kernel::GruForward,
+            (Cell::Gru, Direction::Backward, false) => Kernel::GruBackward,
+            (Cell::Rnn, Direction::Forward, true) => Kernel::RnnForwardPersistent,
+            (Cell::Rnn, Direction::Backward, true) => Kernel::RnnBackwardPersistent,
+            (Cell::Lstm, Direction::Forward, true) => Kernel::LstmForwardPersistent,
+            (Cell::Lstm, Direction::Backward, true) => Kernel::LstmBackwardPersistent,
+            (Cell::Gru, Direction::Forward, true) => Kernel::GruForwardPersistent,
+            (Cell::Gru, Direction::Backward, true) => Kernel::GruBackwardPersistent,
+        }
+    }
+
+    /// A cell kernel for cell `c` in segment `k`: local step `step` of a step kernel, or the
+    /// segment's `len` steps of a persistent one.
     #[allow(clippy::too_many_arguments)]
-    fn record_step(
+    fn record_cell_kernel(
         &self,
         rec: &mut Recorder,
         ws: &Workspace,
         c: usize,
         k: usize,
-        direction: Direction,
+        kernel: Kernel,
         step: usize,
         groups: [u32; 3],
     ) {
         let config = &self.config;
-        let kernel = match (config.cell, direction) {
-            (Cell::Rnn, Direction::Forward) => Kernel::RnnForward,
-            (Cell::Rnn, Direction::Backward) => Kernel::RnnBackward,
-            (Cell::Lstm, Direction::Forward) => Kernel::LstmForward,
-            (Cell::Lstm, Direction::Backward) => Kernel::LstmBackward,
-            (Cell::Gru, Direction::Forward) => Kernel::GruForward,
-            (Cell::Gru, Direction::Backward) => Kernel::GruBackward,
-        };
         let activation = match config.activation {
             Activation::Tanh => 0,
             Activation::Sigmoid => 1,
@@ -703,6 +747,7 @@ impl GpuModel {
                 carry_slot,
                 &ws.lengths,
                 view.h_carry,
+                &self.params.cells[c].weight_hh,
             ],
             groups,
         );

@@ -5,7 +5,7 @@ use crate::config::ModelConfig;
 use crate::cpu;
 use crate::data::Batch;
 use crate::gpu::optim::GpuOptimizer;
-use crate::gpu::{Gpu, GpuModel, Request};
+use crate::gpu::{Gpu, GpuModel, Recurrence, Request};
 use crate::optim::{CpuOptimizer, OptimizerConfig};
 use crate::params::Params;
 use crate::plan::{MemoryPlan, PlanOptions};
@@ -101,6 +101,13 @@ impl<'g> Engine<'g> {
         } = self
         {
             model.set_plan_options(options, optimizer.state_words());
+        }
+    }
+
+    /// How the GPU engine dispatches its time steps (`--recurrence`); the CPU engine ignores it.
+    pub fn set_recurrence(&mut self, recurrence: Recurrence) {
+        if let Engine::Gpu { model, .. } = self {
+            model.recurrence = recurrence;
         }
     }
 

@@ -9,6 +9,7 @@ mod gemm;
 mod limits;
 mod optim;
 mod parity;
+mod persistent;
 mod phases;
 mod ragged;
 mod segments;

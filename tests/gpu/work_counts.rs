@@ -1,14 +1,26 @@
 //! The engine's promise: one submission per forward + BPTT, no host wait inside it, and a
 //! fixed number of dispatches per time step (2 forward: recurrent GEMM + cell; 2 backward:
-//! recurrent GEMM + cell), counted by the instrumented context.
+//! recurrent GEMM + cell), or none per step with the persistent recurrence, counted by the
+//! instrumented context.
 
 use super::seed;
-use rnn_wgpu::gpu::{Gpu, GpuModel, Request};
+use rnn_wgpu::gpu::{Gpu, GpuModel, Recurrence, Request};
 use rnn_wgpu::parity::random_problem;
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
 
 #[test]
 fn forward_and_bptt_take_one_submission_and_four_dispatches_per_step() {
+    check_dispatches_per_step(Recurrence::Steps, 4);
+}
+
+#[test]
+fn the_persistent_recurrence_takes_no_dispatch_per_step() {
+    check_dispatches_per_step(Recurrence::Persistent, 0);
+}
+
+/// Runs T = 5 and T = 15 and checks that the 10 extra steps cost `per_step` dispatches per
+/// cell, in one submission each.
+fn check_dispatches_per_step(recurrence: Recurrence, per_step: u64) {
     let one = ModelConfig {
         cell: Cell::Lstm,
         activation: Activation::Tanh,
@@ -38,7 +50,8 @@ fn forward_and_bptt_take_one_submission_and_four_dispatches_per_step() {
         let mut per_run = Vec::new();
         for seq_len in [5, 15] {
             let (params, batch) = random_problem(&config, seq_len, 3, seed(77));
-            let model = GpuModel::new(gpu, config, &params).unwrap();
+            let mut model = GpuModel::new(gpu, config, &params).unwrap();
+            model.recurrence = recurrence;
             let before = gpu.work_counts();
             model.run(gpu, &batch, Request::everything()).unwrap();
             let after = gpu.work_counts();
@@ -47,9 +60,9 @@ fn forward_and_bptt_take_one_submission_and_four_dispatches_per_step() {
         }
         assert_eq!(
             per_run[1] - per_run[0],
-            4 * 10 * config.cells() as u64,
-            "{} layer(s), bidirectional {}: dispatches for T=5 and T=15: {per_run:?}; expected 4 \
-             more per extra step and cell",
+            per_step * 10 * config.cells() as u64,
+            "{recurrence:?}, {} layer(s), bidirectional {}: dispatches for T=5 and T=15: \
+             {per_run:?}; expected {per_step} more per extra step and cell",
             config.layers,
             config.bidirectional
         );

@@ -1,0 +1,86 @@
+// All of a segment's time steps in one dispatch of one workgroup, for models whose steps are
+// too small to fill a GPU: there each step's two dispatches cost more than their work. Between
+// the recurrent product and the cell, and between steps, a barrier stands where the per-step
+// path ends a dispatch. W_hh [G*H, H] sits in workgroup memory for the whole segment.
+//
+// forward,  per step t = 1..len:  recurrent[t] (+)= h_{t-1} W_hh^T, then cell_forward(t)
+// backward, per step t = len..1:  dh[t] += recurrent_grad[t+1] W_hh (t < len), then
+//           cell_backward(t); the border from the next segment is a GEMM before this
+//
+// step.wgsl and a cell file come first: the bindings, p (p.step = len here), GATES,
+// add_recurrent, recurrent_grad, cell_forward and cell_backward. The host runs this only when
+// G*H*H <= W_CACHE (16 KiB, WebGPU's guaranteed workgroup storage) and the batch is small.
+
+@group(0) @binding(11) var<storage, read> weight_hh: array<f32>;
+
+const THREADS: u32 = 256u;
+const W_CACHE: u32 = 4096u;
+var<workgroup> w: array<f32, W_CACHE>;
+
+// W_hh into w as [G*H, H] (transposed: false) or [H, G*H] (true), so that neighbouring
+// invocations read neighbouring words of w (no bank conflicts on GPUs).
+fn load_weight_hh(lid: u32, transposed: bool) {
+    let h = p.hidden;
+    let gh = GATES * h;
+    for (var i = lid; i < gh * h; i += THREADS) {
+        if (transposed) {
+            w[(i % h) * gh + i / h] = weight_hh[i];
+        } else {
+            w[i] = weight_hh[i];
+        }
+    }
+    workgroupBarrier();
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn persistent_forward(@builtin(local_invocation_index) lid: u32) {
+    let h = p.hidden;
+    let gh = GATES * h;
+    let rows = p.batch * gh;
+    load_weight_hh(lid, true);
+    for (var t = 1u; t <= p.step; t++) {
+        // element e = b * G*H + r of recurrent[t] = sum_k h_{t-1}[b, k] W_hh[r, k]
+        for (var e = lid; e < rows; e += THREADS) {
+            let state = (t - 1u) * p.batch * h + (e / gh) * h;
+            let r = e % gh;
+            var sum = 0.0;
+            for (var k = 0u; k < h; k++) {
+                sum += hs[state + k] * w[k * gh + r];
+            }
+            add_recurrent((t - 1u) * rows + e, sum);
+        }
+        storageBarrier();
+        for (var idx = lid; idx < p.batch * h; idx += THREADS) {
+            cell_forward(t, idx);
+        }
+        storageBarrier();
+    }
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn persistent_backward(@builtin(local_invocation_index) lid: u32) {
+    let h = p.hidden;
+    let gh = GATES * h;
+    let units = p.batch * h;
+    load_weight_hh(lid, false);
+    for (var s = 0u; s < p.step; s++) {
+        let t = p.step - s;
+        if (t < p.step) {
+            // element e = b * H + k of dh[t] += sum_r recurrent_grad[t+1][b, r] W_hh[r, k]
+            for (var e = lid; e < units; e += THREADS) {
+                let grad = t * p.batch * gh + (e / h) * gh;
+                let k = e % h;
+                var sum = 0.0;
+                for (var r = 0u; r < gh; r++) {
+                    sum += recurrent_grad(grad + r) * w[r * h + k];
+                }
+                dh[(t - 1u) * units + e] += sum;
+            }
+            storageBarrier();
+        }
+        for (var idx = lid; idx < units; idx += THREADS) {
+            cell_backward(t, idx);
+        }
+        storageBarrier();
+    }
+}

@@ -1,0 +1,73 @@
+//! How a cell's time steps are dispatched: a recurrent GEMM and a cell kernel per step, or all
+//! of a segment's steps in one workgroup (shaders/persistent.wgsl).
+
+use super::context::Gpu;
+use crate::config::{text_enum, ModelConfig};
+use crate::Error;
+use std::fmt;
+use std::str::FromStr;
+
+/// Floats of W_hh the persistent kernels keep in workgroup memory (`W_CACHE` in
+/// persistent.wgsl): 16 KiB, what every WebGPU adapter offers.
+pub const PERSISTENT_WEIGHTS: usize = 4096;
+
+/// How the recurrence is recorded (`GpuModel::recurrence`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Recurrence {
+    /// Persistent where it fits and is expected to win, per-step otherwise.
+    #[default]
+    Auto,
+    /// Per time step: the recurrent product (a GEMM), then the cell kernel.
+    Steps,
+    /// One dispatch per cell, segment and direction; needs G*H*H <= `PERSISTENT_WEIGHTS`.
+    Persistent,
+}
+
+text_enum!(Recurrence { Auto => "auto", Steps => "steps", Persistent => "persistent" });
+
+impl Recurrence {
+    /// Whether W_hh [G*H, H] fits the persistent kernels' workgroup memory.
+    pub fn fits(config: &ModelConfig) -> bool {
+        config.gate_rows() * config.hidden_size <= PERSISTENT_WEIGHTS
+    }
+
+    /// The concrete choice for `config` at `batch` rows on this adapter.
+    pub fn resolve(self, gpu: &Gpu, config: &ModelConfig, batch: usize) -> Result<Self, Error> {
+        match self {
+            Recurrence::Steps => Ok(Recurrence::Steps),
+            Recurrence::Persistent if Self::fits(config) => Ok(Recurrence::Persistent),
+            Recurrence::Persistent => Err(Error::Config(format!(
+                "the persistent recurrence keeps W_hh in {PERSISTENT_WEIGHTS} floats of \
+                 workgroup memory; this {:?} cell's W_hh has {} x {} = {}",
+                config.cell,
+                config.gate_rows(),
+                config.hidden_size,
+                config.gate_rows() * config.hidden_size
+            ))),
+            Recurrence::Auto => {
+                let fmas = batch * config.gate_rows() * config.hidden_size;
+                let limit = if gpu.info.device_type == wgpu::DeviceType::Cpu {
+                    PERSISTENT_CPU_FMAS
+                } else {
+                    PERSISTENT_GPU_FMAS
+                };
+                Ok(if Self::fits(config) && fmas <= limit {
+                    Recurrence::Persistent
+                } else {
+                    Recurrence::Steps
+                })
+            }
+        }
+    }
+}
+
+/// Recurrent FMAs per step (B*G*H*H) up to which one workgroup beat two dispatches per step on
+/// llvmpipe, measured (BENCHMARKS.md): there the persistent workgroup runs on one of the
+/// threads and a dispatch costs 0.05-0.09 ms. At 4096 FMAs every case measured won (0.34-0.70
+/// of the per-step time); at 8192 LSTM B = 2, H = 32 won (0.49) and B = 8, H = 16 lost (1.2).
+const PERSISTENT_CPU_FMAS: usize = 1 << 12;
+
+/// The same for GPUs, from napkin maths only (no GPU has been measured): a dispatch pair costs
+/// 10-20 us, and one workgroup (one multiprocessor) doing 2^18 FMAs, each with a load from
+/// workgroup memory, takes about 5 us at 32 loads a clock.
+const PERSISTENT_GPU_FMAS: usize = 1 << 18;

@@ -1,0 +1,111 @@
+//! The persistent recurrence (a segment's steps in one workgroup, W_hh in workgroup memory) at
+//! the edges of what it accepts. `run_parity` runs every model that fits both ways, so the
+//! parity, ragged, segment and stacked tests cover it too; here: W_hh filling the cache to the
+//! last float, more units and gate rows than the 256 invocations, the refusal past the cache,
+//! and bit-identical reruns.
+
+use super::{gpu, seed};
+use rnn_wgpu::gpu::{GpuModel, Recurrence, Request};
+use rnn_wgpu::parity::{random_problem, run_parity, TOLERANCE};
+use rnn_wgpu::{Activation, Cell, Error, Loss, ModelConfig, Readout};
+
+fn config(cell: Cell, input: usize, hidden: usize, output: usize) -> ModelConfig {
+    ModelConfig {
+        cell,
+        activation: Activation::Tanh,
+        input_size: input,
+        hidden_size: hidden,
+        output_size: output,
+        readout: Readout::All,
+        loss: Loss::Mse,
+        layers: 1,
+        bidirectional: false,
+        dropout: 0.0,
+    }
+}
+
+#[test]
+fn weights_filling_the_cache_and_more_units_than_invocations_match_cpu() {
+    // (cell, B, T, I, H): G*H*H = 4096 (RNN 64, LSTM 32) or just under it (GRU 36: 3888);
+    // B*H and B*G*H past 256, so each invocation takes several units and gate rows.
+    let cases = [
+        (Cell::Rnn, 9, 5, 3, 64),
+        (Cell::Lstm, 9, 7, 3, 32),
+        (Cell::Gru, 17, 4, 2, 36),
+    ];
+    let mut failed = Vec::new();
+    for (k, &(cell, b, t, i, h)) in cases.iter().enumerate() {
+        let config = config(cell, i, h, 2);
+        assert!(Recurrence::fits(&config), "{cell:?} H={h} should fit");
+        let (params, batch) = random_problem(&config, t, b, seed(1200 + k as u64));
+        let report = run_parity(gpu(), &config, &params, &batch).unwrap();
+        let persistent = report
+            .comparisons
+            .iter()
+            .filter(|c| c.name.starts_with("persistent: "))
+            .count();
+        assert!(
+            persistent > 0 && 2 * persistent == report.comparisons.len(),
+            "{cell:?} H={h}: the persistent run was not compared"
+        );
+        for c in report.failures(TOLERANCE) {
+            failed.push(format!("{cell:?} B={b} T={t} H={h}: {c}"));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "||gpu - cpu|| / ||cpu|| > {TOLERANCE:e}:\n{}",
+        failed.join("\n")
+    );
+}
+
+#[test]
+fn a_model_past_the_cache_is_refused_by_the_persistent_recurrence_and_runs_per_step() {
+    // LSTM H = 33: 4 * 33 * 33 = 4356 floats of W_hh, past the 4096 of the cache.
+    let config = config(Cell::Lstm, 2, 33, 1);
+    assert!(!Recurrence::fits(&config));
+    let (params, batch) = random_problem(&config, 3, 2, seed(1300));
+    let mut model = GpuModel::new(gpu(), config, &params).unwrap();
+    model.recurrence = Recurrence::Persistent;
+    let err = match model.run(gpu(), &batch, Request::everything()) {
+        Ok(_) => panic!("W_hh of 4356 floats should not fit the persistent kernels"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, Error::Config(_)), "{err}");
+    assert!(err.to_string().contains("4356"), "{err}");
+    assert_eq!(
+        Recurrence::Auto.resolve(gpu(), &config, 2).unwrap(),
+        Recurrence::Steps
+    );
+    model.recurrence = Recurrence::Auto;
+    let out = model.run(gpu(), &batch, Request::everything()).unwrap();
+    assert!(out.loss.is_finite(), "loss {}", out.loss);
+}
+
+#[test]
+fn persistent_runs_are_bit_identical() {
+    for (k, cell) in [Cell::Lstm, Cell::Gru, Cell::Rnn].into_iter().enumerate() {
+        let config = config(cell, 5, 17, 3);
+        let (params, batch) = random_problem(&config, 23, 7, seed(1400 + k as u64));
+        let run = || {
+            let mut model = GpuModel::new(gpu(), config, &params).unwrap();
+            model.recurrence = Recurrence::Persistent;
+            let out = model.run(gpu(), &batch, Request::everything()).unwrap();
+            let mut words: Vec<u32> = vec![out.loss.to_bits()];
+            let grads = out.grads.expect("gradients were requested");
+            for (_, g) in grads.tensors() {
+                words.extend(g.iter().map(|v| v.to_bits()));
+            }
+            words.extend(out.grad_norm_h.unwrap().iter().map(|v| v.to_bits()));
+            words
+        };
+        let (first, second) = (run(), run());
+        let differing = first.iter().zip(&second).filter(|(a, b)| a != b).count();
+        assert_eq!(
+            differing,
+            0,
+            "{cell:?}: {differing} of {} words differ",
+            first.len()
+        );
+    }
+}
