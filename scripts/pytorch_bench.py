@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""PyTorch's side of `rnn-wgpu bench`: one training step of the same model on the CPU.
+"""PyTorch's side of `rnn-wgpu bench`: one training step of the same model.
 
     python scripts/pytorch_bench.py [--threads 2] [--runs 5] [--warmup 2] [--shape B,T,I,H]
-        [--layers L] [--bidirectional]
+        [--layers L] [--bidirectional] [--device cpu|cuda] [--tf32 default|off]
+
+On CUDA the LSTM runs on cuDNN; `--tf32 off` turns TF32 off in cuDNN and matmul (strict
+FP32), `default` leaves PyTorch's defaults (TF32 allowed in cuDNN, not in matmul). Each
+timed step ends with a device synchronisation.
 
 The model is the benchmark's: torch.nn.LSTM(I, H) (f32, PyTorch's initialisation), a linear
 head on the last step, MSE against random targets, plain SGD; one step is forward, backward
@@ -29,16 +33,19 @@ def step_flops(shape, layers, directions):
     )
 
 
-def step_time(shape, runs, warmup, layers, bidirectional):
+def step_time(shape, runs, warmup, layers, bidirectional, device):
     batch, seq_len, inputs, hidden = shape
     torch.manual_seed(0)
     lstm = torch.nn.LSTM(inputs, hidden, num_layers=layers, bidirectional=bidirectional)
     directions = 2 if bidirectional else 1
     head = torch.nn.Linear(directions * hidden, 1)
+    lstm.to(device)
+    head.to(device)
     params = list(lstm.parameters()) + list(head.parameters())
     optimizer = torch.optim.SGD(params, lr=1e-3)
-    x = torch.rand(seq_len, batch, inputs) * 2 - 1
-    y = torch.rand(batch, 1) * 2 - 1
+    x = (torch.rand(seq_len, batch, inputs) * 2 - 1).to(device)
+    y = (torch.rand(batch, 1) * 2 - 1).to(device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     times = []
     for k in range(warmup + runs):
         start = time.perf_counter()
@@ -49,6 +56,7 @@ def step_time(shape, runs, warmup, layers, bidirectional):
         loss = torch.nn.functional.mse_loss(head(last), y)
         loss.backward()
         optimizer.step()
+        sync()
         elapsed = time.perf_counter() - start
         if k >= warmup:
             times.append(elapsed)
@@ -63,15 +71,25 @@ def main():
     parser.add_argument("--shape", help="B,T,I,H (default: the suite)")
     parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--bidirectional", action="store_true")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--tf32", choices=["default", "off"], default="default")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.tf32 == "off":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     shapes = [tuple(int(v) for v in args.shape.split(","))] if args.shape else SUITE
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"median of {args.runs} after {args.warmup} warm-up")
+    where = f"{torch.get_num_threads()} threads"
+    if args.device == "cuda":
+        where = (f"{torch.cuda.get_device_name()}, cuDNN {torch.backends.cudnn.version()}, "
+                 f"TF32 {args.tf32} (cudnn {torch.backends.cudnn.allow_tf32}, "
+                 f"matmul {torch.backends.cuda.matmul.allow_tf32})")
+    print(f"torch {torch.__version__}, {where}, median of {args.runs} after {args.warmup} warm-up")
     for shape in shapes:
         directions = 2 if args.bidirectional else 1
         flops = step_flops(shape, args.layers, directions)
-        median = step_time(shape, args.runs, args.warmup, args.layers, args.bidirectional)
+        median = step_time(shape, args.runs, args.warmup, args.layers, args.bidirectional,
+                           args.device)
         print(f"{shape}: {median * 1e3:10.1f} ms  {flops / median / 1e9:6.1f} GFLOP/s")
 
 

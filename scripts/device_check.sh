@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# One prepared run on a lent GPU machine (the library's `device` tool): whether wgpu sees the
+# GPU through Vulkan, parity there, the bench suite, the persistent recurrence against the
+# per-step path at small sizes, and PyTorch's cuDNN LSTM on the same shapes (TF32 off and
+# default). Everything it prints also lands in $OUT. Not part of CI.
+#
+# That machine has no Rust toolchain and no network. Prepare here, in the repository root:
+#   cargo build --release && mkdir -p .device && cp target/release/rnn-wgpu .device/
+#   and the Vulkan loader into .gl, as the device README says (libvulkan1 and friends);
+#   both folders are in .gitignore, so they travel only when carried.
+# Then call run(command="bash scripts/device_check.sh", carry=[".device", ".gl"],
+# timeout_s=540) once. QUICK=1 runs one small shape of each part (for trying it here).
+set -uo pipefail
+OUT="${OUT:-/tmp/device_check}"
+mkdir -p "$OUT"
+BIN="${BIN:-.device/rnn-wgpu}"
+log() { echo "== $*" | tee -a "$OUT/check.txt"; }
+run() { "$@" 2>&1 | grep -v XDG_RUNTIME_DIR | tee -a "$OUT/check.txt"; }
+
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/xdg-$(id -u)}"
+mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
+if ! ldconfig -p | grep -q 'libvulkan\.so\.1' && compgen -G ".gl/*.deb" >/dev/null; then
+    for f in .gl/*.deb; do dpkg -x "$f" /; done
+    ldconfig
+fi
+icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if [ -f "$icd" ] && [ -z "${VK_DRIVER_FILES:-}" ]; then
+    export VK_DRIVER_FILES="$icd"
+fi
+
+log "GPU and driver"
+run nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv
+log "Vulkan: loader and ICD files"
+run sh -c 'ldconfig -p | grep libvulkan; ls /usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/nvidia/share/vulkan/icd.d 2>&1'
+log "rnn-wgpu devices"
+run "$BIN" devices
+
+if [ -n "${QUICK:-}" ]; then
+    suite=(--shape 8,20,2,16)
+    small=("lstm 1,100,2,32")
+    torch_shapes=(--shape 8,20,2,16)
+else
+    suite=()
+    small=("lstm 1,100,2,32" "lstm 8,100,2,32" "lstm 64,100,2,32" "lstm 256,100,2,32"
+        "rnn 64,100,2,64" "gru 64,100,2,32" "lstm 64,1000,2,16")
+    torch_shapes=()
+fi
+
+log "parity on this adapter (exits non-zero above 1e-4)"
+for cell in lstm gru rnn; do
+    run "$BIN" parity --cell "$cell" --batch 5 --seq-len 33 --input 7 --hidden 17
+done
+run "$BIN" parity --cell lstm --batch 16 --seq-len 100 --input 32 --hidden 257
+
+log "bench suite: LSTM, forward + BPTT + SGD"
+run "$BIN" bench "${suite[@]}" --runs 10 --warmup 3 --json
+log "persistent recurrence against per-step dispatches"
+for spec in "${small[@]}"; do
+    set -- $spec
+    for recurrence in steps persistent; do
+        run "$BIN" bench --cell "$1" --shape "$2" --recurrence "$recurrence" --runs 10 \
+            --warmup 3 --json
+    done
+done
+
+log "PyTorch LSTM on CUDA (cuDNN), TF32 off, then PyTorch's default"
+for tf32 in off default; do
+    run python3 scripts/pytorch_bench.py --device cuda --tf32 "$tf32" --runs 10 --warmup 3 \
+        "${torch_shapes[@]}"
+done
+log "done"
