@@ -5,7 +5,8 @@
 # default). Everything it prints also lands in $OUT. Not part of CI.
 #
 # That machine has no Rust toolchain and no network. Prepare here, in the repository root:
-#   cargo build --release && mkdir -p .device && cp target/release/rnn-wgpu .device/
+#   cargo build --release && mkdir -p .device && strip -o .device/rnn-wgpu target/release/rnn-wgpu
+#   (stripped: 51 MB of debug info would crowd the 64 MiB a call carries),
 #   and the Vulkan loader into .gl, as the device README says (libvulkan1 and friends);
 #   both folders are in .gitignore, so they travel only when carried.
 # Then call run(command="bash scripts/device_check.sh", carry=[".device", ".gl"],
