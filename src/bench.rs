@@ -201,7 +201,7 @@ pub fn bench_shape(
     let mut engine = Engine::new(gpu, config, &params, optimizer)?;
     engine.set_plan_options(plan_options);
     if let Some(recurrence) = recurrence {
-        engine.set_recurrence(recurrence);
+        engine.set_recurrence(recurrence)?;
     }
     let plan = engine.memory_plan(shape.seq_len, shape.batch)?;
     for _ in 0..warmup {

@@ -892,6 +892,34 @@ fn learning_rate_and_other_reals_not_finite() {
 
 /// Devices are picked by `WGPU_ADAPTER_NAME` (README); a name that matches nothing is refused,
 /// listing what there is (no adapter is needed to see this).
+/// The persistent recurrence for a model whose W_hh does not fit its workgroup memory, and a
+/// recurrence that does not exist.
+#[test]
+fn recurrences_that_cannot_apply_are_refused() {
+    let dir = TempDir::new("bad-input-recurrence");
+    let args = train(&[
+        "--device",
+        "gpu",
+        "--cell",
+        "lstm",
+        "--hidden",
+        "33",
+        "--recurrence",
+        "persistent",
+    ]);
+    assert_mentions(
+        &refused(&dir, &args),
+        &[
+            "--recurrence persistent",
+            "lstm cell's W_hh has 132 x 33 = 4356",
+        ],
+    );
+    assert_mentions(
+        &refused(&dir, &train(&["--recurrence", "sometimes"])),
+        &["unknown recurrence 'sometimes'", "auto, steps, persistent"],
+    );
+}
+
 #[test]
 fn unknown_adapter_name() {
     let dir = TempDir::new("bad-input-adapter");

@@ -28,20 +28,17 @@ pub struct BenchArgs {
     /// Untimed steps first (pipeline compilation, allocation).
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
-    /// How the GPU dispatches time steps: auto, steps (a recurrent GEMM and a cell kernel per
-    /// step) or persistent (a segment's steps in one workgroup; small models only).
-    #[arg(long, default_value = "auto")]
-    pub recurrence: Recurrence,
     /// One JSON object per result instead of the table.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub memory: MemoryArgs,
+    pub engine: GpuArgs,
 }
 
-/// GPU memory planning options, shared by `train` and `bench`.
+/// GPU engine options, shared by `train` and `bench`: memory planning and how time steps are
+/// dispatched.
 #[derive(clap::Args, Clone, Debug)]
-pub struct MemoryArgs {
+pub struct GpuArgs {
     /// Activation recomputation: off, auto (only when the --max-memory budget needs it) or K
     /// (keep the state every K steps and recompute each segment during the backward pass).
     #[arg(long, default_value = "auto")]
@@ -49,9 +46,13 @@ pub struct MemoryArgs {
     /// GPU memory budget, e.g. 4G or 512M (wgpu cannot tell how much an adapter has).
     #[arg(long, value_parser = parse_bytes)]
     pub max_memory: Option<u64>,
+    /// How the GPU dispatches time steps: auto, steps (a recurrent GEMM and a cell kernel per
+    /// step) or persistent (a segment's steps in one workgroup; small models only).
+    #[arg(long, default_value = "auto")]
+    pub recurrence: Recurrence,
 }
 
-impl MemoryArgs {
+impl GpuArgs {
     pub fn options(&self) -> PlanOptions {
         PlanOptions {
             recompute: self.recompute,
@@ -111,8 +112,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 shape,
                 args.warmup,
                 args.runs,
-                args.memory.options(),
-                args.recurrence,
+                args.engine.options(),
+                args.engine.recurrence,
             )?;
             if args.json {
                 println!("{}", r.to_json());

@@ -137,7 +137,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 100)]
     pub grad_norms_every: u64,
     #[command(flatten)]
-    pub memory: super::bench::MemoryArgs,
+    pub engine: super::bench::GpuArgs,
     /// Truncated BPTT: one update per chunk of K steps, the state carried from chunk to chunk
     /// with gradients stopped at the borders. --task text then reads the file as --batch
     /// contiguous streams; other tasks cut each --seq-len batch into chunks.
@@ -229,7 +229,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Device::Cpu => None,
     };
     let mut engine = Engine::new(gpu.as_ref(), config, &params, optimizer)?;
-    engine.set_plan_options(args.memory.options());
+    engine.set_plan_options(args.engine.options());
+    engine.set_recurrence(args.engine.recurrence)?;
     engine.set_dropout_seed(args.seed);
     // Plan before anything runs: a configuration that cannot fit stops here, naming why.
     let plan = engine.memory_plan(data.seq_len(), args.batch)?;

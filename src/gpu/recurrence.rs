@@ -31,19 +31,26 @@ impl Recurrence {
         config.gate_rows() * config.hidden_size <= PERSISTENT_WEIGHTS
     }
 
-    /// The concrete choice for `config` at `batch` rows on this adapter.
-    pub fn resolve(self, gpu: &Gpu, config: &ModelConfig, batch: usize) -> Result<Self, Error> {
-        match self {
-            Recurrence::Steps => Ok(Recurrence::Steps),
-            Recurrence::Persistent if Self::fits(config) => Ok(Recurrence::Persistent),
-            Recurrence::Persistent => Err(Error::Config(format!(
-                "the persistent recurrence keeps W_hh in {PERSISTENT_WEIGHTS} floats of \
-                 workgroup memory; this {:?} cell's W_hh has {} x {} = {}",
+    /// Refuses `Persistent` for a model whose W_hh does not fit.
+    pub fn check(self, config: &ModelConfig) -> Result<(), Error> {
+        if self == Recurrence::Persistent && !Self::fits(config) {
+            return Err(Error::Config(format!(
+                "--recurrence persistent keeps W_hh in {PERSISTENT_WEIGHTS} floats of \
+                 workgroup memory; this {} cell's W_hh has {} x {} = {} (use steps or auto)",
                 config.cell,
                 config.gate_rows(),
                 config.hidden_size,
                 config.gate_rows() * config.hidden_size
-            ))),
+            )));
+        }
+        Ok(())
+    }
+
+    /// The concrete choice for `config` at `batch` rows on this adapter.
+    pub fn resolve(self, gpu: &Gpu, config: &ModelConfig, batch: usize) -> Result<Self, Error> {
+        self.check(config)?;
+        match self {
+            Recurrence::Steps | Recurrence::Persistent => Ok(self),
             Recurrence::Auto => {
                 let fmas = batch * config.gate_rows() * config.hidden_size;
                 let limit = if gpu.info.device_type == wgpu::DeviceType::Cpu {
