@@ -6,7 +6,8 @@ use rnn_wgpu::gpu::{GpuModel, GpuOutput, Request};
 use rnn_wgpu::parity::random_problem;
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
 
-fn bits(out: &GpuOutput) -> Vec<u32> {
+/// Every word a run returns that a reduction order could change.
+pub(super) fn bits(out: &GpuOutput) -> Vec<u32> {
     let mut words = vec![out.loss.to_bits()];
     let grads = out.grads.as_ref().unwrap();
     for (_, values) in grads.tensors() {

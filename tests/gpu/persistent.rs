@@ -4,6 +4,7 @@
 //! last float, more units and gate rows than the 256 invocations, the refusal past the cache,
 //! and bit-identical reruns.
 
+use super::determinism::bits;
 use super::{gpu, seed};
 use rnn_wgpu::gpu::{GpuModel, Recurrence, Request};
 use rnn_wgpu::parity::{random_problem, run_parity, TOLERANCE};
@@ -90,14 +91,7 @@ fn persistent_runs_are_bit_identical() {
         let run = || {
             let mut model = GpuModel::new(gpu(), config, &params).unwrap();
             model.recurrence = Recurrence::Persistent;
-            let out = model.run(gpu(), &batch, Request::everything()).unwrap();
-            let mut words: Vec<u32> = vec![out.loss.to_bits()];
-            let grads = out.grads.expect("gradients were requested");
-            for (_, g) in grads.tensors() {
-                words.extend(g.iter().map(|v| v.to_bits()));
-            }
-            words.extend(out.grad_norm_h.unwrap().iter().map(|v| v.to_bits()));
-            words
+            bits(&model.run(gpu(), &batch, Request::everything()).unwrap())
         };
         let (first, second) = (run(), run());
         let differing = first.iter().zip(&second).filter(|(a, b)| a != b).count();
