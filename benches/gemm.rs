@@ -54,13 +54,19 @@ fn gemm(c: &mut Criterion) {
         let shape = format!("{what}_{m}x{n}x{k}_{op}");
 
         // The first product compiles the pipeline.
-        time_products(&gpu, GemmKernel::Auto, (m, n, k), (trans_a, trans_b), 1)
-            .expect("a product the engine records");
+        time_products(
+            &gpu,
+            (GemmKernel::Auto, None),
+            (m, n, k),
+            (trans_a, trans_b),
+            1,
+        )
+        .expect("a product the engine records");
         group.bench_function(format!("wgpu_gemm_{shape}"), |bencher| {
             bencher.iter_custom(|iters| {
                 let seconds = time_products(
                     &gpu,
-                    GemmKernel::Auto,
+                    (GemmKernel::Auto, None),
                     (m, n, k),
                     (trans_a, trans_b),
                     iters as usize,

@@ -3,7 +3,10 @@
 //! printed), on the GEMM alone: `reps` products recorded into one submission, no upload or
 //! read-back inside the timing.
 //!
-//! `cargo run --release --example gemm_speed [ROUNDS] [--all]`; `--all` adds every block kernel.
+//! `cargo run --release --example gemm_speed [ROUNDS] [--all] [--product M,N,K,OP]...
+//! [--k-chunk N] [--auto-only]`; `--all` adds every block kernel, `--product` (repeatable; OP is nn, nt, tn or
+//! tt) times those products instead of the built-in list, `--k-chunk` runs K in chunks of N,
+//! `--auto-only` leaves out the `gemm_tiled` baseline.
 
 use rnn_wgpu::gpu::gemm::{time_products, GemmKernel};
 use rnn_wgpu::gpu::Gpu;
@@ -29,8 +32,25 @@ const SHAPES: [Product; 10] = [
 fn main() -> Result<(), rnn_wgpu::Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rounds: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(3);
+    // `--product M,N,K,OP` (OP: nn, nt, tn or tt) times that product instead of SHAPES.
+    let custom: Vec<Product> = args
+        .windows(2)
+        .filter(|w| w[0] == "--product")
+        .map(|w| parse_product(&w[1]))
+        .collect();
+    let products: &[Product] = if custom.is_empty() { &SHAPES } else { &custom };
+    // `--k-chunk N` runs K in chunks of N rows (one dispatch each) instead of the automatic rule.
+    let k_chunk: Option<usize> = args
+        .windows(2)
+        .find(|w| w[0] == "--k-chunk")
+        .and_then(|w| w[1].parse().ok());
     let gpu = Gpu::new()?;
-    let mut kernels = vec![GemmKernel::Tiled, GemmKernel::Auto];
+    // `--auto-only`: just Auto's choice (the Tiled baseline takes seconds on large products).
+    let mut kernels = if args.iter().any(|a| a == "--auto-only") {
+        vec![GemmKernel::Auto]
+    } else {
+        vec![GemmKernel::Tiled, GemmKernel::Auto]
+    };
     if args.iter().any(|a| a == "--all") {
         kernels.extend(&GemmKernel::forced(&gpu)[1..]);
     }
@@ -39,20 +59,26 @@ fn main() -> Result<(), rnn_wgpu::Error> {
         "{:<20} {:>16} {:>3}  {:<12} {:>10} {:>9} {:>8}",
         "product", "m x n x k", "op", "kernel", "ms", "GFLOP/s", "speedup"
     );
-    for (what, shape, trans) in SHAPES {
+    for &(what, shape, trans) in products {
         let (m, n, k) = shape;
         // The first product compiles the pipeline; it also sizes the batch to ~0.3 s.
         let reps: Vec<usize> = kernels
             .iter()
             .map(|&kernel| {
-                let once = time_products(&gpu, kernel, shape, trans, 1)?;
+                let once = time_products(&gpu, (kernel, k_chunk), shape, trans, 1)?;
                 Ok((0.3 / once).clamp(1.0, 200.0) as usize)
             })
             .collect::<Result<_, rnn_wgpu::Error>>()?;
         let mut times = vec![Vec::new(); kernels.len()];
         for _ in 0..rounds {
             for (i, &kernel) in kernels.iter().enumerate() {
-                times[i].push(time_products(&gpu, kernel, shape, trans, reps[i])?);
+                times[i].push(time_products(
+                    &gpu,
+                    (kernel, k_chunk),
+                    shape,
+                    trans,
+                    reps[i],
+                )?);
             }
         }
         let medians: Vec<f64> = times
@@ -88,4 +114,24 @@ fn main() -> Result<(), rnn_wgpu::Error> {
     }
     println!("* = Auto's choice; speedup against the first row of each product");
     Ok(())
+}
+
+fn parse_product(text: &str) -> Product {
+    let parts: Vec<&str> = text.split(',').collect();
+    let dim = |i: usize| -> usize {
+        parts
+            .get(i)
+            .and_then(|d| d.parse().ok())
+            .unwrap_or_else(|| {
+                eprintln!("--product {text}: expected M,N,K,OP such as 128,1024,256,nt");
+                std::process::exit(2)
+            })
+    };
+    let op = parts.get(3).copied().unwrap_or("nn").as_bytes();
+    let transposed = |i: usize| op.get(i) == Some(&b't');
+    (
+        "product",
+        (dim(0), dim(1), dim(2)),
+        (transposed(0), transposed(1)),
+    )
 }

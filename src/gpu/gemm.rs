@@ -12,6 +12,12 @@ use std::sync::OnceLock;
 /// Output tile edge of `gemm_tiled`, in both M and N.
 const TILE: u64 = 64;
 
+/// `auto_k_chunk`: operands larger than this (both, over all of K) are taken to miss a CPU's caches;
+/// a chunk's slices of them span about `CHUNK_BYTES`, and at least `MIN_CHUNK` rows of K.
+const OUT_OF_CACHE_BYTES: usize = 16 << 20;
+const CHUNK_BYTES: usize = 4 << 20;
+const MIN_CHUNK: usize = 256;
+
 /// Invocations per workgroup of the `gemm_block_*` kernels: one 8-wide SIMD loop of llvmpipe.
 const BLOCK_GROUP: u64 = 8;
 
@@ -238,15 +244,25 @@ pub fn record_gemm(
     c: Output,
     dummy: &wgpu::Buffer,
 ) -> Result<(), Error> {
-    record_gemm_using(gpu, recorder, GemmKernel::Auto, shape, a, b, c, dummy)
+    record_gemm_using(
+        gpu,
+        recorder,
+        (GemmKernel::Auto, None),
+        shape,
+        a,
+        b,
+        c,
+        dummy,
+    )
 }
 
-/// `record_gemm` with the entry point chosen by the caller.
+/// `record_gemm` with the entry point and the K-chunk length (`None`: `auto_k_chunk`'s choice) chosen
+/// by the caller.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record_gemm_using(
     gpu: &Gpu,
     recorder: &mut Recorder,
-    kernel: GemmKernel,
+    (kernel, k_chunk): (GemmKernel, Option<usize>),
     (m, n, k): (usize, usize, usize),
     a: Operand,
     b: Operand,
@@ -326,13 +342,55 @@ pub(crate) fn record_gemm_using(
         }
     };
     let bias = c.bias.map_or(dummy, |(buffer, _)| buffer);
-    recorder.dispatch(
-        entry,
-        &params,
-        &[a.buffer, b.buffer, bias, c.buffer],
-        groups,
-    );
-    Ok(())
+    // Element strides of op(A) and op(B) along K, to step a chunk's operands.
+    let a_k = if a.transposed { a.row_stride } else { 1 };
+    let b_k = if b.transposed { 1 } else { b.row_stride };
+    let tile = match (kernel.lanes(), kernel.block()) {
+        (Some((tile, _)), _) => tile,
+        (None, Some((r, c))) => (r, c),
+        (None, None) => (TILE, TILE),
+    };
+    let chunk = k_chunk.map_or_else(|| auto_k_chunk(gpu, (m, n, k), tile), |c| c.max(1));
+    let mut first = 0;
+    loop {
+        let len = chunk.min(k - first);
+        let chunk_params = GemmParams {
+            k: len as u32,
+            a_offset: (a.offset + first * a_k) as u32,
+            b_offset: (b.offset + first * b_k) as u32,
+            // Later chunks continue from what the earlier ones stored.
+            accumulate: (first > 0 || c.accumulate) as u32,
+            has_bias: (first == 0 && c.bias.is_some()) as u32,
+            ..params
+        };
+        recorder.dispatch(
+            entry,
+            &chunk_params,
+            &[a.buffer, b.buffer, bias, c.buffer],
+            groups,
+        );
+        first += len;
+        if first >= k {
+            return Ok(());
+        }
+    }
+}
+
+/// How much of K one dispatch covers. On a CPU adapter, a product with a long K (the weight
+/// gradients: K = T * B rows) whose operands outgrow the caches streams each operand from
+/// memory once per tile that reads it: A once per column of tiles, B once per row. Run in
+/// K-chunks whose slices of both operands fit in `CHUNK_BYTES`, one dispatch after another,
+/// all the tiles of a chunk find them in cache. A tile's accumulator starts from what the
+/// previous chunk stored and adds the same k in the same order, so the result is bit-identical
+/// to one dispatch. Where only one tile spans M or N nothing is read twice, and GPUs get one
+/// dispatch (each costs microseconds; their caches are not what limits these products).
+fn auto_k_chunk(gpu: &Gpu, (m, n, k): (usize, usize, usize), (rows, cols): (u64, u64)) -> usize {
+    let reread = m as u64 > rows && n as u64 > cols;
+    let bytes = 4 * k * (m + n);
+    if gpu.info.device_type != wgpu::DeviceType::Cpu || !reread || bytes <= OUT_OF_CACHE_BYTES {
+        return k.max(1);
+    }
+    (CHUNK_BYTES / (4 * (m + n))).max(MIN_CHUNK)
 }
 
 /// `op(A) op(B) (+ bias) (+ C)` for arrays on the host: uploads, runs one GEMM, reads back.
@@ -348,7 +406,7 @@ pub fn matmul(
 ) -> Result<Array2<f32>, Error> {
     let (product, _) = matmul_using(
         gpu,
-        GemmKernel::Auto,
+        (GemmKernel::Auto, None),
         0,
         (a, trans_a),
         (b, trans_b),
@@ -358,12 +416,12 @@ pub fn matmul(
     Ok(product)
 }
 
-/// `matmul` on a chosen entry point, with every matrix placed inside a larger buffer as the
+/// `matmul` on a chosen entry point and K-chunk length (see `record_gemm_using`), with every matrix placed inside a larger buffer as the
 /// engine's time-step slices are: `pad` NaN words before it and after each of its rows. Returns
 /// the product and whether every word of C's buffer outside the product is still NaN.
 pub fn matmul_using(
     gpu: &Gpu,
-    kernel: GemmKernel,
+    kernel: (GemmKernel, Option<usize>),
     pad: usize,
     (a, trans_a): (ArrayView2<f32>, bool),
     (b, trans_b): (ArrayView2<f32>, bool),
@@ -450,7 +508,7 @@ pub fn matmul_using(
 /// recorded into one submission (the GEMM alone: no upload or read-back inside the timing).
 pub fn time_products(
     gpu: &Gpu,
-    kernel: GemmKernel,
+    kernel: (GemmKernel, Option<usize>),
     (m, n, k): (usize, usize, usize),
     (trans_a, trans_b): (bool, bool),
     reps: usize,

@@ -159,7 +159,7 @@ fn every_gemm_kernel_matches_ndarray_inside_larger_buffers() {
             for case in cases(shape, &mut rng) {
                 let (got, padding_kept) = matmul_using(
                     gpu(),
-                    kernel,
+                    (kernel, None),
                     3,
                     (case.a.view(), case.trans_a),
                     (case.b.view(), case.trans_b),
@@ -177,6 +177,95 @@ fn every_gemm_kernel_matches_ndarray_inside_larger_buffers() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A product run as K-chunks, one dispatch each (what CPU adapters do for the weight
+/// gradients), against the same product in one dispatch: the same bits from the kernels that
+/// start from bias + C (every CPU-adapter kernel), within tolerance of f64 from `gemm_tiled`
+/// (which adds them at the end). Chunks of 1, 3 and 17 rows of K, K not a multiple of them.
+#[test]
+fn k_chunks_give_the_bits_of_one_dispatch() {
+    let mut rng = StdRng::seed_from_u64(seed(9));
+    let mut failures = Vec::new();
+    for kernel in GemmKernel::forced(gpu()) {
+        for shape in [(17, 65, 40), (70, 3, 65), (3, 66, 257)] {
+            for case in cases(shape, &mut rng) {
+                let run = |k_chunk| {
+                    matmul_using(
+                        gpu(),
+                        (kernel, k_chunk),
+                        3,
+                        (case.a.view(), case.trans_a),
+                        (case.b.view(), case.trans_b),
+                        case.bias.as_ref().map(|v| v.as_slice().unwrap()),
+                        case.c0.as_ref().map(|c| c.view()),
+                    )
+                    .unwrap()
+                };
+                let (whole, _) = run(Some(usize::MAX));
+                for chunk in [1, 3, 17] {
+                    let (got, padding_kept) = run(Some(chunk));
+                    let label = format!("{kernel:?} chunk {chunk} {}", case.label);
+                    if !padding_kept {
+                        failures.push(format!("{label}: wrote outside C"));
+                    }
+                    if let Some(why) = mismatch(&case, &got) {
+                        failures.push(format!("{label}: {why}"));
+                    }
+                    let same_bits = got
+                        .iter()
+                        .zip(&whole)
+                        .all(|(x, y)| x.to_bits() == y.to_bits());
+                    if kernel != GemmKernel::Tiled && !same_bits {
+                        let differ = got.iter().zip(&whole).filter(|(x, y)| x != y).count();
+                        failures.push(format!(
+                            "{label}: {differ} elements differ from one dispatch"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `matmul`'s automatic K-chunks: a weight-gradient-sized product (operands past 16 MiB, more
+/// than one tile along M and N) runs in several dispatches on a CPU adapter and one on a GPU,
+/// and still matches f64; a recurrent product (operands of a few MiB) is one dispatch anywhere.
+#[test]
+fn long_products_run_in_k_chunks_on_cpu_adapters() {
+    // A context of its own: the shared one counts the work of tests running beside this one.
+    let gpu = rnn_wgpu::gpu::Gpu::new().expect("GPU tests need an adapter");
+    let mut rng = StdRng::seed_from_u64(seed(10));
+    let dispatches = |a: &Array2<f32>, b: &Array2<f32>| {
+        let before = gpu.work_counts().dispatches;
+        let got = matmul(&gpu, a.view(), true, b.view(), false, None, None).unwrap();
+        (got, gpu.work_counts().dispatches - before)
+    };
+    // dW = dgates^T h over 33,000 rows: [33000, 130]^T x [33000, 67]
+    let (a, b) = (random(33_000, 130, &mut rng), random(33_000, 67, &mut rng));
+    let (got, long) = dispatches(&a, &b);
+    let case = Case {
+        label: "dW".into(),
+        want: to64(&a).t().dot(&to64(&b)),
+        a,
+        trans_a: true,
+        b,
+        trans_b: false,
+        bias: None,
+        c0: None,
+    };
+    assert_eq!(mismatch(&case, &got), None);
+    let (_, short) = dispatches(&random(1024, 128, &mut rng), &random(1024, 256, &mut rng));
+    assert_eq!(short, 1, "a [1024, 128]^T x [1024, 256] product");
+    if gpu.info.device_type == wgpu::DeviceType::Cpu {
+        assert!(
+            long > 1,
+            "{long} dispatch(es) for [33000, 130]^T x [33000, 67]"
+        );
+    } else {
+        assert_eq!(long, 1);
+    }
 }
 
 /// The host's choice: tiles on GPUs; on CPU adapters the block shape that fits the product.
