@@ -12,8 +12,8 @@ use std::sync::OnceLock;
 /// Output tile edge of `gemm_tiled`, in both M and N.
 const TILE: u64 = 64;
 
-/// `auto_k_chunk`: operands larger than this (both, over all of K) are taken to miss a CPU's caches;
-/// a chunk's slices of them span about `CHUNK_BYTES`, and at least `MIN_CHUNK` rows of K.
+/// `auto_k_chunk`: operands larger than this (both, over all of K) are taken to miss a CPU's
+/// caches; a chunk's slices of them span about `CHUNK_BYTES`, and at least `MIN_CHUNK` rows of K.
 const OUT_OF_CACHE_BYTES: usize = 16 << 20;
 const CHUNK_BYTES: usize = 4 << 20;
 const MIN_CHUNK: usize = 256;
@@ -256,8 +256,8 @@ pub fn record_gemm(
     )
 }
 
-/// `record_gemm` with the entry point and the K-chunk length (`None`: `auto_k_chunk`'s choice) chosen
-/// by the caller.
+/// `record_gemm` with the entry point and the K-chunk length (`None`: `auto_k_chunk`'s choice)
+/// chosen by the caller.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record_gemm_using(
     gpu: &Gpu,
@@ -380,9 +380,10 @@ pub(crate) fn record_gemm_using(
 /// gradients: K = T * B rows) whose operands outgrow the caches streams each operand from
 /// memory once per tile that reads it: A once per column of tiles, B once per row. Run in
 /// K-chunks whose slices of both operands fit in `CHUNK_BYTES`, one dispatch after another,
-/// all the tiles of a chunk find them in cache. A tile's accumulator starts from what the
-/// previous chunk stored and adds the same k in the same order, so the result is bit-identical
-/// to one dispatch. Where only one tile spans M or N nothing is read twice, and GPUs get one
+/// all the tiles of a chunk find them in cache. The CPU adapters' kernels start a tile's sums
+/// from bias + C, so each chunk continues from what the previous one stored with the same k in
+/// the same order: the result is bit-identical to one dispatch (`gemm_tiled` adds C at the end:
+/// chunking it, possible only when forced, rounds differently). Where only one tile spans M or N nothing is read twice, and GPUs get one
 /// dispatch (each costs microseconds; their caches are not what limits these products).
 fn auto_k_chunk(gpu: &Gpu, (m, n, k): (usize, usize, usize), (rows, cols): (u64, u64)) -> usize {
     let reread = m as u64 > rows && n as u64 > cols;
@@ -416,9 +417,10 @@ pub fn matmul(
     Ok(product)
 }
 
-/// `matmul` on a chosen entry point and K-chunk length (see `record_gemm_using`), with every matrix placed inside a larger buffer as the
-/// engine's time-step slices are: `pad` NaN words before it and after each of its rows. Returns
-/// the product and whether every word of C's buffer outside the product is still NaN.
+/// `matmul` on a chosen entry point and K-chunk length (see `record_gemm_using`), with every
+/// matrix placed inside a larger buffer as the engine's time-step slices are: `pad` NaN words
+/// before it and after each of its rows. Returns the product and whether every word of C's
+/// buffer outside the product is still NaN.
 pub fn matmul_using(
     gpu: &Gpu,
     kernel: (GemmKernel, Option<usize>),
