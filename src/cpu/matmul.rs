@@ -1,10 +1,12 @@
 //! Matrix products for the CPU reference: `c = a b + beta c` for operands of any layout and a
-//! row-major `c`. Large products go to matrixmultiply's packed GEMM (through ndarray), split
-//! into blocks of rows or columns over the threads; products with one small dimension (an
+//! row-major `c`. Tall products with a small right operand run the per-step products' packed
+//! kernel (`packed.rs`: AVX-512 or AVX2) over blocks of rows; other large ones go to
+//! matrixmultiply's packed GEMM (through ndarray); both split into blocks over the threads; products with one small dimension (an
 //! input or output width of a few features) would spend most of their time packing there, so
 //! they have loops of their own that stream the large operand once.
 
 use super::math::dot;
+use super::packed::PackedWeight;
 use super::parallel;
 use crate::Float;
 use ndarray::linalg::general_mat_mul;
@@ -12,6 +14,10 @@ use ndarray::{Array2, ArrayRef2, ArrayView1, Axis};
 
 /// Dimensions up to this take the streaming kernels instead of GEMM.
 const SKINNY: usize = 8;
+
+/// The largest right operand (elements) packed for `PackedWeight`: 1 MiB of f32, whose panels
+/// stay in a core's L2 while the left operand streams past.
+const PACKED_MAX: usize = 1 << 18;
 
 /// Rows (or columns) of a GEMM block are a multiple of this: whole microkernel tiles.
 const TILE: usize = 8;
@@ -107,6 +113,19 @@ pub fn product_into<F: Float>(a: &ArrayRef2<F>, b: &ArrayRef2<F>, beta: F, c: &m
             });
             return;
         }
+        if m >= n && k * n <= PACKED_MAX && a.strides()[1] == 1 {
+            // A tall product with a small right operand (the input projection x W_ih^T, dx =
+            // dgates W_ih): pack b once into the per-step products' panels, which stay in
+            // cache, and stream blocks of a's rows past them.
+            let packed = PackedWeight::new(b.view());
+            let rows = parallel::chunk_len(m, parts(m.div_ceil(TILE)), TILE);
+            let blocks = a.axis_chunks_iter(Axis(0), rows);
+            let c_blocks = c.axis_chunks_iter_mut(Axis(0), rows);
+            parallel::run(blocks.zip(c_blocks), |(a, mut c)| {
+                packed.product_into(&a, beta, &mut c)
+            });
+            return;
+        }
     }
     // GEMM, in blocks of whole tiles along the longer side of c.
     let axis = if m >= n { Axis(0) } else { Axis(1) };
@@ -178,8 +197,8 @@ mod tests {
         })
     }
 
-    /// Every kernel (streaming rows, streaming columns, dots, the transposed case, GEMM, and
-    /// blocks over threads for the large ones), both layouts of each operand, beta 0 and 1.5.
+    /// Every kernel (streaming rows, streaming columns, dots, the transposed case, the packed
+    /// small right operand, GEMM, and blocks over threads for the large ones), both layouts of each operand, beta 0 and 1.5.
     #[test]
     fn every_path_matches_the_triple_loop() {
         let shapes = [
@@ -191,6 +210,8 @@ mod tests {
             (700, 600, 5),
             (33, 17, 9),
             (257, 130, 513),
+            (1000, 64, 96),
+            (130, 513, 40),
             (1, 1, 1),
             (4, 0, 3),
         ];
