@@ -8,9 +8,9 @@
 use crate::Float;
 use std::any::TypeId;
 
-/// Defines a function over slices whose body is compiled twice: for AVX2 (8 f32 lanes), run
-/// where the CPU has it, and for the x86-64 baseline (4 lanes). Neither enables FMA, so both
-/// give the same bits. Each copy is a function of its own, so its slice arguments keep their
+/// Defines a function over slices whose body is compiled three times: for AVX-512 (16 f32
+/// lanes) and AVX2 (8), each run where the CPU has it, and for the x86-64 baseline (4 lanes).
+/// Rust never contracts a multiply and an add into an FMA, so all three give the same bits. Each copy is a function of its own, so its slice arguments keep their
 /// no-alias guarantee, which the vectorizer needs: inlined into its caller, the cell loop ran
 /// its scalar fallback.
 macro_rules! vectorized_fn {
@@ -33,6 +33,17 @@ macro_rules! vectorized_fn {
                 body($($arg),*)
             }
             #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f")]
+            #[inline(never)]
+            unsafe fn avx512<F: Float>($($arg: $ty),*) {
+                body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            if $crate::cpu::math::has_avx512() {
+                // SAFETY: this CPU has AVX-512F.
+                return unsafe { avx512($($arg),*) };
+            }
+            #[cfg(target_arch = "x86_64")]
             if $crate::cpu::math::has_avx2() {
                 // SAFETY: this CPU has AVX2.
                 return unsafe { avx2($($arg),*) };
@@ -48,6 +59,13 @@ pub(crate) use vectorized_fn;
 pub fn has_avx2() -> bool {
     static HAS_AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *HAS_AVX2.get_or_init(|| std::arch::is_x86_feature_detected!("avx2"))
+}
+
+/// Whether this CPU has AVX-512F (checked once).
+#[cfg(target_arch = "x86_64")]
+pub fn has_avx512() -> bool {
+    static HAS_AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS_AVX512.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
 }
 
 /// `1 / (1 + e^-v)`; saturates to 0 or 1 without producing NaN.
