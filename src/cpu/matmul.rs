@@ -6,11 +6,11 @@
 //! they have loops of their own that stream the large operand once.
 
 use super::math::dot;
-use super::packed::PackedWeight;
+use super::packed::{self, PackedWeight, PANEL};
 use super::parallel;
 use crate::Float;
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayRef2, ArrayView1, Axis};
+use ndarray::{s, Array2, ArrayRef2, ArrayView1, Axis};
 
 /// Dimensions up to this take the streaming kernels instead of GEMM.
 const SKINNY: usize = 8;
@@ -18,6 +18,11 @@ const SKINNY: usize = 8;
 /// The largest right operand (elements) packed for `PackedWeight`: 1 MiB of f32, whose panels
 /// stay in a core's L2 while the left operand streams past.
 const PACKED_MAX: usize = 1 << 18;
+
+/// Products with at least this K (and N > SKINNY) run as K-blocks of `K_BLOCK` rows through
+/// the packed kernel where it runs (f32 on AVX2 or AVX-512).
+const LONG_K: usize = 1024;
+const K_BLOCK: usize = 512;
 
 /// Rows (or columns) of a GEMM block are a multiple of this: whole microkernel tiles.
 const TILE: usize = 8;
@@ -126,6 +131,23 @@ pub fn product_into<F: Float>(a: &ArrayRef2<F>, b: &ArrayRef2<F>, beta: F, c: &m
             });
             return;
         }
+        if k >= LONG_K && packed::packs::<F>() {
+            // A long product (the weight gradients dW = dgates^T h over all T * B rows): b in
+            // blocks of K_BLOCK rows, each packed into panels that stay in L2 while all of a's
+            // rows stream past, the columns of c split over the threads; c adds up the blocks.
+            let cols = parallel::chunk_len(n, parts(n.div_ceil(2 * PANEL)), 2 * PANEL);
+            let b_blocks = b.axis_chunks_iter(Axis(1), cols);
+            let c_blocks = c.axis_chunks_iter_mut(Axis(1), cols);
+            parallel::run(b_blocks.zip(c_blocks), |(b, mut c)| {
+                for start in (0..k).step_by(K_BLOCK) {
+                    let end = (start + K_BLOCK).min(k);
+                    let packed = PackedWeight::new(b.slice(s![start..end, ..]));
+                    let beta = if start == 0 { beta } else { F::one() };
+                    packed.product_into(&a.slice(s![.., start..end]), beta, &mut c);
+                }
+            });
+            return;
+        }
     }
     // GEMM, in blocks of whole tiles along the longer side of c.
     let axis = if m >= n { Axis(0) } else { Axis(1) };
@@ -198,7 +220,8 @@ mod tests {
     }
 
     /// Every kernel (streaming rows, streaming columns, dots, the transposed case, the packed
-    /// small right operand, GEMM, and blocks over threads for the large ones), both layouts of each operand, beta 0 and 1.5.
+    /// small right operand, the packed K-blocks of a long product, GEMM, and blocks over
+    /// threads for the large ones), both layouts of each operand, beta 0 and 1.5.
     #[test]
     fn every_path_matches_the_triple_loop() {
         let shapes = [
@@ -212,6 +235,8 @@ mod tests {
             (257, 130, 513),
             (1000, 64, 96),
             (130, 513, 40),
+            (70, 1100, 40),
+            (33, 2050, 9),
             (1, 1, 1),
             (4, 0, 3),
         ];

@@ -13,13 +13,15 @@
 #[cfg(target_arch = "x86_64")]
 mod wide;
 
+#[cfg(target_arch = "x86_64")]
+use super::math::has_avx512;
 use crate::Float;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayRef2, ArrayView2};
 use std::any::TypeId;
 
 /// Columns of a panel, and rows of the register tile.
-const PANEL: usize = 16;
+pub(super) const PANEL: usize = 16;
 const TILE_ROWS: usize = 6;
 
 /// A weight w [K, N] prepared as the right operand of many products.
@@ -33,7 +35,7 @@ pub struct PackedWeight<'a, F> {
 impl<'a, F: Float> PackedWeight<'a, F> {
     pub fn new(weight: ArrayView2<'a, F>) -> Self {
         let (k, n) = weight.dim();
-        let panels = (TypeId::of::<F>() == TypeId::of::<f32>() && kernel_available()).then(|| {
+        let panels = packs::<F>().then(|| {
             let mut panels = vec![0.0f32; k * n.div_ceil(PANEL) * PANEL];
             for (panel, chunk) in panels.chunks_exact_mut(k * PANEL).enumerate() {
                 for (p, row) in chunk.chunks_exact_mut(PANEL).enumerate() {
@@ -48,18 +50,20 @@ impl<'a, F: Float> PackedWeight<'a, F> {
         PackedWeight { weight, panels }
     }
 
-    /// `c = a w + beta c` for a [M, K] and c [M, N] (beta = 0 ignores c's old values), on the
-    /// calling thread, allocating nothing.
+    /// `c = a w + beta c` for a [M, K] (any non-negative strides: a transposed view too) and c
+    /// [M, N] (rows contiguous; beta = 0 ignores c's old values), on the calling thread,
+    /// allocating nothing.
     pub fn product_into(&self, a: &ArrayRef2<F>, beta: F, c: &mut ArrayRef2<F>) {
         let (k, n) = self.weight.dim();
         let m = a.nrows();
         assert_eq!((a.ncols(), c.dim()), (k, (m, n)), "product shapes disagree");
         let rows_contiguous = |strides: &[isize]| strides[1] == 1 && strides[0] >= 0;
+        let forward = |strides: &[isize]| strides[0] >= 0 && strides[1] >= 0;
         match &self.panels {
-            Some(panels) if rows_contiguous(a.strides()) && rows_contiguous(c.strides()) => {
+            Some(panels) if forward(a.strides()) && rows_contiguous(c.strides()) => {
                 let beta = beta.to_f32().expect("F is f32");
                 // SAFETY: F is f32 (the panels exist only then), so the casts keep the type;
-                // a and c hold m rows of k and n elements at their row strides, and c, being
+                // a holds m x k elements at its strides, c m rows of n at its row stride; c, being
                 // borrowed mutably, overlaps neither a nor the panels; the CPU has AVX2 and
                 // FMA (checked when packing).
                 unsafe {
@@ -68,7 +72,7 @@ impl<'a, F: Float> PackedWeight<'a, F> {
                         k,
                         n,
                         a.as_ptr().cast::<f32>(),
-                        a.strides()[0] as usize,
+                        (a.strides()[0] as usize, a.strides()[1] as usize),
                         panels,
                         beta,
                         c.as_mut_ptr().cast::<f32>(),
@@ -79,6 +83,12 @@ impl<'a, F: Float> PackedWeight<'a, F> {
             _ => general_mat_mul(F::one(), a, &self.weight, beta, c),
         }
     }
+}
+
+/// Whether `PackedWeight<F>` runs the packed kernel (f32 on a CPU that has it) rather than
+/// matrixmultiply.
+pub fn packs<F: Float>() -> bool {
+    TypeId::of::<F>() == TypeId::of::<f32>() && kernel_available()
 }
 
 /// Whether this CPU runs the kernel (checked once).
@@ -97,15 +107,8 @@ fn kernel_available() -> bool {
     }
 }
 
-/// Whether this CPU has AVX-512 (checked once).
-#[cfg(target_arch = "x86_64")]
-fn has_avx512() -> bool {
-    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVAILABLE.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
-}
-
-/// `c = a w + beta c`, w as panels; a [m, k] and c [m, n] with unit column stride and row
-/// strides lda and ldc.
+/// `c = a w + beta c`, w as panels; a [m, k] with element (i, p) at `i * lda.0 + p * lda.1`,
+/// c [m, n] with unit column stride and row stride ldc.
 ///
 /// # Safety
 /// As `PackedWeight::product_into` states; x86-64 with AVX2 and FMA.
@@ -116,7 +119,7 @@ unsafe fn rows_times_panels(
     k: usize,
     n: usize,
     a: *const f32,
-    lda: usize,
+    lda: (usize, usize),
     panels: &[f32],
     beta: f32,
     c: *mut f32,
@@ -145,7 +148,7 @@ unsafe fn rows_times_panels_avx2(
     k: usize,
     n: usize,
     a: *const f32,
-    lda: usize,
+    lda: (usize, usize),
     panels: &[f32],
     beta: f32,
     c: *mut f32,
@@ -164,7 +167,7 @@ unsafe fn rows_times_panels_avx2(
             while row + TILE_ROWS <= m {
                 tile::<TILE_ROWS>(
                     k,
-                    a.add(row * lda),
+                    a.add(row * lda.0),
                     lda,
                     w,
                     beta,
@@ -174,7 +177,7 @@ unsafe fn rows_times_panels_avx2(
                 );
                 row += TILE_ROWS;
             }
-            let (a, c) = (a.add(row * lda), c.add(row * ldc));
+            let (a, c) = (a.add(row * lda.0), c.add(row * ldc));
             match m - row {
                 0 => {}
                 1 => tile::<1>(k, a, lda, w, beta, c, ldc, cols),
@@ -194,7 +197,7 @@ unsafe fn rows_times_panels(
     _k: usize,
     _n: usize,
     _a: *const f32,
-    _lda: usize,
+    _lda: (usize, usize),
     _panels: &[f32],
     _beta: f32,
     _c: *mut f32,
@@ -206,7 +209,7 @@ unsafe fn rows_times_panels(
 /// R rows of c (the first `cols` of its 16 columns): `c = a w_panel + beta c` over k steps.
 ///
 /// # Safety
-/// R rows of k elements at a (stride lda), of `cols` at c (stride ldc); w holds k x 16.
+/// R rows of k elements at a (strides lda), of `cols` at c (stride ldc); w holds k x 16.
 #[allow(clippy::too_many_arguments)]
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
@@ -214,7 +217,7 @@ unsafe fn rows_times_panels(
 unsafe fn tile<const R: usize>(
     k: usize,
     a: *const f32,
-    lda: usize,
+    lda: (usize, usize),
     w: &[f32],
     beta: f32,
     c: *mut f32,
@@ -228,7 +231,7 @@ unsafe fn tile<const R: usize>(
         let w1 = _mm256_loadu_ps(w[8..].as_ptr());
         for (i, acc) in acc.iter_mut().enumerate() {
             // SAFETY: row i < R, column p < k.
-            let a_ip = _mm256_broadcast_ss(unsafe { &*a.add(i * lda + p) });
+            let a_ip = _mm256_broadcast_ss(unsafe { &*a.add(i * lda.0 + p * lda.1) });
             acc[0] = _mm256_fmadd_ps(a_ip, w0, acc[0]);
             acc[1] = _mm256_fmadd_ps(a_ip, w1, acc[1]);
         }
@@ -307,7 +310,7 @@ mod tests {
                     // SAFETY: a holds m rows of k at stride k + 3, c m rows of n at stride
                     // n + 5; the CPU has AVX2 and FMA, and AVX-512 where `wide`.
                     unsafe {
-                        let args = (m, k, n, a.as_ptr(), k + 3, &panels[..], beta);
+                        let args = (m, k, n, a.as_ptr(), (k + 3, 1), &panels[..], beta);
                         if wide {
                             wide::rows_times_panels(
                                 args.0,
@@ -408,6 +411,15 @@ mod tests {
                 PackedWeight::new(w32.view()).product_into(&a32, beta as f32, &mut c32);
                 // Small integers and halves: exact in f32 whatever the order of the sums.
                 assert_eq!(c32.mapv(f64::from), expected, "f32 {m} {k} {n}");
+                // a as a transposed view (strides 1 and m), as the weight gradients pass it.
+                let a32_columns = a32.t().as_standard_layout().into_owned();
+                let mut c32 = start.mapv(|v| v as f32);
+                PackedWeight::new(w32.view()).product_into(&a32_columns.t(), beta as f32, &mut c32);
+                assert_eq!(
+                    c32.mapv(f64::from),
+                    expected,
+                    "f32 {m} {k} {n}, a transposed"
+                );
                 assert!(wide.slice(s![.., n..]).iter().all(|&v| v == 0.0));
             }
         }

@@ -20,7 +20,7 @@ pub(super) unsafe fn rows_times_panels(
     k: usize,
     n: usize,
     a: *const f32,
-    lda: usize,
+    lda: (usize, usize),
     panels: &[f32],
     beta: f32,
     c: *mut f32,
@@ -45,7 +45,7 @@ pub(super) unsafe fn rows_times_panels(
             let c = c.add(panel * PANEL);
             let mut row = 0;
             while row < m {
-                let (a, c) = (a.add(row * lda), c.add(row * ldc));
+                let (a, c) = (a.add(row * lda.0), c.add(row * ldc));
                 let rows = TILE_ROWS.min(m - row);
                 match (rows, pair) {
                     (8, true) => tile::<8, 2>(k, a, lda, w, beta, c, ldc, cols),
@@ -70,7 +70,7 @@ unsafe fn rest<const P: usize>(
     rows: usize,
     k: usize,
     a: *const f32,
-    lda: usize,
+    lda: (usize, usize),
     w: &[f32],
     beta: f32,
     c: *mut f32,
@@ -94,7 +94,7 @@ unsafe fn rest<const P: usize>(
 /// R rows of c over P panels (the first `cols[q]` columns of panel q): `c = a w + beta c`.
 ///
 /// # Safety
-/// R rows of k elements at a (stride lda) and of the panels' columns at c (stride ldc); w
+/// R rows of k elements at a (strides lda) and of the panels' columns at c (stride ldc); w
 /// holds P panels of k x 16, one after another.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
@@ -102,7 +102,7 @@ unsafe fn rest<const P: usize>(
 unsafe fn tile<const R: usize, const P: usize>(
     k: usize,
     a: *const f32,
-    lda: usize,
+    lda: (usize, usize),
     w: &[f32],
     beta: f32,
     c: *mut f32,
@@ -120,7 +120,7 @@ unsafe fn tile<const R: usize, const P: usize>(
         }
         for (i, acc) in acc.iter_mut().enumerate() {
             // SAFETY: row i < R, column p < k.
-            let a_ip = _mm512_set1_ps(unsafe { *a.add(i * lda + p) });
+            let a_ip = _mm512_set1_ps(unsafe { *a.add(i * lda.0 + p * lda.1) });
             for (acc, &wq) in acc.iter_mut().zip(&wp) {
                 *acc = _mm512_fmadd_ps(a_ip, wq, *acc);
             }
