@@ -69,10 +69,12 @@ impl Recurrence {
 }
 
 /// Recurrent FMAs per step (B*G*H*H) up to which one workgroup beat two dispatches per step on
-/// llvmpipe, measured (BENCHMARKS.md): there the persistent workgroup runs on one of the
-/// threads and a dispatch costs 0.05-0.09 ms. At 4096 FMAs every case measured won (0.34-0.70
-/// of the per-step time); at 8192 LSTM B = 2, H = 32 won (0.49) and B = 8, H = 16 lost (1.2).
-const PERSISTENT_CPU_FMAS: usize = 1 << 12;
+/// llvmpipe, measured on two machines (BENCHMARKS.md): there the persistent workgroup runs on
+/// one of the threads while a dispatch costs a fixed 0.05-0.09 ms. On the slower machine every
+/// case up to 4096 won (0.34-0.70 of the per-step time) and at 8192 two of three did (0.49,
+/// 0.80; LSTM B = 8, H = 16 lost, 1.2); on the EPYC every case up to 12,288 won (0.21-0.82) and
+/// at 16,384 two of three did. 8192 is where both machines mostly win.
+const PERSISTENT_CPU_FMAS: usize = 1 << 13;
 
 /// The same for GPUs, from napkin maths only (no GPU has been measured): a dispatch pair costs
 /// 10-20 us, and one workgroup (one multiprocessor) doing 2^18 FMAs, each with a load from
