@@ -2,13 +2,14 @@
 //! square one: `wgpu_gemm_*` is the product `record_gemm` picks on this adapter, `reps`
 //! products recorded into one submission and timed to the end of its read-back (no upload or
 //! allocation inside the timing; see `gemm::time_products`); `cpu_gemm_*` is ndarray's
-//! `general_mat_mul` (matrixmultiply, one thread) on the same operands, the kernel the CPU
-//! engine splits over its threads for the large products.
+//! `general_mat_mul` (matrixmultiply, one thread) on the same operands: what the CPU engine
+//! uses for f64 and on CPUs without AVX2 (with AVX2 or AVX-512, f32 products go to its packed
+//! kernel, `cpu/packed.rs`, timed by the `cpu_lstm_*` benches).
 //!
 //! Throughput is in FLOPs (`2 m n k`), so criterion's "elem/s" reads as FLOP/s. Napkin maths:
 //! each product moves `4 (m k + k n + 2 m n)` bytes at least; at these sizes all of it fits in
-//! the caches, so both sides are bound by arithmetic (this machine: ~176 GFLOP/s with PyTorch on
-//! both cores, ~88 per core; lavapipe's blocked kernels ~1-2.6 GFLOP/s).
+//! the caches, so both sides are bound by arithmetic (BENCHMARKS.md has each machine's
+//! figures).
 //!
 //! `cargo bench --bench gemm` (about a minute on lavapipe; `-- --quick` is faster, `-- wgpu_`
 //! runs one side).
