@@ -3,8 +3,8 @@
 //! printed), on the GEMM alone: `reps` products recorded into one submission, no upload or
 //! read-back inside the timing.
 //!
-//! `cargo run --release --example gemm_speed [ROUNDS] [--all] [--product M,N,K,OP]...
-//! [--k-chunk N] [--auto-only]`; `--all` adds every block kernel, `--product` (repeatable; OP is nn, nt, tn or
+//! `cargo run --release --example gemm_speed [ROUNDS] [--all] [--product M,N,K,OP]... [--k-chunk N]
+//! [--auto-only]`; `--all` adds every block kernel, `--product` (repeatable; OP is nn, nt, tn or
 //! tt) times those products instead of the built-in list, `--k-chunk` runs K in chunks of N,
 //! `--auto-only` leaves out the `gemm_tiled` baseline.
 

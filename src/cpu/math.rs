@@ -8,11 +8,11 @@
 use crate::Float;
 use std::any::TypeId;
 
-/// Defines a function over slices whose body is compiled three times: for AVX-512 (16 f32
-/// lanes) and AVX2 (8), each run where the CPU has it, and for the x86-64 baseline (4 lanes).
-/// Rust never contracts a multiply and an add into an FMA, so all three give the same bits. Each copy is a function of its own, so its slice arguments keep their
-/// no-alias guarantee, which the vectorizer needs: inlined into its caller, the cell loop ran
-/// its scalar fallback.
+/// Defines a function over slices whose body is compiled three times: for AVX-512 (16 f32 lanes)
+/// and AVX2 (8), each run where the CPU has it, and for the x86-64 baseline (4 lanes). Rust never
+/// contracts a multiply and an add into an FMA, so all three give the same bits. Each copy is a
+/// function of its own, so its slice arguments keep their no-alias guarantee, which the vectorizer
+/// needs: inlined into its caller, the cell loop ran its scalar fallback.
 macro_rules! vectorized_fn {
     (
         $(#[$meta:meta])*

@@ -1,9 +1,11 @@
 //! Matrix products for the CPU reference: `c = a b + beta c` for operands of any layout and a
-//! row-major `c`. Tall products with a small right operand run the per-step products' packed
-//! kernel (`packed.rs`: AVX-512 or AVX2) over blocks of rows; other large ones go to
-//! matrixmultiply's packed GEMM (through ndarray); both split into blocks over the threads; products with one small dimension (an
-//! input or output width of a few features) would spend most of their time packing there, so
-//! they have loops of their own that stream the large operand once.
+//! row-major `c`. In f32, where the per-step products' packed kernel runs (`packed.rs`: AVX-512
+//! or AVX2), tall products with a small right operand stream blocks of rows past it packed
+//! once, and long ones (the weight gradients) run as packed K-blocks; the rest go to
+//! matrixmultiply's GEMM (through ndarray). Each is split into blocks over the threads.
+//! Products with one small dimension (an input or output width of a few features) would spend
+//! most of their time packing, so they have loops of their own that stream the large operand
+//! once.
 
 use super::math::dot;
 use super::packed::{self, PackedWeight, PANEL};

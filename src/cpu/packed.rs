@@ -2,7 +2,7 @@
 //! pass (W_hh^T forward, W_hh backward). A general GEMM packs its whole right operand and
 //! allocates its buffers at every call, which here means every step: a sixth of a training
 //! step went there. So in f32 on x86-64 with AVX2 and FMA the weight is packed once, into
-//! panels of 16 columns, and each step streams the rows of `a` (row-major, read in place)
+//! panels of 16 columns, and each step streams the rows of `a` (read in place at its strides)
 //! against the panels with a 6 x 16 register tile: twelve 8-wide accumulators, two loads and six
 //! broadcasts per twelve fused multiply-adds. Where the CPU has AVX-512 the same panels feed an
 //! 8 x 32 tile of 16-wide accumulators (two panels side by side): twice the work per instruction
@@ -63,9 +63,9 @@ impl<'a, F: Float> PackedWeight<'a, F> {
             Some(panels) if forward(a.strides()) && rows_contiguous(c.strides()) => {
                 let beta = beta.to_f32().expect("F is f32");
                 // SAFETY: F is f32 (the panels exist only then), so the casts keep the type;
-                // a holds m x k elements at its strides, c m rows of n at its row stride; c, being
-                // borrowed mutably, overlaps neither a nor the panels; the CPU has AVX2 and
-                // FMA (checked when packing).
+                // a holds m x k elements at its strides, c m rows of n at its row stride; c,
+                // being borrowed mutably, overlaps neither a nor the panels; the CPU has AVX2
+                // and FMA (checked when packing).
                 unsafe {
                     rows_times_panels(
                         m,

@@ -377,14 +377,15 @@ pub(crate) fn record_gemm_using(
 }
 
 /// How much of K one dispatch covers. On a CPU adapter, a product with a long K (the weight
-/// gradients: K = T * B rows) whose operands outgrow the caches streams each operand from
-/// memory once per tile that reads it: A once per column of tiles, B once per row. Run in
-/// K-chunks whose slices of both operands fit in `CHUNK_BYTES`, one dispatch after another,
-/// all the tiles of a chunk find them in cache. The CPU adapters' kernels start a tile's sums
-/// from bias + C, so each chunk continues from what the previous one stored with the same k in
-/// the same order: the result is bit-identical to one dispatch (`gemm_tiled` adds C at the end:
-/// chunking it, possible only when forced, rounds differently). Where only one tile spans M or N nothing is read twice, and GPUs get one
-/// dispatch (each costs microseconds; their caches are not what limits these products).
+/// gradients: K = T * B rows) whose operands outgrow the caches streams each operand from memory
+/// once per tile that reads it: A once per column of tiles, B once per row. Run in K-chunks whose
+/// slices of both operands fit in `CHUNK_BYTES`, one dispatch after another, all the tiles of a
+/// chunk find them in cache. The CPU adapters' kernels start a tile's sums from bias + C, so each
+/// chunk continues from what the previous one stored with the same k in the same order: the result
+/// is bit-identical to one dispatch (`gemm_tiled` adds C at the end: chunking it, possible only
+/// when forced, rounds differently). Where only one tile spans M or N nothing is read twice, and
+/// GPUs get one dispatch (each costs microseconds; their caches are not what limits these
+/// products).
 fn auto_k_chunk(gpu: &Gpu, (m, n, k): (usize, usize, usize), (rows, cols): (u64, u64)) -> usize {
     let reread = m as u64 > rows && n as u64 > cols;
     let bytes = 4 * k * (m + n);
