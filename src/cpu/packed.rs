@@ -67,17 +67,17 @@ impl<'a, F: Float> PackedWeight<'a, F> {
                 // being borrowed mutably, overlaps neither a nor the panels; the CPU has AVX2
                 // and FMA (checked when packing).
                 unsafe {
-                    rows_times_panels(
+                    rows_times_panels(Product {
                         m,
                         k,
                         n,
-                        a.as_ptr().cast::<f32>(),
-                        (a.strides()[0] as usize, a.strides()[1] as usize),
-                        panels,
+                        a: a.as_ptr().cast::<f32>(),
+                        lda: (a.strides()[0] as usize, a.strides()[1] as usize),
+                        w: panels,
                         beta,
-                        c.as_mut_ptr().cast::<f32>(),
-                        c.strides()[0] as usize,
-                    );
+                        c: c.as_mut_ptr().cast::<f32>(),
+                        ldc: c.strides()[0] as usize,
+                    });
                 }
             }
             _ => general_mat_mul(F::one(), a, &self.weight, beta, c),
@@ -107,124 +107,116 @@ fn kernel_available() -> bool {
     }
 }
 
-/// `c = a w + beta c`, w as panels; a [m, k] with element (i, p) at `i * lda.0 + p * lda.1`,
-/// c [m, n] with unit column stride and row stride ldc.
-///
-/// # Safety
-/// As `PackedWeight::product_into` states; x86-64 with AVX2 and FMA.
-#[allow(clippy::too_many_arguments)]
-#[cfg(target_arch = "x86_64")]
-unsafe fn rows_times_panels(
+/// One call of the kernels: `c = a w + beta c` for m rows, where a [m, k] has element (i, p) at
+/// `a + i * lda.0 + p * lda.1`, c [m, n] has unit column stride and row stride `ldc`, and `w`
+/// holds the weight's panels from the first column of c on (beta = 0 ignores c's old values).
+#[derive(Clone, Copy)]
+struct Product<'w> {
     m: usize,
     k: usize,
     n: usize,
     a: *const f32,
     lda: (usize, usize),
-    panels: &[f32],
+    w: &'w [f32],
     beta: f32,
     c: *mut f32,
     ldc: usize,
-) {
-    assert!(panels.len() >= k * n.div_ceil(PANEL) * PANEL);
+}
+
+impl Product<'_> {
+    /// The part of the product on `rows` rows from `row` and the `cols` columns from panel
+    /// `panel` on.
+    ///
+    /// # Safety
+    /// row + rows <= m, and panel * PANEL + cols <= n.
+    unsafe fn part(self, row: usize, rows: usize, panel: usize, cols: usize) -> Self {
+        // SAFETY: as the caller promises, the offsets stay inside a and c.
+        unsafe {
+            Product {
+                m: rows,
+                n: cols,
+                a: self.a.add(row * self.lda.0),
+                w: &self.w[panel * self.k * PANEL..],
+                c: self.c.add(row * self.ldc + panel * PANEL),
+                ..self
+            }
+        }
+    }
+}
+
+/// `p`'s product on AVX-512 where the CPU has it, else on AVX2.
+///
+/// # Safety
+/// As `PackedWeight::product_into` states: a and c hold what `Product` says, c overlaps
+/// neither a nor the panels; x86-64 with AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+unsafe fn rows_times_panels(p: Product) {
+    assert!(p.w.len() >= p.k * p.n.div_ceil(PANEL) * PANEL);
     // SAFETY: as this function's; the AVX-512 one also needs AVX-512F, just checked.
     unsafe {
         if has_avx512() {
-            wide::rows_times_panels(m, k, n, a, lda, panels, beta, c, ldc);
+            wide::rows_times_panels(p);
         } else {
-            rows_times_panels_avx2(m, k, n, a, lda, panels, beta, c, ldc);
+            rows_times_panels_avx2(p);
         }
     }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn rows_times_panels(_: Product) {
+    unreachable!("the kernel exists only on x86-64")
 }
 
 /// `rows_times_panels` with 6 x 16 tiles of 8-wide accumulators.
 ///
 /// # Safety
 /// As `rows_times_panels`.
-#[allow(clippy::too_many_arguments)]
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn rows_times_panels_avx2(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: *const f32,
-    lda: (usize, usize),
-    panels: &[f32],
-    beta: f32,
-    c: *mut f32,
-    ldc: usize,
-) {
-    for (panel, w) in panels
-        .chunks_exact(k * PANEL)
-        .take(n.div_ceil(PANEL))
-        .enumerate()
-    {
-        let cols = PANEL.min(n - panel * PANEL);
+unsafe fn rows_times_panels_avx2(p: Product) {
+    for panel in 0..p.n.div_ceil(PANEL) {
+        let cols = PANEL.min(p.n - panel * PANEL);
         let mut row = 0;
         // SAFETY (each call): rows row..row+R of a and c, columns of this panel, exist.
         unsafe {
-            let c = c.add(panel * PANEL);
-            while row + TILE_ROWS <= m {
-                tile::<TILE_ROWS>(
-                    k,
-                    a.add(row * lda.0),
-                    lda,
-                    w,
-                    beta,
-                    c.add(row * ldc),
-                    ldc,
-                    cols,
-                );
+            while row + TILE_ROWS <= p.m {
+                tile::<TILE_ROWS>(p.part(row, TILE_ROWS, panel, cols));
                 row += TILE_ROWS;
             }
-            let (a, c) = (a.add(row * lda.0), c.add(row * ldc));
-            match m - row {
-                0 => {}
-                1 => tile::<1>(k, a, lda, w, beta, c, ldc, cols),
-                2 => tile::<2>(k, a, lda, w, beta, c, ldc, cols),
-                3 => tile::<3>(k, a, lda, w, beta, c, ldc, cols),
-                4 => tile::<4>(k, a, lda, w, beta, c, ldc, cols),
-                _ => tile::<5>(k, a, lda, w, beta, c, ldc, cols),
+            if row < p.m {
+                let rest = p.part(row, p.m - row, panel, cols);
+                match rest.m {
+                    1 => tile::<1>(rest),
+                    2 => tile::<2>(rest),
+                    3 => tile::<3>(rest),
+                    4 => tile::<4>(rest),
+                    _ => tile::<5>(rest),
+                }
             }
         }
     }
 }
 
-#[cfg(not(target_arch = "x86_64"))]
-#[allow(clippy::too_many_arguments)]
-unsafe fn rows_times_panels(
-    _m: usize,
-    _k: usize,
-    _n: usize,
-    _a: *const f32,
-    _lda: (usize, usize),
-    _panels: &[f32],
-    _beta: f32,
-    _c: *mut f32,
-    _ldc: usize,
-) {
-    unreachable!("the kernel exists only on x86-64")
-}
-
-/// R rows of c (the first `cols` of its 16 columns): `c = a w_panel + beta c` over k steps.
+/// R rows of c over one panel (its first `p.n` <= 16 columns): `c = a w_panel + beta c`.
 ///
 /// # Safety
-/// R rows of k elements at a (strides lda), of `cols` at c (stride ldc); w holds k x 16.
-#[allow(clippy::too_many_arguments)]
+/// As `rows_times_panels`, for `p` with R rows.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn tile<const R: usize>(
-    k: usize,
-    a: *const f32,
-    lda: (usize, usize),
-    w: &[f32],
-    beta: f32,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-) {
+unsafe fn tile<const R: usize>(p: Product) {
     use std::arch::x86_64::*;
+    let Product {
+        k,
+        n: cols,
+        a,
+        lda,
+        w,
+        beta,
+        c,
+        ldc,
+        ..
+    } = p;
     let mut acc = [[_mm256_setzero_ps(); 2]; R];
     for (p, w) in w.chunks_exact(PANEL).take(k).enumerate() {
         let w0 = _mm256_loadu_ps(w.as_ptr());
@@ -310,31 +302,21 @@ mod tests {
                     // SAFETY: a holds m rows of k at stride k + 3, c m rows of n at stride
                     // n + 5; the CPU has AVX2 and FMA, and AVX-512 where `wide`.
                     unsafe {
-                        let args = (m, k, n, a.as_ptr(), (k + 3, 1), &panels[..], beta);
+                        let product = Product {
+                            m,
+                            k,
+                            n,
+                            a: a.as_ptr(),
+                            lda: (k + 3, 1),
+                            w: &panels,
+                            beta,
+                            c: c.as_mut_ptr(),
+                            ldc: n + 5,
+                        };
                         if wide {
-                            wide::rows_times_panels(
-                                args.0,
-                                args.1,
-                                args.2,
-                                args.3,
-                                args.4,
-                                args.5,
-                                args.6,
-                                c.as_mut_ptr(),
-                                n + 5,
-                            );
+                            wide::rows_times_panels(product);
                         } else {
-                            rows_times_panels_avx2(
-                                args.0,
-                                args.1,
-                                args.2,
-                                args.3,
-                                args.4,
-                                args.5,
-                                args.6,
-                                c.as_mut_ptr(),
-                                n + 5,
-                            );
+                            rows_times_panels_avx2(product);
                         }
                     }
                     c

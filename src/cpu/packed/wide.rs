@@ -2,59 +2,38 @@
 //! 16-wide register, two side by side, against 8 rows of `a` at a time: 16 accumulators, two
 //! loads and eight broadcasts per sixteen 16-wide fused multiply-adds.
 
-use super::PANEL;
+use super::{Product, PANEL};
 use std::arch::x86_64::*;
 
 /// Rows of the register tile.
 const TILE_ROWS: usize = 8;
 
-/// `c = a w + beta c` as `super::rows_times_panels` states, two panels at a time (one where the
-/// panel count is odd).
+/// `super::rows_times_panels`, two panels at a time (one where the panel count is odd).
 ///
 /// # Safety
 /// As `super::rows_times_panels`; the CPU has AVX-512F.
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn rows_times_panels(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: *const f32,
-    lda: (usize, usize),
-    panels: &[f32],
-    beta: f32,
-    c: *mut f32,
-    ldc: usize,
-) {
-    let count = n.div_ceil(PANEL);
+pub(super) unsafe fn rows_times_panels(p: Product) {
+    let count = p.n.div_ceil(PANEL);
     let mut panel = 0;
     while panel < count {
         let pair = count - panel >= 2;
-        let w = &panels[panel * k * PANEL..];
-        // Columns of c this tile writes in each of its panels.
-        let cols = [
-            PANEL.min(n - panel * PANEL),
-            if pair {
-                PANEL.min(n - (panel + 1) * PANEL)
-            } else {
-                0
-            },
-        ];
-        // SAFETY (each call): rows row..row+R of a and c, and the tile's panels, exist.
-        unsafe {
-            let c = c.add(panel * PANEL);
-            let mut row = 0;
-            while row < m {
-                let (a, c) = (a.add(row * lda.0), c.add(row * ldc));
-                let rows = TILE_ROWS.min(m - row);
+        // Columns of c this tile writes: one or two panels' worth, fewer at the right edge.
+        let cols = (p.n - panel * PANEL).min(if pair { 2 * PANEL } else { PANEL });
+        let mut row = 0;
+        while row < p.m {
+            let rows = TILE_ROWS.min(p.m - row);
+            // SAFETY: rows row..row+rows of a and c, and the tile's panels, exist.
+            unsafe {
+                let part = p.part(row, rows, panel, cols);
                 match (rows, pair) {
-                    (8, true) => tile::<8, 2>(k, a, lda, w, beta, c, ldc, cols),
-                    (8, false) => tile::<8, 1>(k, a, lda, w, beta, c, ldc, cols),
-                    (r, true) => rest::<2>(r, k, a, lda, w, beta, c, ldc, cols),
-                    (r, false) => rest::<1>(r, k, a, lda, w, beta, c, ldc, cols),
+                    (8, true) => tile::<8, 2>(part),
+                    (8, false) => tile::<8, 1>(part),
+                    (_, true) => rest::<2>(part),
+                    (_, false) => rest::<1>(part),
                 }
-                row += rows;
             }
+            row += rows;
         }
         panel += if pair { 2 } else { 1 };
     }
@@ -63,52 +42,41 @@ pub(super) unsafe fn rows_times_panels(
 /// The last 1-7 rows.
 ///
 /// # Safety
-/// As `tile`, for `rows` rows.
-#[allow(clippy::too_many_arguments)]
+/// As `tile`, for `p.m` rows.
 #[target_feature(enable = "avx512f")]
-unsafe fn rest<const P: usize>(
-    rows: usize,
-    k: usize,
-    a: *const f32,
-    lda: (usize, usize),
-    w: &[f32],
-    beta: f32,
-    c: *mut f32,
-    ldc: usize,
-    cols: [usize; 2],
-) {
-    // SAFETY: as the caller's, for exactly `rows` rows.
+unsafe fn rest<const P: usize>(p: Product) {
+    // SAFETY: as the caller's, for exactly `p.m` rows.
     unsafe {
-        match rows {
-            1 => tile::<1, P>(k, a, lda, w, beta, c, ldc, cols),
-            2 => tile::<2, P>(k, a, lda, w, beta, c, ldc, cols),
-            3 => tile::<3, P>(k, a, lda, w, beta, c, ldc, cols),
-            4 => tile::<4, P>(k, a, lda, w, beta, c, ldc, cols),
-            5 => tile::<5, P>(k, a, lda, w, beta, c, ldc, cols),
-            6 => tile::<6, P>(k, a, lda, w, beta, c, ldc, cols),
-            _ => tile::<7, P>(k, a, lda, w, beta, c, ldc, cols),
+        match p.m {
+            1 => tile::<1, P>(p),
+            2 => tile::<2, P>(p),
+            3 => tile::<3, P>(p),
+            4 => tile::<4, P>(p),
+            5 => tile::<5, P>(p),
+            6 => tile::<6, P>(p),
+            _ => tile::<7, P>(p),
         }
     }
 }
 
-/// R rows of c over P panels (the first `cols[q]` columns of panel q): `c = a w + beta c`.
+/// R rows of c over P panels (the first `p.n` <= 16 * P columns): `c = a w + beta c`.
 ///
 /// # Safety
-/// R rows of k elements at a (strides lda) and of the panels' columns at c (stride ldc); w
-/// holds P panels of k x 16, one after another.
-#[allow(clippy::too_many_arguments)]
+/// As `super::rows_times_panels`, for `p` with R rows and P panels.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn tile<const R: usize, const P: usize>(
-    k: usize,
-    a: *const f32,
-    lda: (usize, usize),
-    w: &[f32],
-    beta: f32,
-    c: *mut f32,
-    ldc: usize,
-    cols: [usize; 2],
-) {
+unsafe fn tile<const R: usize, const P: usize>(p: Product) {
+    let Product {
+        k,
+        n: cols,
+        a,
+        lda,
+        w,
+        beta,
+        c,
+        ldc,
+        ..
+    } = p;
     let mut acc = [[_mm512_setzero_ps(); P]; R];
     let panel_len = k * PANEL;
     assert!(w.len() >= P * panel_len);
@@ -128,13 +96,10 @@ unsafe fn tile<const R: usize, const P: usize>(
     }
     for (i, acc) in acc.iter().enumerate() {
         for (q, &acc) in acc.iter().enumerate() {
-            // Lanes past the panel's last column of c are neither read nor written.
-            let mask: __mmask16 = if cols[q] == PANEL {
-                !0
-            } else {
-                (1 << cols[q]) - 1
-            };
-            // SAFETY: row i < R of c, the first cols[q] columns of panel q.
+            // Lanes past the tile's last column of c are neither read nor written.
+            let width = cols.saturating_sub(q * PANEL).min(PANEL);
+            let mask: __mmask16 = if width == PANEL { !0 } else { (1 << width) - 1 };
+            // SAFETY: row i < R of c, the first `width` columns of panel q.
             unsafe {
                 let c = c.add(i * ldc + q * PANEL);
                 let sum = if beta == 0.0 {
