@@ -206,17 +206,8 @@ unsafe fn rows_times_panels_avx2(p: Product) {
 #[inline]
 unsafe fn tile<const R: usize>(p: Product) {
     use std::arch::x86_64::*;
-    let Product {
-        k,
-        n: cols,
-        a,
-        lda,
-        w,
-        beta,
-        c,
-        ldc,
-        ..
-    } = p;
+    let (k, cols, a, lda, w) = (p.k, p.n, p.a, p.lda, p.w);
+    let (beta, c, ldc) = (p.beta, p.c, p.ldc);
     let mut acc = [[_mm256_setzero_ps(); 2]; R];
     for (p, w) in w.chunks_exact(PANEL).take(k).enumerate() {
         let w0 = _mm256_loadu_ps(w.as_ptr());

@@ -66,17 +66,8 @@ unsafe fn rest<const P: usize>(p: Product) {
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn tile<const R: usize, const P: usize>(p: Product) {
-    let Product {
-        k,
-        n: cols,
-        a,
-        lda,
-        w,
-        beta,
-        c,
-        ldc,
-        ..
-    } = p;
+    let (k, cols, a, lda, w) = (p.k, p.n, p.a, p.lda, p.w);
+    let (beta, c, ldc) = (p.beta, p.c, p.ldc);
     let mut acc = [[_mm512_setzero_ps(); P]; R];
     let panel_len = k * PANEL;
     assert!(w.len() >= P * panel_len);
