@@ -259,12 +259,18 @@ mod tests {
     /// rows: the same bits (the same chain of fused multiply-adds per element), and within
     /// rounding of f64. Heights 1-17 cover every leftover tile of both (6 and 8 rows), widths
     /// odd and even panel counts and partial panels. The AVX-512 kernel runs only on a CPU that
-    /// has it; the test says which ran.
+    /// has it (the test says which ran); on one without AVX2 and FMA the test checks that f32
+    /// products fall back to matrixmultiply instead.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_avx2_and_avx512_kernels_agree_bit_for_bit() {
         if !kernel_available() {
+            // Neither kernel can run here; what must hold is that nothing routes f32 to them.
             eprintln!("no AVX2 and FMA: neither kernel runs on this CPU (matrixmultiply does)");
+            assert!(!packs::<f32>());
+            assert!(PackedWeight::new(Array2::<f32>::zeros((3, 17)).view())
+                .panels
+                .is_none());
             return;
         }
         let mut seed = 0x2545_f491_u64;
