@@ -19,61 +19,10 @@
 // one subgroup of 8 (the host checks the adapter's subgroup size), and a lane is named by its
 // subgroup invocation id, the index subgroupBroadcast takes.
 
-struct GemmParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    lda: u32,
-    ldb: u32,
-    ldc: u32,
-    a_offset: u32,
-    b_offset: u32,
-    c_offset: u32,
-    bias_offset: u32,
-    trans_a: u32,
-    trans_b: u32,
-    accumulate: u32,
-    has_bias: u32,
-    // ceil(M / rows of the group's tile)
-    row_blocks: u32,
-    // 1: C is stored transposed (C[i, j] at c_offset + j * ldc + i), bias runs along its rows
-    trans_c: u32,
-}
+// (tile.wgsl comes first: the parameters, C, bias, and the tile's start and store)
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
-@group(0) @binding(4) var<uniform> p: GemmParams;
-
-// Element strides of op(A) along M and K, op(B) along K and N, C along M and N.
-struct Strides {
-    a_m: u32,
-    a_k: u32,
-    b_k: u32,
-    b_n: u32,
-    c_m: u32,
-    c_n: u32,
-}
-
-fn strides() -> Strides {
-    let ta = p.trans_a != 0u;
-    let tb = p.trans_b != 0u;
-    let tc = p.trans_c != 0u;
-    return Strides(
-        select(p.lda, 1u, ta),
-        select(1u, p.lda, ta),
-        select(p.ldb, 1u, tb),
-        select(1u, p.ldb, tb),
-        select(p.ldc, 1u, tc),
-        select(1u, p.ldc, tc),
-    );
-}
-
-// Four consecutive indices from `first`, clamped to `last`.
-fn quad(first: u32, last: u32) -> vec4<u32> {
-    return min(vec4<u32>(first) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
-}
 
 // op(A)[rows, k] and op(B)[k, cols].
 fn a_at(s: Strides, rows: vec4<u32>, k: u32) -> vec4<f32> {
@@ -86,88 +35,10 @@ fn b_at(s: Strides, k: u32, cols: vec4<u32>) -> vec4<f32> {
     return vec4<f32>(b[o.x], b[o.y], b[o.z], b[o.w]);
 }
 
-// A 4x4 tile of C by columns: t[j][i] = C[rows[i], cols[j]].
-fn outer(x: vec4<f32>, y: vec4<f32>) -> mat4x4<f32> {
-    return mat4x4<f32>(x * y.x, x * y.y, x * y.z, x * y.w);
-}
-
-fn c_index(s: Strides, rows: vec4<u32>, col: u32) -> vec4<u32> {
-    return p.c_offset + rows * s.c_m + col * s.c_n;
-}
-
-fn c_column(s: Strides, rows: vec4<u32>, col: u32) -> vec4<f32> {
-    let o = c_index(s, rows, col);
-    return vec4<f32>(c[o.x], c[o.y], c[o.z], c[o.w]);
-}
-
-// The tile's starting value: bias, plus C when accumulating.
-fn start(s: Strides, rows: vec4<u32>, cols: vec4<u32>) -> mat4x4<f32> {
-    var t = mat4x4<f32>();
-    if (p.has_bias != 0u) {
-        // Clamped into the binding: a product without bias binds a 4-word dummy.
-        let last = vec4<u32>(arrayLength(&bias) - 1u);
-        if (p.trans_c != 0u) {
-            let i = min(p.bias_offset + rows, last);
-            let v = vec4<f32>(bias[i.x], bias[i.y], bias[i.z], bias[i.w]);
-            t = mat4x4<f32>(v, v, v, v);
-        } else {
-            let j = min(p.bias_offset + cols, last);
-            t = mat4x4<f32>(vec4<f32>(bias[j.x]), vec4<f32>(bias[j.y]), vec4<f32>(bias[j.z]),
-                vec4<f32>(bias[j.w]));
-        }
-    }
-    if (p.accumulate != 0u) {
-        t += mat4x4<f32>(c_column(s, rows, cols.x), c_column(s, rows, cols.y),
-            c_column(s, rows, cols.z), c_column(s, rows, cols.w));
-    }
-    return t;
-}
-
-fn store_column(s: Strides, rows: vec4<u32>, col: u32, v: vec4<f32>) {
-    let o = c_index(s, rows, col);
-    c[o.x] = v.x;
-    c[o.y] = v.y;
-    c[o.z] = v.z;
-    c[o.w] = v.w;
-}
-
-fn store(s: Strides, rows: vec4<u32>, cols: vec4<u32>, t: mat4x4<f32>) {
-    store_column(s, rows, cols.x, t[0]);
-    store_column(s, rows, cols.y, t[1]);
-    store_column(s, rows, cols.z, t[2]);
-    store_column(s, rows, cols.w, t[3]);
-}
-
-// Where a group's tile starts: row blocks vary fastest, so neighbouring groups share columns.
-fn tile_origin(wg: vec3<u32>, groups: vec3<u32>, rows: u32, cols: u32) -> vec2<u32> {
-    let g = wg.x + wg.y * groups.x;
-    return vec2<u32>((g % p.row_blocks) * rows, (g / p.row_blocks) * cols);
-}
-
 // ---------------------------------------------------------------------------------------------
 // gemm_lanes_32x8: the group's tile is 32 rows x 64 columns; lane l owns columns 8l..8l+7 of
 // it (two quads) for all 32 rows, and loads rows 4l..4l+3 of op(A)'s column k. Per k and lane:
 // 4 + 8 loads, 8 broadcasts, 256 FMAs.
-
-// 4 rows x 8 columns of C.
-struct Quad8 {
-    t0: mat4x4<f32>,
-    t1: mat4x4<f32>,
-}
-
-fn start8(s: Strides, rows: vec4<u32>, c0: vec4<u32>, c1: vec4<u32>) -> Quad8 {
-    return Quad8(start(s, rows, c0), start(s, rows, c1));
-}
-
-fn update8(acc: ptr<function, Quad8>, x: vec4<f32>, y0: vec4<f32>, y1: vec4<f32>) {
-    (*acc).t0 += outer(x, y0);
-    (*acc).t1 += outer(x, y1);
-}
-
-fn store8(s: Strides, rows: vec4<u32>, c0: vec4<u32>, c1: vec4<u32>, acc: Quad8) {
-    store(s, rows, c0, acc.t0);
-    store(s, rows, c1, acc.t1);
-}
 
 @compute @workgroup_size(8, 1, 1)
 fn gemm_lanes_32x8(

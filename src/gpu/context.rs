@@ -3,6 +3,7 @@
 
 use super::kernels::{Kernel, Layout, Shader, Slot};
 use crate::Error;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -20,6 +21,9 @@ pub struct AdapterSummary {
 pub struct WorkCounts {
     pub dispatches: u64,
     pub submissions: u64,
+    /// Textures filled for the texel matrix products (copies, and `pack_texels` dispatches,
+    /// which `dispatches` counts too).
+    pub texel_fills: u64,
 }
 
 pub struct Gpu {
@@ -34,7 +38,11 @@ pub struct Gpu {
     pipelines: [OnceLock<wgpu::ComputePipeline>; Kernel::ALL.len()],
     dispatches: AtomicU64,
     submissions: AtomicU64,
+    texel_fills: AtomicU64,
     storage_bytes: AtomicU64,
+    /// Scratch textures the texel kernels' operands are copied into, by (operand slot, width,
+    /// height); reused by every product of that size (copies and reads are ordered on the queue).
+    texels: Mutex<HashMap<(usize, u32, u32), wgpu::TextureView>>,
     /// Errors wgpu reports outside an error scope; collected instead of panicking.
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// Why the device was lost, once it has been.
@@ -153,10 +161,12 @@ impl Gpu {
             layouts,
             pipeline_layouts,
             modules: Default::default(),
-            pipelines: Default::default(),
+            pipelines: std::array::from_fn(|_| OnceLock::new()),
             dispatches: AtomicU64::new(0),
             submissions: AtomicU64::new(0),
+            texel_fills: AtomicU64::new(0),
             storage_bytes: AtomicU64::new(0),
+            texels: Mutex::new(HashMap::new()),
             uncaptured,
             lost,
         })
@@ -245,6 +255,41 @@ impl Gpu {
         }))
     }
 
+    /// The scratch texture of `width` x `height` rgba32float texels for operand `slot` (0: A,
+    /// 1: B) of the texel kernels, created on first use.
+    pub(crate) fn scratch_texels(
+        &self,
+        slot: usize,
+        (width, height): (u32, u32),
+    ) -> wgpu::TextureView {
+        let mut texels = self.texels.lock().unwrap();
+        texels
+            .entry((slot, width, height))
+            .or_insert_with(|| {
+                self.storage_bytes
+                    .fetch_add(16 * width as u64 * height as u64, Ordering::Relaxed);
+                self.device
+                    .create_texture(&wgpu::TextureDescriptor {
+                        label: Some("matrix product operand texels"),
+                        size: wgpu::Extent3d {
+                            width,
+                            height,
+                            depth_or_array_layers: 1,
+                        },
+                        mip_level_count: 1,
+                        sample_count: 1,
+                        dimension: wgpu::TextureDimension::D2,
+                        format: wgpu::TextureFormat::Rgba32Float,
+                        usage: wgpu::TextureUsages::TEXTURE_BINDING
+                            | wgpu::TextureUsages::STORAGE_BINDING
+                            | wgpu::TextureUsages::COPY_DST,
+                        view_formats: &[],
+                    })
+                    .create_view(&wgpu::TextureViewDescriptor::default())
+            })
+            .clone()
+    }
+
     /// Splits `groups` workgroups over x and y so neither exceeds the adapter's per-dimension
     /// limit; kernels rebuild the linear index as `x + y * num_workgroups.x`.
     pub(crate) fn grid(&self, what: &str, groups: u64) -> Result<[u32; 3], Error> {
@@ -263,9 +308,13 @@ impl Gpu {
         Ok([x as u32, y as u32, 1])
     }
 
-    pub(crate) fn count(&self, dispatches: u64, submissions: u64) {
-        self.dispatches.fetch_add(dispatches, Ordering::Relaxed);
-        self.submissions.fetch_add(submissions, Ordering::Relaxed);
+    pub(crate) fn count(&self, counts: WorkCounts) {
+        self.dispatches
+            .fetch_add(counts.dispatches, Ordering::Relaxed);
+        self.submissions
+            .fetch_add(counts.submissions, Ordering::Relaxed);
+        self.texel_fills
+            .fetch_add(counts.texel_fills, Ordering::Relaxed);
     }
 
     /// The memory budget when `--max-memory` is not given, where one can be known: a CPU
@@ -287,6 +336,7 @@ impl Gpu {
         WorkCounts {
             dispatches: self.dispatches.load(Ordering::Relaxed),
             submissions: self.submissions.load(Ordering::Relaxed),
+            texel_fills: self.texel_fills.load(Ordering::Relaxed),
         }
     }
 
@@ -335,6 +385,16 @@ fn bind_group_layout(device: &wgpu::Device, layout: Layout) -> wgpu::BindGroupLa
                     },
                     has_dynamic_offset: false,
                     min_binding_size: None,
+                },
+                Slot::Texels => wgpu::BindingType::Texture {
+                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                    view_dimension: wgpu::TextureViewDimension::D2,
+                    multisampled: false,
+                },
+                Slot::TexelsOut => wgpu::BindingType::StorageTexture {
+                    access: wgpu::StorageTextureAccess::WriteOnly,
+                    format: wgpu::TextureFormat::Rgba32Float,
+                    view_dimension: wgpu::TextureViewDimension::D2,
                 },
             },
             count: None,

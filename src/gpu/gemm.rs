@@ -3,7 +3,8 @@
 
 use super::context::Gpu;
 use super::kernels::Kernel;
-use super::recorder::{Read, Recorder};
+use super::recorder::{Bound, Read, Recorder};
+use super::texels;
 use crate::Error;
 use bytemuck::{Pod, Zeroable};
 use ndarray::{Array2, ArrayView2};
@@ -109,6 +110,12 @@ pub enum GemmKernel {
     Lanes8x16 {
         swapped: bool,
     },
+    /// `gemm_texels_*`: `gemm_lanes_64x8` with its operands copied (or packed) into textures
+    /// first (see `texels.rs`; where a texture would exceed the adapter's limit it runs
+    /// `Lanes64x8`). `Auto` takes it wherever it would take `Lanes64x8`.
+    Texels64x8 {
+        swapped: bool,
+    },
 }
 
 impl GemmKernel {
@@ -127,12 +134,18 @@ impl GemmKernel {
         GemmKernel::Lanes8x16 { swapped: true },
     ];
 
+    const TEXELS: [GemmKernel; 2] = [
+        GemmKernel::Texels64x8 { swapped: false },
+        GemmKernel::Texels64x8 { swapped: true },
+    ];
+
     /// Every entry point this adapter can run, for tests and benchmarks.
     pub fn forced(gpu: &Gpu) -> Vec<GemmKernel> {
         let mut kernels = vec![GemmKernel::Tiled];
         kernels.extend(Self::BLOCKS);
         if gpu.has_lanes_of_8() {
             kernels.extend(Self::LANES);
+            kernels.extend(Self::TEXELS);
         }
         kernels
     }
@@ -151,7 +164,9 @@ impl GemmKernel {
     fn lanes(self) -> Option<((u64, u64), bool)> {
         match self {
             GemmKernel::Lanes32x8 { swapped } => Some(((32, 64), swapped)),
-            GemmKernel::Lanes64x8 { swapped } => Some(((64, 64), swapped)),
+            GemmKernel::Lanes64x8 { swapped } | GemmKernel::Texels64x8 { swapped } => {
+                Some(((64, 64), swapped))
+            }
             GemmKernel::Lanes8x16 { swapped } => Some(((8, 128), swapped)),
             _ => None,
         }
@@ -272,6 +287,7 @@ pub(crate) fn record_gemm_using(
     if m == 0 || n == 0 {
         return Ok(());
     }
+    let auto = kernel == GemmKernel::Auto;
     let kernel = kernel.resolve(gpu, (m, n, k), c.accumulate);
     // A swapped lanes kernel computes C^T = op(B)^T op(A)^T: the operands trade places and C
     // is written transposed.
@@ -281,6 +297,22 @@ pub(crate) fn record_gemm_using(
     } else {
         (m, n, a, b)
     };
+    let tile = match (kernel.lanes(), kernel.block()) {
+        (Some((tile, _)), _) => tile,
+        (None, Some((r, c))) => (r, c),
+        (None, None) => (TILE, TILE),
+    };
+    let mut chunk = k_chunk.map_or_else(|| auto_k_chunk(gpu, (m, n, k), tile), |c| c.max(1));
+    // The 64 x 64 lanes tile from textures where they fit and, unless forced, where op(A) (in
+    // the recurrence a different matrix every step) is a plain copy: packing it would add a
+    // dispatch per step.
+    let forced = matches!(kernel, GemmKernel::Texels64x8 { .. });
+    let plans = (forced || (auto && matches!(kernel, GemmKernel::Lanes64x8 { .. })))
+        .then(|| texels::plans(gpu, (&a, &b), (m, n, k), chunk, !forced))
+        .flatten();
+    if let Some((texel_chunk, _)) = &plans {
+        chunk = *texel_chunk;
+    }
     let mut params = GemmParams {
         m: m as u32,
         n: n as u32,
@@ -345,12 +377,6 @@ pub(crate) fn record_gemm_using(
     // Element strides of op(A) and op(B) along K, to step a chunk's operands.
     let a_k = if a.transposed { a.row_stride } else { 1 };
     let b_k = if b.transposed { 1 } else { b.row_stride };
-    let tile = match (kernel.lanes(), kernel.block()) {
-        (Some((tile, _)), _) => tile,
-        (None, Some((r, c))) => (r, c),
-        (None, None) => (TILE, TILE),
-    };
-    let chunk = k_chunk.map_or_else(|| auto_k_chunk(gpu, (m, n, k), tile), |c| c.max(1));
     let mut first = 0;
     loop {
         let len = chunk.min(k - first);
@@ -363,10 +389,28 @@ pub(crate) fn record_gemm_using(
             has_bias: (first == 0 && c.bias.is_some()) as u32,
             ..params
         };
-        recorder.dispatch(
+        let (entry, a_bound, b_bound) = match &plans {
+            Some((_, plans)) => {
+                let plan = &plans[first / chunk];
+                let a_bound = texels::fill(gpu, recorder, 0, plan.a.clone())?;
+                let b_bound = texels::fill(gpu, recorder, 1, plan.b.clone())?;
+                (plan.entry, a_bound, b_bound)
+            }
+            None => (
+                entry,
+                Bound::Buffer(a.buffer.clone()),
+                Bound::Buffer(b.buffer.clone()),
+            ),
+        };
+        recorder.dispatch_bound(
             entry,
             &chunk_params,
-            &[a.buffer, b.buffer, bias, c.buffer],
+            vec![
+                a_bound,
+                b_bound,
+                Bound::Buffer(bias.clone()),
+                Bound::Buffer(c.buffer.clone()),
+            ],
             groups,
         );
         first += len;
@@ -406,31 +450,47 @@ pub fn matmul(
     bias: Option<&[f32]>,
     add_to: Option<ArrayView2<f32>>,
 ) -> Result<Array2<f32>, Error> {
-    let (product, _) = matmul_using(
+    let run = matmul_using(
         gpu,
         (GemmKernel::Auto, None),
-        0,
+        Placement { pad: 0, align: 1 },
         (a, trans_a),
         (b, trans_b),
         bias,
         add_to,
     )?;
-    Ok(product)
+    Ok(run.product)
+}
+
+/// Where `matmul_using` places each matrix in its buffer: `pad` NaN words before it and after
+/// each of its rows, and more after each row where needed to make the row stride a multiple of
+/// `align` words.
+#[derive(Clone, Copy, Debug)]
+pub struct Placement {
+    pub pad: usize,
+    pub align: usize,
+}
+
+/// What `matmul_using` computed and how.
+pub struct MatmulRun {
+    pub product: Array2<f32>,
+    /// Whether every word of C's buffer outside the product is still NaN.
+    pub padding_kept: bool,
+    /// The entry points dispatched, in order.
+    pub kernels: Vec<Kernel>,
 }
 
 /// `matmul` on a chosen entry point and K-chunk length (see `record_gemm_using`), with every
-/// matrix placed inside a larger buffer as the engine's time-step slices are: `pad` NaN words
-/// before it and after each of its rows. Returns the product and whether every word of C's
-/// buffer outside the product is still NaN.
+/// matrix placed inside a larger buffer as the engine's time-step slices are (`placement`).
 pub fn matmul_using(
     gpu: &Gpu,
     kernel: (GemmKernel, Option<usize>),
-    pad: usize,
+    Placement { pad, align }: Placement,
     (a, trans_a): (ArrayView2<f32>, bool),
     (b, trans_b): (ArrayView2<f32>, bool),
     bias: Option<&[f32]>,
     add_to: Option<ArrayView2<f32>>,
-) -> Result<(Array2<f32>, bool), Error> {
+) -> Result<MatmulRun, Error> {
     let (m, k) = if trans_a { a.t().dim() } else { a.dim() };
     let (kb, n) = if trans_b { b.t().dim() } else { b.dim() };
     if k != kb {
@@ -444,12 +504,13 @@ pub fn matmul_using(
     if let Some(c0) = &c0 {
         crate::params::check_shape("matmul C", c0.shape(), &[m, n])?;
     }
-    // A matrix as `pad` NaNs, then each row followed by `pad` NaNs.
+    // A matrix's row stride, and the matrix as `pad` NaNs, then each row followed by NaNs.
+    let stride = |cols: usize| (cols + pad).next_multiple_of(align.max(1));
     let placed = |x: ArrayView2<f32>| -> Vec<f32> {
         let mut words = vec![f32::NAN; pad];
         for row in x.rows() {
             words.extend(row.iter());
-            words.extend(std::iter::repeat_n(f32::NAN, pad));
+            words.extend(std::iter::repeat_n(f32::NAN, stride(x.ncols()) - x.ncols()));
         }
         words
     };
@@ -477,21 +538,22 @@ pub fn matmul_using(
         (m, n, k),
         Operand {
             transposed: trans_a,
-            ..Operand::new(&a_buf, pad, a.ncols() + pad)
+            ..Operand::new(&a_buf, pad, stride(a.ncols()))
         },
         Operand {
             transposed: trans_b,
-            ..Operand::new(&b_buf, pad, b.ncols() + pad)
+            ..Operand::new(&b_buf, pad, stride(b.ncols()))
         },
         Output {
             buffer: &c_buf,
             offset: pad,
-            row_stride: n + pad,
+            row_stride: stride(n),
             accumulate: c0.is_some(),
             bias: bias_buf.as_ref().map(|b| (b, pad)),
         },
         &dummy,
     )?;
+    let kernels = recorder.kernels();
     let words = recorder
         .submit_and_read(&[Read {
             buffer: &c_buf,
@@ -499,12 +561,16 @@ pub fn matmul_using(
             len: c_init.len(),
         }])?
         .remove(0);
-    let at = |i: usize, j: usize| pad + i * (n + pad) + j;
+    let at = |i: usize, j: usize| pad + i * stride(n) + j;
     let product = Array2::from_shape_fn((m, n), |(i, j)| words[at(i, j)]);
     let padding_kept = (0..words.len())
-        .filter(|&w| w < pad || (w - pad) % (n + pad) >= n)
+        .filter(|&w| w < pad || (w - pad) % stride(n) >= n)
         .all(|w| words[w].is_nan());
-    Ok((product, padding_kept))
+    Ok(MatmulRun {
+        product,
+        padding_kept,
+        kernels,
+    })
 }
 
 /// Seconds per product when `reps` products `C += op(A) op(B) + bias` of the given shape are

@@ -7,6 +7,8 @@
 pub enum Shader {
     Gemm,
     GemmLanes,
+    GemmTexels,
+    Pack,
     Rnn,
     Lstm,
     Gru,
@@ -17,9 +19,11 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 9] = [
+    pub const ALL: [Shader; 11] = [
         Shader::Gemm,
         Shader::GemmLanes,
+        Shader::GemmTexels,
+        Shader::Pack,
         Shader::Rnn,
         Shader::Lstm,
         Shader::Gru,
@@ -33,6 +37,8 @@ impl Shader {
         match self {
             Shader::Gemm => "gemm.wgsl",
             Shader::GemmLanes => "gemm_lanes.wgsl",
+            Shader::GemmTexels => "gemm_texels.wgsl",
+            Shader::Pack => "pack.wgsl",
             Shader::Rnn => "rnn.wgsl",
             Shader::Lstm => "lstm.wgsl",
             Shader::Gru => "gru.wgsl",
@@ -46,7 +52,15 @@ impl Shader {
     pub fn source(self) -> &'static str {
         match self {
             Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
-            Shader::GemmLanes => include_str!("../../shaders/gemm_lanes.wgsl"),
+            Shader::GemmLanes => concat!(
+                include_str!("../../shaders/tile.wgsl"),
+                include_str!("../../shaders/gemm_lanes.wgsl")
+            ),
+            Shader::GemmTexels => concat!(
+                include_str!("../../shaders/tile.wgsl"),
+                include_str!("../../shaders/gemm_texels.wgsl")
+            ),
+            Shader::Pack => include_str!("../../shaders/pack.wgsl"),
             Shader::Rnn => concat!(
                 include_str!("../../shaders/step.wgsl"),
                 include_str!("../../shaders/rnn.wgsl"),
@@ -72,7 +86,7 @@ impl Shader {
     /// Device features the file's code needs beyond core WGSL.
     pub fn features(self) -> wgpu::Features {
         match self {
-            Shader::GemmLanes => wgpu::Features::SUBGROUP,
+            Shader::GemmLanes | Shader::GemmTexels => wgpu::Features::SUBGROUP,
             _ => wgpu::Features::empty(),
         }
     }
@@ -95,6 +109,12 @@ pub enum Kernel {
     GemmLanes32x8,
     GemmLanes64x8,
     GemmLanes8x16,
+    /// gemm_lanes_64x8 reading its operands from textures, per layout of A (see
+    /// gemm_texels.wgsl).
+    GemmTexelsNn,
+    GemmTexelsTn,
+    /// A matrix block into texels, transposed or unaligned (see pack.wgsl).
+    PackTexels,
     RnnForward,
     RnnBackward,
     LstmForward,
@@ -129,6 +149,10 @@ pub enum Kernel {
 pub enum Layout {
     /// a, b, bias (read); c (read_write); params
     Gemm,
+    /// a, b (textures); bias (read); c (read_write); params
+    GemmTexels,
+    /// src (read); dst (storage texture, written); params
+    Pack,
     /// gates, hs, cs (read_write); bias_hh (read); params; dh, dc, dgates, dc_carry
     /// (read_write); lengths (read); h_carry (read_write); weight_hh (read, persistent only)
     Step,
@@ -148,11 +172,17 @@ pub enum Slot {
     Read,
     ReadWrite,
     Params,
+    /// A 2D texture of rgba32float texels, read with textureLoad.
+    Texels,
+    /// The same, written with textureStore.
+    TexelsOut,
 }
 
 impl Layout {
-    pub const ALL: [Layout; 6] = [
+    pub const ALL: [Layout; 8] = [
         Layout::Gemm,
+        Layout::GemmTexels,
+        Layout::Pack,
         Layout::Step,
         Layout::Loss,
         Layout::Reduce,
@@ -164,6 +194,8 @@ impl Layout {
         use Slot::*;
         match self {
             Layout::Gemm => &[Read, Read, Read, ReadWrite, Params],
+            Layout::GemmTexels => &[Texels, Texels, Read, ReadWrite, Params],
+            Layout::Pack => &[Read, TexelsOut, Params],
             Layout::Step => &[
                 ReadWrite, ReadWrite, ReadWrite, Read, Params, ReadWrite, ReadWrite, ReadWrite,
                 ReadWrite, Read, ReadWrite, Read,
@@ -181,7 +213,7 @@ impl Layout {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 32] = [
+    pub const ALL: [Kernel; 35] = [
         Kernel::GemmTiled,
         Kernel::GemmBlock16x16,
         Kernel::GemmBlock32x4,
@@ -189,6 +221,9 @@ impl Kernel {
         Kernel::GemmLanes32x8,
         Kernel::GemmLanes64x8,
         Kernel::GemmLanes8x16,
+        Kernel::GemmTexelsNn,
+        Kernel::GemmTexelsTn,
+        Kernel::PackTexels,
         Kernel::RnnForward,
         Kernel::RnnBackward,
         Kernel::LstmForward,
@@ -225,6 +260,9 @@ impl Kernel {
             Kernel::GemmLanes32x8 => "gemm_lanes_32x8",
             Kernel::GemmLanes64x8 => "gemm_lanes_64x8",
             Kernel::GemmLanes8x16 => "gemm_lanes_8x16",
+            Kernel::GemmTexelsNn => "gemm_texels_nn",
+            Kernel::GemmTexelsTn => "gemm_texels_tn",
+            Kernel::PackTexels => "pack_texels",
             Kernel::RnnForward => "rnn_forward",
             Kernel::RnnBackward => "rnn_backward",
             Kernel::LstmForward => "lstm_forward",
@@ -262,6 +300,8 @@ impl Kernel {
             Kernel::GemmLanes32x8 | Kernel::GemmLanes64x8 | Kernel::GemmLanes8x16 => {
                 Shader::GemmLanes
             }
+            Kernel::GemmTexelsNn | Kernel::GemmTexelsTn => Shader::GemmTexels,
+            Kernel::PackTexels => Shader::Pack,
             Kernel::RnnForward
             | Kernel::RnnBackward
             | Kernel::RnnForwardPersistent
@@ -288,6 +328,8 @@ impl Kernel {
     pub fn layout(self) -> Layout {
         match self.shader() {
             Shader::Gemm | Shader::GemmLanes => Layout::Gemm,
+            Shader::GemmTexels => Layout::GemmTexels,
+            Shader::Pack => Layout::Pack,
             Shader::Rnn | Shader::Lstm | Shader::Gru => Layout::Step,
             Shader::Loss => Layout::Loss,
             Shader::Reduce => Layout::Reduce,
@@ -305,7 +347,9 @@ impl Kernel {
             | Kernel::GemmBlock4x32
             | Kernel::GemmLanes32x8
             | Kernel::GemmLanes64x8
-            | Kernel::GemmLanes8x16 => 8,
+            | Kernel::GemmLanes8x16
+            | Kernel::GemmTexelsNn
+            | Kernel::GemmTexelsTn => 8,
             Kernel::RowNorms
             | Kernel::RowSums
             | Kernel::GradSumSquares

@@ -10,6 +10,7 @@ mod pass;
 mod recorder;
 mod recurrence;
 mod stack;
+mod texels;
 mod workspace;
 
 pub use context::{enumerate_adapters, AdapterSummary, Gpu, WorkCounts};

@@ -7,8 +7,8 @@
 //! pass writes a timestamp at its beginning and its end, and the query results come back with
 //! the same single read-back. Copies and clears between passes are not timed.
 
-use super::context::Gpu;
-use super::kernels::{Kernel, Layout};
+use super::context::{Gpu, WorkCounts};
+use super::kernels::{Kernel, Layout, Slot};
 use crate::Error;
 use std::collections::HashMap;
 
@@ -81,14 +81,39 @@ impl PhaseTimes {
     }
 }
 
+/// What a dispatch binds in one of its layout's storage or texture slots.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Bound {
+    Buffer(wgpu::Buffer),
+    Texels(wgpu::TextureView),
+}
+
+/// What a texture of rgba32float texels is filled with from a buffer (offsets and strides in
+/// f32 words): texel (x, y) holds the words at `offset + y * stride_y + (4x + j) * stride_x`,
+/// j = 0..3, for `rows` rows y and `cols` columns 4x + j.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TexelSource {
+    pub buffer: wgpu::Buffer,
+    pub offset: usize,
+    pub stride_y: usize,
+    pub stride_x: usize,
+    pub rows: usize,
+    pub cols: usize,
+}
+
 enum Op {
     Dispatch {
         kernel: Kernel,
         params_offset: u32,
-        buffers: Vec<wgpu::Buffer>,
+        bound: Vec<Bound>,
         groups: [u32; 3],
     },
     Clear(wgpu::Buffer),
+    /// A buffer-to-texture copy (`source.stride_x` is 1).
+    CopyTexels {
+        source: TexelSource,
+        view: wgpu::TextureView,
+    },
     Copy {
         source: wgpu::Buffer,
         source_offset: u64,
@@ -114,6 +139,9 @@ pub struct Recorder<'g> {
     phase: Option<Phase>,
     /// Whether `submit_and_read_timed` measures GPU time per phase.
     timed: bool,
+    /// What each texture holds after the ops so far, while its source buffer is unchanged
+    /// (`holds`): a fill that would write the same again can be left out.
+    held: HashMap<wgpu::TextureView, TexelSource>,
 }
 
 impl<'g> Recorder<'g> {
@@ -125,6 +153,7 @@ impl<'g> Recorder<'g> {
             phases: Vec::new(),
             phase: None,
             timed: false,
+            held: HashMap::new(),
         }
     }
 
@@ -145,6 +174,11 @@ impl<'g> Recorder<'g> {
         self.phases.push(self.phase);
     }
 
+    /// After an op that writes `buffer`, no texture holds its contents any more.
+    fn written(&mut self, buffer: &wgpu::Buffer) {
+        self.held.retain(|_, source| source.buffer != *buffer);
+    }
+
     /// Records `kernel` over `groups` workgroups with `params` and the storage `buffers` in
     /// the order of its layout's slots.
     pub fn dispatch<P: bytemuck::Pod>(
@@ -154,17 +188,38 @@ impl<'g> Recorder<'g> {
         buffers: &[&wgpu::Buffer],
         groups: [u32; 3],
     ) {
+        let bound = buffers.iter().map(|&b| Bound::Buffer(b.clone())).collect();
+        self.dispatch_bound(kernel, params, bound, groups);
+    }
+
+    /// `dispatch` for layouts with texture slots: one `Bound` per slot but the parameters.
+    pub(crate) fn dispatch_bound<P: bytemuck::Pod>(
+        &mut self,
+        kernel: Kernel,
+        params: &P,
+        bound: Vec<Bound>,
+        groups: [u32; 3],
+    ) {
         let bytes = bytemuck::bytes_of(params);
         assert!(
             bytes.len() as u64 <= PARAMS_BINDING_SIZE,
             "params too large"
         );
-        let storage_slots = kernel.layout().slots().len() - 1;
+        let slots: Vec<Slot> = (kernel.layout().slots().iter())
+            .filter(|&&slot| slot != Slot::Params)
+            .copied()
+            .collect();
         assert_eq!(
-            buffers.len(),
-            storage_slots,
-            "{kernel:?} binds {storage_slots} buffers"
+            bound.len(),
+            slots.len(),
+            "{kernel:?} binds {} resources",
+            slots.len()
         );
+        for (slot, bound) in slots.iter().zip(&bound) {
+            if let (Slot::ReadWrite, Bound::Buffer(buffer)) = (slot, bound) {
+                self.written(buffer);
+            }
+        }
         let align = self.gpu.limits.min_uniform_buffer_offset_alignment as usize;
         let params_offset = self.arena.len().next_multiple_of(align);
         self.arena.resize(params_offset, 0);
@@ -172,14 +227,36 @@ impl<'g> Recorder<'g> {
         self.push(Op::Dispatch {
             kernel,
             params_offset: params_offset as u32,
-            buffers: buffers.iter().map(|&b| b.clone()).collect(),
+            bound,
             groups,
         });
     }
 
     /// Fills the whole buffer with zeros.
     pub fn clear(&mut self, buffer: &wgpu::Buffer) {
+        self.written(buffer);
         self.push(Op::Clear(buffer.clone()));
+    }
+
+    /// Whether the texture `view` holds `source`: an earlier op of this recording filled it so
+    /// and nothing has written the source buffer since.
+    pub(crate) fn holds(&self, view: &wgpu::TextureView, source: &TexelSource) -> bool {
+        self.held.get(view) == Some(source)
+    }
+
+    /// Notes that the op just recorded filled `view` with `source`.
+    pub(crate) fn hold(&mut self, view: &wgpu::TextureView, source: TexelSource) {
+        self.held.insert(view.clone(), source);
+    }
+
+    /// Copies `source` into the texture `view`. The caller keeps to wgpu's copy rules:
+    /// `stride_x` 1, `cols` a multiple of 4, the offset of 16 bytes, `stride_y` of 256.
+    pub(crate) fn copy_texels(&mut self, view: &wgpu::TextureView, source: TexelSource) {
+        self.hold(view, source.clone());
+        self.push(Op::CopyTexels {
+            source,
+            view: view.clone(),
+        });
     }
 
     /// Copies `words` f32 words between buffers, offsets in words.
@@ -191,6 +268,7 @@ impl<'g> Recorder<'g> {
         destination_offset: usize,
         words: usize,
     ) {
+        self.written(destination);
         self.push(Op::Copy {
             source: source.clone(),
             source_offset: source_offset as u64 * 4,
@@ -198,6 +276,16 @@ impl<'g> Recorder<'g> {
             destination_offset: destination_offset as u64 * 4,
             bytes: words as u64 * 4,
         });
+    }
+
+    /// The entry points recorded so far, in order.
+    pub fn kernels(&self) -> Vec<Kernel> {
+        (self.ops.iter())
+            .filter_map(|op| match op {
+                Op::Dispatch { kernel, .. } => Some(*kernel),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Submits everything recorded as one command buffer, then reads back `reads` (copied
@@ -294,7 +382,7 @@ impl<'g> Recorder<'g> {
         // wgpu::Buffer hashes by its immutable id; the interior mutability clippy sees is the
         // mapping state, which the key never looks at.
         #[allow(clippy::mutable_key_type)]
-        let mut bind_groups: HashMap<(Layout, Vec<wgpu::Buffer>), wgpu::BindGroup> = HashMap::new();
+        let mut bind_groups: HashMap<(Layout, Vec<Bound>), wgpu::BindGroup> = HashMap::new();
         let mut encoder =
             device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         let mut dispatches = 0;
@@ -326,14 +414,14 @@ impl<'g> Recorder<'g> {
                     while let Some(Op::Dispatch {
                         kernel,
                         params_offset,
-                        buffers,
+                        bound,
                         groups,
                     }) = next
                     {
                         let layout = kernel.layout();
                         let bind_group = bind_groups
-                            .entry((layout, buffers.clone()))
-                            .or_insert_with(|| make_bind_group(gpu, layout, buffers, &params));
+                            .entry((layout, bound.clone()))
+                            .or_insert_with(|| make_bind_group(gpu, layout, bound, &params));
                         pass.set_pipeline(gpu.pipeline(*kernel));
                         pass.set_bind_group(0, &*bind_group, &[*params_offset]);
                         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
@@ -345,6 +433,28 @@ impl<'g> Recorder<'g> {
                     }
                 }
                 Op::Clear(buffer) => encoder.clear_buffer(buffer, 0, None),
+                Op::CopyTexels { source, view } => encoder.copy_buffer_to_texture(
+                    wgpu::TexelCopyBufferInfo {
+                        buffer: &source.buffer,
+                        layout: wgpu::TexelCopyBufferLayout {
+                            offset: source.offset as u64 * 4,
+                            // one row has no stride (wgpu checks one given)
+                            bytes_per_row: (source.rows > 1).then_some(source.stride_y as u32 * 4),
+                            rows_per_image: Some(source.rows as u32),
+                        },
+                    },
+                    wgpu::TexelCopyTextureInfo {
+                        texture: view.texture(),
+                        mip_level: 0,
+                        origin: wgpu::Origin3d::ZERO,
+                        aspect: wgpu::TextureAspect::All,
+                    },
+                    wgpu::Extent3d {
+                        width: source.cols as u32 / 4,
+                        height: source.rows as u32,
+                        depth_or_array_layers: 1,
+                    },
+                ),
                 Op::Copy {
                     source,
                     source_offset,
@@ -376,7 +486,18 @@ impl<'g> Recorder<'g> {
             );
         }
         gpu.queue.submit([encoder.finish()]);
-        gpu.count(dispatches, 1);
+        let texel_fills = (self.ops.iter())
+            .filter(|op| match op {
+                Op::CopyTexels { .. } => true,
+                Op::Dispatch { kernel, .. } => *kernel == Kernel::PackTexels,
+                _ => false,
+            })
+            .count();
+        gpu.count(WorkCounts {
+            dispatches,
+            submissions: 1,
+            texel_fills: texel_fills as u64,
+        });
 
         // wgpu-core reports validation and allocation errors synchronously, so the scopes
         // resolve at once; checking them before mapping turns a bad submission into an error
@@ -451,10 +572,10 @@ fn phase_times(pass_phases: &[Phase], stamps: &[u64], gpu: &Gpu) -> PhaseTimes {
 fn make_bind_group(
     gpu: &Gpu,
     layout: Layout,
-    buffers: &[wgpu::Buffer],
+    bound: &[Bound],
     params: &wgpu::Buffer,
 ) -> wgpu::BindGroup {
-    let mut storage = buffers.iter();
+    let mut resources = bound.iter();
     let entries: Vec<wgpu::BindGroupEntry> = layout
         .slots()
         .iter()
@@ -462,17 +583,15 @@ fn make_bind_group(
         .map(|(binding, slot)| wgpu::BindGroupEntry {
             binding: binding as u32,
             resource: match slot {
-                super::kernels::Slot::Params => {
-                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: params,
-                        offset: 0,
-                        size: wgpu::BufferSize::new(PARAMS_BINDING_SIZE),
-                    })
-                }
-                _ => storage
-                    .next()
-                    .expect("one buffer per slot")
-                    .as_entire_binding(),
+                Slot::Params => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: params,
+                    offset: 0,
+                    size: wgpu::BufferSize::new(PARAMS_BINDING_SIZE),
+                }),
+                _ => match resources.next().expect("one resource per slot") {
+                    Bound::Buffer(buffer) => buffer.as_entire_binding(),
+                    Bound::Texels(view) => wgpu::BindingResource::TextureView(view),
+                },
             },
         })
         .collect();

@@ -7,7 +7,7 @@ use super::{gpu, seed};
 use ndarray::{Array1, Array2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rnn_wgpu::gpu::gemm::{matmul, matmul_using, GemmKernel};
+use rnn_wgpu::gpu::gemm::{matmul, matmul_using, GemmKernel, Placement};
 
 fn random(rows: usize, cols: usize, rng: &mut StdRng) -> Array2<f32> {
     Array2::from_shape_fn((rows, cols), |_| rng.random_range(-1.0..1.0))
@@ -157,22 +157,94 @@ fn every_gemm_kernel_matches_ndarray_inside_larger_buffers() {
     for kernel in GemmKernel::forced(gpu()) {
         for shape in shapes {
             for case in cases(shape, &mut rng) {
-                let (got, padding_kept) = matmul_using(
+                let run = matmul_using(
                     gpu(),
                     (kernel, None),
-                    3,
+                    Placement { pad: 3, align: 1 },
                     (case.a.view(), case.trans_a),
                     (case.b.view(), case.trans_b),
                     case.bias.as_ref().map(|v| v.as_slice().unwrap()),
                     case.c0.as_ref().map(|c| c.view()),
                 )
                 .unwrap();
-                if let Some(why) = mismatch(&case, &got) {
+                if let Some(why) = mismatch(&case, &run.product) {
                     failures.push(format!("{kernel:?} {}: {why}", case.label));
                 }
-                if !padding_kept {
+                if !run.padding_kept {
                     failures.push(format!("{kernel:?} {}: wrote outside C", case.label));
                 }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The texel kernels (operands copied or packed into textures) against f64 and against the
+/// bits of `gemm_lanes_64x8`, which sums the same products in the same order: with rows placed
+/// as buffer-to-texture copies need them (16-byte offset, 256-byte strides) on shapes whose
+/// stored rows are whole texels, each operand is copied, except a transposed op(B), which is
+/// packed; elsewhere both are packed. Rows and columns one past a tile, K not a multiple of 4.
+#[test]
+fn texel_products_match_ndarray_and_the_lanes_bits() {
+    use rnn_wgpu::gpu::Kernel;
+    if !gpu().has_lanes_of_8() {
+        return assert!(
+            !GemmKernel::forced(gpu()).contains(&GemmKernel::Texels64x8 { swapped: false })
+        );
+    }
+    let mut rng = StdRng::seed_from_u64(seed(11));
+    let mut failures = Vec::new();
+    let aligned = Placement { pad: 4, align: 64 };
+    let unaligned = Placement { pad: 3, align: 1 };
+    for (shape, placement) in [
+        ((68, 132, 36), aligned),
+        ((4, 8, 4), aligned),
+        ((132, 64, 68), aligned),
+        ((65, 67, 33), aligned),
+        ((65, 67, 33), unaligned),
+        ((3, 129, 17), unaligned),
+    ] {
+        let whole_texels = shape.0 % 4 == 0 && shape.1 % 4 == 0 && shape.2 % 4 == 0;
+        for case in cases(shape, &mut rng) {
+            let run = |kernel| {
+                matmul_using(
+                    gpu(),
+                    (kernel, None),
+                    placement,
+                    (case.a.view(), case.trans_a),
+                    (case.b.view(), case.trans_b),
+                    case.bias.as_ref().map(|v| v.as_slice().unwrap()),
+                    case.c0.as_ref().map(|c| c.view()),
+                )
+                .unwrap()
+            };
+            let texels = run(GemmKernel::Texels64x8 { swapped: false });
+            let lanes = run(GemmKernel::Lanes64x8 { swapped: false });
+            let label = format!("{placement:?} {}", case.label);
+            if let Some(why) = mismatch(&case, &texels.product) {
+                failures.push(format!("{label}: {why}"));
+            }
+            if !texels.padding_kept {
+                failures.push(format!("{label}: wrote outside C"));
+            }
+            let differ = (texels.product.iter().zip(&lanes.product))
+                .filter(|(x, y)| x.to_bits() != y.to_bits())
+                .count();
+            if differ > 0 {
+                failures.push(format!(
+                    "{label}: {differ} elements differ from gemm_lanes_64x8"
+                ));
+            }
+            let copies = placement.align == 64 && whole_texels;
+            let want = match (copies, case.trans_a, case.trans_b) {
+                (true, false, false) => vec![Kernel::GemmTexelsNn],
+                (true, false, true) => vec![Kernel::PackTexels, Kernel::GemmTexelsNn],
+                (true, true, false) => vec![Kernel::GemmTexelsTn],
+                (true, true, true) => vec![Kernel::PackTexels, Kernel::GemmTexelsTn],
+                (false, ..) => vec![Kernel::PackTexels, Kernel::PackTexels, Kernel::GemmTexelsTn],
+            };
+            if texels.kernels != want {
+                failures.push(format!("{label}: ran {:?}, want {want:?}", texels.kernels));
             }
         }
     }
@@ -194,7 +266,7 @@ fn k_chunks_give_the_bits_of_one_dispatch() {
                     matmul_using(
                         gpu(),
                         (kernel, k_chunk),
-                        3,
+                        Placement { pad: 3, align: 1 },
                         (case.a.view(), case.trans_a),
                         (case.b.view(), case.trans_b),
                         case.bias.as_ref().map(|v| v.as_slice().unwrap()),
@@ -202,9 +274,10 @@ fn k_chunks_give_the_bits_of_one_dispatch() {
                     )
                     .unwrap()
                 };
-                let (whole, _) = run(Some(usize::MAX));
+                let whole = run(Some(usize::MAX)).product;
                 for chunk in [1, 3, 17] {
-                    let (got, padding_kept) = run(Some(chunk));
+                    let chunked = run(Some(chunk));
+                    let (got, padding_kept) = (chunked.product, chunked.padding_kept);
                     let label = format!("{kernel:?} chunk {chunk} {}", case.label);
                     if !padding_kept {
                         failures.push(format!("{label}: wrote outside C"));

@@ -68,3 +68,46 @@ fn check_dispatches_per_step(recurrence: Recurrence, per_step: u64) {
         );
     }
 }
+
+/// Where the recurrent products read their operands from textures (CPU adapters with 8-lane
+/// subgroups; `gemm_texels.wgsl`): the results still match the f64 reference, and each extra
+/// time step fills two textures (h_{t-1} forward, dgates_{t+1} backward) and no more: the
+/// recurrent weights are filled once per pass, not once per step.
+#[test]
+fn texel_products_fill_two_textures_per_step_and_match_cpu() {
+    let gpu = Gpu::new().expect("GPU tests need an adapter");
+    let config = ModelConfig {
+        cell: Cell::Lstm,
+        activation: Activation::Tanh,
+        input_size: 64,
+        hidden_size: 128,
+        output_size: 3,
+        readout: Readout::All,
+        loss: Loss::Mse,
+        layers: 1,
+        bidirectional: false,
+        dropout: 0.0,
+    };
+    // At T = 4, T * B = 4H: dW_hh's h [T * B, H] takes W_hh's [4H, H] scratch texture between
+    // the backward steps and dE/dh_0, which must fill it with W_hh again (that fill makes the
+    // count uneven, so T = 3 and 7 are counted).
+    let mut fills = Vec::new();
+    for seq_len in [3, 7, 4] {
+        let (params, batch) = random_problem(&config, seq_len, 128, seed(78 + seq_len as u64));
+        let before = gpu.work_counts().texel_fills;
+        let report = rnn_wgpu::parity::run_parity(&gpu, &config, &params, &batch).unwrap();
+        fills.push(gpu.work_counts().texel_fills - before);
+        let failures = report.failures(rnn_wgpu::parity::TOLERANCE);
+        assert!(failures.is_empty(), "T={seq_len}: {failures:?}");
+    }
+    if gpu.has_lanes_of_8() {
+        assert!(fills[0] > 0, "no texture filled");
+        assert_eq!(
+            fills[1] - fills[0],
+            2 * 4,
+            "texture fills for T=3 and T=7: {fills:?}"
+        );
+    } else {
+        assert_eq!(fills, [0, 0, 0]);
+    }
+}
