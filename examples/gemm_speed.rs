@@ -61,24 +61,23 @@ fn main() -> Result<(), rnn_wgpu::Error> {
     );
     for &(what, shape, trans) in products {
         let (m, n, k) = shape;
-        // The first product compiles the pipeline; it also sizes the batch to ~0.3 s.
-        let reps: Vec<usize> = kernels
+        // The first product compiles the pipelines and says which entry points run; it also
+        // sizes the batch to ~0.3 s.
+        let (reps, entries): (Vec<usize>, Vec<String>) = kernels
             .iter()
             .map(|&kernel| {
-                let once = time_products(&gpu, (kernel, k_chunk), shape, trans, 1)?;
-                Ok((0.3 / once).clamp(1.0, 200.0) as usize)
+                let (once, ran) = time_products(&gpu, (kernel, k_chunk), shape, trans, 1)?;
+                let mut names: Vec<&str> = ran.iter().map(|k| k.entry_point()).collect();
+                names.dedup();
+                Ok(((0.3 / once).clamp(1.0, 200.0) as usize, names.join("+")))
             })
-            .collect::<Result<_, rnn_wgpu::Error>>()?;
+            .collect::<Result<Vec<_>, rnn_wgpu::Error>>()?
+            .into_iter()
+            .unzip();
         let mut times = vec![Vec::new(); kernels.len()];
         for _ in 0..rounds {
             for (i, &kernel) in kernels.iter().enumerate() {
-                times[i].push(time_products(
-                    &gpu,
-                    (kernel, k_chunk),
-                    shape,
-                    trans,
-                    reps[i],
-                )?);
+                times[i].push(time_products(&gpu, (kernel, k_chunk), shape, trans, reps[i])?.0);
             }
         }
         let medians: Vec<f64> = times
@@ -90,11 +89,8 @@ fn main() -> Result<(), rnn_wgpu::Error> {
             .collect();
         for (i, &kernel) in kernels.iter().enumerate() {
             let picked = kernel.resolve(&gpu, shape, true);
-            let name = if kernel == GemmKernel::Auto {
-                format!("{picked:?}*")
-            } else {
-                format!("{picked:?}")
-            };
+            let star = if kernel == GemmKernel::Auto { "*" } else { "" };
+            let name = format!("{picked:?}{star} ({})", entries[i]);
             let op = format!(
                 "{}{}",
                 if trans.0 { 't' } else { 'n' },

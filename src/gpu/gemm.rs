@@ -574,14 +574,15 @@ pub fn matmul_using(
 }
 
 /// Seconds per product when `reps` products `C += op(A) op(B) + bias` of the given shape are
-/// recorded into one submission (the GEMM alone: no upload or read-back inside the timing).
+/// recorded into one submission (the GEMM alone: no upload or read-back inside the timing),
+/// and the entry points one product dispatches (texture fills included).
 pub fn time_products(
     gpu: &Gpu,
     kernel: (GemmKernel, Option<usize>),
     (m, n, k): (usize, usize, usize),
     (trans_a, trans_b): (bool, bool),
     reps: usize,
-) -> Result<f64, Error> {
+) -> Result<(f64, Vec<Kernel>), Error> {
     let filled = |what: &str, words: usize| -> Result<wgpu::Buffer, Error> {
         let buffer = gpu.storage_buffer(what, words)?;
         let data: Vec<f32> = (0..words).map(|i| (i % 17) as f32 / 17.0 - 0.5).collect();
@@ -600,7 +601,8 @@ pub fn time_products(
         ..Operand::new(&b_buf, 0, if trans_b { k } else { n })
     };
     let mut recorder = Recorder::new(gpu);
-    for _ in 0..reps {
+    let mut kernels = Vec::new();
+    for rep in 0..reps.max(1) {
         let c = Output {
             buffer: &c_buf,
             offset: 0,
@@ -609,6 +611,9 @@ pub fn time_products(
             bias: Some((&bias_buf, 0)),
         };
         record_gemm_using(gpu, &mut recorder, kernel, (m, n, k), a, b, c, &bias_buf)?;
+        if rep == 0 {
+            kernels = recorder.kernels();
+        }
     }
     let start = std::time::Instant::now();
     recorder.submit_and_read(&[Read {
@@ -616,5 +621,5 @@ pub fn time_products(
         offset: 0,
         len: 1,
     }])?;
-    Ok(start.elapsed().as_secs_f64() / reps.max(1) as f64)
+    Ok((start.elapsed().as_secs_f64() / reps.max(1) as f64, kernels))
 }
