@@ -55,6 +55,9 @@ pub struct MemoryLimits {
     pub budget: Option<u64>,
     /// What the budget is, for messages: "--max-memory", or where a default came from.
     pub budget_name: &'static str,
+    /// At most this much in scratch textures for the matrix products (`Gpu::
+    /// scratch_texels_bytes`: CPU adapters with 8-lane subgroups; 0 elsewhere).
+    pub scratch_texels: u64,
 }
 
 /// Planning options a model carries (the command line's `--recompute`, `--max-memory`).
@@ -258,6 +261,7 @@ pub fn segment_ranges(seq_len: usize, segment_len: usize) -> Vec<(usize, usize)>
 }
 
 const DISPATCH_PARAMS: &str = "dispatch parameters (uniform)";
+const SCRATCH_TEXELS: &str = "product operand textures";
 
 /// The tensors of a pass with segments of `s` steps (`n` of them), as the workspace
 /// allocates them. `model_words` are the parameter-sized terms (parameters, gradients,
@@ -268,7 +272,7 @@ fn terms(
     (s, n): (usize, usize),
     recompute: bool,
     optimizer_words: usize,
-    uniform_align: u64,
+    (uniform_align, scratch_texels): (u64, u64),
 ) -> Vec<Term> {
     let (h, i, o, gh) = (
         config.hidden_size,
@@ -290,7 +294,11 @@ fn terms(
         if words_each > 0 && count > 0 {
             let bound_whole = !matches!(
                 name,
-                "parameters" | "parameter gradients" | "optimizer state" | DISPATCH_PARAMS
+                "parameters"
+                    | "parameter gradients"
+                    | "optimizer state"
+                    | DISPATCH_PARAMS
+                    | SCRATCH_TEXELS
             );
             out.push(Term {
                 name,
@@ -410,6 +418,34 @@ fn terms(
         words,
         1,
     );
+    if scratch_texels > 0 {
+        // The textures of the products that run from them (`texels::words_for`): the input
+        // projection, the recurrent products forward and back, and the weight gradients, of
+        // the first layer and of the layers above; the context keeps no more than
+        // `scratch_texels`.
+        let directions = if config.bidirectional { 2 } else { 1 };
+        let layer = |i: usize| -> usize {
+            use crate::gpu::texels::words_for;
+            let rows = s * b;
+            words_for((rows, gh, i), false)
+                + words_for((b, gh, h), true)
+                + words_for((b, h, gh), true)
+                + words_for((gh, h, rows), false)
+                + words_for((gh, i, rows), false)
+        };
+        let upper = if config.layers > 1 {
+            layer(directions * h)
+        } else {
+            0
+        };
+        let words = layer(i).max(upper);
+        add(
+            SCRATCH_TEXELS,
+            "(CPU adapters, about)".to_string(),
+            words.min(scratch_texels as usize / 4),
+            1,
+        );
+    }
     out
 }
 
@@ -436,7 +472,7 @@ pub fn plan(
                 (s, n),
                 recompute && n > 1,
                 optimizer_words,
-                limits.uniform_align,
+                (limits.uniform_align, limits.scratch_texels),
             ),
             limits,
         }

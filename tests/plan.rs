@@ -29,6 +29,7 @@ fn limits(max_binding: u64, budget: Option<u64>) -> MemoryLimits {
         uniform_align: 64,
         budget,
         budget_name: "--max-memory",
+        scratch_texels: 0,
     }
 }
 

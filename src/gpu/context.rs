@@ -26,6 +26,16 @@ pub struct WorkCounts {
     pub texel_fills: u64,
 }
 
+/// The scratch textures kept between passes: more would be let go before the next is made.
+const SCRATCH_TEXELS_BYTES: u64 = 64 << 20;
+
+/// `Gpu::scratch_texels`' textures and their bytes.
+#[derive(Default)]
+struct ScratchTexels {
+    views: HashMap<(usize, u32, u32), wgpu::TextureView>,
+    bytes: u64,
+}
+
 pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -42,7 +52,7 @@ pub struct Gpu {
     storage_bytes: AtomicU64,
     /// Scratch textures the texel kernels' operands are copied into, by (operand slot, width,
     /// height); reused by every product of that size (copies and reads are ordered on the queue).
-    texels: Mutex<HashMap<(usize, u32, u32), wgpu::TextureView>>,
+    texels: Mutex<ScratchTexels>,
     /// Errors wgpu reports outside an error scope; collected instead of panicking.
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// Why the device was lost, once it has been.
@@ -166,7 +176,7 @@ impl Gpu {
             submissions: AtomicU64::new(0),
             texel_fills: AtomicU64::new(0),
             storage_bytes: AtomicU64::new(0),
-            texels: Mutex::new(HashMap::new()),
+            texels: Mutex::new(ScratchTexels::default()),
             uncaptured,
             lost,
         })
@@ -255,19 +265,40 @@ impl Gpu {
         }))
     }
 
+    /// At most how many bytes of scratch textures the texel matrix products keep between
+    /// passes: `SCRATCH_TEXELS_BYTES` on CPU adapters with 8-lane subgroups, where they run,
+    /// else none. (One recording may hold more while it needs them.)
+    pub fn scratch_texels_bytes(&self) -> u64 {
+        let texels = self.info.device_type == wgpu::DeviceType::Cpu && self.has_lanes_of_8();
+        if texels {
+            SCRATCH_TEXELS_BYTES
+        } else {
+            0
+        }
+    }
+
     /// The scratch texture of `width` x `height` rgba32float texels for operand `slot` (0: A,
-    /// 1: B) of the texel kernels, created on first use.
+    /// 1: B) of the texel kernels, created on first use. When the textures kept would exceed
+    /// `SCRATCH_TEXELS_BYTES` the context lets go of all of them first (recorded ops keep
+    /// theirs alive until they have run).
     pub(crate) fn scratch_texels(
         &self,
         slot: usize,
         (width, height): (u32, u32),
     ) -> wgpu::TextureView {
+        let bytes = 16 * width as u64 * height as u64;
         let mut texels = self.texels.lock().unwrap();
-        texels
+        if !texels.views.contains_key(&(slot, width, height))
+            && texels.bytes + bytes > SCRATCH_TEXELS_BYTES
+        {
+            *texels = ScratchTexels::default();
+        }
+        let ScratchTexels { views, bytes: kept } = &mut *texels;
+        views
             .entry((slot, width, height))
             .or_insert_with(|| {
-                self.storage_bytes
-                    .fetch_add(16 * width as u64 * height as u64, Ordering::Relaxed);
+                *kept += bytes;
+                self.storage_bytes.fetch_add(bytes, Ordering::Relaxed);
                 self.device
                     .create_texture(&wgpu::TextureDescriptor {
                         label: Some("matrix product operand texels"),

@@ -185,6 +185,16 @@ impl GemmKernel {
         } else {
             &Self::BLOCKS
         };
+        Self::cheapest(candidates, (m, n, k), accumulate)
+    }
+
+    /// The kernel `resolve` picks on a CPU adapter with 8-lane subgroups (for the memory plan,
+    /// which has no adapter at hand: where it is `Lanes64x8`, the product may run from textures).
+    pub(crate) fn lanes_choice(shape: (usize, usize, usize), accumulate: bool) -> Self {
+        Self::cheapest(&Self::LANES, shape, accumulate)
+    }
+
+    fn cheapest(candidates: &[Self], (m, n, k): (usize, usize, usize), accumulate: bool) -> Self {
         let shape = (m as u64, n as u64, k as u64);
         let cost = |kernel: &GemmKernel| kernel.cpu_cost(shape, accumulate);
         *candidates

@@ -10,7 +10,7 @@ mod pass;
 mod recorder;
 mod recurrence;
 mod stack;
-mod texels;
+pub(crate) mod texels;
 mod workspace;
 
 pub use context::{enumerate_adapters, AdapterSummary, Gpu, WorkCounts};

@@ -6,7 +6,7 @@
 //! already holds, so the recurrent weights are filled once per pass, not once per step.
 
 use super::context::Gpu;
-use super::gemm::Operand;
+use super::gemm::{GemmKernel, Operand};
 use super::kernels::Kernel;
 use super::recorder::{Bound, Recorder, TexelSource};
 use crate::Error;
@@ -139,9 +139,7 @@ pub(crate) fn plans(
     copies_only: bool,
 ) -> Option<(usize, Vec<Plan>)> {
     let max = gpu.limits.max_texture_dimension_2d as usize;
-    let limit = chunk
-        .min((TEXTURE_BYTES / (4 * (m + n))).max(MIN_CHUNK))
-        .min(max);
+    let limit = chunk.min(chunk_limit((m, n))).min(max);
     let chunk = if k <= limit {
         k
     } else {
@@ -153,6 +151,22 @@ pub(crate) fn plans(
         .collect::<Option<Vec<_>>>()?;
     let usable = !plans.is_empty() && (!copies_only || plans.iter().all(|plan| plan.a.copy));
     usable.then_some((chunk, plans))
+}
+
+/// The longest K-chunk of an [m, k] x [k, n] texel product: `MIN_CHUNK` rows or what keeps
+/// both textures within `TEXTURE_BYTES`, whichever is longer.
+fn chunk_limit((m, n): (usize, usize)) -> usize {
+    (TEXTURE_BYTES / (4 * (m + n))).max(MIN_CHUNK)
+}
+
+/// About how many words of textures an [m, k] x [k, n] product fills, if it runs from textures
+/// where `GemmKernel::Auto` takes it (`lanes_choice`), for the memory plan.
+pub(crate) fn words_for((m, n, k): (usize, usize, usize), accumulate: bool) -> usize {
+    let lanes = GemmKernel::lanes_choice((m, n, k), accumulate);
+    if !matches!(lanes, GemmKernel::Lanes64x8 { .. }) {
+        return 0;
+    }
+    (m + n) * k.min(chunk_limit((m, n)))
 }
 
 /// Records what fills operand `slot`'s scratch texture of this size (0: A, 1: B), unless it
