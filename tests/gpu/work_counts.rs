@@ -111,3 +111,51 @@ fn texel_products_fill_two_textures_per_step_and_match_cpu() {
         assert_eq!(fills, [0, 0, 0]);
     }
 }
+
+/// The other cells, and a stacked bidirectional LSTM (whose upper layer reads both directions
+/// below), with recurrent and weight-gradient products large enough to run from textures:
+/// every tensor still matches the f64 reference.
+#[test]
+fn texel_products_match_cpu_for_every_cell_and_stack() {
+    let gpu = Gpu::new().expect("GPU tests need an adapter");
+    let base = ModelConfig {
+        cell: Cell::Gru,
+        activation: Activation::Tanh,
+        input_size: 64,
+        hidden_size: 128,
+        output_size: 2,
+        readout: Readout::Last,
+        loss: Loss::Mse,
+        layers: 1,
+        bidirectional: false,
+        dropout: 0.0,
+    };
+    let configs = [
+        base,
+        ModelConfig {
+            cell: Cell::Rnn,
+            readout: Readout::All,
+            ..base
+        },
+        ModelConfig {
+            cell: Cell::Lstm,
+            layers: 2,
+            bidirectional: true,
+            ..base
+        },
+    ];
+    let mut failed = Vec::new();
+    for (k, config) in configs.iter().enumerate() {
+        let (params, batch) = random_problem(config, 5, 128, seed(90 + k as u64));
+        let before = gpu.work_counts().texel_fills;
+        let report = rnn_wgpu::parity::run_parity(&gpu, config, &params, &batch).unwrap();
+        let fills = gpu.work_counts().texel_fills - before;
+        if gpu.has_lanes_of_8() && fills == 0 {
+            failed.push(format!("{config:?}: no product ran from textures"));
+        }
+        for c in report.failures(rnn_wgpu::parity::TOLERANCE) {
+            failed.push(format!("{config:?}: {c}"));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
