@@ -5,8 +5,9 @@
 // Why textures: llvmpipe compiles a load from a storage buffer to a scalar loop over the 8
 // lanes with a bounds check per element, but a texel fetch to vector address arithmetic and
 // one 16-byte load per lane: four floats for little more than the price of one. On the
-// recurrent products of (128, 256, 64, 256) this tile runs at 58-70 GFLOP/s where
-// gemm_lanes_64x8 runs at 41-52 (BENCHMARKS.md). The host fills the textures first (texels.rs):
+// products of (128, 256, 64, 256) this tile runs at 53-55 GFLOP/s per step and 52 on dW_hh,
+// where gemm_lanes_64x8 runs at 44-47 and 34 (BENCHMARKS.md). The host fills the textures
+// first (texels.rs):
 // texel (x, y) holds op(B)[k = y, n = 4x .. 4x+3], and op(A) either the same way along M
 // (gemm_texels_tn) or row y's k = 4x .. 4x+3 (gemm_texels_nn: a plain copy of a row-major A).
 //

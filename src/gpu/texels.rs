@@ -19,7 +19,8 @@ const TEXEL: usize = 4;
 /// operands over all T x B rows would take hundreds of MiB): longer products run in K-chunks.
 const TEXTURE_BYTES: usize = 8 << 20;
 
-/// K-chunks shorter than this cost more in dispatches and stores of C than they save.
+/// The shortest K-chunk the byte limit may ask for (each chunk costs a dispatch and a store
+/// and reload of C).
 const MIN_CHUNK: usize = 256;
 
 /// wgpu's `COPY_BYTES_PER_ROW_ALIGNMENT` in f32 words.
