@@ -7,9 +7,9 @@
 // one 16-byte load per lane: four floats for little more than the price of one. On the
 // products of (128, 256, 64, 256) this tile runs at 53-55 GFLOP/s per step and 52 on dW_hh,
 // where gemm_lanes_64x8 runs at 44-47 and 34 (BENCHMARKS.md). The host fills the textures
-// first (texels.rs):
-// texel (x, y) holds op(B)[k = y, n = 4x .. 4x+3], and op(A) either the same way along M
-// (gemm_texels_tn) or row y's k = 4x .. 4x+3 (gemm_texels_nn: a plain copy of a row-major A).
+// first (texels.rs): texel (x, y) holds op(B)[k = y, n = 4x .. 4x+3], and op(A) either the same
+// way along M (gemm_texels_tn) or row y's k = 4x .. 4x+3 (gemm_texels_nn: a plain copy of a
+// row-major A).
 //
 // Rows and columns past the edge are clamped, as in the lanes kernels: to the last row (along
 // K) or to the last texel, whose columns past the edge repeat the last column (pack.wgsl) or
