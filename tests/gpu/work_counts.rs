@@ -18,21 +18,30 @@ fn the_persistent_recurrence_takes_no_dispatch_per_step() {
     check_dispatches_per_step(Recurrence::Persistent, 0);
 }
 
-/// Runs T = 5 and T = 15 and checks that the 10 extra steps cost `per_step` dispatches per
-/// cell, in one submission each.
-fn check_dispatches_per_step(recurrence: Recurrence, per_step: u64) {
-    let one = ModelConfig {
-        cell: Cell::Lstm,
+/// A one-layer model of (input, hidden, output) sizes with an MSE loss.
+fn one_layer(
+    cell: Cell,
+    (input, hidden, output): (usize, usize, usize),
+    readout: Readout,
+) -> ModelConfig {
+    ModelConfig {
+        cell,
         activation: Activation::Tanh,
-        input_size: 3,
-        hidden_size: 17,
-        output_size: 2,
-        readout: Readout::Last,
+        input_size: input,
+        hidden_size: hidden,
+        output_size: output,
+        readout,
         loss: Loss::Mse,
         layers: 1,
         bidirectional: false,
         dropout: 0.0,
-    };
+    }
+}
+
+/// Runs T = 5 and T = 15 and checks that the 10 extra steps cost `per_step` dispatches per
+/// cell, in one submission each.
+fn check_dispatches_per_step(recurrence: Recurrence, per_step: u64) {
+    let one = one_layer(Cell::Lstm, (3, 17, 2), Readout::Last);
     // A context of its own: the shared one counts the work of tests running beside this one.
     let gpu = Gpu::new().expect("GPU tests need an adapter");
     let gpu = &gpu;
@@ -76,18 +85,7 @@ fn check_dispatches_per_step(recurrence: Recurrence, per_step: u64) {
 #[test]
 fn texel_products_fill_two_textures_per_step_and_match_cpu() {
     let gpu = Gpu::new().expect("GPU tests need an adapter");
-    let config = ModelConfig {
-        cell: Cell::Lstm,
-        activation: Activation::Tanh,
-        input_size: 64,
-        hidden_size: 128,
-        output_size: 3,
-        readout: Readout::All,
-        loss: Loss::Mse,
-        layers: 1,
-        bidirectional: false,
-        dropout: 0.0,
-    };
+    let config = one_layer(Cell::Lstm, (64, 128, 3), Readout::All);
     // At T = 4, T * B = 4H: dW_hh's h [T * B, H] takes W_hh's [4H, H] scratch texture between
     // the backward steps and dE/dh_0, which must fill it with W_hh again (that fill makes the
     // count uneven, so T = 3 and 7 are counted).
@@ -118,18 +116,7 @@ fn texel_products_fill_two_textures_per_step_and_match_cpu() {
 #[test]
 fn texel_products_match_cpu_for_every_cell_and_stack() {
     let gpu = Gpu::new().expect("GPU tests need an adapter");
-    let base = ModelConfig {
-        cell: Cell::Gru,
-        activation: Activation::Tanh,
-        input_size: 64,
-        hidden_size: 128,
-        output_size: 2,
-        readout: Readout::Last,
-        loss: Loss::Mse,
-        layers: 1,
-        bidirectional: false,
-        dropout: 0.0,
-    };
+    let base = one_layer(Cell::Gru, (64, 128, 2), Readout::Last);
     let configs = [
         base,
         ModelConfig {
