@@ -205,17 +205,14 @@ impl<'g> Recorder<'g> {
             bytes.len() as u64 <= PARAMS_BINDING_SIZE,
             "params too large"
         );
-        let slots: Vec<Slot> = (kernel.layout().slots().iter())
-            .filter(|&&slot| slot != Slot::Params)
-            .copied()
-            .collect();
+        let slots = (kernel.layout().slots().iter()).filter(|&&slot| slot != Slot::Params);
+        let resources = slots.clone().count();
         assert_eq!(
             bound.len(),
-            slots.len(),
-            "{kernel:?} binds {} resources",
-            slots.len()
+            resources,
+            "{kernel:?} binds {resources} resources"
         );
-        for (slot, bound) in slots.iter().zip(&bound) {
+        for (slot, bound) in slots.zip(&bound) {
             if let (Slot::ReadWrite, Bound::Buffer(buffer)) = (slot, bound) {
                 self.written(buffer);
             }
