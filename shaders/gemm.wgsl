@@ -13,31 +13,10 @@
 // CPU adapters with 8-lane subgroups (llvmpipe on AVX2) use gemm_lanes.wgsl instead: 2x as fast.
 // Either way each element of C is summed over k in one fixed order: results are bit-reproducible.
 
-struct GemmParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    lda: u32,
-    ldb: u32,
-    ldc: u32,
-    a_offset: u32,
-    b_offset: u32,
-    c_offset: u32,
-    bias_offset: u32,
-    trans_a: u32,
-    trans_b: u32,
-    accumulate: u32,
-    has_bias: u32,
-    // gemm_block_*: ceil(M / R), to turn an invocation index into a (row, column) block
-    row_blocks: u32,
-    _pad: u32,
-}
+// (gemm_params.wgsl comes first: GemmParams, bias, C and outer; trans_c is 0 for these kernels)
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
-@group(0) @binding(4) var<uniform> p: GemmParams;
 
 // ---------------------------------------------------------------------------------------------
 // gemm_tiled (GPUs): a 16x16 workgroup computes a 64x64 tile of C, each invocation a 4x4 block
@@ -232,11 +211,6 @@ fn a_column(blk: Block, starts: vec4<u32>, k: u32) -> vec4<f32> {
 fn b_row(blk: Block, starts: vec4<u32>, k: u32) -> vec4<f32> {
     let o = k * blk.b_k;
     return vec4<f32>(b[starts.x + o], b[starts.y + o], b[starts.z + o], b[starts.w + o]);
-}
-
-// The rank-1 update of one tile: 16 FMAs.
-fn outer(x: vec4<f32>, y: vec4<f32>) -> mat4x4<f32> {
-    return mat4x4<f32>(x * y.x, x * y.y, x * y.z, x * y.w);
 }
 
 fn bias_at(cols: vec4<u32>) -> vec4<f32> {

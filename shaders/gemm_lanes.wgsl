@@ -19,7 +19,8 @@
 // one subgroup of 8 (the host checks the adapter's subgroup size), and a lane is named by its
 // subgroup invocation id, the index subgroupBroadcast takes.
 
-// (tile.wgsl comes first: the parameters, C, bias, and the tile's start and store)
+// (gemm_params.wgsl and tile.wgsl come first: the parameters, C, bias, and the tile's start
+// and store)
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;

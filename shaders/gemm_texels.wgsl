@@ -16,7 +16,8 @@
 // do not exist (copies need whole texels); a quad of rows or columns starts at a multiple of 4,
 // so it lies either inside the matrix or wholly past its edge, where it is not stored.
 //
-// (tile.wgsl comes first: the parameters, C, bias, and the tile's start and store)
+// (gemm_params.wgsl and tile.wgsl come first: the parameters, C, bias, and the tile's start
+// and store)
 
 @group(0) @binding(0) var a: texture_2d<f32>;
 @group(0) @binding(1) var b: texture_2d<f32>;

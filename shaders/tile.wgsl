@@ -1,31 +1,5 @@
 // What the tile kernels of gemm_lanes.wgsl and gemm_texels.wgsl share (it comes first in both
-// modules): the parameters, bias and C, and a tile's start and store. Bindings 0 and 1 (op(A)
-// and op(B)) are each file's own: storage buffers there, textures here.
-
-struct GemmParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    lda: u32,
-    ldb: u32,
-    ldc: u32,
-    a_offset: u32,
-    b_offset: u32,
-    c_offset: u32,
-    bias_offset: u32,
-    trans_a: u32,
-    trans_b: u32,
-    accumulate: u32,
-    has_bias: u32,
-    // ceil(M / rows of the group's tile)
-    row_blocks: u32,
-    // 1: C is stored transposed (C[i, j] at c_offset + j * ldc + i), bias runs along its rows
-    trans_c: u32,
-}
-
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
-@group(0) @binding(4) var<uniform> p: GemmParams;
+// modules, after gemm_params.wgsl): strides, clamped quads, and a tile's start and store.
 
 // Element strides of op(A) along M and K, op(B) along K and N, C along M and N.
 struct Strides {
@@ -54,11 +28,6 @@ fn strides() -> Strides {
 // Four consecutive indices from `first`, clamped to `last`.
 fn quad(first: u32, last: u32) -> vec4<u32> {
     return min(vec4<u32>(first) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
-}
-
-// A 4x4 tile of C by columns: t[j][i] = C[rows[i], cols[j]].
-fn outer(x: vec4<f32>, y: vec4<f32>) -> mat4x4<f32> {
-    return mat4x4<f32>(x * y.x, x * y.y, x * y.z, x * y.w);
 }
 
 fn c_index(s: Strides, rows: vec4<u32>, col: u32) -> vec4<u32> {

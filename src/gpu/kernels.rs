@@ -51,12 +51,17 @@ impl Shader {
 
     pub fn source(self) -> &'static str {
         match self {
-            Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
+            Shader::Gemm => concat!(
+                include_str!("../../shaders/gemm_params.wgsl"),
+                include_str!("../../shaders/gemm.wgsl")
+            ),
             Shader::GemmLanes => concat!(
+                include_str!("../../shaders/gemm_params.wgsl"),
                 include_str!("../../shaders/tile.wgsl"),
                 include_str!("../../shaders/gemm_lanes.wgsl")
             ),
             Shader::GemmTexels => concat!(
+                include_str!("../../shaders/gemm_params.wgsl"),
                 include_str!("../../shaders/tile.wgsl"),
                 include_str!("../../shaders/gemm_texels.wgsl")
             ),
