@@ -26,6 +26,19 @@ pub struct Comparison {
     pub worst_index: usize,
     pub worst_gpu: f64,
     pub worst_cpu: f64,
+    /// Reference elements below f32's normal range (|x| < 2^-126), compared as 0.
+    pub subnormal: usize,
+}
+
+/// A value as an f32 kernel may hold it: below f32's normal range, 0. GPUs may flush f32
+/// subnormals to zero (Vulkan lets them, and NVIDIA's do), so gradients that have vanished
+/// to 1e-40 on the f64 reference read 0 there; a relative error of 1 on them would be noise.
+fn flushed(x: f64) -> f64 {
+    if x.abs() < f32::MIN_POSITIVE as f64 {
+        0.0
+    } else {
+        x
+    }
 }
 
 impl Comparison {
@@ -34,8 +47,11 @@ impl Comparison {
         let mut diff_sq = 0.0;
         let mut ref_sq = 0.0;
         let (mut worst_index, mut worst_diff) = (0, -1.0);
+        let mut subnormal = 0;
         for (k, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
-            let d = (g as f64 - c).abs();
+            subnormal += (c != 0.0 && flushed(c) == 0.0) as usize;
+            let (g, c) = (flushed(g as f64), flushed(c));
+            let d = (g - c).abs();
             // NaN compares false: make sure a NaN is reported as the worst element
             if d > worst_diff || d.is_nan() && !worst_diff.is_nan() {
                 worst_diff = d;
@@ -56,6 +72,7 @@ impl Comparison {
             worst_index,
             worst_gpu: gpu.get(worst_index).map_or(0.0, |&g| g as f64),
             worst_cpu: cpu.get(worst_index).copied().unwrap_or(0.0),
+            subnormal,
         }
     }
 
@@ -70,7 +87,11 @@ impl fmt::Display for Comparison {
             f,
             "{:<28} {:>9} {:>10.3e}   worst [{}]: gpu {:.9e}  cpu {:.9e}",
             self.name, self.len, self.rel_error, self.worst_index, self.worst_gpu, self.worst_cpu
-        )
+        )?;
+        if self.subnormal > 0 {
+            write!(f, "  ({} below f32's normal range, as 0)", self.subnormal)?;
+        }
+        Ok(())
     }
 }
 
@@ -205,5 +226,26 @@ fn compare_all(
     compare("|dE/dh_t|", out.grad_norm_h.as_deref(), &bwd.grad_norm_h);
     if let Some(norms) = &bwd.grad_norm_c {
         compare("|dE/dc_t|", out.grad_norm_c.as_deref(), norms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Comparison;
+
+    /// Reference values below f32's normal range count as 0 (a GPU may flush them); anything
+    /// in the normal range still fails when the GPU loses it.
+    #[test]
+    fn subnormal_reference_values_compare_as_zero() {
+        let vanished = Comparison::new("d h0", &[0.0, 0.0, 0.0], &[1.3e-43, -2.1e-40, 0.0]);
+        assert_eq!(vanished.rel_error, 0.0);
+        assert_eq!(vanished.subnormal, 2);
+        assert!(vanished.to_string().contains("2 below f32's normal range"));
+        let mixed = Comparison::new("d h0", &[0.0, 0.5], &[1e-41, 0.5]);
+        assert!(mixed.passes(1e-12), "{mixed}");
+        let lost = Comparison::new("d h0", &[0.0, 0.0], &[1e-30, 0.0]);
+        assert!(!lost.passes(1e-4), "{lost}");
+        let nan = Comparison::new("d h0", &[f32::NAN], &[1e-41]);
+        assert!(!nan.passes(1e-4), "{nan}");
     }
 }
