@@ -76,7 +76,8 @@ impl Recurrence {
 /// at 16,384 two of three did. 8192 is where both machines mostly win.
 const PERSISTENT_CPU_FMAS: usize = 1 << 13;
 
-/// The same for GPUs, from napkin maths only (no GPU has been measured): a dispatch pair costs
-/// 10-20 us, and one workgroup (one multiprocessor) doing 2^18 FMAs, each with a load from
-/// workgroup memory, takes about 5 us at 32 loads a clock.
-const PERSISTENT_GPU_FMAS: usize = 1 << 18;
+/// The same for GPUs, measured on an H200 through Vulkan (BENCHMARKS.md, eighth session): the
+/// persistent workgroup won at 4096 and 32,768 FMAs per step (0.32 and 0.43 of the per-step
+/// time), about tied at 65,536 (LSTM B = 64, H = 16, T = 1000: 0.94) and lost from 196,608 on
+/// (1.7-1.9x slower), where one multiprocessor does what the per-step GEMM spreads over many.
+const PERSISTENT_GPU_FMAS: usize = 1 << 16;
