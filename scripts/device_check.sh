@@ -5,10 +5,13 @@
 # default). Everything it prints also lands in $OUT. Not part of CI.
 #
 # That machine has no Rust toolchain and no network. Prepare here, in the repository root:
-#   cargo build --release && mkdir -p .device && strip -o .device/rnn-wgpu target/release/rnn-wgpu
-#   (stripped: 51 MB of debug info would crowd the 64 MiB a call carries),
-#   and the Vulkan loader into .gl, as the device README says (libvulkan1 and friends);
-#   both folders are in .gitignore, so they travel only when carried.
+#   cargo build --release && cargo build --release --example gemm_speed && mkdir -p .device
+#   strip -o .device/rnn-wgpu target/release/rnn-wgpu
+#   strip -o .device/gemm_speed target/release/examples/gemm_speed
+#   (stripped: 51 MB of debug info would crowd the 64 MiB a call carries), and the Vulkan
+#   loader into .gl, as the device README says (libvulkan1 and friends); both folders are in
+#   .gitignore, so they travel only when carried. The first run (eighth session, an H200) took
+#   69 s of the command and about 100 s of device time with the machine's start.
 # Then call run(command="bash scripts/device_check.sh", carry=[".device", ".gl"],
 # timeout_s=540) once. QUICK=1 runs one small shape of each part (for trying it here).
 set -uo pipefail
@@ -16,7 +19,8 @@ OUT="${OUT:-/tmp/device_check}"
 mkdir -p "$OUT"
 BIN="${BIN:-.device/rnn-wgpu}"
 log() { echo "== $*" | tee -a "$OUT/check.txt"; }
-run() { "$@" 2>&1 | grep -v XDG_RUNTIME_DIR | tee -a "$OUT/check.txt"; }
+# Each command gets at most LIMIT seconds, so one hang cannot eat the lease.
+run() { timeout "${LIMIT:-120}" "$@" 2>&1 | grep -v XDG_RUNTIME_DIR | tee -a "$OUT/check.txt"; }
 
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/xdg-$(id -u)}"
 mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
@@ -40,11 +44,16 @@ if [ -n "${QUICK:-}" ]; then
     suite=(--shape 8,20,2,16)
     small=("lstm 1,100,2,32")
     torch_shapes=(--shape 8,20,2,16)
+    products=(64,64,64,nn)
 else
     suite=()
     small=("lstm 1,100,2,32" "lstm 8,100,2,32" "lstm 64,100,2,32" "lstm 256,100,2,32"
         "rnn 64,100,2,64" "gru 64,100,2,32" "lstm 64,1000,2,16")
     torch_shapes=()
+    # A square first (the clocks ramp up), then (256, 128, 128, 512): the recurrent products
+    # forward and back, dW_hh, dW_ih, the input projection; (64, 1000, 2, 128): dW_hh
+    products=(4096,4096,4096,nn 256,2048,512,nt 256,512,2048,nn 2048,512,32768,tn
+        2048,128,32768,tn 32768,2048,128,nt 512,128,64000,tn)
 fi
 
 log "parity on this adapter (exits non-zero above 1e-4)"
@@ -55,6 +64,14 @@ run "$BIN" parity --cell lstm --batch 16 --seq-len 100 --input 32 --hidden 257
 
 log "bench suite: LSTM, forward + BPTT + SGD"
 run "$BIN" bench "${suite[@]}" --runs 10 --warmup 3 --json
+log "GEMM alone: the 64x64 tiles against split K on the largest shape's products"
+if [ -x .device/gemm_speed ]; then
+    args=()
+    for product in "${products[@]}"; do
+        args+=(--product "$product")
+    done
+    run .device/gemm_speed 3 --gpu "${args[@]}"
+fi
 log "persistent recurrence against per-step dispatches"
 for spec in "${small[@]}"; do
     set -- $spec
