@@ -78,6 +78,7 @@ const PERSISTENT_CPU_FMAS: usize = 1 << 13;
 
 /// The same for GPUs, measured on an H200 through Vulkan (BENCHMARKS.md, eighth session): the
 /// persistent workgroup won at 4096 and 32,768 FMAs per step (0.32 and 0.43 of the per-step
-/// time), about tied at 65,536 (LSTM B = 64, H = 16, T = 1000: 0.94) and lost from 196,608 on
-/// (1.7-1.9x slower), where one multiprocessor does what the per-step GEMM spreads over many.
+/// time), at 65,536 won or tied (LSTM B = 16, H = 32: 0.87; B = 64, H = 16, T = 1000: 1.02 with
+/// the split-K products) and lost from 196,608 on (1.7-1.9x slower), where one multiprocessor
+/// does what the per-step GEMM spreads over many.
 const PERSISTENT_GPU_FMAS: usize = 1 << 16;
