@@ -4,7 +4,8 @@
 //! read-back inside the timing.
 //!
 //! `cargo run --release --example gemm_speed [ROUNDS] [--all] [--product M,N,K,OP]... [--k-chunk N]
-//! [--auto-only]`; `--all` adds every block kernel, `--product` (repeatable; OP is nn, nt, tn or
+//! [--auto-only] [--gpu]`; `--all` adds every block kernel, `--gpu` the GPUs' kernels (the
+//! 64x64 tiles and the split-K 32x32 tiles), `--product` (repeatable; OP is nn, nt, tn or
 //! tt) times those products instead of the built-in list, `--k-chunk` runs K in chunks of N,
 //! `--auto-only` leaves out the `gemm_tiled` baseline.
 
@@ -53,6 +54,8 @@ fn main() -> Result<(), rnn_wgpu::Error> {
     };
     if args.iter().any(|a| a == "--all") {
         kernels.extend(&GemmKernel::forced(&gpu)[1..]);
+    } else if args.iter().any(|a| a == "--gpu") {
+        kernels.push(GemmKernel::Split32x32);
     }
     println!("adapter: {}", gpu.adapter_name());
     println!(

@@ -21,6 +21,12 @@ struct GemmParams {
     row_blocks: u32,
     // 1: C is stored transposed (C[i, j] at c_offset + j * ldc + i), bias runs along its rows
     trans_c: u32,
+    // gemm_split_32x32: K is split over this many parts of workgroups, each writing its partial
+    // C to its own slice (gemm_split_sum adds them); 1: no parts
+    k_parts: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(2) var<storage, read> bias: array<f32>;

@@ -4,6 +4,8 @@
 //                gradient norms ||dE/dh_t|| over the whole [B, H] slice of step t
 //   row_sums:    out[r] = sum_i x[r * n + i]          the loss from per-row shares
 //   column_sums: out[j] = (accumulate ? out[j] : 0) + sum_r x[r * n + j]   bias gradients
+//   column_block_sums: out[b * n + j] = sum of x[r * n + j] over the rows r of block b, the
+//                first pass of column_sums over many rows
 
 struct ReduceParams {
     rows: u32,
@@ -83,4 +85,34 @@ fn column_sums(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
         acc += out[p.out_offset + j];
     }
     out[p.out_offset + j] = acc;
+}
+
+// Bias gradients sum dgates over all T * B rows. In one pass that is n invocations, each a
+// chain of T * B dependent loads (an H200 has threads for thousands of columns, not hundreds).
+// Over more than COLUMN_BLOCK rows the host runs two: column_block_sums sums each block of
+// COLUMN_BLOCK rows of each column (n * blocks invocations), then column_sums adds the blocks'
+// sums in block order. Still one fixed order per element.
+const COLUMN_BLOCK: u32 = 256u;
+
+@compute @workgroup_size(64, 1, 1)
+fn column_block_sums(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    // Workgroup g covers 64 columns of one block: g = block * column groups + column group.
+    let column_groups = (p.n + 63u) / 64u;
+    let g = wg.x + wg.y * groups.x;
+    let j = (g % column_groups) * 64u + lid;
+    let block = g / column_groups;
+    let first = block * COLUMN_BLOCK;
+    if (j >= p.n || first >= p.rows) {
+        return;
+    }
+    let last = min(p.rows, first + COLUMN_BLOCK);
+    var acc = 0.0;
+    for (var r = first; r < last; r++) {
+        acc += x[p.in_offset + r * p.n + j];
+    }
+    out[p.out_offset + block * p.n + j] = acc;
 }

@@ -58,6 +58,9 @@ pub struct MemoryLimits {
     /// At most this much in scratch textures for the matrix products (`Gpu::
     /// scratch_texels_bytes`: CPU adapters with 8-lane subgroups; 0 elsewhere).
     pub scratch_texels: u64,
+    /// Whether split-K matrix products keep partial products in the scratch buffer of partial
+    /// sums (`Gpu::scratch_partials`): on GPUs; CPU adapters never pick `gemm_split_32x32`.
+    pub split_partials: bool,
 }
 
 /// Planning options a model carries (the command line's `--recompute`, `--max-memory`).
@@ -262,6 +265,7 @@ pub fn segment_ranges(seq_len: usize, segment_len: usize) -> Vec<(usize, usize)>
 
 const DISPATCH_PARAMS: &str = "dispatch parameters (uniform)";
 const SCRATCH_TEXELS: &str = "product operand textures";
+const PARTIAL_SUMS: &str = "partial sums (split K, column blocks)";
 
 /// The tensors of a pass with segments of `s` steps (`n` of them), as the workspace
 /// allocates them. `model_words` are the parameter-sized terms (parameters, gradients,
@@ -272,7 +276,7 @@ fn terms(
     (s, n): (usize, usize),
     recompute: bool,
     optimizer_words: usize,
-    (uniform_align, scratch_texels): (u64, u64),
+    (uniform_align, scratch_texels, split_partials): (u64, u64, bool),
 ) -> Vec<Term> {
     let (h, i, o, gh) = (
         config.hidden_size,
@@ -299,6 +303,7 @@ fn terms(
                     | "optimizer state"
                     | DISPATCH_PARAMS
                     | SCRATCH_TEXELS
+                    | PARTIAL_SUMS
             );
             out.push(Term {
                 name,
@@ -411,7 +416,7 @@ fn terms(
     // recomputation 2 more, plus a few per segment.
     let per_step = if recompute { 6 } else { 4 };
     let dispatches = (per_step * t + 16 * n) * cells + 16;
-    let words = dispatches * uniform_align.max(64) as usize / 4;
+    let words = dispatches * uniform_align.max(crate::gpu::PARAMS_BINDING_SIZE) as usize / 4;
     add(
         DISPATCH_PARAMS,
         format!("~{dispatches} dispatches"),
@@ -446,6 +451,32 @@ fn terms(
             1,
         );
     }
+    {
+        // One buffer (`Gpu::scratch_partials`), sized for the largest user: the bias
+        // gradients' column sums over blocks of the segment's rows, and on GPUs the products
+        // split over parts of K (`gemm::partial_words`): the weight gradients, or the backward
+        // recurrent product at a long 4H, of the first layer or of a layer above.
+        use crate::gpu::column_blocks;
+        use crate::gpu::gemm::partial_words;
+        let directions = if config.bidirectional { 2 } else { 1 };
+        let rows = s * b;
+        let blocks = column_blocks(rows.max(scored.0));
+        let mut words = if blocks > 1 { blocks * gh.max(o) } else { 0 };
+        if split_partials {
+            let layer = |i: usize| -> usize {
+                partial_words((gh, i, rows))
+                    .max(partial_words((gh, h, rows)))
+                    .max(partial_words((b, h, gh)))
+            };
+            let upper = if config.layers > 1 {
+                layer(directions * h)
+            } else {
+                0
+            };
+            words = words.max(layer(i)).max(upper);
+        }
+        add(PARTIAL_SUMS, "(the largest user)".to_string(), words, 1);
+    }
     out
 }
 
@@ -472,7 +503,11 @@ pub fn plan(
                 (s, n),
                 recompute && n > 1,
                 optimizer_words,
-                (limits.uniform_align, limits.scratch_texels),
+                (
+                    limits.uniform_align,
+                    limits.scratch_texels,
+                    limits.split_partials,
+                ),
             ),
             limits,
         }

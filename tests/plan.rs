@@ -30,6 +30,7 @@ fn limits(max_binding: u64, budget: Option<u64>) -> MemoryLimits {
         budget,
         budget_name: "--max-memory",
         scratch_texels: 0,
+        split_partials: false,
     }
 }
 

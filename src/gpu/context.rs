@@ -53,6 +53,9 @@ pub struct Gpu {
     /// Scratch textures the texel kernels' operands are copied into, by (operand slot, width,
     /// height); reused by every product of that size (copies and reads are ordered on the queue).
     texels: Mutex<ScratchTexels>,
+    /// The partial products of split-K matrix products (`gemm_split_32x32` with parts), grown
+    /// to the largest one recorded so far; products are ordered on the queue, so all share it.
+    partials: Mutex<Option<wgpu::Buffer>>,
     /// Errors wgpu reports outside an error scope; collected instead of panicking.
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// Why the device was lost, once it has been.
@@ -177,6 +180,7 @@ impl Gpu {
             texel_fills: AtomicU64::new(0),
             storage_bytes: AtomicU64::new(0),
             texels: Mutex::new(ScratchTexels::default()),
+            partials: Mutex::new(None),
             uncaptured,
             lost,
         })
@@ -319,6 +323,22 @@ impl Gpu {
                     .create_view(&wgpu::TextureViewDescriptor::default())
             })
             .clone()
+    }
+
+    /// A scratch buffer of at least `words` f32 words for partial sums: of split-K products (at
+    /// most `gemm::SPLIT_PARTIALS_BYTES`, which the split rule respects) and of column sums
+    /// over blocks of rows (the memory plan's "partial sums"). A larger one replaces the
+    /// one kept; recorded dispatches keep theirs alive until they have run.
+    pub(crate) fn scratch_partials(&self, words: usize) -> Result<wgpu::Buffer, Error> {
+        let mut kept = self.partials.lock().unwrap();
+        match &*kept {
+            Some(buffer) if buffer.size() >= 4 * words as u64 => Ok(buffer.clone()),
+            _ => {
+                let buffer = self.storage_buffer("split-K partial products", words)?;
+                *kept = Some(buffer.clone());
+                Ok(buffer)
+            }
+        }
     }
 
     /// Splits `groups` workgroups over x and y so neither exceeds the adapter's per-dimension

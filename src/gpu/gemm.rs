@@ -13,6 +13,23 @@ use std::sync::OnceLock;
 /// Output tile edge of `gemm_tiled`, in both M and N.
 const TILE: u64 = 64;
 
+/// Output tile edge of `gemm_split_32x32`, and the K it needs to give each quarter a slice.
+const SPLIT_TILE: u64 = 32;
+const SPLIT_MIN_K: usize = 64;
+
+/// On GPUs `Auto` takes `Split32x32` for products with fewer 64x64 tiles than this, about one
+/// per multiprocessor of a large GPU (an H200 has 132): below it `gemm_tiled` leaves most of
+/// them idle (on an H200 split K ran 1.9-2.3x as fast at 1-64 tiles; at 128 and 256 tiles it
+/// was slower: BENCHMARKS.md).
+const SPLIT_BELOW_TILES: u64 = 128;
+
+/// `split_parts`: K is split over parts of workgroups until about this many workgroups run
+/// (8 per multiprocessor of an H200), each part at least `PART_MIN_K` long, and the partial
+/// products within `SPLIT_PARTIALS_BYTES`.
+const SPLIT_TARGET_GROUPS: u64 = 1024;
+const PART_MIN_K: usize = 4096;
+const SPLIT_PARTIALS_BYTES: usize = 64 << 20;
+
 /// `auto_k_chunk`: operands larger than this (both, over all of K) are taken to miss a CPU's
 /// caches; a chunk's slices of them span about `CHUNK_BYTES`, and at least `MIN_CHUNK` rows of K.
 const OUT_OF_CACHE_BYTES: usize = 16 << 20;
@@ -41,6 +58,8 @@ struct GemmParams {
     has_bias: u32,
     row_blocks: u32,
     trans_c: u32,
+    k_parts: u32,
+    _pad: [u32; 3],
 }
 
 /// A row-major matrix inside a buffer: element (r, c) of the *stored* matrix is at
@@ -83,7 +102,7 @@ pub struct Output<'a> {
 }
 
 /// The entry point that computes a product. `Auto`, what `record_gemm` and `matmul` use, picks
-/// `Tiled` on GPUs and the cheapest kernel on CPU adapters: the `Lanes*` kernels where
+/// `Tiled` or (few tiles, long K) `Split32x32` on GPUs and the cheapest kernel on CPU adapters: the `Lanes*` kernels where
 /// subgroups are 8 lanes wide (llvmpipe), else the `Block*` ones. The others force one (tests,
 /// benchmarks). Every choice gives a correct result for every shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +110,8 @@ pub enum GemmKernel {
     Auto,
     /// `gemm_tiled`: 64x64 tiles through workgroup memory.
     Tiled,
+    /// `gemm_split_32x32`: 32x32 tiles, K split four ways inside the workgroup.
+    Split32x32,
     /// `gemm_block_16x16`: each invocation a 16x16 block of C.
     Block16x16,
     /// `gemm_block_32x4`: for products with few columns.
@@ -141,7 +162,7 @@ impl GemmKernel {
 
     /// Every entry point this adapter can run, for tests and benchmarks.
     pub fn forced(gpu: &Gpu) -> Vec<GemmKernel> {
-        let mut kernels = vec![GemmKernel::Tiled];
+        let mut kernels = vec![GemmKernel::Tiled, GemmKernel::Split32x32];
         kernels.extend(Self::BLOCKS);
         if gpu.has_lanes_of_8() {
             kernels.extend(Self::LANES);
@@ -178,7 +199,7 @@ impl GemmKernel {
             return self;
         }
         if gpu.info.device_type != wgpu::DeviceType::Cpu {
-            return GemmKernel::Tiled;
+            return Self::gpu_choice((m, n, k));
         }
         let candidates: &[GemmKernel] = if gpu.has_lanes_of_8() {
             &Self::LANES
@@ -186,6 +207,17 @@ impl GemmKernel {
             &Self::BLOCKS
         };
         Self::cheapest(candidates, (m, n, k), accumulate)
+    }
+
+    /// The kernel `resolve` picks on a GPU (any adapter that is not a CPU): `Split32x32` where
+    /// C has fewer than `SPLIT_BELOW_TILES` 64x64 tiles and K is long enough to split.
+    pub fn gpu_choice((m, n, k): (usize, usize, usize)) -> Self {
+        let tiles = (m as u64).div_ceil(TILE) * (n as u64).div_ceil(TILE);
+        if tiles < SPLIT_BELOW_TILES && k >= SPLIT_MIN_K {
+            GemmKernel::Split32x32
+        } else {
+            GemmKernel::Tiled
+        }
     }
 
     /// The kernel `resolve` picks on a CPU adapter with 8-lane subgroups (for the memory plan,
@@ -310,6 +342,7 @@ pub(crate) fn record_gemm_using(
     let tile = match (kernel.lanes(), kernel.block()) {
         (Some((tile, _)), _) => tile,
         (None, Some((r, c))) => (r, c),
+        (None, None) if kernel == GemmKernel::Split32x32 => (SPLIT_TILE, SPLIT_TILE),
         (None, None) => (TILE, TILE),
     };
     let mut chunk = k_chunk.map_or_else(|| auto_k_chunk(gpu, (m, n, k), tile), |c| c.max(1));
@@ -340,6 +373,8 @@ pub(crate) fn record_gemm_using(
         has_bias: c.bias.is_some() as u32,
         row_blocks: 0,
         trans_c: swapped as u32,
+        k_parts: 1,
+        _pad: [0; 3],
     };
     let (entry, groups) = match (kernel.lanes(), kernel.block()) {
         (Some(((rows, cols), _)), _) => {
@@ -366,8 +401,8 @@ pub(crate) fn record_gemm_using(
             (entry, gpu.grid("matrix product blocks", groups)?)
         }
         (None, None) => {
-            let col_tiles = (n as u64).div_ceil(TILE);
-            let row_tiles = gpu.grid("matrix product rows", (m as u64).div_ceil(TILE))?;
+            let col_tiles = (n as u64).div_ceil(tile.1);
+            let row_tiles = gpu.grid("matrix product rows", (m as u64).div_ceil(tile.0))?;
             let max = gpu.limits.max_compute_workgroups_per_dimension as u64;
             if col_tiles > max {
                 return Err(Error::Limit {
@@ -380,7 +415,12 @@ pub(crate) fn record_gemm_using(
             }
             // x: column tiles; the kernel reads row tiles from (y, z)
             let groups = [col_tiles as u32, row_tiles[0], row_tiles[1]];
-            (Kernel::GemmTiled, groups)
+            let entry = if kernel == GemmKernel::Split32x32 {
+                Kernel::GemmSplit32x32
+            } else {
+                Kernel::GemmTiled
+            };
+            (entry, groups)
         }
     };
     let bias = c.bias.map_or(dummy, |(buffer, _)| buffer);
@@ -399,35 +439,143 @@ pub(crate) fn record_gemm_using(
             has_bias: (first == 0 && c.bias.is_some()) as u32,
             ..params
         };
-        let (entry, a_bound, b_bound) = match &plans {
-            Some((_, plans)) => {
-                let plan = &plans[first / chunk];
-                let a_bound = texels::fill(gpu, recorder, 0, plan.a.clone())?;
-                let b_bound = texels::fill(gpu, recorder, 1, plan.b.clone())?;
-                (plan.entry, a_bound, b_bound)
-            }
-            None => (
-                entry,
-                Bound::Buffer(a.buffer.clone()),
-                Bound::Buffer(b.buffer.clone()),
-            ),
+        let parts = if entry == Kernel::GemmSplit32x32 {
+            split_parts((m, n, len))
+        } else {
+            1
         };
-        recorder.dispatch_bound(
-            entry,
-            &chunk_params,
-            vec![
-                a_bound,
-                b_bound,
-                Bound::Buffer(bias.clone()),
-                Bound::Buffer(c.buffer.clone()),
-            ],
-            groups,
-        );
+        if parts > 1 {
+            record_split_parts(
+                gpu,
+                recorder,
+                parts,
+                groups,
+                chunk_params,
+                (&a, &b),
+                &c,
+                bias,
+            )?;
+        } else {
+            let (entry, a_bound, b_bound) = match &plans {
+                Some((_, plans)) => {
+                    let plan = &plans[first / chunk];
+                    let a_bound = texels::fill(gpu, recorder, 0, plan.a.clone())?;
+                    let b_bound = texels::fill(gpu, recorder, 1, plan.b.clone())?;
+                    (plan.entry, a_bound, b_bound)
+                }
+                None => (
+                    entry,
+                    Bound::Buffer(a.buffer.clone()),
+                    Bound::Buffer(b.buffer.clone()),
+                ),
+            };
+            recorder.dispatch_bound(
+                entry,
+                &chunk_params,
+                vec![
+                    a_bound,
+                    b_bound,
+                    Bound::Buffer(bias.clone()),
+                    Bound::Buffer(c.buffer.clone()),
+                ],
+                groups,
+            );
+        }
         first += len;
         if first >= k {
             return Ok(());
         }
     }
+}
+
+/// Into how many parts of workgroups `gemm_split_32x32` splits K for a product (1: none): until
+/// about `SPLIT_TARGET_GROUPS` workgroups run, each part at least `PART_MIN_K` long, all the
+/// parts' partial products within `SPLIT_PARTIALS_BYTES`. Only products with a K of several
+/// thousand split: the weight gradients (K = T * batch), and the per-step backward product of
+/// hidden sizes of 2048 and more (K = 4H), where the sum is that step's third dispatch.
+pub fn split_parts((m, n, k): (usize, usize, usize)) -> usize {
+    let groups = (m as u64).div_ceil(SPLIT_TILE) * (n as u64).div_ceil(SPLIT_TILE);
+    let to_fill = SPLIT_TARGET_GROUPS.div_ceil(groups) as usize;
+    let by_bytes = SPLIT_PARTIALS_BYTES / (4 * m * n).max(1);
+    to_fill.min(k / PART_MIN_K).min(by_bytes).max(1)
+}
+
+/// The words of partial products a product leaves in `Gpu::scratch_partials` on a GPU: the
+/// parts times M x N where `Auto` splits its K over parts, else 0. For the memory plan.
+pub(crate) fn partial_words(shape: (usize, usize, usize)) -> usize {
+    let parts = split_parts(shape);
+    if GemmKernel::gpu_choice(shape) == GemmKernel::Split32x32 && parts > 1 {
+        parts * shape.0 * shape.1
+    } else {
+        0
+    }
+}
+
+/// `C (+)= op(A) op(B) (+ bias)` as `parts` parts of K, each written to its slice of the
+/// context's partial-product buffer by `gemm_split_32x32`, then added in order by
+/// `gemm_split_sum` (which also adds bias and C).
+#[allow(clippy::too_many_arguments)]
+fn record_split_parts(
+    gpu: &Gpu,
+    recorder: &mut Recorder,
+    parts: usize,
+    [col_tiles, rows0, rows1]: [u32; 3],
+    params: GemmParams,
+    (a, b): (&Operand, &Operand),
+    c: &Output,
+    bias: &wgpu::Buffer,
+) -> Result<(), Error> {
+    let (m, n) = (params.m as usize, params.n as usize);
+    let partials = gpu.scratch_partials(parts * m * n)?;
+    let x = col_tiles as u64 * parts as u64;
+    let max = gpu.limits.max_compute_workgroups_per_dimension as u64;
+    if x > max {
+        return Err(Error::Limit {
+            what: format!("a matrix product with {n} columns in {parts} parts of K"),
+            needed: x,
+            limit: max,
+            limit_name: "max_compute_workgroups_per_dimension",
+            adapter: gpu.info.name.clone(),
+        });
+    }
+    let split = GemmParams {
+        c_offset: 0,
+        ldc: n as u32,
+        accumulate: 0,
+        has_bias: 0,
+        k_parts: parts as u32,
+        ..params
+    };
+    recorder.dispatch_bound(
+        Kernel::GemmSplit32x32,
+        &split,
+        vec![
+            Bound::Buffer(a.buffer.clone()),
+            Bound::Buffer(b.buffer.clone()),
+            Bound::Buffer(bias.clone()),
+            Bound::Buffer(partials.clone()),
+        ],
+        [x as u32, rows0, rows1],
+    );
+    // The sum reads the partials as A and writes C as the product would have.
+    let sum = GemmParams {
+        a_offset: 0,
+        k_parts: parts as u32,
+        ..params
+    };
+    let groups = gpu.grid("the sum of split-K parts", (m * n).div_ceil(64) as u64)?;
+    recorder.dispatch_bound(
+        Kernel::GemmSplitSum,
+        &sum,
+        vec![
+            Bound::Buffer(partials.clone()),
+            Bound::Buffer(bias.clone()),
+            Bound::Buffer(bias.clone()),
+            Bound::Buffer(c.buffer.clone()),
+        ],
+        groups,
+    );
+    Ok(())
 }
 
 /// How much of K one dispatch covers. On a CPU adapter, a product with a long K (the weight

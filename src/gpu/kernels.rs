@@ -6,6 +6,7 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
     Gemm,
+    GemmSplit,
     GemmLanes,
     GemmTexels,
     Pack,
@@ -19,8 +20,9 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 11] = [
+    pub const ALL: [Shader; 12] = [
         Shader::Gemm,
+        Shader::GemmSplit,
         Shader::GemmLanes,
         Shader::GemmTexels,
         Shader::Pack,
@@ -36,6 +38,7 @@ impl Shader {
     pub fn file_name(self) -> &'static str {
         match self {
             Shader::Gemm => "gemm.wgsl",
+            Shader::GemmSplit => "gemm_split.wgsl",
             Shader::GemmLanes => "gemm_lanes.wgsl",
             Shader::GemmTexels => "gemm_texels.wgsl",
             Shader::Pack => "pack.wgsl",
@@ -54,6 +57,10 @@ impl Shader {
             Shader::Gemm => concat!(
                 include_str!("../../shaders/gemm_params.wgsl"),
                 include_str!("../../shaders/gemm.wgsl")
+            ),
+            Shader::GemmSplit => concat!(
+                include_str!("../../shaders/gemm_params.wgsl"),
+                include_str!("../../shaders/gemm_split.wgsl")
             ),
             Shader::GemmLanes => concat!(
                 include_str!("../../shaders/gemm_params.wgsl"),
@@ -106,6 +113,11 @@ impl Shader {
 pub enum Kernel {
     /// 64x64 tiles through workgroup memory: for GPUs.
     GemmTiled,
+    /// 32x32 tiles with K split four ways inside the workgroup: for GPUs, products with few
+    /// tiles and a long K (see gemm_split.wgsl).
+    GemmSplit32x32,
+    /// Adds the parts of a product whose K was split over workgroups (see gemm_split.wgsl).
+    GemmSplitSum,
     /// One block of C per invocation, straight from storage: for CPU adapters (see gemm.wgsl).
     GemmBlock16x16,
     GemmBlock32x4,
@@ -138,6 +150,7 @@ pub enum Kernel {
     RowNorms,
     RowSums,
     ColumnSums,
+    ColumnBlockSums,
     GradSumSquares,
     GradNorm,
     SgdStep,
@@ -218,8 +231,10 @@ impl Layout {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 35] = [
+    pub const ALL: [Kernel; 38] = [
         Kernel::GemmTiled,
+        Kernel::GemmSplit32x32,
+        Kernel::GemmSplitSum,
         Kernel::GemmBlock16x16,
         Kernel::GemmBlock32x4,
         Kernel::GemmBlock4x32,
@@ -246,6 +261,7 @@ impl Kernel {
         Kernel::RowNorms,
         Kernel::RowSums,
         Kernel::ColumnSums,
+        Kernel::ColumnBlockSums,
         Kernel::GradSumSquares,
         Kernel::GradNorm,
         Kernel::SgdStep,
@@ -259,6 +275,8 @@ impl Kernel {
     pub fn entry_point(self) -> &'static str {
         match self {
             Kernel::GemmTiled => "gemm_tiled",
+            Kernel::GemmSplit32x32 => "gemm_split_32x32",
+            Kernel::GemmSplitSum => "gemm_split_sum",
             Kernel::GemmBlock16x16 => "gemm_block_16x16",
             Kernel::GemmBlock32x4 => "gemm_block_32x4",
             Kernel::GemmBlock4x32 => "gemm_block_4x32",
@@ -285,6 +303,7 @@ impl Kernel {
             Kernel::RowNorms => "row_norms",
             Kernel::RowSums => "row_sums",
             Kernel::ColumnSums => "column_sums",
+            Kernel::ColumnBlockSums => "column_block_sums",
             Kernel::GradSumSquares => "grad_sum_squares",
             Kernel::GradNorm => "grad_norm",
             Kernel::SgdStep => "sgd_step",
@@ -302,6 +321,7 @@ impl Kernel {
             | Kernel::GemmBlock16x16
             | Kernel::GemmBlock32x4
             | Kernel::GemmBlock4x32 => Shader::Gemm,
+            Kernel::GemmSplit32x32 | Kernel::GemmSplitSum => Shader::GemmSplit,
             Kernel::GemmLanes32x8 | Kernel::GemmLanes64x8 | Kernel::GemmLanes8x16 => {
                 Shader::GemmLanes
             }
@@ -320,7 +340,9 @@ impl Kernel {
             | Kernel::GruForwardPersistent
             | Kernel::GruBackwardPersistent => Shader::Gru,
             Kernel::MseLoss | Kernel::CrossEntropyLoss => Shader::Loss,
-            Kernel::RowNorms | Kernel::RowSums | Kernel::ColumnSums => Shader::Reduce,
+            Kernel::RowNorms | Kernel::RowSums | Kernel::ColumnSums | Kernel::ColumnBlockSums => {
+                Shader::Reduce
+            }
             Kernel::GradSumSquares
             | Kernel::GradNorm
             | Kernel::SgdStep
@@ -332,7 +354,7 @@ impl Kernel {
 
     pub fn layout(self) -> Layout {
         match self.shader() {
-            Shader::Gemm | Shader::GemmLanes => Layout::Gemm,
+            Shader::Gemm | Shader::GemmSplit | Shader::GemmLanes => Layout::Gemm,
             Shader::GemmTexels => Layout::GemmTexels,
             Shader::Pack => Layout::Pack,
             Shader::Rnn | Shader::Lstm | Shader::Gru => Layout::Step,

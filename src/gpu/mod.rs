@@ -16,5 +16,7 @@ mod workspace;
 pub use context::{enumerate_adapters, AdapterSummary, Gpu, WorkCounts};
 pub use kernels::{Kernel, Shader};
 pub use model::{GpuModel, GpuOutput, Request};
+pub(crate) use pass::column_blocks;
+pub(crate) use recorder::PARAMS_BINDING_SIZE;
 pub use recorder::{Phase, PhaseTimes};
 pub use recurrence::Recurrence;

@@ -31,6 +31,15 @@ use super::workspace::Workspace;
 use crate::config::{Activation, Cell, Loss, Readout};
 use crate::Error;
 
+/// Rows per block of `column_block_sums` (`COLUMN_BLOCK` in reduce.wgsl).
+const COLUMN_BLOCK: usize = 256;
+
+/// Into how many blocks of rows the bias gradients' column sums over `rows` rows are split
+/// (1: one pass, no blocks). The blocks' sums go to `Gpu::scratch_partials`.
+pub(crate) fn column_blocks(rows: usize) -> usize {
+    rows.div_ceil(COLUMN_BLOCK)
+}
+
 #[derive(Clone, Copy)]
 enum Direction {
     Forward,
@@ -762,18 +771,39 @@ impl GpuModel {
         destination: &wgpu::Buffer,
         accumulate: bool,
     ) -> Result<(), Error> {
+        let params = |rows: usize, accumulate: bool| ReduceParams {
+            rows: rows as u32,
+            n: width as u32,
+            in_offset: 0,
+            out_offset: 0,
+            accumulate: accumulate as u32,
+            _pad: [0; 3],
+        };
+        let columns = gpu.grid("column sums", (width as u64).div_ceil(64))?;
+        let blocks = column_blocks(rows);
+        if blocks <= 1 {
+            rec.dispatch(
+                Kernel::ColumnSums,
+                &params(rows, accumulate),
+                &[source, destination],
+                columns,
+            );
+            return Ok(());
+        }
+        // Over many rows: each block's sums, then the blocks' sums in order (reduce.wgsl).
+        let partials = gpu.scratch_partials(blocks * width)?;
+        let groups = (width as u64).div_ceil(64) * blocks as u64;
+        rec.dispatch(
+            Kernel::ColumnBlockSums,
+            &params(rows, false),
+            &[source, &partials],
+            gpu.grid("column sums over blocks of rows", groups)?,
+        );
         rec.dispatch(
             Kernel::ColumnSums,
-            &ReduceParams {
-                rows: rows as u32,
-                n: width as u32,
-                in_offset: 0,
-                out_offset: 0,
-                accumulate: accumulate as u32,
-                _pad: [0; 3],
-            },
-            &[source, destination],
-            gpu.grid("column sums", (width as u64).div_ceil(64))?,
+            &params(blocks, accumulate),
+            &[&partials, destination],
+            columns,
         );
         Ok(())
     }

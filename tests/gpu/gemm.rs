@@ -7,7 +7,7 @@ use super::{gpu, seed};
 use ndarray::{Array1, Array2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rnn_wgpu::gpu::gemm::{matmul, matmul_using, GemmKernel, Placement};
+use rnn_wgpu::gpu::gemm::{matmul, matmul_using, split_parts, GemmKernel, Placement};
 
 fn random(rows: usize, cols: usize, rng: &mut StdRng) -> Array2<f32> {
     Array2::from_shape_fn((rows, cols), |_| rng.random_range(-1.0..1.0))
@@ -152,6 +152,8 @@ fn every_gemm_kernel_matches_ndarray_inside_larger_buffers() {
         (3, 257, 2),
         (257, 3, 65),
         (40, 70, 3),
+        // several K-slices per quarter of gemm_split_32x32, the last quarter short
+        (35, 66, 300),
     ];
     let mut failures = Vec::new();
     for kernel in GemmKernel::forced(gpu()) {
@@ -251,6 +253,61 @@ fn texel_products_match_ndarray_and_the_lanes_bits() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// `gemm_split_32x32` with K split over parts of workgroups (K of several thousand: the weight
+/// gradients on GPUs) against f64, with the dispatches it takes (the parts, then their sum) and
+/// the same bits when run again. The parts are uneven (K is not a multiple of them, nor of a
+/// quarter's slices), and one K just misses a second part.
+#[test]
+fn split_k_parts_match_ndarray_with_the_same_bits_every_run() {
+    use rnn_wgpu::gpu::Kernel;
+    let mut rng = StdRng::seed_from_u64(seed(12));
+    let mut failures = Vec::new();
+    for (shape, parts) in [
+        ((33, 17, 12300), 3),
+        ((40, 70, 9000), 2),
+        ((3, 65, 4100), 1),
+    ] {
+        assert_eq!(split_parts(shape), parts, "{shape:?}");
+        let want = if parts > 1 {
+            vec![Kernel::GemmSplit32x32, Kernel::GemmSplitSum]
+        } else {
+            vec![Kernel::GemmSplit32x32]
+        };
+        for case in cases(shape, &mut rng) {
+            let run = || {
+                matmul_using(
+                    gpu(),
+                    (GemmKernel::Split32x32, Some(usize::MAX)),
+                    Placement { pad: 3, align: 1 },
+                    (case.a.view(), case.trans_a),
+                    (case.b.view(), case.trans_b),
+                    case.bias.as_ref().map(|v| v.as_slice().unwrap()),
+                    case.c0.as_ref().map(|c| c.view()),
+                )
+                .unwrap()
+            };
+            let (first, again) = (run(), run());
+            let label = &case.label;
+            if let Some(why) = mismatch(&case, &first.product) {
+                failures.push(format!("{label}: {why}"));
+            }
+            if !first.padding_kept {
+                failures.push(format!("{label}: wrote outside C"));
+            }
+            if first.kernels != want {
+                failures.push(format!("{label}: ran {:?}, want {want:?}", first.kernels));
+            }
+            let differ = (first.product.iter().zip(&again.product))
+                .filter(|(x, y)| x.to_bits() != y.to_bits())
+                .count();
+            if differ > 0 {
+                failures.push(format!("{label}: {differ} elements differ between runs"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// A product run as K-chunks, one dispatch each (what CPU adapters do for the weight
 /// gradients), against the same product in one dispatch: the same bits from the kernels that
 /// start from bias + C (every CPU-adapter kernel), within tolerance of f64 from `gemm_tiled`
@@ -289,7 +346,8 @@ fn k_chunks_give_the_bits_of_one_dispatch() {
                         .iter()
                         .zip(&whole)
                         .all(|(x, y)| x.to_bits() == y.to_bits());
-                    if kernel != GemmKernel::Tiled && !same_bits {
+                    let adds_c_last = matches!(kernel, GemmKernel::Tiled | GemmKernel::Split32x32);
+                    if !adds_c_last && !same_bits {
                         let differ = got.iter().zip(&whole).filter(|(x, y)| x != y).count();
                         failures.push(format!(
                             "{label}: {differ} elements differ from one dispatch"
@@ -341,13 +399,25 @@ fn long_products_run_in_k_chunks_on_cpu_adapters() {
     }
 }
 
-/// The host's choice: tiles on GPUs; on CPU adapters the block shape that fits the product.
+/// The host's choice: on GPUs 64x64 tiles, or split K where C has few tiles; on CPU adapters
+/// the block shape that fits the product.
 #[test]
 fn auto_picks_tiles_on_gpus_and_fitting_blocks_on_cpus() {
+    let on_gpus = GemmKernel::gpu_choice;
+    // (256, 128, 128, 512): the input projection, the recurrent products forward (128 tiles)
+    // and back (32), dW_hh (256 tiles), dW_ih (64)
+    assert_eq!(on_gpus((32768, 2048, 128)), GemmKernel::Tiled);
+    assert_eq!(on_gpus((256, 2048, 512)), GemmKernel::Tiled);
+    assert_eq!(on_gpus((256, 512, 2048)), GemmKernel::Split32x32);
+    assert_eq!(on_gpus((2048, 512, 32768)), GemmKernel::Tiled);
+    assert_eq!(on_gpus((2048, 128, 32768)), GemmKernel::Split32x32);
+    // a large square; a K too short to split (dW_ih with a 2-wide input is M = 2)
+    assert_eq!(on_gpus((4096, 4096, 4096)), GemmKernel::Tiled);
+    assert_eq!(on_gpus((256, 512, 63)), GemmKernel::Tiled);
     let gpu = gpu();
     let pick = |shape| GemmKernel::Auto.resolve(gpu, shape, false);
     if gpu.info.device_type != wgpu::DeviceType::Cpu {
-        assert_eq!(pick((512, 512, 512)), GemmKernel::Tiled);
+        assert_eq!(pick((256, 512, 2048)), on_gpus((256, 512, 2048)));
         return;
     }
     if gpu.has_lanes_of_8() {
