@@ -55,7 +55,7 @@ fn main() -> Result<(), rnn_wgpu::Error> {
     if args.iter().any(|a| a == "--all") {
         kernels.extend(&GemmKernel::forced(&gpu)[1..]);
     } else if args.iter().any(|a| a == "--gpu") {
-        kernels.push(GemmKernel::Split32x32);
+        kernels.extend([GemmKernel::Split32x32, GemmKernel::Split64x64]);
     }
     println!("adapter: {}", gpu.adapter_name());
     println!(

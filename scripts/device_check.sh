@@ -61,6 +61,21 @@ for cell in lstm gru rnn; do
     run "$BIN" parity --cell "$cell" --batch 5 --seq-len 33 --input 7 --hidden 17
 done
 run "$BIN" parity --cell lstm --batch 16 --seq-len 100 --input 32 --hidden 257
+# T * B = 12,800 rows: the weight gradients split K over parts, the bias gradients sum blocks
+run "$BIN" parity --cell lstm --batch 64 --seq-len 200 --input 3 --hidden 33
+
+log "the same seed twice: bit-identical parameters (the header's metadata order may differ)"
+for i in 1 2; do
+    run "$BIN" train --task adding --seq-len 200 --batch 64 --hidden 48 --steps 20 \
+        --eval-every 10 --seed 7 --save "/tmp/determinism$i.safetensors"
+done
+run python3 -c "
+import sys
+from safetensors.numpy import load_file as load
+a, b = load(sys.argv[1]), load(sys.argv[2])
+same = a.keys() == b.keys() and all(a[k].tobytes() == b[k].tobytes() for k in a)
+print(len(a), 'tensors', 'bit-identical' if same else 'DIFFER')
+" /tmp/determinism1.safetensors /tmp/determinism2.safetensors
 
 log "bench suite: LSTM, forward + BPTT + SGD"
 run "$BIN" bench "${suite[@]}" --runs 10 --warmup 3 --json

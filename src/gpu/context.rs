@@ -194,6 +194,12 @@ impl Gpu {
             && self.info.subgroup_max_size == 8
     }
 
+    /// Whether a workgroup may have 512 invocations, 256 along x (`gemm_split_64x64`).
+    pub fn allows_groups_of_512(&self) -> bool {
+        self.limits.max_compute_invocations_per_workgroup >= 512
+            && self.limits.max_compute_workgroup_size_x >= 256
+    }
+
     /// "name (backend, device type)", for reports.
     pub fn adapter_name(&self) -> String {
         format!(

@@ -7,6 +7,7 @@
 pub enum Shader {
     Gemm,
     GemmSplit,
+    GemmSplit64,
     GemmLanes,
     GemmTexels,
     Pack,
@@ -20,9 +21,10 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 12] = [
+    pub const ALL: [Shader; 13] = [
         Shader::Gemm,
         Shader::GemmSplit,
+        Shader::GemmSplit64,
         Shader::GemmLanes,
         Shader::GemmTexels,
         Shader::Pack,
@@ -38,7 +40,8 @@ impl Shader {
     pub fn file_name(self) -> &'static str {
         match self {
             Shader::Gemm => "gemm.wgsl",
-            Shader::GemmSplit => "gemm_split.wgsl",
+            Shader::GemmSplit => "split_32x32.wgsl",
+            Shader::GemmSplit64 => "split_64x64.wgsl",
             Shader::GemmLanes => "gemm_lanes.wgsl",
             Shader::GemmTexels => "gemm_texels.wgsl",
             Shader::Pack => "pack.wgsl",
@@ -60,6 +63,13 @@ impl Shader {
             ),
             Shader::GemmSplit => concat!(
                 include_str!("../../shaders/gemm_params.wgsl"),
+                include_str!("../../shaders/split_32x32.wgsl"),
+                include_str!("../../shaders/gemm_split.wgsl"),
+                include_str!("../../shaders/split_sum.wgsl")
+            ),
+            Shader::GemmSplit64 => concat!(
+                include_str!("../../shaders/gemm_params.wgsl"),
+                include_str!("../../shaders/split_64x64.wgsl"),
                 include_str!("../../shaders/gemm_split.wgsl")
             ),
             Shader::GemmLanes => concat!(
@@ -116,6 +126,8 @@ pub enum Kernel {
     /// 32x32 tiles with K split four ways inside the workgroup: for GPUs, products with few
     /// tiles and a long K (see gemm_split.wgsl).
     GemmSplit32x32,
+    /// 64x64 tiles with K split two ways inside a workgroup of 512 invocations.
+    GemmSplit64x64,
     /// Adds the parts of a product whose K was split over workgroups (see gemm_split.wgsl).
     GemmSplitSum,
     /// One block of C per invocation, straight from storage: for CPU adapters (see gemm.wgsl).
@@ -231,9 +243,10 @@ impl Layout {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 38] = [
+    pub const ALL: [Kernel; 39] = [
         Kernel::GemmTiled,
         Kernel::GemmSplit32x32,
+        Kernel::GemmSplit64x64,
         Kernel::GemmSplitSum,
         Kernel::GemmBlock16x16,
         Kernel::GemmBlock32x4,
@@ -276,6 +289,7 @@ impl Kernel {
         match self {
             Kernel::GemmTiled => "gemm_tiled",
             Kernel::GemmSplit32x32 => "gemm_split_32x32",
+            Kernel::GemmSplit64x64 => "gemm_split_64x64",
             Kernel::GemmSplitSum => "gemm_split_sum",
             Kernel::GemmBlock16x16 => "gemm_block_16x16",
             Kernel::GemmBlock32x4 => "gemm_block_32x4",
@@ -322,6 +336,7 @@ impl Kernel {
             | Kernel::GemmBlock32x4
             | Kernel::GemmBlock4x32 => Shader::Gemm,
             Kernel::GemmSplit32x32 | Kernel::GemmSplitSum => Shader::GemmSplit,
+            Kernel::GemmSplit64x64 => Shader::GemmSplit64,
             Kernel::GemmLanes32x8 | Kernel::GemmLanes64x8 | Kernel::GemmLanes8x16 => {
                 Shader::GemmLanes
             }
@@ -354,7 +369,9 @@ impl Kernel {
 
     pub fn layout(self) -> Layout {
         match self.shader() {
-            Shader::Gemm | Shader::GemmSplit | Shader::GemmLanes => Layout::Gemm,
+            Shader::Gemm | Shader::GemmSplit | Shader::GemmSplit64 | Shader::GemmLanes => {
+                Layout::Gemm
+            }
             Shader::GemmTexels => Layout::GemmTexels,
             Shader::Pack => Layout::Pack,
             Shader::Rnn | Shader::Lstm | Shader::Gru => Layout::Step,
@@ -369,6 +386,7 @@ impl Kernel {
     pub fn workgroup_width(self) -> u32 {
         match self {
             Kernel::GemmTiled => 16,
+            Kernel::GemmSplit64x64 => 256,
             Kernel::GemmBlock16x16
             | Kernel::GemmBlock32x4
             | Kernel::GemmBlock4x32

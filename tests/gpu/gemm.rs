@@ -253,31 +253,43 @@ fn texel_products_match_ndarray_and_the_lanes_bits() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// `gemm_split_32x32` with K split over parts of workgroups (K of several thousand: the weight
-/// gradients on GPUs) against f64, with the dispatches it takes (the parts, then their sum) and
-/// the same bits when run again. The parts are uneven (K is not a multiple of them, nor of a
-/// quarter's slices), and one K just misses a second part.
+/// The split-K kernels with K split over parts of workgroups (K of several thousand: the weight
+/// gradients on GPUs) against f64, with the dispatches they take (the parts, then their sum)
+/// and the same bits when run again. The parts are uneven (K is not a multiple of them, nor of
+/// a slice's steps), and one K just misses a second part.
 #[test]
 fn split_k_parts_match_ndarray_with_the_same_bits_every_run() {
     use rnn_wgpu::gpu::Kernel;
     let mut rng = StdRng::seed_from_u64(seed(12));
     let mut failures = Vec::new();
-    for (shape, parts) in [
+    let kernels = [
+        (GemmKernel::Split32x32, 32, Kernel::GemmSplit32x32),
+        (GemmKernel::Split64x64, 64, Kernel::GemmSplit64x64),
+    ];
+    let shapes = [
         ((33, 17, 12300), 3),
         ((40, 70, 9000), 2),
         ((3, 65, 4100), 1),
-    ] {
-        assert_eq!(split_parts(shape), parts, "{shape:?}");
+    ];
+    for ((kernel, tile, entry), (shape, parts)) in
+        kernels.iter().flat_map(|k| shapes.map(|s| (k, s)))
+    {
+        if !GemmKernel::forced(gpu()).contains(kernel) {
+            // not a skip: this adapter cannot run the kernel, so Auto never picks it
+            assert!(!gpu().allows_groups_of_512());
+            continue;
+        }
+        assert_eq!(split_parts(shape, *tile), parts, "{shape:?}");
         let want = if parts > 1 {
-            vec![Kernel::GemmSplit32x32, Kernel::GemmSplitSum]
+            vec![*entry, Kernel::GemmSplitSum]
         } else {
-            vec![Kernel::GemmSplit32x32]
+            vec![*entry]
         };
         for case in cases(shape, &mut rng) {
             let run = || {
                 matmul_using(
                     gpu(),
-                    (GemmKernel::Split32x32, Some(usize::MAX)),
+                    (*kernel, Some(usize::MAX)),
                     Placement { pad: 3, align: 1 },
                     (case.a.view(), case.trans_a),
                     (case.b.view(), case.trans_b),
@@ -287,7 +299,7 @@ fn split_k_parts_match_ndarray_with_the_same_bits_every_run() {
                 .unwrap()
             };
             let (first, again) = (run(), run());
-            let label = &case.label;
+            let label = format!("{kernel:?} {}", case.label);
             if let Some(why) = mismatch(&case, &first.product) {
                 failures.push(format!("{label}: {why}"));
             }
@@ -346,7 +358,10 @@ fn k_chunks_give_the_bits_of_one_dispatch() {
                         .iter()
                         .zip(&whole)
                         .all(|(x, y)| x.to_bits() == y.to_bits());
-                    let adds_c_last = matches!(kernel, GemmKernel::Tiled | GemmKernel::Split32x32);
+                    let adds_c_last = matches!(
+                        kernel,
+                        GemmKernel::Tiled | GemmKernel::Split32x32 | GemmKernel::Split64x64
+                    );
                     if !adds_c_last && !same_bits {
                         let differ = got.iter().zip(&whole).filter(|(x, y)| x != y).count();
                         failures.push(format!(
@@ -405,13 +420,18 @@ fn long_products_run_in_k_chunks_on_cpu_adapters() {
 fn auto_picks_tiles_on_gpus_and_fitting_blocks_on_cpus() {
     let on_gpus = GemmKernel::gpu_choice;
     // (256, 128, 128, 512): the input projection, the recurrent products forward (128 tiles)
-    // and back (32), dW_hh (256 tiles), dW_ih (64)
+    // and back (32), dW_hh (256 tiles), dW_ih (64, K split over parts)
     assert_eq!(on_gpus((32768, 2048, 128)), GemmKernel::Tiled);
     assert_eq!(on_gpus((256, 2048, 512)), GemmKernel::Tiled);
     assert_eq!(on_gpus((256, 512, 2048)), GemmKernel::Split32x32);
     assert_eq!(on_gpus((2048, 512, 32768)), GemmKernel::Tiled);
-    assert_eq!(on_gpus((2048, 128, 32768)), GemmKernel::Split32x32);
-    // a large square; a K too short to split (dW_ih with a 2-wide input is M = 2)
+    assert_eq!(on_gpus((2048, 128, 32768)), GemmKernel::Split64x64);
+    // (64, 1000, 2, 128): dW_hh, dW_ih, the per-step products back and forth
+    assert_eq!(on_gpus((512, 128, 64000)), GemmKernel::Split64x64);
+    assert_eq!(on_gpus((512, 2, 64000)), GemmKernel::Split64x64);
+    assert_eq!(on_gpus((64, 128, 512)), GemmKernel::Split32x32);
+    assert_eq!(on_gpus((64, 512, 128)), GemmKernel::Split32x32);
+    // a large square; a K too short to split in slices
     assert_eq!(on_gpus((4096, 4096, 4096)), GemmKernel::Tiled);
     assert_eq!(on_gpus((256, 512, 63)), GemmKernel::Tiled);
     let gpu = gpu();
