@@ -13,10 +13,9 @@
 // CPU adapters with 8-lane subgroups (llvmpipe on AVX2) use gemm_lanes.wgsl instead: 2x as fast.
 // Either way each element of C is summed over k in one fixed order: results are bit-reproducible.
 
-// (gemm_params.wgsl comes first: GemmParams, bias, C and outer; trans_c is 0 for these kernels)
+// (gemm_params.wgsl and gemm_loads.wgsl come first: GemmParams, bias, C, outer, op(A), op(B)
+// and their loads; trans_c is 0 for these kernels)
 
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
 
 // ---------------------------------------------------------------------------------------------
 // gemm_tiled (GPUs): a 16x16 workgroup computes a 64x64 tile of C, each invocation a 4x4 block
@@ -32,28 +31,6 @@ const TILE_K: u32 = 16u;
 // a_tile[k * TILE_M + m], b_tile[k * TILE_N + n]
 var<workgroup> a_tile: array<f32, 1024>;
 var<workgroup> b_tile: array<f32, 1024>;
-
-fn load_a(row: u32, col: u32) -> f32 {
-    // row in 0..M, col in 0..K
-    if (row >= p.m || col >= p.k) {
-        return 0.0;
-    }
-    if (p.trans_a == 0u) {
-        return a[p.a_offset + row * p.lda + col];
-    }
-    return a[p.a_offset + col * p.lda + row];
-}
-
-fn load_b(row: u32, col: u32) -> f32 {
-    // row in 0..K, col in 0..N
-    if (row >= p.k || col >= p.n) {
-        return 0.0;
-    }
-    if (p.trans_b == 0u) {
-        return b[p.b_offset + row * p.ldb + col];
-    }
-    return b[p.b_offset + col * p.ldb + row];
-}
 
 @compute @workgroup_size(16, 16, 1)
 fn gemm_tiled(
@@ -78,26 +55,10 @@ fn gemm_tiled(
         // operand's storage order so neighbouring invocations read neighbouring addresses.
         for (var r = 0u; r < 4u; r++) {
             let e = lid + r * 256u;
-            var am: u32;
-            var ak: u32;
-            if (p.trans_a == 0u) {
-                ak = e % TILE_K;
-                am = e / TILE_K;
-            } else {
-                am = e % TILE_M;
-                ak = e / TILE_M;
-            }
-            a_tile[ak * TILE_M + am] = load_a(tile_row + am, k0 + ak);
-            var bk: u32;
-            var bn: u32;
-            if (p.trans_b == 0u) {
-                bn = e % TILE_N;
-                bk = e / TILE_N;
-            } else {
-                bk = e % TILE_K;
-                bn = e / TILE_K;
-            }
-            b_tile[bk * TILE_N + bn] = load_b(k0 + bk, tile_col + bn);
+            let at_a = stage_place_a(e, TILE_M, TILE_K);
+            a_tile[at_a.y * TILE_M + at_a.x] = load_a(tile_row + at_a.x, k0 + at_a.y, p.k);
+            let at_b = stage_place_b(e, TILE_N, TILE_K);
+            b_tile[at_b.x * TILE_N + at_b.y] = load_b(k0 + at_b.x, tile_col + at_b.y, p.k);
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk++) {

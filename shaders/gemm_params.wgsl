@@ -1,6 +1,7 @@
-// What every matrix-product module shares (it comes first in gemm.wgsl, gemm_lanes.wgsl and
-// gemm_texels.wgsl): the parameters (src/gpu/gemm.rs: GemmParams), bias and C, and the rank-1
-// update of a 4x4 tile. Bindings 0 and 1 (op(A) and op(B)) are each file's own.
+// What every matrix-product module shares (it comes first in each: gemm.wgsl, gemm_split.wgsl,
+// gemm_lanes.wgsl, gemm_texels.wgsl): the parameters (src/gpu/gemm.rs: GemmParams), bias and
+// C, and the rank-1 update of a 4x4 tile. Bindings 0 and 1 (op(A) and op(B)) come from
+// gemm_loads.wgsl (storage buffers) or are the lanes and texel files' own.
 
 struct GemmParams {
     m: u32,

@@ -20,10 +20,8 @@
 // partial C (no bias, no C) to the slice j * M * ldc of a scratch buffer bound as C, and
 // gemm_split_sum adds the parts in order, then bias and C. One extra dispatch, still no atomics.
 //
-// The parameters are gemm_params.wgsl's (it comes first); row_blocks and trans_c are unused.
-
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
+// The parameters are gemm_params.wgsl's (it comes first, then gemm_loads.wgsl, then
+// split_32x32.wgsl or split_64x64.wgsl); row_blocks and trans_c are unused.
 
 const SPLIT_K: u32 = 16u;
 // Invocations per slice, each a 4x4 block of the tile.
@@ -35,28 +33,6 @@ const STAGE: u32 = 2u * STAGE_B;
 // Both shapes stage 4096 floats (16 KiB, what every WebGPU adapter offers); the partial tiles
 // of slices 1.. ((SLICES - 1) * SPLIT_TILE^2: 3072 or 4096) fit in the same memory.
 var<workgroup> split_mem: array<f32, 4096>;
-
-fn split_load_a(row: u32, col: u32, k_end: u32) -> f32 {
-    // row in 0..M, col in 0..k_end (the end of this slice's K range)
-    if (row >= p.m || col >= k_end) {
-        return 0.0;
-    }
-    if (p.trans_a == 0u) {
-        return a[p.a_offset + row * p.lda + col];
-    }
-    return a[p.a_offset + col * p.lda + row];
-}
-
-fn split_load_b(row: u32, col: u32, k_end: u32) -> f32 {
-    // row in 0..k_end, col in 0..N
-    if (row >= k_end || col >= p.n) {
-        return 0.0;
-    }
-    if (p.trans_b == 0u) {
-        return b[p.b_offset + row * p.ldb + col];
-    }
-    return b[p.b_offset + col * p.ldb + row];
-}
 
 // The body of both entry points: invocation t of slice q in workgroup wg.
 fn split_tile(t: u32, q: u32, wg: vec3<u32>, groups: vec3<u32>) {
@@ -87,27 +63,12 @@ fn split_tile(t: u32, q: u32, wg: vec3<u32>, groups: vec3<u32>) {
         // operand's storage order so neighbours read neighbouring addresses.
         for (var r = 0u; r < STAGE_B / SLICE_THREADS; r++) {
             let e = t + r * SLICE_THREADS;
-            var am: u32;
-            var ak: u32;
-            if (p.trans_a == 0u) {
-                ak = e % SPLIT_K;
-                am = e / SPLIT_K;
-            } else {
-                am = e % SPLIT_TILE;
-                ak = e / SPLIT_TILE;
-            }
-            split_mem[stage + ak * SPLIT_TILE + am] = split_load_a(tile_row + am, k0 + ak, k_end);
-            var bk: u32;
-            var bn: u32;
-            if (p.trans_b == 0u) {
-                bn = e % SPLIT_TILE;
-                bk = e / SPLIT_TILE;
-            } else {
-                bk = e % SPLIT_K;
-                bn = e / SPLIT_K;
-            }
-            split_mem[stage + STAGE_B + bk * SPLIT_TILE + bn] =
-                split_load_b(k0 + bk, tile_col + bn, k_end);
+            let at_a = stage_place_a(e, SPLIT_TILE, SPLIT_K);
+            split_mem[stage + at_a.y * SPLIT_TILE + at_a.x] =
+                load_a(tile_row + at_a.x, k0 + at_a.y, k_end);
+            let at_b = stage_place_b(e, SPLIT_TILE, SPLIT_K);
+            split_mem[stage + STAGE_B + at_b.x * SPLIT_TILE + at_b.y] =
+                load_b(k0 + at_b.x, tile_col + at_b.y, k_end);
         }
         workgroupBarrier();
         for (var kk = 0u; kk < SPLIT_K; kk++) {

@@ -1,5 +1,6 @@
-// (gemm_params.wgsl and gemm_split.wgsl come first: this file ends the module of
-// gemm_split_32x32, and is left out of gemm_split_64x64's so the entry point exists once.)
+// (gemm_params.wgsl, gemm_loads.wgsl and gemm_split.wgsl come first: this file ends the
+// module of gemm_split_32x32, and is left out of gemm_split_64x64's so the entry point exists
+// once.)
 
 // gemm_split_sum: C = (the partial C's added in part order) + bias + C. The partials are
 // binding 0 (a): part j's element (r, col) at a_offset + j * M * N + r * N + col. One invocation

@@ -59,16 +59,19 @@ impl Shader {
         match self {
             Shader::Gemm => concat!(
                 include_str!("../../shaders/gemm_params.wgsl"),
+                include_str!("../../shaders/gemm_loads.wgsl"),
                 include_str!("../../shaders/gemm.wgsl")
             ),
             Shader::GemmSplit => concat!(
                 include_str!("../../shaders/gemm_params.wgsl"),
+                include_str!("../../shaders/gemm_loads.wgsl"),
                 include_str!("../../shaders/split_32x32.wgsl"),
                 include_str!("../../shaders/gemm_split.wgsl"),
                 include_str!("../../shaders/split_sum.wgsl")
             ),
             Shader::GemmSplit64 => concat!(
                 include_str!("../../shaders/gemm_params.wgsl"),
+                include_str!("../../shaders/gemm_loads.wgsl"),
                 include_str!("../../shaders/split_64x64.wgsl"),
                 include_str!("../../shaders/gemm_split.wgsl")
             ),
