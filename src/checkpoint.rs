@@ -184,8 +184,42 @@ pub fn save(path: &Path, checkpoint: &Checkpoint) -> Result<(), Error> {
         .chain(checkpoint.metadata.clone())
         .collect();
     let bytes = safetensors::serialize(views, Some(metadata))
-        .map_err(|e| Error::Value(format!("{file}: cannot serialize: {e}")))?;
+        .map_err(|e| Error::Value(format!("{file}: cannot serialize: {e}")))
+        .and_then(|bytes| {
+            sorted_header(bytes).map_err(|e| Error::Value(format!("{file}: cannot serialize: {e}")))
+        })?;
     crate::fsio::write_atomic(path, &bytes)
+}
+
+/// safetensors writes the header's metadata in hash order, which changes from one save to the
+/// next; with every key of the header in sorted order the same checkpoint is the same bytes.
+/// Only the order changes, so the header keeps its length and the tensors their offsets.
+fn sorted_header(mut bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    use serde_json::Value;
+    fn sorted(value: Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+                entries.sort_by(|x, y| x.0.cmp(&y.0));
+                Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+            }
+            other => other,
+        }
+    }
+    let len_bytes: [u8; 8] = bytes[..8].try_into().map_err(|_| "no header length")?;
+    let len = u64::from_le_bytes(len_bytes) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + len]).map_err(|e| e.to_string())?;
+    let mut text = serde_json::to_vec(&sorted(header)).map_err(|e| e.to_string())?;
+    if text.len() > len {
+        return Err(format!(
+            "the sorted header grew from {len} to {} bytes",
+            text.len()
+        ));
+    }
+    // safetensors pads the header with spaces to a multiple of 8 bytes
+    text.resize(len, b' ');
+    bytes[8..8 + len].copy_from_slice(&text);
+    Ok(bytes)
 }
 
 /// Reads a checkpoint from `path`. The configuration comes from the metadata where the file

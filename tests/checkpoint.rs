@@ -165,6 +165,29 @@ fn rnn_round_trip_is_bit_exact() {
     assert!(loaded.tensor("weight_ih_l0").is_none());
 }
 
+/// The same checkpoint saved again is the same bytes (safetensors writes the metadata in hash
+/// order, a new one per save; the header is rewritten sorted), and still loads.
+#[test]
+fn the_same_checkpoint_saves_to_the_same_bytes() {
+    let dir = TempDir::new("same-bytes");
+    let checkpoint = full_checkpoint(config(Cell::Lstm, 2, 5, 1), 3);
+    let first = dir.join("first.safetensors");
+    save(&first, &checkpoint).unwrap();
+    let bytes = std::fs::read(&first).unwrap();
+    for i in 0..4 {
+        let again = dir.join(&format!("again-{i}.safetensors"));
+        save(&again, &checkpoint).unwrap();
+        assert!(
+            std::fs::read(&again).unwrap() == bytes,
+            "save {i} wrote other bytes"
+        );
+    }
+    assert_bit_exact(
+        &checkpoint,
+        &load(&first, &LoadOverrides::default()).unwrap(),
+    );
+}
+
 #[test]
 fn lstm_round_trip_is_bit_exact() {
     let dir = TempDir::new("lstm-round-trip");
