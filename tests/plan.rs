@@ -216,3 +216,35 @@ fn dry_run_plans_a_huge_configuration_without_running_it() {
     let (ok, text) = cli(&[&big[..], &["--max-memory", "lots"]].concat());
     assert!(!ok && text.contains("'lots'"), "{text}");
 }
+
+/// The scratch buffer of partial sums, sized for its largest user: on a CPU adapter the bias
+/// gradients' blocks of 256 rows; on a GPU also the weight gradients split over parts of K.
+/// (64, 1000, 2, 128): 64,000 rows, so 250 blocks of 4H = 512 columns; dW_hh (512 x 128, K =
+/// 64,000) runs gemm_split_64x64 in 15 parts of K (K / 4096), 15 * 512 * 128 words.
+#[test]
+fn partial_sums_are_planned_for_their_largest_user() {
+    let words = |split_partials: bool| -> Vec<usize> {
+        let limits = MemoryLimits {
+            split_partials,
+            ..limits(2048 * MIB, None)
+        };
+        let plan = plan::plan(&lstm(128), 1000, 64, 0, Recompute::Off, limits).unwrap();
+        plan.terms
+            .iter()
+            .filter(|t| t.name.starts_with("partial sums"))
+            .map(|t| t.words_each * t.count)
+            .collect()
+    };
+    assert_eq!(words(false), vec![250 * 512]);
+    assert_eq!(words(true), vec![15 * 512 * 128]);
+    // a short sequence needs neither: 4 rows of the bias gradients, no K worth splitting
+    let limits = MemoryLimits {
+        split_partials: true,
+        ..limits(2048 * MIB, None)
+    };
+    let plan = plan::plan(&lstm(128), 2, 2, 0, Recompute::Off, limits).unwrap();
+    assert!(plan
+        .terms
+        .iter()
+        .all(|t| !t.name.starts_with("partial sums")));
+}
