@@ -429,16 +429,9 @@ pub(crate) fn record_gemm_using(
         (None, None) => {
             let col_tiles = (n as u64).div_ceil(tile.1);
             let row_tiles = gpu.grid("matrix product rows", (m as u64).div_ceil(tile.0))?;
-            let max = gpu.limits.max_compute_workgroups_per_dimension as u64;
-            if col_tiles > max {
-                return Err(Error::Limit {
-                    what: format!("a matrix product with {n} columns"),
-                    needed: col_tiles,
-                    limit: max,
-                    limit_name: "max_compute_workgroups_per_dimension",
-                    adapter: gpu.info.name.clone(),
-                });
-            }
+            check_dimension(gpu, col_tiles, || {
+                format!("a matrix product with {n} columns")
+            })?;
             // x: column tiles; the kernel reads row tiles from (y, z)
             let groups = [col_tiles as u32, row_tiles[0], row_tiles[1]];
             let entry = match kernel {
@@ -555,16 +548,9 @@ fn record_split_parts(
     let (m, n) = (params.m as usize, params.n as usize);
     let partials = gpu.scratch_partials(parts * m * n)?;
     let x = col_tiles as u64 * parts as u64;
-    let max = gpu.limits.max_compute_workgroups_per_dimension as u64;
-    if x > max {
-        return Err(Error::Limit {
-            what: format!("a matrix product with {n} columns in {parts} parts of K"),
-            needed: x,
-            limit: max,
-            limit_name: "max_compute_workgroups_per_dimension",
-            adapter: gpu.info.name.clone(),
-        });
-    }
+    check_dimension(gpu, x, || {
+        format!("a matrix product with {n} columns in {parts} parts of K")
+    })?;
     let split = GemmParams {
         c_offset: 0,
         ldc: n as u32,
@@ -602,6 +588,22 @@ fn record_split_parts(
         ],
         groups,
     );
+    Ok(())
+}
+
+/// Refuses `needed` workgroups along one dimension beyond the adapter's limit; `what` names
+/// the product in the error.
+fn check_dimension(gpu: &Gpu, needed: u64, what: impl FnOnce() -> String) -> Result<(), Error> {
+    let limit = gpu.limits.max_compute_workgroups_per_dimension as u64;
+    if needed > limit {
+        return Err(Error::Limit {
+            what: what(),
+            needed,
+            limit,
+            limit_name: "max_compute_workgroups_per_dimension",
+            adapter: gpu.info.name.clone(),
+        });
+    }
     Ok(())
 }
 
