@@ -340,7 +340,7 @@ impl Gpu {
         match &*kept {
             Some(buffer) if buffer.size() >= 4 * words as u64 => Ok(buffer.clone()),
             _ => {
-                let buffer = self.storage_buffer("split-K partial products", words)?;
+                let buffer = self.storage_buffer("partial sums (split K, column blocks)", words)?;
                 *kept = Some(buffer.clone());
                 Ok(buffer)
             }
