@@ -265,7 +265,8 @@ pub fn segment_ranges(seq_len: usize, segment_len: usize) -> Vec<(usize, usize)>
 
 const DISPATCH_PARAMS: &str = "dispatch parameters (uniform)";
 const SCRATCH_TEXELS: &str = "product operand textures";
-const PARTIAL_SUMS: &str = "partial sums (split K, column blocks)";
+/// Also the scratch buffer's label (`Gpu::scratch_partials`), so errors name it alike.
+pub(crate) const PARTIAL_SUMS: &str = "partial sums (split K, column blocks)";
 
 /// The tensors of a pass with segments of `s` steps (`n` of them), as the workspace
 /// allocates them. `model_words` are the parameter-sized terms (parameters, gradients,

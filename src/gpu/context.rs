@@ -53,8 +53,9 @@ pub struct Gpu {
     /// Scratch textures the texel kernels' operands are copied into, by (operand slot, width,
     /// height); reused by every product of that size (copies and reads are ordered on the queue).
     texels: Mutex<ScratchTexels>,
-    /// The partial products of split-K matrix products (`gemm_split_32x32` with parts), grown
-    /// to the largest one recorded so far; products are ordered on the queue, so all share it.
+    /// Partial sums: of matrix products split over parts of K (`gemm_split_*`) and of column
+    /// sums over blocks of rows; grown to the largest recorded so far. Their dispatches are
+    /// ordered on the queue, so all share it.
     partials: Mutex<Option<wgpu::Buffer>>,
     /// Errors wgpu reports outside an error scope; collected instead of panicking.
     uncaptured: Arc<Mutex<Vec<String>>>,
@@ -340,7 +341,7 @@ impl Gpu {
         match &*kept {
             Some(buffer) if buffer.size() >= 4 * words as u64 => Ok(buffer.clone()),
             _ => {
-                let buffer = self.storage_buffer("partial sums (split K, column blocks)", words)?;
+                let buffer = self.storage_buffer(crate::plan::PARTIAL_SUMS, words)?;
                 *kept = Some(buffer.clone());
                 Ok(buffer)
             }

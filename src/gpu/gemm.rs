@@ -505,7 +505,8 @@ pub(crate) fn record_gemm_using(
     }
 }
 
-/// Into how many parts of workgroups `gemm_split_32x32` splits K for a product (1: none): until
+/// Into how many parts of workgroups a `gemm_split_*` kernel with `tile`-wide tiles splits K
+/// for a product (1: none): until
 /// about `SPLIT_TARGET_GROUPS` workgroups run, each part at least `PART_MIN_K` long, all the
 /// parts' partial products within `SPLIT_PARTIALS_BYTES`. Only products with a K of several
 /// thousand split: the weight gradients (K = T * batch), and the per-step backward product of
@@ -532,7 +533,7 @@ pub(crate) fn partial_words(shape: (usize, usize, usize)) -> usize {
 }
 
 /// `C (+)= op(A) op(B) (+ bias)` as `parts` parts of K, each written to its slice of the
-/// context's partial-product buffer by `gemm_split_32x32`, then added in order by
+/// context's buffer of partial sums by the split kernel `entry`, then added in order by
 /// `gemm_split_sum` (which also adds bias and C).
 #[allow(clippy::too_many_arguments)]
 fn record_split_parts(
@@ -559,15 +560,10 @@ fn record_split_parts(
         k_parts: parts as u32,
         ..params
     };
-    recorder.dispatch_bound(
+    recorder.dispatch(
         entry,
         &split,
-        vec![
-            Bound::Buffer(a.buffer.clone()),
-            Bound::Buffer(b.buffer.clone()),
-            Bound::Buffer(bias.clone()),
-            Bound::Buffer(partials.clone()),
-        ],
+        &[a.buffer, b.buffer, bias, &partials],
         [x as u32, rows0, rows1],
     );
     // The sum reads the partials as A and writes C as the product would have.
@@ -577,15 +573,11 @@ fn record_split_parts(
         ..params
     };
     let groups = gpu.grid("the sum of split-K parts", (m * n).div_ceil(64) as u64)?;
-    recorder.dispatch_bound(
+    // (op(B) is unused: bias stands in for its binding)
+    recorder.dispatch(
         Kernel::GemmSplitSum,
         &sum,
-        vec![
-            Bound::Buffer(partials.clone()),
-            Bound::Buffer(bias.clone()),
-            Bound::Buffer(bias.clone()),
-            Bound::Buffer(c.buffer.clone()),
-        ],
+        &[&partials, bias, bias, c.buffer],
         groups,
     );
     Ok(())
