@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One prepared run on a lent GPU machine (the library's `device` tool): whether wgpu sees the
-# GPU through Vulkan, parity there, the bench suite, the persistent recurrence against the
+# GPU through Vulkan, parity there, the bench suite, tuning (`rnn-wgpu tune`, then the suite
+# with its cache and without, alternating), the persistent recurrence against the
 # per-step path at small sizes, and PyTorch's cuDNN LSTM on the same shapes (TF32 off and
 # default). Everything it prints also lands in $OUT. Not part of CI.
 #
@@ -23,6 +24,8 @@ log() { echo "== $*" | tee -a "$OUT/check.txt"; }
 run() { timeout "${LIMIT:-120}" "$@" 2>&1 | grep -v XDG_RUNTIME_DIR | tee -a "$OUT/check.txt"; }
 
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/xdg-$(id -u)}"
+# Auto's rules everywhere but in the tuning part
+export RNN_WGPU_TUNING=off
 mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 if ! ldconfig -p | grep -q 'libvulkan\.so\.1' && compgen -G ".gl/*.deb" >/dev/null; then
     for f in .gl/*.deb; do dpkg -x "$f" /; done
@@ -79,6 +82,12 @@ print(len(a), 'tensors', 'bit-identical' if same else 'DIFFER')
 
 log "bench suite: LSTM, forward + BPTT + SGD"
 run "$BIN" bench "${suite[@]}" --runs 10 --warmup 3 --json
+log "tuning: each product's kernels timed, then the suite with the cache and without"
+RNN_WGPU_TUNING=/tmp/tuning.json run "$BIN" tune "${suite[@]}" --rounds 3
+cp /tmp/tuning.json "$OUT/" 2>/dev/null
+for tuning in /tmp/tuning.json off /tmp/tuning.json off; do
+    RNN_WGPU_TUNING=$tuning run "$BIN" bench "${suite[@]}" --runs 10 --warmup 3 --json
+done
 log "GEMM alone: the 64x64 tiles against split K on the largest shape's products"
 if [ -x .device/gemm_speed ]; then
     args=()

@@ -176,6 +176,8 @@ pub struct BenchResult {
     /// GPU time per phase of one extra step timed with timestamp queries, and that step's
     /// wall time in ms; None on CPU and on adapters without timestamp queries.
     pub phases: Option<(PhaseTimes, f64)>,
+    /// Products whose kernel `rnn-wgpu tune` chose (loaded into the context); None on CPU.
+    pub tuned_products: Option<usize>,
 }
 
 /// Times `runs` training steps after `warmup` untimed ones. The model is an LSTM or RNN (tanh)
@@ -253,6 +255,7 @@ pub fn bench_shape(
         plan,
         recurrence,
         phases,
+        tuned_products: gpu.map(Gpu::tuned_products),
     })
 }
 
@@ -277,7 +280,7 @@ impl BenchResult {
             format!("{{{}}}", entries.join(","))
         });
         format!(
-            "{{\"device\":\"{}\",\"adapter\":\"{}\",\"cell\":\"{}\",\"layers\":{},\"bidirectional\":{},\"shape\":[{},{},{},{}],\"runs\":{},\"median_ms\":{:.3},\"min_ms\":{:.3},\"sequence_steps_per_second\":{:.1},\"gflops\":{:.3},\"gpu_memory_bytes\":{},\"planned_bytes\":{},\"segments\":{},\"recompute\":{},\"recurrence\":{},\"phases_ms\":{},\"phases_step_ms\":{}}}",
+            "{{\"device\":\"{}\",\"adapter\":\"{}\",\"cell\":\"{}\",\"layers\":{},\"bidirectional\":{},\"shape\":[{},{},{},{}],\"runs\":{},\"median_ms\":{:.3},\"min_ms\":{:.3},\"sequence_steps_per_second\":{:.1},\"gflops\":{:.3},\"gpu_memory_bytes\":{},\"planned_bytes\":{},\"segments\":{},\"recompute\":{},\"recurrence\":{},\"phases_ms\":{},\"phases_step_ms\":{},\"tuned_products\":{}}}",
             self.device,
             escape(&self.adapter),
             self.arch.cell,
@@ -299,6 +302,7 @@ impl BenchResult {
             self.recurrence.map_or("null".to_string(), |r| format!("\"{r}\"")),
             phases_ms,
             self.phases.map_or("null".to_string(), |(_, wall)| format!("{wall:.3}")),
+            self.tuned_products.map_or("null".to_string(), |n| n.to_string()),
         )
     }
 

@@ -36,6 +36,9 @@ enum Command {
     Sample(cli::sample::SampleArgs),
     /// Time training steps over the benchmark suite (or one --shape) on GPU and/or CPU.
     Bench(cli::bench::BenchArgs),
+    /// Time every matrix-product kernel on the suite's (or one --shape's) products on this
+    /// adapter and cache the fastest for later commands (RNN_WGPU_TUNING=off ignores it).
+    Tune(cli::tune::TuneArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Grad(args) => cli::grad::run(args).map(|()| ExitCode::SUCCESS),
         Command::Sample(args) => cli::sample::run(args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => cli::bench::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Tune(args) => cli::tune::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

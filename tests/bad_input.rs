@@ -1000,3 +1000,53 @@ fn output_path_that_cannot_be_written() {
         }
     }
 }
+
+/// `tune` writes the cache the other commands load. A cache that cannot be read is refused by
+/// `tune`, which leaves it as it was, and passed over with a warning by the others, which run
+/// untuned (the rules are as correct).
+#[test]
+fn tuning_cache_written_loaded_and_refused() {
+    let dir = TempDir::new("tuning_cache");
+    let cache = dir.join("tuning.json");
+    let env = [("RNN_WGPU_TUNING", cache.to_str().unwrap())];
+    let tune = ["tune", "--shape", "3,5,2,17", "--rounds", "1"];
+    let bench = [
+        "bench", "--shape", "3,5,2,17", "--runs", "1", "--warmup", "0", "--json",
+    ];
+    let out = run(&dir, &tune, &env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "tune failed: {stderr}");
+    let text = std::fs::read_to_string(&cache).unwrap();
+    // the input projection of (B, T, I, H) = (3, 5, 2, 17): [15, 2] x [2, 68]
+    assert!(text.contains("\"15x68x2 nt\""), "{text}");
+    let out = run(&dir, &bench, &env);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("\"tuned_products\":") && !stdout.contains("\"tuned_products\":0"),
+        "{stdout}"
+    );
+
+    std::fs::write(&cache, "{ not json").unwrap();
+    let stderr = refused_with_env(&dir, &tune, &env);
+    assert_mentions(
+        &stderr,
+        &["tuning.json", "is not JSON", "RNN_WGPU_TUNING=off"],
+    );
+    assert_eq!(std::fs::read_to_string(&cache).unwrap(), "{ not json");
+    let out = run(&dir, &bench, &env);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning:") && stderr.contains("tuning.json"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("\"tuned_products\":0"), "{stdout}");
+}

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use rnn_wgpu::bench::{bench_shape, Arch, Shape, SUITE};
-use rnn_wgpu::gpu::{Gpu, Recurrence};
+use rnn_wgpu::gpu::Recurrence;
 use rnn_wgpu::plan::{parse_bytes, PlanOptions, Recompute};
 use rnn_wgpu::Cell;
 
@@ -86,11 +86,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
     );
     let shapes: Vec<Shape> = args.shape.map_or(SUITE.to_vec(), |s| vec![s]);
     let gpu = if args.device.contains(&super::train::Device::Gpu) {
-        Some(Gpu::new()?)
+        Some(super::open_gpu()?)
     } else {
         None
     };
     if !args.json {
+        let tuned = gpu.as_ref().map_or(0, |g| g.tuned_products());
+        if tuned > 0 {
+            println!("matrix products tuned for this adapter (rnn-wgpu tune): {tuned}");
+        }
         println!(
             "one training step (forward + BPTT + SGD), {model}, head on the last step, MSE; median of {} after {} warm-up",
             args.runs, args.warmup

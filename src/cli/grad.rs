@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use rnn_wgpu::checkpoint::{self, Checkpoint, LoadOverrides};
-use rnn_wgpu::gpu::{Gpu, GpuModel, Request};
+use rnn_wgpu::gpu::{GpuModel, Request};
 use rnn_wgpu::tasks::npy::load_batch;
 use rnn_wgpu::{cpu, Activation, Cell, Params};
 use std::path::PathBuf;
@@ -47,7 +47,7 @@ pub fn run(args: GradArgs) -> Result<()> {
     let (loss, grads, norm_h, norm_c): (f32, Params<f32>, Vec<f32>, Option<Vec<f32>>) =
         match args.device {
             Device::Gpu => {
-                let gpu = Gpu::new()?;
+                let gpu = super::open_gpu()?;
                 let request = Request {
                     backward: true,
                     param_grads: true,

@@ -4,4 +4,17 @@ pub mod grad;
 pub mod parity;
 pub mod sample;
 pub mod train;
+pub mod tune;
 pub mod vanishing;
+
+use rnn_wgpu::gpu::{tuning, Gpu};
+
+/// The GPU context of a command, with the kernels `rnn-wgpu tune` cached for this adapter. A
+/// cache that cannot be read is reported and left out: the untuned rules are as correct.
+pub fn open_gpu() -> anyhow::Result<Gpu> {
+    let gpu = Gpu::new()?;
+    if let Err(e) = tuning::load_cache(&gpu) {
+        eprintln!("warning: {e}; the matrix products run untuned");
+    }
+    Ok(gpu)
+}

@@ -1,7 +1,6 @@
 //! `rnn-wgpu parity`: one forward + backward on the CPU reference (f64) and the GPU (f32).
 
 use anyhow::{bail, Context, Result};
-use rnn_wgpu::gpu::Gpu;
 use rnn_wgpu::parity::{random_problem, run_parity, TOLERANCE};
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
 use std::process::ExitCode;
@@ -63,7 +62,7 @@ pub fn run(args: ParityArgs) -> Result<ExitCode> {
     if args.batch == 0 || args.seq_len == 0 {
         bail!("--batch and --seq-len must be at least 1");
     }
-    let gpu = Gpu::new()?;
+    let gpu = super::open_gpu()?;
     let (params, batch) = random_problem(&config, args.seq_len, args.batch, args.seed);
     let report = run_parity(&gpu, &config, &params, &batch).context("parity run failed")?;
     let cell = match config.cell {

@@ -6,7 +6,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rnn_wgpu::checkpoint::{self, LoadOverrides};
-use rnn_wgpu::gpu::Gpu;
 use rnn_wgpu::init::{initialize, InitConfig, Scheme};
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind, Schedule};
 use rnn_wgpu::tasks::{bits_per_char, Adding, CopyMemory, CsvFormat, CsvTargets, Dataset, Text};
@@ -225,7 +224,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         bail!("--dry-run plans GPU memory; it needs --device gpu");
     }
     let gpu = match args.device {
-        Device::Gpu => Some(Gpu::new()?),
+        Device::Gpu => Some(super::open_gpu()?),
         Device::Cpu => None,
     };
     let mut engine = Engine::new(gpu.as_ref(), config, &params, optimizer)?;

@@ -2,7 +2,6 @@
 
 use super::train::Device;
 use anyhow::{Context, Result};
-use rnn_wgpu::gpu::Gpu;
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
 use rnn_wgpu::plot::{log_line_chart, Series};
 use rnn_wgpu::study::{format_csv, format_table, run_vanishing, Profile, VanishingOptions};
@@ -55,7 +54,7 @@ pub fn run(args: VanishingArgs) -> Result<()> {
         rnn_wgpu::fsio::check_writable(path).context(flag)?;
     }
     let gpu = match args.device {
-        Device::Gpu => Some(Gpu::new()?),
+        Device::Gpu => Some(super::open_gpu()?),
         Device::Cpu => None,
     };
     let mut optimizer = OptimizerConfig::new(args.optimizer);

@@ -1,7 +1,9 @@
 //! The one GPU context: adapter, device, queue, layouts and cached pipelines. Built once and
 //! passed by reference to everything that computes.
 
+use super::gemm::GemmKernel;
 use super::kernels::{Kernel, Layout, Shader, Slot};
+use super::tuning::{Choices, Product};
 use crate::Error;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,6 +59,8 @@ pub struct Gpu {
     /// sums over blocks of rows; grown to the largest recorded so far. Their dispatches are
     /// ordered on the queue, so all share it.
     partials: Mutex<Option<wgpu::Buffer>>,
+    /// The matrix products' tuned kernels (`tuning.rs`), and the products watched for tuning.
+    choices: Mutex<Choices>,
     /// Errors wgpu reports outside an error scope; collected instead of panicking.
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// Why the device was lost, once it has been.
@@ -182,6 +186,7 @@ impl Gpu {
             storage_bytes: AtomicU64::new(0),
             texels: Mutex::new(ScratchTexels::default()),
             partials: Mutex::new(None),
+            choices: Mutex::default(),
             uncaptured,
             lost,
         })
@@ -387,6 +392,46 @@ impl Gpu {
             "the default budget (3/4 of system memory, where a CPU adapter keeps its buffers; \
              --max-memory sets another)",
         ))
+    }
+
+    /// The kernel `GemmKernel::Auto` takes for `product` when tuned (`tuning.rs`), and, while
+    /// products are watched, a note that Auto ran it.
+    pub(crate) fn tuned_choice(&self, product: Product) -> Option<GemmKernel> {
+        let mut choices = self.choices.lock().unwrap();
+        if let Some(watched) = &mut choices.watched {
+            watched.insert(product);
+        }
+        choices.chosen.get(&product).copied()
+    }
+
+    /// Makes Auto take `kernel` for `product` in this context (what `tuning::tune_product` and
+    /// `tuning::load_cache` do; also for tests). `kernel` must be one of
+    /// `GemmKernel::candidates`, which run as Auto runs them.
+    pub fn set_choice(&self, product: Product, kernel: GemmKernel) {
+        let mut choices = self.choices.lock().unwrap();
+        choices.chosen.insert(product, kernel);
+    }
+
+    /// How many products have a tuned kernel in this context.
+    pub fn tuned_products(&self) -> usize {
+        self.choices.lock().unwrap().chosen.len()
+    }
+
+    /// Auto's rule again for `product`.
+    pub fn forget_choice(&self, product: Product) {
+        self.choices.lock().unwrap().chosen.remove(&product);
+    }
+
+    /// Starts noting every product recorded through `GemmKernel::Auto` (to find a model's
+    /// products for tuning: `watched_products` returns them).
+    pub fn watch_products(&self) {
+        self.choices.lock().unwrap().watched = Some(Default::default());
+    }
+
+    /// The products noted since `watch_products`, in order of shape; stops watching.
+    pub fn watched_products(&self) -> Vec<Product> {
+        let watched = self.choices.lock().unwrap().watched.take();
+        watched.unwrap_or_default().into_iter().collect()
     }
 
     /// Dispatches and queue submissions recorded so far.

@@ -163,6 +163,55 @@ impl GemmKernel {
         GemmKernel::Texels64x8 { swapped: true },
     ];
 
+    /// The kernels `Auto` chooses among on this adapter (`tuning` times them against each
+    /// other): the tiles on GPUs, the lanes kernels (the 64x64 one from textures where it
+    /// can) on CPU adapters with 8-lane subgroups, else the block kernels.
+    pub fn candidates(gpu: &Gpu) -> Vec<GemmKernel> {
+        if gpu.info.device_type != wgpu::DeviceType::Cpu {
+            let mut tiles = vec![GemmKernel::Tiled, GemmKernel::Split32x32];
+            if gpu.allows_groups_of_512() {
+                tiles.push(GemmKernel::Split64x64);
+            }
+            tiles
+        } else if gpu.has_lanes_of_8() {
+            Self::LANES.to_vec()
+        } else {
+            Self::BLOCKS.to_vec()
+        }
+    }
+
+    /// The kernel's name in the tuning cache: stable across versions of this crate.
+    pub fn name(self) -> &'static str {
+        match self {
+            GemmKernel::Auto => "auto",
+            GemmKernel::Tiled => "tiled",
+            GemmKernel::Split32x32 => "split32x32",
+            GemmKernel::Split64x64 => "split64x64",
+            GemmKernel::Block16x16 => "block16x16",
+            GemmKernel::Block32x4 => "block32x4",
+            GemmKernel::Block4x32 => "block4x32",
+            GemmKernel::Lanes32x8 { swapped: false } => "lanes32x8",
+            GemmKernel::Lanes32x8 { swapped: true } => "lanes32x8-swapped",
+            GemmKernel::Lanes64x8 { swapped: false } => "lanes64x8",
+            GemmKernel::Lanes64x8 { swapped: true } => "lanes64x8-swapped",
+            GemmKernel::Lanes8x16 { swapped: false } => "lanes8x16",
+            GemmKernel::Lanes8x16 { swapped: true } => "lanes8x16-swapped",
+            GemmKernel::Texels64x8 { swapped: false } => "texels64x8",
+            GemmKernel::Texels64x8 { swapped: true } => "texels64x8-swapped",
+        }
+    }
+
+    /// The kernel called `name` (`name`'s inverse).
+    pub fn from_name(name: &str) -> Option<GemmKernel> {
+        let all = [GemmKernel::Auto, GemmKernel::Tiled, GemmKernel::Split32x32]
+            .into_iter()
+            .chain([GemmKernel::Split64x64])
+            .chain(Self::BLOCKS)
+            .chain(Self::LANES)
+            .chain(Self::TEXELS);
+        all.into_iter().find(|kernel| kernel.name() == name)
+    }
+
     /// Every entry point this adapter can run, for tests and benchmarks.
     pub fn forced(gpu: &Gpu) -> Vec<GemmKernel> {
         let mut kernels = vec![GemmKernel::Tiled, GemmKernel::Split32x32];
@@ -354,7 +403,11 @@ pub(crate) fn record_gemm_using(
         return Ok(());
     }
     let auto = kernel == GemmKernel::Auto;
-    let kernel = kernel.resolve(gpu, (m, n, k), c.accumulate);
+    // Auto takes the tuned kernel for this product where `rnn-wgpu tune` measured one.
+    let tuned = auto
+        .then(|| gpu.tuned_choice(((m, n, k), (a.transposed, b.transposed))))
+        .flatten();
+    let kernel = tuned.unwrap_or_else(|| kernel.resolve(gpu, (m, n, k), c.accumulate));
     // A swapped lanes kernel computes C^T = op(B)^T op(A)^T: the operands trade places and C
     // is written transposed.
     let swapped = kernel.lanes().is_some_and(|(_, swapped)| swapped);
@@ -518,17 +571,14 @@ pub fn split_parts((m, n, k): (usize, usize, usize), tile: u64) -> usize {
     to_fill.min(k / PART_MIN_K).min(by_bytes).max(1)
 }
 
-/// The words of partial products a product leaves in `Gpu::scratch_partials` on a GPU: the
-/// parts times M x N where `Auto` splits its K over parts, else 0. For the memory plan, which
-/// has no adapter at hand: `gpu_choice`'s tile, whose parts are at least as many as the
-/// 32x32 fallback's.
+/// The most words of partial products a product may leave in `Gpu::scratch_partials` on a
+/// GPU: the parts times M x N where a split kernel would split its K over parts, whether
+/// Auto's rule picks it or `rnn-wgpu tune` did, else 0. For the memory plan, which has no
+/// adapter at hand: the 64x64 tile's parts, at least as many as the 32x32 tile's.
 pub(crate) fn partial_words(shape: (usize, usize, usize)) -> usize {
-    let tile = GemmKernel::gpu_choice(shape).split_tile();
-    let parts = tile.map_or(1, |tile| split_parts(shape, tile));
-    if parts > 1 {
-        parts * shape.0 * shape.1
-    } else {
-        0
+    match split_parts(shape, 64) {
+        1 => 0,
+        parts => parts * shape.0 * shape.1,
     }
 }
 
@@ -758,9 +808,40 @@ pub fn matmul_using(
 pub fn time_products(
     gpu: &Gpu,
     kernel: (GemmKernel, Option<usize>),
+    shape: (usize, usize, usize),
+    trans: (bool, bool),
+    reps: usize,
+) -> Result<(f64, Vec<Kernel>), Error> {
+    time_reps(gpu, kernel, shape, trans, reps, 1)
+}
+
+/// `time_products` as the recurrence runs a product: op(A) a different matrix each time (it
+/// alternates between two copies, so a texture fill of it is never left out), B the same
+/// weights. For `tuning`.
+pub fn time_steps(
+    gpu: &Gpu,
+    kernel: (GemmKernel, Option<usize>),
+    shape: (usize, usize, usize),
+    trans: (bool, bool),
+    reps: usize,
+) -> Result<(f64, Vec<Kernel>), Error> {
+    time_reps(
+        gpu,
+        kernel,
+        shape,
+        trans,
+        reps,
+        if reps > 1 { 2 } else { 1 },
+    )
+}
+
+fn time_reps(
+    gpu: &Gpu,
+    kernel: (GemmKernel, Option<usize>),
     (m, n, k): (usize, usize, usize),
     (trans_a, trans_b): (bool, bool),
     reps: usize,
+    a_copies: usize,
 ) -> Result<(f64, Vec<Kernel>), Error> {
     let filled = |what: &str, words: usize| -> Result<wgpu::Buffer, Error> {
         let buffer = gpu.storage_buffer(what, words)?;
@@ -769,11 +850,14 @@ pub fn time_products(
             .write_buffer(&buffer, 0, bytemuck::cast_slice(&data));
         Ok(buffer)
     };
-    let (a_buf, b_buf) = (filled("bench A", m * k)?, filled("bench B", k * n)?);
+    let (a_buf, b_buf) = (
+        filled("bench A", a_copies * m * k)?,
+        filled("bench B", k * n)?,
+    );
     let (bias_buf, c_buf) = (filled("bench bias", n)?, filled("bench C", m * n)?);
-    let a = Operand {
+    let a = |copy: usize| Operand {
         transposed: trans_a,
-        ..Operand::new(&a_buf, 0, if trans_a { m } else { k })
+        ..Operand::new(&a_buf, copy * m * k, if trans_a { m } else { k })
     };
     let b = Operand {
         transposed: trans_b,
@@ -789,6 +873,7 @@ pub fn time_products(
             accumulate: true,
             bias: Some((&bias_buf, 0)),
         };
+        let a = a(rep % a_copies);
         record_gemm_using(gpu, &mut recorder, kernel, (m, n, k), a, b, c, &bias_buf)?;
         if rep == 0 {
             kernels = recorder.kernels();

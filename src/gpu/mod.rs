@@ -11,6 +11,7 @@ mod recorder;
 mod recurrence;
 mod stack;
 pub(crate) mod texels;
+pub mod tuning;
 mod workspace;
 
 pub use context::{enumerate_adapters, AdapterSummary, Gpu, WorkCounts};

@@ -9,11 +9,11 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rnn_wgpu::gpu::gemm::{matmul, matmul_using, split_parts, GemmKernel, Placement};
 
-fn random(rows: usize, cols: usize, rng: &mut StdRng) -> Array2<f32> {
+pub(super) fn random(rows: usize, cols: usize, rng: &mut StdRng) -> Array2<f32> {
     Array2::from_shape_fn((rows, cols), |_| rng.random_range(-1.0..1.0))
 }
 
-fn to64(a: &Array2<f32>) -> Array2<f64> {
+pub(super) fn to64(a: &Array2<f32>) -> Array2<f64> {
     a.mapv(|v| v as f64)
 }
 
@@ -21,19 +21,19 @@ fn to64(a: &Array2<f32>) -> Array2<f64> {
 const TOLERANCE: f64 = 1e-5;
 
 /// One product's operands and the f64 reference.
-struct Case {
-    label: String,
-    a: Array2<f32>,
-    trans_a: bool,
-    b: Array2<f32>,
-    trans_b: bool,
-    bias: Option<Array1<f32>>,
-    c0: Option<Array2<f32>>,
-    want: Array2<f64>,
+pub(super) struct Case {
+    pub(super) label: String,
+    pub(super) a: Array2<f32>,
+    pub(super) trans_a: bool,
+    pub(super) b: Array2<f32>,
+    pub(super) trans_b: bool,
+    pub(super) bias: Option<Array1<f32>>,
+    pub(super) c0: Option<Array2<f32>>,
+    pub(super) want: Array2<f64>,
 }
 
 /// Every transpose combination and (bias, accumulate) configuration of one shape.
-fn cases((m, n, k): (usize, usize, usize), rng: &mut StdRng) -> Vec<Case> {
+pub(super) fn cases((m, n, k): (usize, usize, usize), rng: &mut StdRng) -> Vec<Case> {
     let mut out = Vec::new();
     for trans_a in [false, true] {
         for trans_b in [false, true] {
@@ -80,7 +80,7 @@ fn cases((m, n, k): (usize, usize, usize), rng: &mut StdRng) -> Vec<Case> {
 }
 
 /// `None` when `got` is within tolerance of the reference, else what went wrong.
-fn mismatch(case: &Case, got: &Array2<f32>) -> Option<String> {
+pub(super) fn mismatch(case: &Case, got: &Array2<f32>) -> Option<String> {
     let diff = (&to64(got) - &case.want).mapv(|d| d * d).sum().sqrt();
     let norm = case.want.mapv(|d| d * d).sum().sqrt();
     let rel = if norm > 0.0 { diff / norm } else { diff };

@@ -16,6 +16,7 @@ mod segments;
 mod stacked;
 mod study;
 mod train;
+mod tuning;
 mod work_counts;
 
 use rnn_wgpu::gpu::Gpu;

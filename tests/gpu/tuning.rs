@@ -1,0 +1,237 @@
+//! Tuning (`rnn_wgpu::gpu::tuning`): a tuned kernel is what `Auto` then runs, and gives a
+//! correct product; tuning picks among the candidates by their times; a model's products are
+//! found by watching one step; the cache file keeps other adapters' entries and refuses what
+//! it cannot trust. Each test makes a context of its own: choices are per context, and the
+//! shared one must keep Auto's rules for the other tests.
+
+use super::gemm::{cases, mismatch, random};
+use super::seed;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rnn_wgpu::bench::{bench_shape, Arch, Shape};
+use rnn_wgpu::gpu::gemm::{matmul_using, GemmKernel, Placement};
+use rnn_wgpu::gpu::tuning::{self, Product};
+use rnn_wgpu::gpu::{Gpu, Kernel, Recurrence};
+use rnn_wgpu::plan::PlanOptions;
+use rnn_wgpu::Cell;
+use std::path::PathBuf;
+
+fn context() -> Gpu {
+    Gpu::new().expect("GPU tests need an adapter and must not be skipped")
+}
+
+/// The entry points a candidate may dispatch for its product when Auto runs it.
+fn entries_of(kernel: GemmKernel) -> &'static [Kernel] {
+    match kernel {
+        GemmKernel::Tiled => &[Kernel::GemmTiled],
+        GemmKernel::Split32x32 => &[Kernel::GemmSplit32x32, Kernel::GemmSplitSum],
+        GemmKernel::Split64x64 => &[Kernel::GemmSplit64x64, Kernel::GemmSplitSum],
+        GemmKernel::Block16x16 => &[Kernel::GemmBlock16x16],
+        GemmKernel::Block32x4 => &[Kernel::GemmBlock32x4],
+        GemmKernel::Block4x32 => &[Kernel::GemmBlock4x32],
+        GemmKernel::Lanes32x8 { .. } => &[Kernel::GemmLanes32x8],
+        GemmKernel::Lanes8x16 { .. } => &[Kernel::GemmLanes8x16],
+        // Auto runs the 64x64 lanes tile from textures where they fit
+        GemmKernel::Lanes64x8 { .. } | GemmKernel::Texels64x8 { .. } => &[
+            Kernel::GemmLanes64x8,
+            Kernel::GemmTexelsNn,
+            Kernel::GemmTexelsTn,
+            Kernel::PackTexels,
+        ],
+        GemmKernel::Auto => unreachable!("Auto is not a candidate"),
+    }
+}
+
+#[test]
+fn a_tuned_kernel_is_what_auto_runs_and_its_product_is_right() {
+    let gpu = context();
+    let mut rng = StdRng::seed_from_u64(seed(1200));
+    let mut failures = Vec::new();
+    for shape in [(65, 17, 257), (3, 130, 33)] {
+        for case in cases(shape, &mut rng) {
+            let product: Product = (shape, (case.trans_a, case.trans_b));
+            for kernel in GemmKernel::candidates(&gpu) {
+                gpu.set_choice(product, kernel);
+                let run = matmul_using(
+                    &gpu,
+                    (GemmKernel::Auto, None),
+                    Placement { pad: 3, align: 1 },
+                    (case.a.view(), case.trans_a),
+                    (case.b.view(), case.trans_b),
+                    case.bias.as_ref().map(|v| v.as_slice().unwrap()),
+                    case.c0.as_ref().map(|c| c.view()),
+                )
+                .unwrap();
+                let label = format!("tuned {} {}", kernel.name(), case.label);
+                if let Some(why) = mismatch(&case, &run.product) {
+                    failures.push(format!("{label}: {why}"));
+                }
+                if !run.padding_kept {
+                    failures.push(format!("{label}: wrote outside C"));
+                }
+                let allowed = entries_of(kernel);
+                if run.kernels.iter().any(|k| !allowed.contains(k)) {
+                    failures.push(format!("{label}: ran {:?}", run.kernels));
+                }
+            }
+            gpu.forget_choice(product);
+        }
+    }
+    assert_eq!(gpu.tuned_products(), 0);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn tuning_times_every_candidate_and_leaves_the_rule_only_for_a_faster_one() {
+    let gpu = context();
+    let product: Product = ((33, 130, 65), (false, true));
+    let tuned = tuning::tune_product(&gpu, product, 1).unwrap();
+    let candidates = GemmKernel::candidates(&gpu);
+    assert_eq!(tuned.rule, GemmKernel::Auto.resolve(&gpu, product.0, true));
+    assert_eq!(
+        tuned.seconds.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        candidates
+    );
+    for (kernel, seconds) in &tuned.seconds {
+        assert!(
+            seconds.is_finite() && *seconds > 0.0,
+            "{}: {seconds} s",
+            kernel.name()
+        );
+    }
+    assert!(candidates.contains(&tuned.choice));
+    if tuned.choice != tuned.rule {
+        assert!(
+            tuned.seconds_of(tuned.choice) < 0.95 * tuned.seconds_of(tuned.rule),
+            "left the rule's {} ({} s) for {} ({} s)",
+            tuned.rule.name(),
+            tuned.seconds_of(tuned.rule),
+            tuned.choice.name(),
+            tuned.seconds_of(tuned.choice)
+        );
+    }
+    // the context keeps the choice: Auto now runs it
+    assert_eq!(gpu.tuned_products(), 1);
+    let mut rng = StdRng::seed_from_u64(seed(1201));
+    let (a, b) = (random(33, 65, &mut rng), random(130, 65, &mut rng));
+    let run = matmul_using(
+        &gpu,
+        (GemmKernel::Auto, None),
+        Placement { pad: 0, align: 1 },
+        (a.view(), false),
+        (b.view(), true),
+        None,
+        None,
+    )
+    .unwrap();
+    let allowed = entries_of(tuned.choice);
+    assert!(
+        run.kernels.iter().all(|k| allowed.contains(k)),
+        "{}: ran {:?}",
+        tuned.choice.name(),
+        run.kernels
+    );
+}
+
+/// One LSTM step at (B, T, I, H) = (3, 5, 2, 17) runs the recurrent products through Auto
+/// (unless the persistent kernel runs the recurrence: steps are forced here).
+#[test]
+fn watching_one_step_finds_the_models_products() {
+    let gpu = context();
+    gpu.watch_products();
+    let arch = Arch {
+        cell: Cell::Lstm,
+        layers: 1,
+        bidirectional: false,
+    };
+    let shape: Shape = "3,5,2,17".parse().unwrap();
+    let options = PlanOptions {
+        recompute: rnn_wgpu::plan::Recompute::Off,
+        max_memory: None,
+        max_binding: None,
+    };
+    bench_shape(Some(&gpu), arch, shape, 0, 1, options, Recurrence::Steps).unwrap();
+    let products = gpu.watched_products();
+    let (b, t, i, h) = (3, 5, 2, 17);
+    for want in [
+        ((t * b, 4 * h, i), (false, true)), // the input projection, X W_ih^T
+        ((b, 4 * h, h), (false, true)),     // forward: h_{t-1} W_hh^T
+        ((b, h, 4 * h), (false, false)),    // backward: dgates W_hh
+        ((4 * h, h, t * b), (true, false)), // dW_hh = dgates^T h
+        ((4 * h, i, t * b), (true, false)), // dW_ih = dgates^T x
+    ] {
+        assert!(products.contains(&want), "{want:?} not among {products:?}");
+    }
+    // watching stopped
+    assert!(gpu.watched_products().is_empty());
+}
+
+/// A file of its own under the target directory, removed first.
+fn cache_file(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tuning");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+#[test]
+fn the_cache_keeps_other_adapters_and_refuses_what_it_cannot_trust() {
+    let gpu = context();
+    let path = cache_file("round_trip.json");
+    let other = r#"{"format": 1, "adapters": {"another GPU | Metal": {"8x8x8 nn": "tiled"}}}"#;
+    std::fs::write(&path, other).unwrap();
+    let candidates = GemmKernel::candidates(&gpu);
+    let choices: Vec<(Product, GemmKernel)> = vec![
+        (
+            ((65, 17, 257), (false, true)),
+            candidates[candidates.len() - 1],
+        ),
+        (((1, 3, 4096), (true, false)), candidates[0]),
+    ];
+    tuning::write_choices(&gpu, &path, &choices).unwrap();
+    let mut read = tuning::read_choices(&gpu, &path).unwrap();
+    read.sort_by_key(|(p, _)| *p);
+    let mut want = choices.clone();
+    want.sort_by_key(|(p, _)| *p);
+    assert_eq!(read, want);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("another GPU | Metal") && text.contains("8x8x8 nn"),
+        "{text}"
+    );
+
+    // what cannot be trusted is refused, naming the file and the entry
+    let key = tuning::adapter_key(&gpu);
+    let with = |entries: &str| {
+        let key = key.replace('\\', "\\\\").replace('"', "\\\"");
+        format!(r#"{{"format": 1, "adapters": {{"{key}": {entries}}}}}"#)
+    };
+    let foreign = if gpu.info.device_type == wgpu::DeviceType::Cpu {
+        "tiled"
+    } else {
+        "lanes64x8"
+    };
+    for (text, names) in [
+        ("{\"format\": 1, \"adapters\": ".to_string(), "is not JSON"),
+        ("[1, 2]".to_string(), "\"format\": 1"),
+        (with(r#"{"65x17 nt": "tiled"}"#), "a product '65x17 nt'"),
+        (with(r#"{"65x17x257 nt": "fastest"}"#), "\"fastest\""),
+        (
+            with(&format!(r#"{{"65x17x257 nt": "{foreign}"}}"#)),
+            foreign,
+        ),
+    ] {
+        std::fs::write(&path, &text).unwrap();
+        let e = tuning::read_choices(&gpu, &path).unwrap_err().to_string();
+        assert!(
+            e.contains(&path.display().to_string()) && e.contains(names),
+            "{text}: {e}"
+        );
+    }
+    // a file of another format is someone else's: nothing for us, and `tune` replaces it
+    std::fs::write(&path, r#"{"format": 99, "adapters": 3}"#).unwrap();
+    assert!(tuning::read_choices(&gpu, &path).unwrap().is_empty());
+    tuning::write_choices(&gpu, &path, &choices).unwrap();
+    assert_eq!(tuning::read_choices(&gpu, &path).unwrap().len(), 2);
+}
