@@ -11,14 +11,8 @@ pub struct BenchArgs {
     /// One shape B,T,I,H instead of the suite.
     #[arg(long)]
     pub shape: Option<Shape>,
-    #[arg(long, default_value = "lstm")]
-    pub cell: Cell,
-    /// Stacked layers.
-    #[arg(long, default_value_t = 1)]
-    pub layers: usize,
-    /// A reverse-time pass per layer.
-    #[arg(long)]
-    pub bidirectional: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Devices to run, comma-separated: gpu, cpu or gpu,cpu.
     #[arg(long, default_value = "gpu", value_delimiter = ',')]
     pub device: Vec<super::train::Device>,
@@ -33,6 +27,32 @@ pub struct BenchArgs {
     pub json: bool,
     #[command(flatten)]
     pub engine: GpuArgs,
+}
+
+/// The model `bench` and `tune` run on each shape.
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub struct ModelArgs {
+    #[arg(long, default_value = "lstm")]
+    pub cell: Cell,
+    /// Stacked layers.
+    #[arg(long, default_value_t = 1)]
+    pub layers: usize,
+    /// A reverse-time pass per layer.
+    #[arg(long)]
+    pub bidirectional: bool,
+}
+
+impl ModelArgs {
+    pub fn arch(&self) -> Result<Arch> {
+        if self.layers == 0 {
+            anyhow::bail!("--layers must be at least 1, got 0");
+        }
+        Ok(Arch {
+            cell: self.cell,
+            layers: self.layers,
+            bidirectional: self.bidirectional,
+        })
+    }
 }
 
 /// GPU engine options, shared by `train` and `bench`: memory planning and how time steps are
@@ -63,22 +83,15 @@ impl GpuArgs {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    if args.layers == 0 {
-        anyhow::bail!("--layers must be at least 1, got 0");
-    }
-    let arch = Arch {
-        cell: args.cell,
-        layers: args.layers,
-        bidirectional: args.bidirectional,
-    };
+    let arch = args.model.arch()?;
     let model = format!(
         "{} cell{}{}",
-        args.cell,
-        match args.layers {
+        arch.cell,
+        match arch.layers {
             1 => String::new(),
             n => format!(" x {n} layers"),
         },
-        if args.bidirectional {
+        if arch.bidirectional {
             ", bidirectional"
         } else {
             ""

@@ -3,25 +3,18 @@
 //! for this adapter (`rnn_wgpu::gpu::tuning`); later commands load them.
 
 use anyhow::{bail, Context, Result};
-use rnn_wgpu::bench::{bench_shape, Arch, Shape, SUITE};
+use rnn_wgpu::bench::{bench_shape, Shape, SUITE};
 use rnn_wgpu::gpu::gemm::GemmKernel;
 use rnn_wgpu::gpu::tuning::{self, Product};
 use rnn_wgpu::gpu::Gpu;
-use rnn_wgpu::Cell;
 
 #[derive(clap::Args)]
 pub struct TuneArgs {
-    /// The products of one shape B,T,I,H instead of the suite's.
+    /// Tune the products of this shape B,T,I,H (repeatable) instead of the suite's.
     #[arg(long)]
     pub shape: Vec<Shape>,
-    #[arg(long, default_value = "lstm")]
-    pub cell: Cell,
-    /// Stacked layers.
-    #[arg(long, default_value_t = 1)]
-    pub layers: usize,
-    /// A reverse-time pass per layer.
-    #[arg(long)]
-    pub bidirectional: bool,
+    #[command(flatten)]
+    pub model: super::bench::ModelArgs,
     /// Timing rounds per candidate (the median decides).
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
@@ -30,9 +23,7 @@ pub struct TuneArgs {
 }
 
 pub fn run(args: TuneArgs) -> Result<()> {
-    if args.layers == 0 {
-        bail!("--layers must be at least 1, got 0");
-    }
+    let arch = args.model.arch()?;
     if args.rounds == 0 {
         bail!("--rounds must be at least 1, got 0");
     }
@@ -46,11 +37,6 @@ pub fn run(args: TuneArgs) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     rnn_wgpu::fsio::check_writable(&path)?;
-    let arch = Arch {
-        cell: args.cell,
-        layers: args.layers,
-        bidirectional: args.bidirectional,
-    };
     let shapes: Vec<Shape> = if args.shape.is_empty() {
         SUITE.to_vec()
     } else {
