@@ -5,7 +5,7 @@
 //!
 //! `cargo run --release --example gemm_speed [ROUNDS] [--all] [--product M,N,K,OP]... [--k-chunk N]
 //! [--auto-only] [--gpu]`; `--all` adds every block kernel, `--gpu` the GPUs' kernels (the
-//! 64x64 tiles and the split-K 32x32 tiles), `--product` (repeatable; OP is nn, nt, tn or
+//! 128x128 tiles and the split-K 32x32 and 64x64 tiles), `--product` (repeatable; OP is nn, nt, tn or
 //! tt) times those products instead of the built-in list, `--k-chunk` runs K in chunks of N,
 //! `--auto-only` leaves out the `gemm_tiled` baseline.
 
@@ -55,7 +55,11 @@ fn main() -> Result<(), rnn_wgpu::Error> {
     if args.iter().any(|a| a == "--all") {
         kernels.extend(&GemmKernel::forced(&gpu)[1..]);
     } else if args.iter().any(|a| a == "--gpu") {
-        kernels.extend([GemmKernel::Split32x32, GemmKernel::Split64x64]);
+        kernels.extend([
+            GemmKernel::Wide128x128,
+            GemmKernel::Split32x32,
+            GemmKernel::Split64x64,
+        ]);
     }
     println!("adapter: {}", gpu.adapter_name());
     println!(

@@ -80,26 +80,6 @@ fn gemm_tiled(
     store_row(tile_row + row0 + 3u, tile_col + col0, acc3);
 }
 
-fn store_row(row: u32, col: u32, value: vec4<f32>) {
-    if (row >= p.m) {
-        return;
-    }
-    for (var j = 0u; j < 4u; j++) {
-        let n = col + j;
-        if (n < p.n) {
-            let idx = p.c_offset + row * p.ldc + n;
-            var v = value[j];
-            if (p.has_bias != 0u) {
-                v += bias[p.bias_offset + n];
-            }
-            if (p.accumulate != 0u) {
-                v += c[idx];
-            }
-            c[idx] = v;
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // gemm_block_RxC (CPU adapters). On llvmpipe an invocation is one lane of an 8-wide SIMD loop:
 // an FMA costs about 0.5 ns of thread time per lane, but every load from storage or workgroup

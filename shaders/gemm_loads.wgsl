@@ -1,6 +1,7 @@
-// What gemm.wgsl (gemm_tiled, the block kernels) and gemm_split.wgsl share: op(A) and op(B)
-// as storage buffers (gemm_params.wgsl comes first), bounds-checked element loads, and where
-// each invocation's elements of a block staged in workgroup memory sit.
+// What gemm.wgsl (gemm_tiled, the block kernels), gemm_wide.wgsl and gemm_split.wgsl share:
+// op(A) and op(B) as storage buffers (gemm_params.wgsl comes first), bounds-checked element
+// loads, where each invocation's elements of a block staged in workgroup memory sit, and the
+// store of four values of a row of C.
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
@@ -43,4 +44,25 @@ fn stage_place_b(e: u32, cols: u32, k_len: u32) -> vec2<u32> {
         return vec2<u32>(e / cols, e % cols);
     }
     return vec2<u32>(e % k_len, e / k_len);
+}
+
+// C[row, col..col+3] = value + bias (+ C), for the columns inside C (none past row M).
+fn store_row(row: u32, col: u32, value: vec4<f32>) {
+    if (row >= p.m) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let n = col + j;
+        if (n < p.n) {
+            let idx = p.c_offset + row * p.ldc + n;
+            var v = value[j];
+            if (p.has_bias != 0u) {
+                v += bias[p.bias_offset + n];
+            }
+            if (p.accumulate != 0u) {
+                v += c[idx];
+            }
+            c[idx] = v;
+        }
+    }
 }

@@ -13,6 +13,9 @@ use std::sync::OnceLock;
 /// Output tile edge of `gemm_tiled`, in both M and N.
 const TILE: u64 = 64;
 
+/// Output tile edge of `gemm_wide`.
+const WIDE_TILE: u64 = 128;
+
 /// The K `gemm_split_*` needs to give each of its slices a step.
 const SPLIT_MIN_K: usize = 64;
 
@@ -110,6 +113,9 @@ pub enum GemmKernel {
     Auto,
     /// `gemm_tiled`: 64x64 tiles through workgroup memory.
     Tiled,
+    /// `gemm_wide`: 128x128 tiles, an 8x8 block per invocation from vec4s in workgroup
+    /// memory. Never Auto's rule: a candidate for tuning on GPUs.
+    Wide128x128,
     /// `gemm_split_32x32`: 32x32 tiles, K split four ways inside the workgroup.
     Split32x32,
     /// `gemm_split_64x64`: 64x64 tiles, K split two ways inside a workgroup of 512
@@ -168,7 +174,11 @@ impl GemmKernel {
     /// can) on CPU adapters with 8-lane subgroups, else the block kernels.
     pub fn candidates(gpu: &Gpu) -> Vec<GemmKernel> {
         if gpu.info.device_type != wgpu::DeviceType::Cpu {
-            let mut tiles = vec![GemmKernel::Tiled, GemmKernel::Split32x32];
+            let mut tiles = vec![
+                GemmKernel::Tiled,
+                GemmKernel::Wide128x128,
+                GemmKernel::Split32x32,
+            ];
             if gpu.allows_groups_of_512() {
                 tiles.push(GemmKernel::Split64x64);
             }
@@ -185,6 +195,7 @@ impl GemmKernel {
         match self {
             GemmKernel::Auto => "auto",
             GemmKernel::Tiled => "tiled",
+            GemmKernel::Wide128x128 => "wide128x128",
             GemmKernel::Split32x32 => "split32x32",
             GemmKernel::Split64x64 => "split64x64",
             GemmKernel::Block16x16 => "block16x16",
@@ -203,9 +214,9 @@ impl GemmKernel {
 
     /// The kernel called `name` (`name`'s inverse).
     pub fn from_name(name: &str) -> Option<GemmKernel> {
-        let all = [GemmKernel::Auto, GemmKernel::Tiled, GemmKernel::Split32x32]
+        let all = [GemmKernel::Auto, GemmKernel::Tiled, GemmKernel::Wide128x128]
             .into_iter()
-            .chain([GemmKernel::Split64x64])
+            .chain([GemmKernel::Split32x32, GemmKernel::Split64x64])
             .chain(Self::BLOCKS)
             .chain(Self::LANES)
             .chain(Self::TEXELS);
@@ -214,7 +225,11 @@ impl GemmKernel {
 
     /// Every entry point this adapter can run, for tests and benchmarks.
     pub fn forced(gpu: &Gpu) -> Vec<GemmKernel> {
-        let mut kernels = vec![GemmKernel::Tiled, GemmKernel::Split32x32];
+        let mut kernels = vec![
+            GemmKernel::Tiled,
+            GemmKernel::Wide128x128,
+            GemmKernel::Split32x32,
+        ];
         if gpu.allows_groups_of_512() {
             kernels.push(GemmKernel::Split64x64);
         }
@@ -419,9 +434,10 @@ pub(crate) fn record_gemm_using(
     let tile = match (kernel.lanes(), kernel.block()) {
         (Some((tile, _)), _) => tile,
         (None, Some((r, c))) => (r, c),
-        (None, None) => match kernel.split_tile() {
-            Some(edge) => (edge, edge),
-            None => (TILE, TILE),
+        (None, None) => match (kernel, kernel.split_tile()) {
+            (GemmKernel::Wide128x128, _) => (WIDE_TILE, WIDE_TILE),
+            (_, Some(edge)) => (edge, edge),
+            (_, None) => (TILE, TILE),
         },
     };
     let mut chunk = k_chunk.map_or_else(|| auto_k_chunk(gpu, (m, n, k), tile), |c| c.max(1));
@@ -490,6 +506,7 @@ pub(crate) fn record_gemm_using(
             let entry = match kernel {
                 GemmKernel::Split32x32 => Kernel::GemmSplit32x32,
                 GemmKernel::Split64x64 => Kernel::GemmSplit64x64,
+                GemmKernel::Wide128x128 => Kernel::GemmWide,
                 _ => Kernel::GemmTiled,
             };
             (entry, groups)

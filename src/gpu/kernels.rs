@@ -6,6 +6,7 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
     Gemm,
+    GemmWide,
     GemmSplit,
     GemmSplit64,
     GemmLanes,
@@ -21,8 +22,9 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 13] = [
+    pub const ALL: [Shader; 14] = [
         Shader::Gemm,
+        Shader::GemmWide,
         Shader::GemmSplit,
         Shader::GemmSplit64,
         Shader::GemmLanes,
@@ -40,6 +42,7 @@ impl Shader {
     pub fn file_name(self) -> &'static str {
         match self {
             Shader::Gemm => "gemm.wgsl",
+            Shader::GemmWide => "gemm_wide.wgsl",
             Shader::GemmSplit => "split_32x32.wgsl",
             Shader::GemmSplit64 => "split_64x64.wgsl",
             Shader::GemmLanes => "gemm_lanes.wgsl",
@@ -61,6 +64,11 @@ impl Shader {
                 include_str!("../../shaders/gemm_params.wgsl"),
                 include_str!("../../shaders/gemm_loads.wgsl"),
                 include_str!("../../shaders/gemm.wgsl")
+            ),
+            Shader::GemmWide => concat!(
+                include_str!("../../shaders/gemm_params.wgsl"),
+                include_str!("../../shaders/gemm_loads.wgsl"),
+                include_str!("../../shaders/gemm_wide.wgsl")
             ),
             Shader::GemmSplit => concat!(
                 include_str!("../../shaders/gemm_params.wgsl"),
@@ -126,6 +134,9 @@ impl Shader {
 pub enum Kernel {
     /// 64x64 tiles through workgroup memory: for GPUs.
     GemmTiled,
+    /// 128x128 tiles, 8x8 per invocation: for GPUs' large products, where tuning finds it
+    /// faster (see gemm_wide.wgsl).
+    GemmWide,
     /// 32x32 tiles with K split four ways inside the workgroup: for GPUs, products with few
     /// tiles and a long K (see gemm_split.wgsl).
     GemmSplit32x32,
@@ -246,8 +257,9 @@ impl Layout {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 39] = [
+    pub const ALL: [Kernel; 40] = [
         Kernel::GemmTiled,
+        Kernel::GemmWide,
         Kernel::GemmSplit32x32,
         Kernel::GemmSplit64x64,
         Kernel::GemmSplitSum,
@@ -291,6 +303,7 @@ impl Kernel {
     pub fn entry_point(self) -> &'static str {
         match self {
             Kernel::GemmTiled => "gemm_tiled",
+            Kernel::GemmWide => "gemm_wide",
             Kernel::GemmSplit32x32 => "gemm_split_32x32",
             Kernel::GemmSplit64x64 => "gemm_split_64x64",
             Kernel::GemmSplitSum => "gemm_split_sum",
@@ -338,6 +351,7 @@ impl Kernel {
             | Kernel::GemmBlock16x16
             | Kernel::GemmBlock32x4
             | Kernel::GemmBlock4x32 => Shader::Gemm,
+            Kernel::GemmWide => Shader::GemmWide,
             Kernel::GemmSplit32x32 | Kernel::GemmSplitSum => Shader::GemmSplit,
             Kernel::GemmSplit64x64 => Shader::GemmSplit64,
             Kernel::GemmLanes32x8 | Kernel::GemmLanes64x8 | Kernel::GemmLanes8x16 => {
@@ -372,9 +386,11 @@ impl Kernel {
 
     pub fn layout(self) -> Layout {
         match self.shader() {
-            Shader::Gemm | Shader::GemmSplit | Shader::GemmSplit64 | Shader::GemmLanes => {
-                Layout::Gemm
-            }
+            Shader::Gemm
+            | Shader::GemmWide
+            | Shader::GemmSplit
+            | Shader::GemmSplit64
+            | Shader::GemmLanes => Layout::Gemm,
             Shader::GemmTexels => Layout::GemmTexels,
             Shader::Pack => Layout::Pack,
             Shader::Rnn | Shader::Lstm | Shader::Gru => Layout::Step,
@@ -388,7 +404,7 @@ impl Kernel {
     /// Invocations per workgroup along x, for turning element counts into workgroup counts.
     pub fn workgroup_width(self) -> u32 {
         match self {
-            Kernel::GemmTiled => 16,
+            Kernel::GemmTiled | Kernel::GemmWide => 16,
             Kernel::GemmSplit64x64 => 256,
             Kernel::GemmBlock16x16
             | Kernel::GemmBlock32x4
