@@ -4,6 +4,7 @@
 
 use crate::config::{Activation, Cell, Loss, ModelConfig, Readout};
 use crate::data::Batch;
+use crate::gpu::tuning::{self, RecurrenceShape};
 use crate::gpu::{Gpu, Phase, PhaseTimes, Recurrence, Request};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use crate::params::Params;
@@ -327,6 +328,67 @@ impl BenchResult {
             times.passes
         ))
     }
+}
+
+/// One model's recurrence as tuned (`tune_recurrence`): Auto's rule, the choice kept, and the
+/// median ms of a training step each way.
+pub struct TunedRecurrence {
+    pub shape: RecurrenceShape,
+    pub rule: Recurrence,
+    pub choice: Recurrence,
+    pub steps_ms: f64,
+    pub persistent_ms: f64,
+}
+
+/// Where `shape`'s model fits the persistent kernel (else None): times its training step with
+/// a dispatch per step and with the persistent kernel, `rounds` times interleaved (median of 3
+/// steps after one warm-up each), and keeps the other way than Auto's rule only where it
+/// beats the rule's by `tuning::MARGIN`. The context keeps the choice.
+pub fn tune_recurrence(
+    gpu: &Gpu,
+    arch: Arch,
+    shape: Shape,
+    plan_options: PlanOptions,
+    rounds: usize,
+) -> Result<Option<TunedRecurrence>, Error> {
+    let (config, _, _) = shape.problem(arch);
+    if !Recurrence::fits(&config) {
+        return Ok(None);
+    }
+    let key = (config.cell, config.hidden_size, shape.batch);
+    gpu.forget_recurrence_choice(key);
+    let rule = Recurrence::Auto.resolve(gpu, &config, shape.batch)?;
+    let mut times = [Vec::new(), Vec::new()];
+    for _ in 0..rounds.max(1) {
+        for (i, way) in [Recurrence::Steps, Recurrence::Persistent]
+            .into_iter()
+            .enumerate()
+        {
+            let run = bench_shape(Some(gpu), arch, shape, 1, 3, plan_options, way)?;
+            times[i].push(run.median_ms);
+        }
+    }
+    let [steps_ms, persistent_ms] = times.map(|mut t| {
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    });
+    let (rule_ms, other, other_ms) = match rule {
+        Recurrence::Persistent => (persistent_ms, Recurrence::Steps, steps_ms),
+        _ => (steps_ms, Recurrence::Persistent, persistent_ms),
+    };
+    let choice = if other_ms < tuning::MARGIN * rule_ms {
+        other
+    } else {
+        rule
+    };
+    gpu.set_recurrence_choice(key, choice);
+    Ok(Some(TunedRecurrence {
+        shape: key,
+        rule,
+        choice,
+        steps_ms,
+        persistent_ms,
+    }))
 }
 
 #[cfg(test)]

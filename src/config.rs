@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The recurrent cell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Cell {
     /// `h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)` (PyTorch's `nn.RNN`).
     Rnn,

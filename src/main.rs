@@ -36,8 +36,9 @@ enum Command {
     Sample(cli::sample::SampleArgs),
     /// Time training steps over the benchmark suite (or one --shape) on GPU and/or CPU.
     Bench(cli::bench::BenchArgs),
-    /// Time every matrix-product kernel on the suite's (or one --shape's) products on this
-    /// adapter and cache the fastest for later commands (RNN_WGPU_TUNING=off ignores it).
+    /// Time every matrix-product kernel on the suite's (or each --shape's) products, and the
+    /// persistent recurrence where a model fits it, on this adapter; cache the fastest for
+    /// later commands (RNN_WGPU_TUNING=off ignores the cache).
     Tune(cli::tune::TuneArgs),
 }
 

@@ -1019,6 +1019,8 @@ fn tuning_cache_written_loaded_and_refused() {
     let text = std::fs::read_to_string(&cache).unwrap();
     // the input projection of (B, T, I, H) = (3, 5, 2, 17): [15, 2] x [2, 68]
     assert!(text.contains("\"15x68x2 nt\""), "{text}");
+    // and, as its W_hh fits one workgroup, the way its steps run
+    assert!(text.contains("\"recurrence lstm h=17 b=3\""), "{text}");
     let out = run(&dir, &bench, &env);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -1,12 +1,12 @@
 //! `rnn-wgpu tune`: times every matrix-product kernel `Auto` chooses among on the products of
-//! the benchmark suite (or one --shape), keeps the fastest per product, and caches the choices
-//! for this adapter (`rnn_wgpu::gpu::tuning`); later commands load them.
+//! the benchmark suite (or of each --shape), and both ways of running the steps where a model
+//! fits the persistent kernel; keeps the fastest, and caches the choices for this adapter
+//! (`rnn_wgpu::gpu::tuning`); later commands load them.
 
 use anyhow::{bail, Context, Result};
-use rnn_wgpu::bench::{bench_shape, Shape, SUITE};
-use rnn_wgpu::gpu::gemm::GemmKernel;
-use rnn_wgpu::gpu::tuning::{self, Product};
-use rnn_wgpu::gpu::Gpu;
+use rnn_wgpu::bench::{bench_shape, tune_recurrence, Shape, SUITE};
+use rnn_wgpu::gpu::tuning::{self, Tuning};
+use rnn_wgpu::gpu::{Gpu, Recurrence};
 
 #[derive(clap::Args)]
 pub struct TuneArgs {
@@ -32,7 +32,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
     };
     let gpu = Gpu::new()?;
     // A cache that cannot be read or written is refused before the timing starts.
-    tuning::read_choices(&gpu, &path)?;
+    tuning::read_tuning(&gpu, &path)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -44,12 +44,18 @@ pub fn run(args: TuneArgs) -> Result<()> {
     };
     println!("adapter: {}", gpu.adapter_name());
     println!(
-        "{:<24} {:<18} {:>9} {:<18} {:>9} {:>8}",
+        "{:<26} {:<18} {:>9} {:<18} {:>9} {:>8}",
         "product (m x n x k op)", "rule", "ms", "tuned", "ms", "speedup"
     );
-    let mut tuned: Vec<(Product, GemmKernel)> = Vec::new();
+    let mut tuned = Tuning::default();
+    let mut changed = 0;
     for shape in shapes {
-        // One training step, untimed, to find the products this model runs.
+        // One training step, untimed, to find the products this model runs; with a dispatch
+        // per step unless a way was chosen, so the per-step products are tuned too.
+        let watch_with = match args.engine.recurrence {
+            Recurrence::Auto => Recurrence::Steps,
+            chosen => chosen,
+        };
         gpu.watch_products();
         bench_shape(
             Some(&gpu),
@@ -58,45 +64,68 @@ pub fn run(args: TuneArgs) -> Result<()> {
             0,
             1,
             args.engine.options(),
-            args.engine.recurrence,
+            watch_with,
         )
         .with_context(|| format!("running {shape} to find its products"))?;
         println!("{shape}:");
         for product in gpu.watched_products() {
-            if tuned.iter().any(|(p, _)| *p == product) {
+            if tuned.products.iter().any(|(p, _)| *p == product) {
                 continue;
             }
             let t = tuning::tune_product(&gpu, product, args.rounds)?;
             let ((m, n, k), (ta, tb)) = product;
             let op = |t: bool| if t { 't' } else { 'n' };
-            let (rule_ms, tuned_ms) = (t.seconds_of(t.rule) * 1e3, t.seconds_of(t.choice) * 1e3);
-            println!(
-                "{:<24} {:<18} {:>9.3} {:<18} {:>9.3} {:>7.2}x",
-                format!("{m}x{n}x{k} {}{}", op(ta), op(tb)),
-                t.rule.name(),
-                rule_ms,
-                if t.choice == t.rule {
-                    "(the rule's)"
-                } else {
-                    t.choice.name()
-                },
-                tuned_ms,
-                rule_ms / tuned_ms
+            let what = format!("{m}x{n}x{k} {}{}", op(ta), op(tb));
+            let ms = (t.seconds_of(t.rule) * 1e3, t.seconds_of(t.choice) * 1e3);
+            row(
+                &what,
+                (t.rule.name(), ms.0),
+                (t.choice.name(), ms.1),
+                t.choice == t.rule,
             );
-            tuned.push((product, t.choice));
+            changed += (t.choice != t.rule) as usize;
+            tuned.products.push((product, t.choice));
+        }
+        // Then, where the model fits one workgroup, both ways of running its steps.
+        if args.engine.recurrence != Recurrence::Auto {
+            continue;
+        }
+        let options = args.engine.options();
+        if let Some(t) = tune_recurrence(&gpu, arch, shape, options, args.rounds)? {
+            let ms = |way: Recurrence| match way {
+                Recurrence::Persistent => t.persistent_ms,
+                _ => t.steps_ms,
+            };
+            let (cell, h, b) = t.shape;
+            let what = format!("recurrence {cell} h={h} b={b}");
+            let (rule, choice) = ((t.rule.name(), ms(t.rule)), (t.choice.name(), ms(t.choice)));
+            row(&what, rule, choice, t.choice == t.rule);
+            println!(
+                "{:<26} (a training step: {:.3} ms with a dispatch per step, {:.3} persistent)",
+                "", t.steps_ms, t.persistent_ms
+            );
+            changed += (t.choice != t.rule) as usize;
+            tuned.recurrences.push((t.shape, t.choice));
         }
     }
-    tuning::write_choices(&gpu, &path, &tuned)?;
-    let changed = tuned
-        .iter()
-        .filter(|&&(((m, n, k), _), kernel)| {
-            kernel != GemmKernel::Auto.resolve(&gpu, (m, n, k), true)
-        })
-        .count();
+    tuning::write_tuning(&gpu, &path, &tuned)?;
     println!(
-        "wrote {} products ({changed} off the rule) for this adapter to {}",
+        "wrote {} choices ({changed} off the rule) for this adapter to {}",
         tuned.len(),
         path.display()
     );
     Ok(())
+}
+
+/// One line of the table: what was tuned, the rule's choice and its ms, the tuned one and its.
+fn row(what: &str, (rule, rule_ms): (&str, f64), (tuned, tuned_ms): (&str, f64), same: bool) {
+    println!(
+        "{:<26} {:<18} {:>9.3} {:<18} {:>9.3} {:>7.2}x",
+        what,
+        rule,
+        rule_ms,
+        if same { "(the rule's)" } else { tuned },
+        tuned_ms,
+        rule_ms / tuned_ms
+    );
 }

@@ -3,7 +3,8 @@
 
 use super::gemm::GemmKernel;
 use super::kernels::{Kernel, Layout, Shader, Slot};
-use super::tuning::{Choices, Product};
+use super::recurrence::Recurrence;
+use super::tuning::{Choices, Product, RecurrenceShape};
 use crate::Error;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -415,6 +416,28 @@ impl Gpu {
     /// How many products have a tuned kernel in this context.
     pub fn tuned_products(&self) -> usize {
         self.choices.lock().unwrap().chosen.len()
+    }
+
+    /// The way `Recurrence::Auto` runs the steps of `shape` when tuned (`tuning.rs`).
+    pub(crate) fn tuned_recurrence(&self, shape: RecurrenceShape) -> Option<Recurrence> {
+        self.choices
+            .lock()
+            .unwrap()
+            .recurrences
+            .get(&shape)
+            .copied()
+    }
+
+    /// Makes `Recurrence::Auto` take `recurrence` (Steps or Persistent) for `shape` in this
+    /// context, where the model fits the persistent kernel.
+    pub fn set_recurrence_choice(&self, shape: RecurrenceShape, recurrence: Recurrence) {
+        let mut choices = self.choices.lock().unwrap();
+        choices.recurrences.insert(shape, recurrence);
+    }
+
+    /// The recurrence rule again for `shape`.
+    pub fn forget_recurrence_choice(&self, shape: RecurrenceShape) {
+        self.choices.lock().unwrap().recurrences.remove(&shape);
     }
 
     /// Auto's rule again for `product`.

@@ -46,12 +46,18 @@ impl Recurrence {
         Ok(())
     }
 
-    /// The concrete choice for `config` at `batch` rows on this adapter.
+    /// The concrete choice for `config` at `batch` rows on this adapter: the tuned one where
+    /// `rnn-wgpu tune` cached one, else by the number of recurrent FMAs per step.
     pub fn resolve(self, gpu: &Gpu, config: &ModelConfig, batch: usize) -> Result<Self, Error> {
         self.check(config)?;
         match self {
             Recurrence::Steps | Recurrence::Persistent => Ok(self),
             Recurrence::Auto => {
+                // `rnn-wgpu tune` timed both ways for this model on this adapter
+                let tuned = gpu.tuned_recurrence((config.cell, config.hidden_size, batch));
+                if let Some(choice) = tuned.filter(|_| Self::fits(config)) {
+                    return Ok(choice);
+                }
                 let fmas = batch * config.gate_rows() * config.hidden_size;
                 let limit = if gpu.info.device_type == wgpu::DeviceType::Cpu {
                     PERSISTENT_CPU_FMAS

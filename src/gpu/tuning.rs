@@ -1,10 +1,13 @@
-//! One-time tuning of `GemmKernel::Auto`: on this adapter, time every kernel Auto chooses
-//! among (`GemmKernel::candidates`) on each matrix product a model runs, keep the fastest, and
-//! cache the choices on disk for later runs.
+//! One-time tuning of the automatic choices: on this adapter, time every kernel
+//! `GemmKernel::Auto` chooses among (`GemmKernel::candidates`) on each matrix product a model
+//! runs, and, where a model fits the persistent recurrence, both ways of running its steps
+//! (`Recurrence::Auto`; `bench::tune_recurrence` times them); keep the fastest, and cache the
+//! choices on disk for later runs.
 //!
-//! Auto's rules were measured on two adapters (llvmpipe and an NVIDIA H200); on others their
-//! thresholds (how many tiles fill the GPU, where splitting K pays) can be wrong, and timing
-//! the candidates is the only way to know. `rnn-wgpu tune` does it; the other commands load the
+//! The rules were measured on two adapters (llvmpipe and an NVIDIA H200); on others their
+//! thresholds (how many tiles fill the GPU, where splitting K pays, how many FMAs a step may
+//! have for one workgroup to beat a dispatch per step) can be wrong, and timing the candidates
+//! is the only way to know. `rnn-wgpu tune` does it; the other commands load the
 //! cache (`load_cache`). The cache is keyed by adapter, driver and crate version, so a driver
 //! update or a new release tunes afresh.
 //!
@@ -15,7 +18,8 @@
 
 use super::context::Gpu;
 use super::gemm::{time_steps, GemmKernel};
-use crate::Error;
+use super::recurrence::Recurrence;
+use crate::{Cell, Error};
 use serde_json::{Map, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -24,9 +28,30 @@ use std::path::{Path, PathBuf};
 /// are used transposed.
 pub type Product = ((usize, usize, usize), (bool, bool));
 
-/// A tuned kernel replaces Auto's rule only when its median is below this fraction of the
+/// A recurrence as tuned: the cell, its hidden size and the batch (what a step's cost depends
+/// on; the input projection and the weight gradients run the same either way).
+pub type RecurrenceShape = (Cell, usize, usize);
+
+/// What a cache holds for one adapter.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tuning {
+    pub products: Vec<(Product, GemmKernel)>,
+    pub recurrences: Vec<(RecurrenceShape, Recurrence)>,
+}
+
+impl Tuning {
+    pub fn len(&self) -> usize {
+        self.products.len() + self.recurrences.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A tuned choice replaces the rule only when its median is below this fraction of the
 /// rule's: a tie is no reason to leave the rule, and noise should not flip the choice.
-const MARGIN: f64 = 0.95;
+pub const MARGIN: f64 = 0.95;
 
 /// Each candidate's timing batch runs about this long (a few products on a fast GPU).
 const BATCH_SECONDS: f64 = 0.05;
@@ -40,6 +65,7 @@ const FORMAT: u64 = 1;
 pub(crate) struct Choices {
     pub(crate) chosen: HashMap<Product, GemmKernel>,
     pub(crate) watched: Option<BTreeSet<Product>>,
+    pub(crate) recurrences: HashMap<RecurrenceShape, Recurrence>,
 }
 
 /// One product's tuning: Auto's rule, what was chosen, and each candidate's median seconds.
@@ -142,6 +168,7 @@ pub fn adapter_key(gpu: &Gpu) -> String {
 }
 
 /// "m x n x k op", the product's key in the cache.
+/// "m x n x k op", a product's key in the cache.
 fn product_key(((m, n, k), (ta, tb)): Product) -> String {
     let op = |t: bool| if t { 't' } else { 'n' };
     format!("{m}x{n}x{k} {}{}", op(ta), op(tb))
@@ -153,14 +180,30 @@ fn parse_product(key: &str) -> Option<Product> {
         .split('x')
         .map(|d| d.parse().ok())
         .collect::<Option<_>>()?;
-    let op = op.as_bytes();
     let t = |c: u8| match c {
         b'n' => Some(false),
         b't' => Some(true),
         _ => None,
     };
-    match (dims.as_slice(), op) {
+    match (dims.as_slice(), op.as_bytes()) {
         (&[m, n, k], &[a, b]) => Some(((m, n, k), (t(a)?, t(b)?))),
+        _ => None,
+    }
+}
+
+/// "recurrence lstm h=32 b=64", a recurrence's key in the cache.
+fn recurrence_key((cell, hidden, batch): RecurrenceShape) -> String {
+    format!("recurrence {cell} h={hidden} b={batch}")
+}
+
+fn parse_recurrence(key: &str) -> Option<RecurrenceShape> {
+    let words: Vec<&str> = key.split(' ').collect();
+    match words.as_slice() {
+        &["recurrence", cell, hidden, batch] => Some((
+            cell.parse().ok()?,
+            hidden.strip_prefix("h=")?.parse().ok()?,
+            batch.strip_prefix("b=")?.parse().ok()?,
+        )),
         _ => None,
     }
 }
@@ -188,12 +231,13 @@ fn read_file(path: &Path) -> Result<Map<String, Value>, Error> {
     }
 }
 
-/// This adapter's choices in the cache at `path`, checked: every product key parses and every
-/// kernel is one Auto may choose on this adapter.
-pub fn read_choices(gpu: &Gpu, path: &Path) -> Result<Vec<(Product, GemmKernel)>, Error> {
+/// This adapter's choices in the cache at `path`, checked: every key parses, every kernel is
+/// one Auto may choose on this adapter, every persistent recurrence fits.
+pub fn read_tuning(gpu: &Gpu, path: &Path) -> Result<Tuning, Error> {
     let adapters = read_file(path)?;
+    let mut tuning = Tuning::default();
     let Some(entries) = adapters.get(&adapter_key(gpu)) else {
-        return Ok(Vec::new());
+        return Ok(tuning);
     };
     let bad = |what: String| {
         Error::Value(format!(
@@ -206,23 +250,31 @@ pub fn read_choices(gpu: &Gpu, path: &Path) -> Result<Vec<(Product, GemmKernel)>
         .as_object()
         .ok_or_else(|| bad("no object of products".into()))?;
     let candidates = GemmKernel::candidates(gpu);
-    entries
-        .iter()
-        .map(|(key, name)| {
-            let product = parse_product(key).ok_or_else(|| bad(format!("a product '{key}'")))?;
-            let kernel = name
-                .as_str()
-                .and_then(GemmKernel::from_name)
-                .filter(|k| candidates.contains(k))
-                .ok_or_else(|| bad(format!("a kernel {name} for {key}")))?;
-            Ok((product, kernel))
-        })
-        .collect()
+    for (key, value) in entries {
+        let name = value.as_str().unwrap_or_default();
+        if let Some(shape) = parse_recurrence(key) {
+            let (cell, hidden, _) = shape;
+            let fits = cell.gates() * hidden * hidden <= super::recurrence::PERSISTENT_WEIGHTS;
+            let recurrence = name
+                .parse()
+                .ok()
+                .filter(|r| *r == Recurrence::Steps || (*r == Recurrence::Persistent && fits))
+                .ok_or_else(|| bad(format!("a recurrence {value} for {key}")))?;
+            tuning.recurrences.push((shape, recurrence));
+            continue;
+        }
+        let product = parse_product(key).ok_or_else(|| bad(format!("a product '{key}'")))?;
+        let kernel = GemmKernel::from_name(name)
+            .filter(|k| candidates.contains(k))
+            .ok_or_else(|| bad(format!("a kernel {value} for {key}")))?;
+        tuning.products.push((product, kernel));
+    }
+    Ok(tuning)
 }
 
 /// Adds `tuned` to this adapter's choices in the cache at `path` (other adapters' and other
-/// products' entries are kept), written atomically.
-pub fn write_choices(gpu: &Gpu, path: &Path, tuned: &[(Product, GemmKernel)]) -> Result<(), Error> {
+/// entries are kept), written atomically.
+pub fn write_tuning(gpu: &Gpu, path: &Path, tuned: &Tuning) -> Result<(), Error> {
     let mut adapters = read_file(path)?;
     let entry = adapters
         .entry(adapter_key(gpu))
@@ -230,9 +282,12 @@ pub fn write_choices(gpu: &Gpu, path: &Path, tuned: &[(Product, GemmKernel)]) ->
     if !entry.is_object() {
         *entry = Value::Object(Map::new());
     }
-    let products = entry.as_object_mut().expect("an object");
-    for &(product, kernel) in tuned {
-        products.insert(product_key(product), Value::from(kernel.name()));
+    let entries = entry.as_object_mut().expect("an object");
+    for &(product, kernel) in &tuned.products {
+        entries.insert(product_key(product), Value::from(kernel.name()));
+    }
+    for &(shape, recurrence) in &tuned.recurrences {
+        entries.insert(recurrence_key(shape), Value::from(recurrence.name()));
     }
     let mut file = Map::new();
     file.insert("format".into(), Value::from(FORMAT));
@@ -247,18 +302,26 @@ pub fn write_choices(gpu: &Gpu, path: &Path, tuned: &[(Product, GemmKernel)]) ->
     crate::fsio::write_atomic(path, text.as_bytes())
 }
 
+/// Makes the context take `tuning`'s choices.
+pub fn apply(gpu: &Gpu, tuning: &Tuning) {
+    for &(product, kernel) in &tuning.products {
+        gpu.set_choice(product, kernel);
+    }
+    for &(shape, recurrence) in &tuning.recurrences {
+        gpu.set_recurrence_choice(shape, recurrence);
+    }
+}
+
 /// Loads this adapter's tuned choices from `cache_path()` into the context; returns the file
-/// and how many products it tunes (none: no file, no entry for this adapter, or tuning off).
+/// and how many choices it holds (none: no file, no entry for this adapter, or tuning off).
 pub fn load_cache(gpu: &Gpu) -> Result<Option<(PathBuf, usize)>, Error> {
     let Some(path) = cache_path() else {
         return Ok(None);
     };
-    let choices = read_choices(gpu, &path)?;
-    if choices.is_empty() {
+    let tuning = read_tuning(gpu, &path)?;
+    if tuning.is_empty() {
         return Ok(None);
     }
-    for &(product, kernel) in &choices {
-        gpu.set_choice(product, kernel);
-    }
-    Ok(Some((path, choices.len())))
+    apply(gpu, &tuning);
+    Ok(Some((path, tuning.len())))
 }

@@ -10,10 +10,10 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rnn_wgpu::bench::{bench_shape, Arch, Shape};
 use rnn_wgpu::gpu::gemm::{matmul_using, GemmKernel, Placement};
-use rnn_wgpu::gpu::tuning::{self, Product};
+use rnn_wgpu::gpu::tuning::{self, Product, Tuning};
 use rnn_wgpu::gpu::{Gpu, Kernel, Recurrence};
 use rnn_wgpu::plan::PlanOptions;
-use rnn_wgpu::Cell;
+use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
 use std::path::PathBuf;
 
 fn context() -> Gpu {
@@ -183,19 +183,24 @@ fn the_cache_keeps_other_adapters_and_refuses_what_it_cannot_trust() {
     let other = r#"{"format": 1, "adapters": {"another GPU | Metal": {"8x8x8 nn": "tiled"}}}"#;
     std::fs::write(&path, other).unwrap();
     let candidates = GemmKernel::candidates(&gpu);
-    let choices: Vec<(Product, GemmKernel)> = vec![
-        (
-            ((65, 17, 257), (false, true)),
-            candidates[candidates.len() - 1],
-        ),
-        (((1, 3, 4096), (true, false)), candidates[0]),
-    ];
-    tuning::write_choices(&gpu, &path, &choices).unwrap();
-    let mut read = tuning::read_choices(&gpu, &path).unwrap();
-    read.sort_by_key(|(p, _)| *p);
-    let mut want = choices.clone();
-    want.sort_by_key(|(p, _)| *p);
-    assert_eq!(read, want);
+    let tuned = Tuning {
+        products: vec![
+            (((1, 3, 4096), (true, false)), candidates[0]),
+            (
+                ((65, 17, 257), (false, true)),
+                candidates[candidates.len() - 1],
+            ),
+        ],
+        recurrences: vec![
+            ((Cell::Gru, 36, 1), Recurrence::Persistent),
+            ((Cell::Lstm, 512, 64), Recurrence::Steps),
+        ],
+    };
+    tuning::write_tuning(&gpu, &path, &tuned).unwrap();
+    let mut read = tuning::read_tuning(&gpu, &path).unwrap();
+    read.products.sort_by_key(|(p, _)| *p);
+    read.recurrences.sort_by_key(|((_, h, _), _)| *h);
+    assert_eq!(read, tuned);
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(
         text.contains("another GPU | Metal") && text.contains("8x8x8 nn"),
@@ -222,9 +227,15 @@ fn the_cache_keeps_other_adapters_and_refuses_what_it_cannot_trust() {
             with(&format!(r#"{{"65x17x257 nt": "{foreign}"}}"#)),
             foreign,
         ),
+        // W_hh of an LSTM with H = 33 is 4 x 33 x 33 floats, past the persistent kernel's 4096
+        (
+            with(r#"{"recurrence lstm h=33 b=8": "persistent"}"#),
+            "recurrence lstm h=33 b=8",
+        ),
+        (with(r#"{"recurrence lstm h=32 b=8": "auto"}"#), "\"auto\""),
     ] {
         std::fs::write(&path, &text).unwrap();
-        let e = tuning::read_choices(&gpu, &path).unwrap_err().to_string();
+        let e = tuning::read_tuning(&gpu, &path).unwrap_err().to_string();
         assert!(
             e.contains(&path.display().to_string()) && e.contains(names),
             "{text}: {e}"
@@ -232,7 +243,45 @@ fn the_cache_keeps_other_adapters_and_refuses_what_it_cannot_trust() {
     }
     // a file of another format is someone else's: nothing for us, and `tune` replaces it
     std::fs::write(&path, r#"{"format": 99, "adapters": 3}"#).unwrap();
-    assert!(tuning::read_choices(&gpu, &path).unwrap().is_empty());
-    tuning::write_choices(&gpu, &path, &choices).unwrap();
-    assert_eq!(tuning::read_choices(&gpu, &path).unwrap().len(), 2);
+    assert!(tuning::read_tuning(&gpu, &path).unwrap().is_empty());
+    tuning::write_tuning(&gpu, &path, &tuned).unwrap();
+    assert_eq!(tuning::read_tuning(&gpu, &path).unwrap().len(), 4);
+}
+
+/// A tuned recurrence is what `Recurrence::Auto` resolves to for that cell, hidden size and
+/// batch, where the model fits the persistent kernel; other models keep the rule.
+#[test]
+fn a_tuned_recurrence_is_what_auto_resolves_to() {
+    let gpu = context();
+    let config = |hidden: usize| ModelConfig {
+        cell: Cell::Lstm,
+        activation: Activation::Tanh,
+        input_size: 3,
+        hidden_size: hidden,
+        output_size: 2,
+        readout: Readout::Last,
+        loss: Loss::Mse,
+        layers: 1,
+        bidirectional: false,
+        dropout: 0.0,
+    };
+    let resolve = |hidden: usize, batch: usize| {
+        Recurrence::Auto
+            .resolve(&gpu, &config(hidden), batch)
+            .unwrap()
+    };
+    // the rule: persistent for few FMAs per step, steps for many
+    let (small, large) = (resolve(3, 1), resolve(32, 4096));
+    assert_eq!((small, large), (Recurrence::Persistent, Recurrence::Steps));
+    gpu.set_recurrence_choice((Cell::Lstm, 3, 1), Recurrence::Steps);
+    gpu.set_recurrence_choice((Cell::Lstm, 32, 4096), Recurrence::Persistent);
+    // H = 33 does not fit: a choice for it is not taken
+    gpu.set_recurrence_choice((Cell::Lstm, 33, 1), Recurrence::Persistent);
+    assert_eq!(resolve(3, 1), Recurrence::Steps);
+    assert_eq!(resolve(32, 4096), Recurrence::Persistent);
+    assert_eq!(resolve(33, 1), Recurrence::Steps);
+    // other batches and cells keep the rule
+    assert_eq!(resolve(3, 2), Recurrence::Persistent);
+    gpu.forget_recurrence_choice((Cell::Lstm, 3, 1));
+    assert_eq!(resolve(3, 1), Recurrence::Persistent);
 }
