@@ -169,20 +169,25 @@ impl GemmKernel {
         GemmKernel::Texels64x8 { swapped: true },
     ];
 
+    const TILES: [GemmKernel; 4] = [
+        GemmKernel::Tiled,
+        GemmKernel::Wide128x128,
+        GemmKernel::Split32x32,
+        GemmKernel::Split64x64,
+    ];
+
+    /// The workgroup-memory tiles this adapter can run (`Split64x64` needs groups of 512).
+    fn tiles(gpu: &Gpu) -> Vec<GemmKernel> {
+        let allowed = |k: &GemmKernel| *k != GemmKernel::Split64x64 || gpu.allows_groups_of_512();
+        Self::TILES.into_iter().filter(allowed).collect()
+    }
+
     /// The kernels `Auto` chooses among on this adapter (`tuning` times them against each
     /// other): the tiles on GPUs, the lanes kernels (the 64x64 one from textures where it
     /// can) on CPU adapters with 8-lane subgroups, else the block kernels.
     pub fn candidates(gpu: &Gpu) -> Vec<GemmKernel> {
         if gpu.info.device_type != wgpu::DeviceType::Cpu {
-            let mut tiles = vec![
-                GemmKernel::Tiled,
-                GemmKernel::Wide128x128,
-                GemmKernel::Split32x32,
-            ];
-            if gpu.allows_groups_of_512() {
-                tiles.push(GemmKernel::Split64x64);
-            }
-            tiles
+            Self::tiles(gpu)
         } else if gpu.has_lanes_of_8() {
             Self::LANES.to_vec()
         } else {
@@ -214,9 +219,9 @@ impl GemmKernel {
 
     /// The kernel called `name` (`name`'s inverse).
     pub fn from_name(name: &str) -> Option<GemmKernel> {
-        let all = [GemmKernel::Auto, GemmKernel::Tiled, GemmKernel::Wide128x128]
+        let all = [GemmKernel::Auto]
             .into_iter()
-            .chain([GemmKernel::Split32x32, GemmKernel::Split64x64])
+            .chain(Self::TILES)
             .chain(Self::BLOCKS)
             .chain(Self::LANES)
             .chain(Self::TEXELS);
@@ -225,14 +230,7 @@ impl GemmKernel {
 
     /// Every entry point this adapter can run, for tests and benchmarks.
     pub fn forced(gpu: &Gpu) -> Vec<GemmKernel> {
-        let mut kernels = vec![
-            GemmKernel::Tiled,
-            GemmKernel::Wide128x128,
-            GemmKernel::Split32x32,
-        ];
-        if gpu.allows_groups_of_512() {
-            kernels.push(GemmKernel::Split64x64);
-        }
+        let mut kernels = Self::tiles(gpu);
         kernels.extend(Self::BLOCKS);
         if gpu.has_lanes_of_8() {
             kernels.extend(Self::LANES);

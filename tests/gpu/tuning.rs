@@ -285,3 +285,18 @@ fn a_tuned_recurrence_is_what_auto_resolves_to() {
     gpu.forget_recurrence_choice((Cell::Lstm, 3, 1));
     assert_eq!(resolve(3, 1), Recurrence::Persistent);
 }
+
+#[test]
+fn every_kernel_name_in_the_cache_reads_back_as_that_kernel() {
+    let gpu = context();
+    let mut kernels = GemmKernel::forced(&gpu);
+    kernels.push(GemmKernel::Auto);
+    let mut names: Vec<&str> = kernels.iter().map(|k| k.name()).collect();
+    for kernel in &kernels {
+        assert_eq!(GemmKernel::from_name(kernel.name()), Some(*kernel));
+    }
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), kernels.len(), "{names:?}");
+    assert_eq!(GemmKernel::from_name("Tiled"), None);
+}
