@@ -402,7 +402,7 @@ impl Gpu {
         if let Some(watched) = &mut choices.watched {
             watched.insert(product);
         }
-        choices.chosen.get(&product).copied()
+        choices.products.get(&product).copied()
     }
 
     /// Makes Auto take `kernel` for `product` in this context (what `tuning::tune_product` and
@@ -410,12 +410,12 @@ impl Gpu {
     /// `GemmKernel::candidates`, which run as Auto runs them.
     pub fn set_choice(&self, product: Product, kernel: GemmKernel) {
         let mut choices = self.choices.lock().unwrap();
-        choices.chosen.insert(product, kernel);
+        choices.products.insert(product, kernel);
     }
 
     /// How many products have a tuned kernel in this context.
     pub fn tuned_products(&self) -> usize {
-        self.choices.lock().unwrap().chosen.len()
+        self.choices.lock().unwrap().products.len()
     }
 
     /// The way `Recurrence::Auto` runs the steps of `shape` when tuned (`tuning.rs`).
@@ -442,7 +442,7 @@ impl Gpu {
 
     /// Auto's rule again for `product`.
     pub fn forget_choice(&self, product: Product) {
-        self.choices.lock().unwrap().chosen.remove(&product);
+        self.choices.lock().unwrap().products.remove(&product);
     }
 
     /// Starts noting every product recorded through `GemmKernel::Auto` (to find a model's

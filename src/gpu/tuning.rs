@@ -53,6 +53,10 @@ impl Tuning {
 /// rule's: a tie is no reason to leave the rule, and noise should not flip the choice.
 pub const MARGIN: f64 = 0.95;
 
+/// `tune_product` stops timing a candidate after its first round at more than this many
+/// times the fastest one's time.
+const PRUNE: f64 = 2.0;
+
 /// Each candidate's timing batch runs about this long (a few products on a fast GPU).
 const BATCH_SECONDS: f64 = 0.05;
 
@@ -63,7 +67,7 @@ const FORMAT: u64 = 1;
 /// through Auto while watched (`Gpu::watch_products`).
 #[derive(Default)]
 pub(crate) struct Choices {
-    pub(crate) chosen: HashMap<Product, GemmKernel>,
+    pub(crate) products: HashMap<Product, GemmKernel>,
     pub(crate) watched: Option<BTreeSet<Product>>,
     pub(crate) recurrences: HashMap<RecurrenceShape, Recurrence>,
 }
@@ -88,9 +92,9 @@ impl Tuned {
 /// Times every candidate on `product` as Auto would run it (the 64x64 lanes tile from
 /// textures where Auto would use them) and as the recurrence does (`gemm::time_steps`: op(A)
 /// new each time, so packing it into a texture is paid every time), `rounds` times
-/// interleaved, and returns the medians and
-/// the choice: the fastest, if it beats Auto's rule by `MARGIN`, else the rule's kernel. The
-/// context keeps the choice.
+/// interleaved (a candidate twice as slow as the fastest only once), and returns the medians
+/// and the choice: the fastest, if it beats Auto's rule by `MARGIN`, else the rule's kernel.
+/// The context keeps the choice.
 pub fn tune_product(gpu: &Gpu, product: Product, rounds: usize) -> Result<Tuned, Error> {
     let (shape, trans) = product;
     gpu.forget_choice(product);
@@ -103,9 +107,15 @@ pub fn tune_product(gpu: &Gpu, product: Product, rounds: usize) -> Result<Tuned,
         let (once, _) = time_steps(gpu, (GemmKernel::Auto, None), shape, trans, 1)?;
         reps.push(((BATCH_SECONDS / once.max(1e-9)) as usize).clamp(1, 200));
     }
-    let mut times = vec![Vec::new(); candidates.len()];
-    for _ in 0..rounds.max(1) {
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); candidates.len()];
+    for round in 0..rounds.max(1) {
+        // After the first round, a candidate at more than `PRUNE` times the fastest is out
+        // (on lavapipe the losers take seconds a product); the rule always stays in.
+        let fastest = times.iter().filter_map(|t| t.first()).fold(f64::MAX, |a, &b| a.min(b));
         for (i, &kernel) in candidates.iter().enumerate() {
+            if round > 0 && kernel != rule && times[i][0] > PRUNE * fastest {
+                continue;
+            }
             gpu.set_choice(product, kernel);
             let auto = (GemmKernel::Auto, None);
             times[i].push(time_steps(gpu, auto, shape, trans, reps[i])?.0);
