@@ -25,6 +25,8 @@ fn run(dir: &TempDir, args: &[&str], env: &[(&str, &str)]) -> Output {
         .current_dir(dir.path())
         // A panic would print a backtrace, which `refused` looks for.
         .env("RUST_BACKTRACE", "1")
+        // The rules, whatever this machine's tuning cache holds (a test may name a cache).
+        .env("RNN_WGPU_TUNING", "off")
         .envs(env.iter().copied())
         .output()
         .expect("the binary runs")

@@ -13,8 +13,13 @@ use rnn_wgpu::gpu::{tuning, Gpu};
 /// cache that cannot be read is reported and left out: the untuned rules are as correct.
 pub fn open_gpu() -> anyhow::Result<Gpu> {
     let gpu = Gpu::new()?;
-    if let Err(e) = tuning::load_cache(&gpu) {
-        eprintln!("warning: {e}; the matrix products run untuned");
+    match tuning::load_cache(&gpu) {
+        Ok(Some((path, count))) => eprintln!(
+            "tuned: {count} choices from {} (RNN_WGPU_TUNING=off runs the rules)",
+            path.display()
+        ),
+        Ok(None) => {}
+        Err(e) => eprintln!("warning: {e}; running untuned"),
     }
     Ok(gpu)
 }

@@ -111,7 +111,10 @@ pub fn tune_product(gpu: &Gpu, product: Product, rounds: usize) -> Result<Tuned,
     for round in 0..rounds.max(1) {
         // After the first round, a candidate at more than `PRUNE` times the fastest is out
         // (on lavapipe the losers take seconds a product); the rule always stays in.
-        let fastest = times.iter().filter_map(|t| t.first()).fold(f64::MAX, |a, &b| a.min(b));
+        let fastest = times
+            .iter()
+            .filter_map(|t| t.first())
+            .fold(f64::MAX, |a, &b| a.min(b));
         for (i, &kernel) in candidates.iter().enumerate() {
             if round > 0 && kernel != rule && times[i][0] > PRUNE * fastest {
                 continue;
