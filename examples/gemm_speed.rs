@@ -5,8 +5,8 @@
 //!
 //! `cargo run --release --example gemm_speed [ROUNDS] [--all] [--product M,N,K,OP]... [--k-chunk N]
 //! [--auto-only] [--gpu]`; `--all` adds every block kernel, `--gpu` the GPUs' kernels (the
-//! 128x128 tiles and the split-K 32x32 and 64x64 tiles), `--product` (repeatable; OP is nn, nt, tn or
-//! tt) times those products instead of the built-in list, `--k-chunk` runs K in chunks of N,
+//! 64x64 tiles with prefetch, the 128x128 tiles, the split-K 32x32 and 64x64 tiles),
+//! `--product` (repeatable; OP is nn, nt, tn or tt) times those products instead of the built-in list, `--k-chunk` runs K in chunks of N,
 //! `--auto-only` leaves out the `gemm_tiled` baseline.
 
 use rnn_wgpu::gpu::gemm::{time_products, GemmKernel};
@@ -56,6 +56,7 @@ fn main() -> Result<(), rnn_wgpu::Error> {
         kernels.extend(&GemmKernel::forced(&gpu)[1..]);
     } else if args.iter().any(|a| a == "--gpu") {
         kernels.extend([
+            GemmKernel::TiledPrefetch,
             GemmKernel::Wide128x128,
             GemmKernel::Split32x32,
             GemmKernel::Split64x64,

@@ -22,7 +22,8 @@
 // in four vec4 accumulators. K is walked in slices of 16 staged in workgroup memory: per slice
 // the workgroup loads 2 * 64 * 16 floats (8 KiB) once from global memory and does 64 * 64 * 16
 // FMAs on them, 32 FMAs per global load. Loads map consecutive invocations to consecutive
-// addresses for either storage order.
+// addresses for either storage order. gemm_tiled_prefetch is the same with the next slice's
+// loads issued before this slice's FMAs.
 
 const TILE_M: u32 = 64u;
 const TILE_N: u32 = 64u;
@@ -32,6 +33,104 @@ const TILE_K: u32 = 16u;
 var<workgroup> a_tile: array<f32, 1024>;
 var<workgroup> b_tile: array<f32, 1024>;
 
+// The 4 elements of op(A) and of op(B) an invocation stages for the slice from k0. The
+// fastest-varying index follows the operand's storage order so neighbouring invocations read
+// neighbouring addresses.
+struct Slice {
+    a: vec4<f32>,
+    b: vec4<f32>,
+}
+
+fn slice_a(e: u32, tile_row: u32, k0: u32) -> f32 {
+    let at = stage_place_a(e, TILE_M, TILE_K);
+    return load_a(tile_row + at.x, k0 + at.y, p.k);
+}
+
+fn slice_b(e: u32, tile_col: u32, k0: u32) -> f32 {
+    let at = stage_place_b(e, TILE_N, TILE_K);
+    return load_b(k0 + at.x, tile_col + at.y, p.k);
+}
+
+fn load_slice(lid: u32, tile_row: u32, tile_col: u32, k0: u32) -> Slice {
+    return Slice(
+        vec4<f32>(slice_a(lid, tile_row, k0), slice_a(lid + 256u, tile_row, k0),
+            slice_a(lid + 512u, tile_row, k0), slice_a(lid + 768u, tile_row, k0)),
+        vec4<f32>(slice_b(lid, tile_col, k0), slice_b(lid + 256u, tile_col, k0),
+            slice_b(lid + 512u, tile_col, k0), slice_b(lid + 768u, tile_col, k0)),
+    );
+}
+
+fn put_a(e: u32, v: f32) {
+    let at = stage_place_a(e, TILE_M, TILE_K);
+    a_tile[at.y * TILE_M + at.x] = v;
+}
+
+fn put_b(e: u32, v: f32) {
+    let at = stage_place_b(e, TILE_N, TILE_K);
+    b_tile[at.x * TILE_N + at.y] = v;
+}
+
+fn put_slice(lid: u32, s: Slice) {
+    put_a(lid, s.a.x);
+    put_a(lid + 256u, s.a.y);
+    put_a(lid + 512u, s.a.z);
+    put_a(lid + 768u, s.a.w);
+    put_b(lid, s.b.x);
+    put_b(lid + 256u, s.b.y);
+    put_b(lid + 512u, s.b.z);
+    put_b(lid + 768u, s.b.w);
+}
+
+// The staged slice's FMAs for the 4x4 block at (row0, col0) of the tile: acc[i] holds its
+// row i.
+fn slice_fmas(acc: mat4x4<f32>, row0: u32, col0: u32) -> mat4x4<f32> {
+    var t = acc;
+    for (var kk = 0u; kk < TILE_K; kk++) {
+        let ai = kk * TILE_M + row0;
+        let bi = kk * TILE_N + col0;
+        let av = vec4<f32>(a_tile[ai], a_tile[ai + 1u], a_tile[ai + 2u], a_tile[ai + 3u]);
+        let bv = vec4<f32>(b_tile[bi], b_tile[bi + 1u], b_tile[bi + 2u], b_tile[bi + 3u]);
+        t[0] += av.x * bv;
+        t[1] += av.y * bv;
+        t[2] += av.z * bv;
+        t[3] += av.w * bv;
+    }
+    return t;
+}
+
+// The kernel body. With `prefetch` (a constant in each entry point) the next slice's global
+// loads are issued before this slice's FMAs, so their latency overlaps them (in registers:
+// 8 floats an invocation); the sums and their order are the same either way.
+fn tiled(prefetch: bool, lid: u32, local: vec3<u32>, wg: vec3<u32>, groups: vec3<u32>) {
+    // Tiles along M use y and z, so M may exceed 65535 * 64 rows.
+    let tile_row = (wg.y + wg.z * groups.y) * TILE_M;
+    let tile_col = wg.x * TILE_N;
+    let row0 = local.y * 4u;
+    let col0 = local.x * 4u;
+    var acc = mat4x4<f32>();
+    var next = Slice(vec4<f32>(), vec4<f32>());
+    if (prefetch) {
+        next = load_slice(lid, tile_row, tile_col, 0u);
+    }
+    for (var k0 = 0u; k0 < p.k; k0 += TILE_K) {
+        if (prefetch) {
+            put_slice(lid, next);
+        } else {
+            put_slice(lid, load_slice(lid, tile_row, tile_col, k0));
+        }
+        workgroupBarrier();
+        if (prefetch && k0 + TILE_K < p.k) {
+            next = load_slice(lid, tile_row, tile_col, k0 + TILE_K);
+        }
+        acc = slice_fmas(acc, row0, col0);
+        workgroupBarrier();
+    }
+    store_row(tile_row + row0, tile_col + col0, acc[0]);
+    store_row(tile_row + row0 + 1u, tile_col + col0, acc[1]);
+    store_row(tile_row + row0 + 2u, tile_col + col0, acc[2]);
+    store_row(tile_row + row0 + 3u, tile_col + col0, acc[3]);
+}
+
 @compute @workgroup_size(16, 16, 1)
 fn gemm_tiled(
     @builtin(local_invocation_index) lid: u32,
@@ -39,45 +138,18 @@ fn gemm_tiled(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    // Tiles along M use y and z, so M may exceed 65535 * 64 rows.
-    let tile_row = (wg.y + wg.z * groups.y) * TILE_M;
-    let tile_col = wg.x * TILE_N;
-    let row0 = local.y * 4u;
-    let col0 = local.x * 4u;
+    tiled(false, lid, local, wg, groups);
+}
 
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-
-    for (var k0 = 0u; k0 < p.k; k0 += TILE_K) {
-        // 1024 elements per tile, 4 per invocation. The fastest-varying index follows the
-        // operand's storage order so neighbouring invocations read neighbouring addresses.
-        for (var r = 0u; r < 4u; r++) {
-            let e = lid + r * 256u;
-            let at_a = stage_place_a(e, TILE_M, TILE_K);
-            a_tile[at_a.y * TILE_M + at_a.x] = load_a(tile_row + at_a.x, k0 + at_a.y, p.k);
-            let at_b = stage_place_b(e, TILE_N, TILE_K);
-            b_tile[at_b.x * TILE_N + at_b.y] = load_b(k0 + at_b.x, tile_col + at_b.y, p.k);
-        }
-        workgroupBarrier();
-        for (var kk = 0u; kk < TILE_K; kk++) {
-            let ai = kk * TILE_M + row0;
-            let bi = kk * TILE_N + col0;
-            let av = vec4<f32>(a_tile[ai], a_tile[ai + 1u], a_tile[ai + 2u], a_tile[ai + 3u]);
-            let bv = vec4<f32>(b_tile[bi], b_tile[bi + 1u], b_tile[bi + 2u], b_tile[bi + 3u]);
-            acc0 += av.x * bv;
-            acc1 += av.y * bv;
-            acc2 += av.z * bv;
-            acc3 += av.w * bv;
-        }
-        workgroupBarrier();
-    }
-
-    store_row(tile_row + row0, tile_col + col0, acc0);
-    store_row(tile_row + row0 + 1u, tile_col + col0, acc1);
-    store_row(tile_row + row0 + 2u, tile_col + col0, acc2);
-    store_row(tile_row + row0 + 3u, tile_col + col0, acc3);
+// Not Auto's rule anywhere (no GPU was at hand to measure it): a candidate for tuning.
+@compute @workgroup_size(16, 16, 1)
+fn gemm_tiled_prefetch(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(local_invocation_id) local: vec3<u32>,
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    tiled(true, lid, local, wg, groups);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -113,6 +113,9 @@ pub enum GemmKernel {
     Auto,
     /// `gemm_tiled`: 64x64 tiles through workgroup memory.
     Tiled,
+    /// `gemm_tiled_prefetch`: `gemm_tiled` issuing the next K-slice's loads before this
+    /// slice's FMAs (the same sums). Never Auto's rule: a candidate for tuning on GPUs.
+    TiledPrefetch,
     /// `gemm_wide`: 128x128 tiles, an 8x8 block per invocation from vec4s in workgroup
     /// memory. Never Auto's rule: a candidate for tuning on GPUs.
     Wide128x128,
@@ -169,8 +172,9 @@ impl GemmKernel {
         GemmKernel::Texels64x8 { swapped: true },
     ];
 
-    const TILES: [GemmKernel; 4] = [
+    const TILES: [GemmKernel; 5] = [
         GemmKernel::Tiled,
+        GemmKernel::TiledPrefetch,
         GemmKernel::Wide128x128,
         GemmKernel::Split32x32,
         GemmKernel::Split64x64,
@@ -200,6 +204,7 @@ impl GemmKernel {
         match self {
             GemmKernel::Auto => "auto",
             GemmKernel::Tiled => "tiled",
+            GemmKernel::TiledPrefetch => "tiled-prefetch",
             GemmKernel::Wide128x128 => "wide128x128",
             GemmKernel::Split32x32 => "split32x32",
             GemmKernel::Split64x64 => "split64x64",
@@ -505,6 +510,7 @@ pub(crate) fn record_gemm_using(
                 GemmKernel::Split32x32 => Kernel::GemmSplit32x32,
                 GemmKernel::Split64x64 => Kernel::GemmSplit64x64,
                 GemmKernel::Wide128x128 => Kernel::GemmWide,
+                GemmKernel::TiledPrefetch => Kernel::GemmTiledPrefetch,
                 _ => Kernel::GemmTiled,
             };
             (entry, groups)

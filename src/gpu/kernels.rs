@@ -134,6 +134,9 @@ impl Shader {
 pub enum Kernel {
     /// 64x64 tiles through workgroup memory: for GPUs.
     GemmTiled,
+    /// `gemm_tiled` loading the next K-slice before the FMAs of this one: a candidate for
+    /// tuning (see gemm.wgsl).
+    GemmTiledPrefetch,
     /// 128x128 tiles, 8x8 per invocation: for GPUs' large products, where tuning finds it
     /// faster (see gemm_wide.wgsl).
     GemmWide,
@@ -257,8 +260,9 @@ impl Layout {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 40] = [
+    pub const ALL: [Kernel; 41] = [
         Kernel::GemmTiled,
+        Kernel::GemmTiledPrefetch,
         Kernel::GemmWide,
         Kernel::GemmSplit32x32,
         Kernel::GemmSplit64x64,
@@ -303,6 +307,7 @@ impl Kernel {
     pub fn entry_point(self) -> &'static str {
         match self {
             Kernel::GemmTiled => "gemm_tiled",
+            Kernel::GemmTiledPrefetch => "gemm_tiled_prefetch",
             Kernel::GemmWide => "gemm_wide",
             Kernel::GemmSplit32x32 => "gemm_split_32x32",
             Kernel::GemmSplit64x64 => "gemm_split_64x64",
@@ -348,6 +353,7 @@ impl Kernel {
     pub fn shader(self) -> Shader {
         match self {
             Kernel::GemmTiled
+            | Kernel::GemmTiledPrefetch
             | Kernel::GemmBlock16x16
             | Kernel::GemmBlock32x4
             | Kernel::GemmBlock4x32 => Shader::Gemm,
@@ -404,7 +410,7 @@ impl Kernel {
     /// Invocations per workgroup along x, for turning element counts into workgroup counts.
     pub fn workgroup_width(self) -> u32 {
         match self {
-            Kernel::GemmTiled | Kernel::GemmWide => 16,
+            Kernel::GemmTiled | Kernel::GemmTiledPrefetch | Kernel::GemmWide => 16,
             Kernel::GemmSplit64x64 => 256,
             Kernel::GemmBlock16x16
             | Kernel::GemmBlock32x4

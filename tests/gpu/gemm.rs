@@ -255,6 +255,42 @@ fn texel_products_match_ndarray_and_the_lanes_bits() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// `gemm_tiled_prefetch` loads the next K-slice early but sums the same products in the same
+/// order as `gemm_tiled`: the same bits, at shapes of one slice, a slice and one, and several.
+#[test]
+fn prefetching_the_next_slice_changes_no_bit() {
+    let mut rng = StdRng::seed_from_u64(seed(13));
+    let mut failures = Vec::new();
+    for shape in [(65, 67, 16), (3, 129, 17), (130, 5, 49)] {
+        for case in cases(shape, &mut rng) {
+            let run = |kernel| {
+                matmul_using(
+                    gpu(),
+                    (kernel, None),
+                    Placement { pad: 3, align: 1 },
+                    (case.a.view(), case.trans_a),
+                    (case.b.view(), case.trans_b),
+                    case.bias.as_ref().map(|v| v.as_slice().unwrap()),
+                    case.c0.as_ref().map(|c| c.view()),
+                )
+                .unwrap()
+                .product
+            };
+            let (early, plain) = (run(GemmKernel::TiledPrefetch), run(GemmKernel::Tiled));
+            if let Some(why) = mismatch(&case, &early) {
+                failures.push(format!("{}: {why}", case.label));
+            }
+            let differ = (early.iter().zip(&plain))
+                .filter(|(x, y)| x.to_bits() != y.to_bits())
+                .count();
+            if differ > 0 {
+                failures.push(format!("{}: {differ} elements differ", case.label));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// The split-K kernels with K split over parts of workgroups (K of several thousand: the weight
 /// gradients on GPUs) against f64, with the dispatches they take (the parts, then their sum)
 /// and the same bits when run again. The parts are uneven (K is not a multiple of them, nor of
@@ -363,6 +399,7 @@ fn k_chunks_give_the_bits_of_one_dispatch() {
                     let adds_c_last = matches!(
                         kernel,
                         GemmKernel::Tiled
+                            | GemmKernel::TiledPrefetch
                             | GemmKernel::Wide128x128
                             | GemmKernel::Split32x32
                             | GemmKernel::Split64x64

@@ -24,6 +24,7 @@ fn context() -> Gpu {
 fn entries_of(kernel: GemmKernel) -> &'static [Kernel] {
     match kernel {
         GemmKernel::Tiled => &[Kernel::GemmTiled],
+        GemmKernel::TiledPrefetch => &[Kernel::GemmTiledPrefetch],
         GemmKernel::Wide128x128 => &[Kernel::GemmWide],
         GemmKernel::Split32x32 => &[Kernel::GemmSplit32x32, Kernel::GemmSplitSum],
         GemmKernel::Split64x64 => &[Kernel::GemmSplit64x64, Kernel::GemmSplitSum],
