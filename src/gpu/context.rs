@@ -60,7 +60,8 @@ pub struct Gpu {
     /// sums over blocks of rows; grown to the largest recorded so far. Their dispatches are
     /// ordered on the queue, so all share it.
     partials: Mutex<Option<wgpu::Buffer>>,
-    /// The matrix products' tuned kernels (`tuning.rs`), and the products watched for tuning.
+    /// What `rnn-wgpu tune` chose (`tuning.rs`): kernels per product and ways of running the
+    /// steps per recurrence; and the products watched for tuning.
     choices: Mutex<Choices>,
     /// Errors wgpu reports outside an error scope; collected instead of panicking.
     uncaptured: Arc<Mutex<Vec<String>>>,
