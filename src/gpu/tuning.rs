@@ -8,8 +8,8 @@
 //! thresholds (how many tiles fill the GPU, where splitting K pays, how many FMAs a step may
 //! have for one workgroup to beat a dispatch per step) can be wrong, and timing the candidates
 //! is the only way to know. `rnn-wgpu tune` does it; the other commands load the
-//! cache (`load_cache`). The cache is keyed by adapter, driver and crate version, so a driver
-//! update or a new release tunes afresh.
+//! cache (`load_cache`). The cache is keyed by adapter, driver, crate version and shader
+//! sources, so a driver update or changed kernels are tuned afresh.
 //!
 //! Different kernels add in different orders, so a tuned product can differ from the untuned
 //! one in the last bits: results are reproducible for a given cache (the same seed on the same
@@ -18,6 +18,7 @@
 
 use super::context::Gpu;
 use super::gemm::{time_steps, GemmKernel};
+use super::kernels::Shader;
 use super::recurrence::Recurrence;
 use crate::{Cell, Error};
 use serde_json::{Map, Value};
@@ -164,20 +165,29 @@ pub fn cache_path() -> Option<PathBuf> {
     Some(base.join("rnn-wgpu").join("tuning.json"))
 }
 
-/// The cache's key for this context: adapter, backend, driver and this crate's version (a new
-/// version may change the kernels).
+/// The cache's key for this context: adapter, backend, driver, this crate's version and a hash
+/// of its shaders' sources (changed kernels are tuned afresh).
 pub fn adapter_key(gpu: &Gpu) -> String {
     let info = &gpu.info;
     format!(
-        "{} | {:?} | {:04x}:{:04x} | {} {} | rnn-wgpu {}",
+        "{} | {:?} | {:04x}:{:04x} | {} {} | rnn-wgpu {} | shaders {:016x}",
         info.name,
         info.backend,
         info.vendor,
         info.device,
         info.driver,
         info.driver_info,
-        env!("CARGO_PKG_VERSION")
+        env!("CARGO_PKG_VERSION"),
+        shaders_hash()
     )
+}
+
+/// FNV-1a over every shader file's source: the same on every build of the same sources.
+fn shaders_hash() -> u64 {
+    let bytes = Shader::ALL.iter().flat_map(|s| s.source().bytes());
+    bytes.fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// "m x n x k op", the product's key in the cache.
