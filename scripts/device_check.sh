@@ -88,7 +88,7 @@ cp /tmp/tuning.json "$OUT/" 2>/dev/null
 for tuning in /tmp/tuning.json off /tmp/tuning.json off; do
     RNN_WGPU_TUNING=$tuning run "$BIN" bench "${suite[@]}" --runs 10 --warmup 3 --json
 done
-log "GEMM alone: the 64x64 tiles against split K on the largest shape's products"
+log "GEMM alone: the GPU kernels side by side on the largest shape's products"
 if [ -x .device/gemm_speed ]; then
     args=()
     for product in "${products[@]}"; do
