@@ -7,7 +7,8 @@ use super::{gpu, seed};
 use ndarray::{Array1, Array2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rnn_wgpu::gpu::gemm::{matmul, matmul_using, split_parts, GemmKernel, Placement};
+use rnn_wgpu::gpu::gemm::{matmul, matmul_using, split_parts, GemmKernel, MatmulRun, Placement};
+use rnn_wgpu::gpu::Gpu;
 
 pub(super) fn random(rows: usize, cols: usize, rng: &mut StdRng) -> Array2<f32> {
     Array2::from_shape_fn((rows, cols), |_| rng.random_range(-1.0..1.0))
@@ -77,6 +78,26 @@ pub(super) fn cases((m, n, k): (usize, usize, usize), rng: &mut StdRng) -> Vec<C
         }
     }
     out
+}
+
+/// `case` through `matmul_using` on `gpu` with the entry point and K-chunk `kernel`, its
+/// matrices placed as `placement` says.
+pub(super) fn run_case(
+    gpu: &Gpu,
+    kernel: (GemmKernel, Option<usize>),
+    placement: Placement,
+    case: &Case,
+) -> MatmulRun {
+    matmul_using(
+        gpu,
+        kernel,
+        placement,
+        (case.a.view(), case.trans_a),
+        (case.b.view(), case.trans_b),
+        case.bias.as_ref().map(|v| v.as_slice().unwrap()),
+        case.c0.as_ref().map(|c| c.view()),
+    )
+    .unwrap()
 }
 
 /// `None` when `got` is within tolerance of the reference, else what went wrong.
@@ -161,16 +182,7 @@ fn every_gemm_kernel_matches_ndarray_inside_larger_buffers() {
     for kernel in GemmKernel::forced(gpu()) {
         for shape in shapes {
             for case in cases(shape, &mut rng) {
-                let run = matmul_using(
-                    gpu(),
-                    (kernel, None),
-                    Placement { pad: 3, align: 1 },
-                    (case.a.view(), case.trans_a),
-                    (case.b.view(), case.trans_b),
-                    case.bias.as_ref().map(|v| v.as_slice().unwrap()),
-                    case.c0.as_ref().map(|c| c.view()),
-                )
-                .unwrap();
+                let run = run_case(gpu(), (kernel, None), Placement { pad: 3, align: 1 }, &case);
                 if let Some(why) = mismatch(&case, &run.product) {
                     failures.push(format!("{kernel:?} {}: {why}", case.label));
                 }
@@ -210,18 +222,7 @@ fn texel_products_match_ndarray_and_the_lanes_bits() {
     ] {
         let whole_texels = shape.0 % 4 == 0 && shape.1 % 4 == 0 && shape.2 % 4 == 0;
         for case in cases(shape, &mut rng) {
-            let run = |kernel| {
-                matmul_using(
-                    gpu(),
-                    (kernel, None),
-                    placement,
-                    (case.a.view(), case.trans_a),
-                    (case.b.view(), case.trans_b),
-                    case.bias.as_ref().map(|v| v.as_slice().unwrap()),
-                    case.c0.as_ref().map(|c| c.view()),
-                )
-                .unwrap()
-            };
+            let run = |kernel| run_case(gpu(), (kernel, None), placement, &case);
             let texels = run(GemmKernel::Texels64x8 { swapped: false });
             let lanes = run(GemmKernel::Lanes64x8 { swapped: false });
             let label = format!("{placement:?} {}", case.label);
@@ -264,17 +265,7 @@ fn prefetching_the_next_slice_changes_no_bit() {
     for shape in [(65, 67, 16), (3, 129, 17), (130, 5, 49)] {
         for case in cases(shape, &mut rng) {
             let run = |kernel| {
-                matmul_using(
-                    gpu(),
-                    (kernel, None),
-                    Placement { pad: 3, align: 1 },
-                    (case.a.view(), case.trans_a),
-                    (case.b.view(), case.trans_b),
-                    case.bias.as_ref().map(|v| v.as_slice().unwrap()),
-                    case.c0.as_ref().map(|c| c.view()),
-                )
-                .unwrap()
-                .product
+                run_case(gpu(), (kernel, None), Placement { pad: 3, align: 1 }, &case).product
             };
             let (early, plain) = (run(GemmKernel::TiledPrefetch), run(GemmKernel::Tiled));
             if let Some(why) = mismatch(&case, &early) {
@@ -325,16 +316,12 @@ fn split_k_parts_match_ndarray_with_the_same_bits_every_run() {
         };
         for case in cases(shape, &mut rng) {
             let run = || {
-                matmul_using(
+                run_case(
                     gpu(),
                     (*kernel, Some(usize::MAX)),
                     Placement { pad: 3, align: 1 },
-                    (case.a.view(), case.trans_a),
-                    (case.b.view(), case.trans_b),
-                    case.bias.as_ref().map(|v| v.as_slice().unwrap()),
-                    case.c0.as_ref().map(|c| c.view()),
+                    &case,
                 )
-                .unwrap()
             };
             let (first, again) = (run(), run());
             let label = format!("{kernel:?} {}", case.label);
@@ -370,16 +357,12 @@ fn k_chunks_give_the_bits_of_one_dispatch() {
         for shape in [(17, 65, 40), (70, 3, 65), (3, 66, 257)] {
             for case in cases(shape, &mut rng) {
                 let run = |k_chunk| {
-                    matmul_using(
+                    run_case(
                         gpu(),
                         (kernel, k_chunk),
                         Placement { pad: 3, align: 1 },
-                        (case.a.view(), case.trans_a),
-                        (case.b.view(), case.trans_b),
-                        case.bias.as_ref().map(|v| v.as_slice().unwrap()),
-                        case.c0.as_ref().map(|c| c.view()),
+                        &case,
                     )
-                    .unwrap()
                 };
                 let whole = run(Some(usize::MAX)).product;
                 for chunk in [1, 3, 17] {

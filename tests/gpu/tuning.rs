@@ -4,7 +4,7 @@
 //! it cannot trust. Each test makes a context of its own: choices are per context, and the
 //! shared one must keep Auto's rules for the other tests.
 
-use super::gemm::{cases, mismatch, random};
+use super::gemm::{cases, mismatch, random, run_case};
 use super::seed;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -54,16 +54,12 @@ fn a_tuned_kernel_is_what_auto_runs_and_its_product_is_right() {
             let product: Product = (shape, (case.trans_a, case.trans_b));
             for kernel in GemmKernel::candidates(&gpu) {
                 gpu.set_choice(product, kernel);
-                let run = matmul_using(
+                let run = run_case(
                     &gpu,
                     (GemmKernel::Auto, None),
                     Placement { pad: 3, align: 1 },
-                    (case.a.view(), case.trans_a),
-                    (case.b.view(), case.trans_b),
-                    case.bias.as_ref().map(|v| v.as_slice().unwrap()),
-                    case.c0.as_ref().map(|c| c.view()),
-                )
-                .unwrap();
+                    &case,
+                );
                 let label = format!("tuned {} {}", kernel.name(), case.label);
                 if let Some(why) = mismatch(&case, &run.product) {
                     failures.push(format!("{label}: {why}"));
