@@ -1,7 +1,7 @@
 //! `rnn-wgpu devices`: every adapter wgpu finds and the limits that matter here.
 
 use anyhow::{bail, Result};
-use rnn_wgpu::gpu::{enumerate_adapters, Gpu};
+use rnn_wgpu::gpu::{enumerate_adapters, tuning, Gpu};
 use std::process::ExitCode;
 
 fn mib(bytes: u64) -> String {
@@ -47,7 +47,30 @@ pub fn run() -> Result<ExitCode> {
         );
     }
     match opened {
-        Ok(_) => Ok(ExitCode::SUCCESS),
+        Ok(gpu) => {
+            // What `rnn-wgpu tune` left for the adapter in use.
+            let cache = tuning::cache_path();
+            let tuned = cache
+                .as_ref()
+                .map(|path| (path, tuning::read_tuning(&gpu, path)));
+            match tuned {
+                None => println!("tuning: off (RNN_WGPU_TUNING=off)"),
+                Some((path, Ok(t))) if t.is_empty() => {
+                    println!(
+                        "tuning: none for this adapter in {} (rnn-wgpu tune)",
+                        path.display()
+                    )
+                }
+                Some((path, Ok(t))) => println!(
+                    "tuning: {} products and {} recurrences for this adapter in {}",
+                    t.products.len(),
+                    t.recurrences.len(),
+                    path.display()
+                ),
+                Some((_, Err(e))) => println!("tuning: {e}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Err(e) => {
             eprintln!("error: no adapter could be opened: {e}");
             Ok(ExitCode::FAILURE)
