@@ -10,7 +10,8 @@ use rnn_wgpu::gpu::{Gpu, Recurrence};
 
 #[derive(clap::Args)]
 pub struct TuneArgs {
-    /// Tune the products of this shape B,T,I,H (repeatable) instead of the suite's.
+    /// Tune this shape B,T,I,H (repeatable) instead of the suite's shapes; with --recurrence
+    /// steps or persistent only its products are tuned.
     #[arg(long)]
     pub shape: Vec<Shape>,
     #[command(flatten)]
