@@ -104,10 +104,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
         None
     };
     if !args.json {
-        let tuned = gpu.as_ref().map_or(0, |g| g.tuned_products());
-        if tuned > 0 {
-            println!("matrix products tuned for this adapter (rnn-wgpu tune): {tuned}");
-        }
         println!(
             "one training step (forward + BPTT + SGD), {model}, head on the last step, MSE; median of {} after {} warm-up",
             args.runs, args.warmup

@@ -74,9 +74,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
                 continue;
             }
             let t = tuning::tune_product(&gpu, product, args.rounds)?;
-            let ((m, n, k), (ta, tb)) = product;
-            let op = |t: bool| if t { 't' } else { 'n' };
-            let what = format!("{m}x{n}x{k} {}{}", op(ta), op(tb));
+            let what = tuning::product_key(product);
             let ms = (t.seconds_of(t.rule) * 1e3, t.seconds_of(t.choice) * 1e3);
             row(
                 &what,
@@ -97,8 +95,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
                 Recurrence::Persistent => t.persistent_ms,
                 _ => t.steps_ms,
             };
-            let (cell, h, b) = t.shape;
-            let what = format!("recurrence {cell} h={h} b={b}");
+            let what = tuning::recurrence_key(t.shape);
             let (rule, choice) = ((t.rule.name(), ms(t.rule)), (t.choice.name(), ms(t.choice)));
             row(&what, rule, choice, t.choice == t.rule);
             println!(

@@ -2,7 +2,7 @@
 //! of a segment's steps in one workgroup (shaders/persistent.wgsl).
 
 use super::context::Gpu;
-use crate::config::{text_enum, ModelConfig};
+use crate::config::{text_enum, Cell, ModelConfig};
 use crate::Error;
 use std::fmt;
 use std::str::FromStr;
@@ -28,7 +28,12 @@ text_enum!(Recurrence { Auto => "auto", Steps => "steps", Persistent => "persist
 impl Recurrence {
     /// Whether W_hh [G*H, H] fits the persistent kernels' workgroup memory.
     pub fn fits(config: &ModelConfig) -> bool {
-        config.gate_rows() * config.hidden_size <= PERSISTENT_WEIGHTS
+        Self::fits_cell(config.cell, config.hidden_size)
+    }
+
+    /// `fits` for a cell and hidden size H (a tuning cache's entry has no whole config).
+    pub fn fits_cell(cell: Cell, hidden: usize) -> bool {
+        cell.gates() * hidden * hidden <= PERSISTENT_WEIGHTS
     }
 
     /// Refuses `Persistent` for a model whose W_hh does not fit.

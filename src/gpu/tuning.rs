@@ -190,9 +190,8 @@ fn shaders_hash() -> u64 {
     })
 }
 
-/// "m x n x k op", the product's key in the cache.
-/// "m x n x k op", a product's key in the cache.
-fn product_key(((m, n, k), (ta, tb)): Product) -> String {
+/// "m x n x k op", a product's key in the cache (and its name in `rnn-wgpu tune`'s table).
+pub fn product_key(((m, n, k), (ta, tb)): Product) -> String {
     let op = |t: bool| if t { 't' } else { 'n' };
     format!("{m}x{n}x{k} {}{}", op(ta), op(tb))
 }
@@ -214,8 +213,8 @@ fn parse_product(key: &str) -> Option<Product> {
     }
 }
 
-/// "recurrence lstm h=32 b=64", a recurrence's key in the cache.
-fn recurrence_key((cell, hidden, batch): RecurrenceShape) -> String {
+/// "recurrence lstm h=32 b=64", a recurrence's key in the cache (and its name in the table).
+pub fn recurrence_key((cell, hidden, batch): RecurrenceShape) -> String {
     format!("recurrence {cell} h={hidden} b={batch}")
 }
 
@@ -276,8 +275,7 @@ pub fn read_tuning(gpu: &Gpu, path: &Path) -> Result<Tuning, Error> {
     for (key, value) in entries {
         let name = value.as_str().unwrap_or_default();
         if let Some(shape) = parse_recurrence(key) {
-            let (cell, hidden, _) = shape;
-            let fits = cell.gates() * hidden * hidden <= super::recurrence::PERSISTENT_WEIGHTS;
+            let fits = Recurrence::fits_cell(shape.0, shape.1);
             let recurrence = name
                 .parse()
                 .ok()
