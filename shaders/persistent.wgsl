@@ -1,5 +1,7 @@
-// All of a segment's time steps in one dispatch of one workgroup, for models whose steps are
-// too small to fill a GPU: there each step's two dispatches cost more than their work. Between
+// A segment's time steps in one dispatch of one workgroup, for models whose steps are too
+// small to fill a GPU: there each step's two dispatches cost more than their work. (All of them
+// on GPUs; on llvmpipe, which ends an invocation's loops after 65,535 iterations in all, the
+// host splits a segment into runs p.run_start + 1 ..= p.run_end short enough.) Between
 // the recurrent product and the cell, and between steps, a barrier stands where the per-step
 // path ends a dispatch. W_hh [G*H, H] sits in workgroup memory for the whole segment.
 //
@@ -38,7 +40,7 @@ fn persistent_forward(@builtin(local_invocation_index) lid: u32) {
     let gh = GATES * h;
     let rows = p.batch * gh;
     load_weight_hh(lid, true);
-    for (var t = 1u; t <= p.step; t++) {
+    for (var t = p.run_start + 1u; t <= p.run_end; t++) {
         // element e = b * G*H + r of recurrent[t] = sum_k h_{t-1}[b, k] W_hh[r, k]
         for (var e = lid; e < rows; e += THREADS) {
             let state = (t - 1u) * p.batch * h + (e / gh) * h;
@@ -63,8 +65,7 @@ fn persistent_backward(@builtin(local_invocation_index) lid: u32) {
     let gh = GATES * h;
     let units = p.batch * h;
     load_weight_hh(lid, false);
-    for (var s = 0u; s < p.step; s++) {
-        let t = p.step - s;
+    for (var t = p.run_end; t > p.run_start; t--) {
         if (t < p.step) {
             // element e = b * H + k of dh[t] += sum_r recurrent_grad[t+1][b, r] W_hh[r, k]
             for (var e = lid; e < units; e += THREADS) {

@@ -26,9 +26,11 @@ struct StepParams {
     activation: u32,
     // steps before the segment: the sequence's step is first_step + step
     first_step: u32,
+    // persistent.wgsl: this dispatch runs the segment's steps run_start + 1 ..= run_end
+    // (backward: from run_end down); llvmpipe's loop limit needs long segments split up
+    run_start: u32,
+    run_end: u32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> gates: array<f32>;

@@ -32,6 +32,13 @@ pub struct WorkCounts {
 /// The scratch textures kept between passes: more would be let go before the next is made.
 const SCRATCH_TEXELS_BYTES: u64 = 64 << 20;
 
+/// Loop iterations after which llvmpipe ends every loop of an invocation: gallivm counts the
+/// iterations of all of a shader's loops together in one counter per invocation
+/// (`LP_MAX_TGSI_LOOP_ITERATIONS`, a guard against endless loops) and, once it reaches this,
+/// leaves each loop at its next test. Nothing reports it; the results are just wrong (a GEMM
+/// with K past about 65,000 in one dispatch misses the rest of its sums).
+pub const LLVMPIPE_LOOP_LIMIT: u64 = 65_535;
+
 /// `Gpu::scratch_texels`' textures and their bytes.
 #[derive(Default)]
 struct ScratchTexels {
@@ -192,6 +199,15 @@ impl Gpu {
             uncaptured,
             lost,
         })
+    }
+
+    /// How many loop iterations one invocation may run before the driver ends its loops:
+    /// `LLVMPIPE_LOOP_LIMIT` on llvmpipe, none elsewhere. Kernels whose loops grow with the
+    /// problem (a GEMM's K, the persistent recurrence's steps) split their work into dispatches
+    /// that stay well below it.
+    pub fn loop_limit(&self) -> Option<u64> {
+        let llvmpipe = self.info.driver == "llvmpipe" || self.info.name.starts_with("llvmpipe");
+        llvmpipe.then_some(LLVMPIPE_LOOP_LIMIT)
     }
 
     /// Whether the `gemm_lanes_*` kernels can run: subgroup operations on, and every subgroup

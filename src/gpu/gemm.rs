@@ -444,6 +444,11 @@ pub(crate) fn record_gemm_using(
         },
     };
     let mut chunk = k_chunk.map_or_else(|| auto_k_chunk(gpu, (m, n, k), tile), |c| c.max(1));
+    if let Some(limit) = gpu.loop_limit() {
+        // Every kernel runs at most 1.25 loop iterations per k (the texel tile: 5 per 4 k;
+        // 1.26 measured for gemm_wide), so a fifth of the limit leaves a margin of 4.
+        chunk = chunk.min(limit as usize / 5 / 64 * 64);
+    }
     // The 64 x 64 lanes tile from textures where they fit and, unless forced, where op(A) (in
     // the recurrence a different matrix every step) is a plain copy: packing it would add a
     // dispatch per step.

@@ -29,7 +29,11 @@ pub(crate) struct StepParams {
     pub activation: u32,
     /// Steps before the segment (the sequence's step is first_step + step).
     pub first_step: u32,
-    pub _pad: [u32; 3],
+    /// The persistent kernels run the segment's steps `run_start + 1 ..= run_end` (per-step
+    /// kernels: 0).
+    pub run_start: u32,
+    pub run_end: u32,
+    pub _pad: u32,
 }
 
 #[repr(C)]

@@ -26,7 +26,7 @@ use super::gemm::{record_gemm, Operand, Output};
 use super::kernels::Kernel;
 use super::model::{GpuModel, LossParams, ReduceParams, Request, StepParams};
 use super::recorder::{Phase, Recorder};
-use super::recurrence::Recurrence;
+use super::recurrence::{persistent_steps_per_dispatch, Recurrence};
 use super::workspace::Workspace;
 use crate::config::{Activation, Cell, Loss, Readout};
 use crate::Error;
@@ -40,7 +40,7 @@ pub(crate) fn column_blocks(rows: usize) -> usize {
     rows.div_ceil(COLUMN_BLOCK)
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 enum Direction {
     Forward,
     Backward,
@@ -291,8 +291,7 @@ impl GpuModel {
         )?;
         rec.set_phase(Phase::ForwardRecurrence);
         if self.recurrence.resolve(gpu, config, b)? == Recurrence::Persistent {
-            let kernel = self.cell_kernel(Direction::Forward, Recurrence::Persistent);
-            self.record_cell_kernel(rec, ws, c, k, kernel, seg.len, [1, 1, 1]);
+            self.record_persistent(gpu, rec, ws, (c, k), Direction::Forward);
             return Ok(());
         }
         let groups = gpu.grid("a time step", ((b * h) as u64).div_ceil(64))?;
@@ -319,7 +318,7 @@ impl GpuModel {
                 },
                 &self.dummy,
             )?;
-            self.record_cell_kernel(rec, ws, c, k, kernel, t, groups);
+            self.record_cell_kernel(rec, ws, (c, k), kernel, (t, (0, 0)), groups);
         }
         Ok(())
     }
@@ -558,8 +557,7 @@ impl GpuModel {
             )?;
         }
         if self.recurrence.resolve(gpu, config, b)? == Recurrence::Persistent {
-            let kernel = self.cell_kernel(Direction::Backward, Recurrence::Persistent);
-            self.record_cell_kernel(rec, ws, c, k, kernel, seg.len, [1, 1, 1]);
+            self.record_persistent(gpu, rec, ws, (c, k), Direction::Backward);
         } else {
             self.record_backward_steps(gpu, rec, ws, c, k)?;
         }
@@ -683,7 +681,7 @@ impl GpuModel {
                     &self.dummy,
                 )?;
             }
-            self.record_cell_kernel(rec, ws, c, k, kernel, t, groups);
+            self.record_cell_kernel(rec, ws, (c, k), kernel, (t, (0, 0)), groups);
         }
         Ok(())
     }
@@ -707,17 +705,41 @@ impl GpuModel {
         }
     }
 
-    /// A cell kernel for cell `c` in segment `k`: local step `step` of a step kernel, or the
-    /// segment's `len` steps of a persistent one.
-    #[allow(clippy::too_many_arguments)]
+    /// The persistent kernel over all of segment `k`'s steps of cell `c`: one dispatch, or
+    /// where the adapter ends long loops (llvmpipe) runs of steps short enough, in the
+    /// direction's order.
+    fn record_persistent(
+        &self,
+        gpu: &Gpu,
+        rec: &mut Recorder,
+        ws: &Workspace,
+        (c, k): (usize, usize),
+        direction: Direction,
+    ) {
+        let kernel = self.cell_kernel(direction, Recurrence::Persistent);
+        let len = ws.segments[k].len;
+        let per = persistent_steps_per_dispatch(gpu, &self.config, ws.batch).clamp(1, len.max(1));
+        let mut runs: Vec<(usize, usize)> = (0..len)
+            .step_by(per)
+            .map(|from| (from, (from + per).min(len)))
+            .collect();
+        if direction == Direction::Backward {
+            runs.reverse();
+        }
+        for run in runs {
+            self.record_cell_kernel(rec, ws, (c, k), kernel, (len, run), [1, 1, 1]);
+        }
+    }
+
+    /// A cell kernel for cell `c` in segment `k`: local step `step` of a step kernel, or, of a
+    /// persistent one, the segment's steps `from + 1 ..= to` (`step`: the segment's length).
     fn record_cell_kernel(
         &self,
         rec: &mut Recorder,
         ws: &Workspace,
-        c: usize,
-        k: usize,
+        (c, k): (usize, usize),
         kernel: Kernel,
-        step: usize,
+        (step, (from, to)): (usize, (usize, usize)),
         groups: [u32; 3],
     ) {
         let config = &self.config;
@@ -743,7 +765,9 @@ impl GpuModel {
                 step: step as u32,
                 activation,
                 first_step: ws.segments[k].t0 as u32,
-                _pad: [0; 3],
+                run_start: from as u32,
+                run_end: to as u32,
+                _pad: 0,
             },
             &[
                 &a.gates,

@@ -52,15 +52,26 @@ impl Recurrence {
     }
 
     /// The concrete choice for `config` at `batch` rows on this adapter: the tuned one where
-    /// `rnn-wgpu tune` cached one, else by the number of recurrent FMAs per step.
+    /// `rnn-wgpu tune` cached one, else by the number of recurrent FMAs per step. Persistent
+    /// is refused (and never chosen) where not even one step fits the adapter's loop limit.
     pub fn resolve(self, gpu: &Gpu, config: &ModelConfig, batch: usize) -> Result<Self, Error> {
         self.check(config)?;
+        let runs = persistent_steps_per_dispatch(gpu, config, batch) > 0;
         match self {
-            Recurrence::Steps | Recurrence::Persistent => Ok(self),
+            Recurrence::Steps => Ok(self),
+            Recurrence::Persistent if runs => Ok(self),
+            Recurrence::Persistent => Err(Error::Config(format!(
+                "--recurrence persistent: one step of this {} model at batch {batch} is more \
+                 loop iterations than '{}' runs in one invocation (it ends loops after {}); use \
+                 steps or auto",
+                config.cell,
+                gpu.info.name,
+                gpu.loop_limit().unwrap_or(0)
+            ))),
             Recurrence::Auto => {
                 // `rnn-wgpu tune` timed both ways for this model on this adapter
                 let tuned = gpu.tuned_recurrence((config.cell, config.hidden_size, batch));
-                if let Some(choice) = tuned.filter(|_| Self::fits(config)) {
+                if let Some(choice) = tuned.filter(|_| Self::fits(config) && runs) {
                     return Ok(choice);
                 }
                 let fmas = batch * config.gate_rows() * config.hidden_size;
@@ -69,7 +80,7 @@ impl Recurrence {
                 } else {
                     PERSISTENT_GPU_FMAS
                 };
-                Ok(if Self::fits(config) && fmas <= limit {
+                Ok(if Self::fits(config) && runs && fmas <= limit {
                     Recurrence::Persistent
                 } else {
                     Recurrence::Steps
@@ -77,6 +88,34 @@ impl Recurrence {
             }
         }
     }
+}
+
+/// How many steps one dispatch of the persistent kernels may run for `config` at `batch` rows:
+/// all of a segment's (`usize::MAX`) where the adapter does not end long loops; on llvmpipe
+/// (`Gpu::loop_limit`) as many as keep an invocation's loop iterations under half the limit,
+/// and 0 where not even one step does.
+pub(crate) fn persistent_steps_per_dispatch(
+    gpu: &Gpu,
+    config: &ModelConfig,
+    batch: usize,
+) -> usize {
+    let Some(limit) = gpu.loop_limit() else {
+        return usize::MAX;
+    };
+    let (g, h, b) = (
+        config.cell.gates() as u64,
+        config.hidden_size as u64,
+        batch as u64,
+    );
+    // An invocation's share of n items strided over the workgroup's 256, plus the last test.
+    let share = |n: u64| n.div_ceil(256) + 1;
+    // Per step, forward: the recurrent product's B*G*H rows of H terms, then the cells' B*H
+    // units; backward: B*H units of G*H terms, then the cells. 4 iterations a unit cover the
+    // cells' own loops (the GRU's is 3). An upper bound: measured, the forward LSTM kernel at
+    // B = 64, H = 32 went wrong from 60 steps, where this counts 1,126 a step.
+    let forward = 1 + share(b * g * h) * (h + 1) + share(b * h) * 4;
+    let backward = 1 + share(b * h) * (g * h + 1) + share(b * h) * 4;
+    (limit / 2 / forward.max(backward)) as usize
 }
 
 /// Recurrent FMAs per step (B*G*H*H) up to which one workgroup beat two dispatches per step on

@@ -195,6 +195,31 @@ fn every_gemm_kernel_matches_ndarray_inside_larger_buffers() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// llvmpipe ends an invocation's loops once it has run 65,535 iterations of them, silently
+/// (`Gpu::loop_limit`): a product whose K is past that in one dispatch misses the rest of its
+/// sums (relative errors of 0.2-0.5 at this K before the host split K there). Every entry
+/// point, every transpose, bias and accumulation, at K = 70,001 on 9 x 9 (small enough that
+/// no cache-driven chunking splits K anyway).
+#[test]
+fn every_gemm_kernel_sums_all_of_a_k_past_llvmpipes_loop_limit() {
+    let mut rng = StdRng::seed_from_u64(seed(9));
+    let mut failures = Vec::new();
+    // each transpose with bias and accumulation: the loop limit does not care about those
+    let cases: Vec<Case> = cases((9, 9, 70_001), &mut rng)
+        .into_iter()
+        .filter(|case| case.c0.is_some())
+        .collect();
+    for kernel in GemmKernel::forced(gpu()) {
+        for case in &cases {
+            let run = run_case(gpu(), (kernel, None), Placement { pad: 1, align: 1 }, case);
+            if let Some(why) = mismatch(case, &run.product) {
+                failures.push(format!("{kernel:?} {}: {why}", case.label));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// The texel kernels (operands copied or packed into textures) against f64 and against the
 /// bits of `gemm_lanes_64x8`, which sums the same products in the same order: with rows placed
 /// as buffer-to-texture copies need them (16-byte offset, 256-byte strides) on shapes whose

@@ -60,6 +60,41 @@ fn weights_filling_the_cache_and_more_units_than_invocations_match_cpu() {
     );
 }
 
+/// llvmpipe ends an invocation's loops once it has run 65,535 iterations of them, silently
+/// (`Gpu::loop_limit`), and a persistent dispatch loops over the steps of a segment: each of
+/// these once ran several times past it in one dispatch (every persistent tensor wrong, h_n
+/// zero) before the host split the steps into runs short enough there. Long sequences at a
+/// small batch, and a large batch, whose steps are long, at a shorter one.
+#[test]
+fn sequences_past_llvmpipes_loop_limit_match_cpu() {
+    let cases = [
+        (Cell::Lstm, 1, 2100, 2, 32),
+        (Cell::Rnn, 5, 1500, 3, 64),
+        (Cell::Gru, 64, 70, 2, 36),
+    ];
+    let mut failed = Vec::new();
+    for (k, &(cell, b, t, i, h)) in cases.iter().enumerate() {
+        let config = config(cell, i, h, 2);
+        let (params, batch) = random_problem(&config, t, b, seed(1250 + k as u64));
+        let report = run_parity(gpu(), &config, &params, &batch).unwrap();
+        assert!(
+            report
+                .comparisons
+                .iter()
+                .any(|c| c.name.starts_with("persistent: ")),
+            "{cell:?} H={h}: the persistent run was not compared"
+        );
+        for c in report.failures(TOLERANCE) {
+            failed.push(format!("{cell:?} B={b} T={t} H={h}: {c}"));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "||gpu - cpu|| / ||cpu|| > {TOLERANCE:e}:\n{}",
+        failed.join("\n")
+    );
+}
+
 #[test]
 fn a_model_past_the_cache_is_refused_by_the_persistent_recurrence_and_runs_per_step() {
     // LSTM H = 33: 4 * 33 * 33 = 4356 floats of W_hh, past the 4096 of the cache.

@@ -268,15 +268,30 @@ fn a_tuned_recurrence_is_what_auto_resolves_to() {
             .unwrap()
     };
     // the rule: persistent for few FMAs per step, steps for many
-    let (small, large) = (resolve(3, 1), resolve(32, 4096));
+    let (small, large) = (resolve(3, 1), resolve(32, 256));
     assert_eq!((small, large), (Recurrence::Persistent, Recurrence::Steps));
     gpu.set_recurrence_choice((Cell::Lstm, 3, 1), Recurrence::Steps);
-    gpu.set_recurrence_choice((Cell::Lstm, 32, 4096), Recurrence::Persistent);
+    gpu.set_recurrence_choice((Cell::Lstm, 32, 256), Recurrence::Persistent);
     // H = 33 does not fit: a choice for it is not taken
     gpu.set_recurrence_choice((Cell::Lstm, 33, 1), Recurrence::Persistent);
     assert_eq!(resolve(3, 1), Recurrence::Steps);
-    assert_eq!(resolve(32, 4096), Recurrence::Persistent);
+    assert_eq!(resolve(32, 256), Recurrence::Persistent);
     assert_eq!(resolve(33, 1), Recurrence::Steps);
+    // At B = 4096 one step of the persistent kernel is past llvmpipe's loop limit: there a
+    // choice of it is not taken, and asking for it is an error that says why.
+    gpu.set_recurrence_choice((Cell::Lstm, 32, 4096), Recurrence::Persistent);
+    let forced = Recurrence::Persistent.resolve(&gpu, &config(32), 4096);
+    if gpu.loop_limit().is_some() {
+        assert_eq!(resolve(32, 4096), Recurrence::Steps);
+        let e = forced.unwrap_err().to_string();
+        assert!(
+            e.contains("loop iterations") && e.contains("use steps"),
+            "{e}"
+        );
+    } else {
+        assert_eq!(resolve(32, 4096), Recurrence::Persistent);
+        assert_eq!(forced.unwrap(), Recurrence::Persistent);
+    }
     // other batches and cells keep the rule
     assert_eq!(resolve(3, 2), Recurrence::Persistent);
     gpu.forget_recurrence_choice((Cell::Lstm, 3, 1));
