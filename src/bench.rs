@@ -331,19 +331,70 @@ impl BenchResult {
 }
 
 /// One model's recurrence as tuned (`tune_recurrence`): Auto's rule, the choice kept, and the
-/// median ms of a training step each way.
+/// median ms of a training step each way (NaN for a way left out).
 pub struct TunedRecurrence {
     pub shape: RecurrenceShape,
     pub rule: Recurrence,
     pub choice: Recurrence,
     pub steps_ms: f64,
     pub persistent_ms: f64,
+    /// Why the persistent kernel was not timed: it cannot run on this adapter, or its step
+    /// disagrees with the CPU reference (where the per-step way's agrees).
+    pub persistent_left_out: Option<String>,
 }
 
-/// Where `shape`'s model fits the persistent kernel (else None): times its training step with
-/// a dispatch per step and with the persistent kernel, `rounds` times interleaved (median of 3
-/// steps after one warm-up each), and keeps the other way than Auto's rule only where it
-/// beats the rule's by `tuning::MARGIN`. The context keeps the choice.
+/// Why the persistent recurrence may not be timed for `shape`'s model on this adapter, if it
+/// may not: it cannot run here, or one training step of it disagrees with the f64 CPU
+/// reference (`parity`). A kernel a driver gets wrong must not be cached for being fast. An
+/// error where the per-step way disagrees too: then the engine itself is wrong here.
+fn persistent_left_out(
+    gpu: &Gpu,
+    arch: Arch,
+    shape: Shape,
+    plan_options: PlanOptions,
+) -> Result<Option<String>, Error> {
+    let (config, params, batch) = shape.problem(arch);
+    if let Err(e) = Recurrence::Persistent.resolve(gpu, &config, shape.batch) {
+        return Ok(Some(e.to_string()));
+    }
+    let report = crate::parity::run_parity_with(gpu, &config, &params, &batch, plan_options)?;
+    let (persistent, steps): (Vec<_>, Vec<_>) = report
+        .failures(crate::parity::TOLERANCE)
+        .into_iter()
+        .partition(|c| c.name.starts_with("persistent: "));
+    // the worst three tensors (one wrong step makes most of them wrong)
+    let listed = |failures: &[&crate::parity::Comparison]| {
+        let mut worst = failures.to_vec();
+        worst.sort_by(|x, y| y.rel_error.total_cmp(&x.rel_error));
+        let lines: Vec<String> = worst.iter().take(3).map(|c| c.to_string()).collect();
+        match failures.len() {
+            0..=3 => lines.join("; "),
+            n => format!("{}; and {} more", lines.join("; "), n - 3),
+        }
+    };
+    if !steps.is_empty() {
+        return Err(Error::Gpu(format!(
+            "{shape}: a training step with a dispatch per step disagrees with the CPU reference \
+             on '{}' (||gpu - cpu|| / ||cpu|| > {:e}): {}",
+            gpu.info.name,
+            crate::parity::TOLERANCE,
+            listed(&steps)
+        )));
+    }
+    Ok((!persistent.is_empty()).then(|| {
+        format!(
+            "disagrees with the CPU reference (||gpu - cpu|| / ||cpu|| > {:e}): {}",
+            crate::parity::TOLERANCE,
+            listed(&persistent)
+        )
+    }))
+}
+
+/// Where `shape`'s model fits the persistent kernel (else None): checks that both ways give
+/// its training step right (`persistent_left_out`), times its training step with a dispatch
+/// per step and with the persistent kernel, `rounds` times interleaved (median of 3 steps
+/// after one warm-up each), and keeps the other way than Auto's rule only where it beats the
+/// rule's by `tuning::MARGIN`. The context keeps the choice.
 pub fn tune_recurrence(
     gpu: &Gpu,
     arch: Arch,
@@ -358,25 +409,29 @@ pub fn tune_recurrence(
     let key = (config.cell, config.hidden_size, shape.batch);
     gpu.forget_recurrence_choice(key);
     let rule = Recurrence::Auto.resolve(gpu, &config, shape.batch)?;
+    let left_out = persistent_left_out(gpu, arch, shape, plan_options)?;
+    let ways: &[Recurrence] = match left_out {
+        Some(_) => &[Recurrence::Steps],
+        None => &[Recurrence::Steps, Recurrence::Persistent],
+    };
     let mut times = [Vec::new(), Vec::new()];
     for _ in 0..rounds.max(1) {
-        for (i, way) in [Recurrence::Steps, Recurrence::Persistent]
-            .into_iter()
-            .enumerate()
-        {
+        for (i, &way) in ways.iter().enumerate() {
             let run = bench_shape(Some(gpu), arch, shape, 1, 3, plan_options, way)?;
             times[i].push(run.median_ms);
         }
     }
     let [steps_ms, persistent_ms] = times.map(|mut t| {
         t.sort_by(f64::total_cmp);
-        t[t.len() / 2]
+        t.get(t.len() / 2).copied().unwrap_or(f64::NAN)
     });
     let (rule_ms, other, other_ms) = match rule {
         Recurrence::Persistent => (persistent_ms, Recurrence::Steps, steps_ms),
         _ => (steps_ms, Recurrence::Persistent, persistent_ms),
     };
-    let choice = if other_ms < tuning::MARGIN * rule_ms {
+    // NaN (a way left out) compares false: the other way is kept only when it was timed and
+    // won, and a left-out rule gives way to the other.
+    let choice = if other_ms < tuning::MARGIN * rule_ms || rule_ms.is_nan() {
         other
     } else {
         rule
@@ -388,6 +443,7 @@ pub fn tune_recurrence(
         choice,
         steps_ms,
         persistent_ms,
+        persistent_left_out: left_out,
     }))
 }
 

@@ -1,7 +1,8 @@
 //! `rnn-wgpu tune`: times every matrix-product kernel `Auto` chooses among on the products of
 //! the benchmark suite (or of each --shape), and both ways of running the steps where a model
 //! fits the persistent kernel; keeps the fastest, and caches the choices for this adapter
-//! (`rnn_wgpu::gpu::tuning`); later commands load them.
+//! (`rnn_wgpu::gpu::tuning`); later commands load them. A kernel is timed only once its product
+//! is right (`tuning::Check`); those left out are listed under their product.
 
 use anyhow::{bail, Context, Result};
 use rnn_wgpu::bench::{bench_shape, tune_recurrence, Shape, SUITE};
@@ -82,6 +83,17 @@ pub fn run(args: TuneArgs) -> Result<()> {
                 (t.choice.name(), ms.1),
                 t.choice == t.rule,
             );
+            for (kernel, why) in &t.rejected {
+                println!("{:<26} {} left out: {why}", "", kernel.name());
+            }
+            if t.rejected.iter().any(|(kernel, _)| *kernel == t.rule) {
+                eprintln!(
+                    "warning: Auto's kernel for {what} ({}) is wrong on this adapter; the cache \
+                     makes Auto run {} there. Please report it with `rnn-wgpu devices`' output",
+                    t.rule.name(),
+                    t.choice.name()
+                );
+            }
             changed += (t.choice != t.rule) as usize;
             tuned.products.push((product, t.choice));
         }
@@ -98,10 +110,15 @@ pub fn run(args: TuneArgs) -> Result<()> {
             let what = tuning::recurrence_key(t.shape);
             let (rule, choice) = ((t.rule.name(), ms(t.rule)), (t.choice.name(), ms(t.choice)));
             row(&what, rule, choice, t.choice == t.rule);
-            println!(
-                "{:<26} (a training step: {:.3} ms with a dispatch per step, {:.3} persistent)",
-                "", t.steps_ms, t.persistent_ms
-            );
+            if let Some(why) = &t.persistent_left_out {
+                println!("{:<26} persistent left out: {why}", "");
+            }
+            if t.persistent_left_out.is_none() {
+                println!(
+                    "{:<26} (a training step: {:.3} ms with a dispatch per step, {:.3} persistent)",
+                    "", t.steps_ms, t.persistent_ms
+                );
+            }
             changed += (t.choice != t.rule) as usize;
             tuned.recurrences.push((t.shape, t.choice));
         }
@@ -115,15 +132,28 @@ pub fn run(args: TuneArgs) -> Result<()> {
     Ok(())
 }
 
-/// One line of the table: what was tuned, the rule's choice and its ms, the tuned one and its.
+/// One line of the table: what was tuned, the rule's choice and its ms, the tuned one and its
+/// ("-" for a way left out untimed).
 fn row(what: &str, (rule, rule_ms): (&str, f64), (tuned, tuned_ms): (&str, f64), same: bool) {
+    let ms = |x: f64| {
+        if x.is_nan() {
+            "-".to_string()
+        } else {
+            format!("{x:.3}")
+        }
+    };
+    let speedup = rule_ms / tuned_ms;
     println!(
-        "{:<26} {:<18} {:>9.3} {:<18} {:>9.3} {:>7.2}x",
+        "{:<26} {:<18} {:>9} {:<18} {:>9} {:>8}",
         what,
         rule,
-        rule_ms,
+        ms(rule_ms),
         if same { "(the rule's)" } else { tuned },
-        tuned_ms,
-        rule_ms / tuned_ms
+        ms(tuned_ms),
+        if speedup.is_nan() {
+            "-".to_string()
+        } else {
+            format!("{speedup:.2}x")
+        }
     );
 }

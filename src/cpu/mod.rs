@@ -17,7 +17,7 @@ pub mod gru;
 mod heap;
 pub mod lstm;
 mod math;
-mod matmul;
+pub(crate) mod matmul;
 mod packed;
 pub mod parallel;
 pub mod readout;

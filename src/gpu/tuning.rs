@@ -17,10 +17,14 @@
 //! untuned rules' results. The library's `Gpu::new` never reads the cache.
 
 use super::context::Gpu;
-use super::gemm::{time_steps, GemmKernel};
+use super::gemm::{matmul_using, time_steps, GemmKernel, Placement};
 use super::kernels::Shader;
 use super::recurrence::Recurrence;
+use crate::parity::Comparison;
 use crate::{Cell, Error};
+use ndarray::{Array1, Array2, ArrayView2};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -73,12 +77,123 @@ pub(crate) struct Choices {
     pub(crate) recurrences: HashMap<RecurrenceShape, Recurrence>,
 }
 
-/// One product's tuning: Auto's rule, what was chosen, and each candidate's median seconds.
+/// A candidate's product may differ from the f64 answer by at most this `||gpu - cpu|| /
+/// ||cpu||`: f32 sums of up to 64,000 terms in any order stay near 1e-6, while a kernel that
+/// drops one K-slice of 2,048 or one tile, or reads a wrong row, is off by 1e-2 or more.
+pub const CHECK_TOLERANCE: f64 = 1e-3;
+
+/// One product's tuning: Auto's rule, what was chosen, each candidate's median seconds, and
+/// the candidates left out because they failed or gave a wrong product (with why).
 pub struct Tuned {
     pub product: Product,
     pub rule: GemmKernel,
     pub choice: GemmKernel,
     pub seconds: Vec<(GemmKernel, f64)>,
+    pub rejected: Vec<(GemmKernel, String)>,
+}
+
+/// A product on random operands (a fixed seed: tuning is repeatable) and its answer in f64,
+/// which every candidate must give before it is timed. Tuning is for adapters the kernels were
+/// not tested on, and a kernel a driver miscompiles must not be cached for being fast.
+pub struct Check {
+    pub product: Product,
+    /// A as stored: [m, k], or [k, m] when the product uses it transposed.
+    pub a: Array2<f32>,
+    /// B as stored: [k, n], or [n, k] when transposed.
+    pub b: Array2<f32>,
+    /// C before the product ([m, n]: tuning times `C += op(A) op(B) + bias`, as the engine runs).
+    pub c: Array2<f32>,
+    pub bias: Array1<f32>,
+    /// `c + op(a) op(b) + bias` in f64.
+    pub answer: Array2<f64>,
+    /// The largest `||gpu - answer|| / ||answer||` a candidate may have.
+    pub tolerance: f64,
+}
+
+impl Check {
+    pub fn new(product: Product) -> Check {
+        let ((m, n, k), (trans_a, trans_b)) = product;
+        let mut rng = StdRng::seed_from_u64(0x7e57_c0de);
+        let mut random = |(rows, cols): (usize, usize)| {
+            Array2::from_shape_fn((rows, cols), |_| rng.random_range(-1.0f32..1.0))
+        };
+        let a = random(if trans_a { (k, m) } else { (m, k) });
+        let b = random(if trans_b { (n, k) } else { (k, n) });
+        let c = random((m, n));
+        let bias = random((1, n)).remove_axis(ndarray::Axis(0));
+        let wide = |x: ArrayView2<f32>, t: bool| {
+            let x = x.mapv(f64::from);
+            if t {
+                x.t().as_standard_layout().into_owned()
+            } else {
+                x
+            }
+        };
+        let mut answer =
+            crate::cpu::matmul::product(&wide(a.view(), trans_a), &wide(b.view(), trans_b));
+        answer += &c.mapv(f64::from);
+        answer += &bias.mapv(f64::from);
+        Check {
+            product,
+            a,
+            b,
+            c,
+            bias,
+            answer,
+            tolerance: CHECK_TOLERANCE,
+        }
+    }
+
+    /// Runs `kernel` on the check's operands as Auto runs it (the context's choice for the
+    /// product becomes `kernel`) and compares its product with the answer. An error is the
+    /// run's (the kernel would not compile or run here).
+    pub fn compare(&self, gpu: &Gpu, kernel: GemmKernel) -> Result<Comparison, Error> {
+        let (_, (trans_a, trans_b)) = self.product;
+        gpu.set_choice(self.product, kernel);
+        let run = matmul_using(
+            gpu,
+            (GemmKernel::Auto, None),
+            Placement { pad: 0, align: 1 },
+            (self.a.view(), trans_a),
+            (self.b.view(), trans_b),
+            self.bias.as_slice(),
+            Some(self.c.view()),
+        )?;
+        let got = run.product.as_standard_layout();
+        let answer = self.answer.as_standard_layout();
+        let (got, answer) = (got.as_slice(), answer.as_slice());
+        Ok(Comparison::new(
+            kernel.name(),
+            got.unwrap(),
+            answer.unwrap(),
+        ))
+    }
+
+    /// Why `kernel` may not be timed, if it may not: its run failed, or its product is off
+    /// by more than the tolerance (the worst element named by row and column).
+    pub fn rejects(&self, gpu: &Gpu, kernel: GemmKernel) -> Result<Option<String>, Error> {
+        match self.compare(gpu, kernel) {
+            Ok(c) if c.passes(self.tolerance) => Ok(None),
+            Ok(c) => {
+                let n = self.answer.ncols();
+                Ok(Some(format!(
+                    "wrong product: ||gpu - cpu|| / ||cpu|| = {:.3e} (at most {:.0e}), worst at \
+                     row {} column {}: gpu {:.6e}, cpu {:.6e}",
+                    c.rel_error,
+                    self.tolerance,
+                    c.worst_index / n,
+                    c.worst_index % n,
+                    c.worst_gpu,
+                    c.worst_cpu
+                )))
+            }
+            Err(e) => {
+                // A lost device fails every candidate: that is the device's error, not theirs.
+                gpu.check_device()?;
+                Ok(Some(format!("failed: {e}")))
+            }
+        }
+    }
 }
 
 impl Tuned {
@@ -95,12 +210,47 @@ impl Tuned {
 /// new each time, so packing it into a texture is paid every time), `rounds` times
 /// interleaved (a candidate twice as slow as the fastest only once), and returns the medians
 /// and the choice: the fastest, if it beats Auto's rule by `MARGIN`, else the rule's kernel.
-/// The context keeps the choice.
+/// First every candidate must give the product right (`Check`); one that fails or is wrong
+/// is left out, even the rule's (then the fastest right one is chosen). The context keeps the
+/// choice.
 pub fn tune_product(gpu: &Gpu, product: Product, rounds: usize) -> Result<Tuned, Error> {
+    let candidates = GemmKernel::candidates(gpu);
+    tune_product_among(gpu, &Check::new(product), &candidates, rounds)
+}
+
+/// `tune_product` among the given candidates, checked against `check` (whose product is the
+/// one tuned).
+pub fn tune_product_among(
+    gpu: &Gpu,
+    check: &Check,
+    candidates: &[GemmKernel],
+    rounds: usize,
+) -> Result<Tuned, Error> {
+    let all = candidates;
+    let product = check.product;
     let (shape, trans) = product;
     gpu.forget_choice(product);
     let rule = GemmKernel::Auto.resolve(gpu, shape, true);
-    let candidates = GemmKernel::candidates(gpu);
+    let mut candidates = Vec::new();
+    let mut rejected = Vec::new();
+    for &kernel in all {
+        match check.rejects(gpu, kernel)? {
+            None => candidates.push(kernel),
+            Some(why) => rejected.push((kernel, why)),
+        }
+    }
+    if candidates.is_empty() {
+        gpu.forget_choice(product);
+        let whys: Vec<String> = rejected
+            .iter()
+            .map(|(kernel, why)| format!("{}: {why}", kernel.name()))
+            .collect();
+        return Err(Error::Gpu(format!(
+            "no matrix-product kernel gives {} right on this adapter; {}",
+            product_key(product),
+            whys.join("; ")
+        )));
+    }
     let mut reps = Vec::new();
     for &kernel in &candidates {
         gpu.set_choice(product, kernel);
@@ -137,7 +287,7 @@ pub fn tune_product(gpu: &Gpu, product: Product, rounds: usize) -> Result<Tuned,
         .iter()
         .copied()
         .min_by(|x, y| x.1.total_cmp(&y.1))
-        .expect("every adapter has candidates");
+        .expect("at least one candidate was right");
     let rule_seconds = seconds.iter().find(|(k, _)| *k == rule).map(|(_, s)| *s);
     let choice = match rule_seconds {
         Some(s) if best >= MARGIN * s => rule,
@@ -149,6 +299,7 @@ pub fn tune_product(gpu: &Gpu, product: Product, rounds: usize) -> Result<Tuned,
         rule,
         choice,
         seconds,
+        rejected,
     })
 }
 

@@ -1,5 +1,6 @@
 //! Tuning (`rnn_wgpu::gpu::tuning`): a tuned kernel is what `Auto` then runs, and gives a
-//! correct product; tuning picks among the candidates by their times; a model's products are
+//! correct product; tuning times only candidates whose product is right, and picks among them
+//! by their times; a model's products are
 //! found by watching one step; the cache file keeps other adapters' entries and refuses what
 //! it cannot trust. Each test makes a context of its own: choices are per context, and the
 //! shared one must keep Auto's rules for the other tests.
@@ -8,9 +9,9 @@ use super::gemm::{cases, mismatch, random, run_case};
 use super::seed;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use rnn_wgpu::bench::{bench_shape, Arch, Shape};
+use rnn_wgpu::bench::{bench_shape, tune_recurrence, Arch, Shape};
 use rnn_wgpu::gpu::gemm::{matmul_using, GemmKernel, Placement};
-use rnn_wgpu::gpu::tuning::{self, Product, Tuning};
+use rnn_wgpu::gpu::tuning::{self, Check, Product, Tuning};
 use rnn_wgpu::gpu::{Gpu, Kernel, Recurrence};
 use rnn_wgpu::plan::PlanOptions;
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
@@ -85,6 +86,8 @@ fn tuning_times_every_candidate_and_leaves_the_rule_only_for_a_faster_one() {
     let product: Product = ((33, 130, 65), (false, true));
     let tuned = tuning::tune_product(&gpu, product, 1).unwrap();
     let candidates = GemmKernel::candidates(&gpu);
+    // every kernel is right here (the parity and GEMM tests say so), so none is left out
+    assert!(tuned.rejected.is_empty(), "{:?}", tuned.rejected);
     assert_eq!(tuned.rule, GemmKernel::Auto.resolve(&gpu, product.0, true));
     assert_eq!(
         tuned.seconds.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
@@ -129,6 +132,77 @@ fn tuning_times_every_candidate_and_leaves_the_rule_only_for_a_faster_one() {
         tuned.choice.name(),
         run.kernels
     );
+}
+
+/// A candidate whose product is off by more than the check's tolerance is left out with the
+/// worst element named, and is never chosen, even where it is the rule's kernel. Kernels add
+/// in different orders (the split ones sum slices of K apart, then the slices), so among all
+/// this adapter runs, a tolerance equal to the smallest error leaves out exactly the kernels
+/// further from the f64 answer than the best one; a wrong answer leaves out all of them, and
+/// tuning fails naming each.
+#[test]
+fn a_candidate_with_a_wrong_product_is_left_out_and_never_chosen() {
+    let gpu = context();
+    let product: Product = ((17, 65, 257), (true, false));
+    let mut check = Check::new(product);
+    let kernels = GemmKernel::forced(&gpu);
+    let errors: Vec<(GemmKernel, f64)> = kernels
+        .iter()
+        .copied()
+        .map(|kernel| (kernel, check.compare(&gpu, kernel).unwrap().rel_error))
+        .collect();
+    for &(kernel, error) in &errors {
+        assert!(
+            error <= tuning::CHECK_TOLERANCE,
+            "{}: {error:.3e}",
+            kernel.name()
+        );
+    }
+    let best = errors.iter().map(|e| e.1).fold(f64::INFINITY, f64::min);
+    let off: Vec<GemmKernel> = errors.iter().filter(|e| e.1 > best).map(|e| e.0).collect();
+    assert!(
+        !off.is_empty(),
+        "every candidate is equally close ({errors:?}): this test needs a product on which \
+         their orders of summation differ"
+    );
+    check.tolerance = best;
+    gpu.forget_choice(product);
+    let tuned = tuning::tune_product_among(&gpu, &check, &kernels, 1).unwrap();
+    let left_out: Vec<GemmKernel> = tuned.rejected.iter().map(|r| r.0).collect();
+    assert_eq!(left_out, off, "{:?}", tuned.rejected);
+    for (kernel, why) in &tuned.rejected {
+        assert!(
+            why.contains("wrong product") && why.contains("worst at row"),
+            "{}: {why}",
+            kernel.name()
+        );
+    }
+    assert!(
+        !off.contains(&tuned.choice),
+        "chose {}",
+        tuned.choice.name()
+    );
+    let timed: Vec<GemmKernel> = tuned.seconds.iter().map(|s| s.0).collect();
+    assert!(timed.iter().all(|k| !off.contains(k)), "timed {timed:?}");
+    assert!(tuned.seconds_of(tuned.choice).is_finite());
+
+    // One wrong element in the answer: no candidate gives it, and tuning says which.
+    check.tolerance = tuning::CHECK_TOLERANCE;
+    check.answer[[5, 7]] += 1e4;
+    gpu.forget_choice(product);
+    let Err(e) = tuning::tune_product_among(&gpu, &check, &kernels, 1) else {
+        panic!("tuning took a candidate against a wrong answer");
+    };
+    let e = e.to_string();
+    assert!(e.contains("17x65x257 tn"), "{e}");
+    for (kernel, _) in &errors {
+        assert!(
+            e.contains(&format!("{}: wrong product", kernel.name())),
+            "{e}"
+        );
+    }
+    assert!(e.contains("worst at row 5 column 7"), "{e}");
+    assert_eq!(gpu.tuned_products(), 0, "a failed tuning left a choice");
 }
 
 /// One LSTM step at (B, T, I, H) = (3, 5, 2, 17) runs the recurrent products through Auto
@@ -296,6 +370,42 @@ fn a_tuned_recurrence_is_what_auto_resolves_to() {
     assert_eq!(resolve(3, 2), Recurrence::Persistent);
     gpu.forget_recurrence_choice((Cell::Lstm, 3, 1));
     assert_eq!(resolve(3, 1), Recurrence::Persistent);
+}
+
+/// Tuning a recurrence checks both ways against the CPU reference before timing them, and
+/// leaves out a way that cannot run here (on llvmpipe: one persistent step at B = 4096 is past
+/// its loop limit) with why.
+#[test]
+fn tuning_a_recurrence_times_only_ways_that_run_right() {
+    let gpu = context();
+    let arch = Arch {
+        cell: Cell::Lstm,
+        layers: 1,
+        bidirectional: false,
+    };
+    let options = PlanOptions {
+        recompute: rnn_wgpu::plan::Recompute::Off,
+        max_memory: None,
+        max_binding: None,
+    };
+    let tuned = |shape: &str| {
+        let shape: Shape = shape.parse().unwrap();
+        tune_recurrence(&gpu, arch, shape, options, 1)
+            .unwrap()
+            .expect("H = 17 and 32 fit the persistent kernel")
+    };
+    let both = tuned("3,40,2,17");
+    assert_eq!(both.persistent_left_out, None);
+    assert!(both.steps_ms > 0.0 && both.persistent_ms > 0.0);
+    let wide = tuned("4096,3,2,32");
+    if gpu.loop_limit().is_some() {
+        let why = wide.persistent_left_out.expect("persistent was timed");
+        assert!(why.contains("loop iterations"), "{why}");
+        assert!(wide.persistent_ms.is_nan() && wide.steps_ms > 0.0);
+        assert_eq!(wide.choice, Recurrence::Steps);
+    } else {
+        assert_eq!(wide.persistent_left_out, None);
+    }
 }
 
 #[test]
