@@ -202,6 +202,18 @@ impl GpuModel {
     pub fn new(gpu: &Gpu, config: ModelConfig, params: &Params<f32>) -> Result<Self, Error> {
         config.validate()?;
         params.check(&config)?;
+        if let Some(limit) = gpu.loop_limit() {
+            // The loss kernels loop over a row's O outputs up to 4 times in one invocation.
+            let most = (limit / 2 / 4) as usize;
+            if config.output_size > most {
+                return Err(Error::Config(format!(
+                    "output size {}: the loss kernels loop over a row's outputs 4 times in one \
+                     invocation, and '{}' ends an invocation's loops after {limit} iterations \
+                     in all, so it takes at most {most} outputs (GPUs have no such limit)",
+                    config.output_size, gpu.info.name
+                )));
+            }
+        }
         let buffers = ParamBuffers::new(gpu, &config, "parameter")?;
         for (buffer, (_, values)) in buffers.all().into_iter().zip(params.tensors()) {
             gpu.queue

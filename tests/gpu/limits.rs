@@ -5,6 +5,41 @@ use super::gpu;
 use rnn_wgpu::gpu::GpuModel;
 use rnn_wgpu::{Activation, Cell, Error, Loss, ModelConfig, Params, Readout};
 
+/// llvmpipe ends an invocation's loops after 65,535 iterations in all (`Gpu::loop_limit`), and
+/// the loss kernels loop over a row's outputs: more outputs than they can take there are
+/// refused, not silently mis-summed; elsewhere the model is made.
+#[test]
+fn more_outputs_than_the_loss_kernels_loop_over_are_refused_where_loops_are_limited() {
+    let config = ModelConfig {
+        cell: Cell::Rnn,
+        activation: Activation::Tanh,
+        input_size: 1,
+        hidden_size: 2,
+        output_size: 8192,
+        readout: Readout::Last,
+        loss: Loss::CrossEntropy,
+        layers: 1,
+        bidirectional: false,
+        dropout: 0.0,
+    };
+    let params = Params::<f32>::zeros(&config);
+    let made = GpuModel::new(gpu(), config, &params);
+    let fewer = ModelConfig {
+        output_size: 8191,
+        ..config
+    };
+    assert!(GpuModel::new(gpu(), fewer, &Params::<f32>::zeros(&fewer)).is_ok());
+    match (gpu().loop_limit(), made) {
+        (Some(_), Ok(_)) => panic!("8192 outputs were taken on {}", gpu().adapter_name()),
+        (Some(_), Err(e)) => {
+            let message = e.to_string();
+            assert!(message.contains("output size 8192"), "{message}");
+            assert!(message.contains("at most 8191 outputs"), "{message}");
+        }
+        (None, made) => assert!(made.is_ok()),
+    }
+}
+
 #[test]
 fn a_weight_larger_than_one_binding_is_refused_with_the_limit_named() {
     let limit = gpu().limits.max_storage_buffer_binding_size;
