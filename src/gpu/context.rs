@@ -210,6 +210,21 @@ impl Gpu {
         llvmpipe.then_some(LLVMPIPE_LOOP_LIMIT)
     }
 
+    /// Refuses work that would make one invocation run `iterations` loop iterations where the
+    /// adapter ends loops (`loop_limit`; half of it, as a margin): a clear error instead of a
+    /// silently wrong result. `what` names the work ("the loss over 9000000 rows").
+    pub(crate) fn check_loops(&self, what: &str, iterations: u64) -> Result<(), Error> {
+        match self.loop_limit() {
+            Some(limit) if 2 * iterations > limit => Err(Error::Config(format!(
+                "{what}: one invocation would run {iterations} loop iterations, and '{}' ends an \
+                 invocation's loops after {limit} in all (wrong results, no error); use a \
+                 smaller batch or sequence, or a GPU",
+                self.info.name
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether the `gemm_lanes_*` kernels can run: subgroup operations on, and every subgroup
     /// exactly 8 lanes wide (the kernels broadcast from lanes 0-7 of an 8-invocation group).
     pub fn has_lanes_of_8(&self) -> bool {

@@ -88,7 +88,7 @@ impl GpuModel {
             }
         }
         if parts > 1 {
-            self.record_row_sum(rec, &ws.loss_parts, parts, &ws.loss, 0);
+            self.record_row_sum(gpu, rec, &ws.loss_parts, parts, &ws.loss, 0)?;
         }
         Ok(())
     }
@@ -184,7 +184,7 @@ impl GpuModel {
         } else {
             (&ws.loss_parts, *part)
         };
-        self.record_row_sum(rec, &scored.row_loss, scored.rows, sum, at);
+        self.record_row_sum(gpu, rec, &scored.row_loss, scored.rows, sum, at)?;
         *part += 1;
         Ok(())
     }
@@ -563,6 +563,8 @@ impl GpuModel {
         }
         if request.grad_norms {
             let norm_groups = gpu.grid("per-step gradient norms", seg.len as u64)?;
+            let what = format!("the gradient norm of a step over {} values", b * h);
+            gpu.check_loops(&what, reduce_iterations(b * h))?;
             let mut sources = vec![&a.dh];
             if lstm {
                 sources.push(&a.dc);
@@ -815,6 +817,8 @@ impl GpuModel {
             return Ok(());
         }
         // Over many rows: each block's sums, then the blocks' sums in order (reduce.wgsl).
+        let what = format!("sums of {width} columns over {rows} rows");
+        gpu.check_loops(&what, blocks as u64 + 1)?;
         let partials = gpu.scratch_partials(blocks * width)?;
         let groups = (width as u64).div_ceil(64) * blocks as u64;
         rec.dispatch(
@@ -835,12 +839,14 @@ impl GpuModel {
     /// destination[at] = sum of source[0..n], in a fixed order.
     fn record_row_sum(
         &self,
+        gpu: &Gpu,
         rec: &mut Recorder,
         source: &wgpu::Buffer,
         n: usize,
         destination: &wgpu::Buffer,
         at: usize,
-    ) {
+    ) -> Result<(), Error> {
+        gpu.check_loops(&format!("the loss over {n} rows"), reduce_iterations(n))?;
         rec.dispatch(
             Kernel::RowSums,
             &ReduceParams {
@@ -854,5 +860,12 @@ impl GpuModel {
             &[source, destination],
             [1, 1, 1],
         );
+        Ok(())
     }
+}
+
+/// Loop iterations of one invocation of reduce.wgsl's `reduce_row` over n values: its share of
+/// them strided over 256 invocations, then the 8 levels of the tree.
+fn reduce_iterations(n: usize) -> u64 {
+    (n as u64).div_ceil(256) + 9
 }

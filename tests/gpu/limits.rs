@@ -2,8 +2,10 @@
 //! limit, before anything runs.
 
 use super::gpu;
-use rnn_wgpu::gpu::GpuModel;
-use rnn_wgpu::{Activation, Cell, Error, Loss, ModelConfig, Params, Readout};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rnn_wgpu::gpu::{GpuModel, Request};
+use rnn_wgpu::{Activation, Batch, Cell, Error, Loss, ModelConfig, Params, Readout};
 
 /// llvmpipe ends an invocation's loops after 65,535 iterations in all (`Gpu::loop_limit`), and
 /// the loss kernels loop over a row's outputs: more outputs than they can take there are
@@ -37,6 +39,40 @@ fn more_outputs_than_the_loss_kernels_loop_over_are_refused_where_loops_are_limi
             assert!(message.contains("at most 8191 outputs"), "{message}");
         }
         (None, made) => assert!(made.is_ok()),
+    }
+}
+
+/// The same for a reduction: a loss over every step of 130 x 65,536 sequences sums 8.5 M rows
+/// in one workgroup, 33,289 loop iterations an invocation, past half of llvmpipe's limit. It
+/// is refused while the pass is recorded, before anything runs (so this test is quick).
+#[test]
+fn a_loss_over_more_rows_than_one_reduction_loops_over_is_refused_where_loops_are_limited() {
+    let config = ModelConfig {
+        cell: Cell::Rnn,
+        activation: Activation::Tanh,
+        input_size: 1,
+        hidden_size: 1,
+        output_size: 1,
+        readout: Readout::All,
+        loss: Loss::Mse,
+        layers: 1,
+        bidirectional: false,
+        dropout: 0.0,
+    };
+    let (t, b) = (130, 65_536);
+    let mut rng = StdRng::seed_from_u64(super::seed(1500));
+    let batch = Batch::<f32>::random(&config, t, b, &mut rng);
+    let params = Params::<f32>::init_uniform(&config, &mut rng);
+    let model = GpuModel::new(gpu(), config, &params).unwrap();
+    let run = model.run(gpu(), &batch, Request::default());
+    match (gpu().loop_limit(), run) {
+        (Some(_), Ok(_)) => panic!("{} rows were summed on {}", t * b, gpu().adapter_name()),
+        (Some(_), Err(e)) => {
+            let message = e.to_string();
+            assert!(message.contains("the loss over 8519680 rows"), "{message}");
+            assert!(message.contains("loop iterations"), "{message}");
+        }
+        (None, run) => assert!(run.is_ok()),
     }
 }
 
