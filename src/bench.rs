@@ -343,16 +343,29 @@ pub struct TunedRecurrence {
     pub persistent_left_out: Option<String>,
 }
 
+/// Gate pre-activations (T * B * G * H values) the recurrence check below keeps in f64 at
+/// most: 128 MiB. Longer sequences of large batches are checked on their first steps only.
+const CHECK_GATE_VALUES: usize = 1 << 24;
+
 /// Why the persistent recurrence may not be timed for `shape`'s model on this adapter, if it
 /// may not: it cannot run here, or one training step of it disagrees with the f64 CPU
-/// reference (`parity`). A kernel a driver gets wrong must not be cached for being fast. An
-/// error where the per-step way disagrees too: then the engine itself is wrong here.
+/// reference (`parity`; over all of T where that keeps the reference within
+/// `CHECK_GATE_VALUES`, else over the longest T that does, at least 64). A kernel a driver
+/// gets wrong must not be cached for being fast. An error where the per-step way disagrees
+/// too: then the engine itself is wrong here.
 fn persistent_left_out(
     gpu: &Gpu,
     arch: Arch,
     shape: Shape,
     plan_options: PlanOptions,
 ) -> Result<Option<String>, Error> {
+    let gate_values = shape.batch * arch.cell.gates() * shape.hidden;
+    let shape = Shape {
+        seq_len: shape
+            .seq_len
+            .min((CHECK_GATE_VALUES / gate_values.max(1)).max(64)),
+        ..shape
+    };
     let (config, params, batch) = shape.problem(arch);
     if let Err(e) = Recurrence::Persistent.resolve(gpu, &config, shape.batch) {
         return Ok(Some(e.to_string()));
