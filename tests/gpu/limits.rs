@@ -7,22 +7,31 @@ use rand::SeedableRng;
 use rnn_wgpu::gpu::{GpuModel, Request};
 use rnn_wgpu::{Activation, Batch, Cell, Error, Loss, ModelConfig, Params, Readout};
 
+/// A one-layer model with one input feature, MSE on the last step unless changed.
+fn model(cell: Cell, hidden_size: usize) -> ModelConfig {
+    ModelConfig {
+        cell,
+        activation: Activation::Tanh,
+        input_size: 1,
+        hidden_size,
+        output_size: 1,
+        readout: Readout::Last,
+        loss: Loss::Mse,
+        layers: 1,
+        bidirectional: false,
+        dropout: 0.0,
+    }
+}
+
 /// llvmpipe ends an invocation's loops after 65,535 iterations in all (`Gpu::loop_limit`), and
 /// the loss kernels loop over a row's outputs: more outputs than they can take there are
 /// refused, not silently mis-summed; elsewhere the model is made.
 #[test]
 fn more_outputs_than_the_loss_kernels_loop_over_are_refused_where_loops_are_limited() {
     let config = ModelConfig {
-        cell: Cell::Rnn,
-        activation: Activation::Tanh,
-        input_size: 1,
-        hidden_size: 2,
         output_size: 8192,
-        readout: Readout::Last,
         loss: Loss::CrossEntropy,
-        layers: 1,
-        bidirectional: false,
-        dropout: 0.0,
+        ..model(Cell::Rnn, 2)
     };
     let params = Params::<f32>::zeros(&config);
     let made = GpuModel::new(gpu(), config, &params);
@@ -48,16 +57,8 @@ fn more_outputs_than_the_loss_kernels_loop_over_are_refused_where_loops_are_limi
 #[test]
 fn a_loss_over_more_rows_than_one_reduction_loops_over_is_refused_where_loops_are_limited() {
     let config = ModelConfig {
-        cell: Cell::Rnn,
-        activation: Activation::Tanh,
-        input_size: 1,
-        hidden_size: 1,
-        output_size: 1,
         readout: Readout::All,
-        loss: Loss::Mse,
-        layers: 1,
-        bidirectional: false,
-        dropout: 0.0,
+        ..model(Cell::Rnn, 1)
     };
     let (t, b) = (130, 65_536);
     let mut rng = StdRng::seed_from_u64(super::seed(1500));
@@ -81,18 +82,7 @@ fn a_weight_larger_than_one_binding_is_refused_with_the_limit_named() {
     let limit = gpu().limits.max_storage_buffer_binding_size;
     // weight_hh_l0 of an LSTM holds 4 H^2 f32 words: pick H just past the binding limit.
     let hidden = ((limit as f64 / 16.0).sqrt() as usize) + 1;
-    let config = ModelConfig {
-        cell: Cell::Lstm,
-        activation: Activation::Tanh,
-        input_size: 1,
-        hidden_size: hidden,
-        output_size: 1,
-        readout: Readout::Last,
-        loss: Loss::Mse,
-        layers: 1,
-        bidirectional: false,
-        dropout: 0.0,
-    };
+    let config = model(Cell::Lstm, hidden);
     let params = Params::<f32>::zeros(&config);
     let err = match GpuModel::new(gpu(), config, &params) {
         Ok(_) => panic!("H = {hidden} should exceed a {limit}-byte binding"),
