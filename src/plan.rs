@@ -456,9 +456,11 @@ fn terms(
         // One buffer (`Gpu::scratch_partials`), sized for the largest user: the bias
         // gradients' column sums over blocks of the segment's rows, and on GPUs the products
         // split over parts of K (`gemm::partial_words`): the weight gradients, or the backward
-        // recurrent product at a long 4H, of the first layer or of a layer above.
+        // recurrent product at a long 4H, of the first layer or of a layer above. On CPU
+        // adapters the products over the rows sum them in parts (`gemm::chain_words`): the
+        // weight gradients and the head's.
         use crate::gpu::column_blocks;
-        use crate::gpu::gemm::partial_words;
+        use crate::gpu::gemm::{chain_words, partial_words};
         let directions = if config.bidirectional { 2 } else { 1 };
         let rows = s * b;
         let blocks = column_blocks(rows.max(scored.0));
@@ -475,6 +477,15 @@ fn terms(
                 0
             };
             words = words.max(layer(i)).max(upper);
+        } else {
+            let layer = |i: usize| chain_words((gh, i, rows)).max(chain_words((gh, h, rows)));
+            let upper = if config.layers > 1 {
+                layer(directions * h)
+            } else {
+                0
+            };
+            let head = chain_words((o, directions * h, scored.0));
+            words = words.max(layer(i)).max(upper).max(head);
         }
         add(PARTIAL_SUMS, "(the largest user)".to_string(), words, 1);
     }

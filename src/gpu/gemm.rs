@@ -32,6 +32,14 @@ const SPLIT_TARGET_GROUPS: u64 = 1024;
 const PART_MIN_K: usize = 4096;
 const SPLIT_PARTIALS_BYTES: usize = 64 << 20;
 
+/// The CPU adapters' kernels add at most about this many terms of K in one chain: a longer K
+/// runs in parts of whole K-chunks, each into its own slice of `Gpu::scratch_partials`, which
+/// `gemm_split_sum` then adds in order with bias and C (within `SPLIT_PARTIALS_BYTES`; longer
+/// parts where that would not do). An f32 sum's rounding error grows with its chain: a head
+/// gradient over 160,000 rows, whose terms cancel, was off by 6e-4 in one chain, while its bias,
+/// summed in blocks, was off by 3e-7.
+const CHAIN_K: usize = 4096;
+
 /// `auto_k_chunk`: operands larger than this (both, over all of K) are taken to miss a CPU's
 /// caches; a chunk's slices of them span about `CHUNK_BYTES`, and at least `MIN_CHUNK` rows of K.
 const OUT_OF_CACHE_BYTES: usize = 16 << 20;
@@ -449,6 +457,11 @@ pub(crate) fn record_gemm_using(
         // 1.26 measured for gemm_wide), so a fifth of the limit leaves a margin of 4.
         chunk = chunk.min(limit as usize / 5 / 64 * 64);
     }
+    // The CPU adapters' kernels sum a long K in parts of whole chunks (`CHAIN_K`).
+    let chained = kernel.lanes().is_some() || kernel.block().is_some();
+    if chained && k > CHAIN_K {
+        chunk = chunk.min(CHAIN_K);
+    }
     // The 64 x 64 lanes tile from textures where they fit and, unless forced, where op(A) (in
     // the recurrence a different matrix every step) is a plain copy: packing it would add a
     // dispatch per step.
@@ -459,6 +472,11 @@ pub(crate) fn record_gemm_using(
     if let Some((texel_chunk, _)) = &plans {
         chunk = *texel_chunk;
     }
+    let (chain, parts) = if chained {
+        chain_parts((m, n, k), chunk)
+    } else {
+        (k, 1)
+    };
     let mut params = GemmParams {
         m: m as u32,
         n: n as u32,
@@ -525,18 +543,37 @@ pub(crate) fn record_gemm_using(
     // Element strides of op(A) and op(B) along K, to step a chunk's operands.
     let a_k = if a.transposed { a.row_stride } else { 1 };
     let b_k = if b.transposed { 1 } else { b.row_stride };
+    // In parts, each part's chunks go to its own slice of partial sums, laid out as C is
+    // ([M, N] before any swap: a swapped kernel writes C^T through trans_c, so its slice's row
+    // stride is its own M), and are added into C after the last.
+    let partials = (parts > 1)
+        .then(|| gpu.scratch_partials(parts * m * n))
+        .transpose()?;
     let mut first = 0;
     loop {
         let len = chunk.min(k - first);
-        let chunk_params = GemmParams {
-            k: len as u32,
-            a_offset: (a.offset + first * a_k) as u32,
-            b_offset: (b.offset + first * b_k) as u32,
-            // Later chunks continue from what the earlier ones stored.
-            accumulate: (first > 0 || c.accumulate) as u32,
-            has_bias: (first == 0 && c.bias.is_some()) as u32,
-            ..params
+        let chunk_params = match &partials {
+            None => GemmParams {
+                k: len as u32,
+                a_offset: (a.offset + first * a_k) as u32,
+                b_offset: (b.offset + first * b_k) as u32,
+                // Later chunks continue from what the earlier ones stored.
+                accumulate: (first > 0 || c.accumulate) as u32,
+                has_bias: (first == 0 && c.bias.is_some()) as u32,
+                ..params
+            },
+            Some(_) => GemmParams {
+                k: len as u32,
+                a_offset: (a.offset + first * a_k) as u32,
+                b_offset: (b.offset + first * b_k) as u32,
+                c_offset: ((first / chain) * m * n) as u32,
+                ldc: if swapped { m } else { n } as u32,
+                accumulate: (first % chain > 0) as u32,
+                has_bias: 0,
+                ..params
+            },
         };
+        let c_buffer = partials.as_ref().unwrap_or(c.buffer);
         let parts = kernel
             .split_tile()
             .map_or(1, |edge| split_parts((m, n, len), edge));
@@ -572,16 +609,63 @@ pub(crate) fn record_gemm_using(
                     a_bound,
                     b_bound,
                     Bound::Buffer(bias.clone()),
-                    Bound::Buffer(c.buffer.clone()),
+                    Bound::Buffer(c_buffer.clone()),
                 ],
                 groups,
             );
         }
         first += len;
         if first >= k {
-            return Ok(());
+            break;
         }
     }
+    if let Some(partials) = &partials {
+        // C's own shape and strides again (not the swapped kernel's).
+        let (m, n) = if swapped { (n, m) } else { (m, n) };
+        let sum = GemmParams {
+            m: m as u32,
+            n: n as u32,
+            a_offset: 0,
+            k_parts: parts as u32,
+            ldc: c.row_stride as u32,
+            c_offset: c.offset as u32,
+            accumulate: c.accumulate as u32,
+            has_bias: c.bias.is_some() as u32,
+            trans_c: 0,
+            ..params
+        };
+        let groups = gpu.grid("the sum of K's parts", (m * n).div_ceil(64) as u64)?;
+        // (op(B) is unused: bias stands in for its binding)
+        recorder.dispatch(
+            Kernel::GemmSplitSum,
+            &sum,
+            &[partials, bias, bias, c.buffer],
+            groups,
+        );
+    }
+    Ok(())
+}
+
+/// The most words of partial sums a CPU adapter's kernel leaves in `Gpu::scratch_partials`
+/// for a product (`chain_parts` at any chunk length: a part is at least half of `CHAIN_K`),
+/// for the memory plan.
+pub(crate) fn chain_words((m, n, k): (usize, usize, usize)) -> usize {
+    if k <= CHAIN_K {
+        return 0;
+    }
+    (k.div_ceil(CHAIN_K / 2) * m * n).min(SPLIT_PARTIALS_BYTES / 4)
+}
+
+/// `CHAIN_K`'s parts of a CPU adapter's product whose K runs in chunks of `chunk`: (the length
+/// of a part, a whole number of chunks; the number of parts), `(k, 1)` where K is short.
+pub(crate) fn chain_parts((m, n, k): (usize, usize, usize), chunk: usize) -> (usize, usize) {
+    if k <= CHAIN_K || chunk >= k {
+        return (k, 1);
+    }
+    let most = (SPLIT_PARTIALS_BYTES / (4 * m * n).max(1)).max(1);
+    let chain = (CHAIN_K / chunk).max(1) * chunk;
+    let chain = chain.max(k.div_ceil(most).div_ceil(chunk) * chunk);
+    (chain, k.div_ceil(chain))
 }
 
 /// Into how many parts of workgroups a `gemm_split_*` kernel with `tile`-wide tiles splits K
