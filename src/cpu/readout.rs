@@ -2,7 +2,7 @@
 
 use super::matmul::product;
 use crate::Float;
-use ndarray::{Array1, Array2, ArrayRef1, ArrayRef2, Axis};
+use ndarray::{Array1, Array2, ArrayRef1, ArrayRef2};
 
 /// The head on the scored hidden states.
 ///
@@ -26,7 +26,7 @@ pub fn readout_backward<F: Float>(
     doutputs: &ArrayRef2<F>,
 ) -> (Array2<F>, Array1<F>, Array2<F>) {
     let dhead_weight = product(&doutputs.t(), hidden);
-    let dhead_bias = doutputs.sum_axis(Axis(0));
+    let dhead_bias = super::column_sums(doutputs);
     let dhidden = product(doutputs, head_weight);
     (dhead_weight, dhead_bias, dhidden)
 }
