@@ -58,9 +58,6 @@ pub struct MemoryLimits {
     /// At most this much in scratch textures for the matrix products (`Gpu::
     /// scratch_texels_bytes`: CPU adapters with 8-lane subgroups; 0 elsewhere).
     pub scratch_texels: u64,
-    /// Whether split-K matrix products keep partial products in the scratch buffer of partial
-    /// sums (`Gpu::scratch_partials`): on GPUs; CPU adapters never pick `gemm_split_32x32`.
-    pub split_partials: bool,
 }
 
 /// Planning options a model carries (the command line's `--recompute`, `--max-memory`).
@@ -277,7 +274,7 @@ fn terms(
     (s, n): (usize, usize),
     recompute: bool,
     optimizer_words: usize,
-    (uniform_align, scratch_texels, split_partials): (u64, u64, bool),
+    (uniform_align, scratch_texels): (u64, u64),
 ) -> Vec<Term> {
     let (h, i, o, gh) = (
         config.hidden_size,
@@ -454,39 +451,28 @@ fn terms(
     }
     {
         // One buffer (`Gpu::scratch_partials`), sized for the largest user: the bias
-        // gradients' column sums over blocks of the segment's rows, and on GPUs the products
-        // split over parts of K (`gemm::partial_words`): the weight gradients, or the backward
-        // recurrent product at a long 4H, of the first layer or of a layer above. On CPU
-        // adapters the products over the rows sum them in parts (`gemm::chain_words`): the
-        // weight gradients and the head's.
+        // gradients' column sums over blocks of the segment's rows, and the products whose
+        // long K is summed in parts (`gemm::chain_words`, which also covers the split
+        // kernels' parts of workgroups): the weight gradients and the head's, or the backward
+        // recurrent product at a long 4H, of the first layer or of a layer above.
         use crate::gpu::column_blocks;
-        use crate::gpu::gemm::{chain_words, partial_words};
+        use crate::gpu::gemm::chain_words;
         let directions = if config.bidirectional { 2 } else { 1 };
         let rows = s * b;
         let blocks = column_blocks(rows.max(scored.0));
         let mut words = if blocks > 1 { blocks * gh.max(o) } else { 0 };
-        if split_partials {
-            let layer = |i: usize| -> usize {
-                partial_words((gh, i, rows))
-                    .max(partial_words((gh, h, rows)))
-                    .max(partial_words((b, h, gh)))
-            };
-            let upper = if config.layers > 1 {
-                layer(directions * h)
-            } else {
-                0
-            };
-            words = words.max(layer(i)).max(upper);
+        let layer = |i: usize| -> usize {
+            chain_words((gh, i, rows))
+                .max(chain_words((gh, h, rows)))
+                .max(chain_words((b, h, gh)))
+        };
+        let upper = if config.layers > 1 {
+            layer(directions * h)
         } else {
-            let layer = |i: usize| chain_words((gh, i, rows)).max(chain_words((gh, h, rows)));
-            let upper = if config.layers > 1 {
-                layer(directions * h)
-            } else {
-                0
-            };
-            let head = chain_words((o, directions * h, scored.0));
-            words = words.max(layer(i)).max(upper).max(head);
-        }
+            0
+        };
+        let head = chain_words((o, directions * h, scored.0));
+        words = words.max(layer(i)).max(upper).max(head);
         add(PARTIAL_SUMS, "(the largest user)".to_string(), words, 1);
     }
     out
@@ -515,11 +501,7 @@ pub fn plan(
                 (s, n),
                 recompute && n > 1,
                 optimizer_words,
-                (
-                    limits.uniform_align,
-                    limits.scratch_texels,
-                    limits.split_partials,
-                ),
+                (limits.uniform_align, limits.scratch_texels),
             ),
             limits,
         }

@@ -29,12 +29,13 @@ const K_BLOCK: usize = 512;
 /// Rows (or columns) of a GEMM block are a multiple of this: whole microkernel tiles.
 const TILE: usize = 8;
 
-/// A longer K is summed in blocks of this many terms, each block's product into a buffer of
-/// its own, added into c in order: an f32 sum's rounding error grows with its chain, and the
-/// weight and bias gradients sum all T * B rows (a head gradient over 160,000 rows, whose terms
-/// cancel, was off by 6e-4 in one chain). The GPU's kernels for CPU adapters do the same
+/// A K past `CHAIN_FROM_K` is summed in blocks of `CHAIN_K` terms, each block's product into a
+/// buffer of its own, added into c in order: an f32 sum's rounding error grows with its chain,
+/// and the weight and bias gradients sum all T * B rows (a head gradient over 160,000 rows,
+/// whose terms cancel, was off by 6e-4 in one chain). The GPU's kernels do the same
 /// (`gpu::gemm::CHAIN_K`).
 const CHAIN_K: usize = 4096;
+const CHAIN_FROM_K: usize = 4 * CHAIN_K;
 
 /// `a b` [M, N] for a [M, K], b [K, N], row-major.
 pub fn product<F: Float>(a: &ArrayRef2<F>, b: &ArrayRef2<F>) -> Array2<F> {
@@ -51,7 +52,7 @@ pub fn product_into<F: Float>(a: &ArrayRef2<F>, b: &ArrayRef2<F>, beta: F, c: &m
     if m == 0 || n == 0 {
         return;
     }
-    if k > CHAIN_K {
+    if k > CHAIN_FROM_K {
         let mut block = Array2::zeros((m, n));
         for start in (0..k).step_by(CHAIN_K) {
             let end = (start + CHAIN_K).min(k);

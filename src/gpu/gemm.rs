@@ -32,13 +32,16 @@ const SPLIT_TARGET_GROUPS: u64 = 1024;
 const PART_MIN_K: usize = 4096;
 const SPLIT_PARTIALS_BYTES: usize = 64 << 20;
 
-/// The CPU adapters' kernels add at most about this many terms of K in one chain: a longer K
-/// runs in parts of whole K-chunks, each into its own slice of `Gpu::scratch_partials`, which
-/// `gemm_split_sum` then adds in order with bias and C (within `SPLIT_PARTIALS_BYTES`; longer
-/// parts where that would not do). An f32 sum's rounding error grows with its chain: a head
-/// gradient over 160,000 rows, whose terms cancel, was off by 6e-4 in one chain, while its bias,
-/// summed in blocks, was off by 3e-7.
+/// An f32 sum's rounding error grows with its chain: a head gradient over 160,000 rows, whose
+/// terms cancel, was off by 6e-4 in one chain, while its bias, summed in blocks, was off by
+/// 3e-7. So a K past `CHAIN_FROM_K` (the weight gradients' T * B rows) is summed in parts of
+/// about `CHAIN_K` terms (whole K-chunks), each into its own slice of `Gpu::scratch_partials`,
+/// which `gemm_split_sum` then adds in order with bias and C (within `SPLIT_PARTIALS_BYTES`;
+/// longer parts where that would not do). The split kernels have parts of their own
+/// (`split_parts`). Shorter sums stay one chain, so a per-step product (K = G * H) keeps its
+/// one dispatch up to H = 4096.
 const CHAIN_K: usize = 4096;
+const CHAIN_FROM_K: usize = 4 * CHAIN_K;
 
 /// `auto_k_chunk`: operands larger than this (both, over all of K) are taken to miss a CPU's
 /// caches; a chunk's slices of them span about `CHUNK_BYTES`, and at least `MIN_CHUNK` rows of K.
@@ -457,9 +460,9 @@ pub(crate) fn record_gemm_using(
         // 1.26 measured for gemm_wide), so a fifth of the limit leaves a margin of 4.
         chunk = chunk.min(limit as usize / 5 / 64 * 64);
     }
-    // The CPU adapters' kernels sum a long K in parts of whole chunks (`CHAIN_K`).
-    let chained = kernel.lanes().is_some() || kernel.block().is_some();
-    if chained && k > CHAIN_K {
+    // Every kernel but the split ones sums a long K in parts of whole chunks (`CHAIN_K`).
+    let chained = kernel.split_tile().is_none();
+    if chained && k > CHAIN_FROM_K {
         chunk = chunk.min(CHAIN_K);
     }
     // The 64 x 64 lanes tile from textures where they fit and, unless forced, where op(A) (in
@@ -646,9 +649,11 @@ pub(crate) fn record_gemm_using(
     Ok(())
 }
 
-/// The most words of partial sums a CPU adapter's kernel leaves in `Gpu::scratch_partials`
-/// for a product (`chain_parts` at any chunk length: a part is at least half of `CHAIN_K`),
-/// for the memory plan.
+/// The most words of partial sums any kernel leaves in `Gpu::scratch_partials` for a product,
+/// for the memory plan (which has no adapter or kernel at hand): `chain_parts` at any chunk
+/// length (a part is at least half of `CHAIN_K`), which is more than the split kernels'
+/// parts (`split_parts`: at least `PART_MIN_K` = `CHAIN_K` long, within the same bytes): an
+/// upper bound from K = `CHAIN_K` on, where the split kernels may start.
 pub(crate) fn chain_words((m, n, k): (usize, usize, usize)) -> usize {
     if k <= CHAIN_K {
         return 0;
@@ -656,10 +661,10 @@ pub(crate) fn chain_words((m, n, k): (usize, usize, usize)) -> usize {
     (k.div_ceil(CHAIN_K / 2) * m * n).min(SPLIT_PARTIALS_BYTES / 4)
 }
 
-/// `CHAIN_K`'s parts of a CPU adapter's product whose K runs in chunks of `chunk`: (the length
+/// `CHAIN_K`'s parts of a product whose K runs in chunks of `chunk`: (the length
 /// of a part, a whole number of chunks; the number of parts), `(k, 1)` where K is short.
 pub(crate) fn chain_parts((m, n, k): (usize, usize, usize), chunk: usize) -> (usize, usize) {
-    if k <= CHAIN_K || chunk >= k {
+    if k <= CHAIN_FROM_K || chunk >= k {
         return (k, 1);
     }
     let most = (SPLIT_PARTIALS_BYTES / (4 * m * n).max(1)).max(1);
@@ -679,17 +684,6 @@ pub fn split_parts((m, n, k): (usize, usize, usize), tile: u64) -> usize {
     let to_fill = SPLIT_TARGET_GROUPS.div_ceil(groups) as usize;
     let by_bytes = SPLIT_PARTIALS_BYTES / (4 * m * n).max(1);
     to_fill.min(k / PART_MIN_K).min(by_bytes).max(1)
-}
-
-/// The most words of partial products a product may leave in `Gpu::scratch_partials` on a
-/// GPU: the parts times M x N where a split kernel would split its K over parts, whether
-/// Auto's rule picks it or `rnn-wgpu tune` did, else 0. For the memory plan, which has no
-/// adapter at hand: the 64x64 tile's parts, at least as many as the 32x32 tile's.
-pub(crate) fn partial_words(shape: (usize, usize, usize)) -> usize {
-    match split_parts(shape, 64) {
-        1 => 0,
-        parts => parts * shape.0 * shape.1,
-    }
 }
 
 /// `C (+)= op(A) op(B) (+ bias)` as `parts` parts of K, each written to its slice of the

@@ -59,7 +59,6 @@ fn binding_for_segments_of(
         budget: None,
         budget_name: "--max-memory",
         scratch_texels: 0,
-        split_partials: false,
     };
     // A recomputed plan has the same per-segment buffers, and the whole-sequence ones (the
     // per-step norms) of the real length.
