@@ -4,6 +4,8 @@
 //! hand; and the stacked and bidirectional forward passes against one-cell models run on
 //! reversed and chained inputs. No GPU involved.
 
+mod common;
+
 use ndarray::{s, Array1, Array2, Array3, Axis};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -1706,18 +1708,7 @@ fn stacked_layers_are_one_layer_models_chained() {
 /// (`cpu::matmul`) they stay within f32 precision of f64.
 #[test]
 fn f32_gradients_summed_over_160000_rows_match_f64() {
-    let config = ModelConfig {
-        cell: Cell::Rnn,
-        activation: Activation::Sigmoid,
-        input_size: 1,
-        hidden_size: 8,
-        output_size: 10,
-        readout: Readout::All,
-        loss: Loss::CrossEntropy,
-        layers: 3,
-        bidirectional: false,
-        dropout: 0.0,
-    };
+    let config = common::long_sum_model();
     let (params32, batch32) = rnn_wgpu::parity::random_problem(&config, 2500, 64, 6455);
     let (params, batch) = (params32.cast::<f64>(), batch32.cast::<f64>());
     let grads = backward(

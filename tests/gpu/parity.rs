@@ -270,18 +270,7 @@ fn rnn_large_batch_tile_edges_match_cpu() {
 /// to about 3e-7.
 #[test]
 fn gradients_summed_over_160000_rows_match_cpu() {
-    let config = ModelConfig {
-        cell: Cell::Rnn,
-        activation: Activation::Sigmoid,
-        input_size: 1,
-        hidden_size: 8,
-        output_size: 10,
-        readout: Readout::All,
-        loss: Loss::CrossEntropy,
-        layers: 3,
-        bidirectional: false,
-        dropout: 0.0,
-    };
+    let config = super::common::long_sum_model();
     let (params, batch) = random_problem(&config, 2500, 64, seed(6455));
     let report = run_parity(gpu(), &config, &params, &batch).unwrap();
     let failures: Vec<String> = report
