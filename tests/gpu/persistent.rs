@@ -7,7 +7,8 @@
 use super::determinism::bits;
 use super::{gpu, seed};
 use rnn_wgpu::gpu::{GpuModel, Recurrence, Request};
-use rnn_wgpu::parity::{random_problem, run_parity, TOLERANCE};
+use rnn_wgpu::parity::{random_problem, run_parity_with, TOLERANCE};
+use rnn_wgpu::plan::{PlanOptions, Recompute};
 use rnn_wgpu::{Activation, Cell, Error, Loss, ModelConfig, Readout};
 
 fn config(cell: Cell, input: usize, hidden: usize, output: usize) -> ModelConfig {
@@ -25,15 +26,20 @@ fn config(cell: Cell, input: usize, hidden: usize, output: usize) -> ModelConfig
     }
 }
 
-/// Each case (cell, B, T, I, H) through `run_parity`, which runs the persistent recurrence
-/// besides the per-step one where the model fits: every tensor of both within `TOLERANCE`.
-fn both_ways_match_cpu(cases: &[(Cell, usize, usize, usize, usize)], first_seed: u64) {
+/// Each case (cell, B, T, I, H) through `run_parity_with(options)`, which runs the persistent
+/// recurrence besides the per-step one where the model fits: every tensor of both within
+/// `TOLERANCE`.
+fn both_ways_match_cpu(
+    cases: &[(Cell, usize, usize, usize, usize)],
+    first_seed: u64,
+    options: PlanOptions,
+) {
     let mut failed = Vec::new();
     for (k, &(cell, b, t, i, h)) in cases.iter().enumerate() {
         let config = config(cell, i, h, 2);
         assert!(Recurrence::fits(&config), "{cell:?} H={h} should fit");
         let (params, batch) = random_problem(&config, t, b, seed(first_seed + k as u64));
-        let report = run_parity(gpu(), &config, &params, &batch).unwrap();
+        let report = run_parity_with(gpu(), &config, &params, &batch, options).unwrap();
         let persistent = report
             .comparisons
             .iter()
@@ -63,14 +69,15 @@ fn weights_filling_the_cache_and_more_units_than_invocations_match_cpu() {
         (Cell::Lstm, 9, 7, 3, 32),
         (Cell::Gru, 17, 4, 2, 36),
     ];
-    both_ways_match_cpu(&cases, 1200);
+    both_ways_match_cpu(&cases, 1200, PlanOptions::default());
 }
 
 /// llvmpipe ends an invocation's loops once it has run 65,535 iterations of them, silently
 /// (`Gpu::loop_limit`), and a persistent dispatch loops over the steps of a segment: each of
 /// these once ran several times past it in one dispatch (every persistent tensor wrong, h_n
 /// zero) before the host split the steps into runs short enough there. Long sequences at a
-/// small batch, and a large batch, whose steps are long, at a shorter one.
+/// small batch, and a large batch, whose steps are long, at a shorter one; then the first in
+/// recomputed segments of 700 steps, each split into runs.
 #[test]
 fn sequences_past_llvmpipes_loop_limit_match_cpu() {
     let cases = [
@@ -78,7 +85,16 @@ fn sequences_past_llvmpipes_loop_limit_match_cpu() {
         (Cell::Rnn, 5, 1500, 3, 64),
         (Cell::Gru, 64, 70, 2, 36),
     ];
-    both_ways_match_cpu(&cases, 1250);
+    both_ways_match_cpu(&cases, 1250, PlanOptions::default());
+    let segments = PlanOptions {
+        recompute: Recompute::Every(700),
+        ..PlanOptions::default()
+    };
+    let lstm = config(Cell::Lstm, 2, 32, 2);
+    let mut model = GpuModel::new(gpu(), lstm, &random_problem(&lstm, 1, 1, 0).0).unwrap();
+    model.set_plan_options(segments, 0);
+    assert_eq!(model.memory_plan(gpu(), 2100, 1).unwrap().segments, 3);
+    both_ways_match_cpu(&cases[..1], 1260, segments);
 }
 
 #[test]
