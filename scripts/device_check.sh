@@ -66,6 +66,11 @@ done
 run "$BIN" parity --cell lstm --batch 16 --seq-len 100 --input 32 --hidden 257
 # T * B = 12,800 rows: the weight gradients split K over parts, the bias gradients sum blocks
 run "$BIN" parity --cell lstm --batch 64 --seq-len 200 --input 3 --hidden 33
+# 160,000 rows whose head-gradient terms cancel (6e-4 off in one f32 chain); and T * B =
+# 32,768 rows into 256 tiles of dW_hh, which gemm_tiled now sums in parts of 4,096
+run "$BIN" parity --cell rnn --activation sigmoid --batch 64 --seq-len 2500 --input 1 \
+    --hidden 8 --output 10 --readout all --loss ce --layers 3 --seed 6455
+run "$BIN" parity --cell lstm --batch 256 --seq-len 128 --input 16 --hidden 512 --output 1
 
 log "the same seed twice: bit-identical parameters"
 for i in 1 2; do
