@@ -1,7 +1,7 @@
 //! CPU-vs-GPU parity: the same random model and batch through the f64 CPU reference and the
 //! f32 GPU engine, every tensor compared by `||gpu - cpu|| / ||cpu||`.
 
-use crate::config::ModelConfig;
+use crate::config::{Activation, Cell, ModelConfig};
 use crate::cpu;
 use crate::data::Batch;
 use crate::gpu::{Gpu, GpuModel, GpuOutput, Recurrence, Request};
@@ -100,6 +100,8 @@ impl fmt::Display for Comparison {
 pub struct ParityReport {
     pub adapter: String,
     pub comparisons: Vec<Comparison>,
+    /// ReLU pre-activations within f32 rounding of the kink in the reference (`relu_kinks`).
+    pub kinks: usize,
 }
 
 impl ParityReport {
@@ -166,7 +168,61 @@ pub fn run_parity_with(
     Ok(ParityReport {
         adapter: gpu.adapter_name(),
         comparisons,
+        kinks: relu_kinks(config, &params64, &batch64, &fwd),
     })
+}
+
+/// How many pre-activations of a ReLU RNN's cells lie within f32 rounding of ReLU's kink in
+/// the f64 reference: |pre| at most 64 f32 ulps of the sum of its terms' magnitudes
+/// (|x| |W_ih|^T + |b_ih| + |h| |W_hh|^T + |b_hh|), on valid steps. An f32 run may put such a
+/// unit on the other side of 0, and then every gradient through it at that step differs from
+/// the reference while the loss, outputs and states agree: no kernel fault. 0 for other cells.
+pub fn relu_kinks(
+    config: &ModelConfig,
+    params: &Params<f64>,
+    batch: &Batch<f64>,
+    fwd: &cpu::Forward<f64>,
+) -> usize {
+    if config.cell != Cell::Rnn || config.activation != Activation::Relu {
+        return 0;
+    }
+    let lengths = batch.lengths.as_deref();
+    let directions = if config.bidirectional { 2 } else { 1 };
+    let mut kinks = 0;
+    for (c, (cell, run)) in params.cells.iter().zip(&fwd.cells).enumerate() {
+        let (layer, direction) = (c / directions, c % directions);
+        let natural = match layer {
+            0 => batch.x.view(),
+            _ => fwd.layer_inputs[layer - 1].view(),
+        };
+        let input = match direction {
+            0 => natural.to_owned(),
+            _ => cpu::stack::reverse_steps(&natural, lengths),
+        };
+        let (seq_len, rows, _) = input.dim();
+        for s in 0..seq_len {
+            let x = input.index_axis(ndarray::Axis(0), s);
+            let h = run.hs.index_axis(ndarray::Axis(0), s);
+            let pre = x.dot(&cell.weight_ih.t())
+                + &cell.bias_ih
+                + h.dot(&cell.weight_hh.t())
+                + &cell.bias_hh;
+            let size = x.mapv(f64::abs).dot(&cell.weight_ih.mapv(f64::abs).t())
+                + cell.bias_ih.mapv(f64::abs)
+                + h.mapv(f64::abs).dot(&cell.weight_hh.mapv(f64::abs).t())
+                + cell.bias_hh.mapv(f64::abs);
+            for r in (0..rows).filter(|&r| lengths.is_none_or(|l| s < l[r])) {
+                let near = pre
+                    .row(r)
+                    .iter()
+                    .zip(size.row(r))
+                    .filter(|(p, m)| p.abs() <= 64.0 * f32::EPSILON as f64 * **m)
+                    .count();
+                kinks += near;
+            }
+        }
+    }
+    kinks
 }
 
 /// Every tensor of one GPU run against the CPU reference, named with `prefix`.
@@ -231,7 +287,46 @@ fn compare_all(
 
 #[cfg(test)]
 mod tests {
-    use super::Comparison;
+    use super::{relu_kinks, Comparison};
+    use crate::config::{Activation, Cell, Loss, ModelConfig, Readout};
+    use crate::{cpu, Batch, Params};
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    /// With zero weights and input, unit 1's pre-activation is b_ih + b_hh = 0.5 - 0.5 = 0 at
+    /// every step, the others' 1: exactly one kink per valid step and row, in both directions
+    /// (the second sequence is two steps short); none for tanh.
+    #[test]
+    fn relu_kinks_counts_the_pre_activations_at_zero_on_valid_steps() {
+        let config = ModelConfig {
+            cell: Cell::Rnn,
+            activation: Activation::Relu,
+            input_size: 2,
+            hidden_size: 3,
+            output_size: 1,
+            readout: Readout::Last,
+            loss: Loss::Mse,
+            layers: 1,
+            bidirectional: true,
+            dropout: 0.0,
+        };
+        let mut params = Params::<f64>::zeros(&config);
+        for cell in &mut params.cells {
+            cell.bias_ih.assign(&ndarray::arr1(&[0.5, 0.5, 0.5]));
+            cell.bias_hh.assign(&ndarray::arr1(&[0.5, -0.5, 0.5]));
+        }
+        let mut batch = Batch::<f64>::random(&config, 7, 2, &mut StdRng::seed_from_u64(1));
+        batch.x.fill(0.0);
+        batch.lengths = Some(vec![7, 5]);
+        let fwd = cpu::forward(&config, &params, &batch).unwrap();
+        assert_eq!(relu_kinks(&config, &params, &batch, &fwd), 2 * (7 + 5));
+        let tanh = ModelConfig {
+            activation: Activation::Tanh,
+            ..config
+        };
+        let fwd = cpu::forward(&tanh, &params, &batch).unwrap();
+        assert_eq!(relu_kinks(&tanh, &params, &batch, &fwd), 0);
+    }
 
     /// Reference values below f32's normal range count as 0 (a GPU may flush them); anything
     /// in the normal range still fails when the GPU loses it.

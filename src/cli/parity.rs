@@ -102,6 +102,16 @@ pub fn run(args: ParityArgs) -> Result<ExitCode> {
             failures.len(),
             report.comparisons.len()
         );
+        if report.kinks > 0 {
+            println!(
+                "{} ReLU pre-activations lie within f32 rounding of the kink at 0 in the f64 \
+                 reference. An f32 run may put them on the other side, and then the gradients \
+                 through those units differ while the loss, outputs and states agree: with \
+                 only gradients failing, that is ReLU's derivative, not a wrong kernel (try \
+                 another --seed).",
+                report.kinks
+            );
+        }
         Ok(ExitCode::FAILURE)
     }
 }
