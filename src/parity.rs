@@ -195,10 +195,17 @@ pub fn relu_kinks(
             0 => batch.x.view(),
             _ => fwd.layer_inputs[layer - 1].view(),
         };
+        let reversed;
         let input = match direction {
-            0 => natural.to_owned(),
-            _ => cpu::stack::reverse_steps(&natural, lengths),
+            0 => natural,
+            _ => {
+                reversed = cpu::stack::reverse_steps(&natural, lengths);
+                reversed.view()
+            }
         };
+        let magnitude = |w: &ndarray::Array2<f64>| w.mapv(f64::abs).reversed_axes();
+        let (w_ih, w_hh) = (magnitude(&cell.weight_ih), magnitude(&cell.weight_hh));
+        let bias_size = cell.bias_ih.mapv(f64::abs) + cell.bias_hh.mapv(f64::abs);
         let (seq_len, rows, _) = input.dim();
         for s in 0..seq_len {
             let x = input.index_axis(ndarray::Axis(0), s);
@@ -207,10 +214,7 @@ pub fn relu_kinks(
                 + &cell.bias_ih
                 + h.dot(&cell.weight_hh.t())
                 + &cell.bias_hh;
-            let size = x.mapv(f64::abs).dot(&cell.weight_ih.mapv(f64::abs).t())
-                + cell.bias_ih.mapv(f64::abs)
-                + h.mapv(f64::abs).dot(&cell.weight_hh.mapv(f64::abs).t())
-                + cell.bias_hh.mapv(f64::abs);
+            let size = x.mapv(f64::abs).dot(&w_ih) + h.mapv(f64::abs).dot(&w_hh) + &bias_size;
             for r in (0..rows).filter(|&r| lengths.is_none_or(|l| s < l[r])) {
                 let near = pre
                     .row(r)

@@ -555,27 +555,22 @@ pub(crate) fn record_gemm_using(
     let mut first = 0;
     loop {
         let len = chunk.min(k - first);
-        let chunk_params = match &partials {
-            None => GemmParams {
-                k: len as u32,
-                a_offset: (a.offset + first * a_k) as u32,
-                b_offset: (b.offset + first * b_k) as u32,
-                // Later chunks continue from what the earlier ones stored.
-                accumulate: (first > 0 || c.accumulate) as u32,
-                has_bias: (first == 0 && c.bias.is_some()) as u32,
-                ..params
-            },
-            Some(_) => GemmParams {
-                k: len as u32,
-                a_offset: (a.offset + first * a_k) as u32,
-                b_offset: (b.offset + first * b_k) as u32,
-                c_offset: ((first / chain) * m * n) as u32,
-                ldc: if swapped { m } else { n } as u32,
-                accumulate: (first % chain > 0) as u32,
-                has_bias: 0,
-                ..params
-            },
+        let mut chunk_params = GemmParams {
+            k: len as u32,
+            a_offset: (a.offset + first * a_k) as u32,
+            b_offset: (b.offset + first * b_k) as u32,
+            // Later chunks continue from what the earlier ones stored.
+            accumulate: (first > 0 || c.accumulate) as u32,
+            has_bias: (first == 0 && c.bias.is_some()) as u32,
+            ..params
         };
+        if partials.is_some() {
+            // into this part's slice, continuing only the part's own earlier chunks
+            chunk_params.c_offset = ((first / chain) * m * n) as u32;
+            chunk_params.ldc = if swapped { m } else { n } as u32;
+            chunk_params.accumulate = (first % chain > 0) as u32;
+            chunk_params.has_bias = 0;
+        }
         let c_buffer = partials.as_ref().unwrap_or(c.buffer);
         let parts = kernel
             .split_tile()
@@ -623,29 +618,47 @@ pub(crate) fn record_gemm_using(
         }
     }
     if let Some(partials) = &partials {
-        // C's own shape and strides again (not the swapped kernel's).
+        // C's own shape again (not the swapped kernel's); params has C's strides and epilogue.
         let (m, n) = if swapped { (n, m) } else { (m, n) };
         let sum = GemmParams {
             m: m as u32,
             n: n as u32,
-            a_offset: 0,
-            k_parts: parts as u32,
-            ldc: c.row_stride as u32,
-            c_offset: c.offset as u32,
-            accumulate: c.accumulate as u32,
-            has_bias: c.bias.is_some() as u32,
-            trans_c: 0,
             ..params
         };
-        let groups = gpu.grid("the sum of K's parts", (m * n).div_ceil(64) as u64)?;
-        // (op(B) is unused: bias stands in for its binding)
-        recorder.dispatch(
-            Kernel::GemmSplitSum,
-            &sum,
-            &[partials, bias, bias, c.buffer],
-            groups,
-        );
+        record_sum_of_parts(gpu, recorder, sum, parts, partials, bias, c.buffer)?;
     }
+    Ok(())
+}
+
+/// `gemm_split_sum`: C (+)= the `parts` partial products at the start of `partials` (each
+/// [M, N], dense) added in part order, + bias. `sum` is the product's parameters for C
+/// itself: its M, N, row stride, offset, accumulate and bias.
+fn record_sum_of_parts(
+    gpu: &Gpu,
+    recorder: &mut Recorder,
+    sum: GemmParams,
+    parts: usize,
+    partials: &wgpu::Buffer,
+    bias: &wgpu::Buffer,
+    c: &wgpu::Buffer,
+) -> Result<(), Error> {
+    let sum = GemmParams {
+        a_offset: 0,
+        k_parts: parts as u32,
+        trans_c: 0,
+        ..sum
+    };
+    let groups = gpu.grid(
+        "the sum of K's parts",
+        (sum.m as u64 * sum.n as u64).div_ceil(64),
+    )?;
+    // The sum reads the partials as A (op(B) is unused: bias stands in for its binding).
+    recorder.dispatch(
+        Kernel::GemmSplitSum,
+        &sum,
+        &[partials, bias, bias, c],
+        groups,
+    );
     Ok(())
 }
 
@@ -720,21 +733,8 @@ fn record_split_parts(
         &[a.buffer, b.buffer, bias, &partials],
         [x as u32, rows0, rows1],
     );
-    // The sum reads the partials as A and writes C as the product would have.
-    let sum = GemmParams {
-        a_offset: 0,
-        k_parts: parts as u32,
-        ..params
-    };
-    let groups = gpu.grid("the sum of split-K parts", (m * n).div_ceil(64) as u64)?;
-    // (op(B) is unused: bias stands in for its binding)
-    recorder.dispatch(
-        Kernel::GemmSplitSum,
-        &sum,
-        &[&partials, bias, bias, c.buffer],
-        groups,
-    );
-    Ok(())
+    // The sum writes C as the product would have.
+    record_sum_of_parts(gpu, recorder, params, parts, &partials, bias, c.buffer)
 }
 
 /// Refuses `needed` workgroups along one dimension beyond the adapter's limit; `what` names

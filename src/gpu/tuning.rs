@@ -121,10 +121,11 @@ impl Check {
         let b = random(if trans_b { (n, k) } else { (k, n) });
         let c = random((m, n));
         let bias = random((1, n)).remove_axis(ndarray::Axis(0));
+        // op(x) in f64 (the CPU product takes any layout: a transpose is a view)
         let wide = |x: ArrayView2<f32>, t: bool| {
             let x = x.mapv(f64::from);
             if t {
-                x.t().as_standard_layout().into_owned()
+                x.reversed_axes()
             } else {
                 x
             }
@@ -218,22 +219,20 @@ pub fn tune_product(gpu: &Gpu, product: Product, rounds: usize) -> Result<Tuned,
     tune_product_among(gpu, &Check::new(product), &candidates, rounds)
 }
 
-/// `tune_product` among the given candidates, checked against `check` (whose product is the
-/// one tuned).
+/// `tune_product` among `kernels`, checked against `check` (whose product is the one tuned).
 pub fn tune_product_among(
     gpu: &Gpu,
     check: &Check,
-    candidates: &[GemmKernel],
+    kernels: &[GemmKernel],
     rounds: usize,
 ) -> Result<Tuned, Error> {
-    let all = candidates;
     let product = check.product;
     let (shape, trans) = product;
     gpu.forget_choice(product);
     let rule = GemmKernel::Auto.resolve(gpu, shape, true);
     let mut candidates = Vec::new();
     let mut rejected = Vec::new();
-    for &kernel in all {
+    for &kernel in kernels {
         match check.rejects(gpu, kernel)? {
             None => candidates.push(kernel),
             Some(why) => rejected.push((kernel, why)),
