@@ -1,10 +1,11 @@
-// One GRU time step, elementwise (PyTorch's nn.GRU, gates stacked r, z, n):
+// One GRU time step for one (batch row, unit) (PyTorch's nn.GRU, gates stacked r, z, n):
 //   r = sigmoid(gi_r + gh_r + b_hr),  z = sigmoid(gi_z + gh_z + b_hz)
 //   n = tanh(gi_n + r * (gh_n + b_hn)),  h_t = (1 - z) * n + z * h_{t-1}
-// where gi = x_t W_ih^T + b_ih and gh = h_{t-1} W_hh^T come from gemm.wgsl into two buffers:
-// the reset gate scales the recurrent term of n only, so the two products stay apart.
-// Backward: dE/dh_t arrives as dh[t] (head + dgates_hh[t+1] W_hh, from gemm.wgsl) plus the
-// direct path z_{t+1} * dE/dh_{t+1} (or all of it past a padding step), carried in h_carry.
+// where gi = x_t W_ih^T + b_ih (gemm.wgsl, all steps at once) and gh = h_{t-1} W_hh^T (fused.wgsl
+// or persistent.wgsl, in the dispatch that calls these functions) sit in two buffers: the reset
+// gate scales the recurrent term of n only, so the two products stay apart.
+// Backward: dE/dh_t arrives as dh[t] (head + dgates_hh[t+1] W_hh) plus the direct path
+// z_{t+1} * dE/dh_{t+1} (or all of it past a padding step), carried in h_carry.
 //
 // Buffers (time-major, f32), in the Step layout's slots:
 //   gates     [T, B, 3H]  gi in; activated r, z, n out (kept for backward)
@@ -19,7 +20,7 @@
 @group(0) @binding(2) var<storage, read_write> hh: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dhh: array<f32>;
 
-// What persistent.wgsl needs: gate blocks per unit, where the recurrent product lands (its own
+// What fused.wgsl and persistent.wgsl need: gate blocks per unit, where the recurrent product lands (its own
 // buffer: the reset gate scales one block of it) and what multiplies W_hh going back.
 const GATES: u32 = 3u;
 
@@ -29,14 +30,6 @@ fn add_recurrent(i: u32, value: f32) {
 
 fn recurrent_grad(i: u32) -> f32 {
     return dhh[i];
-}
-
-@compute @workgroup_size(64, 1, 1)
-fn gru_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let idx = gid.x + gid.y * groups.x * 64u;
-    if (idx < p.batch * p.hidden) {
-        cell_forward(p.step, idx);
-    }
 }
 
 fn cell_forward(step: u32, idx: u32) {
@@ -58,14 +51,6 @@ fn cell_forward(step: u32, idx: u32) {
     gates[g + h] = update;
     gates[g + 2u * h] = candidate;
     hs[step * p.batch * h + idx] = (1.0 - update) * candidate + update * h_prev;
-}
-
-@compute @workgroup_size(64, 1, 1)
-fn gru_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let idx = gid.x + gid.y * groups.x * 64u;
-    if (idx < p.batch * p.hidden) {
-        cell_backward(p.step, idx);
-    }
 }
 
 fn cell_backward(step: u32, idx: u32) {

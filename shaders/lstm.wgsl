@@ -1,7 +1,9 @@
-// One LSTM time step, elementwise. The matrix products run before these kernels (gemm.wgsl):
+// One LSTM time step for one (batch row b, unit j). The products come first: x_t W_ih^T + b_ih
+// for all steps at once (gemm.wgsl), the recurrent ones per step in the same dispatch
+// (fused.wgsl, or persistent.wgsl), which then call these functions:
 // forward,  gates[t] = (x_t W_ih^T + b_ih) + h_{t-1} W_hh^T   (pre-activations, [B, 4H])
 // backward, dh[t]    = (dE/dh_t from the head) + dgates[t+1] W_hh   (total gradient, [B, H])
-// Gate rows are stacked i, f, g, o as in PyTorch. One invocation per (batch row b, unit j).
+// Gate rows are stacked i, f, g, o as in PyTorch.
 //
 // Buffers (time-major, f32):
 //   gates  [T, B, 4H]  pre-activations in, activated gates out (kept for backward)
@@ -16,7 +18,7 @@
 @group(0) @binding(6) var<storage, read_write> dc: array<f32>;
 @group(0) @binding(8) var<storage, read_write> dc_carry: array<f32>;
 
-// What persistent.wgsl needs: gate blocks per unit, where the recurrent product lands and
+// What fused.wgsl and persistent.wgsl need: gate blocks per unit, where the recurrent product lands and
 // what multiplies W_hh going back.
 const GATES: u32 = 4u;
 
@@ -26,14 +28,6 @@ fn add_recurrent(i: u32, value: f32) {
 
 fn recurrent_grad(i: u32) -> f32 {
     return dgates[i];
-}
-
-@compute @workgroup_size(64, 1, 1)
-fn lstm_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let idx = gid.x + gid.y * groups.x * 64u;
-    if (idx < p.batch * p.hidden) {
-        cell_forward(p.step, idx);
-    }
 }
 
 fn cell_forward(step: u32, idx: u32) {
@@ -62,14 +56,6 @@ fn cell_forward(step: u32, idx: u32) {
     gates[g + 3u * h] = output_gate;
     cs[state] = next_c;
     hs[state] = next_h;
-}
-
-@compute @workgroup_size(64, 1, 1)
-fn lstm_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let idx = gid.x + gid.y * groups.x * 64u;
-    if (idx < p.batch * p.hidden) {
-        cell_backward(p.step, idx);
-    }
 }
 
 fn cell_backward(step: u32, idx: u32) {

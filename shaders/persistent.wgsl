@@ -1,5 +1,5 @@
 // A segment's time steps in one dispatch of one workgroup, for models whose steps are too
-// small to fill a GPU: there each step's two dispatches cost more than their work. (All of them
+// small to fill a GPU: there each step's dispatch (fused.wgsl) costs more than its work. (All of them
 // on GPUs; on llvmpipe, which ends an invocation's loops after 65,535 iterations in all, the
 // host splits a segment into runs p.run_start + 1 ..= p.run_end short enough.) Between
 // the recurrent product and the cell, and between steps, a barrier stands where the per-step
@@ -12,8 +12,6 @@
 // step.wgsl and a cell file come first: the bindings, p (p.step = len here), GATES,
 // add_recurrent, recurrent_grad, cell_forward and cell_backward. The host runs this only when
 // G*H*H <= W_CACHE (16 KiB, WebGPU's guaranteed workgroup storage) and the batch is small.
-
-@group(0) @binding(11) var<storage, read> weight_hh: array<f32>;
 
 const THREADS: u32 = 256u;
 const W_CACHE: u32 = 4096u;

@@ -1,11 +1,12 @@
-// One vanilla RNN time step, elementwise: h_t = act(pre_t + b_hh), where
-// pre_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T comes from gemm.wgsl. Backward turns the total
-// dE/dh_t (head gradient + dgates[t+1] W_hh, also from gemm.wgsl) into dE/dpre_t.
+// One vanilla RNN time step for one (batch row, unit): h_t = act(pre_t + b_hh), where
+// pre_t = x_t W_ih^T + b_ih (gemm.wgsl, all steps at once) + h_{t-1} W_hh^T (fused.wgsl or
+// persistent.wgsl, which call these functions after the product). Backward turns the total
+// dE/dh_t (head gradient + dgates[t+1] W_hh) into dE/dpre_t.
 //
 // step.wgsl comes first (bindings, parameters, padding). Here G = 1: gates [T, B, H] holds the
 // pre-activations without b_hh, dgates [T, B, H] dE/dpre_t.
 
-// What persistent.wgsl needs: gate blocks per unit, where the recurrent product lands and
+// What fused.wgsl and persistent.wgsl need: gate blocks per unit, where the recurrent product lands and
 // what multiplies W_hh going back.
 const GATES: u32 = 1u;
 
@@ -41,14 +42,6 @@ fn activation_derivative(h: f32) -> f32 {
     return select(0.0, 1.0, h > 0.0);
 }
 
-@compute @workgroup_size(64, 1, 1)
-fn rnn_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let idx = gid.x + gid.y * groups.x * 64u;
-    if (idx < p.batch * p.hidden) {
-        cell_forward(p.step, idx);
-    }
-}
-
 fn cell_forward(step: u32, idx: u32) {
     let h = p.hidden;
     let j = idx % h;
@@ -58,14 +51,6 @@ fn cell_forward(step: u32, idx: u32) {
     }
     let pre = (step - 1u) * p.batch * h + idx;
     hs[step * p.batch * h + idx] = activate(gates[pre] + bias_hh[j]);
-}
-
-@compute @workgroup_size(64, 1, 1)
-fn rnn_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let idx = gid.x + gid.y * groups.x * 64u;
-    if (idx < p.batch * p.hidden) {
-        cell_backward(p.step, idx);
-    }
 }
 
 fn cell_backward(step: u32, idx: u32) {

@@ -1,10 +1,11 @@
-// What the three cells' step kernels (rnn.wgsl, lstm.wgsl, gru.wgsl) share: the Step layout's
-// common bindings, the per-dispatch parameters and the padding rule. src/gpu/kernels.rs puts
-// this file in front of each of them; each adds the bindings only it uses (slots 2, 6, 8).
+// What the three cells (rnn.wgsl, lstm.wgsl, gru.wgsl) share: the Step layout's common
+// bindings, the per-dispatch parameters and the padding rule. src/gpu/kernels.rs puts this file
+// in front of each of them; each adds the bindings only it uses (slots 2, 6, 8).
 //
 // Each cell file writes its step as `cell_forward(step, idx)` and `cell_backward(step, idx)`
-// for one (batch row, unit) idx = b * H + j: its own entry points run one step over all idx,
-// persistent.wgsl runs all of a segment's steps in one workgroup.
+// for one (batch row, unit) idx = b * H + j, run after the recurrent product: fused.wgsl runs
+// one step per dispatch over tiles of idx, persistent.wgsl all of a segment's steps in one
+// workgroup.
 //
 // Buffers (time-major, f32, one segment's worth):
 //   gates   [T, B, G*H]  pre-activations in, activated gates out
@@ -27,7 +28,8 @@ struct StepParams {
     // steps before the segment: the sequence's step is first_step + step
     first_step: u32,
     // persistent.wgsl: this dispatch runs the segment's steps run_start + 1 ..= run_end
-    // (backward: from run_end down); llvmpipe's loop limit needs long segments split up
+    // (backward: from run_end down); llvmpipe's loop limit needs long segments split up.
+    // fused.wgsl: run_end is the segment's length (no product from a step past it)
     run_start: u32,
     run_end: u32,
     _pad0: u32,
@@ -41,6 +43,7 @@ struct StepParams {
 @group(0) @binding(7) var<storage, read_write> dgates: array<f32>;
 @group(0) @binding(9) var<storage, read> lengths: array<u32>;
 @group(0) @binding(10) var<storage, read_write> h_carry: array<f32>;
+@group(0) @binding(11) var<storage, read> weight_hh: array<f32>;
 
 fn is_padding(b: u32, step: u32) -> bool {
     return p.first_step + step > lengths[b];

@@ -3,7 +3,7 @@
 
 use super::gemm::GemmKernel;
 use super::kernels::{Kernel, Layout, Shader, Slot};
-use super::recurrence::Recurrence;
+use super::recurrence::{Recurrence, StepTile};
 use super::tuning::{Choices, Product, RecurrenceShape};
 use crate::Error;
 use std::collections::HashMap;
@@ -56,6 +56,8 @@ pub struct Gpu {
     pipeline_layouts: Vec<wgpu::PipelineLayout>,
     modules: [OnceLock<wgpu::ShaderModule>; Shader::ALL.len()],
     pipelines: [OnceLock<wgpu::ComputePipeline>; Kernel::ALL.len()],
+    /// Pipelines of `Kernel::tiled` kernels, one per workgroup shape used so far.
+    tiled_pipelines: Mutex<HashMap<(Kernel, StepTile), wgpu::ComputePipeline>>,
     dispatches: AtomicU64,
     submissions: AtomicU64,
     texel_fills: AtomicU64,
@@ -189,6 +191,7 @@ impl Gpu {
             pipeline_layouts,
             modules: Default::default(),
             pipelines: std::array::from_fn(|_| OnceLock::new()),
+            tiled_pipelines: Mutex::default(),
             dispatches: AtomicU64::new(0),
             submissions: AtomicU64::new(0),
             texel_fills: AtomicU64::new(0),
@@ -260,25 +263,38 @@ impl Gpu {
 
     /// The kernel's pipeline, compiled on first use.
     pub(crate) fn pipeline(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
-        self.pipelines[kernel.index()].get_or_init(|| {
-            let shader = kernel.shader();
-            let module = self.modules[shader.index()].get_or_init(|| {
-                self.device
-                    .create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(shader.file_name()),
-                        source: wgpu::ShaderSource::Wgsl(shader.source().into()),
-                    })
-            });
+        self.pipelines[kernel.index()].get_or_init(|| self.create_pipeline(kernel, &[]))
+    }
+
+    /// A `Kernel::tiled` kernel's pipeline for workgroup shape `tile`, compiled on first use.
+    pub(crate) fn tiled_pipeline(&self, kernel: Kernel, tile: StepTile) -> wgpu::ComputePipeline {
+        let mut cache = self.tiled_pipelines.lock().unwrap();
+        (cache.entry((kernel, tile)))
+            .or_insert_with(|| self.create_pipeline(kernel, &tile.constants()))
+            .clone()
+    }
+
+    fn create_pipeline(&self, kernel: Kernel, constants: &[(&str, f64)]) -> wgpu::ComputePipeline {
+        let shader = kernel.shader();
+        let module = self.modules[shader.index()].get_or_init(|| {
             self.device
-                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(kernel.entry_point()),
-                    layout: Some(&self.pipeline_layouts[kernel.layout().index()]),
-                    module,
-                    entry_point: Some(kernel.entry_point()),
-                    compilation_options: Default::default(),
-                    cache: None,
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(shader.file_name()),
+                    source: wgpu::ShaderSource::Wgsl(shader.source().into()),
                 })
-        })
+        });
+        self.device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(kernel.entry_point()),
+                layout: Some(&self.pipeline_layouts[kernel.layout().index()]),
+                module,
+                entry_point: Some(kernel.entry_point()),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    ..Default::default()
+                },
+                cache: None,
+            })
     }
 
     /// Creates a storage buffer of `len` f32 words after checking it against the adapter's

@@ -97,16 +97,19 @@ impl Shader {
             Shader::Rnn => concat!(
                 include_str!("../../shaders/step.wgsl"),
                 include_str!("../../shaders/rnn.wgsl"),
+                include_str!("../../shaders/fused.wgsl"),
                 include_str!("../../shaders/persistent.wgsl")
             ),
             Shader::Lstm => concat!(
                 include_str!("../../shaders/step.wgsl"),
                 include_str!("../../shaders/lstm.wgsl"),
+                include_str!("../../shaders/fused.wgsl"),
                 include_str!("../../shaders/persistent.wgsl")
             ),
             Shader::Gru => concat!(
                 include_str!("../../shaders/step.wgsl"),
                 include_str!("../../shaders/gru.wgsl"),
+                include_str!("../../shaders/fused.wgsl"),
                 include_str!("../../shaders/persistent.wgsl")
             ),
             Shader::Loss => include_str!("../../shaders/loss.wgsl"),
@@ -161,6 +164,8 @@ pub enum Kernel {
     GemmTexelsTn,
     /// A matrix block into texels, transposed or unaligned (see pack.wgsl).
     PackTexels,
+    /// One time step: the recurrent product of a tile of (rows, units) with the cell's maths in
+    /// its epilogue (see fused.wgsl); the workgroup shape is set per pipeline (`StepTile`).
     RnnForward,
     RnnBackward,
     LstmForward,
@@ -201,7 +206,7 @@ pub enum Layout {
     /// src (read); dst (storage texture, written); params
     Pack,
     /// gates, hs, cs (read_write); bias_hh (read); params; dh, dc, dgates, dc_carry
-    /// (read_write); lengths (read); h_carry (read_write); weight_hh (read, persistent only)
+    /// (read_write); lengths (read); h_carry (read_write); weight_hh (read)
     Step,
     /// outputs, targets (read); row_loss, doutputs (read_write); params; lengths (read)
     Loss,
@@ -321,12 +326,8 @@ impl Kernel {
             Kernel::GemmTexelsNn => "gemm_texels_nn",
             Kernel::GemmTexelsTn => "gemm_texels_tn",
             Kernel::PackTexels => "pack_texels",
-            Kernel::RnnForward => "rnn_forward",
-            Kernel::RnnBackward => "rnn_backward",
-            Kernel::LstmForward => "lstm_forward",
-            Kernel::LstmBackward => "lstm_backward",
-            Kernel::GruForward => "gru_forward",
-            Kernel::GruBackward => "gru_backward",
+            Kernel::RnnForward | Kernel::LstmForward | Kernel::GruForward => "step_forward",
+            Kernel::RnnBackward | Kernel::LstmBackward | Kernel::GruBackward => "step_backward",
             Kernel::RnnForwardPersistent
             | Kernel::LstmForwardPersistent
             | Kernel::GruForwardPersistent => "persistent_forward",
@@ -407,7 +408,21 @@ impl Kernel {
         }
     }
 
-    /// Invocations per workgroup along x, for turning element counts into workgroup counts.
+    /// Whether the kernel's workgroup shape is set per pipeline, by WGSL `override` constants
+    /// (`StepTile` for the fused steps), rather than written in its source.
+    pub fn tiled(self) -> bool {
+        matches!(
+            self,
+            Kernel::RnnForward
+                | Kernel::RnnBackward
+                | Kernel::LstmForward
+                | Kernel::LstmBackward
+                | Kernel::GruForward
+                | Kernel::GruBackward
+        )
+    }
+
+    /// Invocations per workgroup along x where the source fixes it (not `tiled` kernels).
     pub fn workgroup_width(self) -> u32 {
         match self {
             Kernel::GemmTiled | Kernel::GemmTiledPrefetch | Kernel::GemmWide => 16,

@@ -18,7 +18,7 @@ use bytemuck::{Pod, Zeroable};
 use ndarray::{Array2, Array3};
 use std::sync::Mutex;
 
-/// Parameters of one time-step kernel (`StepParams` in rnn.wgsl / lstm.wgsl).
+/// Parameters of a cell kernel (`StepParams` in step.wgsl).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub(crate) struct StepParams {
@@ -29,8 +29,8 @@ pub(crate) struct StepParams {
     pub activation: u32,
     /// Steps before the segment (the sequence's step is first_step + step).
     pub first_step: u32,
-    /// The persistent kernels run the segment's steps `run_start + 1 ..= run_end` (per-step
-    /// kernels: 0).
+    /// The persistent kernels run the segment's steps `run_start + 1 ..= run_end`; the fused
+    /// step kernels take 0 and the segment's length.
     pub run_start: u32,
     pub run_end: u32,
     pub _pad: u32,

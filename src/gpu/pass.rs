@@ -4,12 +4,13 @@
 //! Per segment of `len` steps (local step t = 1..len, buffers of the segment's activation
 //! set; x [len, B, I], hs/cs [len+1, B, H], gates/dgates [len, B, G*H], dh/dc [len, B, H]):
 //!   forward   start state -> hs[0]; gates = x W_ih^T + b_ih (one GEMM);
-//!             per step: gates[t] += h_{t-1} W_hh^T, then the cell kernel (2 dispatches);
-//!             or, for small models, all steps in one persistent dispatch (`Recurrence`)
+//!             per step, one dispatch: gates[t] += h_{t-1} W_hh^T with the cell in its
+//!             epilogue (fused.wgsl); or, for small models, all steps in one persistent
+//!             dispatch (`Recurrence`)
 //!   backward  (recompute the segment's forward if its activations were not kept);
 //!             dh = head share; dh[len] += dgates_next[1] W_hh (the border from the segment
-//!             after); per step: dh[t] += dgates[t+1] W_hh, then the cell kernel (or one
-//!             persistent dispatch);
+//!             after); per step, one dispatch: dh[t] += dgates[t+1] W_hh with the cell in
+//!             its epilogue (or one persistent dispatch);
 //!             dW_ih += dgates^T x, dW_hh += dgates^T hs[0..len], db += column sums
 //! Segments are processed last to first in the backward pass, and the weight gradients
 //! accumulate in that order whether or not activations are recomputed, so recomputation
@@ -26,7 +27,7 @@ use super::gemm::{record_gemm, Operand, Output};
 use super::kernels::Kernel;
 use super::model::{GpuModel, LossParams, ReduceParams, Request, StepParams};
 use super::recorder::{Phase, Recorder};
-use super::recurrence::{persistent_steps_per_dispatch, Recurrence};
+use super::recurrence::{persistent_steps_per_dispatch, Recurrence, StepTile};
 use super::workspace::Workspace;
 use crate::config::{Activation, Cell, Loss, Readout};
 use crate::Error;
@@ -44,6 +45,21 @@ pub(crate) fn column_blocks(rows: usize) -> usize {
 enum Direction {
     Forward,
     Backward,
+}
+
+/// How a cell kernel runs: one step `t` over tiles of `tile` (fused.wgsl), or a run of the
+/// segment's steps `from + 1 ..= to` in one workgroup (persistent.wgsl).
+#[derive(Clone, Copy)]
+enum CellLaunch {
+    Step {
+        t: usize,
+        tile: StepTile,
+        groups: [u32; 3],
+    },
+    Persistent {
+        from: usize,
+        to: usize,
+    },
 }
 
 /// One block of the head's input: rows of `width` columns in `buffer` from `offset` (row
@@ -294,33 +310,24 @@ impl GpuModel {
             self.record_persistent(gpu, rec, ws, (c, k), Direction::Forward);
             return Ok(());
         }
-        let groups = gpu.grid("a time step", ((b * h) as u64).div_ceil(64))?;
-        let kernel = self.cell_kernel(Direction::Forward, Recurrence::Steps);
-        // The GRU keeps the recurrent product apart (its reset gate scales one block of it).
-        let (recurrent, onto_gates) = match config.cell {
-            Cell::Gru => (&a.hh, false),
-            Cell::Rnn | Cell::Lstm => (&a.gates, true),
-        };
+        // gates[t] += h_{t-1} W_hh^T (GRU: hh[t] = h_{t-1} W_hh^T), then the cell
+        let (tile, groups) = self.step_tile(gpu, b)?;
         for t in 1..=seg.len {
-            // gates[t] += h_{t-1} W_hh^T  (GRU: hh[t] = h_{t-1} W_hh^T)
-            record_gemm(
-                gpu,
-                rec,
-                (b, gh, h),
-                Operand::new(&a.hs, (t - 1) * b * h, h),
-                Operand::new(&p.weight_hh, 0, h).t(),
-                Output {
-                    buffer: recurrent,
-                    offset: (t - 1) * b * gh,
-                    row_stride: gh,
-                    accumulate: onto_gates,
-                    bias: None,
-                },
-                &self.dummy,
-            )?;
-            self.record_cell_kernel(rec, ws, (c, k), kernel, (t, (0, 0)), groups);
+            let launch = CellLaunch::Step { t, tile, groups };
+            self.record_cell_kernel(rec, ws, (c, k), Direction::Forward, launch);
         }
         Ok(())
+    }
+
+    /// The workgroup shape of the fused step kernels at `batch` rows, and their grid;
+    /// refused where one invocation would loop past the adapter's limit (llvmpipe, with H in
+    /// the thousands).
+    fn step_tile(&self, gpu: &Gpu, batch: usize) -> Result<(StepTile, [u32; 3]), Error> {
+        let (cell, hidden) = (self.config.cell, self.config.hidden_size);
+        let tile = StepTile::for_shape(batch, hidden);
+        let what = format!("a time step of a {cell} cell of hidden size {hidden}");
+        gpu.check_loops(&what, tile.iterations(cell.gates(), hidden))?;
+        Ok((tile, gpu.grid(&what, tile.workgroups(batch, hidden))?))
     }
 
     /// BPTT: the head's share of dE/dh, then every cell's backward recurrence (last segment
@@ -650,7 +657,7 @@ impl GpuModel {
     }
 
     /// The per-step part of cell `c`'s backward recurrence in segment `k`: for t = len..1,
-    /// dh[t] += dgates[t+1] W_hh (t < len), then the cell kernel.
+    /// one dispatch of dh[t] += dgates[t+1] W_hh (t < len) with the cell in its epilogue.
     fn record_backward_steps(
         &self,
         gpu: &Gpu,
@@ -659,38 +666,17 @@ impl GpuModel {
         c: usize,
         k: usize,
     ) -> Result<(), Error> {
-        let config = &self.config;
-        let (b, h, gh) = (ws.batch, config.hidden_size, config.gate_rows());
-        let (a, len) = (ws.cell(c, k).act, ws.segments[k].len);
-        let groups = gpu.grid("a time step", ((b * h) as u64).div_ceil(64))?;
-        let kernel = self.cell_kernel(Direction::Backward, Recurrence::Steps);
-        for t in (1..=len).rev() {
-            if t < len {
-                // dh[t] += dgates[t+1] W_hh
-                record_gemm(
-                    gpu,
-                    rec,
-                    (b, h, gh),
-                    Operand::new(a.dgates_hh(config.cell), t * b * gh, gh),
-                    Operand::new(&self.params.cells[c].weight_hh, 0, h),
-                    Output {
-                        buffer: &a.dh,
-                        offset: (t - 1) * b * h,
-                        row_stride: h,
-                        accumulate: true,
-                        bias: None,
-                    },
-                    &self.dummy,
-                )?;
-            }
-            self.record_cell_kernel(rec, ws, (c, k), kernel, (t, (0, 0)), groups);
+        let (tile, groups) = self.step_tile(gpu, ws.batch)?;
+        for t in (1..=ws.segments[k].len).rev() {
+            let launch = CellLaunch::Step { t, tile, groups };
+            self.record_cell_kernel(rec, ws, (c, k), Direction::Backward, launch);
         }
         Ok(())
     }
 
-    /// The cell's step kernel, or its persistent twin.
-    fn cell_kernel(&self, direction: Direction, recurrence: Recurrence) -> Kernel {
-        let persistent = recurrence == Recurrence::Persistent;
+    /// The cell's fused step kernel, or its persistent twin.
+    fn cell_kernel(&self, direction: Direction, launch: CellLaunch) -> Kernel {
+        let persistent = matches!(launch, CellLaunch::Persistent { .. });
         match (self.config.cell, direction, persistent) {
             (Cell::Rnn, Direction::Forward, false) => Kernel::RnnForward,
             (Cell::Rnn, Direction::Backward, false) => Kernel::RnnBackward,
@@ -718,7 +704,6 @@ impl GpuModel {
         (c, k): (usize, usize),
         direction: Direction,
     ) {
-        let kernel = self.cell_kernel(direction, Recurrence::Persistent);
         let len = ws.segments[k].len;
         let per = persistent_steps_per_dispatch(gpu, &self.config, ws.batch).clamp(1, len.max(1));
         let mut runs: Vec<(usize, usize)> = (0..len)
@@ -728,21 +713,20 @@ impl GpuModel {
         if direction == Direction::Backward {
             runs.reverse();
         }
-        for run in runs {
-            self.record_cell_kernel(rec, ws, (c, k), kernel, (len, run), [1, 1, 1]);
+        for (from, to) in runs {
+            let launch = CellLaunch::Persistent { from, to };
+            self.record_cell_kernel(rec, ws, (c, k), direction, launch);
         }
     }
 
-    /// A cell kernel for cell `c` in segment `k`: local step `step` of a step kernel, or, of a
-    /// persistent one, the segment's steps `from + 1 ..= to` (`step`: the segment's length).
+    /// A cell kernel for cell `c` in segment `k`, launched as `launch` says.
     fn record_cell_kernel(
         &self,
         rec: &mut Recorder,
         ws: &Workspace,
         (c, k): (usize, usize),
-        kernel: Kernel,
-        (step, (from, to)): (usize, (usize, usize)),
-        groups: [u32; 3],
+        direction: Direction,
+        launch: CellLaunch,
     ) {
         let config = &self.config;
         let activation = match config.activation {
@@ -759,19 +743,23 @@ impl GpuModel {
             Cell::Gru => (&a.hh, &a.dhh, &self.dummy),
             Cell::Rnn => (&self.dummy, &self.dummy, &self.dummy),
         };
-        rec.dispatch(
-            kernel,
-            &StepParams {
-                batch: ws.batch as u32,
-                hidden: config.hidden_size as u32,
-                step: step as u32,
-                activation,
-                first_step: ws.segments[k].t0 as u32,
-                run_start: from as u32,
-                run_end: to as u32,
-                _pad: 0,
-            },
-            &[
+        let len = ws.segments[k].len;
+        // Step kernels: step t, and the segment's length (no product from past its end).
+        let (step, from, to) = match launch {
+            CellLaunch::Step { t, .. } => (t, 0, len),
+            CellLaunch::Persistent { from, to } => (len, from, to),
+        };
+        let params = StepParams {
+            batch: ws.batch as u32,
+            hidden: config.hidden_size as u32,
+            step: step as u32,
+            activation,
+            first_step: ws.segments[k].t0 as u32,
+            run_start: from as u32,
+            run_end: to as u32,
+            _pad: 0,
+        };
+        let buffers = [
                 &a.gates,
                 &a.hs,
                 c_slot,
@@ -782,10 +770,15 @@ impl GpuModel {
                 carry_slot,
                 &ws.lengths,
                 view.h_carry,
-                &self.params.cells[c].weight_hh,
-            ],
-            groups,
-        );
+            &self.params.cells[c].weight_hh,
+        ];
+        let kernel = self.cell_kernel(direction, launch);
+        match launch {
+            CellLaunch::Step { tile, groups, .. } => {
+                rec.dispatch_tiled((kernel, tile), &params, &buffers, groups)
+            }
+            CellLaunch::Persistent { .. } => rec.dispatch(kernel, &params, &buffers, [1, 1, 1]),
+        }
     }
 
     /// destination[j] (+)= sum_r source[r, j] over `rows` rows of `width`.

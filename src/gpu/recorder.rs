@@ -9,6 +9,7 @@
 
 use super::context::{Gpu, WorkCounts};
 use super::kernels::{Kernel, Layout, Slot};
+use super::recurrence::StepTile;
 use crate::Error;
 use std::collections::HashMap;
 
@@ -104,6 +105,8 @@ pub(crate) struct TexelSource {
 enum Op {
     Dispatch {
         kernel: Kernel,
+        /// The workgroup shape of a `Kernel::tiled` kernel.
+        tile: Option<StepTile>,
         params_offset: u32,
         bound: Vec<Bound>,
         groups: [u32; 3],
@@ -192,6 +195,18 @@ impl<'g> Recorder<'g> {
         self.dispatch_bound(kernel, params, bound, groups);
     }
 
+    /// `dispatch` of a `Kernel::tiled` kernel in workgroup shape `tile`.
+    pub(crate) fn dispatch_tiled<P: bytemuck::Pod>(
+        &mut self,
+        (kernel, tile): (Kernel, StepTile),
+        params: &P,
+        buffers: &[&wgpu::Buffer],
+        groups: [u32; 3],
+    ) {
+        let bound = buffers.iter().map(|&b| Bound::Buffer(b.clone())).collect();
+        self.push_dispatch((kernel, Some(tile)), params, bound, groups);
+    }
+
     /// `dispatch` for layouts with texture slots: one `Bound` per slot but the parameters.
     pub(crate) fn dispatch_bound<P: bytemuck::Pod>(
         &mut self,
@@ -200,6 +215,17 @@ impl<'g> Recorder<'g> {
         bound: Vec<Bound>,
         groups: [u32; 3],
     ) {
+        self.push_dispatch((kernel, None), params, bound, groups);
+    }
+
+    fn push_dispatch<P: bytemuck::Pod>(
+        &mut self,
+        (kernel, tile): (Kernel, Option<StepTile>),
+        params: &P,
+        bound: Vec<Bound>,
+        groups: [u32; 3],
+    ) {
+        assert_eq!(kernel.tiled(), tile.is_some(), "{kernel:?}: workgroup shape");
         let bytes = bytemuck::bytes_of(params);
         assert!(
             bytes.len() as u64 <= PARAMS_BINDING_SIZE,
@@ -223,6 +249,7 @@ impl<'g> Recorder<'g> {
         self.arena.extend_from_slice(bytes);
         self.push(Op::Dispatch {
             kernel,
+            tile,
             params_offset: params_offset as u32,
             bound,
             groups,
@@ -410,6 +437,7 @@ impl<'g> Recorder<'g> {
                     let mut next = Some(op);
                     while let Some(Op::Dispatch {
                         kernel,
+                        tile,
                         params_offset,
                         bound,
                         groups,
@@ -419,7 +447,10 @@ impl<'g> Recorder<'g> {
                         let bind_group = bind_groups
                             .entry((layout, bound.clone()))
                             .or_insert_with(|| make_bind_group(gpu, layout, bound, &params));
-                        pass.set_pipeline(gpu.pipeline(*kernel));
+                        match tile {
+                            Some(tile) => pass.set_pipeline(&gpu.tiled_pipeline(*kernel, *tile)),
+                            None => pass.set_pipeline(gpu.pipeline(*kernel)),
+                        }
                         pass.set_bind_group(0, &*bind_group, &[*params_offset]);
                         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
                         dispatches += 1;

@@ -1,5 +1,5 @@
-//! How a cell's time steps are dispatched: a recurrent GEMM and a cell kernel per step, or all
-//! of a segment's steps in one workgroup (shaders/persistent.wgsl).
+//! How a cell's time steps are dispatched: one fused kernel per step (shaders/fused.wgsl, over
+//! tiles of `StepTile`), or all of a segment's steps in one workgroup (shaders/persistent.wgsl).
 
 use super::context::Gpu;
 use crate::config::{text_enum, Cell, ModelConfig};
@@ -17,7 +17,7 @@ pub enum Recurrence {
     /// Persistent where it fits and is expected to win, per-step otherwise.
     #[default]
     Auto,
-    /// Per time step: the recurrent product (a GEMM), then the cell kernel.
+    /// One dispatch per time step: the recurrent product with the cell in its epilogue.
     Steps,
     /// One dispatch per cell, segment and direction; needs G*H*H <= `PERSISTENT_WEIGHTS`.
     Persistent,
@@ -87,6 +87,78 @@ impl Recurrence {
                 })
             }
         }
+    }
+}
+
+/// The workgroup shape of fused.wgsl's step kernels, set per pipeline through its `override`
+/// constants: `group_units` x `group_rows` invocations, each owning `ROWS_PER` batch rows by
+/// `UNITS_PER` hidden units (all of their gates).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StepTile {
+    pub group_units: u32,
+    pub group_rows: u32,
+}
+
+impl StepTile {
+    /// `ROWS_PER` and `UNITS_PER` in fused.wgsl.
+    pub const ROWS_PER: usize = 4;
+    pub const UNITS_PER: usize = 4;
+    /// `SLICE` in fused.wgsl: K staged in workgroup memory at a time.
+    const SLICE: u64 = 16;
+    /// Invocations per workgroup: two warps of 32 or one wave of 64.
+    const INVOCATIONS: u32 = 64;
+
+    /// The shape for `batch` rows of `hidden` units: 32 x 32 tiles (8 x 8 invocations), or
+    /// for a batch of at most 8 rows, 8 rows by up to 128 units; narrower along units where
+    /// `hidden` would leave more than half of them idle.
+    pub fn for_shape(batch: usize, hidden: usize) -> StepTile {
+        let group_rows = if batch <= 2 * Self::ROWS_PER { 2 } else { 8 };
+        let mut group_units = Self::INVOCATIONS / group_rows;
+        while group_units > 8 && (group_units as usize / 2) * Self::UNITS_PER >= hidden {
+            group_units /= 2;
+        }
+        StepTile {
+            group_units,
+            group_rows,
+        }
+    }
+
+    /// Rows and units one workgroup owns.
+    pub fn rows(self) -> usize {
+        self.group_rows as usize * Self::ROWS_PER
+    }
+
+    pub fn units(self) -> usize {
+        self.group_units as usize * Self::UNITS_PER
+    }
+
+    /// Workgroups of one step over `batch` rows of `hidden` units.
+    pub fn workgroups(self, batch: usize, hidden: usize) -> u64 {
+        (batch.div_ceil(self.rows()) * hidden.div_ceil(self.units())) as u64
+    }
+
+    /// The values of fused.wgsl's `override` constants.
+    pub fn constants(self) -> [(&'static str, f64); 2] {
+        [
+            ("GROUP_UNITS", self.group_units as f64),
+            ("GROUP_ROWS", self.group_rows as f64),
+        ]
+    }
+
+    /// Loop iterations of one invocation of a step kernel (forward or backward, the larger)
+    /// for a cell of `gates` gates and `hidden` units, for `Gpu::check_loops`: per slice of
+    /// K, its share of the staging loops and 16 k of `gates` (backward: 1) FMAs each; then
+    /// the epilogue's 4 x 4 outputs with their gate loops and the cell's own (at most 4).
+    pub fn iterations(self, gates: usize, hidden: usize) -> u64 {
+        let (g, h) = (gates as u64, hidden as u64);
+        let threads = (self.group_units * self.group_rows) as u64;
+        let share = |n: u64| n.div_ceil(threads) + 1;
+        let rows = share(self.rows() as u64 * Self::SLICE);
+        let units = self.units() as u64 * Self::SLICE;
+        let forward = h.div_ceil(Self::SLICE) * (rows + share(g * units) + Self::SLICE * (g + 2));
+        let backward = (g * h).div_ceil(Self::SLICE) * (rows + share(units) + Self::SLICE + 1);
+        let epilogue = 4 * (1 + 4 * (g + 1 + 4));
+        forward.max(backward) + epilogue + 2
     }
 }
 
