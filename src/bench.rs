@@ -5,7 +5,7 @@
 use crate::config::{Activation, Cell, Loss, ModelConfig, Readout};
 use crate::data::Batch;
 use crate::gpu::tuning::{self, RecurrenceShape};
-use crate::gpu::{Gpu, Phase, PhaseTimes, Recurrence, Request};
+use crate::gpu::{Gpu, GpuModel, Phase, PhaseTimes, Recurrence, Request};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use crate::params::Params;
 use crate::plan::{MemoryPlan, PlanOptions};
@@ -179,6 +179,50 @@ pub struct BenchResult {
     pub phases: Option<(PhaseTimes, f64)>,
     /// Products whose kernel `rnn-wgpu tune` chose (loaded into the context); None on CPU.
     pub tuned_products: Option<usize>,
+    /// Dispatches of one timed training step, from the context's counter; None on CPU.
+    pub dispatches: Option<u64>,
+    /// Dispatches per time step and cell, forward and backward; None on CPU.
+    pub recurrent_dispatches_per_step: Option<DispatchesPerStep>,
+}
+
+/// Dispatches each time step adds to a pass, per cell: forward and backward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DispatchesPerStep {
+    pub forward: u64,
+    pub backward: u64,
+}
+
+/// What one more time step costs in dispatches for `config` at `batch` rows with `recurrence`,
+/// read from the context's dispatch counter: a forward-only pass and a whole one (forward and
+/// BPTT with every gradient) at T = 2 and T = 3, their differences divided by the cells.
+/// Counts only what this call submits, so nothing else may use `gpu` meanwhile.
+pub fn recurrent_dispatches_per_step(
+    gpu: &Gpu,
+    config: &ModelConfig,
+    batch: usize,
+    recurrence: Recurrence,
+) -> Result<DispatchesPerStep, Error> {
+    let mut rng = StdRng::seed_from_u64(0);
+    let params = Params::<f32>::init_uniform(config, &mut rng);
+    let mut model = GpuModel::new(gpu, *config, &params)?;
+    model.recurrence = recurrence;
+    let forward_only = Request {
+        outputs: true,
+        ..Request::default()
+    };
+    let mut count = |request: Request, seq_len: usize| -> Result<u64, Error> {
+        let data = Batch::<f32>::random(config, seq_len, batch, &mut rng);
+        let before = gpu.work_counts().dispatches;
+        model.run(gpu, &data, request)?;
+        Ok(gpu.work_counts().dispatches - before)
+    };
+    let cells = config.cells() as u64;
+    let forward = count(forward_only, 3)? - count(forward_only, 2)?;
+    let whole = count(Request::everything(), 3)? - count(Request::everything(), 2)?;
+    Ok(DispatchesPerStep {
+        forward: forward / cells,
+        backward: (whole - forward) / cells,
+    })
 }
 
 /// Times `runs` training steps after `warmup` untimed ones. The model is an LSTM or RNN (tanh)
@@ -207,14 +251,20 @@ pub fn bench_shape(
         engine.set_recurrence(recurrence)?;
     }
     let plan = engine.memory_plan(shape.seq_len, shape.batch)?;
+    let per_step = (gpu.zip(recurrence))
+        .map(|(gpu, recurrence)| recurrent_dispatches_per_step(gpu, &config, shape.batch, recurrence))
+        .transpose()?;
     for _ in 0..warmup {
         engine.step(&batch, false)?;
     }
     let mut times = Vec::with_capacity(runs);
+    let mut dispatches = None;
     for _ in 0..runs.max(1) {
+        let before = gpu.map(|g| g.work_counts().dispatches);
         let start = Instant::now();
         engine.step(&batch, false)?;
         times.push(start.elapsed().as_secs_f64() * 1e3);
+        dispatches = gpu.zip(before).map(|(g, b)| g.work_counts().dispatches - b);
     }
     let phases = match &mut engine {
         Engine::Gpu {
@@ -257,6 +307,8 @@ pub fn bench_shape(
         recurrence,
         phases,
         tuned_products: gpu.map(Gpu::tuned_products),
+        dispatches,
+        recurrent_dispatches_per_step: per_step,
     })
 }
 
@@ -281,7 +333,7 @@ impl BenchResult {
             format!("{{{}}}", entries.join(","))
         });
         format!(
-            "{{\"device\":\"{}\",\"adapter\":\"{}\",\"cell\":\"{}\",\"layers\":{},\"bidirectional\":{},\"shape\":[{},{},{},{}],\"runs\":{},\"median_ms\":{:.3},\"min_ms\":{:.3},\"sequence_steps_per_second\":{:.1},\"gflops\":{:.3},\"gpu_memory_bytes\":{},\"planned_bytes\":{},\"segments\":{},\"recompute\":{},\"recurrence\":{},\"phases_ms\":{},\"phases_step_ms\":{},\"tuned_products\":{}}}",
+            "{{\"device\":\"{}\",\"adapter\":\"{}\",\"cell\":\"{}\",\"layers\":{},\"bidirectional\":{},\"shape\":[{},{},{},{}],\"runs\":{},\"median_ms\":{:.3},\"min_ms\":{:.3},\"sequence_steps_per_second\":{:.1},\"gflops\":{:.3},\"gpu_memory_bytes\":{},\"planned_bytes\":{},\"segments\":{},\"recompute\":{},\"recurrence\":{},\"phases_ms\":{},\"phases_step_ms\":{},\"tuned_products\":{},\"dispatches\":{},\"recurrent_dispatches_per_step\":{}}}",
             self.device,
             escape(&self.adapter),
             self.arch.cell,
@@ -304,6 +356,9 @@ impl BenchResult {
             phases_ms,
             self.phases.map_or("null".to_string(), |(_, wall)| format!("{wall:.3}")),
             self.tuned_products.map_or("null".to_string(), |n| n.to_string()),
+            self.dispatches.map_or("null".to_string(), |n| n.to_string()),
+            self.recurrent_dispatches_per_step
+                .map_or("null".to_string(), |d| format!("[{},{}]", d.forward, d.backward)),
         )
     }
 

@@ -1,8 +1,11 @@
-//! Every WGSL file parses and validates with naga, and every kernel's entry point exists with
-//! the workgroup width the host assumes. Needs no adapter, so a broken shader fails here even
-//! on a machine without a GPU.
+//! Every WGSL file parses and validates with naga, every kernel's entry point exists with the
+//! workgroup width the host assumes, and translates to SPIR-V (Vulkan), MSL (Metal) and HLSL
+//! (DX12) under the capabilities its file declares. Needs no adapter, so a broken shader fails
+//! here even on a machine without a GPU, and one that Metal or DX12 would reject fails here
+//! though neither runs on this machine.
 
-use rnn_wgpu::gpu::{Kernel, Shader};
+use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
+use rnn_wgpu::gpu::{Kernel, Shader, StepTile};
 
 fn parse(shader: Shader) -> naga::Module {
     let source = shader.source();
@@ -13,25 +16,44 @@ fn parse(shader: Shader) -> naga::Module {
             e.emit_to_string(source)
         )
     });
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities(shader))
-        .validate(&module)
+    validate(shader, &module);
+    module
+}
+
+fn validate(shader: Shader, module: &naga::Module) -> ModuleInfo {
+    let source = shader.source();
+    Validator::new(ValidationFlags::all(), capabilities(shader))
+        .validate(module)
         .unwrap_or_else(|e| {
             panic!(
                 "{} does not validate:\n{}",
                 shader.file_name(),
                 e.emit_to_string(source)
             )
-        });
-    module
+        })
 }
 
 /// What validation may allow: only what the file declares it needs (`Shader::features`).
-fn capabilities(shader: Shader) -> naga::valid::Capabilities {
+fn capabilities(shader: Shader) -> Capabilities {
     if shader.features().contains(wgpu::Features::SUBGROUP) {
-        naga::valid::Capabilities::SUBGROUP
+        Capabilities::SUBGROUP
     } else {
-        naga::valid::Capabilities::empty()
+        Capabilities::empty()
     }
+}
+
+/// Every workgroup shape `StepTile::for_shape` picks, over batches and hidden sizes from 1 up.
+fn step_tiles() -> Vec<StepTile> {
+    let mut tiles = Vec::new();
+    for batch in [1, 3, 8, 9, 17, 65, 257, 4096] {
+        for hidden in [1, 3, 17, 33, 65, 129, 257, 1024] {
+            let tile = StepTile::for_shape(batch, hidden);
+            if !tiles.contains(&tile) {
+                tiles.push(tile);
+            }
+        }
+    }
+    tiles
 }
 
 #[test]
@@ -57,12 +79,98 @@ fn every_kernel_entry_point_exists_with_the_host_workgroup_width() {
                 )
             });
         assert_eq!(entry.stage, naga::ShaderStage::Compute, "{kernel:?}");
-        assert_eq!(
-            entry.workgroup_size[0],
-            kernel.workgroup_width(),
-            "{kernel:?}: workgroup width in WGSL and on the host differ"
-        );
+        // A tiled kernel's shape is an override: unknown until its pipeline is made.
+        let overridden = entry.workgroup_size_overrides.is_some();
+        assert_eq!(overridden, kernel.tiled(), "{kernel:?}: workgroup size set per pipeline");
+        if !kernel.tiled() {
+            assert_eq!(
+                entry.workgroup_size[0],
+                kernel.workgroup_width(),
+                "{kernel:?}: workgroup width in WGSL and on the host differ"
+            );
+        }
     }
+}
+
+/// Each kernel's entry point, with its override constants set as the host sets them (every
+/// workgroup shape of a tiled kernel), written as SPIR-V, MSL and HLSL.
+#[test]
+fn every_kernel_translates_to_spirv_msl_and_hlsl() {
+    let mut failed = Vec::new();
+    for kernel in Kernel::ALL {
+        let shader = kernel.shader();
+        let module = parse(shader);
+        let info = validate(shader, &module);
+        let constant_sets: Vec<Vec<(&str, f64)>> = if kernel.tiled() {
+            step_tiles().iter().map(|t| t.constants().to_vec()).collect()
+        } else {
+            vec![Vec::new()]
+        };
+        for constants in constant_sets {
+            let mut values = naga::back::PipelineConstants::default();
+            for (name, value) in &constants {
+                values.insert(name.to_string(), *value);
+            }
+            let entry = (naga::ShaderStage::Compute, kernel.entry_point());
+            let (module, info) = match naga::back::pipeline_constants::process_overrides(
+                &module,
+                &info,
+                Some(entry),
+                &values,
+            ) {
+                Ok(resolved) => resolved,
+                Err(e) => {
+                    failed.push(format!("{kernel:?} {constants:?}: overrides: {e}"));
+                    continue;
+                }
+            };
+            for (backend, result) in translations(kernel, &module, &info) {
+                if let Err(e) = result {
+                    failed.push(format!("{kernel:?} {constants:?}: {backend}: {e}"));
+                }
+            }
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// `kernel`'s entry point of `module` written by each backend: its name and the outcome.
+fn translations(
+    kernel: Kernel,
+    module: &naga::Module,
+    info: &ModuleInfo,
+) -> [(&'static str, Result<(), String>); 3] {
+    let entry = || Some((naga::ShaderStage::Compute, kernel.entry_point().to_string()));
+    let spirv = naga::back::spv::write_vec(
+        module,
+        info,
+        &naga::back::spv::Options::default(),
+        Some(&naga::back::spv::PipelineOptions {
+            shader_stage: naga::ShaderStage::Compute,
+            entry_point: kernel.entry_point().to_string(),
+        }),
+    );
+    let msl = naga::back::msl::write_string(
+        module,
+        info,
+        &naga::back::msl::Options::default(),
+        &naga::back::msl::PipelineOptions {
+            entry_point: entry(),
+            ..Default::default()
+        },
+    );
+    let hlsl_options = naga::back::hlsl::Options::default();
+    let hlsl_pipeline = naga::back::hlsl::PipelineOptions {
+        entry_point: entry(),
+    };
+    let mut hlsl = String::new();
+    let written = naga::back::hlsl::Writer::new(&mut hlsl, &hlsl_options, &hlsl_pipeline)
+        .write(module, info, None);
+    [
+        ("SPIR-V", spirv.map(drop).map_err(|e| e.to_string())),
+        ("MSL", msl.map(drop).map_err(|e| e.to_string())),
+        ("HLSL", written.map(drop).map_err(|e| e.to_string())),
+    ]
 }
 
 #[test]

@@ -152,6 +152,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     memory,
                     r.adapter
                 );
+                if let (Some(all), Some(per_step)) = (r.dispatches, r.recurrent_dispatches_per_step)
+                {
+                    println!(
+                        "     dispatches: {all} per training step; per time step and cell {} \
+                         forward, {} backward",
+                        per_step.forward, per_step.backward
+                    );
+                }
                 match r.describe_phases() {
                     Some(line) => println!("     {line}"),
                     None if r.device == "gpu" => {

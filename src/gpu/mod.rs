@@ -20,4 +20,4 @@ pub use model::{GpuModel, GpuOutput, Request};
 pub(crate) use pass::column_blocks;
 pub(crate) use recorder::PARAMS_BINDING_SIZE;
 pub use recorder::{Phase, PhaseTimes};
-pub use recurrence::Recurrence;
+pub use recurrence::{Recurrence, StepTile};
