@@ -1,24 +1,28 @@
 #!/usr/bin/env bash
-# One prepared run on a lent GPU machine (the library's `device` tool): whether wgpu sees the
-# GPU through Vulkan, parity there, the bench suite, tuning (`rnn-wgpu tune`, then the suite
-# with its cache and without, alternating), the persistent recurrence against the
-# per-step path at small sizes, and PyTorch's cuDNN LSTM on the same shapes (TF32 off and
-# default). Everything it prints also lands in $OUT. Not part of CI.
+# One prepared run on a lent GPU machine (the library's `device` tool), most important first:
+# whether wgpu sees the GPU through Vulkan, parity there (the fused step kernels included),
+# the bench suite with this build and the previous main's build alternating, PyTorch's cuDNN
+# LSTM on the same shapes (TF32 off and default), then tuning (`rnn-wgpu tune`, then the suite
+# with its cache and without), the GEMM kernels alone, and the persistent recurrence against
+# the per-step path at small sizes. Everything it prints also lands in $OUT. Not part of CI.
 #
 # That machine has no Rust toolchain and no network. Prepare here, in the repository root:
 #   cargo build --release && cargo build --release --example gemm_speed && mkdir -p .device
 #   strip -o .device/rnn-wgpu target/release/rnn-wgpu
 #   strip -o .device/gemm_speed target/release/examples/gemm_speed
+#   the previous main's binary, built in a worktree of that commit, stripped the same way to
+#   .device/rnn-wgpu-before (left out if absent)
 #   (stripped: 51 MB of debug info would crowd the 64 MiB a call carries), and the Vulkan
 #   loader into .gl, as the device README says (libvulkan1 and friends); both folders are in
-#   .gitignore, so they travel only when carried. The first run (eighth session, an H200) took
-#   69 s of the command and about 100 s of device time with the machine's start.
+#   .gitignore, so they travel only when carried. An earlier run of the first parts on an H200
+#   took 69 s of the command and about 100 s of device time with the machine's start.
 # Then call run(command="bash scripts/device_check.sh", carry=[".device", ".gl"],
 # timeout_s=540) once. QUICK=1 runs one small shape of each part (for trying it here).
 set -uo pipefail
 OUT="${OUT:-/tmp/device_check}"
 mkdir -p "$OUT"
 BIN="${BIN:-.device/rnn-wgpu}"
+BEFORE="${BEFORE:-.device/rnn-wgpu-before}"
 log() { echo "== $*" | tee -a "$OUT/check.txt"; }
 # Each command gets at most LIMIT seconds, so one hang cannot eat the lease.
 run() { timeout "${LIMIT:-120}" "$@" 2>&1 | grep -v XDG_RUNTIME_DIR | tee -a "$OUT/check.txt"; }
@@ -27,7 +31,8 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/xdg-$(id -u)}"
 # Auto's rules everywhere but in the tuning part
 export RNN_WGPU_TUNING=off
 mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
-if ! ldconfig -p | grep -q 'libvulkan\.so\.1' && compgen -G ".gl/*.deb" >/dev/null; then
+# grep reads all of ldconfig's output (no -q), so pipefail cannot see a SIGPIPE there
+if ! ldconfig -p | grep 'libvulkan\.so\.1' >/dev/null && compgen -G ".gl/*.deb" >/dev/null; then
     for f in .gl/*.deb; do dpkg -x "$f" /; done
     ldconfig
 fi
@@ -85,8 +90,21 @@ same = a.keys() == b.keys() and all(a[k].tobytes() == b[k].tobytes() for k in a)
 print(len(a), 'tensors', 'bit-identical' if same else 'DIFFER')
 " /tmp/determinism1.safetensors /tmp/determinism2.safetensors
 
-log "bench suite: LSTM, forward + BPTT + SGD"
-run "$BIN" bench "${suite[@]}" --runs 10 --warmup 3 --json
+log "bench suite: LSTM, forward + BPTT + SGD; this build and the previous main's, alternating"
+for round in 1 2; do
+    for bin in "$BIN" "$BEFORE"; do
+        [ -x "$bin" ] || continue
+        log "$bin, round $round"
+        run "$bin" bench "${suite[@]}" --runs 10 --warmup 3 --json
+    done
+done
+
+log "PyTorch LSTM on CUDA (cuDNN), TF32 off, then PyTorch's default"
+for tf32 in off default; do
+    run python3 scripts/pytorch_bench.py --device cuda --tf32 "$tf32" --runs 10 --warmup 3 \
+        "${torch_shapes[@]}"
+done
+
 log "tuning: each product's kernels timed, then the suite with the cache and without"
 RNN_WGPU_TUNING=/tmp/tuning.json run "$BIN" tune "${suite[@]}" --rounds 3
 cp /tmp/tuning.json "$OUT/" 2>/dev/null
@@ -108,11 +126,5 @@ for spec in "${small[@]}"; do
         run "$BIN" bench --cell "$1" --shape "$2" --recurrence "$recurrence" --runs 10 \
             --warmup 3 --json
     done
-done
-
-log "PyTorch LSTM on CUDA (cuDNN), TF32 off, then PyTorch's default"
-for tf32 in off default; do
-    run python3 scripts/pytorch_bench.py --device cuda --tf32 "$tf32" --runs 10 --warmup 3 \
-        "${torch_shapes[@]}"
 done
 log "done"

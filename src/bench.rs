@@ -181,7 +181,8 @@ pub struct BenchResult {
     pub tuned_products: Option<usize>,
     /// Dispatches of one timed training step, from the context's counter; None on CPU.
     pub dispatches: Option<u64>,
-    /// Dispatches per time step and cell, forward and backward; None on CPU.
+    /// Dispatches per time step and cell, forward and backward, where counted
+    /// (`recurrent_dispatches_per_step`; `rnn-wgpu bench` counts them on GPUs).
     pub recurrent_dispatches_per_step: Option<DispatchesPerStep>,
 }
 
@@ -251,9 +252,6 @@ pub fn bench_shape(
         engine.set_recurrence(recurrence)?;
     }
     let plan = engine.memory_plan(shape.seq_len, shape.batch)?;
-    let per_step = (gpu.zip(recurrence))
-        .map(|(gpu, recurrence)| recurrent_dispatches_per_step(gpu, &config, shape.batch, recurrence))
-        .transpose()?;
     for _ in 0..warmup {
         engine.step(&batch, false)?;
     }
@@ -308,7 +306,7 @@ pub fn bench_shape(
         phases,
         tuned_products: gpu.map(Gpu::tuned_products),
         dispatches,
-        recurrent_dispatches_per_step: per_step,
+        recurrent_dispatches_per_step: None,
     })
 }
 

@@ -81,7 +81,11 @@ fn every_kernel_entry_point_exists_with_the_host_workgroup_width() {
         assert_eq!(entry.stage, naga::ShaderStage::Compute, "{kernel:?}");
         // A tiled kernel's shape is an override: unknown until its pipeline is made.
         let overridden = entry.workgroup_size_overrides.is_some();
-        assert_eq!(overridden, kernel.tiled(), "{kernel:?}: workgroup size set per pipeline");
+        assert_eq!(
+            overridden,
+            kernel.tiled(),
+            "{kernel:?}: workgroup size set per pipeline"
+        );
         if !kernel.tiled() {
             assert_eq!(
                 entry.workgroup_size[0],
@@ -102,7 +106,10 @@ fn every_kernel_translates_to_spirv_msl_and_hlsl() {
         let module = parse(shader);
         let info = validate(shader, &module);
         let constant_sets: Vec<Vec<(&str, f64)>> = if kernel.tiled() {
-            step_tiles().iter().map(|t| t.constants().to_vec()).collect()
+            step_tiles()
+                .iter()
+                .map(|t| t.constants().to_vec())
+                .collect()
         } else {
             vec![Vec::new()]
         };

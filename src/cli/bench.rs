@@ -1,7 +1,7 @@
 //! `rnn-wgpu bench`: the benchmark suite (or one shape) on the GPU and/or the CPU.
 
 use anyhow::Result;
-use rnn_wgpu::bench::{bench_shape, Arch, Shape, SUITE};
+use rnn_wgpu::bench::{bench_shape, recurrent_dispatches_per_step, Arch, Shape, SUITE};
 use rnn_wgpu::gpu::Recurrence;
 use rnn_wgpu::plan::{parse_bytes, PlanOptions, Recompute};
 use rnn_wgpu::Cell;
@@ -119,7 +119,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 super::train::Device::Gpu => gpu.as_ref(),
                 super::train::Device::Cpu => None,
             };
-            let r = bench_shape(
+            let mut r = bench_shape(
                 gpu,
                 arch,
                 shape,
@@ -128,6 +128,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 args.engine.options(),
                 args.engine.recurrence,
             )?;
+            if let (Some(gpu), Some(recurrence)) = (gpu, r.recurrence) {
+                let (config, _, _) = shape.problem(arch);
+                r.recurrent_dispatches_per_step = Some(recurrent_dispatches_per_step(
+                    gpu,
+                    &config,
+                    shape.batch,
+                    recurrence,
+                )?);
+            }
             if args.json {
                 println!("{}", r.to_json());
             } else {

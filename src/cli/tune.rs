@@ -52,12 +52,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
     let mut tuned = Tuning::default();
     let mut changed = 0;
     for shape in shapes {
-        // One training step, untimed, to find the products this model runs; with a dispatch
-        // per step unless a way was chosen, so the per-step products are tuned too.
-        let watch_with = match args.engine.recurrence {
-            Recurrence::Auto => Recurrence::Steps,
-            chosen => chosen,
-        };
+        // One training step, untimed, to find the products this model runs.
         gpu.watch_products();
         bench_shape(
             Some(&gpu),
@@ -66,7 +61,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
             0,
             1,
             args.engine.options(),
-            watch_with,
+            args.engine.recurrence,
         )
         .with_context(|| format!("running {shape} to find its products"))?;
         println!("{shape}:");

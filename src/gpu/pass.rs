@@ -760,16 +760,16 @@ impl GpuModel {
             _pad: 0,
         };
         let buffers = [
-                &a.gates,
-                &a.hs,
-                c_slot,
-                &self.params.cells[c].bias_hh,
-                &a.dh,
-                dc_slot,
-                &a.dgates,
-                carry_slot,
-                &ws.lengths,
-                view.h_carry,
+            &a.gates,
+            &a.hs,
+            c_slot,
+            &self.params.cells[c].bias_hh,
+            &a.dh,
+            dc_slot,
+            &a.dgates,
+            carry_slot,
+            &ws.lengths,
+            view.h_carry,
             &self.params.cells[c].weight_hh,
         ];
         let kernel = self.cell_kernel(direction, launch);

@@ -225,7 +225,11 @@ impl<'g> Recorder<'g> {
         bound: Vec<Bound>,
         groups: [u32; 3],
     ) {
-        assert_eq!(kernel.tiled(), tile.is_some(), "{kernel:?}: workgroup shape");
+        assert_eq!(
+            kernel.tiled(),
+            tile.is_some(),
+            "{kernel:?}: workgroup shape"
+        );
         let bytes = bytemuck::bytes_of(params);
         assert!(
             bytes.len() as u64 <= PARAMS_BINDING_SIZE,

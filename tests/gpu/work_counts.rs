@@ -135,7 +135,10 @@ fn texel_products_fill_no_texture_per_step_and_match_cpu() {
     }
     if gpu.scratch_texels_bytes() > 0 {
         assert!(fills[0] > 0, "no texture filled");
-        assert_eq!(fills[1], fills[0], "texture fills for T=3 and T=7: {fills:?}");
+        assert_eq!(
+            fills[1], fills[0],
+            "texture fills for T=3 and T=7: {fills:?}"
+        );
     } else {
         assert_eq!(fills, [0, 0, 0]);
     }
