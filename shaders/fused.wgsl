@@ -13,16 +13,20 @@
 // reruns are bit-identical.
 //
 // Tiles. An invocation owns ROWS_PER = 4 batch rows by UNITS_PER = 4 units (one vec4 per row and
-// gate); a workgroup of GROUP_UNITS x GROUP_ROWS invocations (overridable per pipeline, chosen by
-// the host) owns 4*GROUP_ROWS rows by 4*GROUP_UNITS units. K runs in slices of SLICE = 16
-// staged in workgroup memory as vec4s: rows along batch (stage_rows), units along hidden
-// (stage_units).
+// gate); a workgroup of GROUP_UNITS x GROUP_ROWS invocations owns 4*GROUP_ROWS rows by
+// 4*GROUP_UNITS units. K runs in slices of SLICE (up to 64, less where the adapter's workgroup
+// memory is short) staged in workgroup memory as vec4s: rows along batch (stage_rows), units
+// along hidden (stage_units). All three are overridable per pipeline; the host chooses them
+// (StepTile in src/gpu/recurrence.rs).
 // Napkin maths per k, per invocation (workgroup-memory loads, vec4):
 //   forward   1 (h) + G (W_hh) loads for 16*G FMAs: LSTM 64 FMAs / 5 loads, GRU 48 / 4, RNN 16 / 2
 //   backward  1 (dgates) + 1 (W_hh) loads for 16 FMAs
-// and per slice a 8x8 workgroup (32 rows, 32 units) loads from global memory
-//   forward   32*16 + G*32*16 floats for 32*32*G*16 FMAs: 25.6 FMAs a load for the LSTM
-//   backward  32*16 + 32*16 floats for 32*32*16 FMAs: 16 FMAs a load.
+// and per k an 8x8 workgroup (32 rows, 32 units) loads from global memory
+//   forward   32 + G*32 floats for 32*32*G FMAs: 25.6 FMAs a load for the LSTM
+//   backward  32 + 32 floats for 32*32 FMAs: 16 FMAs a load.
+// Two barriers per slice: longer slices mean fewer (llvmpipe ran the LSTM forward step of
+// (32, 100, 2, 128) 8.5x as fast with slices of 32 as of 16; its backward step, 4x the k
+// iterations, took 7-8 ms whatever the slice).
 // The epilogue hands each output to the cell through the step's own gate buffers
 // (add_recurrent, then cell_forward reads them back): the same invocation writes and reads the
 // same words, so the round trip stays in its cache lines.
@@ -32,17 +36,18 @@
 
 const ROWS_PER: u32 = 4u;
 const UNITS_PER: u32 = 4u;
-const SLICE: u32 = 16u;
 
-// Invocations along hidden units (x) and batch rows (y) of a workgroup; the host sets both.
+// Invocations along hidden units (x) and batch rows (y) of a workgroup, and K per stage.
 override GROUP_UNITS: u32 = 8u;
 override GROUP_ROWS: u32 = 8u;
+override SLICE: u32 = 16u;
 
 // stage_rows[kk * GROUP_ROWS + q][r] = A[tile row 4q + r, k0 + kk], A = h_{t-1} or dgates[t+1]
 var<workgroup> stage_rows: array<vec4<f32>, SLICE * GROUP_ROWS>;
-// stage_units[(kk * GATES + g) * GROUP_UNITS + q][u] = W_hh's weight of gate g, unit 4q + u at
-// k0 + kk (backward: G = 1 there, the row k0 + kk of W_hh)
+// forward: stage_units[(kk * GATES + g) * GROUP_UNITS + q][u] = W_hh's weight of gate g,
+// unit 4q + u at k0 + kk; backward: stage_column[kk * GROUP_UNITS + q][u] = W_hh[k0 + kk, 4q + u]
 var<workgroup> stage_units: array<vec4<f32>, SLICE * GATES * GROUP_UNITS>;
+var<workgroup> stage_column: array<vec4<f32>, SLICE * GROUP_UNITS>;
 
 // Where this workgroup's tile starts: (first row, first unit). Tiles are numbered along units
 // first over a 1D grid (the host splits it over x and y past 65,535 workgroups).
@@ -75,6 +80,14 @@ fn stage_row_slice(lid: u32, first_row: u32, base: u32, width: u32, k0: u32, fro
     }
 }
 
+// acc plus the outer product of w (4 units) and rows (4 batch rows): column r of acc holds
+// the 4 units of row r. Accumulators are whole matrices, never indexed by a loop variable, so
+// that compilers keep them in registers (an array indexed in a loop may go to local memory).
+fn add_outer(acc: mat4x4<f32>, rows: vec4<f32>, w: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(acc[0] + rows.x * w, acc[1] + rows.y * w, acc[2] + rows.z * w,
+        acc[3] + rows.w * w);
+}
+
 @compute @workgroup_size(GROUP_UNITS, GROUP_ROWS, 1)
 fn step_forward(
     @builtin(local_invocation_index) lid: u32,
@@ -86,8 +99,12 @@ fn step_forward(
     let t = p.step;
     let tile = fused_tile(wg, groups);
     let tile_units = UNITS_PER * GROUP_UNITS;
-    // acc[g * ROWS_PER + r][u]: gate g of unit (first + u) for row (first + r)
-    var acc: array<vec4<f32>, GATES * ROWS_PER>;
+    // acc_g: gate g's product; column r = row (first + r), component u = unit (first + u).
+    // The cells with fewer gates leave the rest untouched (GATES is a constant).
+    var acc_0: mat4x4<f32>;
+    var acc_1: mat4x4<f32>;
+    var acc_2: mat4x4<f32>;
+    var acc_3: mat4x4<f32>;
     for (var k0 = 0u; k0 < h; k0 += SLICE) {
         stage_row_slice(lid, tile.x, (t - 1u) * p.batch * h, h, k0, false);
         // W_hh rows of the tile's units, all gates: neighbouring invocations read along k
@@ -107,28 +124,50 @@ fn step_forward(
         workgroupBarrier();
         for (var kk = 0u; kk < SLICE; kk++) {
             let rows = stage_rows[kk * GROUP_ROWS + local.y];
-            for (var g = 0u; g < GATES; g++) {
-                let w = stage_units[(kk * GATES + g) * GROUP_UNITS + local.x];
-                acc[g * ROWS_PER] += rows.x * w;
-                acc[g * ROWS_PER + 1u] += rows.y * w;
-                acc[g * ROWS_PER + 2u] += rows.z * w;
-                acc[g * ROWS_PER + 3u] += rows.w * w;
+            let w = kk * GATES * GROUP_UNITS + local.x;
+            acc_0 = add_outer(acc_0, rows, stage_units[w]);
+            if (GATES > 1u) {
+                acc_1 = add_outer(acc_1, rows, stage_units[w + GROUP_UNITS]);
+            }
+            if (GATES > 2u) {
+                acc_2 = add_outer(acc_2, rows, stage_units[w + 2u * GROUP_UNITS]);
+            }
+            if (GATES > 3u) {
+                acc_3 = add_outer(acc_3, rows, stage_units[w + 3u * GROUP_UNITS]);
             }
         }
         workgroupBarrier();
     }
-    let gh = GATES * h;
-    for (var r = 0u; r < ROWS_PER; r++) {
-        let b = tile.x + local.y * ROWS_PER + r;
-        for (var u = 0u; u < UNITS_PER; u++) {
-            let j = tile.y + local.x * UNITS_PER + u;
-            if (b < p.batch && j < h) {
-                let at = (t - 1u) * p.batch * gh + b * gh + j;
-                for (var g = 0u; g < GATES; g++) {
-                    add_recurrent(at + g * h, acc[g * ROWS_PER + r][u]);
-                }
-                cell_forward(t, b * h + j);
+    let b = tile.x + local.y * ROWS_PER;
+    let j = tile.y + local.x * UNITS_PER;
+    finish_forward(b, j, acc_0[0], acc_1[0], acc_2[0], acc_3[0]);
+    finish_forward(b + 1u, j, acc_0[1], acc_1[1], acc_2[1], acc_3[1]);
+    finish_forward(b + 2u, j, acc_0[2], acc_1[2], acc_2[2], acc_3[2]);
+    finish_forward(b + 3u, j, acc_0[3], acc_1[3], acc_2[3], acc_3[3]);
+}
+
+// Row b, units j..j+3 of step p.step: each gate's product into the step's buffers, then the
+// cell.
+fn finish_forward(b: u32, j: u32, g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>, g3: vec4<f32>) {
+    let h = p.hidden;
+    let t = p.step;
+    if (b >= p.batch) {
+        return;
+    }
+    for (var u = 0u; u < UNITS_PER; u++) {
+        if (j + u < h) {
+            let at = (t - 1u) * p.batch * GATES * h + b * GATES * h + j + u;
+            add_recurrent(at, g0[u]);
+            if (GATES > 1u) {
+                add_recurrent(at + h, g1[u]);
             }
+            if (GATES > 2u) {
+                add_recurrent(at + 2u * h, g2[u]);
+            }
+            if (GATES > 3u) {
+                add_recurrent(at + 3u * h, g3[u]);
+            }
+            cell_forward(t, b * h + j + u);
         }
     }
 }
@@ -145,47 +184,54 @@ fn step_backward(
     let gh = GATES * h;
     let tile = fused_tile(wg, groups);
     let tile_units = UNITS_PER * GROUP_UNITS;
-    // acc[r][u]: unit (first + u) of row (first + r)
-    var acc: array<vec4<f32>, ROWS_PER>;
-    let from_next = t < p.run_end;
-    if (from_next) {
-        for (var k0 = 0u; k0 < gh; k0 += SLICE) {
-            stage_row_slice(lid, tile.x, t * p.batch * gh, gh, k0, true);
-            // W_hh[k0 + kk, tile units]: neighbouring invocations read along units
-            for (var e = lid; e < tile_units * SLICE; e += GROUP_UNITS * GROUP_ROWS) {
-                let u = e % tile_units;
-                let kk = e / tile_units;
-                let j = tile.y + u;
-                let k = k0 + kk;
-                var w = 0.0;
-                if (j < h && k < gh) {
-                    w = weight_hh[k * h + j];
-                }
-                stage_units[kk * GROUP_UNITS + u / UNITS_PER][u % UNITS_PER] = w;
+    // column r = row (first + r), component u = unit (first + u)
+    var acc: mat4x4<f32>;
+    // No product at the segment's last step (the border from the next segment came first)
+    let k_end = select(0u, gh, t < p.run_end);
+    for (var k0 = 0u; k0 < k_end; k0 += SLICE) {
+        stage_row_slice(lid, tile.x, t * p.batch * gh, gh, k0, true);
+        // W_hh[k0 + kk, tile units]: neighbouring invocations read along units
+        for (var e = lid; e < tile_units * SLICE; e += GROUP_UNITS * GROUP_ROWS) {
+            let u = e % tile_units;
+            let kk = e / tile_units;
+            let j = tile.y + u;
+            let k = k0 + kk;
+            var w = 0.0;
+            if (j < h && k < gh) {
+                w = weight_hh[k * h + j];
             }
-            workgroupBarrier();
-            for (var kk = 0u; kk < SLICE; kk++) {
-                let rows = stage_rows[kk * GROUP_ROWS + local.y];
-                let w = stage_units[kk * GROUP_UNITS + local.x];
-                acc[0] += rows.x * w;
-                acc[1] += rows.y * w;
-                acc[2] += rows.z * w;
-                acc[3] += rows.w * w;
-            }
-            workgroupBarrier();
+            stage_column[kk * GROUP_UNITS + u / UNITS_PER][u % UNITS_PER] = w;
         }
+        workgroupBarrier();
+        for (var kk = 0u; kk < SLICE; kk++) {
+            let rows = stage_rows[kk * GROUP_ROWS + local.y];
+            acc = add_outer(acc, rows, stage_column[kk * GROUP_UNITS + local.x]);
+        }
+        workgroupBarrier();
     }
-    for (var r = 0u; r < ROWS_PER; r++) {
-        let b = tile.x + local.y * ROWS_PER + r;
-        for (var u = 0u; u < UNITS_PER; u++) {
-            let j = tile.y + local.x * UNITS_PER + u;
-            if (b < p.batch && j < h) {
-                let idx = b * h + j;
-                if (from_next) {
-                    dh[(t - 1u) * p.batch * h + idx] += acc[r][u];
-                }
-                cell_backward(t, idx);
+    let b = tile.x + local.y * ROWS_PER;
+    let j = tile.y + local.x * UNITS_PER;
+    finish_backward(b, j, acc[0]);
+    finish_backward(b + 1u, j, acc[1]);
+    finish_backward(b + 2u, j, acc[2]);
+    finish_backward(b + 3u, j, acc[3]);
+}
+
+// Row b, units j..j+3 of step p.step: the product from step t+1 onto dh[t] (none at the
+// segment's last step), then the cell.
+fn finish_backward(b: u32, j: u32, from_next: vec4<f32>) {
+    let h = p.hidden;
+    let t = p.step;
+    if (b >= p.batch) {
+        return;
+    }
+    for (var u = 0u; u < UNITS_PER; u++) {
+        if (j + u < h) {
+            let idx = b * h + j + u;
+            if (t < p.run_end) {
+                dh[(t - 1u) * p.batch * h + idx] += from_next[u];
             }
+            cell_backward(t, idx);
         }
     }
 }

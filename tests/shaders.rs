@@ -42,14 +42,18 @@ fn capabilities(shader: Shader) -> Capabilities {
     }
 }
 
-/// Every workgroup shape `StepTile::for_shape` picks, over batches and hidden sizes from 1 up.
-fn step_tiles() -> Vec<StepTile> {
+/// Every workgroup shape `StepTile::for_shape` picks for a cell of `gates` gates, over batches
+/// and hidden sizes from 1 up, within WebGPU's default 16 KiB of workgroup memory and 32 KiB.
+fn step_tiles(gates: usize) -> Vec<StepTile> {
     let mut tiles = Vec::new();
     for batch in [1, 3, 8, 9, 17, 65, 257, 4096] {
         for hidden in [1, 3, 17, 33, 65, 129, 257, 1024] {
-            let tile = StepTile::for_shape(batch, hidden);
-            if !tiles.contains(&tile) {
-                tiles.push(tile);
+            for storage in [16 << 10, 32 << 10] {
+                let tile = StepTile::for_shape(batch, hidden, gates, storage);
+                assert!(tile.storage_bytes(gates) <= storage as u64, "{tile:?}");
+                if !tiles.contains(&tile) {
+                    tiles.push(tile);
+                }
             }
         }
     }
@@ -106,7 +110,12 @@ fn every_kernel_translates_to_spirv_msl_and_hlsl() {
         let module = parse(shader);
         let info = validate(shader, &module);
         let constant_sets: Vec<Vec<(&str, f64)>> = if kernel.tiled() {
-            step_tiles()
+            let gates = match shader {
+                Shader::Lstm => 4,
+                Shader::Gru => 3,
+                _ => 1,
+            };
+            step_tiles(gates)
                 .iter()
                 .map(|t| t.constants().to_vec())
                 .collect()

@@ -66,8 +66,9 @@ pub struct GpuArgs {
     /// GPU memory budget, e.g. 4G or 512M (wgpu cannot tell how much an adapter has).
     #[arg(long, value_parser = parse_bytes)]
     pub max_memory: Option<u64>,
-    /// How the GPU dispatches time steps: auto, steps (a recurrent GEMM and a cell kernel per
-    /// step) or persistent (a segment's steps in one workgroup; small models only).
+    /// How the GPU dispatches time steps: auto, steps (one dispatch per step: the recurrent
+    /// product with the cell in its epilogue) or persistent (a segment's steps in one
+    /// workgroup; small models only).
     #[arg(long, default_value = "auto")]
     pub recurrence: Recurrence,
 }

@@ -311,7 +311,7 @@ impl GpuModel {
             return Ok(());
         }
         // gates[t] += h_{t-1} W_hh^T (GRU: hh[t] = h_{t-1} W_hh^T), then the cell
-        let (tile, groups) = self.step_tile(gpu, b)?;
+        let (tile, groups) = self.step_tile(gpu, b, Direction::Forward)?;
         for t in 1..=seg.len {
             let launch = CellLaunch::Step { t, tile, groups };
             self.record_cell_kernel(rec, ws, (c, k), Direction::Forward, launch);
@@ -319,12 +319,23 @@ impl GpuModel {
         Ok(())
     }
 
-    /// The workgroup shape of the fused step kernels at `batch` rows, and their grid;
-    /// refused where one invocation would loop past the adapter's limit (llvmpipe, with H in
-    /// the thousands).
-    fn step_tile(&self, gpu: &Gpu, batch: usize) -> Result<(StepTile, [u32; 3]), Error> {
+    /// The workgroup shape of the fused step kernel at `batch` rows in `direction`, and its
+    /// grid; refused where one invocation would loop past the adapter's limit (llvmpipe, with
+    /// H in the thousands).
+    fn step_tile(
+        &self,
+        gpu: &Gpu,
+        batch: usize,
+        direction: Direction,
+    ) -> Result<(StepTile, [u32; 3]), Error> {
         let (cell, hidden) = (self.config.cell, self.config.hidden_size);
-        let tile = StepTile::for_shape(batch, hidden);
+        let storage = gpu.limits.max_compute_workgroup_storage_size;
+        // Backward stages one row of W_hh per k, forward all gates' rows.
+        let staged = match direction {
+            Direction::Forward => cell.gates(),
+            Direction::Backward => 1,
+        };
+        let tile = StepTile::for_shape(batch, hidden, staged, storage);
         let what = format!("a time step of a {cell} cell of hidden size {hidden}");
         gpu.check_loops(&what, tile.iterations(cell.gates(), hidden))?;
         Ok((tile, gpu.grid(&what, tile.workgroups(batch, hidden))?))
@@ -666,7 +677,7 @@ impl GpuModel {
         c: usize,
         k: usize,
     ) -> Result<(), Error> {
-        let (tile, groups) = self.step_tile(gpu, ws.batch)?;
+        let (tile, groups) = self.step_tile(gpu, ws.batch, Direction::Backward)?;
         for t in (1..=ws.segments[k].len).rev() {
             let launch = CellLaunch::Step { t, tile, groups };
             self.record_cell_kernel(rec, ws, (c, k), Direction::Backward, launch);

@@ -92,35 +92,52 @@ impl Recurrence {
 
 /// The workgroup shape of fused.wgsl's step kernels, set per pipeline through its `override`
 /// constants: `group_units` x `group_rows` invocations, each owning `ROWS_PER` batch rows by
-/// `UNITS_PER` hidden units (all of their gates).
+/// `UNITS_PER` hidden units (all of their gates), staging `slice` values of K at a time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct StepTile {
     pub group_units: u32,
     pub group_rows: u32,
+    pub slice: u32,
 }
 
 impl StepTile {
     /// `ROWS_PER` and `UNITS_PER` in fused.wgsl.
     pub const ROWS_PER: usize = 4;
     pub const UNITS_PER: usize = 4;
-    /// `SLICE` in fused.wgsl: K staged in workgroup memory at a time.
-    const SLICE: u64 = 16;
     /// Invocations per workgroup: two warps of 32 or one wave of 64.
     const INVOCATIONS: u32 = 64;
+    /// The longest slice of K staged at a time.
+    const SLICE: u32 = 64;
 
-    /// The shape for `batch` rows of `hidden` units: 32 x 32 tiles (8 x 8 invocations), or
-    /// for a batch of at most 8 rows, 8 rows by up to 128 units; narrower along units where
-    /// `hidden` would leave more than half of them idle.
-    pub fn for_shape(batch: usize, hidden: usize) -> StepTile {
+    /// The shape for `batch` rows of `hidden` units, staging `gates` rows of W_hh per unit, within
+    /// `storage_bytes` of workgroup memory: 32 x 32 tiles (8 x 8 invocations), or for a batch
+    /// of at most 8 rows, 8 rows by up to 128 units; narrower along units where `hidden` would
+    /// leave more than half of them idle; slices of K of 64, or shorter where the staged values
+    /// would not fit (the LSTM forward's 32 x 32 tile at 64 takes 40 KiB).
+    pub fn for_shape(batch: usize, hidden: usize, gates: usize, storage_bytes: u32) -> StepTile {
         let group_rows = if batch <= 2 * Self::ROWS_PER { 2 } else { 8 };
         let mut group_units = Self::INVOCATIONS / group_rows;
         while group_units > 8 && (group_units as usize / 2) * Self::UNITS_PER >= hidden {
             group_units /= 2;
         }
-        StepTile {
+        let mut tile = StepTile {
             group_units,
             group_rows,
+            slice: Self::SLICE,
+        };
+        while tile.slice > 1 && tile.storage_bytes(gates) > storage_bytes as u64 {
+            tile.slice /= 2;
         }
+        tile
+    }
+
+    /// Workgroup memory a step kernel stages per slice of K, staging `gates` rows of W_hh per
+    /// unit: a vec4 per 4 rows (`stage_rows` in fused.wgsl) and per 4 units and staged gate
+    /// (forward `stage_units`, all the cell's gates; backward `stage_column`, 1). An entry
+    /// point's footprint is the workgroup variables it uses.
+    pub fn storage_bytes(self, gates: usize) -> u64 {
+        let vec4s = self.group_rows as u64 + gates as u64 * self.group_units as u64;
+        16 * self.slice as u64 * vec4s
     }
 
     /// Rows and units one workgroup owns.
@@ -138,25 +155,26 @@ impl StepTile {
     }
 
     /// The values of fused.wgsl's `override` constants.
-    pub fn constants(self) -> [(&'static str, f64); 2] {
+    pub fn constants(self) -> [(&'static str, f64); 3] {
         [
             ("GROUP_UNITS", self.group_units as f64),
             ("GROUP_ROWS", self.group_rows as f64),
+            ("SLICE", self.slice as f64),
         ]
     }
 
     /// Loop iterations of one invocation of a step kernel (forward or backward, the larger)
     /// for a cell of `gates` gates and `hidden` units, for `Gpu::check_loops`: per slice of
-    /// K, its share of the staging loops and 16 k of `gates` (backward: 1) FMAs each; then
-    /// the epilogue's 4 x 4 outputs with their gate loops and the cell's own (at most 4).
+    /// K, its share of the staging loops and `slice` k of `gates` (backward: 1) FMAs each;
+    /// then the epilogue's 4 x 4 outputs with their gate loops and the cell's own (at most 4).
     pub fn iterations(self, gates: usize, hidden: usize) -> u64 {
-        let (g, h) = (gates as u64, hidden as u64);
+        let (g, h, slice) = (gates as u64, hidden as u64, self.slice as u64);
         let threads = (self.group_units * self.group_rows) as u64;
         let share = |n: u64| n.div_ceil(threads) + 1;
-        let rows = share(self.rows() as u64 * Self::SLICE);
-        let units = self.units() as u64 * Self::SLICE;
-        let forward = h.div_ceil(Self::SLICE) * (rows + share(g * units) + Self::SLICE * (g + 2));
-        let backward = (g * h).div_ceil(Self::SLICE) * (rows + share(units) + Self::SLICE + 1);
+        let rows = share(self.rows() as u64 * slice);
+        let units = self.units() as u64 * slice;
+        let forward = h.div_ceil(slice) * (rows + share(g * units) + slice * (g + 2));
+        let backward = (g * h).div_ceil(slice) * (rows + share(units) + slice + 1);
         let epilogue = 4 * (1 + 4 * (g + 1 + 4));
         forward.max(backward) + epilogue + 2
     }
