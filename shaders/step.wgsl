@@ -14,8 +14,9 @@
 //   dgates  [T, B, G*H]  dE/d pre-activation
 //   lengths [B]          steps past a sequence's length are padding: they keep its state,
 //                        and backward passes dE/dh (and dE/dc) through them unchanged
-//   h_carry [B, H]       dE/dh_{t} from step t+1 that no product carries: through a padding
-//                        step (and the GRU's direct path z * dE/dh)
+//   h_carry [B, H]       what reaches dE/dh_t from step t+1 beyond dh[t]: through a padding
+//                        step, the GRU's direct path z * dE/dh, and in fused.wgsl the
+//                        recurrent product
 
 struct StepParams {
     batch: u32,
