@@ -2,7 +2,8 @@
 # One prepared run on a lent GPU machine (the library's `device` tool), most important first:
 # whether wgpu sees the GPU through Vulkan, parity there (the fused step kernels included),
 # the bench suite with this build and the previous main's build alternating, PyTorch's cuDNN
-# LSTM on the same shapes (TF32 off and default), then tuning (`rnn-wgpu tune`, then the suite
+# LSTM on the same shapes (TF32 off and default), the fused step kernels in other workgroup
+# shapes, then tuning (`rnn-wgpu tune`, then the suite
 # with its cache and without), the GEMM kernels alone, and the persistent recurrence against
 # the per-step path at small sizes. Everything it prints also lands in $OUT. Not part of CI.
 #
@@ -53,15 +54,19 @@ if [ -n "${QUICK:-}" ]; then
     small=("lstm 1,100,2,32")
     torch_shapes=(--shape 8,20,2,16)
     products=(64,64,64,nn)
+    tiles=(4x4x8)
 else
     suite=()
     small=("lstm 1,100,2,32" "lstm 8,100,2,32" "lstm 64,100,2,32" "lstm 256,100,2,32"
         "rnn 64,100,2,64" "gru 64,100,2,32" "lstm 64,1000,2,16")
     torch_shapes=()
     # A square first (the clocks ramp up), then (256, 128, 128, 512): the recurrent products
-    # forward and back, dW_hh, dW_ih, the input projection; (64, 1000, 2, 128): dW_hh
+    # forward and back (inside the fused step kernels now; as GEMMs for comparison), dW_hh,
+    # dW_ih, the input projection; (64, 1000, 2, 128): dW_hh
     products=(4096,4096,4096,nn 256,2048,512,nt 256,512,2048,nn 2048,512,32768,tn
         2048,128,32768,tn 32768,2048,128,nt 512,128,64000,tn)
+    # against the rule's 8x8 (slices of 32 forward, 64 backward on most GPUs)
+    tiles=(8x8x16 16x16x16 4x16x32 16x4x32 2x32x32)
 fi
 
 log "parity on this adapter (exits non-zero above 1e-4)"
@@ -69,6 +74,8 @@ for cell in lstm gru rnn; do
     run "$BIN" parity --cell "$cell" --batch 5 --seq-len 33 --input 7 --hidden 17
 done
 run "$BIN" parity --cell lstm --batch 16 --seq-len 100 --input 32 --hidden 257
+# a batch of at most 8 rows takes the fused steps' 8-row tiles
+run "$BIN" parity --cell gru --batch 3 --seq-len 50 --input 4 --hidden 300
 # T * B = 12,800 rows: the weight gradients split K over parts, the bias gradients sum blocks
 run "$BIN" parity --cell lstm --batch 64 --seq-len 200 --input 3 --hidden 33
 # 160,000 rows whose head-gradient terms cancel (6e-4 off in one f32 chain); and T * B =
@@ -103,6 +110,13 @@ log "PyTorch LSTM on CUDA (cuDNN), TF32 off, then PyTorch's default"
 for tf32 in off default; do
     run python3 scripts/pytorch_bench.py --device cuda --tf32 "$tf32" --runs 10 --warmup 3 \
         "${torch_shapes[@]}"
+done
+
+log "fused step kernels: the suite in other workgroup shapes (RNN_WGPU_STEP_TILE=UNITSxROWSxSLICE)"
+for tile in "${tiles[@]}"; do
+    RNN_WGPU_STEP_TILE=$tile run "$BIN" parity --cell lstm --batch 64 --seq-len 16 --input 16 \
+        --hidden 257 --output 1
+    RNN_WGPU_STEP_TILE=$tile run "$BIN" bench "${suite[@]}" --runs 5 --warmup 2 --json
 done
 
 log "tuning: each product's kernels timed, then the suite with the cache and without"

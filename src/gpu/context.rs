@@ -483,6 +483,18 @@ impl Gpu {
         choices.recurrences.insert(shape, recurrence);
     }
 
+    /// Makes the fused step kernels run in workgroup shape `tile` for every model in this
+    /// context (None: `StepTile::for_shape`'s rule), to measure shapes against each other.
+    /// The sums run in the same order whatever the shape.
+    pub fn force_step_tile(&self, tile: Option<StepTile>) {
+        self.choices.lock().unwrap().step_tile = tile;
+    }
+
+    /// The step kernels' workgroup shape `force_step_tile` set.
+    pub(crate) fn forced_step_tile(&self) -> Option<StepTile> {
+        self.choices.lock().unwrap().step_tile
+    }
+
     /// The recurrence rule again for `shape`.
     pub fn forget_recurrence_choice(&self, shape: RecurrenceShape) {
         self.choices.lock().unwrap().recurrences.remove(&shape);

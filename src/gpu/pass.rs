@@ -335,8 +335,21 @@ impl GpuModel {
             Direction::Forward => cell.gates(),
             Direction::Backward => 1,
         };
-        let tile = StepTile::for_shape(batch, hidden, staged, storage);
+        let tile = (gpu.forced_step_tile())
+            .unwrap_or_else(|| StepTile::for_shape(batch, hidden, staged, storage));
         let what = format!("a time step of a {cell} cell of hidden size {hidden}");
+        let (bytes, invocations) = (
+            tile.storage_bytes(staged),
+            tile.group_units * tile.group_rows,
+        );
+        if bytes > storage as u64 || invocations > gpu.limits.max_compute_invocations_per_workgroup
+        {
+            return Err(Error::Config(format!(
+                "{what}: the step tile {tile} stages {bytes} bytes of workgroup memory in \
+                 {invocations} invocations; '{}' allows {storage} bytes and {} invocations",
+                gpu.info.name, gpu.limits.max_compute_invocations_per_workgroup
+            )));
+        }
         gpu.check_loops(&what, tile.iterations(cell.gates(), hidden))?;
         Ok((tile, gpu.grid(&what, tile.workgroups(batch, hidden))?))
     }

@@ -180,6 +180,41 @@ impl StepTile {
     }
 }
 
+impl FromStr for StepTile {
+    type Err = Error;
+
+    /// `UNITSxROWSxSLICE`, e.g. `8x8x64`: invocations along hidden units and along batch rows,
+    /// and K per stage.
+    fn from_str(text: &str) -> Result<Self, Error> {
+        let parts: Vec<u32> = text
+            .split('x')
+            .map(|p| p.trim().parse::<u32>())
+            .collect::<Result<_, _>>()
+            .unwrap_or_default();
+        match parts[..] {
+            [group_units, group_rows, slice]
+                if parts.iter().all(|&p| p > 0) && group_units * group_rows <= 256 =>
+            {
+                Ok(StepTile {
+                    group_units,
+                    group_rows,
+                    slice,
+                })
+            }
+            _ => Err(Error::Config(format!(
+                "step tile '{text}': expected UNITSxROWSxSLICE, three positive integers with \
+                 UNITS * ROWS at most 256 (e.g. 8x8x64)"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for StepTile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}x{}", self.group_units, self.group_rows, self.slice)
+    }
+}
+
 /// How many steps one dispatch of the persistent kernels may run for `config` at `batch` rows:
 /// all of a segment's (`usize::MAX`) where the adapter does not end long loops; on llvmpipe
 /// (`Gpu::loop_limit`) as many as keep an invocation's loop iterations under half the limit,

@@ -19,7 +19,7 @@
 use super::context::Gpu;
 use super::gemm::{matmul_using, time_steps, GemmKernel, Placement};
 use super::kernels::Shader;
-use super::recurrence::Recurrence;
+use super::recurrence::{Recurrence, StepTile};
 use crate::parity::Comparison;
 use crate::{Cell, Error};
 use ndarray::{Array1, Array2, ArrayView2};
@@ -75,6 +75,8 @@ pub(crate) struct Choices {
     pub(crate) products: HashMap<Product, GemmKernel>,
     pub(crate) watched: Option<BTreeSet<Product>>,
     pub(crate) recurrences: HashMap<RecurrenceShape, Recurrence>,
+    /// The step kernels' workgroup shape in place of `StepTile::for_shape`'s rule.
+    pub(crate) step_tile: Option<StepTile>,
 }
 
 /// A candidate's product may differ from the f64 answer by at most this `||gpu - cpu|| /

@@ -14,6 +14,7 @@ mod phases;
 mod ragged;
 mod segments;
 mod stacked;
+mod step_tiles;
 mod study;
 mod train;
 mod tuning;
