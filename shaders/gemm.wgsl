@@ -1,8 +1,8 @@
 // gemm: C[M, N] = (accumulate ? C : 0) + op(A)[M, K] * op(B)[K, N] + (has_bias ? bias[N] : 0)
 //
-// Every matrix product of the engine goes through this file: the input projection of all T
-// steps, the recurrent product per step, the head, and the backward and weight-gradient
-// products. Operands are addressed by element offset and row stride inside larger buffers, so a
+// Every matrix product of the engine but the per-step recurrent ones (fused.wgsl) goes through
+// this file: the input projection of all T steps, the head, a segment border's product, dx and
+// the weight gradients. Operands are addressed by element offset and row stride inside larger buffers, so a
 // time step's slice of a [T, B, H] buffer is used in place.
 //   trans_a = 0: A is stored [M, K] (A[m * lda + k]);  1: stored [K, M] (A[k * lda + m]).
 //   trans_b = 0: B is stored [K, N] (B[k * ldb + n]);  1: stored [N, K] (B[n * ldb + k]).

@@ -1,6 +1,6 @@
 // gemm_split_RxR (GPUs): C[M, N] = (accumulate ? C : 0) + op(A) op(B) + (has_bias ? bias : 0)
-// for products with few tiles of C and a long K: the recurrent products of one time step
-// (M = batch) and the weight gradients (K = T * batch).
+// for products with few tiles of C and a long K: the weight gradients (K = T * batch), and a
+// segment border's recurrent product (M = batch; the per-step ones are in fused.wgsl).
 //
 // gemm_tiled gives each 64x64 tile of C to one workgroup of 256 invocations that walks all of
 // K. When C has only a few dozen tiles (dE/dh_{t-1} = dgates_t W_hh at batch 256, hidden 512:

@@ -194,9 +194,12 @@ pub struct DispatchesPerStep {
 }
 
 /// What one more time step costs in dispatches for `config` at `batch` rows with `recurrence`,
-/// read from the context's dispatch counter: a forward-only pass and a whole one (forward and
-/// BPTT with every gradient) at T = 2 and T = 3, their differences divided by the cells.
-/// Counts only what this call submits, so nothing else may use `gpu` meanwhile.
+/// read from the context's counter of dispatches in the forward and in the backward
+/// recurrence's phase: a whole pass (forward and BPTT with every gradient) at T = 2 and at
+/// T = 3, the differences divided by the cells. (The recurrence phases hold what runs per
+/// step; the products over all steps, which a CPU adapter may run in more chunks at a longer
+/// T, are in phases of their own.) Counts only what this call submits, so nothing else may use
+/// `gpu` meanwhile.
 pub fn recurrent_dispatches_per_step(
     gpu: &Gpu,
     config: &ModelConfig,
@@ -207,22 +210,18 @@ pub fn recurrent_dispatches_per_step(
     let params = Params::<f32>::init_uniform(config, &mut rng);
     let mut model = GpuModel::new(gpu, *config, &params)?;
     model.recurrence = recurrence;
-    let forward_only = Request {
-        outputs: true,
-        ..Request::default()
-    };
-    let mut count = |request: Request, seq_len: usize| -> Result<u64, Error> {
+    let mut count = |seq_len: usize| -> Result<[u64; 2], Error> {
         let data = Batch::<f32>::random(config, seq_len, batch, &mut rng);
-        let before = gpu.work_counts().dispatches;
-        model.run(gpu, &data, request)?;
-        Ok(gpu.work_counts().dispatches - before)
+        let before = gpu.work_counts().recurrence_dispatches;
+        model.run(gpu, &data, Request::everything())?;
+        let after = gpu.work_counts().recurrence_dispatches;
+        Ok([0, 1].map(|d| after[d] - before[d]))
     };
+    let (short, long) = (count(2)?, count(3)?);
     let cells = config.cells() as u64;
-    let forward = count(forward_only, 3)? - count(forward_only, 2)?;
-    let whole = count(Request::everything(), 3)? - count(Request::everything(), 2)?;
     Ok(DispatchesPerStep {
-        forward: forward / cells,
-        backward: (whole - forward) / cells,
+        forward: (long[0] - short[0]) / cells,
+        backward: (long[1] - short[1]) / cells,
     })
 }
 

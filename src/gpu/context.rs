@@ -27,6 +27,9 @@ pub struct WorkCounts {
     /// Textures filled for the texel matrix products (copies, and `pack_texels` dispatches,
     /// which `dispatches` counts too).
     pub texel_fills: u64,
+    /// Of `dispatches`, those recorded in the forward and in the backward recurrence's phase
+    /// (`Phase::ForwardRecurrence`, `Phase::BackwardRecurrence`).
+    pub recurrence_dispatches: [u64; 2],
 }
 
 /// The scratch textures kept between passes: more would be let go before the next is made.
@@ -61,6 +64,7 @@ pub struct Gpu {
     dispatches: AtomicU64,
     submissions: AtomicU64,
     texel_fills: AtomicU64,
+    recurrence_dispatches: [AtomicU64; 2],
     storage_bytes: AtomicU64,
     /// Scratch textures the texel kernels' operands are copied into, by (operand slot, width,
     /// height); reused by every product of that size (copies and reads are ordered on the queue).
@@ -195,6 +199,7 @@ impl Gpu {
             dispatches: AtomicU64::new(0),
             submissions: AtomicU64::new(0),
             texel_fills: AtomicU64::new(0),
+            recurrence_dispatches: Default::default(),
             storage_bytes: AtomicU64::new(0),
             texels: Mutex::new(ScratchTexels::default()),
             partials: Mutex::new(None),
@@ -427,6 +432,13 @@ impl Gpu {
             .fetch_add(counts.submissions, Ordering::Relaxed);
         self.texel_fills
             .fetch_add(counts.texel_fills, Ordering::Relaxed);
+        for (total, n) in self
+            .recurrence_dispatches
+            .iter()
+            .zip(counts.recurrence_dispatches)
+        {
+            total.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     /// The memory budget when `--max-memory` is not given, where one can be known: a CPU
@@ -523,6 +535,8 @@ impl Gpu {
             dispatches: self.dispatches.load(Ordering::Relaxed),
             submissions: self.submissions.load(Ordering::Relaxed),
             texel_fills: self.texel_fills.load(Ordering::Relaxed),
+            recurrence_dispatches: [0, 1]
+                .map(|d| self.recurrence_dispatches[d].load(Ordering::Relaxed)),
         }
     }
 

@@ -23,9 +23,9 @@ pub(crate) const PARAMS_BINDING_SIZE: u64 = 80;
 pub enum Phase {
     /// The input projection `x W_ih^T + b_ih` of a segment's steps (recomputed ones included).
     InputGemm,
-    /// Per step the recurrent product and the cell kernel; the head and the loss.
+    /// Per step the fused step kernel (or a persistent run of steps); the head and the loss.
     ForwardRecurrence,
-    /// dE/dh from the head, then per step back the recurrent product and the cell kernel; the
+    /// dE/dh from the head, then per step back the fused step kernel (or a persistent run); the
     /// per-step gradient norms and dE/dh_0.
     BackwardRecurrence,
     /// dW_ih, dW_hh, the bias and head gradients over all rows of a segment, and dx.
@@ -525,10 +525,19 @@ impl<'g> Recorder<'g> {
                 _ => false,
             })
             .count();
+        let in_phase = |phase: Phase| {
+            (self.ops.iter().zip(&self.phases))
+                .filter(|(op, p)| matches!(op, Op::Dispatch { .. }) && **p == Some(phase))
+                .count() as u64
+        };
         gpu.count(WorkCounts {
             dispatches,
             submissions: 1,
             texel_fills: texel_fills as u64,
+            recurrence_dispatches: [
+                in_phase(Phase::ForwardRecurrence),
+                in_phase(Phase::BackwardRecurrence),
+            ],
         });
 
         // wgpu-core reports validation and allocation errors synchronously, so the scopes
