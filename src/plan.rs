@@ -410,9 +410,9 @@ fn terms(
         1,
         1 + parts,
     );
-    // One parameter block per dispatch: forward and backward take about 2 each per step,
-    // recomputation 2 more, plus a few per segment.
-    let per_step = if recompute { 6 } else { 4 };
+    // One parameter block per dispatch: forward and backward take 1 each per step (the fused
+    // step kernels), recomputation 1 more, plus a few per segment.
+    let per_step = if recompute { 3 } else { 2 };
     let dispatches = (per_step * t + 16 * n) * cells + 16;
     let words = dispatches * uniform_align.max(crate::gpu::PARAMS_BINDING_SIZE) as usize / 4;
     add(
@@ -423,15 +423,14 @@ fn terms(
     );
     if scratch_texels > 0 {
         // The textures of the products that run from them (`texels::words_for`): the input
-        // projection, the recurrent products forward and back, and the weight gradients, of
-        // the first layer and of the layers above; the context keeps no more than
+        // projection, a segment border's recurrent product, and the weight gradients, of the
+        // first layer and of the layers above; the context keeps no more than
         // `scratch_texels`.
         let directions = if config.bidirectional { 2 } else { 1 };
         let layer = |i: usize| -> usize {
             use crate::gpu::texels::words_for;
             let rows = s * b;
             words_for((rows, gh, i), false)
-                + words_for((b, gh, h), true)
                 + words_for((b, h, gh), true)
                 + words_for((gh, h, rows), false)
                 + words_for((gh, i, rows), false)
