@@ -8,7 +8,7 @@
 //! buffers (memory ~ T/S + S instead of T). The workspace allocates exactly the tensors listed
 //! here, so the plan is what the GPU gets.
 
-use crate::config::{Cell, ModelConfig, Readout};
+use crate::config::{ModelConfig, Readout};
 use crate::Error;
 use std::fmt::Write as _;
 use std::str::FromStr;
@@ -282,7 +282,9 @@ fn terms(
         config.output_size,
         config.gate_rows(),
     );
-    let lstm = config.cell == Cell::Lstm;
+    // The buffers only some cells have, as the GPU engine lays them out
+    let cell = crate::gpu::cells::of(config.cell);
+    let lstm = cell.has_cell_state();
     let params = config.param_count();
     // One set (or one shared set) per cell; bidirectional models run in one segment.
     let cells = config.cells();
@@ -355,7 +357,7 @@ fn terms(
     let gates = format!("[S, B, G*H] = [{s}, {b}, {gh}]");
     add("gates", gates.clone(), s * b * gh, sets);
     add("gate gradients", gates, s * b * gh, sets);
-    if config.cell == Cell::Gru {
+    if cell.keeps_recurrent_apart() {
         let shape = format!("[S, B, G*H] = [{s}, {b}, {gh}]");
         add("recurrent products", shape.clone(), s * b * gh, sets);
         add("recurrent-product gradients", shape, s * b * gh, sets);

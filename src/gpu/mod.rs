@@ -1,6 +1,7 @@
 //! The GPU engine: one `Gpu` context, the kernels of `shaders/`, and `GpuModel::run`, which
 //! records forward and BPTT over all time steps into one submission.
 
+pub(crate) mod cells;
 mod context;
 pub mod gemm;
 pub mod kernels;

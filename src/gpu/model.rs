@@ -5,11 +5,12 @@
 //! Shapes (f32, time-major): x [T, B, I]; hs, cs [T+1, B, H] with the initial state at step 0;
 //! gates, dgates [T, B, G*H]; dh, dc [T, B, H]; outputs, doutputs [rows, O].
 
+use super::cells::{self, GpuCell};
 use super::context::Gpu;
 use super::recorder::{PhaseTimes, Read, Recorder};
 use super::recurrence::Recurrence;
 use super::workspace::Workspace;
-use crate::config::{Cell, ModelConfig};
+use crate::config::ModelConfig;
 use crate::data::Batch;
 use crate::params::Params;
 use crate::plan::{self, MemoryLimits, MemoryPlan, PlanOptions};
@@ -198,6 +199,11 @@ pub struct GpuModel {
 }
 
 impl GpuModel {
+    /// What this model's cell does on the GPU (its kernels, bindings and buffers).
+    pub(crate) fn cell(&self) -> &'static dyn GpuCell {
+        cells::of(self.config.cell)
+    }
+
     /// Uploads `params` (checked against `config`).
     pub fn new(gpu: &Gpu, config: ModelConfig, params: &Params<f32>) -> Result<Self, Error> {
         config.validate()?;
@@ -350,7 +356,7 @@ impl GpuModel {
             config.input_size,
             config.output_size,
         );
-        let lstm = config.cell == Cell::Lstm;
+        let cell_state = self.cell().has_cell_state();
         let rows = config.scored_rows(t, b);
         let backward = request.backward;
         let whole = |buffer, len| Read {
@@ -382,7 +388,7 @@ impl GpuModel {
                 .collect::<Vec<_>>()
         };
         want(request.final_state, per_cell(|v| v.final_h));
-        want(request.final_state && lstm, per_cell(|v| v.final_c));
+        want(request.final_state && cell_state, per_cell(|v| v.final_c));
         let grads = backward && request.param_grads;
         let template = Params::<f32>::zeros(config);
         for (buffer, (_, values)) in ws.grads.all().into_iter().zip(template.tensors()) {
@@ -397,14 +403,18 @@ impl GpuModel {
                 .collect(),
         );
         want(inputs, vec![whole(&ws.dh0, cells * b * h)]);
-        want(inputs && lstm, per_cell(|v| v.dc_carry));
+        want(inputs && cell_state, per_cell(|v| v.dc_carry));
         let norms = backward && request.grad_norms;
         let norm_words = config.cells() * t;
         want(
             norms,
             vec![whole(
                 &ws.norms,
-                if lstm { 2 * norm_words } else { norm_words },
+                if cell_state {
+                    2 * norm_words
+                } else {
+                    norm_words
+                },
             )],
         );
         let extra_count = extra.len();
@@ -431,7 +441,7 @@ impl GpuModel {
         let matrix = |v: Vec<f32>, r, c| Array2::from_shape_vec((r, c), v).unwrap();
         out.outputs = next(request.outputs).map(|v| matrix(v, rows, o));
         out.h_n = next(request.final_state).map(|v| matrix(v, cells * b, h));
-        out.c_n = next(request.final_state && lstm).map(|v| matrix(v, cells * b, h));
+        out.c_n = next(request.final_state && cell_state).map(|v| matrix(v, cells * b, h));
         if grads {
             let mut params = template;
             params.for_each_mut(|_, values| values.copy_from_slice(&next(true).unwrap()));
@@ -439,10 +449,10 @@ impl GpuModel {
         }
         out.dx = next(inputs).map(|v| Array3::from_shape_vec((t, b, i), v).unwrap());
         out.dh0 = next(inputs).map(|v| matrix(v, cells * b, h));
-        out.dc0 = next(inputs && lstm).map(|v| matrix(v, cells * b, h));
+        out.dc0 = next(inputs && cell_state).map(|v| matrix(v, cells * b, h));
         if let Some(v) = next(norms) {
             out.grad_norm_h = Some(v[..norm_words].to_vec());
-            out.grad_norm_c = lstm.then(|| v[norm_words..].to_vec());
+            out.grad_norm_c = cell_state.then(|| v[norm_words..].to_vec());
         }
         let extra: Vec<Vec<f32>> = data.collect();
         debug_assert_eq!(extra.len(), extra_count);

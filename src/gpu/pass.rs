@@ -29,7 +29,7 @@ use super::model::{GpuModel, LossParams, ReduceParams, Request, StepParams};
 use super::recorder::{Phase, Recorder};
 use super::recurrence::{persistent_steps_per_dispatch, Recurrence, StepTile};
 use super::workspace::Workspace;
-use crate::config::{Activation, Cell, Loss, Readout};
+use crate::config::{Activation, Loss, Readout};
 use crate::Error;
 
 /// Rows per block of `column_block_sums` (`COLUMN_BLOCK` in reduce.wgsl).
@@ -123,7 +123,7 @@ impl GpuModel {
         };
         let len = ws.segments[k].len;
         rec.copy(&view.act.hs, len * b * h, h_next, 0, b * h);
-        if self.config.cell == Cell::Lstm {
+        if self.cell().has_cell_state() {
             rec.copy(&view.act.cs, len * b * h, c_next, 0, b * h);
         }
     }
@@ -284,7 +284,7 @@ impl GpuModel {
         );
         if let Some((h_start, c_start)) = view.start {
             rec.copy(h_start, 0, &a.hs, 0, b * h);
-            if config.cell == Cell::Lstm {
+            if self.cell().has_cell_state() {
                 rec.copy(c_start, 0, &a.cs, 0, b * h);
             }
         }
@@ -369,12 +369,12 @@ impl GpuModel {
         let g = &ws.grads;
         let (b, h) = (ws.batch, config.hidden_size);
         let gh = config.gate_rows();
-        let lstm = config.cell == Cell::Lstm;
+        let has_c = self.cell().has_cell_state();
         let n = ws.segments.len();
         for c in 0..config.cells() {
             let view = ws.cell(c, 0);
             rec.clear(view.h_carry);
-            if lstm {
+            if has_c {
                 rec.clear(view.dc_carry);
             }
         }
@@ -413,7 +413,7 @@ impl GpuModel {
                     gpu,
                     rec,
                     (b, h, gh),
-                    Operand::new(view.act.dgates_hh(config.cell), 0, gh),
+                    Operand::new(self.cell().recurrent_grad(view.act), 0, gh),
                     Operand::new(&self.params.cells[c].weight_hh, 0, h),
                     Output {
                         buffer: &ws.dh0,
@@ -427,7 +427,7 @@ impl GpuModel {
             }
         }
         rec.set_phase(Phase::WeightGradients);
-        if request.param_grads && config.cell != Cell::Gru {
+        if request.param_grads && !self.cell().keeps_recurrent_apart() {
             // b_ih and b_hh enter the pre-activation identically: equal gradients.
             for cell in &g.cells {
                 rec.copy(&cell.bias_ih, 0, &cell.bias_hh, 0, gh);
@@ -562,7 +562,6 @@ impl GpuModel {
             config.layer_input_size(layer),
         );
         let gh = config.gate_rows();
-        let lstm = config.cell == Cell::Lstm;
         let n = ws.segments.len();
         let seg = &ws.segments[k];
         let view = ws.cell(c, k);
@@ -575,7 +574,7 @@ impl GpuModel {
                 gpu,
                 rec,
                 (b, h, gh),
-                Operand::new(ws.cell(c, k + 1).act.dgates_hh(config.cell), 0, gh),
+                Operand::new(self.cell().recurrent_grad(ws.cell(c, k + 1).act), 0, gh),
                 Operand::new(&p.weight_hh, 0, h),
                 Output {
                     buffer: &a.dh,
@@ -597,7 +596,7 @@ impl GpuModel {
             let what = format!("the gradient norm of a step over {} values", b * h);
             gpu.check_loops(&what, reduce_iterations(b * h))?;
             let mut sources = vec![&a.dh];
-            if lstm {
+            if self.cell().has_cell_state() {
                 sources.push(&a.dc);
             }
             let cells = config.cells();
@@ -621,7 +620,7 @@ impl GpuModel {
         if request.param_grads {
             // Weight gradients over the segment's len*B rows at once:
             // dW_ih += dgates^T x,  dW_hh += dgates_hh^T hs[0..len],  db += column sums.
-            let dgates_hh = a.dgates_hh(config.cell);
+            let dgates_hh = self.cell().recurrent_grad(a);
             for (weight, dpre, source, width) in [
                 (&g.weight_ih, &a.dgates, view.x, i),
                 (&g.weight_hh, dgates_hh, &a.hs, h),
@@ -649,7 +648,7 @@ impl GpuModel {
                 &g.bias_ih,
                 accumulate,
             )?;
-            if config.cell == Cell::Gru {
+            if self.cell().keeps_recurrent_apart() {
                 self.record_column_sums(
                     gpu,
                     rec,
@@ -700,20 +699,12 @@ impl GpuModel {
 
     /// The cell's fused step kernel, or its persistent twin.
     fn cell_kernel(&self, direction: Direction, launch: CellLaunch) -> Kernel {
-        let persistent = matches!(launch, CellLaunch::Persistent { .. });
-        match (self.config.cell, direction, persistent) {
-            (Cell::Rnn, Direction::Forward, false) => Kernel::RnnForward,
-            (Cell::Rnn, Direction::Backward, false) => Kernel::RnnBackward,
-            (Cell::Lstm, Direction::Forward, false) => Kernel::LstmForward,
-            (Cell::Lstm, Direction::Backward, false) => Kernel::LstmBackward,
-            (Cell::Gru, Direction::Forward, false) => Kernel::GruForward,
-            (Cell::Gru, Direction::Backward, false) => Kernel::GruBackward,
-            (Cell::Rnn, Direction::Forward, true) => Kernel::RnnForwardPersistent,
-            (Cell::Rnn, Direction::Backward, true) => Kernel::RnnBackwardPersistent,
-            (Cell::Lstm, Direction::Forward, true) => Kernel::LstmForwardPersistent,
-            (Cell::Lstm, Direction::Backward, true) => Kernel::LstmBackwardPersistent,
-            (Cell::Gru, Direction::Forward, true) => Kernel::GruForwardPersistent,
-            (Cell::Gru, Direction::Backward, true) => Kernel::GruBackwardPersistent,
+        let kernels = self.cell().kernels();
+        match (direction, launch) {
+            (Direction::Forward, CellLaunch::Step { .. }) => kernels.step_forward,
+            (Direction::Backward, CellLaunch::Step { .. }) => kernels.step_backward,
+            (Direction::Forward, CellLaunch::Persistent { .. }) => kernels.persistent_forward,
+            (Direction::Backward, CellLaunch::Persistent { .. }) => kernels.persistent_backward,
         }
     }
 
@@ -758,15 +749,9 @@ impl GpuModel {
             Activation::Sigmoid => 1,
             Activation::Relu => 2,
         };
-        // The RNN has no cell state: its slots get the dummy buffer. The GRU binds its
-        // recurrent product and gradient and its h carry there instead.
         let view = ws.cell(c, k);
         let a = view.act;
-        let (c_slot, dc_slot, carry_slot) = match config.cell {
-            Cell::Lstm => (&a.cs, &a.dc, view.dc_carry),
-            Cell::Gru => (&a.hh, &a.dhh, &self.dummy),
-            Cell::Rnn => (&self.dummy, &self.dummy, &self.dummy),
-        };
+        let [slot_2, slot_6, slot_8] = self.cell().cell_slots(&view, &self.dummy);
         let len = ws.segments[k].len;
         // Step kernels: step t, and the segment's length (no product from past its end).
         let (step, from, to) = match launch {
@@ -786,12 +771,12 @@ impl GpuModel {
         let buffers = [
             &a.gates,
             &a.hs,
-            c_slot,
+            slot_2,
             &self.params.cells[c].bias_hh,
             &a.dh,
-            dc_slot,
+            slot_6,
             &a.dgates,
-            carry_slot,
+            slot_8,
             &ws.lengths,
             view.h_carry,
             &self.params.cells[c].weight_hh,

@@ -6,9 +6,10 @@
 //! their gradients) live in one set per segment, or, under recomputation, in one shared set
 //! that each segment refills from its saved start state.
 
+use super::cells;
 use super::context::Gpu;
 use super::model::ParamBuffers;
-use crate::config::{Cell, ModelConfig, Readout};
+use crate::config::{ModelConfig, Readout};
 use crate::data::{Batch, Targets};
 use crate::plan::MemoryPlan;
 use crate::Error;
@@ -31,16 +32,6 @@ pub(crate) struct Activations {
     pub hh: wgpu::Buffer,
     /// [S, B, 3H] its gradient (GRU only)
     pub dhh: wgpu::Buffer,
-}
-
-impl Activations {
-    /// dE/d(h_{t-1} W_hh^T): the GRU's own buffer; the pre-activation gradient otherwise.
-    pub fn dgates_hh(&self, cell: Cell) -> &wgpu::Buffer {
-        match cell {
-            Cell::Gru => &self.dhh,
-            Cell::Rnn | Cell::Lstm => &self.dgates,
-        }
-    }
 }
 
 /// The head's buffers for the rows one segment scores.
@@ -146,9 +137,16 @@ impl Workspace {
             config.output_size,
         );
         let (s, gh) = (plan.segment_len, config.gate_rows());
-        let lstm = config.cell == Cell::Lstm;
-        let cell_words = |words: usize| if lstm { words } else { 0 };
-        let gru_words = |words: usize| if config.cell == Cell::Gru { words } else { 0 };
+        let cell = cells::of(config.cell);
+        // Buffers only some cells have are bound as 4-word placeholders for the others.
+        let cell_words = |words: usize| if cell.has_cell_state() { words } else { 0 };
+        let gru_words = |words: usize| {
+            if cell.keeps_recurrent_apart() {
+                words
+            } else {
+                0
+            }
+        };
         let buffer = |what: &str, words: usize| gpu.storage_buffer(what, words);
         let new_sets = || {
             (0..if plan.recompute { 1 } else { plan.segments })
@@ -358,7 +356,7 @@ impl Workspace {
             let view = self.cell(c, 0);
             let (h_start, c_start) = view.start.unwrap_or((&view.act.hs, &view.act.cs));
             write(h_start, &h0[c * b * h..(c + 1) * b * h]);
-            if config.cell == Cell::Lstm {
+            if cells::of(config.cell).has_cell_state() {
                 write(c_start, &c0[c * b * h..(c + 1) * b * h]);
             }
         }

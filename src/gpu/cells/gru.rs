@@ -1,0 +1,31 @@
+//! The GRU on the GPU (shaders/gru.wgsl): the recurrent product and its gradient in buffers
+//! of their own (hh, dhh), since the reset gate scales one block of it.
+
+use super::{CellKernels, GpuCell};
+use crate::gpu::kernels::Kernel;
+use crate::gpu::workspace::CellView;
+
+pub(crate) struct Gru;
+
+impl GpuCell for Gru {
+    fn kernels(&self) -> CellKernels {
+        CellKernels {
+            step_forward: Kernel::GruForward,
+            step_backward: Kernel::GruBackward,
+            persistent_forward: Kernel::GruForwardPersistent,
+            persistent_backward: Kernel::GruBackwardPersistent,
+        }
+    }
+
+    fn cell_slots<'a>(
+        &self,
+        view: &CellView<'a>,
+        unused: &'a wgpu::Buffer,
+    ) -> [&'a wgpu::Buffer; 3] {
+        [&view.act.hh, &view.act.dhh, unused]
+    }
+
+    fn keeps_recurrent_apart(&self) -> bool {
+        true
+    }
+}

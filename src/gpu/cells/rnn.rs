@@ -1,0 +1,26 @@
+//! The vanilla RNN on the GPU (shaders/rnn.wgsl): no state beside h, no cell slot used.
+
+use super::{CellKernels, GpuCell};
+use crate::gpu::kernels::Kernel;
+use crate::gpu::workspace::CellView;
+
+pub(crate) struct Rnn;
+
+impl GpuCell for Rnn {
+    fn kernels(&self) -> CellKernels {
+        CellKernels {
+            step_forward: Kernel::RnnForward,
+            step_backward: Kernel::RnnBackward,
+            persistent_forward: Kernel::RnnForwardPersistent,
+            persistent_backward: Kernel::RnnBackwardPersistent,
+        }
+    }
+
+    fn cell_slots<'a>(
+        &self,
+        _view: &CellView<'a>,
+        unused: &'a wgpu::Buffer,
+    ) -> [&'a wgpu::Buffer; 3] {
+        [unused; 3]
+    }
+}
