@@ -17,7 +17,7 @@
 // gate); a workgroup of GROUP_UNITS x GROUP_ROWS invocations owns 4*GROUP_ROWS rows by
 // 4*GROUP_UNITS units. K runs in slices of SLICE (up to 64, less where the adapter's workgroup
 // memory is short) staged in workgroup memory as vec4s: rows along batch (stage_rows), units
-// along hidden (stage_units). All three are overridable per pipeline; the host chooses them
+// along hidden (stage_units forward, stage_column backward). All three are overridable per pipeline; the host chooses them
 // (StepTile in src/gpu/recurrence.rs).
 // Napkin maths per k, per invocation (workgroup-memory loads, vec4):
 //   forward   1 (h) + G (W_hh) loads for 16*G FMAs: LSTM 64 FMAs / 5 loads, GRU 48 / 4, RNN 16 / 2
@@ -26,8 +26,7 @@
 //   forward   32 + G*32 floats for 32*32*G FMAs: 25.6 FMAs a load for the LSTM
 //   backward  32 + 32 floats for 32*32 FMAs: 16 FMAs a load.
 // Two barriers per slice: longer slices mean fewer (llvmpipe ran the LSTM forward step of
-// (32, 100, 2, 128) 8.5x as fast with slices of 32 as of 16; its backward step, 4x the k
-// iterations, took 7-8 ms whatever the slice).
+// (32, 100, 2, 128) 8.5x as fast with slices of 32 as of 16).
 // The epilogue hands each output to the cell through the step's own gate buffers
 // (add_recurrent, then cell_forward reads them back): the same invocation writes and reads the
 // same words, so the round trip stays in its cache lines.
