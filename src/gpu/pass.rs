@@ -9,8 +9,9 @@
 //!             dispatch (`Recurrence`)
 //!   backward  (recompute the segment's forward if its activations were not kept);
 //!             dh = head share; dh[len] += dgates_next[1] W_hh (the border from the segment
-//!             after); per step, one dispatch: dh[t] += dgates[t+1] W_hh with the cell in
-//!             its epilogue (or one persistent dispatch);
+//!             after); per step, one dispatch: dgates[t+1] W_hh (into the h carry, which
+//!             the cell adds to dh[t]) with the cell in its epilogue (or one persistent
+//!             dispatch);
 //!             dW_ih += dgates^T x, dW_hh += dgates^T hs[0..len], db += column sums
 //! Segments are processed last to first in the backward pass, and the weight gradients
 //! accumulate in that order whether or not activations are recomputed, so recomputation
