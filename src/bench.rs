@@ -98,8 +98,17 @@ impl Shape {
     /// for the RNN) with PyTorch's initialisation, a head on the last step, MSE, and a random
     /// batch, all from seed 0. `rnn-wgpu bench` and the criterion benches share it.
     pub fn problem(&self, arch: impl Into<Arch>) -> (ModelConfig, Params<f32>, Batch<f32>) {
+        let config = self.config(arch);
+        let mut rng = StdRng::seed_from_u64(0);
+        let params = Params::<f32>::init_uniform(&config, &mut rng);
+        let batch = Batch::<f32>::random(&config, self.seq_len, self.batch, &mut rng);
+        (config, params, batch)
+    }
+
+    /// The benchmarked model's configuration on this shape (`problem` without its data).
+    pub fn config(&self, arch: impl Into<Arch>) -> ModelConfig {
         let arch = arch.into();
-        let config = ModelConfig {
+        ModelConfig {
             cell: arch.cell,
             activation: Activation::Tanh,
             input_size: self.input,
@@ -110,11 +119,7 @@ impl Shape {
             layers: arch.layers,
             bidirectional: arch.bidirectional,
             dropout: 0.0,
-        };
-        let mut rng = StdRng::seed_from_u64(0);
-        let params = Params::<f32>::init_uniform(&config, &mut rng);
-        let batch = Batch::<f32>::random(&config, self.seq_len, self.batch, &mut rng);
-        (config, params, batch)
+        }
     }
 }
 

@@ -130,10 +130,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 args.engine.recurrence,
             )?;
             if let (Some(gpu), Some(recurrence)) = (gpu, r.recurrence) {
-                let (config, _, _) = shape.problem(arch);
                 r.recurrent_dispatches_per_step = Some(recurrent_dispatches_per_step(
                     gpu,
-                    &config,
+                    &shape.config(arch),
                     shape.batch,
                     recurrence,
                 )?);

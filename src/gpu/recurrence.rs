@@ -164,9 +164,10 @@ impl StepTile {
     }
 
     /// Loop iterations of one invocation of a step kernel (forward or backward, the larger)
-    /// for a cell of `gates` gates and `hidden` units, for `Gpu::check_loops`: per slice of
-    /// K, its share of the staging loops and `slice` k of `gates` (backward: 1) FMAs each;
-    /// then the epilogue's 4 x 4 outputs with their gate loops and the cell's own (at most 4).
+    /// for a cell of `gates` gates and `hidden` units, for `Gpu::check_loops`, an upper bound:
+    /// per slice of K, its share of the staging loops and `slice` k, each counted as if its
+    /// `gates` products (backward: 1) were loop turns; then the epilogue's 4 x 4 outputs, their
+    /// gates counted the same way, and the cell's own loops (at most 4).
     pub fn iterations(self, gates: usize, hidden: usize) -> u64 {
         let (g, h, slice) = (gates as u64, hidden as u64, self.slice as u64);
         let threads = (self.group_units * self.group_rows) as u64;
