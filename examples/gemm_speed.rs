@@ -1,13 +1,14 @@
-//! GEMM speed on the engine's shapes: the GPU kernel (`gemm_tiled`) against what `record_gemm`
-//! picks on this adapter (`Auto`), timed in one run, interleaved and repeated (the median is
-//! printed), on the GEMM alone: `reps` products recorded into one submission, no upload or
-//! read-back inside the timing.
+//! GEMM speed on the engine's shapes: the 64x64 tile (`GemmTile::TILED`) against what
+//! `record_gemm` picks on this adapter (`Auto`), timed in one run, interleaved and repeated (the
+//! median is printed), on the GEMM alone: `reps` products recorded into one submission, no
+//! upload or read-back inside the timing.
 //!
-//! `cargo run --release --example gemm_speed [ROUNDS] [--all] [--product M,N,K,OP]... [--k-chunk N]
-//! [--auto-only] [--gpu]`; `--all` adds every block kernel, `--gpu` the GPUs' kernels (the
-//! 64x64 tiles with prefetch, the 128x128 tiles, the split-K 32x32 and 64x64 tiles),
-//! `--product` (repeatable; OP is nn, nt, tn or tt) times those products instead of the built-in list, `--k-chunk` runs K in chunks of N,
-//! `--auto-only` leaves out the `gemm_tiled` baseline.
+//! `cargo run --release --example gemm_speed [ROUNDS] [--gpu] [--tile BLOCK:NxM:K:SLICES]...
+//! [--product M,N,K,OP]... [--k-chunk N] [--auto-only]`; `--gpu` adds every named tile tuning
+//! times (split K in 32x32 and 64x64 tiles, the 8x8-block tiles of 128 and 64), `--tile`
+//! (repeatable) any other shape of gemm.wgsl, `--product` (repeatable; OP is nn, nt, tn or tt)
+//! times those products instead of the built-in list, `--k-chunk` runs K in chunks of N,
+//! `--auto-only` leaves out the 64x64 baseline.
 
 use rnn_wgpu::gpu::gemm::{time_products, GemmKernel};
 use rnn_wgpu::gpu::Gpu;
@@ -46,21 +47,18 @@ fn main() -> Result<(), rnn_wgpu::Error> {
         .find(|w| w[0] == "--k-chunk")
         .and_then(|w| w[1].parse().ok());
     let gpu = Gpu::new()?;
-    // `--auto-only`: just Auto's choice (the Tiled baseline takes seconds on large products).
+    // `--auto-only`: just Auto's choice.
     let mut kernels = if args.iter().any(|a| a == "--auto-only") {
         vec![GemmKernel::Auto]
     } else {
-        vec![GemmKernel::Tiled, GemmKernel::Auto]
+        vec![GemmKernel::TILED, GemmKernel::Auto]
     };
-    if args.iter().any(|a| a == "--all") {
-        kernels.extend(&GemmKernel::forced(&gpu)[1..]);
-    } else if args.iter().any(|a| a == "--gpu") {
-        kernels.extend([
-            GemmKernel::TiledPrefetch,
-            GemmKernel::Wide128x128,
-            GemmKernel::Split32x32,
-            GemmKernel::Split64x64,
-        ]);
+    if args.iter().any(|a| a == "--gpu") {
+        let named = GemmKernel::named(&gpu).into_iter();
+        kernels.extend(named.filter(|k| *k != GemmKernel::TILED));
+    }
+    for w in args.windows(2).filter(|w| w[0] == "--tile") {
+        kernels.push(GemmKernel::Tile(w[1].parse()?));
     }
     println!("adapter: {}", gpu.adapter_name());
     println!(
@@ -96,9 +94,9 @@ fn main() -> Result<(), rnn_wgpu::Error> {
             })
             .collect();
         for (i, &kernel) in kernels.iter().enumerate() {
-            let picked = kernel.resolve(&gpu, shape, true);
+            let picked = GemmKernel::Tile(kernel.resolve(&gpu, shape)).name();
             let star = if kernel == GemmKernel::Auto { "*" } else { "" };
-            let name = format!("{picked:?}{star} ({})", entries[i]);
+            let name = format!("{picked}{star} ({})", entries[i]);
             let op = format!(
                 "{}{}",
                 if trans.0 { 't' } else { 'n' },

@@ -79,7 +79,7 @@ run "$BIN" parity --cell gru --batch 3 --seq-len 50 --input 4 --hidden 300
 # T * B = 12,800 rows: the weight gradients split K over parts, the bias gradients sum blocks
 run "$BIN" parity --cell lstm --batch 64 --seq-len 200 --input 3 --hidden 33
 # 160,000 rows whose head-gradient terms cancel (6e-4 off in one f32 chain); and T * B =
-# 32,768 rows into 256 tiles of dW_hh, which gemm_tiled now sums in parts of 4,096
+# 32,768 rows into 256 tiles of dW_hh, which the 64x64 tile sums in parts of 4,096
 run "$BIN" parity --cell rnn --activation sigmoid --batch 64 --seq-len 2500 --input 1 \
     --hidden 8 --output 10 --readout all --loss ce --layers 3 --seed 6455
 run "$BIN" parity --cell lstm --batch 256 --seq-len 128 --input 16 --hidden 512 --output 1
@@ -131,7 +131,9 @@ if [ -x .device/gemm_speed ]; then
     for product in "${products[@]}"; do
         args+=(--product "$product")
     done
-    run .device/gemm_speed 3 --gpu "${args[@]}"
+    # every named tile, and other shapes of the same source (gemm.wgsl's override constants)
+    run .device/gemm_speed 3 --gpu --tile 4:16x16:32:1 --tile 8:16x8:16:1 --tile 8:8x16:16:1 \
+        --tile 8:16x16:16:1 "${args[@]}"
 fi
 log "persistent recurrence against per-step dispatches"
 for spec in "${small[@]}"; do

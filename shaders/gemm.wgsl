@@ -1,482 +1,365 @@
-// gemm: C[M, N] = (accumulate ? C : 0) + op(A)[M, K] * op(B)[K, N] + (has_bias ? bias[N] : 0)
+// gemm: C[M, N] = (accumulate ? C : 0) + op(A)[M, K] op(B)[K, N] + (has_bias ? bias[N] : 0)
 //
 // Every matrix product of the engine but the per-step recurrent ones (fused.wgsl) goes through
 // this file: the input projection of all T steps, the head, a segment border's product, dx and
-// the weight gradients. Operands are addressed by element offset and row stride inside larger buffers, so a
-// time step's slice of a [T, B, H] buffer is used in place.
+// the weight gradients. Operands are addressed by element offset and row stride inside larger
+// buffers, so a time step's slice of a [T, B, H] buffer is used in place.
 //   trans_a = 0: A is stored [M, K] (A[m * lda + k]);  1: stored [K, M] (A[k * lda + m]).
 //   trans_b = 0: B is stored [K, N] (B[k * ldb + n]);  1: stored [N, K] (B[n * ldb + k]).
-// Two families of entry points, chosen by the host (src/gpu/gemm.rs) per adapter and shape:
-//   gemm_tiled          for GPUs: 64x64 tiles of C staged through workgroup memory.
-//   gemm_block_RxC      for CPU adapters without 8-lane subgroups: each invocation an R x C
-//                       block of C read straight from storage, no workgroup memory, no barriers.
-// CPU adapters with 8-lane subgroups (llvmpipe on AVX2) use gemm_lanes.wgsl instead: 2x as fast.
-// Either way each element of C is summed over k in one fixed order: results are bit-reproducible.
-
-// (gemm_params.wgsl and gemm_loads.wgsl come first: GemmParams, bias, C, outer, op(A), op(B)
-// and their loads; trans_c is 0 for these kernels)
-
-
-// ---------------------------------------------------------------------------------------------
-// gemm_tiled (GPUs): a 16x16 workgroup computes a 64x64 tile of C, each invocation a 4x4 block
-// in four vec4 accumulators. K is walked in slices of 16 staged in workgroup memory: per slice
-// the workgroup loads 2 * 64 * 16 floats (8 KiB) once from global memory and does 64 * 64 * 16
-// FMAs on them, 32 FMAs per global load. Loads map consecutive invocations to consecutive
-// addresses for either storage order. gemm_tiled_prefetch is the same with the next slice's
-// loads issued before this slice's FMAs.
-
-const TILE_M: u32 = 64u;
-const TILE_N: u32 = 64u;
-const TILE_K: u32 = 16u;
-
-// a_tile[k * TILE_M + m], b_tile[k * TILE_N + n]
-var<workgroup> a_tile: array<f32, 1024>;
-var<workgroup> b_tile: array<f32, 1024>;
-
-// The 4 elements of op(A) and of op(B) an invocation stages for the slice from k0. The
-// fastest-varying index follows the operand's storage order so neighbouring invocations read
-// neighbouring addresses.
-struct Slice {
-    a: vec4<f32>,
-    b: vec4<f32>,
-}
-
-fn slice_a(e: u32, tile_row: u32, k0: u32) -> f32 {
-    let at = stage_place_a(e, TILE_M, TILE_K);
-    return load_a(tile_row + at.x, k0 + at.y, p.k);
-}
-
-fn slice_b(e: u32, tile_col: u32, k0: u32) -> f32 {
-    let at = stage_place_b(e, TILE_N, TILE_K);
-    return load_b(k0 + at.x, tile_col + at.y, p.k);
-}
-
-fn load_slice(lid: u32, tile_row: u32, tile_col: u32, k0: u32) -> Slice {
-    return Slice(
-        vec4<f32>(slice_a(lid, tile_row, k0), slice_a(lid + 256u, tile_row, k0),
-            slice_a(lid + 512u, tile_row, k0), slice_a(lid + 768u, tile_row, k0)),
-        vec4<f32>(slice_b(lid, tile_col, k0), slice_b(lid + 256u, tile_col, k0),
-            slice_b(lid + 512u, tile_col, k0), slice_b(lid + 768u, tile_col, k0)),
-    );
-}
-
-fn put_a(e: u32, v: f32) {
-    let at = stage_place_a(e, TILE_M, TILE_K);
-    a_tile[at.y * TILE_M + at.x] = v;
-}
-
-fn put_b(e: u32, v: f32) {
-    let at = stage_place_b(e, TILE_N, TILE_K);
-    b_tile[at.x * TILE_N + at.y] = v;
-}
-
-fn put_slice(lid: u32, s: Slice) {
-    put_a(lid, s.a.x);
-    put_a(lid + 256u, s.a.y);
-    put_a(lid + 512u, s.a.z);
-    put_a(lid + 768u, s.a.w);
-    put_b(lid, s.b.x);
-    put_b(lid + 256u, s.b.y);
-    put_b(lid + 512u, s.b.z);
-    put_b(lid + 768u, s.b.w);
-}
-
-// The staged slice's FMAs for the 4x4 block at (row0, col0) of the tile: acc[i] holds its
-// row i.
-fn slice_fmas(acc: mat4x4<f32>, row0: u32, col0: u32) -> mat4x4<f32> {
-    var t = acc;
-    for (var kk = 0u; kk < TILE_K; kk++) {
-        let ai = kk * TILE_M + row0;
-        let bi = kk * TILE_N + col0;
-        let av = vec4<f32>(a_tile[ai], a_tile[ai + 1u], a_tile[ai + 2u], a_tile[ai + 3u]);
-        let bv = vec4<f32>(b_tile[bi], b_tile[bi + 1u], b_tile[bi + 2u], b_tile[bi + 3u]);
-        t[0] += av.x * bv;
-        t[1] += av.y * bv;
-        t[2] += av.z * bv;
-        t[3] += av.w * bv;
-    }
-    return t;
-}
-
-// The kernel body. With `prefetch` (a constant in each entry point) the next slice's global
-// loads are issued before this slice's FMAs, so their latency overlaps them (in registers:
-// 8 floats an invocation); the sums and their order are the same either way.
-fn tiled(prefetch: bool, lid: u32, local: vec3<u32>, wg: vec3<u32>, groups: vec3<u32>) {
-    // Tiles along M use y and z, so M may exceed 65535 * 64 rows.
-    let tile_row = (wg.y + wg.z * groups.y) * TILE_M;
-    let tile_col = wg.x * TILE_N;
-    let row0 = local.y * 4u;
-    let col0 = local.x * 4u;
-    var acc = mat4x4<f32>();
-    var next = Slice(vec4<f32>(), vec4<f32>());
-    if (prefetch) {
-        next = load_slice(lid, tile_row, tile_col, 0u);
-    }
-    for (var k0 = 0u; k0 < p.k; k0 += TILE_K) {
-        if (prefetch) {
-            put_slice(lid, next);
-        } else {
-            put_slice(lid, load_slice(lid, tile_row, tile_col, k0));
-        }
-        workgroupBarrier();
-        if (prefetch && k0 + TILE_K < p.k) {
-            next = load_slice(lid, tile_row, tile_col, k0 + TILE_K);
-        }
-        acc = slice_fmas(acc, row0, col0);
-        workgroupBarrier();
-    }
-    store_row(tile_row + row0, tile_col + col0, acc[0]);
-    store_row(tile_row + row0 + 1u, tile_col + col0, acc[1]);
-    store_row(tile_row + row0 + 2u, tile_col + col0, acc[2]);
-    store_row(tile_row + row0 + 3u, tile_col + col0, acc[3]);
-}
-
-@compute @workgroup_size(16, 16, 1)
-fn gemm_tiled(
-    @builtin(local_invocation_index) lid: u32,
-    @builtin(local_invocation_id) local: vec3<u32>,
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) groups: vec3<u32>,
-) {
-    tiled(false, lid, local, wg, groups);
-}
-
-// Not Auto's rule anywhere (no GPU was at hand to measure it): a candidate for tuning.
-@compute @workgroup_size(16, 16, 1)
-fn gemm_tiled_prefetch(
-    @builtin(local_invocation_index) lid: u32,
-    @builtin(local_invocation_id) local: vec3<u32>,
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) groups: vec3<u32>,
-) {
-    tiled(true, lid, local, wg, groups);
-}
-
-// ---------------------------------------------------------------------------------------------
-// gemm_block_RxC (CPU adapters). On llvmpipe an invocation is one lane of an 8-wide SIMD loop:
-// an FMA costs about 0.5 ns of thread time per lane, but every load from storage or workgroup
-// memory is a scalar loop over the lanes, about 15 ns per lane and element. Loads, not FMAs,
-// set the speed, so each invocation keeps an R x C block of C in registers and per k loads R
-// elements of op(A) and C of op(B) for R * C FMAs: 16x16 does 8 FMAs per load where the tiled
-// kernel does 2 (plus staging and barriers). Workgroup memory would not help: its loads cost the
-// same per-lane loop. Blocks stop at 16x16 because LLVM's compile time grows faster than the
-// accumulators: first dispatch 0.6 s for 8x8, 3.5 s for 16x16, 15 s for 32x16 (llvmpipe then
-// caches the result on disk), running 1.8x and 2.1x as fast as 8x8 (32x32: 2.8x after 2.5 min
-// of compiling).
 //
-// Rows and columns past the edge of C are clamped to the last one, so the loads need no
-// branches; the clamped copies compute bit-identical values. The accumulators start from
-// bias (+ C), so every read of C precedes every write: the copies' stores are idempotent and
-// the store phase is straight-line (a guarded one took 2-3x as long to compile). Only
-// invocations past the last block return early (their clamped blocks belong to others).
-// A tile (mat4x4) holds a 4x4 block of C by columns: tile[j][i] = C[row + i, col + j].
+// One family of kernels, shaped per pipeline. The register block is the entry point's:
+//   gemm_4x4   each invocation a 4x4 block of C in 4 vec4 accumulators;
+//   gemm_8x8   each invocation an 8x8 block in 16 (rows 4y..4y+3 and 4(GROUP_M+y).., columns
+//              likewise 4*GROUP_N apart, so neighbouring invocations read neighbouring vec4s).
+// The rest is `override` constants the host sets when it makes the pipeline (GemmTile in
+// src/gpu/tiles.rs): a workgroup is GROUP_N x GROUP_M invocations per slice and SLICES slices
+// (workgroup_size z), so its tile of C is (BLOCK * GROUP_M) x (BLOCK * GROUP_N); K is staged
+// SLICE_K at a time in workgroup memory as vec4s along M and along N; each slice walks its own
+// contiguous range of K, and at the end slices 1.. leave their blocks in workgroup memory and
+// slice 0 adds them in slice order. The host may also split K over parts of workgroups
+// (p.k_parts, in grid x): part j writes its partial C to the slice j * M * ldc of a scratch
+// buffer bound as C, and gemm_split_sum adds the parts in order, then bias and C.
+//
+// Napkin maths per k (vec4 loads from workgroup memory; global floats staged per workgroup):
+//   gemm_4x4  2 loads for 16 FMAs (8 per load); 4*GROUP_M + 4*GROUP_N floats for
+//             16*GROUP_M*GROUP_N FMAs: at 16x16, 128 floats for 4096 FMAs (32 per float).
+//   gemm_8x8  4 loads for 64 FMAs (16 per load); at 16x16, 256 floats for 16384 FMAs (64).
+// Every element of C is summed over k in increasing order within a slice and a part, slices and
+// parts added in order, then bias, then C: no atomics, so results are bit-reproducible.
 
-struct Block {
+struct GemmParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    lda: u32,
+    ldb: u32,
+    ldc: u32,
+    a_offset: u32,
+    b_offset: u32,
+    c_offset: u32,
+    bias_offset: u32,
+    trans_a: u32,
+    trans_b: u32,
+    accumulate: u32,
+    has_bias: u32,
+    // K is split over this many parts of workgroups; 1: none
+    k_parts: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+@group(0) @binding(4) var<uniform> p: GemmParams;
+
+// Invocations along N (x) and M (y) per slice, K per stage, slices of K per workgroup (z).
+override GROUP_N: u32 = 16u;
+override GROUP_M: u32 = 16u;
+override SLICE_K: u32 = 16u;
+override SLICES: u32 = 1u;
+// vec4s of workgroup memory: the host sets the larger of the staging (SLICES * SLICE_K *
+// (rows + columns of the tile) / 4) and the blocks slices 1.. leave (GemmTile::memory_vec4s).
+override MEMORY: u32 = 512u;
+
+var<workgroup> mem: array<vec4<f32>, MEMORY>;
+
+// op(A)[row, col], 0 past M or past k_end (K, or the end of a slice of it).
+fn load_a(row: u32, col: u32, k_end: u32) -> f32 {
+    if (row >= p.m || col >= k_end) {
+        return 0.0;
+    }
+    if (p.trans_a == 0u) {
+        return a[p.a_offset + row * p.lda + col];
+    }
+    return a[p.a_offset + col * p.lda + row];
+}
+
+// op(B)[row, col], 0 past k_end or past N.
+fn load_b(row: u32, col: u32, k_end: u32) -> f32 {
+    if (row >= k_end || col >= p.n) {
+        return 0.0;
+    }
+    if (p.trans_b == 0u) {
+        return b[p.b_offset + row * p.ldb + col];
+    }
+    return b[p.b_offset + col * p.ldb + row];
+}
+
+// A workgroup's tile of C: its size, where it starts, and its part of K.
+struct Tile {
+    rows: u32,
+    // vec4s along a row of the tile: its columns / 4
+    vcols: u32,
     row: u32,
     col: u32,
-    // element strides of op(A) along M and K, of op(B) along K and N
-    a_row: u32,
-    a_k: u32,
-    b_k: u32,
-    b_col: u32,
+    part: u32,
 }
 
-fn block_at(lid: u32, wg: vec3<u32>, groups: vec3<u32>, rows: u32, cols: u32) -> Block {
-    // Neighbouring invocations take neighbouring row blocks of one column block: they share
-    // the columns of B in cache.
-    let id = (wg.x + wg.y * groups.x) * 8u + lid;
-    let ta = p.trans_a != 0u;
-    let tb = p.trans_b != 0u;
-    return Block(
-        (id % p.row_blocks) * rows,
-        (id / p.row_blocks) * cols,
-        select(p.lda, 1u, ta),
-        select(1u, p.lda, ta),
-        select(p.ldb, 1u, tb),
-        select(1u, p.ldb, tb),
-    );
+// Tiles along M use grid y and z (so M may exceed 65535 tiles); x runs over the column tiles of
+// each part.
+fn tile_at(block: u32, wg: vec3<u32>, groups: vec3<u32>) -> Tile {
+    let rows = block * GROUP_M;
+    let cols = block * GROUP_N;
+    let col_tiles = (p.n + cols - 1u) / cols;
+    return Tile(rows, cols / 4u, (wg.y + wg.z * groups.y) * rows, (wg.x % col_tiles) * cols,
+        wg.x / col_tiles);
 }
 
-// Four consecutive rows (columns) of C from `first`, clamped to the last one.
-fn rows4(first: u32) -> vec4<u32> {
-    return min(vec4<u32>(first) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.m - 1u));
+// The K of slice q of a part: stages of SLICE_K from `first`, none at or past `end`. Every slice
+// runs the same number of stages so the barriers stay in uniform control flow.
+struct Span {
+    first: u32,
+    end: u32,
+    stages: u32,
 }
 
-fn cols4(first: u32) -> vec4<u32> {
-    return min(vec4<u32>(first) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.n - 1u));
+fn span_of(part: u32, q: u32) -> Span {
+    let steps = (p.k + SLICE_K - 1u) / SLICE_K;
+    let stages = (steps + p.k_parts * SLICES - 1u) / (p.k_parts * SLICES);
+    let first = (part * SLICES + q) * stages * SLICE_K;
+    return Span(first, min(p.k, first + stages * SLICE_K), stages);
 }
 
-// Where those rows of op(A) / columns of op(B) start.
-fn a_starts(blk: Block, rows: vec4<u32>) -> vec4<u32> {
-    return p.a_offset + rows * blk.a_row;
+// Where slice q's stage starts in `mem`: op(A)[tile rows, SLICE_K] at
+// [a_base(q) + kk * rows / 4 + m / 4][m % 4], then op(B)[SLICE_K, tile columns] at
+// [b_base(q) + kk * vcols + n / 4][n % 4].
+fn a_base(tile: Tile, q: u32) -> u32 {
+    return q * SLICE_K * (tile.rows / 4u + tile.vcols);
 }
 
-fn b_starts(blk: Block, cols: vec4<u32>) -> vec4<u32> {
-    return p.b_offset + cols * blk.b_col;
+fn b_base(tile: Tile, q: u32) -> u32 {
+    return a_base(tile, q) + SLICE_K * (tile.rows / 4u);
 }
 
-// op(A)[rows, k] and op(B)[k, cols]: 4 loads each.
-fn a_column(blk: Block, starts: vec4<u32>, k: u32) -> vec4<f32> {
-    let o = k * blk.a_k;
-    return vec4<f32>(a[starts.x + o], a[starts.y + o], a[starts.z + o], a[starts.w + o]);
-}
-
-fn b_row(blk: Block, starts: vec4<u32>, k: u32) -> vec4<f32> {
-    let o = k * blk.b_k;
-    return vec4<f32>(b[starts.x + o], b[starts.y + o], b[starts.z + o], b[starts.w + o]);
-}
-
-fn bias_at(cols: vec4<u32>) -> vec4<f32> {
-    if (p.has_bias == 0u) {
-        return vec4<f32>(0.0);
+// Invocation t of slice q stages its share of the K-slice from k0. The fastest-varying index
+// follows each operand's storage order, so neighbouring invocations read neighbouring addresses
+// whichever way it is stored.
+fn stage(tile: Tile, q: u32, t: u32, k0: u32, k_end: u32) {
+    let threads = GROUP_M * GROUP_N;
+    let base_a = a_base(tile, q);
+    for (var e = t; e < SLICE_K * tile.rows; e += threads) {
+        var at = vec2<u32>(e / SLICE_K, e % SLICE_K);
+        if (p.trans_a != 0u) {
+            at = vec2<u32>(e % tile.rows, e / tile.rows);
+        }
+        mem[base_a + at.y * (tile.rows / 4u) + at.x / 4u][at.x % 4u] =
+            load_a(tile.row + at.x, k0 + at.y, k_end);
     }
-    // Clamped into the binding: a product without bias binds a 4-word dummy.
-    let j = min(p.bias_offset + cols, vec4<u32>(arrayLength(&bias) - 1u));
-    return vec4<f32>(bias[j.x], bias[j.y], bias[j.z], bias[j.w]);
+    let cols = tile.vcols * 4u;
+    let base_b = b_base(tile, q);
+    for (var e = t; e < SLICE_K * cols; e += threads) {
+        var at = vec2<u32>(e / cols, e % cols);
+        if (p.trans_b != 0u) {
+            at = vec2<u32>(e % SLICE_K, e / SLICE_K);
+        }
+        mem[base_b + at.x * tile.vcols + at.y / 4u][at.y % 4u] =
+            load_b(k0 + at.x, tile.col + at.y, k_end);
+    }
 }
 
-// Offsets in c of the starts of C's rows.
-fn c_rows(rows: vec4<u32>) -> vec4<u32> {
-    return p.c_offset + rows * p.ldc;
+// Slices 1.. leave the block row `row` (of the tile), vec4 column `vcol`, for slice 0: slice q
+// at [((q - 1) * rows + row) * vcols + vcol].
+fn park(tile: Tile, q: u32, row: u32, vcol: u32, value: vec4<f32>) {
+    mem[((q - 1u) * tile.rows + row) * tile.vcols + vcol] = value;
 }
 
-// The tile's starting value: bias, plus C when accumulating.
-fn start_tile(rows: vec4<u32>, cols: vec4<u32>, bias_cols: vec4<f32>) -> mat4x4<f32> {
-    let r = c_rows(rows);
-    var t = mat4x4<f32>(
-        vec4<f32>(bias_cols.x),
-        vec4<f32>(bias_cols.y),
-        vec4<f32>(bias_cols.z),
-        vec4<f32>(bias_cols.w),
-    );
+// Slice 0's value plus what slices 1.. left for the same place, in slice order.
+fn gathered(tile: Tile, row: u32, vcol: u32, value: vec4<f32>) -> vec4<f32> {
+    var sum = value;
+    for (var other = 1u; other < SLICES; other++) {
+        sum += mem[((other - 1u) * tile.rows + row) * tile.vcols + vcol];
+    }
+    return sum;
+}
+
+// C[row, col..col+3] = value + bias (+ C) for the tile's row `row` and vec4 column `vcol`, the
+// columns inside C (none past row M); a part writes its own slice of C.
+fn store(tile: Tile, row: u32, vcol: u32, value: vec4<f32>) {
+    let m = tile.row + row;
+    if (m >= p.m) {
+        return;
+    }
+    let start = p.c_offset + tile.part * p.m * p.ldc + m * p.ldc;
+    for (var j = 0u; j < 4u; j++) {
+        let n = tile.col + vcol * 4u + j;
+        if (n < p.n) {
+            var v = value[j];
+            if (p.has_bias != 0u) {
+                v += bias[p.bias_offset + n];
+            }
+            if (p.accumulate != 0u) {
+                v += c[start + n];
+            }
+            c[start + n] = v;
+        }
+    }
+}
+
+// The block row's sum over the slices, stored (slice 0 only: the others have parked theirs).
+fn finish(tile: Tile, row: u32, vcol: u32, value: vec4<f32>) {
+    store(tile, row, vcol, gathered(tile, row, vcol, value));
+}
+
+@compute @workgroup_size(GROUP_N, GROUP_M, SLICES)
+fn gemm_4x4(
+    @builtin(local_invocation_id) local: vec3<u32>,
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let tile = tile_at(4u, wg, groups);
+    let q = local.z;
+    let span = span_of(tile.part, q);
+    let t = local.y * GROUP_N + local.x;
+    let av0 = a_base(tile, q) + local.y;
+    let bv0 = b_base(tile, q) + local.x;
+    // acc[i]: row 4y + i, columns 4x..4x+3 of the tile
+    var acc = mat4x4<f32>();
+    for (var s = 0u; s < span.stages; s++) {
+        stage(tile, q, t, span.first + s * SLICE_K, span.end);
+        workgroupBarrier();
+        for (var kk = 0u; kk < SLICE_K; kk++) {
+            let av = mem[av0 + kk * (tile.rows / 4u)];
+            let bv = mem[bv0 + kk * tile.vcols];
+            acc[0] += av.x * bv;
+            acc[1] += av.y * bv;
+            acc[2] += av.z * bv;
+            acc[3] += av.w * bv;
+        }
+        workgroupBarrier();
+    }
+    let row = local.y * 4u;
+    if (SLICES > 1u) {
+        if (q > 0u) {
+            park(tile, q, row, local.x, acc[0]);
+            park(tile, q, row + 1u, local.x, acc[1]);
+            park(tile, q, row + 2u, local.x, acc[2]);
+            park(tile, q, row + 3u, local.x, acc[3]);
+        }
+        workgroupBarrier();
+        if (q > 0u) {
+            return;
+        }
+    }
+    finish(tile, row, local.x, acc[0]);
+    finish(tile, row + 1u, local.x, acc[1]);
+    finish(tile, row + 2u, local.x, acc[2]);
+    finish(tile, row + 3u, local.x, acc[3]);
+}
+
+// gemm_8x8's block: row i of it is (columns 0-3 | columns 4-7) = (lo | hi).
+struct Block8 {
+    r0: mat2x4<f32>,
+    r1: mat2x4<f32>,
+    r2: mat2x4<f32>,
+    r3: mat2x4<f32>,
+    r4: mat2x4<f32>,
+    r5: mat2x4<f32>,
+    r6: mat2x4<f32>,
+    r7: mat2x4<f32>,
+}
+
+// Row r of the block plus a_r times the columns (b_lo | b_hi).
+fn axpy8(row: mat2x4<f32>, a_r: f32, b_lo: vec4<f32>, b_hi: vec4<f32>) -> mat2x4<f32> {
+    return mat2x4<f32>(row[0] + a_r * b_lo, row[1] + a_r * b_hi);
+}
+
+// One block row at tile row `row`: its lo half at vec4 column x, its hi half GROUP_N further.
+fn park8(tile: Tile, q: u32, row: u32, x: u32, value: mat2x4<f32>) {
+    park(tile, q, row, x, value[0]);
+    park(tile, q, row, x + GROUP_N, value[1]);
+}
+
+fn finish8(tile: Tile, row: u32, x: u32, value: mat2x4<f32>) {
+    finish(tile, row, x, value[0]);
+    finish(tile, row, x + GROUP_N, value[1]);
+}
+
+@compute @workgroup_size(GROUP_N, GROUP_M, SLICES)
+fn gemm_8x8(
+    @builtin(local_invocation_id) local: vec3<u32>,
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let tile = tile_at(8u, wg, groups);
+    let q = local.z;
+    let span = span_of(tile.part, q);
+    let t = local.y * GROUP_N + local.x;
+    let av0 = a_base(tile, q) + local.y;
+    let bv0 = b_base(tile, q) + local.x;
+    var acc = Block8(mat2x4<f32>(), mat2x4<f32>(), mat2x4<f32>(), mat2x4<f32>(),
+        mat2x4<f32>(), mat2x4<f32>(), mat2x4<f32>(), mat2x4<f32>());
+    for (var s = 0u; s < span.stages; s++) {
+        stage(tile, q, t, span.first + s * SLICE_K, span.end);
+        workgroupBarrier();
+        for (var kk = 0u; kk < SLICE_K; kk++) {
+            let a_lo = mem[av0 + kk * (tile.rows / 4u)];
+            let a_hi = mem[av0 + kk * (tile.rows / 4u) + GROUP_M];
+            let b_lo = mem[bv0 + kk * tile.vcols];
+            let b_hi = mem[bv0 + kk * tile.vcols + GROUP_N];
+            acc.r0 = axpy8(acc.r0, a_lo.x, b_lo, b_hi);
+            acc.r1 = axpy8(acc.r1, a_lo.y, b_lo, b_hi);
+            acc.r2 = axpy8(acc.r2, a_lo.z, b_lo, b_hi);
+            acc.r3 = axpy8(acc.r3, a_lo.w, b_lo, b_hi);
+            acc.r4 = axpy8(acc.r4, a_hi.x, b_lo, b_hi);
+            acc.r5 = axpy8(acc.r5, a_hi.y, b_lo, b_hi);
+            acc.r6 = axpy8(acc.r6, a_hi.z, b_lo, b_hi);
+            acc.r7 = axpy8(acc.r7, a_hi.w, b_lo, b_hi);
+        }
+        workgroupBarrier();
+    }
+    let lo = local.y * 4u;
+    let hi = (GROUP_M + local.y) * 4u;
+    if (SLICES > 1u) {
+        if (q > 0u) {
+            park8(tile, q, lo, local.x, acc.r0);
+            park8(tile, q, lo + 1u, local.x, acc.r1);
+            park8(tile, q, lo + 2u, local.x, acc.r2);
+            park8(tile, q, lo + 3u, local.x, acc.r3);
+            park8(tile, q, hi, local.x, acc.r4);
+            park8(tile, q, hi + 1u, local.x, acc.r5);
+            park8(tile, q, hi + 2u, local.x, acc.r6);
+            park8(tile, q, hi + 3u, local.x, acc.r7);
+        }
+        workgroupBarrier();
+        if (q > 0u) {
+            return;
+        }
+    }
+    finish8(tile, lo, local.x, acc.r0);
+    finish8(tile, lo + 1u, local.x, acc.r1);
+    finish8(tile, lo + 2u, local.x, acc.r2);
+    finish8(tile, lo + 3u, local.x, acc.r3);
+    finish8(tile, hi, local.x, acc.r4);
+    finish8(tile, hi + 1u, local.x, acc.r5);
+    finish8(tile, hi + 2u, local.x, acc.r6);
+    finish8(tile, hi + 3u, local.x, acc.r7);
+}
+
+// gemm_split_sum: C = (the partial C's added in part order) + bias + C. The partials are
+// binding 0 (a): part j's element (r, col) at a_offset + j * M * N + r * N + col. One invocation
+// per element of C, its index rebuilt from a 2D grid as x + y * num_workgroups.x.
+@compute @workgroup_size(64, 1, 1)
+fn gemm_split_sum(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let e = gid.x + gid.y * groups.x * 64u;
+    if (e >= p.m * p.n) {
+        return;
+    }
+    let row = e / p.n;
+    let col = e % p.n;
+    var v = a[p.a_offset + e];
+    for (var part = 1u; part < p.k_parts; part++) {
+        v += a[p.a_offset + part * p.m * p.n + e];
+    }
+    if (p.has_bias != 0u) {
+        v += bias[p.bias_offset + col];
+    }
+    let idx = p.c_offset + row * p.ldc + col;
     if (p.accumulate != 0u) {
-        t += mat4x4<f32>(
-            vec4<f32>(c[r.x + cols.x], c[r.y + cols.x], c[r.z + cols.x], c[r.w + cols.x]),
-            vec4<f32>(c[r.x + cols.y], c[r.y + cols.y], c[r.z + cols.y], c[r.w + cols.y]),
-            vec4<f32>(c[r.x + cols.z], c[r.y + cols.z], c[r.z + cols.z], c[r.w + cols.z]),
-            vec4<f32>(c[r.x + cols.w], c[r.y + cols.w], c[r.z + cols.w], c[r.w + cols.w]),
-        );
+        v += c[idx];
     }
-    return t;
-}
-
-fn store_tile(rows: vec4<u32>, cols: vec4<u32>, t: mat4x4<f32>) {
-    let r = c_rows(rows);
-    c[r.x + cols.x] = t[0].x;
-    c[r.y + cols.x] = t[0].y;
-    c[r.z + cols.x] = t[0].z;
-    c[r.w + cols.x] = t[0].w;
-    c[r.x + cols.y] = t[1].x;
-    c[r.y + cols.y] = t[1].y;
-    c[r.z + cols.y] = t[1].z;
-    c[r.w + cols.y] = t[1].w;
-    c[r.x + cols.z] = t[2].x;
-    c[r.y + cols.z] = t[2].y;
-    c[r.z + cols.z] = t[2].z;
-    c[r.w + cols.z] = t[2].w;
-    c[r.x + cols.w] = t[3].x;
-    c[r.y + cols.w] = t[3].y;
-    c[r.z + cols.w] = t[3].z;
-    c[r.w + cols.w] = t[3].w;
-}
-
-// A panel is 4 rows x 16 columns of C: four tiles side by side. Structs with named members
-// keep every accumulator in a register (indexed private arrays are several times slower).
-struct Cols16 {
-    c0: vec4<u32>,
-    c1: vec4<u32>,
-    c2: vec4<u32>,
-    c3: vec4<u32>,
-}
-
-struct Row16 {
-    c0: vec4<f32>,
-    c1: vec4<f32>,
-    c2: vec4<f32>,
-    c3: vec4<f32>,
-}
-
-struct Panel {
-    t0: mat4x4<f32>,
-    t1: mat4x4<f32>,
-    t2: mat4x4<f32>,
-    t3: mat4x4<f32>,
-}
-
-fn cols16(first: u32) -> Cols16 {
-    return Cols16(cols4(first), cols4(first + 4u), cols4(first + 8u), cols4(first + 12u));
-}
-
-fn b_starts16(blk: Block, cols: Cols16) -> Cols16 {
-    return Cols16(
-        b_starts(blk, cols.c0),
-        b_starts(blk, cols.c1),
-        b_starts(blk, cols.c2),
-        b_starts(blk, cols.c3),
-    );
-}
-
-fn b_row16(blk: Block, starts: Cols16, k: u32) -> Row16 {
-    return Row16(
-        b_row(blk, starts.c0, k),
-        b_row(blk, starts.c1, k),
-        b_row(blk, starts.c2, k),
-        b_row(blk, starts.c3, k),
-    );
-}
-
-fn bias16(cols: Cols16) -> Row16 {
-    return Row16(bias_at(cols.c0), bias_at(cols.c1), bias_at(cols.c2), bias_at(cols.c3));
-}
-
-fn start_panel(rows: vec4<u32>, cols: Cols16, bias_cols: Row16) -> Panel {
-    return Panel(
-        start_tile(rows, cols.c0, bias_cols.c0),
-        start_tile(rows, cols.c1, bias_cols.c1),
-        start_tile(rows, cols.c2, bias_cols.c2),
-        start_tile(rows, cols.c3, bias_cols.c3),
-    );
-}
-
-// 64 FMAs.
-fn update_panel(acc: ptr<function, Panel>, a_k: vec4<f32>, b_k: Row16) {
-    (*acc).t0 += outer(a_k, b_k.c0);
-    (*acc).t1 += outer(a_k, b_k.c1);
-    (*acc).t2 += outer(a_k, b_k.c2);
-    (*acc).t3 += outer(a_k, b_k.c3);
-}
-
-fn store_panel(rows: vec4<u32>, cols: Cols16, acc: Panel) {
-    store_tile(rows, cols.c0, acc.t0);
-    store_tile(rows, cols.c1, acc.t1);
-    store_tile(rows, cols.c2, acc.t2);
-    store_tile(rows, cols.c3, acc.t3);
-}
-
-// The general case: per k 32 loads, 256 FMAs.
-@compute @workgroup_size(8, 1, 1)
-fn gemm_block_16x16(
-    @builtin(local_invocation_index) lid: u32,
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) groups: vec3<u32>,
-) {
-    let blk = block_at(lid, wg, groups, 16u, 16u);
-    if (blk.col >= p.n) {
-        return;
-    }
-    let rows0 = rows4(blk.row);
-    let rows1 = rows4(blk.row + 4u);
-    let rows2 = rows4(blk.row + 8u);
-    let rows3 = rows4(blk.row + 12u);
-    let a0 = a_starts(blk, rows0);
-    let a1 = a_starts(blk, rows1);
-    let a2 = a_starts(blk, rows2);
-    let a3 = a_starts(blk, rows3);
-    let cols = cols16(blk.col);
-    let b16 = b_starts16(blk, cols);
-    let bias_cols = bias16(cols);
-    var acc0 = start_panel(rows0, cols, bias_cols);
-    var acc1 = start_panel(rows1, cols, bias_cols);
-    var acc2 = start_panel(rows2, cols, bias_cols);
-    var acc3 = start_panel(rows3, cols, bias_cols);
-    for (var k = 0u; k < p.k; k++) {
-        let b_k = b_row16(blk, b16, k);
-        update_panel(&acc0, a_column(blk, a0, k), b_k);
-        update_panel(&acc1, a_column(blk, a1, k), b_k);
-        update_panel(&acc2, a_column(blk, a2, k), b_k);
-        update_panel(&acc3, a_column(blk, a3, k), b_k);
-    }
-    store_panel(rows0, cols, acc0);
-    store_panel(rows1, cols, acc1);
-    store_panel(rows2, cols, acc2);
-    store_panel(rows3, cols, acc3);
-}
-
-// Few columns (N <= 4: dx, the head): 32 rows x 4 columns, per k 36 loads for 128 FMAs, and
-// each element of A is loaded once.
-@compute @workgroup_size(8, 1, 1)
-fn gemm_block_32x4(
-    @builtin(local_invocation_index) lid: u32,
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) groups: vec3<u32>,
-) {
-    let blk = block_at(lid, wg, groups, 32u, 4u);
-    if (blk.col >= p.n) {
-        return;
-    }
-    let cols = cols4(blk.col);
-    let b0 = b_starts(blk, cols);
-    let bias_cols = bias_at(cols);
-    let rows0 = rows4(blk.row);
-    let rows1 = rows4(blk.row + 4u);
-    let rows2 = rows4(blk.row + 8u);
-    let rows3 = rows4(blk.row + 12u);
-    let rows4_ = rows4(blk.row + 16u);
-    let rows5 = rows4(blk.row + 20u);
-    let rows6 = rows4(blk.row + 24u);
-    let rows7 = rows4(blk.row + 28u);
-    let a0 = a_starts(blk, rows0);
-    let a1 = a_starts(blk, rows1);
-    let a2 = a_starts(blk, rows2);
-    let a3 = a_starts(blk, rows3);
-    let a4 = a_starts(blk, rows4_);
-    let a5 = a_starts(blk, rows5);
-    let a6 = a_starts(blk, rows6);
-    let a7 = a_starts(blk, rows7);
-    var acc0 = start_tile(rows0, cols, bias_cols);
-    var acc1 = start_tile(rows1, cols, bias_cols);
-    var acc2 = start_tile(rows2, cols, bias_cols);
-    var acc3 = start_tile(rows3, cols, bias_cols);
-    var acc4 = start_tile(rows4_, cols, bias_cols);
-    var acc5 = start_tile(rows5, cols, bias_cols);
-    var acc6 = start_tile(rows6, cols, bias_cols);
-    var acc7 = start_tile(rows7, cols, bias_cols);
-    for (var k = 0u; k < p.k; k++) {
-        let b_k = b_row(blk, b0, k);
-        acc0 += outer(a_column(blk, a0, k), b_k);
-        acc1 += outer(a_column(blk, a1, k), b_k);
-        acc2 += outer(a_column(blk, a2, k), b_k);
-        acc3 += outer(a_column(blk, a3, k), b_k);
-        acc4 += outer(a_column(blk, a4, k), b_k);
-        acc5 += outer(a_column(blk, a5, k), b_k);
-        acc6 += outer(a_column(blk, a6, k), b_k);
-        acc7 += outer(a_column(blk, a7, k), b_k);
-    }
-    store_tile(rows0, cols, acc0);
-    store_tile(rows1, cols, acc1);
-    store_tile(rows2, cols, acc2);
-    store_tile(rows3, cols, acc3);
-    store_tile(rows4_, cols, acc4);
-    store_tile(rows5, cols, acc5);
-    store_tile(rows6, cols, acc6);
-    store_tile(rows7, cols, acc7);
-}
-
-// Few rows (M <= 4: the head's weight gradient): 4 rows x 32 columns, per k 36 loads for 128
-// FMAs, and each element of B is loaded once.
-@compute @workgroup_size(8, 1, 1)
-fn gemm_block_4x32(
-    @builtin(local_invocation_index) lid: u32,
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) groups: vec3<u32>,
-) {
-    let blk = block_at(lid, wg, groups, 4u, 32u);
-    if (blk.col >= p.n) {
-        return;
-    }
-    let rows = rows4(blk.row);
-    let a0 = a_starts(blk, rows);
-    let cols_lo = cols16(blk.col);
-    let cols_hi = cols16(blk.col + 16u);
-    let b_lo = b_starts16(blk, cols_lo);
-    let b_hi = b_starts16(blk, cols_hi);
-    var acc_lo = start_panel(rows, cols_lo, bias16(cols_lo));
-    var acc_hi = start_panel(rows, cols_hi, bias16(cols_hi));
-    for (var k = 0u; k < p.k; k++) {
-        let a_k = a_column(blk, a0, k);
-        update_panel(&acc_lo, a_k, b_row16(blk, b_lo, k));
-        update_panel(&acc_hi, a_k, b_row16(blk, b_hi, k));
-    }
-    store_panel(rows, cols_lo, acc_lo);
-    store_panel(rows, cols_hi, acc_hi);
+    c[idx] = v;
 }

@@ -55,9 +55,6 @@ pub struct MemoryLimits {
     pub budget: Option<u64>,
     /// What the budget is, for messages: "--max-memory", or where a default came from.
     pub budget_name: &'static str,
-    /// At most this much in scratch textures for the matrix products (`Gpu::
-    /// scratch_texels_bytes`: CPU adapters with 8-lane subgroups; 0 elsewhere).
-    pub scratch_texels: u64,
 }
 
 /// Planning options a model carries (the command line's `--recompute`, `--max-memory`).
@@ -261,7 +258,6 @@ pub fn segment_ranges(seq_len: usize, segment_len: usize) -> Vec<(usize, usize)>
 }
 
 const DISPATCH_PARAMS: &str = "dispatch parameters (uniform)";
-const SCRATCH_TEXELS: &str = "product operand textures";
 /// Also the scratch buffer's label (`Gpu::scratch_partials`), so errors name it alike.
 pub(crate) const PARTIAL_SUMS: &str = "partial sums (split K, column blocks)";
 
@@ -274,7 +270,7 @@ fn terms(
     (s, n): (usize, usize),
     recompute: bool,
     optimizer_words: usize,
-    (uniform_align, scratch_texels): (u64, u64),
+    uniform_align: u64,
 ) -> Vec<Term> {
     let (h, i, o, gh) = (
         config.hidden_size,
@@ -302,7 +298,6 @@ fn terms(
                     | "parameter gradients"
                     | "optimizer state"
                     | DISPATCH_PARAMS
-                    | SCRATCH_TEXELS
                     | PARTIAL_SUMS
             );
             out.push(Term {
@@ -423,56 +418,28 @@ fn terms(
         words,
         1,
     );
-    if scratch_texels > 0 {
-        // The textures of the products that run from them (`texels::words_for`): the input
-        // projection, a segment border's recurrent product, and the weight gradients, of the
-        // first layer and of the layers above; the context keeps no more than
-        // `scratch_texels`.
-        let directions = if config.bidirectional { 2 } else { 1 };
-        let layer = |i: usize| -> usize {
-            use crate::gpu::texels::words_for;
-            let rows = s * b;
-            words_for((rows, gh, i), false)
-                + words_for((b, h, gh), true)
-                + words_for((gh, h, rows), false)
-                + words_for((gh, i, rows), false)
-        };
-        let upper = if config.layers > 1 {
-            layer(directions * h)
-        } else {
-            0
-        };
-        let words = layer(i).max(upper);
-        add(
-            SCRATCH_TEXELS,
-            "(CPU adapters, about)".to_string(),
-            words.min(scratch_texels as usize / 4),
-            1,
-        );
-    }
     {
         // One buffer (`Gpu::scratch_partials`), sized for the largest user: the bias
         // gradients' column sums over blocks of the segment's rows, and the products whose
-        // long K is summed in parts (`gemm::chain_words`, which also covers the split
-        // kernels' parts of workgroups): the weight gradients and the head's, or the backward
+        // long K is summed in parts (`gemm::partial_words`): the weight gradients and the head's, or the backward
         // recurrent product at a long 4H, of the first layer or of a layer above.
         use crate::gpu::column_blocks;
-        use crate::gpu::gemm::chain_words;
+        use crate::gpu::gemm::partial_words;
         let directions = if config.bidirectional { 2 } else { 1 };
         let rows = s * b;
         let blocks = column_blocks(rows.max(scored.0));
         let mut words = if blocks > 1 { blocks * gh.max(o) } else { 0 };
         let layer = |i: usize| -> usize {
-            chain_words((gh, i, rows))
-                .max(chain_words((gh, h, rows)))
-                .max(chain_words((b, h, gh)))
+            partial_words((gh, i, rows))
+                .max(partial_words((gh, h, rows)))
+                .max(partial_words((b, h, gh)))
         };
         let upper = if config.layers > 1 {
             layer(directions * h)
         } else {
             0
         };
-        let head = chain_words((o, directions * h, scored.0));
+        let head = partial_words((o, directions * h, scored.0));
         words = words.max(layer(i)).max(upper).max(head);
         add(PARTIAL_SUMS, "(the largest user)".to_string(), words, 1);
     }
@@ -502,7 +469,7 @@ pub fn plan(
                 (s, n),
                 recompute && n > 1,
                 optimizer_words,
-                (limits.uniform_align, limits.scratch_texels),
+                limits.uniform_align,
             ),
             limits,
         }

@@ -29,7 +29,6 @@ fn limits(max_binding: u64, budget: Option<u64>) -> MemoryLimits {
         uniform_align: 64,
         budget,
         budget_name: "--max-memory",
-        scratch_texels: 0,
     }
 }
 
@@ -218,9 +217,8 @@ fn dry_run_plans_a_huge_configuration_without_running_it() {
 
 /// The scratch buffer of partial sums, sized for its largest user: the bias gradients' blocks
 /// of 256 rows, and the products' parts of a long K. (64, 1000, 2, 128): 64,000 rows, so 250
-/// blocks of 4H = 512 columns. dW_hh (512 x 128, K = 64,000) sums K in parts of at least half
-/// of `CHAIN_K` = 4096 (whole K-chunks), at most 32 parts, 32 * 512 * 128 words (more than the
-/// 15 parts of K / 4096 in which a GPU's gemm_split_64x64 runs it).
+/// blocks of 4H = 512 columns. dW_hh (512 x 128, K = 64,000) sums K in parts of about
+/// `CHAIN_K` = 4096 whatever the tile (`gemm::k_parts`): 16 parts, 16 * 512 * 128 words.
 #[test]
 fn partial_sums_are_planned_for_their_largest_user() {
     let words = |t: usize, b: usize| -> Vec<usize> {
@@ -232,7 +230,7 @@ fn partial_sums_are_planned_for_their_largest_user() {
             .map(|t| t.words_each * t.count)
             .collect()
     };
-    assert_eq!(words(1000, 64), vec![32 * 512 * 128]);
+    assert_eq!(words(1000, 64), vec![16 * 512 * 128]);
     // bias blocks only: 40 steps of 64 rows are 10 blocks; no K past 4,096
     assert_eq!(words(40, 64), vec![10 * 512]);
     // a short sequence needs neither: 4 rows of the bias gradients, no K worth splitting

@@ -74,8 +74,8 @@ pub fn run(args: TuneArgs) -> Result<()> {
             let ms = (t.seconds_of(t.rule) * 1e3, t.seconds_of(t.choice) * 1e3);
             row(
                 &what,
-                (t.rule.name(), ms.0),
-                (t.choice.name(), ms.1),
+                (&t.rule.name(), ms.0),
+                (&t.choice.name(), ms.1),
                 t.choice == t.rule,
             );
             for (kernel, why) in &t.rejected {

@@ -3,7 +3,8 @@
 
 use super::gemm::GemmKernel;
 use super::kernels::{Kernel, Layout, Shader, Slot};
-use super::recurrence::{Recurrence, StepTile};
+use super::recurrence::Recurrence;
+use super::tiles::{PipelineShape, StepTile};
 use super::tuning::{Choices, Product, RecurrenceShape};
 use crate::Error;
 use std::collections::HashMap;
@@ -24,16 +25,10 @@ pub struct AdapterSummary {
 pub struct WorkCounts {
     pub dispatches: u64,
     pub submissions: u64,
-    /// Textures filled for the texel matrix products (copies, and `pack_texels` dispatches,
-    /// which `dispatches` counts too).
-    pub texel_fills: u64,
     /// Of `dispatches`, those recorded in the forward and in the backward recurrence's phase
     /// (`Phase::ForwardRecurrence`, `Phase::BackwardRecurrence`).
     pub recurrence_dispatches: [u64; 2],
 }
-
-/// The scratch textures kept between passes: more would be let go before the next is made.
-const SCRATCH_TEXELS_BYTES: u64 = 64 << 20;
 
 /// Loop iterations after which llvmpipe ends every loop of an invocation: gallivm counts the
 /// iterations of all of a shader's loops together in one counter per invocation
@@ -41,13 +36,6 @@ const SCRATCH_TEXELS_BYTES: u64 = 64 << 20;
 /// leaves each loop at its next test. Nothing reports it; the results are just wrong (a GEMM
 /// with K past about 65,000 in one dispatch misses the rest of its sums).
 pub const LLVMPIPE_LOOP_LIMIT: u64 = 65_535;
-
-/// `Gpu::scratch_texels`' textures and their bytes.
-#[derive(Default)]
-struct ScratchTexels {
-    views: HashMap<(usize, u32, u32), wgpu::TextureView>,
-    bytes: u64,
-}
 
 pub struct Gpu {
     pub device: wgpu::Device,
@@ -60,16 +48,12 @@ pub struct Gpu {
     modules: [OnceLock<wgpu::ShaderModule>; Shader::ALL.len()],
     pipelines: [OnceLock<wgpu::ComputePipeline>; Kernel::ALL.len()],
     /// Pipelines of `Kernel::tiled` kernels, one per workgroup shape used so far.
-    tiled_pipelines: Mutex<HashMap<(Kernel, StepTile), wgpu::ComputePipeline>>,
+    tiled_pipelines: Mutex<HashMap<(Kernel, PipelineShape), wgpu::ComputePipeline>>,
     dispatches: AtomicU64,
     submissions: AtomicU64,
-    texel_fills: AtomicU64,
     recurrence_dispatches: [AtomicU64; 2],
     storage_bytes: AtomicU64,
-    /// Scratch textures the texel kernels' operands are copied into, by (operand slot, width,
-    /// height); reused by every product of that size (copies and reads are ordered on the queue).
-    texels: Mutex<ScratchTexels>,
-    /// Partial sums: of matrix products split over parts of K (`gemm_split_*`) and of column
+    /// Partial sums: of matrix products split over parts of K (`gemm::k_parts`) and of column
     /// sums over blocks of rows; grown to the largest recorded so far. Their dispatches are
     /// ordered on the queue, so all share it.
     partials: Mutex<Option<wgpu::Buffer>>,
@@ -147,10 +131,8 @@ impl Gpu {
         let info = adapter.get_info();
         let limits = adapter.limits();
         // Timestamp queries where offered, for the per-phase GPU time of `rnn-wgpu bench`
-        // (nothing records a query unless asked to: `Recorder::time_phases`); subgroups for
-        // the matrix products on CPU adapters (`gemm_lanes.wgsl`).
-        let features =
-            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
+        // (nothing records a query unless asked to: `Recorder::time_phases`).
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("rnn-wgpu"),
@@ -198,10 +180,8 @@ impl Gpu {
             tiled_pipelines: Mutex::default(),
             dispatches: AtomicU64::new(0),
             submissions: AtomicU64::new(0),
-            texel_fills: AtomicU64::new(0),
             recurrence_dispatches: Default::default(),
             storage_bytes: AtomicU64::new(0),
-            texels: Mutex::new(ScratchTexels::default()),
             partials: Mutex::new(None),
             choices: Mutex::default(),
             uncaptured,
@@ -233,20 +213,6 @@ impl Gpu {
         }
     }
 
-    /// Whether the `gemm_lanes_*` kernels can run: subgroup operations on, and every subgroup
-    /// exactly 8 lanes wide (the kernels broadcast from lanes 0-7 of an 8-invocation group).
-    pub fn has_lanes_of_8(&self) -> bool {
-        self.device.features().contains(wgpu::Features::SUBGROUP)
-            && self.info.subgroup_min_size == 8
-            && self.info.subgroup_max_size == 8
-    }
-
-    /// Whether a workgroup may have 512 invocations, 256 along x (`gemm_split_64x64`).
-    pub fn allows_groups_of_512(&self) -> bool {
-        self.limits.max_compute_invocations_per_workgroup >= 512
-            && self.limits.max_compute_workgroup_size_x >= 256
-    }
-
     /// "name (backend, device type)", for reports.
     pub fn adapter_name(&self) -> String {
         format!(
@@ -271,11 +237,15 @@ impl Gpu {
         self.pipelines[kernel.index()].get_or_init(|| self.create_pipeline(kernel, &[]))
     }
 
-    /// A `Kernel::tiled` kernel's pipeline for workgroup shape `tile`, compiled on first use.
-    pub(crate) fn tiled_pipeline(&self, kernel: Kernel, tile: StepTile) -> wgpu::ComputePipeline {
+    /// A `Kernel::tiled` kernel's pipeline for workgroup shape `shape`, compiled on first use.
+    pub(crate) fn tiled_pipeline(
+        &self,
+        kernel: Kernel,
+        shape: PipelineShape,
+    ) -> wgpu::ComputePipeline {
         let mut cache = self.tiled_pipelines.lock().unwrap();
-        (cache.entry((kernel, tile)))
-            .or_insert_with(|| self.create_pipeline(kernel, &tile.constants()))
+        (cache.entry((kernel, shape)))
+            .or_insert_with(|| self.create_pipeline(kernel, &shape.constants()))
             .clone()
     }
 
@@ -335,64 +305,8 @@ impl Gpu {
         }))
     }
 
-    /// At most how many bytes of scratch textures the texel matrix products keep between
-    /// passes: `SCRATCH_TEXELS_BYTES` on CPU adapters with 8-lane subgroups, where they run,
-    /// else none. (One recording may hold more while it needs them.)
-    pub fn scratch_texels_bytes(&self) -> u64 {
-        let texels = self.info.device_type == wgpu::DeviceType::Cpu && self.has_lanes_of_8();
-        if texels {
-            SCRATCH_TEXELS_BYTES
-        } else {
-            0
-        }
-    }
-
-    /// The scratch texture of `width` x `height` rgba32float texels for operand `slot` (0: A,
-    /// 1: B) of the texel kernels, created on first use. When the textures kept would exceed
-    /// `SCRATCH_TEXELS_BYTES` the context lets go of all of them first (recorded ops keep
-    /// theirs alive until they have run).
-    pub(crate) fn scratch_texels(
-        &self,
-        slot: usize,
-        (width, height): (u32, u32),
-    ) -> wgpu::TextureView {
-        let bytes = 16 * width as u64 * height as u64;
-        let mut texels = self.texels.lock().unwrap();
-        if !texels.views.contains_key(&(slot, width, height))
-            && texels.bytes + bytes > SCRATCH_TEXELS_BYTES
-        {
-            *texels = ScratchTexels::default();
-        }
-        let ScratchTexels { views, bytes: kept } = &mut *texels;
-        views
-            .entry((slot, width, height))
-            .or_insert_with(|| {
-                *kept += bytes;
-                self.storage_bytes.fetch_add(bytes, Ordering::Relaxed);
-                self.device
-                    .create_texture(&wgpu::TextureDescriptor {
-                        label: Some("matrix product operand texels"),
-                        size: wgpu::Extent3d {
-                            width,
-                            height,
-                            depth_or_array_layers: 1,
-                        },
-                        mip_level_count: 1,
-                        sample_count: 1,
-                        dimension: wgpu::TextureDimension::D2,
-                        format: wgpu::TextureFormat::Rgba32Float,
-                        usage: wgpu::TextureUsages::TEXTURE_BINDING
-                            | wgpu::TextureUsages::STORAGE_BINDING
-                            | wgpu::TextureUsages::COPY_DST,
-                        view_formats: &[],
-                    })
-                    .create_view(&wgpu::TextureViewDescriptor::default())
-            })
-            .clone()
-    }
-
     /// A scratch buffer of at least `words` f32 words for partial sums: of split-K products (at
-    /// most `gemm::SPLIT_PARTIALS_BYTES`, which the split rule respects) and of column sums
+    /// most `gemm::SPLIT_PARTIALS_BYTES`, which `gemm::k_parts` respects) and of column sums
     /// over blocks of rows (the memory plan's "partial sums"). A larger one replaces the
     /// one kept; recorded dispatches keep theirs alive until they have run.
     pub(crate) fn scratch_partials(&self, words: usize) -> Result<wgpu::Buffer, Error> {
@@ -430,8 +344,6 @@ impl Gpu {
             .fetch_add(counts.dispatches, Ordering::Relaxed);
         self.submissions
             .fetch_add(counts.submissions, Ordering::Relaxed);
-        self.texel_fills
-            .fetch_add(counts.texel_fills, Ordering::Relaxed);
         for (total, n) in self
             .recurrence_dispatches
             .iter()
@@ -534,7 +446,6 @@ impl Gpu {
         WorkCounts {
             dispatches: self.dispatches.load(Ordering::Relaxed),
             submissions: self.submissions.load(Ordering::Relaxed),
-            texel_fills: self.texel_fills.load(Ordering::Relaxed),
             recurrence_dispatches: [0, 1]
                 .map(|d| self.recurrence_dispatches[d].load(Ordering::Relaxed)),
         }
@@ -585,16 +496,6 @@ fn bind_group_layout(device: &wgpu::Device, layout: Layout) -> wgpu::BindGroupLa
                     },
                     has_dynamic_offset: false,
                     min_binding_size: None,
-                },
-                Slot::Texels => wgpu::BindingType::Texture {
-                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
-                    view_dimension: wgpu::TextureViewDimension::D2,
-                    multisampled: false,
-                },
-                Slot::TexelsOut => wgpu::BindingType::StorageTexture {
-                    access: wgpu::StorageTextureAccess::WriteOnly,
-                    format: wgpu::TextureFormat::Rgba32Float,
-                    view_dimension: wgpu::TextureViewDimension::D2,
                 },
             },
             count: None,

@@ -6,12 +6,6 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
     Gemm,
-    GemmWide,
-    GemmSplit,
-    GemmSplit64,
-    GemmLanes,
-    GemmTexels,
-    Pack,
     Rnn,
     Lstm,
     Gru,
@@ -22,14 +16,8 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 14] = [
+    pub const ALL: [Shader; 8] = [
         Shader::Gemm,
-        Shader::GemmWide,
-        Shader::GemmSplit,
-        Shader::GemmSplit64,
-        Shader::GemmLanes,
-        Shader::GemmTexels,
-        Shader::Pack,
         Shader::Rnn,
         Shader::Lstm,
         Shader::Gru,
@@ -42,12 +30,6 @@ impl Shader {
     pub fn file_name(self) -> &'static str {
         match self {
             Shader::Gemm => "gemm.wgsl",
-            Shader::GemmWide => "gemm_wide.wgsl",
-            Shader::GemmSplit => "split_32x32.wgsl",
-            Shader::GemmSplit64 => "split_64x64.wgsl",
-            Shader::GemmLanes => "gemm_lanes.wgsl",
-            Shader::GemmTexels => "gemm_texels.wgsl",
-            Shader::Pack => "pack.wgsl",
             Shader::Rnn => "rnn.wgsl",
             Shader::Lstm => "lstm.wgsl",
             Shader::Gru => "gru.wgsl",
@@ -60,40 +42,7 @@ impl Shader {
 
     pub fn source(self) -> &'static str {
         match self {
-            Shader::Gemm => concat!(
-                include_str!("../../shaders/gemm_params.wgsl"),
-                include_str!("../../shaders/gemm_loads.wgsl"),
-                include_str!("../../shaders/gemm.wgsl")
-            ),
-            Shader::GemmWide => concat!(
-                include_str!("../../shaders/gemm_params.wgsl"),
-                include_str!("../../shaders/gemm_loads.wgsl"),
-                include_str!("../../shaders/gemm_wide.wgsl")
-            ),
-            Shader::GemmSplit => concat!(
-                include_str!("../../shaders/gemm_params.wgsl"),
-                include_str!("../../shaders/gemm_loads.wgsl"),
-                include_str!("../../shaders/split_32x32.wgsl"),
-                include_str!("../../shaders/gemm_split.wgsl"),
-                include_str!("../../shaders/split_sum.wgsl")
-            ),
-            Shader::GemmSplit64 => concat!(
-                include_str!("../../shaders/gemm_params.wgsl"),
-                include_str!("../../shaders/gemm_loads.wgsl"),
-                include_str!("../../shaders/split_64x64.wgsl"),
-                include_str!("../../shaders/gemm_split.wgsl")
-            ),
-            Shader::GemmLanes => concat!(
-                include_str!("../../shaders/gemm_params.wgsl"),
-                include_str!("../../shaders/tile.wgsl"),
-                include_str!("../../shaders/gemm_lanes.wgsl")
-            ),
-            Shader::GemmTexels => concat!(
-                include_str!("../../shaders/gemm_params.wgsl"),
-                include_str!("../../shaders/tile.wgsl"),
-                include_str!("../../shaders/gemm_texels.wgsl")
-            ),
-            Shader::Pack => include_str!("../../shaders/pack.wgsl"),
+            Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
             Shader::Rnn => concat!(
                 include_str!("../../shaders/step.wgsl"),
                 include_str!("../../shaders/rnn.wgsl"),
@@ -119,14 +68,6 @@ impl Shader {
         }
     }
 
-    /// Device features the file's code needs beyond core WGSL.
-    pub fn features(self) -> wgpu::Features {
-        match self {
-            Shader::GemmLanes | Shader::GemmTexels => wgpu::Features::SUBGROUP,
-            _ => wgpu::Features::empty(),
-        }
-    }
-
     pub(crate) fn index(self) -> usize {
         self as usize
     }
@@ -135,35 +76,12 @@ impl Shader {
 /// A compute entry point. Its CPU twin in `cpu::` has the same name where one exists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    /// 64x64 tiles through workgroup memory: for GPUs.
-    GemmTiled,
-    /// `gemm_tiled` loading the next K-slice before the FMAs of this one: a candidate for
-    /// tuning (see gemm.wgsl).
-    GemmTiledPrefetch,
-    /// 128x128 tiles, 8x8 per invocation: for GPUs' large products, where tuning finds it
-    /// faster (see gemm_wide.wgsl).
-    GemmWide,
-    /// 32x32 tiles with K split four ways inside the workgroup: for GPUs, products with few
-    /// tiles and a long K (see gemm_split.wgsl).
-    GemmSplit32x32,
-    /// 64x64 tiles with K split two ways inside a workgroup of 512 invocations.
-    GemmSplit64x64,
-    /// Adds the parts of a product whose K was split over workgroups (see gemm_split.wgsl).
+    /// A 4x4 block of C per invocation, 8x8 in the other: the matrix products' family (see
+    /// gemm.wgsl); tile, K-slice and K-split set per pipeline (`GemmTile`).
+    Gemm4x4,
+    Gemm8x8,
+    /// Adds the parts of a product whose K was split over workgroups (see gemm.wgsl).
     GemmSplitSum,
-    /// One block of C per invocation, straight from storage: for CPU adapters (see gemm.wgsl).
-    GemmBlock16x16,
-    GemmBlock32x4,
-    GemmBlock4x32,
-    /// 8 lanes sharing rows through subgroup broadcasts: for llvmpipe (see gemm_lanes.wgsl).
-    GemmLanes32x8,
-    GemmLanes64x8,
-    GemmLanes8x16,
-    /// gemm_lanes_64x8 reading its operands from textures, per layout of A (see
-    /// gemm_texels.wgsl).
-    GemmTexelsNn,
-    GemmTexelsTn,
-    /// A matrix block into texels, transposed or unaligned (see pack.wgsl).
-    PackTexels,
     /// One time step: the recurrent product of a tile of (rows, units) with the cell's maths in
     /// its epilogue (see fused.wgsl); the workgroup shape is set per pipeline (`StepTile`).
     RnnForward,
@@ -201,10 +119,6 @@ pub enum Kernel {
 pub enum Layout {
     /// a, b, bias (read); c (read_write); params
     Gemm,
-    /// a, b (textures); bias (read); c (read_write); params
-    GemmTexels,
-    /// src (read); dst (storage texture, written); params
-    Pack,
     /// gates, hs, cs (read_write); bias_hh (read); params; dh, dc, dgates, dc_carry
     /// (read_write); lengths (read); h_carry (read_write); weight_hh (read)
     Step,
@@ -224,17 +138,11 @@ pub enum Slot {
     Read,
     ReadWrite,
     Params,
-    /// A 2D texture of rgba32float texels, read with textureLoad.
-    Texels,
-    /// The same, written with textureStore.
-    TexelsOut,
 }
 
 impl Layout {
-    pub const ALL: [Layout; 8] = [
+    pub const ALL: [Layout; 6] = [
         Layout::Gemm,
-        Layout::GemmTexels,
-        Layout::Pack,
         Layout::Step,
         Layout::Loss,
         Layout::Reduce,
@@ -246,8 +154,6 @@ impl Layout {
         use Slot::*;
         match self {
             Layout::Gemm => &[Read, Read, Read, ReadWrite, Params],
-            Layout::GemmTexels => &[Texels, Texels, Read, ReadWrite, Params],
-            Layout::Pack => &[Read, TexelsOut, Params],
             Layout::Step => &[
                 ReadWrite, ReadWrite, ReadWrite, Read, Params, ReadWrite, ReadWrite, ReadWrite,
                 ReadWrite, Read, ReadWrite, Read,
@@ -265,22 +171,10 @@ impl Layout {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 41] = [
-        Kernel::GemmTiled,
-        Kernel::GemmTiledPrefetch,
-        Kernel::GemmWide,
-        Kernel::GemmSplit32x32,
-        Kernel::GemmSplit64x64,
+    pub const ALL: [Kernel; 29] = [
+        Kernel::Gemm4x4,
+        Kernel::Gemm8x8,
         Kernel::GemmSplitSum,
-        Kernel::GemmBlock16x16,
-        Kernel::GemmBlock32x4,
-        Kernel::GemmBlock4x32,
-        Kernel::GemmLanes32x8,
-        Kernel::GemmLanes64x8,
-        Kernel::GemmLanes8x16,
-        Kernel::GemmTexelsNn,
-        Kernel::GemmTexelsTn,
-        Kernel::PackTexels,
         Kernel::RnnForward,
         Kernel::RnnBackward,
         Kernel::LstmForward,
@@ -311,21 +205,9 @@ impl Kernel {
 
     pub fn entry_point(self) -> &'static str {
         match self {
-            Kernel::GemmTiled => "gemm_tiled",
-            Kernel::GemmTiledPrefetch => "gemm_tiled_prefetch",
-            Kernel::GemmWide => "gemm_wide",
-            Kernel::GemmSplit32x32 => "gemm_split_32x32",
-            Kernel::GemmSplit64x64 => "gemm_split_64x64",
+            Kernel::Gemm4x4 => "gemm_4x4",
+            Kernel::Gemm8x8 => "gemm_8x8",
             Kernel::GemmSplitSum => "gemm_split_sum",
-            Kernel::GemmBlock16x16 => "gemm_block_16x16",
-            Kernel::GemmBlock32x4 => "gemm_block_32x4",
-            Kernel::GemmBlock4x32 => "gemm_block_4x32",
-            Kernel::GemmLanes32x8 => "gemm_lanes_32x8",
-            Kernel::GemmLanes64x8 => "gemm_lanes_64x8",
-            Kernel::GemmLanes8x16 => "gemm_lanes_8x16",
-            Kernel::GemmTexelsNn => "gemm_texels_nn",
-            Kernel::GemmTexelsTn => "gemm_texels_tn",
-            Kernel::PackTexels => "pack_texels",
             Kernel::RnnForward | Kernel::LstmForward | Kernel::GruForward => "step_forward",
             Kernel::RnnBackward | Kernel::LstmBackward | Kernel::GruBackward => "step_backward",
             Kernel::RnnForwardPersistent
@@ -353,19 +235,7 @@ impl Kernel {
 
     pub fn shader(self) -> Shader {
         match self {
-            Kernel::GemmTiled
-            | Kernel::GemmTiledPrefetch
-            | Kernel::GemmBlock16x16
-            | Kernel::GemmBlock32x4
-            | Kernel::GemmBlock4x32 => Shader::Gemm,
-            Kernel::GemmWide => Shader::GemmWide,
-            Kernel::GemmSplit32x32 | Kernel::GemmSplitSum => Shader::GemmSplit,
-            Kernel::GemmSplit64x64 => Shader::GemmSplit64,
-            Kernel::GemmLanes32x8 | Kernel::GemmLanes64x8 | Kernel::GemmLanes8x16 => {
-                Shader::GemmLanes
-            }
-            Kernel::GemmTexelsNn | Kernel::GemmTexelsTn => Shader::GemmTexels,
-            Kernel::PackTexels => Shader::Pack,
+            Kernel::Gemm4x4 | Kernel::Gemm8x8 | Kernel::GemmSplitSum => Shader::Gemm,
             Kernel::RnnForward
             | Kernel::RnnBackward
             | Kernel::RnnForwardPersistent
@@ -393,13 +263,7 @@ impl Kernel {
 
     pub fn layout(self) -> Layout {
         match self.shader() {
-            Shader::Gemm
-            | Shader::GemmWide
-            | Shader::GemmSplit
-            | Shader::GemmSplit64
-            | Shader::GemmLanes => Layout::Gemm,
-            Shader::GemmTexels => Layout::GemmTexels,
-            Shader::Pack => Layout::Pack,
+            Shader::Gemm => Layout::Gemm,
             Shader::Rnn | Shader::Lstm | Shader::Gru => Layout::Step,
             Shader::Loss => Layout::Loss,
             Shader::Reduce => Layout::Reduce,
@@ -409,11 +273,14 @@ impl Kernel {
     }
 
     /// Whether the kernel's workgroup shape is set per pipeline, by WGSL `override` constants
-    /// (`StepTile` for the fused steps), rather than written in its source.
+    /// (`StepTile` for the fused steps, `GemmTile` for the products), rather than written in
+    /// its source.
     pub fn tiled(self) -> bool {
         matches!(
             self,
-            Kernel::RnnForward
+            Kernel::Gemm4x4
+                | Kernel::Gemm8x8
+                | Kernel::RnnForward
                 | Kernel::RnnBackward
                 | Kernel::LstmForward
                 | Kernel::LstmBackward
@@ -425,16 +292,6 @@ impl Kernel {
     /// Invocations per workgroup along x where the source fixes it (not `tiled` kernels).
     pub fn workgroup_width(self) -> u32 {
         match self {
-            Kernel::GemmTiled | Kernel::GemmTiledPrefetch | Kernel::GemmWide => 16,
-            Kernel::GemmSplit64x64 => 256,
-            Kernel::GemmBlock16x16
-            | Kernel::GemmBlock32x4
-            | Kernel::GemmBlock4x32
-            | Kernel::GemmLanes32x8
-            | Kernel::GemmLanes64x8
-            | Kernel::GemmLanes8x16
-            | Kernel::GemmTexelsNn
-            | Kernel::GemmTexelsTn => 8,
             Kernel::RowNorms
             | Kernel::RowSums
             | Kernel::GradSumSquares

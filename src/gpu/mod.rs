@@ -11,7 +11,7 @@ mod pass;
 mod recorder;
 mod recurrence;
 mod stack;
-pub(crate) mod texels;
+pub mod tiles;
 pub mod tuning;
 mod workspace;
 
@@ -21,4 +21,5 @@ pub use model::{GpuModel, GpuOutput, Request};
 pub(crate) use pass::column_blocks;
 pub(crate) use recorder::PARAMS_BINDING_SIZE;
 pub use recorder::{Phase, PhaseTimes};
-pub use recurrence::{Recurrence, StepTile};
+pub use recurrence::Recurrence;
+pub use tiles::{GemmTile, StepTile};

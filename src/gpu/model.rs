@@ -266,7 +266,6 @@ impl GpuModel {
                 }),
             max_buffer: gpu.limits.max_buffer_size,
             uniform_align: gpu.limits.min_uniform_buffer_offset_alignment as u64,
-            scratch_texels: gpu.scratch_texels_bytes(),
             budget: options
                 .max_memory
                 .or(default_budget.map(|(bytes, _)| bytes)),

@@ -9,7 +9,7 @@
 
 use super::context::{Gpu, WorkCounts};
 use super::kernels::{Kernel, Layout, Slot};
-use super::recurrence::StepTile;
+use super::tiles::PipelineShape;
 use crate::Error;
 use std::collections::HashMap;
 
@@ -82,41 +82,17 @@ impl PhaseTimes {
     }
 }
 
-/// What a dispatch binds in one of its layout's storage or texture slots.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Bound {
-    Buffer(wgpu::Buffer),
-    Texels(wgpu::TextureView),
-}
-
-/// What a texture of rgba32float texels is filled with from a buffer (offsets and strides in
-/// f32 words): texel (x, y) holds the words at `offset + y * stride_y + (4x + j) * stride_x`,
-/// j = 0..3, for `rows` rows y and `cols` columns 4x + j.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct TexelSource {
-    pub buffer: wgpu::Buffer,
-    pub offset: usize,
-    pub stride_y: usize,
-    pub stride_x: usize,
-    pub rows: usize,
-    pub cols: usize,
-}
-
 enum Op {
     Dispatch {
         kernel: Kernel,
         /// The workgroup shape of a `Kernel::tiled` kernel.
-        tile: Option<StepTile>,
+        tile: Option<PipelineShape>,
         params_offset: u32,
-        bound: Vec<Bound>,
+        /// The storage buffers in the order of the layout's slots.
+        bound: Vec<wgpu::Buffer>,
         groups: [u32; 3],
     },
     Clear(wgpu::Buffer),
-    /// A buffer-to-texture copy (`source.stride_x` is 1).
-    CopyTexels {
-        source: TexelSource,
-        view: wgpu::TextureView,
-    },
     Copy {
         source: wgpu::Buffer,
         source_offset: u64,
@@ -142,9 +118,6 @@ pub struct Recorder<'g> {
     phase: Option<Phase>,
     /// Whether `submit_and_read_timed` measures GPU time per phase.
     timed: bool,
-    /// What each texture holds after the ops so far, while its source buffer is unchanged
-    /// (`holds`): a fill that would write the same again can be left out.
-    held: HashMap<wgpu::TextureView, TexelSource>,
 }
 
 impl<'g> Recorder<'g> {
@@ -156,7 +129,6 @@ impl<'g> Recorder<'g> {
             phases: Vec::new(),
             phase: None,
             timed: false,
-            held: HashMap::new(),
         }
     }
 
@@ -177,11 +149,6 @@ impl<'g> Recorder<'g> {
         self.phases.push(self.phase);
     }
 
-    /// After an op that writes `buffer`, no texture holds its contents any more.
-    fn written(&mut self, buffer: &wgpu::Buffer) {
-        self.held.retain(|_, source| source.buffer != *buffer);
-    }
-
     /// Records `kernel` over `groups` workgroups with `params` and the storage `buffers` in
     /// the order of its layout's slots.
     pub fn dispatch<P: bytemuck::Pod>(
@@ -191,38 +158,25 @@ impl<'g> Recorder<'g> {
         buffers: &[&wgpu::Buffer],
         groups: [u32; 3],
     ) {
-        let bound = buffers.iter().map(|&b| Bound::Buffer(b.clone())).collect();
-        self.dispatch_bound(kernel, params, bound, groups);
+        self.push_dispatch((kernel, None), params, buffers, groups);
     }
 
-    /// `dispatch` of a `Kernel::tiled` kernel in workgroup shape `tile`.
+    /// `dispatch` of a `Kernel::tiled` kernel in workgroup shape `shape`.
     pub(crate) fn dispatch_tiled<P: bytemuck::Pod>(
         &mut self,
-        (kernel, tile): (Kernel, StepTile),
+        (kernel, shape): (Kernel, impl Into<PipelineShape>),
         params: &P,
         buffers: &[&wgpu::Buffer],
         groups: [u32; 3],
     ) {
-        let bound = buffers.iter().map(|&b| Bound::Buffer(b.clone())).collect();
-        self.push_dispatch((kernel, Some(tile)), params, bound, groups);
-    }
-
-    /// `dispatch` for layouts with texture slots: one `Bound` per slot but the parameters.
-    pub(crate) fn dispatch_bound<P: bytemuck::Pod>(
-        &mut self,
-        kernel: Kernel,
-        params: &P,
-        bound: Vec<Bound>,
-        groups: [u32; 3],
-    ) {
-        self.push_dispatch((kernel, None), params, bound, groups);
+        self.push_dispatch((kernel, Some(shape.into())), params, buffers, groups);
     }
 
     fn push_dispatch<P: bytemuck::Pod>(
         &mut self,
-        (kernel, tile): (Kernel, Option<StepTile>),
+        (kernel, tile): (Kernel, Option<PipelineShape>),
         params: &P,
-        bound: Vec<Bound>,
+        buffers: &[&wgpu::Buffer],
         groups: [u32; 3],
     ) {
         assert_eq!(
@@ -235,18 +189,14 @@ impl<'g> Recorder<'g> {
             bytes.len() as u64 <= PARAMS_BINDING_SIZE,
             "params too large"
         );
-        let slots = (kernel.layout().slots().iter()).filter(|&&slot| slot != Slot::Params);
-        let resources = slots.clone().count();
+        let resources = (kernel.layout().slots().iter())
+            .filter(|&&slot| slot != Slot::Params)
+            .count();
         assert_eq!(
-            bound.len(),
+            buffers.len(),
             resources,
-            "{kernel:?} binds {resources} resources"
+            "{kernel:?} binds {resources} buffers"
         );
-        for (slot, bound) in slots.zip(&bound) {
-            if let (Slot::ReadWrite, Bound::Buffer(buffer)) = (slot, bound) {
-                self.written(buffer);
-            }
-        }
         let align = self.gpu.limits.min_uniform_buffer_offset_alignment as usize;
         let params_offset = self.arena.len().next_multiple_of(align);
         self.arena.resize(params_offset, 0);
@@ -255,36 +205,14 @@ impl<'g> Recorder<'g> {
             kernel,
             tile,
             params_offset: params_offset as u32,
-            bound,
+            bound: buffers.iter().map(|&b| b.clone()).collect(),
             groups,
         });
     }
 
     /// Fills the whole buffer with zeros.
     pub fn clear(&mut self, buffer: &wgpu::Buffer) {
-        self.written(buffer);
         self.push(Op::Clear(buffer.clone()));
-    }
-
-    /// Whether the texture `view` holds `source`: an earlier op of this recording filled it so
-    /// and nothing has written the source buffer since.
-    pub(crate) fn holds(&self, view: &wgpu::TextureView, source: &TexelSource) -> bool {
-        self.held.get(view) == Some(source)
-    }
-
-    /// Notes that the op just recorded filled `view` with `source`.
-    pub(crate) fn hold(&mut self, view: &wgpu::TextureView, source: TexelSource) {
-        self.held.insert(view.clone(), source);
-    }
-
-    /// Copies `source` into the texture `view`. The caller keeps to wgpu's copy rules:
-    /// `stride_x` 1, `cols` a multiple of 4, the offset of 16 bytes, `stride_y` of 256.
-    pub(crate) fn copy_texels(&mut self, view: &wgpu::TextureView, source: TexelSource) {
-        self.hold(view, source.clone());
-        self.push(Op::CopyTexels {
-            source,
-            view: view.clone(),
-        });
     }
 
     /// Copies `words` f32 words between buffers, offsets in words.
@@ -296,7 +224,6 @@ impl<'g> Recorder<'g> {
         destination_offset: usize,
         words: usize,
     ) {
-        self.written(destination);
         self.push(Op::Copy {
             source: source.clone(),
             source_offset: source_offset as u64 * 4,
@@ -410,7 +337,7 @@ impl<'g> Recorder<'g> {
         // wgpu::Buffer hashes by its immutable id; the interior mutability clippy sees is the
         // mapping state, which the key never looks at.
         #[allow(clippy::mutable_key_type)]
-        let mut bind_groups: HashMap<(Layout, Vec<Bound>), wgpu::BindGroup> = HashMap::new();
+        let mut bind_groups: HashMap<(Layout, Vec<wgpu::Buffer>), wgpu::BindGroup> = HashMap::new();
         let mut encoder =
             device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         let mut dispatches = 0;
@@ -465,28 +392,6 @@ impl<'g> Recorder<'g> {
                     }
                 }
                 Op::Clear(buffer) => encoder.clear_buffer(buffer, 0, None),
-                Op::CopyTexels { source, view } => encoder.copy_buffer_to_texture(
-                    wgpu::TexelCopyBufferInfo {
-                        buffer: &source.buffer,
-                        layout: wgpu::TexelCopyBufferLayout {
-                            offset: source.offset as u64 * 4,
-                            // one row has no stride (wgpu checks one given)
-                            bytes_per_row: (source.rows > 1).then_some(source.stride_y as u32 * 4),
-                            rows_per_image: Some(source.rows as u32),
-                        },
-                    },
-                    wgpu::TexelCopyTextureInfo {
-                        texture: view.texture(),
-                        mip_level: 0,
-                        origin: wgpu::Origin3d::ZERO,
-                        aspect: wgpu::TextureAspect::All,
-                    },
-                    wgpu::Extent3d {
-                        width: source.cols as u32 / 4,
-                        height: source.rows as u32,
-                        depth_or_array_layers: 1,
-                    },
-                ),
                 Op::Copy {
                     source,
                     source_offset,
@@ -518,13 +423,6 @@ impl<'g> Recorder<'g> {
             );
         }
         gpu.queue.submit([encoder.finish()]);
-        let texel_fills = (self.ops.iter())
-            .filter(|op| match op {
-                Op::CopyTexels { .. } => true,
-                Op::Dispatch { kernel, .. } => *kernel == Kernel::PackTexels,
-                _ => false,
-            })
-            .count();
         let in_phase = |phase: Phase| {
             (self.ops.iter().zip(&self.phases))
                 .filter(|(op, p)| matches!(op, Op::Dispatch { .. }) && **p == Some(phase))
@@ -533,7 +431,6 @@ impl<'g> Recorder<'g> {
         gpu.count(WorkCounts {
             dispatches,
             submissions: 1,
-            texel_fills: texel_fills as u64,
             recurrence_dispatches: [
                 in_phase(Phase::ForwardRecurrence),
                 in_phase(Phase::BackwardRecurrence),
@@ -613,7 +510,7 @@ fn phase_times(pass_phases: &[Phase], stamps: &[u64], gpu: &Gpu) -> PhaseTimes {
 fn make_bind_group(
     gpu: &Gpu,
     layout: Layout,
-    bound: &[Bound],
+    bound: &[wgpu::Buffer],
     params: &wgpu::Buffer,
 ) -> wgpu::BindGroup {
     let mut resources = bound.iter();
@@ -629,10 +526,7 @@ fn make_bind_group(
                     offset: 0,
                     size: wgpu::BufferSize::new(PARAMS_BINDING_SIZE),
                 }),
-                _ => match resources.next().expect("one resource per slot") {
-                    Bound::Buffer(buffer) => buffer.as_entire_binding(),
-                    Bound::Texels(view) => wgpu::BindingResource::TextureView(view),
-                },
+                _ => (resources.next().expect("one buffer per slot")).as_entire_binding(),
             },
         })
         .collect();

@@ -17,9 +17,10 @@
 //! untuned rules' results. The library's `Gpu::new` never reads the cache.
 
 use super::context::Gpu;
-use super::gemm::{matmul_using, time_steps, GemmKernel, Placement};
+use super::gemm::{matmul_using, time_products, GemmKernel, Placement};
 use super::kernels::Shader;
-use super::recurrence::{Recurrence, StepTile};
+use super::recurrence::Recurrence;
+use super::tiles::StepTile;
 use crate::parity::Comparison;
 use crate::{Cell, Error};
 use ndarray::{Array1, Array2, ArrayView2};
@@ -166,7 +167,7 @@ impl Check {
         let answer = self.answer.as_standard_layout();
         let (got, answer) = (got.as_slice(), answer.as_slice());
         Ok(Comparison::new(
-            kernel.name(),
+            &kernel.name(),
             got.unwrap(),
             answer.unwrap(),
         ))
@@ -208,16 +209,13 @@ impl Tuned {
     }
 }
 
-/// Times every candidate on `product` as Auto would run it (the 64x64 lanes tile from
-/// textures where Auto would use them) and as the recurrence does (`gemm::time_steps`: op(A)
-/// new each time, so packing it into a texture is paid every time), `rounds` times
-/// interleaved (a candidate twice as slow as the fastest only once), and returns the medians
+/// Times every candidate on `product` as Auto would run it, `rounds` times interleaved (a candidate twice as slow as the fastest only once), and returns the medians
 /// and the choice: the fastest, if it beats Auto's rule by `MARGIN`, else the rule's kernel.
 /// First every candidate must give the product right (`Check`); one that fails or is wrong
 /// is left out, even the rule's (then the fastest right one is chosen). The context keeps the
 /// choice.
 pub fn tune_product(gpu: &Gpu, product: Product, rounds: usize) -> Result<Tuned, Error> {
-    let candidates = GemmKernel::candidates(gpu);
+    let candidates = GemmKernel::candidates(gpu, product.0);
     tune_product_among(gpu, &Check::new(product), &candidates, rounds)
 }
 
@@ -231,7 +229,7 @@ pub fn tune_product_among(
     let product = check.product;
     let (shape, trans) = product;
     gpu.forget_choice(product);
-    let rule = GemmKernel::Auto.resolve(gpu, shape, true);
+    let rule = GemmKernel::Tile(GemmKernel::Auto.resolve(gpu, shape));
     let mut candidates = Vec::new();
     let mut rejected = Vec::new();
     for &kernel in kernels {
@@ -256,7 +254,7 @@ pub fn tune_product_among(
     for &kernel in &candidates {
         gpu.set_choice(product, kernel);
         // The first batch compiles the pipelines and sizes the batches.
-        let (once, _) = time_steps(gpu, (GemmKernel::Auto, None), shape, trans, 1)?;
+        let (once, _) = time_products(gpu, (GemmKernel::Auto, None), shape, trans, 1)?;
         reps.push(((BATCH_SECONDS / once.max(1e-9)) as usize).clamp(1, 200));
     }
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); candidates.len()];
@@ -273,7 +271,7 @@ pub fn tune_product_among(
             }
             gpu.set_choice(product, kernel);
             let auto = (GemmKernel::Auto, None);
-            times[i].push(time_steps(gpu, auto, shape, trans, reps[i])?.0);
+            times[i].push(time_products(gpu, auto, shape, trans, reps[i])?.0);
         }
     }
     let seconds: Vec<(GemmKernel, f64)> = candidates
@@ -423,7 +421,6 @@ pub fn read_tuning(gpu: &Gpu, path: &Path) -> Result<Tuning, Error> {
     let entries = entries
         .as_object()
         .ok_or_else(|| bad("no object of products".into()))?;
-    let candidates = GemmKernel::candidates(gpu);
     for (key, value) in entries {
         let name = value.as_str().unwrap_or_default();
         if let Some(shape) = parse_recurrence(key) {
@@ -438,7 +435,7 @@ pub fn read_tuning(gpu: &Gpu, path: &Path) -> Result<Tuning, Error> {
         }
         let product = parse_product(key).ok_or_else(|| bad(format!("a product '{key}'")))?;
         let kernel = GemmKernel::from_name(name)
-            .filter(|k| candidates.contains(k))
+            .filter(|k| GemmKernel::candidates(gpu, product.0).contains(k))
             .ok_or_else(|| bad(format!("a kernel {value} for {key}")))?;
         tuning.products.push((product, kernel));
     }

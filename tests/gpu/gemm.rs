@@ -1,14 +1,15 @@
 //! The GEMM kernels against ndarray in f64, for every transpose combination, with and without
-//! bias and accumulation, at sizes that are not multiples of any tile or block: the kernel
-//! `matmul` picks for the adapter, then every entry point forced, on matrices placed inside
-//! larger NaN-padded buffers (unaligned offsets and strides) that must stay untouched.
+//! bias and accumulation, at sizes that are not multiples of any tile or block: the tile
+//! `matmul` picks for the adapter, then every named tile and odd ones forced, on matrices
+//! placed inside larger NaN-padded buffers (unaligned offsets and strides) that must stay
+//! untouched.
 
 use super::{gpu, seed};
 use ndarray::{Array1, Array2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rnn_wgpu::gpu::gemm::{matmul, matmul_using, split_parts, GemmKernel, MatmulRun, Placement};
-use rnn_wgpu::gpu::Gpu;
+use rnn_wgpu::gpu::gemm::{k_parts, matmul, matmul_using, GemmKernel, MatmulRun, Placement};
+use rnn_wgpu::gpu::{GemmTile, Gpu, Kernel};
 
 pub(super) fn random(rows: usize, cols: usize, rng: &mut StdRng) -> Array2<f32> {
     Array2::from_shape_fn((rows, cols), |_| rng.random_range(-1.0..1.0))
@@ -20,6 +21,15 @@ pub(super) fn to64(a: &Array2<f32>) -> Array2<f64> {
 
 /// f32 sums of K products against f64: error grows like sqrt(K) * 2^-24.
 const TOLERANCE: f64 = 1e-5;
+
+/// The tiles Auto and tuning choose among on this adapter, and odd shapes of the same source:
+/// one invocation, uneven groups, K-slices of 1 and 3, slices of K inside the workgroup that
+/// are not a power of two.
+pub(super) fn tiles_under_test(gpu: &Gpu) -> Vec<GemmKernel> {
+    let odd = ["4:1x1:1:1", "4:3x5:7:3", "8:2x1:3:2", "8:5x3:1:1"];
+    let odd = odd.iter().map(|t| GemmKernel::Tile(t.parse().unwrap()));
+    GemmKernel::named(gpu).into_iter().chain(odd).collect()
+}
 
 /// One product's operands and the f64 reference.
 pub(super) struct Case {
@@ -157,7 +167,7 @@ fn gemm_matches_ndarray_at_awkward_sizes() {
     );
 }
 
-/// Every entry point on every awkward shape (skinny N and M, K = 1, sizes one past a block),
+/// Every tile under test on every awkward shape (skinny N and M, K = 1, sizes one past a block),
 /// each matrix 3 NaN words into its buffer with rows 3 words apart: a kernel that reads outside
 /// its operands produces NaN, one that writes outside C overwrites a NaN.
 #[test]
@@ -175,11 +185,11 @@ fn every_gemm_kernel_matches_ndarray_inside_larger_buffers() {
         (40, 70, 3),
         // past one 128x128 tile both ways, K past one slice of 8 and short in the last
         (130, 135, 9),
-        // several K-slices per quarter of gemm_split_32x32, the last quarter short
+        // several K-stages per slice of the split tiles, the last slice short
         (35, 66, 300),
     ];
     let mut failures = Vec::new();
-    for kernel in GemmKernel::forced(gpu()) {
+    for kernel in tiles_under_test(gpu()) {
         for shape in shapes {
             for case in cases(shape, &mut rng) {
                 let run = run_case(gpu(), (kernel, None), Placement { pad: 3, align: 1 }, &case);
@@ -197,8 +207,8 @@ fn every_gemm_kernel_matches_ndarray_inside_larger_buffers() {
 
 /// llvmpipe ends an invocation's loops once it has run 65,535 iterations of them, silently
 /// (`Gpu::loop_limit`): a product whose K is past that in one dispatch misses the rest of its
-/// sums (relative errors of 0.2-0.5 at this K before the host split K there). Every entry
-/// point, every transpose, bias and accumulation, at K = 70,001 on 9 x 9 (small enough that
+/// sums (relative errors of 0.2-0.5 at this K before the host split K there). Every tile
+/// under test, every transpose, bias and accumulation, at K = 70,001 on 9 x 9 (small enough that
 /// no cache-driven chunking splits K anyway).
 #[test]
 fn every_gemm_kernel_sums_all_of_a_k_past_llvmpipes_loop_limit() {
@@ -209,7 +219,7 @@ fn every_gemm_kernel_sums_all_of_a_k_past_llvmpipes_loop_limit() {
         .into_iter()
         .filter(|case| case.c0.is_some())
         .collect();
-    for kernel in GemmKernel::forced(gpu()) {
+    for kernel in tiles_under_test(gpu()) {
         for case in &cases {
             let run = run_case(gpu(), (kernel, None), Placement { pad: 1, align: 1 }, case);
             if let Some(why) = mismatch(case, &run.product) {
@@ -220,126 +230,37 @@ fn every_gemm_kernel_sums_all_of_a_k_past_llvmpipes_loop_limit() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// The texel kernels (operands copied or packed into textures) against f64 and against the
-/// bits of `gemm_lanes_64x8`, which sums the same products in the same order: with rows placed
-/// as buffer-to-texture copies need them (16-byte offset, 256-byte strides) on shapes whose
-/// stored rows are whole texels, each operand is copied, except a transposed op(B), which is
-/// packed; elsewhere both are packed. Rows and columns one past a tile, K not a multiple of 4.
-#[test]
-fn texel_products_match_ndarray_and_the_lanes_bits() {
-    use rnn_wgpu::gpu::Kernel;
-    if !gpu().has_lanes_of_8() {
-        return assert!(
-            !GemmKernel::forced(gpu()).contains(&GemmKernel::Texels64x8 { swapped: false })
-        );
-    }
-    let mut rng = StdRng::seed_from_u64(seed(11));
-    let mut failures = Vec::new();
-    let aligned = Placement { pad: 4, align: 64 };
-    let unaligned = Placement { pad: 3, align: 1 };
-    for (shape, placement) in [
-        ((68, 132, 36), aligned),
-        ((4, 8, 4), aligned),
-        ((132, 64, 68), aligned),
-        ((65, 67, 33), aligned),
-        ((65, 67, 33), unaligned),
-        ((3, 129, 17), unaligned),
-    ] {
-        let whole_texels = shape.0 % 4 == 0 && shape.1 % 4 == 0 && shape.2 % 4 == 0;
-        for case in cases(shape, &mut rng) {
-            let run = |kernel| run_case(gpu(), (kernel, None), placement, &case);
-            let texels = run(GemmKernel::Texels64x8 { swapped: false });
-            let lanes = run(GemmKernel::Lanes64x8 { swapped: false });
-            let label = format!("{placement:?} {}", case.label);
-            if let Some(why) = mismatch(&case, &texels.product) {
-                failures.push(format!("{label}: {why}"));
-            }
-            if !texels.padding_kept {
-                failures.push(format!("{label}: wrote outside C"));
-            }
-            let differ = (texels.product.iter().zip(&lanes.product))
-                .filter(|(x, y)| x.to_bits() != y.to_bits())
-                .count();
-            if differ > 0 {
-                failures.push(format!(
-                    "{label}: {differ} elements differ from gemm_lanes_64x8"
-                ));
-            }
-            let copies = placement.align == 64 && whole_texels;
-            let want = match (copies, case.trans_a, case.trans_b) {
-                (true, false, false) => vec![Kernel::GemmTexelsNn],
-                (true, false, true) => vec![Kernel::PackTexels, Kernel::GemmTexelsNn],
-                (true, true, false) => vec![Kernel::GemmTexelsTn],
-                (true, true, true) => vec![Kernel::PackTexels, Kernel::GemmTexelsTn],
-                (false, ..) => vec![Kernel::PackTexels, Kernel::PackTexels, Kernel::GemmTexelsTn],
-            };
-            if texels.kernels != want {
-                failures.push(format!("{label}: ran {:?}, want {want:?}", texels.kernels));
-            }
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-/// `gemm_tiled_prefetch` loads the next K-slice early but sums the same products in the same
-/// order as `gemm_tiled`: the same bits, at shapes of one slice, a slice and one, and several.
-#[test]
-fn prefetching_the_next_slice_changes_no_bit() {
-    let mut rng = StdRng::seed_from_u64(seed(13));
-    let mut failures = Vec::new();
-    for shape in [(65, 67, 16), (3, 129, 17), (130, 5, 49)] {
-        for case in cases(shape, &mut rng) {
-            let run = |kernel| {
-                run_case(gpu(), (kernel, None), Placement { pad: 3, align: 1 }, &case).product
-            };
-            let (early, plain) = (run(GemmKernel::TiledPrefetch), run(GemmKernel::Tiled));
-            if let Some(why) = mismatch(&case, &early) {
-                failures.push(format!("{}: {why}", case.label));
-            }
-            let differ = (early.iter().zip(&plain))
-                .filter(|(x, y)| x.to_bits() != y.to_bits())
-                .count();
-            if differ > 0 {
-                failures.push(format!("{}: {differ} elements differ", case.label));
-            }
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-/// The split-K kernels with K split over parts of workgroups (K of several thousand: the weight
+/// The split tiles with K split over parts of workgroups (K of several thousand: the weight
 /// gradients on GPUs) against f64, with the dispatches they take (the parts, then their sum)
 /// and the same bits when run again. The parts are uneven (K is not a multiple of them, nor of
 /// a slice's steps), and one K just misses a second part.
 #[test]
 fn split_k_parts_match_ndarray_with_the_same_bits_every_run() {
-    use rnn_wgpu::gpu::Kernel;
     let mut rng = StdRng::seed_from_u64(seed(12));
     let mut failures = Vec::new();
-    let kernels = [
-        (GemmKernel::Split32x32, 32, Kernel::GemmSplit32x32),
-        (GemmKernel::Split64x64, 64, Kernel::GemmSplit64x64),
-    ];
+    let kernels = [GemmTile::SPLIT32, GemmTile::SPLIT64];
     let shapes = [
         ((33, 17, 12300), 3),
         ((40, 70, 9000), 2),
         ((3, 65, 4100), 1),
     ];
-    for ((kernel, tile, entry), (shape, parts)) in
-        kernels.iter().flat_map(|k| shapes.map(|s| (k, s)))
-    {
-        if !GemmKernel::forced(gpu()).contains(kernel) {
-            // not a skip: this adapter cannot run the kernel, so Auto never picks it
-            assert!(!gpu().allows_groups_of_512());
+    for (tile, (shape, parts)) in kernels.iter().flat_map(|k| shapes.map(|s| (k, s))) {
+        let kernel = &GemmKernel::Tile(*tile);
+        if !GemmKernel::named(gpu()).contains(kernel) {
+            // not a skip: this adapter cannot run the tile, so Auto never picks it
+            assert!(!tile.allowed_by(&gpu().limits));
             continue;
         }
-        assert_eq!(split_parts(shape, *tile), parts, "{shape:?}");
+        assert_eq!(k_parts(*tile, shape), parts, "{shape:?}");
         let want = if parts > 1 {
-            vec![*entry, Kernel::GemmSplitSum]
+            vec![Kernel::Gemm4x4, Kernel::GemmSplitSum]
         } else {
-            vec![*entry]
+            vec![Kernel::Gemm4x4]
         };
-        for case in cases(shape, &mut rng) {
+        // every transpose accumulating with bias, and one plain: the parts are about K
+        let cases = cases(shape, &mut rng).into_iter();
+        let cases = cases.filter(|c| c.c0.is_some() || !(c.trans_a || c.trans_b));
+        for case in cases {
             let run = || {
                 run_case(
                     gpu(),
@@ -370,53 +291,26 @@ fn split_k_parts_match_ndarray_with_the_same_bits_every_run() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// A product run as K-chunks, one dispatch each (what CPU adapters do for the weight
-/// gradients), against the same product in one dispatch: the same bits from the kernels that
-/// start from bias + C (every CPU-adapter kernel), within tolerance of f64 from `gemm_tiled`
-/// (which adds them at the end). Chunks of 1, 3 and 17 rows of K, K not a multiple of them.
+/// A product run as K-chunks, one product each added to the last (what llvmpipe's loop limit
+/// makes the host do), against f64: chunks of 1, 3 and 17 rows of K, K not a multiple of them,
+/// on a tile of each kind (one slice, slices of K, an 8x8 block in an odd group).
 #[test]
-fn k_chunks_give_the_bits_of_one_dispatch() {
+fn k_chunks_match_ndarray() {
     let mut rng = StdRng::seed_from_u64(seed(9));
     let mut failures = Vec::new();
-    for kernel in GemmKernel::forced(gpu()) {
-        for shape in [(17, 65, 40), (70, 3, 65), (3, 66, 257)] {
+    let odd = GemmKernel::Tile("8:2x1:3:2".parse().unwrap());
+    for kernel in [GemmKernel::TILED, GemmKernel::SPLIT32, odd] {
+        for shape in [(17, 65, 40), (70, 3, 65), (3, 66, 57)] {
             for case in cases(shape, &mut rng) {
-                let run = |k_chunk| {
-                    run_case(
-                        gpu(),
-                        (kernel, k_chunk),
-                        Placement { pad: 3, align: 1 },
-                        &case,
-                    )
-                };
-                let whole = run(Some(usize::MAX)).product;
                 for chunk in [1, 3, 17] {
-                    let chunked = run(Some(chunk));
-                    let (got, padding_kept) = (chunked.product, chunked.padding_kept);
+                    let placement = Placement { pad: 3, align: 1 };
+                    let chunked = run_case(gpu(), (kernel, Some(chunk)), placement, &case);
                     let label = format!("{kernel:?} chunk {chunk} {}", case.label);
-                    if !padding_kept {
+                    if !chunked.padding_kept {
                         failures.push(format!("{label}: wrote outside C"));
                     }
-                    if let Some(why) = mismatch(&case, &got) {
+                    if let Some(why) = mismatch(&case, &chunked.product) {
                         failures.push(format!("{label}: {why}"));
-                    }
-                    let same_bits = got
-                        .iter()
-                        .zip(&whole)
-                        .all(|(x, y)| x.to_bits() == y.to_bits());
-                    let adds_c_last = matches!(
-                        kernel,
-                        GemmKernel::Tiled
-                            | GemmKernel::TiledPrefetch
-                            | GemmKernel::Wide128x128
-                            | GemmKernel::Split32x32
-                            | GemmKernel::Split64x64
-                    );
-                    if !adds_c_last && !same_bits {
-                        let differ = got.iter().zip(&whole).filter(|(x, y)| x != y).count();
-                        failures.push(format!(
-                            "{label}: {differ} elements differ from one dispatch"
-                        ));
                     }
                 }
             }
@@ -425,11 +319,11 @@ fn k_chunks_give_the_bits_of_one_dispatch() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// `matmul`'s automatic K-chunks: a weight-gradient-sized product (operands past 16 MiB, more
-/// than one tile along M and N) runs in several dispatches on a CPU adapter and one on a GPU,
-/// and still matches f64; a recurrent product (operands of a few MiB) is one dispatch anywhere.
+/// A weight-gradient-sized product (K = 33,000 rows, past `CHAIN_FROM_K`) is summed in parts of
+/// workgroups plus their sum: two dispatches where loops are not limited (more on llvmpipe,
+/// whose loop limit also splits K into chunks), and matches f64; a short one is one dispatch.
 #[test]
-fn long_products_run_in_k_chunks_on_cpu_adapters() {
+fn long_products_are_summed_in_parts() {
     // A context of its own: the shared one counts the work of tests running beside this one.
     let gpu = rnn_wgpu::gpu::Gpu::new().expect("GPU tests need an adapter");
     let mut rng = StdRng::seed_from_u64(seed(10));
@@ -454,67 +348,89 @@ fn long_products_run_in_k_chunks_on_cpu_adapters() {
     assert_eq!(mismatch(&case, &got), None);
     let (_, short) = dispatches(&random(1024, 128, &mut rng), &random(1024, 256, &mut rng));
     assert_eq!(short, 1, "a [1024, 128]^T x [1024, 256] product");
-    if gpu.info.device_type == wgpu::DeviceType::Cpu {
-        assert!(
-            long > 1,
-            "{long} dispatch(es) for [33000, 130]^T x [33000, 67]"
-        );
+    if gpu.loop_limit().is_some() {
+        assert!(long >= 2, "{long} dispatch(es)");
     } else {
-        assert_eq!(long, 1);
+        assert_eq!(long, 2, "[33000, 130]^T x [33000, 67]");
     }
 }
 
-/// The host's choice: on GPUs 64x64 tiles, or split K where C has few tiles; on CPU adapters
-/// the block shape that fits the product.
+/// Auto's rule: 64x64 tiles, or split K where C has few tiles (in parts of workgroups where K
+/// is long), a tile fitted to a skinny C, a whole short K staged at once; on every adapter; a
+/// tile the adapter cannot run is never chosen.
 #[test]
-fn auto_picks_tiles_on_gpus_and_fitting_blocks_on_cpus() {
+fn auto_picks_tiles_or_split_k_by_the_tiles_of_c() {
     let on_gpus = GemmKernel::gpu_choice;
-    // (256, 128, 128, 512): the input projection, the recurrent products forward (128 tiles)
-    // and back (32), dW_hh (256 tiles), dW_ih (64, K split over parts)
-    assert_eq!(on_gpus((32768, 2048, 128)), GemmKernel::Tiled);
-    assert_eq!(on_gpus((256, 2048, 512)), GemmKernel::Tiled);
-    assert_eq!(on_gpus((256, 512, 2048)), GemmKernel::Split32x32);
-    assert_eq!(on_gpus((2048, 512, 32768)), GemmKernel::Tiled);
-    assert_eq!(on_gpus((2048, 128, 32768)), GemmKernel::Split64x64);
-    // (64, 1000, 2, 128): dW_hh, dW_ih, the per-step products back and forth
-    assert_eq!(on_gpus((512, 128, 64000)), GemmKernel::Split64x64);
-    assert_eq!(on_gpus((512, 2, 64000)), GemmKernel::Split64x64);
-    assert_eq!(on_gpus((64, 128, 512)), GemmKernel::Split32x32);
-    assert_eq!(on_gpus((64, 512, 128)), GemmKernel::Split32x32);
+    // (256, 128, 128, 512): the input projection, dW_hh (256 tiles), dW_ih (64, K split over
+    // parts), a segment border's product (32)
+    assert_eq!(on_gpus((32768, 2048, 128)), GemmKernel::TILED);
+    assert_eq!(on_gpus((2048, 512, 32768)), GemmKernel::TILED);
+    assert_eq!(on_gpus((2048, 128, 32768)), GemmKernel::SPLIT64);
+    assert_eq!(on_gpus((256, 512, 2048)), GemmKernel::SPLIT32);
+    // (64, 1000, 2, 128): dW_hh, dW_ih
+    assert_eq!(on_gpus((512, 128, 64000)), GemmKernel::SPLIT64);
+    assert_eq!(on_gpus((64, 128, 512)), GemmKernel::SPLIT32);
+    // skinny: dW_ih of a 2-wide input (4 columns a workgroup, 32 x 4 invocations halved to
+    // stay in 16 KiB), the head's gradient of (64, 2500, 1, 8) (16 slices of 2 x 2
+    // invocations), dx of a 1-wide input
+    let tile = |text: &str| GemmKernel::Tile(text.parse().unwrap());
+    assert_eq!(on_gpus((512, 2, 64000)), tile("4:1x32:16:1"));
+    assert_eq!(on_gpus((10, 8, 160000)), tile("4:2x4:16:8"));
+    assert_eq!(on_gpus((6400, 1, 512)), tile("4:1x32:16:1"));
+    // the input projection of a 2-wide input: K staged whole
+    assert_eq!(on_gpus((3200, 512, 2)), tile("4:16x16:2:1"));
     // a large square; a K too short to split in slices
-    assert_eq!(on_gpus((4096, 4096, 4096)), GemmKernel::Tiled);
-    assert_eq!(on_gpus((256, 512, 63)), GemmKernel::Tiled);
+    assert_eq!(on_gpus((4096, 4096, 4096)), GemmKernel::TILED);
+    assert_eq!(on_gpus((256, 512, 63)), GemmKernel::TILED);
     let gpu = gpu();
-    let pick = |shape| GemmKernel::Auto.resolve(gpu, shape, false);
-    if gpu.info.device_type != wgpu::DeviceType::Cpu {
-        assert_eq!(pick((256, 512, 2048)), on_gpus((256, 512, 2048)));
-        return;
+    for shape in [(256, 512, 2048), (512, 128, 64000), (4096, 4096, 4096)] {
+        let picked = GemmKernel::Auto.resolve(gpu, shape);
+        assert!(picked.allowed_by(&gpu.limits), "{picked}");
+        match on_gpus(shape) {
+            GemmKernel::SPLIT64 if !GemmTile::SPLIT64.allowed_by(&gpu.limits) => {
+                assert_eq!(picked, GemmTile::SPLIT32)
+            }
+            rule => assert_eq!(GemmKernel::Tile(picked), rule),
+        }
     }
-    if gpu.has_lanes_of_8() {
-        let lanes = |swapped| GemmKernel::Lanes32x8 { swapped };
-        let large = |swapped| GemmKernel::Lanes64x8 { swapped };
-        let few = |swapped| GemmKernel::Lanes8x16 { swapped };
-        assert_eq!(pick((512, 512, 512)), large(false));
-        // dW_hh of (32, 100, 2, 128)
-        assert_eq!(pick((512, 128, 3200)), large(false));
-        // the recurrent product of a batch of 32
-        assert_eq!(pick((32, 512, 128)), lanes(false));
-        // dx with a 2-wide input, the head with one output: C^T has few rows
-        assert_eq!(pick((6400, 2, 1024)), few(true));
-        assert_eq!(pick((256, 1, 512)), few(true));
-        // the head's weight gradient over all rows
-        assert_eq!(pick((1, 512, 6400)), few(false));
-    } else {
-        assert_eq!(pick((512, 512, 512)), GemmKernel::Block16x16);
-        assert_eq!(pick((64, 1024, 256)), GemmKernel::Block16x16);
-        // dx with a 2-wide input, the head with one output
-        assert_eq!(pick((6400, 2, 1024)), GemmKernel::Block32x4);
-        assert_eq!(pick((256, 1, 512)), GemmKernel::Block32x4);
-        // the head's weight gradient over all rows
-        assert_eq!(pick((1, 512, 6400)), GemmKernel::Block4x32);
+}
+
+/// A tile larger than the adapter allows is refused with an error that names it, and a tile's
+/// text parses back to it.
+#[test]
+fn tiles_parse_and_too_large_ones_are_refused() {
+    let tile: GemmTile = "8:16x16:8:1".parse().unwrap();
+    assert_eq!(tile, GemmTile::WIDE128);
+    assert_eq!(tile.to_string().parse::<GemmTile>().unwrap(), tile);
+    for bad in ["", "4:16x16:16", "5:16x16:16:1", "4:0x16:16:1", "4:16:16:1"] {
+        assert!(bad.parse::<GemmTile>().is_err(), "{bad:?}");
     }
-    assert_eq!(
-        GemmKernel::Tiled.resolve(gpu, (8, 8, 8), true),
-        GemmKernel::Tiled
-    );
+    // the longest K one dispatch sums where loops end keeps an invocation within half the
+    // limit, and one more stage would not
+    for kernel in tiles_under_test(gpu()) {
+        let GemmKernel::Tile(tile) = kernel else {
+            unreachable!()
+        };
+        let limit = 65_535;
+        let k = tile.longest_k(limit);
+        let stage = (tile.slice_k * tile.slices) as u64;
+        assert!(tile.iterations(k) <= limit / 2, "{tile}: K {k}");
+        assert!(tile.iterations(k + stage) > limit / 2, "{tile}: K {k}");
+    }
+    let huge = GemmTile::new(4, (64, 64), 16, 1);
+    assert!(!huge.allowed_by(&gpu().limits));
+    let mut rng = StdRng::seed_from_u64(seed(14));
+    let case = &cases((5, 6, 7), &mut rng)[0];
+    let err = matmul_using(
+        gpu(),
+        (GemmKernel::Tile(huge), None),
+        Placement { pad: 0, align: 1 },
+        (case.a.view(), case.trans_a),
+        (case.b.view(), case.trans_b),
+        None,
+        None,
+    )
+    .err()
+    .expect("a tile of 4096 invocations");
+    assert!(err.to_string().contains("4:64x64:16:1"), "{err}");
 }

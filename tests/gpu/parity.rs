@@ -265,9 +265,8 @@ fn rnn_large_batch_tile_edges_match_cpu() {
 
 /// Weight gradients sum T * B rows: here 160,000 (a 3-layer sigmoid RNN, cross-entropy on
 /// every one of 2,500 steps of 64 sequences). In one f32 chain the head's weight gradient,
-/// whose terms cancel, was off by 6.4e-4; the CPU adapters' kernels sum K in parts of about
-/// 4,096 (`gemm::CHAIN_K`) and GPUs split such a K over parts of workgroups, which brings it
-/// to about 3e-7.
+/// whose terms cancel, was off by 6.4e-4; every tile sums such a K in parts of workgroups of
+/// about 4,096 rows each (`gemm::k_parts`), which brings it to about 3e-7.
 #[test]
 fn gradients_summed_over_160000_rows_match_cpu() {
     let config = super::common::long_sum_model();

@@ -58,7 +58,6 @@ fn binding_for_segments_of(
         uniform_align: 256,
         budget: None,
         budget_name: "--max-memory",
-        scratch_texels: 0,
     };
     // A recomputed plan has the same per-segment buffers, and the whole-sequence ones (the
     // per-step norms) of the real length.

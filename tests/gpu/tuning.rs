@@ -21,26 +21,11 @@ fn context() -> Gpu {
     Gpu::new().expect("GPU tests need an adapter and must not be skipped")
 }
 
-/// The entry points a candidate may dispatch for its product when Auto runs it.
-fn entries_of(kernel: GemmKernel) -> &'static [Kernel] {
+/// The entry points a candidate may dispatch for its product when Auto runs it: its register
+/// block's, and the sum of K's parts.
+fn entries_of(kernel: GemmKernel) -> Vec<Kernel> {
     match kernel {
-        GemmKernel::Tiled => &[Kernel::GemmTiled],
-        GemmKernel::TiledPrefetch => &[Kernel::GemmTiledPrefetch],
-        GemmKernel::Wide128x128 => &[Kernel::GemmWide],
-        GemmKernel::Split32x32 => &[Kernel::GemmSplit32x32, Kernel::GemmSplitSum],
-        GemmKernel::Split64x64 => &[Kernel::GemmSplit64x64, Kernel::GemmSplitSum],
-        GemmKernel::Block16x16 => &[Kernel::GemmBlock16x16],
-        GemmKernel::Block32x4 => &[Kernel::GemmBlock32x4],
-        GemmKernel::Block4x32 => &[Kernel::GemmBlock4x32],
-        GemmKernel::Lanes32x8 { .. } => &[Kernel::GemmLanes32x8],
-        GemmKernel::Lanes8x16 { .. } => &[Kernel::GemmLanes8x16],
-        // Auto runs the 64x64 lanes tile from textures where they fit
-        GemmKernel::Lanes64x8 { .. } | GemmKernel::Texels64x8 { .. } => &[
-            Kernel::GemmLanes64x8,
-            Kernel::GemmTexelsNn,
-            Kernel::GemmTexelsTn,
-            Kernel::PackTexels,
-        ],
+        GemmKernel::Tile(tile) => vec![tile.kernel(), Kernel::GemmSplitSum],
         GemmKernel::Auto => unreachable!("Auto is not a candidate"),
     }
 }
@@ -53,7 +38,7 @@ fn a_tuned_kernel_is_what_auto_runs_and_its_product_is_right() {
     for shape in [(65, 17, 257), (3, 130, 33)] {
         for case in cases(shape, &mut rng) {
             let product: Product = (shape, (case.trans_a, case.trans_b));
-            for kernel in GemmKernel::candidates(&gpu) {
+            for kernel in GemmKernel::candidates(&gpu, shape) {
                 gpu.set_choice(product, kernel);
                 let run = run_case(
                     &gpu,
@@ -85,10 +70,13 @@ fn tuning_times_every_candidate_and_leaves_the_rule_only_for_a_faster_one() {
     let gpu = context();
     let product: Product = ((33, 130, 65), (false, true));
     let tuned = tuning::tune_product(&gpu, product, 1).unwrap();
-    let candidates = GemmKernel::candidates(&gpu);
+    let candidates = GemmKernel::candidates(&gpu, product.0);
     // every kernel is right here (the parity and GEMM tests say so), so none is left out
     assert!(tuned.rejected.is_empty(), "{:?}", tuned.rejected);
-    assert_eq!(tuned.rule, GemmKernel::Auto.resolve(&gpu, product.0, true));
+    assert_eq!(
+        tuned.rule,
+        GemmKernel::Tile(GemmKernel::Auto.resolve(&gpu, product.0))
+    );
     assert_eq!(
         tuned.seconds.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
         candidates
@@ -145,7 +133,7 @@ fn a_candidate_with_a_wrong_product_is_left_out_and_never_chosen() {
     let gpu = context();
     let product: Product = ((17, 65, 257), (true, false));
     let mut check = Check::new(product);
-    let kernels = GemmKernel::forced(&gpu);
+    let kernels = super::gemm::tiles_under_test(&gpu);
     let errors: Vec<(GemmKernel, f64)> = kernels
         .iter()
         .copied()
@@ -258,13 +246,13 @@ fn the_cache_keeps_other_adapters_and_refuses_what_it_cannot_trust() {
     let path = cache_file("round_trip.json");
     let other = r#"{"format": 1, "adapters": {"another GPU | Metal": {"8x8x8 nn": "tiled"}}}"#;
     std::fs::write(&path, other).unwrap();
-    let candidates = GemmKernel::candidates(&gpu);
+    let candidates = |shape| GemmKernel::candidates(&gpu, shape);
     let tuned = Tuning {
         products: vec![
-            (((1, 3, 4096), (true, false)), candidates[0]),
+            (((1, 3, 4096), (true, false)), candidates((1, 3, 4096))[0]),
             (
                 ((65, 17, 257), (false, true)),
-                candidates[candidates.len() - 1],
+                *candidates((65, 17, 257)).last().unwrap(),
             ),
         ],
         recurrences: vec![
@@ -289,11 +277,8 @@ fn the_cache_keeps_other_adapters_and_refuses_what_it_cannot_trust() {
         let key = key.replace('\\', "\\\\").replace('"', "\\\"");
         format!(r#"{{"format": 1, "adapters": {{"{key}": {entries}}}}}"#)
     };
-    let foreign = if gpu.info.device_type == wgpu::DeviceType::Cpu {
-        "tiled"
-    } else {
-        "lanes64x8"
-    };
+    // a tile tuning never times: not a candidate anywhere
+    let foreign = "4:3x5:7:3";
     for (text, names) in [
         ("{\"format\": 1, \"adapters\": ".to_string(), "is not JSON"),
         ("[1, 2]".to_string(), "\"format\": 1"),
@@ -416,11 +401,11 @@ fn tuning_a_recurrence_times_only_ways_that_run_right() {
 #[test]
 fn every_kernel_name_in_the_cache_reads_back_as_that_kernel() {
     let gpu = context();
-    let mut kernels = GemmKernel::forced(&gpu);
+    let mut kernels = super::gemm::tiles_under_test(&gpu);
     kernels.push(GemmKernel::Auto);
-    let mut names: Vec<&str> = kernels.iter().map(|k| k.name()).collect();
+    let mut names: Vec<String> = kernels.iter().map(|k| k.name()).collect();
     for kernel in &kernels {
-        assert_eq!(GemmKernel::from_name(kernel.name()), Some(*kernel));
+        assert_eq!(GemmKernel::from_name(&kernel.name()), Some(*kernel));
     }
     names.sort();
     names.dedup();

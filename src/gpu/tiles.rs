@@ -1,0 +1,337 @@
+//! The workgroup shapes of the kernels whose shape is set per pipeline by WGSL `override`
+//! constants: the fused step (`StepTile`, shaders/fused.wgsl) and the matrix products
+//! (`GemmTile`, shaders/gemm.wgsl). One source per kernel, any number of shapes: the host picks
+//! one per problem and adapter, and the pipeline cache compiles each shape once.
+
+use super::kernels::Kernel;
+use crate::Error;
+use std::fmt;
+use std::str::FromStr;
+
+/// The workgroup shape of fused.wgsl's step kernels, set per pipeline through its `override`
+/// constants: `group_units` x `group_rows` invocations, each owning `ROWS_PER` batch rows by
+/// `UNITS_PER` hidden units (all of their gates), staging `slice` values of K at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StepTile {
+    pub group_units: u32,
+    pub group_rows: u32,
+    pub slice: u32,
+}
+
+impl StepTile {
+    /// `ROWS_PER` and `UNITS_PER` in fused.wgsl.
+    pub const ROWS_PER: usize = 4;
+    pub const UNITS_PER: usize = 4;
+    /// Invocations per workgroup: two warps of 32 or one wave of 64.
+    const INVOCATIONS: u32 = 64;
+    /// The longest slice of K staged at a time.
+    const SLICE: u32 = 64;
+
+    /// The shape for `batch` rows of `hidden` units, staging `gates` rows of W_hh per unit, within
+    /// `storage_bytes` of workgroup memory: 32 x 32 tiles (8 x 8 invocations), or for a batch
+    /// of at most 8 rows, 8 rows by up to 128 units; narrower along units where `hidden` would
+    /// leave more than half of them idle; slices of K of 64, or shorter where the staged values
+    /// would not fit (the LSTM forward's 32 x 32 tile at 64 takes 40 KiB).
+    pub fn for_shape(batch: usize, hidden: usize, gates: usize, storage_bytes: u32) -> StepTile {
+        let group_rows = if batch <= 2 * Self::ROWS_PER { 2 } else { 8 };
+        let mut group_units = Self::INVOCATIONS / group_rows;
+        while group_units > 8 && (group_units as usize / 2) * Self::UNITS_PER >= hidden {
+            group_units /= 2;
+        }
+        let mut tile = StepTile {
+            group_units,
+            group_rows,
+            slice: Self::SLICE,
+        };
+        while tile.slice > 1 && tile.storage_bytes(gates) > storage_bytes as u64 {
+            tile.slice /= 2;
+        }
+        tile
+    }
+
+    /// Workgroup memory a step kernel stages per slice of K, staging `gates` rows of W_hh per
+    /// unit: a vec4 per 4 rows (`stage_rows` in fused.wgsl) and per 4 units and staged gate
+    /// (forward `stage_units`, all the cell's gates; backward `stage_column`, 1). An entry
+    /// point's footprint is the workgroup variables it uses.
+    pub fn storage_bytes(self, gates: usize) -> u64 {
+        let vec4s = self.group_rows as u64 + gates as u64 * self.group_units as u64;
+        16 * self.slice as u64 * vec4s
+    }
+
+    /// Rows and units one workgroup owns.
+    pub fn rows(self) -> usize {
+        self.group_rows as usize * Self::ROWS_PER
+    }
+
+    pub fn units(self) -> usize {
+        self.group_units as usize * Self::UNITS_PER
+    }
+
+    /// Workgroups of one step over `batch` rows of `hidden` units.
+    pub fn workgroups(self, batch: usize, hidden: usize) -> u64 {
+        (batch.div_ceil(self.rows()) * hidden.div_ceil(self.units())) as u64
+    }
+
+    /// The values of fused.wgsl's `override` constants.
+    pub fn constants(self) -> [(&'static str, f64); 3] {
+        [
+            ("GROUP_UNITS", self.group_units as f64),
+            ("GROUP_ROWS", self.group_rows as f64),
+            ("SLICE", self.slice as f64),
+        ]
+    }
+
+    /// Loop iterations of one invocation of a step kernel (forward or backward, the larger)
+    /// for a cell of `gates` gates and `hidden` units, for `Gpu::check_loops`, an upper bound:
+    /// per slice of K, its share of the staging loops and `slice` k, each counted as if its
+    /// `gates` products (backward: 1) were loop turns; then the epilogue's 4 x 4 outputs, their
+    /// gates counted the same way, and the cell's own loops (at most 4).
+    pub fn iterations(self, gates: usize, hidden: usize) -> u64 {
+        let (g, h, slice) = (gates as u64, hidden as u64, self.slice as u64);
+        let threads = (self.group_units * self.group_rows) as u64;
+        let share = |n: u64| n.div_ceil(threads) + 1;
+        let rows = share(self.rows() as u64 * slice);
+        let units = self.units() as u64 * slice;
+        let forward = h.div_ceil(slice) * (rows + share(g * units) + slice * (g + 2));
+        let backward = (g * h).div_ceil(slice) * (rows + share(units) + slice + 1);
+        let epilogue = 4 * (1 + 4 * (g + 1 + 4));
+        forward.max(backward) + epilogue + 2
+    }
+}
+
+impl FromStr for StepTile {
+    type Err = Error;
+
+    /// `UNITSxROWSxSLICE`, e.g. `8x8x64`: invocations along hidden units and along batch rows,
+    /// and K per stage.
+    fn from_str(text: &str) -> Result<Self, Error> {
+        let parts: Vec<u32> = text
+            .split('x')
+            .map(|p| p.trim().parse::<u32>())
+            .collect::<Result<_, _>>()
+            .unwrap_or_default();
+        match parts[..] {
+            [group_units, group_rows, slice]
+                if parts.iter().all(|&p| p > 0) && group_units * group_rows <= 256 =>
+            {
+                Ok(StepTile {
+                    group_units,
+                    group_rows,
+                    slice,
+                })
+            }
+            _ => Err(Error::Config(format!(
+                "step tile '{text}': expected UNITSxROWSxSLICE, three positive integers with \
+                 UNITS * ROWS at most 256 (e.g. 8x8x64)"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for StepTile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}x{}", self.group_units, self.group_rows, self.slice)
+    }
+}
+
+/// A shape of gemm.wgsl's kernels, set per pipeline through its `override` constants: each
+/// invocation a `block` x `block` piece of C (the entry point: `gemm_4x4` or `gemm_8x8`),
+/// `group_n` x `group_m` invocations per slice, K staged `slice_k` at a time, and `slices`
+/// slices of K in a workgroup, each walking its own range of K (added in order at the end).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GemmTile {
+    pub block: u32,
+    pub group_n: u32,
+    pub group_m: u32,
+    pub slice_k: u32,
+    pub slices: u32,
+}
+
+impl GemmTile {
+    /// 64 x 64 tiles, 256 invocations: Auto's shape for products with many tiles.
+    pub const TILED: GemmTile = GemmTile::new(4, (16, 16), 16, 1);
+    /// 32 x 32 tiles, K in 4 slices of 64 invocations: 4x the workgroups of `TILED`, each a
+    /// quarter of the chain, for products with few tiles and a long K.
+    pub const SPLIT32: GemmTile = GemmTile::new(4, (8, 8), 16, 4);
+    /// 64 x 64 tiles, K in 2 slices of 256 invocations (512 per workgroup): the loads per FMA
+    /// of `TILED`, half its chain.
+    pub const SPLIT64: GemmTile = GemmTile::new(4, (16, 16), 16, 2);
+    /// 128 x 128 tiles, 8 x 8 per invocation: twice the FMAs per workgroup-memory load of
+    /// `TILED`, for large products (a candidate for tuning: never measured on a GPU).
+    pub const WIDE128: GemmTile = GemmTile::new(8, (16, 16), 8, 1);
+    /// 64 x 64 tiles, 8 x 8 per invocation, 64 invocations (a candidate for tuning).
+    pub const WIDE64: GemmTile = GemmTile::new(8, (8, 8), 16, 1);
+
+    pub const fn new(
+        block: u32,
+        (group_n, group_m): (u32, u32),
+        slice_k: u32,
+        slices: u32,
+    ) -> Self {
+        GemmTile {
+            block,
+            group_n,
+            group_m,
+            slice_k,
+            slices,
+        }
+    }
+
+    /// The entry point of its register block.
+    pub fn kernel(self) -> Kernel {
+        if self.block == 8 {
+            Kernel::Gemm8x8
+        } else {
+            Kernel::Gemm4x4
+        }
+    }
+
+    /// Rows and columns of C per workgroup.
+    pub fn rows(self) -> u64 {
+        (self.block * self.group_m) as u64
+    }
+
+    pub fn cols(self) -> u64 {
+        (self.block * self.group_n) as u64
+    }
+
+    pub fn invocations(self) -> u64 {
+        (self.group_n * self.group_m * self.slices) as u64
+    }
+
+    /// Workgroups of one part of K over an M x N product's C.
+    pub fn workgroups(self, (m, n): (usize, usize)) -> u64 {
+        (m as u64).div_ceil(self.rows()) * (n as u64).div_ceil(self.cols())
+    }
+
+    /// gemm.wgsl's `MEMORY`: vec4s of the slices' stages, or of the blocks slices 1.. leave
+    /// for slice 0 at the end, whichever is larger.
+    pub fn memory_vec4s(self) -> u64 {
+        let (rows, cols, k) = (self.rows(), self.cols(), self.slice_k as u64);
+        let stages = self.slices as u64 * k * (rows + cols) / 4;
+        let parked = (self.slices as u64 - 1) * rows * cols / 4;
+        stages.max(parked)
+    }
+
+    pub fn storage_bytes(self) -> u64 {
+        16 * self.memory_vec4s()
+    }
+
+    /// The values of gemm.wgsl's `override` constants.
+    pub fn constants(self) -> [(&'static str, f64); 5] {
+        [
+            ("GROUP_N", self.group_n as f64),
+            ("GROUP_M", self.group_m as f64),
+            ("SLICE_K", self.slice_k as f64),
+            ("SLICES", self.slices as f64),
+            ("MEMORY", self.memory_vec4s() as f64),
+        ]
+    }
+
+    /// Loop iterations of one invocation of a dispatch over `k` of K (one part), for the
+    /// host's split of K on llvmpipe (`longest_k`), an upper bound: per stage the outer loop's turn,
+    /// its share of both staging loops and `slice_k` FMA turns (each loop one more for its last
+    /// test); then the epilogue's stores and gathers.
+    pub fn iterations(self, k: u64) -> u64 {
+        let threads = (self.group_n * self.group_m) as u64;
+        let share = |n: u64| n.div_ceil(threads) + 1;
+        let slice_k = self.slice_k as u64;
+        let per_stage =
+            1 + share(slice_k * self.rows()) + share(slice_k * self.cols()) + slice_k + 1;
+        let stages = k.div_ceil(slice_k).div_ceil(self.slices as u64);
+        let outputs = (self.block * self.block / 4) as u64;
+        stages * per_stage + 1 + outputs * (self.slices as u64 + 5)
+    }
+
+    /// The longest K one dispatch of this tile may sum where loops end after `limit`
+    /// iterations (`Gpu::loop_limit`), keeping half of it as a margin as `check_loops` does.
+    pub fn longest_k(self, limit: u64) -> u64 {
+        let per_stage =
+            self.iterations(self.slice_k as u64 * self.slices as u64) - self.iterations(0);
+        let stages = (limit / 2).saturating_sub(self.iterations(0)) / per_stage.max(1);
+        (stages * self.slice_k as u64 * self.slices as u64).max(1)
+    }
+
+    /// Whether `limits` allow this shape: a register block of 4 or 8, and the workgroup's size
+    /// and memory.
+    pub fn allowed_by(self, limits: &wgpu::Limits) -> bool {
+        let positive = [self.group_n, self.group_m, self.slice_k, self.slices]
+            .iter()
+            .all(|&v| v > 0);
+        positive
+            && matches!(self.block, 4 | 8)
+            && self.invocations() <= limits.max_compute_invocations_per_workgroup as u64
+            && self.group_n <= limits.max_compute_workgroup_size_x
+            && self.group_m <= limits.max_compute_workgroup_size_y
+            && self.slices <= limits.max_compute_workgroup_size_z
+            && self.storage_bytes() <= limits.max_compute_workgroup_storage_size as u64
+    }
+}
+
+impl FromStr for GemmTile {
+    type Err = Error;
+
+    /// `BLOCK:NxM:K:SLICES`, e.g. `4:16x16:16:1`: the register block (4 or 8), invocations
+    /// along N and along M, K per stage, slices of K per workgroup.
+    fn from_str(text: &str) -> Result<Self, Error> {
+        let bad = || {
+            Error::Config(format!(
+                "matrix-product tile '{text}': expected BLOCK:NxM:K:SLICES with BLOCK 4 or 8 \
+                 and positive integers (e.g. 4:16x16:16:1)"
+            ))
+        };
+        let number = |s: &str| s.trim().parse::<u32>().ok().filter(|&v| v > 0);
+        let fields: Vec<&str> = text.split(':').collect();
+        let [block, group, slice_k, slices] = fields[..] else {
+            return Err(bad());
+        };
+        let (n, m) = group.split_once('x').ok_or_else(bad)?;
+        let tile = GemmTile::new(
+            number(block)
+                .filter(|b| matches!(b, 4 | 8))
+                .ok_or_else(bad)?,
+            (number(n).ok_or_else(bad)?, number(m).ok_or_else(bad)?),
+            number(slice_k).ok_or_else(bad)?,
+            number(slices).ok_or_else(bad)?,
+        );
+        Ok(tile)
+    }
+}
+
+impl fmt::Display for GemmTile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}x{}:{}:{}",
+            self.block, self.group_n, self.group_m, self.slice_k, self.slices
+        )
+    }
+}
+
+/// The `override` constants a `Kernel::tiled` kernel's pipeline is made with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PipelineShape {
+    Step(StepTile),
+    Gemm(GemmTile),
+}
+
+impl PipelineShape {
+    pub fn constants(self) -> Vec<(&'static str, f64)> {
+        match self {
+            PipelineShape::Step(tile) => tile.constants().to_vec(),
+            PipelineShape::Gemm(tile) => tile.constants().to_vec(),
+        }
+    }
+}
+
+impl From<StepTile> for PipelineShape {
+    fn from(tile: StepTile) -> Self {
+        PipelineShape::Step(tile)
+    }
+}
+
+impl From<GemmTile> for PipelineShape {
+    fn from(tile: GemmTile) -> Self {
+        PipelineShape::Gemm(tile)
+    }
+}
