@@ -26,6 +26,19 @@ impl Cell {
             Cell::Gru => 3,
         }
     }
+
+    /// Whether the cell keeps a state c beside h (the LSTM): handed across segments, its
+    /// gradient carried and normed, c_n and dE/dc_0 read back.
+    pub fn has_cell_state(self) -> bool {
+        self == Cell::Lstm
+    }
+
+    /// Whether the recurrent product h_{t-1} W_hh^T is kept apart from the input's (the GRU,
+    /// whose reset gate scales one block of it): then b_hh's gradient is its own column sums,
+    /// where the other cells share b_ih's.
+    pub fn keeps_recurrent_apart(self) -> bool {
+        self == Cell::Gru
+    }
 }
 
 /// The vanilla RNN's nonlinearity (ignored by the LSTM).

@@ -9,6 +9,7 @@
 //! here, so the plan is what the GPU gets.
 
 use crate::config::{ModelConfig, Readout};
+use crate::gpu::PARTIAL_SUMS;
 use crate::Error;
 use std::fmt::Write as _;
 use std::str::FromStr;
@@ -258,8 +259,6 @@ pub fn segment_ranges(seq_len: usize, segment_len: usize) -> Vec<(usize, usize)>
 }
 
 const DISPATCH_PARAMS: &str = "dispatch parameters (uniform)";
-/// Also the scratch buffer's label (`Gpu::scratch_partials`), so errors name it alike.
-pub(crate) const PARTIAL_SUMS: &str = "partial sums (split K, column blocks)";
 
 /// The tensors of a pass with segments of `s` steps (`n` of them), as the workspace
 /// allocates them. `model_words` are the parameter-sized terms (parameters, gradients,
@@ -279,7 +278,7 @@ fn terms(
         config.gate_rows(),
     );
     // The buffers only some cells have, as the GPU engine lays them out
-    let cell = crate::gpu::cells::of(config.cell);
+    let cell = config.cell;
     let lstm = cell.has_cell_state();
     let params = config.param_count();
     // One set (or one shared set) per cell; bidirectional models run in one segment.

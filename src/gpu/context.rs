@@ -1,508 +1,127 @@
-//! The one GPU context: adapter, device, queue, layouts and cached pipelines. Built once and
-//! passed by reference to everything that computes.
+//! The one GPU context, `Gpu`: the device (`device.rs`), its compiled kernels (`pipelines.rs`)
+//! and the kernel policy in force (`policy.rs`). Built once and passed by reference to
+//! everything that computes; it dereferences to its `Device`.
 
-use super::gemm::GemmKernel;
-use super::kernels::{Kernel, Layout, Shader, Slot};
-use super::recurrence::Recurrence;
-use super::tiles::{PipelineShape, StepTile};
-use super::tuning::{Choices, Product, RecurrenceShape};
+use super::device::Device;
+use super::pipelines::Pipelines;
+use super::policy::{KernelPolicy, Product, Recurrence, RecurrenceShape};
+use super::tiles::{GemmKernel, StepTile};
 use crate::Error;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-
-/// What one adapter is, for `rnn-wgpu devices` and for reports.
-#[derive(Clone, Debug)]
-pub struct AdapterSummary {
-    pub info: wgpu::AdapterInfo,
-    pub limits: wgpu::Limits,
-    pub features: wgpu::Features,
-}
-
-/// Counts of GPU work recorded since the context was made, so tests can check that a pass
-/// issues the dispatches and submissions it promises.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WorkCounts {
-    pub dispatches: u64,
-    pub submissions: u64,
-    /// Of `dispatches`, those recorded in the forward and in the backward recurrence's phase
-    /// (`Phase::ForwardRecurrence`, `Phase::BackwardRecurrence`).
-    pub recurrence_dispatches: [u64; 2],
-}
-
-/// Loop iterations after which llvmpipe ends every loop of an invocation: gallivm counts the
-/// iterations of all of a shader's loops together in one counter per invocation
-/// (`LP_MAX_TGSI_LOOP_ITERATIONS`, a guard against endless loops) and, once it reaches this,
-/// leaves each loop at its next test. Nothing reports it; the results are just wrong (a GEMM
-/// with K past about 65,000 in one dispatch misses the rest of its sums).
-pub const LLVMPIPE_LOOP_LIMIT: u64 = 65_535;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, RwLock};
 
 pub struct Gpu {
-    pub device: wgpu::Device,
-    pub queue: wgpu::Queue,
-    pub info: wgpu::AdapterInfo,
-    /// The adapter's own limits, all requested for the device.
-    pub limits: wgpu::Limits,
-    layouts: Vec<wgpu::BindGroupLayout>,
-    pipeline_layouts: Vec<wgpu::PipelineLayout>,
-    modules: [OnceLock<wgpu::ShaderModule>; Shader::ALL.len()],
-    pipelines: [OnceLock<wgpu::ComputePipeline>; Kernel::ALL.len()],
-    /// Pipelines of `Kernel::tiled` kernels, one per workgroup shape used so far.
-    tiled_pipelines: Mutex<HashMap<(Kernel, PipelineShape), wgpu::ComputePipeline>>,
-    dispatches: AtomicU64,
-    submissions: AtomicU64,
-    recurrence_dispatches: [AtomicU64; 2],
-    storage_bytes: AtomicU64,
-    /// Partial sums: of matrix products split over parts of K (`gemm::k_parts`) and of column
-    /// sums over blocks of rows; grown to the largest recorded so far. Their dispatches are
-    /// ordered on the queue, so all share it.
-    partials: Mutex<Option<wgpu::Buffer>>,
-    /// What `rnn-wgpu tune` chose (`tuning.rs`): kernels per product and ways of running the
-    /// steps per recurrence; and the products watched for tuning.
-    choices: Mutex<Choices>,
-    /// Errors wgpu reports outside an error scope; collected instead of panicking.
-    uncaptured: Arc<Mutex<Vec<String>>>,
-    /// Why the device was lost, once it has been.
-    lost: Arc<Mutex<Option<String>>>,
+    device: Device,
+    pipelines: Pipelines,
+    /// Replaced whole, never changed in place: a recording holds the one it started with.
+    policy: RwLock<Arc<KernelPolicy>>,
+    /// The products recorded through `GemmKernel::Auto` while watched (`watch_products`).
+    watched: Mutex<Option<BTreeSet<Product>>>,
 }
 
-fn instance() -> wgpu::Instance {
-    // Honours WGPU_BACKEND (vulkan, metal, dx12, ...).
-    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
-}
+impl std::ops::Deref for Gpu {
+    type Target = Device;
 
-/// Every adapter wgpu finds, in its order.
-pub fn enumerate_adapters() -> Vec<AdapterSummary> {
-    let instance = instance();
-    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
-        .into_iter()
-        .map(|adapter| AdapterSummary {
-            info: adapter.get_info(),
-            limits: adapter.limits(),
-            features: adapter.features(),
-        })
-        .collect()
-}
-
-async fn choose_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter, Error> {
-    if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
-        let wanted_lower = wanted.to_lowercase();
-        let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
-        let names: Vec<String> = adapters
-            .iter()
-            .map(|a| format!("'{}'", a.get_info().name))
-            .collect();
-        return adapters
-            .into_iter()
-            .find(|a| a.get_info().name.to_lowercase().contains(&wanted_lower))
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "WGPU_ADAPTER_NAME='{wanted}' matches no adapter; found: {}",
-                    if names.is_empty() {
-                        "none".to_string()
-                    } else {
-                        names.join(", ")
-                    }
-                ))
-            });
+    fn deref(&self) -> &Device {
+        &self.device
     }
-    instance
-        .request_adapter(&wgpu::RequestAdapterOptions {
-            power_preference: wgpu::PowerPreference::from_env()
-                .unwrap_or(wgpu::PowerPreference::HighPerformance),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| Error::NoAdapter {
-            detail: format!(" ({e})"),
-        })
 }
 
 impl Gpu {
     /// The default high-performance adapter, or the one named by `WGPU_ADAPTER_NAME`, with
-    /// the adapter's own limits requested (wgpu's defaults cap a storage binding at 128 MiB).
+    /// the adapter's own limits requested (wgpu's defaults cap a storage binding at 128 MiB),
+    /// and an empty kernel policy: the rules alone.
     pub fn new() -> Result<Gpu, Error> {
-        pollster::block_on(Self::new_async())
-    }
-
-    async fn new_async() -> Result<Gpu, Error> {
-        let instance = instance();
-        let adapter = choose_adapter(&instance).await?;
-        let info = adapter.get_info();
-        let limits = adapter.limits();
-        // Timestamp queries where offered, for the per-phase GPU time of `rnn-wgpu bench`
-        // (nothing records a query unless asked to: `Recorder::time_phases`).
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
-        let (device, queue) = adapter
-            .request_device(&wgpu::DeviceDescriptor {
-                label: Some("rnn-wgpu"),
-                required_features: features,
-                required_limits: limits.clone(),
-                experimental_features: wgpu::ExperimentalFeatures::disabled(),
-                memory_hints: wgpu::MemoryHints::Performance,
-                trace: wgpu::Trace::Off,
-            })
-            .await
-            .map_err(|e| Error::Gpu(format!("requesting a device from '{}': {e}", info.name)))?;
-        let lost = Arc::new(Mutex::new(None));
-        let lost_sink = lost.clone();
-        device.set_device_lost_callback(move |reason, message| {
-            *lost_sink.lock().unwrap() = Some(format!("{reason:?}: {message}"));
-        });
-        let uncaptured = Arc::new(Mutex::new(Vec::new()));
-        let sink = uncaptured.clone();
-        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            sink.lock().unwrap().push(super::recorder::error_chain(&e));
-        }));
-        let layouts: Vec<wgpu::BindGroupLayout> = Layout::ALL
-            .iter()
-            .map(|&layout| bind_group_layout(&device, layout))
-            .collect();
-        let pipeline_layouts = layouts
-            .iter()
-            .map(|bgl| {
-                device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: None,
-                    bind_group_layouts: &[Some(bgl)],
-                    immediate_size: 0,
-                })
-            })
-            .collect();
+        let device = pollster::block_on(Device::new())?;
+        let pipelines = Pipelines::new(&device.device);
         Ok(Gpu {
             device,
-            queue,
-            info,
-            limits,
-            layouts,
-            pipeline_layouts,
-            modules: Default::default(),
-            pipelines: std::array::from_fn(|_| OnceLock::new()),
-            tiled_pipelines: Mutex::default(),
-            dispatches: AtomicU64::new(0),
-            submissions: AtomicU64::new(0),
-            recurrence_dispatches: Default::default(),
-            storage_bytes: AtomicU64::new(0),
-            partials: Mutex::new(None),
-            choices: Mutex::default(),
-            uncaptured,
-            lost,
+            pipelines,
+            policy: RwLock::default(),
+            watched: Mutex::default(),
         })
     }
 
-    /// How many loop iterations one invocation may run before the driver ends its loops:
-    /// `LLVMPIPE_LOOP_LIMIT` on llvmpipe, none elsewhere. Kernels whose loops grow with the
-    /// problem (a GEMM's K, the persistent recurrence's steps) split their work into dispatches
-    /// that stay well below it.
-    pub fn loop_limit(&self) -> Option<u64> {
-        let llvmpipe = self.info.driver == "llvmpipe" || self.info.name.starts_with("llvmpipe");
-        llvmpipe.then_some(LLVMPIPE_LOOP_LIMIT)
+    pub(crate) fn pipelines(&self) -> &Pipelines {
+        &self.pipelines
     }
 
-    /// Refuses work that would make one invocation run `iterations` loop iterations where the
-    /// adapter ends loops (`loop_limit`; half of it, as a margin): a clear error instead of a
-    /// silently wrong result. `what` names the work ("the loss over 9000000 rows").
-    pub(crate) fn check_loops(&self, what: &str, iterations: u64) -> Result<(), Error> {
-        match self.loop_limit() {
-            Some(limit) if 2 * iterations > limit => Err(Error::Config(format!(
-                "{what}: one invocation would run {iterations} loop iterations, and '{}' ends an \
-                 invocation's loops after {limit} in all (wrong results, no error); use a \
-                 smaller batch or sequence, or a GPU",
-                self.info.name
-            ))),
-            _ => Ok(()),
-        }
+    /// The kernel policy in force now.
+    pub fn policy(&self) -> Arc<KernelPolicy> {
+        self.policy.read().unwrap().clone()
     }
 
-    /// "name (backend, device type)", for reports.
-    pub fn adapter_name(&self) -> String {
-        format!(
-            "{} ({:?}, {:?})",
-            self.info.name, self.info.backend, self.info.device_type
-        )
+    /// Puts `policy` in force for the recordings started from now on.
+    pub fn set_policy(&self, policy: KernelPolicy) {
+        *self.policy.write().unwrap() = Arc::new(policy);
     }
 
-    /// Whether the device can time compute passes (`Features::TIMESTAMP_QUERY`).
-    pub fn has_timestamps(&self) -> bool {
-        self.device
-            .features()
-            .contains(wgpu::Features::TIMESTAMP_QUERY)
+    /// The policy in force, changed by `change`, put in force.
+    fn change_policy(&self, change: impl FnOnce(&mut KernelPolicy)) {
+        let mut policy = KernelPolicy::clone(&self.policy());
+        change(&mut policy);
+        self.set_policy(policy);
     }
 
-    pub(crate) fn bind_group_layout(&self, layout: Layout) -> &wgpu::BindGroupLayout {
-        &self.layouts[layout.index()]
-    }
-
-    /// The kernel's pipeline, compiled on first use.
-    pub(crate) fn pipeline(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
-        self.pipelines[kernel.index()].get_or_init(|| self.create_pipeline(kernel, &[]))
-    }
-
-    /// A `Kernel::tiled` kernel's pipeline for workgroup shape `shape`, compiled on first use.
-    pub(crate) fn tiled_pipeline(
-        &self,
-        kernel: Kernel,
-        shape: PipelineShape,
-    ) -> wgpu::ComputePipeline {
-        let mut cache = self.tiled_pipelines.lock().unwrap();
-        (cache.entry((kernel, shape)))
-            .or_insert_with(|| self.create_pipeline(kernel, &shape.constants()))
-            .clone()
-    }
-
-    fn create_pipeline(&self, kernel: Kernel, constants: &[(&str, f64)]) -> wgpu::ComputePipeline {
-        let shader = kernel.shader();
-        let module = self.modules[shader.index()].get_or_init(|| {
-            self.device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(shader.file_name()),
-                    source: wgpu::ShaderSource::Wgsl(shader.source().into()),
-                })
-        });
-        self.device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(kernel.entry_point()),
-                layout: Some(&self.pipeline_layouts[kernel.layout().index()]),
-                module,
-                entry_point: Some(kernel.entry_point()),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants,
-                    ..Default::default()
-                },
-                cache: None,
-            })
-    }
-
-    /// Creates a storage buffer of `len` f32 words after checking it against the adapter's
-    /// limits; `what` names it in the error ("the LSTM gates, [T, B, 4H]").
-    pub(crate) fn storage_buffer(&self, what: &str, words: usize) -> Result<wgpu::Buffer, Error> {
-        // Zero-length bindings are invalid; a 4-word floor also keeps dummies valid.
-        let bytes = (words.max(4) * 4) as u64;
-        for (limit, limit_name) in [
-            (
-                self.limits.max_storage_buffer_binding_size,
-                "max_storage_buffer_binding_size",
-            ),
-            (self.limits.max_buffer_size, "max_buffer_size"),
-        ] {
-            if bytes > limit {
-                return Err(Error::Limit {
-                    what: what.to_string(),
-                    needed: bytes,
-                    limit,
-                    limit_name,
-                    adapter: self.info.name.clone(),
-                });
-            }
-        }
-        self.storage_bytes.fetch_add(bytes, Ordering::Relaxed);
-        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(what),
-            size: bytes,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        }))
-    }
-
-    /// A scratch buffer of at least `words` f32 words for partial sums: of split-K products (at
-    /// most `gemm::SPLIT_PARTIALS_BYTES`, which `gemm::k_parts` respects) and of column sums
-    /// over blocks of rows (the memory plan's "partial sums"). A larger one replaces the
-    /// one kept; recorded dispatches keep theirs alive until they have run.
-    pub(crate) fn scratch_partials(&self, words: usize) -> Result<wgpu::Buffer, Error> {
-        let mut kept = self.partials.lock().unwrap();
-        match &*kept {
-            Some(buffer) if buffer.size() >= 4 * words as u64 => Ok(buffer.clone()),
-            _ => {
-                let buffer = self.storage_buffer(crate::plan::PARTIAL_SUMS, words)?;
-                *kept = Some(buffer.clone());
-                Ok(buffer)
-            }
-        }
-    }
-
-    /// Splits `groups` workgroups over x and y so neither exceeds the adapter's per-dimension
-    /// limit; kernels rebuild the linear index as `x + y * num_workgroups.x`.
-    pub(crate) fn grid(&self, what: &str, groups: u64) -> Result<[u32; 3], Error> {
-        let max = self.limits.max_compute_workgroups_per_dimension as u64;
-        let x = groups.clamp(1, max);
-        let y = groups.div_ceil(x);
-        if y > max {
-            return Err(Error::Limit {
-                what: format!("{what} ({groups} workgroups)"),
-                needed: groups,
-                limit: max * max,
-                limit_name: "max_compute_workgroups_per_dimension squared",
-                adapter: self.info.name.clone(),
-            });
-        }
-        Ok([x as u32, y as u32, 1])
-    }
-
-    pub(crate) fn count(&self, counts: WorkCounts) {
-        self.dispatches
-            .fetch_add(counts.dispatches, Ordering::Relaxed);
-        self.submissions
-            .fetch_add(counts.submissions, Ordering::Relaxed);
-        for (total, n) in self
-            .recurrence_dispatches
-            .iter()
-            .zip(counts.recurrence_dispatches)
-        {
-            total.fetch_add(n, Ordering::Relaxed);
-        }
-    }
-
-    /// The memory budget when `--max-memory` is not given, where one can be known: a CPU
-    /// adapter (lavapipe) keeps its buffers in system memory, so 3/4 of it (Linux's
-    /// /proc/meminfo). wgpu reports no memory size for GPUs, which get none.
-    pub fn default_memory_budget(&self) -> Option<(u64, &'static str)> {
-        if self.info.device_type != wgpu::DeviceType::Cpu {
-            return None;
-        }
-        Some((
-            crate::plan::system_memory()? / 4 * 3,
-            "the default budget (3/4 of system memory, where a CPU adapter keeps its buffers; \
-             --max-memory sets another)",
-        ))
-    }
-
-    /// The kernel `GemmKernel::Auto` takes for `product` when tuned (`tuning.rs`), and, while
-    /// products are watched, a note that Auto ran it.
-    pub(crate) fn tuned_choice(&self, product: Product) -> Option<GemmKernel> {
-        let mut choices = self.choices.lock().unwrap();
-        if let Some(watched) = &mut choices.watched {
-            watched.insert(product);
-        }
-        choices.products.get(&product).copied()
-    }
-
-    /// Makes Auto take `kernel` for `product` in this context (what `tuning::tune_product` and
-    /// `tuning::load_cache` do; also for tests). `kernel` must be one of
+    /// Makes Auto take `kernel` for `product` (what `tuning::tune_product` and
+    /// `tuning::load_cache` do; also for tests). `kernel` should be one of
     /// `GemmKernel::candidates`, which run as Auto runs them.
     pub fn set_choice(&self, product: Product, kernel: GemmKernel) {
-        let mut choices = self.choices.lock().unwrap();
-        choices.products.insert(product, kernel);
-    }
-
-    /// How many products have a tuned kernel in this context.
-    pub fn tuned_products(&self) -> usize {
-        self.choices.lock().unwrap().products.len()
-    }
-
-    /// The way `Recurrence::Auto` runs the steps of `shape` when tuned (`tuning.rs`).
-    pub(crate) fn tuned_recurrence(&self, shape: RecurrenceShape) -> Option<Recurrence> {
-        self.choices
-            .lock()
-            .unwrap()
-            .recurrences
-            .get(&shape)
-            .copied()
-    }
-
-    /// Makes `Recurrence::Auto` take `recurrence` (Steps or Persistent) for `shape` in this
-    /// context, where the model fits the persistent kernel.
-    pub fn set_recurrence_choice(&self, shape: RecurrenceShape, recurrence: Recurrence) {
-        let mut choices = self.choices.lock().unwrap();
-        choices.recurrences.insert(shape, recurrence);
-    }
-
-    /// Makes the fused step kernels run in workgroup shape `tile` for every model in this
-    /// context (None: `StepTile::for_shape`'s rule), to measure shapes against each other.
-    /// The sums run in the same order whatever the shape.
-    pub fn force_step_tile(&self, tile: Option<StepTile>) {
-        self.choices.lock().unwrap().step_tile = tile;
-    }
-
-    /// The step kernels' workgroup shape `force_step_tile` set.
-    pub(crate) fn forced_step_tile(&self) -> Option<StepTile> {
-        self.choices.lock().unwrap().step_tile
-    }
-
-    /// The recurrence rule again for `shape`.
-    pub fn forget_recurrence_choice(&self, shape: RecurrenceShape) {
-        self.choices.lock().unwrap().recurrences.remove(&shape);
+        self.change_policy(|p| {
+            p.products.insert(product, kernel);
+        });
     }
 
     /// Auto's rule again for `product`.
     pub fn forget_choice(&self, product: Product) {
-        self.choices.lock().unwrap().products.remove(&product);
+        self.change_policy(|p| {
+            p.products.remove(&product);
+        });
+    }
+
+    /// How many products have a tuned kernel in the policy in force.
+    pub fn tuned_products(&self) -> usize {
+        self.policy().tuned_products()
+    }
+
+    /// Makes `Recurrence::Auto` take `recurrence` (Steps or Persistent) for `shape`, where the
+    /// model fits the persistent kernel.
+    pub fn set_recurrence_choice(&self, shape: RecurrenceShape, recurrence: Recurrence) {
+        self.change_policy(|p| {
+            p.recurrences.insert(shape, recurrence);
+        });
+    }
+
+    /// The recurrence rule again for `shape`.
+    pub fn forget_recurrence_choice(&self, shape: RecurrenceShape) {
+        self.change_policy(|p| {
+            p.recurrences.remove(&shape);
+        });
+    }
+
+    /// Makes the fused step kernels run in workgroup shape `tile` for every model (None:
+    /// `StepTile::for_shape`'s rule), to measure shapes against each other. The sums run in the
+    /// same order whatever the shape.
+    pub fn force_step_tile(&self, tile: Option<StepTile>) {
+        self.change_policy(|p| p.step_tile = tile);
     }
 
     /// Starts noting every product recorded through `GemmKernel::Auto` (to find a model's
     /// products for tuning: `watched_products` returns them).
     pub fn watch_products(&self) {
-        self.choices.lock().unwrap().watched = Some(Default::default());
+        *self.watched.lock().unwrap() = Some(BTreeSet::new());
+    }
+
+    /// Notes `product`, recorded through Auto, while watching.
+    pub(crate) fn note_product(&self, product: Product) {
+        if let Some(watched) = &mut *self.watched.lock().unwrap() {
+            watched.insert(product);
+        }
     }
 
     /// The products noted since `watch_products`, in order of shape; stops watching.
     pub fn watched_products(&self) -> Vec<Product> {
-        let watched = self.choices.lock().unwrap().watched.take();
+        let watched = self.watched.lock().unwrap().take();
         watched.unwrap_or_default().into_iter().collect()
     }
-
-    /// Dispatches and queue submissions recorded so far.
-    pub fn work_counts(&self) -> WorkCounts {
-        WorkCounts {
-            dispatches: self.dispatches.load(Ordering::Relaxed),
-            submissions: self.submissions.load(Ordering::Relaxed),
-            recurrence_dispatches: [0, 1]
-                .map(|d| self.recurrence_dispatches[d].load(Ordering::Relaxed)),
-        }
-    }
-
-    /// Bytes of storage buffers created through this context so far (model, optimizer state,
-    /// workspaces; freed buffers are not subtracted).
-    pub fn storage_bytes_created(&self) -> u64 {
-        self.storage_bytes.load(Ordering::Relaxed)
-    }
-
-    /// Returns (and clears) errors wgpu reported outside an error scope.
-    /// An error once the device is lost (driver reset, unplugged, destroyed): nothing recorded
-    /// for it can run, and waiting on it would not return.
-    pub(crate) fn check_device(&self) -> Result<(), Error> {
-        match &*self.lost.lock().unwrap() {
-            Some(why) => Err(Error::Gpu(format!(
-                "the GPU device '{}' was lost ({why}); results since the last completed step \
-                 are gone. Start again (from the last checkpoint with --load)",
-                self.info.name
-            ))),
-            None => Ok(()),
-        }
-    }
-
-    pub(crate) fn take_uncaptured_errors(&self) -> Vec<String> {
-        std::mem::take(&mut *self.uncaptured.lock().unwrap())
-    }
-}
-
-fn bind_group_layout(device: &wgpu::Device, layout: Layout) -> wgpu::BindGroupLayout {
-    let entries: Vec<wgpu::BindGroupLayoutEntry> = layout
-        .slots()
-        .iter()
-        .enumerate()
-        .map(|(binding, slot)| wgpu::BindGroupLayoutEntry {
-            binding: binding as u32,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: match slot {
-                Slot::Params => wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Uniform,
-                    has_dynamic_offset: true,
-                    min_binding_size: None,
-                },
-                Slot::Read | Slot::ReadWrite => wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage {
-                        read_only: *slot == Slot::Read,
-                    },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-            },
-            count: None,
-        })
-        .collect();
-    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-        label: Some("rnn-wgpu layout"),
-        entries: &entries,
-    })
 }

@@ -5,6 +5,7 @@
 use super::context::Gpu;
 use super::kernels::Kernel;
 use super::recorder::{Read, Recorder};
+pub use super::tiles::GemmKernel;
 use super::tiles::GemmTile;
 use crate::Error;
 use bytemuck::{Pod, Zeroable};
@@ -109,32 +110,7 @@ pub struct Output<'a> {
     pub bias: Option<(&'a wgpu::Buffer, usize)>,
 }
 
-/// How a product is computed: `Auto` (what `record_gemm` and `matmul` use) takes the tuned
-/// tile where `rnn-wgpu tune` measured one, else its rule (`gpu_choice`); `Tile` forces one
-/// (tests, benchmarks, tuning). Every tile gives a correct result for every shape.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum GemmKernel {
-    Auto,
-    Tile(GemmTile),
-}
-
 impl GemmKernel {
-    pub const TILED: GemmKernel = GemmKernel::Tile(GemmTile::TILED);
-    pub const SPLIT32: GemmKernel = GemmKernel::Tile(GemmTile::SPLIT32);
-    pub const SPLIT64: GemmKernel = GemmKernel::Tile(GemmTile::SPLIT64);
-    pub const WIDE128: GemmKernel = GemmKernel::Tile(GemmTile::WIDE128);
-    pub const WIDE64: GemmKernel = GemmKernel::Tile(GemmTile::WIDE64);
-
-    /// The named tiles, by their names in the tuning cache (stable across versions of this
-    /// crate; other tiles are named by `GemmTile`'s text).
-    const NAMED: [(&'static str, GemmTile); 5] = [
-        ("tiled", GemmTile::TILED),
-        ("split32x32", GemmTile::SPLIT32),
-        ("split64x64", GemmTile::SPLIT64),
-        ("wide128x128", GemmTile::WIDE128),
-        ("wide64x64", GemmTile::WIDE64),
-    ];
-
     /// The named tiles this adapter's limits allow (`SPLIT64` needs workgroups of 512).
     pub fn named(gpu: &Gpu) -> Vec<GemmKernel> {
         (Self::NAMED.iter())
@@ -149,28 +125,6 @@ impl GemmKernel {
         let rule = GemmKernel::Tile(GemmKernel::Auto.resolve(gpu, shape));
         let others = Self::named(gpu).into_iter().filter(|k| *k != rule);
         std::iter::once(rule).chain(others).collect()
-    }
-
-    /// The kernel's name in the tuning cache.
-    pub fn name(self) -> String {
-        match self {
-            GemmKernel::Auto => "auto".into(),
-            GemmKernel::Tile(tile) => (Self::NAMED.iter())
-                .find(|(_, named)| *named == tile)
-                .map_or_else(|| tile.to_string(), |(name, _)| name.to_string()),
-        }
-    }
-
-    /// The kernel called `name` (`name`'s inverse).
-    pub fn from_name(name: &str) -> Option<GemmKernel> {
-        if name == "auto" {
-            return Some(GemmKernel::Auto);
-        }
-        let named = Self::NAMED
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, t)| *t);
-        named.or_else(|| name.parse().ok()).map(GemmKernel::Tile)
     }
 
     /// The tile that computes a product on this adapter: `Auto`'s rule (untuned), or the one
@@ -304,7 +258,10 @@ pub(crate) fn record_gemm_using(
     let product = ((m, n, k), (a.transposed, b.transposed));
     // Auto takes the tuned tile for this product where `rnn-wgpu tune` measured one.
     let tuned = (kernel == GemmKernel::Auto)
-        .then(|| gpu.tuned_choice(product))
+        .then(|| {
+            gpu.note_product(product);
+            recorder.policy().gemm(product)
+        })
         .flatten();
     let tile = tuned.unwrap_or(kernel).resolve(gpu, (m, n, k));
     if !tile.allowed_by(&gpu.limits) {

@@ -3,11 +3,15 @@
 
 pub(crate) mod cells;
 mod context;
+mod device;
 pub mod gemm;
 pub mod kernels;
 mod model;
 pub mod optim;
+mod param_buffers;
 mod pass;
+mod pipelines;
+pub mod policy;
 mod recorder;
 mod recurrence;
 mod stack;
@@ -15,11 +19,13 @@ pub mod tiles;
 pub mod tuning;
 mod workspace;
 
-pub use context::{enumerate_adapters, AdapterSummary, Gpu, WorkCounts};
+pub use context::Gpu;
+pub(crate) use device::PARTIAL_SUMS;
+pub use device::{enumerate_adapters, AdapterSummary, Device, WorkCounts, LLVMPIPE_LOOP_LIMIT};
 pub use kernels::{Kernel, Shader};
 pub use model::{GpuModel, GpuOutput, Request};
 pub(crate) use pass::column_blocks;
+pub use policy::{KernelPolicy, Recurrence};
 pub(crate) use recorder::PARAMS_BINDING_SIZE;
 pub use recorder::{Phase, PhaseTimes};
-pub use recurrence::Recurrence;
-pub use tiles::{GemmTile, StepTile};
+pub use tiles::{GemmKernel, GemmTile, StepTile};

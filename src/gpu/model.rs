@@ -7,8 +7,9 @@
 
 use super::cells::{self, GpuCell};
 use super::context::Gpu;
+use super::param_buffers::ParamBuffers;
+use super::policy::Recurrence;
 use super::recorder::{PhaseTimes, Read, Recorder};
-use super::recurrence::Recurrence;
 use super::workspace::Workspace;
 use crate::config::ModelConfig;
 use crate::data::Batch;
@@ -134,55 +135,6 @@ pub struct GpuOutput {
     pub phase_times: Option<PhaseTimes>,
 }
 
-/// One cell's parameter buffers.
-pub(crate) struct CellBuffers {
-    pub weight_ih: wgpu::Buffer,
-    pub weight_hh: wgpu::Buffer,
-    pub bias_ih: wgpu::Buffer,
-    pub bias_hh: wgpu::Buffer,
-}
-
-/// Parameter buffers, cells as `Params::cells` orders them, then the head.
-pub(crate) struct ParamBuffers {
-    pub cells: Vec<CellBuffers>,
-    pub head_weight: wgpu::Buffer,
-    pub head_bias: wgpu::Buffer,
-}
-
-impl ParamBuffers {
-    pub fn new(gpu: &Gpu, config: &ModelConfig, what: &str) -> Result<Self, Error> {
-        let buffer = |name: &str, words| gpu.storage_buffer(&format!("{what} {name}"), words);
-        let mut shapes = crate::params::param_shapes(config).into_iter();
-        let mut next = || {
-            let (name, shape) = shapes.next().expect("a shape per tensor");
-            buffer(&name, shape.iter().product())
-        };
-        Ok(ParamBuffers {
-            cells: (0..config.cells())
-                .map(|_| {
-                    Ok(CellBuffers {
-                        weight_ih: next()?,
-                        weight_hh: next()?,
-                        bias_ih: next()?,
-                        bias_hh: next()?,
-                    })
-                })
-                .collect::<Result<_, Error>>()?,
-            head_weight: next()?,
-            head_bias: next()?,
-        })
-    }
-
-    /// Every buffer in `param_names` order.
-    pub fn all(&self) -> Vec<&wgpu::Buffer> {
-        self.cells
-            .iter()
-            .flat_map(|c| [&c.weight_ih, &c.weight_hh, &c.bias_ih, &c.bias_hh])
-            .chain([&self.head_weight, &self.head_bias])
-            .collect()
-    }
-}
-
 pub struct GpuModel {
     pub config: ModelConfig,
     pub(crate) params: ParamBuffers,
@@ -257,7 +209,7 @@ impl GpuModel {
         batch: usize,
     ) -> Result<MemoryPlan, Error> {
         let options = self.plan_options;
-        let default_budget = gpu.default_memory_budget();
+        let default_budget = default_memory_budget(gpu);
         let limits = MemoryLimits {
             max_binding: options
                 .max_binding
@@ -355,7 +307,7 @@ impl GpuModel {
             config.input_size,
             config.output_size,
         );
-        let cell_state = self.cell().has_cell_state();
+        let cell_state = self.config.cell.has_cell_state();
         let rows = config.scored_rows(t, b);
         let backward = request.backward;
         let whole = |buffer, len| Read {
@@ -457,4 +409,18 @@ impl GpuModel {
         debug_assert_eq!(extra.len(), extra_count);
         Ok((out, extra))
     }
+}
+
+/// The memory budget when `--max-memory` is not given, where one can be known: a CPU adapter
+/// (lavapipe) keeps its buffers in system memory, so 3/4 of it (Linux's /proc/meminfo). wgpu
+/// reports no memory size for GPUs, which get none.
+fn default_memory_budget(gpu: &Gpu) -> Option<(u64, &'static str)> {
+    if gpu.info.device_type != wgpu::DeviceType::Cpu {
+        return None;
+    }
+    Some((
+        crate::plan::system_memory()? / 4 * 3,
+        "the default budget (3/4 of system memory, where a CPU adapter keeps its buffers; \
+         --max-memory sets another)",
+    ))
 }

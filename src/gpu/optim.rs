@@ -5,7 +5,8 @@
 
 use super::context::Gpu;
 use super::kernels::Kernel;
-use super::model::{GpuModel, GpuOutput, ParamBuffers, Request};
+use super::model::{GpuModel, GpuOutput, Request};
+use super::param_buffers::ParamBuffers;
 use super::recorder::{Phase, Read, Recorder};
 use crate::config::ModelConfig;
 use crate::data::Batch;

@@ -27,8 +27,9 @@ use super::context::Gpu;
 use super::gemm::{record_gemm, Operand, Output};
 use super::kernels::Kernel;
 use super::model::{GpuModel, LossParams, ReduceParams, Request, StepParams};
+use super::policy::Recurrence;
 use super::recorder::{Phase, Recorder};
-use super::recurrence::{persistent_steps_per_dispatch, Recurrence};
+use super::recurrence::persistent_steps_per_dispatch;
 use super::tiles::StepTile;
 use super::workspace::Workspace;
 use crate::config::{Activation, Loss, Readout};
@@ -125,7 +126,7 @@ impl GpuModel {
         };
         let len = ws.segments[k].len;
         rec.copy(&view.act.hs, len * b * h, h_next, 0, b * h);
-        if self.cell().has_cell_state() {
+        if self.config.cell.has_cell_state() {
             rec.copy(&view.act.cs, len * b * h, c_next, 0, b * h);
         }
     }
@@ -286,7 +287,7 @@ impl GpuModel {
         );
         if let Some((h_start, c_start)) = view.start {
             rec.copy(h_start, 0, &a.hs, 0, b * h);
-            if self.cell().has_cell_state() {
+            if self.config.cell.has_cell_state() {
                 rec.copy(c_start, 0, &a.cs, 0, b * h);
             }
         }
@@ -313,7 +314,7 @@ impl GpuModel {
             return Ok(());
         }
         // gates[t] += h_{t-1} W_hh^T (GRU: hh[t] = h_{t-1} W_hh^T), then the cell
-        let (tile, groups) = self.step_tile(gpu, b, Direction::Forward)?;
+        let (tile, groups) = self.step_tile(gpu, rec, b, Direction::Forward)?;
         for t in 1..=seg.len {
             let launch = CellLaunch::Step { t, tile, groups };
             self.record_cell_kernel(rec, ws, (c, k), Direction::Forward, launch);
@@ -321,12 +322,13 @@ impl GpuModel {
         Ok(())
     }
 
-    /// The workgroup shape of the fused step kernel at `batch` rows in `direction`, and its
-    /// grid; refused where one invocation would loop past the adapter's limit (llvmpipe, with
-    /// H in the thousands).
+    /// The workgroup shape of the fused step kernel at `batch` rows in `direction` (the
+    /// recording's policy's, else the rule's), and its grid; refused where one invocation would
+    /// loop past the adapter's limit (llvmpipe, with H in the thousands).
     fn step_tile(
         &self,
         gpu: &Gpu,
+        rec: &Recorder,
         batch: usize,
         direction: Direction,
     ) -> Result<(StepTile, [u32; 3]), Error> {
@@ -337,7 +339,7 @@ impl GpuModel {
             Direction::Forward => cell.gates(),
             Direction::Backward => 1,
         };
-        let tile = (gpu.forced_step_tile())
+        let tile = (rec.policy().step_tile())
             .unwrap_or_else(|| StepTile::for_shape(batch, hidden, staged, storage));
         let what = format!("a time step of a {cell} cell of hidden size {hidden}");
         let (bytes, invocations) = (
@@ -371,7 +373,7 @@ impl GpuModel {
         let g = &ws.grads;
         let (b, h) = (ws.batch, config.hidden_size);
         let gh = config.gate_rows();
-        let has_c = self.cell().has_cell_state();
+        let has_c = self.config.cell.has_cell_state();
         let n = ws.segments.len();
         for c in 0..config.cells() {
             let view = ws.cell(c, 0);
@@ -429,7 +431,7 @@ impl GpuModel {
             }
         }
         rec.set_phase(Phase::WeightGradients);
-        if request.param_grads && !self.cell().keeps_recurrent_apart() {
+        if request.param_grads && !self.config.cell.keeps_recurrent_apart() {
             // b_ih and b_hh enter the pre-activation identically: equal gradients.
             for cell in &g.cells {
                 rec.copy(&cell.bias_ih, 0, &cell.bias_hh, 0, gh);
@@ -598,7 +600,7 @@ impl GpuModel {
             let what = format!("the gradient norm of a step over {} values", b * h);
             gpu.check_loops(&what, reduce_iterations(b * h))?;
             let mut sources = vec![&a.dh];
-            if self.cell().has_cell_state() {
+            if self.config.cell.has_cell_state() {
                 sources.push(&a.dc);
             }
             let cells = config.cells();
@@ -650,7 +652,7 @@ impl GpuModel {
                 &g.bias_ih,
                 accumulate,
             )?;
-            if self.cell().keeps_recurrent_apart() {
+            if self.config.cell.keeps_recurrent_apart() {
                 self.record_column_sums(
                     gpu,
                     rec,
@@ -691,7 +693,7 @@ impl GpuModel {
         c: usize,
         k: usize,
     ) -> Result<(), Error> {
-        let (tile, groups) = self.step_tile(gpu, ws.batch, Direction::Backward)?;
+        let (tile, groups) = self.step_tile(gpu, rec, ws.batch, Direction::Backward)?;
         for t in (1..=ws.segments[k].len).rev() {
             let launch = CellLaunch::Step { t, tile, groups };
             self.record_cell_kernel(rec, ws, (c, k), Direction::Backward, launch);

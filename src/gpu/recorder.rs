@@ -7,11 +7,14 @@
 //! pass writes a timestamp at its beginning and its end, and the query results come back with
 //! the same single read-back. Copies and clears between passes are not timed.
 
-use super::context::{Gpu, WorkCounts};
+use super::context::Gpu;
+use super::device::{error_chain, WorkCounts};
 use super::kernels::{Kernel, Layout, Slot};
+use super::policy::KernelPolicy;
 use super::tiles::PipelineShape;
 use crate::Error;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Bytes bound for every kernel's parameter struct (the largest, `GemmParams`, is 80).
 pub(crate) const PARAMS_BINDING_SIZE: u64 = 80;
@@ -118,6 +121,8 @@ pub struct Recorder<'g> {
     phase: Option<Phase>,
     /// Whether `submit_and_read_timed` measures GPU time per phase.
     timed: bool,
+    /// The kernel policy in force when recording began: every choice in it comes from here.
+    policy: Arc<KernelPolicy>,
 }
 
 impl<'g> Recorder<'g> {
@@ -129,7 +134,13 @@ impl<'g> Recorder<'g> {
             phases: Vec::new(),
             phase: None,
             timed: false,
+            policy: gpu.policy(),
         }
+    }
+
+    /// The kernel policy this recording follows.
+    pub(crate) fn policy(&self) -> &KernelPolicy {
+        &self.policy
     }
 
     /// Asks the submission to measure GPU time per phase with timestamp queries. Returns
@@ -379,8 +390,10 @@ impl<'g> Recorder<'g> {
                             .entry((layout, bound.clone()))
                             .or_insert_with(|| make_bind_group(gpu, layout, bound, &params));
                         match tile {
-                            Some(tile) => pass.set_pipeline(&gpu.tiled_pipeline(*kernel, *tile)),
-                            None => pass.set_pipeline(gpu.pipeline(*kernel)),
+                            Some(tile) => {
+                                pass.set_pipeline(&gpu.pipelines().tiled_pipeline(*kernel, *tile))
+                            }
+                            None => pass.set_pipeline(gpu.pipelines().pipeline(*kernel)),
                         }
                         pass.set_bind_group(0, &*bind_group, &[*params_offset]);
                         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
@@ -532,20 +545,7 @@ fn make_bind_group(
         .collect();
     gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: None,
-        layout: gpu.bind_group_layout(layout),
+        layout: gpu.pipelines().bind_group_layout(layout),
         entries: &entries,
     })
-}
-
-/// An error with its causes, which wgpu keeps in the source chain ("Validation Error" alone
-/// names none).
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(cause.to_string().trim());
-        source = cause.source();
-    }
-    text
 }

@@ -2,28 +2,13 @@
 //! tiles of `tiles::StepTile`), or all of a segment's steps in one workgroup (shaders/persistent.wgsl).
 
 use super::context::Gpu;
-use crate::config::{text_enum, Cell, ModelConfig};
+use super::policy::Recurrence;
+use crate::config::{Cell, ModelConfig};
 use crate::Error;
-use std::fmt;
-use std::str::FromStr;
 
 /// Floats of W_hh the persistent kernels keep in workgroup memory (`W_CACHE` in
 /// persistent.wgsl): 16 KiB, what every WebGPU adapter offers.
 pub const PERSISTENT_WEIGHTS: usize = 4096;
-
-/// How the recurrence is recorded (`GpuModel::recurrence`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Recurrence {
-    /// Persistent where it fits and is expected to win, per-step otherwise.
-    #[default]
-    Auto,
-    /// One dispatch per time step: the recurrent product with the cell in its epilogue.
-    Steps,
-    /// One dispatch per cell, segment and direction; needs G*H*H <= `PERSISTENT_WEIGHTS`.
-    Persistent,
-}
-
-text_enum!(Recurrence { Auto => "auto", Steps => "steps", Persistent => "persistent" });
 
 impl Recurrence {
     /// Whether W_hh [G*H, H] fits the persistent kernels' workgroup memory.
@@ -70,7 +55,9 @@ impl Recurrence {
             ))),
             Recurrence::Auto => {
                 // `rnn-wgpu tune` timed both ways for this model on this adapter
-                let tuned = gpu.tuned_recurrence((config.cell, config.hidden_size, batch));
+                let tuned = gpu
+                    .policy()
+                    .recurrence((config.cell, config.hidden_size, batch));
                 if let Some(choice) = tuned.filter(|_| Self::fits(config) && runs) {
                     return Ok(choice);
                 }

@@ -308,6 +308,55 @@ impl fmt::Display for GemmTile {
     }
 }
 
+/// How a product is computed: `Auto` (what `record_gemm` and `matmul` use) takes the tuned
+/// tile where `rnn-wgpu tune` measured one, else its rule (`gpu_choice`); `Tile` forces one
+/// (tests, benchmarks, tuning). Every tile gives a correct result for every shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GemmKernel {
+    Auto,
+    Tile(GemmTile),
+}
+
+impl GemmKernel {
+    pub const TILED: GemmKernel = GemmKernel::Tile(GemmTile::TILED);
+    pub const SPLIT32: GemmKernel = GemmKernel::Tile(GemmTile::SPLIT32);
+    pub const SPLIT64: GemmKernel = GemmKernel::Tile(GemmTile::SPLIT64);
+    pub const WIDE128: GemmKernel = GemmKernel::Tile(GemmTile::WIDE128);
+    pub const WIDE64: GemmKernel = GemmKernel::Tile(GemmTile::WIDE64);
+
+    /// The named tiles, by their names in the tuning cache (stable across versions of this
+    /// crate; other tiles are named by `GemmTile`'s text).
+    pub(crate) const NAMED: [(&'static str, GemmTile); 5] = [
+        ("tiled", GemmTile::TILED),
+        ("split32x32", GemmTile::SPLIT32),
+        ("split64x64", GemmTile::SPLIT64),
+        ("wide128x128", GemmTile::WIDE128),
+        ("wide64x64", GemmTile::WIDE64),
+    ];
+
+    /// The kernel's name in the tuning cache.
+    pub fn name(self) -> String {
+        match self {
+            GemmKernel::Auto => "auto".into(),
+            GemmKernel::Tile(tile) => (Self::NAMED.iter())
+                .find(|(_, named)| *named == tile)
+                .map_or_else(|| tile.to_string(), |(name, _)| name.to_string()),
+        }
+    }
+
+    /// The kernel called `name` (`name`'s inverse).
+    pub fn from_name(name: &str) -> Option<GemmKernel> {
+        if name == "auto" {
+            return Some(GemmKernel::Auto);
+        }
+        let named = Self::NAMED
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| *t);
+        named.or_else(|| name.parse().ok()).map(GemmKernel::Tile)
+    }
+}
+
 /// The `override` constants a `Kernel::tiled` kernel's pipeline is made with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PipelineShape {

@@ -17,26 +17,19 @@
 //! untuned rules' results. The library's `Gpu::new` never reads the cache.
 
 use super::context::Gpu;
-use super::gemm::{matmul_using, time_products, GemmKernel, Placement};
+use super::gemm::{matmul_using, time_products, Placement};
 use super::kernels::Shader;
-use super::recurrence::Recurrence;
-use super::tiles::StepTile;
+use super::policy::Recurrence;
+pub use super::policy::{Product, RecurrenceShape};
+use super::tiles::GemmKernel;
 use crate::parity::Comparison;
-use crate::{Cell, Error};
+use crate::Error;
 use ndarray::{Array1, Array2, ArrayView2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value};
-use std::collections::{BTreeSet, HashMap};
+
 use std::path::{Path, PathBuf};
-
-/// A product as tuned: (m, n, k) of `C[m, n] = op(A)[m, k] op(B)[k, n]`, and whether A and B
-/// are used transposed.
-pub type Product = ((usize, usize, usize), (bool, bool));
-
-/// A recurrence as tuned: the cell, its hidden size and the batch (what a step's cost depends
-/// on; the input projection and the weight gradients run the same either way).
-pub type RecurrenceShape = (Cell, usize, usize);
 
 /// What a cache holds for one adapter.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -68,17 +61,6 @@ const BATCH_SECONDS: f64 = 0.05;
 
 /// Bumped when the file's layout changes; files of another format are replaced by `tune`.
 const FORMAT: u64 = 1;
-
-/// What a context has been told to choose (`Gpu::tuned_choice`), and the products recorded
-/// through Auto while watched (`Gpu::watch_products`).
-#[derive(Default)]
-pub(crate) struct Choices {
-    pub(crate) products: HashMap<Product, GemmKernel>,
-    pub(crate) watched: Option<BTreeSet<Product>>,
-    pub(crate) recurrences: HashMap<RecurrenceShape, Recurrence>,
-    /// The step kernels' workgroup shape in place of `StepTile::for_shape`'s rule.
-    pub(crate) step_tile: Option<StepTile>,
-}
 
 /// A candidate's product may differ from the f64 answer by at most this `||gpu - cpu|| /
 /// ||cpu||`: f32 sums of up to 64,000 terms in any order stay near 1e-6, while a kernel that

@@ -6,9 +6,8 @@
 //! their gradients) live in one set per segment, or, under recomputation, in one shared set
 //! that each segment refills from its saved start state.
 
-use super::cells;
 use super::context::Gpu;
-use super::model::ParamBuffers;
+use super::param_buffers::ParamBuffers;
 use crate::config::{ModelConfig, Readout};
 use crate::data::{Batch, Targets};
 use crate::plan::MemoryPlan;
@@ -137,7 +136,7 @@ impl Workspace {
             config.output_size,
         );
         let (s, gh) = (plan.segment_len, config.gate_rows());
-        let cell = cells::of(config.cell);
+        let cell = config.cell;
         // Buffers only some cells have are bound as 4-word placeholders for the others.
         let cell_words = |words: usize| if cell.has_cell_state() { words } else { 0 };
         let gru_words = |words: usize| {
@@ -356,7 +355,7 @@ impl Workspace {
             let view = self.cell(c, 0);
             let (h_start, c_start) = view.start.unwrap_or((&view.act.hs, &view.act.cs));
             write(h_start, &h0[c * b * h..(c + 1) * b * h]);
-            if cells::of(config.cell).has_cell_state() {
+            if config.cell.has_cell_state() {
                 write(c_start, &c0[c * b * h..(c + 1) * b * h]);
             }
         }

@@ -3,7 +3,7 @@
 
 use super::{CellKernels, GpuCell};
 use crate::gpu::kernels::Kernel;
-use crate::gpu::workspace::CellView;
+use crate::gpu::workspace::{Activations, CellView};
 
 pub(crate) struct Gru;
 
@@ -25,7 +25,7 @@ impl GpuCell for Gru {
         [&view.act.hh, &view.act.dhh, unused]
     }
 
-    fn keeps_recurrent_apart(&self) -> bool {
-        true
+    fn recurrent_grad<'a>(&self, act: &'a Activations) -> &'a wgpu::Buffer {
+        &act.dhh
     }
 }

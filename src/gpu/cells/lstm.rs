@@ -24,8 +24,4 @@ impl GpuCell for Lstm {
     ) -> [&'a wgpu::Buffer; 3] {
         [&view.act.cs, &view.act.dc, view.dc_carry]
     }
-
-    fn has_cell_state(&self) -> bool {
-        true
-    }
 }

@@ -1,7 +1,8 @@
 //! What the GPU engine does differently per cell, one module per cell as `crate::cpu` has
 //! them: each names its shader's kernels, what its kernels bind in the Step layout's three
-//! cell slots, which buffer carries the gradient of the recurrent product, and which state it
-//! keeps beside h. The pass records "the cell's step" through `GpuCell`; `of` is the one place
+//! cell slots, and which buffer carries the gradient of the recurrent product (which buffers a
+//! cell has at all is `Cell::has_cell_state` and `Cell::keeps_recurrent_apart`, which the
+//! memory plan and the workspace read too). The pass records "the cell's step" through `GpuCell`; `of` is the one place
 //! that matches on the cell.
 
 mod gru;
@@ -32,26 +33,10 @@ pub(crate) trait GpuCell: Sync {
         unused: &'a wgpu::Buffer,
     ) -> [&'a wgpu::Buffer; 3];
 
-    /// Whether the cell keeps a state c beside h (the LSTM): handed across segments, its
-    /// gradient carried and normed, c_n and dE/dc_0 read back.
-    fn has_cell_state(&self) -> bool {
-        false
-    }
-
-    /// Whether the recurrent product h_{t-1} W_hh^T has buffers of its own, `hh` and `dhh`
-    /// (the GRU, whose reset gate scales one block of it): then b_hh's gradient is their
-    /// column sums, where the other cells share b_ih's.
-    fn keeps_recurrent_apart(&self) -> bool {
-        false
-    }
-
-    /// dE/d(h_{t-1} W_hh^T) [S, B, G*H]: what multiplies W_hh going back.
+    /// dE/d(h_{t-1} W_hh^T) [S, B, G*H]: what multiplies W_hh going back (the gate
+    /// gradients, where the product is not kept apart: `Cell::keeps_recurrent_apart`).
     fn recurrent_grad<'a>(&self, act: &'a Activations) -> &'a wgpu::Buffer {
-        if self.keeps_recurrent_apart() {
-            &act.dhh
-        } else {
-            &act.dgates
-        }
+        &act.dgates
     }
 }
 

@@ -1,0 +1,324 @@
+//! The device: the adapter wgpu chose, its queue, limits and capabilities, the buffers made on
+//! it, the work recorded for it, and the errors it reports. Knows nothing of kernels or of
+//! what to run: `pipelines.rs` compiles the kernels, `policy.rs` chooses among them.
+
+use crate::Error;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What one adapter is, for `rnn-wgpu devices` and for reports.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+}
+
+/// Counts of GPU work recorded since the context was made, so tests can check that a pass
+/// issues the dispatches and submissions it promises.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkCounts {
+    pub dispatches: u64,
+    pub submissions: u64,
+    /// Of `dispatches`, those recorded in the forward and in the backward recurrence's phase
+    /// (`Phase::ForwardRecurrence`, `Phase::BackwardRecurrence`).
+    pub recurrence_dispatches: [u64; 2],
+}
+
+/// Loop iterations after which llvmpipe ends every loop of an invocation: gallivm counts the
+/// iterations of all of a shader's loops together in one counter per invocation
+/// (`LP_MAX_TGSI_LOOP_ITERATIONS`, a guard against endless loops) and, once it reaches this,
+/// leaves each loop at its next test. Nothing reports it; the results are just wrong (a GEMM
+/// with K past about 65,000 in one dispatch misses the rest of its sums).
+pub const LLVMPIPE_LOOP_LIMIT: u64 = 65_535;
+
+/// The label of the scratch buffer of partial sums (`Device::scratch_partials`), also the memory
+/// plan's name for it, so errors name it alike.
+pub(crate) const PARTIAL_SUMS: &str = "partial sums (split K, column blocks)";
+
+pub struct Device {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    /// The adapter's own limits, all requested for the device.
+    pub limits: wgpu::Limits,
+    dispatches: AtomicU64,
+    submissions: AtomicU64,
+    recurrence_dispatches: [AtomicU64; 2],
+    storage_bytes: AtomicU64,
+    /// Partial sums: of matrix products split over parts of K (`gemm::k_parts`) and of column
+    /// sums over blocks of rows; grown to the largest recorded so far. Their dispatches are
+    /// ordered on the queue, so all share it.
+    partials: Mutex<Option<wgpu::Buffer>>,
+    /// Errors wgpu reports outside an error scope; collected instead of panicking.
+    uncaptured: Arc<Mutex<Vec<String>>>,
+    /// Why the device was lost, once it has been.
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+fn instance() -> wgpu::Instance {
+    // Honours WGPU_BACKEND (vulkan, metal, dx12, ...).
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Every adapter wgpu finds, in its order.
+pub fn enumerate_adapters() -> Vec<AdapterSummary> {
+    let instance = instance();
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+        .into_iter()
+        .map(|adapter| AdapterSummary {
+            info: adapter.get_info(),
+            limits: adapter.limits(),
+            features: adapter.features(),
+        })
+        .collect()
+}
+
+async fn choose_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter, Error> {
+    if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
+        let wanted_lower = wanted.to_lowercase();
+        let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
+        let names: Vec<String> = adapters
+            .iter()
+            .map(|a| format!("'{}'", a.get_info().name))
+            .collect();
+        return adapters
+            .into_iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&wanted_lower))
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "WGPU_ADAPTER_NAME='{wanted}' matches no adapter; found: {}",
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ))
+            });
+    }
+    instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::from_env()
+                .unwrap_or(wgpu::PowerPreference::HighPerformance),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| Error::NoAdapter {
+            detail: format!(" ({e})"),
+        })
+}
+
+impl Device {
+    /// The default high-performance adapter, or the one named by `WGPU_ADAPTER_NAME`, with
+    /// the adapter's own limits requested (wgpu's defaults cap a storage binding at 128 MiB).
+    pub(crate) async fn new() -> Result<Device, Error> {
+        let instance = instance();
+        let adapter = choose_adapter(&instance).await?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        // Timestamp queries where offered, for the per-phase GPU time of `rnn-wgpu bench`
+        // (nothing records a query unless asked to: `Recorder::time_phases`).
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("rnn-wgpu"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::Gpu(format!("requesting a device from '{}': {e}", info.name)))?;
+        let lost = Arc::new(Mutex::new(None));
+        let lost_sink = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            *lost_sink.lock().unwrap() = Some(format!("{reason:?}: {message}"));
+        });
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap().push(error_chain(&e));
+        }));
+        Ok(Device {
+            device,
+            queue,
+            info,
+            limits,
+            dispatches: AtomicU64::new(0),
+            submissions: AtomicU64::new(0),
+            recurrence_dispatches: Default::default(),
+            storage_bytes: AtomicU64::new(0),
+            partials: Mutex::new(None),
+            uncaptured,
+            lost,
+        })
+    }
+
+    /// How many loop iterations one invocation may run before the driver ends its loops:
+    /// `LLVMPIPE_LOOP_LIMIT` on llvmpipe, none elsewhere. Kernels whose loops grow with the
+    /// problem (a GEMM's K, the persistent recurrence's steps) split their work into dispatches
+    /// that stay well below it.
+    pub fn loop_limit(&self) -> Option<u64> {
+        let llvmpipe = self.info.driver == "llvmpipe" || self.info.name.starts_with("llvmpipe");
+        llvmpipe.then_some(LLVMPIPE_LOOP_LIMIT)
+    }
+
+    /// Refuses work that would make one invocation run `iterations` loop iterations where the
+    /// adapter ends loops (`loop_limit`; half of it, as a margin): a clear error instead of a
+    /// silently wrong result. `what` names the work ("the loss over 9000000 rows").
+    pub(crate) fn check_loops(&self, what: &str, iterations: u64) -> Result<(), Error> {
+        match self.loop_limit() {
+            Some(limit) if 2 * iterations > limit => Err(Error::Config(format!(
+                "{what}: one invocation would run {iterations} loop iterations, and '{}' ends an \
+                 invocation's loops after {limit} in all (wrong results, no error); use a \
+                 smaller batch or sequence, or a GPU",
+                self.info.name
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// "name (backend, device type)", for reports.
+    pub fn adapter_name(&self) -> String {
+        format!(
+            "{} ({:?}, {:?})",
+            self.info.name, self.info.backend, self.info.device_type
+        )
+    }
+
+    /// Whether the device can time compute passes (`Features::TIMESTAMP_QUERY`).
+    pub fn has_timestamps(&self) -> bool {
+        self.device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// Creates a storage buffer of `len` f32 words after checking it against the adapter's
+    /// limits; `what` names it in the error ("the LSTM gates, [T, B, 4H]").
+    pub(crate) fn storage_buffer(&self, what: &str, words: usize) -> Result<wgpu::Buffer, Error> {
+        // Zero-length bindings are invalid; a 4-word floor also keeps dummies valid.
+        let bytes = (words.max(4) * 4) as u64;
+        for (limit, limit_name) in [
+            (
+                self.limits.max_storage_buffer_binding_size,
+                "max_storage_buffer_binding_size",
+            ),
+            (self.limits.max_buffer_size, "max_buffer_size"),
+        ] {
+            if bytes > limit {
+                return Err(Error::Limit {
+                    what: what.to_string(),
+                    needed: bytes,
+                    limit,
+                    limit_name,
+                    adapter: self.info.name.clone(),
+                });
+            }
+        }
+        self.storage_bytes.fetch_add(bytes, Ordering::Relaxed);
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(what),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// A scratch buffer of at least `words` f32 words for partial sums: of split-K products (at
+    /// most `gemm::SPLIT_PARTIALS_BYTES`, which `gemm::k_parts` respects) and of column sums
+    /// over blocks of rows (the memory plan's "partial sums"). A larger one replaces the
+    /// one kept; recorded dispatches keep theirs alive until they have run.
+    pub(crate) fn scratch_partials(&self, words: usize) -> Result<wgpu::Buffer, Error> {
+        let mut kept = self.partials.lock().unwrap();
+        match &*kept {
+            Some(buffer) if buffer.size() >= 4 * words as u64 => Ok(buffer.clone()),
+            _ => {
+                let buffer = self.storage_buffer(PARTIAL_SUMS, words)?;
+                *kept = Some(buffer.clone());
+                Ok(buffer)
+            }
+        }
+    }
+
+    /// Splits `groups` workgroups over x and y so neither exceeds the adapter's per-dimension
+    /// limit; kernels rebuild the linear index as `x + y * num_workgroups.x`.
+    pub(crate) fn grid(&self, what: &str, groups: u64) -> Result<[u32; 3], Error> {
+        let max = self.limits.max_compute_workgroups_per_dimension as u64;
+        let x = groups.clamp(1, max);
+        let y = groups.div_ceil(x);
+        if y > max {
+            return Err(Error::Limit {
+                what: format!("{what} ({groups} workgroups)"),
+                needed: groups,
+                limit: max * max,
+                limit_name: "max_compute_workgroups_per_dimension squared",
+                adapter: self.info.name.clone(),
+            });
+        }
+        Ok([x as u32, y as u32, 1])
+    }
+
+    pub(crate) fn count(&self, counts: WorkCounts) {
+        self.dispatches
+            .fetch_add(counts.dispatches, Ordering::Relaxed);
+        self.submissions
+            .fetch_add(counts.submissions, Ordering::Relaxed);
+        for (total, n) in self
+            .recurrence_dispatches
+            .iter()
+            .zip(counts.recurrence_dispatches)
+        {
+            total.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Dispatches and queue submissions recorded so far.
+    pub fn work_counts(&self) -> WorkCounts {
+        WorkCounts {
+            dispatches: self.dispatches.load(Ordering::Relaxed),
+            submissions: self.submissions.load(Ordering::Relaxed),
+            recurrence_dispatches: [0, 1]
+                .map(|d| self.recurrence_dispatches[d].load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Bytes of storage buffers created through this context so far (model, optimizer state,
+    /// workspaces; freed buffers are not subtracted).
+    pub fn storage_bytes_created(&self) -> u64 {
+        self.storage_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Returns (and clears) errors wgpu reported outside an error scope.
+    /// An error once the device is lost (driver reset, unplugged, destroyed): nothing recorded
+    /// for it can run, and waiting on it would not return.
+    pub(crate) fn check_device(&self) -> Result<(), Error> {
+        match &*self.lost.lock().unwrap() {
+            Some(why) => Err(Error::Gpu(format!(
+                "the GPU device '{}' was lost ({why}); results since the last completed step \
+                 are gone. Start again (from the last checkpoint with --load)",
+                self.info.name
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn take_uncaptured_errors(&self) -> Vec<String> {
+        std::mem::take(&mut *self.uncaptured.lock().unwrap())
+    }
+}
+
+/// An error with its causes, which wgpu keeps in the source chain ("Validation Error" alone
+/// names none).
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(cause.to_string().trim());
+        source = cause.source();
+    }
+    text
+}

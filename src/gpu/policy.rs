@@ -1,0 +1,66 @@
+//! The kernel policy: what to run where the rules would choose otherwise. It holds the tuned
+//! table (`rnn-wgpu tune`'s choices per matrix product and per recurrence, `tuning.rs`) and
+//! forced shapes (the fused step's tile); the rules themselves are `GemmKernel::gpu_choice`,
+//! `Recurrence::resolve` and `StepTile::for_shape`. A recording takes one snapshot of it
+//! (`Recorder::policy`), so every choice in a pass comes from the same table.
+
+use super::tiles::{GemmKernel, StepTile};
+use crate::config::{text_enum, Cell};
+use crate::Error;
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// A product as tuned: (m, n, k) of `C[m, n] = op(A)[m, k] op(B)[k, n]`, and whether A and B
+/// are used transposed.
+pub type Product = ((usize, usize, usize), (bool, bool));
+
+/// A recurrence as tuned: the cell, its hidden size and the batch (what a step's cost depends
+/// on; the input projection and the weight gradients run the same either way).
+pub type RecurrenceShape = (Cell, usize, usize);
+
+/// How the recurrence is recorded (`GpuModel::recurrence`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Recurrence {
+    /// Persistent where it fits and is expected to win, per-step otherwise.
+    #[default]
+    Auto,
+    /// One dispatch per time step: the recurrent product with the cell in its epilogue.
+    Steps,
+    /// One dispatch per cell, segment and direction; needs G*H*H <= `PERSISTENT_WEIGHTS`.
+    Persistent,
+}
+
+text_enum!(Recurrence { Auto => "auto", Steps => "steps", Persistent => "persistent" });
+
+/// The tuned table and the forced shapes. Immutable once made: `Gpu` replaces it whole
+/// (`Gpu::set_policy` and the setters built on it).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KernelPolicy {
+    pub(crate) products: HashMap<Product, GemmKernel>,
+    pub(crate) recurrences: HashMap<RecurrenceShape, Recurrence>,
+    /// The step kernels' workgroup shape in place of `StepTile::for_shape`'s rule.
+    pub(crate) step_tile: Option<StepTile>,
+}
+
+impl KernelPolicy {
+    /// The kernel `GemmKernel::Auto` takes for `product`, where one was tuned.
+    pub fn gemm(&self, product: Product) -> Option<GemmKernel> {
+        self.products.get(&product).copied()
+    }
+
+    /// The way `Recurrence::Auto` runs the steps of `shape`, where one was tuned.
+    pub fn recurrence(&self, shape: RecurrenceShape) -> Option<Recurrence> {
+        self.recurrences.get(&shape).copied()
+    }
+
+    /// The fused step kernels' forced workgroup shape.
+    pub fn step_tile(&self) -> Option<StepTile> {
+        self.step_tile
+    }
+
+    /// How many products have a tuned kernel.
+    pub fn tuned_products(&self) -> usize {
+        self.products.len()
+    }
+}
