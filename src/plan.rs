@@ -5,8 +5,8 @@
 //! Activations are stored per *segment* of at most S steps, one set of buffers per segment,
 //! so no single binding grows with T. With recomputation only the state at each segment's
 //! start is kept; the backward pass re-runs each segment's forward into one shared set of
-//! buffers (memory ~ T/S + S instead of T). The workspace allocates exactly the tensors listed
-//! here, so the plan is what the GPU gets.
+//! buffers (memory ~ T/S + S instead of T). The GPU workspace allocates its buffers from the
+//! plan's own list of them (`WorkspaceBuffers`), so the plan is what the GPU gets.
 
 use crate::config::{ModelConfig, Readout};
 use crate::gpu::PARTIAL_SUMS;
@@ -95,8 +95,11 @@ pub struct MemoryPlan {
     pub segment_len: usize,
     pub segments: usize,
     pub recompute: bool,
-    /// Model-side terms (parameters, gradients, optimizer state) first, then the workspace.
+    /// Model-side terms (parameters, gradients, optimizer state) first, then the workspace's
+    /// buffers, the dispatch parameters and the partial sums.
     pub terms: Vec<Term>,
+    /// The workspace's buffers, as `gpu::Workspace` allocates them.
+    pub workspace: WorkspaceBuffers,
     pub limits: MemoryLimits,
 }
 
@@ -260,9 +263,202 @@ pub fn segment_ranges(seq_len: usize, segment_len: usize) -> Vec<(usize, usize)>
 
 const DISPATCH_PARAMS: &str = "dispatch parameters (uniform)";
 
-/// The tensors of a pass with segments of `s` steps (`n` of them), as the workspace
-/// allocates them. `model_words` are the parameter-sized terms (parameters, gradients,
-/// optimizer state), listed first.
+/// Every buffer of the GPU workspace for a pass with segments of `s` steps (`n` of them): the
+/// one list the memory plan counts and `gpu::Workspace` allocates from (each buffer its
+/// term's `words_each`). A buffer only some cells have has 0 words for the others (the
+/// workspace binds a 4-word placeholder; the plan leaves it out).
+#[derive(Clone, Debug)]
+pub struct WorkspaceBuffers {
+    /// Per segment: the inputs and their gradients [S, B, I].
+    pub x: Term,
+    pub dx: Term,
+    /// Per cell above the first: a layer above's inputs [S, B, D*H] per segment, and the
+    /// reverse cell of layer 0's reversed inputs [T, B, I] (bidirectional models run whole).
+    pub upper_x: Term,
+    pub upper_dx: Term,
+    pub reversed_x: Term,
+    pub reversed_dx: Term,
+    /// A bidirectional `Readout::All`'s head inputs [T*B, D*H] and their gradients.
+    pub head_in: Term,
+    /// Per set of activations (one per segment, or one shared under recomputation; per cell).
+    pub hs: Term,
+    pub cs: Term,
+    pub gates: Term,
+    pub dgates: Term,
+    pub hh: Term,
+    pub dhh: Term,
+    pub dh: Term,
+    pub dc: Term,
+    /// Under recomputation, per segment and cell: the state at the segment's start [B, H].
+    pub start_h: Term,
+    pub start_c: Term,
+    /// Per scored segment: the head's outputs, targets, output gradients and row losses.
+    pub outputs: Term,
+    pub targets: Term,
+    pub doutputs: Term,
+    pub row_loss: Term,
+    /// [L*D*B, H]; per cell h_T, c_T, the h carry and the dc carry [B, H].
+    pub dh0: Term,
+    pub final_h: Term,
+    pub final_c: Term,
+    pub h_carry: Term,
+    pub dc_carry: Term,
+    pub norms: Term,
+    pub lengths: Term,
+    pub loss: Term,
+    pub loss_parts: Term,
+}
+
+impl WorkspaceBuffers {
+    pub fn new(
+        config: &ModelConfig,
+        (t, b): (usize, usize),
+        (s, n): (usize, usize),
+        recompute: bool,
+    ) -> Self {
+        let (h, i, o, gh) = (
+            config.hidden_size,
+            config.input_size,
+            config.output_size,
+            config.gate_rows(),
+        );
+        let (cell, cells, d) = (config.cell, config.cells(), config.directions());
+        let lstm = |words: usize| if cell.has_cell_state() { words } else { 0 };
+        let gru = |words: usize| {
+            if cell.keeps_recurrent_apart() {
+                words
+            } else {
+                0
+            }
+        };
+        let term = |name, shape: String, words_each, count| Term {
+            name,
+            shape,
+            words_each,
+            count,
+            bound_whole: true,
+        };
+        let sets = if recompute { 1 } else { n } * cells;
+        let starts = if recompute { n * cells } else { 0 };
+        let (rows, scored, rows_name) = match config.readout {
+            Readout::All => (s * b, n, "S*B"),
+            Readout::Last => (b, 1, "B"),
+        };
+        let input = format!("[S, B, I] = [{s}, {b}, {i}]");
+        let dh_width = config.head_input_size();
+        let upper = format!("[S, B, D*H] = [{s}, {b}, {dh_width}]");
+        let upper_count = (config.layers - 1) * d * n;
+        let reversed = format!("[T, B, I] = [{t}, {b}, {i}]");
+        let head_in = (d == 2 && config.readout == Readout::All) as usize;
+        let state = format!("[S+1, B, H] = [{}, {b}, {h}]", s + 1);
+        let gates = format!("[S, B, G*H] = [{s}, {b}, {gh}]");
+        let per_step = format!("[S, B, H] = [{s}, {b}, {h}]");
+        let bh = format!("[B, H] = [{b}, {h}]");
+        let scored_shape = format!("[{rows_name}, O] = [{rows}, {o}]");
+        WorkspaceBuffers {
+            x: term("inputs x", input.clone(), s * b * i, n),
+            dx: term("input gradients dx", input, s * b * i, n),
+            upper_x: term(
+                "upper layers' inputs",
+                upper.clone(),
+                s * b * dh_width,
+                upper_count,
+            ),
+            upper_dx: term(
+                "upper layers' input gradients",
+                upper,
+                s * b * dh_width,
+                upper_count,
+            ),
+            reversed_x: term("reversed inputs", reversed.clone(), t * b * i, d - 1),
+            reversed_dx: term("reversed input gradients", reversed, t * b * i, d - 1),
+            head_in: term(
+                "head inputs and their gradients",
+                format!("[T*B, D*H] = [{}, {dh_width}]", t * b),
+                t * b * dh_width,
+                2 * head_in,
+            ),
+            hs: term("hidden states", state.clone(), (s + 1) * b * h, sets),
+            cs: term("cell states", state, lstm((s + 1) * b * h), sets),
+            gates: term("gates", gates.clone(), s * b * gh, sets),
+            dgates: term("gate gradients", gates.clone(), s * b * gh, sets),
+            hh: term("recurrent products", gates.clone(), gru(s * b * gh), sets),
+            dhh: term("recurrent-product gradients", gates, gru(s * b * gh), sets),
+            dh: term("dE/dh", per_step.clone(), s * b * h, sets),
+            dc: term("dE/dc", per_step, lstm(s * b * h), sets),
+            start_h: term("segment start states h", bh.clone(), b * h, starts),
+            start_c: term("segment start states c", bh.clone(), lstm(b * h), starts),
+            outputs: term("head outputs", scored_shape.clone(), rows * o, scored),
+            targets: term("targets", scored_shape.clone(), rows * o, scored),
+            doutputs: term("output gradients", scored_shape, rows * o, scored),
+            row_loss: term(
+                "per-row losses",
+                format!("[{rows_name}] = [{rows}]"),
+                rows,
+                scored,
+            ),
+            dh0: term(
+                "initial-state gradients",
+                format!("[L*D*B, H] = [{}, {h}]", cells * b),
+                cells * b * h,
+                1,
+            ),
+            final_h: term("final hidden states", bh.clone(), b * h, cells),
+            final_c: term("final cell states", bh.clone(), lstm(b * h), cells),
+            h_carry: term("hidden-state carries", bh.clone(), b * h, cells),
+            dc_carry: term("cell-path gradients", bh, lstm(b * h), cells),
+            norms: term(
+                "per-step gradient norms",
+                format!("[2, L*D, T] = [2, {cells}, {t}]"),
+                2 * cells * t,
+                1,
+            ),
+            lengths: term("sequence lengths", format!("[B] = [{b}]"), b, 1),
+            loss: term("loss", "[1]".to_string(), 1, 1),
+            loss_parts: term("loss parts", format!("[{scored}]"), scored, 1),
+        }
+    }
+
+    /// Every term, in the order of the plan's table.
+    pub fn all(&self) -> [&Term; 30] {
+        [
+            &self.x,
+            &self.dx,
+            &self.upper_x,
+            &self.upper_dx,
+            &self.reversed_x,
+            &self.reversed_dx,
+            &self.head_in,
+            &self.hs,
+            &self.cs,
+            &self.gates,
+            &self.dgates,
+            &self.hh,
+            &self.dhh,
+            &self.dh,
+            &self.dc,
+            &self.start_h,
+            &self.start_c,
+            &self.outputs,
+            &self.targets,
+            &self.doutputs,
+            &self.row_loss,
+            &self.dh0,
+            &self.final_h,
+            &self.final_c,
+            &self.h_carry,
+            &self.dc_carry,
+            &self.norms,
+            &self.lengths,
+            &self.loss,
+            &self.loss_parts,
+        ]
+    }
+}
+
+/// The terms of a pass with segments of `s` steps (`n` of them): the parameter-sized ones
+/// (parameters, gradients, `optimizer_words` of optimizer state) first, then the workspace's
+/// buffers, the dispatch parameters and the partial sums.
 fn terms(
     config: &ModelConfig,
     (t, b): (usize, usize),
@@ -270,43 +466,26 @@ fn terms(
     recompute: bool,
     optimizer_words: usize,
     uniform_align: u64,
-) -> Vec<Term> {
+) -> (Vec<Term>, WorkspaceBuffers) {
     let (h, i, o, gh) = (
         config.hidden_size,
         config.input_size,
         config.output_size,
         config.gate_rows(),
     );
-    // The buffers only some cells have, as the GPU engine lays them out
-    let cell = config.cell;
-    let lstm = cell.has_cell_state();
     let params = config.param_count();
-    // One set (or one shared set) per cell; bidirectional models run in one segment.
     let cells = config.cells();
-    let sets = if recompute { 1 } else { n } * cells;
-    let scored = match config.readout {
-        Readout::All => (s * b, n, "S*B"),
-        Readout::Last => (b, 1, "B"),
-    };
+    let workspace = WorkspaceBuffers::new(config, (t, b), (s, n), recompute);
     let mut out = Vec::new();
     let mut add = |name, shape: String, words_each: usize, count: usize| {
-        if words_each > 0 && count > 0 {
-            let bound_whole = !matches!(
-                name,
-                "parameters"
-                    | "parameter gradients"
-                    | "optimizer state"
-                    | DISPATCH_PARAMS
-                    | PARTIAL_SUMS
-            );
-            out.push(Term {
-                name,
-                shape,
-                words_each,
-                count,
-                bound_whole,
-            })
-        }
+        out.push(Term {
+            name,
+            shape,
+            words_each,
+            count,
+            // parameter-sized terms are several tensors; the arena is bound 80 bytes at a time
+            bound_whole: false,
+        })
     };
     add("parameters", format!("[{params}]"), params, 1);
     add("parameter gradients", format!("[{params}]"), params, 1);
@@ -315,96 +494,6 @@ fn terms(
         format!("[{optimizer_words}]"),
         optimizer_words,
         1,
-    );
-    add(
-        "inputs x",
-        format!("[S, B, I] = [{s}, {b}, {i}]"),
-        s * b * i,
-        n,
-    );
-    add(
-        "input gradients dx",
-        format!("[S, B, I] = [{s}, {b}, {i}]"),
-        s * b * i,
-        n,
-    );
-    if cells > 1 {
-        // Per segment (bidirectional models have one).
-        let (d, dh) = (config.directions(), config.head_input_size());
-        let upper = format!("[S, B, D*H] = [{s}, {b}, {dh}]");
-        let count = (config.layers - 1) * d * n;
-        add("upper layers' inputs", upper.clone(), s * b * dh, count);
-        add("upper layers' input gradients", upper, s * b * dh, count);
-        let reversed = format!("[T, B, I] = [{t}, {b}, {i}]");
-        add("reversed inputs", reversed.clone(), t * b * i, d - 1);
-        add("reversed input gradients", reversed, t * b * i, d - 1);
-        if d == 2 && config.readout == Readout::All {
-            let head = format!("[T*B, D*H] = [{}, {dh}]", t * b);
-            add("head inputs and their gradients", head, t * b * dh, 2);
-        }
-    }
-    let state = format!("[S+1, B, H] = [{}, {b}, {h}]", s + 1);
-    add("hidden states", state.clone(), (s + 1) * b * h, sets);
-    if lstm {
-        add("cell states", state, (s + 1) * b * h, sets);
-    }
-    let gates = format!("[S, B, G*H] = [{s}, {b}, {gh}]");
-    add("gates", gates.clone(), s * b * gh, sets);
-    add("gate gradients", gates, s * b * gh, sets);
-    if cell.keeps_recurrent_apart() {
-        let shape = format!("[S, B, G*H] = [{s}, {b}, {gh}]");
-        add("recurrent products", shape.clone(), s * b * gh, sets);
-        add("recurrent-product gradients", shape, s * b * gh, sets);
-    }
-    let per_step = format!("[S, B, H] = [{s}, {b}, {h}]");
-    add("dE/dh", per_step.clone(), s * b * h, sets);
-    if lstm {
-        add("dE/dc", per_step, s * b * h, sets);
-    }
-    if recompute {
-        let kept = if lstm { 2 } else { 1 };
-        add(
-            "segment start states (h, c)",
-            format!("[B, H] = [{b}, {h}]"),
-            b * h,
-            kept * n * cells,
-        );
-    }
-    let (rows, count, rows_name) = scored;
-    let scored_shape = format!("[{rows_name}, O] = [{rows}, {o}]");
-    add("head outputs", scored_shape.clone(), rows * o, count);
-    add("targets", scored_shape.clone(), rows * o, count);
-    add("output gradients", scored_shape, rows * o, count);
-    add(
-        "per-row losses",
-        format!("[{rows_name}] = [{rows}]"),
-        rows,
-        count,
-    );
-    // Per cell: dh0, h_T, the h carry (+ c_T and the dc carry that ends as dc0)
-    let states = cells * if lstm { 5 } else { 3 };
-    add(
-        "state-sized buffers",
-        format!("[B, H] = [{b}, {h}]"),
-        b * h,
-        states,
-    );
-    add(
-        "per-step gradient norms",
-        format!("[2, L*D, T] = [2, {cells}, {t}]"),
-        2 * cells * t,
-        1,
-    );
-    add("sequence lengths", format!("[B] = [{b}]"), b, 1);
-    let parts = match config.readout {
-        Readout::All => n,
-        Readout::Last => 1,
-    };
-    add(
-        "loss and its per-segment parts",
-        "[1]".to_string(),
-        1,
-        1 + parts,
     );
     // One parameter block per dispatch: forward and backward take 1 each per step (the fused
     // step kernels), recomputation 1 more, plus a few per segment.
@@ -418,15 +507,17 @@ fn terms(
         1,
     );
     {
-        // One buffer (`Gpu::scratch_partials`), sized for the largest user: the bias
+        // One buffer (`Gpu::scratch_partials`), sized for its largest user: the bias
         // gradients' column sums over blocks of the segment's rows, and the products whose
-        // long K is summed in parts (`gemm::partial_words`): the weight gradients and the head's, or the backward
-        // recurrent product at a long 4H, of the first layer or of a layer above.
+        // long K is summed in parts (`gemm::partial_words`): the weight gradients and the
+        // head's, or a segment border's recurrent product at a long 4H, of the first layer or
+        // of a layer above.
         use crate::gpu::column_blocks;
         use crate::gpu::gemm::partial_words;
-        let directions = if config.bidirectional { 2 } else { 1 };
+        let directions = config.directions();
         let rows = s * b;
-        let blocks = column_blocks(rows.max(scored.0));
+        let scored_rows = workspace.outputs.words_each / o.max(1);
+        let blocks = column_blocks(rows.max(scored_rows));
         let mut words = if blocks > 1 { blocks * gh.max(o) } else { 0 };
         let layer = |i: usize| -> usize {
             partial_words((gh, i, rows))
@@ -438,11 +529,16 @@ fn terms(
         } else {
             0
         };
-        let head = partial_words((o, directions * h, scored.0));
+        let head = partial_words((o, directions * h, scored_rows));
         words = words.max(layer(i)).max(upper).max(head);
         add(PARTIAL_SUMS, "(the largest user)".to_string(), words, 1);
     }
-    out
+    let mut terms = out;
+    let scratch = terms.split_off(3);
+    terms.extend(workspace.all().into_iter().cloned());
+    terms.extend(scratch);
+    terms.retain(|t| t.words_each > 0 && t.count > 0);
+    (terms, workspace)
 }
 
 /// Chooses the segmentation for `recompute` and checks the result against `limits`.
@@ -456,20 +552,22 @@ pub fn plan(
 ) -> Result<MemoryPlan, Error> {
     let build = |s: usize, recompute: bool| {
         let n = seq_len.div_ceil(s);
+        let (terms, workspace) = terms(
+            config,
+            (seq_len, batch),
+            (s, n),
+            recompute && n > 1,
+            optimizer_words,
+            limits.uniform_align,
+        );
         MemoryPlan {
             seq_len,
             batch,
             segment_len: s,
             segments: n,
             recompute: recompute && n > 1,
-            terms: terms(
-                config,
-                (seq_len, batch),
-                (s, n),
-                recompute && n > 1,
-                optimizer_words,
-                limits.uniform_align,
-            ),
+            terms,
+            workspace,
             limits,
         }
     };

@@ -10,7 +10,7 @@ use super::context::Gpu;
 use super::param_buffers::ParamBuffers;
 use crate::config::{ModelConfig, Readout};
 use crate::data::{Batch, Targets};
-use crate::plan::MemoryPlan;
+use crate::plan::{MemoryPlan, Term};
 use crate::Error;
 
 /// The activations of one segment of `len <= S` steps, time-major, local step 1..=len.
@@ -127,53 +127,41 @@ pub(crate) struct Workspace {
 }
 
 impl Workspace {
+    /// Allocates every buffer of the plan's list (`MemoryPlan::workspace`), each its term's
+    /// size, named in errors as the plan names it.
     pub fn new(gpu: &Gpu, config: &ModelConfig, plan: MemoryPlan) -> Result<Self, Error> {
-        let (t, b, h, i, o) = (
-            plan.seq_len,
-            plan.batch,
-            config.hidden_size,
-            config.input_size,
-            config.output_size,
-        );
-        let (s, gh) = (plan.segment_len, config.gate_rows());
-        let cell = config.cell;
-        // Buffers only some cells have are bound as 4-word placeholders for the others.
-        let cell_words = |words: usize| if cell.has_cell_state() { words } else { 0 };
-        let gru_words = |words: usize| {
-            if cell.keeps_recurrent_apart() {
-                words
-            } else {
-                0
-            }
+        let (t, b) = (plan.seq_len, plan.batch);
+        let w = &plan.workspace;
+        let buffer = |term: &Term| {
+            gpu.storage_buffer(
+                &format!("the {} {}", term.name, term.shape),
+                term.words_each,
+            )
         };
-        let buffer = |what: &str, words: usize| gpu.storage_buffer(what, words);
-        let new_sets = || {
+        let new_sets = || -> Result<Vec<Activations>, Error> {
             (0..if plan.recompute { 1 } else { plan.segments })
                 .map(|_| {
                     Ok(Activations {
-                        hs: buffer("the hidden states [S+1, B, H]", (s + 1) * b * h)?,
-                        cs: buffer("the cell states [S+1, B, H]", cell_words((s + 1) * b * h))?,
-                        gates: buffer("the gate activations [S, B, G*H]", s * b * gh)?,
-                        dgates: buffer("the gate gradients [S, B, G*H]", s * b * gh)?,
-                        dh: buffer("the hidden-state gradients [S, B, H]", s * b * h)?,
-                        dc: buffer("the cell-state gradients [S, B, H]", cell_words(s * b * h))?,
-                        hh: buffer("the recurrent products [S, B, G*H]", gru_words(s * b * gh))?,
-                        dhh: buffer(
-                            "the recurrent-product gradients [S, B, G*H]",
-                            gru_words(s * b * gh),
-                        )?,
+                        hs: buffer(&w.hs)?,
+                        cs: buffer(&w.cs)?,
+                        gates: buffer(&w.gates)?,
+                        dgates: buffer(&w.dgates)?,
+                        dh: buffer(&w.dh)?,
+                        dc: buffer(&w.dc)?,
+                        hh: buffer(&w.hh)?,
+                        dhh: buffer(&w.dhh)?,
                     })
                 })
-                .collect::<Result<Vec<_>, Error>>()
+                .collect()
         };
-        let sets = new_sets()?;
+        let start = || -> Result<_, Error> { Ok((buffer(&w.start_h)?, buffer(&w.start_c)?)) };
         let scored = |rows: usize| -> Result<Scored, Error> {
             Ok(Scored {
                 rows,
-                outputs: buffer("the head outputs [rows, O]", rows * o)?,
-                targets: buffer("the targets [rows, O]", rows * o)?,
-                row_loss: buffer("the per-row losses [rows]", rows)?,
-                doutputs: buffer("the output gradients [rows, O]", rows * o)?,
+                outputs: buffer(&w.outputs)?,
+                targets: buffer(&w.targets)?,
+                row_loss: buffer(&w.row_loss)?,
+                doutputs: buffer(&w.doutputs)?,
             })
         };
         let ranges = plan.segment_ranges();
@@ -185,85 +173,64 @@ impl Workspace {
                 Ok(Segment {
                     t0,
                     len,
-                    x: buffer("the inputs x [S, B, I]", len * b * i)?,
-                    dx: buffer("the input gradients [S, B, I]", len * b * i)?,
+                    x: buffer(&w.x)?,
+                    dx: buffer(&w.dx)?,
                     scored: match config.readout {
                         Readout::All => Some(scored(len * b)?),
                         Readout::Last if k == last => Some(scored(b)?),
                         Readout::Last => None,
                     },
-                    start: match plan.recompute {
-                        true => Some((
-                            buffer("a segment's start state h [B, H]", b * h)?,
-                            buffer("a segment's start state c [B, H]", cell_words(b * h))?,
-                        )),
-                        false => None,
-                    },
+                    start: plan.recompute.then(start).transpose()?,
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
-        let parts = segments.iter().filter(|s| s.scored.is_some()).count();
         let d = config.directions();
         let upper = (1..config.cells())
             .map(|c| {
-                let width = config.layer_input_size(c / d);
-                let per_segment = |what: &str| -> Result<Vec<wgpu::Buffer>, Error> {
-                    segments
-                        .iter()
-                        .map(|seg| buffer(what, seg.len * b * width))
-                        .collect()
+                // layer 0's reverse cell reads the reversed inputs (one segment: bidirectional
+                // models run whole); the layers above read the joined outputs below
+                let (x, dx) = match c < d {
+                    true => (&w.reversed_x, &w.reversed_dx),
+                    false => (&w.upper_x, &w.upper_dx),
+                };
+                let per_segment = |term: &Term| -> Result<Vec<wgpu::Buffer>, Error> {
+                    segments.iter().map(|_| buffer(term)).collect()
                 };
                 let starts = match plan.recompute {
-                    true => (0..segments.len())
-                        .map(|_| {
-                            Ok((
-                                buffer("a segment's start state h [B, H]", b * h)?,
-                                buffer("a segment's start state c [B, H]", cell_words(b * h))?,
-                            ))
-                        })
-                        .collect::<Result<Vec<_>, Error>>()?,
+                    true => segments.iter().map(|_| start()).collect::<Result<_, _>>()?,
                     false => Vec::new(),
                 };
                 Ok(CellSpace {
                     sets: new_sets()?,
-                    x: per_segment("a cell's inputs [S, B, W]")?,
-                    dx: per_segment("a cell's input gradients [S, B, W]")?,
+                    x: per_segment(x)?,
+                    dx: per_segment(dx)?,
                     starts,
-                    final_h: buffer("a cell's final hidden state [B, H]", b * h)?,
-                    final_c: buffer("a cell's final cell state [B, H]", cell_words(b * h))?,
-                    h_carry: buffer("a cell's hidden-state carry [B, H]", b * h)?,
-                    dc_carry: buffer("a cell's cell-path gradient [B, H]", cell_words(b * h))?,
+                    final_h: buffer(&w.final_h)?,
+                    final_c: buffer(&w.final_c)?,
+                    h_carry: buffer(&w.h_carry)?,
+                    dc_carry: buffer(&w.dc_carry)?,
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
-        let head_in = match (d, config.readout) {
-            (2, Readout::All) => Some((
-                buffer("the head inputs [T*B, D*H]", t * b * 2 * h)?,
-                buffer("the head input gradients [T*B, D*H]", t * b * 2 * h)?,
-            )),
-            _ => None,
+        let head_in = match w.head_in.count {
+            0 => None,
+            _ => Some((buffer(&w.head_in)?, buffer(&w.head_in)?)),
         };
         Ok(Workspace {
             seq_len: t,
             batch: b,
+            sets: new_sets()?,
             segments,
-            sets,
-            loss_parts: buffer("the loss parts", parts)?,
-            loss: buffer("the loss", 1)?,
-            dc_carry: buffer("the cell-path gradient [B, H]", cell_words(b * h))?,
-            dh0: buffer(
-                "the initial-state gradients [L*D*B, H]",
-                config.cells() * b * h,
-            )?,
-            final_h: buffer("the final hidden state [B, H]", b * h)?,
-            final_c: buffer("the final cell state [B, H]", cell_words(b * h))?,
+            loss_parts: buffer(&w.loss_parts)?,
+            loss: buffer(&w.loss)?,
+            dc_carry: buffer(&w.dc_carry)?,
+            dh0: buffer(&w.dh0)?,
+            final_h: buffer(&w.final_h)?,
+            final_c: buffer(&w.final_c)?,
             grads: ParamBuffers::new(gpu, config, "gradient of")?,
-            norms: buffer(
-                "the per-step gradient norms [2, L*D, T]",
-                2 * config.cells() * t,
-            )?,
-            lengths: buffer("the sequence lengths [B]", b)?,
-            h_carry: buffer("the hidden-state carry [B, H]", b * h)?,
+            norms: buffer(&w.norms)?,
+            lengths: buffer(&w.lengths)?,
+            h_carry: buffer(&w.h_carry)?,
             valid_rows: config.scored_rows(t, b),
             ragged: false,
             upper,

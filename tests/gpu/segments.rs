@@ -158,10 +158,13 @@ fn recomputation_changes_no_bit() {
     let mut differences = Vec::new();
     for (k, config) in configs().into_iter().enumerate() {
         let (params, data) = random_problem(&config, seq_len, batch, seed(400 + k as u64));
-        // Segments of 4, 4, 3 steps; of 1 step each; and one segment (nothing recomputed).
-        for steps in [4, 1, seq_len] {
-            let options = split(&config, batch, steps, seq_len);
+        // Segments of 4, 4, 3 steps; of 1 step each (2 where a whole-sequence buffer, the
+        // 3 layers' dE/dh_0 [3B, H], outweighs a step's); and one segment (nothing recomputed).
+        for wanted in [4, 1, seq_len] {
+            let options = split(&config, batch, wanted, seq_len);
             let kept = planned_model(gpu(), &config, &params, options);
+            let steps = kept.memory_plan(gpu(), seq_len, batch).unwrap().segment_len;
+            assert!(steps <= wanted.max(2), "K={wanted}: segments of {steps}");
             let recomputed = planned_model(
                 gpu(),
                 &config,
@@ -254,10 +257,11 @@ fn the_gpu_allocates_what_the_plan_says() {
             .filter(|t| t.name != "parameters" && t.bound_whole || t.name == "parameter gradients")
             .map(|t| t.bytes())
             .sum();
-        // The plan rounds every segment up to S steps; buffers have a 16-byte floor.
+        // The workspace allocates the plan's own list of buffers (`MemoryPlan::workspace`);
+        // only the 16-byte floor of a buffer differs (the placeholders of buffers a cell lacks).
         let relative = (created as f64 - planned as f64).abs() / planned as f64;
         assert!(
-            relative < 0.03,
+            created >= planned && relative < 0.002,
             "{} layer(s), bidirectional {}, {recompute:?}: planned {planned} bytes of workspace, \
              created {created}\n{}",
             config.layers,
