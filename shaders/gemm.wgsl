@@ -132,29 +132,57 @@ fn b_base(tile: Tile, q: u32) -> u32 {
     return a_base(tile, q) + SLICE_K * (tile.rows / 4u);
 }
 
-// Invocation t of slice q stages its share of the K-slice from k0. The fastest-varying index
-// follows each operand's storage order, so neighbouring invocations read neighbouring addresses
-// whichever way it is stored.
-fn stage(tile: Tile, q: u32, t: u32, k0: u32, k_end: u32) {
-    let threads = GROUP_M * GROUP_N;
-    let base_a = a_base(tile, q);
-    for (var e = t; e < SLICE_K * tile.rows; e += threads) {
+// Where an invocation works: its workgroup's tile, its slice q of K and that slice's span, its
+// index t within the slice, and where its first vec4 of op(A) and of op(B) sit in a stage.
+struct Walk {
+    tile: Tile,
+    q: u32,
+    span: Span,
+    t: u32,
+    av: u32,
+    bv: u32,
+}
+
+fn walk_of(block: u32, local: vec3<u32>, wg: vec3<u32>, groups: vec3<u32>) -> Walk {
+    let tile = tile_at(block, wg, groups);
+    let q = local.z;
+    return Walk(tile, q, span_of(tile.part, q), local.y * GROUP_N + local.x,
+        a_base(tile, q) + local.y, b_base(tile, q) + local.x);
+}
+
+// Stage s of the walk's slice: its invocations stage their share of K from span.first + s *
+// SLICE_K. The fastest-varying index follows each operand's storage order, so neighbouring
+// invocations read neighbouring addresses whichever way it is stored.
+fn stage(w: Walk, s: u32) {
+    let k0 = w.span.first + s * SLICE_K;
+    stage_a(w, k0);
+    stage_b(w, k0);
+}
+
+fn stage_a(w: Walk, k0: u32) {
+    let tile = w.tile;
+    let base_a = a_base(tile, w.q);
+    for (var e = w.t; e < SLICE_K * tile.rows; e += GROUP_M * GROUP_N) {
         var at = vec2<u32>(e / SLICE_K, e % SLICE_K);
         if (p.trans_a != 0u) {
             at = vec2<u32>(e % tile.rows, e / tile.rows);
         }
         mem[base_a + at.y * (tile.rows / 4u) + at.x / 4u][at.x % 4u] =
-            load_a(tile.row + at.x, k0 + at.y, k_end);
+            load_a(tile.row + at.x, k0 + at.y, w.span.end);
     }
+}
+
+fn stage_b(w: Walk, k0: u32) {
+    let tile = w.tile;
     let cols = tile.vcols * 4u;
-    let base_b = b_base(tile, q);
-    for (var e = t; e < SLICE_K * cols; e += threads) {
+    let base_b = b_base(tile, w.q);
+    for (var e = w.t; e < SLICE_K * cols; e += GROUP_M * GROUP_N) {
         var at = vec2<u32>(e / cols, e % cols);
         if (p.trans_b != 0u) {
             at = vec2<u32>(e % SLICE_K, e / SLICE_K);
         }
         mem[base_b + at.x * tile.vcols + at.y / 4u][at.y % 4u] =
-            load_b(k0 + at.x, tile.col + at.y, k_end);
+            load_b(k0 + at.x, tile.col + at.y, w.span.end);
     }
 }
 
@@ -207,20 +235,17 @@ fn gemm_4x4(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let tile = tile_at(4u, wg, groups);
-    let q = local.z;
-    let span = span_of(tile.part, q);
-    let t = local.y * GROUP_N + local.x;
-    let av0 = a_base(tile, q) + local.y;
-    let bv0 = b_base(tile, q) + local.x;
+    let w = walk_of(4u, local, wg, groups);
+    let tile = w.tile;
+    let q = w.q;
     // acc[i]: row 4y + i, columns 4x..4x+3 of the tile
     var acc = mat4x4<f32>();
-    for (var s = 0u; s < span.stages; s++) {
-        stage(tile, q, t, span.first + s * SLICE_K, span.end);
+    for (var s = 0u; s < w.span.stages; s++) {
+        stage(w, s);
         workgroupBarrier();
         for (var kk = 0u; kk < SLICE_K; kk++) {
-            let av = mem[av0 + kk * (tile.rows / 4u)];
-            let bv = mem[bv0 + kk * tile.vcols];
+            let av = mem[w.av + kk * (tile.rows / 4u)];
+            let bv = mem[w.bv + kk * tile.vcols];
             acc[0] += av.x * bv;
             acc[1] += av.y * bv;
             acc[2] += av.z * bv;
@@ -281,22 +306,19 @@ fn gemm_8x8(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let tile = tile_at(8u, wg, groups);
-    let q = local.z;
-    let span = span_of(tile.part, q);
-    let t = local.y * GROUP_N + local.x;
-    let av0 = a_base(tile, q) + local.y;
-    let bv0 = b_base(tile, q) + local.x;
+    let w = walk_of(8u, local, wg, groups);
+    let tile = w.tile;
+    let q = w.q;
     var acc = Block8(mat2x4<f32>(), mat2x4<f32>(), mat2x4<f32>(), mat2x4<f32>(),
         mat2x4<f32>(), mat2x4<f32>(), mat2x4<f32>(), mat2x4<f32>());
-    for (var s = 0u; s < span.stages; s++) {
-        stage(tile, q, t, span.first + s * SLICE_K, span.end);
+    for (var s = 0u; s < w.span.stages; s++) {
+        stage(w, s);
         workgroupBarrier();
         for (var kk = 0u; kk < SLICE_K; kk++) {
-            let a_lo = mem[av0 + kk * (tile.rows / 4u)];
-            let a_hi = mem[av0 + kk * (tile.rows / 4u) + GROUP_M];
-            let b_lo = mem[bv0 + kk * tile.vcols];
-            let b_hi = mem[bv0 + kk * tile.vcols + GROUP_N];
+            let a_lo = mem[w.av + kk * (tile.rows / 4u)];
+            let a_hi = mem[w.av + kk * (tile.rows / 4u) + GROUP_M];
+            let b_lo = mem[w.bv + kk * tile.vcols];
+            let b_hi = mem[w.bv + kk * tile.vcols + GROUP_N];
             acc.r0 = axpy8(acc.r0, a_lo.x, b_lo, b_hi);
             acc.r1 = axpy8(acc.r1, a_lo.y, b_lo, b_hi);
             acc.r2 = axpy8(acc.r2, a_lo.z, b_lo, b_hi);

@@ -218,3 +218,31 @@ fn every_shader_entry_point_is_a_listed_kernel() {
         }
     }
 }
+
+/// No function of the matrix-product or fused-step kernels keeps a function-scope array: their
+/// accumulators are vectors, matrices and structs of them, which compilers keep in registers,
+/// where an indexed array may be put in local memory (what BENCHMARKS.md suspects made the
+/// register prefetch of an earlier GEMM slower on an H200). Checked on naga's module, from
+/// which every backend writes its code.
+#[test]
+fn the_products_and_steps_keep_no_function_scope_arrays() {
+    let mut found = Vec::new();
+    for shader in [Shader::Gemm, Shader::Lstm, Shader::Gru, Shader::Rnn] {
+        let module = parse(shader);
+        let functions = (module.functions.iter().map(|(_, f)| f))
+            .chain(module.entry_points.iter().map(|e| &e.function));
+        for function in functions {
+            for (_, local) in function.local_variables.iter() {
+                if let naga::TypeInner::Array { .. } = module.types[local.ty].inner {
+                    found.push(format!(
+                        "{}: {} holds the array {:?}",
+                        shader.file_name(),
+                        function.name.as_deref().unwrap_or("?"),
+                        local.name
+                    ));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
