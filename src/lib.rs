@@ -7,6 +7,7 @@
 //! gates r, z, n, parameters named as `nn.LSTM.state_dict()` names them (`weight_ih_l0`,
 //! `weight_hh_l1_reverse`, ...).
 
+pub mod auto_device;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;

@@ -47,6 +47,7 @@ fn main() -> ExitCode {
     // instead of being taken for an unknown flag.
     let command = Cli::command().mut_subcommands(|c| c.allow_negative_numbers(true));
     let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
+    quiet_window_system_probes();
     rnn_wgpu::cpu::keep_freed_memory();
     let result = match cli.command {
         Command::Devices => cli::devices::run(),
@@ -63,6 +64,24 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// On a headless Linux machine Mesa's Vulkan drivers print "error: XDG_RUNTIME_DIR is invalid
+/// or not set in the environment." for every adapter they open, where XDG_RUNTIME_DIR is unset:
+/// the first lines a user would see would be errors that are not theirs, nor ours. Where it is
+/// unset, point it at a private directory of this user's before wgpu starts (one thread runs
+/// yet, so setting the environment is safe). Nothing runs a window system here.
+fn quiet_window_system_probes() {
+    #[cfg(unix)]
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none_or(|d| d.is_empty()) {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        let uid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
+        let dir = std::env::temp_dir().join(format!("rnn-wgpu-runtime-{uid}"));
+        let made = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+        if made.is_ok() || dir.is_dir() {
+            std::env::set_var("XDG_RUNTIME_DIR", &dir);
         }
     }
 }

@@ -1013,7 +1013,7 @@ fn tuning_cache_written_loaded_and_refused() {
     let env = [("RNN_WGPU_TUNING", cache.to_str().unwrap())];
     let tune = ["tune", "--shape", "3,5,2,17", "--rounds", "1"];
     let bench = [
-        "bench", "--shape", "3,5,2,17", "--runs", "1", "--warmup", "0", "--json",
+        "bench", "--shape", "3,5,2,17", "--runs", "1", "--warmup", "0", "--json", "--device", "gpu",
     ];
     let out = run(&dir, &tune, &env);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -369,3 +369,66 @@ fn a_stacked_bidirectional_model_reports_norms_per_cell() {
         assert!(values.iter().all(|v| v.is_finite() && *v > 0.0), "{name}");
     }
 }
+
+/// `--device auto` (the default of train, vanishing, grad and bench) names the engine it chose
+/// and why on the first line, as `auto_device::choose` decides from this machine's adapters: the
+/// CPU engine where llvmpipe is the only one (CI), the GPU engine where a real GPU is, or where
+/// WGPU_ADAPTER_NAME names an adapter; `--device gpu` runs on llvmpipe all the same. Without
+/// XDG_RUNTIME_DIR, stderr carries no complaint of the Vulkan drivers about it.
+#[test]
+fn auto_device_says_what_it_chose_and_stderr_stays_clean() {
+    let dir = TempDir::new("auto-device");
+    let vanishing = |device: &str, named: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rnn-wgpu"));
+        command
+            .current_dir(dir.path())
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("WGPU_ADAPTER_NAME")
+            .args([
+                "vanishing",
+                "--seq-len",
+                "6",
+                "--hidden",
+                "3",
+                "--batch",
+                "2",
+            ])
+            .args(["--device", device]);
+        if let Some(named) = named {
+            command.env("WGPU_ADAPTER_NAME", named);
+        }
+        let out = command.output().unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "{device}: {stdout}{stderr}");
+        assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
+        stdout
+    };
+    let adapters = rnn_wgpu::gpu::adapter_kinds();
+    let expected = rnn_wgpu::auto_device::choose(&adapters, None);
+    let stdout = vanishing("auto", None);
+    assert_eq!(
+        stdout.lines().next(),
+        Some(&*expected.to_string()),
+        "{stdout}"
+    );
+    let engine_line = match expected.engine {
+        rnn_wgpu::auto_device::Engine::Cpu => "device: cpu (reference, f32)",
+        rnn_wgpu::auto_device::Engine::Gpu => "device: gpu: ",
+    };
+    assert!(stdout.contains(engine_line), "{stdout}");
+    if let Some(first) = adapters.first() {
+        let stdout = vanishing("auto", Some(&first.name));
+        let want = format!("device: gpu (WGPU_ADAPTER_NAME='{}')", first.name);
+        assert_eq!(stdout.lines().next(), Some(&*want), "{stdout}");
+        assert!(vanishing("gpu", None).contains("device: gpu: "));
+    }
+    // an explicit device says nothing of auto
+    let stdout = vanishing("cpu", None);
+    assert!(
+        stdout.starts_with("device: cpu (reference, f32)"),
+        "{stdout}"
+    );
+}

@@ -1,5 +1,6 @@
 //! `rnn-wgpu bench`: the benchmark suite (or one shape) on the GPU and/or the CPU.
 
+use super::train::Device;
 use anyhow::Result;
 use rnn_wgpu::bench::{bench_shape, recurrent_dispatches_per_step, Arch, Shape, SUITE};
 use rnn_wgpu::gpu::Recurrence;
@@ -13,8 +14,9 @@ pub struct BenchArgs {
     pub shape: Option<Shape>,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Devices to run, comma-separated: gpu, cpu or gpu,cpu.
-    #[arg(long, default_value = "gpu", value_delimiter = ',')]
+    /// Devices to run, comma-separated: auto (a GPU where there is one, else the CPU engine),
+    /// gpu, cpu or gpu,cpu.
+    #[arg(long, default_value = "auto", value_delimiter = ',')]
     pub device: Vec<super::train::Device>,
     /// Timed training steps per shape (the median is reported).
     #[arg(long, default_value_t = 5)]
@@ -99,7 +101,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
     );
     let shapes: Vec<Shape> = args.shape.map_or(SUITE.to_vec(), |s| vec![s]);
-    let gpu = if args.device.contains(&super::train::Device::Gpu) {
+    let devices: Vec<Device> = (args.device.iter())
+        .map(|&d| super::resolve_device_saying(d, args.json))
+        .collect();
+    let gpu = if devices.contains(&Device::Gpu) {
         Some(super::open_gpu()?)
     } else {
         None
@@ -115,10 +120,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         );
     }
     for shape in shapes {
-        for device in &args.device {
+        for device in &devices {
             let gpu = match device {
-                super::train::Device::Gpu => gpu.as_ref(),
-                super::train::Device::Cpu => None,
+                Device::Gpu => gpu.as_ref(),
+                _ => None,
             };
             let mut r = bench_shape(
                 gpu,

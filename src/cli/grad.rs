@@ -24,7 +24,8 @@ pub struct GradArgs {
     /// Where to write the gradients (under the parameters' names), grad_norm.h/.c and loss.
     #[arg(long)]
     pub out: PathBuf,
-    #[arg(long, value_enum, default_value = "gpu")]
+    /// auto (a GPU where there is one, else the CPU engine), gpu or cpu.
+    #[arg(long, value_enum, default_value = "auto")]
     pub device: Device,
     /// For a file without metadata: the cell (else inferred from the shapes).
     #[arg(long)]
@@ -45,7 +46,7 @@ pub fn run(args: GradArgs) -> Result<()> {
     let config = model.config;
     let batch = load_batch(&config, &args.input, &args.target)?;
     let (loss, grads, norm_h, norm_c): (f32, Params<f32>, Vec<f32>, Option<Vec<f32>>) =
-        match args.device {
+        match super::resolve_device(args.device) {
             Device::Gpu => {
                 let gpu = super::open_gpu()?;
                 let request = Request {
@@ -63,7 +64,7 @@ pub fn run(args: GradArgs) -> Result<()> {
                     out.grad_norm_c,
                 )
             }
-            Device::Cpu => {
+            _ => {
                 let fwd = cpu::forward(&config, &model.params, &batch)?;
                 let bwd = cpu::backward(&config, &model.params, &batch, &fwd);
                 println!("device: cpu (reference, f32)");

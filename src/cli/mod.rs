@@ -10,6 +10,31 @@ pub mod vanishing;
 use anyhow::Context;
 use rnn_wgpu::gpu::{tuning, Gpu, StepTile};
 
+/// The engine `device` names: `auto` resolved (`rnn_wgpu::auto_device::choose` on the adapters
+/// wgpu finds and `WGPU_ADAPTER_NAME`), printed as the command's first line so a user sees
+/// where the work runs and why.
+pub fn resolve_device(device: train::Device) -> train::Device {
+    resolve_device_saying(device, false)
+}
+
+/// `resolve_device`, saying it on stderr where stdout is for machines (`bench --json`).
+pub fn resolve_device_saying(device: train::Device, on_stderr: bool) -> train::Device {
+    if device != train::Device::Auto {
+        return device;
+    }
+    let named = std::env::var("WGPU_ADAPTER_NAME").ok();
+    let chosen = rnn_wgpu::auto_device::choose(&rnn_wgpu::gpu::adapter_kinds(), named.as_deref());
+    if on_stderr {
+        eprintln!("{chosen}");
+    } else {
+        println!("{chosen}");
+    }
+    match chosen.engine {
+        rnn_wgpu::auto_device::Engine::Gpu => train::Device::Gpu,
+        rnn_wgpu::auto_device::Engine::Cpu => train::Device::Cpu,
+    }
+}
+
 /// The GPU context of a command, with the kernels `rnn-wgpu tune` cached for this adapter. A
 /// cache that cannot be read is reported and left out: the untuned rules are as correct.
 pub fn open_gpu() -> anyhow::Result<Gpu> {

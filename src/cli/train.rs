@@ -25,8 +25,11 @@ pub enum TaskName {
     Csv,
 }
 
+/// `--device`: `auto` is the GPU engine where wgpu offers a real GPU, else the CPU engine
+/// (`super::resolve_device`); `gpu` runs on whatever adapter wgpu offers, llvmpipe included.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Device {
+    Auto,
     Gpu,
     Cpu,
 }
@@ -116,7 +119,8 @@ pub struct TrainArgs {
     pub clip: Option<f32>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    #[arg(long, value_enum, default_value = "gpu")]
+    /// auto (a GPU where there is one, else the CPU engine), gpu or cpu.
+    #[arg(long, value_enum, default_value = "auto")]
     pub device: Device,
     /// Validate, log and checkpoint every K steps.
     #[arg(long, default_value_t = 100)]
@@ -220,12 +224,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
             (initialize(&config, &init, &mut rng)?, None)
         }
     };
-    if args.dry_run && args.device == Device::Cpu {
+    let device = match (args.device, args.dry_run) {
+        // a plan of GPU memory is wanted whatever auto would run on
+        (Device::Auto, true) => Device::Gpu,
+        (device, _) => super::resolve_device(device),
+    };
+    if args.dry_run && device == Device::Cpu {
         bail!("--dry-run plans GPU memory; it needs --device gpu");
     }
-    let gpu = match args.device {
+    let gpu = match device {
         Device::Gpu => Some(super::open_gpu()?),
-        Device::Cpu => None,
+        _ => None,
     };
     let mut engine = Engine::new(gpu.as_ref(), config, &params, optimizer)?;
     engine.set_plan_options(args.engine.options());

@@ -36,7 +36,8 @@ pub struct VanishingArgs {
     /// Seed for weights and data.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    #[arg(long, value_enum, default_value = "gpu")]
+    /// auto (a GPU where there is one, else the CPU engine), gpu or cpu.
+    #[arg(long, value_enum, default_value = "auto")]
     pub device: Device,
     /// Stacked layers per model: each layer gets its own profile (label-l0, label-l1, ...).
     #[arg(long, default_value_t = 1)]
@@ -53,9 +54,9 @@ pub fn run(args: VanishingArgs) -> Result<()> {
     for (flag, path) in [("--svg", &args.svg), ("--csv", &args.csv)] {
         rnn_wgpu::fsio::check_writable(path).context(flag)?;
     }
-    let gpu = match args.device {
+    let gpu = match super::resolve_device(args.device) {
         Device::Gpu => Some(super::open_gpu()?),
-        Device::Cpu => None,
+        _ => None,
     };
     let mut optimizer = OptimizerConfig::new(args.optimizer);
     optimizer.lr = args.lr;

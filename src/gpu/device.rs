@@ -61,6 +61,16 @@ fn instance() -> wgpu::Instance {
     wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
 }
 
+/// What `--device auto` needs of every adapter wgpu finds (`auto_device::choose`).
+pub fn adapter_kinds() -> Vec<crate::auto_device::AdapterKind> {
+    (enumerate_adapters().into_iter())
+        .map(|a| crate::auto_device::AdapterKind {
+            name: a.info.name,
+            device_type: a.info.device_type,
+        })
+        .collect()
+}
+
 /// Every adapter wgpu finds, in its order.
 pub fn enumerate_adapters() -> Vec<AdapterSummary> {
     let instance = instance();

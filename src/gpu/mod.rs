@@ -21,7 +21,9 @@ mod workspace;
 
 pub use context::Gpu;
 pub(crate) use device::PARTIAL_SUMS;
-pub use device::{enumerate_adapters, AdapterSummary, Device, WorkCounts, LLVMPIPE_LOOP_LIMIT};
+pub use device::{
+    adapter_kinds, enumerate_adapters, AdapterSummary, Device, WorkCounts, LLVMPIPE_LOOP_LIMIT,
+};
 pub use kernels::{Kernel, Shader};
 pub use model::{GpuModel, GpuOutput, Request};
 pub(crate) use pass::column_blocks;
