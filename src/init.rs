@@ -101,23 +101,35 @@ fn adjust(
         }
     }
     if let Some(bias) = init.forget_bias {
-        if config.cell != Cell::Lstm {
-            return Err(Error::Config(
-                "--forget-bias applies to the LSTM only".into(),
-            ));
-        }
-        if !bias.is_finite() {
-            return Err(Error::Value(format!(
-                "--forget-bias must be finite, got {bias}"
-            )));
-        }
-        let h = config.hidden_size;
-        for cell in &mut params.cells {
-            cell.bias_ih.slice_mut(s![h..2 * h]).fill(bias as f32);
-            cell.bias_hh.slice_mut(s![h..2 * h]).fill(0.0);
-        }
+        set_forget_bias(config, &mut params, bias)?;
     }
     Ok(params)
+}
+
+/// Sets every LSTM cell's forget-gate bias to `bias` (in `bias_ih`, with `bias_hh`'s share
+/// zeroed, so the sum the cell adds is `bias`): a forget gate near 1 keeps the cell state, and
+/// its gradient, from one step to the next.
+pub fn set_forget_bias(
+    config: &ModelConfig,
+    params: &mut Params<f32>,
+    bias: f64,
+) -> Result<(), Error> {
+    if config.cell != Cell::Lstm {
+        return Err(Error::Config(
+            "--forget-bias applies to the LSTM only".into(),
+        ));
+    }
+    if !bias.is_finite() {
+        return Err(Error::Value(format!(
+            "--forget-bias must be finite, got {bias}"
+        )));
+    }
+    let h = config.hidden_size;
+    for cell in &mut params.cells {
+        cell.bias_ih.slice_mut(s![h..2 * h]).fill(bias as f32);
+        cell.bias_hh.slice_mut(s![h..2 * h]).fill(0.0);
+    }
+    Ok(())
 }
 
 /// A random n x n orthogonal matrix: Gram-Schmidt on Gaussian columns, in f64. (Signs follow

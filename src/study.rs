@@ -10,7 +10,7 @@
 
 use crate::config::{Activation, Cell, ModelConfig};
 use crate::gpu::Gpu;
-use crate::init::{largest_singular_value, rescale_to_singular_value};
+use crate::init::{largest_singular_value, rescale_to_singular_value, set_forget_bias};
 use crate::optim::OptimizerConfig;
 use crate::params::Params;
 use crate::tasks::{Adding, Task};
@@ -36,6 +36,8 @@ pub struct VanishingOptions {
     pub optimizer: OptimizerConfig,
     /// Stacked layers per model; each layer is profiled.
     pub layers: usize,
+    /// Also study an LSTM whose forget-gate bias is this (`study_models`).
+    pub forget_bias: Option<f64>,
 }
 
 /// One model's (or one layer's) gradient profile. `grad_norm_h[t-1] = ||dE/dh_t||`, t = 1..T.
@@ -80,14 +82,47 @@ pub fn per_step_factor(norms: &[f32]) -> Option<f64> {
     Some(((usable[usable.len() - 1].ln() - usable[0].ln()) / steps).exp())
 }
 
-/// The models of the study, in the order they are reported.
-pub fn study_models() -> [(&'static str, Cell, Activation); 4] {
-    [
-        ("rnn-sigmoid", Cell::Rnn, Activation::Sigmoid),
-        ("rnn-tanh", Cell::Rnn, Activation::Tanh),
-        ("lstm", Cell::Lstm, Activation::Tanh),
-        ("gru", Cell::Gru, Activation::Tanh),
-    ]
+/// One model of the study.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StudyModel {
+    pub label: String,
+    pub cell: Cell,
+    pub activation: Activation,
+    /// The LSTM's forget-gate bias, where it is set (`init::set_forget_bias`).
+    pub forget_bias: Option<f64>,
+    /// Which seed draws its weights (the study's seed plus this): the cure draws the plain
+    /// LSTM's, so only the forget bias differs between them.
+    pub weights: u64,
+}
+
+/// The models of the study, in the order they are reported: the sigmoid and the tanh RNN, the
+/// LSTM and the GRU as PyTorch initialises them, then, with `forget_bias`, the LSTM with its
+/// forget-gate bias set to it: the cure. With a forget gate near 1 (sigmoid(3) = 0.95) the cell
+/// path `dc_{t-1} = f_t * dc_t` loses little per step, where PyTorch's initialisation puts f
+/// near 0.5 and the LSTM vanishes too.
+pub fn study_models(forget_bias: Option<f64>) -> Vec<StudyModel> {
+    let model = |label: &str, cell, activation, weights| StudyModel {
+        label: label.to_string(),
+        cell,
+        activation,
+        forget_bias: None,
+        weights,
+    };
+    let lstm = model("lstm", Cell::Lstm, Activation::Tanh, 3);
+    let mut models = vec![
+        model("rnn-sigmoid", Cell::Rnn, Activation::Sigmoid, 1),
+        model("rnn-tanh", Cell::Rnn, Activation::Tanh, 2),
+        lstm.clone(),
+        model("gru", Cell::Gru, Activation::Tanh, 4),
+    ];
+    if let Some(bias) = forget_bias {
+        models.push(StudyModel {
+            label: format!("lstm-forget{bias}"),
+            forget_bias: Some(bias),
+            ..lstm
+        });
+    }
+    models
 }
 
 /// Profiles at initialisation and, when `train_steps > 0`, after training.
@@ -112,13 +147,17 @@ pub fn run_vanishing(gpu: Option<&Gpu>, options: &VanishingOptions) -> Result<St
         initial: Vec::new(),
         trained: (options.train_steps > 0).then(Vec::new),
     };
-    for (k, (label, cell, activation)) in study_models().into_iter().enumerate() {
+    for model in study_models(options.forget_bias) {
+        let (label, cell, activation) = (&model.label, model.cell, model.activation);
         let config = ModelConfig {
             layers: options.layers,
             ..task.spec().model_config(cell, activation, options.hidden)
         };
-        let mut rng = StdRng::seed_from_u64(options.seed.wrapping_add(1 + k as u64));
+        let mut rng = StdRng::seed_from_u64(options.seed.wrapping_add(model.weights));
         let mut params = Params::<f32>::init_uniform(&config, &mut rng);
+        if let Some(bias) = model.forget_bias {
+            set_forget_bias(&config, &mut params, bias)?;
+        }
         if let Some(scale) = options.scale {
             if !(scale.is_finite() && scale >= 0.0) {
                 return Err(Error::Value(format!(

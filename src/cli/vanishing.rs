@@ -39,6 +39,11 @@ pub struct VanishingArgs {
     /// auto (a GPU where there is one, else the CPU engine), gpu or cpu.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: Device,
+    /// The forget-gate bias of the study's extra LSTM (lstm-forgetB): near 1 its forget gate
+    /// carries the cell state's gradient back where PyTorch's initialisation (f near 0.5)
+    /// lets it vanish.
+    #[arg(long, default_value_t = 3.0)]
+    pub forget_bias: f64,
     /// Stacked layers per model: each layer gets its own profile (label-l0, label-l1, ...).
     #[arg(long, default_value_t = 1)]
     pub layers: usize,
@@ -71,6 +76,7 @@ pub fn run(args: VanishingArgs) -> Result<()> {
         train_steps: args.train_steps,
         optimizer,
         layers: args.layers,
+        forget_bias: Some(args.forget_bias),
     };
     let study = run_vanishing(gpu.as_ref(), &options)?;
     println!(

@@ -18,6 +18,7 @@ fn rnn_norms_shrink_at_least_as_fast_as_the_bound_says() {
         train_steps: 0,
         optimizer: OptimizerConfig::new(OptimizerKind::rmsprop()),
         layers: 1,
+        forget_bias: None,
     };
     let profiles = run_vanishing(Some(gpu()), &options).unwrap().initial;
     assert_eq!(profiles.len(), 4);
@@ -69,6 +70,7 @@ fn every_layer_gets_its_own_profile() {
         train_steps: 0,
         optimizer: OptimizerConfig::new(OptimizerKind::rmsprop()),
         layers: 2,
+        forget_bias: None,
     };
     let on_gpu = run_vanishing(Some(gpu()), &options).unwrap().initial;
     let on_cpu = run_vanishing(None, &options).unwrap().initial;
