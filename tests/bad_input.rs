@@ -169,6 +169,8 @@ fn load_task() -> Vec<&'static str> {
         "5",
         "--batch",
         "2",
+        "--hidden",
+        "5",
         "--load",
         "m.safetensors",
     ])
@@ -1053,4 +1055,109 @@ fn tuning_cache_written_loaded_and_refused() {
         "{stderr}"
     );
     assert!(stdout.contains("\"tuned_products\":0"), "{stdout}");
+}
+
+/// No silent overrides: a model option that contradicts the checkpoint `--load` reads is
+/// refused with both values, and an option the task does not read is refused by name.
+#[test]
+fn contradicting_a_checkpoint_or_the_task_is_refused() {
+    let dir = TempDir::new("overrides");
+    let saved = run(
+        &dir,
+        &[
+            "train",
+            "--device",
+            "cpu",
+            "--steps",
+            "1",
+            "--hidden",
+            "4",
+            "--batch",
+            "2",
+            "--seq-len",
+            "5",
+            "--eval-every",
+            "1",
+            "--save",
+            "lstm.safetensors",
+        ],
+        &[],
+    );
+    assert!(
+        saved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&saved.stderr)
+    );
+    let load = [
+        "train",
+        "--device",
+        "cpu",
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--seq-len",
+        "5",
+    ];
+    let load = [&load[..], &["--load", "lstm.safetensors"]].concat();
+    for (option, value, saved) in [
+        ("--cell", "gru", "lstm"),
+        ("--hidden", "8", "4"),
+        ("--layers", "2", "1"),
+        ("--activation", "relu", "tanh"),
+    ] {
+        let stderr = refused(&dir, &[&load[..], &[option, value]].concat());
+        assert_mentions(
+            &stderr,
+            &[
+                &format!("{option} {value} contradicts"),
+                &format!("{option} {saved}"),
+            ],
+        );
+    }
+    let stderr = refused(&dir, &[&load[..], &["--bidirectional"]].concat());
+    assert_mentions(
+        &stderr,
+        &["--bidirectional true contradicts", "--bidirectional false"],
+    );
+    let stderr = refused(&dir, &[&load[..], &["--forget-bias", "1"]].concat());
+    assert_mentions(&stderr, &["--forget-bias", "its own weights"]);
+    // options that agree with the checkpoint are fine
+    let agreeing = run(
+        &dir,
+        &[&load[..], &["--cell", "lstm", "--hidden", "4"]].concat(),
+        &[],
+    );
+    assert!(
+        agreeing.status.success(),
+        "{}",
+        String::from_utf8_lossy(&agreeing.stderr)
+    );
+
+    let adding = [
+        "train", "--device", "cpu", "--steps", "1", "--hidden", "4", "--batch", "2",
+    ];
+    for (option, value) in [
+        ("--validation-fraction", "0.2"),
+        ("--classes", "3"),
+        ("--csv-targets", "class"),
+        ("--inputs", "x.npy"),
+    ] {
+        let stderr = refused(&dir, &[&adding[..], &[option, value]].concat());
+        assert_mentions(
+            &stderr,
+            &[&format!("{option} does not apply to --task adding")],
+        );
+    }
+    let npy = [
+        "train",
+        "--task",
+        "npy",
+        "--inputs",
+        "x.npy",
+        "--targets",
+        "y.npy",
+    ];
+    let stderr = refused(&dir, &[&npy[..], &["--seq-len", "7"]].concat());
+    assert_mentions(&stderr, &["--seq-len does not apply to --task npy"]);
 }

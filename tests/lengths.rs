@@ -136,7 +136,7 @@ fn bad_lengths_are_refused_naming_what_is_wrong() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && text.contains("--lengths applies to --task npy"),
+        !out.status.success() && text.contains("--lengths does not apply to --task adding"),
         "{text}"
     );
 }

@@ -39,9 +39,10 @@ pub struct TrainArgs {
     /// adding, copy, text (--text FILE), npy (--inputs/--targets) or csv (--csv FILE).
     #[arg(long, value_enum, default_value = "adding")]
     pub task: TaskName,
-    /// Steps per sequence (T); for copy, the delay between the symbols and their recall.
-    #[arg(long, default_value_t = 100)]
-    pub seq_len: usize,
+    /// Steps per sequence (T; default 100); for copy, the delay between the symbols and their
+    /// recall. Not for --task npy, whose data says it.
+    #[arg(long)]
+    pub seq_len: Option<usize>,
     /// The text file of --task text (any bytes; the vocabulary is the bytes it contains).
     #[arg(long)]
     pub text: Option<PathBuf>,
@@ -58,26 +59,28 @@ pub struct TrainArgs {
     /// The file of --task csv: one sequence per line, T*I inputs then the targets.
     #[arg(long)]
     pub csv: Option<PathBuf>,
-    /// What a CSV line ends with: class, values:O, step-classes, step-values:O.
-    #[arg(long, default_value = "class")]
-    pub csv_targets: String,
+    /// What a CSV line ends with: class (the default), values:O, step-classes, step-values:O.
+    #[arg(long)]
+    pub csv_targets: Option<String>,
     /// Number of classes for class targets (default: largest class + 1).
     #[arg(long)]
     pub classes: Option<usize>,
-    /// Fraction of a dataset held out for validation.
-    #[arg(long, default_value_t = 0.1)]
-    pub validation_fraction: f64,
+    /// Fraction of a dataset (--task npy or csv) held out for validation (default 0.1).
+    #[arg(long)]
+    pub validation_fraction: Option<f64>,
 
-    #[arg(long, default_value = "lstm")]
-    pub cell: Cell,
-    /// RNN nonlinearity: tanh, sigmoid, relu.
-    #[arg(long, default_value = "tanh")]
-    pub activation: Activation,
-    #[arg(long, default_value_t = 128)]
-    pub hidden: usize,
-    /// Stacked recurrent layers (PyTorch's num_layers); a loaded model keeps its own.
-    #[arg(long, default_value_t = 1)]
-    pub layers: usize,
+    /// rnn, lstm (the default) or gru; with --load, the checkpoint's (given, it must match).
+    #[arg(long)]
+    pub cell: Option<Cell>,
+    /// RNN nonlinearity: tanh (the default), sigmoid, relu.
+    #[arg(long)]
+    pub activation: Option<Activation>,
+    /// Hidden units (default 128).
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Stacked recurrent layers (PyTorch's num_layers; default 1).
+    #[arg(long)]
+    pub layers: Option<usize>,
     /// A reverse-time pass per layer, outputs concatenated (PyTorch's bidirectional).
     #[arg(long)]
     pub bidirectional: bool,
@@ -152,9 +155,10 @@ pub struct TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    check_task_options(&args)?;
     for (flag, value) in [
-        ("--hidden", args.hidden as u64),
-        ("--layers", args.layers as u64),
+        ("--hidden", args.hidden.unwrap_or(DEFAULT_HIDDEN) as u64),
+        ("--layers", args.layers.unwrap_or(1) as u64),
         ("--batch", args.batch as u64),
         ("--steps", args.steps),
         ("--eval-every", args.eval_every),
@@ -178,10 +182,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let spec = data.spec();
     let optimizer = optimizer_config(&args)?;
     let mut config = ModelConfig {
-        layers: args.layers,
+        layers: args.layers.unwrap_or(1),
         bidirectional: args.bidirectional,
         dropout: args.dropout.unwrap_or(0.0),
-        ..spec.model_config(args.cell, args.activation, args.hidden)
+        ..spec.model_config(
+            args.cell.unwrap_or(Cell::Lstm),
+            args.activation.unwrap_or(Activation::Tanh),
+            args.hidden.unwrap_or(DEFAULT_HIDDEN),
+        )
     };
     config.validate()?;
     if config.dropout > 0.0 && config.layers == 1 {
@@ -212,6 +220,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                     spec.output_size
                 );
             }
+            check_against_checkpoint(&args, path, &c)?;
             config = c;
             (checkpoint.params.clone(), Some(checkpoint))
         }
@@ -459,11 +468,114 @@ fn with_overrides(
 }
 
 /// The data and the metadata a checkpoint should carry to use the model with it again.
+const DEFAULT_HIDDEN: usize = 128;
+const DEFAULT_SEQ_LEN: usize = 100;
+
+/// Refuses an option the chosen task does not read, naming it: it would be ignored silently.
+fn check_task_options(args: &TrainArgs) -> Result<()> {
+    use TaskName::*;
+    let task = args.task;
+    let given: [(&str, bool, &[TaskName]); 9] = [
+        (
+            "--seq-len",
+            args.seq_len.is_some(),
+            &[Adding, Copy, Text, Csv],
+        ),
+        ("--text", args.text.is_some(), &[Text]),
+        ("--inputs", args.inputs.is_some(), &[Npy]),
+        ("--targets", args.targets.is_some(), &[Npy]),
+        ("--csv", args.csv.is_some(), &[Csv]),
+        ("--csv-targets", args.csv_targets.is_some(), &[Csv]),
+        ("--classes", args.classes.is_some(), &[Npy, Csv]),
+        ("--lengths", args.lengths.is_some(), &[Npy, Csv]),
+        (
+            "--validation-fraction",
+            args.validation_fraction.is_some(),
+            &[Npy, Csv],
+        ),
+    ];
+    for (flag, set, tasks) in given {
+        if set && !tasks.contains(&task) {
+            let names: Vec<String> = tasks
+                .iter()
+                .map(|t| format!("{t:?}").to_lowercase())
+                .collect();
+            bail!(
+                "{flag} does not apply to --task {}: it is read by --task {} only",
+                format!("{task:?}").to_lowercase(),
+                names.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a model option that contradicts the checkpoint `--load` reads, naming both values:
+/// the checkpoint's model is what trains, and a silently dropped option would mislead.
+fn check_against_checkpoint(
+    args: &TrainArgs,
+    path: &std::path::Path,
+    c: &ModelConfig,
+) -> Result<()> {
+    let given: [(&str, Option<String>, String); 5] = [
+        (
+            "--cell",
+            args.cell.map(|v| v.to_string()),
+            c.cell.to_string(),
+        ),
+        (
+            "--activation",
+            args.activation.map(|v| v.to_string()),
+            c.activation.to_string(),
+        ),
+        (
+            "--hidden",
+            args.hidden.map(|v| v.to_string()),
+            c.hidden_size.to_string(),
+        ),
+        (
+            "--layers",
+            args.layers.map(|v| v.to_string()),
+            c.layers.to_string(),
+        ),
+        (
+            "--bidirectional",
+            args.bidirectional.then(|| "true".to_string()),
+            c.bidirectional.to_string(),
+        ),
+    ];
+    for (flag, option, saved) in given {
+        if let Some(option) = option.filter(|o| *o != saved) {
+            bail!(
+                "{flag} {option} contradicts --load {}, whose model has {flag} {saved}; drop \
+                 {flag} to train the saved model",
+                path.display()
+            );
+        }
+    }
+    for (flag, set) in [
+        ("--hh-scale", args.hh_scale.is_some()),
+        ("--forget-bias", args.forget_bias.is_some()),
+    ] {
+        if set {
+            bail!(
+                "{flag} initialises a new model; --load {} brings its own weights",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn data_source(args: &TrainArgs) -> Result<(DataSource, BTreeMap<String, String>)> {
     let mut metadata = BTreeMap::new();
     let task_name = format!("{:?}", args.task).to_lowercase();
     metadata.insert("task".to_string(), task_name);
-    metadata.insert("seq_len".to_string(), args.seq_len.to_string());
+    let seq_len = args.seq_len.unwrap_or(DEFAULT_SEQ_LEN);
+    let validation = args.validation_fraction.unwrap_or(0.1);
+    if !matches!(args.task, TaskName::Npy) {
+        metadata.insert("seq_len".to_string(), seq_len.to_string());
+    }
     let need = |value: &Option<PathBuf>, flag: &str| -> Result<PathBuf> {
         value.clone().with_context(|| {
             format!(
@@ -472,12 +584,6 @@ fn data_source(args: &TrainArgs) -> Result<(DataSource, BTreeMap<String, String>
             )
         })
     };
-    if args.lengths.is_some() && !matches!(args.task, TaskName::Npy | TaskName::Csv) {
-        bail!(
-            "--lengths applies to --task npy and --task csv (the other tasks' sequences have one \
-             length)"
-        );
-    }
     // Each sequence's length, for a padded dataset.
     let with_lengths = |dataset: Dataset| -> Result<Dataset> {
         let Some(path) = &args.lengths else {
@@ -491,13 +597,11 @@ fn data_source(args: &TrainArgs) -> Result<(DataSource, BTreeMap<String, String>
         Ok(dataset.with_lengths_npy(&path.display().to_string(), &bytes)?)
     };
     let source = match args.task {
-        TaskName::Adding => DataSource::from_task(Box::new(Adding::new(args.seq_len)?), args.seed),
-        TaskName::Copy => {
-            DataSource::from_task(Box::new(CopyMemory::new(args.seq_len)?), args.seed)
-        }
+        TaskName::Adding => DataSource::from_task(Box::new(Adding::new(seq_len)?), args.seed),
+        TaskName::Copy => DataSource::from_task(Box::new(CopyMemory::new(seq_len)?), args.seed),
         TaskName::Text => {
             let path = need(&args.text, "--text FILE")?;
-            let text = Text::from_file(&path, args.seq_len)?;
+            let text = Text::from_file(&path, seq_len)?;
             let symbols: Vec<String> = text
                 .vocabulary()
                 .symbols()
@@ -514,17 +618,14 @@ fn data_source(args: &TrainArgs) -> Result<(DataSource, BTreeMap<String, String>
                 need(&args.targets, "--targets Y.npy")?,
                 args.classes,
             )?)?;
-            DataSource::from_dataset(dataset, args.validation_fraction, args.batch, args.seed)?
+            DataSource::from_dataset(dataset, validation, args.batch, args.seed)?
         }
         TaskName::Csv => {
-            let targets = parse_csv_targets(&args.csv_targets)?;
-            let format = CsvFormat {
-                seq_len: args.seq_len,
-                targets,
-            };
+            let targets = parse_csv_targets(args.csv_targets.as_deref().unwrap_or("class"))?;
+            let format = CsvFormat { seq_len, targets };
             let csv = need(&args.csv, "--csv FILE")?;
             let dataset = with_lengths(Dataset::from_csv(csv, format, args.classes)?)?;
-            DataSource::from_dataset(dataset, args.validation_fraction, args.batch, args.seed)?
+            DataSource::from_dataset(dataset, validation, args.batch, args.seed)?
         }
     };
     Ok((source, metadata))
