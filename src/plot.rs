@@ -1,10 +1,11 @@
-//! A small SVG line chart with a logarithmic y axis, for gradient-norm profiles. Written by
-//! hand: SVG is plain text, and a plotting crate would need a font backend to lay out labels.
+//! A small SVG line chart with a logarithmic y axis, for gradient-norm profiles and training
+//! curves. Written by hand: SVG is plain text, and a plotting crate would need a font backend
+//! to lay out labels.
 
 use std::fmt::Write;
 
-/// One line: `values[x]` for x = 0, 1, ...; non-positive or non-finite values break the line
-/// (a norm that underflowed to zero has no place on a log axis).
+/// One line: `values[i]` at the chart's `xs[i]`; non-positive or non-finite values break the
+/// line (a norm that underflowed to zero has no place on a log axis).
 pub struct Series {
     pub label: String,
     pub values: Vec<f64>,
@@ -21,7 +22,13 @@ const RIGHT: f64 = 280.0;
 const TOP: f64 = 50.0;
 const BOTTOM: f64 = 60.0;
 
-pub fn log_line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
+/// The chart of `series` over the x values `xs` (increasing; one per value of each series).
+pub fn log_line_chart(
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    xs: &[f64],
+    series: &[Series],
+) -> String {
     let usable = |v: f64| v.is_finite() && v > 0.0;
     let logs: Vec<f64> = series
         .iter()
@@ -42,16 +49,11 @@ pub fn log_line_chart(title: &str, x_label: &str, y_label: &str, series: &[Serie
         (lo, hi) = (-1.0, 1.0);
     }
     let (lo, hi) = (lo.floor(), hi.ceil().max(lo.floor() + 1.0));
-    let x_max = series
-        .iter()
-        .map(|s| s.values.len())
-        .max()
-        .unwrap_or(1)
-        .max(2)
-        - 1;
+    let x_min = xs.first().copied().unwrap_or(0.0);
+    let x_max = xs.last().copied().unwrap_or(1.0).max(x_min + 1.0);
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - TOP - BOTTOM;
-    let px = |x: f64| LEFT + x / x_max as f64 * plot_w;
+    let px = |x: f64| LEFT + (x - x_min) / (x_max - x_min) * plot_w;
     let py = |log: f64| TOP + (hi - log) / (hi - lo) * plot_h;
 
     let mut svg = String::new();
@@ -80,7 +82,7 @@ pub fn log_line_chart(title: &str, x_label: &str, y_label: &str, series: &[Serie
         );
     }
     for k in 0..=5 {
-        let x = (x_max as f64 * k as f64 / 5.0).round();
+        let x = (x_min + (x_max - x_min) * k as f64 / 5.0).round();
         let _ = writeln!(
             svg,
             r##"<line x1="{0:.1}" x2="{0:.1}" y1="{1}" y2="{2}" stroke="#ddd"/><text x="{0:.1}" y="{3}" text-anchor="middle">{4}</text>"##,
@@ -117,11 +119,11 @@ pub fn log_line_chart(title: &str, x_label: &str, y_label: &str, series: &[Serie
         };
         // split into runs of usable points
         let mut runs: Vec<Vec<String>> = vec![Vec::new()];
-        for (x, &v) in s.values.iter().enumerate() {
+        for (&x, &v) in xs.iter().zip(&s.values) {
             if usable(v) {
                 runs.last_mut()
                     .unwrap()
-                    .push(format!("{:.1},{:.1}", px(x as f64), py(v.log10())));
+                    .push(format!("{:.1},{:.1}", px(x), py(v.log10())));
             } else if !runs.last().unwrap().is_empty() {
                 runs.push(Vec::new());
             }
@@ -154,4 +156,45 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// One evaluation of a training run, for `training_chart`.
+#[derive(Clone, Copy, Debug)]
+pub struct TrainPoint {
+    pub step: u64,
+    pub loss: f64,
+    pub validation: Option<f64>,
+    pub grad_norm: f64,
+}
+
+/// The training loss, the validation loss (where there is one) and the gradient norm against
+/// the step, on one log axis: a loss that stalls at a baseline while the gradient norm falls is
+/// the vanishing gradient seen from the training side.
+pub fn training_chart(title: &str, points: &[TrainPoint]) -> String {
+    let xs: Vec<f64> = points.iter().map(|p| p.step as f64).collect();
+    let line = |label: &str, values: Vec<f64>, color, dashed| Series {
+        label: label.to_string(),
+        values,
+        color,
+        dashed,
+        faint: false,
+    };
+    let mut series = vec![line(
+        "training loss",
+        points.iter().map(|p| p.loss).collect(),
+        "#1f77b4",
+        false,
+    )];
+    if points.iter().any(|p| p.validation.is_some()) {
+        let values = points.iter().map(|p| p.validation.unwrap_or(f64::NAN));
+        series.push(line("validation loss", values.collect(), "#ff7f0e", false));
+    }
+    let norms = points.iter().map(|p| p.grad_norm).collect();
+    series.push(line("gradient norm", norms, "#7f7f7f", true));
+    log_line_chart(
+        title,
+        ("step", "loss and gradient norm (log scale)"),
+        &xs,
+        &series,
+    )
 }

@@ -432,3 +432,62 @@ fn auto_device_says_what_it_chose_and_stderr_stays_clean() {
         "{stdout}"
     );
 }
+
+/// `train --plot FILE.svg` writes the training and validation loss and the gradient norm
+/// against the step at every evaluation: after the evaluations at steps 1, 20, 40 and 50 the
+/// chart has the three curves of 4 points each, the axis running to the last step.
+#[test]
+fn train_plots_its_losses_and_gradient_norm() {
+    let dir = TempDir::new("train-plot");
+    let out = Command::new(env!("CARGO_BIN_EXE_rnn-wgpu"))
+        .current_dir(dir.path())
+        .args([
+            "train",
+            "--device",
+            "cpu",
+            "--steps",
+            "50",
+            "--eval-every",
+            "20",
+        ])
+        .args([
+            "--hidden",
+            "6",
+            "--batch",
+            "4",
+            "--seq-len",
+            "8",
+            "--plot",
+            "curve.svg",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = std::fs::read_to_string(dir.join("curve.svg")).unwrap();
+    for label in [
+        "training loss",
+        "validation loss",
+        "gradient norm",
+        ">step<",
+    ] {
+        assert!(svg.contains(label), "{label}: {svg}");
+    }
+    let lines: Vec<&str> = svg.lines().filter(|l| l.contains("<polyline")).collect();
+    assert_eq!(lines.len(), 3, "{svg}");
+    for line in lines {
+        let points = line
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert_eq!(points.split(' ').count(), 4, "4 points: {line}");
+    }
+    // the x axis ends at the last evaluation, step 50
+    assert!(svg.contains(">50</text>"), "{svg}");
+}

@@ -8,6 +8,7 @@ use rand::SeedableRng;
 use rnn_wgpu::checkpoint::{self, LoadOverrides};
 use rnn_wgpu::init::{initialize, InitConfig, Scheme};
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind, Schedule};
+use rnn_wgpu::plot::{training_chart, TrainPoint};
 use rnn_wgpu::tasks::{bits_per_char, Adding, CopyMemory, CsvFormat, CsvTargets, Dataset, Text};
 use rnn_wgpu::train::{self, DataSource, Engine, Event, TrainOptions};
 use rnn_wgpu::{Activation, Cell, ModelConfig};
@@ -137,6 +138,10 @@ pub struct TrainArgs {
     /// Start from this checkpoint; with optimizer state in it, resume where it stopped.
     #[arg(long)]
     pub load: Option<PathBuf>,
+    /// An SVG of the training and validation loss and the gradient norm against the step,
+    /// rewritten (atomically) at each evaluation.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
     /// Append per-step gradient norms ||dE/dh_t|| (and ||dE/dc_t||) every --grad-norms-every steps.
     #[arg(long)]
     pub grad_norms: Option<PathBuf>,
@@ -173,6 +178,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         ("--save", &args.save),
         ("--log", &args.log),
         ("--grad-norms", &args.grad_norms),
+        ("--plot", &args.plot),
     ] {
         if let Some(path) = path {
             rnn_wgpu::fsio::check_writable(path).context(flag)?;
@@ -328,6 +334,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         tbptt: args.tbptt,
     };
     let mut rate = 0.0;
+    let mut curve = Vec::new();
+    let plot_title = format!(
+        "{} {}, hidden {}: training",
+        format!("{:?}", args.task).to_lowercase(),
+        config.cell,
+        config.hidden_size
+    );
     let summary = train::train(
         &mut engine,
         &mut data,
@@ -358,10 +371,22 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 r.step, r.loss, r.grad_norm, r.lr, r.sequences_per_second, r.elapsed_seconds
             );
                 // A hidden bar (output not a terminal) drops println: print plainly then.
-                if bar.is_hidden() {
-                    println!("{line}");
-                } else {
-                    bar.println(line);
+                let say = |line: String| match bar.is_hidden() {
+                    true => println!("{line}"),
+                    false => bar.println(line),
+                };
+                say(line);
+                if let Some(path) = &args.plot {
+                    curve.push(TrainPoint {
+                        step: r.step,
+                        loss: r.loss as f64,
+                        validation: r.validation_loss.map(f64::from),
+                        grad_norm: r.grad_norm as f64,
+                    });
+                    let svg = training_chart(&plot_title, &curve);
+                    if let Err(e) = rnn_wgpu::fsio::write_atomic(path, svg.as_bytes()) {
+                        say(format!("warning: --plot: {e}"));
+                    }
                 }
             }
             Event::Saved(_) => {}

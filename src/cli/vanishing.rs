@@ -137,10 +137,11 @@ pub fn run(args: VanishingArgs) -> Result<()> {
         "Gradient norm vs steps back from the loss (adding, T={}, H={})",
         args.seq_len, args.hidden
     );
+    let steps_back: Vec<f64> = (0..args.seq_len).map(|x| x as f64).collect();
     let svg = log_line_chart(
         &title,
-        "steps back from the loss",
-        "gradient norm (log scale)",
+        ("steps back from the loss", "gradient norm (log scale)"),
+        &steps_back,
         &series,
     );
     rnn_wgpu::fsio::write_atomic(&args.svg, svg.as_bytes())?;
