@@ -281,6 +281,16 @@ pub fn from_bytes(
         }
         let values = from_little_endian(view.data());
         let shape = view.shape().to_vec();
+        // A NaN or an infinity would run without a word and make every result non-finite (or,
+        // where a kernel clamps, quietly finite).
+        if let Some(flat) = values.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Value(format!(
+                "{file}: tensor '{name}' holds {} at index {:?} (shape {shape:?}); a checkpoint's \
+                 values must be finite",
+                values[flat],
+                crate::tasks::npy::position(flat, &shape)
+            )));
+        }
         if is_param {
             params.insert(name, (shape, values));
         } else {

@@ -1161,3 +1161,28 @@ fn contradicting_a_checkpoint_or_the_task_is_refused() {
     let stderr = refused(&dir, &[&npy[..], &["--seq-len", "7"]].concat());
     assert_mentions(&stderr, &["--seq-len does not apply to --task npy"]);
 }
+
+/// A checkpoint holding a NaN or an infinity is refused with the tensor and the first index
+/// (by `train --load` as by any loader), as `.npy` and CSV inputs are (`csv_non_numeric_fields`).
+#[test]
+fn non_finite_checkpoints_are_refused() {
+    let dir = TempDir::new("non-finite");
+    let config = Adding::new(5)
+        .unwrap()
+        .spec()
+        .model_config(Cell::Lstm, Activation::Tanh, 5);
+    for (value, text) in [(f32::NAN, "NaN"), (f32::INFINITY, "inf")] {
+        let mut params = Params::<f32>::init_uniform(&config, &mut StdRng::seed_from_u64(1));
+        params.cells[0].weight_hh[[7, 2]] = value;
+        checkpoint::save(&dir.join("m.safetensors"), &Checkpoint::new(config, params)).unwrap();
+        let stderr = refused(&dir, &load_task());
+        assert_mentions(
+            &stderr,
+            &[
+                "m.safetensors",
+                "'weight_hh_l0'",
+                &format!("holds {text} at index [7, 2]"),
+            ],
+        );
+    }
+}
