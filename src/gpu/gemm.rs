@@ -393,24 +393,24 @@ fn record_sum_of_parts(
 pub fn k_parts(tile: GemmTile, (m, n, k): (usize, usize, usize)) -> usize {
     let to_fill =
         (SPLIT_TARGET_GROUPS.div_ceil(tile.workgroups((m, n))) as usize).min(k / PART_MIN_K);
-    let chains = if k > CHAIN_FROM_K {
+    let by_bytes = SPLIT_PARTIALS_BYTES / (4 * m * n).max(1);
+    to_fill.max(chains(k)).min(by_bytes).max(1)
+}
+
+/// The parts a K of `k` terms is summed in for accuracy alone: chains of about `CHAIN_K` past
+/// `CHAIN_FROM_K`, else one.
+fn chains(k: usize) -> usize {
+    if k > CHAIN_FROM_K {
         k.div_ceil(CHAIN_K)
     } else {
         1
-    };
-    let by_bytes = SPLIT_PARTIALS_BYTES / (4 * m * n).max(1);
-    to_fill.max(chains).min(by_bytes).max(1)
+    }
 }
 
 /// The most words of partial sums a product leaves in `Gpu::scratch_partials`, whatever its
 /// tile, for the memory plan (which has no adapter or tile at hand): `k_parts`'s bound.
 pub(crate) fn partial_words((m, n, k): (usize, usize, usize)) -> usize {
-    let chains = if k > CHAIN_FROM_K {
-        k.div_ceil(CHAIN_K)
-    } else {
-        1
-    };
-    let parts = (k / PART_MIN_K).max(chains);
+    let parts = (k / PART_MIN_K).max(chains(k));
     if parts <= 1 {
         return 0;
     }
@@ -447,7 +447,7 @@ pub fn matmul(
     let run = matmul_using(
         gpu,
         (GemmKernel::Auto, None),
-        Placement { pad: 0, align: 1 },
+        Placement { pad: 0 },
         (a, trans_a),
         (b, trans_b),
         bias,
@@ -457,12 +457,10 @@ pub fn matmul(
 }
 
 /// Where `matmul_using` places each matrix in its buffer: `pad` NaN words before it and after
-/// each of its rows, and more after each row where needed to make the row stride a multiple of
-/// `align` words.
+/// each of its rows.
 #[derive(Clone, Copy, Debug)]
 pub struct Placement {
     pub pad: usize,
-    pub align: usize,
 }
 
 /// What `matmul_using` computed and how.
@@ -479,7 +477,7 @@ pub struct MatmulRun {
 pub fn matmul_using(
     gpu: &Gpu,
     kernel: (GemmKernel, Option<usize>),
-    Placement { pad, align }: Placement,
+    Placement { pad }: Placement,
     (a, trans_a): (ArrayView2<f32>, bool),
     (b, trans_b): (ArrayView2<f32>, bool),
     bias: Option<&[f32]>,
@@ -499,7 +497,7 @@ pub fn matmul_using(
         crate::params::check_shape("matmul C", c0.shape(), &[m, n])?;
     }
     // A matrix's row stride, and the matrix as `pad` NaNs, then each row followed by NaNs.
-    let stride = |cols: usize| (cols + pad).next_multiple_of(align.max(1));
+    let stride = |cols: usize| cols + pad;
     let placed = |x: ArrayView2<f32>| -> Vec<f32> {
         let mut words = vec![f32::NAN; pad];
         for row in x.rows() {

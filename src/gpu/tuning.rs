@@ -139,7 +139,7 @@ impl Check {
         let run = matmul_using(
             gpu,
             (GemmKernel::Auto, None),
-            Placement { pad: 0, align: 1 },
+            Placement { pad: 0 },
             (self.a.view(), trans_a),
             (self.b.view(), trans_b),
             self.bias.as_slice(),

@@ -40,12 +40,7 @@ fn a_tuned_kernel_is_what_auto_runs_and_its_product_is_right() {
             let product: Product = (shape, (case.trans_a, case.trans_b));
             for kernel in GemmKernel::candidates(&gpu, shape) {
                 gpu.set_choice(product, kernel);
-                let run = run_case(
-                    &gpu,
-                    (GemmKernel::Auto, None),
-                    Placement { pad: 3, align: 1 },
-                    &case,
-                );
+                let run = run_case(&gpu, (GemmKernel::Auto, None), Placement { pad: 3 }, &case);
                 let label = format!("tuned {} {}", kernel.name(), case.label);
                 if let Some(why) = mismatch(&case, &run.product) {
                     failures.push(format!("{label}: {why}"));
@@ -106,7 +101,7 @@ fn tuning_times_every_candidate_and_leaves_the_rule_only_for_a_faster_one() {
     let run = matmul_using(
         &gpu,
         (GemmKernel::Auto, None),
-        Placement { pad: 0, align: 1 },
+        Placement { pad: 0 },
         (a.view(), false),
         (b.view(), true),
         None,
