@@ -467,78 +467,72 @@ fn terms(
     optimizer_words: usize,
     uniform_align: u64,
 ) -> (Vec<Term>, WorkspaceBuffers) {
+    let params = config.param_count();
+    let workspace = WorkspaceBuffers::new(config, (t, b), (s, n), recompute);
+    // Not bound whole: the parameter-sized terms are several tensors each, the arena is bound
+    // one dispatch's parameters at a time, and the partial sums a part at a time.
+    let unbound = |name, shape: String, words_each| Term {
+        name,
+        shape,
+        words_each,
+        count: 1,
+        bound_whole: false,
+    };
+    // One parameter block per dispatch: forward and backward take 1 each per step (the fused
+    // step kernels), recomputation 1 more, plus a few per segment.
+    let per_step = if recompute { 3 } else { 2 };
+    let dispatches = (per_step * t + 16 * n) * config.cells() + 16;
+    let arena = dispatches * uniform_align.max(crate::gpu::PARAMS_BINDING_SIZE) as usize / 4;
+    let scratch = partial_sum_words(config, (s * b, b), workspace.row_loss.words_each);
+    let terms = [
+        unbound("parameters", format!("[{params}]"), params),
+        unbound("parameter gradients", format!("[{params}]"), params),
+        unbound(
+            "optimizer state",
+            format!("[{optimizer_words}]"),
+            optimizer_words,
+        ),
+    ]
+    .into_iter()
+    .chain(workspace.all().into_iter().cloned())
+    .chain([
+        unbound(DISPATCH_PARAMS, format!("~{dispatches} dispatches"), arena),
+        unbound(PARTIAL_SUMS, "(the largest user)".to_string(), scratch),
+    ])
+    .filter(|t| t.words_each > 0 && t.count > 0)
+    .collect();
+    (terms, workspace)
+}
+
+/// Words of the one scratch buffer of partial sums (`Gpu::scratch_partials`), sized for its
+/// largest user: the bias gradients' column sums over blocks of a segment's `rows` (or of the
+/// `scored_rows` the head sees), and the products whose long K is summed in parts
+/// (`gemm::partial_words`): the weight gradients and the head's, or a segment border's
+/// recurrent product at a long 4H, of the first layer or of a layer above.
+fn partial_sum_words(config: &ModelConfig, (rows, b): (usize, usize), scored_rows: usize) -> usize {
+    use crate::gpu::column_blocks;
+    use crate::gpu::gemm::partial_words;
     let (h, i, o, gh) = (
         config.hidden_size,
         config.input_size,
         config.output_size,
         config.gate_rows(),
     );
-    let params = config.param_count();
-    let cells = config.cells();
-    let workspace = WorkspaceBuffers::new(config, (t, b), (s, n), recompute);
-    let mut out = Vec::new();
-    let mut add = |name, shape: String, words_each: usize, count: usize| {
-        out.push(Term {
-            name,
-            shape,
-            words_each,
-            count,
-            // parameter-sized terms are several tensors; the arena is bound 80 bytes at a time
-            bound_whole: false,
-        })
+    let directions = config.directions();
+    let blocks = column_blocks(rows.max(scored_rows));
+    let bias_blocks = if blocks > 1 { blocks * gh.max(o) } else { 0 };
+    let layer = |i: usize| -> usize {
+        partial_words((gh, i, rows))
+            .max(partial_words((gh, h, rows)))
+            .max(partial_words((b, h, gh)))
     };
-    add("parameters", format!("[{params}]"), params, 1);
-    add("parameter gradients", format!("[{params}]"), params, 1);
-    add(
-        "optimizer state",
-        format!("[{optimizer_words}]"),
-        optimizer_words,
-        1,
-    );
-    // One parameter block per dispatch: forward and backward take 1 each per step (the fused
-    // step kernels), recomputation 1 more, plus a few per segment.
-    let per_step = if recompute { 3 } else { 2 };
-    let dispatches = (per_step * t + 16 * n) * cells + 16;
-    let words = dispatches * uniform_align.max(crate::gpu::PARAMS_BINDING_SIZE) as usize / 4;
-    add(
-        DISPATCH_PARAMS,
-        format!("~{dispatches} dispatches"),
-        words,
-        1,
-    );
-    {
-        // One buffer (`Gpu::scratch_partials`), sized for its largest user: the bias
-        // gradients' column sums over blocks of the segment's rows, and the products whose
-        // long K is summed in parts (`gemm::partial_words`): the weight gradients and the
-        // head's, or a segment border's recurrent product at a long 4H, of the first layer or
-        // of a layer above.
-        use crate::gpu::column_blocks;
-        use crate::gpu::gemm::partial_words;
-        let directions = config.directions();
-        let rows = s * b;
-        let scored_rows = workspace.outputs.words_each / o.max(1);
-        let blocks = column_blocks(rows.max(scored_rows));
-        let mut words = if blocks > 1 { blocks * gh.max(o) } else { 0 };
-        let layer = |i: usize| -> usize {
-            partial_words((gh, i, rows))
-                .max(partial_words((gh, h, rows)))
-                .max(partial_words((b, h, gh)))
-        };
-        let upper = if config.layers > 1 {
-            layer(directions * h)
-        } else {
-            0
-        };
-        let head = partial_words((o, directions * h, scored_rows));
-        words = words.max(layer(i)).max(upper).max(head);
-        add(PARTIAL_SUMS, "(the largest user)".to_string(), words, 1);
-    }
-    let mut terms = out;
-    let scratch = terms.split_off(3);
-    terms.extend(workspace.all().into_iter().cloned());
-    terms.extend(scratch);
-    terms.retain(|t| t.words_each > 0 && t.count > 0);
-    (terms, workspace)
+    let upper = if config.layers > 1 {
+        layer(directions * h)
+    } else {
+        0
+    };
+    let head = partial_words((o, directions * h, scored_rows));
+    bias_blocks.max(layer(i)).max(upper).max(head)
 }
 
 /// Chooses the segmentation for `recompute` and checks the result against `limits`.

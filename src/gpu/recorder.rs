@@ -16,8 +16,8 @@ use crate::Error;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Bytes bound for every kernel's parameter struct (the largest, `GemmParams`, is 80).
-pub(crate) const PARAMS_BINDING_SIZE: u64 = 80;
+/// Bytes bound for every kernel's parameter struct (the largest, `GemmParams`, is 64).
+pub(crate) const PARAMS_BINDING_SIZE: u64 = 64;
 
 /// The part of a training step an op belongs to, for the per-phase GPU time that
 /// `Recorder::time_phases` measures. The pass sets it as it records (`Recorder::set_phase`);
