@@ -1,6 +1,7 @@
 // The losses, forward and backward in one pass: one invocation per scored row writes that row's
 // share of the mean loss (summed afterwards by row_sums in reduce.wgsl, in a fixed order) and
-// the gradient w.r.t. the head's outputs.
+// the gradient w.r.t. the head's outputs. Non-finite outputs give the CPU engine's share, a
+// NaN or +inf, checked through the bits (see finite.wgsl).
 //   outputs [rows, O]; targets: MSE [rows, O] f32 values, cross-entropy [rows] class indices
 //   (both bound as u32 words: f32 targets are bit-cast, so one layout serves both losses).
 //   row_loss [rows]; doutputs [rows, O]
@@ -47,13 +48,15 @@ fn mse_loss(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
         return;
     }
     var total = 0.0;
+    var worst = 0u;
     for (var o = 0u; o < p.outputs; o++) {
         let i = row * p.outputs + o;
         let diff = outputs[i] - bitcast<f32>(targets[i]);
         total += diff * diff;
+        worst = max(worst, non_finite_bits(diff));
         doutputs[i] = 2.0 * diff * scale;
     }
-    row_loss[row] = total * scale;
+    row_loss[row] = with_non_finite(total * scale, worst);
 }
 
 // nn.CrossEntropyLoss(reduction='mean') on logits: mean over rows of
@@ -74,8 +77,14 @@ fn cross_entropy_loss(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     }
     let target_class = targets[row];
     var largest = outputs[base];
-    for (var o = 1u; o < p.outputs; o++) {
-        largest = max(largest, outputs[base + o]);
+    // A NaN or +inf logit makes the row's loss a NaN (the CPU engine's z - max is then a
+    // NaN); max() could drop a NaN, so the bits are checked.
+    var nan_row = 0u;
+    for (var o = 0u; o < p.outputs; o++) {
+        let logit = outputs[base + o];
+        largest = max(largest, logit);
+        let bits = bitcast<u32>(logit);
+        nan_row = max(nan_row, select(0u, (bits & MAGNITUDE_BITS) | QUIET_BIT, is_nan(logit) || bits == EXPONENT_BITS));
     }
     var sum_exp = 0.0;
     for (var o = 0u; o < p.outputs; o++) {
@@ -86,5 +95,6 @@ fn cross_entropy_loss(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
         let probability = exp(outputs[base + o] - largest) / sum_exp;
         doutputs[base + o] = (probability - select(0.0, 1.0, o == target_class)) * scale;
     }
-    row_loss[row] = (log(sum_exp) + largest - outputs[base + target_class]) * scale;
+    let loss = (log(sum_exp) + largest - outputs[base + target_class]) * scale;
+    row_loss[row] = select(loss, bitcast<f32>(nan_row), nan_row != 0u);
 }

@@ -56,18 +56,23 @@ const WORKGROUP: u32 = 256u;
 // Elements one grad_sum_squares workgroup sums; the host sizes its grid with the same value.
 const CHUNK: u32 = 4096u;
 var<workgroup> partial: array<f32, 256>;
+var<workgroup> partial_worst: array<u32, 256>;
 
-// Combines the workgroup's 256 values in a fixed tree, so the sum is reproducible.
-fn workgroup_sum(lid: u32, value: f32) -> f32 {
+// Combines the workgroup's 256 values in a fixed tree, so the sum is reproducible; `worst` is
+// each invocation's non_finite_bits of its terms, so a NaN or infinity among them makes the
+// sum a NaN or +inf explicitly (see finite.wgsl).
+fn workgroup_sum(lid: u32, value: f32, worst: u32) -> f32 {
     partial[lid] = value;
+    partial_worst[lid] = worst;
     workgroupBarrier();
     for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
         if (lid < stride) {
             partial[lid] += partial[lid + stride];
+            partial_worst[lid] = max(partial_worst[lid], partial_worst[lid + stride]);
         }
         workgroupBarrier();
     }
-    return partial[0];
+    return with_non_finite(partial[0], partial_worst[0]);
 }
 
 @compute @workgroup_size(256, 1, 1)
@@ -80,11 +85,13 @@ fn grad_sum_squares(@builtin(local_invocation_index) lid: u32, @builtin(workgrou
     }
     let end = min(start + CHUNK, p.n);
     var acc = 0.0;
+    var worst = 0u;
     for (var i = start + lid; i < end; i += WORKGROUP) {
         let g = grad[i];
         acc += g * g;
+        worst = max(worst, non_finite_bits(g));
     }
-    let total = workgroup_sum(lid, acc);
+    let total = workgroup_sum(lid, acc, worst);
     if (lid == 0u) {
         reduction[p.offset + w] = total;
     }
@@ -94,13 +101,23 @@ fn grad_sum_squares(@builtin(local_invocation_index) lid: u32, @builtin(workgrou
 @compute @workgroup_size(256, 1, 1)
 fn grad_norm(@builtin(local_invocation_index) lid: u32) {
     var acc = 0.0;
+    var worst = 0u;
     for (var i = lid; i < p.n; i += WORKGROUP) {
-        acc += reduction[p.offset + i];
+        let sum = reduction[p.offset + i];
+        acc += sum;
+        worst = max(worst, non_finite_bits(sum));
     }
-    let total = workgroup_sum(lid, acc);
+    let total = workgroup_sum(lid, acc, worst);
     if (lid == 0u) {
         reduction[0] = sqrt(total);
     }
+}
+
+// A step whose global gradient norm is a NaN or an infinity changes nothing (as PyTorch's
+// GradScaler skips such steps): the parameters stay the last finite ones, which training's
+// divergence report then examines. The host counts the step all the same.
+fn skipped() -> bool {
+    return non_finite_bits(reduction[0]) != 0u;
 }
 
 // clip_grad_norm_'s factor min(1, max_norm / (norm + 1e-6)); 1 without clipping.
@@ -126,7 +143,7 @@ fn element(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
 @compute @workgroup_size(64, 1, 1)
 fn sgd_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = element(gid, groups);
-    if (i >= p.n) {
+    if (i >= p.n || skipped()) {
         return;
     }
     var g = grad[i] * clip_scale();
@@ -145,7 +162,7 @@ fn sgd_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 @compute @workgroup_size(64, 1, 1)
 fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = element(gid, groups);
-    if (i >= p.n) {
+    if (i >= p.n || skipped()) {
         return;
     }
     let theta = param[i] * p.decay;
@@ -164,7 +181,7 @@ fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 @compute @workgroup_size(64, 1, 1)
 fn rmsprop_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = element(gid, groups);
-    if (i >= p.n) {
+    if (i >= p.n || skipped()) {
         return;
     }
     let g = grad[i] * clip_scale();

@@ -25,25 +25,32 @@ struct ReduceParams {
 
 const WORKGROUP: u32 = 256u;
 var<workgroup> partial: array<f32, 256>;
+var<workgroup> partial_worst: array<u32, 256>;
 
 // Sums f(x) over row r: each invocation strides over the row, then a fixed tree in
-// workgroup memory combines the 256 partial sums.
+// workgroup memory combines the 256 partial sums. A NaN or infinity among the terms makes the
+// sum a NaN or +inf explicitly (see finite.wgsl): the terms summed here (squares, the losses'
+// row shares) are never negative, so that is what IEEE arithmetic gives on the CPU engine.
 fn reduce_row(r: u32, lid: u32, squares: bool) -> f32 {
     var acc = 0.0;
+    var worst = 0u;
     let base = p.in_offset + r * p.n;
     for (var i = lid; i < p.n; i += WORKGROUP) {
         let v = x[base + i];
         acc += select(v, v * v, squares);
+        worst = max(worst, non_finite_bits(v));
     }
     partial[lid] = acc;
+    partial_worst[lid] = worst;
     workgroupBarrier();
     for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
         if (lid < stride) {
             partial[lid] += partial[lid + stride];
+            partial_worst[lid] = max(partial_worst[lid], partial_worst[lid + stride]);
         }
         workgroupBarrier();
     }
-    return partial[0];
+    return with_non_finite(partial[0], partial_worst[0]);
 }
 
 @compute @workgroup_size(256, 1, 1)

@@ -28,7 +28,7 @@ fn activate(x: f32) -> f32 {
     if (p.activation == SIGMOID) {
         return sigmoid(x);
     }
-    return max(x, 0.0);
+    return relu(x);
 }
 
 // act'(pre) written in terms of h = act(pre), so backward needs only the stored states.

@@ -1,6 +1,7 @@
 // What the three cells (rnn.wgsl, lstm.wgsl, gru.wgsl) share: the Step layout's common
-// bindings, the per-dispatch parameters and the padding rule. src/gpu/kernels.rs puts this file
-// in front of each of them; each adds the bindings only it uses (slots 2, 6, 8).
+// bindings, the per-dispatch parameters, the padding rule and the activations. src/gpu/kernels.rs
+// puts this file (after finite.wgsl) in front of each of them; each adds the bindings only it
+// uses (slots 2, 6, 8).
 //
 // Each cell file writes its step as `cell_forward(step, idx)` and `cell_backward(step, idx)`
 // for one (batch row, unit) idx = b * H + j, run after the recurrent product: fused.wgsl runs
@@ -50,13 +51,21 @@ fn is_padding(b: u32, step: u32) -> bool {
     return p.first_step + step > lengths[b];
 }
 
+// The activations pass a NaN pre-activation on explicitly (see finite.wgsl), as the CPU
+// engine's do: a NaN weight or input then reaches the loss instead of being clamped into a
+// number.
 fn sigmoid(x: f32) -> f32 {
-    return 1.0 / (1.0 + exp(-x));
+    return select(1.0 / (1.0 + exp(-x)), x, is_nan(x));
 }
 
 // tanh saturates to +-1 in f32 beyond |x| = 9; clamping keeps drivers that build tanh from
 // exp from overflowing to NaN.
 fn tanh_clamped(x: f32) -> f32 {
-    return tanh(clamp(x, -15.0, 15.0));
+    return select(tanh(clamp(x, -15.0, 15.0)), x, is_nan(x));
+}
+
+// max(x, 0), with a NaN kept.
+fn relu(x: f32) -> f32 {
+    return select(max(x, 0.0), x, is_nan(x));
 }
 

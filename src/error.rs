@@ -32,8 +32,9 @@ pub enum Error {
     #[error("{0}")]
     Io(String),
     #[error(
-        "training diverged at step {step}: loss {loss}, gradient norm {grad_norm}; {}{}. \
+        "training diverged at step {step}: loss {loss}, gradient norm {grad_norm}; {}{}{}. \
          Try --clip (e.g. 1), a lower --lr, or a smaller --hh-scale",
+        origin.as_ref().map_or(String::new(), |s| format!("{s}; ")),
         last_finite.map_or("no step was finite".to_string(), |(s, n)| format!("last finite gradient norm {n} at step {s}")),
         checkpoint.as_ref().map_or(String::new(), |p| format!("; the last good checkpoint {p} is kept"))
     )]
@@ -41,6 +42,9 @@ pub enum Error {
         step: u64,
         loss: f32,
         grad_norm: f32,
+        /// Where the first non-finite value of the step's forward pass came from, from the
+        /// parameters before the step (a non-finite gradient skips the update).
+        origin: Option<crate::non_finite::NonFinite>,
         last_finite: Option<(u64, f32)>,
         checkpoint: Option<String>,
     },

@@ -17,6 +17,7 @@ mod error;
 pub mod fsio;
 pub mod gpu;
 pub mod init;
+pub mod non_finite;
 pub mod optim;
 pub mod params;
 pub mod parity;

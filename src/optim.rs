@@ -639,14 +639,19 @@ impl<F: Float> CpuOptimizer<F> {
 
     /// One training step on `params` [shapes of the model] with `grads` [the same shapes]:
     /// clips by the global norm when configured, applies the update, and returns the pre-clip
-    /// global gradient norm.
+    /// global gradient norm. A non-finite norm skips the update (as PyTorch's `GradScaler`
+    /// does): the parameters and the state stay as they were, the step is counted all the
+    /// same, as in the GPU engine's `skipped()` (which has no read-back to decide otherwise).
     pub fn step(&mut self, params: &mut Params<F>, grads: &Params<F>) -> F {
         let norm = grad_norm(grads);
+        self.steps += 1;
+        if !norm.is_finite() {
+            return norm;
+        }
         let scale = clip_scale(norm, self.config.clip);
         let mut clipped = grads.clone();
         // clip_grad_norm_ multiplies even when the factor is 1, which changes nothing.
         clipped.for_each_mut(|_, values| values.iter_mut().for_each(|g| *g = *g * scale));
-        self.steps += 1;
         let s = self.config.scalars::<F>(self.steps);
         let params = slices_mut(params);
         let grads = clipped.tensors();

@@ -1,11 +1,11 @@
 //! `rnn-wgpu grad`: the loss, every parameter gradient and the per-step norms of one batch,
 //! written as safetensors so other frameworks can be compared against them.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use rnn_wgpu::checkpoint::{self, Checkpoint, LoadOverrides};
 use rnn_wgpu::gpu::{GpuModel, Request};
 use rnn_wgpu::tasks::npy::load_batch;
-use rnn_wgpu::{cpu, Activation, Cell, Params};
+use rnn_wgpu::{cpu, non_finite, Activation, Cell, Params};
 use std::path::PathBuf;
 
 use super::train::Device;
@@ -72,6 +72,23 @@ pub fn run(args: GradArgs) -> Result<()> {
             }
         };
     let seq_len = batch.seq_len();
+    let norms = norm_h.iter().chain(norm_c.iter().flatten());
+    let bad_norms = norms.clone().filter(|n| !n.is_finite()).count();
+    let bad_grads: usize = (grads.tensors().iter())
+        .map(|(_, values)| values.iter().filter(|v| !v.is_finite()).count())
+        .sum();
+    if !loss.is_finite() || bad_norms + bad_grads > 0 {
+        let source = non_finite::locate(&config, &model.params, &batch)?.map_or_else(
+            || "the forward pass is finite: the gradients overflow in backpropagation".into(),
+            |found| found.to_string(),
+        );
+        bail!(
+            "the loss is {loss}; {bad_norms} of the {} gradient norms and {bad_grads} gradient \
+             values are non-finite: {source}. Nothing was written to {}",
+            norms.count(),
+            args.out.display()
+        );
+    }
     let mut out = Checkpoint::new(config, grads);
     out.metadata.insert("content".into(), "gradients".into());
     out.metadata

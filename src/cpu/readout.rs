@@ -81,6 +81,8 @@ pub fn cross_entropy_loss<F: Float>(
         .zip(0..)
         .filter(|(_, r)| valid.is_none_or(|v| v[*r]))
     {
+        // A NaN logit is dropped by max but makes exp_sum, and so the loss, a NaN; a +inf one
+        // makes z - max a NaN (the GPU engine's cross_entropy_loss checks both explicitly).
         let max = row.iter().fold(F::neg_infinity(), |m, &v| m.max(v));
         let exp_sum = row.iter().fold(F::zero(), |sum, &v| sum + (v - max).exp());
         let log_exp_sum = exp_sum.ln();

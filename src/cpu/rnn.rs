@@ -85,7 +85,7 @@ fn rnn_cell_forward<F: Float>(
     match activation {
         Activation::Tanh => apply(bias, pre_activation, h_next, tanh),
         Activation::Sigmoid => apply(bias, pre_activation, h_next, super::math::sigmoid),
-        Activation::Relu => apply(bias, pre_activation, h_next, |v| v.max(F::zero())),
+        Activation::Relu => apply(bias, pre_activation, h_next, relu),
     }
 }
 }
@@ -232,7 +232,17 @@ pub fn activate<F: Float>(activation: Activation, v: F) -> F {
     match activation {
         Activation::Tanh => tanh(v),
         Activation::Sigmoid => sigmoid(v),
-        Activation::Relu => v.max(F::zero()),
+        Activation::Relu => relu(v),
+    }
+}
+
+/// `max(v, 0)` that keeps a NaN, as PyTorch's does (`f32::max` would return the 0).
+#[inline(always)]
+pub fn relu<F: Float>(v: F) -> F {
+    if v < F::zero() {
+        F::zero()
+    } else {
+        v
     }
 }
 

@@ -44,26 +44,38 @@ impl Shader {
         match self {
             Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
             Shader::Rnn => concat!(
+                include_str!("../../shaders/finite.wgsl"),
                 include_str!("../../shaders/step.wgsl"),
                 include_str!("../../shaders/rnn.wgsl"),
                 include_str!("../../shaders/fused.wgsl"),
                 include_str!("../../shaders/persistent.wgsl")
             ),
             Shader::Lstm => concat!(
+                include_str!("../../shaders/finite.wgsl"),
                 include_str!("../../shaders/step.wgsl"),
                 include_str!("../../shaders/lstm.wgsl"),
                 include_str!("../../shaders/fused.wgsl"),
                 include_str!("../../shaders/persistent.wgsl")
             ),
             Shader::Gru => concat!(
+                include_str!("../../shaders/finite.wgsl"),
                 include_str!("../../shaders/step.wgsl"),
                 include_str!("../../shaders/gru.wgsl"),
                 include_str!("../../shaders/fused.wgsl"),
                 include_str!("../../shaders/persistent.wgsl")
             ),
-            Shader::Loss => include_str!("../../shaders/loss.wgsl"),
-            Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
-            Shader::Optim => include_str!("../../shaders/optim.wgsl"),
+            Shader::Loss => concat!(
+                include_str!("../../shaders/finite.wgsl"),
+                include_str!("../../shaders/loss.wgsl")
+            ),
+            Shader::Reduce => concat!(
+                include_str!("../../shaders/finite.wgsl"),
+                include_str!("../../shaders/reduce.wgsl")
+            ),
+            Shader::Optim => concat!(
+                include_str!("../../shaders/finite.wgsl"),
+                include_str!("../../shaders/optim.wgsl")
+            ),
             Shader::Stack => include_str!("../../shaders/stack.wgsl"),
         }
     }

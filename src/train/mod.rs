@@ -148,6 +148,7 @@ pub fn train(
                 step,
                 loss: result.loss,
                 grad_norm: result.grad_norm,
+                origin: crate::non_finite::locate(config, &engine.params()?, &batch)?,
                 last_finite,
                 checkpoint: last_saved.map(|p| p.display().to_string()),
             });

@@ -7,6 +7,7 @@ mod determinism;
 mod device_lost;
 mod gemm;
 mod limits;
+mod non_finite;
 mod optim;
 mod parity;
 mod persistent;
