@@ -38,7 +38,7 @@ impl fmt::Display for AutoDevice {
 }
 
 /// How much `auto` prefers an adapter as a GPU: none for CPUs and unknown kinds.
-fn gpu_rank(device_type: wgpu::DeviceType) -> Option<u8> {
+pub(crate) fn gpu_rank(device_type: wgpu::DeviceType) -> Option<u8> {
     match device_type {
         wgpu::DeviceType::DiscreteGpu => Some(3),
         wgpu::DeviceType::IntegratedGpu => Some(2),

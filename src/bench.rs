@@ -549,3 +549,105 @@ mod tests {
         assert_eq!(shape.step_flops(arch), 6.0 * 15.0 * weights as f64);
     }
 }
+
+/// `bench --distributed`: data-parallel training steps on `shape` (its batch per rank), as
+/// the slowest rank saw them.
+#[derive(Clone, Debug)]
+pub struct DistributedResult {
+    pub ranks: usize,
+    /// "gpu" or "cpu", and the adapter.
+    pub device: String,
+    pub adapter: String,
+    pub shape: Shape,
+    pub runs: usize,
+    /// Medians (ms) of a whole data-parallel step, of the gradient collective inside it
+    /// (waiting for the slowest rank included), and of the same engine's step with no
+    /// communication, every rank running at once.
+    pub step_ms: f64,
+    pub communication_ms: f64,
+    pub alone_ms: f64,
+    /// The reduced vector (every gradient and 3 scalars), and what each rank sends of it per
+    /// step: 2 (N-1)/N of it (all-to-all, then all-gather), none for one rank.
+    pub reduced_bytes: u64,
+    pub sent_bytes_per_rank: u64,
+    /// Sequences per second over all ranks.
+    pub sequences_per_second: f64,
+}
+
+impl DistributedResult {
+    /// alone / step: the share of a step not lost to communication.
+    pub fn efficiency(&self) -> f64 {
+        self.alone_ms / self.step_ms
+    }
+}
+
+fn median(mut times: Vec<f64>) -> f64 {
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    match n % 2 {
+        1 => times[n / 2],
+        _ => (times[n / 2 - 1] + times[n / 2]) / 2.0,
+    }
+}
+
+/// Times `runs` steps of one engine alone, then `runs` data-parallel steps over `group`
+/// (after `warmup` of each); every rank calls it alike.
+pub fn bench_distributed(
+    gpu: Option<&Gpu>,
+    arch: Arch,
+    shape: Shape,
+    warmup: usize,
+    runs: usize,
+    group: &dyn crate::distributed::Collective,
+) -> Result<DistributedResult, Error> {
+    use crate::train::StepWants;
+    let (config, params, batch) = shape.problem(arch);
+    let mut optimizer = OptimizerConfig::new(OptimizerKind::sgd());
+    optimizer.lr = 1e-3;
+    let mut engine = Engine::new(gpu, config, &params, optimizer)?;
+    let runs = runs.max(1);
+    let mut alone = Vec::with_capacity(runs);
+    for k in 0..warmup + runs {
+        let start = Instant::now();
+        engine.step(&batch, false)?;
+        if k >= warmup {
+            alone.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let (mut steps, mut communication) = (Vec::new(), Vec::new());
+    for k in 0..warmup + runs {
+        let start = Instant::now();
+        let step = engine.step_in_group(&batch, StepWants::default(), group, false)?;
+        if k >= warmup {
+            steps.push(start.elapsed().as_secs_f64() * 1e3);
+            communication.push(step.communication.as_secs_f64() * 1e3);
+        }
+    }
+    // the slowest rank's medians
+    let mine = [median(steps), median(communication), median(alone)];
+    let all = group.all_gather(&mine.map(|v| v as f32))?;
+    let slowest = |i: usize| {
+        (all.chunks_exact(3))
+            .map(|r| r[i] as f64)
+            .fold(0.0, f64::max)
+    };
+    let ranks = group.ranks();
+    let values: usize = params.tensors().iter().map(|(_, v)| v.len()).sum();
+    let reduced_bytes = 4 * (values as u64 + 3);
+    let step_ms = slowest(0);
+    Ok(DistributedResult {
+        ranks,
+        device: if gpu.is_some() { "gpu" } else { "cpu" }.to_string(),
+        adapter: gpu.map_or("cpu reference (ndarray, f32)".to_string(), |g| {
+            g.adapter_name()
+        }),
+        shape,
+        runs,
+        step_ms,
+        communication_ms: slowest(1),
+        alone_ms: slowest(2),
+        reduced_bytes,
+        sent_bytes_per_rank: 2 * (ranks as u64 - 1) * reduced_bytes / ranks as u64,
+        sequences_per_second: (ranks * shape.batch) as f64 / (step_ms / 1e3),
+    })
+}

@@ -50,4 +50,8 @@ pub enum Error {
     },
     #[error("GPU error: {0}")]
     Gpu(String),
+    /// What every rank of a distributed run finds alike (different settings, replicas that
+    /// drifted apart), so that rank 0 alone reports it.
+    #[error("{0}")]
+    Ranks(String),
 }

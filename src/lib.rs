@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod cpu;
 pub mod data;
+pub mod distributed;
 mod error;
 pub mod fsio;
 pub mod gpu;

@@ -1186,3 +1186,15 @@ fn non_finite_checkpoints_are_refused() {
         );
     }
 }
+
+/// `--distributed mpi` in a build without the mpi feature says how to get one.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn distributed_without_the_mpi_feature() {
+    let dir = TempDir::new("bad-input-no-mpi");
+    let stderr = refused(&dir, &train(&["--distributed", "mpi"]));
+    assert_mentions(
+        &stderr,
+        &["--distributed mpi needs a build with MPI", "--features mpi"],
+    );
+}

@@ -10,20 +10,12 @@ use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
 use rnn_wgpu::tasks::{Adding, Task, Text};
 use rnn_wgpu::train::{self, Chunker, DataSource, Engine, Event, TrainOptions};
 use rnn_wgpu::{Activation, Cell, ModelConfig, Targets};
-use std::collections::BTreeMap;
 
 fn options(steps: u64, tbptt: Option<usize>) -> TrainOptions {
     TrainOptions {
-        steps,
-        batch: 3,
         eval_every: 1000,
-        log: None,
-        save: None,
-        grad_norms: None,
-        grad_norms_every: 1,
-        metadata: BTreeMap::new(),
-        interrupt: None,
         tbptt,
+        ..TrainOptions::new(steps, 3)
     }
 }
 

@@ -10,7 +10,6 @@ use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
 use rnn_wgpu::tasks::{Adding, Task};
 use rnn_wgpu::train::{self, DataSource, Engine, Event, TrainOptions};
 use rnn_wgpu::{Activation, Cell, Error, ModelConfig, Params};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -27,16 +26,9 @@ fn adding_lstm(seq_len: usize, hidden: usize) -> (Adding, ModelConfig) {
 
 fn options(steps: u64, eval_every: u64, save: Option<PathBuf>) -> TrainOptions {
     TrainOptions {
-        steps,
-        batch: 8,
         eval_every,
-        log: None,
         save,
-        grad_norms: None,
-        grad_norms_every: 1,
-        metadata: BTreeMap::new(),
-        interrupt: None,
-        tbptt: None,
+        ..TrainOptions::new(steps, 8)
     }
 }
 

@@ -1,8 +1,11 @@
 //! `rnn-wgpu bench`: the benchmark suite (or one shape) on the GPU and/or the CPU.
 
+use super::distributed::Job;
 use super::train::Device;
 use anyhow::Result;
-use rnn_wgpu::bench::{bench_shape, recurrent_dispatches_per_step, Arch, Shape, SUITE};
+use rnn_wgpu::bench::{
+    bench_distributed, bench_shape, recurrent_dispatches_per_step, Arch, Shape, SUITE,
+};
 use rnn_wgpu::gpu::Recurrence;
 use rnn_wgpu::plan::{parse_bytes, PlanOptions, Recompute};
 use rnn_wgpu::Cell;
@@ -29,6 +32,11 @@ pub struct BenchArgs {
     pub json: bool,
     #[command(flatten)]
     pub engine: GpuArgs,
+    /// mpi: time data-parallel steps as one rank of `mpirun -n N rnn-wgpu bench --distributed
+    /// mpi ...` (a build with --features mpi): the step, the gradient collective inside it, the
+    /// same step alone, the bytes each rank sends. --shape's batch is per rank.
+    #[arg(long, value_enum, default_value = "none")]
+    pub distributed: super::distributed::Distributed,
 }
 
 /// The model `bench` and `tune` run on each shape.
@@ -86,6 +94,103 @@ impl GpuArgs {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    let job = super::distributed::join(args.distributed)?;
+    let result = match &job {
+        Some(job) => run_rank(&args, job),
+        None => run_alone(&args),
+    };
+    super::distributed::finish(job, result)
+}
+
+/// `bench --distributed mpi`: rank 0 prints one line per shape.
+fn run_rank(args: &BenchArgs, job: &Job) -> Result<()> {
+    let arch = args.model.arch()?;
+    let lead = job.rank() == 0;
+    let [device] = args.device[..] else {
+        anyhow::bail!("--distributed times one engine: give one --device, not a list");
+    };
+    let say = match (lead, args.json) {
+        (false, _) => super::Say::Nothing,
+        (true, true) => super::Say::Stderr,
+        (true, false) => super::Say::Stdout,
+    };
+    let gpu = match super::resolve_device_saying(device, say) {
+        Device::Gpu => Some(super::open_gpu_for(Some(job.local_rank))?),
+        _ => {
+            rnn_wgpu::cpu::parallel::share_cores(job.local_ranks);
+            None
+        }
+    };
+    let adapter = gpu.as_ref().map(|g| format!("{:?}", g.info));
+    super::distributed::check_same_start(job, adapter.as_deref().unwrap_or("cpu"))?;
+    if lead && !args.json {
+        println!(
+            "data-parallel training steps (forward + BPTT + gradient reduction + SGD), {} ranks              ({} on this machine), {} cell; medians of the slowest rank over {} steps after {}              warm-up; the batch B is per rank",
+            job.ranks(),
+            job.local_ranks,
+            arch.cell,
+            args.runs,
+            args.warmup
+        );
+        println!(
+            "{:<4} {:<22} {:>9} {:>9} {:>9} {:>11} {:>12} {:>11} {:>10}   adapter",
+            "dev",
+            "shape (B, T, I, H)",
+            "step ms",
+            "comm ms",
+            "alone ms",
+            "reduced KiB",
+            "sent KiB/rk",
+            "seq/s (all)",
+            "efficiency"
+        );
+    }
+    let shapes: Vec<Shape> = args.shape.map_or(SUITE.to_vec(), |s| vec![s]);
+    for shape in shapes {
+        let group = job.group.as_ref();
+        let r = bench_distributed(gpu.as_ref(), arch, shape, args.warmup, args.runs, group)?;
+        if !lead {
+            continue;
+        }
+        if args.json {
+            println!(
+                "{{\"ranks\":{},\"device\":\"{}\",\"adapter\":{:?},\"shape\":\"{}\",\"runs\":{},\
+                 \"step_ms\":{:.4},\"communication_ms\":{:.4},\"alone_ms\":{:.4},\
+                 \"reduced_bytes\":{},\"sent_bytes_per_rank\":{},\"sequences_per_second\":{:.2},\
+                 \"efficiency\":{:.4}}}",
+                r.ranks,
+                r.device,
+                r.adapter,
+                r.shape,
+                r.runs,
+                r.step_ms,
+                r.communication_ms,
+                r.alone_ms,
+                r.reduced_bytes,
+                r.sent_bytes_per_rank,
+                r.sequences_per_second,
+                r.efficiency()
+            );
+        } else {
+            println!(
+                "{:<4} {:<22} {:>9.2} {:>9.3} {:>9.2} {:>11.1} {:>12.1} {:>11.0} {:>9.1}%   {}",
+                r.device,
+                r.shape.to_string(),
+                r.step_ms,
+                r.communication_ms,
+                r.alone_ms,
+                r.reduced_bytes as f64 / 1024.0,
+                r.sent_bytes_per_rank as f64 / 1024.0,
+                r.sequences_per_second,
+                100.0 * r.efficiency(),
+                r.adapter
+            );
+        }
+    }
+    Ok(())
+}
+
+fn run_alone(args: &BenchArgs) -> Result<()> {
     let arch = args.model.arch()?;
     let model = format!(
         "{} cell{}{}",
@@ -102,7 +207,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
     );
     let shapes: Vec<Shape> = args.shape.map_or(SUITE.to_vec(), |s| vec![s]);
     let devices: Vec<Device> = (args.device.iter())
-        .map(|&d| super::resolve_device_saying(d, args.json))
+        .map(|&d| {
+            super::resolve_device_saying(
+                d,
+                if args.json {
+                    super::Say::Stderr
+                } else {
+                    super::Say::Stdout
+                },
+            )
+        })
         .collect();
     let gpu = if devices.contains(&Device::Gpu) {
         Some(super::open_gpu()?)

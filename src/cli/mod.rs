@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod devices;
+pub mod distributed;
 pub mod grad;
 pub mod parity;
 pub mod sample;
@@ -14,20 +15,30 @@ use rnn_wgpu::gpu::{tuning, Gpu, StepTile};
 /// wgpu finds and `WGPU_ADAPTER_NAME`), printed as the command's first line so a user sees
 /// where the work runs and why.
 pub fn resolve_device(device: train::Device) -> train::Device {
-    resolve_device_saying(device, false)
+    resolve_device_saying(device, Say::Stdout)
 }
 
-/// `resolve_device`, saying it on stderr where stdout is for machines (`bench --json`).
-pub fn resolve_device_saying(device: train::Device, on_stderr: bool) -> train::Device {
+/// Where a command says what it chose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Say {
+    Stdout,
+    /// Where stdout is for machines (`bench --json`).
+    Stderr,
+    /// A data-parallel rank other than 0.
+    Nothing,
+}
+
+/// `resolve_device`, saying it where `say` says.
+pub fn resolve_device_saying(device: train::Device, say: Say) -> train::Device {
     if device != train::Device::Auto {
         return device;
     }
     let named = std::env::var("WGPU_ADAPTER_NAME").ok();
     let chosen = rnn_wgpu::auto_device::choose(&rnn_wgpu::gpu::adapter_kinds(), named.as_deref());
-    if on_stderr {
-        eprintln!("{chosen}");
-    } else {
-        println!("{chosen}");
+    match say {
+        Say::Stdout => println!("{chosen}"),
+        Say::Stderr => eprintln!("{chosen}"),
+        Say::Nothing => {}
     }
     match chosen.engine {
         rnn_wgpu::auto_device::Engine::Gpu => train::Device::Gpu,
@@ -38,7 +49,16 @@ pub fn resolve_device_saying(device: train::Device, on_stderr: bool) -> train::D
 /// The GPU context of a command, with the kernels `rnn-wgpu tune` cached for this adapter. A
 /// cache that cannot be read is reported and left out: the untuned rules are as correct.
 pub fn open_gpu() -> anyhow::Result<Gpu> {
-    let gpu = Gpu::new()?;
+    open_gpu_for(None)
+}
+
+/// `open_gpu` for rank `local_rank` of the data-parallel ranks on this machine
+/// (`Gpu::for_local_rank`).
+pub fn open_gpu_for(local_rank: Option<usize>) -> anyhow::Result<Gpu> {
+    let gpu = match local_rank {
+        Some(k) => Gpu::for_local_rank(k)?,
+        None => Gpu::new()?,
+    };
     // A measuring knob (scripts/device_check.sh): one workgroup shape for the step kernels.
     if let Ok(text) = std::env::var("RNN_WGPU_STEP_TILE") {
         let tile: StepTile = text.parse().context("RNN_WGPU_STEP_TILE")?;

@@ -17,6 +17,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use super::distributed::{Distributed, Job};
+use super::Say;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum TaskName {
     Adding,
@@ -157,9 +160,33 @@ pub struct TrainArgs {
     /// Print the GPU memory plan for this configuration and exit without training.
     #[arg(long)]
     pub dry_run: bool,
+    /// mpi: run as one rank of `mpirun -n N rnn-wgpu train --distributed mpi ...` (a build with
+    /// --features mpi): --batch sequences per rank, gradients summed over the ranks in a fixed
+    /// order, rank 0 alone writing files.
+    #[arg(long, value_enum, default_value = "none")]
+    pub distributed: Distributed,
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    let job = super::distributed::join(args.distributed)?;
+    let result = run_rank(args, job.as_ref());
+    super::distributed::finish(job, result)
+}
+
+/// Prints on rank 0 only (every rank of a one-process run is rank 0).
+macro_rules! say {
+    ($lead:expr, $($arg:tt)*) => {
+        if $lead {
+            println!($($arg)*);
+        }
+    };
+}
+
+fn run_rank(args: TrainArgs, job: Option<&Job>) -> Result<()> {
+    let lead = job.is_none_or(|j| j.rank() == 0);
+    if job.is_some() && args.dry_run {
+        bail!("--dry-run plans one process's GPU memory; run it without --distributed");
+    }
     check_task_options(&args)?;
     for (flag, value) in [
         ("--hidden", args.hidden.unwrap_or(DEFAULT_HIDDEN) as u64),
@@ -242,21 +269,43 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let device = match (args.device, args.dry_run) {
         // a plan of GPU memory is wanted whatever auto would run on
         (Device::Auto, true) => Device::Gpu,
-        (device, _) => super::resolve_device(device),
+        (device, _) => {
+            super::resolve_device_saying(device, if lead { Say::Stdout } else { Say::Nothing })
+        }
     };
     if args.dry_run && device == Device::Cpu {
         bail!("--dry-run plans GPU memory; it needs --device gpu");
     }
     let gpu = match device {
-        Device::Gpu => Some(super::open_gpu()?),
-        _ => None,
+        Device::Gpu => Some(super::open_gpu_for(job.map(|j| j.local_rank))?),
+        _ => {
+            if let Some(job) = job {
+                rnn_wgpu::cpu::parallel::share_cores(job.local_ranks);
+            }
+            None
+        }
     };
     let mut engine = Engine::new(gpu.as_ref(), config, &params, optimizer)?;
+    if let Some(job) = job {
+        let adapter = gpu.as_ref().map(|g| format!("{:?}", g.info));
+        super::distributed::check_same_start(job, adapter.as_deref().unwrap_or("cpu"))?;
+    }
     engine.set_plan_options(args.engine.options());
     engine.set_recurrence(args.engine.recurrence)?;
     engine.set_dropout_seed(args.seed);
     // Plan before anything runs: a configuration that cannot fit stops here, naming why.
     let plan = engine.memory_plan(data.seq_len(), args.batch)?;
+    // Files are rank 0's: the others train the same replica and write nothing.
+    let args = match lead {
+        true => args,
+        false => TrainArgs {
+            save: None,
+            log: None,
+            grad_norms: None,
+            plot: None,
+            ..args
+        },
+    };
     if args.dry_run {
         println!("device: {}", engine.device_name());
         print!("{}", plan.expect("a GPU engine plans").describe());
@@ -266,16 +315,20 @@ pub fn run(args: TrainArgs) -> Result<()> {
         let steps = train::resume(&mut engine, checkpoint)
             .with_context(|| "restoring the optimizer state from --load")?;
         if steps > 0 {
-            println!("resuming at step {steps} with the saved optimizer state");
+            say!(
+                lead,
+                "resuming at step {steps} with the saved optimizer state"
+            );
         }
     }
     metadata.insert("optimizer".into(), optimizer.kind.name().into());
     metadata.insert("seed".into(), args.seed.to_string());
 
-    println!("device: {}", engine.device_name());
+    say!(lead, "device: {}{}", engine.device_name(), ranks_text(job));
     if let Some(plan) = &plan {
         let first_line = plan.describe();
-        println!(
+        say!(
+            lead,
             "{} ({} planned)",
             first_line.lines().next().unwrap_or_default(),
             rnn_wgpu::plan::human_bytes(plan.total_bytes())
@@ -294,8 +347,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if config.bidirectional {
         cell += ", bidirectional";
     }
-    println!(
-        "task {:?}: {cell}, hidden {}, input {}, output {}, readout {}, loss {}; batch {}, {} steps, {} lr {}",
+    say!(
+        lead,
+        "task {:?}: {cell}, hidden {}, input {}, output {}, readout {}, loss {}; batch {}{}, {} steps, {} lr {}",
         args.task,
         config.hidden_size,
         config.input_size,
@@ -303,16 +357,20 @@ pub fn run(args: TrainArgs) -> Result<()> {
         config.readout,
         config.loss,
         args.batch,
+        job.map_or(String::new(), |j| format!(" per rank x {} ranks", j.ranks())),
         args.steps,
         optimizer.kind.name(),
         optimizer.lr
     );
     let baseline = data.baseline();
     if let Some((value, description)) = &baseline {
-        println!("baseline loss {value:.4}: {description}");
+        say!(lead, "baseline loss {value:.4}: {description}");
     }
     let text_task = args.task == TaskName::Text;
-    let bar = ProgressBar::new(args.steps);
+    let bar = match lead {
+        true => ProgressBar::new(args.steps),
+        false => ProgressBar::hidden(),
+    };
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise} < {eta}]")
             .expect("a valid template"),
@@ -332,6 +390,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         metadata,
         interrupt: Some(interrupt_flag()?),
         tbptt: args.tbptt,
+        group: job.map(|j| j.group.clone()),
     };
     let mut rate = 0.0;
     let mut curve = Vec::new();
@@ -371,9 +430,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 r.step, r.loss, r.grad_norm, r.lr, r.sequences_per_second, r.elapsed_seconds
             );
                 // A hidden bar (output not a terminal) drops println: print plainly then.
-                let say = |line: String| match bar.is_hidden() {
-                    true => println!("{line}"),
-                    false => bar.println(line),
+                let say = |line: String| match (lead, bar.is_hidden()) {
+                    (false, _) => {}
+                    (true, true) => println!("{line}"),
+                    (true, false) => bar.println(line),
                 };
                 say(line);
                 if let Some(path) = &args.plot {
@@ -395,9 +455,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     bar.finish_and_clear();
     let summary = summary?;
     if summary.interrupted {
-        println!("interrupted: stopped after the current step");
+        say!(lead, "interrupted: stopped after the current step");
     }
-    println!(
+    say!(
+        lead,
         "{} steps in {:.1} s{}",
         summary.steps_taken,
         summary.elapsed_seconds,
@@ -409,7 +470,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// A flag Ctrl-C sets, so training stops after the current step and saves what it has.
+/// ", rank 0 of 2 (MPI; 2 on this machine)" for a rank of a job.
+fn ranks_text(job: Option<&Job>) -> String {
+    job.map_or(String::new(), |j| {
+        format!(
+            "; rank 0 of {} (MPI; {} on this machine)",
+            j.ranks(),
+            j.local_ranks
+        )
+    })
+}
+
+/// A flag Ctrl-C (or SIGTERM, which mpirun forwards) sets, so training stops after the
+/// current step and saves what it has.
 fn interrupt_flag() -> Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     let handler_flag = flag.clone();

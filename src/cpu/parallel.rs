@@ -13,17 +13,30 @@ pub const THREADS_VAR: &str = "RNN_WGPU_CPU_THREADS";
 /// Multiply-adds below which another thread does not pay for its start (about 20 us).
 const MIN_WORK_PER_THREAD: usize = 1 << 21;
 
+static THREADS: OnceLock<usize> = OnceLock::new();
+
 /// Threads the CPU reference uses: `RNN_WGPU_CPU_THREADS` if it is a positive integer, else
 /// the cores available to this process. Read once.
 pub fn threads() -> usize {
-    static THREADS: OnceLock<usize> = OnceLock::new();
-    *THREADS.get_or_init(|| {
-        std::env::var(THREADS_VAR)
-            .ok()
-            .and_then(|value| value.trim().parse().ok())
-            .filter(|&n: &usize| n >= 1)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-    })
+    *THREADS.get_or_init(|| threads_from_env().unwrap_or_else(cores))
+}
+
+/// For `ways` processes sharing this machine's cores (data-parallel ranks): each uses
+/// cores / ways threads (at least 1) unless `RNN_WGPU_CPU_THREADS` says otherwise. Call it
+/// before the engine runs; returns the count in force.
+pub fn share_cores(ways: usize) -> usize {
+    *THREADS.get_or_init(|| threads_from_env().unwrap_or_else(|| (cores() / ways.max(1)).max(1)))
+}
+
+fn threads_from_env() -> Option<usize> {
+    std::env::var(THREADS_VAR)
+        .ok()
+        .and_then(|value| value.trim().parse().ok())
+        .filter(|&n: &usize| n >= 1)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Into how many parts to split `work` multiply-adds spread over `units` independent units

@@ -32,7 +32,18 @@ impl Gpu {
     /// the adapter's own limits requested (wgpu's defaults cap a storage binding at 128 MiB),
     /// and an empty kernel policy: the rules alone.
     pub fn new() -> Result<Gpu, Error> {
-        let device = pollster::block_on(Device::new())?;
+        Gpu::open(None)
+    }
+
+    /// `new` for rank `local_rank` of the data-parallel ranks on this machine: the
+    /// (local_rank mod count)-th of its GPUs of the most capable kind, where it has any and
+    /// `WGPU_ADAPTER_NAME` names none; else the adapter `new` opens.
+    pub fn for_local_rank(local_rank: usize) -> Result<Gpu, Error> {
+        Gpu::open(Some(local_rank))
+    }
+
+    fn open(local_rank: Option<usize>) -> Result<Gpu, Error> {
+        let device = pollster::block_on(Device::new(local_rank))?;
         let pipelines = Pipelines::new(&device.device);
         Ok(Gpu {
             device,

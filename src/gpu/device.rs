@@ -84,7 +84,29 @@ pub fn enumerate_adapters() -> Vec<AdapterSummary> {
         .collect()
 }
 
-async fn choose_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter, Error> {
+/// The GPUs of the most capable kind wgpu finds (discrete before integrated before virtual;
+/// never a CPU adapter), in wgpu's order: rank k of a machine's data-parallel ranks opens the
+/// (k mod count)-th.
+async fn gpus_for_ranks(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
+    let rank = |a: &wgpu::Adapter| crate::auto_device::gpu_rank(a.get_info().device_type);
+    let best = adapters.iter().filter_map(rank).max();
+    (adapters.into_iter())
+        .filter(|a| best.is_some() && rank(a) == best)
+        .collect()
+}
+
+async fn choose_adapter(
+    instance: &wgpu::Instance,
+    local_rank: Option<usize>,
+) -> Result<wgpu::Adapter, Error> {
+    if let (Some(k), false) = (local_rank, std::env::var_os("WGPU_ADAPTER_NAME").is_some()) {
+        let mut gpus = gpus_for_ranks(instance).await;
+        if !gpus.is_empty() {
+            let count = gpus.len();
+            return Ok(gpus.swap_remove(k % count));
+        }
+    }
     if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
         let wanted_lower = wanted.to_lowercase();
         let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
@@ -121,9 +143,9 @@ async fn choose_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter, Erro
 impl Device {
     /// The default high-performance adapter, or the one named by `WGPU_ADAPTER_NAME`, with
     /// the adapter's own limits requested (wgpu's defaults cap a storage binding at 128 MiB).
-    pub(crate) async fn new() -> Result<Device, Error> {
+    pub(crate) async fn new(local_rank: Option<usize>) -> Result<Device, Error> {
         let instance = instance();
-        let adapter = choose_adapter(&instance).await?;
+        let adapter = choose_adapter(&instance, local_rank).await?;
         let info = adapter.get_info();
         let limits = adapter.limits();
         // Timestamp queries where offered, for the per-phase GPU time of `rnn-wgpu bench`

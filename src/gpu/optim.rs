@@ -296,3 +296,74 @@ impl GpuModel {
         })
     }
 }
+
+/// `train_step` in two halves for data-parallel training, the gradients reduced over the
+/// ranks in between (`crate::distributed`).
+impl GpuModel {
+    /// Forward and BPTT on `batch` with the dropout of `optimizer`'s next step, the parameter
+    /// gradients read back with what `request` names.
+    pub fn gradient_step(
+        &self,
+        gpu: &Gpu,
+        batch: &Batch<f32>,
+        optimizer: &GpuOptimizer,
+        request: Request,
+    ) -> Result<GpuOutput, Error> {
+        optimizer.check_model(&self.config)?;
+        let slot = self.workspace_with(gpu, batch)?;
+        let ws = slot.as_ref().expect("workspace_with fills the slot");
+        let mut recorder = Recorder::new(gpu);
+        let dropout = Some(crate::cpu::stack::step_seed(
+            self.dropout_seed,
+            optimizer.steps + 1,
+        ));
+        self.record_forward(gpu, &mut recorder, ws, dropout)?;
+        let request = Request {
+            backward: true,
+            param_grads: true,
+            ..request
+        };
+        self.record_backward(gpu, &mut recorder, ws, request, dropout)?;
+        Ok(self.read(recorder, ws, request, Vec::new())?.0)
+    }
+
+    /// `grads` uploaded over the gradients of `batch`'s workspace, then the global norm,
+    /// clipping and `optimizer`'s update as in `train_step`. Returns the learning rate and
+    /// the pre-clip norm.
+    pub fn apply_gradients(
+        &self,
+        gpu: &Gpu,
+        batch: &Batch<f32>,
+        optimizer: &mut GpuOptimizer,
+        grads: &Params<f32>,
+    ) -> Result<AppliedStep, Error> {
+        optimizer.check_model(&self.config)?;
+        let slot = self.workspace_with(gpu, batch)?;
+        let ws = slot.as_ref().expect("workspace_with fills the slot");
+        for (buffer, (_, values)) in ws.grads.all().into_iter().zip(grads.tensors()) {
+            gpu.queue
+                .write_buffer(buffer, 0, bytemuck::cast_slice(values));
+        }
+        let mut recorder = Recorder::new(gpu);
+        let step = optimizer.steps + 1;
+        let lr = optimizer.record(gpu, &mut recorder, self, &ws.grads, step)?;
+        let norm = Read {
+            buffer: &optimizer.reduction,
+            offset: 0,
+            len: 1,
+        };
+        let (_, extra) = self.read(recorder, ws, Request::default(), vec![norm])?;
+        optimizer.steps = step;
+        Ok(AppliedStep {
+            lr,
+            grad_norm: extra[0][0],
+        })
+    }
+}
+
+/// What `apply_gradients` did: the scheduled learning rate and the pre-clip gradient norm.
+#[derive(Clone, Copy, Debug)]
+pub struct AppliedStep {
+    pub lr: f32,
+    pub grad_norm: f32,
+}

@@ -4,6 +4,7 @@
 use crate::config::ModelConfig;
 use crate::cpu;
 use crate::data::Batch;
+use crate::distributed::{self, Collective, Share};
 use crate::gpu::optim::GpuOptimizer;
 use crate::gpu::{Gpu, GpuModel, Recurrence, Request};
 use crate::optim::{CpuOptimizer, OptimizerConfig};
@@ -11,6 +12,7 @@ use crate::params::Params;
 use crate::plan::{MemoryPlan, PlanOptions};
 use crate::Error;
 use ndarray::Array2;
+use std::time::{Duration, Instant};
 
 /// Updates taken and the optimizer's state tensors by name.
 pub type OptimizerState = (u64, Vec<(String, Vec<f32>)>);
@@ -39,6 +41,33 @@ pub struct StepResult {
 
 /// A recurrent state `h` (and `c` for the LSTM), `[B, H]` each.
 pub type State = (Array2<f32>, Option<Array2<f32>>);
+
+/// What a step reads back beyond the loss: the per-step norms, the final state.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepWants {
+    pub norms: bool,
+    pub state: bool,
+}
+
+impl StepWants {
+    /// What the GPU engine reads back for them.
+    fn request(self) -> Request {
+        Request {
+            grad_norms: self.norms,
+            final_state: self.state,
+            ..Request::default()
+        }
+    }
+}
+
+/// One data-parallel step: its result, whether any rank was asked to stop, and the time
+/// spent in the gradient collective (waiting for the slowest rank included).
+#[derive(Clone, Debug)]
+pub struct GroupStep {
+    pub result: StepResult,
+    pub interrupted: bool,
+    pub communication: std::time::Duration,
+}
 
 // One engine per run: the size difference between variants costs nothing.
 #[allow(clippy::large_enum_variant)]
@@ -135,18 +164,17 @@ impl<'g> Engine<'g> {
         want_norms: bool,
         want_state: bool,
     ) -> Result<StepResult, Error> {
+        let want = StepWants {
+            norms: want_norms,
+            state: want_state,
+        };
         match self {
             Engine::Gpu {
                 gpu,
                 model,
                 optimizer,
             } => {
-                let request = Request {
-                    grad_norms: want_norms,
-                    final_state: want_state,
-                    ..Request::default()
-                };
-                let out = model.train_step(gpu, batch, optimizer, request)?;
+                let out = model.train_step(gpu, batch, optimizer, want.request())?;
                 Ok(StepResult {
                     loss: out.loss,
                     lr: out.lr,
@@ -162,20 +190,95 @@ impl<'g> Engine<'g> {
                 optimizer,
                 dropout_seed,
             } => {
-                let seed = cpu::stack::step_seed(*dropout_seed, optimizer.steps() + 1);
-                let fwd = cpu::forward_with(config, params, batch, Some(seed))?;
-                let bwd = cpu::backward(config, params, batch, &fwd);
-                let lr = optimizer.config.lr_at(optimizer.steps() + 1);
-                let grad_norm = optimizer.step(params, &bwd.grads);
-                Ok(StepResult {
-                    loss: fwd.loss,
-                    lr,
-                    grad_norm,
-                    grad_norm_h: want_norms.then_some(bwd.grad_norm_h),
-                    grad_norm_c: if want_norms { bwd.grad_norm_c } else { None },
-                    final_state: want_state.then(|| fwd.final_states()),
-                })
+                let cpu = CpuParts {
+                    config,
+                    params,
+                    optimizer,
+                    dropout_seed: *dropout_seed,
+                };
+                cpu_step(cpu, batch, want, |_, loss| Ok(loss))
             }
+        }
+    }
+
+    /// `step_with` as one rank of a data-parallel job: the gradient of `batch` (this rank's
+    /// slice of the global batch), reduced over `group` in rank order with every rank's loss
+    /// and stop flag (`distributed::reduce_step`), then the same update on every rank. The
+    /// loss and the gradient norm are the global batch's; the per-step norms and the final
+    /// state this rank's.
+    pub fn step_in_group(
+        &mut self,
+        batch: &Batch<f32>,
+        want: StepWants,
+        group: &dyn Collective,
+        interrupted: bool,
+    ) -> Result<GroupStep, Error> {
+        let rows = batch.valid_rows(self.config().readout);
+        let share = |loss| Share {
+            loss,
+            rows,
+            interrupted,
+        };
+        let mut reduced = None;
+        let mut communication = Duration::ZERO;
+        let mut reduce = |grads: &mut Params<f32>, loss: f32| {
+            let started = Instant::now();
+            let step = distributed::reduce_step(group, grads, share(loss))?;
+            communication = started.elapsed();
+            reduced = Some(step);
+            Ok(step.loss)
+        };
+        let result = match self {
+            Engine::Gpu {
+                gpu,
+                model,
+                optimizer,
+            } => {
+                let out = model.gradient_step(gpu, batch, optimizer, want.request())?;
+                let mut grads = out.grads.expect("gradient_step reads the gradients");
+                let loss = reduce(&mut grads, out.loss)?;
+                let applied = model.apply_gradients(gpu, batch, optimizer, &grads)?;
+                StepResult {
+                    loss,
+                    lr: applied.lr,
+                    grad_norm: applied.grad_norm,
+                    grad_norm_h: out.grad_norm_h,
+                    grad_norm_c: out.grad_norm_c,
+                    final_state: out.h_n.map(|h| (h, out.c_n)),
+                }
+            }
+            Engine::Cpu {
+                config,
+                params,
+                optimizer,
+                dropout_seed,
+            } => {
+                let cpu = CpuParts {
+                    config,
+                    params,
+                    optimizer,
+                    dropout_seed: *dropout_seed,
+                };
+                cpu_step(cpu, batch, want, reduce)?
+            }
+        };
+        let reduced = reduced.expect("every step reduces");
+        Ok(GroupStep {
+            result,
+            interrupted: reduced.interrupted,
+            communication,
+        })
+    }
+
+    /// Which rows the loss scores.
+    pub fn readout(&self) -> crate::config::Readout {
+        self.config().readout
+    }
+
+    fn config(&self) -> ModelConfig {
+        match self {
+            Engine::Gpu { model, .. } => model.config,
+            Engine::Cpu { config, .. } => *config,
         }
     }
 
@@ -267,4 +370,43 @@ impl<'g> Engine<'g> {
             Engine::Cpu { .. } => "cpu (reference, f32)".to_string(),
         }
     }
+}
+
+/// What the CPU engine's training step works on.
+struct CpuParts<'e> {
+    config: &'e ModelConfig,
+    params: &'e mut Params<f32>,
+    optimizer: &'e mut CpuOptimizer<f32>,
+    dropout_seed: u32,
+}
+
+/// The CPU engine's training step: forward and BPTT with the step's dropout masks, the
+/// gradient through `reduce` (which returns the loss to report: the batch's own alone, the
+/// global batch's in a data-parallel group), then the update.
+fn cpu_step(
+    cpu: CpuParts<'_>,
+    batch: &Batch<f32>,
+    want: StepWants,
+    reduce: impl FnOnce(&mut Params<f32>, f32) -> Result<f32, Error>,
+) -> Result<StepResult, Error> {
+    let CpuParts {
+        config,
+        params,
+        optimizer,
+        dropout_seed,
+    } = cpu;
+    let seed = cpu::stack::step_seed(dropout_seed, optimizer.steps() + 1);
+    let fwd = cpu::forward_with(config, params, batch, Some(seed))?;
+    let mut bwd = cpu::backward(config, params, batch, &fwd);
+    let loss = reduce(&mut bwd.grads, fwd.loss)?;
+    let lr = optimizer.config.lr_at(optimizer.steps() + 1);
+    let grad_norm = optimizer.step(params, &bwd.grads);
+    Ok(StepResult {
+        loss,
+        lr,
+        grad_norm,
+        grad_norm_h: want.norms.then_some(bwd.grad_norm_h),
+        grad_norm_c: if want.norms { bwd.grad_norm_c } else { None },
+        final_state: want.state.then(|| fwd.final_states()),
+    })
 }

@@ -6,15 +6,18 @@ pub mod data;
 pub mod engine;
 
 pub use data::{Chunk, Chunker, DataSource};
-pub use engine::{Engine, GradientNorms, State, StepResult};
+pub use engine::{Engine, GradientNorms, GroupStep, State, StepResult, StepWants};
 
 use crate::checkpoint::{self, Checkpoint};
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, Readout};
+use crate::data::Batch;
+use crate::distributed::{self, Collective};
 use crate::Error;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,6 +45,43 @@ pub struct TrainOptions {
     /// Truncated BPTT: one update per chunk of this many steps, the final state of a chunk
     /// the (constant) initial state of the next; gradients stop at chunk borders.
     pub tbptt: Option<usize>,
+    /// Data-parallel training: this process is one rank of `group`, `batch` is per rank, and
+    /// each global batch of `ranks * batch` sequences is split among the ranks in rank order
+    /// (`crate::distributed`). Only rank 0 should be given files to write.
+    pub group: Option<Rc<dyn Collective>>,
+}
+
+impl TrainOptions {
+    /// `steps` updates on batches of `batch`, evaluated only at the first and the last step,
+    /// writing no file, in one process: change what a run needs with struct update syntax.
+    pub fn new(steps: u64, batch: usize) -> Self {
+        TrainOptions {
+            steps,
+            batch,
+            eval_every: steps.max(1),
+            log: None,
+            save: None,
+            grad_norms: None,
+            grad_norms_every: 1,
+            metadata: BTreeMap::new(),
+            interrupt: None,
+            tbptt: None,
+            group: None,
+        }
+    }
+
+    /// Sequences per step over every rank.
+    pub fn global_batch(&self) -> usize {
+        self.batch * self.group.as_ref().map_or(1, |g| g.ranks())
+    }
+
+    /// This rank's slice of a global batch (the whole batch without a group).
+    fn shard(&self, batch: Batch<f32>, readout: Readout) -> Option<Batch<f32>> {
+        match &self.group {
+            None => Some(batch),
+            Some(group) => distributed::shard(group.as_ref(), &batch, readout, self.batch),
+        }
+    }
 }
 
 /// One evaluated step, as logged and shown.
@@ -104,15 +144,19 @@ pub fn train(
         .as_deref()
         .map(|p| open_output(p, resumed))
         .transpose()?;
-    let validation = data.validation_batches(options.batch);
+    let global = options.global_batch();
+    let validation: Vec<Option<Batch<f32>>> = (data.validation_batches(global).into_iter())
+        .map(|b| options.shard(b, config.readout))
+        .collect();
     let mut chunker = options
         .tbptt
         .map(|k| Chunker::new(k, config.readout))
         .transpose()?;
     match chunker.as_mut() {
-        Some(chunker) => chunker.skip(data, options.batch, start_step),
-        None => data.skip(start_step, options.batch),
+        Some(chunker) => chunker.skip(data, global, start_step),
+        None => data.skip(start_step, global),
     }
+    let whole = "a training batch holds every rank's rows";
     let mut carried: Option<State> = None;
     let started = Instant::now();
     let (mut window_start, mut window_steps) = (Instant::now(), 0u64);
@@ -127,21 +171,40 @@ pub fn train(
     };
     for step in start_step + 1..=options.steps {
         let batch = match chunker.as_mut() {
-            None => data.next_batch(options.batch),
+            None => options
+                .shard(data.next_batch(global), config.readout)
+                .expect(whole),
             Some(chunker) => loop {
-                let mut chunk = chunker.next(data, options.batch);
+                let chunk = chunker.next(data, global);
+                let mut batch = options.shard(chunk.batch, config.readout).expect(whole);
                 if let Some((h, c)) = carried.take().filter(|_| !chunk.reset) {
-                    (chunk.batch.h0, chunk.batch.c0) = (Some(h), c);
+                    (batch.h0, batch.c0) = (Some(h), c);
                 }
                 if chunk.scored {
-                    break chunk.batch;
+                    break batch;
                 }
-                carried = Some(engine.advance(&chunk.batch)?);
+                carried = Some(engine.advance(&batch)?);
             },
         };
-        let want_norms =
-            norms_file.is_some() && (step % options.grad_norms_every == 0 || step == options.steps);
-        let mut result = engine.step_with(&batch, want_norms, chunker.is_some())?;
+        let want = StepWants {
+            norms: norms_file.is_some()
+                && (step % options.grad_norms_every == 0 || step == options.steps),
+            state: chunker.is_some(),
+        };
+        let interrupted = options
+            .interrupt
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::Relaxed));
+        let (mut result, interrupted) = match &options.group {
+            None => (
+                engine.step_with(&batch, want.norms, want.state)?,
+                interrupted,
+            ),
+            Some(group) => {
+                let shared = engine.step_in_group(&batch, want, group.as_ref(), interrupted)?;
+                (shared.result, shared.interrupted)
+            }
+        };
         carried = result.final_state.take();
         if !(result.loss.is_finite() && result.grad_norm.is_finite()) {
             return Err(Error::Diverged {
@@ -171,17 +234,16 @@ pub fn train(
                 &result.grad_norm_c,
             )?;
         }
-        let interrupted = options
-            .interrupt
-            .as_ref()
-            .is_some_and(|flag| flag.load(Ordering::Relaxed));
         summary.interrupted = interrupted;
         if interrupted
             || step % options.eval_every == 0
             || step == options.steps
             || step == start_step + 1
         {
-            let validation_loss = mean_loss(engine, &validation)?;
+            let validation_loss = mean_loss(engine, &validation, options.group.as_deref())?;
+            if let Some(group) = &options.group {
+                distributed::check_replicas(group.as_ref(), &engine.params()?, step)?;
+            }
             let window = window_start.elapsed().as_secs_f64();
             let record = Record {
                 step,
@@ -189,7 +251,7 @@ pub fn train(
                 validation_loss,
                 grad_norm: result.grad_norm,
                 lr: result.lr,
-                sequences_per_second: (window_steps * options.batch as u64) as f64 / window,
+                sequences_per_second: (window_steps * global as u64) as f64 / window,
                 elapsed_seconds: started.elapsed().as_secs_f64(),
             };
             (window_start, window_steps) = (Instant::now(), 0);
@@ -213,16 +275,31 @@ pub fn train(
     Ok(summary)
 }
 
-/// Mean loss over the validation batches (`None` when there are none).
-fn mean_loss(engine: &Engine, batches: &[crate::data::Batch<f32>]) -> Result<Option<f32>, Error> {
+/// Mean loss over the validation batches (`None` when there are none). In a group each rank
+/// holds its slice of every batch (`None` where the slice is empty), and the batches' losses
+/// are reduced over the ranks.
+fn mean_loss(
+    engine: &Engine,
+    batches: &[Option<Batch<f32>>],
+    group: Option<&dyn Collective>,
+) -> Result<Option<f32>, Error> {
     if batches.is_empty() {
         return Ok(None);
     }
-    let mut total = 0.0;
+    let mut shares = Vec::with_capacity(batches.len());
     for batch in batches {
-        total += engine.evaluate(batch)? as f64;
+        shares.push(match batch {
+            Some(b) => (engine.evaluate(b)?, b.valid_rows(engine.readout())),
+            None => (0.0, 0),
+        });
     }
-    Ok(Some((total / batches.len() as f64) as f32))
+    match group {
+        Some(group) => distributed::mean_over_batches(group, &shares),
+        None => {
+            let total: f64 = shares.iter().map(|&(loss, _)| loss as f64).sum();
+            Ok(Some((total / shares.len() as f64) as f32))
+        }
+    }
 }
 
 /// Parameters, optimizer state under `optim.<state>.<param>` and metadata, atomically.

@@ -135,3 +135,36 @@ pub fn long_sum_model() -> rnn_wgpu::ModelConfig {
         dropout: 0.0,
     }
 }
+
+/// ||got - want|| / ||want|| of one tensor, and the index of its largest difference.
+pub fn relative_error(got: &[f32], want: &[f32]) -> (f64, usize) {
+    let diff: f64 = (got.iter().zip(want))
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum();
+    let norm: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
+    let gap = |i: usize| (got[i] - want[i]).abs();
+    let worst = (0..got.len())
+        .max_by(|&i, &j| gap(i).total_cmp(&gap(j)))
+        .unwrap_or(0);
+    ((diff / norm.max(1e-30)).sqrt(), worst)
+}
+
+/// Every tensor of `got` within `tolerance` of `want` in relative 2-norm, else a failure
+/// naming the tensor, the error and the worst element.
+pub fn assert_params_close(
+    got: &rnn_wgpu::Params<f32>,
+    want: &rnn_wgpu::Params<f32>,
+    tolerance: f64,
+    what: &str,
+) {
+    for ((name, g), (_, w)) in got.tensors().into_iter().zip(want.tensors()) {
+        let (error, worst) = relative_error(g, w);
+        assert!(
+            error <= tolerance,
+            "{what}: {name}: ||got - want|| / ||want|| = {error:.2e} > {tolerance:.0e}; worst \
+             element {worst}: {} against {}",
+            g[worst],
+            w[worst]
+        );
+    }
+}

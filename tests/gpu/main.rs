@@ -5,6 +5,7 @@
 mod common;
 mod determinism;
 mod device_lost;
+mod distributed;
 mod gemm;
 mod limits;
 mod non_finite;

@@ -277,12 +277,7 @@ fn grad_names_the_first_non_finite_step_on_both_devices() {
             ])
             .output()
             .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(
-            out.status.code().is_some_and(|c| c != 0),
-            "{device}: exit {:?}\nstderr: {stderr}",
-            out.status
-        );
+        let stderr = failed(out, device);
         for part in [
             "error: ",
             &format!(
@@ -328,12 +323,7 @@ fn train_names_the_first_non_finite_step_on_both_devices() {
             .args(["--hidden", "17", "--batch", "3", "--steps", "3"])
             .output()
             .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(
-            out.status.code().is_some_and(|c| c != 0),
-            "{device}: exit {:?}\nstderr: {stderr}",
-            out.status
-        );
+        let stderr = failed(out, device);
         let part = "training diverged at step 1: loss NaN";
         assert!(stderr.contains(part), "{device}: lacks '{part}':\n{stderr}");
         let at = stderr
@@ -342,4 +332,15 @@ fn train_names_the_first_non_finite_step_on_both_devices() {
         located.push(stderr[at..].split(';').next().unwrap().to_string());
     }
     assert_eq!(located[0], located[1], "the devices name different steps");
+}
+
+/// The stderr of a command that must have exited non-zero.
+fn failed(out: std::process::Output, device: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.code().is_some_and(|c| c != 0),
+        "{device}: exit {:?}\nstderr: {stderr}",
+        out.status
+    );
+    stderr
 }

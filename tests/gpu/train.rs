@@ -13,21 +13,13 @@ use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
 use rnn_wgpu::tasks::{Adding, CopyMemory, Task};
 use rnn_wgpu::train::{self, DataSource, Engine, TrainOptions};
 use rnn_wgpu::{Activation, Batch, Cell, Error, Params, Targets};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 fn options(steps: u64, save: Option<PathBuf>) -> TrainOptions {
     TrainOptions {
-        steps,
-        batch: 5,
         eval_every: 2,
-        log: None,
         save,
-        grad_norms: None,
-        grad_norms_every: 1,
-        metadata: BTreeMap::new(),
-        interrupt: None,
-        tbptt: None,
+        ..TrainOptions::new(steps, 5)
     }
 }
 
