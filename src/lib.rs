@@ -19,6 +19,7 @@ pub mod fsio;
 pub mod gpu;
 pub mod init;
 pub mod non_finite;
+pub mod onnx;
 pub mod optim;
 pub mod params;
 pub mod parity;

@@ -34,6 +34,10 @@ enum Command {
     Grad(cli::grad::GradArgs),
     /// Generate text from a model trained with --task text.
     Sample(cli::sample::SampleArgs),
+    /// Write a model as ONNX (RNN, LSTM, GRU operators and a Gemm head) for inference runtimes.
+    Export(cli::export::ExportArgs),
+    /// The model's outputs on inputs from a .npy file (the CPU engine's forward pass).
+    Predict(cli::predict::PredictArgs),
     /// Time training steps over the benchmark suite (or one --shape) on GPU and/or CPU.
     Bench(cli::bench::BenchArgs),
     /// Time every matrix-product kernel on the suite's (or each --shape's) products, and the
@@ -56,6 +60,8 @@ fn main() -> ExitCode {
         Command::Train(args) => cli::train::run(args).map(|()| ExitCode::SUCCESS),
         Command::Grad(args) => cli::grad::run(args).map(|()| ExitCode::SUCCESS),
         Command::Sample(args) => cli::sample::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Export(args) => cli::export::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Predict(args) => cli::predict::run(args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => cli::bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Tune(args) => cli::tune::run(args).map(|()| ExitCode::SUCCESS),
     };

@@ -1198,3 +1198,44 @@ fn distributed_without_the_mpi_feature() {
         &["--distributed mpi needs a build with MPI", "--features mpi"],
     );
 }
+
+/// `export` and `predict` refuse what they cannot do, naming it, and write nothing.
+#[test]
+fn export_and_predict_refusals() {
+    let dir = TempDir::new("bad-input-export");
+    good_checkpoint(&dir); // I = 2, O = 1
+    let export = [
+        "export",
+        "--model",
+        "m.safetensors",
+        "--onnx",
+        "m.onnx",
+        "--opset",
+        "9",
+    ];
+    assert_mentions(&refused(&dir, &export), &["--opset 9", "opsets 14 to 21"]);
+    write_npy(&dir, "x3.npy", &Array3::<f32>::zeros((4, 2, 3)));
+    let predict = |input: &'static str| {
+        vec![
+            "predict",
+            "--model",
+            "m.safetensors",
+            "--input",
+            input,
+            "--out",
+            "y.npy",
+        ]
+    };
+    assert_mentions(
+        &refused(&dir, &predict("x3.npy")),
+        &["x3.npy", "3 inputs per step", "the model takes 2"],
+    );
+    write_npy(&dir, "x.npy", &Array3::<f32>::zeros((4, 2, 2)));
+    write_npy(&dir, "l.npy", &Array1::<i64>::from(vec![5, 1]));
+    let mut with_lengths = predict("x.npy");
+    with_lengths.extend(["--lengths", "l.npy"]);
+    assert_mentions(
+        &refused(&dir, &with_lengths),
+        &["l.npy", "length 5 at [0] is outside 1..=4"],
+    );
+}

@@ -1,8 +1,10 @@
 pub mod bench;
 pub mod devices;
 pub mod distributed;
+pub mod export;
 pub mod grad;
 pub mod parity;
+pub mod predict;
 pub mod sample;
 pub mod train;
 pub mod tune;

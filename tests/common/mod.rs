@@ -168,3 +168,12 @@ pub fn assert_params_close(
         );
     }
 }
+
+/// Every cell, the RNN with each of its activations.
+pub const EVERY_CELL: [(rnn_wgpu::Cell, rnn_wgpu::Activation); 5] = [
+    (rnn_wgpu::Cell::Rnn, rnn_wgpu::Activation::Tanh),
+    (rnn_wgpu::Cell::Rnn, rnn_wgpu::Activation::Relu),
+    (rnn_wgpu::Cell::Rnn, rnn_wgpu::Activation::Sigmoid),
+    (rnn_wgpu::Cell::Lstm, rnn_wgpu::Activation::Tanh),
+    (rnn_wgpu::Cell::Gru, rnn_wgpu::Activation::Tanh),
+];

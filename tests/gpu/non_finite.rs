@@ -100,16 +100,9 @@ fn grad_pattern(grads: &Params<f32>) -> Vec<(String, bool)> {
 /// the loss non-finite; `locate` names the spoiled value.
 #[test]
 fn both_engines_report_injected_nan_and_inf_alike() {
-    let cells = [
-        (Cell::Rnn, Activation::Tanh),
-        (Cell::Rnn, Activation::Relu),
-        (Cell::Rnn, Activation::Sigmoid),
-        (Cell::Lstm, Activation::Tanh),
-        (Cell::Gru, Activation::Tanh),
-    ];
     let mut failed = Vec::new();
     let mut case = 0;
-    for (cell, activation) in cells {
+    for (cell, activation) in super::common::EVERY_CELL {
         for hidden in [17, 65] {
             for loss in [Loss::Mse, Loss::CrossEntropy] {
                 for spoil in Spoil::ALL {
