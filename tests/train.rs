@@ -406,11 +406,9 @@ fn auto_device_says_what_it_chose_and_stderr_stays_clean() {
         Some(&*expected.to_string()),
         "{stdout}"
     );
-    let engine_line = match expected.engine {
-        rnn_wgpu::auto_device::Engine::Cpu => "device: cpu (reference, f32)",
-        rnn_wgpu::auto_device::Engine::Gpu => "device: gpu: ",
-    };
-    assert!(stdout.contains(engine_line), "{stdout}");
+    // auto's line is the only one that names the device
+    let device_lines = stdout.lines().filter(|l| l.starts_with("device:")).count();
+    assert_eq!(device_lines, 1, "{stdout}");
     if let Some(first) = adapters.first() {
         let stdout = vanishing("auto", Some(&first.name));
         let want = format!("device: gpu (WGPU_ADAPTER_NAME='{}')", first.name);

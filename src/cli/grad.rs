@@ -46,6 +46,7 @@ pub fn run(args: GradArgs) -> Result<()> {
     let config = model.config;
     let batch = load_batch(&config, &args.input, &args.target)?;
     let (loss, grads, norm_h, norm_c): (f32, Params<f32>, Vec<f32>, Option<Vec<f32>>) =
+        // --device auto says which device and why itself; an explicit one is named below
         match super::resolve_device(args.device) {
             Device::Gpu => {
                 let gpu = super::open_gpu()?;
@@ -56,7 +57,9 @@ pub fn run(args: GradArgs) -> Result<()> {
                     ..Request::default()
                 };
                 let out = GpuModel::new(&gpu, config, &model.params)?.run(&gpu, &batch, request)?;
-                println!("device: gpu: {}", gpu.adapter_name());
+                if args.device != Device::Auto {
+                    println!("device: gpu: {}", gpu.adapter_name());
+                }
                 (
                     out.loss,
                     out.grads.context("gradients were requested")?,
@@ -67,7 +70,9 @@ pub fn run(args: GradArgs) -> Result<()> {
             _ => {
                 let fwd = cpu::forward(&config, &model.params, &batch)?;
                 let bwd = cpu::backward(&config, &model.params, &batch, &fwd);
-                println!("device: cpu (reference, f32)");
+                if args.device != Device::Auto {
+                    println!("device: cpu (reference, f32)");
+                }
                 (fwd.loss, bwd.grads, bwd.grad_norm_h, bwd.grad_norm_c)
             }
         };

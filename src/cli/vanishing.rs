@@ -79,14 +79,17 @@ pub fn run(args: VanishingArgs) -> Result<()> {
         forget_bias: Some(args.forget_bias),
     };
     let study = run_vanishing(gpu.as_ref(), &options)?;
-    println!(
-        "device: {}",
-        gpu.as_ref()
-            .map_or("cpu (reference, f32)".to_string(), |g| format!(
-                "gpu: {}",
-                g.adapter_name()
-            ))
-    );
+    // --device auto has said which device and why already
+    if args.device != Device::Auto {
+        println!(
+            "device: {}",
+            gpu.as_ref()
+                .map_or("cpu (reference, f32)".to_string(), |g| format!(
+                    "gpu: {}",
+                    g.adapter_name()
+                ))
+        );
+    }
     let weights = args
         .scale
         .map_or("as initialised (PyTorch default)".to_string(), |s| {
