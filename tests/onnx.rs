@@ -9,7 +9,7 @@ mod common;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rnn_wgpu::onnx::proto::{AttributeProto, Dimension, ModelProto, NodeProto, ValueInfoProto};
-use rnn_wgpu::onnx::{export_bytes, params_from_model, ExportOptions};
+use rnn_wgpu::onnx::{export_bytes, export_to, params_from_model, ExportOptions};
 use rnn_wgpu::{Activation, Cell, Error, Loss, ModelConfig, Params, Readout};
 
 fn config(cell: Cell, activation: Activation, layers: usize, bidirectional: bool) -> ModelConfig {
@@ -64,6 +64,9 @@ fn check(config: &ModelConfig, options: ExportOptions) {
     let label = format!("{config:?} {options:?}");
     let params = Params::<f32>::init_uniform(config, &mut StdRng::seed_from_u64(3));
     let bytes = export_bytes(config, &params, options).unwrap();
+    let mut written = Vec::new();
+    export_to(config, &params, options, &mut written).unwrap();
+    assert!(written == bytes, "{label}: export_to wrote other bytes");
     let model = ModelProto::decode(bytes.as_slice()).unwrap();
     let opset = model.opset_import[0].version;
     assert_eq!(opset, Some(options.opset), "{label}");

@@ -91,6 +91,19 @@ pub fn export(
     Ok(model(config, options, graph, probabilities))
 }
 
+/// `export`, written to `writer` (a file, a socket, a buffer).
+pub fn export_to(
+    config: &ModelConfig,
+    params: &Params<f32>,
+    options: ExportOptions,
+    writer: &mut impl std::io::Write,
+) -> Result<(), Error> {
+    let bytes = export_bytes(config, params, options)?;
+    writer
+        .write_all(&bytes)
+        .map_err(|e| Error::Io(format!("writing the ONNX model: {e}")))
+}
+
 /// The model bytes of `export`.
 pub fn export_bytes(
     config: &ModelConfig,
