@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One prepared run on a lent GPU machine (the library's `device` tool), most important first:
 # whether wgpu sees the GPU through Vulkan, parity there (the fused step kernels included),
+# NaN and infinity noticed as on the CPU,
 # the bench suite with this build and the previous main's build alternating, PyTorch's cuDNN
 # LSTM on the same shapes (TF32 off and default), the fused step kernels in other workgroup
 # shapes, then tuning (`rnn-wgpu tune`, then the suite
@@ -83,6 +84,13 @@ run "$BIN" parity --cell lstm --batch 64 --seq-len 200 --input 3 --hidden 33
 run "$BIN" parity --cell rnn --activation sigmoid --batch 64 --seq-len 2500 --input 1 \
     --hidden 8 --output 10 --readout all --loss ce --layers 3 --seed 6455
 run "$BIN" parity --cell lstm --batch 256 --seq-len 128 --input 16 --hidden 512 --output 1
+
+log "non-finite values: a ReLU RNN that overflows stops at step 1, naming the same time step on both"
+# (min, max and clamp may drop a NaN on NVIDIA; the kernels test the bits instead)
+for device in gpu cpu; do
+    run "$BIN" train --device "$device" --task adding --seq-len 40 --cell rnn --activation relu \
+        --hh-scale 1e6 --hidden 17 --batch 3 --steps 3
+done
 
 log "the same seed twice: bit-identical parameters"
 for i in 1 2; do
