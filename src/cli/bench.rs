@@ -121,8 +121,7 @@ fn run_rank(args: &BenchArgs, job: &Job) -> Result<()> {
             None
         }
     };
-    let adapter = gpu.as_ref().map(|g| format!("{:?}", g.info));
-    super::distributed::check_same_start(job, adapter.as_deref().unwrap_or("cpu"))?;
+    super::distributed::check_same_start(job, gpu.as_ref())?;
     if lead && !args.json {
         println!(
             "data-parallel training steps (forward + BPTT + gradient reduction + SGD), {} ranks              ({} on this machine), {} cell; medians of the slowest rank over {} steps after {}              warm-up; the batch B is per rank",

@@ -5,6 +5,7 @@
 
 use anyhow::Result;
 use rnn_wgpu::distributed::{self, Collective};
+use rnn_wgpu::gpu::Gpu;
 use std::rc::Rc;
 
 /// `--distributed`: one process, or one rank of an MPI job.
@@ -73,13 +74,30 @@ fn join_mpi() -> Result<Job> {
 }
 
 /// Refuses ranks that were started with different options or run on different engines or
-/// adapters: `engine` says what this rank runs on. Ranks on different adapters or drivers
-/// could round the optimizer step differently and drift apart, so they are refused.
-pub fn check_same_start(job: &Job, engine: &str) -> Result<()> {
+/// adapter models: `gpu` is what this rank runs on (None: the CPU engine). Ranks on different
+/// GPU models or drivers could round the optimizer step differently and drift apart, so they
+/// are refused; GPUs of one model and driver differ only in their bus address, which is left
+/// out.
+pub fn check_same_start(job: &Job, gpu: Option<&Gpu>) -> Result<()> {
     let mut settings = command_settings(std::env::args().skip(1));
-    settings.push(("the engine".into(), engine.to_string()));
+    settings.push(("the engine".into(), gpu.map_or("cpu".into(), adapter_model)));
     distributed::check_same_settings(job.group.as_ref(), &settings)?;
     Ok(())
+}
+
+/// The adapter's model, driver and backend: what must be the same on every rank.
+fn adapter_model(gpu: &Gpu) -> String {
+    let info = &gpu.info;
+    format!(
+        "'{}' (vendor {:#x}, device {:#x}, {:?}, {:?}; driver {} {})",
+        info.name,
+        info.vendor,
+        info.device,
+        info.device_type,
+        info.backend,
+        info.driver,
+        info.driver_info
+    )
 }
 
 /// The command line as (option, value) pairs: `--hidden 16` and `--hidden=16` alike, an

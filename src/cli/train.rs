@@ -287,8 +287,7 @@ fn run_rank(args: TrainArgs, job: Option<&Job>) -> Result<()> {
     };
     let mut engine = Engine::new(gpu.as_ref(), config, &params, optimizer)?;
     if let Some(job) = job {
-        let adapter = gpu.as_ref().map(|g| format!("{:?}", g.info));
-        super::distributed::check_same_start(job, adapter.as_deref().unwrap_or("cpu"))?;
+        super::distributed::check_same_start(job, gpu.as_ref())?;
     }
     engine.set_plan_options(args.engine.options());
     engine.set_recurrence(args.engine.recurrence)?;
