@@ -184,20 +184,7 @@ impl<'g> Engine<'g> {
                     final_state: out.output.h_n.map(|h| (h, out.output.c_n)),
                 })
             }
-            Engine::Cpu {
-                config,
-                params,
-                optimizer,
-                dropout_seed,
-            } => {
-                let cpu = CpuParts {
-                    config,
-                    params,
-                    optimizer,
-                    dropout_seed: *dropout_seed,
-                };
-                cpu_step(cpu, batch, want, |_, loss| Ok(loss))
-            }
+            cpu => cpu_step(cpu.cpu_parts(), batch, want, |_, loss| Ok(loss)),
         }
     }
 
@@ -247,20 +234,7 @@ impl<'g> Engine<'g> {
                     final_state: out.h_n.map(|h| (h, out.c_n)),
                 }
             }
-            Engine::Cpu {
-                config,
-                params,
-                optimizer,
-                dropout_seed,
-            } => {
-                let cpu = CpuParts {
-                    config,
-                    params,
-                    optimizer,
-                    dropout_seed: *dropout_seed,
-                };
-                cpu_step(cpu, batch, want, reduce)?
-            }
+            cpu => cpu_step(cpu.cpu_parts(), batch, want, reduce)?,
         };
         let reduced = reduced.expect("every step reduces");
         Ok(GroupStep {
@@ -368,6 +342,26 @@ impl<'g> Engine<'g> {
         match self {
             Engine::Gpu { gpu, .. } => format!("gpu: {}", gpu.adapter_name()),
             Engine::Cpu { .. } => "cpu (reference, f32)".to_string(),
+        }
+    }
+}
+
+impl Engine<'_> {
+    /// The CPU engine's fields; only for `Engine::Cpu`.
+    fn cpu_parts(&mut self) -> CpuParts<'_> {
+        match self {
+            Engine::Cpu {
+                config,
+                params,
+                optimizer,
+                dropout_seed,
+            } => CpuParts {
+                config,
+                params,
+                optimizer,
+                dropout_seed: *dropout_seed,
+            },
+            Engine::Gpu { .. } => unreachable!("cpu_parts of the GPU engine"),
         }
     }
 }
