@@ -1228,7 +1228,7 @@ fn export_and_predict_refusals() {
     };
     assert_mentions(
         &refused(&dir, &predict("x3.npy")),
-        &["x3.npy", "3 inputs per step", "the model takes 2"],
+        &["x3.npy", "shape [4, 2, 3]", "expected [T, B, 2]"],
     );
     write_npy(&dir, "x.npy", &Array3::<f32>::zeros((4, 2, 2)));
     write_npy(&dir, "l.npy", &Array1::<i64>::from(vec![5, 1]));
@@ -1236,6 +1236,6 @@ fn export_and_predict_refusals() {
     with_lengths.extend(["--lengths", "l.npy"]);
     assert_mentions(
         &refused(&dir, &with_lengths),
-        &["l.npy", "length 5 at [0] is outside 1..=4"],
+        &["l.npy", "sample 0 has length 5", "lengths must be 1..=4"],
     );
 }

@@ -1,10 +1,11 @@
 //! `rnn-wgpu predict`: the model's outputs on inputs from a .npy file (the CPU engine's forward
 //! pass), e.g. to compare with an exported ONNX model in another runtime.
 
-use anyhow::{bail, Context, Result};
-use ndarray::{Array1, Array2, Array3};
-use ndarray_npy::{ReadNpyExt, WriteNpyExt};
+use anyhow::{Context, Result};
+use ndarray::Array2;
+use ndarray_npy::WriteNpyExt;
 use rnn_wgpu::checkpoint::{self, LoadOverrides};
+use rnn_wgpu::tasks::npy;
 use rnn_wgpu::{cpu, Batch, Loss, Readout, Targets};
 use std::path::PathBuf;
 
@@ -13,10 +14,10 @@ pub struct PredictArgs {
     /// The model (safetensors).
     #[arg(long)]
     pub model: PathBuf,
-    /// Inputs x [T, B, I] (time-major), float32.
+    /// Inputs x [T, B, I] (time-major), float32 or float64.
     #[arg(long)]
     pub input: PathBuf,
-    /// Each sequence's length, int32 or int64 [B] in 1..=T (the steps after it are padding).
+    /// Each sequence's length, integers [B] in 1..=T (the steps after it are padding).
     #[arg(long)]
     pub lengths: Option<PathBuf>,
     /// The head on the last step or on every step (default: the model's own).
@@ -32,22 +33,25 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let model = checkpoint::load(&args.model, &LoadOverrides::default())?;
     let mut config = model.config;
     config.readout = args.readout.unwrap_or(config.readout);
-    let open = |path: &PathBuf| {
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))
+    let read = |path: &PathBuf| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
     };
-    let x = Array3::<f32>::read_npy(open(&args.input)?)
-        .with_context(|| format!("{}: expected float32 [T, B, I]", args.input.display()))?;
-    let (t, b, i) = x.dim();
-    if i != config.input_size {
-        bail!(
-            "{}: {i} inputs per step; the model takes {}",
-            args.input.display(),
-            config.input_size
-        );
-    }
+    let input = args.input.display().to_string();
+    let x = npy::inputs_from_npy_bytes(&config, &input, &read(&args.input)?)?;
+    let (t, b, _) = x.dim();
     let lengths = match &args.lengths {
         None => None,
-        Some(path) => Some(read_lengths(path, b, t)?),
+        Some(path) => {
+            let name = format!("lengths '{}'", path.display());
+            let samples = format!("the inputs '{input}'");
+            Some(npy::lengths_from_npy_bytes(
+                &name,
+                &samples,
+                &read(path)?,
+                b,
+                t,
+            )?)
+        }
     };
     let rows = config.scored_rows(t, b);
     let targets = match config.loss {
@@ -71,32 +75,4 @@ pub fn run(args: PredictArgs) -> Result<()> {
         config.output_size
     );
     Ok(())
-}
-
-fn read_lengths(path: &PathBuf, batch: usize, steps: usize) -> Result<Vec<usize>> {
-    let read =
-        || std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()));
-    let values: Vec<i64> = match Array1::<i64>::read_npy(read()?) {
-        Ok(a) => a.to_vec(),
-        Err(_) => (Array1::<i32>::read_npy(read()?))
-            .with_context(|| format!("{}: expected int32 or int64 [B]", path.display()))?
-            .iter()
-            .map(|&v| v as i64)
-            .collect(),
-    };
-    if values.len() != batch {
-        bail!(
-            "{}: {} lengths for a batch of {batch}",
-            path.display(),
-            values.len()
-        );
-    }
-    match values.iter().position(|&l| l < 1 || l as usize > steps) {
-        Some(k) => bail!(
-            "{}: length {} at [{k}] is outside 1..={steps}",
-            path.display(),
-            values[k]
-        ),
-        None => Ok(values.iter().map(|&l| l as usize).collect()),
-    }
 }

@@ -375,30 +375,7 @@ impl Dataset {
     pub fn with_lengths_npy(mut self, file: &str, bytes: &[u8]) -> Result<Self, Error> {
         let name = format!("lengths '{file}'");
         let (n, t) = (self.len(), self.seq_len());
-        let values = match parse_npy(bytes, &name)? {
-            Npy::Int(a, _) if a.ndim() == 1 && a.len() == n => a,
-            Npy::Int(a, _) => {
-                return Err(Error::Value(format!(
-                    "{name} have shape {:?}; expected [N] = [{n}], one per sample of {}",
-                    a.shape(),
-                    self.name
-                )))
-            }
-            Npy::Float(_) => {
-                return Err(Error::Value(format!(
-                    "{name} are floats; expected integers (int64, int32 or uint8) of shape [{n}]"
-                )))
-            }
-        };
-        let mut lengths = Vec::with_capacity(n);
-        for (k, &v) in values.iter().enumerate() {
-            if v < 1 || v as usize > t {
-                return Err(Error::Value(format!(
-                    "{name}: sample {k} has length {v}; lengths must be 1..={t} (the inputs' T)"
-                )));
-            }
-            lengths.push(v as usize);
-        }
+        let lengths = super::npy::lengths_from_npy_bytes(&name, &self.name, bytes, n, t)?;
         self.lengths = Some(lengths);
         Ok(self)
     }

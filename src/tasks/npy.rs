@@ -212,6 +212,73 @@ pub fn load_batch(
     )
 }
 
+/// Time-major inputs x [T, B, I] for `config` from an `.npy` file's bytes (float32 or float64,
+/// every value finite, T and B at least 1); `file` names it in messages.
+pub fn inputs_from_npy_bytes(
+    config: &crate::ModelConfig,
+    file: &str,
+    bytes: &[u8],
+) -> Result<ndarray::Array3<f32>, Error> {
+    use ndarray::Ix3;
+    let name = format!("inputs '{file}'");
+    let x = match parse_npy(bytes, &name)? {
+        Npy::Float(a) => a,
+        Npy::Int(_, dtype) => {
+            return Err(Error::Value(format!(
+                "{name} have dtype {dtype}; expected float32 or float64"
+            )))
+        }
+    };
+    let shape = x.shape().to_vec();
+    let x = x
+        .into_dimensionality::<Ix3>()
+        .map_err(|_| Error::Value(format!("{name} have shape {shape:?}; expected [T, B, I]")))?;
+    check_finite(&name, x.shape(), x.iter())?;
+    let (t, b, i) = x.dim();
+    if i != config.input_size || t == 0 || b == 0 {
+        return Err(Error::Value(format!(
+            "{name} have shape [{t}, {b}, {i}]; expected [T, B, {}] with T, B >= 1",
+            config.input_size
+        )));
+    }
+    Ok(x)
+}
+
+/// Each of `n` sequences' length from an integer `.npy` of shape [n] (values 1..=`steps`);
+/// `name` says which file in messages, `samples` whose samples they are.
+pub fn lengths_from_npy_bytes(
+    name: &str,
+    samples: &str,
+    bytes: &[u8],
+    n: usize,
+    steps: usize,
+) -> Result<Vec<usize>, Error> {
+    let values = match parse_npy(bytes, name)? {
+        Npy::Int(a, _) if a.ndim() == 1 && a.len() == n => a,
+        Npy::Int(a, _) => {
+            return Err(Error::Value(format!(
+                "{name} have shape {:?}; expected [N] = [{n}], one per sample of {samples}",
+                a.shape()
+            )))
+        }
+        Npy::Float(_) => {
+            return Err(Error::Value(format!(
+                "{name} are floats; expected integers (int64, int32 or uint8) of shape [{n}]"
+            )))
+        }
+    };
+    let mut lengths = Vec::with_capacity(n);
+    for (k, &v) in values.iter().enumerate() {
+        if v < 1 || v as usize > steps {
+            return Err(Error::Value(format!(
+                "{name}: sample {k} has length {v}; lengths must be 1..={steps} (the inputs' T)"
+            )));
+        }
+        lengths.push(v as usize);
+    }
+    Ok(lengths)
+}
+
 /// [`load_batch`] for files already in memory; the names (file names) appear in messages.
 pub fn batch_from_npy_bytes(
     config: &crate::ModelConfig,
@@ -222,31 +289,9 @@ pub fn batch_from_npy_bytes(
 ) -> Result<crate::Batch<f32>, Error> {
     use crate::config::{Loss, Readout};
     use crate::data::{Batch, Targets};
-    use ndarray::Ix3;
-    let inputs_name = format!("inputs '{inputs_file}'");
     let targets_name = format!("targets '{targets_file}'");
-    let x = match parse_npy(inputs, &inputs_name)? {
-        Npy::Float(a) => a,
-        Npy::Int(_, dtype) => {
-            return Err(Error::Value(format!(
-                "{inputs_name} have dtype {dtype}; expected float32 or float64"
-            )))
-        }
-    };
-    let shape = x.shape().to_vec();
-    let x = x.into_dimensionality::<Ix3>().map_err(|_| {
-        Error::Value(format!(
-            "{inputs_name} have shape {shape:?}; expected [T, B, I]"
-        ))
-    })?;
-    check_finite(&inputs_name, x.shape(), x.iter())?;
-    let (t, b, i) = x.dim();
-    if i != config.input_size || t == 0 || b == 0 {
-        return Err(Error::Value(format!(
-            "{inputs_name} have shape [{t}, {b}, {i}]; expected [T, B, {}] with T, B >= 1",
-            config.input_size
-        )));
-    }
+    let x = inputs_from_npy_bytes(config, inputs_file, inputs)?;
+    let (t, b, _) = x.dim();
     let rows = config.scored_rows(t, b);
     let o = config.output_size;
     let expected = match (config.readout, config.loss) {
