@@ -25,6 +25,7 @@ pub mod params;
 pub mod parity;
 pub mod plan;
 pub mod plot;
+pub mod precision;
 pub mod sample;
 pub mod study;
 pub mod tasks;
