@@ -73,7 +73,7 @@ fn stage_row_slice(lid: u32, first_row: u32, base: u32, width: u32, k0: u32, fro
             if (from_dgates) {
                 value = recurrent_grad(base + b * width + k);
             } else {
-                value = hs[base + b * width + k];
+                value = f32(hs[base + b * width + k]);
             }
         }
         stage_rows[kk * GROUP_ROWS + row / ROWS_PER][row % ROWS_PER] = value;
@@ -117,7 +117,7 @@ fn step_forward(
             let k = k0 + kk;
             var w = 0.0;
             if (j < h && k < h) {
-                w = weight_hh[(g * h + j) * h + k];
+                w = f32(weight_hh[(g * h + j) * h + k]);
             }
             stage_units[(kk * GATES + g) * GROUP_UNITS + u / UNITS_PER][u % UNITS_PER] = w;
         }
@@ -198,7 +198,7 @@ fn step_backward(
             let k = k0 + kk;
             var w = 0.0;
             if (j < h && k < gh) {
-                w = weight_hh[k * h + j];
+                w = f32(weight_hh[k * h + j]);
             }
             stage_column[kk * GROUP_UNITS + u / UNITS_PER][u % UNITS_PER] = w;
         }

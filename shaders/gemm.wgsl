@@ -47,10 +47,10 @@ struct GemmParams {
     _pad: u32,
 }
 
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(0) var<storage, read> a: array<a_elem>;
+@group(0) @binding(1) var<storage, read> b: array<b_elem>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c: array<c_elem>;
 @group(0) @binding(4) var<uniform> p: GemmParams;
 
 // Invocations along N (x) and M (y) per slice, K per stage, slices of K per workgroup (z).
@@ -70,9 +70,9 @@ fn load_a(row: u32, col: u32, k_end: u32) -> f32 {
         return 0.0;
     }
     if (p.trans_a == 0u) {
-        return a[p.a_offset + row * p.lda + col];
+        return f32(a[p.a_offset + row * p.lda + col]);
     }
-    return a[p.a_offset + col * p.lda + row];
+    return f32(a[p.a_offset + col * p.lda + row]);
 }
 
 // op(B)[row, col], 0 past k_end or past N.
@@ -81,9 +81,9 @@ fn load_b(row: u32, col: u32, k_end: u32) -> f32 {
         return 0.0;
     }
     if (p.trans_b == 0u) {
-        return b[p.b_offset + row * p.ldb + col];
+        return f32(b[p.b_offset + row * p.ldb + col]);
     }
-    return b[p.b_offset + col * p.ldb + row];
+    return f32(b[p.b_offset + col * p.ldb + row]);
 }
 
 // A workgroup's tile of C: its size, where it starts, and its part of K.
@@ -217,9 +217,9 @@ fn store(tile: Tile, row: u32, vcol: u32, value: vec4<f32>) {
                 v += bias[p.bias_offset + n];
             }
             if (p.accumulate != 0u) {
-                v += c[start + n];
+                v += f32(c[start + n]);
             }
-            c[start + n] = v;
+            c[start + n] = c_elem(v);
         }
     }
 }
@@ -372,16 +372,16 @@ fn gemm_split_sum(
     }
     let row = e / p.n;
     let col = e % p.n;
-    var v = a[p.a_offset + e];
+    var v = f32(a[p.a_offset + e]);
     for (var part = 1u; part < p.k_parts; part++) {
-        v += a[p.a_offset + part * p.m * p.n + e];
+        v += f32(a[p.a_offset + part * p.m * p.n + e]);
     }
     if (p.has_bias != 0u) {
         v += bias[p.bias_offset + col];
     }
     let idx = p.c_offset + row * p.ldc + col;
     if (p.accumulate != 0u) {
-        v += c[idx];
+        v += f32(c[idx]);
     }
-    c[idx] = v;
+    c[idx] = c_elem(v);
 }

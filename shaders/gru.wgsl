@@ -17,19 +17,19 @@
 //   h_carry   [B, H]      z_{t+1} * dE/dh_{t+1}, zero at t = T
 
 // (step.wgsl comes first: the shared bindings, parameters, padding, sigmoid, tanh_clamped)
-@group(0) @binding(2) var<storage, read_write> hh: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dhh: array<f32>;
+@group(0) @binding(2) var<storage, read_write> hh: array<stored>;
+@group(0) @binding(6) var<storage, read_write> dhh: array<stored>;
 
 // What fused.wgsl and persistent.wgsl need: gate blocks per unit, where the recurrent product lands (its own
 // buffer: the reset gate scales one block of it) and what multiplies W_hh going back.
 const GATES: u32 = 3u;
 
 fn add_recurrent(i: u32, value: f32) {
-    hh[i] = value;
+    hh[i] = stored(value);
 }
 
 fn recurrent_grad(i: u32) -> f32 {
-    return dhh[i];
+    return f32(dhh[i]);
 }
 
 fn cell_forward(step: u32, idx: u32) {
@@ -37,20 +37,20 @@ fn cell_forward(step: u32, idx: u32) {
     let b = idx / h;
     let j = idx % h;
     let g = (step - 1u) * p.batch * 3u * h + b * 3u * h + j;
-    let h_prev = hs[(step - 1u) * p.batch * h + idx];
+    let h_prev = f32(hs[(step - 1u) * p.batch * h + idx]);
     if (is_padding(b, step)) {
-        hs[step * p.batch * h + idx] = h_prev;
+        hs[step * p.batch * h + idx] = stored(h_prev);
         return;
     }
 
-    let reset = sigmoid(gates[g] + hh[g] + bias_hh[j]);
-    let update = sigmoid(gates[g + h] + hh[g + h] + bias_hh[j + h]);
-    let candidate = tanh_clamped(gates[g + 2u * h] + reset * (hh[g + 2u * h] + bias_hh[j + 2u * h]));
+    let reset = sigmoid(f32(gates[g]) + f32(hh[g]) + bias_hh[j]);
+    let update = sigmoid(f32(gates[g + h]) + f32(hh[g + h]) + bias_hh[j + h]);
+    let candidate = tanh_clamped(f32(gates[g + 2u * h]) + reset * (f32(hh[g + 2u * h]) + bias_hh[j + 2u * h]));
 
-    gates[g] = reset;
-    gates[g + h] = update;
-    gates[g + 2u * h] = candidate;
-    hs[step * p.batch * h + idx] = (1.0 - update) * candidate + update * h_prev;
+    gates[g] = stored(reset);
+    gates[g + h] = stored(update);
+    gates[g + 2u * h] = stored(candidate);
+    hs[step * p.batch * h + idx] = stored((1.0 - update) * candidate + update * h_prev);
 }
 
 fn cell_backward(step: u32, idx: u32) {
@@ -58,17 +58,17 @@ fn cell_backward(step: u32, idx: u32) {
     let b = idx / h;
     let j = idx % h;
     let g = (step - 1u) * p.batch * 3u * h + b * 3u * h + j;
-    let h_prev = hs[(step - 1u) * p.batch * h + idx];
+    let h_prev = f32(hs[(step - 1u) * p.batch * h + idx]);
     // dh holds steps 1..T at indices 0..T-1
     let grad = (step - 1u) * p.batch * h + idx;
 
-    let reset = gates[g];
-    let update = gates[g + h];
-    let candidate = gates[g + 2u * h];
-    let recurrent_n = hh[g + 2u * h] + bias_hh[j + 2u * h];
+    let reset = f32(gates[g]);
+    let update = f32(gates[g + h]);
+    let candidate = f32(gates[g + 2u * h]);
+    let recurrent_n = f32(hh[g + 2u * h]) + bias_hh[j + 2u * h];
 
-    let dh_t = dh[grad] + h_carry[idx];
-    dh[grad] = dh_t;
+    let dh_t = f32(dh[grad]) + h_carry[idx];
+    dh[grad] = stored(dh_t);
     if (is_padding(b, step)) {
         h_carry[idx] = dh_t;
         for (var k = 0u; k < 3u; k++) {
@@ -82,10 +82,10 @@ fn cell_backward(step: u32, idx: u32) {
     let dn = dh_t * (1.0 - update) * (1.0 - candidate * candidate);
     let dz = dh_t * (h_prev - candidate) * update * (1.0 - update);
     let dr = dn * recurrent_n * reset * (1.0 - reset);
-    dgates[g] = dr;
-    dgates[g + h] = dz;
-    dgates[g + 2u * h] = dn;
-    dhh[g] = dr;
-    dhh[g + h] = dz;
-    dhh[g + 2u * h] = dn * reset;
+    dgates[g] = stored(dr);
+    dgates[g + h] = stored(dz);
+    dgates[g + 2u * h] = stored(dn);
+    dhh[g] = stored(dr);
+    dhh[g + h] = stored(dz);
+    dhh[g + 2u * h] = stored(dn * reset);
 }

@@ -17,8 +17,10 @@ struct LossParams {
     mask_rows: u32,
     first_step: u32,
     batch: u32,
+    // dynamic loss scaling (f16 storage): the gradient leaves the loss times this power of
+    // two, so that small ones survive f16; the optimizer divides it out. 1 under f32.
+    loss_scale: f32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> outputs: array<f32>;
@@ -54,7 +56,7 @@ fn mse_loss(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
         let diff = outputs[i] - bitcast<f32>(targets[i]);
         total += diff * diff;
         worst = max(worst, non_finite_bits(diff));
-        doutputs[i] = 2.0 * diff * scale;
+        doutputs[i] = 2.0 * diff * scale * p.loss_scale;
     }
     row_loss[row] = with_non_finite(total * scale, worst);
 }
@@ -93,7 +95,7 @@ fn cross_entropy_loss(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     let scale = 1.0 / f32(p.mean_rows);
     for (var o = 0u; o < p.outputs; o++) {
         let probability = exp(outputs[base + o] - largest) / sum_exp;
-        doutputs[base + o] = (probability - select(0.0, 1.0, o == target_class)) * scale;
+        doutputs[base + o] = (probability - select(0.0, 1.0, o == target_class)) * scale * p.loss_scale;
     }
     let loss = (log(sum_exp) + largest - outputs[base + target_class]) * scale;
     row_loss[row] = select(loss, bitcast<f32>(nan_row), nan_row != 0u);

@@ -14,8 +14,8 @@
 //   dc_carry [B, H]    dE/dc_{t} flowing along the cell path into step t (ends as dE/dc_0)
 
 // (step.wgsl comes first: the shared bindings, parameters, padding, sigmoid, tanh_clamped)
-@group(0) @binding(2) var<storage, read_write> cs: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dc: array<f32>;
+@group(0) @binding(2) var<storage, read_write> cs: array<stored>;
+@group(0) @binding(6) var<storage, read_write> dc: array<stored>;
 @group(0) @binding(8) var<storage, read_write> dc_carry: array<f32>;
 
 // What fused.wgsl and persistent.wgsl need: gate blocks per unit, where the recurrent product lands and
@@ -23,11 +23,11 @@
 const GATES: u32 = 4u;
 
 fn add_recurrent(i: u32, value: f32) {
-    gates[i] += value;
+    gates[i] = stored(f32(gates[i]) + value);
 }
 
 fn recurrent_grad(i: u32) -> f32 {
-    return dgates[i];
+    return f32(dgates[i]);
 }
 
 fn cell_forward(step: u32, idx: u32) {
@@ -43,19 +43,19 @@ fn cell_forward(step: u32, idx: u32) {
         return;
     }
 
-    let input_gate = sigmoid(gates[g] + bias_hh[j]);
-    let forget_gate = sigmoid(gates[g + h] + bias_hh[j + h]);
-    let cell_gate = tanh_clamped(gates[g + 2u * h] + bias_hh[j + 2u * h]);
-    let output_gate = sigmoid(gates[g + 3u * h] + bias_hh[j + 3u * h]);
-    let next_c = forget_gate * cs[state_prev] + input_gate * cell_gate;
+    let input_gate = sigmoid(f32(gates[g]) + bias_hh[j]);
+    let forget_gate = sigmoid(f32(gates[g + h]) + bias_hh[j + h]);
+    let cell_gate = tanh_clamped(f32(gates[g + 2u * h]) + bias_hh[j + 2u * h]);
+    let output_gate = sigmoid(f32(gates[g + 3u * h]) + bias_hh[j + 3u * h]);
+    let next_c = forget_gate * f32(cs[state_prev]) + input_gate * cell_gate;
     let next_h = output_gate * tanh_clamped(next_c);
 
-    gates[g] = input_gate;
-    gates[g + h] = forget_gate;
-    gates[g + 2u * h] = cell_gate;
-    gates[g + 3u * h] = output_gate;
-    cs[state] = next_c;
-    hs[state] = next_h;
+    gates[g] = stored(input_gate);
+    gates[g + h] = stored(forget_gate);
+    gates[g + 2u * h] = stored(cell_gate);
+    gates[g + 3u * h] = stored(output_gate);
+    cs[state] = stored(next_c);
+    hs[state] = stored(next_h);
 }
 
 fn cell_backward(step: u32, idx: u32) {
@@ -68,12 +68,12 @@ fn cell_backward(step: u32, idx: u32) {
     // dh and dc hold steps 1..T at indices 0..T-1
     let grad = (step - 1u) * p.batch * h + idx;
     // the total dE/dh_t, with what a padding step t+1 passed back
-    let dh_t = dh[grad] + h_carry[idx];
-    dh[grad] = dh_t;
+    let dh_t = f32(dh[grad]) + h_carry[idx];
+    dh[grad] = stored(dh_t);
     if (is_padding(b, step)) {
         // c_t is a copy of c_{t-1}: dE/dc_t passes on along the carry unchanged
         h_carry[idx] = dh_t;
-        dc[grad] = dc_carry[idx];
+        dc[grad] = stored(dc_carry[idx]);
         dgates[g] = 0.0;
         dgates[g + h] = 0.0;
         dgates[g + 2u * h] = 0.0;
@@ -82,19 +82,19 @@ fn cell_backward(step: u32, idx: u32) {
     }
     h_carry[idx] = 0.0;
 
-    let input_gate = gates[g];
-    let forget_gate = gates[g + h];
-    let cell_gate = gates[g + 2u * h];
-    let output_gate = gates[g + 3u * h];
-    let tanh_c = tanh_clamped(cs[state]);
+    let input_gate = f32(gates[g]);
+    let forget_gate = f32(gates[g + h]);
+    let cell_gate = f32(gates[g + 2u * h]);
+    let output_gate = f32(gates[g + 3u * h]);
+    let tanh_c = tanh_clamped(f32(cs[state]));
 
     // dc_carry holds dE/dc_t through c_{t+1} (zero at t = T)
     let dc_t = dh_t * output_gate * (1.0 - tanh_c * tanh_c) + dc_carry[idx];
-    dc[grad] = dc_t;
+    dc[grad] = stored(dc_t);
     dc_carry[idx] = dc_t * forget_gate;
 
-    dgates[g] = dc_t * cell_gate * input_gate * (1.0 - input_gate);
-    dgates[g + h] = dc_t * cs[state_prev] * forget_gate * (1.0 - forget_gate);
-    dgates[g + 2u * h] = dc_t * input_gate * (1.0 - cell_gate * cell_gate);
-    dgates[g + 3u * h] = dh_t * tanh_c * output_gate * (1.0 - output_gate);
+    dgates[g] = stored(dc_t * cell_gate * input_gate * (1.0 - input_gate));
+    dgates[g + h] = stored(dc_t * f32(cs[state_prev]) * forget_gate * (1.0 - forget_gate));
+    dgates[g + 2u * h] = stored(dc_t * input_gate * (1.0 - cell_gate * cell_gate));
+    dgates[g + 3u * h] = stored(dh_t * tanh_c * output_gate * (1.0 - output_gate));
 }

@@ -41,8 +41,10 @@ struct OptimParams {
     step_size: f32,
     // Adam: sqrt(1 - beta2^t)
     bias_correction2_sqrt: f32,
+    // 1 / the loss scale: the gradients (and their norm in reduction[0]) arrive scaled by
+    // dynamic loss scaling (f16 storage); 1 under f32
+    inv_scale: f32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> grad: array<f32>;
@@ -120,12 +122,15 @@ fn skipped() -> bool {
     return non_finite_bits(reduction[0]) != 0u;
 }
 
-// clip_grad_norm_'s factor min(1, max_norm / (norm + 1e-6)); 1 without clipping.
-fn clip_scale() -> f32 {
+// What a gradient element is multiplied by as it is read (the CPU engine divides the loss
+// scale out in its backward pass and then applies optim.rs's clip_scale): 1 / the loss scale, times
+// clip_grad_norm_'s factor min(1, max_norm / (norm + 1e-6)) of the unscaled norm (1 without
+// clipping).
+fn grad_factor() -> f32 {
     if (p.clip == 0u) {
-        return 1.0;
+        return p.inv_scale;
     }
-    return min(1.0, p.max_norm / (reduction[0] + 1e-6));
+    return p.inv_scale * min(1.0, p.max_norm / (reduction[0] * p.inv_scale + 1e-6));
 }
 
 // torch.lerp: the branch keeps the rounding small at either end of w.
@@ -146,7 +151,7 @@ fn sgd_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     if (i >= p.n || skipped()) {
         return;
     }
-    var g = grad[i] * clip_scale();
+    var g = grad[i] * grad_factor();
     if (p.weight_decay != 0.0) {
         g += p.weight_decay * param[i];
     }
@@ -166,7 +171,7 @@ fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         return;
     }
     let theta = param[i] * p.decay;
-    var g = grad[i] * clip_scale();
+    var g = grad[i] * grad_factor();
     if (p.weight_decay != 0.0) {
         g += p.weight_decay * theta;
     }
@@ -184,7 +189,7 @@ fn rmsprop_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if (i >= p.n || skipped()) {
         return;
     }
-    let g = grad[i] * clip_scale();
+    let g = grad[i] * grad_factor();
     let square = p.alpha * state_a[i] + (1.0 - p.alpha) * g * g;
     state_a[i] = square;
     let avg = sqrt(square) + p.eps;

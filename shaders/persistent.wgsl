@@ -24,9 +24,9 @@ fn load_weight_hh(lid: u32, transposed: bool) {
     let gh = GATES * h;
     for (var i = lid; i < gh * h; i += THREADS) {
         if (transposed) {
-            w[(i % h) * gh + i / h] = weight_hh[i];
+            w[(i % h) * gh + i / h] = f32(weight_hh[i]);
         } else {
-            w[i] = weight_hh[i];
+            w[i] = f32(weight_hh[i]);
         }
     }
     workgroupBarrier();
@@ -45,7 +45,7 @@ fn persistent_forward(@builtin(local_invocation_index) lid: u32) {
             let r = e % gh;
             var sum = 0.0;
             for (var k = 0u; k < h; k++) {
-                sum += hs[state + k] * w[k * gh + r];
+                sum += f32(hs[state + k]) * w[k * gh + r];
             }
             add_recurrent((t - 1u) * rows + e, sum);
         }
@@ -73,7 +73,7 @@ fn persistent_backward(@builtin(local_invocation_index) lid: u32) {
                 for (var r = 0u; r < gh; r++) {
                     sum += recurrent_grad(grad + r) * w[r * h + k];
                 }
-                dh[(t - 1u) * units + e] += sum;
+                dh[(t - 1u) * units + e] = stored(f32(dh[(t - 1u) * units + e]) + sum);
             }
             storageBarrier();
         }

@@ -19,7 +19,7 @@ struct ReduceParams {
     _pad2: u32,
 }
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<a_elem>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<uniform> p: ReduceParams;
 
@@ -36,7 +36,7 @@ fn reduce_row(r: u32, lid: u32, squares: bool) -> f32 {
     var worst = 0u;
     let base = p.in_offset + r * p.n;
     for (var i = lid; i < p.n; i += WORKGROUP) {
-        let v = x[base + i];
+        let v = f32(x[base + i]);
         acc += select(v, v * v, squares);
         worst = max(worst, non_finite_bits(v));
     }
@@ -86,7 +86,7 @@ fn column_sums(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     }
     var acc = 0.0;
     for (var r = 0u; r < p.rows; r++) {
-        acc += x[p.in_offset + r * p.n + j];
+        acc += f32(x[p.in_offset + r * p.n + j]);
     }
     if (p.accumulate != 0u) {
         acc += out[p.out_offset + j];
@@ -119,7 +119,7 @@ fn column_block_sums(
     let last = min(p.rows, first + COLUMN_BLOCK);
     var acc = 0.0;
     for (var r = first; r < last; r++) {
-        acc += x[p.in_offset + r * p.n + j];
+        acc += f32(x[p.in_offset + r * p.n + j]);
     }
     out[p.out_offset + block * p.n + j] = acc;
 }

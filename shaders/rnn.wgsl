@@ -11,11 +11,11 @@
 const GATES: u32 = 1u;
 
 fn add_recurrent(i: u32, value: f32) {
-    gates[i] += value;
+    gates[i] = stored(f32(gates[i]) + value);
 }
 
 fn recurrent_grad(i: u32) -> f32 {
-    return dgates[i];
+    return f32(dgates[i]);
 }
 
 const TANH: u32 = 0u;
@@ -50,20 +50,20 @@ fn cell_forward(step: u32, idx: u32) {
         return;
     }
     let pre = (step - 1u) * p.batch * h + idx;
-    hs[step * p.batch * h + idx] = activate(gates[pre] + bias_hh[j]);
+    hs[step * p.batch * h + idx] = stored(activate(f32(gates[pre]) + bias_hh[j]));
 }
 
 fn cell_backward(step: u32, idx: u32) {
     let h = p.hidden;
     let grad = (step - 1u) * p.batch * h + idx;
     // the total dE/dh_t, with what a padding step t+1 passed back
-    let dh_t = dh[grad] + h_carry[idx];
-    dh[grad] = dh_t;
+    let dh_t = f32(dh[grad]) + h_carry[idx];
+    dh[grad] = stored(dh_t);
     if (is_padding(idx / h, step)) {
         h_carry[idx] = dh_t;
         dgates[grad] = 0.0;
         return;
     }
     h_carry[idx] = 0.0;
-    dgates[grad] = dh_t * activation_derivative(hs[step * p.batch * h + idx]);
+    dgates[grad] = stored(dh_t * activation_derivative(f32(hs[step * p.batch * h + idx])));
 }

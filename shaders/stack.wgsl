@@ -8,6 +8,8 @@
 //                  own order), times dropout's factor 0 or 1/(1-p) when threshold > 0.
 //   join_backward  the gradient src0 = dE/d(join) [T, B, D*H] back onto one cell's dE/dh
 //                  [T, B, H] (dst), in that cell's order; a reverse cell's padding steps get 0.
+//   copy_elements  dst[dst_offset + i] = src0[src_offset + i]: states and weights between element
+//                  types (src/gpu/recorder.rs's copy_elements; no CPU twin)
 // One invocation per destination element: every element is written once, no atomics.
 
 struct StackParams {
@@ -29,12 +31,17 @@ struct StackParams {
     layer: u32,
     // 1/(1-p)
     scale: f32,
+    // copy_elements: how many, from where, to where (elements)
+    count: u32,
+    src_offset: u32,
+    dst_offset: u32,
     _pad0: u32,
+    _pad1: u32,
 }
 
-@group(0) @binding(0) var<storage, read> src0: array<f32>;
-@group(0) @binding(1) var<storage, read> src1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(0) var<storage, read> src0: array<a_elem>;
+@group(0) @binding(1) var<storage, read> src1: array<a_elem>;
+@group(0) @binding(2) var<storage, read_write> dst: array<c_elem>;
 @group(0) @binding(3) var<uniform> p: StackParams;
 @group(0) @binding(4) var<storage, read> lengths: array<u32>;
 
@@ -68,11 +75,11 @@ fn reverse_steps(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let s = i / (p.width * p.batch);
     let len = lengths[b];
     let t = select(s, len - 1u - s, s < len);
-    let v = src0[(t * p.batch + b) * p.width + j];
+    let v = f32(src0[(t * p.batch + b) * p.width + j]);
     if (p.accumulate == 1u) {
-        dst[i] += v;
+        dst[i] = c_elem(f32(dst[i]) + v);
     } else {
-        dst[i] = v;
+        dst[i] = c_elem(v);
     }
 }
 
@@ -91,13 +98,13 @@ fn join_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let k = j % h;
     var v: f32;
     if (j < h) {
-        v = src0[((t + 1u) * p.batch + b) * h + k];
+        v = f32(src0[((t + 1u) * p.batch + b) * h + k]);
     } else {
         let len = lengths[b];
         let row = select(0u, len - t, t < len);
-        v = src1[(row * p.batch + b) * h + k];
+        v = f32(src1[(row * p.batch + b) * h + k]);
     }
-    dst[i] = v * dropout_factor(i);
+    dst[i] = c_elem(v * dropout_factor(i));
 }
 
 @compute @workgroup_size(64)
@@ -114,7 +121,7 @@ fn join_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let s = i / (h * p.batch);
     if (p.direction == 0u) {
         let at = (s * p.batch + b) * wide + k;
-        dst[i] = src0[at] * dropout_factor(at);
+        dst[i] = c_elem(f32(src0[at]) * dropout_factor(at));
         return;
     }
     let len = lengths[b];
@@ -123,5 +130,17 @@ fn join_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         return;
     }
     let at = ((len - 1u - s) * p.batch + b) * wide + h + k;
-    dst[i] = src0[at] * dropout_factor(at);
+    dst[i] = c_elem(f32(src0[at]) * dropout_factor(at));
+}
+
+// copy_elements: dst[dst_offset + i] = src0[src_offset + i] for i < count, in dst's element
+// type: the f32 master weights into their f16 working copy, and copies of states between f16
+// buffers, which buffer-to-buffer copies cannot make (they move whole 4-byte words).
+@compute @workgroup_size(64)
+fn copy_elements(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = gid.x + gid.y * groups.x * 64u;
+    if (i >= p.count) {
+        return;
+    }
+    dst[p.dst_offset + i] = c_elem(f32(src0[p.src_offset + i]));
 }

@@ -37,15 +37,15 @@ struct StepParams {
     _pad0: u32,
 }
 
-@group(0) @binding(0) var<storage, read_write> gates: array<f32>;
-@group(0) @binding(1) var<storage, read_write> hs: array<f32>;
+@group(0) @binding(0) var<storage, read_write> gates: array<stored>;
+@group(0) @binding(1) var<storage, read_write> hs: array<stored>;
 @group(0) @binding(3) var<storage, read> bias_hh: array<f32>;
 @group(0) @binding(4) var<uniform> p: StepParams;
-@group(0) @binding(5) var<storage, read_write> dh: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dgates: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dh: array<stored>;
+@group(0) @binding(7) var<storage, read_write> dgates: array<stored>;
 @group(0) @binding(9) var<storage, read> lengths: array<u32>;
 @group(0) @binding(10) var<storage, read_write> h_carry: array<f32>;
-@group(0) @binding(11) var<storage, read> weight_hh: array<f32>;
+@group(0) @binding(11) var<storage, read> weight_hh: array<stored>;
 
 fn is_padding(b: u32, step: u32) -> bool {
     return p.first_step + step > lengths[b];

@@ -10,6 +10,7 @@
 
 use crate::config::{ModelConfig, Readout};
 use crate::gpu::PARTIAL_SUMS;
+use crate::precision::Precision;
 use crate::Error;
 use std::fmt::Write as _;
 use std::str::FromStr;
@@ -65,6 +66,9 @@ pub struct PlanOptions {
     pub max_memory: Option<u64>,
     /// Caps the storage binding below the adapter's (tests of the segment splitting).
     pub max_binding: Option<u64>,
+    /// The element type of the activations, gates, their gradients and the weights' working
+    /// copy (`--precision`).
+    pub precision: Precision,
 }
 
 /// One group of equal buffers in the plan.
@@ -73,7 +77,9 @@ pub struct Term {
     pub name: &'static str,
     /// The shape of one buffer, as text ("[S+1, B, H] = [101, 32, 128]").
     pub shape: String,
+    /// Elements per buffer, each of `precision`.
     pub words_each: usize,
+    pub precision: Precision,
     pub count: usize,
     /// Each buffer is bound whole, so it must fit `max_binding` (parameter-sized terms are
     /// several smaller tensors; the uniform arena is bound 64 bytes at a time).
@@ -82,7 +88,12 @@ pub struct Term {
 
 impl Term {
     pub fn bytes(&self) -> u64 {
-        self.words_each as u64 * 4 * self.count as u64
+        self.bytes_each() * self.count as u64
+    }
+
+    /// One buffer's bytes, in whole 4-byte words as the GPU allocates them.
+    pub fn bytes_each(&self) -> u64 {
+        (self.words_each as u64 * self.precision.element_bytes() as u64).next_multiple_of(4)
     }
 }
 
@@ -95,6 +106,7 @@ pub struct MemoryPlan {
     pub segment_len: usize,
     pub segments: usize,
     pub recompute: bool,
+    pub precision: Precision,
     /// Model-side terms (parameters, gradients, optimizer state) first, then the workspace's
     /// buffers, the dispatch parameters and the partial sums.
     pub terms: Vec<Term>,
@@ -170,7 +182,7 @@ impl MemoryPlan {
         self.terms
             .iter()
             .filter(|t| t.bound_whole)
-            .map(|t| t.words_each as u64 * 4)
+            .map(|t| t.bytes_each())
             .max()
             .unwrap_or(0)
     }
@@ -303,6 +315,11 @@ pub struct WorkspaceBuffers {
     pub final_c: Term,
     pub h_carry: Term,
     pub dc_carry: Term,
+    /// Under f16: the working copies of the cells' W_ih (layer 0's, the layers' above) and
+    /// W_hh, which the products and the step kernels read.
+    pub weight_ih_copy: Term,
+    pub upper_weight_ih_copy: Term,
+    pub weight_hh_copy: Term,
     pub norms: Term,
     pub lengths: Term,
     pub loss: Term,
@@ -315,6 +332,7 @@ impl WorkspaceBuffers {
         (t, b): (usize, usize),
         (s, n): (usize, usize),
         recompute: bool,
+        precision: Precision,
     ) -> Self {
         let (h, i, o, gh) = (
             config.hidden_size,
@@ -335,9 +353,16 @@ impl WorkspaceBuffers {
             name,
             shape,
             words_each,
+            precision: Precision::F32,
             count,
             bound_whole: true,
         };
+        // The activations, gates, their gradients and the weights' working copy.
+        let stored = |name, shape: String, words_each, count| Term {
+            precision,
+            ..term(name, shape, words_each, count)
+        };
+        let copies = |count: usize| (precision != Precision::F32) as usize * count;
         let sets = if recompute { 1 } else { n } * cells;
         let starts = if recompute { n * cells } else { 0 };
         let (rows, scored, rows_name) = match config.readout {
@@ -356,38 +381,38 @@ impl WorkspaceBuffers {
         let bh = format!("[B, H] = [{b}, {h}]");
         let scored_shape = format!("[{rows_name}, O] = [{rows}, {o}]");
         WorkspaceBuffers {
-            x: term("inputs x", input.clone(), s * b * i, n),
-            dx: term("input gradients dx", input, s * b * i, n),
-            upper_x: term(
+            x: stored("inputs x", input.clone(), s * b * i, n),
+            dx: stored("input gradients dx", input, s * b * i, n),
+            upper_x: stored(
                 "upper layers' inputs",
                 upper.clone(),
                 s * b * dh_width,
                 upper_count,
             ),
-            upper_dx: term(
+            upper_dx: stored(
                 "upper layers' input gradients",
                 upper,
                 s * b * dh_width,
                 upper_count,
             ),
-            reversed_x: term("reversed inputs", reversed.clone(), t * b * i, d - 1),
-            reversed_dx: term("reversed input gradients", reversed, t * b * i, d - 1),
-            head_in: term(
+            reversed_x: stored("reversed inputs", reversed.clone(), t * b * i, d - 1),
+            reversed_dx: stored("reversed input gradients", reversed, t * b * i, d - 1),
+            head_in: stored(
                 "head inputs and their gradients",
                 format!("[T*B, D*H] = [{}, {dh_width}]", t * b),
                 t * b * dh_width,
                 2 * head_in,
             ),
-            hs: term("hidden states", state.clone(), (s + 1) * b * h, sets),
-            cs: term("cell states", state, lstm((s + 1) * b * h), sets),
-            gates: term("gates", gates.clone(), s * b * gh, sets),
-            dgates: term("gate gradients", gates.clone(), s * b * gh, sets),
-            hh: term("recurrent products", gates.clone(), gru(s * b * gh), sets),
-            dhh: term("recurrent-product gradients", gates, gru(s * b * gh), sets),
-            dh: term("dE/dh", per_step.clone(), s * b * h, sets),
-            dc: term("dE/dc", per_step, lstm(s * b * h), sets),
-            start_h: term("segment start states h", bh.clone(), b * h, starts),
-            start_c: term("segment start states c", bh.clone(), lstm(b * h), starts),
+            hs: stored("hidden states", state.clone(), (s + 1) * b * h, sets),
+            cs: stored("cell states", state, lstm((s + 1) * b * h), sets),
+            gates: stored("gates", gates.clone(), s * b * gh, sets),
+            dgates: stored("gate gradients", gates.clone(), s * b * gh, sets),
+            hh: stored("recurrent products", gates.clone(), gru(s * b * gh), sets),
+            dhh: stored("recurrent-product gradients", gates, gru(s * b * gh), sets),
+            dh: stored("dE/dh", per_step.clone(), s * b * h, sets),
+            dc: stored("dE/dc", per_step, lstm(s * b * h), sets),
+            start_h: stored("segment start states h", bh.clone(), b * h, starts),
+            start_c: stored("segment start states c", bh.clone(), lstm(b * h), starts),
             outputs: term("head outputs", scored_shape.clone(), rows * o, scored),
             targets: term("targets", scored_shape.clone(), rows * o, scored),
             doutputs: term("output gradients", scored_shape, rows * o, scored),
@@ -403,10 +428,28 @@ impl WorkspaceBuffers {
                 cells * b * h,
                 1,
             ),
-            final_h: term("final hidden states", bh.clone(), b * h, cells),
-            final_c: term("final cell states", bh.clone(), lstm(b * h), cells),
+            final_h: stored("final hidden states", bh.clone(), b * h, cells),
+            final_c: stored("final cell states", bh.clone(), lstm(b * h), cells),
             h_carry: term("hidden-state carries", bh.clone(), b * h, cells),
             dc_carry: term("cell-path gradients", bh, lstm(b * h), cells),
+            weight_ih_copy: stored(
+                "working copies of W_ih",
+                format!("[G*H, I] = [{gh}, {i}]"),
+                gh * i,
+                copies(d),
+            ),
+            upper_weight_ih_copy: stored(
+                "working copies of W_ih above layer 0",
+                format!("[G*H, D*H] = [{gh}, {dh_width}]"),
+                gh * dh_width,
+                copies(cells - d),
+            ),
+            weight_hh_copy: stored(
+                "working copies of W_hh",
+                format!("[G*H, H] = [{gh}, {h}]"),
+                gh * h,
+                copies(cells),
+            ),
             norms: term(
                 "per-step gradient norms",
                 format!("[2, L*D, T] = [2, {cells}, {t}]"),
@@ -420,7 +463,7 @@ impl WorkspaceBuffers {
     }
 
     /// Every term, in the order of the plan's table.
-    pub fn all(&self) -> [&Term; 30] {
+    pub fn all(&self) -> [&Term; 33] {
         [
             &self.x,
             &self.dx,
@@ -448,6 +491,9 @@ impl WorkspaceBuffers {
             &self.final_c,
             &self.h_carry,
             &self.dc_carry,
+            &self.weight_ih_copy,
+            &self.upper_weight_ih_copy,
+            &self.weight_hh_copy,
             &self.norms,
             &self.lengths,
             &self.loss,
@@ -463,18 +509,19 @@ fn terms(
     config: &ModelConfig,
     (t, b): (usize, usize),
     (s, n): (usize, usize),
-    recompute: bool,
+    (recompute, precision): (bool, Precision),
     optimizer_words: usize,
     uniform_align: u64,
 ) -> (Vec<Term>, WorkspaceBuffers) {
     let params = config.param_count();
-    let workspace = WorkspaceBuffers::new(config, (t, b), (s, n), recompute);
+    let workspace = WorkspaceBuffers::new(config, (t, b), (s, n), recompute, precision);
     // Not bound whole: the parameter-sized terms are several tensors each, the arena is bound
     // one dispatch's parameters at a time, and the partial sums a part at a time.
     let unbound = |name, shape: String, words_each| Term {
         name,
         shape,
         words_each,
+        precision: Precision::F32,
         count: 1,
         bound_whole: false,
     };
@@ -535,13 +582,15 @@ fn partial_sum_words(config: &ModelConfig, (rows, b): (usize, usize), scored_row
     bias_blocks.max(layer(i)).max(upper).max(head)
 }
 
-/// Chooses the segmentation for `recompute` and checks the result against `limits`.
+/// Chooses the segmentation for `recompute` and checks the result against `limits`; the
+/// activations take `precision`'s element size.
 pub fn plan(
     config: &ModelConfig,
     seq_len: usize,
     batch: usize,
     optimizer_words: usize,
     recompute: Recompute,
+    precision: Precision,
     limits: MemoryLimits,
 ) -> Result<MemoryPlan, Error> {
     let build = |s: usize, recompute: bool| {
@@ -550,11 +599,12 @@ pub fn plan(
             config,
             (seq_len, batch),
             (s, n),
-            recompute && n > 1,
+            (recompute && n > 1, precision),
             optimizer_words,
             limits.uniform_align,
         );
         MemoryPlan {
+            precision,
             seq_len,
             batch,
             segment_len: s,
@@ -572,7 +622,7 @@ pub fn plan(
             .terms
             .iter()
             .filter(|t| t.bound_whole)
-            .all(|t| t.words_each as u64 * 4 <= limits.max_binding)
+            .all(|t| t.bytes_each() <= limits.max_binding)
     };
     if config.bidirectional {
         // The reverse direction reads each sequence from its own end, across what would be
@@ -582,8 +632,8 @@ pub fn plan(
         if let Some(worst) = whole
             .terms
             .iter()
-            .filter(|t| t.bound_whole && t.words_each as u64 * 4 > limits.max_binding)
-            .max_by_key(|t| t.words_each)
+            .filter(|t| t.bound_whole && t.bytes_each() > limits.max_binding)
+            .max_by_key(|t| t.bytes_each())
         {
             return Err(Error::Config(format!(
                 "T={seq_len} B={batch}: a {}-layer {kind} model runs in one segment on the GPU, \
@@ -593,7 +643,7 @@ pub fn plan(
                 config.layers,
                 worst.name,
                 worst.shape,
-                human_bytes(worst.words_each as u64 * 4),
+                human_bytes(worst.bytes_each()),
                 human_bytes(limits.max_binding)
             )));
         }
@@ -609,15 +659,15 @@ pub fn plan(
         let worst = one
             .terms
             .iter()
-            .filter(|t| t.bound_whole && t.words_each as u64 * 4 > limits.max_binding)
-            .max_by_key(|t| t.words_each)
+            .filter(|t| t.bound_whole && t.bytes_each() > limits.max_binding)
+            .max_by_key(|t| t.bytes_each())
             .unwrap();
         return Err(Error::Config(format!(
             "{} {} needs {} in one binding even for a single time step, more than the \
              adapter's max_storage_buffer_binding_size of {}; use a smaller --batch or --hidden",
             worst.name,
             worst.shape,
-            human_bytes(worst.words_each as u64 * 4),
+            human_bytes(worst.bytes_each()),
             human_bytes(limits.max_binding)
         )));
     }

@@ -62,9 +62,63 @@ impl Precision {
     }
 }
 
+/// Dynamic loss scaling for f16 storage, as PyTorch's `torch.amp.GradScaler` does it: the
+/// loss's gradient is multiplied by `scale` before backpropagation so that small gradients
+/// stay above f16's smallest numbers, and divided out before the update. A step whose scaled
+/// gradient overflows (a non-finite norm) is skipped and the scale halved; after
+/// `GROWTH_INTERVAL` finite steps in a row it doubles. Every factor is a power of two, so
+/// scaling and unscaling round nothing. Saved in checkpoints, so a resumed run continues
+/// bit for bit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LossScaler {
+    /// The factor the loss's gradient is multiplied by.
+    pub scale: f32,
+    /// Finite steps in a row since the scale last changed.
+    pub good_steps: u32,
+    /// Steps skipped so far for a gradient that overflowed.
+    pub skipped: u64,
+}
+
+impl Default for LossScaler {
+    fn default() -> Self {
+        LossScaler {
+            scale: LossScaler::INITIAL,
+            good_steps: 0,
+            skipped: 0,
+        }
+    }
+}
+
+impl LossScaler {
+    /// PyTorch's defaults: 2^16 to start, x2 after 2000 finite steps, x0.5 on overflow.
+    pub const INITIAL: f32 = 65536.0;
+    pub const GROWTH_INTERVAL: u32 = 2000;
+    /// The bounds the scale stays within: below 2^-24 even f32 gradients would lose bits,
+    /// above 2^64 no f16 gradient is small enough to need it.
+    const MIN: f32 = 5.9604645e-8;
+    const MAX: f32 = 1.8446744e19;
+
+    /// After a step whose scaled gradient norm was `scaled_norm`: whether the step was
+    /// skipped (the norm was a NaN or an infinity), with the scale moved for the next one.
+    pub fn update(&mut self, scaled_norm: f32) -> bool {
+        if !scaled_norm.is_finite() {
+            self.scale = (self.scale * 0.5).max(Self::MIN);
+            self.good_steps = 0;
+            self.skipped += 1;
+            return true;
+        }
+        self.good_steps += 1;
+        if self.good_steps >= Self::GROWTH_INTERVAL {
+            self.scale = (self.scale * 2.0).min(Self::MAX);
+            self.good_steps = 0;
+        }
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Precision;
+    use super::{LossScaler, Precision};
 
     #[test]
     fn f16_rounds_to_nearest_even_and_overflows_to_infinity() {
@@ -76,5 +130,19 @@ mod tests {
         assert_eq!(p.round(65504.0f32), 65504.0);
         assert!(p.round(f32::NAN).is_nan());
         assert_eq!(Precision::F32.round(0.1f64), 0.1);
+    }
+
+    #[test]
+    fn the_loss_scale_halves_on_overflow_and_doubles_after_a_run_of_finite_steps() {
+        let mut scaler = LossScaler::default();
+        assert!(scaler.update(f32::INFINITY));
+        assert!(scaler.update(f32::NAN));
+        assert_eq!((scaler.scale, scaler.skipped), (16384.0, 2));
+        for _ in 0..LossScaler::GROWTH_INTERVAL - 1 {
+            assert!(!scaler.update(1.0));
+        }
+        assert_eq!(scaler.scale, 16384.0);
+        assert!(!scaler.update(1.0));
+        assert_eq!((scaler.scale, scaler.good_steps), (32768.0, 0));
     }
 }

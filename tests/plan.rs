@@ -2,6 +2,7 @@
 //! command line's `--dry-run`.
 
 use rnn_wgpu::plan::{self, parse_bytes, segment_ranges, MemoryLimits, Recompute};
+use rnn_wgpu::precision::Precision;
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
 use std::process::Command;
 
@@ -77,18 +78,36 @@ fn the_binding_limit_sets_the_segment_length() {
         64,
         0,
         Recompute::Off,
+        Precision::F32,
         limits(128 * MIB, None),
     )
     .unwrap();
     assert_eq!((p.segment_len, p.segments, p.recompute), (1024, 10, false));
     assert!(p.largest_binding() <= 128 * MIB);
     // Everything fits one binding: one segment.
-    let p = plan::plan(&config, 100, 64, 0, Recompute::Off, limits(128 * MIB, None)).unwrap();
+    let p = plan::plan(
+        &config,
+        100,
+        64,
+        0,
+        Recompute::Off,
+        Precision::F32,
+        limits(128 * MIB, None),
+    )
+    .unwrap();
     assert_eq!((p.segment_len, p.segments), (100, 1));
     // Not even one step fits: refused, naming the tensor and what to change.
-    let e = plan::plan(&config, 100, 64, 0, Recompute::Off, limits(64 * 1024, None))
-        .unwrap_err()
-        .to_string();
+    let e = plan::plan(
+        &config,
+        100,
+        64,
+        0,
+        Recompute::Off,
+        Precision::F32,
+        limits(64 * 1024, None),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("single time step") && e.contains("--batch"),
         "{e}"
@@ -100,6 +119,7 @@ fn the_binding_limit_sets_the_segment_length() {
         64,
         0,
         Recompute::Every(2000),
+        Precision::F32,
         limits(128 * MIB, None),
     )
     .unwrap_err()
@@ -114,9 +134,17 @@ fn the_binding_limit_sets_the_segment_length() {
 fn recomputation_memory_grows_like_the_square_root_of_t() {
     let config = lstm(128);
     let total = |t: usize, recompute| {
-        plan::plan(&config, t, 64, 0, recompute, limits(128 * MIB, None))
-            .unwrap()
-            .total_bytes() as f64
+        plan::plan(
+            &config,
+            t,
+            64,
+            0,
+            recompute,
+            Precision::F32,
+            limits(128 * MIB, None),
+        )
+        .unwrap()
+        .total_bytes() as f64
     };
     // Without recomputation: linear in T.
     let ratio = total(10_000, Recompute::Off) / total(1_000, Recompute::Off);
@@ -140,6 +168,7 @@ fn auto_recomputes_only_when_the_budget_needs_it() {
             64,
             0,
             Recompute::Auto,
+            Precision::F32,
             limits(128 * MIB, Some(budget)),
         )
     };
@@ -149,6 +178,7 @@ fn auto_recomputes_only_when_the_budget_needs_it() {
         64,
         0,
         Recompute::Off,
+        Precision::F32,
         limits(128 * MIB, None),
     )
     .unwrap();
@@ -164,6 +194,7 @@ fn auto_recomputes_only_when_the_budget_needs_it() {
         64,
         0,
         Recompute::Every(tight.segment_len + 1),
+        Precision::F32,
         limits(128 * MIB, None),
     )
     .unwrap();
@@ -223,7 +254,7 @@ fn dry_run_plans_a_huge_configuration_without_running_it() {
 fn partial_sums_are_planned_for_their_largest_user() {
     let words = |t: usize, b: usize| -> Vec<usize> {
         let limits = limits(2048 * MIB, None);
-        let plan = plan::plan(&lstm(128), t, b, 0, Recompute::Off, limits).unwrap();
+        let plan = plan::plan(&lstm(128), t, b, 0, Recompute::Off, Precision::F32, limits).unwrap();
         plan.terms
             .iter()
             .filter(|t| t.name.starts_with("partial sums"))

@@ -1,34 +1,53 @@
-//! Every WGSL file parses and validates with naga as core WGSL (no capabilities beyond it),
-//! every kernel's entry point exists with the workgroup width the host assumes, and translates
-//! to SPIR-V (Vulkan), MSL (Metal) and HLSL (DX12) with every shape the host sets. Needs no adapter, so a broken shader fails
+//! Every WGSL file parses and validates with naga as core WGSL (no capabilities beyond it;
+//! f16 storage with `SHADER_FLOAT16` only), for every choice of element types
+//! (`Elements`), every kernel's entry point exists with the workgroup width the host assumes,
+//! and translates to SPIR-V (Vulkan), MSL (Metal) and HLSL (DX12) with every shape the host
+//! sets. Needs no adapter, so a broken shader fails
 //! here even on a machine without a GPU, and one that Metal or DX12 would reject fails here
 //! though neither runs on this machine.
 
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
-use rnn_wgpu::gpu::{GemmTile, Kernel, Shader, StepTile};
+use rnn_wgpu::gpu::{Elements, GemmTile, Kernel, Shader, StepTile};
+use rnn_wgpu::precision::Precision;
 
-fn parse(shader: Shader) -> naga::Module {
-    let source = shader.source();
-    let module = naga::front::wgsl::parse_str(source).unwrap_or_else(|e| {
+/// Every combination of element types: the host binds f16 and f32 buffers in any of the
+/// three roles (an f16 product may write f32 partial sums, an f32 head read f16 states).
+fn every_elements() -> Vec<Elements> {
+    let both = [Precision::F32, Precision::F16];
+    (both.iter())
+        .flat_map(|&a| {
+            both.iter()
+                .flat_map(move |&b| both.map(|c| Elements { a, b, c }))
+        })
+        .collect()
+}
+
+fn parse(shader: Shader, elements: Elements) -> naga::Module {
+    let source = shader.source_for(elements);
+    let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| {
         panic!(
-            "{} does not parse:\n{}",
+            "{} ({elements:?}) does not parse:\n{}",
             shader.file_name(),
-            e.emit_to_string(source)
+            e.emit_to_string(&source)
         )
     });
-    validate(shader, &module);
+    validate(shader, elements, &module);
     module
 }
 
-fn validate(shader: Shader, module: &naga::Module) -> ModuleInfo {
-    let source = shader.source();
-    Validator::new(ValidationFlags::all(), Capabilities::empty())
+fn validate(shader: Shader, elements: Elements, module: &naga::Module) -> ModuleInfo {
+    let source = shader.source_for(elements);
+    let capabilities = match elements == Elements::F32 {
+        true => Capabilities::empty(),
+        false => Capabilities::SHADER_FLOAT16,
+    };
+    Validator::new(ValidationFlags::all(), capabilities)
         .validate(module)
         .unwrap_or_else(|e| {
             panic!(
-                "{} does not validate:\n{}",
+                "{} ({elements:?}) does not validate:\n{}",
                 shader.file_name(),
-                e.emit_to_string(source)
+                e.emit_to_string(&source)
             )
         })
 }
@@ -90,14 +109,16 @@ fn constant_sets(kernel: Kernel) -> Vec<Vec<(&'static str, f64)>> {
 #[test]
 fn every_shader_parses_and_validates_as_core_wgsl() {
     for shader in Shader::ALL {
-        parse(shader);
+        for elements in every_elements() {
+            parse(shader, elements);
+        }
     }
 }
 
 #[test]
 fn every_kernel_entry_point_exists_with_the_host_workgroup_width() {
     for kernel in Kernel::ALL {
-        let module = parse(kernel.shader());
+        let module = parse(kernel.shader(), Elements::F32);
         let entry = module
             .entry_points
             .iter()
@@ -132,10 +153,11 @@ fn every_kernel_entry_point_exists_with_the_host_workgroup_width() {
 #[test]
 fn every_kernel_translates_to_spirv_msl_and_hlsl() {
     let mut failed = Vec::new();
-    for kernel in Kernel::ALL {
+    let variants = [Elements::F32, Elements::all(Precision::F16)];
+    for (kernel, elements) in Kernel::ALL.iter().flat_map(|&k| variants.map(|e| (k, e))) {
         let shader = kernel.shader();
-        let module = parse(shader);
-        let info = validate(shader, &module);
+        let module = parse(shader, elements);
+        let info = validate(shader, elements, &module);
         for constants in constant_sets(kernel) {
             let mut values = naga::back::PipelineConstants::default();
             for (name, value) in &constants {
@@ -150,13 +172,17 @@ fn every_kernel_translates_to_spirv_msl_and_hlsl() {
             ) {
                 Ok(resolved) => resolved,
                 Err(e) => {
-                    failed.push(format!("{kernel:?} {constants:?}: overrides: {e}"));
+                    failed.push(format!(
+                        "{kernel:?} {elements:?} {constants:?}: overrides: {e}"
+                    ));
                     continue;
                 }
             };
             for (backend, result) in translations(kernel, &module, &info) {
                 if let Err(e) = result {
-                    failed.push(format!("{kernel:?} {constants:?}: {backend}: {e}"));
+                    failed.push(format!(
+                        "{kernel:?} {elements:?} {constants:?}: {backend}: {e}"
+                    ));
                 }
             }
         }
@@ -189,7 +215,11 @@ fn translations(
             ..Default::default()
         },
     );
-    let hlsl_options = naga::back::hlsl::Options::default();
+    // DX12 takes f16 from shader model 6.2 on (wgpu compiles with DXC there).
+    let hlsl_options = naga::back::hlsl::Options {
+        shader_model: naga::back::hlsl::ShaderModel::V6_2,
+        ..Default::default()
+    };
     let hlsl_pipeline = naga::back::hlsl::PipelineOptions {
         entry_point: entry(),
     };
@@ -206,7 +236,7 @@ fn translations(
 #[test]
 fn every_shader_entry_point_is_a_listed_kernel() {
     for shader in Shader::ALL {
-        for entry in parse(shader).entry_points {
+        for entry in parse(shader, Elements::F32).entry_points {
             assert!(
                 Kernel::ALL
                     .iter()
@@ -228,7 +258,7 @@ fn every_shader_entry_point_is_a_listed_kernel() {
 fn the_products_and_steps_keep_no_function_scope_arrays() {
     let mut found = Vec::new();
     for shader in [Shader::Gemm, Shader::Lstm, Shader::Gru, Shader::Rnn] {
-        let module = parse(shader);
+        let module = parse(shader, Elements::all(Precision::F16));
         let functions = (module.functions.iter().map(|(_, f)| f))
             .chain(module.entry_points.iter().map(|e| &e.function));
         for function in functions {

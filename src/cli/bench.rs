@@ -8,6 +8,7 @@ use rnn_wgpu::bench::{
 };
 use rnn_wgpu::gpu::Recurrence;
 use rnn_wgpu::plan::{parse_bytes, PlanOptions, Recompute};
+use rnn_wgpu::precision::Precision;
 use rnn_wgpu::Cell;
 
 #[derive(clap::Args)]
@@ -81,6 +82,11 @@ pub struct GpuArgs {
     /// workgroup; small models only).
     #[arg(long, default_value = "auto")]
     pub recurrence: Recurrence,
+    /// The element type of the activations, gates, their gradients and the weights' working
+    /// copy: f32, or f16 (every product and sum still in f32, the weights and optimizer state
+    /// in f32, the loss scaled dynamically).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: Precision,
 }
 
 impl GpuArgs {
@@ -89,6 +95,7 @@ impl GpuArgs {
             recompute: self.recompute,
             max_memory: self.max_memory,
             max_binding: None,
+            precision: self.precision,
         }
     }
 }

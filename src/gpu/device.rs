@@ -2,6 +2,7 @@
 //! it, the work recorded for it, and the errors it reports. Knows nothing of kernels or of
 //! what to run: `pipelines.rs` compiles the kernels, `policy.rs` chooses among them.
 
+use crate::precision::Precision;
 use crate::Error;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -150,7 +151,9 @@ impl Device {
         let limits = adapter.limits();
         // Timestamp queries where offered, for the per-phase GPU time of `rnn-wgpu bench`
         // (nothing records a query unless asked to: `Recorder::time_phases`).
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        // Timestamps for phase times; f16 storage for `--precision f16`.
+        let features =
+            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("rnn-wgpu"),
@@ -219,6 +222,19 @@ impl Device {
         )
     }
 
+    /// Refuses `precision` where the device cannot store it (f16 needs `Features::SHADER_F16`).
+    pub fn check_precision(&self, precision: Precision) -> Result<(), Error> {
+        let f16 = self.device.features().contains(wgpu::Features::SHADER_F16);
+        if precision == Precision::F16 && !f16 {
+            return Err(Error::Config(format!(
+                "--precision f16: '{}' has no f16 storage in shaders (wgpu's SHADER_F16); \
+                 use --precision f32",
+                self.info.name
+            )));
+        }
+        Ok(())
+    }
+
     /// Whether the device can time compute passes (`Features::TIMESTAMP_QUERY`).
     pub fn has_timestamps(&self) -> bool {
         self.device
@@ -229,8 +245,18 @@ impl Device {
     /// Creates a storage buffer of `len` f32 words after checking it against the adapter's
     /// limits; `what` names it in the error ("the LSTM gates, [T, B, 4H]").
     pub(crate) fn storage_buffer(&self, what: &str, words: usize) -> Result<wgpu::Buffer, Error> {
-        // Zero-length bindings are invalid; a 4-word floor also keeps dummies valid.
-        let bytes = (words.max(4) * 4) as u64;
+        self.storage_buffer_of(what, words, Precision::F32)
+    }
+
+    /// `storage_buffer` of `len` elements of `precision`, in whole 4-byte words.
+    pub(crate) fn storage_buffer_of(
+        &self,
+        what: &str,
+        len: usize,
+        precision: Precision,
+    ) -> Result<wgpu::Buffer, Error> {
+        // Zero-length bindings are invalid; a 16-byte floor also keeps dummies valid.
+        let bytes = ((len * precision.element_bytes()).next_multiple_of(4)).max(16) as u64;
         for (limit, limit_name) in [
             (
                 self.limits.max_storage_buffer_binding_size,

@@ -3,10 +3,11 @@
 //! and product.
 
 use super::context::Gpu;
-use super::kernels::Kernel;
+use super::kernels::{Elements, Kernel};
 use super::recorder::{Read, Recorder};
 pub use super::tiles::GemmKernel;
 use super::tiles::GemmTile;
+use crate::precision::Precision;
 use crate::Error;
 use bytemuck::{Pod, Zeroable};
 use ndarray::{Array2, ArrayView2};
@@ -56,24 +57,33 @@ struct GemmParams {
     _pad: u32,
 }
 
-/// A row-major matrix inside a buffer: element (r, c) of the *stored* matrix is at
-/// `offset + r * row_stride + c` (words). `transposed` uses it as its transpose.
+/// A row-major matrix inside a buffer of `precision` elements: element (r, c) of the
+/// *stored* matrix is at `offset + r * row_stride + c` (elements). `transposed` uses it as its
+/// transpose.
 #[derive(Clone, Copy)]
 pub struct Operand<'a> {
     pub buffer: &'a wgpu::Buffer,
     pub offset: usize,
     pub row_stride: usize,
     pub transposed: bool,
+    pub precision: Precision,
 }
 
 impl<'a> Operand<'a> {
+    /// A matrix in an f32 buffer.
     pub fn new(buffer: &'a wgpu::Buffer, offset: usize, row_stride: usize) -> Self {
         Operand {
             buffer,
             offset,
             row_stride,
             transposed: false,
+            precision: Precision::F32,
         }
+    }
+
+    /// The same matrix in a buffer of `precision` elements.
+    pub fn of(self, precision: Precision) -> Self {
+        Operand { precision, ..self }
     }
 
     pub fn t(self) -> Self {
@@ -98,10 +108,12 @@ impl<'a> Operand<'a> {
     }
 }
 
-/// Where the product goes and what is added to it.
+/// Where the product goes (a buffer of `precision` elements, summed in f32 and rounded once)
+/// and what is added to it.
 #[derive(Clone, Copy)]
 pub struct Output<'a> {
     pub buffer: &'a wgpu::Buffer,
+    pub precision: Precision,
     pub offset: usize,
     pub row_stride: usize,
     /// `C += ...` instead of `C = ...`.
@@ -334,10 +346,14 @@ fn record_product(
         _pad: 0,
     };
     let bias = c.bias.map_or(dummy, |(buffer, _)| buffer);
-    let kernel = (tile.kernel(), tile);
+    let elements = Elements {
+        a: a.precision,
+        b: b.precision,
+        c: c.precision,
+    };
     if parts == 1 {
         let buffers = [a.buffer, b.buffer, bias, c.buffer];
-        recorder.dispatch_tiled(kernel, &params, &buffers, groups);
+        recorder.dispatch_tiled((tile.kernel(), elements, tile), &params, &buffers, groups);
         return Ok(());
     }
     let partials = gpu.scratch_partials(parts * m * n)?;
@@ -350,8 +366,17 @@ fn record_product(
         ..params
     };
     let buffers = [a.buffer, b.buffer, bias, &partials];
-    recorder.dispatch_tiled(kernel, &split, &buffers, groups);
-    record_sum_of_parts(gpu, recorder, params, parts, &partials, bias, c.buffer)
+    let into_partials = Elements {
+        c: Precision::F32,
+        ..elements
+    };
+    recorder.dispatch_tiled(
+        (tile.kernel(), into_partials, tile),
+        &split,
+        &buffers,
+        groups,
+    );
+    record_sum_of_parts(gpu, recorder, params, parts, &partials, bias, c)
 }
 
 /// `gemm_split_sum`: C (+)= the `parts` partial products at the start of `partials` (each
@@ -364,7 +389,7 @@ fn record_sum_of_parts(
     parts: usize,
     partials: &wgpu::Buffer,
     bias: &wgpu::Buffer,
-    c: &wgpu::Buffer,
+    c: Output,
 ) -> Result<(), Error> {
     let sum = GemmParams {
         a_offset: 0,
@@ -376,10 +401,14 @@ fn record_sum_of_parts(
         (sum.m as u64 * sum.n as u64).div_ceil(64),
     )?;
     // The sum reads the partials as A (op(B) is unused: bias stands in for its binding).
-    recorder.dispatch(
-        Kernel::GemmSplitSum,
+    let elements = Elements {
+        c: c.precision,
+        ..Elements::F32
+    };
+    recorder.dispatch_as(
+        (Kernel::GemmSplitSum, elements),
         &sum,
-        &[partials, bias, bias, c],
+        &[partials, bias, bias, c.buffer],
         groups,
     );
     Ok(())
@@ -538,6 +567,7 @@ pub fn matmul_using(
         },
         Output {
             buffer: &c_buf,
+            precision: Precision::F32,
             offset: pad,
             row_stride: stride(n),
             accumulate: c0.is_some(),
@@ -547,11 +577,7 @@ pub fn matmul_using(
     )?;
     let kernels = recorder.kernels();
     let words = recorder
-        .submit_and_read(&[Read {
-            buffer: &c_buf,
-            offset: 0,
-            len: c_init.len(),
-        }])?
+        .submit_and_read(&[Read::words(&c_buf, 0, c_init.len())])?
         .remove(0);
     let at = |i: usize, j: usize| pad + i * stride(n) + j;
     let product = Array2::from_shape_fn((m, n), |(i, j)| words[at(i, j)]);
@@ -597,6 +623,7 @@ pub fn time_products(
     for rep in 0..reps.max(1) {
         let c = Output {
             buffer: &c_buf,
+            precision: Precision::F32,
             offset: 0,
             row_stride: n,
             accumulate: true,
@@ -608,10 +635,6 @@ pub fn time_products(
         }
     }
     let start = std::time::Instant::now();
-    recorder.submit_and_read(&[Read {
-        buffer: &c_buf,
-        offset: 0,
-        len: 1,
-    }])?;
+    recorder.submit_and_read(&[Read::words(&c_buf, 0, 1)])?;
     Ok((start.elapsed().as_secs_f64() / reps.max(1) as f64, kernels))
 }

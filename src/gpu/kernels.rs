@@ -1,6 +1,48 @@
 //! Every WGSL file and entry point of the crate, named by enums rather than strings, with the
-//! bind-group layout each kernel expects. Pipelines are compiled on first use and cached in
-//! the `Gpu` context.
+//! bind-group layout each kernel expects and the element types its storage buffers are
+//! compiled for. Pipelines are compiled on first use and cached in the `Gpu` context.
+
+use crate::precision::Precision;
+
+/// The element types of a pipeline's storage buffers where a shader lets them vary, as WGSL
+/// aliases put in front of its source: `a_elem`, `b_elem`, `c_elem` (gemm.wgsl's A, B and C;
+/// reduce.wgsl's input; stack.wgsl's sources and destination) and `stored`, the type of the
+/// cells' activations, gates, their gradients and W_hh (= `a`). The other buffers (biases,
+/// carries, losses, parameter gradients, optimizer state) are always f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Elements {
+    pub a: Precision,
+    pub b: Precision,
+    pub c: Precision,
+}
+
+impl Elements {
+    /// Every buffer f32: the default, and the only choice for shaders without aliases.
+    pub const F32: Elements = Elements::all(Precision::F32);
+
+    pub const fn all(precision: Precision) -> Elements {
+        Elements {
+            a: precision,
+            b: precision,
+            c: precision,
+        }
+    }
+
+    fn uses_f16(self) -> bool {
+        [self.a, self.b, self.c].contains(&Precision::F16)
+    }
+
+    /// The WGSL that declares the aliases (and enables f16 where one is f16).
+    pub fn prelude(self) -> String {
+        let enable = if self.uses_f16() { "enable f16;\n" } else { "" };
+        format!(
+            "{enable}alias a_elem = {};\nalias b_elem = {};\nalias c_elem = {};\nalias stored = a_elem;\n",
+            self.a.name(),
+            self.b.name(),
+            self.c.name()
+        )
+    }
+}
 
 /// A WGSL source file in `shaders/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -40,6 +82,12 @@ impl Shader {
         }
     }
 
+    /// The source as compiled for `elements`: the aliases' prelude, then the file(s).
+    pub fn source_for(self, elements: Elements) -> String {
+        elements.prelude() + self.source()
+    }
+
+    /// The shader's own text (without the prelude that `source_for` puts in front).
     pub fn source(self) -> &'static str {
         match self {
             Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
@@ -78,10 +126,6 @@ impl Shader {
             ),
             Shader::Stack => include_str!("../../shaders/stack.wgsl"),
         }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        self as usize
     }
 }
 
@@ -123,6 +167,7 @@ pub enum Kernel {
     ReverseSteps,
     JoinForward,
     JoinBackward,
+    CopyElements,
 }
 
 /// How a kernel's bindings are laid out: `group(0)`, storage buffers and one uniform holding
@@ -183,7 +228,7 @@ impl Layout {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 29] = [
+    pub const ALL: [Kernel; 30] = [
         Kernel::Gemm4x4,
         Kernel::Gemm8x8,
         Kernel::GemmSplitSum,
@@ -213,6 +258,7 @@ impl Kernel {
         Kernel::ReverseSteps,
         Kernel::JoinForward,
         Kernel::JoinBackward,
+        Kernel::CopyElements,
     ];
 
     pub fn entry_point(self) -> &'static str {
@@ -242,6 +288,7 @@ impl Kernel {
             Kernel::ReverseSteps => "reverse_steps",
             Kernel::JoinForward => "join_forward",
             Kernel::JoinBackward => "join_backward",
+            Kernel::CopyElements => "copy_elements",
         }
     }
 
@@ -269,7 +316,10 @@ impl Kernel {
             | Kernel::SgdStep
             | Kernel::AdamStep
             | Kernel::RmspropStep => Shader::Optim,
-            Kernel::ReverseSteps | Kernel::JoinForward | Kernel::JoinBackward => Shader::Stack,
+            Kernel::ReverseSteps
+            | Kernel::JoinForward
+            | Kernel::JoinBackward
+            | Kernel::CopyElements => Shader::Stack,
         }
     }
 
@@ -316,9 +366,5 @@ impl Kernel {
             | Kernel::GruBackwardPersistent => 256,
             _ => 64,
         }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        self as usize
     }
 }

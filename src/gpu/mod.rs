@@ -24,7 +24,7 @@ pub(crate) use device::PARTIAL_SUMS;
 pub use device::{
     adapter_kinds, enumerate_adapters, AdapterSummary, Device, WorkCounts, LLVMPIPE_LOOP_LIMIT,
 };
-pub use kernels::{Kernel, Shader};
+pub use kernels::{Elements, Kernel, Shader};
 pub use model::{GpuModel, GpuOutput, Request};
 pub(crate) use pass::column_blocks;
 pub use policy::{KernelPolicy, Recurrence};

@@ -50,7 +50,8 @@ pub(crate) struct LossParams {
     pub mask_rows: u32,
     pub first_step: u32,
     pub batch: u32,
-    pub _pad: [u32; 2],
+    pub loss_scale: f32,
+    pub _pad: u32,
 }
 
 /// Parameters of the stack.wgsl kernels (`StackParams` there).
@@ -69,7 +70,11 @@ pub(crate) struct StackParams {
     pub seed: u32,
     pub layer: u32,
     pub scale: f32,
-    pub _pad: u32,
+    /// copy_elements: elements to copy, and where from and to (in elements).
+    pub count: u32,
+    pub src_offset: u32,
+    pub dst_offset: u32,
+    pub _pad: [u32; 2],
 }
 
 #[repr(C)]
@@ -148,6 +153,10 @@ pub struct GpuModel {
     pub dropout_seed: u32,
     /// Per-step or persistent recurrence (`Auto` picks by size and adapter).
     pub recurrence: Recurrence,
+    /// Dynamic loss scaling's current factor (a power of two; 1 under f32): the loss kernels
+    /// scale the gradient by it, the optimizer divides it out, and the norms read back are
+    /// the scaled ones (`precision::LossScaler` keeps it).
+    pub loss_scale: f32,
 }
 
 impl GpuModel {
@@ -186,6 +195,7 @@ impl GpuModel {
             optimizer_words: 0,
             dropout_seed: 0,
             recurrence: Recurrence::Auto,
+            loss_scale: 1.0,
         })
     }
 
@@ -232,6 +242,7 @@ impl GpuModel {
             batch,
             self.optimizer_words,
             options.recompute,
+            options.precision,
             limits,
         )
     }
@@ -244,11 +255,7 @@ impl GpuModel {
             .all()
             .into_iter()
             .zip(params.tensors())
-            .map(|(buffer, (_, values))| Read {
-                buffer,
-                offset: 0,
-                len: values.len(),
-            })
+            .map(|(buffer, (_, values))| Read::words(buffer, 0, values.len()))
             .collect();
         let data = Recorder::new(gpu).submit_and_read(&reads)?;
         let mut data = data.into_iter();
@@ -266,6 +273,7 @@ impl GpuModel {
     ) -> Result<std::sync::MutexGuard<'_, Option<Workspace>>, Error> {
         let config = &self.config;
         batch.check(config)?;
+        gpu.check_precision(self.plan_options.precision)?;
         let plan = self.memory_plan(gpu, batch.seq_len(), batch.batch_size())?;
         let mut slot = self.workspace.lock().unwrap();
         if !slot.as_ref().is_some_and(|ws| ws.fits(&plan)) {
@@ -310,10 +318,11 @@ impl GpuModel {
         let cell_state = self.config.cell.has_cell_state();
         let rows = config.scored_rows(t, b);
         let backward = request.backward;
-        let whole = |buffer, len| Read {
-            buffer,
-            offset: 0,
-            len,
+        let whole = |buffer, len| Read::words(buffer, 0, len);
+        // The states and input gradients in the activations' element type.
+        let stored = |buffer, len| Read {
+            precision: ws.precision(),
+            ..Read::words(buffer, 0, len)
         };
         // Each wanted field is a group of reads, concatenated when unpacked (per-segment
         // tensors come back in time order).
@@ -333,13 +342,17 @@ impl GpuModel {
         );
         // Every cell's [B, H] in turn: [L*D*B, H].
         let cells = config.cells();
-        let per_cell = |state: fn(&super::workspace::CellView<'a>) -> &'a wgpu::Buffer| {
+        let per_cell = |state: fn(&super::workspace::CellView<'a>) -> &'a wgpu::Buffer,
+                        read: &dyn Fn(&'a wgpu::Buffer, usize) -> Read<'a>| {
             (0..cells)
-                .map(|c| whole(state(&ws.cell(c, 0)), b * h))
+                .map(|c| read(state(&ws.cell(c, 0)), b * h))
                 .collect::<Vec<_>>()
         };
-        want(request.final_state, per_cell(|v| v.final_h));
-        want(request.final_state && cell_state, per_cell(|v| v.final_c));
+        want(request.final_state, per_cell(|v| v.final_h, &stored));
+        want(
+            request.final_state && cell_state,
+            per_cell(|v| v.final_c, &stored),
+        );
         let grads = backward && request.param_grads;
         let template = Params::<f32>::zeros(config);
         for (buffer, (_, values)) in ws.grads.all().into_iter().zip(template.tensors()) {
@@ -350,11 +363,11 @@ impl GpuModel {
             inputs,
             ws.segments
                 .iter()
-                .map(|s| whole(&s.dx, s.len * b * i))
+                .map(|s| stored(&s.dx, s.len * b * i))
                 .collect(),
         );
         want(inputs, vec![whole(&ws.dh0, cells * b * h)]);
-        want(inputs && cell_state, per_cell(|v| v.dc_carry));
+        want(inputs && cell_state, per_cell(|v| v.dc_carry, &whole));
         let norms = backward && request.grad_norms;
         let norm_words = config.cells() * t;
         want(

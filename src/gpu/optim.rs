@@ -36,7 +36,8 @@ struct OptimParams {
     eps: f32,
     step_size: f32,
     bias_correction2_sqrt: f32,
-    _pad: [u32; 2],
+    inv_scale: f32,
+    _pad: u32,
 }
 
 /// What `GpuModel::train_step` read back.
@@ -129,11 +130,7 @@ impl GpuOptimizer {
                     .all()
                     .into_iter()
                     .zip(self.lens.iter().copied())
-                    .map(|(buffer, len)| Read {
-                        buffer,
-                        offset: 0,
-                        len,
-                    })
+                    .map(|(buffer, len)| Read::words(buffer, 0, len))
             })
             .collect();
         let data = Recorder::new(gpu).submit_and_read(&reads)?;
@@ -198,6 +195,7 @@ impl GpuOptimizer {
             eps: s.eps,
             step_size: s.step_size,
             bias_correction2_sqrt: s.bias_correction2_sqrt,
+            inv_scale: 1.0 / model.loss_scale,
             ..Default::default()
         };
         let (params, grads, dummy) = (model.params.all(), grads.all(), &model.dummy);
@@ -280,11 +278,7 @@ impl GpuModel {
         };
         self.record_backward(gpu, &mut recorder, ws, with_grads, dropout)?;
         let lr = optimizer.record(gpu, &mut recorder, self, &ws.grads, step)?;
-        let norm = Read {
-            buffer: &optimizer.reduction,
-            offset: 0,
-            len: 1,
-        };
+        let norm = Read::words(&optimizer.reduction, 0, 1);
         let (output, extra) = self.read(recorder, ws, request, vec![norm])?;
         optimizer.steps = step;
         Ok(TrainOutput {
@@ -347,11 +341,7 @@ impl GpuModel {
         let mut recorder = Recorder::new(gpu);
         let step = optimizer.steps + 1;
         let lr = optimizer.record(gpu, &mut recorder, self, &ws.grads, step)?;
-        let norm = Read {
-            buffer: &optimizer.reduction,
-            offset: 0,
-            len: 1,
-        };
+        let norm = Read::words(&optimizer.reduction, 0, 1);
         let (_, extra) = self.read(recorder, ws, Request::default(), vec![norm])?;
         optimizer.steps = step;
         Ok(AppliedStep {

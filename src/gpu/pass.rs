@@ -25,14 +25,16 @@
 
 use super::context::Gpu;
 use super::gemm::{record_gemm, Operand, Output};
-use super::kernels::Kernel;
+use super::kernels::{Elements, Kernel};
 use super::model::{GpuModel, LossParams, ReduceParams, Request, StepParams};
 use super::policy::Recurrence;
 use super::recorder::{Phase, Recorder};
 use super::recurrence::persistent_steps_per_dispatch;
+use super::stack::record_copy;
 use super::tiles::StepTile;
 use super::workspace::Workspace;
 use crate::config::{Activation, Loss, Readout};
+use crate::precision::Precision;
 use crate::Error;
 
 /// Rows per block of `column_block_sums` (`COLUMN_BLOCK` in reduce.wgsl).
@@ -65,6 +67,14 @@ enum CellLaunch {
     },
 }
 
+/// A cell's weight matrices as the products and the step kernels read them: the f16 working
+/// copies under f16, the f32 parameters themselves under f32.
+struct Weights<'a> {
+    ih: &'a wgpu::Buffer,
+    hh: &'a wgpu::Buffer,
+    precision: Precision,
+}
+
 /// One block of the head's input: rows of `width` columns in `buffer` from `offset` (row
 /// stride `width`), multiplying the head weight's columns `column..column + width`.
 struct HeadPart<'a> {
@@ -88,6 +98,7 @@ impl GpuModel {
         let config = &self.config;
         let parts = ws.segments.iter().filter(|s| s.scored.is_some()).count();
         let mut part = 0;
+        self.record_weight_copies(gpu, rec, ws)?;
         if config.bidirectional {
             self.record_stack_forward(gpu, rec, ws, dropout)?;
             self.record_head_forward(gpu, rec, ws, 0, &mut part)?;
@@ -95,7 +106,7 @@ impl GpuModel {
             for layer in 0..config.layers {
                 for k in 0..ws.segments.len() {
                     self.record_cell_forward(gpu, rec, ws, layer, k)?;
-                    self.record_hand_off(rec, ws, layer, k);
+                    self.record_hand_off(gpu, rec, ws, layer, k)?;
                     if layer + 1 < config.layers {
                         let into = ws.cell(layer + 1, k).x;
                         let mask = dropout.map(|seed| (seed, layer + 1));
@@ -112,9 +123,50 @@ impl GpuModel {
         Ok(())
     }
 
+    /// Under f16, every cell's weights into their working copies, from the parameters as they
+    /// are now (the optimizer updates the f32 parameters).
+    fn record_weight_copies(
+        &self,
+        gpu: &Gpu,
+        rec: &mut Recorder,
+        ws: &Workspace,
+    ) -> Result<(), Error> {
+        let p = ws.precision();
+        for (cell, (ih, hh)) in self.params.cells.iter().zip(&ws.weight_copies) {
+            for (from, to) in [(&cell.weight_ih, ih), (&cell.weight_hh, hh)] {
+                let count = (from.size() / 4) as usize;
+                record_copy(gpu, rec, (from, Precision::F32, 0), (to, p, 0), count)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Cell `c`'s weights as the pass reads them.
+    fn weights<'a>(&'a self, ws: &'a Workspace, c: usize) -> Weights<'a> {
+        match ws.weight_copies.get(c) {
+            Some((ih, hh)) => Weights {
+                ih,
+                hh,
+                precision: ws.precision(),
+            },
+            None => Weights {
+                ih: &self.params.cells[c].weight_ih,
+                hh: &self.params.cells[c].weight_hh,
+                precision: Precision::F32,
+            },
+        }
+    }
+
     /// Hands cell `c`'s state at the end of segment `k` to the next segment's start, or to
     /// the cell's h_T (c_T).
-    pub(super) fn record_hand_off(&self, rec: &mut Recorder, ws: &Workspace, c: usize, k: usize) {
+    pub(super) fn record_hand_off(
+        &self,
+        gpu: &Gpu,
+        rec: &mut Recorder,
+        ws: &Workspace,
+        c: usize,
+        k: usize,
+    ) -> Result<(), Error> {
         let (b, h) = (ws.batch, self.config.hidden_size);
         let view = ws.cell(c, k);
         let (h_next, c_next) = match ws.segments.get(k + 1) {
@@ -124,11 +176,24 @@ impl GpuModel {
             }
             None => (view.final_h, view.final_c),
         };
-        let len = ws.segments[k].len;
-        rec.copy(&view.act.hs, len * b * h, h_next, 0, b * h);
+        let (len, p) = (ws.segments[k].len, ws.precision());
+        record_copy(
+            gpu,
+            rec,
+            (&view.act.hs, p, len * b * h),
+            (h_next, p, 0),
+            b * h,
+        )?;
         if self.config.cell.has_cell_state() {
-            rec.copy(&view.act.cs, len * b * h, c_next, 0, b * h);
+            record_copy(
+                gpu,
+                rec,
+                (&view.act.cs, p, len * b * h),
+                (c_next, p, 0),
+                b * h,
+            )?;
         }
+        Ok(())
     }
 
     /// The head and the loss on scored segment `k` (nothing on an unscored one): outputs
@@ -154,7 +219,7 @@ impl GpuModel {
                 gpu,
                 rec,
                 (scored.rows, o, hp.width),
-                Operand::new(hp.buffer, hp.offset, hp.width),
+                Operand::new(hp.buffer, hp.offset, hp.width).of(ws.precision()),
                 Operand::new(
                     &self.params.head_weight,
                     hp.column,
@@ -163,6 +228,7 @@ impl GpuModel {
                 .t(),
                 Output {
                     buffer: &scored.outputs,
+                    precision: Precision::F32,
                     offset: 0,
                     row_stride: o,
                     accumulate: n > 0,
@@ -185,7 +251,8 @@ impl GpuModel {
                 mask_rows: (ws.ragged && config.readout == Readout::All) as u32,
                 first_step: seg.t0 as u32,
                 batch: b as u32,
-                _pad: [0; 2],
+                loss_scale: self.loss_scale,
+                _pad: 0,
             },
             &[
                 &scored.outputs,
@@ -275,7 +342,7 @@ impl GpuModel {
         k: usize,
     ) -> Result<(), Error> {
         let config = &self.config;
-        let p = &self.params.cells[c];
+        let bias_ih = &self.params.cells[c].bias_ih;
         let seg = &ws.segments[k];
         let view = ws.cell(c, k);
         let a = view.act;
@@ -285,10 +352,11 @@ impl GpuModel {
             config.layer_input_size(c / config.directions()),
             config.gate_rows(),
         );
+        let (w, p) = (self.weights(ws, c), ws.precision());
         if let Some((h_start, c_start)) = view.start {
-            rec.copy(h_start, 0, &a.hs, 0, b * h);
+            record_copy(gpu, rec, (h_start, p, 0), (&a.hs, p, 0), b * h)?;
             if self.config.cell.has_cell_state() {
-                rec.copy(c_start, 0, &a.cs, 0, b * h);
+                record_copy(gpu, rec, (c_start, p, 0), (&a.cs, p, 0), b * h)?;
             }
         }
         // Input projection of the segment's steps at once: gates = x W_ih^T + b_ih.
@@ -297,14 +365,15 @@ impl GpuModel {
             gpu,
             rec,
             (seg.len * b, gh, i),
-            Operand::new(view.x, 0, i),
-            Operand::new(&p.weight_ih, 0, i).t(),
+            Operand::new(view.x, 0, i).of(p),
+            Operand::new(w.ih, 0, i).of(w.precision).t(),
             Output {
                 buffer: &a.gates,
+                precision: p,
                 offset: 0,
                 row_stride: gh,
                 accumulate: false,
-                bias: Some((&p.bias_ih, 0)),
+                bias: Some((bias_ih, 0)),
             },
             &self.dummy,
         )?;
@@ -413,14 +482,16 @@ impl GpuModel {
             for c in 0..config.cells() {
                 let view = ws.cell(c, 0);
                 rec.copy(view.h_carry, 0, &ws.dh0, c * b * h, b * h);
+                let w = self.weights(ws, c);
                 record_gemm(
                     gpu,
                     rec,
                     (b, h, gh),
-                    Operand::new(self.cell().recurrent_grad(view.act), 0, gh),
-                    Operand::new(&self.params.cells[c].weight_hh, 0, h),
+                    Operand::new(self.cell().recurrent_grad(view.act), 0, gh).of(ws.precision()),
+                    Operand::new(w.hh, 0, h).of(w.precision),
                     Output {
                         buffer: &ws.dh0,
+                        precision: Precision::F32,
                         offset: c * b * h,
                         row_stride: h,
                         accumulate: true,
@@ -487,6 +558,7 @@ impl GpuModel {
                 Operand::new(&self.params.head_weight, part.column, wide),
                 Output {
                     buffer,
+                    precision: ws.precision(),
                     offset,
                     row_stride: stride,
                     accumulate: false,
@@ -517,9 +589,10 @@ impl GpuModel {
                     rec,
                     (o, part.width, scored.rows),
                     Operand::new(&scored.doutputs, 0, o).t(),
-                    Operand::new(part.buffer, part.offset, part.width),
+                    Operand::new(part.buffer, part.offset, part.width).of(ws.precision()),
                     Output {
                         buffer: &g.head_weight,
+                        precision: Precision::F32,
                         offset: part.column,
                         row_stride: wide,
                         accumulate,
@@ -531,7 +604,7 @@ impl GpuModel {
             self.record_column_sums(
                 gpu,
                 rec,
-                (&scored.doutputs, scored.rows, o),
+                (&scored.doutputs, Precision::F32, scored.rows, o),
                 &g.head_bias,
                 accumulate,
             )?;
@@ -555,7 +628,7 @@ impl GpuModel {
         accumulate: bool,
     ) -> Result<(), Error> {
         let config = &self.config;
-        let p = &self.params.cells[c];
+        let (w, p) = (self.weights(ws, c), ws.precision());
         let g = &ws.grads.cells[c];
         let d = config.directions();
         let layer = c / d;
@@ -578,10 +651,11 @@ impl GpuModel {
                 gpu,
                 rec,
                 (b, h, gh),
-                Operand::new(self.cell().recurrent_grad(ws.cell(c, k + 1).act), 0, gh),
-                Operand::new(&p.weight_hh, 0, h),
+                Operand::new(self.cell().recurrent_grad(ws.cell(c, k + 1).act), 0, gh).of(p),
+                Operand::new(w.hh, 0, h).of(w.precision),
                 Output {
                     buffer: &a.dh,
+                    precision: p,
                     offset: (seg.len - 1) * b * h,
                     row_stride: h,
                     accumulate: true,
@@ -605,8 +679,14 @@ impl GpuModel {
             }
             let cells = config.cells();
             for (part, source) in sources.into_iter().enumerate() {
-                rec.dispatch(
-                    Kernel::RowNorms,
+                rec.dispatch_as(
+                    (
+                        Kernel::RowNorms,
+                        Elements {
+                            a: p,
+                            ..Elements::F32
+                        },
+                    ),
                     &ReduceParams {
                         rows: seg.len as u32,
                         n: (b * h) as u32,
@@ -633,10 +713,11 @@ impl GpuModel {
                     gpu,
                     rec,
                     (gh, width, seg.len * b),
-                    Operand::new(dpre, 0, gh).t(),
-                    Operand::new(source, 0, width),
+                    Operand::new(dpre, 0, gh).of(p).t(),
+                    Operand::new(source, 0, width).of(p),
                     Output {
                         buffer: weight,
+                        precision: Precision::F32,
                         offset: 0,
                         row_stride: width,
                         accumulate,
@@ -648,7 +729,7 @@ impl GpuModel {
             self.record_column_sums(
                 gpu,
                 rec,
-                (&a.dgates, seg.len * b, gh),
+                (&a.dgates, p, seg.len * b, gh),
                 &g.bias_ih,
                 accumulate,
             )?;
@@ -656,7 +737,7 @@ impl GpuModel {
                 self.record_column_sums(
                     gpu,
                     rec,
-                    (dgates_hh, seg.len * b, gh),
+                    (dgates_hh, p, seg.len * b, gh),
                     &g.bias_hh,
                     accumulate,
                 )?;
@@ -668,10 +749,11 @@ impl GpuModel {
                 gpu,
                 rec,
                 (seg.len * b, i, gh),
-                Operand::new(&a.dgates, 0, gh),
-                Operand::new(&p.weight_ih, 0, i),
+                Operand::new(&a.dgates, 0, gh).of(p),
+                Operand::new(w.ih, 0, i).of(w.precision),
                 Output {
                     buffer: view.dx,
+                    precision: p,
                     offset: 0,
                     row_stride: i,
                     accumulate: false,
@@ -783,23 +865,27 @@ impl GpuModel {
             slot_8,
             &ws.lengths,
             view.h_carry,
-            &self.params.cells[c].weight_hh,
+            self.weights(ws, c).hh,
         ];
         let kernel = self.cell_kernel(direction, launch);
+        let elements = Elements::all(ws.precision());
         match launch {
             CellLaunch::Step { tile, groups, .. } => {
-                rec.dispatch_tiled((kernel, tile), &params, &buffers, groups)
+                rec.dispatch_tiled((kernel, elements, tile), &params, &buffers, groups)
             }
-            CellLaunch::Persistent { .. } => rec.dispatch(kernel, &params, &buffers, [1, 1, 1]),
+            CellLaunch::Persistent { .. } => {
+                rec.dispatch_as((kernel, elements), &params, &buffers, [1, 1, 1])
+            }
         }
     }
 
-    /// destination[j] (+)= sum_r source[r, j] over `rows` rows of `width`.
+    /// destination[j] (+)= sum_r source[r, j] over `rows` rows of `width` (source's elements of
+    /// `precision`).
     fn record_column_sums(
         &self,
         gpu: &Gpu,
         rec: &mut Recorder,
-        (source, rows, width): (&wgpu::Buffer, usize, usize),
+        (source, precision, rows, width): (&wgpu::Buffer, Precision, usize, usize),
         destination: &wgpu::Buffer,
         accumulate: bool,
     ) -> Result<(), Error> {
@@ -813,9 +899,13 @@ impl GpuModel {
         };
         let columns = gpu.grid("column sums", (width as u64).div_ceil(64))?;
         let blocks = column_blocks(rows);
+        let reading = Elements {
+            a: precision,
+            ..Elements::F32
+        };
         if blocks <= 1 {
-            rec.dispatch(
-                Kernel::ColumnSums,
+            rec.dispatch_as(
+                (Kernel::ColumnSums, reading),
                 &params(rows, accumulate),
                 &[source, destination],
                 columns,
@@ -827,8 +917,8 @@ impl GpuModel {
         gpu.check_loops(&what, blocks as u64 + 1)?;
         let partials = gpu.scratch_partials(blocks * width)?;
         let groups = (width as u64).div_ceil(64) * blocks as u64;
-        rec.dispatch(
-            Kernel::ColumnBlockSums,
+        rec.dispatch_as(
+            (Kernel::ColumnBlockSums, reading),
             &params(rows, false),
             &[source, &partials],
             gpu.grid("column sums over blocks of rows", groups)?,

@@ -1,20 +1,22 @@
-//! The compiled kernels: one bind-group layout per `Layout`, one shader module per `Shader`,
-//! and a pipeline per kernel (per `PipelineShape` for the kernels shaped by `override`
-//! constants), each compiled on first use and kept.
+//! The compiled kernels: one bind-group layout per `Layout`, one shader module per `Shader`
+//! and `Elements`, and a pipeline per kernel and `Elements` (and per `PipelineShape` for the
+//! kernels shaped by `override` constants), each compiled on first use and kept.
 
-use super::kernels::{Kernel, Layout, Shader, Slot};
+use super::kernels::{Elements, Kernel, Layout, Shader, Slot};
 use super::tiles::PipelineShape;
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
+
+/// Which pipeline: the kernel, its buffers' element types and (`Kernel::tiled` kernels only)
+/// its workgroup shape.
+type PipelineKey = (Kernel, Elements, Option<PipelineShape>);
 
 pub(crate) struct Pipelines {
     device: wgpu::Device,
     layouts: Vec<wgpu::BindGroupLayout>,
     pipeline_layouts: Vec<wgpu::PipelineLayout>,
-    modules: [OnceLock<wgpu::ShaderModule>; Shader::ALL.len()],
-    pipelines: [OnceLock<wgpu::ComputePipeline>; Kernel::ALL.len()],
-    /// Pipelines of `Kernel::tiled` kernels, one per workgroup shape used so far.
-    tiled_pipelines: Mutex<HashMap<(Kernel, PipelineShape), wgpu::ComputePipeline>>,
+    modules: Mutex<HashMap<(Shader, Elements), wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
 }
 
 impl Pipelines {
@@ -37,9 +39,8 @@ impl Pipelines {
             device: device.clone(),
             layouts,
             pipeline_layouts,
-            modules: Default::default(),
-            pipelines: std::array::from_fn(|_| OnceLock::new()),
-            tiled_pipelines: Mutex::default(),
+            modules: Mutex::default(),
+            pipelines: Mutex::default(),
         }
     }
 
@@ -47,47 +48,52 @@ impl Pipelines {
         &self.layouts[layout.index()]
     }
 
-    /// The kernel's pipeline, compiled on first use.
-    pub(crate) fn pipeline(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
-        self.pipelines[kernel.index()].get_or_init(|| self.create_pipeline(kernel, &[]))
-    }
-
-    /// A `Kernel::tiled` kernel's pipeline for workgroup shape `shape`, compiled on first use.
-    pub(crate) fn tiled_pipeline(
+    /// The pipeline of `kernel` over buffers of `elements`, in workgroup shape `shape` for a
+    /// `Kernel::tiled` kernel (None for the others), compiled on first use.
+    pub(crate) fn pipeline(
         &self,
         kernel: Kernel,
-        shape: PipelineShape,
+        elements: Elements,
+        shape: Option<PipelineShape>,
     ) -> wgpu::ComputePipeline {
-        let mut cache = self.tiled_pipelines.lock().unwrap();
-        (cache.entry((kernel, shape)))
-            .or_insert_with(|| self.create_pipeline(kernel, &shape.constants()))
+        let mut cache = self.pipelines.lock().unwrap();
+        (cache.entry((kernel, elements, shape)))
+            .or_insert_with(|| self.create_pipeline(kernel, elements, shape))
             .clone()
     }
 
-    fn create_pipeline(&self, kernel: Kernel, constants: &[(&str, f64)]) -> wgpu::ComputePipeline {
+    fn create_pipeline(
+        &self,
+        kernel: Kernel,
+        elements: Elements,
+        shape: Option<PipelineShape>,
+    ) -> wgpu::ComputePipeline {
         let shader = kernel.shader();
-        let module = self.modules[shader.index()].get_or_init(|| {
-            self.device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(shader.file_name()),
-                    source: wgpu::ShaderSource::Wgsl(shader.source().into()),
-                })
-        });
+        let module = (self.modules.lock().unwrap())
+            .entry((shader, elements))
+            .or_insert_with(|| {
+                self.device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(shader.file_name()),
+                        source: wgpu::ShaderSource::Wgsl(shader.source_for(elements).into()),
+                    })
+            })
+            .clone();
+        let constants = shape.map(|shape| shape.constants()).unwrap_or_default();
         self.device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(kernel.entry_point()),
                 layout: Some(&self.pipeline_layouts[kernel.layout().index()]),
-                module,
+                module: &module,
                 entry_point: Some(kernel.entry_point()),
                 compilation_options: wgpu::PipelineCompilationOptions {
-                    constants,
+                    constants: &constants,
                     ..Default::default()
                 },
                 cache: None,
             })
     }
 }
-
 fn bind_group_layout(device: &wgpu::Device, layout: Layout) -> wgpu::BindGroupLayout {
     let entries: Vec<wgpu::BindGroupLayoutEntry> = layout
         .slots()

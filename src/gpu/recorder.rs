@@ -9,9 +9,10 @@
 
 use super::context::Gpu;
 use super::device::{error_chain, WorkCounts};
-use super::kernels::{Kernel, Layout, Slot};
+use super::kernels::{Elements, Kernel, Layout, Slot};
 use super::policy::KernelPolicy;
 use super::tiles::PipelineShape;
+use crate::precision::Precision;
 use crate::Error;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -88,6 +89,8 @@ impl PhaseTimes {
 enum Op {
     Dispatch {
         kernel: Kernel,
+        /// Its buffers' element types.
+        elements: Elements,
         /// The workgroup shape of a `Kernel::tiled` kernel.
         tile: Option<PipelineShape>,
         params_offset: u32,
@@ -105,11 +108,47 @@ enum Op {
     },
 }
 
-/// A part of a buffer to read back after the submission, in f32 words.
+/// A part of a buffer to read back after the submission, in elements of `precision` (f16
+/// elements come back as f32).
 pub struct Read<'a> {
     pub buffer: &'a wgpu::Buffer,
     pub offset: usize,
     pub len: usize,
+    pub precision: Precision,
+}
+
+impl<'a> Read<'a> {
+    /// `len` f32 words from word `offset`.
+    pub fn words(buffer: &'a wgpu::Buffer, offset: usize, len: usize) -> Self {
+        Read {
+            buffer,
+            offset,
+            len,
+            precision: Precision::F32,
+        }
+    }
+
+    /// The whole 4-byte words that hold the elements, as (first byte, bytes): buffer copies
+    /// move whole words.
+    fn word_span(&self) -> (u64, u64) {
+        let size = self.precision.element_bytes() as u64;
+        let first = (self.offset as u64 * size) / 4 * 4;
+        let end = ((self.offset + self.len) as u64 * size).next_multiple_of(4);
+        (first, end - first)
+    }
+
+    /// The elements out of the bytes `word_span` copied.
+    fn decode(&self, bytes: &[u8]) -> Vec<f32> {
+        match self.precision {
+            Precision::F32 => bytemuck::cast_slice(bytes).to_vec(),
+            Precision::F16 => {
+                let skip = (self.offset * 2) % 4;
+                (bytes[skip..skip + 2 * self.len].chunks_exact(2))
+                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect()
+            }
+        }
+    }
 }
 
 pub struct Recorder<'g> {
@@ -169,23 +208,35 @@ impl<'g> Recorder<'g> {
         buffers: &[&wgpu::Buffer],
         groups: [u32; 3],
     ) {
-        self.push_dispatch((kernel, None), params, buffers, groups);
+        self.dispatch_as((kernel, Elements::F32), params, buffers, groups);
     }
 
-    /// `dispatch` of a `Kernel::tiled` kernel in workgroup shape `shape`.
-    pub(crate) fn dispatch_tiled<P: bytemuck::Pod>(
+    /// `dispatch` of a kernel compiled for buffers of `elements`.
+    pub fn dispatch_as<P: bytemuck::Pod>(
         &mut self,
-        (kernel, shape): (Kernel, impl Into<PipelineShape>),
+        (kernel, elements): (Kernel, Elements),
         params: &P,
         buffers: &[&wgpu::Buffer],
         groups: [u32; 3],
     ) {
-        self.push_dispatch((kernel, Some(shape.into())), params, buffers, groups);
+        self.push_dispatch((kernel, elements, None), params, buffers, groups);
+    }
+
+    /// `dispatch_as` of a `Kernel::tiled` kernel in workgroup shape `shape`.
+    pub(crate) fn dispatch_tiled<P: bytemuck::Pod>(
+        &mut self,
+        (kernel, elements, shape): (Kernel, Elements, impl Into<PipelineShape>),
+        params: &P,
+        buffers: &[&wgpu::Buffer],
+        groups: [u32; 3],
+    ) {
+        let key = (kernel, elements, Some(shape.into()));
+        self.push_dispatch(key, params, buffers, groups);
     }
 
     fn push_dispatch<P: bytemuck::Pod>(
         &mut self,
-        (kernel, tile): (Kernel, Option<PipelineShape>),
+        (kernel, elements, tile): (Kernel, Elements, Option<PipelineShape>),
         params: &P,
         buffers: &[&wgpu::Buffer],
         groups: [u32; 3],
@@ -214,6 +265,7 @@ impl<'g> Recorder<'g> {
         self.arena.extend_from_slice(bytes);
         self.push(Op::Dispatch {
             kernel,
+            elements,
             tile,
             params_offset: params_offset as u32,
             bound: buffers.iter().map(|&b| b.clone()).collect(),
@@ -314,8 +366,8 @@ impl<'g> Recorder<'g> {
         });
 
         // The reads first, then the timestamps (u64 each) at the end of the staging buffer.
-        let staging_words: usize = reads.iter().map(|r| r.len).sum();
-        let staging_bytes = staging_words as u64 * 4 + queries * 8;
+        let read_bytes: u64 = reads.iter().map(|r| r.word_span().1).sum();
+        let staging_bytes = read_bytes + queries * 8;
         let staging = (staging_bytes > 0).then(|| {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("read-back staging"),
@@ -327,8 +379,15 @@ impl<'g> Recorder<'g> {
         if let Some(staging) = &staging {
             let mut at = 0;
             for read in reads.iter().filter(|r| r.len > 0) {
-                self.copy(read.buffer, read.offset, staging, at, read.len);
-                at += read.len;
+                let (first, bytes) = read.word_span();
+                self.push(Op::Copy {
+                    source: read.buffer.clone(),
+                    source_offset: first,
+                    destination: staging.clone(),
+                    destination_offset: at,
+                    bytes,
+                });
+                at += bytes;
             }
         }
 
@@ -379,6 +438,7 @@ impl<'g> Recorder<'g> {
                     let mut next = Some(op);
                     while let Some(Op::Dispatch {
                         kernel,
+                        elements,
                         tile,
                         params_offset,
                         bound,
@@ -389,12 +449,7 @@ impl<'g> Recorder<'g> {
                         let bind_group = bind_groups
                             .entry((layout, bound.clone()))
                             .or_insert_with(|| make_bind_group(gpu, layout, bound, &params));
-                        match tile {
-                            Some(tile) => {
-                                pass.set_pipeline(&gpu.pipelines().tiled_pipeline(*kernel, *tile))
-                            }
-                            None => pass.set_pipeline(gpu.pipelines().pipeline(*kernel)),
-                        }
+                        pass.set_pipeline(&gpu.pipelines().pipeline(*kernel, *elements, *tile));
                         pass.set_bind_group(0, &*bind_group, &[*params_offset]);
                         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
                         dispatches += 1;
@@ -427,13 +482,7 @@ impl<'g> Recorder<'g> {
                 let count = (queries - first).min(per_set);
                 encoder.resolve_query_set(query_set, 0..count as u32, resolved, first * 8);
             }
-            encoder.copy_buffer_to_buffer(
-                resolved,
-                0,
-                staging,
-                staging_words as u64 * 4,
-                queries * 8,
-            );
+            encoder.copy_buffer_to_buffer(resolved, 0, staging, read_bytes, queries * 8);
         }
         gpu.queue.submit([encoder.finish()]);
         let in_phase = |phase: Phase| {
@@ -485,12 +534,16 @@ impl<'g> Recorder<'g> {
             let data = staging
                 .get_mapped_range(..)
                 .map_err(|e| Error::Gpu(format!("mapping the read-back buffer: {e}")))?;
-            let (words, stamps) = data.split_at(staging_words * 4);
-            let words: &[f32] = bytemuck::cast_slice(words);
-            let mut at = 0;
+            let (mut bytes, stamps) = data.split_at(read_bytes as usize);
             for read in reads {
-                result.push(words[at..at + read.len].to_vec());
-                at += read.len;
+                let (_, len) = read.word_span();
+                let (this, rest) = bytes.split_at(if read.len > 0 { len as usize } else { 0 });
+                result.push(if read.len > 0 {
+                    read.decode(this)
+                } else {
+                    Vec::new()
+                });
+                bytes = rest;
             }
             if self.timed {
                 let stamps: Vec<u64> = stamps

@@ -4,12 +4,14 @@
 //! input through dropout, or split the gradient back.
 
 use super::context::Gpu;
-use super::kernels::Kernel;
+use super::kernels::{Elements, Kernel};
 use super::model::{GpuModel, Request, StackParams};
 use super::recorder::{Phase, Recorder};
 use super::workspace::Workspace;
 use crate::cpu::stack::dropout_threshold;
+use crate::precision::Precision;
 use crate::Error;
+use bytemuck::Zeroable;
 
 impl GpuModel {
     /// A bidirectional model's cells, layer by layer (one segment): a layer's
@@ -46,7 +48,7 @@ impl GpuModel {
                     )?;
                 }
                 self.record_cell_forward(gpu, rec, ws, c, 0)?;
-                self.record_hand_off(rec, ws, c, 0);
+                self.record_hand_off(gpu, rec, ws, c, 0)?;
             }
         }
         Ok(())
@@ -110,8 +112,8 @@ impl GpuModel {
         let (forward, reverse) = (ws.cell(layer * d, k), ws.cell(layer * d + d - 1, k));
         let reverse = if d == 2 { &reverse.act.hs } else { &self.dummy };
         let words = ws.segments[k].len * ws.batch * d * config.hidden_size;
-        rec.dispatch(
-            Kernel::JoinForward,
+        rec.dispatch_as(
+            (Kernel::JoinForward, Elements::all(ws.precision())),
             &self.stack_params(ws, k, config.hidden_size, 0, false, mask),
             &[&forward.act.hs, reverse, into, &ws.lengths],
             gpu.grid("joining a layer's outputs", (words as u64).div_ceil(64))?,
@@ -136,8 +138,8 @@ impl GpuModel {
         let d = config.directions();
         let words = ws.segments[k].len * ws.batch * config.hidden_size;
         for dir in 0..d {
-            rec.dispatch(
-                Kernel::JoinBackward,
+            rec.dispatch_as(
+                (Kernel::JoinBackward, Elements::all(ws.precision())),
                 &self.stack_params(ws, k, config.hidden_size, dir, false, mask),
                 &[
                     from,
@@ -162,8 +164,8 @@ impl GpuModel {
         accumulate: bool,
     ) -> Result<(), Error> {
         let words = ws.seq_len * ws.batch * width;
-        rec.dispatch(
-            Kernel::ReverseSteps,
+        rec.dispatch_as(
+            (Kernel::ReverseSteps, Elements::all(ws.precision())),
             &self.stack_params(ws, 0, width, 0, accumulate, None),
             &[from, &self.dummy, to, &ws.lengths],
             gpu.grid("reversing sequences", (words as u64).div_ceil(64))?,
@@ -198,7 +200,46 @@ impl GpuModel {
             seed,
             layer: layer as u32,
             scale,
-            _pad: 0,
+            ..Zeroable::zeroed()
         }
     }
+}
+
+/// Copies `count` elements from a buffer of `from` elements to one of `to` elements (offsets
+/// in elements): a buffer copy between f32 buffers, else `copy_elements`, which also converts
+/// (buffer copies move whole 4-byte words: two f16 at a time).
+pub(super) fn record_copy(
+    gpu: &Gpu,
+    rec: &mut Recorder,
+    (source, from, source_offset): (&wgpu::Buffer, Precision, usize),
+    (destination, to, destination_offset): (&wgpu::Buffer, Precision, usize),
+    count: usize,
+) -> Result<(), Error> {
+    if from == Precision::F32 && to == Precision::F32 {
+        rec.copy(
+            source,
+            source_offset,
+            destination,
+            destination_offset,
+            count,
+        );
+        return Ok(());
+    }
+    let params = StackParams {
+        count: count as u32,
+        src_offset: source_offset as u32,
+        dst_offset: destination_offset as u32,
+        ..Zeroable::zeroed()
+    };
+    let elements = Elements {
+        a: from,
+        b: from,
+        c: to,
+    };
+    // Slots src1 and lengths go unread: the source fills them (read-only bindings may share
+    // a buffer).
+    let buffers = [source, source, destination, source];
+    let groups = gpu.grid("a copy", (count as u64).div_ceil(64))?;
+    rec.dispatch_as((Kernel::CopyElements, elements), &params, &buffers, groups);
+    Ok(())
 }

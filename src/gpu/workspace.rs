@@ -11,6 +11,7 @@ use super::param_buffers::ParamBuffers;
 use crate::config::{ModelConfig, Readout};
 use crate::data::{Batch, Targets};
 use crate::plan::{MemoryPlan, Term};
+use crate::precision::Precision;
 use crate::Error;
 
 /// The activations of one segment of `len <= S` steps, time-major, local step 1..=len.
@@ -124,6 +125,10 @@ pub(crate) struct Workspace {
     pub upper: Vec<CellSpace>,
     /// [T*B, D*H] the head's input and its gradient, for a bidirectional `Readout::All`.
     pub head_in: Option<(wgpu::Buffer, wgpu::Buffer)>,
+    /// Under f16, per cell: the working copies of W_ih and W_hh (refilled from the f32
+    /// parameters by every forward pass); empty under f32, where the pass reads the
+    /// parameters themselves.
+    pub weight_copies: Vec<(wgpu::Buffer, wgpu::Buffer)>,
 }
 
 impl Workspace {
@@ -133,9 +138,10 @@ impl Workspace {
         let (t, b) = (plan.seq_len, plan.batch);
         let w = &plan.workspace;
         let buffer = |term: &Term| {
-            gpu.storage_buffer(
+            gpu.storage_buffer_of(
                 &format!("the {} {}", term.name, term.shape),
                 term.words_each,
+                term.precision,
             )
         };
         let new_sets = || -> Result<Vec<Activations>, Error> {
@@ -216,6 +222,19 @@ impl Workspace {
             0 => None,
             _ => Some((buffer(&w.head_in)?, buffer(&w.head_in)?)),
         };
+        let weight_copies = match plan.precision {
+            Precision::F32 => Vec::new(),
+            _ => (0..config.cells())
+                .map(|c| {
+                    let ih = if c < d {
+                        &w.weight_ih_copy
+                    } else {
+                        &w.upper_weight_ih_copy
+                    };
+                    Ok((buffer(ih)?, buffer(&w.weight_hh_copy)?))
+                })
+                .collect::<Result<_, Error>>()?,
+        };
         Ok(Workspace {
             seq_len: t,
             batch: b,
@@ -235,6 +254,7 @@ impl Workspace {
             ragged: false,
             upper,
             head_in,
+            weight_copies,
             plan,
         })
     }
@@ -280,7 +300,19 @@ impl Workspace {
             self.batch,
             self.plan.segment_len,
             self.plan.recompute,
-        ) == (plan.seq_len, plan.batch, plan.segment_len, plan.recompute)
+            self.plan.precision,
+        ) == (
+            plan.seq_len,
+            plan.batch,
+            plan.segment_len,
+            plan.recompute,
+            plan.precision,
+        )
+    }
+
+    /// The element type of the activations and their gradients.
+    pub fn precision(&self) -> Precision {
+        self.plan.precision
     }
 
     /// Writes a batch's tensors (the writes land before the next submission). A missing
@@ -289,6 +321,11 @@ impl Workspace {
         let queue = &gpu.queue;
         let write = |buffer: &wgpu::Buffer, words: &[f32]| {
             queue.write_buffer(buffer, 0, bytemuck::cast_slice(words))
+        };
+        // Inputs and initial states in the activations' element type.
+        let precision = self.precision();
+        let write_stored = |buffer: &wgpu::Buffer, values: &[f32]| {
+            queue.write_buffer(buffer, 0, &encode(values, precision))
         };
         let (b, h, i, o) = (
             self.batch,
@@ -306,7 +343,7 @@ impl Workspace {
         let x = batch.x.as_standard_layout();
         let x = x.as_slice().unwrap();
         for seg in &self.segments {
-            write(&seg.x, &x[seg.t0 * b * i..(seg.t0 + seg.len) * b * i]);
+            write_stored(&seg.x, &x[seg.t0 * b * i..(seg.t0 + seg.len) * b * i]);
         }
         // Every cell's initial state [B, H] from h0/c0 [L*D*B, H], zeros when absent (the
         // buffers are reused).
@@ -321,9 +358,9 @@ impl Workspace {
         for c in 0..cells {
             let view = self.cell(c, 0);
             let (h_start, c_start) = view.start.unwrap_or((&view.act.hs, &view.act.cs));
-            write(h_start, &h0[c * b * h..(c + 1) * b * h]);
+            write_stored(h_start, &h0[c * b * h..(c + 1) * b * h]);
             if config.cell.has_cell_state() {
-                write(c_start, &c0[c * b * h..(c + 1) * b * h]);
+                write_stored(c_start, &c0[c * b * h..(c + 1) * b * h]);
             }
         }
         // Scored rows are time-major: segment k's rows follow segment k-1's.
@@ -341,6 +378,21 @@ impl Workspace {
                 }
             }
             first_row = rows.end;
+        }
+    }
+}
+
+/// `values` as a buffer of `precision` elements holds them, padded to whole 4-byte words
+/// (buffer writes move whole words): f16 rounded to nearest even.
+pub(crate) fn encode(values: &[f32], precision: Precision) -> Vec<u8> {
+    match precision {
+        Precision::F32 => bytemuck::cast_slice(values).to_vec(),
+        Precision::F16 => {
+            let mut bytes: Vec<u8> = (values.iter())
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                .collect();
+            bytes.resize(bytes.len().next_multiple_of(4), 0);
+            bytes
         }
     }
 }

@@ -13,6 +13,7 @@ mod optim;
 mod parity;
 mod persistent;
 mod phases;
+mod precision;
 mod ragged;
 mod segments;
 mod stacked;

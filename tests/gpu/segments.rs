@@ -67,6 +67,7 @@ fn binding_for_segments_of(
         batch,
         0,
         Recompute::Every(steps.min(seq_len)),
+        Default::default(),
         unlimited,
     )
     .unwrap()
@@ -78,6 +79,7 @@ fn split(config: &ModelConfig, batch: usize, steps: usize, seq_len: usize) -> Pl
         recompute: Recompute::Off,
         max_memory: None,
         max_binding: Some(binding_for_segments_of(config, batch, steps, seq_len)),
+        precision: Default::default(),
     }
 }
 
@@ -304,6 +306,7 @@ fn a_budget_too_small_is_refused_before_anything_is_allocated() {
             recompute: Recompute::Off,
             max_memory: Some(budget),
             max_binding: None,
+            precision: Default::default(),
         },
     );
     let error = refused
@@ -318,6 +321,7 @@ fn a_budget_too_small_is_refused_before_anything_is_allocated() {
         recompute: Recompute::Auto,
         max_memory: Some(budget),
         max_binding: None,
+        precision: Default::default(),
     };
     let auto = planned_model(gpu, &config, &params, options);
     let plan = auto.memory_plan(gpu, seq_len, batch).unwrap();
@@ -339,6 +343,7 @@ fn a_budget_too_small_is_refused_before_anything_is_allocated() {
         recompute: Recompute::Auto,
         max_memory: Some(4096),
         max_binding: None,
+        precision: Default::default(),
     };
     let error = planned_model(gpu, &config, &params, tiny)
         .run(gpu, &data, Request::default())

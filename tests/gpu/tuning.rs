@@ -204,6 +204,7 @@ fn watching_one_step_finds_the_models_products() {
         recompute: rnn_wgpu::plan::Recompute::Off,
         max_memory: None,
         max_binding: None,
+        precision: Default::default(),
     };
     bench_shape(Some(&gpu), arch, shape, 0, 1, options, Recurrence::Steps).unwrap();
     let products = gpu.watched_products();
@@ -372,6 +373,7 @@ fn tuning_a_recurrence_times_only_ways_that_run_right() {
         recompute: rnn_wgpu::plan::Recompute::Off,
         max_memory: None,
         max_binding: None,
+        precision: Default::default(),
     };
     let tuned = |shape: &str| {
         let shape: Shape = shape.parse().unwrap();
