@@ -267,3 +267,39 @@ fn partial_sums_are_planned_for_their_largest_user() {
     // a short sequence needs neither: 4 rows of the bias gradients, no K worth splitting
     assert!(words(2, 2).is_empty());
 }
+
+/// f16 storage halves the activations: on every shape of the bench suite and every cell the
+/// planned bytes (f32 parameters, gradients and Adam's state included, and the f16 working
+/// copies of the weights added) come to at most 0.6 of f32's, and shrink by the stored terms
+/// alone.
+#[test]
+fn f16_storage_plans_at_most_six_tenths_of_f32s_bytes() {
+    use rnn_wgpu::bench::SUITE;
+    for shape in SUITE {
+        for cell in [Cell::Rnn, Cell::Lstm, Cell::Gru] {
+            let config = shape.config(cell);
+            let adam = 2 * config.param_count();
+            let planned = |precision| {
+                let limits = limits(u64::MAX, None);
+                let (t, b) = (shape.seq_len, shape.batch);
+                plan::plan(&config, t, b, adam, Recompute::Off, precision, limits).unwrap()
+            };
+            let (full, half) = (planned(Precision::F32), planned(Precision::F16));
+            let ratio = half.total_bytes() as f64 / full.total_bytes() as f64;
+            assert!(
+                ratio <= 0.6,
+                "{cell} {shape:?}: f16 plans {} of f32's {} bytes ({ratio:.3})",
+                half.total_bytes(),
+                full.total_bytes()
+            );
+            let stored = |p: &plan::MemoryPlan| -> u64 {
+                (p.terms.iter())
+                    .filter(|t| t.precision == Precision::F16)
+                    .map(|t| t.bytes())
+                    .sum()
+            };
+            assert!(stored(&half) > 0 && stored(&full) == 0);
+            eprintln!("{cell} {shape:?}: f16/f32 planned bytes {ratio:.3}");
+        }
+    }
+}
