@@ -17,28 +17,26 @@ use super::math::{sigmoid, sum_of_squares, tanh, vectorized_fn};
 use super::packed::PackedWeight;
 use super::{
     batch_parts, column_sums, flatten_steps, hold_padded_states, input_projection, is_padding,
-    length_parts, norms, parallel, products_over_rows, rows, rows_mut, CellGrads, Inputs,
+    length_parts, norms, parallel, products_over_rows, rows, rows_mut, CellGrads, CellRun, Inputs,
 };
+use crate::params::CellParams;
 use crate::Float;
 use ndarray::{
-    s, Array2, Array3, ArrayRef1, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2, ArrayViewMut3,
-    Axis,
+    s, Array2, Array3, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
 };
 
 /// The forward recurrence over all T steps.
 ///
-/// weight_ih [3H, I], weight_hh [3H, H], bias_ih [3H], bias_hh [3H], x [T, B, I], h0 [B, H],
-/// lengths [B] (steps past a sequence's length keep its state). Returns hs [T+1, B, H]
-/// (hs[0] = h0) and gates [T, B, 4H]: the activated r, z, n and the recurrent term
+/// params: weight_ih [3H, I], weight_hh [3H, H], bias_ih [3H], bias_hh [3H]; x [T, B, I],
+/// h0 [B, H], lengths [B] (steps past a sequence's length keep its state). Returns hs
+/// [T+1, B, H] (hs[0] = h0) and gates [T, B, 4H]: the activated r, z, n and the recurrent term
 /// `W_hn h + b_hn` (what backward needs), each H wide.
 pub fn gru_forward<F: Float>(
-    weight_ih: &ArrayRef2<F>,
-    weight_hh: &ArrayRef2<F>,
-    bias_ih: &ArrayRef1<F>,
-    bias_hh: &ArrayRef1<F>,
+    params: &CellParams<F>,
     inputs: Inputs<'_, F>,
     h0: &ArrayRef2<F>,
-) -> (Array3<F>, Array3<F>) {
+) -> CellRun<F> {
+    let (weight_ih, weight_hh) = (&params.weight_ih, &params.weight_hh);
     let Inputs { x, lengths } = inputs;
     let (seq_len, batch, _) = x.dim();
     let hidden = weight_hh.ncols();
@@ -47,8 +45,8 @@ pub fn gru_forward<F: Float>(
     hs.index_axis_mut(Axis(0), 0).assign(h0);
     let mut gates = Array3::zeros((seq_len, batch, 4 * hidden));
     let biases = (
-        bias_ih.as_slice().expect("biases are contiguous"),
-        bias_hh.as_slice().expect("biases are contiguous"),
+        params.bias_ih.as_slice().expect("biases are contiguous"),
+        params.bias_hh.as_slice().expect("biases are contiguous"),
     );
     let rows_per_part = batch_parts(seq_len, batch, 3 * hidden * hidden);
     let weight_hh_t = PackedWeight::new(weight_hh.t());
@@ -60,7 +58,11 @@ pub fn gru_forward<F: Float>(
     parallel::run(parts, |(((hs, gates), projected), lengths)| {
         gru_forward_rows(&weight_hh_t, biases, projected, hs, gates, lengths)
     });
-    (hs, gates)
+    CellRun {
+        hs,
+        cs: None,
+        gates,
+    }
 }
 
 /// `gru_forward`'s time loop for some rows `b` of the batch: weight_hh_t [H, 3H] (W_hh^T),
@@ -123,18 +125,19 @@ fn gru_cell_forward<F: Float>(
 }
 }
 
-/// BPTT through `gru_forward`: weight_ih [3H, I], weight_hh [3H, H], x [T, B, I],
-/// hs [T+1, B, H], gates [T, B, 4H] as `gru_forward` returns them, dh_from_head [S, B, H] for
-/// the last S steps, lengths [B]. Per step, dE/dh_t = dh_from_head_t + z_{t+1} dE/dh_{t+1} +
-/// dgates_hh_{t+1} W_hh; the weight gradients follow from all steps at once after the loop.
+/// BPTT through `gru_forward`: params' weight_ih [3H, I] and weight_hh [3H, H] (the biases are
+/// not read), x [T, B, I], run's hs [T+1, B, H] and gates [T, B, 4H] as `gru_forward` returns
+/// them, dh_from_head [S, B, H] for the last S steps, lengths [B]. Per step, dE/dh_t =
+/// dh_from_head_t + z_{t+1} dE/dh_{t+1} + dgates_hh_{t+1} W_hh; the weight gradients follow
+/// from all steps at once after the loop.
 pub fn gru_backward<F: Float>(
-    weight_ih: &ArrayRef2<F>,
-    weight_hh: &ArrayRef2<F>,
+    params: &CellParams<F>,
     inputs: Inputs<'_, F>,
-    hs: &ArrayRef3<F>,
-    gates: &ArrayRef3<F>,
+    run: &CellRun<F>,
     dh_from_head: &ArrayRef3<F>,
 ) -> CellGrads<F> {
+    let (weight_ih, weight_hh) = (&params.weight_ih, &params.weight_hh);
+    let (hs, gates) = (&run.hs, &run.gates);
     let Inputs { x, lengths } = inputs;
     let (seq_len, batch, _) = x.dim();
     let hidden = weight_hh.ncols();

@@ -5,29 +5,28 @@ use super::math::{sigmoid, sum_of_squares, tanh, vectorized_fn};
 use super::packed::PackedWeight;
 use super::{
     batch_parts, hold_padded_states, input_projection, is_padding, length_parts, norms, parallel,
-    pass_padded_gradients, products_over_rows, rows, rows_mut, step_gradient, CellGrads, Inputs,
+    pass_padded_gradients, products_over_rows, rows, rows_mut, step_gradient, CellGrads, CellRun,
+    Inputs,
 };
+use crate::params::CellParams;
 use crate::Float;
 use ndarray::{
-    s, Array1, Array2, Array3, ArrayRef1, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2,
-    ArrayViewMut3, Axis,
+    s, Array1, Array2, Array3, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
 };
 
 /// The forward recurrence over all T steps.
 ///
-/// weight_ih [4H, I], weight_hh [4H, H], bias_ih [4H], bias_hh [4H], x [T, B, I],
+/// params: weight_ih [4H, I], weight_hh [4H, H], bias_ih [4H], bias_hh [4H]; x [T, B, I],
 /// h0 and c0 [B, H], lengths [B] (steps past a sequence's length keep its state). Returns hs and
 /// cs [T+1, B, H] (hs[0] = h0, cs[0] = c0) and the activated
 /// gates [T, B, 4H] (columns i, f, g, o, each H wide), which is all backward needs.
 pub fn lstm_forward<F: Float>(
-    weight_ih: &ArrayRef2<F>,
-    weight_hh: &ArrayRef2<F>,
-    bias_ih: &ArrayRef1<F>,
-    bias_hh: &ArrayRef1<F>,
+    params: &CellParams<F>,
     inputs: Inputs<'_, F>,
     h0: &ArrayRef2<F>,
     c0: &ArrayRef2<F>,
-) -> (Array3<F>, Array3<F>, Array3<F>) {
+) -> CellRun<F> {
+    let (weight_ih, weight_hh) = (&params.weight_ih, &params.weight_hh);
     let Inputs { x, lengths } = inputs;
     let (seq_len, batch, _) = x.dim();
     let hidden = weight_hh.ncols();
@@ -35,7 +34,7 @@ pub fn lstm_forward<F: Float>(
     // the pre-activations with the activated gates. Both biases enter unscaled, so the cell
     // adds their sum.
     let mut gates = input_projection(weight_ih, x);
-    let bias: Array1<F> = bias_ih + bias_hh;
+    let bias: Array1<F> = &params.bias_ih + &params.bias_hh;
     let bias = bias.as_slice().expect("an owned 1-D array is contiguous");
     let mut hs = Array3::zeros((seq_len + 1, batch, hidden));
     let mut cs = Array3::zeros((seq_len + 1, batch, hidden));
@@ -53,7 +52,11 @@ pub fn lstm_forward<F: Float>(
     parallel::run(parts, |(((hs, cs), gates), lengths)| {
         lstm_forward_rows(&weight_hh_t, bias, hs, cs, gates, lengths)
     });
-    (hs, cs, gates)
+    CellRun {
+        hs,
+        cs: Some(cs),
+        gates,
+    }
 }
 
 /// `lstm_forward`'s time loop for some rows `b` of the batch: weight_hh_t [H, 4H] (W_hh^T),
@@ -123,21 +126,22 @@ fn lstm_cell_forward<F: Float>(
 
 /// Backpropagation through time over all T steps.
 ///
-/// weight_ih [4H, I], weight_hh [4H, H], x [T, B, I], hs and cs [T+1, B, H] and the activated
-/// gates [T, B, 4H] from `lstm_forward`; dh_from_head [S, B, H]: the head's gradient w.r.t.
-/// the last S hidden states h_{T-S+1}..h_T (S = T when the head reads every step, 1 when only
-/// h_T). Per step, dE/dh_t = dh_from_head_t + dgates_{t+1} W_hh and dE/dc_t =
-/// dh_t o_t (1 - tanh(c_t)^2) + dc_{t+1} f_{t+1}, whose norms are recorded; the weight
-/// gradients follow from all dgates at once after the loop.
+/// params: weight_ih [4H, I], weight_hh [4H, H] (the biases are not read); x [T, B, I]; run:
+/// hs and cs [T+1, B, H] and the activated gates [T, B, 4H] from `lstm_forward`;
+/// dh_from_head [S, B, H]: the head's gradient w.r.t. the last S hidden states h_{T-S+1}..h_T
+/// (S = T when the head reads every step, 1 when only h_T). Per step, dE/dh_t =
+/// dh_from_head_t + dgates_{t+1} W_hh and dE/dc_t = dh_t o_t (1 - tanh(c_t)^2) +
+/// dc_{t+1} f_{t+1}, whose norms are recorded; the weight gradients follow from all dgates at
+/// once after the loop.
 pub fn lstm_backward<F: Float>(
-    weight_ih: &ArrayRef2<F>,
-    weight_hh: &ArrayRef2<F>,
+    params: &CellParams<F>,
     inputs: Inputs<'_, F>,
-    hs: &ArrayRef3<F>,
-    cs: &ArrayRef3<F>,
-    gates: &ArrayRef3<F>,
+    run: &CellRun<F>,
     dh_from_head: &ArrayRef3<F>,
 ) -> CellGrads<F> {
+    let (weight_ih, weight_hh) = (&params.weight_ih, &params.weight_hh);
+    let cs = run.cs.as_ref().expect("an LSTM run keeps its cell states");
+    let (hs, gates) = (&run.hs, &run.gates);
     let Inputs { x, lengths } = inputs;
     let (seq_len, batch, hidden) = cs.dim();
     let seq_len = seq_len - 1;

@@ -231,33 +231,10 @@ fn run_cell<F: Float>(
     h0: &Array2<F>,
     c0: &Array2<F>,
 ) -> CellRun<F> {
-    let (w_ih, w_hh, b_ih, b_hh) = (&p.weight_ih, &p.weight_hh, &p.bias_ih, &p.bias_hh);
     match config.cell {
-        Cell::Rnn => {
-            let (hs, gates) =
-                rnn::rnn_forward(config.activation, w_ih, w_hh, b_ih, b_hh, inputs, h0);
-            CellRun {
-                hs,
-                cs: None,
-                gates,
-            }
-        }
-        Cell::Lstm => {
-            let (hs, cs, gates) = lstm::lstm_forward(w_ih, w_hh, b_ih, b_hh, inputs, h0, c0);
-            CellRun {
-                hs,
-                cs: Some(cs),
-                gates,
-            }
-        }
-        Cell::Gru => {
-            let (hs, gates) = gru::gru_forward(w_ih, w_hh, b_ih, b_hh, inputs, h0);
-            CellRun {
-                hs,
-                cs: None,
-                gates,
-            }
-        }
+        Cell::Rnn => rnn::rnn_forward(config.activation, p, inputs, h0),
+        Cell::Lstm => lstm::lstm_forward(p, inputs, h0, c0),
+        Cell::Gru => gru::gru_forward(p, inputs, h0),
     }
 }
 
@@ -270,27 +247,10 @@ fn cell_backward<F: Float>(
     run: &CellRun<F>,
     dh_from_head: &Array3<F>,
 ) -> CellGrads<F> {
-    let (w_ih, w_hh) = (&p.weight_ih, &p.weight_hh);
     match config.cell {
-        Cell::Rnn => rnn::rnn_backward(
-            config.activation,
-            w_ih,
-            w_hh,
-            inputs,
-            &run.hs,
-            &run.gates,
-            dh_from_head,
-        ),
-        Cell::Lstm => lstm::lstm_backward(
-            w_ih,
-            w_hh,
-            inputs,
-            &run.hs,
-            run.cs.as_ref().expect("an LSTM run keeps its cell states"),
-            &run.gates,
-            dh_from_head,
-        ),
-        Cell::Gru => gru::gru_backward(w_ih, w_hh, inputs, &run.hs, &run.gates, dh_from_head),
+        Cell::Rnn => rnn::rnn_backward(config.activation, p, inputs, run, dh_from_head),
+        Cell::Lstm => lstm::lstm_backward(p, inputs, run, dh_from_head),
+        Cell::Gru => gru::gru_backward(p, inputs, run, dh_from_head),
     }
 }
 

@@ -4,37 +4,36 @@ use super::math::{sum_of_squares, tanh, vectorized_fn};
 use super::packed::PackedWeight;
 use super::{
     batch_parts, hold_padded_states, input_projection, is_padding, length_parts, norms, parallel,
-    pass_padded_gradients, products_over_rows, rows, rows_mut, step_gradient, CellGrads, Inputs,
+    pass_padded_gradients, products_over_rows, rows, rows_mut, step_gradient, CellGrads, CellRun,
+    Inputs,
 };
 use crate::config::Activation;
+use crate::params::CellParams;
 use crate::Float;
 use ndarray::{
-    Array1, Array2, Array3, ArrayRef1, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2,
-    ArrayViewMut3, Axis,
+    Array1, Array2, Array3, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
 };
 
 /// The forward recurrence over all T steps.
 ///
-/// weight_ih [H, I], weight_hh [H, H], bias_ih [H], bias_hh [H], x [T, B, I], h0 [B, H],
-/// lengths [B] (steps past a sequence's length keep its state). Returns hs [T+1, B, H]
-/// (hs[0] = h0) and gates [T, B, H], which for the RNN is h_t again: backward takes the
-/// activation's derivative from its output.
+/// params: weight_ih [H, I], weight_hh [H, H], bias_ih [H], bias_hh [H]; x [T, B, I],
+/// h0 [B, H], lengths [B] (steps past a sequence's length keep its state). Returns hs
+/// [T+1, B, H] (hs[0] = h0) and gates [T, B, H], which for the RNN is h_t again: backward
+/// takes the activation's derivative from its output.
 pub fn rnn_forward<F: Float>(
     activation: Activation,
-    weight_ih: &ArrayRef2<F>,
-    weight_hh: &ArrayRef2<F>,
-    bias_ih: &ArrayRef1<F>,
-    bias_hh: &ArrayRef1<F>,
+    params: &CellParams<F>,
     inputs: Inputs<'_, F>,
     h0: &ArrayRef2<F>,
-) -> (Array3<F>, Array3<F>) {
+) -> CellRun<F> {
+    let (weight_ih, weight_hh) = (&params.weight_ih, &params.weight_hh);
     let Inputs { x, lengths } = inputs;
     let (seq_len, batch, _) = x.dim();
     let hidden = weight_hh.ncols();
     // W_ih x_t for every step; each step adds its recurrent term in place, then both biases
     // (which enter unscaled) and the activation.
     let mut gates = input_projection(weight_ih, x);
-    let bias: Array1<F> = bias_ih + bias_hh;
+    let bias: Array1<F> = &params.bias_ih + &params.bias_hh;
     let bias = bias.as_slice().expect("an owned 1-D array is contiguous");
     let mut hs = Array3::zeros((seq_len + 1, batch, hidden));
     hs.index_axis_mut(Axis(0), 0).assign(h0);
@@ -60,7 +59,11 @@ pub fn rnn_forward<F: Float>(
             }
         },
     );
-    (hs, gates)
+    CellRun {
+        hs,
+        cs: None,
+        gates,
+    }
 }
 
 vectorized_fn! {
@@ -92,20 +95,20 @@ fn rnn_cell_forward<F: Float>(
 
 /// Backpropagation through time over all T steps.
 ///
-/// weight_ih [H, I], weight_hh [H, H], x [T, B, I], hs [T+1, B, H] and gates [T, B, H] from
-/// `rnn_forward`; dh_from_head [S, B, H]: the head's gradient w.r.t. the last S hidden states
-/// h_{T-S+1}..h_T (S = T when the head reads every step, 1 when only h_T). Per step,
-/// dE/dh_t = dh_from_head_t + dgates_{t+1} W_hh, whose norm is recorded; the weight gradients
-/// follow from all dgates at once after the loop.
+/// params: weight_ih [H, I], weight_hh [H, H] (the biases are not read); x [T, B, I]; run:
+/// hs [T+1, B, H] and gates [T, B, H] from `rnn_forward`; dh_from_head [S, B, H]: the head's
+/// gradient w.r.t. the last S hidden states h_{T-S+1}..h_T (S = T when the head reads every
+/// step, 1 when only h_T). Per step, dE/dh_t = dh_from_head_t + dgates_{t+1} W_hh, whose norm
+/// is recorded; the weight gradients follow from all dgates at once after the loop.
 pub fn rnn_backward<F: Float>(
     activation: Activation,
-    weight_ih: &ArrayRef2<F>,
-    weight_hh: &ArrayRef2<F>,
+    params: &CellParams<F>,
     inputs: Inputs<'_, F>,
-    hs: &ArrayRef3<F>,
-    gates: &ArrayRef3<F>,
+    run: &CellRun<F>,
     dh_from_head: &ArrayRef3<F>,
 ) -> CellGrads<F> {
+    let (weight_ih, weight_hh) = (&params.weight_ih, &params.weight_hh);
+    let (hs, gates) = (&run.hs, &run.gates);
     let Inputs { x, lengths } = inputs;
     let (seq_len, batch, hidden) = gates.dim();
     // dE/d(pre-activation) of every step: [T, B, H].
