@@ -17,9 +17,11 @@ use super::math::{sigmoid, sum_of_squares, tanh, vectorized_fn};
 use super::packed::PackedWeight;
 use super::{
     batch_parts, column_sums, flatten_steps, hold_padded_states, input_projection, is_padding,
-    length_parts, norms, parallel, products_over_rows, rows, rows_mut, CellGrads, CellRun, Inputs,
+    length_parts, norms, parallel, products_over_rows, round_step, rows, rows_mut, CellGrads,
+    CellRun, Inputs,
 };
 use crate::params::CellParams;
+use crate::precision::Precision;
 use crate::Float;
 use ndarray::{
     s, Array2, Array3, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
@@ -30,19 +32,24 @@ use ndarray::{
 /// params: weight_ih [3H, I], weight_hh [3H, H], bias_ih [3H], bias_hh [3H]; x [T, B, I],
 /// h0 [B, H], lengths [B] (steps past a sequence's length keep its state). Returns hs
 /// [T+1, B, H] (hs[0] = h0) and gates [T, B, 4H]: the activated r, z, n and the recurrent term
-/// `W_hn h + b_hn` (what backward needs), each H wide.
+/// `W_hn h + b_hn` (what backward needs), each H wide. Under `Precision::F16` both products
+/// (the recurrent one kept apart) are rounded to f16, as are the gates and the states as each
+/// step writes them (h0 too), where the GPU stores them.
 pub fn gru_forward<F: Float>(
     params: &CellParams<F>,
     inputs: Inputs<'_, F>,
     h0: &ArrayRef2<F>,
+    precision: Precision,
 ) -> CellRun<F> {
     let (weight_ih, weight_hh) = (&params.weight_ih, &params.weight_hh);
     let Inputs { x, lengths } = inputs;
     let (seq_len, batch, _) = x.dim();
     let hidden = weight_hh.ncols();
-    let projected = input_projection(weight_ih, x);
+    let mut projected = input_projection(weight_ih, x);
+    precision.round_array(&mut projected);
     let mut hs = Array3::zeros((seq_len + 1, batch, hidden));
     hs.index_axis_mut(Axis(0), 0).assign(h0);
+    round_step(precision, &mut hs, 0);
     let mut gates = Array3::zeros((seq_len, batch, 4 * hidden));
     let biases = (
         params.bias_ih.as_slice().expect("biases are contiguous"),
@@ -56,7 +63,15 @@ pub fn gru_forward<F: Float>(
         .zip(projected.axis_chunks_iter(Axis(1), rows_per_part))
         .zip(length_parts(lengths, batch, rows_per_part));
     parallel::run(parts, |(((hs, gates), projected), lengths)| {
-        gru_forward_rows(&weight_hh_t, biases, projected, hs, gates, lengths)
+        gru_forward_rows(
+            &weight_hh_t,
+            biases,
+            projected,
+            hs,
+            gates,
+            lengths,
+            precision,
+        )
     });
     CellRun {
         hs,
@@ -75,12 +90,14 @@ fn gru_forward_rows<F: Float>(
     mut hs: ArrayViewMut3<F>,
     mut gates: ArrayViewMut3<F>,
     lengths: Option<&[usize]>,
+    precision: Precision,
 ) {
     let (seq_len, batch_rows, hidden) = (gates.len_of(Axis(0)), hs.dim().1, hs.dim().2);
     // h_{t-1} W_hh^T: the loop's only buffer, allocated before it.
     let mut recurrent = Array2::zeros((batch_rows, 3 * hidden));
     for t in 0..seq_len {
         weight_hh_t.product_into(&hs.index_axis(Axis(0), t), F::zero(), &mut recurrent);
+        precision.round_array(&mut recurrent);
         let (h_prev, h_next) = hs.multi_slice_mut((s![t, .., ..], s![t + 1, .., ..]));
         for ((((input, recurrent), h_prev), h_next), gate) in rows(projected.index_axis(Axis(0), t))
             .zip(rows(recurrent.view()))
@@ -90,6 +107,8 @@ fn gru_forward_rows<F: Float>(
         {
             gru_cell_forward(input, recurrent, bias_ih, bias_hh, h_prev, h_next, gate);
         }
+        round_step(precision, &mut gates, t);
+        round_step(precision, &mut hs, t + 1);
         hold_padded_states(lengths, t, &mut hs);
     }
 }

@@ -5,10 +5,11 @@ use super::math::{sigmoid, sum_of_squares, tanh, vectorized_fn};
 use super::packed::PackedWeight;
 use super::{
     batch_parts, hold_padded_states, input_projection, is_padding, length_parts, norms, parallel,
-    pass_padded_gradients, products_over_rows, rows, rows_mut, step_gradient, CellGrads, CellRun,
-    Inputs,
+    pass_padded_gradients, products_over_rows, round_step, rows, rows_mut, step_gradient,
+    CellGrads, CellRun, Inputs,
 };
 use crate::params::CellParams;
+use crate::precision::Precision;
 use crate::Float;
 use ndarray::{
     s, Array1, Array2, Array3, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
@@ -19,12 +20,15 @@ use ndarray::{
 /// params: weight_ih [4H, I], weight_hh [4H, H], bias_ih [4H], bias_hh [4H]; x [T, B, I],
 /// h0 and c0 [B, H], lengths [B] (steps past a sequence's length keep its state). Returns hs and
 /// cs [T+1, B, H] (hs[0] = h0, cs[0] = c0) and the activated
-/// gates [T, B, 4H] (columns i, f, g, o, each H wide), which is all backward needs.
+/// gates [T, B, 4H] (columns i, f, g, o, each H wide), which is all backward needs. Under
+/// `Precision::F16` the gates are rounded to f16 after each product and after activation, and
+/// the states as each step writes them (h0 and c0 too), where the GPU stores them.
 pub fn lstm_forward<F: Float>(
     params: &CellParams<F>,
     inputs: Inputs<'_, F>,
     h0: &ArrayRef2<F>,
     c0: &ArrayRef2<F>,
+    precision: Precision,
 ) -> CellRun<F> {
     let (weight_ih, weight_hh) = (&params.weight_ih, &params.weight_hh);
     let Inputs { x, lengths } = inputs;
@@ -34,12 +38,15 @@ pub fn lstm_forward<F: Float>(
     // the pre-activations with the activated gates. Both biases enter unscaled, so the cell
     // adds their sum.
     let mut gates = input_projection(weight_ih, x);
+    precision.round_array(&mut gates);
     let bias: Array1<F> = &params.bias_ih + &params.bias_hh;
     let bias = bias.as_slice().expect("an owned 1-D array is contiguous");
     let mut hs = Array3::zeros((seq_len + 1, batch, hidden));
     let mut cs = Array3::zeros((seq_len + 1, batch, hidden));
     hs.index_axis_mut(Axis(0), 0).assign(h0);
     cs.index_axis_mut(Axis(0), 0).assign(c0);
+    round_step(precision, &mut hs, 0);
+    round_step(precision, &mut cs, 0);
     // Sequences do not interact: each thread runs its own rows of the batch through all T
     // steps, with nothing to wait for inside the time loop.
     let rows_per_part = batch_parts(seq_len, batch, 4 * hidden * hidden);
@@ -50,7 +57,7 @@ pub fn lstm_forward<F: Float>(
         .zip(gates.axis_chunks_iter_mut(Axis(1), rows_per_part))
         .zip(length_parts(lengths, batch, rows_per_part));
     parallel::run(parts, |(((hs, cs), gates), lengths)| {
-        lstm_forward_rows(&weight_hh_t, bias, hs, cs, gates, lengths)
+        lstm_forward_rows(&weight_hh_t, bias, hs, cs, gates, lengths, precision)
     });
     CellRun {
         hs,
@@ -69,10 +76,12 @@ fn lstm_forward_rows<F: Float>(
     mut cs: ArrayViewMut3<F>,
     mut gates: ArrayViewMut3<F>,
     lengths: Option<&[usize]>,
+    precision: Precision,
 ) {
     for t in 0..gates.len_of(Axis(0)) {
         let mut gate = gates.index_axis_mut(Axis(0), t);
         weight_hh_t.product_into(&hs.index_axis(Axis(0), t), F::one(), &mut gate);
+        precision.round_array(&mut gate);
         let (c_prev, c_next) = cs.multi_slice_mut((s![t, .., ..], s![t + 1, .., ..]));
         let h_next = hs.index_axis_mut(Axis(0), t + 1);
         for (((gate, c_prev), c_next), h_next) in rows_mut(gate)
@@ -82,6 +91,9 @@ fn lstm_forward_rows<F: Float>(
         {
             lstm_cell_forward(gate, bias, c_prev, c_next, h_next);
         }
+        round_step(precision, &mut gates, t);
+        round_step(precision, &mut cs, t + 1);
+        round_step(precision, &mut hs, t + 1);
         hold_padded_states(lengths, t, &mut hs);
         hold_padded_states(lengths, t, &mut cs);
     }

@@ -12,6 +12,10 @@
 //! their output into blocks over the threads (`RNN_WGPU_CPU_THREADS` sets their number). The
 //! time loops allocate nothing. In f32 the gates' sigmoid and tanh are vectorized polynomials
 //! (`math`), within a few ulp of the standard library, which f64 uses.
+//!
+//! Half precision (`forward_in` and `backward_scaled` under `Precision::F16`): the arithmetic
+//! stays in F, and every tensor the GPU engine stores as f16 is rounded to f16 where it is
+//! written, before anything reads it, so the two engines agree in that mode as in f32.
 
 pub mod gru;
 mod heap;
@@ -29,13 +33,15 @@ pub use heap::keep_freed_memory;
 use crate::config::{Cell, Loss, ModelConfig, Readout};
 use crate::data::{Batch, Targets};
 use crate::params::{CellParams, Params};
+use crate::precision::Precision;
 use crate::{Error, Float};
 use matmul::product;
 use ndarray::{
-    s, Array1, Array2, Array3, ArrayRef2, ArrayRef3, ArrayView2, ArrayView3, ArrayViewMut2,
-    ArrayViewMut3, Axis, CowArray, Ix2,
+    s, Array, Array1, Array2, Array3, ArrayRef2, ArrayRef3, ArrayView2, ArrayView3, ArrayViewMut2,
+    ArrayViewMut3, Axis, CowArray, Dimension, Ix2,
 };
 use packed::PackedWeight;
+use std::borrow::Cow;
 
 /// The input sequences of a batch: x [T, B, I] and, when they differ, each one's length [B]
 /// (the steps past it are padding).
@@ -71,7 +77,8 @@ pub struct CellRun<F> {
 /// cells [L*D] as `Params::cells` orders them; layer_inputs [L-1]: the input [T, B, D*H] of
 /// layers 1..L, after dropout; dropout [L-1]: the factors (0 or 1/(1-p)) it multiplied by, when
 /// it ran; head_input [rows, D*H]: what the head read (`head_input`); outputs [rows, O]: the
-/// head's y (logits for cross-entropy); loss: scalar.
+/// head's y (logits for cross-entropy); loss: scalar; precision: the storage precision it ran
+/// in, which `backward` mirrors too.
 #[derive(Clone, Debug)]
 pub struct Forward<F> {
     pub cells: Vec<CellRun<F>>,
@@ -80,6 +87,7 @@ pub struct Forward<F> {
     pub head_input: Array2<F>,
     pub outputs: Array2<F>,
     pub loss: F,
+    pub precision: Precision,
 }
 
 impl<F: Float> Forward<F> {
@@ -152,12 +160,27 @@ pub fn forward<F: Float>(
 /// `config`, batch.x [T, B, I], h0/c0 [L*D*B, H] (each cell's [B, H] in turn; zeros when
 /// absent), targets [rows, O] values or [rows] classes. `dropout_seed` (training) draws the dropout masks between layers
 /// (`stack::dropout_factors`); None is evaluation. Keeps every cell's states and gates for
-/// `backward`.
+/// `backward`. Stores every tensor at full precision: `forward_in(.., Precision::F32)`.
 pub fn forward_with<F: Float>(
     config: &ModelConfig,
     params: &Params<F>,
     batch: &Batch<F>,
     dropout_seed: Option<u32>,
+) -> Result<Forward<F>, Error> {
+    forward_in(config, params, batch, dropout_seed, Precision::F32)
+}
+
+/// `forward_with`, storing tensors in `precision`: under F16 it rounds to f16 wherever the GPU
+/// engine stores f16 (`precision`'s module), so that the two engines agree in that mode too.
+/// Rounded here: x, every cell's W_ih and W_hh (a working copy; the biases and the head stay
+/// unrounded), and the layers' joined outputs after dropout; in the cells, the gates after each
+/// product and after activation, and every state.
+pub fn forward_in<F: Float>(
+    config: &ModelConfig,
+    params: &Params<F>,
+    batch: &Batch<F>,
+    dropout_seed: Option<u32>,
+    precision: Precision,
 ) -> Result<Forward<F>, Error> {
     config.validate()?;
     params.check(config)?;
@@ -166,6 +189,8 @@ pub fn forward_with<F: Float>(
     let directions = config.directions();
     let lengths = batch.lengths.as_deref();
     let zeros = Array2::zeros((batch_size, h));
+    let params = working_weights(params, precision);
+    let layer0_input = stored(&batch.x, precision);
     // Cell k's [B, H] block of an initial state [L*D*B, H].
     let initial = |state: &Option<Array2<F>>, k: usize| match state {
         Some(s) => s
@@ -178,7 +203,7 @@ pub fn forward_with<F: Float>(
     let mut dropout = Vec::new();
     for layer in 0..config.layers {
         let input = match layer {
-            0 => batch.x.view(),
+            0 => layer0_input.view(),
             _ => layer_inputs[layer - 1].view(),
         };
         for direction in 0..directions {
@@ -193,7 +218,8 @@ pub fn forward_with<F: Float>(
                 }
             };
             let cell = params.cell(layer, direction, directions);
-            cells.push(run_cell(config, cell, Inputs { x, lengths }, &h0, &c0));
+            let inputs = Inputs { x, lengths };
+            cells.push(run_cell(config, cell, inputs, &h0, &c0, precision));
         }
         if layer + 1 < config.layers {
             let mut next = stack::layer_output(&layer_states(&cells, layer, directions), lengths);
@@ -203,6 +229,7 @@ pub fn forward_with<F: Float>(
             if let Some(factors) = &factors {
                 next.zip_mut_with(factors, |v, &f| *v = *v * f);
             }
+            precision.round_array(&mut next);
             layer_inputs.push(next);
             dropout.push(factors);
         }
@@ -220,6 +247,7 @@ pub fn forward_with<F: Float>(
         head_input: scored,
         outputs,
         loss,
+        precision,
     })
 }
 
@@ -230,11 +258,12 @@ fn run_cell<F: Float>(
     inputs: Inputs<'_, F>,
     h0: &Array2<F>,
     c0: &Array2<F>,
+    precision: Precision,
 ) -> CellRun<F> {
     match config.cell {
-        Cell::Rnn => rnn::rnn_forward(config.activation, p, inputs, h0),
-        Cell::Lstm => lstm::lstm_forward(p, inputs, h0, c0),
-        Cell::Gru => gru::gru_forward(p, inputs, h0),
+        Cell::Rnn => rnn::rnn_forward(config.activation, p, inputs, h0, precision),
+        Cell::Lstm => lstm::lstm_forward(p, inputs, h0, c0, precision),
+        Cell::Gru => gru::gru_forward(p, inputs, h0, precision),
     }
 }
 
@@ -429,6 +458,41 @@ fn score<F: Float>(
         }
         _ => panic!("targets do not match the loss {loss}: run batch.check first"),
     }
+}
+
+/// The parameters as the cells compute with them: under F16 a copy whose cells' W_ih and W_hh
+/// are rounded to f16, as the GPU's working copy of the f32 master weights (the gradients are
+/// taken as if the rounding were the identity); the biases and the head stay f32 there.
+/// Borrowed under F32.
+fn working_weights<F: Float>(params: &Params<F>, precision: Precision) -> Cow<'_, Params<F>> {
+    if precision == Precision::F32 {
+        return Cow::Borrowed(params);
+    }
+    let mut working = params.clone();
+    for cell in &mut working.cells {
+        precision.round_array(&mut cell.weight_ih);
+        precision.round_array(&mut cell.weight_hh);
+    }
+    Cow::Owned(working)
+}
+
+/// `values` as stored in `precision`: a rounded copy under F16, borrowed under F32.
+fn stored<F: Float, D: Dimension>(
+    values: &Array<F, D>,
+    precision: Precision,
+) -> CowArray<'_, F, D> {
+    if precision == Precision::F32 {
+        return CowArray::from(values.view());
+    }
+    let mut rounded = values.clone();
+    precision.round_array(&mut rounded);
+    CowArray::from(rounded)
+}
+
+/// Rounds step `t` of `steps` [T, b, W] to the storage precision once a step has written it,
+/// before any later step reads it (as the GPU stores each step).
+fn round_step<F: Float>(precision: Precision, steps: &mut ArrayRef3<F>, t: usize) {
+    precision.round_array(&mut steps.index_axis_mut(Axis(0), t));
 }
 
 /// The input projection of all T steps as one matrix product, before the time loop.

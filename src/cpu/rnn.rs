@@ -4,11 +4,12 @@ use super::math::{sum_of_squares, tanh, vectorized_fn};
 use super::packed::PackedWeight;
 use super::{
     batch_parts, hold_padded_states, input_projection, is_padding, length_parts, norms, parallel,
-    pass_padded_gradients, products_over_rows, rows, rows_mut, step_gradient, CellGrads, CellRun,
-    Inputs,
+    pass_padded_gradients, products_over_rows, round_step, rows, rows_mut, step_gradient,
+    CellGrads, CellRun, Inputs,
 };
 use crate::config::Activation;
 use crate::params::CellParams;
+use crate::precision::Precision;
 use crate::Float;
 use ndarray::{
     Array1, Array2, Array3, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
@@ -19,12 +20,15 @@ use ndarray::{
 /// params: weight_ih [H, I], weight_hh [H, H], bias_ih [H], bias_hh [H]; x [T, B, I],
 /// h0 [B, H], lengths [B] (steps past a sequence's length keep its state). Returns hs
 /// [T+1, B, H] (hs[0] = h0) and gates [T, B, H], which for the RNN is h_t again: backward
-/// takes the activation's derivative from its output.
+/// takes the activation's derivative from its output. Under `Precision::F16` the gates are
+/// rounded to f16 after each product and after activation, and the states as each step writes
+/// them (h0 too), where the GPU stores them.
 pub fn rnn_forward<F: Float>(
     activation: Activation,
     params: &CellParams<F>,
     inputs: Inputs<'_, F>,
     h0: &ArrayRef2<F>,
+    precision: Precision,
 ) -> CellRun<F> {
     let (weight_ih, weight_hh) = (&params.weight_ih, &params.weight_hh);
     let Inputs { x, lengths } = inputs;
@@ -33,10 +37,12 @@ pub fn rnn_forward<F: Float>(
     // W_ih x_t for every step; each step adds its recurrent term in place, then both biases
     // (which enter unscaled) and the activation.
     let mut gates = input_projection(weight_ih, x);
+    precision.round_array(&mut gates);
     let bias: Array1<F> = &params.bias_ih + &params.bias_hh;
     let bias = bias.as_slice().expect("an owned 1-D array is contiguous");
     let mut hs = Array3::zeros((seq_len + 1, batch, hidden));
     hs.index_axis_mut(Axis(0), 0).assign(h0);
+    round_step(precision, &mut hs, 0);
     // Sequences do not interact: each thread runs its own rows of the batch through all T
     // steps, with nothing to wait for inside the time loop.
     let rows_per_part = batch_parts(seq_len, batch, hidden * hidden);
@@ -51,10 +57,13 @@ pub fn rnn_forward<F: Float>(
             for t in 0..seq_len {
                 let mut pre_activation = gates.index_axis_mut(Axis(0), t);
                 weight_hh_t.product_into(&hs.index_axis(Axis(0), t), F::one(), &mut pre_activation);
+                precision.round_array(&mut pre_activation);
                 let h_next = hs.index_axis_mut(Axis(0), t + 1);
                 for (pre_activation, h_next) in rows_mut(pre_activation).zip(rows_mut(h_next)) {
                     rnn_cell_forward(activation, bias, pre_activation, h_next);
                 }
+                round_step(precision, &mut gates, t);
+                round_step(precision, &mut hs, t + 1);
                 hold_padded_states(lengths, t, &mut hs);
             }
         },
