@@ -13,12 +13,12 @@
 //! block), and so do `b_ih` and `b_hh`. As the LSTM: each thread runs its own rows of the
 //! batch through the whole time loop, with W_hh packed once for the per-step products.
 
-use super::math::{sigmoid, sum_of_squares, tanh, vectorized_fn};
+use super::math::{sigmoid, tanh, vectorized_fn};
 use super::packed::PackedWeight;
 use super::{
     batch_parts, column_sums, flatten_steps, hold_padded_states, input_projection, is_padding,
-    length_parts, norms, parallel, products_over_rows, round_step, rows, rows_mut, CellGrads,
-    CellRun, Inputs,
+    length_parts, norms, parallel, products_over_rows, round_step, rows, rows_mut,
+    stored_sum_of_squares, CellGrads, CellRun, Inputs,
 };
 use crate::params::CellParams;
 use crate::precision::Precision;
@@ -148,12 +148,15 @@ fn gru_cell_forward<F: Float>(
 /// not read), x [T, B, I], run's hs [T+1, B, H] and gates [T, B, 4H] as `gru_forward` returns
 /// them, dh_from_head [S, B, H] for the last S steps, lengths [B]. Per step, dE/dh_t =
 /// dh_from_head_t + z_{t+1} dE/dh_{t+1} + dgates_hh_{t+1} W_hh; the weight gradients follow
-/// from all steps at once after the loop.
+/// from all steps at once after the loop. Under `Precision::F16` the norms are of dE/dh_t
+/// rounded to f16 (the step computes with it unrounded, and the direct path z dE/dh_t stays
+/// so), and both dgates and dx are rounded, where the GPU stores them.
 pub fn gru_backward<F: Float>(
     params: &CellParams<F>,
     inputs: Inputs<'_, F>,
     run: &CellRun<F>,
     dh_from_head: &ArrayRef3<F>,
+    precision: Precision,
 ) -> CellGrads<F> {
     let (weight_ih, weight_hh) = (&params.weight_ih, &params.weight_hh);
     let (hs, gates) = (&run.hs, &run.gates);
@@ -183,6 +186,7 @@ pub fn gru_backward<F: Float>(
                     dgates_hh,
                     dh0,
                     lengths,
+                    precision,
                     squares: vec![F::zero(); seq_len],
                 }
             },
@@ -192,7 +196,8 @@ pub fn gru_backward<F: Float>(
     parallel::run(parts.iter_mut(), |part| part.run(&packed));
     let grad_norm_h = norms(parts.iter().map(|part| &part.squares[..]), seq_len);
     drop(parts);
-    let products = products_over_rows(weight_ih, x, hs, &dgates_ih, &dgates_hh);
+    let mut products = products_over_rows(weight_ih, x, hs, &dgates_ih, &dgates_hh);
+    precision.round_array(&mut products.dx);
     CellGrads {
         dweight_ih: products.dweight_ih,
         dweight_hh: products.dweight_hh,
@@ -218,6 +223,7 @@ struct GruBackwardRows<'a, F> {
     dh0: ArrayViewMut2<'a, F>,
     /// [b]: the steps past these are padding (None: none are).
     lengths: Option<&'a [usize]>,
+    precision: Precision,
     /// Out: the sums of squares of these rows of dE/dh_t, [T].
     squares: Vec<F>,
 }
@@ -238,7 +244,8 @@ impl<F: Float> GruBackwardRows<'_, F> {
                     *d = *d + h
                 });
             }
-            self.squares[t] = sum_of_squares(dh.as_slice().expect("dh is row-major"));
+            let dh_values = dh.as_slice().expect("dh is row-major");
+            self.squares[t] = stored_sum_of_squares(self.precision, dh_values);
             let gate = self.gates.index_axis(Axis(0), t);
             let h_prev = self.hs.index_axis(Axis(0), t);
             let (dgate_ih, dgate_hh) = (
@@ -261,6 +268,9 @@ impl<F: Float> GruBackwardRows<'_, F> {
                 }
                 gru_cell_backward(gate, h_prev, dh_row, dgate_ih, dgate_hh, direct);
             }
+            // Stored before the product below and step t-1 read them.
+            round_step(self.precision, &mut self.dgates_ih, t);
+            round_step(self.precision, &mut self.dgates_hh, t);
             // dE/dh_{t-1} = z dE/dh_t (direct) + dgates_hh W_hh
             weight_hh.product_into(
                 &self.dgates_hh.index_axis(Axis(0), t),

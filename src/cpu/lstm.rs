@@ -1,12 +1,12 @@
 //! The LSTM over a whole sequence, PyTorch's `nn.LSTM` with gates stacked i, f, g, o:
 //! `c_t = f * c_{t-1} + i * g`, `h_t = o * tanh(c_t)`.
 
-use super::math::{sigmoid, sum_of_squares, tanh, vectorized_fn};
+use super::math::{sigmoid, tanh, vectorized_fn};
 use super::packed::PackedWeight;
 use super::{
     batch_parts, hold_padded_states, input_projection, is_padding, length_parts, norms, parallel,
     pass_padded_gradients, products_over_rows, round_step, rows, rows_mut, step_gradient,
-    CellGrads, CellRun, Inputs,
+    stored_sum_of_squares, CellGrads, CellRun, Inputs,
 };
 use crate::params::CellParams;
 use crate::precision::Precision;
@@ -144,12 +144,15 @@ fn lstm_cell_forward<F: Float>(
 /// (S = T when the head reads every step, 1 when only h_T). Per step, dE/dh_t =
 /// dh_from_head_t + dgates_{t+1} W_hh and dE/dc_t = dh_t o_t (1 - tanh(c_t)^2) +
 /// dc_{t+1} f_{t+1}, whose norms are recorded; the weight gradients follow from all dgates at
-/// once after the loop.
+/// once after the loop. Under `Precision::F16` the norms are of dE/dh_t and dE/dc_t rounded
+/// to f16 (the step computes with them unrounded, and the carry dc_{t+1} f_{t+1} stays so),
+/// and dgates and dx are rounded, where the GPU stores them.
 pub fn lstm_backward<F: Float>(
     params: &CellParams<F>,
     inputs: Inputs<'_, F>,
     run: &CellRun<F>,
     dh_from_head: &ArrayRef3<F>,
+    precision: Precision,
 ) -> CellGrads<F> {
     let (weight_ih, weight_hh) = (&params.weight_ih, &params.weight_hh);
     let cs = run.cs.as_ref().expect("an LSTM run keeps its cell states");
@@ -183,6 +186,7 @@ pub fn lstm_backward<F: Float>(
                 dh0,
                 dc,
                 lengths,
+                precision,
                 squares_h: vec![F::zero(); seq_len],
                 squares_c: vec![F::zero(); seq_len],
             },
@@ -193,7 +197,8 @@ pub fn lstm_backward<F: Float>(
     let grad_norm_h = norms(parts.iter().map(|part| &part.squares_h[..]), seq_len);
     let grad_norm_c = norms(parts.iter().map(|part| &part.squares_c[..]), seq_len);
     drop(parts);
-    let products = products_over_rows(weight_ih, x, hs, &dgates, &dgates);
+    let mut products = products_over_rows(weight_ih, x, hs, &dgates, &dgates);
+    precision.round_array(&mut products.dx);
     CellGrads {
         dweight_ih: products.dweight_ih,
         dweight_hh: products.dweight_hh,
@@ -220,6 +225,7 @@ struct LstmBackwardRows<'a, F> {
     dc: ArrayViewMut2<'a, F>,
     /// [b]: the steps past these are padding (None: none are).
     lengths: Option<&'a [usize]>,
+    precision: Precision,
     /// Out: the sums of squares of these rows of dE/dh_t and dE/dc_t, [T] each.
     squares_h: Vec<F>,
     squares_c: Vec<F>,
@@ -249,7 +255,8 @@ impl<F: Float> LstmBackwardRows<'_, F> {
                 &mut dh,
             );
             pass_padded_gradients(self.lengths, t + 1, &dh_next, &mut dh);
-            self.squares_h[t] = sum_of_squares(dh.as_slice().expect("dh is row-major"));
+            let dh_values = dh.as_slice().expect("dh is row-major");
+            self.squares_h[t] = stored_sum_of_squares(self.precision, dh_values);
             let gate = self.gates.index_axis(Axis(0), t);
             let c_prev = self.cs.index_axis(Axis(0), t);
             let c_now = self.cs.index_axis(Axis(0), t + 1);
@@ -264,7 +271,7 @@ impl<F: Float> LstmBackwardRows<'_, F> {
                 if is_padding(self.lengths, row, t) {
                     // c_t is a copy of c_{t-1}: dE/dc passes on unchanged, no gate gradient.
                     dgate.fill(F::zero());
-                    squares_c = squares_c + sum_of_squares(dc_from_next);
+                    squares_c = squares_c + stored_sum_of_squares(self.precision, dc_from_next);
                     continue;
                 }
                 lstm_cell_backward(
@@ -276,9 +283,11 @@ impl<F: Float> LstmBackwardRows<'_, F> {
                     dc_from_next,
                     &mut dc_row,
                 );
-                squares_c = squares_c + sum_of_squares(&dc_row);
+                squares_c = squares_c + stored_sum_of_squares(self.precision, &dc_row);
             }
             self.squares_c[t] = squares_c;
+            // Stored before step t-1's product reads it.
+            round_step(self.precision, &mut self.dgates, t);
         }
         weight_hh.product_into(
             &self.dgates.index_axis(Axis(0), 0),

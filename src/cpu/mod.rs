@@ -275,11 +275,12 @@ fn cell_backward<F: Float>(
     inputs: Inputs<'_, F>,
     run: &CellRun<F>,
     dh_from_head: &Array3<F>,
+    precision: Precision,
 ) -> CellGrads<F> {
     match config.cell {
-        Cell::Rnn => rnn::rnn_backward(config.activation, p, inputs, run, dh_from_head),
-        Cell::Lstm => lstm::lstm_backward(p, inputs, run, dh_from_head),
-        Cell::Gru => gru::gru_backward(p, inputs, run, dh_from_head),
+        Cell::Rnn => rnn::rnn_backward(config.activation, p, inputs, run, dh_from_head, precision),
+        Cell::Lstm => lstm::lstm_backward(p, inputs, run, dh_from_head, precision),
+        Cell::Gru => gru::gru_backward(p, inputs, run, dh_from_head, precision),
     }
 }
 
@@ -287,20 +288,65 @@ fn cell_backward<F: Float>(
 /// batch (shapes as in `forward`; panics if `fwd` does not match them). Returns the gradient of
 /// the loss w.r.t. every parameter, h0, c0 and x, and the per-step gradient norms. Layers are
 /// visited last to first; a layer's input gradient, through the dropout mask, is the gradient
-/// arriving at the outputs of the layer below.
+/// arriving at the outputs of the layer below. `backward_scaled(.., 1)`.
 pub fn backward<F: Float>(
     config: &ModelConfig,
     params: &Params<F>,
     batch: &Batch<F>,
     fwd: &Forward<F>,
 ) -> Backward<F> {
+    backward_scaled(config, params, batch, fwd, F::one())
+}
+
+/// `backward` with dE/doutputs multiplied by `loss_scale` S (a power of two, so that scaling
+/// is exact) before it propagates, so that gradients too small for f16 survive its storage,
+/// and what it returns divided by S again: the parameter gradients, dh0, dc0, dx and the norms.
+/// In `fwd.precision` F16 it rounds where the GPU stores f16 (the weights' working copy, x,
+/// the gradients arriving at each cell, dE/dh_t and dE/dc_t for their norms, dgates, dx); the
+/// parameter gradients, being sums over rounded operands, stay unrounded.
+pub fn backward_scaled<F: Float>(
+    config: &ModelConfig,
+    params: &Params<F>,
+    batch: &Batch<F>,
+    fwd: &Forward<F>,
+    loss_scale: F,
+) -> Backward<F> {
+    let head = head_backward(config, params, batch, fwd, loss_scale);
+    let working = working_weights(params, fwd.precision);
+    let (cell_grads, dx) = layers_backward(config, &working, batch, fwd, head.dh_outside);
+    let mut backward = gather_grads(config, cell_grads, head.dweight, head.dbias, dx);
+    unscale(&mut backward, loss_scale);
+    backward
+}
+
+/// The head's backward pass: the head's gradients and the share of dE/dh it passes to each
+/// cell of the last layer.
+struct HeadGrads<F> {
+    /// [O, D*H] and [O].
+    dweight: Array2<F>,
+    dbias: Array1<F>,
+    /// [S, B, H] per direction: at each cell's last state (S = 1) or at every output (S = T),
+    /// rounded to the storage precision.
+    dh_outside: Vec<Array3<F>>,
+}
+
+/// `HeadGrads` from dE/doutputs times `loss_scale`, through the head's f32 weights.
+fn head_backward<F: Float>(
+    config: &ModelConfig,
+    params: &Params<F>,
+    batch: &Batch<F>,
+    fwd: &Forward<F>,
+    loss_scale: F,
+) -> HeadGrads<F> {
     let (seq_len, batch_size) = (batch.seq_len(), batch.batch_size());
     let (hidden, directions) = (config.hidden_size, config.directions());
-    let lengths = batch.lengths.as_deref();
     // The losses are cheap next to the recurrence, so doutputs is recomputed rather than kept.
     let valid = valid_rows(config.readout, batch);
-    let (_, doutputs) = score(config.loss, &fwd.outputs, &batch.targets, valid.as_deref());
-    let (dhead_weight, dhead_bias, dscored) =
+    let (_, mut doutputs) = score(config.loss, &fwd.outputs, &batch.targets, valid.as_deref());
+    if loss_scale != F::one() {
+        doutputs.mapv_inplace(|d| d * loss_scale);
+    }
+    let (dweight, dbias, dscored) =
         readout::readout_backward(&params.head_weight, &fwd.head_input, &doutputs);
     // The head's share of dE/dh: at each cell's last state, or at every output.
     let mut dh_outside: Vec<Array3<F>> = match config.readout {
@@ -316,14 +362,38 @@ pub fn backward<F: Float>(
             let dy = dscored
                 .into_shape_with_order((seq_len, batch_size, directions * hidden))
                 .expect("dscored is [T*B, D*H], time-major");
-            stack::split_output_grad(&dy, directions, lengths)
+            stack::split_output_grad(&dy, directions, batch.lengths.as_deref())
         }
     };
+    dh_outside
+        .iter_mut()
+        .for_each(|d| fwd.precision.round_array(d));
+    HeadGrads {
+        dweight,
+        dbias,
+        dh_outside,
+    }
+}
+
+/// The layers' backward passes, last to first, from the head's share of dE/dh of the last
+/// layer's cells (`HeadGrads::dh_outside`). `params` holds the weights the forward pass
+/// computed with (`working_weights`). Returns every cell's gradients, in `Params::cells`'
+/// order, and dx [T, B, I].
+fn layers_backward<F: Float>(
+    config: &ModelConfig,
+    params: &Params<F>,
+    batch: &Batch<F>,
+    fwd: &Forward<F>,
+    mut dh_outside: Vec<Array3<F>>,
+) -> (Vec<CellGrads<F>>, Array3<F>) {
+    let (directions, precision) = (config.directions(), fwd.precision);
+    let lengths = batch.lengths.as_deref();
+    let layer0_input = stored(&batch.x, precision);
     let mut cell_grads: Vec<Option<CellGrads<F>>> = vec![None; config.cells()];
     let mut dx = None;
     for layer in (0..config.layers).rev() {
         let input = match layer {
-            0 => batch.x.view(),
+            0 => layer0_input.view(),
             _ => fwd.layer_inputs[layer - 1].view(),
         };
         let mut dinput = Array3::<F>::zeros(input.raw_dim());
@@ -339,7 +409,8 @@ pub fn backward<F: Float>(
             };
             let cell = params.cell(layer, direction, directions);
             let inputs = Inputs { x, lengths };
-            let grads = cell_backward(config, cell, inputs, &fwd.cells[k], dh_from_outside);
+            let run = &fwd.cells[k];
+            let grads = cell_backward(config, cell, inputs, run, dh_from_outside, precision);
             match direction {
                 0 => dinput.zip_mut_with(&grads.dx, |d, &g| *d = *d + g),
                 _ => dinput.zip_mut_with(&stack::reverse_steps(&grads.dx, lengths), |d, &g| {
@@ -355,9 +426,21 @@ pub fn backward<F: Float>(
                 dinput.zip_mut_with(factors, |d, &f| *d = *d * f);
             }
             dh_outside = stack::split_output_grad(&dinput, directions, lengths);
+            dh_outside.iter_mut().for_each(|d| precision.round_array(d));
         }
     }
-    let cell_grads: Vec<CellGrads<F>> = cell_grads.into_iter().map(Option::unwrap).collect();
+    let cell_grads = cell_grads.into_iter().map(Option::unwrap).collect();
+    (cell_grads, dx.expect("layer 0 ran"))
+}
+
+/// `Backward` from every cell's gradients (`Params::cells`' order), the head's and dx.
+fn gather_grads<F: Float>(
+    config: &ModelConfig,
+    cell_grads: Vec<CellGrads<F>>,
+    dhead_weight: Array2<F>,
+    dhead_bias: Array1<F>,
+    dx: Array3<F>,
+) -> Backward<F> {
     let grad_norm_h = cell_grads
         .iter()
         .flat_map(|g| g.grad_norm_h.clone())
@@ -397,9 +480,29 @@ pub fn backward<F: Float>(
         },
         dh0,
         dc0,
-        dx: dx.expect("layer 0 ran"),
+        dx,
         grad_norm_h,
         grad_norm_c,
+    }
+}
+
+/// Divides what `backward_scaled` returns by the loss scale its gradients were multiplied by.
+fn unscale<F: Float>(backward: &mut Backward<F>, loss_scale: F) {
+    if loss_scale == F::one() {
+        return;
+    }
+    let unscale = |v: &mut F| *v = *v / loss_scale;
+    backward
+        .grads
+        .for_each_mut(|_, values| values.iter_mut().for_each(unscale));
+    backward.dh0.map_inplace(unscale);
+    backward.dx.map_inplace(unscale);
+    if let Some(dc0) = &mut backward.dc0 {
+        dc0.map_inplace(unscale);
+    }
+    backward.grad_norm_h.iter_mut().for_each(unscale);
+    if let Some(norms) = &mut backward.grad_norm_c {
+        norms.iter_mut().for_each(unscale);
     }
 }
 
@@ -641,6 +744,19 @@ fn norms<'a, F: Float>(parts: impl Iterator<Item = &'a [F]> + Clone, seq_len: us
                 .sqrt()
         })
         .collect()
+}
+
+/// The sum of squares of `values` as they are stored in `precision`, for the norms of
+/// dE/dh_t and dE/dc_t: the GPU takes them from the f16 copy it stores, while the cell computes
+/// on in f32 with the unrounded `values`.
+fn stored_sum_of_squares<F: Float>(precision: Precision, values: &[F]) -> F {
+    match precision {
+        Precision::F32 => math::sum_of_squares(values),
+        Precision::F16 => values.iter().fold(F::zero(), |sum, &v| {
+            let stored = precision.round(v);
+            sum + stored * stored
+        }),
+    }
 }
 
 /// The rows of a row-major matrix as slices.

@@ -1,11 +1,11 @@
 //! The vanilla RNN over a whole sequence: `h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)`.
 
-use super::math::{sum_of_squares, tanh, vectorized_fn};
+use super::math::{tanh, vectorized_fn};
 use super::packed::PackedWeight;
 use super::{
     batch_parts, hold_padded_states, input_projection, is_padding, length_parts, norms, parallel,
     pass_padded_gradients, products_over_rows, round_step, rows, rows_mut, step_gradient,
-    CellGrads, CellRun, Inputs,
+    stored_sum_of_squares, CellGrads, CellRun, Inputs,
 };
 use crate::config::Activation;
 use crate::params::CellParams;
@@ -108,13 +108,16 @@ fn rnn_cell_forward<F: Float>(
 /// hs [T+1, B, H] and gates [T, B, H] from `rnn_forward`; dh_from_head [S, B, H]: the head's
 /// gradient w.r.t. the last S hidden states h_{T-S+1}..h_T (S = T when the head reads every
 /// step, 1 when only h_T). Per step, dE/dh_t = dh_from_head_t + dgates_{t+1} W_hh, whose norm
-/// is recorded; the weight gradients follow from all dgates at once after the loop.
+/// is recorded; the weight gradients follow from all dgates at once after the loop. Under
+/// `Precision::F16` the norms are of dE/dh_t rounded to f16 (the step computes with it
+/// unrounded), and dgates and dx are rounded, where the GPU stores them.
 pub fn rnn_backward<F: Float>(
     activation: Activation,
     params: &CellParams<F>,
     inputs: Inputs<'_, F>,
     run: &CellRun<F>,
     dh_from_head: &ArrayRef3<F>,
+    precision: Precision,
 ) -> CellGrads<F> {
     let (weight_ih, weight_hh) = (&params.weight_ih, &params.weight_hh);
     let (hs, gates) = (&run.hs, &run.gates);
@@ -139,6 +142,7 @@ pub fn rnn_backward<F: Float>(
                 dgates,
                 dh0,
                 lengths,
+                precision,
                 squares_h: vec![F::zero(); seq_len],
             },
         )
@@ -147,7 +151,8 @@ pub fn rnn_backward<F: Float>(
     parallel::run(parts.iter_mut(), |part| part.run(activation, &weight_hh));
     let grad_norm_h = norms(parts.iter().map(|part| &part.squares_h[..]), seq_len);
     drop(parts);
-    let products = products_over_rows(weight_ih, x, hs, &dgates, &dgates);
+    let mut products = products_over_rows(weight_ih, x, hs, &dgates, &dgates);
+    precision.round_array(&mut products.dx);
     CellGrads {
         dweight_ih: products.dweight_ih,
         dweight_hh: products.dweight_hh,
@@ -171,6 +176,7 @@ struct RnnBackwardRows<'a, F> {
     dh0: ArrayViewMut2<'a, F>,
     /// [b]: the steps past these are padding (None: none are).
     lengths: Option<&'a [usize]>,
+    precision: Precision,
     /// Out: the sums of squares of these rows of dE/dh_t, [T].
     squares_h: Vec<F>,
 }
@@ -197,7 +203,8 @@ impl<F: Float> RnnBackwardRows<'_, F> {
                 &mut dh,
             );
             pass_padded_gradients(self.lengths, t + 1, &dh_next, &mut dh);
-            self.squares_h[t] = sum_of_squares(dh.as_slice().expect("dh is row-major"));
+            let dh_values = dh.as_slice().expect("dh is row-major");
+            self.squares_h[t] = stored_sum_of_squares(self.precision, dh_values);
             let h = self.gates.index_axis(Axis(0), t);
             for (row, ((h, dh), dgate)) in rows(h)
                 .zip(rows(dh.view()))
@@ -210,6 +217,8 @@ impl<F: Float> RnnBackwardRows<'_, F> {
                     rnn_cell_backward(activation, h, dh, dgate);
                 }
             }
+            // Stored before step t-1's product reads it.
+            round_step(self.precision, &mut self.dgates, t);
         }
         weight_hh.product_into(
             &self.dgates.index_axis(Axis(0), 0),
