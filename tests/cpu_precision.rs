@@ -361,7 +361,6 @@ struct ScalarInputs {
     weight_hh: Vec<f64>,
     bias_ih: Vec<f64>,
     bias_hh: Vec<f64>,
-    bias: Vec<f64>,
     head: [f64; 2],
 }
 
@@ -380,9 +379,6 @@ impl ScalarInputs {
             weight_hh: cell.weight_hh.iter().copied().collect(),
             bias_ih: cell.bias_ih.to_vec(),
             bias_hh: cell.bias_hh.to_vec(),
-            bias: (cell.bias_ih.iter().zip(&cell.bias_hh))
-                .map(|(a, b)| a + b)
-                .collect(),
             head: [params.head_weight[[0, 0]], params.head_bias[0]],
         }
     }
@@ -435,8 +431,8 @@ fn scalar_row_products((ih, hh): &DGates, x: &[f64], wi: &[f64], out: &mut Scala
 }
 
 /// The 1x1 tanh RNN in f16 storage with every rounding written out, as the GPU stores:
-/// x, W_ih, W_hh, h0 rounded; per step pre = r(r(x W_ih) + W_hh h_{t-1}),
-/// h_t = r(tanh(pre + b)); backward from dE/dh_t = r(dy_t W_out) + W_hh dpre_{t+1} (its norm
+/// x, W_ih, W_hh, h0 rounded; per step pre = r(r(x W_ih + b_ih) + W_hh h_{t-1}),
+/// h_t = r(tanh(pre + b_hh)); backward from dE/dh_t = r(dy_t W_out) + W_hh dpre_{t+1} (its norm
 /// from the rounded value), dpre_t = r(dE/dh_t (1 - h_t^2)), dx_t = r(dpre_t W_ih); everything
 /// returned divided by the loss scale.
 fn scalar_rnn(inputs: &ScalarInputs, scale: f64) -> Scalars {
@@ -447,8 +443,8 @@ fn scalar_rnn(inputs: &ScalarInputs, scale: f64) -> Scalars {
         ..Scalars::default()
     };
     for &x in &x {
-        let pre = f16(f16(x * wi) + wh * out.hs.last().unwrap());
-        out.hs.push(f16((pre + inputs.bias[0]).tanh()));
+        let pre = f16(f16(x * wi + inputs.bias_ih[0]) + wh * out.hs.last().unwrap());
+        out.hs.push(f16((pre + inputs.bias_hh[0]).tanh()));
     }
     out.gates = out.hs[1..].to_vec();
     out.outputs = out
@@ -474,7 +470,7 @@ fn scalar_rnn(inputs: &ScalarInputs, scale: f64) -> Scalars {
     out
 }
 
-/// The 1x1 LSTM likewise: per step each gate's pre = r(r(x W_ih) + W_hh h_{t-1}), the
+/// The 1x1 LSTM likewise: per step each gate's pre = r(r(x W_ih + b_ih) + W_hh h_{t-1}), the
 /// activations and c_t = f c_{t-1} + i g, h_t = o tanh(c_t) in full precision, then the gates,
 /// c_t and h_t stored rounded; backward reads those, keeps dE/dh_t, dE/dc_t and the carry
 /// dc_t f_t unrounded (the norms from the rounded totals) and rounds each dgate.
@@ -488,7 +484,9 @@ fn scalar_lstm(inputs: &ScalarInputs, scale: f64) -> Scalars {
         ..Scalars::default()
     };
     for (t, &x) in x.iter().enumerate() {
-        let pre = |k: usize| f16(f16(x * wi[k]) + wh[k] * out.hs[t]) + inputs.bias[k];
+        let pre = |k: usize| {
+            f16(f16(x * wi[k] + inputs.bias_ih[k]) + wh[k] * out.hs[t]) + inputs.bias_hh[k]
+        };
         let (i, f, g, o) = (
             sigmoid(pre(0)),
             sigmoid(pre(1)),
@@ -530,7 +528,7 @@ fn scalar_lstm(inputs: &ScalarInputs, scale: f64) -> Scalars {
     out
 }
 
-/// The 1x1 GRU likewise: both products rounded apart, r(x W_ih) and r(W_hh h_{t-1}); the
+/// The 1x1 GRU likewise: both products rounded apart, r(x W_ih + b_ih) and r(W_hh h_{t-1}); the
 /// gates r, z, n and W_hn h + b_hn and the state stored rounded; backward keeps dE/dh_t and the
 /// direct path z dE/dh_t unrounded (the norm from the rounded total) and rounds the dgates of
 /// the input product and of the recurrent one.
@@ -544,7 +542,7 @@ fn scalar_gru(inputs: &ScalarInputs, scale: f64) -> Scalars {
         ..Scalars::default()
     };
     for (t, &x) in x.iter().enumerate() {
-        let input = |k: usize| f16(x * wi[k]) + b_ih[k];
+        let input = |k: usize| f16(x * wi[k] + b_ih[k]);
         let recurrent = |k: usize| f16(wh[k] * out.hs[t]);
         let r = sigmoid(input(0) + recurrent(0) + b_hh[0]);
         let z = sigmoid(input(1) + recurrent(1) + b_hh[1]);

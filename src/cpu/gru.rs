@@ -16,8 +16,8 @@
 use super::math::{sigmoid, tanh, vectorized_fn};
 use super::packed::PackedWeight;
 use super::{
-    batch_parts, column_sums, flatten_steps, hold_padded_states, input_projection, is_padding,
-    length_parts, norms, parallel, products_over_rows, round_step, rows, rows_mut,
+    batch_parts, column_sums, flatten_steps, hold_padded_states, is_padding, length_parts, norms,
+    parallel, products_over_rows, round_step, rows, rows_mut, stored_projection,
     stored_sum_of_squares, CellGrads, CellRun, Inputs,
 };
 use crate::params::CellParams;
@@ -41,18 +41,18 @@ pub fn gru_forward<F: Float>(
     h0: &ArrayRef2<F>,
     precision: Precision,
 ) -> CellRun<F> {
-    let (weight_ih, weight_hh) = (&params.weight_ih, &params.weight_hh);
+    let weight_hh = &params.weight_hh;
     let Inputs { x, lengths } = inputs;
     let (seq_len, batch, _) = x.dim();
     let hidden = weight_hh.ncols();
-    let mut projected = input_projection(weight_ih, x);
-    precision.round_array(&mut projected);
+    // (under f16, b_ih is in the stored projection already, and bias_ih is zeros)
+    let (projected, bias_ih) = stored_projection(params, x, precision);
     let mut hs = Array3::zeros((seq_len + 1, batch, hidden));
     hs.index_axis_mut(Axis(0), 0).assign(h0);
     round_step(precision, &mut hs, 0);
     let mut gates = Array3::zeros((seq_len, batch, 4 * hidden));
     let biases = (
-        params.bias_ih.as_slice().expect("biases are contiguous"),
+        bias_ih.as_slice().expect("biases are contiguous"),
         params.bias_hh.as_slice().expect("biases are contiguous"),
     );
     let rows_per_part = batch_parts(seq_len, batch, 3 * hidden * hidden);

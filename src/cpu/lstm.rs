@@ -4,9 +4,9 @@
 use super::math::{sigmoid, tanh, vectorized_fn};
 use super::packed::PackedWeight;
 use super::{
-    batch_parts, hold_padded_states, input_projection, is_padding, length_parts, norms, parallel,
+    batch_parts, hold_padded_states, is_padding, length_parts, norms, parallel,
     pass_padded_gradients, products_over_rows, round_step, rows, rows_mut, step_gradient,
-    stored_sum_of_squares, CellGrads, CellRun, Inputs,
+    stored_projection, stored_sum_of_squares, CellGrads, CellRun, Inputs,
 };
 use crate::params::CellParams;
 use crate::precision::Precision;
@@ -30,16 +30,15 @@ pub fn lstm_forward<F: Float>(
     c0: &ArrayRef2<F>,
     precision: Precision,
 ) -> CellRun<F> {
-    let (weight_ih, weight_hh) = (&params.weight_ih, &params.weight_hh);
+    let weight_hh = &params.weight_hh;
     let Inputs { x, lengths } = inputs;
     let (seq_len, batch, _) = x.dim();
     let hidden = weight_hh.ncols();
     // W_ih x_t for every step; each step adds its recurrent term in place and then overwrites
     // the pre-activations with the activated gates. Both biases enter unscaled, so the cell
-    // adds their sum.
-    let mut gates = input_projection(weight_ih, x);
-    precision.round_array(&mut gates);
-    let bias: Array1<F> = &params.bias_ih + &params.bias_hh;
+    // adds their sum (under f16, b_ih is in the stored projection already).
+    let (mut gates, bias_ih) = stored_projection(params, x, precision);
+    let bias: Array1<F> = bias_ih + &params.bias_hh;
     let bias = bias.as_slice().expect("an owned 1-D array is contiguous");
     let mut hs = Array3::zeros((seq_len + 1, batch, hidden));
     let mut cs = Array3::zeros((seq_len + 1, batch, hidden));

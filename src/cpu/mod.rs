@@ -602,6 +602,25 @@ fn round_step<F: Float>(precision: Precision, steps: &mut ArrayRef3<F>, t: usize
 ///
 /// weight_ih [G*H, I], x [T, B, I]. Returns `x W_ih^T` as [T, B, G*H]; the cells add their
 /// recurrent term in place, step by step, and the biases with the nonlinearity.
+/// The input projection of every step as the cell's steps add to it, and what of b_ih the
+/// steps still add. Under f32 that is `x W_ih^T`, with all of b_ih left to the step; under
+/// f16 storage it is `x W_ih^T + b_ih` rounded to f16, as the GPU's product stores it, with
+/// nothing left (zeros), so both engines round the same sums.
+fn stored_projection<F: Float>(
+    params: &CellParams<F>,
+    x: &ArrayRef3<F>,
+    precision: Precision,
+) -> (Array3<F>, Array1<F>) {
+    let mut projected = input_projection(&params.weight_ih, x);
+    if precision == Precision::F32 {
+        return (projected, params.bias_ih.clone());
+    }
+    for mut row in projected.rows_mut() {
+        row.zip_mut_with(&params.bias_ih, |p, &b| *p = precision.round(*p + b));
+    }
+    (projected, Array1::zeros(params.bias_ih.len()))
+}
+
 fn input_projection<F: Float>(weight_ih: &ArrayRef2<F>, x: &ArrayRef3<F>) -> Array3<F> {
     let (seq_len, batch, _) = x.dim();
     product(&flatten_steps(x.view()), &weight_ih.t())

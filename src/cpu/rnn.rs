@@ -3,9 +3,9 @@
 use super::math::{tanh, vectorized_fn};
 use super::packed::PackedWeight;
 use super::{
-    batch_parts, hold_padded_states, input_projection, is_padding, length_parts, norms, parallel,
+    batch_parts, hold_padded_states, is_padding, length_parts, norms, parallel,
     pass_padded_gradients, products_over_rows, round_step, rows, rows_mut, step_gradient,
-    stored_sum_of_squares, CellGrads, CellRun, Inputs,
+    stored_projection, stored_sum_of_squares, CellGrads, CellRun, Inputs,
 };
 use crate::config::Activation;
 use crate::params::CellParams;
@@ -30,15 +30,15 @@ pub fn rnn_forward<F: Float>(
     h0: &ArrayRef2<F>,
     precision: Precision,
 ) -> CellRun<F> {
-    let (weight_ih, weight_hh) = (&params.weight_ih, &params.weight_hh);
+    let weight_hh = &params.weight_hh;
     let Inputs { x, lengths } = inputs;
     let (seq_len, batch, _) = x.dim();
     let hidden = weight_hh.ncols();
     // W_ih x_t for every step; each step adds its recurrent term in place, then both biases
     // (which enter unscaled) and the activation.
-    let mut gates = input_projection(weight_ih, x);
-    precision.round_array(&mut gates);
-    let bias: Array1<F> = &params.bias_ih + &params.bias_hh;
+    // (under f16, b_ih is in the stored projection already)
+    let (mut gates, bias_ih) = stored_projection(params, x, precision);
+    let bias: Array1<F> = bias_ih + &params.bias_hh;
     let bias = bias.as_slice().expect("an owned 1-D array is contiguous");
     let mut hs = Array3::zeros((seq_len + 1, batch, hidden));
     hs.index_axis_mut(Axis(0), 0).assign(h0);
