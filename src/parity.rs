@@ -7,6 +7,7 @@ use crate::data::Batch;
 use crate::gpu::{Gpu, GpuModel, GpuOutput, Recurrence, Request};
 use crate::params::Params;
 use crate::plan::PlanOptions;
+use crate::precision::{LossScaler, Precision};
 use crate::Error;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -15,6 +16,24 @@ use std::fmt;
 /// Per-tensor bound on `||gpu - cpu|| / ||cpu||`: f32 arithmetic against an f64 reference,
 /// with sums over up to T * B terms.
 pub const TOLERANCE: f64 = 1e-4;
+
+/// The same bound under f16 storage (`--precision f16`), where the reference rounds to f16
+/// wherever the GPU stores a tensor, the same sums (b_ih inside the stored input product, as
+/// the GPU's product adds it): the GPU's f32 sums and the reference's f64 ones still land on
+/// either side of an f16 rounding boundary now and then, and such an element then differs by
+/// one f16 unit in the last place (2^-11, 4.9e-4 of it), which the recurrence carries on and
+/// sums that cancel magnify. Measured on llvmpipe over eight seeds of the awkward-size sweep
+/// (tests/gpu/precision.rs): at most 2.0e-3 (a vanilla RNN's dE/dh0 after 17 steps), most
+/// tensors below 1e-4. A kernel that stored in the wrong place or type is off by far more.
+pub const F16_TOLERANCE: f64 = 5e-3;
+
+/// The bound for `precision`.
+pub fn tolerance(precision: Precision) -> f64 {
+    match precision {
+        Precision::F32 => TOLERANCE,
+        Precision::F16 => F16_TOLERANCE,
+    }
+}
 
 /// One tensor's agreement, with the element that disagrees most.
 #[derive(Clone, Debug)]
@@ -26,31 +45,49 @@ pub struct Comparison {
     pub worst_index: usize,
     pub worst_gpu: f64,
     pub worst_cpu: f64,
-    /// Reference elements below f32's normal range (|x| < 2^-126), compared as 0.
+    /// Reference elements below the stored type's normal range (`floor`), compared as 0.
     pub subnormal: usize,
+    /// That range's bottom: f32's 2^-126, or under f16 storage 2^-14 over the loss scale.
+    pub floor: f64,
 }
 
-/// A value as an f32 kernel may hold it: below f32's normal range, 0. GPUs may flush f32
-/// subnormals to zero (Vulkan lets them, and NVIDIA's do), so gradients that have vanished
-/// to 1e-40 on the f64 reference read 0 there; a relative error of 1 on them would be noise.
-fn flushed(x: f64) -> f64 {
-    if x.abs() < f32::MIN_POSITIVE as f64 {
+/// A value as a kernel storing f32 may hold it: below f32's normal range, 0. GPUs may flush
+/// f32 subnormals to zero (Vulkan lets them, and NVIDIA's do), so gradients that have
+/// vanished to 1e-40 on the f64 reference read 0 there; a relative error of 1 on them would
+/// be noise. Under f16 storage the same holds of what is stored below f16's normal range
+/// (2^-14 times the loss scale's inverse): a subnormal f16 keeps only a few bits.
+fn flushed(x: f64, floor: f64) -> f64 {
+    if x.abs() < floor {
         0.0
     } else {
         x
     }
 }
 
+/// The normal range's bottom, in the gradients' own units, of what `precision` stores at
+/// `loss_scale`.
+pub fn normal_floor(precision: Precision, loss_scale: f64) -> f64 {
+    match precision {
+        Precision::F32 => f32::MIN_POSITIVE as f64,
+        Precision::F16 => half::f16::MIN_POSITIVE.to_f64() / loss_scale,
+    }
+}
+
 impl Comparison {
     pub fn new(name: &str, gpu: &[f32], cpu: &[f64]) -> Comparison {
+        Comparison::with_floor(name, gpu, cpu, f32::MIN_POSITIVE as f64)
+    }
+
+    /// `new`, with elements below `floor` compared as 0 (`normal_floor`).
+    pub fn with_floor(name: &str, gpu: &[f32], cpu: &[f64], floor: f64) -> Comparison {
         assert_eq!(gpu.len(), cpu.len(), "{name}: GPU and CPU lengths differ");
         let mut diff_sq = 0.0;
         let mut ref_sq = 0.0;
         let (mut worst_index, mut worst_diff) = (0, -1.0);
         let mut subnormal = 0;
         for (k, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
-            subnormal += (c != 0.0 && flushed(c) == 0.0) as usize;
-            let (g, c) = (flushed(g as f64), flushed(c));
+            subnormal += (c != 0.0 && flushed(c, floor) == 0.0) as usize;
+            let (g, c) = (flushed(g as f64, floor), flushed(c, floor));
             let d = (g - c).abs();
             // NaN compares false: make sure a NaN is reported as the worst element
             if d > worst_diff || d.is_nan() && !worst_diff.is_nan() {
@@ -73,6 +110,7 @@ impl Comparison {
             worst_gpu: gpu.get(worst_index).map_or(0.0, |&g| g as f64),
             worst_cpu: cpu.get(worst_index).copied().unwrap_or(0.0),
             subnormal,
+            floor,
         }
     }
 
@@ -89,7 +127,11 @@ impl fmt::Display for Comparison {
             self.name, self.len, self.rel_error, self.worst_index, self.worst_gpu, self.worst_cpu
         )?;
         if self.subnormal > 0 {
-            write!(f, "  ({} below f32's normal range, as 0)", self.subnormal)?;
+            let range = match self.floor == f32::MIN_POSITIVE as f64 {
+                true => "f32's normal range".to_string(),
+                false => format!("the stored normal range ({:.1e})", self.floor),
+            };
+            write!(f, "  ({} below {range}, as 0)", self.subnormal)?;
         }
         Ok(())
     }
@@ -138,8 +180,9 @@ pub fn run_parity(
     run_parity_with(gpu, config, params, batch, PlanOptions::default())
 }
 
-/// `run_parity` with the GPU workspace planned by `options` (segments, recomputation). Models
-/// small enough for the persistent recurrence run both ways, each compared on its own (the
+/// `run_parity` with the GPU workspace planned by `options` (segments, recomputation, the
+/// storage precision, which the reference then rounds to as the GPU stores). Models small
+/// enough for the persistent recurrence run both ways, each compared on its own (the
 /// persistent run's tensors are named "persistent: ...").
 pub fn run_parity_with(
     gpu: &Gpu,
@@ -150,8 +193,8 @@ pub fn run_parity_with(
 ) -> Result<ParityReport, Error> {
     let params64: Params<f64> = params.cast();
     let batch64: Batch<f64> = batch.cast();
-    let fwd = cpu::forward(config, &params64, &batch64)?;
-    let bwd = cpu::backward(config, &params64, &batch64, &fwd);
+    let fwd = cpu::forward_in(config, &params64, &batch64, None, options.precision)?;
+    let (bwd, scale) = reference_backward(config, (&params64, &batch64), &fwd);
 
     let mut comparisons = Vec::new();
     let mut recurrences = vec![(Recurrence::Steps, "")];
@@ -162,8 +205,13 @@ pub fn run_parity_with(
         let mut model = GpuModel::new(gpu, *config, params)?;
         model.set_plan_options(options, 0);
         model.recurrence = recurrence;
+        model.loss_scale = scale;
         let out = model.run(gpu, batch, Request::everything())?;
-        compare_all(&mut comparisons, prefix, &out, &fwd, &bwd);
+        let floors = Floors {
+            values: normal_floor(options.precision, 1.0),
+            grads: normal_floor(options.precision, scale as f64),
+        };
+        compare_all(&mut comparisons, prefix, (&out, floors), &fwd, &bwd);
     }
     Ok(ParityReport {
         adapter: gpu.adapter_name(),
@@ -172,11 +220,40 @@ pub fn run_parity_with(
     })
 }
 
+/// The reference's backward pass as training would run it: under f16 storage with the loss
+/// scaled so that small gradients survive f16, at the largest scale from dynamic scaling's
+/// first one down at which no stored gradient overflows. Returns that scale (1 under f32).
+fn reference_backward(
+    config: &ModelConfig,
+    (params, batch): (&Params<f64>, &Batch<f64>),
+    fwd: &cpu::Forward<f64>,
+) -> (cpu::Backward<f64>, f32) {
+    let mut scaler = LossScaler::default();
+    loop {
+        let scale = match fwd.precision {
+            Precision::F32 => 1.0,
+            Precision::F16 => scaler.scale,
+        };
+        let bwd = cpu::backward_scaled(config, params, batch, fwd, scale as f64);
+        let norm = (bwd.grads.tensors().iter())
+            .flat_map(|(_, values)| values.iter())
+            .fold(0.0, |sum, v| sum + v * v);
+        // A NaN loss makes every scale overflow: keep the first (and the last, the smallest).
+        if scale == 1.0 || !fwd.loss.is_finite() || !scaler.update(norm as f32) {
+            return (bwd, scale);
+        }
+        if scaler.scale == scale {
+            return (bwd, scale);
+        }
+    }
+}
+
 /// How many pre-activations of a ReLU RNN's cells lie within f32 rounding of ReLU's kink in
 /// the f64 reference: |pre| at most 64 f32 ulps of the sum of its terms' magnitudes
-/// (|x| |W_ih|^T + |b_ih| + |h| |W_hh|^T + |b_hh|), on valid steps. An f32 run may put such a
-/// unit on the other side of 0, and then every gradient through it at that step differs from
-/// the reference while the loss, outputs and states agree: no kernel fault. 0 for other cells.
+/// (|x| |W_ih|^T + |b_ih| + |h| |W_hh|^T + |b_hh|), on valid steps (under f16 storage, 8 f16
+/// ulps: the pre-activation is stored rounded twice). A run may put such a unit on the other
+/// side of 0, and then every gradient through it at that step differs from the reference
+/// while the loss, outputs and states agree: no kernel fault. 0 for other cells.
 pub fn relu_kinks(
     config: &ModelConfig,
     params: &Params<f64>,
@@ -186,6 +263,10 @@ pub fn relu_kinks(
     if config.cell != Cell::Rnn || config.activation != Activation::Relu {
         return 0;
     }
+    let zone = match fwd.precision {
+        Precision::F32 => 64.0 * f32::EPSILON as f64,
+        Precision::F16 => 8.0 * half::f16::EPSILON.to_f64(),
+    };
     let lengths = batch.lengths.as_deref();
     let directions = if config.bidirectional { 2 } else { 1 };
     let mut kinks = 0;
@@ -220,7 +301,7 @@ pub fn relu_kinks(
                     .row(r)
                     .iter()
                     .zip(size.row(r))
-                    .filter(|(p, m)| p.abs() <= 64.0 * f32::EPSILON as f64 * **m)
+                    .filter(|(p, m)| p.abs() <= zone * **m)
                     .count();
                 kinks += near;
             }
@@ -229,18 +310,30 @@ pub fn relu_kinks(
     kinks
 }
 
+/// What a run's comparisons flush to 0 (`normal_floor`): the forward pass's values, and the
+/// gradients (stored times the loss scale).
+#[derive(Clone, Copy)]
+struct Floors {
+    values: f64,
+    grads: f64,
+}
+
 /// Every tensor of one GPU run against the CPU reference, named with `prefix`.
 fn compare_all(
     comparisons: &mut Vec<Comparison>,
     prefix: &str,
-    out: &GpuOutput,
+    (out, floors): (&GpuOutput, Floors),
     fwd: &cpu::Forward<f64>,
     bwd: &cpu::Backward<f64>,
 ) {
     let mut compare = |name: &str, gpu: Option<&[f32]>, cpu: &[f64]| {
         let name = format!("{prefix}{name}");
         let gpu = gpu.unwrap_or_else(|| panic!("{name} was requested from the GPU"));
-        comparisons.push(Comparison::new(&name, gpu, cpu));
+        let floor = match name.contains("d ") || name.contains("dE/") {
+            true => floors.grads,
+            false => floors.values,
+        };
+        comparisons.push(Comparison::with_floor(&name, gpu, cpu, floor));
     };
     let flat = |a: &ndarray::ArrayD<f64>| a.iter().copied().collect::<Vec<f64>>();
     compare("loss", Some(&[out.loss]), &[fwd.loss]);

@@ -1,7 +1,10 @@
-//! `rnn-wgpu parity`: one forward + backward on the CPU reference (f64) and the GPU (f32).
+//! `rnn-wgpu parity`: one forward + backward on the CPU reference (f64) and the GPU (f32, or
+//! f16 storage with `--precision f16`).
 
 use anyhow::{bail, Context, Result};
-use rnn_wgpu::parity::{random_problem, run_parity, TOLERANCE};
+use rnn_wgpu::parity::{random_problem, run_parity_with, tolerance};
+use rnn_wgpu::plan::PlanOptions;
+use rnn_wgpu::precision::Precision;
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
 use std::process::ExitCode;
 
@@ -43,6 +46,10 @@ pub struct ParityArgs {
     /// Seed for weights and data.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// The GPU's storage precision: f32, or f16 (the reference then rounds to f16 wherever
+    /// the GPU stores, and the bound is wider: see `parity::F16_TOLERANCE`).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: Precision,
 }
 
 pub fn run(args: ParityArgs) -> Result<ExitCode> {
@@ -64,12 +71,22 @@ pub fn run(args: ParityArgs) -> Result<ExitCode> {
     }
     let gpu = super::open_gpu()?;
     let (params, batch) = random_problem(&config, args.seq_len, args.batch, args.seed);
-    let report = run_parity(&gpu, &config, &params, &batch).context("parity run failed")?;
+    let options = PlanOptions {
+        precision: args.precision,
+        ..PlanOptions::default()
+    };
+    let report =
+        run_parity_with(&gpu, &config, &params, &batch, options).context("parity run failed")?;
     let cell = match config.cell {
         Cell::Lstm | Cell::Gru => config.cell.to_string(),
         Cell::Rnn => format!("rnn ({})", config.activation),
     };
-    println!("adapter: {}", report.adapter);
+    let bound = tolerance(args.precision);
+    println!(
+        "adapter: {} ({} storage)",
+        report.adapter,
+        args.precision.name()
+    );
     println!(
         "{cell}: batch {} seq_len {} input {} hidden {} output {}, readout {}, loss {}, seed {}",
         args.batch,
@@ -86,19 +103,19 @@ pub fn run(args: ParityArgs) -> Result<ExitCode> {
         "tensor", "elements", "rel err"
     );
     for c in &report.comparisons {
-        let flag = if c.passes(TOLERANCE) { "" } else { "   FAIL" };
+        let flag = if c.passes(bound) { "" } else { "   FAIL" };
         println!("{c}{flag}");
     }
-    let failures = report.failures(TOLERANCE);
+    let failures = report.failures(bound);
     if failures.is_empty() {
         println!(
-            "all {} tensors within ||gpu - cpu|| / ||cpu|| <= {TOLERANCE:e}",
+            "all {} tensors within ||gpu - cpu|| / ||cpu|| <= {bound:e}",
             report.comparisons.len()
         );
         Ok(ExitCode::SUCCESS)
     } else {
         println!(
-            "{} of {} tensors exceed {TOLERANCE:e}",
+            "{} of {} tensors exceed {bound:e}",
             failures.len(),
             report.comparisons.len()
         );

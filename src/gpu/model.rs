@@ -159,6 +159,29 @@ pub struct GpuModel {
     pub loss_scale: f32,
 }
 
+impl GpuOutput {
+    /// Divides dynamic loss scaling's factor out of every gradient (a power of two: exact).
+    fn unscale(&mut self, scale: f32) {
+        if scale == 1.0 {
+            return;
+        }
+        let unscale = |v: &mut f32| *v /= scale;
+        if let Some(grads) = &mut self.grads {
+            grads.for_each_mut(|_, values| values.iter_mut().for_each(unscale));
+        }
+        (self.dx.iter_mut()).for_each(|a| a.iter_mut().for_each(unscale));
+        for state in [&mut self.dh0, &mut self.dc0].into_iter().flatten() {
+            state.iter_mut().for_each(unscale);
+        }
+        for norms in [&mut self.grad_norm_h, &mut self.grad_norm_c]
+            .into_iter()
+            .flatten()
+        {
+            norms.iter_mut().for_each(unscale);
+        }
+    }
+}
+
 impl GpuModel {
     /// What this model's cell does on the GPU (its kernels, bindings and buffers).
     pub(crate) fn cell(&self) -> &'static dyn GpuCell {
@@ -418,6 +441,7 @@ impl GpuModel {
             out.grad_norm_h = Some(v[..norm_words].to_vec());
             out.grad_norm_c = cell_state.then(|| v[norm_words..].to_vec());
         }
+        out.unscale(self.loss_scale);
         let extra: Vec<Vec<f32>> = data.collect();
         debug_assert_eq!(extra.len(), extra_count);
         Ok((out, extra))
