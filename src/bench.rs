@@ -252,6 +252,7 @@ pub fn bench_shape(
     let before = gpu.map(|g| g.storage_bytes_created());
     let mut engine = Engine::new(gpu, config, &params, optimizer)?;
     engine.set_plan_options(plan_options);
+    engine.set_precision(plan_options.precision);
     if let Some(recurrence) = recurrence {
         engine.set_recurrence(recurrence)?;
     }
@@ -273,6 +274,7 @@ pub fn bench_shape(
             gpu,
             model,
             optimizer,
+            ..
         } if gpu.has_timestamps() => {
             let request = Request {
                 phase_times: true,

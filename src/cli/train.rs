@@ -290,6 +290,7 @@ fn run_rank(args: TrainArgs, job: Option<&Job>) -> Result<()> {
         super::distributed::check_same_start(job, gpu.as_ref())?;
     }
     engine.set_plan_options(args.engine.options());
+    engine.set_precision(args.engine.precision);
     engine.set_recurrence(args.engine.recurrence)?;
     engine.set_dropout_seed(args.seed);
     // Plan before anything runs: a configuration that cannot fit stops here, naming why.
@@ -449,6 +450,17 @@ fn run_rank(args: TrainArgs, job: Option<&Job>) -> Result<()> {
                 }
             }
             Event::Saved(_) => {}
+            Event::Skipped { step, scale } => {
+                let line = format!(
+                    "step {step:>6}  the f16 gradient overflowed: update skipped, loss scale \
+                     now {scale}"
+                );
+                match (lead, bar.is_hidden()) {
+                    (false, _) => {}
+                    (true, true) => println!("{line}"),
+                    (true, false) => bar.println(line),
+                }
+            }
         },
     );
     bar.finish_and_clear();

@@ -10,6 +10,7 @@ use crate::gpu::{Gpu, GpuModel, Recurrence, Request};
 use crate::optim::{CpuOptimizer, OptimizerConfig};
 use crate::params::Params;
 use crate::plan::{MemoryPlan, PlanOptions};
+use crate::precision::{LossScaler, Precision};
 use crate::Error;
 use ndarray::Array2;
 use std::time::{Duration, Instant};
@@ -37,6 +38,9 @@ pub struct StepResult {
     pub grad_norm_c: Option<Vec<f32>>,
     /// `h_T` and `c_T` (LSTM) `[B, H]`, when asked for (truncated BPTT carries them on).
     pub final_state: Option<State>,
+    /// Under f16 storage: the update was skipped because the scaled gradient overflowed
+    /// (dynamic loss scaling then halved its scale); the parameters are unchanged.
+    pub skipped: bool,
 }
 
 /// A recurrent state `h` (and `c` for the LSTM), `[B, H]` each.
@@ -76,6 +80,8 @@ pub enum Engine<'g> {
         gpu: &'g Gpu,
         model: GpuModel,
         optimizer: GpuOptimizer,
+        /// Dynamic loss scaling, under f16 storage only.
+        scaler: Option<LossScaler>,
     },
     Cpu {
         config: ModelConfig,
@@ -83,6 +89,9 @@ pub enum Engine<'g> {
         optimizer: CpuOptimizer<f32>,
         /// Dropout's masks for step n come from `stack::step_seed(dropout_seed, n)`.
         dropout_seed: u32,
+        /// Where the activations are rounded to f16 as the GPU stores them.
+        precision: Precision,
+        scaler: Option<LossScaler>,
     },
 }
 
@@ -101,6 +110,7 @@ impl<'g> Engine<'g> {
                     gpu,
                     model,
                     optimizer,
+                    scaler: None,
                 }
             }
             None => Engine::Cpu {
@@ -108,8 +118,57 @@ impl<'g> Engine<'g> {
                 params: params.clone(),
                 optimizer: CpuOptimizer::new(&config, optimizer)?,
                 dropout_seed: 0,
+                precision: Precision::F32,
+                scaler: None,
             },
         })
+    }
+
+    /// Stores the activations, gates, their gradients and the weights' working copy in
+    /// `precision` (`--precision`); f16 brings dynamic loss scaling, from its initial scale.
+    pub fn set_precision(&mut self, precision: Precision) {
+        let scaling = (precision == Precision::F16).then(LossScaler::default);
+        match self {
+            Engine::Gpu {
+                model,
+                optimizer,
+                scaler,
+                ..
+            } => {
+                let options = PlanOptions {
+                    precision,
+                    ..model.plan_options()
+                };
+                model.set_plan_options(options, optimizer.state_words());
+                *scaler = scaling;
+            }
+            Engine::Cpu {
+                precision: p,
+                scaler,
+                ..
+            } => {
+                *p = precision;
+                *scaler = scaling;
+            }
+        }
+    }
+
+    /// Dynamic loss scaling's state (None under f32).
+    pub fn loss_scaler(&self) -> Option<LossScaler> {
+        match self {
+            Engine::Gpu { scaler, .. } | Engine::Cpu { scaler, .. } => *scaler,
+        }
+    }
+
+    /// Restores dynamic loss scaling's state (a resumed f16 run); ignored under f32.
+    pub fn set_loss_scaler(&mut self, state: LossScaler) {
+        match self {
+            Engine::Gpu { scaler, .. } | Engine::Cpu { scaler, .. } => {
+                if let Some(scaler) = scaler {
+                    *scaler = state;
+                }
+            }
+        }
     }
 
     /// The seed dropout's masks derive from, step by step (the run's `--seed`): the same seed
@@ -123,12 +182,17 @@ impl<'g> Engine<'g> {
     }
 
     /// How the GPU engine plans its memory (`--recompute`, `--max-memory`); the CPU engine
-    /// keeps every activation in host memory and ignores it.
+    /// keeps every activation in host memory and ignores it. The precision stays
+    /// `set_precision`'s.
     pub fn set_plan_options(&mut self, options: PlanOptions) {
         if let Engine::Gpu {
             model, optimizer, ..
         } = self
         {
+            let options = PlanOptions {
+                precision: model.plan_options().precision,
+                ..options
+            };
             model.set_plan_options(options, optimizer.state_words());
         }
     }
@@ -173,16 +237,20 @@ impl<'g> Engine<'g> {
                 gpu,
                 model,
                 optimizer,
+                scaler,
             } => {
+                model.loss_scale = scaler.map_or(1.0, |s| s.scale);
                 let out = model.train_step(gpu, batch, optimizer, want.request())?;
-                Ok(StepResult {
+                let result = StepResult {
                     loss: out.loss,
                     lr: out.lr,
                     grad_norm: out.grad_norm,
                     grad_norm_h: out.output.grad_norm_h,
                     grad_norm_c: out.output.grad_norm_c,
                     final_state: out.output.h_n.map(|h| (h, out.output.c_n)),
-                })
+                    skipped: false,
+                };
+                Ok(unscaled(result, model.loss_scale, scaler.as_mut()))
             }
             cpu => cpu_step(cpu.cpu_parts(), batch, want, |_, loss| Ok(loss)),
         }
@@ -220,19 +288,25 @@ impl<'g> Engine<'g> {
                 gpu,
                 model,
                 optimizer,
+                scaler,
             } => {
+                // The overflow decision is taken on the reduced gradient's norm: every rank
+                // skips together and keeps the same scale.
+                model.loss_scale = scaler.map_or(1.0, |s| s.scale);
                 let out = model.gradient_step(gpu, batch, optimizer, want.request())?;
                 let mut grads = out.grads.expect("gradient_step reads the gradients");
                 let loss = reduce(&mut grads, out.loss)?;
                 let applied = model.apply_gradients(gpu, batch, optimizer, &grads)?;
-                StepResult {
+                let result = StepResult {
                     loss,
                     lr: applied.lr,
                     grad_norm: applied.grad_norm,
                     grad_norm_h: out.grad_norm_h,
                     grad_norm_c: out.grad_norm_c,
                     final_state: out.h_n.map(|h| (h, out.c_n)),
-                }
+                    skipped: false,
+                };
+                unscaled(result, model.loss_scale, scaler.as_mut())
             }
             cpu => cpu_step(cpu.cpu_parts(), batch, want, reduce)?,
         };
@@ -273,9 +347,16 @@ impl<'g> Engine<'g> {
                     grad_norm_c: out.grad_norm_c,
                 })
             }
-            Engine::Cpu { config, params, .. } => {
-                let fwd = cpu::forward(config, params, batch)?;
-                let bwd = cpu::backward(config, params, batch, &fwd);
+            Engine::Cpu {
+                config,
+                params,
+                precision,
+                scaler,
+                ..
+            } => {
+                let fwd = cpu::forward_in(config, params, batch, None, *precision)?;
+                let scale = scaler.map_or(1.0, |s| s.scale);
+                let bwd = cpu::backward_scaled(config, params, batch, &fwd, scale);
                 Ok(GradientNorms {
                     loss: fwd.loss,
                     grad_norm_h: bwd.grad_norm_h,
@@ -296,9 +377,12 @@ impl<'g> Engine<'g> {
                 let out = model.run(gpu, batch, request)?;
                 Ok((out.h_n.expect("requested"), out.c_n))
             }
-            Engine::Cpu { config, params, .. } => {
-                Ok(cpu::forward(config, params, batch)?.final_states())
-            }
+            Engine::Cpu {
+                config,
+                params,
+                precision,
+                ..
+            } => Ok(cpu::forward_in(config, params, batch, None, *precision)?.final_states()),
         }
     }
 
@@ -306,7 +390,12 @@ impl<'g> Engine<'g> {
     pub fn evaluate(&self, batch: &Batch<f32>) -> Result<f32, Error> {
         match self {
             Engine::Gpu { gpu, model, .. } => Ok(model.run(gpu, batch, Request::default())?.loss),
-            Engine::Cpu { config, params, .. } => Ok(cpu::forward(config, params, batch)?.loss),
+            Engine::Cpu {
+                config,
+                params,
+                precision,
+                ..
+            } => Ok(cpu::forward_in(config, params, batch, None, *precision)?.loss),
         }
     }
 
@@ -341,7 +430,13 @@ impl<'g> Engine<'g> {
     pub fn device_name(&self) -> String {
         match self {
             Engine::Gpu { gpu, .. } => format!("gpu: {}", gpu.adapter_name()),
-            Engine::Cpu { .. } => "cpu (reference, f32)".to_string(),
+            Engine::Cpu { precision, .. } => match precision {
+                Precision::F32 => "cpu (reference, f32)".to_string(),
+                _ => format!(
+                    "cpu (reference, f32 rounded to {} storage)",
+                    precision.name()
+                ),
+            },
         }
     }
 }
@@ -355,11 +450,15 @@ impl Engine<'_> {
                 params,
                 optimizer,
                 dropout_seed,
+                precision,
+                scaler,
             } => CpuParts {
                 config,
                 params,
                 optimizer,
                 dropout_seed: *dropout_seed,
+                precision: *precision,
+                scaler,
             },
             Engine::Gpu { .. } => unreachable!("cpu_parts of the GPU engine"),
         }
@@ -372,6 +471,8 @@ struct CpuParts<'e> {
     params: &'e mut Params<f32>,
     optimizer: &'e mut CpuOptimizer<f32>,
     dropout_seed: u32,
+    precision: Precision,
+    scaler: &'e mut Option<LossScaler>,
 }
 
 /// The CPU engine's training step: forward and BPTT with the step's dropout masks, the
@@ -388,10 +489,14 @@ fn cpu_step(
         params,
         optimizer,
         dropout_seed,
+        precision,
+        scaler,
     } = cpu;
     let seed = cpu::stack::step_seed(dropout_seed, optimizer.steps() + 1);
-    let fwd = cpu::forward_with(config, params, batch, Some(seed))?;
-    let mut bwd = cpu::backward(config, params, batch, &fwd);
+    let fwd = cpu::forward_in(config, params, batch, Some(seed), precision)?;
+    // The backward pass divides the scale out again, so the rest sees true gradients.
+    let scale = scaler.map_or(1.0, |s| s.scale);
+    let mut bwd = cpu::backward_scaled(config, params, batch, &fwd, scale);
     let loss = reduce(&mut bwd.grads, fwd.loss)?;
     let lr = optimizer.config.lr_at(optimizer.steps() + 1);
     let grad_norm = optimizer.step(params, &bwd.grads);
@@ -402,5 +507,14 @@ fn cpu_step(
         grad_norm_h: want.norms.then_some(bwd.grad_norm_h),
         grad_norm_c: if want.norms { bwd.grad_norm_c } else { None },
         final_state: want.state.then(|| fwd.final_states()),
+        skipped: scaler.as_mut().is_some_and(|s| s.update(grad_norm)),
     })
+}
+
+/// A GPU step's result with the loss scale divided out of the global gradient norm (the
+/// optimizer's own read-back; the per-step norms come back unscaled), and the scaler moved on.
+fn unscaled(mut result: StepResult, scale: f32, scaler: Option<&mut LossScaler>) -> StepResult {
+    result.skipped = scaler.is_some_and(|s| s.update(result.grad_norm));
+    result.grad_norm /= scale;
+    result
 }

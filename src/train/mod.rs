@@ -12,6 +12,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::config::{ModelConfig, Readout};
 use crate::data::Batch;
 use crate::distributed::{self, Collective};
+use crate::precision::LossScaler;
 use crate::Error;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -106,6 +107,12 @@ pub enum Event<'a> {
     },
     Evaluated(&'a Record),
     Saved(&'a Path),
+    /// Under f16 storage the scaled gradient overflowed: the update was skipped and dynamic
+    /// loss scaling lowered its scale to `scale`.
+    Skipped {
+        step: u64,
+        scale: f32,
+    },
 }
 
 pub struct Summary {
@@ -206,6 +213,12 @@ pub fn train(
             }
         };
         carried = result.final_state.take();
+        if result.skipped && result.loss.is_finite() {
+            let scale = engine.loss_scaler().map_or(1.0, |s| s.scale);
+            observer(Event::Skipped { step, scale });
+            summary.steps_taken += 1;
+            continue;
+        }
         if !(result.loss.is_finite() && result.grad_norm.is_finite()) {
             return Err(Error::Diverged {
                 step,
@@ -314,6 +327,15 @@ pub fn save(
     let mut checkpoint = Checkpoint::new(*config, params);
     checkpoint.metadata = metadata.clone();
     checkpoint.metadata.insert("step".into(), steps.to_string());
+    if let Some(scaler) = engine.loss_scaler() {
+        for (key, value) in [
+            (LOSS_SCALE, scaler.scale.to_string()),
+            (LOSS_SCALE_GOOD_STEPS, scaler.good_steps.to_string()),
+            (LOSS_SCALE_SKIPPED, scaler.skipped.to_string()),
+        ] {
+            checkpoint.metadata.insert(key.into(), value);
+        }
+    }
     let shapes = checkpoint.params.shapes();
     for (name, values) in state {
         // "exp_avg.weight_ih_l0" keeps its parameter's shape
@@ -349,7 +371,40 @@ pub fn resume(engine: &mut Engine, checkpoint: &Checkpoint) -> Result<u64, Error
         return Ok(0);
     }
     engine.load_optimizer_state(steps, &state)?;
+    if let Some(scaler) = saved_loss_scaler(checkpoint)? {
+        engine.set_loss_scaler(scaler);
+    }
     Ok(steps)
+}
+
+/// Checkpoint metadata of dynamic loss scaling (f16 runs).
+const LOSS_SCALE: &str = "loss_scale";
+const LOSS_SCALE_GOOD_STEPS: &str = "loss_scale_good_steps";
+const LOSS_SCALE_SKIPPED: &str = "loss_scale_skipped";
+
+/// Dynamic loss scaling's state as `save` wrote it (None in a checkpoint of an f32 run).
+fn saved_loss_scaler(checkpoint: &Checkpoint) -> Result<Option<LossScaler>, Error> {
+    let get = |key: &str| checkpoint.metadata.get(key);
+    let (Some(scale), Some(good), Some(skipped)) = (
+        get(LOSS_SCALE),
+        get(LOSS_SCALE_GOOD_STEPS),
+        get(LOSS_SCALE_SKIPPED),
+    ) else {
+        return Ok(None);
+    };
+    let bad = |key: &str, value: &str| {
+        Error::Value(format!("checkpoint metadata {key}='{value}' is not valid"))
+    };
+    let scale: f32 = (scale.parse().ok())
+        .filter(|s: &f32| s.is_finite() && *s > 0.0)
+        .ok_or_else(|| bad(LOSS_SCALE, scale))?;
+    Ok(Some(LossScaler {
+        scale,
+        good_steps: good.parse().map_err(|_| bad(LOSS_SCALE_GOOD_STEPS, good))?,
+        skipped: skipped
+            .parse()
+            .map_err(|_| bad(LOSS_SCALE_SKIPPED, skipped))?,
+    }))
 }
 
 fn open_output(path: &Path, append: bool) -> Result<File, Error> {
