@@ -4,6 +4,8 @@
 use anyhow::{bail, Context, Result};
 use rnn_wgpu::checkpoint::{self, Checkpoint, LoadOverrides};
 use rnn_wgpu::gpu::{GpuModel, Request};
+use rnn_wgpu::plan::PlanOptions;
+use rnn_wgpu::precision::{LossScaler, Precision};
 use rnn_wgpu::tasks::npy::load_batch;
 use rnn_wgpu::{cpu, non_finite, Activation, Cell, Params};
 use std::path::PathBuf;
@@ -33,6 +35,38 @@ pub struct GradArgs {
     /// For a file without metadata: the RNN nonlinearity (default tanh).
     #[arg(long)]
     pub activation: Option<Activation>,
+    /// Storage precision: f32, or f16 (the CPU engine rounds where the GPU stores; the loss
+    /// is scaled as training scales it, from 2^16 down until no gradient overflows, and the
+    /// scale divided out again).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: Precision,
+}
+
+/// What `grad` writes: the loss, the gradients and the per-step norms.
+type Gradients = (f32, Params<f32>, Vec<f32>, Option<Vec<f32>>);
+
+/// `compute` at loss scale 1 under f32; under f16 at the largest scale from dynamic loss
+/// scaling's first one down at which no gradient overflows (a non-finite forward pass keeps
+/// the first: no scale helps there).
+fn at_fitting_scale(
+    precision: Precision,
+    mut compute: impl FnMut(f32) -> Result<Gradients>,
+) -> Result<Gradients> {
+    if precision == Precision::F32 {
+        return compute(1.0);
+    }
+    let mut scaler = LossScaler::default();
+    loop {
+        let scale = scaler.scale;
+        let out = compute(scale)?;
+        let norm: f32 = (out.1.tensors().iter())
+            .flat_map(|(_, values)| values.iter())
+            .map(|v| v * v)
+            .sum();
+        if !out.0.is_finite() || !scaler.update(norm) || scaler.scale == scale {
+            return Ok(out);
+        }
+    }
 }
 
 pub fn run(args: GradArgs) -> Result<()> {
@@ -45,7 +79,7 @@ pub fn run(args: GradArgs) -> Result<()> {
     let model = checkpoint::load(&args.model, &overrides)?;
     let config = model.config;
     let batch = load_batch(&config, &args.input, &args.target)?;
-    let (loss, grads, norm_h, norm_c): (f32, Params<f32>, Vec<f32>, Option<Vec<f32>>) =
+    let (loss, grads, norm_h, norm_c): Gradients =
         // --device auto says which device and why itself; an explicit one is named below
         match super::resolve_device(args.device) {
             Device::Gpu => {
@@ -56,24 +90,35 @@ pub fn run(args: GradArgs) -> Result<()> {
                     grad_norms: true,
                     ..Request::default()
                 };
-                let out = GpuModel::new(&gpu, config, &model.params)?.run(&gpu, &batch, request)?;
+                let mut gpu_model = GpuModel::new(&gpu, config, &model.params)?;
+                let options = PlanOptions {
+                    precision: args.precision,
+                    ..PlanOptions::default()
+                };
+                gpu_model.set_plan_options(options, 0);
                 if args.device != Device::Auto {
                     println!("device: gpu: {}", gpu.adapter_name());
                 }
-                (
-                    out.loss,
-                    out.grads.context("gradients were requested")?,
-                    out.grad_norm_h.context("norms were requested")?,
-                    out.grad_norm_c,
-                )
+                at_fitting_scale(args.precision, |scale| {
+                    gpu_model.loss_scale = scale;
+                    let out = gpu_model.run(&gpu, &batch, request)?;
+                    Ok((
+                        out.loss,
+                        out.grads.context("gradients were requested")?,
+                        out.grad_norm_h.context("norms were requested")?,
+                        out.grad_norm_c,
+                    ))
+                })?
             }
             _ => {
-                let fwd = cpu::forward(&config, &model.params, &batch)?;
-                let bwd = cpu::backward(&config, &model.params, &batch, &fwd);
+                let fwd = cpu::forward_in(&config, &model.params, &batch, None, args.precision)?;
                 if args.device != Device::Auto {
-                    println!("device: cpu (reference, f32)");
+                    println!("device: cpu (reference, {} storage)", args.precision.name());
                 }
-                (fwd.loss, bwd.grads, bwd.grad_norm_h, bwd.grad_norm_c)
+                at_fitting_scale(args.precision, |scale| {
+                    let bwd = cpu::backward_scaled(&config, &model.params, &batch, &fwd, scale);
+                    Ok((fwd.loss, bwd.grads, bwd.grad_norm_h, bwd.grad_norm_c))
+                })?
             }
         };
     let seq_len = batch.seq_len();
@@ -96,6 +141,8 @@ pub fn run(args: GradArgs) -> Result<()> {
     }
     let mut out = Checkpoint::new(config, grads);
     out.metadata.insert("content".into(), "gradients".into());
+    out.metadata
+        .insert("precision".into(), args.precision.name().into());
     out.metadata
         .insert("model".into(), args.model.display().to_string());
     out.extra.push(("loss".into(), vec![], vec![loss]));

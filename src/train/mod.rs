@@ -216,27 +216,26 @@ pub fn train(
         if result.skipped && result.loss.is_finite() {
             let scale = engine.loss_scaler().map_or(1.0, |s| s.scale);
             observer(Event::Skipped { step, scale });
-            summary.steps_taken += 1;
-            continue;
-        }
-        if !(result.loss.is_finite() && result.grad_norm.is_finite()) {
-            return Err(Error::Diverged {
+        } else {
+            if !(result.loss.is_finite() && result.grad_norm.is_finite()) {
+                return Err(Error::Diverged {
+                    step,
+                    loss: result.loss,
+                    grad_norm: result.grad_norm,
+                    origin: crate::non_finite::locate(config, &engine.params()?, &batch)?,
+                    last_finite,
+                    checkpoint: last_saved.map(|p| p.display().to_string()),
+                });
+            }
+            last_finite = Some((step, result.grad_norm));
+            observer(Event::Step {
                 step,
                 loss: result.loss,
                 grad_norm: result.grad_norm,
-                origin: crate::non_finite::locate(config, &engine.params()?, &batch)?,
-                last_finite,
-                checkpoint: last_saved.map(|p| p.display().to_string()),
             });
         }
-        last_finite = Some((step, result.grad_norm));
         summary.steps_taken += 1;
         window_steps += 1;
-        observer(Event::Step {
-            step,
-            loss: result.loss,
-            grad_norm: result.grad_norm,
-        });
         if let (Some(file), Some(h)) = (norms_file.as_mut(), &result.grad_norm_h) {
             write_norms(
                 file,

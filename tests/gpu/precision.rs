@@ -2,11 +2,20 @@
 //! weights' working copy, every sum in f32.
 
 use super::{gpu, seed};
-use crate::common::{relative_error, EVERY_CELL};
+use crate::common::{assert_params_close, relative_error, TempDir, EVERY_CELL};
+use ndarray_npy::WriteNpyExt;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rnn_wgpu::checkpoint::{self, LoadOverrides};
 use rnn_wgpu::gpu::{GpuModel, Request};
+use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
 use rnn_wgpu::parity::{random_problem, run_parity_with, F16_TOLERANCE};
 use rnn_wgpu::plan::{PlanOptions, Recompute};
+use rnn_wgpu::precision::LossScaler;
 use rnn_wgpu::precision::Precision;
+use rnn_wgpu::tasks::{Adding, CopyMemory, Task};
+use rnn_wgpu::train::{self, DataSource, Engine, Event, TrainOptions};
+use rnn_wgpu::{Activation, Cell, Params};
 use rnn_wgpu::{Loss, ModelConfig, Readout};
 
 /// f16 storage stays near the f32 run (f16 keeps 11 significant bits: relative errors of a
@@ -173,4 +182,192 @@ fn f16_parity_with_the_rounding_reference_at_awkward_sizes() {
         "beyond {F16_TOLERANCE:e}:\n{}",
         failed.join("\n")
     );
+}
+
+/// One engine training `task` at f16 storage from `params`, on the GPU or the CPU reference.
+fn f16_engine<'g>(
+    gpu: Option<&'g rnn_wgpu::gpu::Gpu>,
+    config: ModelConfig,
+    params: &rnn_wgpu::Params<f32>,
+) -> Engine<'g> {
+    let optimizer = OptimizerConfig::new(OptimizerKind::adamw());
+    let mut engine = Engine::new(gpu, config, params, optimizer).unwrap();
+    engine.set_precision(Precision::F16);
+    engine
+}
+
+/// A resumed f16 run is the uninterrupted one bit for bit: dynamic loss scaling's state (a
+/// scale moved by an overflow) comes back from the checkpoint with the optimizer's.
+#[test]
+fn a_resumed_f16_run_matches_an_uninterrupted_one_bit_for_bit() {
+    let dir = TempDir::new("f16-resume");
+    let task = CopyMemory::new(3).unwrap();
+    let config = task.spec().model_config(Cell::Gru, Activation::Tanh, 17);
+    let params = Params::<f32>::init_uniform(&config, &mut StdRng::seed_from_u64(seed(950)));
+    let options = |steps, save| TrainOptions {
+        eval_every: 2,
+        save,
+        ..TrainOptions::new(steps, 5)
+    };
+    let run = |engine: &mut Engine, steps, save| {
+        let mut data = DataSource::from_task(Box::new(task.clone()), 9);
+        train::train(
+            engine,
+            &mut data,
+            &config,
+            &options(steps, save),
+            &mut |_| {},
+        )
+        .unwrap();
+    };
+    // Far too large a first scale: the first steps overflow, are skipped and halve it.
+    let start = LossScaler {
+        scale: 2f32.powi(40),
+        ..LossScaler::default()
+    };
+    let mut straight = f16_engine(Some(gpu()), config, &params);
+    straight.set_loss_scaler(start);
+    run(&mut straight, 6, None);
+    let saved = dir.join("half.safetensors");
+    let mut first = f16_engine(Some(gpu()), config, &params);
+    first.set_loss_scaler(start);
+    run(&mut first, 4, Some(saved.clone()));
+    let loaded = checkpoint::load(&saved, &LoadOverrides::default()).unwrap();
+    let mut second = f16_engine(Some(gpu()), config, &loaded.params);
+    train::resume(&mut second, &loaded).unwrap();
+    assert_eq!(second.loss_scaler(), first.loss_scaler());
+    run(&mut second, 6, None);
+    assert_eq!(second.loss_scaler(), straight.loss_scaler());
+    assert!(straight.loss_scaler().unwrap().skipped > 0);
+    assert_params_close(
+        &second.params().unwrap(),
+        &straight.params().unwrap(),
+        0.0,
+        "resumed",
+    );
+}
+
+/// An overflowing scaled gradient skips the update on both engines alike: the parameters stay
+/// as they were, the scale halves, the loop reports the step and goes on; once the scale fits,
+/// the engines train the same model within the f16 parity bound.
+#[test]
+fn overflow_skips_the_update_and_halves_the_scale_on_both_engines() {
+    let task = Adding::new(12).unwrap();
+    let config = task.spec().model_config(Cell::Lstm, Activation::Tanh, 9);
+    let params = Params::<f32>::init_uniform(&config, &mut StdRng::seed_from_u64(seed(951)));
+    let mut engines = [
+        f16_engine(Some(gpu()), config, &params),
+        f16_engine(None, config, &params),
+    ];
+    let mut skipped = [Vec::new(), Vec::new()];
+    for (engine, skipped) in engines.iter_mut().zip(&mut skipped) {
+        engine.set_loss_scaler(LossScaler {
+            scale: 2f32.powi(30),
+            ..LossScaler::default()
+        });
+        let mut data = DataSource::from_task(Box::new(task.clone()), 3);
+        let mut first = train::train(
+            engine,
+            &mut data,
+            &config,
+            &TrainOptions::new(1, 8),
+            &mut |_| {},
+        );
+        assert!(first.is_ok(), "{:?}", first.as_mut().err());
+        assert_params_close(
+            &engine.params().unwrap(),
+            &params,
+            0.0,
+            "after a skipped step",
+        );
+        let mut data = DataSource::from_task(Box::new(task.clone()), 3);
+        train::train(
+            engine,
+            &mut data,
+            &config,
+            &TrainOptions::new(40, 8),
+            &mut |event| {
+                if let Event::Skipped { step, scale } = event {
+                    skipped.push((step, scale));
+                }
+            },
+        )
+        .unwrap();
+    }
+    assert_eq!(skipped[0], skipped[1], "the engines skip the same steps");
+    let scaler = engines[0].loss_scaler().unwrap();
+    assert_eq!(scaler.skipped as usize, skipped[0].len() + 1);
+    assert_eq!(
+        scaler.scale,
+        2f32.powi(30 - scaler.skipped as i32),
+        "{scaler:?}"
+    );
+    let (gpu_params, cpu_params) = (engines[0].params().unwrap(), engines[1].params().unwrap());
+    assert_params_close(
+        &gpu_params,
+        &cpu_params,
+        F16_TOLERANCE,
+        "GPU against CPU at f16",
+    );
+}
+
+/// How far f16 storage's gradients may lie from f32's (`grad --precision f16`, README): f16
+/// keeps 11 significant bits, and the recurrence carries each step's rounding on; measured
+/// below 2e-3 here.
+const F16_AGAINST_F32: f64 = 1e-2;
+
+/// `rnn-wgpu grad --precision f16` on the GPU and the CPU reference agree within the f16
+/// parity bound, and lie within `F16_AGAINST_F32` of the f32 gradients, not on them.
+#[test]
+fn the_grad_command_at_f16_agrees_across_engines_and_near_f32() {
+    let dir = TempDir::new("f16-grad");
+    let task = Adding::new(13).unwrap();
+    let config = task.spec().model_config(Cell::Lstm, Activation::Tanh, 17);
+    let params = Params::<f32>::init_uniform(&config, &mut StdRng::seed_from_u64(seed(952)));
+    let model = dir.join("model.safetensors");
+    checkpoint::save(&model, &checkpoint::Checkpoint::new(config, params)).unwrap();
+    let mut rng = StdRng::seed_from_u64(seed(953));
+    let x = ndarray::Array3::<f32>::from_shape_fn((13, 3, 2), |_| rng.random_range(0.0..1.0));
+    let y = ndarray::Array2::<f32>::from_shape_fn((3, 1), |_| rng.random_range(0.0..2.0));
+    x.write_npy(std::fs::File::create(dir.join("x.npy")).unwrap())
+        .unwrap();
+    y.write_npy(std::fs::File::create(dir.join("y.npy")).unwrap())
+        .unwrap();
+    let grad = |device: &str, precision: &str| {
+        let out = dir.join(&format!("{device}-{precision}.safetensors"));
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_rnn-wgpu"))
+            .args([
+                "grad",
+                "--device",
+                device,
+                "--precision",
+                precision,
+                "--model",
+            ])
+            .arg(&model)
+            .args(["--input".as_ref(), dir.join("x.npy").as_os_str()])
+            .args(["--target".as_ref(), dir.join("y.npy").as_os_str()])
+            .args(["--out".as_ref(), out.as_os_str()])
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "grad --device {device} --precision {precision}"
+        );
+        let got = checkpoint::load(&out, &LoadOverrides::default()).unwrap();
+        assert_eq!(got.metadata["precision"], precision);
+        got.params
+    };
+    let (gpu_half, cpu_half) = (grad("gpu", "f16"), grad("cpu", "f16"));
+    let full = grad("gpu", "f32");
+    assert_params_close(&gpu_half, &cpu_half, F16_TOLERANCE, "f16: GPU against CPU");
+    assert_params_close(&gpu_half, &full, F16_AGAINST_F32, "f16 against f32");
+    let flat = |p: &Params<f32>| -> Vec<f32> {
+        p.tensors()
+            .into_iter()
+            .flat_map(|(_, v)| v.to_vec())
+            .collect()
+    };
+    let (differs, _) = relative_error(&flat(&gpu_half), &flat(&full));
+    assert!(differs > 0.0, "f16 storage changed nothing");
 }
