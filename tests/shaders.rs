@@ -1,5 +1,6 @@
 //! Every WGSL file parses and validates with naga as core WGSL (no capabilities beyond it;
-//! f16 storage with `SHADER_FLOAT16` only), for every choice of element types
+//! f16 storage with `SHADER_FLOAT16` only; the cooperative-matrix product with
+//! `COOPERATIVE_MATRIX` too), for every choice of element types
 //! (`Elements`), every kernel's entry point exists with the workgroup width the host assumes,
 //! and translates to SPIR-V (Vulkan), MSL (Metal) and HLSL (DX12) with every shape the host
 //! sets. Needs no adapter, so a broken shader fails
@@ -37,10 +38,13 @@ fn parse(shader: Shader, elements: Elements) -> naga::Module {
 
 fn validate(shader: Shader, elements: Elements, module: &naga::Module) -> ModuleInfo {
     let source = shader.source_for(elements);
-    let capabilities = match elements == Elements::F32 {
+    let mut capabilities = match elements == Elements::F32 {
         true => Capabilities::empty(),
         false => Capabilities::SHADER_FLOAT16,
     };
+    if shader == Shader::GemmCoop {
+        capabilities |= Capabilities::SHADER_FLOAT16 | Capabilities::COOPERATIVE_MATRIX;
+    }
     Validator::new(ValidationFlags::all(), capabilities)
         .validate(module)
         .unwrap_or_else(|e| {
@@ -94,6 +98,8 @@ fn constant_sets(kernel: Kernel) -> Vec<Vec<(&'static str, f64)>> {
         return vec![Vec::new()];
     }
     let gates = match kernel.shader() {
+        // one subgroup per workgroup: NVIDIA's 32, and a wave64 AMD's 64
+        Shader::GemmCoop => return vec![vec![("WG_SIZE", 32.0)], vec![("WG_SIZE", 64.0)]],
         Shader::Gemm => {
             let tiles = gemm_tiles(kernel);
             return tiles.iter().map(|t| t.constants().to_vec()).collect();
@@ -206,10 +212,15 @@ fn translations(
             entry_point: kernel.entry_point().to_string(),
         }),
     );
+    // Metal has cooperative matrices (simdgroup matrices) from MSL 2.3.
+    let msl_options = naga::back::msl::Options {
+        lang_version: (2, 3),
+        ..Default::default()
+    };
     let msl = naga::back::msl::write_string(
         module,
         info,
-        &naga::back::msl::Options::default(),
+        &msl_options,
         &naga::back::msl::PipelineOptions {
             entry_point: entry(),
             ..Default::default()
@@ -224,12 +235,18 @@ fn translations(
         entry_point: entry(),
     };
     let mut hlsl = String::new();
-    let written = naga::back::hlsl::Writer::new(&mut hlsl, &hlsl_options, &hlsl_pipeline)
-        .write(module, info, None);
+    // naga writes no HLSL for cooperative matrices (DX12 lists none: the kernel never runs
+    // there).
+    let written = match kernel == Kernel::GemmCoop {
+        true => Ok(Default::default()),
+        false => naga::back::hlsl::Writer::new(&mut hlsl, &hlsl_options, &hlsl_pipeline)
+            .write(module, info, None)
+            .map(drop),
+    };
     [
         ("SPIR-V", spirv.map(drop).map_err(|e| e.to_string())),
         ("MSL", msl.map(drop).map_err(|e| e.to_string())),
-        ("HLSL", written.map(drop).map_err(|e| e.to_string())),
+        ("HLSL", written.map_err(|e| e.to_string())),
     ]
 }
 
@@ -275,4 +292,21 @@ fn the_products_and_steps_keep_no_function_scope_arrays() {
         }
     }
     assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+/// The cooperative-matrix product needs naga's COOPERATIVE_MATRIX capability (wgpu grants it
+/// with EXPERIMENTAL_COOPERATIVE_MATRIX): without it validation fails, so the test above that
+/// passes with it checks something.
+#[test]
+fn the_cooperative_matrix_product_needs_its_capability() {
+    let elements = Elements::all(Precision::F16);
+    let source = Shader::GemmCoop.source_for(elements);
+    let module = naga::front::wgsl::parse_str(&source).unwrap();
+    let refused = Validator::new(ValidationFlags::all(), Capabilities::SHADER_FLOAT16)
+        .validate(&module)
+        .unwrap_err();
+    assert!(
+        format!("{refused:?}").contains("COOPERATIVE_MATRIX"),
+        "{refused:?}"
+    );
 }

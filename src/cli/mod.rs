@@ -61,6 +61,17 @@ pub fn open_gpu_for(local_rank: Option<usize>) -> anyhow::Result<Gpu> {
         Some(k) => Gpu::for_local_rank(k)?,
         None => Gpu::new()?,
     };
+    // Matrix units are the user's explicit choice (an experimental wgpu feature): say
+    // whether the choice took effect.
+    if std::env::var_os(rnn_wgpu::gpu::MATRIX_UNITS_VAR).is_some() {
+        match gpu.matrix_units() {
+            Ok(subgroup) => eprintln!(
+                "matrix units: on (f16 products on 16x16x16 cooperative matrices, subgroups of \
+                 {subgroup}; wgpu's experimental feature)"
+            ),
+            Err(why) => eprintln!("matrix units: off: {why}"),
+        }
+    }
     // A measuring knob (scripts/device_check.sh): one workgroup shape for the step kernels.
     if let Ok(text) = std::env::var("RNN_WGPU_STEP_TILE") {
         let tile: StepTile = text.parse().context("RNN_WGPU_STEP_TILE")?;

@@ -43,6 +43,8 @@ pub struct Device {
     pub info: wgpu::AdapterInfo,
     /// The adapter's own limits, all requested for the device.
     pub limits: wgpu::Limits,
+    /// The subgroup size the cooperative-matrix products run with, or why they do not run.
+    matrix_units: Result<u32, String>,
     dispatches: AtomicU64,
     submissions: AtomicU64,
     recurrence_dispatches: [AtomicU64; 2],
@@ -83,6 +85,41 @@ pub fn enumerate_adapters() -> Vec<AdapterSummary> {
             features: adapter.features(),
         })
         .collect()
+}
+
+/// The environment variable that turns the cooperative-matrix products on: wgpu offers
+/// cooperative matrices only as an experimental feature, so using them is the user's explicit
+/// choice ("on"); off by default.
+pub const MATRIX_UNITS_VAR: &str = "RNN_WGPU_MATRIX_UNITS";
+
+/// The subgroup size to run the cooperative-matrix products with on `adapter`, or why they
+/// stay off: not asked for, no f16 or cooperative matrices, no 16x16x16 f16 x f16 -> f32
+/// shape listed, or a subgroup size that varies (gemm_coop.wgsl is one subgroup per
+/// workgroup, and must know its size).
+fn matrix_units(adapter: &wgpu::Adapter) -> Result<u32, String> {
+    let wanted = std::env::var(MATRIX_UNITS_VAR).unwrap_or_default();
+    if wanted != "on" {
+        return Err(format!("off ({MATRIX_UNITS_VAR}=on turns them on)"));
+    }
+    let needed = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16;
+    if !adapter.features().contains(needed) {
+        return Err("the adapter has no cooperative matrices with f16".into());
+    }
+    use wgpu::CooperativeScalarType::{F16, F32};
+    let fits = (adapter.cooperative_matrix_properties().iter()).any(|p| {
+        (p.m_size, p.n_size, p.k_size) == (16, 16, 16) && p.ab_type == F16 && p.cr_type == F32
+    });
+    if !fits {
+        return Err("the adapter lists no 16x16x16 f16 x f16 -> f32 shape".into());
+    }
+    let info = adapter.get_info();
+    if info.subgroup_min_size != info.subgroup_max_size {
+        return Err(format!(
+            "the subgroup size varies ({} to {})",
+            info.subgroup_min_size, info.subgroup_max_size
+        ));
+    }
+    Ok(info.subgroup_max_size)
 }
 
 /// The GPUs of the most capable kind wgpu finds (discrete before integrated before virtual;
@@ -152,14 +189,23 @@ impl Device {
         // Timestamp queries where offered, for the per-phase GPU time of `rnn-wgpu bench`
         // (nothing records a query unless asked to: `Recorder::time_phases`).
         // Timestamps for phase times; f16 storage for `--precision f16`.
-        let features =
+        let mut features =
             adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16);
+        let matrix_units = matrix_units(&adapter);
+        let mut experimental = wgpu::ExperimentalFeatures::disabled();
+        if matrix_units.is_ok() {
+            features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+            // SAFETY: the user asked for wgpu's experimental cooperative matrices
+            // (RNN_WGPU_MATRIX_UNITS=on), which wgpu documents may hit bugs of its own; only
+            // gemm_coop.wgsl uses them, on the shape the adapter lists.
+            experimental = unsafe { wgpu::ExperimentalFeatures::enabled() };
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("rnn-wgpu"),
                 required_features: features,
                 required_limits: limits.clone(),
-                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                experimental_features: experimental,
                 memory_hints: wgpu::MemoryHints::Performance,
                 trace: wgpu::Trace::Off,
             })
@@ -180,6 +226,7 @@ impl Device {
             queue,
             info,
             limits,
+            matrix_units,
             dispatches: AtomicU64::new(0),
             submissions: AtomicU64::new(0),
             recurrence_dispatches: Default::default(),
@@ -220,6 +267,15 @@ impl Device {
             "{} ({:?}, {:?})",
             self.info.name, self.info.backend, self.info.device_type
         )
+    }
+
+    /// The subgroup size of the cooperative-matrix products (f16 x f16 -> f32 16x16x16 tiles)
+    /// where they are on, else why not (a line for reports).
+    pub fn matrix_units(&self) -> Result<u32, &str> {
+        self.matrix_units
+            .as_ref()
+            .map(|&s| s)
+            .map_err(String::as_str)
     }
 
     /// Refuses `precision` where the device cannot store it (f16 needs `Features::SHADER_F16`).

@@ -6,7 +6,7 @@ use super::context::Gpu;
 use super::kernels::{Elements, Kernel};
 use super::recorder::{Read, Recorder};
 pub use super::tiles::GemmKernel;
-use super::tiles::GemmTile;
+use super::tiles::{GemmTile, PipelineShape};
 use crate::precision::Precision;
 use crate::Error;
 use bytemuck::{Pod, Zeroable};
@@ -275,6 +275,13 @@ pub(crate) fn record_gemm_using(
             recorder.policy().gemm(product)
         })
         .flatten();
+    // f16 products go to the matrix units where they are on (and no tuned tile says else).
+    let f16_operands = a.precision == Precision::F16 && b.precision == Precision::F16;
+    if let (true, None, GemmKernel::Auto, Ok(subgroup)) =
+        (f16_operands, tuned, kernel, gpu.matrix_units())
+    {
+        return record_coop_product(gpu, recorder, subgroup, (m, n, k), (a, b), c, dummy);
+    }
     let tile = tuned.unwrap_or(kernel).resolve(gpu, (m, n, k));
     if !tile.allowed_by(&gpu.limits) {
         return Err(Error::Config(format!(
@@ -377,6 +384,62 @@ fn record_product(
         groups,
     );
     record_sum_of_parts(gpu, recorder, params, parts, &partials, bias, c)
+}
+
+/// Rows and columns of C per workgroup of `gemm_coop` (`BLOCK` in gemm_coop.wgsl).
+const COOP_BLOCK: u64 = 32;
+
+/// One `gemm_coop` dispatch over all of K, on cooperative matrices: a workgroup of one
+/// subgroup per 32x32 block of C, K unsplit (no loop limit where matrix units exist).
+#[allow(clippy::too_many_arguments)]
+fn record_coop_product(
+    gpu: &Gpu,
+    recorder: &mut Recorder,
+    subgroup: u32,
+    (m, n, k): (usize, usize, usize),
+    (a, b): (Operand, Operand),
+    c: Output,
+    dummy: &wgpu::Buffer,
+) -> Result<(), Error> {
+    let col_blocks = (n as u64).div_ceil(COOP_BLOCK);
+    check_dimension(gpu, col_blocks, || {
+        format!("a matrix product with {n} columns")
+    })?;
+    let rows = gpu.grid("matrix product rows", (m as u64).div_ceil(COOP_BLOCK))?;
+    let params = GemmParams {
+        m: m as u32,
+        n: n as u32,
+        k: k as u32,
+        lda: a.row_stride as u32,
+        ldb: b.row_stride as u32,
+        ldc: c.row_stride as u32,
+        a_offset: a.offset as u32,
+        b_offset: b.offset as u32,
+        c_offset: c.offset as u32,
+        bias_offset: c.bias.map_or(0, |(_, offset)| offset as u32),
+        trans_a: a.transposed as u32,
+        trans_b: b.transposed as u32,
+        accumulate: c.accumulate as u32,
+        has_bias: c.bias.is_some() as u32,
+        k_parts: 1,
+        _pad: 0,
+    };
+    let bias = c.bias.map_or(dummy, |(buffer, _)| buffer);
+    let elements = Elements {
+        a: a.precision,
+        b: b.precision,
+        c: c.precision,
+    };
+    let shape = PipelineShape::Coop { subgroup };
+    let buffers = [a.buffer, b.buffer, bias, c.buffer];
+    let groups = [col_blocks as u32, rows[0], rows[1]];
+    recorder.dispatch_tiled(
+        (Kernel::GemmCoop, elements, shape),
+        &params,
+        &buffers,
+        groups,
+    );
+    Ok(())
 }
 
 /// `gemm_split_sum`: C (+)= the `parts` partial products at the start of `partials` (each

@@ -28,15 +28,21 @@ impl Elements {
         }
     }
 
-    fn uses_f16(self) -> bool {
+    pub(crate) fn uses_f16(self) -> bool {
         [self.a, self.b, self.c].contains(&Precision::F16)
     }
 
-    /// The WGSL that declares the aliases (and enables f16 where one is f16).
-    pub fn prelude(self) -> String {
-        let enable = if self.uses_f16() { "enable f16;\n" } else { "" };
+    /// The WGSL that declares the aliases (and enables f16 where one is f16), after the
+    /// `enables` a shader needs.
+    pub fn prelude(self, enables: &str) -> String {
+        let f16 = "enable f16;\n";
+        let enable = if self.uses_f16() && !enables.contains(f16) {
+            f16
+        } else {
+            ""
+        };
         format!(
-            "{enable}alias a_elem = {};\nalias b_elem = {};\nalias c_elem = {};\nalias stored = a_elem;\n",
+            "{enable}{enables}alias a_elem = {};\nalias b_elem = {};\nalias c_elem = {};\nalias stored = a_elem;\n",
             self.a.name(),
             self.b.name(),
             self.c.name()
@@ -48,6 +54,8 @@ impl Elements {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
     Gemm,
+    /// The matrix products on cooperative matrices (wgpu's experimental extension).
+    GemmCoop,
     Rnn,
     Lstm,
     Gru,
@@ -58,8 +66,9 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 8] = [
+    pub const ALL: [Shader; 9] = [
         Shader::Gemm,
+        Shader::GemmCoop,
         Shader::Rnn,
         Shader::Lstm,
         Shader::Gru,
@@ -72,6 +81,7 @@ impl Shader {
     pub fn file_name(self) -> &'static str {
         match self {
             Shader::Gemm => "gemm.wgsl",
+            Shader::GemmCoop => "gemm_coop.wgsl",
             Shader::Rnn => "rnn.wgsl",
             Shader::Lstm => "lstm.wgsl",
             Shader::Gru => "gru.wgsl",
@@ -84,13 +94,23 @@ impl Shader {
 
     /// The source as compiled for `elements`: the aliases' prelude, then the file(s).
     pub fn source_for(self, elements: Elements) -> String {
-        elements.prelude() + self.source()
+        elements.prelude(self.enables()) + self.source()
+    }
+
+    /// The `enable` directives the shader needs beyond f16's.
+    pub fn enables(self) -> &'static str {
+        match self {
+            // its tiles are f16 whatever the buffers hold
+            Shader::GemmCoop => "enable f16;\nenable wgpu_cooperative_matrix;\n",
+            _ => "",
+        }
     }
 
     /// The shader's own text (without the prelude that `source_for` puts in front).
     pub fn source(self) -> &'static str {
         match self {
             Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
+            Shader::GemmCoop => include_str!("../../shaders/gemm_coop.wgsl"),
             Shader::Rnn => concat!(
                 include_str!("../../shaders/finite.wgsl"),
                 include_str!("../../shaders/step.wgsl"),
@@ -138,6 +158,9 @@ pub enum Kernel {
     Gemm8x8,
     /// Adds the parts of a product whose K was split over workgroups (see gemm.wgsl).
     GemmSplitSum,
+    /// A 32x32 block of C per workgroup of one subgroup on 16x16x16 cooperative matrices, f16
+    /// A and B (see gemm_coop.wgsl); the workgroup is the subgroup size (`PipelineShape::Coop`).
+    GemmCoop,
     /// One time step: the recurrent product of a tile of (rows, units) with the cell's maths in
     /// its epilogue (see fused.wgsl); the workgroup shape is set per pipeline (`StepTile`).
     RnnForward,
@@ -228,10 +251,11 @@ impl Layout {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 30] = [
+    pub const ALL: [Kernel; 31] = [
         Kernel::Gemm4x4,
         Kernel::Gemm8x8,
         Kernel::GemmSplitSum,
+        Kernel::GemmCoop,
         Kernel::RnnForward,
         Kernel::RnnBackward,
         Kernel::LstmForward,
@@ -266,6 +290,7 @@ impl Kernel {
             Kernel::Gemm4x4 => "gemm_4x4",
             Kernel::Gemm8x8 => "gemm_8x8",
             Kernel::GemmSplitSum => "gemm_split_sum",
+            Kernel::GemmCoop => "gemm_coop",
             Kernel::RnnForward | Kernel::LstmForward | Kernel::GruForward => "step_forward",
             Kernel::RnnBackward | Kernel::LstmBackward | Kernel::GruBackward => "step_backward",
             Kernel::RnnForwardPersistent
@@ -295,6 +320,7 @@ impl Kernel {
     pub fn shader(self) -> Shader {
         match self {
             Kernel::Gemm4x4 | Kernel::Gemm8x8 | Kernel::GemmSplitSum => Shader::Gemm,
+            Kernel::GemmCoop => Shader::GemmCoop,
             Kernel::RnnForward
             | Kernel::RnnBackward
             | Kernel::RnnForwardPersistent
@@ -325,7 +351,7 @@ impl Kernel {
 
     pub fn layout(self) -> Layout {
         match self.shader() {
-            Shader::Gemm => Layout::Gemm,
+            Shader::Gemm | Shader::GemmCoop => Layout::Gemm,
             Shader::Rnn | Shader::Lstm | Shader::Gru => Layout::Step,
             Shader::Loss => Layout::Loss,
             Shader::Reduce => Layout::Reduce,
@@ -342,6 +368,7 @@ impl Kernel {
             self,
             Kernel::Gemm4x4
                 | Kernel::Gemm8x8
+                | Kernel::GemmCoop
                 | Kernel::RnnForward
                 | Kernel::RnnBackward
                 | Kernel::LstmForward

@@ -23,6 +23,7 @@ pub use context::Gpu;
 pub(crate) use device::PARTIAL_SUMS;
 pub use device::{
     adapter_kinds, enumerate_adapters, AdapterSummary, Device, WorkCounts, LLVMPIPE_LOOP_LIMIT,
+    MATRIX_UNITS_VAR,
 };
 pub use kernels::{Elements, Kernel, Shader};
 pub use model::{GpuModel, GpuOutput, Request};

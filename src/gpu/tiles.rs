@@ -362,6 +362,10 @@ impl GemmKernel {
 pub enum PipelineShape {
     Step(StepTile),
     Gemm(GemmTile),
+    /// The cooperative-matrix product's workgroup: one subgroup of this many invocations.
+    Coop {
+        subgroup: u32,
+    },
 }
 
 impl PipelineShape {
@@ -369,6 +373,7 @@ impl PipelineShape {
         match self {
             PipelineShape::Step(tile) => tile.constants().to_vec(),
             PipelineShape::Gemm(tile) => tile.constants().to_vec(),
+            PipelineShape::Coop { subgroup } => vec![("WG_SIZE", subgroup as f64)],
         }
     }
 }
