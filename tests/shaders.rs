@@ -238,7 +238,7 @@ fn translations(
     // naga writes no HLSL for cooperative matrices (DX12 lists none: the kernel never runs
     // there).
     let written = match kernel == Kernel::GemmCoop {
-        true => Ok(Default::default()),
+        true => Ok(()),
         false => naga::back::hlsl::Writer::new(&mut hlsl, &hlsl_options, &hlsl_pipeline)
             .write(module, info, None)
             .map(drop),
