@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One prepared run on a lent GPU machine (the library's `device` tool), most important first:
 # whether wgpu sees the GPU through Vulkan, parity there (the fused step kernels included),
+# f16 storage's parity and the cooperative-matrix products' (RNN_WGPU_MATRIX_UNITS=on) before
+# the suite at f16 with matrix units off and on,
 # NaN and infinity noticed as on the CPU,
 # the bench suite with this build and the previous main's build alternating, PyTorch's cuDNN
 # LSTM on the same shapes (TF32 off and default), the fused step kernels in other workgroup
@@ -84,6 +86,25 @@ run "$BIN" parity --cell lstm --batch 64 --seq-len 200 --input 3 --hidden 33
 run "$BIN" parity --cell rnn --activation sigmoid --batch 64 --seq-len 2500 --input 1 \
     --hidden 8 --output 10 --readout all --loss ce --layers 3 --seed 6455
 run "$BIN" parity --cell lstm --batch 256 --seq-len 128 --input 16 --hidden 512 --output 1
+
+log "f16 storage and matrix units: the adapter's f16, subgroups and cooperative-matrix shapes, then"
+log "f16 parity (exits non-zero above parity::F16_TOLERANCE) without and with matrix units, before any timing"
+RNN_WGPU_MATRIX_UNITS=on run "$BIN" devices
+for units in off on; do
+    for cell in lstm gru rnn; do
+        RNN_WGPU_MATRIX_UNITS=$units run "$BIN" parity --precision f16 --cell "$cell" --batch 5 \
+            --seq-len 33 --input 7 --hidden 17
+    done
+    # products with M, N and K past one 32x32 block, at odd sizes
+    RNN_WGPU_MATRIX_UNITS=$units run "$BIN" parity --precision f16 --cell lstm --batch 67 \
+        --seq-len 40 --input 33 --hidden 129
+done
+
+log "bench suite at f16: matrix units off, then on (against the f32 suite below and cuDNN TF32)"
+for units in off on; do
+    RNN_WGPU_MATRIX_UNITS=$units run "$BIN" bench "${suite[@]}" --precision f16 --runs 10 \
+        --warmup 3 --json
+done
 
 log "non-finite values: a ReLU RNN that overflows stops at step 1, naming the same time step on both"
 # (min, max and clamp may drop a NaN on NVIDIA; the kernels test the bits instead)

@@ -9,6 +9,7 @@ use crate::gpu::{Gpu, GpuModel, Phase, PhaseTimes, Recurrence, Request};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use crate::params::Params;
 use crate::plan::{MemoryPlan, PlanOptions};
+use crate::precision::Precision;
 use crate::train::Engine;
 use crate::Error;
 use rand::rngs::StdRng;
@@ -167,6 +168,8 @@ pub struct BenchResult {
     pub adapter: String,
     pub arch: Arch,
     pub shape: Shape,
+    /// The storage precision (`--precision`).
+    pub precision: Precision,
     pub runs: usize,
     pub median_ms: f64,
     pub min_ms: f64,
@@ -296,6 +299,7 @@ pub fn bench_shape(
     let seconds = median_ms / 1e3;
     Ok(BenchResult {
         device: if gpu.is_some() { "gpu" } else { "cpu" }.to_string(),
+        precision: plan_options.precision,
         adapter: gpu.map_or("cpu reference (ndarray, f32)".to_string(), |g| {
             g.adapter_name()
         }),
@@ -337,7 +341,7 @@ impl BenchResult {
             format!("{{{}}}", entries.join(","))
         });
         format!(
-            "{{\"device\":\"{}\",\"adapter\":\"{}\",\"cell\":\"{}\",\"layers\":{},\"bidirectional\":{},\"shape\":[{},{},{},{}],\"runs\":{},\"median_ms\":{:.3},\"min_ms\":{:.3},\"sequence_steps_per_second\":{:.1},\"gflops\":{:.3},\"gpu_memory_bytes\":{},\"planned_bytes\":{},\"segments\":{},\"recompute\":{},\"recurrence\":{},\"phases_ms\":{},\"phases_step_ms\":{},\"tuned_products\":{},\"dispatches\":{},\"recurrent_dispatches_per_step\":{}}}",
+            "{{\"device\":\"{}\",\"adapter\":\"{}\",\"cell\":\"{}\",\"layers\":{},\"bidirectional\":{},\"shape\":[{},{},{},{}],\"precision\":\"{}\",\"runs\":{},\"median_ms\":{:.3},\"min_ms\":{:.3},\"sequence_steps_per_second\":{:.1},\"gflops\":{:.3},\"gpu_memory_bytes\":{},\"planned_bytes\":{},\"segments\":{},\"recompute\":{},\"recurrence\":{},\"phases_ms\":{},\"phases_step_ms\":{},\"tuned_products\":{},\"dispatches\":{},\"recurrent_dispatches_per_step\":{}}}",
             self.device,
             escape(&self.adapter),
             self.arch.cell,
@@ -347,6 +351,7 @@ impl BenchResult {
             self.shape.seq_len,
             self.shape.input,
             self.shape.hidden,
+            self.precision.name(),
             self.runs,
             self.median_ms,
             self.min_ms,
@@ -593,20 +598,23 @@ fn median(mut times: Vec<f64>) -> f64 {
 }
 
 /// Times `runs` steps of one engine alone, then `runs` data-parallel steps over `group`
-/// (after `warmup` of each); every rank calls it alike.
+/// (after `warmup` of each), planned and stored as `plan_options` say; every rank calls it
+/// alike.
 pub fn bench_distributed(
     gpu: Option<&Gpu>,
     arch: Arch,
     shape: Shape,
     warmup: usize,
     runs: usize,
-    group: &dyn crate::distributed::Collective,
+    (group, plan_options): (&dyn crate::distributed::Collective, PlanOptions),
 ) -> Result<DistributedResult, Error> {
     use crate::train::StepWants;
     let (config, params, batch) = shape.problem(arch);
     let mut optimizer = OptimizerConfig::new(OptimizerKind::sgd());
     optimizer.lr = 1e-3;
     let mut engine = Engine::new(gpu, config, &params, optimizer)?;
+    engine.set_plan_options(plan_options);
+    engine.set_precision(plan_options.precision);
     let runs = runs.max(1);
     let mut alone = Vec::with_capacity(runs);
     for k in 0..warmup + runs {

@@ -153,7 +153,7 @@ fn run_rank(args: &BenchArgs, job: &Job) -> Result<()> {
     }
     let shapes: Vec<Shape> = args.shape.map_or(SUITE.to_vec(), |s| vec![s]);
     for shape in shapes {
-        let group = job.group.as_ref();
+        let group = (job.group.as_ref(), args.engine.options());
         let r = bench_distributed(gpu.as_ref(), arch, shape, args.warmup, args.runs, group)?;
         if !lead {
             continue;

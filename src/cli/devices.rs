@@ -45,6 +45,23 @@ pub fn run() -> Result<ExitCode> {
             has(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS),
             has(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
         );
+        let shapes: Vec<String> = (adapter.cooperative_matrices.iter())
+            .map(|p| {
+                let (m, n, k) = (p.m_size, p.n_size, p.k_size);
+                format!("{m}x{n}x{k} {:?}->{:?}", p.ab_type, p.cr_type)
+            })
+            .collect();
+        println!(
+            "    f16 in shaders {}, subgroups {}-{}, cooperative matrices {}",
+            has(wgpu::Features::SHADER_F16),
+            info.subgroup_min_size,
+            info.subgroup_max_size,
+            if shapes.is_empty() {
+                "none".to_string()
+            } else {
+                shapes.join(", ")
+            }
+        );
     }
     match opened {
         Ok(gpu) => {

@@ -13,6 +13,8 @@ pub struct AdapterSummary {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// The cooperative-matrix shapes the adapter lists (empty without them).
+    pub cooperative_matrices: Vec<wgpu::CooperativeMatrixProperties>,
 }
 
 /// Counts of GPU work recorded since the context was made, so tests can check that a pass
@@ -83,6 +85,7 @@ pub fn enumerate_adapters() -> Vec<AdapterSummary> {
             info: adapter.get_info(),
             limits: adapter.limits(),
             features: adapter.features(),
+            cooperative_matrices: adapter.cooperative_matrix_properties(),
         })
         .collect()
 }

@@ -296,6 +296,8 @@ impl<'g> Engine<'g> {
                 let out = model.gradient_step(gpu, batch, optimizer, want.request())?;
                 let mut grads = out.grads.expect("gradient_step reads the gradients");
                 let loss = reduce(&mut grads, out.loss)?;
+                // What came back is unscaled already: the update divides by nothing more.
+                model.loss_scale = 1.0;
                 let applied = model.apply_gradients(gpu, batch, optimizer, &grads)?;
                 let result = StepResult {
                     loss,

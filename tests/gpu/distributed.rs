@@ -9,12 +9,24 @@ use rand::SeedableRng;
 use rnn_wgpu::distributed::{Collective, ThreadGroup};
 use rnn_wgpu::init::{initialize, InitConfig};
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
+use rnn_wgpu::precision::{LossScaler, Precision};
 use rnn_wgpu::tasks::{Adding, Task};
 use rnn_wgpu::train::{self, DataSource, Engine, TrainOptions};
 use rnn_wgpu::{Activation, Cell, Params};
 use std::rc::Rc;
 
 fn run(group: Option<ThreadGroup>, batch: usize) -> Params<f32> {
+    run_at(group, batch, Precision::F32, None).0
+}
+
+/// `run` at `precision`, dynamic loss scaling (under f16) from `scale`; the parameters and
+/// the scaler's final state.
+fn run_at(
+    group: Option<ThreadGroup>,
+    batch: usize,
+    precision: Precision,
+    scale: Option<f32>,
+) -> (Params<f32>, Option<LossScaler>) {
     let task = Adding::new(17).unwrap();
     let config = task.spec().model_config(Cell::Gru, Activation::Tanh, 17);
     let mut rng = StdRng::seed_from_u64(6);
@@ -25,6 +37,13 @@ fn run(group: Option<ThreadGroup>, batch: usize) -> Params<f32> {
         ..OptimizerConfig::new(OptimizerKind::adam())
     };
     let mut engine = Engine::new(Some(gpu()), config, &params, optimizer).unwrap();
+    engine.set_precision(precision);
+    if let Some(scale) = scale {
+        engine.set_loss_scaler(LossScaler {
+            scale,
+            ..LossScaler::default()
+        });
+    }
     let mut data = DataSource::from_task(Box::new(task), 4);
     let options = TrainOptions {
         eval_every: 10,
@@ -32,7 +51,7 @@ fn run(group: Option<ThreadGroup>, batch: usize) -> Params<f32> {
         ..TrainOptions::new(20, batch)
     };
     train::train(&mut engine, &mut data, &config, &options, &mut |_| {}).unwrap();
-    engine.params().unwrap()
+    (engine.params().unwrap(), engine.loss_scaler())
 }
 
 #[test]
@@ -53,4 +72,33 @@ fn two_gpu_ranks_train_as_one_process_with_their_batches_together() {
     };
     assert_eq!(bits(&ranks[0]), bits(&ranks[1]), "the replicas differ");
     assert_params_close(&ranks[0], &one, 1e-5, "2 ranks against one process");
+}
+
+/// Under f16 storage the ranks decide overflow on the reduced gradient: from a scale that
+/// overflows at first they skip the same steps, keep the same scale and stay bit-identical.
+/// Each rank's own backward pass scores its half of the batch, so its f16 gradients are
+/// twice one process's and may overflow at one scale more (here: 16 skips against 15).
+#[test]
+fn f16_ranks_skip_together_and_train_as_one_process() {
+    let start = Some(2f32.powi(36));
+    let (one, one_scaler) = run_at(None, 32, Precision::F16, start);
+    let ranks: Vec<(Params<f32>, Option<LossScaler>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (ThreadGroup::new(2).into_iter())
+            .map(|member| scope.spawn(|| run_at(Some(member), 16, Precision::F16, start)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_params_close(&ranks[0].0, &ranks[1].0, 0.0, "the replicas");
+    assert_eq!(ranks[0].1, ranks[1].1);
+    let (skipped, alone) = (ranks[0].1.unwrap().skipped, one_scaler.unwrap().skipped);
+    assert!(
+        skipped > 0 && (alone..=alone + 1).contains(&skipped),
+        "{skipped} vs {alone}"
+    );
+    let finite = |p: &Params<f32>| {
+        p.tensors()
+            .iter()
+            .all(|(_, v)| v.iter().all(|x| x.is_finite()))
+    };
+    assert!(finite(&ranks[0].0) && finite(&one));
 }
