@@ -37,6 +37,12 @@ impl Precision {
     pub fn round<F: Float>(self, x: F) -> F {
         match self {
             Precision::F32 => x,
+            // f32 through the hardware's conversion where there is one (F16C); f64 directly,
+            // as rounding through f32 first could round twice.
+            Precision::F16 if std::mem::size_of::<F>() == 4 => {
+                let narrow = x.to_f32().expect("an f32 converts to f32");
+                F::from_f32(half::f16::from_f32(narrow).to_f32()).expect("f32 converts back")
+            }
             Precision::F16 => {
                 let wide = x.to_f64().expect("a float converts to f64");
                 F::from_f64(half::f16::from_f64(wide).to_f64()).expect("f64 converts back")

@@ -79,7 +79,7 @@ fn two_gpu_ranks_train_as_one_process_with_their_batches_together() {
 /// Each rank's own backward pass scores its half of the batch, so its f16 gradients are
 /// twice one process's and may overflow at one scale more (here: 16 skips against 15).
 #[test]
-fn f16_ranks_skip_together_and_train_as_one_process() {
+fn f16_ranks_skip_together_from_an_overflowing_scale() {
     let start = Some(2f32.powi(36));
     let (one, one_scaler) = run_at(None, 32, Precision::F16, start);
     let ranks: Vec<(Params<f32>, Option<LossScaler>)> = std::thread::scope(|scope| {
