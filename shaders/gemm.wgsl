@@ -27,31 +27,8 @@
 // Every element of C is summed over k in increasing order within a slice and a part, slices and
 // parts added in order, then bias, then C: no atomics, so results are bit-reproducible.
 
-struct GemmParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    lda: u32,
-    ldb: u32,
-    ldc: u32,
-    a_offset: u32,
-    b_offset: u32,
-    c_offset: u32,
-    bias_offset: u32,
-    trans_a: u32,
-    trans_b: u32,
-    accumulate: u32,
-    has_bias: u32,
-    // K is split over this many parts of workgroups; 1: none
-    k_parts: u32,
-    _pad: u32,
-}
+// (gemm_layout.wgsl comes first: GemmParams p and the bindings a, b, bias, c)
 
-@group(0) @binding(0) var<storage, read> a: array<a_elem>;
-@group(0) @binding(1) var<storage, read> b: array<b_elem>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<c_elem>;
-@group(0) @binding(4) var<uniform> p: GemmParams;
 
 // Invocations along N (x) and M (y) per slice, K per stage, slices of K per workgroup (z).
 override GROUP_N: u32 = 16u;

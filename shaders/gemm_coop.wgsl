@@ -43,31 +43,8 @@
 // The size is part of the type name (coop_mat8x8 / coop_mat16x16), so it cannot be an
 // override.
 
-struct GemmParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    lda: u32,
-    ldb: u32,
-    ldc: u32,
-    a_offset: u32,
-    b_offset: u32,
-    c_offset: u32,
-    bias_offset: u32,
-    trans_a: u32,
-    trans_b: u32,
-    accumulate: u32,
-    has_bias: u32,
-    // K is split over this many parts of workgroups; 1 (or 0): none
-    k_parts: u32,
-    _pad: u32,
-}
+// (gemm_layout.wgsl comes first: GemmParams p and the bindings a, b, bias, c)
 
-@group(0) @binding(0) var<storage, read> a: array<a_elem>;
-@group(0) @binding(1) var<storage, read> b: array<b_elem>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<c_elem>;
-@group(0) @binding(4) var<uniform> p: GemmParams;
 
 // Accumulator precision (f32; f16 halves the workgroup memory of the C block).
 alias acc_elem = f32;

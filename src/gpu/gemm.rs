@@ -57,6 +57,30 @@ struct GemmParams {
     _pad: u32,
 }
 
+impl GemmParams {
+    /// The parameters of `C (+)= op(A) op(B) (+ bias)` over all of K in one part.
+    fn of((m, n, k): (usize, usize, usize), (a, b): (Operand, Operand), c: Output) -> Self {
+        GemmParams {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            lda: a.row_stride as u32,
+            ldb: b.row_stride as u32,
+            ldc: c.row_stride as u32,
+            a_offset: a.offset as u32,
+            b_offset: b.offset as u32,
+            c_offset: c.offset as u32,
+            bias_offset: c.bias.map_or(0, |(_, offset)| offset as u32),
+            trans_a: a.transposed as u32,
+            trans_b: b.transposed as u32,
+            accumulate: c.accumulate as u32,
+            has_bias: c.bias.is_some() as u32,
+            k_parts: 1,
+            _pad: 0,
+        }
+    }
+}
+
 /// A row-major matrix inside a buffer of `precision` elements: element (r, c) of the
 /// *stored* matrix is at `offset + r * row_stride + c` (elements). `transposed` uses it as its
 /// transpose.
@@ -334,24 +358,7 @@ fn record_product(
     let rows = gpu.grid("matrix product rows", (m as u64).div_ceil(tile.rows()))?;
     // x: column tiles of each part; the kernel reads row tiles from (y, z)
     let groups = [col_tiles as u32, rows[0], rows[1]];
-    let params = GemmParams {
-        m: m as u32,
-        n: n as u32,
-        k: k as u32,
-        lda: a.row_stride as u32,
-        ldb: b.row_stride as u32,
-        ldc: c.row_stride as u32,
-        a_offset: a.offset as u32,
-        b_offset: b.offset as u32,
-        c_offset: c.offset as u32,
-        bias_offset: c.bias.map_or(0, |(_, offset)| offset as u32),
-        trans_a: a.transposed as u32,
-        trans_b: b.transposed as u32,
-        accumulate: c.accumulate as u32,
-        has_bias: c.bias.is_some() as u32,
-        k_parts: 1,
-        _pad: 0,
-    };
+    let params = GemmParams::of((m, n, k), (a, b), c);
     let bias = c.bias.map_or(dummy, |(buffer, _)| buffer);
     let elements = Elements {
         a: a.precision,
@@ -406,24 +413,7 @@ fn record_coop_product(
         format!("a matrix product with {n} columns")
     })?;
     let rows = gpu.grid("matrix product rows", (m as u64).div_ceil(COOP_BLOCK))?;
-    let params = GemmParams {
-        m: m as u32,
-        n: n as u32,
-        k: k as u32,
-        lda: a.row_stride as u32,
-        ldb: b.row_stride as u32,
-        ldc: c.row_stride as u32,
-        a_offset: a.offset as u32,
-        b_offset: b.offset as u32,
-        c_offset: c.offset as u32,
-        bias_offset: c.bias.map_or(0, |(_, offset)| offset as u32),
-        trans_a: a.transposed as u32,
-        trans_b: b.transposed as u32,
-        accumulate: c.accumulate as u32,
-        has_bias: c.bias.is_some() as u32,
-        k_parts: 1,
-        _pad: 0,
-    };
+    let params = GemmParams::of((m, n, k), (a, b), c);
     let bias = c.bias.map_or(dummy, |(buffer, _)| buffer);
     let elements = Elements {
         a: a.precision,

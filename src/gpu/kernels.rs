@@ -109,8 +109,14 @@ impl Shader {
     /// The shader's own text (without the prelude that `source_for` puts in front).
     pub fn source(self) -> &'static str {
         match self {
-            Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
-            Shader::GemmCoop => include_str!("../../shaders/gemm_coop.wgsl"),
+            Shader::Gemm => concat!(
+                include_str!("../../shaders/gemm_layout.wgsl"),
+                include_str!("../../shaders/gemm.wgsl")
+            ),
+            Shader::GemmCoop => concat!(
+                include_str!("../../shaders/gemm_layout.wgsl"),
+                include_str!("../../shaders/gemm_coop.wgsl")
+            ),
             Shader::Rnn => concat!(
                 include_str!("../../shaders/finite.wgsl"),
                 include_str!("../../shaders/step.wgsl"),
