@@ -3,7 +3,9 @@
 //! performance issue (B, T, I, H). Throughput is B*T sequence elements per step.
 //!
 //! `cargo bench --bench cpu_step` (about a minute on an idle two-core machine); a filter such as
-//! `cargo bench --bench cpu_step -- b32_` runs one shape.
+//! `cargo bench --bench cpu_step -- b32_` runs one shape. The group is named after the vector
+//! path the engine runs (`cpu_step_avx2`, ...): `RNN_WGPU_CPU_ISA=baseline` (or `avx2`) times a
+//! narrower path than the CPU's widest, each path keeping its own criterion history.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rnn_wgpu::bench::Shape;
@@ -23,7 +25,7 @@ const SHAPES: [(usize, usize, usize, usize, usize); 4] = [
 fn cpu_step(c: &mut Criterion) {
     // As the command line does: each step's activations reuse the last step's memory.
     cpu::keep_freed_memory();
-    let mut group = c.benchmark_group("cpu_step");
+    let mut group = c.benchmark_group(format!("cpu_step_{}", cpu::isa().name()));
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(4));
     for (batch_size, seq_len, input, hidden, samples) in SHAPES {

@@ -300,7 +300,7 @@ pub fn bench_shape(
     Ok(BenchResult {
         device: if gpu.is_some() { "gpu" } else { "cpu" }.to_string(),
         precision: plan_options.precision,
-        adapter: gpu.map_or("cpu reference (ndarray, f32)".to_string(), |g| {
+        adapter: gpu.map_or(crate::cpu::engine_name(plan_options.precision), |g| {
             g.adapter_name()
         }),
         arch,
@@ -648,7 +648,7 @@ pub fn bench_distributed(
     Ok(DistributedResult {
         ranks,
         device: if gpu.is_some() { "gpu" } else { "cpu" }.to_string(),
-        adapter: gpu.map_or("cpu reference (ndarray, f32)".to_string(), |g| {
+        adapter: gpu.map_or(crate::cpu::engine_name(plan_options.precision), |g| {
             g.adapter_name()
         }),
         shape,

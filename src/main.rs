@@ -53,6 +53,13 @@ fn main() -> ExitCode {
     let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     quiet_window_system_probes();
     rnn_wgpu::cpu::keep_freed_memory();
+    // The library ignores a value it does not know; say so before anything runs.
+    if let Ok(value) = std::env::var(rnn_wgpu::cpu::ISA_VAR) {
+        if let Err(e) = rnn_wgpu::cpu::Isa::parse(&value) {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Command::Devices => cli::devices::run(),
         Command::Parity(args) => cli::parity::run(args),

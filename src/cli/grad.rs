@@ -113,7 +113,7 @@ pub fn run(args: GradArgs) -> Result<()> {
             _ => {
                 let fwd = cpu::forward_in(&config, &model.params, &batch, None, args.precision)?;
                 if args.device != Device::Auto {
-                    println!("device: cpu (reference, {} storage)", args.precision.name());
+                    println!("device: {}", cpu::engine_name(args.precision));
                 }
                 at_fitting_scale(args.precision, |scale| {
                     let bwd = cpu::backward_scaled(&config, &model.params, &batch, &fwd, scale);

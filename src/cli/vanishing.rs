@@ -84,7 +84,7 @@ pub fn run(args: VanishingArgs) -> Result<()> {
         println!(
             "device: {}",
             gpu.as_ref()
-                .map_or("cpu (reference, f32)".to_string(), |g| format!(
+                .map_or(rnn_wgpu::cpu::engine_name(Default::default()), |g| format!(
                     "gpu: {}",
                     g.adapter_name()
                 ))

@@ -54,18 +54,77 @@ macro_rules! vectorized_fn {
 }
 pub(crate) use vectorized_fn;
 
-/// Whether this CPU has AVX2 (checked once).
-#[cfg(target_arch = "x86_64")]
-pub fn has_avx2() -> bool {
-    static HAS_AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS_AVX2.get_or_init(|| std::arch::is_x86_feature_detected!("avx2"))
+/// The widest x86-64 vector extension the CPU engine runs: what this CPU has, capped by
+/// `RNN_WGPU_CPU_ISA` (`baseline`, `avx2` or `avx512`), so that tests and benchmarks run the
+/// narrower paths on a wider CPU. Every path gives the same bits in the cells' functions
+/// (`vectorized_fn!`); the packed W_hh product (AVX2 with FMA, or AVX-512) rounds its sums
+/// differently from matrixmultiply's baseline one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// x86-64's SSE2 (4 f32 lanes), and every other architecture.
+    Baseline,
+    /// AVX2 with FMA (8 lanes).
+    Avx2,
+    /// AVX-512F (16 lanes).
+    Avx512,
 }
 
-/// Whether this CPU has AVX-512F (checked once).
-#[cfg(target_arch = "x86_64")]
+/// The variable that caps `Isa`.
+pub const ISA_VAR: &str = "RNN_WGPU_CPU_ISA";
+
+impl Isa {
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Baseline => "baseline",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    /// `RNN_WGPU_CPU_ISA`'s value, or what it should be.
+    pub fn parse(text: &str) -> Result<Isa, String> {
+        [Isa::Baseline, Isa::Avx2, Isa::Avx512]
+            .into_iter()
+            .find(|isa| isa.name() == text)
+            .ok_or_else(|| format!("{ISA_VAR}='{text}': expected baseline, avx2 or avx512"))
+    }
+
+    /// The widest this CPU has.
+    pub fn detected() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx512f") && has!("avx2") && has!("fma") {
+                return Isa::Avx512;
+            }
+            if has!("avx2") && has!("fma") {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Baseline
+    }
+}
+
+/// The path the CPU engine runs (decided once): `Isa::detected`, capped by `RNN_WGPU_CPU_ISA`
+/// (the command line refuses a value it does not know; here one is ignored).
+pub fn isa() -> Isa {
+    static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    *ISA.get_or_init(|| {
+        let cap = std::env::var(ISA_VAR)
+            .ok()
+            .and_then(|v| Isa::parse(&v).ok());
+        cap.map_or(Isa::detected(), |cap| cap.min(Isa::detected()))
+    })
+}
+
+/// Whether the CPU engine runs its AVX2 (and FMA) paths.
+pub fn has_avx2() -> bool {
+    isa() >= Isa::Avx2
+}
+
+/// Whether the CPU engine runs its AVX-512 paths.
 pub fn has_avx512() -> bool {
-    static HAS_AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS_AVX512.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
+    isa() >= Isa::Avx512
 }
 
 /// `1 / (1 + e^-v)`; saturates to 0 or 1 without producing NaN.

@@ -21,6 +21,7 @@ pub mod gru;
 mod heap;
 pub mod lstm;
 mod math;
+pub use math::{isa, Isa, ISA_VAR};
 pub(crate) mod matmul;
 mod packed;
 pub mod parallel;
@@ -144,6 +145,16 @@ pub struct CellGrads<F> {
     pub dc0: Option<Array2<F>>,
     pub grad_norm_h: Vec<F>,
     pub grad_norm_c: Option<Vec<F>>,
+}
+
+/// The CPU engine as reports name it: the reference, its arithmetic and storage, and the
+/// vector path it runs (`math::isa`), e.g. "cpu (reference, f32, avx2)".
+pub fn engine_name(precision: Precision) -> String {
+    let storage = match precision {
+        Precision::F32 => "f32".to_string(),
+        _ => format!("f32 rounded to {} storage", precision.name()),
+    };
+    format!("cpu (reference, {storage}, {})", math::isa().name())
 }
 
 /// Runs the model on `batch` in evaluation mode (no dropout): `forward_with(.., None)`.

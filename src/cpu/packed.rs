@@ -14,7 +14,7 @@
 mod wide;
 
 #[cfg(target_arch = "x86_64")]
-use super::math::has_avx512;
+use super::math::{has_avx2, has_avx512};
 use crate::Float;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayRef2, ArrayView2};
@@ -91,20 +91,9 @@ pub fn packs<F: Float>() -> bool {
     TypeId::of::<F>() == TypeId::of::<f32>() && kernel_available()
 }
 
-/// Whether this CPU runs the kernel (checked once).
+/// Whether this CPU runs the kernel (AVX2 and FMA, unless `math::isa` is capped below).
 fn kernel_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *AVAILABLE.get_or_init(|| {
-            std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-        })
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    cfg!(target_arch = "x86_64") && has_avx2()
 }
 
 /// One call of the kernels: `c = a w + beta c` for m rows, where a [m, k] has element (i, p) at

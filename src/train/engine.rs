@@ -432,13 +432,7 @@ impl<'g> Engine<'g> {
     pub fn device_name(&self) -> String {
         match self {
             Engine::Gpu { gpu, .. } => format!("gpu: {}", gpu.adapter_name()),
-            Engine::Cpu { precision, .. } => match precision {
-                Precision::F32 => "cpu (reference, f32)".to_string(),
-                _ => format!(
-                    "cpu (reference, f32 rounded to {} storage)",
-                    precision.name()
-                ),
-            },
+            Engine::Cpu { precision, .. } => cpu::engine_name(*precision),
         }
     }
 }
