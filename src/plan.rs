@@ -147,15 +147,20 @@ impl MemoryPlan {
         };
         let _ = writeln!(
             s,
-            "memory plan for T={} B={}: {mode}",
-            self.seq_len, self.batch
+            "memory plan for T={} B={}, {} storage: {mode}",
+            self.seq_len,
+            self.batch,
+            self.precision.name()
         );
         for term in &self.terms {
-            let count = if term.count > 1 {
+            let mut count = if term.count > 1 {
                 format!(" x{}", term.count)
             } else {
                 String::new()
             };
+            if term.precision != Precision::F32 {
+                count += &format!(" {}", term.precision.name());
+            }
             let _ = writeln!(
                 s,
                 "  {:<34} {:<34} {:>12}",
