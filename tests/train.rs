@@ -418,7 +418,7 @@ fn auto_device_says_what_it_chose_and_stderr_stays_clean() {
     // an explicit device says nothing of auto
     let stdout = vanishing("cpu", None);
     assert!(
-        stdout.starts_with("device: cpu (reference, f32)"),
+        stdout.starts_with("device: cpu (reference, f32, "),
         "{stdout}"
     );
 }
