@@ -5,6 +5,7 @@ use crate::config::{Activation, Cell, ModelConfig};
 use crate::cpu;
 use crate::data::Batch;
 use crate::gpu::{Gpu, GpuModel, GpuOutput, Recurrence, Request};
+use crate::optim;
 use crate::params::Params;
 use crate::plan::PlanOptions;
 use crate::precision::{LossScaler, Precision};
@@ -228,24 +229,13 @@ fn reference_backward(
     (params, batch): (&Params<f64>, &Batch<f64>),
     fwd: &cpu::Forward<f64>,
 ) -> (cpu::Backward<f64>, f32) {
-    let mut scaler = LossScaler::default();
-    loop {
-        let scale = match fwd.precision {
-            Precision::F32 => 1.0,
-            Precision::F16 => scaler.scale,
-        };
+    let backward = |scale: f32| {
         let bwd = cpu::backward_scaled(config, params, batch, fwd, scale as f64);
-        let norm = (bwd.grads.tensors().iter())
-            .flat_map(|(_, values)| values.iter())
-            .fold(0.0, |sum, v| sum + v * v);
-        // A NaN loss makes every scale overflow: keep the first (and the last, the smallest).
-        if scale == 1.0 || !fwd.loss.is_finite() || !scaler.update(norm as f32) {
-            return (bwd, scale);
-        }
-        if scaler.scale == scale {
-            return (bwd, scale);
-        }
-    }
+        let norm = (fwd.loss.is_finite()).then(|| optim::grad_norm(&bwd.grads) as f32);
+        Ok::<_, std::convert::Infallible>((bwd, norm))
+    };
+    let Ok(fitted) = LossScaler::largest_fitting(fwd.precision, backward);
+    fitted
 }
 
 /// How many pre-activations of a ReLU RNN's cells lie within f32 rounding of ReLU's kink in

@@ -104,6 +104,29 @@ impl LossScaler {
     const MIN: f32 = 5.9604645e-8;
     const MAX: f32 = 1.8446744e19;
 
+    /// For a one-off backward pass (`grad`, `parity`): `backward` at loss scale 1 under f32;
+    /// under f16 from the first scale down, halved while the gradient overflows (or until the
+    /// scale bottoms out), as training's scaling would settle. `backward(scale)` returns its
+    /// result and its gradients' norm, None where the forward pass was not finite (no scale
+    /// helps there: the first is kept). Returns the result and the scale it ran at.
+    pub fn largest_fitting<T, E>(
+        precision: Precision,
+        mut backward: impl FnMut(f32) -> Result<(T, Option<f32>), E>,
+    ) -> Result<(T, f32), E> {
+        if precision == Precision::F32 {
+            return backward(1.0).map(|(out, _)| (out, 1.0));
+        }
+        let mut scaler = LossScaler::default();
+        loop {
+            let scale = scaler.scale;
+            let (out, norm) = backward(scale)?;
+            match norm {
+                Some(norm) if scaler.update(norm) && scaler.scale != scale => continue,
+                _ => return Ok((out, scale)),
+            }
+        }
+    }
+
     /// After a step whose scaled gradient norm was `scaled_norm`: whether the step was
     /// skipped (the norm was a NaN or an infinity), with the scale moved for the next one.
     pub fn update(&mut self, scaled_norm: f32) -> bool {
@@ -150,5 +173,19 @@ mod tests {
         assert_eq!(scaler.scale, 16384.0);
         assert!(!scaler.update(1.0));
         assert_eq!((scaler.scale, scaler.good_steps), (32768.0, 0));
+    }
+
+    #[test]
+    fn a_one_off_pass_runs_at_the_largest_scale_that_does_not_overflow() {
+        // gradients overflow above 2^10; a non-finite forward pass keeps the first scale
+        let overflowing =
+            |scale: f32| Ok::<_, ()>(((), Some(if scale > 1024.0 { f32::INFINITY } else { 1.0 })));
+        let (_, scale) = LossScaler::largest_fitting(Precision::F16, overflowing).unwrap();
+        assert_eq!(scale, 1024.0);
+        let (_, scale) = LossScaler::largest_fitting(Precision::F32, overflowing).unwrap();
+        assert_eq!(scale, 1.0);
+        let diverged = |_| Ok::<_, ()>(((), None));
+        let (_, scale) = LossScaler::largest_fitting(Precision::F16, diverged).unwrap();
+        assert_eq!(scale, LossScaler::INITIAL);
     }
 }

@@ -4,6 +4,7 @@
 use anyhow::{bail, Context, Result};
 use rnn_wgpu::checkpoint::{self, Checkpoint, LoadOverrides};
 use rnn_wgpu::gpu::{GpuModel, Request};
+use rnn_wgpu::optim;
 use rnn_wgpu::plan::PlanOptions;
 use rnn_wgpu::precision::{LossScaler, Precision};
 use rnn_wgpu::tasks::npy::load_batch;
@@ -45,28 +46,17 @@ pub struct GradArgs {
 /// What `grad` writes: the loss, the gradients and the per-step norms.
 type Gradients = (f32, Params<f32>, Vec<f32>, Option<Vec<f32>>);
 
-/// `compute` at loss scale 1 under f32; under f16 at the largest scale from dynamic loss
-/// scaling's first one down at which no gradient overflows (a non-finite forward pass keeps
-/// the first: no scale helps there).
+/// `compute` at the loss scale `LossScaler::largest_fitting` settles on.
 fn at_fitting_scale(
     precision: Precision,
     mut compute: impl FnMut(f32) -> Result<Gradients>,
 ) -> Result<Gradients> {
-    if precision == Precision::F32 {
-        return compute(1.0);
-    }
-    let mut scaler = LossScaler::default();
-    loop {
-        let scale = scaler.scale;
+    let fitted = LossScaler::largest_fitting(precision, |scale| {
         let out = compute(scale)?;
-        let norm: f32 = (out.1.tensors().iter())
-            .flat_map(|(_, values)| values.iter())
-            .map(|v| v * v)
-            .sum();
-        if !out.0.is_finite() || !scaler.update(norm) || scaler.scale == scale {
-            return Ok(out);
-        }
-    }
+        let norm = out.0.is_finite().then(|| optim::grad_norm(&out.1));
+        anyhow::Ok((out, norm))
+    })?;
+    Ok(fitted.0)
 }
 
 pub fn run(args: GradArgs) -> Result<()> {

@@ -57,6 +57,15 @@ struct GemmParams {
     _pad: u32,
 }
 
+/// The element types a product's pipeline is compiled for: its operands' and output's.
+fn product_elements((a, b): (Operand, Operand), c: Output) -> Elements {
+    Elements {
+        a: a.precision,
+        b: b.precision,
+        c: c.precision,
+    }
+}
+
 impl GemmParams {
     /// The parameters of `C (+)= op(A) op(B) (+ bias)` over all of K in one part.
     fn of((m, n, k): (usize, usize, usize), (a, b): (Operand, Operand), c: Output) -> Self {
@@ -360,11 +369,7 @@ fn record_product(
     let groups = [col_tiles as u32, rows[0], rows[1]];
     let params = GemmParams::of((m, n, k), (a, b), c);
     let bias = c.bias.map_or(dummy, |(buffer, _)| buffer);
-    let elements = Elements {
-        a: a.precision,
-        b: b.precision,
-        c: c.precision,
-    };
+    let elements = product_elements((a, b), c);
     if parts == 1 {
         let buffers = [a.buffer, b.buffer, bias, c.buffer];
         recorder.dispatch_tiled((tile.kernel(), elements, tile), &params, &buffers, groups);
@@ -415,11 +420,7 @@ fn record_coop_product(
     let rows = gpu.grid("matrix product rows", (m as u64).div_ceil(COOP_BLOCK))?;
     let params = GemmParams::of((m, n, k), (a, b), c);
     let bias = c.bias.map_or(dummy, |(buffer, _)| buffer);
-    let elements = Elements {
-        a: a.precision,
-        b: b.precision,
-        c: c.precision,
-    };
+    let elements = product_elements((a, b), c);
     let shape = PipelineShape::Coop { subgroup };
     let buffers = [a.buffer, b.buffer, bias, c.buffer];
     let groups = [col_blocks as u32, rows[0], rows[1]];

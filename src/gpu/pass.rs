@@ -131,10 +131,13 @@ impl GpuModel {
         rec: &mut Recorder,
         ws: &Workspace,
     ) -> Result<(), Error> {
-        let p = ws.precision();
-        for (cell, (ih, hh)) in self.params.cells.iter().zip(&ws.weight_copies) {
-            for (from, to) in [(&cell.weight_ih, ih), (&cell.weight_hh, hh)] {
-                let count = (from.size() / 4) as usize;
+        let (p, config) = (ws.precision(), &self.config);
+        let (gh, h) = (config.gate_rows(), config.hidden_size);
+        let cells = self.params.cells.iter().zip(&ws.weight_copies).enumerate();
+        for (c, (cell, (ih, hh))) in cells {
+            let i = config.layer_input_size(c / config.directions());
+            for (from, to, count) in [(&cell.weight_ih, ih, gh * i), (&cell.weight_hh, hh, gh * h)]
+            {
                 record_copy(gpu, rec, (from, Precision::F32, 0), (to, p, 0), count)?;
             }
         }
