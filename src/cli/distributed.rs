@@ -124,8 +124,8 @@ fn command_settings(args: impl Iterator<Item = String>) -> Vec<(String, String)>
 }
 
 /// How a rank's run ends: an error every rank meets alike (divergence, ranks that differ) is
-/// said by rank 0 alone and ends each rank in turn; any other error is said by its rank,
-/// which then ends the whole job, so the others do not wait for it forever.
+/// said by rank 0 alone and ends every rank with exit status 1; any other error is said by
+/// its rank, which then ends the whole job, so the others do not wait for it forever.
 pub fn finish(job: Option<Job>, result: Result<()>) -> Result<()> {
     let (Some(job), Err(e)) = (job, &result) else {
         return result;
@@ -138,12 +138,17 @@ pub fn finish(job: Option<Job>, result: Result<()>) -> Result<()> {
         eprintln!("error: rank {} of {}: {e:#}", job.rank(), job.ranks());
         job.abort();
     }
-    let rank = job.rank();
-    drop(job); // MPI finalizes, with every rank
-    if rank != 0 {
-        std::process::exit(1);
+    if job.rank() == 0 {
+        eprintln!("error: {e:#}");
     }
-    result
+    // The launcher ends the whole job when the first rank exits non-zero: no rank may exit
+    // before rank 0 has said why, or the message can be lost with rank 0's output.
+    let said = job.group.all_gather_bytes(&[]);
+    drop(job); // MPI finalizes, with every rank
+    if let Err(lost) = said {
+        eprintln!("error: {lost}");
+    }
+    std::process::exit(1);
 }
 
 #[cfg(test)]
