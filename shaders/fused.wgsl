@@ -18,7 +18,7 @@
 // 4*GROUP_UNITS units. K runs in slices of SLICE (up to 64, less where the adapter's workgroup
 // memory is short) staged in workgroup memory as vec4s: rows along batch (stage_rows), units
 // along hidden (stage_units forward, stage_column backward). All three are overridable per pipeline; the host chooses them
-// (StepTile in src/gpu/recurrence.rs).
+// (StepTile in src/gpu/tiles.rs).
 // Napkin maths per k, per invocation (workgroup-memory loads, vec4):
 //   forward   1 (h) + G (W_hh) loads for 16*G FMAs: LSTM 64 FMAs / 5 loads, GRU 48 / 4, RNN 16 / 2
 //   backward  1 (dgates) + 1 (W_hh) loads for 16 FMAs

@@ -7,7 +7,8 @@
 // Backward: dE/dh_t arrives as dh[t] (head + dgates_hh[t+1] W_hh) plus the direct path
 // z_{t+1} * dE/dh_{t+1} (or all of it past a padding step), carried in h_carry.
 //
-// Buffers (time-major, f32), in the Step layout's slots:
+// Buffers (time-major, `stored` elements: f32, or f16 under --precision f16; h_carry f32), in
+// the Step layout's slots:
 //   gates     [T, B, 3H]  gi in; activated r, z, n out (kept for backward)
 //   hs        [T+1, B, H] h_0 at index 0
 //   hh        [T, B, 3H]  gh (without b_hh)                       (the LSTM's cs slot)

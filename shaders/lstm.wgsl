@@ -5,7 +5,7 @@
 // backward, dh[t]    = (dE/dh_t from the head) + dgates[t+1] W_hh   (total gradient, [B, H])
 // Gate rows are stacked i, f, g, o as in PyTorch.
 //
-// Buffers (time-major, f32):
+// Buffers (time-major, `stored` elements: f32, or f16 under --precision f16; dc_carry f32):
 //   gates  [T, B, 4H]  pre-activations in, activated gates out (kept for backward)
 //   hs, cs [T+1, B, H] h_0 / c_0 at index 0
 //   dh     [T, B, H]   total dE/dh_t (its norm is the vanishing-gradient profile)

@@ -1,5 +1,6 @@
 // What stacked and bidirectional models add around the cells (the CPU twins are in
-// src/cpu/stack.rs, under the same names):
+// src/cpu/stack.rs: reverse_steps under its name, join_forward as layer_output times
+// dropout_factors, join_backward as split_output_grad):
 //   reverse_steps  dst[s, b, :] (+)= src0[rev_b(s), b, :] with rev_b(s) = L_b - 1 - s inside the
 //                  sequence and s on padding: the reverse direction reads each sequence from its
 //                  own end. An involution, so the same kernel maps gradients back.
@@ -9,7 +10,7 @@
 //   join_backward  the gradient src0 = dE/d(join) [T, B, D*H] back onto one cell's dE/dh
 //                  [T, B, H] (dst), in that cell's order; a reverse cell's padding steps get 0.
 //   copy_elements  dst[dst_offset + i] = src0[src_offset + i]: states and weights between element
-//                  types (src/gpu/recorder.rs's copy_elements; no CPU twin)
+//                  types (recorded by src/gpu/stack.rs's record_copy; no CPU twin)
 // One invocation per destination element: every element is written once, no atomics.
 
 struct StackParams {

@@ -8,7 +8,8 @@
 // one step per dispatch over tiles of idx, persistent.wgsl all of a segment's steps in one
 // workgroup.
 //
-// Buffers (time-major, f32, one segment's worth):
+// Buffers (time-major, one segment's worth; `stored` is f32, or f16 under --precision f16,
+// carries and biases always f32):
 //   gates   [T, B, G*H]  pre-activations in, activated gates out
 //   hs      [T+1, B, H]  h_0 at index 0
 //   dh      [T, B, H]    dE/dh_t: partial in, the total out (its norm is the profile)
