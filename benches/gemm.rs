@@ -18,6 +18,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ndarray::linalg::general_mat_mul;
 use ndarray::Array2;
 use rnn_wgpu::gpu::gemm::{time_products, GemmKernel};
+use rnn_wgpu::gpu::tuning;
 use rnn_wgpu::gpu::Gpu;
 use std::time::Duration;
 
@@ -58,8 +59,7 @@ fn gemm(c: &mut Criterion) {
         time_products(
             &gpu,
             (GemmKernel::Auto, None),
-            (m, n, k),
-            (trans_a, trans_b),
+            tuning::Product::new((m, n, k), (trans_a, trans_b)),
             1,
         )
         .expect("a product the engine records");
@@ -68,8 +68,7 @@ fn gemm(c: &mut Criterion) {
                 let seconds = time_products(
                     &gpu,
                     (GemmKernel::Auto, None),
-                    (m, n, k),
-                    (trans_a, trans_b),
+                    tuning::Product::new((m, n, k), (trans_a, trans_b)),
                     iters as usize,
                 )
                 .expect("a product the engine records")

@@ -11,6 +11,7 @@
 //! `--auto-only` leaves out the 64x64 baseline.
 
 use rnn_wgpu::gpu::gemm::{time_products, GemmKernel};
+use rnn_wgpu::gpu::tuning;
 use rnn_wgpu::gpu::Gpu;
 
 /// What a product is in the engine, (m, n, k) and (trans_a, trans_b).
@@ -72,7 +73,12 @@ fn main() -> Result<(), rnn_wgpu::Error> {
         let (reps, entries): (Vec<usize>, Vec<String>) = kernels
             .iter()
             .map(|&kernel| {
-                let (once, ran) = time_products(&gpu, (kernel, k_chunk), shape, trans, 1)?;
+                let (once, ran) = time_products(
+                    &gpu,
+                    (kernel, k_chunk),
+                    tuning::Product::new(shape, trans),
+                    1,
+                )?;
                 let mut names: Vec<&str> = ran.iter().map(|k| k.entry_point()).collect();
                 names.dedup();
                 Ok(((0.3 / once).clamp(1.0, 200.0) as usize, names.join("+")))
@@ -83,7 +89,15 @@ fn main() -> Result<(), rnn_wgpu::Error> {
         let mut times = vec![Vec::new(); kernels.len()];
         for _ in 0..rounds {
             for (i, &kernel) in kernels.iter().enumerate() {
-                times[i].push(time_products(&gpu, (kernel, k_chunk), shape, trans, reps[i])?.0);
+                times[i].push(
+                    time_products(
+                        &gpu,
+                        (kernel, k_chunk),
+                        tuning::Product::new(shape, trans),
+                        reps[i],
+                    )?
+                    .0,
+                );
             }
         }
         let medians: Vec<f64> = times

@@ -8,7 +8,7 @@
 use crate::Float;
 
 /// The element type of the stored tensors.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Precision {
     #[default]
     F32,

@@ -4,9 +4,11 @@
 
 use super::context::Gpu;
 use super::kernels::{Elements, Kernel};
+use super::policy::Product;
 use super::recorder::{Read, Recorder};
 pub use super::tiles::GemmKernel;
 use super::tiles::{GemmTile, PipelineShape};
+use super::workspace::encode;
 use crate::precision::Precision;
 use crate::Error;
 use bytemuck::{Pod, Zeroable};
@@ -164,26 +166,44 @@ impl GemmKernel {
             .collect()
     }
 
-    /// The tiles `tuning` times against each other on a product of `shape` on this adapter:
-    /// Auto's rule's (first), then the other named ones.
-    pub fn candidates(gpu: &Gpu, shape: (usize, usize, usize)) -> Vec<GemmKernel> {
-        let rule = GemmKernel::Tile(GemmKernel::Auto.resolve(gpu, shape));
-        let others = Self::named(gpu).into_iter().filter(|k| *k != rule);
-        std::iter::once(rule).chain(others).collect()
+    /// The kernels `tuning` times against each other on `product` on this adapter: Auto's
+    /// rule's (first), then the other named tiles, and the matrix units where they take it.
+    pub fn candidates(gpu: &Gpu, product: Product) -> Vec<GemmKernel> {
+        let rule = GemmKernel::rule(gpu, product);
+        let units = Self::matrix_units_take(gpu, product).then_some(GemmKernel::MatrixUnits);
+        let others = Self::named(gpu).into_iter().chain(units);
+        std::iter::once(rule)
+            .chain(others.filter(|k| *k != rule))
+            .collect()
     }
 
-    /// The tile that computes a product on this adapter: `Auto`'s rule (untuned), or the one
-    /// forced.
+    /// What Auto runs untuned: the matrix units where they take the product, else the tile
+    /// `resolve` gives.
+    pub fn rule(gpu: &Gpu, product: Product) -> GemmKernel {
+        if Self::matrix_units_take(gpu, product) {
+            GemmKernel::MatrixUnits
+        } else {
+            GemmKernel::Tile(GemmKernel::Auto.resolve(gpu, product.shape))
+        }
+    }
+
+    /// Whether the matrix units can run `product` here: they are on and both operands are f16.
+    fn matrix_units_take(gpu: &Gpu, product: Product) -> bool {
+        product.half_operands() && gpu.matrix_units().is_ok()
+    }
+
+    /// The tile that computes a product on this adapter when no matrix units do: `Auto`'s tile
+    /// rule (untuned; also for `MatrixUnits`), or the one forced.
     pub fn resolve(self, gpu: &Gpu, shape: (usize, usize, usize)) -> GemmTile {
         let kernel = match self {
-            GemmKernel::Auto => Self::gpu_choice(shape),
+            GemmKernel::Auto | GemmKernel::MatrixUnits => Self::gpu_choice(shape),
             forced => forced,
         };
         match kernel {
             GemmKernel::Tile(tile) if tile.allowed_by(&gpu.limits) => tile,
             GemmKernel::Tile(tile) if tile == GemmTile::SPLIT64 => GemmTile::SPLIT32,
             GemmKernel::Tile(tile) => tile,
-            GemmKernel::Auto => unreachable!("gpu_choice names a tile"),
+            _ => unreachable!("gpu_choice names a tile"),
         }
     }
 
@@ -300,22 +320,21 @@ pub(crate) fn record_gemm_using(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let product = ((m, n, k), (a.transposed, b.transposed));
-    // Auto takes the tuned tile for this product where `rnn-wgpu tune` measured one.
-    let tuned = (kernel == GemmKernel::Auto)
-        .then(|| {
+    let product =
+        Product::new((m, n, k), (a.transposed, b.transposed)).of((a.precision, b.precision));
+    // Auto takes the kernel `rnn-wgpu tune` measured fastest for this product, else its rule.
+    let kernel = match kernel {
+        GemmKernel::Auto => {
             gpu.note_product(product);
-            recorder.policy().gemm(product)
-        })
-        .flatten();
-    // f16 products go to the matrix units where they are on (and no tuned tile says else).
-    let f16_operands = a.precision == Precision::F16 && b.precision == Precision::F16;
-    if let (true, None, GemmKernel::Auto, Ok(subgroup)) =
-        (f16_operands, tuned, kernel, gpu.matrix_units())
-    {
+            (recorder.policy().gemm(product)).unwrap_or_else(|| GemmKernel::rule(gpu, product))
+        }
+        forced => forced,
+    };
+    if kernel == GemmKernel::MatrixUnits {
+        let subgroup = matrix_units_for(gpu, product)?;
         return record_coop_product(gpu, recorder, subgroup, (m, n, k), (a, b), c, dummy);
     }
-    let tile = tuned.unwrap_or(kernel).resolve(gpu, (m, n, k));
+    let tile = kernel.resolve(gpu, (m, n, k));
     if !tile.allowed_by(&gpu.limits) {
         return Err(Error::Config(format!(
             "matrix-product tile {tile}: {} invocations and {} bytes of workgroup memory are              more than '{}' allows",
@@ -396,6 +415,22 @@ fn record_product(
         groups,
     );
     record_sum_of_parts(gpu, recorder, params, parts, &partials, bias, c)
+}
+
+/// The subgroup size `gemm_coop` runs `product` with, or why it cannot: the matrix units are
+/// off here, or an operand is not f16.
+fn matrix_units_for(gpu: &Gpu, product: Product) -> Result<u32, Error> {
+    let subgroup = (gpu.matrix_units())
+        .map_err(|why| Error::Config(format!("the matrix units are off: {why}")))?;
+    if !product.half_operands() {
+        let (a, b) = product.operands;
+        return Err(Error::Config(format!(
+            "the matrix units multiply f16 operands, not {} x {}",
+            a.name(),
+            b.name()
+        )));
+    }
+    Ok(subgroup)
 }
 
 /// Rows and columns of C per workgroup of `gemm_coop` (`BLOCK` in gemm_coop.wgsl).
@@ -530,7 +565,7 @@ pub fn matmul(
     let run = matmul_using(
         gpu,
         (GemmKernel::Auto, None),
-        Placement { pad: 0 },
+        Placement::padded(0),
         (a, trans_a),
         (b, trans_b),
         bias,
@@ -539,11 +574,22 @@ pub fn matmul(
     Ok(run.product)
 }
 
-/// Where `matmul_using` places each matrix in its buffer: `pad` NaN words before it and after
-/// each of its rows.
+/// Where `matmul_using` places each matrix in its buffer: `pad` NaN elements before it and
+/// after each of its rows; and the element types A and B are stored in (rounded on upload).
 #[derive(Clone, Copy, Debug)]
 pub struct Placement {
     pub pad: usize,
+    pub operands: (Precision, Precision),
+}
+
+impl Placement {
+    /// f32 operands with `pad` NaNs around each matrix.
+    pub fn padded(pad: usize) -> Placement {
+        Placement {
+            pad,
+            operands: (Precision::F32, Precision::F32),
+        }
+    }
 }
 
 /// What `matmul_using` computed and how.
@@ -560,7 +606,7 @@ pub struct MatmulRun {
 pub fn matmul_using(
     gpu: &Gpu,
     kernel: (GemmKernel, Option<usize>),
-    Placement { pad }: Placement,
+    Placement { pad, operands }: Placement,
     (a, trans_a): (ArrayView2<f32>, bool),
     (b, trans_b): (ArrayView2<f32>, bool),
     bias: Option<&[f32]>,
@@ -589,14 +635,15 @@ pub fn matmul_using(
         }
         words
     };
-    let upload = |what: &str, words: &[f32]| -> Result<wgpu::Buffer, Error> {
-        let buffer = gpu.storage_buffer(what, words.len())?;
+    let upload_as = |what: &str, words: &[f32], precision| -> Result<wgpu::Buffer, Error> {
+        let buffer = gpu.storage_buffer_of(what, words.len(), precision)?;
         gpu.queue
-            .write_buffer(&buffer, 0, bytemuck::cast_slice(words));
+            .write_buffer(&buffer, 0, &encode(words, precision));
         Ok(buffer)
     };
-    let a_buf = upload("matmul A", &placed(a))?;
-    let b_buf = upload("matmul B", &placed(b))?;
+    let upload = |what: &str, words: &[f32]| upload_as(what, words, Precision::F32);
+    let a_buf = upload_as("matmul A", &placed(a), operands.0)?;
+    let b_buf = upload_as("matmul B", &placed(b), operands.1)?;
     let c_init = placed(
         c0.as_ref()
             .map_or(Array2::zeros((m, n)).view(), |c| c.view()),
@@ -613,11 +660,11 @@ pub fn matmul_using(
         (m, n, k),
         Operand {
             transposed: trans_a,
-            ..Operand::new(&a_buf, pad, stride(a.ncols()))
+            ..Operand::new(&a_buf, pad, stride(a.ncols())).of(operands.0)
         },
         Operand {
             transposed: trans_b,
-            ..Operand::new(&b_buf, pad, stride(b.ncols()))
+            ..Operand::new(&b_buf, pad, stride(b.ncols())).of(operands.1)
         },
         Output {
             buffer: &c_buf,
@@ -651,26 +698,32 @@ pub fn matmul_using(
 pub fn time_products(
     gpu: &Gpu,
     kernel: (GemmKernel, Option<usize>),
-    (m, n, k): (usize, usize, usize),
-    (trans_a, trans_b): (bool, bool),
+    product: Product,
     reps: usize,
 ) -> Result<(f64, Vec<Kernel>), Error> {
-    let filled = |what: &str, words: usize| -> Result<wgpu::Buffer, Error> {
-        let buffer = gpu.storage_buffer(what, words)?;
+    let Product {
+        shape: (m, n, k),
+        transposed: (trans_a, trans_b),
+        operands,
+    } = product;
+    let filled = |what: &str, words: usize, precision| -> Result<wgpu::Buffer, Error> {
+        let buffer = gpu.storage_buffer_of(what, words, precision)?;
         let data: Vec<f32> = (0..words).map(|i| (i % 17) as f32 / 17.0 - 0.5).collect();
         gpu.queue
-            .write_buffer(&buffer, 0, bytemuck::cast_slice(&data));
+            .write_buffer(&buffer, 0, &encode(&data, precision));
         Ok(buffer)
     };
-    let (a_buf, b_buf) = (filled("bench A", m * k)?, filled("bench B", k * n)?);
-    let (bias_buf, c_buf) = (filled("bench bias", n)?, filled("bench C", m * n)?);
+    let a_buf = filled("bench A", m * k, operands.0)?;
+    let b_buf = filled("bench B", k * n, operands.1)?;
+    let bias_buf = filled("bench bias", n, Precision::F32)?;
+    let c_buf = filled("bench C", m * n, Precision::F32)?;
     let a = Operand {
         transposed: trans_a,
-        ..Operand::new(&a_buf, 0, if trans_a { m } else { k })
+        ..Operand::new(&a_buf, 0, if trans_a { m } else { k }).of(operands.0)
     };
     let b = Operand {
         transposed: trans_b,
-        ..Operand::new(&b_buf, 0, if trans_b { k } else { n })
+        ..Operand::new(&b_buf, 0, if trans_b { k } else { n }).of(operands.1)
     };
     let mut recorder = Recorder::new(gpu);
     let mut kernels = Vec::new();

@@ -6,14 +6,44 @@
 
 use super::tiles::{GemmKernel, StepTile};
 use crate::config::{text_enum, Cell};
+use crate::precision::Precision;
 use crate::Error;
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
-/// A product as tuned: (m, n, k) of `C[m, n] = op(A)[m, k] op(B)[k, n]`, and whether A and B
-/// are used transposed.
-pub type Product = ((usize, usize, usize), (bool, bool));
+/// A product as tuned: what its speed depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Product {
+    /// (m, n, k) of `C[m, n] = op(A)[m, k] op(B)[k, n]`.
+    pub shape: (usize, usize, usize),
+    /// Whether A and B are used transposed.
+    pub transposed: (bool, bool),
+    /// The element types A and B are stored in: products of two f16 operands may run on the
+    /// matrix units (`GemmKernel::MatrixUnits`), and the tiles read half the bytes.
+    pub operands: (Precision, Precision),
+}
+
+impl Product {
+    /// A product of two f32 operands.
+    pub fn new(shape: (usize, usize, usize), transposed: (bool, bool)) -> Product {
+        Product {
+            shape,
+            transposed,
+            operands: (Precision::F32, Precision::F32),
+        }
+    }
+
+    /// The same product on operands stored as `operands`.
+    pub fn of(self, operands: (Precision, Precision)) -> Product {
+        Product { operands, ..self }
+    }
+
+    /// Whether both operands are f16, which the matrix units take.
+    pub fn half_operands(&self) -> bool {
+        self.operands == (Precision::F16, Precision::F16)
+    }
+}
 
 /// A recurrence as tuned: the cell, its hidden size and the batch (what a step's cost depends
 /// on; the input projection and the weight gradients run the same either way).

@@ -308,13 +308,18 @@ impl fmt::Display for GemmTile {
     }
 }
 
-/// How a product is computed: `Auto` (what `record_gemm` and `matmul` use) takes the tuned
-/// tile where `rnn-wgpu tune` measured one, else its rule (`gpu_choice`); `Tile` forces one
-/// (tests, benchmarks, tuning). Every tile gives a correct result for every shape.
+/// How a product is computed: `Auto` (what `record_gemm` and `matmul` use) takes the kernel
+/// `rnn-wgpu tune` measured fastest where it measured one, else its rule: the matrix units for
+/// two f16 operands where they are on, else the tile `gpu_choice` names. `Tile` and
+/// `MatrixUnits` force one (tests, benchmarks, tuning). Every tile gives a correct result for
+/// every shape; the matrix units take f16 operands only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GemmKernel {
     Auto,
     Tile(GemmTile),
+    /// `gemm_coop`: 16x16x16 f16 cooperative matrices with f32 accumulation
+    /// (`Gpu::matrix_units`).
+    MatrixUnits,
 }
 
 impl GemmKernel {
@@ -338,6 +343,7 @@ impl GemmKernel {
     pub fn name(self) -> String {
         match self {
             GemmKernel::Auto => "auto".into(),
+            GemmKernel::MatrixUnits => "matrix-units".into(),
             GemmKernel::Tile(tile) => (Self::NAMED.iter())
                 .find(|(_, named)| *named == tile)
                 .map_or_else(|| tile.to_string(), |(name, _)| name.to_string()),
@@ -346,8 +352,10 @@ impl GemmKernel {
 
     /// The kernel called `name` (`name`'s inverse).
     pub fn from_name(name: &str) -> Option<GemmKernel> {
-        if name == "auto" {
-            return Some(GemmKernel::Auto);
+        match name {
+            "auto" => return Some(GemmKernel::Auto),
+            "matrix-units" => return Some(GemmKernel::MatrixUnits),
+            _ => {}
         }
         let named = Self::NAMED
             .iter()

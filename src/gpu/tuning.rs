@@ -23,7 +23,9 @@ use super::policy::Recurrence;
 pub use super::policy::{Product, RecurrenceShape};
 use super::tiles::GemmKernel;
 use crate::parity::Comparison;
+use crate::precision::Precision;
 use crate::Error;
+use clap::ValueEnum;
 use ndarray::{Array1, Array2, ArrayView2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -97,13 +99,23 @@ pub struct Check {
 
 impl Check {
     pub fn new(product: Product) -> Check {
-        let ((m, n, k), (trans_a, trans_b)) = product;
+        let Product {
+            shape: (m, n, k),
+            transposed: (trans_a, trans_b),
+            operands,
+        } = product;
         let mut rng = StdRng::seed_from_u64(0x7e57_c0de);
         let mut random = |(rows, cols): (usize, usize)| {
             Array2::from_shape_fn((rows, cols), |_| rng.random_range(-1.0f32..1.0))
         };
-        let a = random(if trans_a { (k, m) } else { (m, k) });
-        let b = random(if trans_b { (n, k) } else { (k, n) });
+        // The operands as they are stored, so that the answer is the product of what the GPU
+        // reads (f16 operands are rounded on upload).
+        let stored = |mut x: Array2<f32>, precision: Precision| {
+            precision.round_array(&mut x);
+            x
+        };
+        let a = stored(random(if trans_a { (k, m) } else { (m, k) }), operands.0);
+        let b = stored(random(if trans_b { (n, k) } else { (k, n) }), operands.1);
         let c = random((m, n));
         let bias = random((1, n)).remove_axis(ndarray::Axis(0));
         // op(x) in f64 (the CPU product takes any layout: a transpose is a view)
@@ -134,12 +146,15 @@ impl Check {
     /// product becomes `kernel`) and compares its product with the answer. An error is the
     /// run's (the kernel would not compile or run here).
     pub fn compare(&self, gpu: &Gpu, kernel: GemmKernel) -> Result<Comparison, Error> {
-        let (_, (trans_a, trans_b)) = self.product;
+        let (trans_a, trans_b) = self.product.transposed;
         gpu.set_choice(self.product, kernel);
         let run = matmul_using(
             gpu,
             (GemmKernel::Auto, None),
-            Placement { pad: 0 },
+            Placement {
+                pad: 0,
+                operands: self.product.operands,
+            },
             (self.a.view(), trans_a),
             (self.b.view(), trans_b),
             self.bias.as_slice(),
@@ -197,7 +212,7 @@ impl Tuned {
 /// is left out, even the rule's (then the fastest right one is chosen). The context keeps the
 /// choice.
 pub fn tune_product(gpu: &Gpu, product: Product, rounds: usize) -> Result<Tuned, Error> {
-    let candidates = GemmKernel::candidates(gpu, product.0);
+    let candidates = GemmKernel::candidates(gpu, product);
     tune_product_among(gpu, &Check::new(product), &candidates, rounds)
 }
 
@@ -209,9 +224,8 @@ pub fn tune_product_among(
     rounds: usize,
 ) -> Result<Tuned, Error> {
     let product = check.product;
-    let (shape, trans) = product;
     gpu.forget_choice(product);
-    let rule = GemmKernel::Tile(GemmKernel::Auto.resolve(gpu, shape));
+    let rule = GemmKernel::rule(gpu, product);
     let mut candidates = Vec::new();
     let mut rejected = Vec::new();
     for &kernel in kernels {
@@ -236,7 +250,7 @@ pub fn tune_product_among(
     for &kernel in &candidates {
         gpu.set_choice(product, kernel);
         // The first batch compiles the pipelines and sizes the batches.
-        let (once, _) = time_products(gpu, (GemmKernel::Auto, None), shape, trans, 1)?;
+        let (once, _) = time_products(gpu, (GemmKernel::Auto, None), product, 1)?;
         reps.push(((BATCH_SECONDS / once.max(1e-9)) as usize).clamp(1, 200));
     }
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); candidates.len()];
@@ -253,7 +267,7 @@ pub fn tune_product_among(
             }
             gpu.set_choice(product, kernel);
             let auto = (GemmKernel::Auto, None);
-            times[i].push(time_products(gpu, auto, shape, trans, reps[i])?.0);
+            times[i].push(time_products(gpu, auto, product, reps[i])?.0);
         }
     }
     let seconds: Vec<(GemmKernel, f64)> = candidates
@@ -322,14 +336,31 @@ fn shaders_hash() -> u64 {
     })
 }
 
-/// "m x n x k op", a product's key in the cache (and its name in `rnn-wgpu tune`'s table).
-pub fn product_key(((m, n, k), (ta, tb)): Product) -> String {
+/// "m x n x k op", a product's key in the cache (and its name in `rnn-wgpu tune`'s table),
+/// followed by the operands' element types where they are not both f32 ("64x64x64 nt
+/// f16,f16").
+pub fn product_key(product: Product) -> String {
+    let Product {
+        shape: (m, n, k),
+        transposed: (ta, tb),
+        operands: (a, b),
+    } = product;
     let op = |t: bool| if t { 't' } else { 'n' };
-    format!("{m}x{n}x{k} {}{}", op(ta), op(tb))
+    let key = format!("{m}x{n}x{k} {}{}", op(ta), op(tb));
+    if (a, b) == (Precision::F32, Precision::F32) {
+        key
+    } else {
+        format!("{key} {},{}", a.name(), b.name())
+    }
 }
 
 fn parse_product(key: &str) -> Option<Product> {
-    let (dims, op) = key.split_once(' ')?;
+    let words: Vec<&str> = key.split(' ').collect();
+    let (dims, op, operands) = match *words.as_slice() {
+        [dims, op] => (dims, op, None),
+        [dims, op, operands] => (dims, op, Some(operands)),
+        _ => return None,
+    };
     let dims: Vec<usize> = dims
         .split('x')
         .map(|d| d.parse().ok())
@@ -339,8 +370,14 @@ fn parse_product(key: &str) -> Option<Product> {
         b't' => Some(true),
         _ => None,
     };
+    let precision = |name: &str| Precision::from_str(name, true).ok();
+    let operands = match operands.map(|o| o.split_once(',')) {
+        None => (Precision::F32, Precision::F32),
+        Some(Some((a, b))) => (precision(a)?, precision(b)?),
+        Some(None) => return None,
+    };
     match (dims.as_slice(), op.as_bytes()) {
-        (&[m, n, k], &[a, b]) => Some(((m, n, k), (t(a)?, t(b)?))),
+        (&[m, n, k], &[a, b]) => Some(Product::new((m, n, k), (t(a)?, t(b)?)).of(operands)),
         _ => None,
     }
 }
@@ -417,7 +454,7 @@ pub fn read_tuning(gpu: &Gpu, path: &Path) -> Result<Tuning, Error> {
         }
         let product = parse_product(key).ok_or_else(|| bad(format!("a product '{key}'")))?;
         let kernel = GemmKernel::from_name(name)
-            .filter(|k| GemmKernel::candidates(gpu, product.0).contains(k))
+            .filter(|k| GemmKernel::candidates(gpu, product).contains(k))
             .ok_or_else(|| bad(format!("a kernel {value} for {key}")))?;
         tuning.products.push((product, kernel));
     }

@@ -192,7 +192,7 @@ fn every_gemm_kernel_matches_ndarray_inside_larger_buffers() {
     for kernel in tiles_under_test(gpu()) {
         for shape in shapes {
             for case in cases(shape, &mut rng) {
-                let run = run_case(gpu(), (kernel, None), Placement { pad: 3 }, &case);
+                let run = run_case(gpu(), (kernel, None), Placement::padded(3), &case);
                 if let Some(why) = mismatch(&case, &run.product) {
                     failures.push(format!("{kernel:?} {}: {why}", case.label));
                 }
@@ -221,7 +221,7 @@ fn every_gemm_kernel_sums_all_of_a_k_past_llvmpipes_loop_limit() {
         .collect();
     for kernel in tiles_under_test(gpu()) {
         for case in &cases {
-            let run = run_case(gpu(), (kernel, None), Placement { pad: 1 }, case);
+            let run = run_case(gpu(), (kernel, None), Placement::padded(1), case);
             if let Some(why) = mismatch(case, &run.product) {
                 failures.push(format!("{kernel:?} {}: {why}", case.label));
             }
@@ -265,7 +265,7 @@ fn split_k_parts_match_ndarray_with_the_same_bits_every_run() {
                 run_case(
                     gpu(),
                     (*kernel, Some(usize::MAX)),
-                    Placement { pad: 3 },
+                    Placement::padded(3),
                     &case,
                 )
             };
@@ -303,7 +303,7 @@ fn k_chunks_match_ndarray() {
         for shape in [(17, 65, 40), (70, 3, 65), (3, 66, 57)] {
             for case in cases(shape, &mut rng) {
                 for chunk in [1, 3, 17] {
-                    let placement = Placement { pad: 3 };
+                    let placement = Placement::padded(3);
                     let chunked = run_case(gpu(), (kernel, Some(chunk)), placement, &case);
                     let label = format!("{kernel:?} chunk {chunk} {}", case.label);
                     if !chunked.padding_kept {
@@ -424,7 +424,7 @@ fn tiles_parse_and_too_large_ones_are_refused() {
     let err = matmul_using(
         gpu(),
         (GemmKernel::Tile(huge), None),
-        Placement { pad: 0 },
+        Placement::padded(0),
         (case.a.view(), case.trans_a),
         (case.b.view(), case.trans_b),
         None,

@@ -14,6 +14,7 @@ use rnn_wgpu::gpu::gemm::{matmul_using, GemmKernel, Placement};
 use rnn_wgpu::gpu::tuning::{self, Check, Product, Tuning};
 use rnn_wgpu::gpu::{Gpu, Kernel, Recurrence};
 use rnn_wgpu::plan::PlanOptions;
+use rnn_wgpu::precision::Precision;
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
 use std::path::PathBuf;
 
@@ -26,6 +27,7 @@ fn context() -> Gpu {
 fn entries_of(kernel: GemmKernel) -> Vec<Kernel> {
     match kernel {
         GemmKernel::Tile(tile) => vec![tile.kernel(), Kernel::GemmSplitSum],
+        GemmKernel::MatrixUnits => vec![Kernel::GemmCoop],
         GemmKernel::Auto => unreachable!("Auto is not a candidate"),
     }
 }
@@ -37,10 +39,10 @@ fn a_tuned_kernel_is_what_auto_runs_and_its_product_is_right() {
     let mut failures = Vec::new();
     for shape in [(65, 17, 257), (3, 130, 33)] {
         for case in cases(shape, &mut rng) {
-            let product: Product = (shape, (case.trans_a, case.trans_b));
-            for kernel in GemmKernel::candidates(&gpu, shape) {
+            let product = Product::new(shape, (case.trans_a, case.trans_b));
+            for kernel in GemmKernel::candidates(&gpu, product) {
                 gpu.set_choice(product, kernel);
-                let run = run_case(&gpu, (GemmKernel::Auto, None), Placement { pad: 3 }, &case);
+                let run = run_case(&gpu, (GemmKernel::Auto, None), Placement::padded(3), &case);
                 let label = format!("tuned {} {}", kernel.name(), case.label);
                 if let Some(why) = mismatch(&case, &run.product) {
                     failures.push(format!("{label}: {why}"));
@@ -63,14 +65,14 @@ fn a_tuned_kernel_is_what_auto_runs_and_its_product_is_right() {
 #[test]
 fn tuning_times_every_candidate_and_leaves_the_rule_only_for_a_faster_one() {
     let gpu = context();
-    let product: Product = ((33, 130, 65), (false, true));
+    let product = Product::new((33, 130, 65), (false, true));
     let tuned = tuning::tune_product(&gpu, product, 1).unwrap();
-    let candidates = GemmKernel::candidates(&gpu, product.0);
+    let candidates = GemmKernel::candidates(&gpu, product);
     // every kernel is right here (the parity and GEMM tests say so), so none is left out
     assert!(tuned.rejected.is_empty(), "{:?}", tuned.rejected);
     assert_eq!(
         tuned.rule,
-        GemmKernel::Tile(GemmKernel::Auto.resolve(&gpu, product.0))
+        GemmKernel::Tile(GemmKernel::Auto.resolve(&gpu, product.shape))
     );
     assert_eq!(
         tuned.seconds.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
@@ -101,7 +103,7 @@ fn tuning_times_every_candidate_and_leaves_the_rule_only_for_a_faster_one() {
     let run = matmul_using(
         &gpu,
         (GemmKernel::Auto, None),
-        Placement { pad: 0 },
+        Placement::padded(0),
         (a.view(), false),
         (b.view(), true),
         None,
@@ -126,7 +128,7 @@ fn tuning_times_every_candidate_and_leaves_the_rule_only_for_a_faster_one() {
 #[test]
 fn a_candidate_with_a_wrong_product_is_left_out_and_never_chosen() {
     let gpu = context();
-    let product: Product = ((17, 65, 257), (true, false));
+    let product = Product::new((17, 65, 257), (true, false));
     let mut check = Check::new(product);
     let kernels = super::gemm::tiles_under_test(&gpu);
     let errors: Vec<(GemmKernel, f64)> = kernels
@@ -214,6 +216,7 @@ fn watching_one_step_finds_the_models_products() {
         ((4 * h, h, t * b), (true, false)), // dW_hh = dgates^T h
         ((4 * h, i, t * b), (true, false)), // dW_ih = dgates^T x
     ] {
+        let want = Product::new(want.0, want.1);
         assert!(products.contains(&want), "{want:?} not among {products:?}");
     }
     // The per-step products run inside the fused step kernels, not as products to tune.
@@ -221,6 +224,7 @@ fn watching_one_step_finds_the_models_products() {
         ((b, 4 * h, h), (false, true)),  // forward: h_{t-1} W_hh^T
         ((b, h, 4 * h), (false, false)), // backward: dgates W_hh
     ] {
+        let step = Product::new(step.0, step.1);
         assert!(!products.contains(&step), "{step:?} among {products:?}");
     }
     // watching stopped
@@ -242,14 +246,15 @@ fn the_cache_keeps_other_adapters_and_refuses_what_it_cannot_trust() {
     let path = cache_file("round_trip.json");
     let other = r#"{"format": 1, "adapters": {"another GPU | Metal": {"8x8x8 nn": "tiled"}}}"#;
     std::fs::write(&path, other).unwrap();
-    let candidates = |shape| GemmKernel::candidates(&gpu, shape);
+    let candidates = |product| GemmKernel::candidates(&gpu, product);
+    let thin = Product::new((1, 3, 4096), (true, false));
+    let odd = Product::new((65, 17, 257), (false, true));
+    let half = odd.of((Precision::F16, Precision::F16));
     let tuned = Tuning {
         products: vec![
-            (((1, 3, 4096), (true, false)), candidates((1, 3, 4096))[0]),
-            (
-                ((65, 17, 257), (false, true)),
-                *candidates((65, 17, 257)).last().unwrap(),
-            ),
+            (thin, candidates(thin)[0]),
+            (odd, *candidates(odd).last().unwrap()),
+            (half, candidates(half)[1]),
         ],
         recurrences: vec![
             ((Cell::Gru, 36, 1), Recurrence::Persistent),
@@ -266,6 +271,7 @@ fn the_cache_keeps_other_adapters_and_refuses_what_it_cannot_trust() {
         text.contains("another GPU | Metal") && text.contains("8x8x8 nn"),
         "{text}"
     );
+    assert!(text.contains("\"65x17x257 nt f16,f16\""), "{text}");
 
     // what cannot be trusted is refused, naming the file and the entry
     let key = tuning::adapter_key(&gpu);
@@ -279,6 +285,10 @@ fn the_cache_keeps_other_adapters_and_refuses_what_it_cannot_trust() {
         ("{\"format\": 1, \"adapters\": ".to_string(), "is not JSON"),
         ("[1, 2]".to_string(), "\"format\": 1"),
         (with(r#"{"65x17 nt": "tiled"}"#), "a product '65x17 nt'"),
+        (
+            with(r#"{"65x17x257 nt f16": "tiled"}"#),
+            "a product '65x17x257 nt f16'",
+        ),
         (with(r#"{"65x17x257 nt": "fastest"}"#), "\"fastest\""),
         (
             with(&format!(r#"{{"65x17x257 nt": "{foreign}"}}"#)),
@@ -302,7 +312,7 @@ fn the_cache_keeps_other_adapters_and_refuses_what_it_cannot_trust() {
     std::fs::write(&path, r#"{"format": 99, "adapters": 3}"#).unwrap();
     assert!(tuning::read_tuning(&gpu, &path).unwrap().is_empty());
     tuning::write_tuning(&gpu, &path, &tuned).unwrap();
-    assert_eq!(tuning::read_tuning(&gpu, &path).unwrap().len(), 4);
+    assert_eq!(tuning::read_tuning(&gpu, &path).unwrap().len(), 5);
 }
 
 /// A tuned recurrence is what `Recurrence::Auto` resolves to for that cell, hidden size and
@@ -399,7 +409,7 @@ fn tuning_a_recurrence_times_only_ways_that_run_right() {
 fn every_kernel_name_in_the_cache_reads_back_as_that_kernel() {
     let gpu = context();
     let mut kernels = super::gemm::tiles_under_test(&gpu);
-    kernels.push(GemmKernel::Auto);
+    kernels.extend([GemmKernel::Auto, GemmKernel::MatrixUnits]);
     let mut names: Vec<String> = kernels.iter().map(|k| k.name()).collect();
     for kernel in &kernels {
         assert_eq!(GemmKernel::from_name(&kernel.name()), Some(*kernel));
@@ -408,4 +418,70 @@ fn every_kernel_name_in_the_cache_reads_back_as_that_kernel() {
     names.dedup();
     assert_eq!(names.len(), kernels.len(), "{names:?}");
     assert_eq!(GemmKernel::from_name("Tiled"), None);
+}
+
+/// f16 products are tuned apart from f32 ones of the same shape: watching an f16 step notes
+/// its products with f16 operands, tuning one checks every candidate on f16 operands (rounded,
+/// so the f64 answer is that of what the GPU reads) and keeps the choice for f16 only. The
+/// matrix units are a candidate only where they are on (never on llvmpipe, which has no
+/// cooperative matrices), and forcing them where they are off is refused by name.
+#[test]
+fn f16_products_are_tuned_apart_and_the_matrix_units_only_where_they_run() {
+    let gpu = context();
+    gpu.watch_products();
+    let arch = Arch {
+        cell: Cell::Gru,
+        layers: 1,
+        bidirectional: false,
+    };
+    let options = PlanOptions {
+        recompute: rnn_wgpu::plan::Recompute::Off,
+        max_memory: None,
+        max_binding: None,
+        precision: Precision::F16,
+    };
+    let shape: Shape = "3,5,2,17".parse().unwrap();
+    bench_shape(Some(&gpu), arch, shape, 0, 1, options, Recurrence::Steps).unwrap();
+    let products = gpu.watched_products();
+    let (b, t, h) = (3, 5, 17);
+    let dw_hh = Product::new((3 * h, h, t * b), (true, false)).of((Precision::F16, Precision::F16));
+    assert!(
+        products.contains(&dw_hh),
+        "{dw_hh:?} not among {products:?}"
+    );
+
+    let on = gpu.matrix_units().is_ok();
+    let candidates = GemmKernel::candidates(&gpu, dw_hh);
+    assert_eq!(
+        candidates.contains(&GemmKernel::MatrixUnits),
+        on,
+        "{candidates:?}"
+    );
+    assert_eq!(
+        candidates[0] == GemmKernel::MatrixUnits,
+        on,
+        "{candidates:?}"
+    );
+    let f32_twin = Product::new(dw_hh.shape, dw_hh.transposed);
+    assert!(!GemmKernel::candidates(&gpu, f32_twin).contains(&GemmKernel::MatrixUnits));
+
+    let tuned = tuning::tune_product(&gpu, dw_hh, 1).unwrap();
+    assert!(tuned.rejected.is_empty(), "{:?}", tuned.rejected);
+    assert_eq!(tuned.seconds.len(), candidates.len());
+    assert_eq!(gpu.policy().gemm(dw_hh), Some(tuned.choice));
+    assert_eq!(
+        gpu.policy().gemm(f32_twin),
+        None,
+        "the f32 product was tuned too"
+    );
+    assert!(tuning::product_key(dw_hh).ends_with(" f16,f16"));
+    gpu.forget_choice(dw_hh);
+
+    if !on {
+        let check = Check::new(dw_hh);
+        let e = check.compare(&gpu, GemmKernel::MatrixUnits).unwrap_err();
+        assert!(e.to_string().contains("the matrix units are off"), "{e}");
+        gpu.forget_choice(dw_hh);
+    }
+    assert_eq!(gpu.tuned_products(), 0);
 }
