@@ -154,6 +154,14 @@ cp /tmp/tuning.json "$OUT/" 2>/dev/null
 for tuning in /tmp/tuning.json off /tmp/tuning.json off; do
     RNN_WGPU_TUNING=$tuning run "$BIN" bench "${suite[@]}" --runs 10 --warmup 3 --json
 done
+log "tuning at f16 with the matrix units on: each f16 product's tiles against gemm_coop"
+RNN_WGPU_MATRIX_UNITS=on RNN_WGPU_TUNING=/tmp/tuning-f16.json run "$BIN" tune "${suite[@]}" \
+    --precision f16 --rounds 3
+cp /tmp/tuning-f16.json "$OUT/" 2>/dev/null
+for tuning in /tmp/tuning-f16.json off; do
+    RNN_WGPU_MATRIX_UNITS=on RNN_WGPU_TUNING=$tuning run "$BIN" bench "${suite[@]}" \
+        --precision f16 --runs 10 --warmup 3 --json
+done
 log "GEMM alone: the GPU kernels side by side on the largest shape's products"
 if [ -x .device/gemm_speed ]; then
     args=()
