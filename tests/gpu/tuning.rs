@@ -394,6 +394,16 @@ fn tuning_a_recurrence_times_only_ways_that_run_right() {
     let both = tuned("3,40,2,17");
     assert_eq!(both.persistent_left_out, None);
     assert!(both.steps_ms > 0.0 && both.persistent_ms > 0.0);
+    // at f16 both ways are checked against the f16 reference within parity's f16 bound
+    let half = PlanOptions {
+        precision: Precision::F16,
+        ..options
+    };
+    let shape: Shape = "8,20,2,16".parse().unwrap();
+    let f16 = tune_recurrence(&gpu, arch, shape, half, 1)
+        .unwrap()
+        .unwrap();
+    assert_eq!(f16.persistent_left_out, None);
     let wide = tuned("4096,3,2,32");
     if gpu.loop_limit().is_some() {
         let why = wide.persistent_left_out.expect("persistent was timed");
