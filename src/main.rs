@@ -26,7 +26,8 @@ enum Command {
     /// weights and data; prints the relative error of every tensor.
     Parity(cli::parity::ParityArgs),
     /// The vanishing-gradient study: ||dE/dh_t|| against steps back from the loss for a sigmoid
-    /// RNN, a tanh RNN and an LSTM on the same adding-problem batch; writes an SVG and a CSV.
+    /// RNN, a tanh RNN, an LSTM, a GRU and an LSTM with a large forget-gate bias on the same
+    /// adding-problem batch; writes an SVG and a CSV.
     Vanishing(cli::vanishing::VanishingArgs),
     /// Train on the GPU (or the CPU reference): adding, copy, text, or your .npy/CSV data.
     Train(cli::train::TrainArgs),

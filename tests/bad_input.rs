@@ -1120,8 +1120,10 @@ fn contradicting_a_checkpoint_or_the_task_is_refused() {
         &stderr,
         &["--bidirectional true contradicts", "--bidirectional false"],
     );
-    let stderr = refused(&dir, &[&load[..], &["--forget-bias", "1"]].concat());
-    assert_mentions(&stderr, &["--forget-bias", "its own weights"]);
+    for (option, value) in [("--forget-bias", "1"), ("--init", "orthogonal")] {
+        let stderr = refused(&dir, &[&load[..], &[option, value]].concat());
+        assert_mentions(&stderr, &[option, "its own weights"]);
+    }
     // options that agree with the checkpoint are fine
     let agreeing = run(
         &dir,

@@ -120,7 +120,10 @@ fn bad_lengths_are_refused_naming_what_is_wrong() {
             "2",
         ],
     );
-    assert!(!ok && text.contains("--tbptt cannot cut"), "{text}");
+    assert!(
+        !ok && text.contains("--tbptt cuts every sequence at the same steps"),
+        "{text}"
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_rnn-wgpu"))
         .args([
             "train",

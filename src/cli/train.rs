@@ -56,8 +56,8 @@ pub struct TrainArgs {
     /// Targets of --task npy: [N] or [N, T] classes, [N, O] or [N, T, O] values.
     #[arg(long)]
     pub targets: Option<PathBuf>,
-    /// Each sample's length for --task npy, integers [N] in 1..=T: the steps after it are
-    /// padding (not scored, state held, as PyTorch's packed sequences).
+    /// Each sample's length for --task npy or csv, integers [N] in 1..=T: the steps after it
+    /// are padding (not scored, state held, as PyTorch's packed sequences).
     #[arg(long)]
     pub lengths: Option<PathBuf>,
     /// The file of --task csv: one sequence per line, T*I inputs then the targets.
@@ -91,9 +91,9 @@ pub struct TrainArgs {
     /// Dropout probability on the inputs of layers 2..L in training (PyTorch's dropout).
     #[arg(long)]
     pub dropout: Option<f32>,
-    /// pytorch, glorot, orthogonal, identity.
-    #[arg(long, default_value = "pytorch")]
-    pub init: Scheme,
+    /// pytorch (the default), glorot, orthogonal, identity.
+    #[arg(long)]
+    pub init: Option<Scheme>,
     /// Rescale W_hh to this largest singular value after initialising.
     #[arg(long)]
     pub hh_scale: Option<f64>,
@@ -259,7 +259,7 @@ fn run_rank(args: TrainArgs, job: Option<&Job>) -> Result<()> {
         }
         None => {
             let init = InitConfig {
-                scheme: args.init,
+                scheme: args.init.unwrap_or(Scheme::PyTorch),
                 hh_scale: args.hh_scale,
                 forget_bias: args.forget_bias,
             };
@@ -663,6 +663,7 @@ fn check_against_checkpoint(
         }
     }
     for (flag, set) in [
+        ("--init", args.init.is_some()),
         ("--hh-scale", args.hh_scale.is_some()),
         ("--forget-bias", args.forget_bias.is_some()),
     ] {
@@ -699,7 +700,10 @@ fn data_source(args: &TrainArgs) -> Result<(DataSource, BTreeMap<String, String>
             return Ok(dataset);
         };
         if args.tbptt.is_some() {
-            bail!("--tbptt cannot cut sequences of different lengths (--lengths) yet");
+            bail!(
+                "--tbptt cuts every sequence at the same steps, so it cannot train sequences of \
+                 different lengths (--lengths); pad them to one length or drop --tbptt"
+            );
         }
         let bytes = std::fs::read(path)
             .with_context(|| format!("cannot read lengths '{}'", path.display()))?;
