@@ -8,8 +8,8 @@
 //!
 //! Throughput is in FLOPs (`2 m n k`), so criterion's "elem/s" reads as FLOP/s. Napkin maths:
 //! each product moves `4 (m k + k n + 2 m n)` bytes at least; at these sizes all of it fits in
-//! the caches, so both sides are bound by arithmetic (BENCHMARKS.md has each machine's
-//! figures).
+//! the caches, so both sides are bound by arithmetic (docs/benchmarks/2026-11-26.md and
+//! 2026-11-27.md have each machine's criterion figures).
 //!
 //! `cargo bench --bench gemm` (about a minute on lavapipe; `-- --quick` is faster, `-- wgpu_`
 //! runs one side).

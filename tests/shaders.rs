@@ -268,8 +268,8 @@ fn every_shader_entry_point_is_a_listed_kernel() {
 
 /// No function of the matrix-product or fused-step kernels keeps a function-scope array: their
 /// accumulators are vectors, matrices and structs of them, which compilers keep in registers,
-/// where an indexed array may be put in local memory (what BENCHMARKS.md suspects made the
-/// register prefetch of an earlier GEMM slower on an H200). Checked on naga's module, from
+/// where an indexed array may be put in local memory (what docs/benchmarks/2026-11-27.md, in
+/// its H200 section, suspects made the register prefetch of an earlier GEMM slower there). Checked on naga's module, from
 /// which every backend writes its code.
 #[test]
 fn the_products_and_steps_keep_no_function_scope_arrays() {

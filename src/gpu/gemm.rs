@@ -19,8 +19,9 @@ const SPLIT_MIN_K: usize = 64;
 
 /// Auto takes split K for products with fewer 64x64 tiles than this, about one per
 /// multiprocessor of a large GPU (an H200 has 132): below it 64x64 tiles leave most of them
-/// idle (on an H200 split K ran 1.9-2.3x as fast at 1-64 tiles; at 128 and 256 tiles it was
-/// slower: BENCHMARKS.md).
+/// idle (on an H200 split K ran 1.6-2.3x as fast at 1-64 tiles; at 256 and 512 tiles it was
+/// slower: docs/benchmarks/2026-11-27.md, "What the H200 changed: split K, and bias gradients
+/// in blocks").
 const SPLIT_BELOW_TILES: u64 = 128;
 
 /// `k_parts`: K is split over parts of workgroups until about this many workgroups run (8 per

@@ -106,16 +106,18 @@ pub(crate) fn persistent_steps_per_dispatch(
 }
 
 /// Recurrent FMAs per step (B*G*H*H) up to which one workgroup beat two dispatches per step on
-/// llvmpipe, measured on two machines (BENCHMARKS.md): there the persistent workgroup runs on
-/// one of the threads while a dispatch costs a fixed 0.05-0.09 ms. On the slower machine every
-/// case up to 4096 won (0.34-0.70 of the per-step time) and at 8192 two of three did (0.49,
-/// 0.80; LSTM B = 8, H = 16 lost, 1.2); on the EPYC every case up to 12,288 won (0.21-0.82) and
-/// at 16,384 two of three did. 8192 is where both machines mostly win.
+/// llvmpipe, measured on two host CPUs (docs/benchmarks/2026-11-27.md, "The persistent
+/// recurrence on lavapipe" and "What the CPU-engine and K-chunk changes did"): there the
+/// persistent workgroup runs on one of the threads while a dispatch costs a fixed 0.05-0.09 ms.
+/// On the slower host every case up to 4096 won (0.34-0.70 of the per-step time) and at 8192
+/// two of three did (0.49, 0.80; LSTM B = 8, H = 16 lost, 1.2); on the AMD EPYC Zen 5 every
+/// case up to 12,288 won (0.21-0.82) and at 16,384 two of three did. 8192 is where both mostly
+/// win.
 const PERSISTENT_CPU_FMAS: usize = 1 << 13;
 
-/// The same for GPUs, measured on an H200 through Vulkan (BENCHMARKS.md, eighth session): the
-/// persistent workgroup won at 4096 and 32,768 FMAs per step (0.32 and 0.43 of the per-step
-/// time), at 65,536 won or tied (LSTM B = 16, H = 32: 0.87; B = 64, H = 16, T = 1000: 1.02 with
-/// the split-K products) and lost from 196,608 on (1.7-1.9x slower), where one multiprocessor
-/// does what the per-step GEMM spreads over many.
+/// The same for GPUs, measured on an NVIDIA H200 through Vulkan at 69aa2f9 (BENCHMARKS.md, "NVIDIA
+/// H200 through Vulkan"): the persistent workgroup won at 4096 and 32,768 FMAs per step (0.44
+/// and 0.52 of the per-step time), tied at 65,536 (LSTM B = 64, H = 16, T = 1000: 1.00) and
+/// lost from 196,608 on (2.07-9.5x slower), where one multiprocessor does what the per-step
+/// GEMM spreads over many.
 const PERSISTENT_GPU_FMAS: usize = 1 << 16;
