@@ -36,7 +36,7 @@ impl Cell {
     /// Whether the recurrent product h_{t-1} W_hh^T is kept apart from the input's (the GRU,
     /// whose reset gate scales one block of it): then b_hh's gradient is its own column sums,
     /// where the other cells share b_ih's.
-    pub fn keeps_recurrent_apart(self) -> bool {
+    pub(crate) fn keeps_recurrent_apart(self) -> bool {
         self == Cell::Gru
     }
 }

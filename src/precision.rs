@@ -28,7 +28,7 @@ impl Precision {
     }
 
     /// Bytes per stored element.
-    pub fn element_bytes(self) -> usize {
+    pub(crate) fn element_bytes(self) -> usize {
         match self {
             Precision::F32 => 4,
             Precision::F16 => 2,
@@ -62,7 +62,7 @@ impl Precision {
     }
 
     /// `round` on every element of an array of any shape and layout.
-    pub fn round_array<F: Float, D: ndarray::Dimension>(
+    pub(crate) fn round_array<F: Float, D: ndarray::Dimension>(
         self,
         values: &mut ndarray::ArrayRef<F, D>,
     ) {
