@@ -101,7 +101,7 @@ mod config;
 mod data;
 mod error;
 mod params;
-// Public only because the command line's `bench` and `train` still name the module.
+// Public only because the command line's `bench` names the module; its items are at the root.
 #[doc(hidden)]
 pub mod precision;
 
