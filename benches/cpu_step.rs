@@ -8,8 +8,8 @@
 //! narrower path than the CPU's widest, each path keeping its own criterion history.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use rnn_wgpu::bench::Shape;
 use rnn_wgpu::cpu;
+use rnn_wgpu::internals::bench::Shape;
 use rnn_wgpu::optim::{CpuOptimizer, OptimizerConfig, OptimizerKind};
 use rnn_wgpu::Cell;
 use std::time::Duration;

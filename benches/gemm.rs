@@ -17,9 +17,9 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ndarray::linalg::general_mat_mul;
 use ndarray::Array2;
-use rnn_wgpu::gpu::gemm::{time_products, GemmKernel};
-use rnn_wgpu::gpu::tuning;
-use rnn_wgpu::gpu::Gpu;
+use rnn_wgpu::internals::gpu::gemm::{time_products, GemmKernel};
+use rnn_wgpu::internals::gpu::tuning;
+use rnn_wgpu::Gpu;
 use std::time::Duration;
 
 /// What a product is in the engine, (m, n, k) and whether A and B are used transposed.

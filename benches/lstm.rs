@@ -14,12 +14,12 @@
 //! `-- cpu_` runs one side, `-- forward` one group).
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
-use rnn_wgpu::bench::Shape;
 use rnn_wgpu::cpu;
-use rnn_wgpu::gpu::optim::GpuOptimizer;
-use rnn_wgpu::gpu::{Gpu, GpuModel, Request};
+use rnn_wgpu::internals::bench::Shape;
+use rnn_wgpu::internals::gpu::optim::GpuOptimizer;
 use rnn_wgpu::optim::{CpuOptimizer, OptimizerConfig, OptimizerKind};
 use rnn_wgpu::{Batch, Cell, ModelConfig, Params};
+use rnn_wgpu::{Gpu, GpuModel, Request};
 use std::sync::OnceLock;
 use std::time::Duration;
 

@@ -10,9 +10,9 @@
 //! times those products instead of the built-in list, `--k-chunk` runs K in chunks of N,
 //! `--auto-only` leaves out the 64x64 baseline.
 
-use rnn_wgpu::gpu::gemm::{time_products, GemmKernel};
-use rnn_wgpu::gpu::tuning;
-use rnn_wgpu::gpu::Gpu;
+use rnn_wgpu::internals::gpu::gemm::{time_products, GemmKernel};
+use rnn_wgpu::internals::gpu::tuning;
+use rnn_wgpu::Gpu;
 
 /// What a product is in the engine, (m, n, k) and (trans_a, trans_b).
 type Product = (&'static str, (usize, usize, usize), (bool, bool));

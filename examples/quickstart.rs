@@ -2,8 +2,8 @@
 //! reference. `cargo run --release --example quickstart`
 
 use rand::{rngs::StdRng, SeedableRng};
-use rnn_wgpu::gpu::{Gpu, GpuModel, Request};
 use rnn_wgpu::{cpu, Activation, Batch, Cell, Loss, ModelConfig, Params, Readout};
+use rnn_wgpu::{Gpu, GpuModel, Request};
 
 fn main() -> Result<(), rnn_wgpu::Error> {
     let config = ModelConfig {

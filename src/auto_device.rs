@@ -9,21 +9,27 @@ use std::fmt;
 /// What `--device auto` needs to know of one adapter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AdapterKind {
+    /// The adapter's name as wgpu reports it (`NVIDIA H200`, `llvmpipe (LLVM 15.0.6, ...)`).
     pub name: String,
+    /// Discrete, integrated or virtual GPU, CPU (a software driver), or unknown.
     pub device_type: wgpu::DeviceType,
 }
 
 /// The engine a command runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Engine {
+    /// The GPU engine, on wgpu's adapter.
     Gpu,
+    /// The CPU reference engine.
     Cpu,
 }
 
 /// The engine `--device auto` chose and why, for the command's first line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AutoDevice {
+    /// The engine chosen.
     pub engine: Engine,
+    /// The reason, naming the adapter chosen or the adapters passed over.
     pub why: String,
 }
 

@@ -19,9 +19,13 @@ use std::time::Instant;
 /// (B, T, I, H) of one benchmark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shape {
+    /// `B`: sequences per batch.
     pub batch: usize,
+    /// `T`: time steps per sequence.
     pub seq_len: usize,
+    /// `I`: input features per step.
     pub input: usize,
+    /// `H`: hidden units.
     pub hidden: usize,
 }
 
@@ -57,8 +61,11 @@ pub const SUITE: [Shape; 4] = [
 /// direction from a bare `Cell`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Arch {
+    /// The recurrent cell.
     pub cell: Cell,
+    /// Stacked layers, at least 1.
     pub layers: usize,
+    /// Whether each layer also runs in reverse time.
     pub bidirectional: bool,
 }
 
@@ -165,16 +172,23 @@ impl std::fmt::Display for Shape {
 pub struct BenchResult {
     /// "gpu" or "cpu".
     pub device: String,
+    /// The GPU adapter's name, or the CPU engine's (with its vector path).
     pub adapter: String,
+    /// The model timed.
     pub arch: Arch,
+    /// The sizes timed.
     pub shape: Shape,
     /// The storage precision (`--precision`).
     pub precision: Precision,
+    /// Timed steps (after the untimed warm-up ones).
     pub runs: usize,
+    /// Median wall time of one training step, in milliseconds.
     pub median_ms: f64,
+    /// Fastest training step, in milliseconds.
     pub min_ms: f64,
     /// B * T / median: sequence steps trained per second.
     pub sequence_steps_per_second: f64,
+    /// `Shape::step_flops` over the median time, in GFLOP/s.
     pub gflops: f64,
     /// GPU storage buffers the run created (model, optimizer state, workspace); None on CPU.
     pub gpu_memory_bytes: Option<u64>,
@@ -197,7 +211,9 @@ pub struct BenchResult {
 /// Dispatches each time step adds to a pass, per cell: forward and backward.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DispatchesPerStep {
+    /// Dispatches per time step and cell in the forward recurrence.
     pub forward: u64,
+    /// Dispatches per time step and cell in the backward recurrence.
     pub backward: u64,
 }
 
@@ -397,10 +413,15 @@ impl BenchResult {
 /// One model's recurrence as tuned (`tune_recurrence`): Auto's rule, the choice kept, and the
 /// median ms of a training step each way (NaN for a way left out).
 pub struct TunedRecurrence {
+    /// The model's recurrence as the tuning cache keys it.
     pub shape: RecurrenceShape,
+    /// What `Recurrence::Auto`'s built-in rule picks for it.
     pub rule: Recurrence,
+    /// The way kept: the rule's, unless the other was timed and faster by `tuning::MARGIN`.
     pub choice: Recurrence,
+    /// Median ms of a training step with one dispatch per time step.
     pub steps_ms: f64,
+    /// Median ms of a training step with the persistent kernel.
     pub persistent_ms: f64,
     /// Why the persistent kernel was not timed: it cannot run on this adapter, or its step
     /// disagrees with the CPU reference (where the per-step way's agrees).
@@ -563,21 +584,27 @@ mod tests {
 /// the slowest rank saw them.
 #[derive(Clone, Debug)]
 pub struct DistributedResult {
+    /// Ranks in the group.
     pub ranks: usize,
-    /// "gpu" or "cpu", and the adapter.
+    /// "gpu" or "cpu".
     pub device: String,
+    /// The GPU adapter's name, or the CPU engine's.
     pub adapter: String,
+    /// The sizes timed, `batch` per rank.
     pub shape: Shape,
+    /// Timed steps of each kind (after the untimed warm-up ones).
     pub runs: usize,
-    /// Medians (ms) of a whole data-parallel step, of the gradient collective inside it
-    /// (waiting for the slowest rank included), and of the same engine's step with no
-    /// communication, every rank running at once.
+    /// Median ms of a whole data-parallel step (the slowest rank's median, as every median
+    /// here).
     pub step_ms: f64,
+    /// Median ms of the gradient collective inside it, waiting for the slowest rank included.
     pub communication_ms: f64,
+    /// Median ms of the same engine's step with no communication, every rank running at once.
     pub alone_ms: f64,
-    /// The reduced vector (every gradient and 3 scalars), and what each rank sends of it per
-    /// step: 2 (N-1)/N of it (all-to-all, then all-gather), none for one rank.
+    /// Bytes of the reduced vector: every gradient and 3 scalars.
     pub reduced_bytes: u64,
+    /// Bytes each rank sends of it per step: 2 (N-1)/N of it (all-to-all, then all-gather),
+    /// none for one rank.
     pub sent_bytes_per_rank: u64,
     /// Sequences per second over all ranks.
     pub sequences_per_second: f64,

@@ -37,10 +37,10 @@ use std::str::FromStr;
 pub const FORMAT: &str = "rnn-wgpu/1";
 
 /// Prefixes under which extra (non-parameter) tensors may be stored.
-pub const EXTRA_PREFIXES: [&str; 3] = ["optim.", "grad.", "grad_norm."];
+pub(crate) const EXTRA_PREFIXES: [&str; 3] = ["optim.", "grad.", "grad_norm."];
 
 /// Whole names accepted for extra tensors besides the prefixes.
-pub const EXTRA_NAMES: [&str; 1] = ["loss"];
+pub(crate) const EXTRA_NAMES: [&str; 1] = ["loss"];
 
 /// Metadata keys that carry the configuration; `Checkpoint::metadata` never holds them.
 /// Files written before stacked models existed lack the last three; they mean one layer, one
@@ -65,6 +65,7 @@ pub type ExtraTensor = (String, Vec<usize>, Vec<f32>);
 /// Everything one file holds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
+    /// The model's architecture, from the metadata or inferred from the shapes.
     pub config: ModelConfig,
     /// Shapes as `config` implies (see `Params`).
     pub params: Params<f32>,
@@ -98,15 +99,21 @@ impl Checkpoint {
 /// override replaces the file's.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LoadOverrides {
+    /// The cell the caller expects (`--cell`); the shapes already tell the LSTM and GRU apart
+    /// from the RNN.
     pub cell: Option<Cell>,
+    /// The vanilla RNN's nonlinearity, which no shape shows (`--activation`).
     pub activation: Option<Activation>,
+    /// Which hidden states the head reads (`--readout`).
     pub readout: Option<Readout>,
+    /// The loss the head is scored with (`--loss`).
     pub loss: Option<Loss>,
+    /// Dropout between layers for further training, replacing the file's.
     pub dropout: Option<f32>,
 }
 
 /// Whether `name` may be stored as an extra tensor: `loss`, or under one of `EXTRA_PREFIXES`.
-pub fn is_extra_name(name: &str) -> bool {
+pub(crate) fn is_extra_name(name: &str) -> bool {
     EXTRA_NAMES.contains(&name)
         || EXTRA_PREFIXES
             .iter()

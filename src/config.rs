@@ -36,7 +36,7 @@ impl Cell {
     /// Whether the recurrent product h_{t-1} W_hh^T is kept apart from the input's (the GRU,
     /// whose reset gate scales one block of it): then b_hh's gradient is its own column sums,
     /// where the other cells share b_ih's.
-    pub fn keeps_recurrent_apart(self) -> bool {
+    pub(crate) fn keeps_recurrent_apart(self) -> bool {
         self == Cell::Gru
     }
 }
@@ -44,9 +44,11 @@ impl Cell {
 /// The vanilla RNN's nonlinearity (ignored by the LSTM).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
+    /// `tanh`, PyTorch's default `nonlinearity`: zero-centred, derivative at most 1.
     Tanh,
     /// The textbook model of vanishing gradients: its derivative is at most 1/4.
     Sigmoid,
+    /// `max(0, x)`: no saturation, so gradients can grow as well as vanish.
     Relu,
 }
 
@@ -75,7 +77,10 @@ pub enum Loss {
 /// first: width D*H with D = 2 when bidirectional), with dropout between layers in training.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ModelConfig {
+    /// Which recurrent cell every layer and direction runs.
     pub cell: Cell,
+    /// The vanilla RNN's nonlinearity (PyTorch's `nonlinearity`); the LSTM and GRU have their
+    /// own gate functions and ignore it.
     pub activation: Activation,
     /// `I`: features per time step.
     pub input_size: usize,
@@ -83,7 +88,9 @@ pub struct ModelConfig {
     pub hidden_size: usize,
     /// `O`: head outputs (classes for cross-entropy).
     pub output_size: usize,
+    /// Which hidden states the head reads: the last step's or every step's.
     pub readout: Readout,
+    /// What the head's outputs are scored with.
     pub loss: Loss,
     /// `L`: stacked layers (PyTorch's `num_layers`), at least 1.
     pub layers: usize,
@@ -147,6 +154,8 @@ impl ModelConfig {
         }
     }
 
+    /// Refuses (with [`Error::Config`]) a zero size or layer count, a dropout outside [0, 1),
+    /// and sizes whose parameters would not fit in memory, before anything is allocated.
     pub fn validate(&self) -> Result<(), Error> {
         for (name, value) in [
             ("input_size", self.input_size),
@@ -201,6 +210,8 @@ macro_rules! text_enum {
         impl $ty {
             /// Every accepted spelling, for error messages and `--help`.
             pub const NAMES: &'static [&'static str] = &[$($text),+];
+            /// The spelling the command line takes and checkpoints store (`Display` writes it,
+            /// `FromStr` reads it back, in any case).
             pub fn name(self) -> &'static str {
                 match self { $($ty::$variant => $text),+ }
             }

@@ -15,27 +15,38 @@ pub enum Targets<F> {
     Classes(Vec<u32>),
 }
 
-/// x [T, B, I] (time-major, as PyTorch's default `batch_first=False`);
-/// h0, c0 [L*D*B, H]: every cell's initial state, cell by cell in `Params::cells` order
-/// (PyTorch's h_0 [L*D, B, H] with its first two axes merged; [B, H] for one cell), zero when
-/// absent, c0 only for the LSTM;
-/// lengths [B]: each sequence's steps, 1..=T (all T when absent). As with PyTorch's packed
+/// `B` sequences of `T` steps with their targets: what one forward and backward pass reads.
+///
+/// x `[T, B, I]` (time-major, as PyTorch's default `batch_first=False`);
+/// h0, c0 `[L*D*B, H]`: every cell's initial state, cell by cell in `Params::cells` order
+/// (PyTorch's h_0 `[L*D, B, H]` with its first two axes merged; `[B, H]` for one cell), zero
+/// when absent, c0 only for the LSTM;
+/// lengths `[B]`: each sequence's steps, 1..=T (all T when absent). As with PyTorch's packed
 /// sequences, the steps after a sequence's length are padding: they leave its state as it was
 /// (so the last-step readout reads `h_len`), are not scored, and get no gradient.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch<F> {
+    /// The inputs, `[T, B, I]`, time-major.
     pub x: Array3<F>,
+    /// Every cell's initial hidden state, `[L*D*B, H]`; zeros when `None`.
     pub h0: Option<Array2<F>>,
+    /// Every LSTM cell's initial cell state, `[L*D*B, H]`; zeros when `None`, and `None` for
+    /// the other cells.
     pub c0: Option<Array2<F>>,
+    /// What the scored rows are compared with.
     pub targets: Targets<F>,
+    /// Each sequence's length in steps, `[B]`, each in `1..=T`; every sequence is `T` steps
+    /// long when `None`.
     pub lengths: Option<Vec<usize>>,
 }
 
 impl<F: Float> Batch<F> {
+    /// `T`: time steps, padding included.
     pub fn seq_len(&self) -> usize {
         self.x.shape()[0]
     }
 
+    /// `B`: sequences in the batch.
     pub fn batch_size(&self) -> usize {
         self.x.shape()[1]
     }

@@ -20,7 +20,9 @@ use std::sync::{Arc, Barrier, Mutex};
 /// The collectives the training loop needs, over every rank of a job. Each call is made by
 /// every rank, in the same order, with the same lengths where it says so.
 pub trait Collective {
+    /// This process's rank, `0..ranks()`.
     fn rank(&self) -> usize;
+    /// Ranks in the job.
     fn ranks(&self) -> usize;
     /// `send` [ranks * n]: its j-th n-chunk goes to rank j. Returns [ranks * n], the i-th
     /// chunk from rank i. n is the same on every rank.
@@ -68,7 +70,9 @@ pub struct Share {
 /// The step's global loss and whether any rank was asked to stop.
 #[derive(Clone, Copy, Debug)]
 pub struct Reduced {
+    /// The global batch's mean loss: every rank's weighted by its rows.
     pub loss: f32,
+    /// Whether any rank was asked to stop.
     pub interrupted: bool,
 }
 
@@ -113,7 +117,7 @@ pub fn reduce_step(
 /// (loss, rows) of batch i (rows 0 where its slice is empty). Batch i's loss is the
 /// rows-weighted mean of its slices; the result is the plain mean over batches, as one process
 /// computes it.
-pub fn mean_over_batches(
+pub(crate) fn mean_over_batches(
     group: &dyn Collective,
     shares: &[(f32, usize)],
 ) -> Result<Option<f32>, Error> {
@@ -165,7 +169,7 @@ pub fn batch_rows(
 }
 
 /// This rank's slice of a global batch of `ranks * per_rank` sequences.
-pub fn shard(
+pub(crate) fn shard(
     group: &dyn Collective,
     batch: &Batch<f32>,
     readout: Readout,

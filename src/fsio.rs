@@ -5,6 +5,9 @@ use crate::Error;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// Replaces `path` with `contents` all at once: written to a temporary file in the same
+/// directory, synced to disk, then renamed over `path`. On failure the temporary file is
+/// removed and whatever was at `path` is untouched.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), Error> {
     let io_error =
         |action: &str, e: std::io::Error| Error::Io(format!("{action} {}: {e}", path.display()));

@@ -28,6 +28,7 @@ pub enum Scheme {
 /// A scheme plus the two adjustments the vanishing study turns on.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct InitConfig {
+    /// How every weight is drawn.
     pub scheme: Scheme,
     /// Rescale W_hh (all gates stacked) to this largest singular value.
     pub hh_scale: Option<f64>,
@@ -196,6 +197,7 @@ pub fn rescale_to_singular_value(w: &mut Array2<f32>, target: f64) {
 }
 
 impl Scheme {
+    /// The spellings `--init` takes (`FromStr` also reads `default`, `xavier` and `irnn`).
     pub const NAMES: &'static [&'static str] = &["pytorch", "glorot", "orthogonal", "identity"];
 }
 

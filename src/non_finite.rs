@@ -14,24 +14,36 @@ use std::fmt;
 pub enum NonFinite {
     /// A parameter tensor (PyTorch's name) holds `value` at flat index `index`.
     Parameter {
+        /// The tensor's name, e.g. `weight_hh_l0`.
         tensor: String,
+        /// The element's index in the row-major flattened tensor.
         index: usize,
+        /// The value: a NaN or an infinity.
         value: f32,
     },
     /// The batch's `tensor` (x, h0, c0 or targets) holds `value` at `index`.
     Input {
+        /// `x`, `h0`, `c0` or `targets`.
         tensor: &'static str,
+        /// The element's index along each axis of the tensor.
         index: Vec<usize>,
+        /// The value: a NaN or an infinity.
         value: f32,
     },
     /// The state of one cell first turns non-finite at natural time step `step` (1-based, of
     /// `steps`) of sequence `sequence`; `cell_state`: the LSTM's c rather than h.
     State {
+        /// The layer, from 0.
         layer: usize,
+        /// Whether it is the reverse direction of a bidirectional layer.
         reverse: bool,
+        /// Whether the LSTM's cell state c turned first, rather than h.
         cell_state: bool,
+        /// The time step, from 1, in the data's time order (also for the reverse direction).
         step: usize,
+        /// `T`: the batch's time steps.
         steps: usize,
+        /// The sequence's index in the batch.
         sequence: usize,
     },
     /// Every parameter, input and state is finite; the head's outputs or the loss are not.

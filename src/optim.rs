@@ -17,29 +17,50 @@ use std::str::FromStr;
 pub enum OptimizerKind {
     /// `torch.optim.SGD` with dampening 0 and nesterov off; `weight_decay` is L2 added to the
     /// gradient.
-    Sgd { momentum: f32, weight_decay: f32 },
+    Sgd {
+        /// Momentum factor; 0 keeps no buffer.
+        momentum: f32,
+        /// L2 penalty, added to the gradient as `weight_decay * p`.
+        weight_decay: f32,
+    },
     /// `torch.optim.Adam` (amsgrad off); `weight_decay` is L2 added to the gradient.
     Adam {
+        /// Decay of the running mean of the gradient (PyTorch's `betas[0]`).
         beta1: f32,
+        /// Decay of the running mean of its square (PyTorch's `betas[1]`).
         beta2: f32,
+        /// Added to the denominator's square root, for numerical stability.
         eps: f32,
+        /// L2 penalty, added to the gradient as `weight_decay * p`.
         weight_decay: f32,
     },
     /// `torch.optim.AdamW`: decoupled decay, `p *= 1 - lr * weight_decay` before the Adam step.
     AdamW {
+        /// Decay of the running mean of the gradient (PyTorch's `betas[0]`).
         beta1: f32,
+        /// Decay of the running mean of its square (PyTorch's `betas[1]`).
         beta2: f32,
+        /// Added to the denominator's square root, for numerical stability.
         eps: f32,
+        /// Decoupled weight decay: each step multiplies `p` by `1 - lr * weight_decay`.
         weight_decay: f32,
     },
     /// `torch.optim.RMSprop` (centered off, no weight decay).
-    RmsProp { alpha: f32, eps: f32, momentum: f32 },
+    RmsProp {
+        /// Decay of the running mean of the squared gradient.
+        alpha: f32,
+        /// Added to the denominator's square root, for numerical stability.
+        eps: f32,
+        /// Momentum factor applied to the scaled step; 0 keeps no buffer.
+        momentum: f32,
+    },
 }
 
 impl OptimizerKind {
     /// Every accepted spelling, for error messages and `--help`.
     pub const NAMES: &'static [&'static str] = &["sgd", "adam", "adamw", "rmsprop"];
 
+    /// SGD with PyTorch's defaults: no momentum, no weight decay.
     pub fn sgd() -> Self {
         OptimizerKind::Sgd {
             momentum: 0.0,
@@ -47,6 +68,7 @@ impl OptimizerKind {
         }
     }
 
+    /// Adam with PyTorch's defaults: betas (0.9, 0.999), eps 1e-8, no weight decay.
     pub fn adam() -> Self {
         OptimizerKind::Adam {
             beta1: 0.9,
@@ -56,6 +78,7 @@ impl OptimizerKind {
         }
     }
 
+    /// AdamW with PyTorch's defaults: betas (0.9, 0.999), eps 1e-8, weight decay 1e-2.
     pub fn adamw() -> Self {
         OptimizerKind::AdamW {
             beta1: 0.9,
@@ -65,6 +88,7 @@ impl OptimizerKind {
         }
     }
 
+    /// RMSprop with PyTorch's defaults: alpha 0.99, eps 1e-8, no momentum.
     pub fn rmsprop() -> Self {
         OptimizerKind::RmsProp {
             alpha: 0.99,
@@ -73,6 +97,7 @@ impl OptimizerKind {
         }
     }
 
+    /// The rule's name as `--optimizer` takes it and checkpoints store it.
     pub fn name(&self) -> &'static str {
         match self {
             OptimizerKind::Sgd { .. } => "sgd",
@@ -138,15 +163,22 @@ impl FromStr for OptimizerKind {
 /// The learning rate as a function of the step, counted from 1 (the first update).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum Schedule {
+    /// The base learning rate at every step.
     #[default]
     Constant,
     /// Linear warmup: `lr * step / warmup_steps` up to step `warmup_steps`, then `lr`.
-    Warmup { warmup_steps: u64 },
+    Warmup {
+        /// Steps the rate takes to rise linearly from `lr / warmup_steps` to `lr`.
+        warmup_steps: u64,
+    },
     /// Linear warmup as above, then half a cosine from `lr` (at step `warmup_steps`) down to
     /// `min_lr` (at step `total_steps`), and `min_lr` after it.
     Cosine {
+        /// Steps of linear warmup before the decay starts.
         warmup_steps: u64,
+        /// The step at which the rate reaches `min_lr`; more than `warmup_steps`.
         total_steps: u64,
+        /// The rate at and after `total_steps`.
         min_lr: f32,
     },
 }
@@ -184,6 +216,8 @@ impl Schedule {
         rate as f32
     }
 
+    /// Refuses a cosine schedule whose `total_steps` does not exceed `warmup_steps` or whose
+    /// `min_lr` is negative or not finite.
     pub fn validate(&self) -> Result<(), Error> {
         if let Schedule::Cosine {
             warmup_steps,
@@ -245,8 +279,11 @@ impl FromStr for Schedule {
 /// optional clipping of the global gradient norm to `clip`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct OptimizerConfig {
+    /// The update rule with its hyperparameters.
     pub kind: OptimizerKind,
+    /// The base learning rate, which `schedule` scales per step.
     pub lr: f32,
+    /// The learning rate against the step.
     pub schedule: Schedule,
     /// `max_norm` of `clip_grad_norm_`; `None` leaves gradients as they are.
     pub clip: Option<f32>,
@@ -326,7 +363,7 @@ impl OptimizerConfig {
     /// The scalars of update `step` (1-based) shared by every tensor: what the GPU kernels
     /// get in their uniform parameters. Computed in f64 (as PyTorch computes them in Python
     /// floats) and rounded once to `F`.
-    pub fn scalars<F: Float>(&self, step: u64) -> StepScalars<F> {
+    pub(crate) fn scalars<F: Float>(&self, step: u64) -> StepScalars<F> {
         let lr = self.lr_at(step) as f64;
         let t = step.max(1) as f64;
         let mut s = StepScalars {
@@ -396,7 +433,7 @@ impl Default for OptimizerConfig {
 /// The per-step scalars of `OptimizerConfig::scalars`; fields a rule does not use are 0
 /// (`decay` and `bias_correction2_sqrt` are 1).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct StepScalars<F> {
+pub(crate) struct StepScalars<F> {
     /// The scheduled learning rate.
     pub lr: F,
     /// Coupled L2 (SGD, Adam): added to the gradient as `weight_decay * p`.
@@ -407,8 +444,11 @@ pub struct StepScalars<F> {
     pub momentum: F,
     /// RMSprop's smoothing constant.
     pub alpha: F,
+    /// Adam's decay of the gradient's running mean.
     pub beta1: F,
+    /// Adam's decay of the squared gradient's running mean.
     pub beta2: F,
+    /// Adam's and RMSprop's denominator term.
     pub eps: F,
     /// Adam: `lr / (1 - beta1^t)`.
     pub step_size: F,
@@ -435,7 +475,7 @@ impl StepScalars<f64> {
 }
 
 /// `grad [n]` -> `sum grad^2`, one tensor's share of the squared global norm.
-pub fn grad_sum_squares<F: Float>(grad: &[F]) -> F {
+pub(crate) fn grad_sum_squares<F: Float>(grad: &[F]) -> F {
     grad.iter().fold(F::zero(), |acc, &g| acc + g * g)
 }
 
@@ -449,7 +489,7 @@ pub fn grad_norm<F: Float>(grads: &Params<F>) -> F {
 }
 
 /// `clip_grad_norm_`'s factor for a pre-clip norm: `min(1, max_norm / (norm + 1e-6))`.
-pub fn clip_scale<F: Float>(norm: F, max_norm: Option<f32>) -> F {
+pub(crate) fn clip_scale<F: Float>(norm: F, max_norm: Option<f32>) -> F {
     match max_norm {
         Some(max_norm) => {
             let ratio = F::from_f32(max_norm).unwrap() / (norm + F::from_f64(1e-6).unwrap());
@@ -461,7 +501,7 @@ pub fn clip_scale<F: Float>(norm: F, max_norm: Option<f32>) -> F {
 
 /// Scalars a, b, weight w -> `torch.lerp(a, b, w)`, which PyTorch's Adam uses for `exp_avg`:
 /// the branch keeps the rounding small for either end of w.
-pub fn lerp<F: Float>(a: F, b: F, w: F) -> F {
+pub(crate) fn lerp<F: Float>(a: F, b: F, w: F) -> F {
     if w.abs() < F::from_f64(0.5).unwrap() {
         a + w * (b - a)
     } else {
@@ -469,9 +509,9 @@ pub fn lerp<F: Float>(a: F, b: F, w: F) -> F {
     }
 }
 
-/// param, grad (already clipped), momentum_buffer [n] (empty when momentum is 0): one
+/// param, grad (already clipped), momentum_buffer `[n]` (empty when momentum is 0): one
 /// `torch.optim.SGD` step in place.
-pub fn sgd_step<F: Float>(
+pub(crate) fn sgd_step<F: Float>(
     param: &mut [F],
     grad: &[F],
     momentum_buffer: &mut [F],
@@ -491,9 +531,9 @@ pub fn sgd_step<F: Float>(
     }
 }
 
-/// param, grad (already clipped), exp_avg, exp_avg_sq [n]: one `torch.optim.Adam` / `AdamW`
-/// step in place (`s.decay` is AdamW's decoupled decay, `s.weight_decay` Adam's L2).
-pub fn adam_step<F: Float>(
+/// param, grad (already clipped), exp_avg, exp_avg_sq `[n]`: one `torch.optim.Adam` /
+/// `AdamW` step in place (`s.decay` is AdamW's decoupled decay, `s.weight_decay` Adam's L2).
+pub(crate) fn adam_step<F: Float>(
     param: &mut [F],
     grad: &[F],
     exp_avg: &mut [F],
@@ -516,9 +556,9 @@ pub fn adam_step<F: Float>(
     }
 }
 
-/// param, grad (already clipped), square_avg, momentum_buffer [n] (empty when momentum is 0):
-/// one `torch.optim.RMSprop` step in place.
-pub fn rmsprop_step<F: Float>(
+/// param, grad (already clipped), square_avg, momentum_buffer `[n]` (empty when momentum is
+/// 0): one `torch.optim.RMSprop` step in place.
+pub(crate) fn rmsprop_step<F: Float>(
     param: &mut [F],
     grad: &[F],
     square_avg: &mut [F],
@@ -542,7 +582,7 @@ pub fn rmsprop_step<F: Float>(
 /// `"{state}.{parameter}"`, e.g. `exp_avg.weight_ih_l0`: the names optimizer state is saved
 /// under, for every state tensor in `OptimizerKind::state_names` order, each over
 /// `params::param_names(model)`.
-pub fn state_tensor_names(kind: &OptimizerKind, model: &ModelConfig) -> Vec<String> {
+pub(crate) fn state_tensor_names(kind: &OptimizerKind, model: &ModelConfig) -> Vec<String> {
     let params = param_names(model);
     kind.state_names()
         .iter()
@@ -607,6 +647,7 @@ fn slices_mut<F: Float>(params: &mut Params<F>) -> Vec<&mut [F]> {
 /// The CPU reference optimizer: state per parameter tensor, in f32 or f64.
 #[derive(Clone, Debug)]
 pub struct CpuOptimizer<F> {
+    /// The rule, learning rate, schedule and clipping it applies.
     pub config: OptimizerConfig,
     model: ModelConfig,
     steps: u64,

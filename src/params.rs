@@ -8,22 +8,34 @@ use rand::Rng;
 
 /// One recurrent cell: a layer's forward or reverse direction. `G*H` rows stack the gates
 /// (i, f, g, o for the LSTM; r, z, n for the GRU).
-/// Shapes: weight_ih [G*H, W] with W the layer's input width (I for layer 0, D*H above),
-/// weight_hh [G*H, H], bias_ih [G*H], bias_hh [G*H].
+/// Shapes: weight_ih `[G*H, W]` with W the layer's input width (I for layer 0, D*H above),
+/// weight_hh `[G*H, H]`, bias_ih `[G*H]`, bias_hh `[G*H]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CellParams<F> {
+    /// The input-to-hidden weights `W_ih`, `[G*H, W]` (PyTorch's `weight_ih_l{k}`).
     pub weight_ih: Array2<F>,
+    /// The hidden-to-hidden weights `W_hh`, `[G*H, H]`, whose spectrum decides whether
+    /// gradients vanish or explode through time.
     pub weight_hh: Array2<F>,
+    /// The input bias `b_ih`, `[G*H]`.
     pub bias_ih: Array1<F>,
+    /// The recurrent bias `b_hh`, `[G*H]` (the GRU adds it inside the reset gate's product;
+    /// the other cells simply add it to `b_ih`).
     pub bias_hh: Array1<F>,
 }
 
-/// cells [L*D], indexed `layer * D + direction` (`ModelConfig::cells`);
-/// head_weight [O, D*H], head_bias [O].
+/// Every weight and bias of a model (or every gradient of them: the shapes are the same).
+///
+/// cells `[L*D]`, indexed `layer * D + direction` (`ModelConfig::cells`);
+/// head_weight `[O, D*H]`, head_bias `[O]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Params<F> {
+    /// The recurrent cells, `L*D` of them, layer by layer, the forward direction first.
     pub cells: Vec<CellParams<F>>,
+    /// The linear head's weight, `[O, D*H]` (PyTorch's `nn.Linear.weight`, saved as
+    /// `head.weight`).
     pub head_weight: Array2<F>,
+    /// The linear head's bias, `[O]` (saved as `head.bias`).
     pub head_bias: Array1<F>,
 }
 
@@ -31,10 +43,10 @@ pub struct Params<F> {
 const CELL_TENSORS: [&str; 4] = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"];
 
 /// The head's tensors, after every cell's.
-pub const HEAD_NAMES: [&str; 2] = ["head.weight", "head.bias"];
+pub(crate) const HEAD_NAMES: [&str; 2] = ["head.weight", "head.bias"];
 
 /// PyTorch's name of a cell tensor: `weight_ih_l1_reverse` for layer 1's reverse direction.
-pub fn cell_tensor_name(tensor: &str, layer: usize, reverse: bool) -> String {
+pub(crate) fn cell_tensor_name(tensor: &str, layer: usize, reverse: bool) -> String {
     let suffix = if reverse { "_reverse" } else { "" };
     format!("{tensor}_l{layer}{suffix}")
 }
@@ -51,7 +63,7 @@ pub fn param_names(config: &ModelConfig) -> Vec<String> {
 }
 
 /// Every parameter's name with its shape, in `param_names` order.
-pub fn param_shapes(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+pub(crate) fn param_shapes(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     let (gh, h) = (config.gate_rows(), config.hidden_size);
     let d = config.directions();
     let mut shapes: Vec<Vec<usize>> = (0..config.cells())
@@ -85,6 +97,7 @@ fn contiguous_mut<F>(a: Option<&mut [F]>) -> &mut [F] {
 }
 
 impl<F: Float> Params<F> {
+    /// Every tensor of `config`'s shapes, filled with zeros (a gradient accumulator).
     pub fn zeros(config: &ModelConfig) -> Self {
         let (gh, h, o) = (config.gate_rows(), config.hidden_size, config.output_size);
         let d = config.directions();

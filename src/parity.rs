@@ -39,12 +39,17 @@ pub fn tolerance(precision: Precision) -> f64 {
 /// One tensor's agreement, with the element that disagrees most.
 #[derive(Clone, Debug)]
 pub struct Comparison {
+    /// The tensor compared: `loss`, `outputs`, `h_n`, a parameter's gradient, ...
     pub name: String,
+    /// Its number of elements.
     pub len: usize,
     /// `||gpu - cpu|| / ||cpu||` (the absolute `||gpu - cpu||` when `||cpu|| = 0`).
     pub rel_error: f64,
+    /// The flat index of the element whose difference is largest (a NaN's, where there is one).
     pub worst_index: usize,
+    /// The GPU's value there.
     pub worst_gpu: f64,
+    /// The reference's value there.
     pub worst_cpu: f64,
     /// Reference elements below the stored type's normal range (`floor`), compared as 0.
     pub subnormal: usize,
@@ -67,7 +72,7 @@ fn flushed(x: f64, floor: f64) -> f64 {
 
 /// The normal range's bottom, in the gradients' own units, of what `precision` stores at
 /// `loss_scale`.
-pub fn normal_floor(precision: Precision, loss_scale: f64) -> f64 {
+pub(crate) fn normal_floor(precision: Precision, loss_scale: f64) -> f64 {
     match precision {
         Precision::F32 => f32::MIN_POSITIVE as f64,
         Precision::F16 => half::f16::MIN_POSITIVE.to_f64() / loss_scale,
@@ -75,12 +80,14 @@ pub fn normal_floor(precision: Precision, loss_scale: f64) -> f64 {
 }
 
 impl Comparison {
+    /// Compares the GPU's `gpu` with the reference's `cpu` (same length), taking values below
+    /// f32's normal range as 0.
     pub fn new(name: &str, gpu: &[f32], cpu: &[f64]) -> Comparison {
         Comparison::with_floor(name, gpu, cpu, f32::MIN_POSITIVE as f64)
     }
 
     /// `new`, with elements below `floor` compared as 0 (`normal_floor`).
-    pub fn with_floor(name: &str, gpu: &[f32], cpu: &[f64], floor: f64) -> Comparison {
+    pub(crate) fn with_floor(name: &str, gpu: &[f32], cpu: &[f64], floor: f64) -> Comparison {
         assert_eq!(gpu.len(), cpu.len(), "{name}: GPU and CPU lengths differ");
         let mut diff_sq = 0.0;
         let mut ref_sq = 0.0;
@@ -115,6 +122,7 @@ impl Comparison {
         }
     }
 
+    /// Whether the relative error is within `tolerance` (never for a NaN).
     pub fn passes(&self, tolerance: f64) -> bool {
         self.rel_error <= tolerance // false for NaN
     }
@@ -141,13 +149,16 @@ impl fmt::Display for Comparison {
 /// The result of one parity run.
 #[derive(Clone, Debug)]
 pub struct ParityReport {
+    /// The GPU adapter the run used.
     pub adapter: String,
+    /// One comparison per tensor.
     pub comparisons: Vec<Comparison>,
     /// ReLU pre-activations within f32 rounding of the kink in the reference (`relu_kinks`).
     pub kinks: usize,
 }
 
 impl ParityReport {
+    /// The comparisons whose relative error exceeds `tolerance`.
     pub fn failures(&self, tolerance: f64) -> Vec<&Comparison> {
         self.comparisons
             .iter()
@@ -244,7 +255,7 @@ fn reference_backward(
 /// ulps: the pre-activation is stored rounded twice). A run may put such a unit on the other
 /// side of 0, and then every gradient through it at that step differs from the reference
 /// while the loss, outputs and states agree: no kernel fault. 0 for other cells.
-pub fn relu_kinks(
+pub(crate) fn relu_kinks(
     config: &ModelConfig,
     params: &Params<f64>,
     batch: &Batch<f64>,

@@ -7,9 +7,13 @@ use std::fmt::Write;
 /// One line: `values[i]` at the chart's `xs[i]`; non-positive or non-finite values break the
 /// line (a norm that underflowed to zero has no place on a log axis).
 pub struct Series {
+    /// The legend's text.
     pub label: String,
+    /// One y value per x of the chart.
     pub values: Vec<f64>,
+    /// An SVG colour (`#1f77b4`, `black`, ...).
     pub color: &'static str,
+    /// Drawn dashed rather than solid.
     pub dashed: bool,
     /// Drawn thin and translucent: a reference line (e.g. before training).
     pub faint: bool,
@@ -161,9 +165,13 @@ fn escape(text: &str) -> String {
 /// One evaluation of a training run, for `training_chart`.
 #[derive(Clone, Copy, Debug)]
 pub struct TrainPoint {
+    /// The update count.
     pub step: u64,
+    /// The training loss.
     pub loss: f64,
+    /// The validation loss, where the data has a validation set.
     pub validation: Option<f64>,
+    /// The global gradient norm before clipping.
     pub grad_norm: f64,
 }
 

@@ -10,12 +10,16 @@ use crate::Float;
 /// The element type of the stored tensors.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Precision {
+    /// Every tensor in f32: the default, and what PyTorch computes without autocast.
     #[default]
     F32,
+    /// Activations, gates, their gradients and the weights' working copy stored in f16 (IEEE
+    /// binary16), with sums in f32 and dynamic loss scaling ([`LossScaler`]).
     F16,
 }
 
 impl Precision {
+    /// The spelling `--precision` takes and checkpoints and reports use: `f32` or `f16`.
     pub fn name(self) -> &'static str {
         match self {
             Precision::F32 => "f32",
@@ -24,7 +28,7 @@ impl Precision {
     }
 
     /// Bytes per stored element.
-    pub fn element_bytes(self) -> usize {
+    pub(crate) fn element_bytes(self) -> usize {
         match self {
             Precision::F32 => 4,
             Precision::F16 => 2,
@@ -58,7 +62,7 @@ impl Precision {
     }
 
     /// `round` on every element of an array of any shape and layout.
-    pub fn round_array<F: Float, D: ndarray::Dimension>(
+    pub(crate) fn round_array<F: Float, D: ndarray::Dimension>(
         self,
         values: &mut ndarray::ArrayRef<F, D>,
     ) {
@@ -98,6 +102,7 @@ impl Default for LossScaler {
 impl LossScaler {
     /// PyTorch's defaults: 2^16 to start, x2 after 2000 finite steps, x0.5 on overflow.
     pub const INITIAL: f32 = 65536.0;
+    /// Finite steps in a row after which the scale doubles.
     pub const GROWTH_INTERVAL: u32 = 2000;
     /// The bounds the scale stays within: below 2^-24 even f32 gradients would lose bits,
     /// above 2^64 no f16 gradient is small enough to need it.

@@ -24,8 +24,11 @@ use rand::SeedableRng;
 pub struct VanishingOptions {
     /// T: steps of the adding problem.
     pub seq_len: usize,
+    /// H: hidden units of every model.
     pub hidden: usize,
+    /// B: sequences in the batch every model is measured on.
     pub batch: usize,
+    /// Draws the batch, every model's weights and the training batches.
     pub seed: u64,
     /// Rescale every model's W_hh to this largest singular value (default: PyTorch's
     /// initialisation as it comes).
@@ -43,14 +46,20 @@ pub struct VanishingOptions {
 /// One model's (or one layer's) gradient profile. `grad_norm_h[t-1] = ||dE/dh_t||`, t = 1..T.
 #[derive(Clone, Debug)]
 pub struct Profile {
+    /// The model's name (`rnn-sigmoid`, `rnn-tanh`, `lstm`, `gru`, `lstm-forget1`), with
+    /// `-l{layer}` for a layer of a stacked model.
     pub label: String,
+    /// The model measured.
     pub config: ModelConfig,
+    /// Its loss on the study's batch.
     pub loss: f32,
     /// Largest singular value of the layer's W_hh (all gates stacked for the LSTM).
     pub sigma_max: f64,
     /// `1/gamma` for a vanilla RNN: `sigma_max` below it guarantees vanishing.
     pub vanishing_bound: Option<f64>,
+    /// `||dE/dh_t||` for t = 1..T of this layer.
     pub grad_norm_h: Vec<f32>,
+    /// `||dE/dc_t||` likewise, for the LSTM.
     pub grad_norm_c: Option<Vec<f32>>,
 }
 
@@ -84,9 +93,12 @@ pub fn per_step_factor(norms: &[f32]) -> Option<f64> {
 
 /// One model of the study.
 #[derive(Clone, Debug, PartialEq)]
-pub struct StudyModel {
+pub(crate) struct StudyModel {
+    /// Its name in the reports.
     pub label: String,
+    /// Its cell.
     pub cell: Cell,
+    /// The RNN's nonlinearity.
     pub activation: Activation,
     /// The LSTM's forget-gate bias, where it is set (`init::set_forget_bias`).
     pub forget_bias: Option<f64>,
@@ -100,7 +112,7 @@ pub struct StudyModel {
 /// forget-gate bias set to it: the cure. With a forget gate near 1 (sigmoid(3) = 0.95) the cell
 /// path `dc_{t-1} = f_t * dc_t` loses little per step, where PyTorch's initialisation puts f
 /// near 0.5 and the LSTM vanishes too.
-pub fn study_models(forget_bias: Option<f64>) -> Vec<StudyModel> {
+pub(crate) fn study_models(forget_bias: Option<f64>) -> Vec<StudyModel> {
     let model = |label: &str, cell, activation, weights| StudyModel {
         label: label.to_string(),
         cell,
@@ -127,7 +139,9 @@ pub fn study_models(forget_bias: Option<f64>) -> Vec<StudyModel> {
 
 /// Profiles at initialisation and, when `train_steps > 0`, after training.
 pub struct Study {
+    /// Every model's (and layer's) profile at initialisation, in `study_models` order.
     pub initial: Vec<Profile>,
+    /// The same after `train_steps` steps of training; `None` without training.
     pub trained: Option<Vec<Profile>>,
 }
 

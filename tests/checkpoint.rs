@@ -7,7 +7,7 @@
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rnn_wgpu::checkpoint::{load, save, Checkpoint, LoadOverrides, CONFIG_KEYS, FORMAT};
-use rnn_wgpu::params::param_names;
+use rnn_wgpu::param_names;
 use rnn_wgpu::{Activation, Cell, Error, Loss, ModelConfig, Params, Readout};
 use safetensors::Dtype;
 use std::collections::BTreeMap;

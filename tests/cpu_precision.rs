@@ -8,8 +8,8 @@ mod common;
 
 use common::{relative_error, EVERY_CELL};
 use rnn_wgpu::cpu::{backward, backward_scaled, forward_in, forward_with, Backward, Forward};
-use rnn_wgpu::parity::random_problem;
-use rnn_wgpu::precision::Precision;
+use rnn_wgpu::internals::parity::random_problem;
+use rnn_wgpu::Precision;
 use rnn_wgpu::{Activation, Batch, Cell, Loss, ModelConfig, Params, Readout, Targets};
 
 /// Sizes no vector width divides: (batch, seq_len, hidden).

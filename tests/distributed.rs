@@ -5,10 +5,10 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rnn_wgpu::distributed::{self, batch_rows, Collective, Share, ThreadGroup};
 use rnn_wgpu::init::{initialize, InitConfig};
+use rnn_wgpu::internals::distributed::{self, batch_rows, Collective, Share, ThreadGroup};
+use rnn_wgpu::internals::parity::random_problem;
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
-use rnn_wgpu::parity::random_problem;
 use rnn_wgpu::tasks::{Adding, Task};
 use rnn_wgpu::train::{self, DataSource, Engine, TrainOptions};
 use rnn_wgpu::{cpu, Activation, Cell, Error, Loss, ModelConfig, Params, Readout};

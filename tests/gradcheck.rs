@@ -11,7 +11,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rnn_wgpu::cpu::stack::dropout_factors;
 use rnn_wgpu::cpu::{backward, forward, forward_with, Backward, Forward};
-use rnn_wgpu::params::{param_names, CellParams};
+use rnn_wgpu::{param_names, CellParams};
 use rnn_wgpu::{Activation, Batch, Cell, Error, Loss, ModelConfig, Params, Readout, Targets};
 
 /// Central-difference step. Truncation error grows as eps^2, rounding error as 1e-16 / eps;
@@ -1709,7 +1709,7 @@ fn stacked_layers_are_one_layer_models_chained() {
 #[test]
 fn f32_gradients_summed_over_160000_rows_match_f64() {
     let config = common::long_sum_model();
-    let (params32, batch32) = rnn_wgpu::parity::random_problem(&config, 2500, 64, 6455);
+    let (params32, batch32) = rnn_wgpu::internals::parity::random_problem(&config, 2500, 64, 6455);
     let (params, batch) = (params32.cast::<f64>(), batch32.cast::<f64>());
     let grads = backward(
         &config,

@@ -1,8 +1,8 @@
 //! The memory plan: segmentation under binding limits and budgets, option parsing, and the
 //! command line's `--dry-run`.
 
-use rnn_wgpu::plan::{self, parse_bytes, segment_ranges, MemoryLimits, Recompute};
-use rnn_wgpu::precision::Precision;
+use rnn_wgpu::internals::plan::{self, parse_bytes, segment_ranges, MemoryLimits, Recompute};
+use rnn_wgpu::Precision;
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
 use std::process::Command;
 
@@ -274,7 +274,7 @@ fn partial_sums_are_planned_for_their_largest_user() {
 /// alone.
 #[test]
 fn f16_storage_plans_at_most_six_tenths_of_f32s_bytes() {
-    use rnn_wgpu::bench::SUITE;
+    use rnn_wgpu::internals::bench::SUITE;
     for shape in SUITE {
         for cell in [Cell::Rnn, Cell::Lstm, Cell::Gru] {
             let config = shape.config(cell);

@@ -8,8 +8,8 @@
 //! though neither runs on this machine.
 
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
-use rnn_wgpu::gpu::{Elements, GemmTile, Kernel, Shader, StepTile};
-use rnn_wgpu::precision::Precision;
+use rnn_wgpu::internals::gpu::{Elements, GemmTile, Kernel, Shader, StepTile};
+use rnn_wgpu::Precision;
 
 /// Every combination of element types: the host binds f16 and f32 buffers in any of the
 /// three roles (an f16 product may write f32 partial sums, an f32 head read f16 states).

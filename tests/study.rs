@@ -3,7 +3,7 @@
 
 use ndarray::array;
 use rnn_wgpu::init::{largest_singular_value, rescale_to_singular_value};
-use rnn_wgpu::study::{per_step_factor, table_distances};
+use rnn_wgpu::internals::study::{per_step_factor, table_distances};
 
 /// Norms 8, 4, 2, 1 at t = 1..4: going back, each step halves... no: going back from t = 4
 /// (norm 1) to t = 1 (norm 8) each step doubles, so the factor is (8/1)^(1/3) = 2.
@@ -62,8 +62,8 @@ fn table_distances_cover_one_two_five_decades_and_the_first_step() {
 /// LSTM as PyTorch initialises it (the same weights but the bias) vanishes too.
 #[test]
 fn an_lstm_with_a_forget_bias_of_3_keeps_its_gradient_over_100_steps() {
+    use rnn_wgpu::internals::study::{run_vanishing, VanishingOptions};
     use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
-    use rnn_wgpu::study::{run_vanishing, VanishingOptions};
     let options = VanishingOptions {
         seq_len: 100,
         hidden: 64,

@@ -4,11 +4,11 @@
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use rnn_wgpu::gpu::Gpu;
 use rnn_wgpu::init::{initialize, InitConfig};
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
 use rnn_wgpu::tasks::{Adding, Task, Text};
 use rnn_wgpu::train::{self, Chunker, DataSource, Engine, Event, TrainOptions};
+use rnn_wgpu::Gpu;
 use rnn_wgpu::{Activation, Cell, ModelConfig, Targets};
 
 fn options(steps: u64, tbptt: Option<usize>) -> TrainOptions {

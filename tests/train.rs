@@ -188,7 +188,7 @@ fn adding_batches_use_the_task_spec() {
 
 #[test]
 fn sampling_is_seeded_and_stays_in_the_vocabulary() {
-    use rnn_wgpu::sample::sample_text;
+    use rnn_wgpu::internals::sample::sample_text;
     use rnn_wgpu::tasks::Text;
     let text = Text::from_bytes("inline", b"abracadabra, said the bat", 8).unwrap();
     let vocabulary = text.vocabulary().clone();
@@ -398,8 +398,8 @@ fn auto_device_says_what_it_chose_and_stderr_stays_clean() {
         assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
         stdout
     };
-    let adapters = rnn_wgpu::gpu::adapter_kinds();
-    let expected = rnn_wgpu::auto_device::choose(&adapters, None);
+    let adapters = rnn_wgpu::internals::gpu::adapter_kinds();
+    let expected = rnn_wgpu::internals::auto_device::choose(&adapters, None);
     let stdout = vanishing("auto", None);
     assert_eq!(
         stdout.lines().next(),

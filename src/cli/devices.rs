@@ -1,7 +1,8 @@
 //! `rnn-wgpu devices`: every adapter wgpu finds and the limits that matter here.
 
 use anyhow::{bail, Result};
-use rnn_wgpu::gpu::{enumerate_adapters, tuning, Gpu};
+use rnn_wgpu::internals::gpu::{enumerate_adapters, tuning};
+use rnn_wgpu::Gpu;
 use std::process::ExitCode;
 
 fn mib(bytes: u64) -> String {

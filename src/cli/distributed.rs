@@ -1,11 +1,11 @@
 //! `--distributed mpi`: this process as one rank of an MPI job (`mpirun -n N rnn-wgpu ...`).
-//! The library does the data-parallel work (`rnn_wgpu::distributed`); here are the job's
-//! start (refusing ranks started differently), what each rank opens, and how a failure on one
-//! rank ends them all.
+//! The library does the data-parallel work (`rnn_wgpu::internals::distributed`); here are the
+//! job's start (refusing ranks started differently), what each rank opens, and how a failure on
+//! one rank ends them all.
 
 use anyhow::Result;
-use rnn_wgpu::distributed::{self, Collective};
-use rnn_wgpu::gpu::Gpu;
+use rnn_wgpu::internals::distributed::{self, Collective};
+use rnn_wgpu::Gpu;
 use std::rc::Rc;
 
 /// `--distributed`: one process, or one rank of an MPI job.

@@ -1,8 +1,8 @@
-//! `rnn-wgpu export`: a checkpoint as an ONNX model (`rnn_wgpu::onnx`).
+//! `rnn-wgpu export`: a checkpoint as an ONNX model (`rnn_wgpu::internals::onnx`).
 
 use anyhow::{Context, Result};
 use rnn_wgpu::checkpoint::{self, LoadOverrides};
-use rnn_wgpu::onnx::{self, ExportOptions};
+use rnn_wgpu::internals::onnx::{self, ExportOptions};
 use rnn_wgpu::{Activation, Cell, Readout};
 use std::path::PathBuf;
 
@@ -33,7 +33,7 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: ExportArgs) -> Result<()> {
-    rnn_wgpu::fsio::check_writable(&args.onnx).context("--onnx")?;
+    rnn_wgpu::internals::fsio::check_writable(&args.onnx).context("--onnx")?;
     let overrides = LoadOverrides {
         cell: args.cell,
         activation: args.activation,
@@ -47,7 +47,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
         readout: args.readout.unwrap_or(config.readout),
     };
     let bytes = onnx::export_bytes(&config, &model.params, options)?;
-    rnn_wgpu::fsio::write_atomic(&args.onnx, &bytes)?;
+    rnn_wgpu::internals::fsio::write_atomic(&args.onnx, &bytes)?;
     let cell = match config.cell {
         Cell::Rnn => format!("RNN ({})", config.activation),
         cell => cell.to_string().to_uppercase(),

@@ -3,12 +3,12 @@
 
 use anyhow::{bail, Context, Result};
 use rnn_wgpu::checkpoint::{self, Checkpoint, LoadOverrides};
-use rnn_wgpu::gpu::{GpuModel, Request};
+use rnn_wgpu::internals::plan::PlanOptions;
 use rnn_wgpu::optim;
-use rnn_wgpu::plan::PlanOptions;
-use rnn_wgpu::precision::{LossScaler, Precision};
 use rnn_wgpu::tasks::npy::load_batch;
-use rnn_wgpu::{cpu, non_finite, Activation, Cell, Params};
+use rnn_wgpu::{cpu, internals::non_finite, Activation, Cell, Params};
+use rnn_wgpu::{GpuModel, Request};
+use rnn_wgpu::{LossScaler, Precision};
 use std::path::PathBuf;
 
 use super::train::Device;
@@ -65,7 +65,7 @@ pub fn run(args: GradArgs) -> Result<()> {
         activation: args.activation,
         ..LoadOverrides::default()
     };
-    rnn_wgpu::fsio::check_writable(&args.out).context("--out")?;
+    rnn_wgpu::internals::fsio::check_writable(&args.out).context("--out")?;
     let model = checkpoint::load(&args.model, &overrides)?;
     let config = model.config;
     let batch = load_batch(&config, &args.input, &args.target)?;

@@ -11,11 +11,12 @@ pub mod tune;
 pub mod vanishing;
 
 use anyhow::Context;
-use rnn_wgpu::gpu::{tuning, Gpu, StepTile};
+use rnn_wgpu::internals::gpu::{tuning, StepTile};
+use rnn_wgpu::Gpu;
 
-/// The engine `device` names: `auto` resolved (`rnn_wgpu::auto_device::choose` on the adapters
-/// wgpu finds and `WGPU_ADAPTER_NAME`), printed as the command's first line so a user sees
-/// where the work runs and why.
+/// The engine `device` names: `auto` resolved (`rnn_wgpu::internals::auto_device::choose` on
+/// the adapters wgpu finds and `WGPU_ADAPTER_NAME`), printed as the command's first line so a
+/// user sees where the work runs and why.
 pub fn resolve_device(device: train::Device) -> train::Device {
     resolve_device_saying(device, Say::Stdout)
 }
@@ -36,15 +37,18 @@ pub fn resolve_device_saying(device: train::Device, say: Say) -> train::Device {
         return device;
     }
     let named = std::env::var("WGPU_ADAPTER_NAME").ok();
-    let chosen = rnn_wgpu::auto_device::choose(&rnn_wgpu::gpu::adapter_kinds(), named.as_deref());
+    let chosen = rnn_wgpu::internals::auto_device::choose(
+        &rnn_wgpu::internals::gpu::adapter_kinds(),
+        named.as_deref(),
+    );
     match say {
         Say::Stdout => println!("{chosen}"),
         Say::Stderr => eprintln!("{chosen}"),
         Say::Nothing => {}
     }
     match chosen.engine {
-        rnn_wgpu::auto_device::Engine::Gpu => train::Device::Gpu,
-        rnn_wgpu::auto_device::Engine::Cpu => train::Device::Cpu,
+        rnn_wgpu::internals::auto_device::Engine::Gpu => train::Device::Gpu,
+        rnn_wgpu::internals::auto_device::Engine::Cpu => train::Device::Cpu,
     }
 }
 
@@ -63,7 +67,7 @@ pub fn open_gpu_for(local_rank: Option<usize>) -> anyhow::Result<Gpu> {
     };
     // Matrix units are the user's explicit choice (an experimental wgpu feature): say
     // whether the choice took effect.
-    if std::env::var_os(rnn_wgpu::gpu::MATRIX_UNITS_VAR).is_some() {
+    if std::env::var_os(rnn_wgpu::internals::gpu::MATRIX_UNITS_VAR).is_some() {
         match gpu.matrix_units() {
             Ok(subgroup) => eprintln!(
                 "matrix units: on (f16 products on 16x16x16 cooperative matrices, subgroups of \

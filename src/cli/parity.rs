@@ -2,9 +2,9 @@
 //! f16 storage with `--precision f16`).
 
 use anyhow::{bail, Context, Result};
-use rnn_wgpu::parity::{random_problem, run_parity_with, tolerance};
-use rnn_wgpu::plan::PlanOptions;
-use rnn_wgpu::precision::Precision;
+use rnn_wgpu::internals::parity::{random_problem, run_parity_with, tolerance};
+use rnn_wgpu::internals::plan::PlanOptions;
+use rnn_wgpu::Precision;
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
 use std::process::ExitCode;
 

@@ -29,7 +29,7 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
-    rnn_wgpu::fsio::check_writable(&args.out).context("--out")?;
+    rnn_wgpu::internals::fsio::check_writable(&args.out).context("--out")?;
     let model = checkpoint::load(&args.model, &LoadOverrides::default())?;
     let mut config = model.config;
     config.readout = args.readout.unwrap_or(config.readout);
@@ -68,7 +68,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let outputs = cpu::forward(&config, &model.params, &batch)?.outputs;
     let mut bytes = Vec::new();
     outputs.write_npy(&mut bytes)?;
-    rnn_wgpu::fsio::write_atomic(&args.out, &bytes)?;
+    rnn_wgpu::internals::fsio::write_atomic(&args.out, &bytes)?;
     println!(
         "wrote {} [{rows}, {}]",
         args.out.display(),

@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rnn_wgpu::checkpoint::{self, LoadOverrides};
-use rnn_wgpu::sample::sample_text;
+use rnn_wgpu::internals::sample::sample_text;
 use rnn_wgpu::tasks::Vocabulary;
 use std::io::Write;
 use std::path::PathBuf;

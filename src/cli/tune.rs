@@ -1,13 +1,14 @@
 //! `rnn-wgpu tune`: times every matrix-product kernel `Auto` chooses among on the products of
 //! the benchmark suite (or of each --shape), and both ways of running the steps where a model
 //! fits the persistent kernel; keeps the fastest, and caches the choices for this adapter
-//! (`rnn_wgpu::gpu::tuning`); later commands load them. A kernel is timed only once its product
-//! is right (`tuning::Check`); those left out are listed under their product.
+//! (`rnn_wgpu::internals::gpu::tuning`); later commands load them. A kernel is timed only once
+//! its product is right (`tuning::Check`); those left out are listed under their product.
 
 use anyhow::{bail, Context, Result};
-use rnn_wgpu::bench::{bench_shape, tune_recurrence, Shape, SUITE};
-use rnn_wgpu::gpu::tuning::{self, Tuning};
-use rnn_wgpu::gpu::{Gpu, Recurrence};
+use rnn_wgpu::internals::bench::{bench_shape, tune_recurrence, Shape, SUITE};
+use rnn_wgpu::internals::gpu::tuning::{self, Tuning};
+use rnn_wgpu::internals::gpu::Recurrence;
+use rnn_wgpu::Gpu;
 
 #[derive(clap::Args)]
 pub struct TuneArgs {
@@ -38,7 +39,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    rnn_wgpu::fsio::check_writable(&path)?;
+    rnn_wgpu::internals::fsio::check_writable(&path)?;
     let shapes: Vec<Shape> = if args.shape.is_empty() {
         SUITE.to_vec()
     } else {

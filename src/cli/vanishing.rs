@@ -2,9 +2,11 @@
 
 use super::train::Device;
 use anyhow::{Context, Result};
+use rnn_wgpu::internals::plot::{log_line_chart, Series};
+use rnn_wgpu::internals::study::{
+    format_csv, format_table, run_vanishing, Profile, VanishingOptions,
+};
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
-use rnn_wgpu::plot::{log_line_chart, Series};
-use rnn_wgpu::study::{format_csv, format_table, run_vanishing, Profile, VanishingOptions};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -57,7 +59,7 @@ pub struct VanishingArgs {
 
 pub fn run(args: VanishingArgs) -> Result<()> {
     for (flag, path) in [("--svg", &args.svg), ("--csv", &args.csv)] {
-        rnn_wgpu::fsio::check_writable(path).context(flag)?;
+        rnn_wgpu::internals::fsio::check_writable(path).context(flag)?;
     }
     let gpu = match super::resolve_device(args.device) {
         Device::Gpu => Some(super::open_gpu()?),
@@ -147,9 +149,9 @@ pub fn run(args: VanishingArgs) -> Result<()> {
         &steps_back,
         &series,
     );
-    rnn_wgpu::fsio::write_atomic(&args.svg, svg.as_bytes())?;
+    rnn_wgpu::internals::fsio::write_atomic(&args.svg, svg.as_bytes())?;
     let csv = format_csv(study.trained.as_deref().unwrap_or(&study.initial));
-    rnn_wgpu::fsio::write_atomic(&args.csv, csv.as_bytes())?;
+    rnn_wgpu::internals::fsio::write_atomic(&args.csv, csv.as_bytes())?;
     println!("wrote {} and {}", args.svg.display(), args.csv.display());
     Ok(())
 }

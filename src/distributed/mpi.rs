@@ -47,6 +47,7 @@ impl MpiWorld {
         self.local.rank() as usize
     }
 
+    /// How many ranks run on this machine (the GPUs they share out).
     pub fn local_ranks(&self) -> usize {
         self.local.size() as usize
     }

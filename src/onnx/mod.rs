@@ -2,13 +2,17 @@
 //! operators (one per layer, `direction = bidirectional` where the model is), the head as
 //! Gemm, runnable in any inference runtime (onnxruntime, TensorRT, OpenVINO, browsers).
 //!
-//! The graph, for x [T, B, I] (T and B dynamic) and optional sequence_lens [B] (int32):
+//! The graph, for x `[T, B, I]` (T and B dynamic) and optional sequence_lens `[B]` (int32):
+//!
+//! ```text
 //!   layer l:  Y_l, Y_h_l = LSTM|GRU|RNN(input_l, W_l, R_l, B_l, sequence_lens)
 //!             input_{l+1} = Reshape(Transpose(Y_l, [0, 2, 1, 3]), [0, 0, -1])  [T, B, D*H]
 //!   last:     features = Reshape(Transpose(Y_h, [1, 0, 2]), [-1, D*H])        [B, D*H]
 //!   all:      features = Reshape(Transpose(Y, [0, 2, 1, 3]), [-1, D*H])      [T*B, D*H]
 //!   y = Gemm(features, head.weight, head.bias, transB = 1); probabilities = Softmax(y)
 //!       (cross-entropy models)
+//! ```
+//!
 //! Y_h is each direction's final state, the reverse one's after reading step 0: the crate's
 //! last-step readout. Under `Readout::All` with sequence_lens, rows past a sequence's length
 //! are padding, as in training: ONNX's Y is 0 there, so y is the head's bias.
@@ -24,13 +28,15 @@ use proto::*;
 /// Opsets the exporter writes: 14 gave RNN, LSTM and GRU their present form (`layout`) and
 /// Reshape `allowzero`; 21 is the newest whose operators it uses unchanged.
 pub const OPSETS: std::ops::RangeInclusive<i64> = 14..=21;
+/// The opset written unless `--opset` (`ExportOptions::opset`) says otherwise.
 pub const DEFAULT_OPSET: i64 = 17;
 
 /// How to export.
 #[derive(Clone, Copy, Debug)]
 pub struct ExportOptions {
+    /// The ONNX opset version the model declares, within [`OPSETS`].
     pub opset: i64,
-    /// Adds the graph input sequence_lens [B] (int32): each sequence's length, as ONNX's
+    /// Adds the graph input sequence_lens `[B]` (int32): each sequence's length, as ONNX's
     /// recurrent operators take it.
     pub sequence_lens: bool,
     /// The head on the last step or on every step (the model's own by default).
@@ -38,6 +44,7 @@ pub struct ExportOptions {
 }
 
 impl ExportOptions {
+    /// The default opset, no `sequence_lens` input, and the model's own readout.
     pub fn for_model(config: &ModelConfig) -> Self {
         ExportOptions {
             opset: DEFAULT_OPSET,

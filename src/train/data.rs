@@ -14,19 +14,28 @@ use std::collections::VecDeque;
 /// Batches drawn for the validation set of a synthetic task.
 const VALIDATION_BATCHES: usize = 4;
 
+/// The training and validation batches of a run, from a synthetic task or a dataset. Make one
+/// with [`DataSource::from_task`] or [`DataSource::from_dataset`].
 // One source per run: the size difference between variants costs nothing.
 #[allow(clippy::large_enum_variant)]
 pub enum DataSource {
+    /// A synthetic task: a fresh random training batch every step, and a fixed validation set.
     Task {
+        /// The task that draws the batches.
         task: Box<dyn Task>,
+        /// The training stream's random numbers.
         rng: StdRng,
         /// The validation set is drawn from this seed when asked for (not up front: a dry run
         /// of a huge configuration should not draw it).
         validation_seed: u64,
     },
+    /// A dataset: shuffled epochs of its training part, and its held-out part for validation.
     Dataset {
+        /// The sequences trained on.
         train: Dataset,
+        /// The held-out sequences.
         validation: Dataset,
+        /// The shuffles' random numbers.
         rng: StdRng,
         /// Sample indices of the current epoch not yet served.
         pending: Vec<usize>,
@@ -34,8 +43,9 @@ pub enum DataSource {
 }
 
 impl DataSource {
-    /// A task's validation set is drawn from its own seed, so it never overlaps the
-    /// training stream's draws and stays the same across resumed runs.
+    /// Batches from `task`, the training stream drawn from `seed`. A task's validation set is
+    /// drawn from its own seed, so it never overlaps the training stream's draws and stays the
+    /// same across resumed runs.
     pub fn from_task(task: Box<dyn Task>, seed: u64) -> Self {
         DataSource::Task {
             task,
@@ -68,6 +78,7 @@ impl DataSource {
         })
     }
 
+    /// What the data decides of the model: input and output sizes, readout and loss.
     pub fn spec(&self) -> DataSpec {
         match self {
             DataSource::Task { task, .. } => task.spec(),
@@ -149,8 +160,11 @@ impl DataSource {
 /// the previous chunk must be reset first, and whether it is scored (under `Readout::Last`
 /// only a sequence's last chunk is; the others just advance the state).
 pub struct Chunk {
+    /// The chunk's steps of every sequence, `[K, B, I]` (the last chunk may be shorter).
     pub batch: Batch<f32>,
+    /// Start from the batch's own initial state instead of the previous chunk's final one.
     pub reset: bool,
+    /// Whether the chunk's loss counts and an update follows it.
     pub scored: bool,
 }
 
@@ -165,6 +179,7 @@ pub struct Chunker {
 }
 
 impl Chunker {
+    /// A chunker of `steps` steps per chunk for a model reading `readout`; refuses 0 steps.
     pub fn new(steps: usize, readout: Readout) -> Result<Self, Error> {
         if steps == 0 {
             return Err(Error::Config("--tbptt must be at least 1 step".into()));
@@ -177,6 +192,8 @@ impl Chunker {
         })
     }
 
+    /// The next chunk for `batch_size` sequences, drawing a new batch from `data` when the
+    /// previous one is used up.
     pub fn next(&mut self, data: &mut DataSource, batch_size: usize) -> Chunk {
         if let DataSource::Task { task, .. } = data {
             if let Some((batch, reset)) = task.stream_chunk(batch_size, self.steps, self.index) {

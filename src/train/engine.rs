@@ -21,20 +21,27 @@ pub type OptimizerState = (u64, Vec<(String, Vec<f32>)>);
 /// A batch's loss and per-step gradient norms, t = 1..T.
 #[derive(Clone, Debug)]
 pub struct GradientNorms {
+    /// The batch's loss.
     pub loss: f32,
+    /// `||dE/dh_t||` for t = 1..T, the 2-norm of the `[B, H]` gradient arriving at `h_t`;
+    /// cell after cell (`L*D*T` values) for a stacked or bidirectional model.
     pub grad_norm_h: Vec<f32>,
+    /// `||dE/dc_t||` likewise for the LSTM; `None` for the other cells.
     pub grad_norm_c: Option<Vec<f32>>,
 }
 
 /// What one step measured, all from before the update.
 #[derive(Clone, Debug)]
 pub struct StepResult {
+    /// The batch's loss (under data-parallel training, the global batch's).
     pub loss: f32,
+    /// The learning rate the update used, after the schedule.
     pub lr: f32,
     /// Global gradient norm before clipping.
     pub grad_norm: f32,
     /// `||dE/dh_t||` for t = 1..T, when asked for.
     pub grad_norm_h: Option<Vec<f32>>,
+    /// `||dE/dc_t||` for t = 1..T, when asked for and the cell is the LSTM.
     pub grad_norm_c: Option<Vec<f32>>,
     /// `h_T` and `c_T` (LSTM) `[B, H]`, when asked for (truncated BPTT carries them on).
     pub final_state: Option<State>,
@@ -49,7 +56,9 @@ pub type State = (Array2<f32>, Option<Array2<f32>>);
 /// What a step reads back beyond the loss: the per-step norms, the final state.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StepWants {
+    /// The per-step gradient norms `||dE/dh_t||` (and `||dE/dc_t||`).
     pub norms: bool,
+    /// The final state `h_T` (and `c_T`).
     pub state: bool,
 }
 
@@ -68,34 +77,53 @@ impl StepWants {
 /// spent in the gradient collective (waiting for the slowest rank included).
 #[derive(Clone, Debug)]
 pub struct GroupStep {
+    /// The step as on one device, its loss and gradient norm the global batch's.
     pub result: StepResult,
+    /// Whether any rank was asked to stop: then every rank stops after this step.
     pub interrupted: bool,
+    /// Time spent reducing the gradients, waiting for the slowest rank included.
     pub communication: std::time::Duration,
 }
 
+/// One training step (forward, BPTT, optimizer update) on either device, behind one
+/// interface: the training loop, the vanishing study and the benchmarks drive both alike.
+/// Make one with [`Engine::new`].
 // One engine per run: the size difference between variants costs nothing.
 #[allow(clippy::large_enum_variant)]
 pub enum Engine<'g> {
+    /// The GPU engine: the parameters and the optimizer's state stay on the GPU, and a step is
+    /// one submission.
     Gpu {
+        /// The context the model lives in.
         gpu: &'g Gpu,
+        /// The parameters and the pass's buffers on the GPU.
         model: GpuModel,
+        /// The optimizer's state on the GPU, updated by its kernels.
         optimizer: GpuOptimizer,
         /// Dynamic loss scaling, under f16 storage only.
         scaler: Option<LossScaler>,
     },
+    /// The CPU reference in f32, the parameters in host memory.
     Cpu {
+        /// The model's architecture.
         config: ModelConfig,
+        /// The parameters, updated in place by every step.
         params: Params<f32>,
+        /// The optimizer and its state.
         optimizer: CpuOptimizer<f32>,
         /// Dropout's masks for step n come from `stack::step_seed(dropout_seed, n)`.
         dropout_seed: u32,
         /// Where the activations are rounded to f16 as the GPU stores them.
         precision: Precision,
+        /// Dynamic loss scaling, under f16 storage only.
         scaler: Option<LossScaler>,
     },
 }
 
 impl<'g> Engine<'g> {
+    /// An engine for `config` starting from `params` with fresh optimizer state: on `gpu`
+    /// where one is given (uploading the parameters), else on the CPU reference. Storage is
+    /// f32 until [`set_precision`](Engine::set_precision) says otherwise.
     pub fn new(
         gpu: Option<&'g Gpu>,
         config: ModelConfig,
@@ -401,6 +429,7 @@ impl<'g> Engine<'g> {
         }
     }
 
+    /// The current parameters (read back from the GPU on the GPU engine).
     pub fn params(&self) -> Result<Params<f32>, Error> {
         match self {
             Engine::Gpu { gpu, model, .. } => model.params(gpu),
@@ -418,6 +447,8 @@ impl<'g> Engine<'g> {
         }
     }
 
+    /// Restores what [`optimizer_state`](Engine::optimizer_state) returned (a resumed run):
+    /// the update count and every state tensor, refusing missing, unknown or misshapen ones.
     pub fn load_optimizer_state(
         &mut self,
         steps: u64,
@@ -429,6 +460,8 @@ impl<'g> Engine<'g> {
         }
     }
 
+    /// Where the steps run, for reports: `gpu: ADAPTER`, or the CPU engine's name with its
+    /// storage and vector path, e.g. `cpu (reference, f32, avx2)`.
     pub fn device_name(&self) -> String {
         match self {
             Engine::Gpu { gpu, .. } => format!("gpu: {}", gpu.adapter_name()),

@@ -24,19 +24,24 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Prefix of optimizer-state tensors in checkpoints.
-pub const OPTIM_PREFIX: &str = "optim.";
+pub(crate) const OPTIM_PREFIX: &str = "optim.";
 
+/// What a run of [`train()`] does besides the steps: how many, on batches of what size, and
+/// what it evaluates, logs and writes. [`TrainOptions::new`] gives a run that writes nothing.
 pub struct TrainOptions {
     /// Train until this many updates have been taken (a resumed run counts the saved ones).
     pub steps: u64,
+    /// Sequences per step (per rank in data-parallel training).
     pub batch: usize,
     /// Validate, log and checkpoint every this many steps (and at the last step).
     pub eval_every: u64,
     /// CSV, or JSON lines when the name ends in `.jsonl`/`.json`.
     pub log: Option<PathBuf>,
+    /// The checkpoint written (atomically) at every evaluation and at the end.
     pub save: Option<PathBuf>,
     /// Append `||dE/dh_t||` (and `||dE/dc_t||`) rows every `grad_norms_every` steps.
     pub grad_norms: Option<PathBuf>,
+    /// Steps between rows of `grad_norms`.
     pub grad_norms_every: u64,
     /// Stored in checkpoints beside the optimizer's own keys (task, seed, vocabulary...).
     pub metadata: BTreeMap<String, String>,
@@ -88,42 +93,69 @@ impl TrainOptions {
 /// One evaluated step, as logged and shown.
 #[derive(Clone, Debug)]
 pub struct Record {
+    /// The update count, from 1.
     pub step: u64,
+    /// The step's training loss.
     pub loss: f32,
+    /// The mean loss over the validation batches, where the data has them.
     pub validation_loss: Option<f32>,
+    /// The step's global gradient norm, before clipping.
     pub grad_norm: f32,
+    /// The step's learning rate, after the schedule.
     pub lr: f32,
     /// Training sequences per second since the previous record.
     pub sequences_per_second: f64,
+    /// Wall-clock seconds since the run started.
     pub elapsed_seconds: f64,
 }
 
 /// What the loop reports as it goes.
 pub enum Event<'a> {
+    /// A step was taken.
     Step {
+        /// The update count, from 1.
         step: u64,
+        /// Its training loss.
         loss: f32,
+        /// Its global gradient norm, before clipping.
         grad_norm: f32,
     },
+    /// A step was evaluated (validated, logged): its record.
     Evaluated(&'a Record),
+    /// A checkpoint was written to this path.
     Saved(&'a Path),
     /// Under f16 storage the scaled gradient overflowed: the update was skipped and dynamic
     /// loss scaling lowered its scale to `scale`.
     Skipped {
+        /// The update count of the skipped step, from 1.
         step: u64,
+        /// The loss scale for the next step.
         scale: f32,
     },
 }
 
+/// How a run of [`train()`] went.
 pub struct Summary {
     /// Stopped early by `TrainOptions::interrupt`.
     pub interrupted: bool,
+    /// The first evaluated step, `None` when the run took no step.
     pub first: Option<Record>,
+    /// The last evaluated step.
     pub last: Option<Record>,
+    /// Steps taken by this call, skipped f16 updates included (a resumed run does not count
+    /// the saved ones).
     pub steps_taken: u64,
+    /// Wall-clock seconds the run took.
     pub elapsed_seconds: f64,
 }
 
+/// Trains `engine` on batches from `data` until `options.steps` updates have been taken,
+/// starting after the updates the engine's optimizer already counts (a resumed run reads on
+/// where the saved one stopped), and tells `observer` of every step, evaluation and
+/// checkpoint. The first step, every `eval_every`-th and the last are evaluated: validation
+/// loss, a log row, a checkpoint. A non-finite loss or gradient norm stops the run with
+/// [`Error::Diverged`], naming the step, where the first non-finite value came from and the
+/// last checkpoint written, which is kept.
 pub fn train(
     engine: &mut Engine,
     data: &mut DataSource,

@@ -2,9 +2,9 @@
 //! fixed order and no kernel uses float atomics.
 
 use super::{gpu, seed};
-use rnn_wgpu::gpu::{GpuModel, GpuOutput, Request};
-use rnn_wgpu::parity::random_problem;
+use rnn_wgpu::internals::parity::random_problem;
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
+use rnn_wgpu::{GpuModel, GpuOutput, Request};
 
 /// Every word a run returns that a reduction order could change.
 pub(super) fn bits(out: &GpuOutput) -> Vec<u32> {

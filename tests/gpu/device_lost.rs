@@ -1,9 +1,9 @@
 //! A lost device (here destroyed on purpose) gives an error naming it, not a hang or a panic.
 
 use super::seed;
-use rnn_wgpu::gpu::{Gpu, GpuModel, Request};
-use rnn_wgpu::parity::random_problem;
+use rnn_wgpu::internals::parity::random_problem;
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
+use rnn_wgpu::{Gpu, GpuModel, Request};
 
 #[test]
 fn a_lost_device_is_an_error_not_a_hang() {

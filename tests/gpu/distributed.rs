@@ -6,13 +6,13 @@ use super::common::assert_params_close;
 use super::gpu;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use rnn_wgpu::distributed::{Collective, ThreadGroup};
 use rnn_wgpu::init::{initialize, InitConfig};
+use rnn_wgpu::internals::distributed::{Collective, ThreadGroup};
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
-use rnn_wgpu::precision::{LossScaler, Precision};
 use rnn_wgpu::tasks::{Adding, Task};
 use rnn_wgpu::train::{self, DataSource, Engine, TrainOptions};
 use rnn_wgpu::{Activation, Cell, Params};
+use rnn_wgpu::{LossScaler, Precision};
 use std::rc::Rc;
 
 fn run(group: Option<ThreadGroup>, batch: usize) -> Params<f32> {

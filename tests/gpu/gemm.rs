@@ -8,8 +8,11 @@ use super::{gpu, seed};
 use ndarray::{Array1, Array2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rnn_wgpu::gpu::gemm::{k_parts, matmul, matmul_using, GemmKernel, MatmulRun, Placement};
-use rnn_wgpu::gpu::{GemmTile, Gpu, Kernel};
+use rnn_wgpu::internals::gpu::gemm::{
+    k_parts, matmul, matmul_using, GemmKernel, MatmulRun, Placement,
+};
+use rnn_wgpu::internals::gpu::{GemmTile, Kernel};
+use rnn_wgpu::Gpu;
 
 pub(super) fn random(rows: usize, cols: usize, rng: &mut StdRng) -> Array2<f32> {
     Array2::from_shape_fn((rows, cols), |_| rng.random_range(-1.0..1.0))
@@ -325,7 +328,7 @@ fn k_chunks_match_ndarray() {
 #[test]
 fn long_products_are_summed_in_parts() {
     // A context of its own: the shared one counts the work of tests running beside this one.
-    let gpu = rnn_wgpu::gpu::Gpu::new().expect("GPU tests need an adapter");
+    let gpu = rnn_wgpu::Gpu::new().expect("GPU tests need an adapter");
     let mut rng = StdRng::seed_from_u64(seed(10));
     let dispatches = |a: &Array2<f32>, b: &Array2<f32>| {
         let before = gpu.work_counts().dispatches;

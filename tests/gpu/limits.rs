@@ -4,8 +4,8 @@
 use super::gpu;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use rnn_wgpu::gpu::{GpuModel, Request};
 use rnn_wgpu::{Activation, Batch, Cell, Error, Loss, ModelConfig, Params, Readout};
+use rnn_wgpu::{GpuModel, Request};
 
 /// A one-layer model with one input feature, MSE on the last step unless changed.
 fn model(cell: Cell, hidden_size: usize) -> ModelConfig {

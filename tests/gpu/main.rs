@@ -23,7 +23,7 @@ mod train;
 mod tuning;
 mod work_counts;
 
-use rnn_wgpu::gpu::Gpu;
+use rnn_wgpu::Gpu;
 use std::sync::OnceLock;
 
 /// The one context shared by every test in this binary.

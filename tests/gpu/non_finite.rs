@@ -7,12 +7,13 @@
 use super::common::TempDir;
 use super::{gpu, seed};
 use rnn_wgpu::checkpoint::{self, Checkpoint};
-use rnn_wgpu::gpu::optim::GpuOptimizer;
-use rnn_wgpu::gpu::{GpuModel, Recurrence, Request};
-use rnn_wgpu::non_finite::{locate, NonFinite};
+use rnn_wgpu::internals::gpu::optim::GpuOptimizer;
+use rnn_wgpu::internals::gpu::Recurrence;
+use rnn_wgpu::internals::non_finite::{locate, NonFinite};
+use rnn_wgpu::internals::parity::random_problem;
 use rnn_wgpu::optim::{CpuOptimizer, OptimizerConfig, OptimizerKind};
-use rnn_wgpu::parity::random_problem;
 use rnn_wgpu::{cpu, Activation, Batch, Cell, Loss, ModelConfig, Params, Readout};
+use rnn_wgpu::{GpuModel, Request};
 use std::process::Command;
 
 const SEQ_LEN: usize = 17;

@@ -7,11 +7,11 @@
 
 use super::{gpu, seed};
 use rnn_wgpu::cpu;
-use rnn_wgpu::gpu::optim::GpuOptimizer;
-use rnn_wgpu::gpu::{Gpu, GpuModel, Request};
+use rnn_wgpu::internals::gpu::optim::GpuOptimizer;
+use rnn_wgpu::internals::parity::{random_problem, Comparison, TOLERANCE};
 use rnn_wgpu::optim::{CpuOptimizer, OptimizerConfig, OptimizerKind, Schedule};
-use rnn_wgpu::parity::{random_problem, Comparison, TOLERANCE};
 use rnn_wgpu::{Activation, Batch, Cell, Loss, ModelConfig, Params, Readout};
+use rnn_wgpu::{Gpu, GpuModel, Request};
 use Activation::{Sigmoid, Tanh};
 use Loss::{CrossEntropy as Ce, Mse};
 use Readout::{All, Last};

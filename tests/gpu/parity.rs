@@ -3,7 +3,7 @@
 //! and 5, input 1 and 7, seq_len 1, 2, 33 and over 500, every cell, activation, readout, loss.
 
 use super::{gpu, seed};
-use rnn_wgpu::parity::{random_problem, run_parity, TOLERANCE};
+use rnn_wgpu::internals::parity::{random_problem, run_parity, TOLERANCE};
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
 
 struct Case {

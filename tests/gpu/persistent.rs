@@ -6,10 +6,11 @@
 
 use super::determinism::bits;
 use super::{gpu, seed};
-use rnn_wgpu::gpu::{GpuModel, Recurrence, Request};
-use rnn_wgpu::parity::{random_problem, run_parity_with, TOLERANCE};
-use rnn_wgpu::plan::{PlanOptions, Recompute};
+use rnn_wgpu::internals::gpu::Recurrence;
+use rnn_wgpu::internals::parity::{random_problem, run_parity_with, TOLERANCE};
+use rnn_wgpu::internals::plan::{PlanOptions, Recompute};
 use rnn_wgpu::{Activation, Cell, Error, Loss, ModelConfig, Readout};
+use rnn_wgpu::{GpuModel, Request};
 
 fn config(cell: Cell, input: usize, hidden: usize, output: usize) -> ModelConfig {
     ModelConfig {

@@ -7,12 +7,13 @@
 //! wall time is recording, submission, copies between passes and the read-back.
 
 use super::seed;
-use rnn_wgpu::gpu::optim::GpuOptimizer;
-use rnn_wgpu::gpu::{Gpu, GpuModel, Phase, PhaseTimes, Request};
+use rnn_wgpu::internals::gpu::optim::GpuOptimizer;
+use rnn_wgpu::internals::gpu::{Phase, PhaseTimes};
+use rnn_wgpu::internals::parity::random_problem;
+use rnn_wgpu::internals::plan::{PlanOptions, Recompute};
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
-use rnn_wgpu::parity::random_problem;
-use rnn_wgpu::plan::{PlanOptions, Recompute};
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
+use rnn_wgpu::{Gpu, GpuModel, Request};
 use std::time::Instant;
 
 fn config() -> ModelConfig {

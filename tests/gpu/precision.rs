@@ -7,15 +7,15 @@ use ndarray_npy::WriteNpyExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rnn_wgpu::checkpoint::{self, LoadOverrides};
-use rnn_wgpu::gpu::{GpuModel, Request};
+use rnn_wgpu::internals::parity::{random_problem, run_parity_with, F16_TOLERANCE};
+use rnn_wgpu::internals::plan::{PlanOptions, Recompute};
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
-use rnn_wgpu::parity::{random_problem, run_parity_with, F16_TOLERANCE};
-use rnn_wgpu::plan::{PlanOptions, Recompute};
-use rnn_wgpu::precision::LossScaler;
-use rnn_wgpu::precision::Precision;
 use rnn_wgpu::tasks::{Adding, CopyMemory, Task};
 use rnn_wgpu::train::{self, DataSource, Engine, Event, TrainOptions};
+use rnn_wgpu::LossScaler;
+use rnn_wgpu::Precision;
 use rnn_wgpu::{Activation, Cell, Params};
+use rnn_wgpu::{GpuModel, Request};
 use rnn_wgpu::{Loss, ModelConfig, Readout};
 
 /// f16 storage stays near the f32 run (f16 keeps 11 significant bits: relative errors of a
@@ -46,14 +46,14 @@ fn f16_storage_stays_near_f32() {
             model.run(gpu(), &batch, Request::everything()).unwrap()
         };
         let (full, half) = (run(Precision::F32), run(Precision::F16));
-        let grads = |o: &rnn_wgpu::gpu::GpuOutput| {
+        let grads = |o: &rnn_wgpu::GpuOutput| {
             let g = o.grads.as_ref().unwrap();
             g.tensors()
                 .into_iter()
                 .flat_map(|(_, v)| v.to_vec())
                 .collect::<Vec<f32>>()
         };
-        let outputs = |o: &rnn_wgpu::gpu::GpuOutput| {
+        let outputs = |o: &rnn_wgpu::GpuOutput| {
             o.outputs
                 .as_ref()
                 .unwrap()
@@ -186,7 +186,7 @@ fn f16_parity_with_the_rounding_reference_at_awkward_sizes() {
 
 /// One engine training `task` at f16 storage from `params`, on the GPU or the CPU reference.
 fn f16_engine<'g>(
-    gpu: Option<&'g rnn_wgpu::gpu::Gpu>,
+    gpu: Option<&'g rnn_wgpu::Gpu>,
     config: ModelConfig,
     params: &rnn_wgpu::Params<f32>,
 ) -> Engine<'g> {

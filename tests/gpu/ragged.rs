@@ -3,8 +3,8 @@
 //! with one layer and two, also when the sequence is split into segments or recomputed.
 
 use super::{gpu, seed};
-use rnn_wgpu::parity::{random_problem, run_parity_with, TOLERANCE};
-use rnn_wgpu::plan::{PlanOptions, Recompute};
+use rnn_wgpu::internals::parity::{random_problem, run_parity_with, TOLERANCE};
+use rnn_wgpu::internals::plan::{PlanOptions, Recompute};
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
 
 #[test]

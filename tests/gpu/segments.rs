@@ -3,10 +3,10 @@
 //! GPU really allocates.
 
 use super::{gpu, seed};
-use rnn_wgpu::gpu::{Gpu, GpuModel, GpuOutput, Request};
-use rnn_wgpu::parity::{random_problem, run_parity_with, TOLERANCE};
-use rnn_wgpu::plan::{self, MemoryLimits, PlanOptions, Recompute};
+use rnn_wgpu::internals::parity::{random_problem, run_parity_with, TOLERANCE};
+use rnn_wgpu::internals::plan::{self, MemoryLimits, PlanOptions, Recompute};
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
+use rnn_wgpu::{Gpu, GpuModel, GpuOutput, Request};
 
 fn config(cell: Cell, readout: Readout, loss: Loss) -> ModelConfig {
     ModelConfig {

@@ -3,9 +3,9 @@
 //! both readouts; and dropout between layers drawing the same masks on both engines.
 
 use super::{gpu, seed};
+use rnn_wgpu::internals::parity::{random_problem, run_parity_with, TOLERANCE};
+use rnn_wgpu::internals::plan::{PlanOptions, Recompute};
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
-use rnn_wgpu::parity::{random_problem, run_parity_with, TOLERANCE};
-use rnn_wgpu::plan::{PlanOptions, Recompute};
 use rnn_wgpu::train::Engine;
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
 

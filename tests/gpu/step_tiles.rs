@@ -6,9 +6,10 @@
 
 use super::determinism::bits;
 use super::seed;
-use rnn_wgpu::gpu::{Gpu, GpuModel, Recurrence, Request, StepTile};
-use rnn_wgpu::parity::{random_problem, run_parity, TOLERANCE};
+use rnn_wgpu::internals::gpu::{Recurrence, StepTile};
+use rnn_wgpu::internals::parity::{random_problem, run_parity, TOLERANCE};
 use rnn_wgpu::{Activation, Cell, Error, Loss, ModelConfig, Readout};
+use rnn_wgpu::{Gpu, GpuModel, Request};
 
 fn config(cell: Cell, layers: usize, bidirectional: bool) -> ModelConfig {
     ModelConfig {

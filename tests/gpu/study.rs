@@ -3,8 +3,8 @@
 //! 2013: ||dh_{t-1}|| <= ||W_hh|| * max act' * ||dh_t|| when the loss sits on the last step).
 
 use super::{gpu, seed};
+use rnn_wgpu::internals::study::{run_vanishing, VanishingOptions};
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
-use rnn_wgpu::study::{run_vanishing, VanishingOptions};
 
 #[test]
 fn rnn_norms_shrink_at_least_as_fast_as_the_bound_says() {

@@ -8,11 +8,11 @@ use ndarray_npy::WriteNpyExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rnn_wgpu::checkpoint::{self, Checkpoint, LoadOverrides};
-use rnn_wgpu::gpu::{GpuModel, Request};
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
 use rnn_wgpu::tasks::{Adding, CopyMemory, Task};
 use rnn_wgpu::train::{self, DataSource, Engine, TrainOptions};
 use rnn_wgpu::{Activation, Batch, Cell, Error, Params, Targets};
+use rnn_wgpu::{GpuModel, Request};
 use std::path::PathBuf;
 
 fn options(steps: u64, save: Option<PathBuf>) -> TrainOptions {

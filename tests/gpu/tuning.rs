@@ -1,20 +1,20 @@
-//! Tuning (`rnn_wgpu::gpu::tuning`): a tuned kernel is what `Auto` then runs, and gives a
-//! correct product; tuning times only candidates whose product is right, and picks among them
-//! by their times; a model's products are
-//! found by watching one step; the cache file keeps other adapters' entries and refuses what
-//! it cannot trust. Each test makes a context of its own: choices are per context, and the
-//! shared one must keep Auto's rules for the other tests.
+//! Tuning (`rnn_wgpu::internals::gpu::tuning`): a tuned kernel is what `Auto` then runs, and
+//! gives a correct product; tuning times only candidates whose product is right, and picks
+//! among them by their times; a model's products are found by watching one step; the cache
+//! file keeps other adapters' entries and refuses what it cannot trust. Each test makes a
+//! context of its own: choices are per context, and the shared one must keep Auto's rules for
+//! the other tests.
 
 use super::gemm::{cases, mismatch, random, run_case};
 use super::seed;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use rnn_wgpu::bench::{bench_shape, tune_recurrence, Arch, Shape};
-use rnn_wgpu::gpu::gemm::{matmul_using, GemmKernel, Placement};
-use rnn_wgpu::gpu::tuning::{self, Check, Product, Tuning};
-use rnn_wgpu::gpu::{Gpu, Kernel, Recurrence};
-use rnn_wgpu::plan::PlanOptions;
-use rnn_wgpu::precision::Precision;
+use rnn_wgpu::internals::bench::{bench_shape, tune_recurrence, Arch, Shape};
+use rnn_wgpu::internals::gpu::gemm::{matmul_using, GemmKernel, Placement};
+use rnn_wgpu::internals::gpu::tuning::{self, Check, Product, Tuning};
+use rnn_wgpu::internals::gpu::{Kernel, Recurrence};
+use rnn_wgpu::internals::plan::PlanOptions;
+use rnn_wgpu::{Gpu, Precision};
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
 use std::path::PathBuf;
 
@@ -203,7 +203,7 @@ fn watching_one_step_finds_the_models_products() {
     };
     let shape: Shape = "3,5,2,17".parse().unwrap();
     let options = PlanOptions {
-        recompute: rnn_wgpu::plan::Recompute::Off,
+        recompute: rnn_wgpu::internals::plan::Recompute::Off,
         max_memory: None,
         max_binding: None,
         precision: Default::default(),
@@ -380,7 +380,7 @@ fn tuning_a_recurrence_times_only_ways_that_run_right() {
         bidirectional: false,
     };
     let options = PlanOptions {
-        recompute: rnn_wgpu::plan::Recompute::Off,
+        recompute: rnn_wgpu::internals::plan::Recompute::Off,
         max_memory: None,
         max_binding: None,
         precision: Default::default(),

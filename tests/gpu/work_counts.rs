@@ -4,10 +4,11 @@
 //! counted by the instrumented context.
 
 use super::seed;
-use rnn_wgpu::bench::{recurrent_dispatches_per_step, DispatchesPerStep};
-use rnn_wgpu::gpu::{Gpu, GpuModel, Recurrence, Request};
-use rnn_wgpu::parity::random_problem;
+use rnn_wgpu::internals::bench::{recurrent_dispatches_per_step, DispatchesPerStep};
+use rnn_wgpu::internals::gpu::Recurrence;
+use rnn_wgpu::internals::parity::random_problem;
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
+use rnn_wgpu::{Gpu, GpuModel, Request};
 
 #[test]
 fn forward_and_bptt_take_one_submission_and_two_dispatches_per_step() {
