@@ -92,6 +92,7 @@
 pub mod checkpoint;
 pub mod cpu;
 pub mod init;
+pub mod onnx;
 pub mod optim;
 pub mod tasks;
 pub mod train;
@@ -119,8 +120,6 @@ pub mod fsio;
 pub mod gpu;
 #[doc(hidden)]
 pub mod non_finite;
-#[doc(hidden)]
-pub mod onnx;
 #[doc(hidden)]
 pub mod parity;
 #[doc(hidden)]
@@ -152,8 +151,7 @@ pub mod internals {
     // Inlined: the modules at the root are hidden, so these are their documented homes.
     #[doc(inline)]
     pub use crate::{
-        auto_device, bench, distributed, fsio, gpu, non_finite, onnx, parity, plan, plot, sample,
-        study,
+        auto_device, bench, distributed, fsio, gpu, non_finite, parity, plan, plot, sample, study,
     };
 }
 

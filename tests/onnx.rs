@@ -8,10 +8,8 @@ use prost::Message;
 mod common;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use rnn_wgpu::internals::onnx::proto::{
-    AttributeProto, Dimension, ModelProto, NodeProto, ValueInfoProto,
-};
-use rnn_wgpu::internals::onnx::{export_bytes, export_to, params_from_model, ExportOptions};
+use rnn_wgpu::onnx::proto::{AttributeProto, Dimension, ModelProto, NodeProto, ValueInfoProto};
+use rnn_wgpu::onnx::{export_bytes, export_to, params_from_model, ExportOptions};
 use rnn_wgpu::{Activation, Cell, Error, Loss, ModelConfig, Params, Readout};
 
 fn config(cell: Cell, activation: Activation, layers: usize, bidirectional: bool) -> ModelConfig {

@@ -1,8 +1,8 @@
-//! `rnn-wgpu export`: a checkpoint as an ONNX model (`rnn_wgpu::internals::onnx`).
+//! `rnn-wgpu export`: a checkpoint as an ONNX model (`rnn_wgpu::onnx`).
 
 use anyhow::{Context, Result};
 use rnn_wgpu::checkpoint::{self, LoadOverrides};
-use rnn_wgpu::internals::onnx::{self, ExportOptions};
+use rnn_wgpu::onnx::{self, ExportOptions};
 use rnn_wgpu::{Activation, Cell, Readout};
 use std::path::PathBuf;
 

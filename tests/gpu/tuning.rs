@@ -14,8 +14,8 @@ use rnn_wgpu::internals::gpu::gemm::{matmul_using, GemmKernel, Placement};
 use rnn_wgpu::internals::gpu::tuning::{self, Check, Product, Tuning};
 use rnn_wgpu::internals::gpu::{Kernel, Recurrence};
 use rnn_wgpu::internals::plan::PlanOptions;
-use rnn_wgpu::{Gpu, Precision};
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
+use rnn_wgpu::{Gpu, Precision};
 use std::path::PathBuf;
 
 fn context() -> Gpu {
