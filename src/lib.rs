@@ -80,13 +80,13 @@
 //!
 //! # What is public
 //!
-//! The names at the root and the modules [`checkpoint`], [`cpu`], [`init`], [`optim`],
-//! [`tasks`] and [`train`] are the library. [`internals`] holds the building blocks of the
-//! `rnn-wgpu` command line, its tests and benchmarks (the GPU engine's kernels and tuning, memory
-//! planning, data-parallel training, ONNX export, plotting, ...), public so that those can reach
-//! them, with no promise that they stay as they are.
+//! The names at the root and the modules [`checkpoint`], [`cpu`], [`init`], [`onnx`],
+//! [`optim`], [`tasks`] and [`train`] are the library. [`internals`] holds the building blocks
+//! of the `rnn-wgpu` command line, its tests and benchmarks (the GPU engine's kernels and
+//! tuning, memory planning, data-parallel training, plotting, ...), public so that those can
+//! reach them, with no promise that they stay as they are.
 
-// TODO(merge): enable once src/cpu, src/gpu, src/tasks, src/plan.rs are documented.
+// Turned on once src/cpu, src/gpu, src/tasks and src/plan.rs are documented.
 // #![warn(missing_docs)]
 
 pub mod checkpoint;
@@ -102,34 +102,7 @@ mod config;
 mod data;
 mod error;
 mod params;
-// Public only because the command line's `bench` names the module; its items are at the root.
-#[doc(hidden)]
-pub mod precision;
-
-// Reached through `internals`; public at the root because Rust re-exports only public
-// modules, and hidden there so that the documentation shows each once.
-#[doc(hidden)]
-pub mod auto_device;
-#[doc(hidden)]
-pub mod bench;
-#[doc(hidden)]
-pub mod distributed;
-#[doc(hidden)]
-pub mod fsio;
-#[doc(hidden)]
-pub mod gpu;
-#[doc(hidden)]
-pub mod non_finite;
-#[doc(hidden)]
-pub mod parity;
-#[doc(hidden)]
-pub mod plan;
-#[doc(hidden)]
-pub mod plot;
-#[doc(hidden)]
-pub mod sample;
-#[doc(hidden)]
-pub mod study;
+mod precision;
 
 pub use checkpoint::{Checkpoint, LoadOverrides};
 pub use config::{Activation, Cell, Loss, ModelConfig, Readout};
@@ -142,18 +115,9 @@ pub use params::{param_names, CellParams, Params};
 pub use precision::{LossScaler, Precision};
 pub use train::{DataSource, Engine, TrainOptions};
 
-/// The building blocks of the `rnn-wgpu` command line, its tests and its benchmarks.
-///
-/// They are public so that the binary, `tests/` and `benches/` can reach them; a library user
-/// needs none of them for training or studying a model, and they change with the tool, with
-/// no promise of stability.
-pub mod internals {
-    // Inlined: the modules at the root are hidden, so these are their documented homes.
-    #[doc(inline)]
-    pub use crate::{
-        auto_device, bench, distributed, fsio, gpu, non_finite, parity, plan, plot, sample, study,
-    };
-}
+pub mod internals;
+// The crate's own paths to the internals: `crate::gpu`, `crate::plan`, ...
+pub(crate) use internals::{auto_device, distributed, fsio, gpu, non_finite, parity, plan};
 
 /// The element types the CPU reference runs in: f32 (as the GPU) and f64 (gradient checks).
 pub trait Float:

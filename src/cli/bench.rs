@@ -3,13 +3,13 @@
 use super::distributed::Job;
 use super::train::Device;
 use anyhow::Result;
-use rnn_wgpu::bench::{
+use rnn_wgpu::internals::bench::{
     bench_distributed, bench_shape, recurrent_dispatches_per_step, Arch, Shape, SUITE,
 };
-use rnn_wgpu::gpu::Recurrence;
-use rnn_wgpu::plan::{parse_bytes, PlanOptions, Recompute};
-use rnn_wgpu::precision::Precision;
+use rnn_wgpu::internals::gpu::Recurrence;
+use rnn_wgpu::internals::plan::{parse_bytes, PlanOptions, Recompute};
 use rnn_wgpu::Cell;
+use rnn_wgpu::Precision;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {

@@ -7,8 +7,8 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rnn_wgpu::checkpoint::{self, LoadOverrides};
 use rnn_wgpu::init::{initialize, InitConfig, Scheme};
+use rnn_wgpu::internals::plot::{training_chart, TrainPoint};
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind, Schedule};
-use rnn_wgpu::plot::{training_chart, TrainPoint};
 use rnn_wgpu::tasks::{bits_per_char, Adding, CopyMemory, CsvFormat, CsvTargets, Dataset, Text};
 use rnn_wgpu::train::{self, DataSource, Engine, Event, TrainOptions};
 use rnn_wgpu::{Activation, Cell, ModelConfig};
@@ -208,7 +208,7 @@ fn run_rank(args: TrainArgs, job: Option<&Job>) -> Result<()> {
         ("--plot", &args.plot),
     ] {
         if let Some(path) = path {
-            rnn_wgpu::fsio::check_writable(path).context(flag)?;
+            rnn_wgpu::internals::fsio::check_writable(path).context(flag)?;
         }
     }
     let (mut data, mut metadata) = data_source(&args)?;
@@ -230,7 +230,7 @@ fn run_rank(args: TrainArgs, job: Option<&Job>) -> Result<()> {
     }
     // Parameters, gradients, optimizer state, and the CPU engine's copy.
     let copies = 3 + optimizer.kind.state_names().len();
-    rnn_wgpu::plan::check_host_memory(&config, copies)?;
+    rnn_wgpu::internals::plan::check_host_memory(&config, copies)?;
     let mut rng = StdRng::seed_from_u64(args.seed);
     let (params, loaded) = match &args.load {
         Some(path) => {
@@ -331,7 +331,7 @@ fn run_rank(args: TrainArgs, job: Option<&Job>) -> Result<()> {
             lead,
             "{} ({} planned)",
             first_line.lines().next().unwrap_or_default(),
-            rnn_wgpu::plan::human_bytes(plan.total_bytes())
+            rnn_wgpu::internals::plan::human_bytes(plan.total_bytes())
         );
     }
     let mut cell = match config.cell {
@@ -444,7 +444,7 @@ fn run_rank(args: TrainArgs, job: Option<&Job>) -> Result<()> {
                         grad_norm: r.grad_norm as f64,
                     });
                     let svg = training_chart(&plot_title, &curve);
-                    if let Err(e) = rnn_wgpu::fsio::write_atomic(path, svg.as_bytes()) {
+                    if let Err(e) = rnn_wgpu::internals::fsio::write_atomic(path, svg.as_bytes()) {
                         say(format!("warning: --plot: {e}"));
                     }
                 }

@@ -445,7 +445,7 @@ fn f16_products_are_tuned_apart_and_the_matrix_units_only_where_they_run() {
         bidirectional: false,
     };
     let options = PlanOptions {
-        recompute: rnn_wgpu::plan::Recompute::Off,
+        recompute: rnn_wgpu::internals::plan::Recompute::Off,
         max_memory: None,
         max_binding: None,
         precision: Precision::F16,
