@@ -15,6 +15,7 @@ pub mod cpu;
 pub mod data;
 pub mod distributed;
 mod error;
+mod float;
 pub mod fsio;
 pub mod gpu;
 pub mod init;
@@ -34,21 +35,5 @@ pub mod train;
 pub use config::{Activation, Cell, Loss, ModelConfig, Readout};
 pub use data::{Batch, Targets};
 pub use error::Error;
+pub use float::Float;
 pub use params::Params;
-
-/// The element types the CPU reference runs in: f32 (as the GPU) and f64 (gradient checks).
-pub trait Float:
-    num_traits::Float
-    + num_traits::FromPrimitive
-    + ndarray::LinalgScalar
-    + ndarray::ScalarOperand
-    + std::fmt::Debug
-    + std::fmt::Display
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl Float for f32 {}
-impl Float for f64 {}

@@ -5,7 +5,7 @@
 //! engine rounds them to f16 (round to nearest even) where the GPU stores them, so the two
 //! agree within a stated tolerance (see `tests/gpu/precision.rs`).
 
-use crate::Float;
+use crate::float::Float;
 
 /// The element type of the stored tensors.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]

@@ -20,9 +20,9 @@ use super::{
     parallel, products_over_rows, round_step, rows, rows_mut, stored_projection,
     stored_sum_of_squares, CellGrads, CellRun, Inputs,
 };
+use crate::float::Float;
 use crate::params::CellParams;
 use crate::precision::Precision;
-use crate::Float;
 use ndarray::{
     s, Array2, Array3, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
 };

@@ -8,9 +8,9 @@ use super::{
     pass_padded_gradients, products_over_rows, round_step, rows, rows_mut, step_gradient,
     stored_projection, stored_sum_of_squares, CellGrads, CellRun, Inputs,
 };
+use crate::float::Float;
 use crate::params::CellParams;
 use crate::precision::Precision;
-use crate::Float;
 use ndarray::{
     s, Array1, Array2, Array3, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
 };

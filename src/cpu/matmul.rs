@@ -10,7 +10,7 @@
 use super::math::dot;
 use super::packed::{self, PackedWeight, PANEL};
 use super::parallel;
-use crate::Float;
+use crate::float::Float;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array2, ArrayRef2, ArrayView1, Axis};
 

@@ -33,9 +33,10 @@ pub use heap::keep_freed_memory;
 
 use crate::config::{Cell, Loss, ModelConfig, Readout};
 use crate::data::{Batch, Targets};
+use crate::error::Error;
+use crate::float::Float;
 use crate::params::{CellParams, Params};
 use crate::precision::Precision;
-use crate::{Error, Float};
 use matmul::product;
 use ndarray::{
     s, Array, Array1, Array2, Array3, ArrayRef2, ArrayRef3, ArrayView2, ArrayView3, ArrayViewMut2,

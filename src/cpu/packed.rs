@@ -15,7 +15,7 @@ mod wide;
 
 #[cfg(target_arch = "x86_64")]
 use super::math::{has_avx2, has_avx512};
-use crate::Float;
+use crate::float::Float;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayRef2, ArrayView2};
 use std::any::TypeId;

@@ -1,7 +1,7 @@
 //! The linear head `y = W_out h + b_out` and the losses on its outputs.
 
 use super::matmul::product;
-use crate::Float;
+use crate::float::Float;
 use ndarray::{Array1, Array2, ArrayRef1, ArrayRef2};
 
 /// The head on the scored hidden states.
