@@ -4,6 +4,7 @@
 
 use crate::config::{Activation, Cell, Loss, ModelConfig, Readout};
 use crate::data::Batch;
+use crate::error::Error;
 use crate::gpu::tuning::{self, RecurrenceShape};
 use crate::gpu::{Gpu, GpuModel, Phase, PhaseTimes, Recurrence, Request};
 use crate::optim::{OptimizerConfig, OptimizerKind};
@@ -11,7 +12,6 @@ use crate::params::Params;
 use crate::plan::{MemoryPlan, PlanOptions};
 use crate::precision::Precision;
 use crate::train::Engine;
-use crate::Error;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::time::Instant;

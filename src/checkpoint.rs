@@ -24,8 +24,8 @@
 //! above, no rnn-wgpu metadata) loads by inferring the configuration from the shapes.
 
 use crate::config::{Activation, Cell, Loss, ModelConfig, Readout};
+use crate::error::Error;
 use crate::params::{check_shape, param_names, param_shapes, Params, HEAD_NAMES};
-use crate::Error;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, BTreeSet};

@@ -4,8 +4,11 @@
 //! first time step whose state is non-finite in the CPU engine's forward pass, which defines
 //! the same mathematics as the GPU's.
 
+use crate::config::ModelConfig;
 use crate::cpu::{self, stack::reversed_step};
-use crate::{Batch, Error, ModelConfig, Params, Targets};
+use crate::data::{Batch, Targets};
+use crate::error::Error;
+use crate::params::Params;
 use ndarray::{ArrayView3, Axis, Dimension};
 use std::fmt;
 

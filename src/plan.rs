@@ -9,9 +9,9 @@
 //! plan's own list of them (`WorkspaceBuffers`), so the plan is what the GPU gets.
 
 use crate::config::{ModelConfig, Readout};
+use crate::error::Error;
 use crate::gpu::PARTIAL_SUMS;
 use crate::precision::Precision;
-use crate::Error;
 use std::fmt::Write as _;
 use std::str::FromStr;
 

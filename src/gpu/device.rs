@@ -2,8 +2,8 @@
 //! it, the work recorded for it, and the errors it reports. Knows nothing of kernels or of
 //! what to run: `pipelines.rs` compiles the kernels, `policy.rs` chooses among them.
 
+use crate::error::Error;
 use crate::precision::Precision;
-use crate::Error;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 

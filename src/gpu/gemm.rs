@@ -7,8 +7,8 @@ use super::kernels::{Elements, Kernel};
 use super::recorder::{Read, Recorder};
 pub use super::tiles::GemmKernel;
 use super::tiles::{GemmTile, PipelineShape};
+use crate::error::Error;
 use crate::precision::Precision;
-use crate::Error;
 use bytemuck::{Pod, Zeroable};
 use ndarray::{Array2, ArrayView2};
 

@@ -34,8 +34,8 @@ use super::stack::record_copy;
 use super::tiles::StepTile;
 use super::workspace::Workspace;
 use crate::config::{Activation, Loss, Readout};
+use crate::error::Error;
 use crate::precision::Precision;
-use crate::Error;
 
 /// Rows per block of `column_block_sums` (`COLUMN_BLOCK` in reduce.wgsl).
 const COLUMN_BLOCK: usize = 256;

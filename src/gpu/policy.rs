@@ -6,7 +6,7 @@
 
 use super::tiles::{GemmKernel, StepTile};
 use crate::config::{text_enum, Cell};
-use crate::Error;
+use crate::error::Error;
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;

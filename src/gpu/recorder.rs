@@ -12,8 +12,8 @@ use super::device::{error_chain, WorkCounts};
 use super::kernels::{Elements, Kernel, Layout, Slot};
 use super::policy::KernelPolicy;
 use super::tiles::PipelineShape;
+use crate::error::Error;
 use crate::precision::Precision;
-use crate::Error;
 use std::collections::HashMap;
 use std::sync::Arc;
 

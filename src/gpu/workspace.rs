@@ -10,9 +10,9 @@ use super::context::Gpu;
 use super::param_buffers::ParamBuffers;
 use crate::config::{ModelConfig, Readout};
 use crate::data::{Batch, Targets};
+use crate::error::Error;
 use crate::plan::{MemoryPlan, Term};
 use crate::precision::Precision;
-use crate::Error;
 
 /// The activations of one segment of `len <= S` steps, time-major, local step 1..=len.
 pub(crate) struct Activations {

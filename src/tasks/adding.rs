@@ -9,7 +9,7 @@
 use super::{DataSpec, Task};
 use crate::config::{Loss, Readout};
 use crate::data::{Batch, Targets};
-use crate::Error;
+use crate::error::Error;
 use ndarray::{Array2, Array3};
 use rand::{Rng, RngCore};
 

@@ -13,7 +13,7 @@
 use super::{DataSpec, Task};
 use crate::config::{Loss, Readout};
 use crate::data::{Batch, Targets};
-use crate::Error;
+use crate::error::Error;
 use ndarray::Array3;
 use rand::{Rng, RngCore};
 

@@ -1,7 +1,7 @@
 //! The CSV reader behind [`super::Dataset::from_csv`] (format in `dataset`'s module docs).
 
 use super::dataset::{CsvFormat, CsvTargets, SampleTargets};
-use crate::Error;
+use crate::error::Error;
 use ndarray::{Array1, Array2, Array3};
 
 /// Inputs `[N, T, I]` and targets from the bytes of a CSV file; `name` names it in messages.

@@ -27,7 +27,7 @@ use super::npy::{check_finite, class_count, parse_npy, to_classes, Npy};
 use super::DataSpec;
 use crate::config::{Loss, Readout};
 use crate::data::{Batch, Targets};
-use crate::Error;
+use crate::error::Error;
 use ndarray::{s, Array1, Array2, Array3, Axis, Ix1, Ix2, Ix3};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;

@@ -9,7 +9,7 @@
 use super::{DataSpec, Task};
 use crate::config::{Loss, Readout};
 use crate::data::{Batch, Targets};
-use crate::Error;
+use crate::error::Error;
 use ndarray::Array3;
 use rand::{Rng, RngCore};
 use std::path::Path;
