@@ -1,3 +1,4 @@
+use std::fmt;
 use thiserror::Error;
 
 /// Everything the library can refuse or fail at. Messages name the offending value and what
@@ -44,7 +45,7 @@ pub enum Error {
         grad_norm: f32,
         /// Where the first non-finite value of the step's forward pass came from, from the
         /// parameters before the step (a non-finite gradient skips the update).
-        origin: Option<crate::non_finite::NonFinite>,
+        origin: Option<NonFinite>,
         last_finite: Option<(u64, f32)>,
         checkpoint: Option<String>,
     },
@@ -54,4 +55,72 @@ pub enum Error {
     /// drifted apart), so that rank 0 alone reports it.
     #[error("{0}")]
     Ranks(String),
+}
+
+/// The first non-finite value `non_finite::locate` found, in the order the forward pass meets
+/// them.
+///
+/// Defined beside the error that carries it (`Error::Diverged`) rather than in `non_finite`,
+/// which re-exports it: `locate` runs the CPU engine, which returns this module's `Error`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NonFinite {
+    /// A parameter tensor (PyTorch's name) holds `value` at flat index `index`.
+    Parameter {
+        tensor: String,
+        index: usize,
+        value: f32,
+    },
+    /// The batch's `tensor` (x, h0, c0 or targets) holds `value` at `index`.
+    Input {
+        tensor: &'static str,
+        index: Vec<usize>,
+        value: f32,
+    },
+    /// The state of one cell first turns non-finite at natural time step `step` (1-based, of
+    /// `steps`) of sequence `sequence`; `cell_state`: the LSTM's c rather than h.
+    State {
+        layer: usize,
+        reverse: bool,
+        cell_state: bool,
+        step: usize,
+        steps: usize,
+        sequence: usize,
+    },
+    /// Every parameter, input and state is finite; the head's outputs or the loss are not.
+    Outputs,
+}
+
+impl fmt::Display for NonFinite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NonFinite::Parameter {
+                tensor,
+                index,
+                value,
+            } => write!(f, "parameter {tensor} holds {value} at flat index {index}"),
+            NonFinite::Input {
+                tensor,
+                index,
+                value,
+            } => write!(f, "the batch's {tensor} holds {value} at {index:?}"),
+            NonFinite::State {
+                layer,
+                reverse,
+                cell_state,
+                step,
+                steps,
+                sequence,
+            } => write!(
+                f,
+                "the {} of layer {layer}{} first turns non-finite at time step {step} of {steps} \
+                 (sequence {sequence} of the batch)",
+                if *cell_state { "cell state c" } else { "hidden state h" },
+                if *reverse { " (reverse direction)" } else { "" },
+            ),
+            NonFinite::Outputs => write!(
+                f,
+                "every parameter, input and state is finite: the head's outputs or the loss overflow"
+            ),
+        }
+    }
 }
