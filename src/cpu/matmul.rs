@@ -8,7 +8,8 @@
 //! once.
 
 use super::math::dot;
-use super::packed::{self, PackedWeight, PANEL};
+use super::packed::panels::PANEL;
+use super::packed::{self, PackedWeight};
 use super::parallel;
 use crate::float::Float;
 use ndarray::linalg::general_mat_mul;
