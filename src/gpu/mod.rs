@@ -1,6 +1,7 @@
 //! The GPU engine: one `Gpu` context, the kernels of `shaders/`, and `GpuModel::run`, which
 //! records forward and BPTT over all time steps into one submission.
 
+mod cell;
 pub(crate) mod cells;
 mod context;
 mod device;

@@ -5,7 +5,8 @@
 //! Shapes (f32, time-major): x [T, B, I]; hs, cs [T+1, B, H] with the initial state at step 0;
 //! gates, dgates [T, B, G*H]; dh, dc [T, B, H]; outputs, doutputs [rows, O].
 
-use super::cells::{self, GpuCell};
+use super::cell::GpuCell;
+use super::cells;
 use super::context::Gpu;
 use super::param_buffers::ParamBuffers;
 use super::policy::Recurrence;

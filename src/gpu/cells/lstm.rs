@@ -1,7 +1,7 @@
 //! The LSTM on the GPU (shaders/lstm.wgsl): the cell state c beside h, bound with its
 //! gradient and the carry of dE/dc along the cell path (cs, dc, dc_carry).
 
-use super::{CellKernels, GpuCell};
+use crate::gpu::cell::{CellKernels, GpuCell};
 use crate::gpu::kernels::Kernel;
 use crate::gpu::workspace::CellView;
 

@@ -1,6 +1,6 @@
 //! The vanilla RNN on the GPU (shaders/rnn.wgsl): no state beside h, no cell slot used.
 
-use super::{CellKernels, GpuCell};
+use crate::gpu::cell::{CellKernels, GpuCell};
 use crate::gpu::kernels::Kernel;
 use crate::gpu::workspace::CellView;
 
