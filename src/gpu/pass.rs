@@ -25,7 +25,7 @@
 
 use super::context::Gpu;
 use super::gemm::{record_gemm, Operand, Output};
-use super::kernels::{Elements, Kernel};
+use super::kernels::{column_blocks, Elements, Kernel};
 use super::model::{GpuModel, LossParams, ReduceParams, Request, StepParams};
 use super::policy::Recurrence;
 use super::recorder::{Phase, Recorder};
@@ -36,15 +36,6 @@ use super::workspace::Workspace;
 use crate::config::{Activation, Loss, Readout};
 use crate::error::Error;
 use crate::precision::Precision;
-
-/// Rows per block of `column_block_sums` (`COLUMN_BLOCK` in reduce.wgsl).
-const COLUMN_BLOCK: usize = 256;
-
-/// Into how many blocks of rows the bias gradients' column sums over `rows` rows are split
-/// (1: one pass, no blocks). The blocks' sums go to `Gpu::scratch_partials`.
-pub(crate) fn column_blocks(rows: usize) -> usize {
-    rows.div_ceil(COLUMN_BLOCK)
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Direction {
