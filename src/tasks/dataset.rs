@@ -24,7 +24,7 @@
 
 use super::csv;
 use super::npy::{check_finite, class_count, parse_npy, to_classes, Npy};
-use super::DataSpec;
+use super::spec::DataSpec;
 use crate::config::{Loss, Readout};
 use crate::data::{Batch, Targets};
 use crate::error::Error;
