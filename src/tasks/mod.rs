@@ -14,12 +14,15 @@ mod csv;
 pub mod dataset;
 pub mod npy;
 mod spec;
+mod targets;
 mod task;
 pub mod text;
 
 pub use adding::Adding;
 pub use copy::CopyMemory;
-pub use dataset::{Batches, CsvFormat, CsvTargets, Dataset, SampleTargets};
+pub use csv::{CsvFormat, CsvTargets};
+pub use dataset::{Batches, Dataset};
 pub use spec::DataSpec;
+pub use targets::SampleTargets;
 pub use task::Task;
 pub use text::{bits_per_char, Text, Vocabulary};
