@@ -4,14 +4,14 @@
 
 use crate::config::{Activation, Cell, Loss, ModelConfig, Readout};
 use crate::data::Batch;
-use crate::gpu::tuning::{self, RecurrenceShape};
-use crate::gpu::{Gpu, GpuModel, Phase, PhaseTimes, Recurrence, Request};
+use crate::error::Error;
+use crate::internals::gpu::tuning::{self, RecurrenceShape};
+use crate::internals::gpu::{Gpu, GpuModel, Phase, PhaseTimes, Recurrence, Request};
+use crate::internals::plan::{MemoryPlan, PlanOptions};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use crate::params::Params;
-use crate::plan::{MemoryPlan, PlanOptions};
 use crate::precision::Precision;
 use crate::train::Engine;
-use crate::Error;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::time::Instant;
@@ -455,15 +455,16 @@ fn persistent_left_out(
     if let Err(e) = Recurrence::Persistent.resolve(gpu, &config, shape.batch) {
         return Ok(Some(e.to_string()));
     }
-    let report = crate::parity::run_parity_with(gpu, &config, &params, &batch, plan_options)?;
+    let report =
+        crate::internals::parity::run_parity_with(gpu, &config, &params, &batch, plan_options)?;
     // `parity`'s bound for the precision: f16 storage rounds where the reference does not.
-    let tolerance = crate::parity::tolerance(plan_options.precision);
+    let tolerance = crate::internals::parity::tolerance(plan_options.precision);
     let (persistent, steps): (Vec<_>, Vec<_>) = report
         .failures(tolerance)
         .into_iter()
         .partition(|c| c.name.starts_with("persistent: "));
     // the worst three tensors (one wrong step makes most of them wrong)
-    let listed = |failures: &[&crate::parity::Comparison]| {
+    let listed = |failures: &[&crate::internals::parity::Comparison]| {
         let mut worst = failures.to_vec();
         worst.sort_by(|x, y| y.rel_error.total_cmp(&x.rel_error));
         let lines: Vec<String> = worst.iter().take(3).map(|c| c.to_string()).collect();
@@ -635,7 +636,7 @@ pub fn bench_distributed(
     shape: Shape,
     warmup: usize,
     runs: usize,
-    (group, plan_options): (&dyn crate::distributed::Collective, PlanOptions),
+    (group, plan_options): (&dyn crate::internals::distributed::Collective, PlanOptions),
 ) -> Result<DistributedResult, Error> {
     use crate::train::StepWants;
     let (config, params, batch) = shape.problem(arch);

@@ -24,8 +24,8 @@
 //! above, no rnn-wgpu metadata) loads by inferring the configuration from the shapes.
 
 use crate::config::{Activation, Cell, Loss, ModelConfig, Readout};
+use crate::error::Error;
 use crate::params::{check_shape, param_names, param_shapes, Params, HEAD_NAMES};
-use crate::Error;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, BTreeSet};
@@ -195,7 +195,7 @@ pub fn save(path: &Path, checkpoint: &Checkpoint) -> Result<(), Error> {
         .and_then(|bytes| {
             sorted_header(bytes).map_err(|e| Error::Value(format!("{file}: cannot serialize: {e}")))
         })?;
-    crate::fsio::write_atomic(path, &bytes)
+    crate::internals::fsio::write_atomic(path, &bytes)
 }
 
 /// safetensors writes the header's metadata in hash order, which changes from one save to the

@@ -1,7 +1,7 @@
 //! What a model is: its cell, sizes, readout and loss. Everything else (parameters, data,
 //! CPU and GPU passes) is shaped by a `ModelConfig`.
 
-use crate::Error;
+use crate::error::Error;
 use std::fmt;
 use std::str::FromStr;
 

@@ -1,8 +1,9 @@
 //! One batch of sequences: inputs, optional initial state, and targets.
 
 use crate::config::{Cell, Loss, ModelConfig};
+use crate::error::Error;
+use crate::float::Float;
 use crate::params::check_shape;
-use crate::{Error, Float};
 use ndarray::{Array2, Array3};
 use rand::Rng;
 

@@ -1,7 +1,7 @@
 //! Writing output files so that a reader never sees half a file and an interrupted write never
 //! replaces a good one: write a temporary file beside the target, flush it to disk, rename.
 
-use crate::Error;
+use crate::error::Error;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

@@ -2,8 +2,8 @@
 //! at the start of training (the spectrum of W_hh, the LSTM's forget-gate bias).
 
 use crate::config::{Cell, ModelConfig};
+use crate::error::Error;
 use crate::params::Params;
-use crate::Error;
 use ndarray::{s, Array1, Array2, ArrayView2};
 use rand::Rng;
 use std::fmt;

@@ -4,9 +4,8 @@
 //! needs none of them for training or studying a model, and they change with the tool, with
 //! no promise of stability.
 //!
-//! The files stay in `src/` beside the library's modules, and the crate names them as
-//! `crate::gpu`, `crate::plan` and so on (lib.rs re-exports them to itself); only the
-//! documentation shows them under this module.
+//! The files stay in `src/` beside the library's modules (`#[path]` below); the crate names
+//! them by their place here, `crate::internals::gpu` and so on.
 
 #[path = "auto_device.rs"]
 pub mod auto_device;

@@ -101,6 +101,7 @@ pub mod train;
 mod config;
 mod data;
 mod error;
+mod float;
 mod params;
 mod precision;
 
@@ -108,30 +109,12 @@ pub use checkpoint::{Checkpoint, LoadOverrides};
 pub use config::{Activation, Cell, Loss, ModelConfig, Readout};
 pub use data::{Batch, Targets};
 pub use error::Error;
-pub use gpu::{Gpu, GpuModel, GpuOutput, Request};
+pub use float::Float;
 pub use init::InitConfig;
+pub use internals::gpu::{Gpu, GpuModel, GpuOutput, Request};
 pub use optim::{OptimizerConfig, OptimizerKind};
 pub use params::{param_names, CellParams, Params};
 pub use precision::{LossScaler, Precision};
 pub use train::{DataSource, Engine, TrainOptions};
 
 pub mod internals;
-// The crate's own paths to the internals: `crate::gpu`, `crate::plan`, ...
-pub(crate) use internals::{auto_device, distributed, fsio, gpu, non_finite, parity, plan};
-
-/// The element types the CPU reference runs in: f32 (as the GPU) and f64 (gradient checks).
-pub trait Float:
-    num_traits::Float
-    + num_traits::FromPrimitive
-    + ndarray::LinalgScalar
-    + ndarray::ScalarOperand
-    + std::fmt::Debug
-    + std::fmt::Display
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl Float for f32 {}
-impl Float for f64 {}

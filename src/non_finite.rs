@@ -4,86 +4,15 @@
 //! first time step whose state is non-finite in the CPU engine's forward pass, which defines
 //! the same mathematics as the GPU's.
 
+// Defined in `error`, beside the error that carries it; named here, where `locate` finds it.
+pub use crate::error::NonFinite;
+
+use crate::config::ModelConfig;
 use crate::cpu::{self, stack::reversed_step};
-use crate::{Batch, Error, ModelConfig, Params, Targets};
+use crate::data::{Batch, Targets};
+use crate::error::Error;
+use crate::params::Params;
 use ndarray::{ArrayView3, Axis, Dimension};
-use std::fmt;
-
-/// The first non-finite value `locate` found, in the order the forward pass meets them.
-#[derive(Clone, Debug, PartialEq)]
-pub enum NonFinite {
-    /// A parameter tensor (PyTorch's name) holds `value` at flat index `index`.
-    Parameter {
-        /// The tensor's name, e.g. `weight_hh_l0`.
-        tensor: String,
-        /// The element's index in the row-major flattened tensor.
-        index: usize,
-        /// The value: a NaN or an infinity.
-        value: f32,
-    },
-    /// The batch's `tensor` (x, h0, c0 or targets) holds `value` at `index`.
-    Input {
-        /// `x`, `h0`, `c0` or `targets`.
-        tensor: &'static str,
-        /// The element's index along each axis of the tensor.
-        index: Vec<usize>,
-        /// The value: a NaN or an infinity.
-        value: f32,
-    },
-    /// The state of one cell first turns non-finite at natural time step `step` (1-based, of
-    /// `steps`) of sequence `sequence`; `cell_state`: the LSTM's c rather than h.
-    State {
-        /// The layer, from 0.
-        layer: usize,
-        /// Whether it is the reverse direction of a bidirectional layer.
-        reverse: bool,
-        /// Whether the LSTM's cell state c turned first, rather than h.
-        cell_state: bool,
-        /// The time step, from 1, in the data's time order (also for the reverse direction).
-        step: usize,
-        /// `T`: the batch's time steps.
-        steps: usize,
-        /// The sequence's index in the batch.
-        sequence: usize,
-    },
-    /// Every parameter, input and state is finite; the head's outputs or the loss are not.
-    Outputs,
-}
-
-impl fmt::Display for NonFinite {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NonFinite::Parameter {
-                tensor,
-                index,
-                value,
-            } => write!(f, "parameter {tensor} holds {value} at flat index {index}"),
-            NonFinite::Input {
-                tensor,
-                index,
-                value,
-            } => write!(f, "the batch's {tensor} holds {value} at {index:?}"),
-            NonFinite::State {
-                layer,
-                reverse,
-                cell_state,
-                step,
-                steps,
-                sequence,
-            } => write!(
-                f,
-                "the {} of layer {layer}{} first turns non-finite at time step {step} of {steps} \
-                 (sequence {sequence} of the batch)",
-                if *cell_state { "cell state c" } else { "hidden state h" },
-                if *reverse { " (reverse direction)" } else { "" },
-            ),
-            NonFinite::Outputs => write!(
-                f,
-                "every parameter, input and state is finite: the head's outputs or the loss overflow"
-            ),
-        }
-    }
-}
 
 /// The first NaN or infinity among `params`, the batch and the states of the CPU engine's
 /// forward pass over it (without dropout); `None` when the forward pass and its loss are

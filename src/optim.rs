@@ -7,8 +7,9 @@
 //! `min(1, max_norm / (norm + 1e-6))`), then the update with the scheduled learning rate.
 
 use crate::config::ModelConfig;
+use crate::error::Error;
+use crate::float::Float;
 use crate::params::{param_names, Params};
-use crate::{Error, Float};
 use std::fmt;
 use std::str::FromStr;
 

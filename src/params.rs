@@ -2,7 +2,8 @@
 //! Gradients have exactly the parameters' shapes, so they are a `Params` too.
 
 use crate::config::ModelConfig;
-use crate::{Error, Float};
+use crate::error::Error;
+use crate::float::Float;
 use ndarray::{Array1, Array2, ArrayViewD, ArrayViewMutD};
 use rand::Rng;
 

@@ -4,12 +4,12 @@
 use crate::config::{Activation, Cell, ModelConfig};
 use crate::cpu;
 use crate::data::Batch;
-use crate::gpu::{Gpu, GpuModel, GpuOutput, Recurrence, Request};
+use crate::error::Error;
+use crate::internals::gpu::{Gpu, GpuModel, GpuOutput, Recurrence, Request};
+use crate::internals::plan::PlanOptions;
 use crate::optim;
 use crate::params::Params;
-use crate::plan::PlanOptions;
 use crate::precision::{LossScaler, Precision};
-use crate::Error;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::fmt;
@@ -387,7 +387,9 @@ fn compare_all(
 mod tests {
     use super::{relu_kinks, Comparison};
     use crate::config::{Activation, Cell, Loss, ModelConfig, Readout};
-    use crate::{cpu, Batch, Params};
+    use crate::cpu;
+    use crate::data::Batch;
+    use crate::params::Params;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 

@@ -9,9 +9,11 @@
 //! plan's own list of them (`WorkspaceBuffers`), so the plan is what the GPU gets.
 
 use crate::config::{ModelConfig, Readout};
-use crate::gpu::PARTIAL_SUMS;
+use crate::error::Error;
+use crate::internals::gpu::device::PARTIAL_SUMS;
+use crate::internals::gpu::gemm::partial_words;
+use crate::internals::gpu::kernels::{column_blocks, PARAMS_BINDING_SIZE};
 use crate::precision::Precision;
-use crate::Error;
 use std::fmt::Write as _;
 use std::str::FromStr;
 
@@ -534,7 +536,7 @@ fn terms(
     // step kernels), recomputation 1 more, plus a few per segment.
     let per_step = if recompute { 3 } else { 2 };
     let dispatches = (per_step * t + 16 * n) * config.cells() + 16;
-    let arena = dispatches * uniform_align.max(crate::gpu::PARAMS_BINDING_SIZE) as usize / 4;
+    let arena = dispatches * uniform_align.max(PARAMS_BINDING_SIZE) as usize / 4;
     let scratch = partial_sum_words(config, (s * b, b), workspace.row_loss.words_each);
     let terms = [
         unbound("parameters", format!("[{params}]"), params),
@@ -562,8 +564,6 @@ fn terms(
 /// (`gemm::partial_words`): the weight gradients and the head's, or a segment border's
 /// recurrent product at a long 4H, of the first layer or of a layer above.
 fn partial_sum_words(config: &ModelConfig, (rows, b): (usize, usize), scored_rows: usize) -> usize {
-    use crate::gpu::column_blocks;
-    use crate::gpu::gemm::partial_words;
     let (h, i, o, gh) = (
         config.hidden_size,
         config.input_size,

@@ -5,7 +5,7 @@
 //! engine rounds them to f16 (round to nearest even) where the GPU stores them, so the two
 //! agree within a stated tolerance (see `tests/gpu/precision.rs`).
 
-use crate::Float;
+use crate::float::Float;
 
 /// The element type of the stored tensors.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
@@ -19,6 +19,21 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// `values` as a buffer of these elements holds them, padded to whole 4-byte words (buffer
+    /// writes move whole words): f16 rounded to nearest even.
+    pub(crate) fn encode(self, values: &[f32]) -> Vec<u8> {
+        match self {
+            Precision::F32 => bytemuck::cast_slice(values).to_vec(),
+            Precision::F16 => {
+                let mut bytes: Vec<u8> = (values.iter())
+                    .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                    .collect();
+                bytes.resize(bytes.len().next_multiple_of(4), 0);
+                bytes
+            }
+        }
+    }
+
     /// The spelling `--precision` takes and checkpoints and reports use: `f32` or `f16`.
     pub fn name(self) -> &'static str {
         match self {

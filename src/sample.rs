@@ -4,9 +4,9 @@
 use crate::config::{Cell, ModelConfig, Readout};
 use crate::cpu;
 use crate::data::{Batch, Targets};
+use crate::error::Error;
 use crate::params::Params;
 use crate::tasks::Vocabulary;
-use crate::Error;
 use ndarray::{Array2, Array3};
 use rand::Rng;
 

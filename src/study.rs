@@ -9,13 +9,13 @@
 //! has come down through the layers above at that step, and back in time within layer k.
 
 use crate::config::{Activation, Cell, ModelConfig};
-use crate::gpu::Gpu;
+use crate::error::Error;
 use crate::init::{largest_singular_value, rescale_to_singular_value, set_forget_bias};
+use crate::internals::gpu::Gpu;
 use crate::optim::OptimizerConfig;
 use crate::params::Params;
 use crate::tasks::{Adding, Task};
 use crate::train::Engine;
-use crate::Error;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 

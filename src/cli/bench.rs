@@ -1,15 +1,13 @@
 //! `rnn-wgpu bench`: the benchmark suite (or one shape) on the GPU and/or the CPU.
 
 use super::distributed::Job;
-use super::train::Device;
+use super::engine::{Device, GpuArgs};
 use anyhow::Result;
 use rnn_wgpu::internals::bench::{
     bench_distributed, bench_shape, recurrent_dispatches_per_step, Arch, Shape, SUITE,
 };
 use rnn_wgpu::internals::gpu::Recurrence;
-use rnn_wgpu::internals::plan::{parse_bytes, PlanOptions, Recompute};
 use rnn_wgpu::Cell;
-use rnn_wgpu::Precision;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -21,7 +19,7 @@ pub struct BenchArgs {
     /// Devices to run, comma-separated: auto (a GPU where there is one, else the CPU engine),
     /// gpu, cpu or gpu,cpu.
     #[arg(long, default_value = "auto", value_delimiter = ',')]
-    pub device: Vec<super::train::Device>,
+    pub device: Vec<Device>,
     /// Timed training steps per shape (the median is reported).
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
@@ -66,40 +64,6 @@ impl ModelArgs {
     }
 }
 
-/// GPU engine options, shared by `train` and `bench`: memory planning and how time steps are
-/// dispatched.
-#[derive(clap::Args, Clone, Debug)]
-pub struct GpuArgs {
-    /// Activation recomputation: off, auto (only when the --max-memory budget needs it) or K
-    /// (keep the state every K steps and recompute each segment during the backward pass).
-    #[arg(long, default_value = "auto")]
-    pub recompute: Recompute,
-    /// GPU memory budget, e.g. 4G or 512M (wgpu cannot tell how much an adapter has).
-    #[arg(long, value_parser = parse_bytes)]
-    pub max_memory: Option<u64>,
-    /// How the GPU dispatches time steps: auto, steps (one dispatch per step: the recurrent
-    /// product with the cell in its epilogue) or persistent (a segment's steps in one
-    /// workgroup; small models only).
-    #[arg(long, default_value = "auto")]
-    pub recurrence: Recurrence,
-    /// The element type of the activations, gates, their gradients and the weights' working
-    /// copy: f32, or f16 (every product and sum still in f32, the weights and optimizer state
-    /// in f32, the loss scaled dynamically).
-    #[arg(long, value_enum, default_value = "f32")]
-    pub precision: Precision,
-}
-
-impl GpuArgs {
-    pub fn options(&self) -> PlanOptions {
-        PlanOptions {
-            recompute: self.recompute,
-            max_memory: self.max_memory,
-            max_binding: None,
-            precision: self.precision,
-        }
-    }
-}
-
 pub fn run(args: BenchArgs) -> Result<()> {
     let job = super::distributed::join(args.distributed)?;
     let result = match &job {
@@ -117,12 +81,12 @@ fn run_rank(args: &BenchArgs, job: &Job) -> Result<()> {
         anyhow::bail!("--distributed times one engine: give one --device, not a list");
     };
     let say = match (lead, args.json) {
-        (false, _) => super::Say::Nothing,
-        (true, true) => super::Say::Stderr,
-        (true, false) => super::Say::Stdout,
+        (false, _) => super::engine::Say::Nothing,
+        (true, true) => super::engine::Say::Stderr,
+        (true, false) => super::engine::Say::Stdout,
     };
-    let gpu = match super::resolve_device_saying(device, say) {
-        Device::Gpu => Some(super::open_gpu_for(Some(job.local_rank))?),
+    let gpu = match super::engine::resolve_device_saying(device, say) {
+        Device::Gpu => Some(super::engine::open_gpu_for(Some(job.local_rank))?),
         _ => {
             rnn_wgpu::cpu::parallel::share_cores(job.local_ranks);
             None
@@ -214,18 +178,18 @@ fn run_alone(args: &BenchArgs) -> Result<()> {
     let shapes: Vec<Shape> = args.shape.map_or(SUITE.to_vec(), |s| vec![s]);
     let devices: Vec<Device> = (args.device.iter())
         .map(|&d| {
-            super::resolve_device_saying(
+            super::engine::resolve_device_saying(
                 d,
                 if args.json {
-                    super::Say::Stderr
+                    super::engine::Say::Stderr
                 } else {
-                    super::Say::Stdout
+                    super::engine::Say::Stdout
                 },
             )
         })
         .collect();
     let gpu = if devices.contains(&Device::Gpu) {
-        Some(super::open_gpu()?)
+        Some(super::engine::open_gpu()?)
     } else {
         None
     };

@@ -11,7 +11,7 @@ use rnn_wgpu::{GpuModel, Request};
 use rnn_wgpu::{LossScaler, Precision};
 use std::path::PathBuf;
 
-use super::train::Device;
+use super::engine::Device;
 
 #[derive(clap::Args)]
 pub struct GradArgs {
@@ -71,9 +71,9 @@ pub fn run(args: GradArgs) -> Result<()> {
     let batch = load_batch(&config, &args.input, &args.target)?;
     let (loss, grads, norm_h, norm_c): Gradients =
         // --device auto says which device and why itself; an explicit one is named below
-        match super::resolve_device(args.device) {
+        match super::engine::resolve_device(args.device) {
             Device::Gpu => {
-                let gpu = super::open_gpu()?;
+                let gpu = super::engine::open_gpu()?;
                 let request = Request {
                     backward: true,
                     param_grads: true,

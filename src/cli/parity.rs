@@ -69,7 +69,7 @@ pub fn run(args: ParityArgs) -> Result<ExitCode> {
     if args.batch == 0 || args.seq_len == 0 {
         bail!("--batch and --seq-len must be at least 1");
     }
-    let gpu = super::open_gpu()?;
+    let gpu = super::engine::open_gpu()?;
     let (params, batch) = random_problem(&config, args.seq_len, args.batch, args.seed);
     let options = PlanOptions {
         precision: args.precision,

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::distributed::{Distributed, Job};
-use super::Say;
+use super::engine::{Device, GpuArgs, Say};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum TaskName {
@@ -27,15 +27,6 @@ pub enum TaskName {
     Text,
     Npy,
     Csv,
-}
-
-/// `--device`: `auto` is the GPU engine where wgpu offers a real GPU, else the CPU engine
-/// (`super::resolve_device`); `gpu` runs on whatever adapter wgpu offers, llvmpipe included.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Device {
-    Auto,
-    Gpu,
-    Cpu,
 }
 
 #[derive(clap::Args)]
@@ -151,7 +142,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 100)]
     pub grad_norms_every: u64,
     #[command(flatten)]
-    pub engine: super::bench::GpuArgs,
+    pub engine: GpuArgs,
     /// Truncated BPTT: one update per chunk of K steps, the state carried from chunk to chunk
     /// with gradients stopped at the borders. --task text then reads the file as --batch
     /// contiguous streams; other tasks cut each --seq-len batch into chunks.
@@ -269,15 +260,16 @@ fn run_rank(args: TrainArgs, job: Option<&Job>) -> Result<()> {
     let device = match (args.device, args.dry_run) {
         // a plan of GPU memory is wanted whatever auto would run on
         (Device::Auto, true) => Device::Gpu,
-        (device, _) => {
-            super::resolve_device_saying(device, if lead { Say::Stdout } else { Say::Nothing })
-        }
+        (device, _) => super::engine::resolve_device_saying(
+            device,
+            if lead { Say::Stdout } else { Say::Nothing },
+        ),
     };
     if args.dry_run && device == Device::Cpu {
         bail!("--dry-run plans GPU memory; it needs --device gpu");
     }
     let gpu = match device {
-        Device::Gpu => Some(super::open_gpu_for(job.map(|j| j.local_rank))?),
+        Device::Gpu => Some(super::engine::open_gpu_for(job.map(|j| j.local_rank))?),
         _ => {
             if let Some(job) = job {
                 rnn_wgpu::cpu::parallel::share_cores(job.local_ranks);

@@ -22,7 +22,7 @@ pub struct TuneArgs {
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
     #[command(flatten)]
-    pub engine: super::bench::GpuArgs,
+    pub engine: super::engine::GpuArgs,
 }
 
 pub fn run(args: TuneArgs) -> Result<()> {

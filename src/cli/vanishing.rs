@@ -1,6 +1,6 @@
 //! `rnn-wgpu vanishing`: the study's table in the terminal, its SVG plot and CSV on disk.
 
-use super::train::Device;
+use super::engine::Device;
 use anyhow::{Context, Result};
 use rnn_wgpu::internals::plot::{log_line_chart, Series};
 use rnn_wgpu::internals::study::{
@@ -61,8 +61,8 @@ pub fn run(args: VanishingArgs) -> Result<()> {
     for (flag, path) in [("--svg", &args.svg), ("--csv", &args.csv)] {
         rnn_wgpu::internals::fsio::check_writable(path).context(flag)?;
     }
-    let gpu = match super::resolve_device(args.device) {
-        Device::Gpu => Some(super::open_gpu()?),
+    let gpu = match super::engine::resolve_device(args.device) {
+        Device::Gpu => Some(super::engine::open_gpu()?),
         _ => None,
     };
     let mut optimizer = OptimizerConfig::new(args.optimizer);

@@ -13,16 +13,18 @@
 //! block), and so do `b_ih` and `b_hh`. As the LSTM: each thread runs its own rows of the
 //! batch through the whole time loop, with W_hh packed once for the per-step products.
 
+use super::cell::{CellGrads, CellRun, Inputs};
 use super::math::{sigmoid, tanh, vectorized_fn};
+use super::matmul::column_sums;
 use super::packed::PackedWeight;
-use super::{
-    batch_parts, column_sums, flatten_steps, hold_padded_states, is_padding, length_parts, norms,
-    parallel, products_over_rows, round_step, rows, rows_mut, stored_projection,
-    stored_sum_of_squares, CellGrads, CellRun, Inputs,
+use super::parallel;
+use super::steps::{
+    batch_parts, flatten_steps, hold_padded_states, is_padding, length_parts, norms,
+    products_over_rows, round_step, rows, rows_mut, stored_projection, stored_sum_of_squares,
 };
+use crate::float::Float;
 use crate::params::CellParams;
 use crate::precision::Precision;
-use crate::Float;
 use ndarray::{
     s, Array2, Array3, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
 };

@@ -1,16 +1,18 @@
 //! The LSTM over a whole sequence, PyTorch's `nn.LSTM` with gates stacked i, f, g, o:
 //! `c_t = f * c_{t-1} + i * g`, `h_t = o * tanh(c_t)`.
 
+use super::cell::{CellGrads, CellRun, Inputs};
 use super::math::{sigmoid, tanh, vectorized_fn};
 use super::packed::PackedWeight;
-use super::{
-    batch_parts, hold_padded_states, is_padding, length_parts, norms, parallel,
-    pass_padded_gradients, products_over_rows, round_step, rows, rows_mut, step_gradient,
-    stored_projection, stored_sum_of_squares, CellGrads, CellRun, Inputs,
+use super::parallel;
+use super::steps::{
+    batch_parts, hold_padded_states, is_padding, length_parts, norms, pass_padded_gradients,
+    products_over_rows, round_step, rows, rows_mut, step_gradient, stored_projection,
+    stored_sum_of_squares,
 };
+use crate::float::Float;
 use crate::params::CellParams;
 use crate::precision::Precision;
-use crate::Float;
 use ndarray::{
     s, Array1, Array2, Array3, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
 };

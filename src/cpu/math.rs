@@ -5,7 +5,7 @@
 //! step). `sum_of_squares` and `dot` keep eight partial sums for the same reason: a single
 //! running sum fixes the order of the additions and so forbids vectorizing them.
 
-use crate::Float;
+use crate::float::Float;
 use std::any::TypeId;
 
 /// Defines a function over slices whose body is compiled three times: for AVX-512 (16 f32 lanes)

@@ -8,11 +8,12 @@
 //! once.
 
 use super::math::dot;
-use super::packed::{self, PackedWeight, PANEL};
+use super::packed::panels::PANEL;
+use super::packed::{self, PackedWeight};
 use super::parallel;
-use crate::Float;
+use crate::float::Float;
 use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array2, ArrayRef2, ArrayView1, Axis};
+use ndarray::{s, Array1, Array2, ArrayRef2, ArrayView1, Axis};
 
 /// Dimensions up to this take the streaming kernels instead of GEMM.
 const SKINNY: usize = 8;
@@ -223,6 +224,15 @@ fn scale<F: Float>(y: &mut [F], beta: F) {
 fn row_slice<'a, F>(row: &'a ArrayView1<'_, F>) -> &'a [F] {
     row.as_slice()
         .expect("rows of a row-major matrix are contiguous")
+}
+
+/// The column sums of rows [R, N], as a product with a row of ones: its kernel streams the
+/// rows once, over all threads.
+pub fn column_sums<F: Float>(rows: &ArrayRef2<F>) -> Array1<F> {
+    let ones = Array2::ones((1, rows.nrows()));
+    product(&ones, rows)
+        .into_shape_with_order(rows.ncols())
+        .expect("one row")
 }
 
 #[cfg(test)]

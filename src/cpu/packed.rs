@@ -10,18 +10,19 @@
 //! over k in order in both, so they give the same bits. Elsewhere (f64, other CPUs) it is
 //! matrixmultiply.
 
+pub(super) mod panels;
 #[cfg(target_arch = "x86_64")]
 mod wide;
 
 #[cfg(target_arch = "x86_64")]
 use super::math::{has_avx2, has_avx512};
-use crate::Float;
+use crate::float::Float;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayRef2, ArrayView2};
+use panels::{Product, PANEL};
 use std::any::TypeId;
 
-/// Columns of a panel, and rows of the register tile.
-pub(super) const PANEL: usize = 16;
+/// Rows of the AVX2 kernel's register tile (`panels::PANEL` is its columns).
 const TILE_ROWS: usize = 6;
 
 /// A weight w [K, N] prepared as the right operand of many products.
@@ -94,43 +95,6 @@ pub fn packs<F: Float>() -> bool {
 /// Whether this CPU runs the kernel (AVX2 and FMA, unless `math::isa` is capped below).
 fn kernel_available() -> bool {
     cfg!(target_arch = "x86_64") && has_avx2()
-}
-
-/// One call of the kernels: `c = a w + beta c` for m rows, where a [m, k] has element (i, p) at
-/// `a + i * lda.0 + p * lda.1`, c [m, n] has unit column stride and row stride `ldc`, and `w`
-/// holds the weight's panels from the first column of c on (beta = 0 ignores c's old values).
-#[derive(Clone, Copy)]
-struct Product<'w> {
-    m: usize,
-    k: usize,
-    n: usize,
-    a: *const f32,
-    lda: (usize, usize),
-    w: &'w [f32],
-    beta: f32,
-    c: *mut f32,
-    ldc: usize,
-}
-
-impl Product<'_> {
-    /// The part of the product on `rows` rows from `row` and the `cols` columns from panel
-    /// `panel` on.
-    ///
-    /// # Safety
-    /// row + rows <= m, and panel * PANEL + cols <= n.
-    unsafe fn part(self, row: usize, rows: usize, panel: usize, cols: usize) -> Self {
-        // SAFETY: as the caller promises, the offsets stay inside a and c.
-        unsafe {
-            Product {
-                m: rows,
-                n: cols,
-                a: self.a.add(row * self.lda.0),
-                w: &self.w[panel * self.k * PANEL..],
-                c: self.c.add(row * self.ldc + panel * PANEL),
-                ..self
-            }
-        }
-    }
 }
 
 /// `p`'s product on AVX-512 where the CPU has it, else on AVX2.

@@ -1,7 +1,7 @@
 //! The linear head `y = W_out h + b_out` and the losses on its outputs.
 
-use super::matmul::product;
-use crate::Float;
+use super::matmul::{column_sums, product};
+use crate::float::Float;
 use ndarray::{Array1, Array2, ArrayRef1, ArrayRef2};
 
 /// The head on the scored hidden states.
@@ -26,7 +26,7 @@ pub fn readout_backward<F: Float>(
     doutputs: &ArrayRef2<F>,
 ) -> (Array2<F>, Array1<F>, Array2<F>) {
     let dhead_weight = product(&doutputs.t(), hidden);
-    let dhead_bias = super::column_sums(doutputs);
+    let dhead_bias = column_sums(doutputs);
     let dhidden = product(doutputs, head_weight);
     (dhead_weight, dhead_bias, dhidden)
 }

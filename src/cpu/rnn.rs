@@ -1,16 +1,18 @@
 //! The vanilla RNN over a whole sequence: `h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)`.
 
+use super::cell::{CellGrads, CellRun, Inputs};
 use super::math::{tanh, vectorized_fn};
 use super::packed::PackedWeight;
-use super::{
-    batch_parts, hold_padded_states, is_padding, length_parts, norms, parallel,
-    pass_padded_gradients, products_over_rows, round_step, rows, rows_mut, step_gradient,
-    stored_projection, stored_sum_of_squares, CellGrads, CellRun, Inputs,
+use super::parallel;
+use super::steps::{
+    batch_parts, hold_padded_states, is_padding, length_parts, norms, pass_padded_gradients,
+    products_over_rows, round_step, rows, rows_mut, step_gradient, stored_projection,
+    stored_sum_of_squares,
 };
 use crate::config::Activation;
+use crate::float::Float;
 use crate::params::CellParams;
 use crate::precision::Precision;
-use crate::Float;
 use ndarray::{
     Array1, Array2, Array3, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
 };

@@ -7,7 +7,7 @@
 //! states and gates are therefore kept in its own processing order; `layer_output` puts them
 //! back in natural time.
 
-use crate::Float;
+use crate::float::Float;
 use ndarray::{s, Array2, Array3, ArrayRef3, ArrayView3, Axis};
 
 /// The natural step that step `s` of sequence `b`'s reverse pass reads: `L_b - 1 - s` within

@@ -12,8 +12,8 @@ pub mod mpi;
 
 use crate::config::Readout;
 use crate::data::{Batch, Targets};
+use crate::error::Error;
 use crate::params::Params;
-use crate::Error;
 use ndarray::{s, Axis};
 use std::sync::{Arc, Barrier, Mutex};
 

@@ -1,7 +1,7 @@
 //! The `Collective` over MPI (Open MPI or MPICH): one process per rank, started by `mpirun`.
 
 use super::Collective;
-use crate::Error;
+use crate::error::Error;
 use mpi::collective::CommunicatorCollectives;
 use mpi::datatype::PartitionMut;
 use mpi::environment::Universe;

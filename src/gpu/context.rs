@@ -6,7 +6,7 @@ use super::device::Device;
 use super::pipelines::Pipelines;
 use super::policy::{KernelPolicy, Product, Recurrence, RecurrenceShape};
 use super::tiles::{GemmKernel, StepTile};
-use crate::Error;
+use crate::error::Error;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, RwLock};
 

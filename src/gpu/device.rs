@@ -2,8 +2,8 @@
 //! it, the work recorded for it, and the errors it reports. Knows nothing of kernels or of
 //! what to run: `pipelines.rs` compiles the kernels, `policy.rs` chooses among them.
 
+use crate::error::Error;
 use crate::precision::Precision;
-use crate::Error;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -67,9 +67,9 @@ fn instance() -> wgpu::Instance {
 }
 
 /// What `--device auto` needs of every adapter wgpu finds (`auto_device::choose`).
-pub fn adapter_kinds() -> Vec<crate::auto_device::AdapterKind> {
+pub fn adapter_kinds() -> Vec<crate::internals::auto_device::AdapterKind> {
     (enumerate_adapters().into_iter())
-        .map(|a| crate::auto_device::AdapterKind {
+        .map(|a| crate::internals::auto_device::AdapterKind {
             name: a.info.name,
             device_type: a.info.device_type,
         })
@@ -130,7 +130,8 @@ fn matrix_units(adapter: &wgpu::Adapter) -> Result<u32, String> {
 /// (k mod count)-th.
 async fn gpus_for_ranks(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
     let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
-    let rank = |a: &wgpu::Adapter| crate::auto_device::gpu_rank(a.get_info().device_type);
+    let rank =
+        |a: &wgpu::Adapter| crate::internals::auto_device::gpu_rank(a.get_info().device_type);
     let best = adapters.iter().filter_map(rank).max();
     (adapters.into_iter())
         .filter(|a| best.is_some() && rank(a) == best)

@@ -8,9 +8,8 @@ use super::policy::Product;
 use super::recorder::{Read, Recorder};
 pub use super::tiles::GemmKernel;
 use super::tiles::{GemmTile, PipelineShape};
-use super::workspace::encode;
+use crate::error::Error;
 use crate::precision::Precision;
-use crate::Error;
 use bytemuck::{Pod, Zeroable};
 use ndarray::{Array2, ArrayView2};
 
@@ -638,8 +637,7 @@ pub fn matmul_using(
     };
     let upload_as = |what: &str, words: &[f32], precision| -> Result<wgpu::Buffer, Error> {
         let buffer = gpu.storage_buffer_of(what, words.len(), precision)?;
-        gpu.queue
-            .write_buffer(&buffer, 0, &encode(words, precision));
+        gpu.queue.write_buffer(&buffer, 0, &precision.encode(words));
         Ok(buffer)
     };
     let upload = |what: &str, words: &[f32]| upload_as(what, words, Precision::F32);
@@ -710,8 +708,7 @@ pub fn time_products(
     let filled = |what: &str, words: usize, precision| -> Result<wgpu::Buffer, Error> {
         let buffer = gpu.storage_buffer_of(what, words, precision)?;
         let data: Vec<f32> = (0..words).map(|i| (i % 17) as f32 / 17.0 - 0.5).collect();
-        gpu.queue
-            .write_buffer(&buffer, 0, &encode(&data, precision));
+        gpu.queue.write_buffer(&buffer, 0, &precision.encode(&data));
         Ok(buffer)
     };
     let a_buf = filled("bench A", m * k, operands.0)?;

@@ -4,6 +4,21 @@
 
 use crate::precision::Precision;
 
+// The kernels' sizes that the memory plan (crate::internals::plan) reads too: here rather than in the
+// recorder and the pass, which use the plan, so that the plan uses nothing that uses it.
+
+/// Bytes bound for every kernel's parameter struct (the largest, `GemmParams`, is 64).
+pub(crate) const PARAMS_BINDING_SIZE: u64 = 64;
+
+/// Rows per block of `column_block_sums` (`COLUMN_BLOCK` in reduce.wgsl).
+const COLUMN_BLOCK: usize = 256;
+
+/// Into how many blocks of rows the bias gradients' column sums over `rows` rows are split
+/// (1: one pass, no blocks). The blocks' sums go to `Gpu::scratch_partials`.
+pub(crate) fn column_blocks(rows: usize) -> usize {
+    rows.div_ceil(COLUMN_BLOCK)
+}
+
 /// The element types of a pipeline's storage buffers where a shader lets them vary, as WGSL
 /// aliases put in front of its source: `a_elem`, `b_elem`, `c_elem` (gemm.wgsl's A, B and C;
 /// reduce.wgsl's input; stack.wgsl's sources and destination) and `stored`, the type of the

@@ -1,9 +1,10 @@
 //! The GPU engine: one `Gpu` context, the kernels of `shaders/`, and `GpuModel::run`, which
 //! records forward and BPTT over all time steps into one submission.
 
+mod cell;
 pub(crate) mod cells;
 mod context;
-mod device;
+pub(crate) mod device;
 pub mod gemm;
 pub mod kernels;
 mod model;
@@ -20,15 +21,12 @@ pub mod tuning;
 mod workspace;
 
 pub use context::Gpu;
-pub(crate) use device::PARTIAL_SUMS;
 pub use device::{
     adapter_kinds, enumerate_adapters, AdapterSummary, Device, WorkCounts, LLVMPIPE_LOOP_LIMIT,
     MATRIX_UNITS_VAR,
 };
 pub use kernels::{Elements, Kernel, Shader};
 pub use model::{GpuModel, GpuOutput, Request};
-pub(crate) use pass::column_blocks;
 pub use policy::{KernelPolicy, Recurrence};
-pub(crate) use recorder::PARAMS_BINDING_SIZE;
 pub use recorder::{Phase, PhaseTimes};
 pub use tiles::{GemmKernel, GemmTile, StepTile};

@@ -5,7 +5,8 @@
 //! Shapes (f32, time-major): x [T, B, I]; hs, cs [T+1, B, H] with the initial state at step 0;
 //! gates, dgates [T, B, G*H]; dh, dc [T, B, H]; outputs, doutputs [rows, O].
 
-use super::cells::{self, GpuCell};
+use super::cell::GpuCell;
+use super::cells;
 use super::context::Gpu;
 use super::param_buffers::ParamBuffers;
 use super::policy::Recurrence;
@@ -13,9 +14,9 @@ use super::recorder::{PhaseTimes, Read, Recorder};
 use super::workspace::Workspace;
 use crate::config::ModelConfig;
 use crate::data::Batch;
+use crate::error::Error;
+use crate::internals::plan::{self, MemoryLimits, MemoryPlan, PlanOptions};
 use crate::params::Params;
-use crate::plan::{self, MemoryLimits, MemoryPlan, PlanOptions};
-use crate::Error;
 use bytemuck::{Pod, Zeroable};
 use ndarray::{Array2, Array3};
 use std::sync::Mutex;
@@ -456,7 +457,7 @@ fn default_memory_budget(gpu: &Gpu) -> Option<(u64, &'static str)> {
         return None;
     }
     Some((
-        crate::plan::system_memory()? / 4 * 3,
+        crate::internals::plan::system_memory()? / 4 * 3,
         "the default budget (3/4 of system memory, where a CPU adapter keeps its buffers; \
          --max-memory sets another)",
     ))

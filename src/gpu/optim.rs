@@ -10,9 +10,9 @@ use super::param_buffers::ParamBuffers;
 use super::recorder::{Phase, Read, Recorder};
 use crate::config::ModelConfig;
 use crate::data::Batch;
+use crate::error::Error;
 use crate::optim::{match_state, state_tensor_names, OptimizerConfig, OptimizerKind};
 use crate::params::Params;
-use crate::Error;
 use bytemuck::{Pod, Zeroable};
 
 /// Elements one `grad_sum_squares` workgroup sums (`CHUNK` in optim.wgsl).
@@ -292,7 +292,7 @@ impl GpuModel {
 }
 
 /// `train_step` in two halves for data-parallel training, the gradients reduced over the
-/// ranks in between (`crate::distributed`).
+/// ranks in between (`crate::internals::distributed`).
 impl GpuModel {
     /// Forward and BPTT on `batch` with the dropout of `optimizer`'s next step, the parameter
     /// gradients read back with what `request` names.

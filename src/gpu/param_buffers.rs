@@ -3,7 +3,7 @@
 
 use super::context::Gpu;
 use crate::config::ModelConfig;
-use crate::Error;
+use crate::error::Error;
 
 /// One cell's parameter buffers.
 pub(crate) struct CellBuffers {

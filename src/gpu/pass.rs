@@ -1,5 +1,5 @@
 //! Recording of one pass: the forward recurrence with the head and loss, and BPTT, segment by
-//! segment as the workspace's plan lays them out (see `crate::plan`).
+//! segment as the workspace's plan lays them out (see `crate::internals::plan`).
 //!
 //! Per segment of `len` steps (local step t = 1..len, buffers of the segment's activation
 //! set; x [len, B, I], hs/cs [len+1, B, H], gates/dgates [len, B, G*H], dh/dc [len, B, H]):
@@ -25,7 +25,7 @@
 
 use super::context::Gpu;
 use super::gemm::{record_gemm, Operand, Output};
-use super::kernels::{Elements, Kernel};
+use super::kernels::{column_blocks, Elements, Kernel};
 use super::model::{GpuModel, LossParams, ReduceParams, Request, StepParams};
 use super::policy::Recurrence;
 use super::recorder::{Phase, Recorder};
@@ -34,17 +34,8 @@ use super::stack::record_copy;
 use super::tiles::StepTile;
 use super::workspace::Workspace;
 use crate::config::{Activation, Loss, Readout};
+use crate::error::Error;
 use crate::precision::Precision;
-use crate::Error;
-
-/// Rows per block of `column_block_sums` (`COLUMN_BLOCK` in reduce.wgsl).
-const COLUMN_BLOCK: usize = 256;
-
-/// Into how many blocks of rows the bias gradients' column sums over `rows` rows are split
-/// (1: one pass, no blocks). The blocks' sums go to `Gpu::scratch_partials`.
-pub(crate) fn column_blocks(rows: usize) -> usize {
-    rows.div_ceil(COLUMN_BLOCK)
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Direction {

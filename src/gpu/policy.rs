@@ -6,8 +6,8 @@
 
 use super::tiles::{GemmKernel, StepTile};
 use crate::config::{text_enum, Cell};
+use crate::error::Error;
 use crate::precision::Precision;
-use crate::Error;
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;

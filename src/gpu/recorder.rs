@@ -9,16 +9,13 @@
 
 use super::context::Gpu;
 use super::device::{error_chain, WorkCounts};
-use super::kernels::{Elements, Kernel, Layout, Slot};
+use super::kernels::{Elements, Kernel, Layout, Slot, PARAMS_BINDING_SIZE};
 use super::policy::KernelPolicy;
 use super::tiles::PipelineShape;
+use crate::error::Error;
 use crate::precision::Precision;
-use crate::Error;
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// Bytes bound for every kernel's parameter struct (the largest, `GemmParams`, is 64).
-pub(crate) const PARAMS_BINDING_SIZE: u64 = 64;
 
 /// The part of a training step an op belongs to, for the per-phase GPU time that
 /// `Recorder::time_phases` measures. The pass sets it as it records (`Recorder::set_phase`);

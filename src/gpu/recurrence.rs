@@ -4,7 +4,7 @@
 use super::context::Gpu;
 use super::policy::Recurrence;
 use crate::config::{Cell, ModelConfig};
-use crate::Error;
+use crate::error::Error;
 
 /// Floats of W_hh the persistent kernels keep in workgroup memory (`W_CACHE` in
 /// persistent.wgsl): 16 KiB, what every WebGPU adapter offers.

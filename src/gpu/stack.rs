@@ -9,8 +9,8 @@ use super::model::{GpuModel, Request, StackParams};
 use super::recorder::{Phase, Recorder};
 use super::workspace::Workspace;
 use crate::cpu::stack::dropout_threshold;
+use crate::error::Error;
 use crate::precision::Precision;
-use crate::Error;
 use bytemuck::Zeroable;
 
 impl GpuModel {

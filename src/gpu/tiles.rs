@@ -4,7 +4,7 @@
 //! one per problem and adapter, and the pipeline cache compiles each shape once.
 
 use super::kernels::Kernel;
-use crate::Error;
+use crate::error::Error;
 use std::fmt;
 use std::str::FromStr;
 

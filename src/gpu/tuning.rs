@@ -22,9 +22,9 @@ use super::kernels::Shader;
 use super::policy::Recurrence;
 pub use super::policy::{Product, RecurrenceShape};
 use super::tiles::GemmKernel;
-use crate::parity::Comparison;
+use crate::error::Error;
+use crate::internals::parity::Comparison;
 use crate::precision::Precision;
-use crate::Error;
 use clap::ValueEnum;
 use ndarray::{Array1, Array2, ArrayView2};
 use rand::rngs::StdRng;
@@ -488,7 +488,7 @@ pub fn write_tuning(gpu: &Gpu, path: &Path, tuned: &Tuning) -> Result<(), Error>
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Io(format!("cannot create {}: {e}", dir.display())))?;
     }
-    crate::fsio::write_atomic(path, text.as_bytes())
+    crate::internals::fsio::write_atomic(path, text.as_bytes())
 }
 
 /// Makes the context take `tuning`'s choices.

@@ -1,5 +1,5 @@
 //! The activation and gradient buffers of one (seq_len, batch) shape, laid out as the memory
-//! plan says (`crate::plan`) and reused across runs of the same shape.
+//! plan says (`crate::internals::plan`) and reused across runs of the same shape.
 //!
 //! The time axis is cut into segments of at most S steps. Each segment has its own inputs,
 //! input gradients and (for `Readout::All`) head buffers; the activations (hs, cs, gates and
@@ -10,9 +10,9 @@ use super::context::Gpu;
 use super::param_buffers::ParamBuffers;
 use crate::config::{ModelConfig, Readout};
 use crate::data::{Batch, Targets};
-use crate::plan::{MemoryPlan, Term};
+use crate::error::Error;
+use crate::internals::plan::{MemoryPlan, Term};
 use crate::precision::Precision;
-use crate::Error;
 
 /// The activations of one segment of `len <= S` steps, time-major, local step 1..=len.
 pub(crate) struct Activations {
@@ -325,7 +325,7 @@ impl Workspace {
         // Inputs and initial states in the activations' element type.
         let precision = self.precision();
         let write_stored = |buffer: &wgpu::Buffer, values: &[f32]| {
-            queue.write_buffer(buffer, 0, &encode(values, precision))
+            queue.write_buffer(buffer, 0, &precision.encode(values))
         };
         let (b, h, i, o) = (
             self.batch,
@@ -378,21 +378,6 @@ impl Workspace {
                 }
             }
             first_row = rows.end;
-        }
-    }
-}
-
-/// `values` as a buffer of `precision` elements holds them, padded to whole 4-byte words
-/// (buffer writes move whole words): f16 rounded to nearest even.
-pub(crate) fn encode(values: &[f32], precision: Precision) -> Vec<u8> {
-    match precision {
-        Precision::F32 => bytemuck::cast_slice(values).to_vec(),
-        Precision::F16 => {
-            let mut bytes: Vec<u8> = (values.iter())
-                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-                .collect();
-            bytes.resize(bytes.len().next_multiple_of(4), 0);
-            bytes
         }
     }
 }

@@ -20,8 +20,8 @@
 pub mod proto;
 
 use crate::config::{Activation, Cell, Loss, ModelConfig, Readout};
+use crate::error::Error;
 use crate::params::{CellParams, Params};
-use crate::Error;
 use ndarray::{Array1, Array2};
 use proto::*;
 

@@ -6,10 +6,11 @@
 //! elsewhere. The target is the sum of the two marked values. The first marker can be as far
 //! as `T - 1` steps from the readout, so the task measures how far gradients carry.
 
-use super::{DataSpec, Task};
+use super::spec::DataSpec;
+use super::task::Task;
 use crate::config::{Loss, Readout};
 use crate::data::{Batch, Targets};
-use crate::Error;
+use crate::error::Error;
 use ndarray::{Array2, Array3};
 use rand::{Rng, RngCore};
 

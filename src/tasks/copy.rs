@@ -10,10 +10,11 @@
 //! a tenth output would only be a logit the model must learn to suppress. Output class `k` is
 //! the same symbol as input class `k`.
 
-use super::{DataSpec, Task};
+use super::spec::DataSpec;
+use super::task::Task;
 use crate::config::{Loss, Readout};
 use crate::data::{Batch, Targets};
-use crate::Error;
+use crate::error::Error;
 use ndarray::Array3;
 use rand::{Rng, RngCore};
 

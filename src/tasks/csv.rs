@@ -1,8 +1,30 @@
-//! The CSV reader behind [`super::Dataset::from_csv`] (format in `dataset`'s module docs).
+//! The CSV reader behind [`super::Dataset::from_csv`], and the layout it is told
+//! (`CsvFormat`, `CsvTargets`; described in `dataset`'s module docs).
 
-use super::dataset::{CsvFormat, CsvTargets, SampleTargets};
-use crate::Error;
+use super::targets::SampleTargets;
+use crate::error::Error;
 use ndarray::{Array1, Array2, Array3};
+
+/// What each CSV line holds after its inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CsvTargets {
+    /// One class index: last-step cross-entropy.
+    Class,
+    /// `O` values: last-step MSE.
+    Values(usize),
+    /// `T` class indices, one per step: per-step cross-entropy.
+    StepClasses,
+    /// `T * O` values, step by step: per-step MSE.
+    StepValues(usize),
+}
+
+/// How to cut a CSV line into inputs and targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CsvFormat {
+    /// `T`: steps per sequence.
+    pub seq_len: usize,
+    pub targets: CsvTargets,
+}
 
 /// Inputs `[N, T, I]` and targets from the bytes of a CSV file; `name` names it in messages.
 pub(crate) fn parse(

@@ -22,51 +22,22 @@
 //!
 //! Every error names the file, what was found and what was expected.
 
+// Defined in `csv` and `targets`, below this module; named here too, where the module docs and
+// `Dataset`'s loaders name them.
+pub use super::csv::{CsvFormat, CsvTargets};
+pub use super::targets::SampleTargets;
+
 use super::csv;
 use super::npy::{check_finite, class_count, parse_npy, to_classes, Npy};
-use super::DataSpec;
+use super::spec::DataSpec;
 use crate::config::{Loss, Readout};
 use crate::data::{Batch, Targets};
-use crate::Error;
-use ndarray::{s, Array1, Array2, Array3, Axis, Ix1, Ix2, Ix3};
+use crate::error::Error;
+use ndarray::{s, Array2, Array3, Axis, Ix1, Ix2, Ix3};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngCore, SeedableRng};
 use std::path::Path;
-
-/// Targets for every sample, in the layouts of the table above.
-#[derive(Clone, Debug, PartialEq)]
-pub enum SampleTargets {
-    /// `[N]`: one class per sequence, scored on the last step.
-    Classes(Array1<u32>),
-    /// `[N, T]`: one class per step.
-    StepClasses(Array2<u32>),
-    /// `[N, O]`: values for the last step.
-    Values(Array2<f32>),
-    /// `[N, T, O]`: values for every step.
-    StepValues(Array3<f32>),
-}
-
-/// What each CSV line holds after its inputs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CsvTargets {
-    /// One class index: last-step cross-entropy.
-    Class,
-    /// `O` values: last-step MSE.
-    Values(usize),
-    /// `T` class indices, one per step: per-step cross-entropy.
-    StepClasses,
-    /// `T * O` values, step by step: per-step MSE.
-    StepValues(usize),
-}
-
-/// How to cut a CSV line into inputs and targets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CsvFormat {
-    /// `T`: steps per sequence.
-    pub seq_len: usize,
-    pub targets: CsvTargets,
-}
 
 /// Sequences with their targets: inputs `[N, T, I]` and [`SampleTargets`].
 #[derive(Clone, Debug, PartialEq)]

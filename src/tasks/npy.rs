@@ -1,7 +1,7 @@
 //! Reading `.npy` files of any of the dtypes the crate accepts, and the checks every loader
 //! shares (finite values, class ranges), each error naming the file and the element.
 
-use crate::Error;
+use crate::error::Error;
 use ndarray::ArrayD;
 use ndarray_npy::{ReadNpyError, ReadNpyExt};
 use std::path::Path;
@@ -195,10 +195,10 @@ pub(crate) fn to_classes(a: ArrayD<i64>, name: &str) -> Result<ArrayD<u32>, Erro
 /// `[T, B]` classes or `[T, B, O]` values for `Readout::All` (class indices for
 /// cross-entropy, floats for MSE).
 pub fn load_batch(
-    config: &crate::ModelConfig,
+    config: &crate::config::ModelConfig,
     inputs_path: &Path,
     targets_path: &Path,
-) -> Result<crate::Batch<f32>, Error> {
+) -> Result<crate::data::Batch<f32>, Error> {
     let read = |path: &Path, role: &str| {
         std::fs::read(path)
             .map_err(|err| Error::Value(format!("cannot read {role} '{}': {err}", path.display())))
@@ -215,7 +215,7 @@ pub fn load_batch(
 /// Time-major inputs x [T, B, I] for `config` from an `.npy` file's bytes (float32 or float64,
 /// every value finite, T and B at least 1); `file` names it in messages.
 pub fn inputs_from_npy_bytes(
-    config: &crate::ModelConfig,
+    config: &crate::config::ModelConfig,
     file: &str,
     bytes: &[u8],
 ) -> Result<ndarray::Array3<f32>, Error> {
@@ -281,12 +281,12 @@ pub fn lengths_from_npy_bytes(
 
 /// [`load_batch`] for files already in memory; the names (file names) appear in messages.
 pub fn batch_from_npy_bytes(
-    config: &crate::ModelConfig,
+    config: &crate::config::ModelConfig,
     inputs_file: &str,
     inputs: &[u8],
     targets_file: &str,
     targets: &[u8],
-) -> Result<crate::Batch<f32>, Error> {
+) -> Result<crate::data::Batch<f32>, Error> {
     use crate::config::{Loss, Readout};
     use crate::data::{Batch, Targets};
     let targets_name = format!("targets '{targets_file}'");

@@ -6,10 +6,11 @@
 //! text and binary data; a multi-byte UTF-8 character is several steps. Each sequence starts
 //! at a uniformly random offset, and the target at step `t` is the byte at step `t + 1`.
 
-use super::{DataSpec, Task};
+use super::spec::DataSpec;
+use super::task::Task;
 use crate::config::{Loss, Readout};
 use crate::data::{Batch, Targets};
-use crate::Error;
+use crate::error::Error;
 use ndarray::Array3;
 use rand::{Rng, RngCore};
 use std::path::Path;

@@ -3,8 +3,8 @@
 
 use crate::config::Readout;
 use crate::data::{Batch, Targets};
+use crate::error::Error;
 use crate::tasks::{DataSpec, Dataset, Task};
-use crate::Error;
 use ndarray::s;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;

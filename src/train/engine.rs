@@ -4,14 +4,14 @@
 use crate::config::ModelConfig;
 use crate::cpu;
 use crate::data::Batch;
-use crate::distributed::{self, Collective, Share};
-use crate::gpu::optim::GpuOptimizer;
-use crate::gpu::{Gpu, GpuModel, Recurrence, Request};
+use crate::error::Error;
+use crate::internals::distributed::{self, Collective, Share};
+use crate::internals::gpu::optim::GpuOptimizer;
+use crate::internals::gpu::{Gpu, GpuModel, Recurrence, Request};
+use crate::internals::plan::{MemoryPlan, PlanOptions};
 use crate::optim::{CpuOptimizer, OptimizerConfig};
 use crate::params::Params;
-use crate::plan::{MemoryPlan, PlanOptions};
 use crate::precision::{LossScaler, Precision};
-use crate::Error;
 use ndarray::Array2;
 use std::time::{Duration, Instant};
 

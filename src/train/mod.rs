@@ -11,9 +11,9 @@ pub use engine::{Engine, GradientNorms, GroupStep, State, StepResult, StepWants}
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::{ModelConfig, Readout};
 use crate::data::Batch;
-use crate::distributed::{self, Collective};
+use crate::error::Error;
+use crate::internals::distributed::{self, Collective};
 use crate::precision::LossScaler;
-use crate::Error;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -53,7 +53,7 @@ pub struct TrainOptions {
     pub tbptt: Option<usize>,
     /// Data-parallel training: this process is one rank of `group`, `batch` is per rank, and
     /// each global batch of `ranks * batch` sequences is split among the ranks in rank order
-    /// (`crate::distributed`). Only rank 0 should be given files to write.
+    /// (`crate::internals::distributed`). Only rank 0 should be given files to write.
     pub group: Option<Rc<dyn Collective>>,
 }
 
@@ -254,7 +254,11 @@ pub fn train(
                     step,
                     loss: result.loss,
                     grad_norm: result.grad_norm,
-                    origin: crate::non_finite::locate(config, &engine.params()?, &batch)?,
+                    origin: crate::internals::non_finite::locate(
+                        config,
+                        &engine.params()?,
+                        &batch,
+                    )?,
                     last_finite,
                     checkpoint: last_saved.map(|p| p.display().to_string()),
                 });

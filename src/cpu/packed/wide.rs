@@ -2,7 +2,7 @@
 //! 16-wide register, two side by side, against 8 rows of `a` at a time: 16 accumulators, two
 //! loads and eight broadcasts per sixteen 16-wide fused multiply-adds.
 
-use super::{Product, PANEL};
+use super::panels::{Product, PANEL};
 use std::arch::x86_64::*;
 
 /// Rows of the register tile.

@@ -1,9 +1,9 @@
 //! The GRU on the GPU (shaders/gru.wgsl): the recurrent product and its gradient in buffers
 //! of their own (hh, dhh), since the reset gate scales one block of it.
 
-use super::{CellKernels, GpuCell};
-use crate::gpu::kernels::Kernel;
-use crate::gpu::workspace::{Activations, CellView};
+use crate::internals::gpu::cell::{CellKernels, GpuCell};
+use crate::internals::gpu::kernels::Kernel;
+use crate::internals::gpu::workspace::{Activations, CellView};
 
 pub(crate) struct Gru;
 

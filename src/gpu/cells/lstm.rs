@@ -1,9 +1,9 @@
 //! The LSTM on the GPU (shaders/lstm.wgsl): the cell state c beside h, bound with its
 //! gradient and the carry of dE/dc along the cell path (cs, dc, dc_carry).
 
-use super::{CellKernels, GpuCell};
-use crate::gpu::kernels::Kernel;
-use crate::gpu::workspace::CellView;
+use crate::internals::gpu::cell::{CellKernels, GpuCell};
+use crate::internals::gpu::kernels::Kernel;
+use crate::internals::gpu::workspace::CellView;
 
 pub(crate) struct Lstm;
 

@@ -1,8 +1,8 @@
 //! The vanilla RNN on the GPU (shaders/rnn.wgsl): no state beside h, no cell slot used.
 
-use super::{CellKernels, GpuCell};
-use crate::gpu::kernels::Kernel;
-use crate::gpu::workspace::CellView;
+use crate::internals::gpu::cell::{CellKernels, GpuCell};
+use crate::internals::gpu::kernels::Kernel;
+use crate::internals::gpu::workspace::CellView;
 
 pub(crate) struct Rnn;
 
