@@ -18,6 +18,25 @@ use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
 use rnn_wgpu::{Gpu, Precision};
 use std::path::PathBuf;
 
+/// A one-layer, one-direction model of `cell`, as the suite's.
+fn one_layer(cell: Cell) -> Arch {
+    Arch {
+        cell,
+        layers: 1,
+        bidirectional: false,
+    }
+}
+
+/// A memory plan without recomputation or limits, storing in `precision`.
+fn whole_sequence(precision: Precision) -> PlanOptions {
+    PlanOptions {
+        recompute: rnn_wgpu::internals::plan::Recompute::Off,
+        max_memory: None,
+        max_binding: None,
+        precision,
+    }
+}
+
 fn context() -> Gpu {
     Gpu::new().expect("GPU tests need an adapter and must not be skipped")
 }
@@ -196,18 +215,9 @@ fn a_candidate_with_a_wrong_product_is_left_out_and_never_chosen() {
 fn watching_one_step_finds_the_models_products() {
     let gpu = context();
     gpu.watch_products();
-    let arch = Arch {
-        cell: Cell::Lstm,
-        layers: 1,
-        bidirectional: false,
-    };
+    let arch = one_layer(Cell::Lstm);
     let shape: Shape = "3,5,2,17".parse().unwrap();
-    let options = PlanOptions {
-        recompute: rnn_wgpu::internals::plan::Recompute::Off,
-        max_memory: None,
-        max_binding: None,
-        precision: Default::default(),
-    };
+    let options = whole_sequence(Precision::F32);
     bench_shape(Some(&gpu), arch, shape, 0, 1, options, Recurrence::Steps).unwrap();
     let products = gpu.watched_products();
     let (b, t, i, h) = (3, 5, 2, 17);
@@ -374,17 +384,8 @@ fn a_tuned_recurrence_is_what_auto_resolves_to() {
 #[test]
 fn tuning_a_recurrence_times_only_ways_that_run_right() {
     let gpu = context();
-    let arch = Arch {
-        cell: Cell::Lstm,
-        layers: 1,
-        bidirectional: false,
-    };
-    let options = PlanOptions {
-        recompute: rnn_wgpu::internals::plan::Recompute::Off,
-        max_memory: None,
-        max_binding: None,
-        precision: Default::default(),
-    };
+    let arch = one_layer(Cell::Lstm);
+    let options = whole_sequence(Precision::F32);
     let tuned = |shape: &str| {
         let shape: Shape = shape.parse().unwrap();
         tune_recurrence(&gpu, arch, shape, options, 1)
@@ -439,17 +440,8 @@ fn every_kernel_name_in_the_cache_reads_back_as_that_kernel() {
 fn f16_products_are_tuned_apart_and_the_matrix_units_only_where_they_run() {
     let gpu = context();
     gpu.watch_products();
-    let arch = Arch {
-        cell: Cell::Gru,
-        layers: 1,
-        bidirectional: false,
-    };
-    let options = PlanOptions {
-        recompute: rnn_wgpu::internals::plan::Recompute::Off,
-        max_memory: None,
-        max_binding: None,
-        precision: Precision::F16,
-    };
+    let arch = one_layer(Cell::Gru);
+    let options = whole_sequence(Precision::F16);
     let shape: Shape = "3,5,2,17".parse().unwrap();
     bench_shape(Some(&gpu), arch, shape, 0, 1, options, Recurrence::Steps).unwrap();
     let products = gpu.watched_products();
