@@ -10,6 +10,11 @@ use crate::error::Error;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, RwLock};
 
+/// The GPU context: one device on the chosen adapter (`Device`, to which it dereferences),
+/// the kernels compiled for it so far (each pipeline on first use) and the kernel policy in
+/// force (tuned products and recurrences, a forced step tile). Opening one is slow: make one
+/// and pass it by reference to every model, optimizer and product that runs on it. Nothing
+/// in it ties it to one model, and the policy may be changed while it is shared.
 pub struct Gpu {
     device: Device,
     pipelines: Pipelines,

@@ -10,8 +10,12 @@ use std::sync::{Arc, Mutex};
 /// What one adapter is, for `rnn-wgpu devices` and for reports.
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
+    /// Name, vendor, device type, backend and driver, as the adapter reports them.
     pub info: wgpu::AdapterInfo,
+    /// The adapter's own limits (what `Gpu::new` would request, not wgpu's defaults).
     pub limits: wgpu::Limits,
+    /// Every feature the adapter offers; the engine uses `SHADER_F16`, `TIMESTAMP_QUERY` and
+    /// the experimental cooperative matrices.
     pub features: wgpu::Features,
     /// The cooperative-matrix shapes the adapter lists (empty without them).
     pub cooperative_matrices: Vec<wgpu::CooperativeMatrixProperties>,
@@ -21,7 +25,9 @@ pub struct AdapterSummary {
 /// issues the dispatches and submissions it promises.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WorkCounts {
+    /// Compute dispatches recorded.
     pub dispatches: u64,
+    /// Command buffers submitted to the queue.
     pub submissions: u64,
     /// Of `dispatches`, those recorded in the forward and in the backward recurrence's phase
     /// (`Phase::ForwardRecurrence`, `Phase::BackwardRecurrence`).
@@ -39,9 +45,15 @@ pub const LLVMPIPE_LOOP_LIMIT: u64 = 65_535;
 /// plan's name for it, so errors name it alike.
 pub(crate) const PARTIAL_SUMS: &str = "partial sums (split K, column blocks)";
 
+/// One wgpu device on the chosen adapter, with the bookkeeping the engine keeps beside it:
+/// work and memory counters, the partial-sums scratch buffer, and the errors wgpu reports
+/// asynchronously (uncaptured errors, device loss). `Gpu` dereferences to it.
 pub struct Device {
+    /// The logical device: buffers, pipelines and command encoders are made through it.
     pub device: wgpu::Device,
+    /// Its queue: every submission and buffer write goes through it.
     pub queue: wgpu::Queue,
+    /// The adapter's name, vendor, device type, backend and driver.
     pub info: wgpu::AdapterInfo,
     /// The adapter's own limits, all requested for the device.
     pub limits: wgpu::Limits,
@@ -191,8 +203,8 @@ impl Device {
         let info = adapter.get_info();
         let limits = adapter.limits();
         // Timestamp queries where offered, for the per-phase GPU time of `rnn-wgpu bench`
-        // (nothing records a query unless asked to: `Recorder::time_phases`).
-        // Timestamps for phase times; f16 storage for `--precision f16`.
+        // (nothing records a query unless asked to: `Recorder::time_phases`); f16 storage
+        // where offered, for `--precision f16`.
         let mut features =
             adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16);
         let matrix_units = matrix_units(&adapter);
@@ -302,7 +314,7 @@ impl Device {
             .contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
-    /// Creates a storage buffer of `len` f32 words after checking it against the adapter's
+    /// Creates a storage buffer of `words` f32 words after checking it against the adapter's
     /// limits; `what` names it in the error ("the LSTM gates, [T, B, 4H]").
     pub(crate) fn storage_buffer(&self, what: &str, words: usize) -> Result<wgpu::Buffer, Error> {
         self.storage_buffer_of(what, words, Precision::F32)
@@ -379,6 +391,8 @@ impl Device {
         Ok([x as u32, y as u32, 1])
     }
 
+    /// Adds `counts` (a recording's work, at its submission) to the totals `work_counts`
+    /// reports.
     pub(crate) fn count(&self, counts: WorkCounts) {
         self.dispatches
             .fetch_add(counts.dispatches, Ordering::Relaxed);
@@ -409,7 +423,6 @@ impl Device {
         self.storage_bytes.load(Ordering::Relaxed)
     }
 
-    /// Returns (and clears) errors wgpu reported outside an error scope.
     /// An error once the device is lost (driver reset, unplugged, destroyed): nothing recorded
     /// for it can run, and waiting on it would not return.
     pub(crate) fn check_device(&self) -> Result<(), Error> {
@@ -423,6 +436,7 @@ impl Device {
         }
     }
 
+    /// Returns (and clears) errors wgpu reported outside an error scope.
     pub(crate) fn take_uncaptured_errors(&self) -> Vec<String> {
         std::mem::take(&mut *self.uncaptured.lock().unwrap())
     }

@@ -1,4 +1,4 @@
-//! Host side of `shaders/gemm.wgsl`: C[M, N] (+)= op(A)[M, K] op(B)[K, N] (+ bias[N]) on
+//! Host side of `shaders/gemm.wgsl`: `C[M, N] (+)= op(A)[M, K] op(B)[K, N] (+ bias[N])` on
 //! matrices addressed inside larger buffers, in the tile shape (`GemmTile`) picked per adapter
 //! and product.
 
@@ -96,11 +96,16 @@ impl GemmParams {
 /// *stored* matrix is at `offset + r * row_stride + c` (elements). `transposed` uses it as its
 /// transpose.
 #[derive(Clone, Copy)]
-pub struct Operand<'a> {
+pub(crate) struct Operand<'a> {
+    /// The buffer holding the matrix (bound as gemm.wgsl's A or B).
     pub buffer: &'a wgpu::Buffer,
+    /// Elements before the stored matrix's first element.
     pub offset: usize,
+    /// Elements from one stored row to the next (`lda` or `ldb`), at least its row length.
     pub row_stride: usize,
+    /// Whether the product uses the transpose of the stored matrix (`trans_a`, `trans_b`).
     pub transposed: bool,
+    /// The buffer's element type (the pipeline's `a_elem` or `b_elem`).
     pub precision: Precision,
 }
 
@@ -121,6 +126,7 @@ impl<'a> Operand<'a> {
         Operand { precision, ..self }
     }
 
+    /// The same stored matrix used as its transpose (twice: as it was).
     pub fn t(self) -> Self {
         Operand {
             transposed: !self.transposed,
@@ -146,10 +152,14 @@ impl<'a> Operand<'a> {
 /// Where the product goes (a buffer of `precision` elements, summed in f32 and rounded once)
 /// and what is added to it.
 #[derive(Clone, Copy)]
-pub struct Output<'a> {
+pub(crate) struct Output<'a> {
+    /// The buffer C is in (gemm.wgsl's binding 3).
     pub buffer: &'a wgpu::Buffer,
+    /// C's element type (the pipeline's `c_elem`).
     pub precision: Precision,
+    /// Elements before C's first element.
     pub offset: usize,
+    /// Elements from one row of C to the next (`ldc`), at least N.
     pub row_stride: usize,
     /// `C += ...` instead of `C = ...`.
     pub accumulate: bool,
@@ -279,10 +289,12 @@ fn fitted_tile((m, n, k): (usize, usize, usize), slice_k: u32) -> GemmTile {
     tile
 }
 
-/// Records `C = op(A) op(B)` with shapes `[m, k] x [k, n]`.
-/// `dummy` is bound in the bias slot when there is no bias.
+/// Records `C (+)= op(A) op(B) (+ bias)` with `shape` = (M, N, K), op(A) `[M, K]` and op(B)
+/// `[K, N]` (`c.accumulate` and `c.bias` say what is added), through `GemmKernel::Auto`.
+/// `dummy` is bound in the bias slot when there is no bias. An error means the adapter cannot
+/// run the product as chosen: it exceeds a limit, or the choice is matrix units that are off.
 #[allow(clippy::too_many_arguments)]
-pub fn record_gemm(
+pub(crate) fn record_gemm(
     gpu: &Gpu,
     recorder: &mut Recorder,
     shape: (usize, usize, usize),
@@ -337,7 +349,8 @@ pub(crate) fn record_gemm_using(
     let tile = kernel.resolve(gpu, (m, n, k));
     if !tile.allowed_by(&gpu.limits) {
         return Err(Error::Config(format!(
-            "matrix-product tile {tile}: {} invocations and {} bytes of workgroup memory are              more than '{}' allows",
+            "matrix-product tile {tile}: {} invocations and {} bytes of workgroup memory are \
+             more than '{}' allows",
             tile.invocations(),
             tile.storage_bytes(),
             gpu.info.name
@@ -578,7 +591,9 @@ pub fn matmul(
 /// after each of its rows; and the element types A and B are stored in (rounded on upload).
 #[derive(Clone, Copy, Debug)]
 pub struct Placement {
+    /// NaN elements before each matrix and after each of its rows (0: dense).
     pub pad: usize,
+    /// The element types A and B are uploaded in (C and the bias stay f32).
     pub operands: (Precision, Precision),
 }
 
@@ -594,6 +609,7 @@ impl Placement {
 
 /// What `matmul_using` computed and how.
 pub struct MatmulRun {
+    /// `op(A) op(B) (+ bias) (+ C)`, `[M, N]`, read back from C's buffer.
     pub product: Array2<f32>,
     /// Whether every word of C's buffer outside the product is still NaN.
     pub padding_kept: bool,

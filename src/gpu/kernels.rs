@@ -4,8 +4,8 @@
 
 use crate::precision::Precision;
 
-// The kernels' sizes that the memory plan (crate::internals::plan) reads too: here rather than in the
-// recorder and the pass, which use the plan, so that the plan uses nothing that uses it.
+// The kernels' sizes that the memory plan (crate::internals::plan) reads too: here rather than
+// in the recorder and the pass, which use the plan, so that the plan uses nothing that uses it.
 
 /// Bytes bound for every kernel's parameter struct (the largest, `GemmParams`, is 64).
 pub(crate) const PARAMS_BINDING_SIZE: u64 = 64;
@@ -26,8 +26,13 @@ pub(crate) fn column_blocks(rows: usize) -> usize {
 /// carries, losses, parameter gradients, optimizer state) are always f32.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Elements {
+    /// `a_elem`: gemm.wgsl's A (binding 0), reduce.wgsl's `x`, stack.wgsl's `src0` and `src1`,
+    /// and `stored` in the cell shaders (their gates, states, gradients and `weight_hh`).
     pub a: Precision,
+    /// `b_elem`: gemm.wgsl's B (binding 1); no other shader reads it.
     pub b: Precision,
+    /// `c_elem`: gemm.wgsl's C (binding 3, summed in f32 and rounded once on the store) and
+    /// stack.wgsl's `dst`.
     pub c: Precision,
 }
 
@@ -35,6 +40,8 @@ impl Elements {
     /// Every buffer f32: the default, and the only choice for shaders without aliases.
     pub const F32: Elements = Elements::all(Precision::F32);
 
+    /// `a`, `b` and `c` all of `precision`: how the engine compiles the cell, reduction and
+    /// stack kernels under `--precision`.
     pub const fn all(precision: Precision) -> Elements {
         Elements {
             a: precision,
@@ -47,8 +54,9 @@ impl Elements {
         [self.a, self.b, self.c].contains(&Precision::F16)
     }
 
-    /// The WGSL that declares the aliases (and enables f16 where one is f16), after the
-    /// `enables` a shader needs.
+    /// The WGSL put in front of a shader's source: `enable f16;` where one of the three is f16
+    /// and `enables` does not already say it, then `enables`, then the `a_elem`, `b_elem`,
+    /// `c_elem` and `stored` aliases.
     pub fn prelude(self, enables: &str) -> String {
         let f16 = "enable f16;\n";
         let enable = if self.uses_f16() && !enables.contains(f16) {
@@ -65,22 +73,37 @@ impl Elements {
     }
 }
 
-/// A WGSL source file in `shaders/`.
+/// A WGSL module the engine compiles: one file of `shaders/` with the files it builds on put
+/// in front (`source` lists them), compiled once per `Elements`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
+    /// gemm.wgsl after gemm_layout.wgsl: the tiled matrix products `gemm_4x4` and `gemm_8x8`,
+    /// and `gemm_split_sum`.
     Gemm,
-    /// The matrix products on cooperative matrices (wgpu's experimental extension).
+    /// gemm_coop.wgsl after gemm_layout.wgsl: `gemm_coop`, the matrix products on 16x16x16
+    /// cooperative matrices (wgpu's experimental extension).
     GemmCoop,
+    /// rnn.wgsl, the vanilla RNN's step, after finite.wgsl and step.wgsl and before fused.wgsl
+    /// and persistent.wgsl: its fused and persistent forward and backward kernels.
     Rnn,
+    /// lstm.wgsl, the LSTM's step, with the same files around it as `Rnn`.
     Lstm,
+    /// gru.wgsl, the GRU's step, with the same files around it as `Rnn`.
     Gru,
+    /// loss.wgsl (after finite.wgsl): the MSE and cross-entropy losses with their gradients.
     Loss,
+    /// reduce.wgsl (after finite.wgsl): the deterministic row norms, row sums and column sums.
     Reduce,
+    /// optim.wgsl (after finite.wgsl): the global gradient norm and the SGD, Adam(W) and
+    /// RMSprop updates.
     Optim,
+    /// stack.wgsl: what stacked and bidirectional models add around the cells (time reversal,
+    /// joining two directions with dropout, splitting the gradient), and element-type copies.
     Stack,
 }
 
 impl Shader {
+    /// Every shader, each once.
     pub const ALL: [Shader; 9] = [
         Shader::Gemm,
         Shader::GemmCoop,
@@ -93,6 +116,8 @@ impl Shader {
         Shader::Stack,
     ];
 
+    /// The name in `shaders/` of the file that makes the shader what it is (the others that
+    /// `source` joins are shared), for messages.
     pub fn file_name(self) -> &'static str {
         match self {
             Shader::Gemm => "gemm.wgsl",
@@ -170,54 +195,127 @@ impl Shader {
     }
 }
 
-/// A compute entry point. Its CPU twin in `cpu::` has the same name where one exists.
+/// A compute entry point: which function of which `Shader` (`entry_point`, `shader`), with
+/// which bindings (`layout`). Its CPU twin in `cpu::` has the same name where one exists.
+///
+/// Buffers are time-major and hold one segment of `T` steps of a batch of `B` sequences; `H` is
+/// the hidden size, `G` the cell's gate blocks (RNN 1, LSTM 4, GRU 3), `O` the output size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    /// A 4x4 block of C per invocation, 8x8 in the other: the matrix products' family (see
-    /// gemm.wgsl); tile, K-slice and K-split set per pipeline (`GemmTile`).
+    /// `gemm_4x4` (gemm.wgsl): `C[M, N] (+)= op(A) op(B) (+ bias)`, a 4x4 block of C per
+    /// invocation; tile, K-slice and K-split set per pipeline (`GemmTile` with `block` 4).
     Gemm4x4,
+    /// `gemm_8x8` (gemm.wgsl): the same product with an 8x8 block of C per invocation
+    /// (`GemmTile` with `block` 8), twice the FMAs per load from workgroup memory.
     Gemm8x8,
-    /// Adds the parts of a product whose K was split over workgroups (see gemm.wgsl).
+    /// `gemm_split_sum` (gemm.wgsl): adds the partial products of a product whose K was split
+    /// over parts of workgroups, in part order, then the bias, then the old C; one invocation
+    /// per element of C.
     GemmSplitSum,
-    /// A 32x32 block of C per workgroup of one subgroup on 16x16x16 cooperative matrices, f16
-    /// A and B (see gemm_coop.wgsl); the workgroup is the subgroup size (`PipelineShape::Coop`).
+    /// `gemm_coop` (gemm_coop.wgsl): a 32x32 block of C per workgroup of one subgroup on
+    /// 16x16x16 cooperative matrices, f16 A and B, f32 accumulation; the workgroup is the
+    /// subgroup size (`PipelineShape::Coop`).
     GemmCoop,
-    /// One time step: the recurrent product of a tile of (rows, units) with the cell's maths in
-    /// its epilogue (see fused.wgsl); the workgroup shape is set per pipeline (`StepTile`).
+    /// `step_forward` (fused.wgsl around rnn.wgsl), one time step `t` over a tile of (batch
+    /// rows, units): adds `h_{t-1} W_hh^T` to the pre-activations in `gates[t]` (`[B, H]`),
+    /// then writes `h_t = act(pre + b_hh)` into `hs[t]`; padding steps copy `h_{t-1}`. The
+    /// workgroup shape is set per pipeline (`StepTile`).
     RnnForward,
+    /// `step_backward` (fused.wgsl around rnn.wgsl), one step `t` back: adds
+    /// `dgates[t+1] W_hh` into `h_carry`, stores the total `dE/dh_t` in `dh[t]` and writes
+    /// `dE/dpre_t` into `dgates[t]` (0 on padding steps, whose gradient passes on unchanged).
     RnnBackward,
+    /// `step_forward` (fused.wgsl around lstm.wgsl): adds `h_{t-1} W_hh^T` to
+    /// `gates[t]` (`[B, 4H]`), then overwrites them with the activated gates i, f, g, o and
+    /// writes `c_t` into `cs[t]` and `h_t` into `hs[t]`.
     LstmForward,
+    /// `step_backward` (fused.wgsl around lstm.wgsl): the total `dE/dh_t` into `dh[t]`, the
+    /// total `dE/dc_t` into `dc[t]`, the gates' gradient into `dgates[t]` (`[B, 4H]`), and
+    /// `dE/dc_t * f` left in `dc_carry` for step `t-1` (`dE/dc_0` after step 1).
     LstmBackward,
+    /// `step_forward` (fused.wgsl around gru.wgsl): writes `h_{t-1} W_hh^T` into `hh[t]`
+    /// (`[B, 3H]`, binding 2, apart from the input term because the reset gate scales one
+    /// block of it), then the activated r, z, n into `gates[t]` and `h_t` into `hs[t]`.
     GruForward,
+    /// `step_backward` (fused.wgsl around gru.wgsl): the total `dE/dh_t` into `dh[t]`,
+    /// `dE/d(x W_ih^T)` into `dgates[t]` and `dE/d(h W_hh^T)` into `dhh[t]` (binding 6), and
+    /// the direct path `z * dE/dh_t` left in `h_carry` for step `t-1`.
     GruBackward,
-    /// A segment's steps in one workgroup (see persistent.wgsl): for small models.
+    /// `persistent_forward` (persistent.wgsl around rnn.wgsl): `RnnForward` for the steps
+    /// `run_start + 1 ..= run_end` of a segment in one workgroup of 256, `W_hh` kept in
+    /// workgroup memory; for models whose steps are too small to fill the GPU.
     RnnForwardPersistent,
+    /// `persistent_backward` (persistent.wgsl around rnn.wgsl): `RnnBackward` for the steps
+    /// `run_end` down to `run_start + 1` in one workgroup.
     RnnBackwardPersistent,
+    /// `persistent_forward` (persistent.wgsl around lstm.wgsl): `LstmForward` for a run of
+    /// steps in one workgroup.
     LstmForwardPersistent,
+    /// `persistent_backward` (persistent.wgsl around lstm.wgsl): `LstmBackward` for a run of
+    /// steps, last to first, in one workgroup.
     LstmBackwardPersistent,
+    /// `persistent_forward` (persistent.wgsl around gru.wgsl): `GruForward` for a run of
+    /// steps in one workgroup.
     GruForwardPersistent,
+    /// `persistent_backward` (persistent.wgsl around gru.wgsl): `GruBackward` for a run of
+    /// steps, last to first, in one workgroup.
     GruBackwardPersistent,
+    /// `mse_loss` (loss.wgsl), one invocation per scored row: the row's share of
+    /// `nn.MSELoss(reduction='mean')` into `row_loss` (`[rows]`) and its gradient with respect
+    /// to the outputs, times the loss scale, into `doutputs` (`[rows, O]`); padding rows 0.
     MseLoss,
+    /// `cross_entropy_loss` (loss.wgsl): as `MseLoss` for `nn.CrossEntropyLoss` on logits
+    /// `[rows, O]` and class indices `[rows]`.
     CrossEntropyLoss,
+    /// `row_norms` (reduce.wgsl), one workgroup of 256 per row: `out[r] = sqrt(sum_i x[r, i]^2)`,
+    /// the per-step gradient norms `||dE/dh_t||` over each step's `[B, H]`.
     RowNorms,
+    /// `row_sums` (reduce.wgsl), one workgroup of 256 per row: `out[r] = sum_i x[r, i]`, the
+    /// loss from its per-row shares.
     RowSums,
+    /// `column_sums` (reduce.wgsl), one invocation per column: `out[j] (+)= sum_r x[r, j]`
+    /// down the rows in order; the bias gradients, or the second pass over `ColumnBlockSums`.
     ColumnSums,
+    /// `column_block_sums` (reduce.wgsl): each column's sum over each block of 256 rows, the
+    /// first pass of a column sum over many rows (`column_blocks`).
     ColumnBlockSums,
+    /// `grad_sum_squares` (optim.wgsl), one workgroup of 256 per chunk of 4,096 elements of a
+    /// gradient tensor: the chunk's sum of squares into `reduction`.
     GradSumSquares,
+    /// `grad_norm` (optim.wgsl), one workgroup: the global pre-clip gradient norm, the square
+    /// root of every tensor's chunk sums added in order, into `reduction[0]`.
     GradNorm,
+    /// `sgd_step` (optim.wgsl), one invocation per element: `torch.optim.SGD`'s update (weight
+    /// decay, momentum) with the clip factor and 1 / the loss scale applied to the gradient;
+    /// nothing changes when the global norm is not finite.
     SgdStep,
+    /// `adam_step` (optim.wgsl): `torch.optim.Adam`'s update, AdamW's through the decoupled
+    /// decay; clipping and skipping as `SgdStep`.
     AdamStep,
+    /// `rmsprop_step` (optim.wgsl): `torch.optim.RMSprop`'s update (with momentum where set);
+    /// clipping and skipping as `SgdStep`.
     RmspropStep,
+    /// `reverse_steps` (stack.wgsl): `dst[s, b] (+)= src0[L_b - 1 - s, b]` inside each
+    /// sequence's length `L_b`, `s` itself on padding: a reverse cell's input in its own order,
+    /// and (being its own inverse) a gradient mapped back.
     ReverseSteps,
+    /// `join_forward` (stack.wgsl): a layer's output `[T, B, D*H]` in natural time, the
+    /// forward cell's `hs` then the reverse cell's, times dropout's factor (0 or `1/(1-p)`)
+    /// as the next layer's input.
     JoinForward,
+    /// `join_backward` (stack.wgsl): one direction's share of the gradient of the joined
+    /// output, back in that cell's own step order as `dE/dh` `[T, B, H]` (dropout applied).
     JoinBackward,
+    /// `copy_elements` (stack.wgsl): `dst[dst_offset + i] = src0[src_offset + i]` converted
+    /// to dst's element type, e.g. f32 master weights into their f16 working copy.
     CopyElements,
 }
 
 /// How a kernel's bindings are laid out: `group(0)`, storage buffers and one uniform holding
-/// the per-dispatch parameters at a dynamic offset.
+/// the per-dispatch parameters at a dynamic offset. Each variant lists its bindings in
+/// `@binding` order, as `slots` does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Layout {
+pub(crate) enum Layout {
     /// a, b, bias (read); c (read_write); params
     Gemm,
     /// gates, hs, cs (read_write); bias_hh (read); params; dh, dc, dgates, dc_carry
@@ -235,13 +333,18 @@ pub enum Layout {
 
 /// One binding slot of a layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Slot {
+pub(crate) enum Slot {
+    /// A `var<storage, read>` buffer.
     Read,
+    /// A `var<storage, read_write>` buffer.
     ReadWrite,
+    /// The `var<uniform>` parameter struct, bound at a dynamic offset into the recorder's
+    /// arena (`PARAMS_BINDING_SIZE` bytes).
     Params,
 }
 
 impl Layout {
+    /// Every layout, in `index` order (the pipeline layouts are made in this order).
     pub const ALL: [Layout; 6] = [
         Layout::Gemm,
         Layout::Step,
@@ -251,6 +354,7 @@ impl Layout {
         Layout::Stack,
     ];
 
+    /// The kind of each binding, `@binding(0)` first.
     pub fn slots(self) -> &'static [Slot] {
         use Slot::*;
         match self {
@@ -272,6 +376,8 @@ impl Layout {
 }
 
 impl Kernel {
+    /// Every kernel, each once: `tests/shaders.rs` checks that these are exactly the shaders'
+    /// entry points.
     pub const ALL: [Kernel; 31] = [
         Kernel::Gemm4x4,
         Kernel::Gemm8x8,
@@ -306,6 +412,8 @@ impl Kernel {
         Kernel::CopyElements,
     ];
 
+    /// The name of the WGSL function the pipeline runs (the three cells share theirs: each
+    /// cell is its own `Shader`).
     pub fn entry_point(self) -> &'static str {
         match self {
             Kernel::Gemm4x4 => "gemm_4x4",
@@ -338,6 +446,7 @@ impl Kernel {
         }
     }
 
+    /// The shader module whose `entry_point` this is.
     pub fn shader(self) -> Shader {
         match self {
             Kernel::Gemm4x4 | Kernel::Gemm8x8 | Kernel::GemmSplitSum => Shader::Gemm,
@@ -370,7 +479,8 @@ impl Kernel {
         }
     }
 
-    pub fn layout(self) -> Layout {
+    /// The bindings the kernel expects, one layout per shader.
+    pub(crate) fn layout(self) -> Layout {
         match self.shader() {
             Shader::Gemm | Shader::GemmCoop => Layout::Gemm,
             Shader::Rnn | Shader::Lstm | Shader::Gru => Layout::Step,

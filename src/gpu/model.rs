@@ -124,24 +124,49 @@ impl Request {
     }
 }
 
-/// What `run` read back; fields not requested are `None`.
+/// What `run` read back; fields not requested are `None`. Gradients and norms come back with
+/// dynamic loss scaling's factor divided out. States are indexed as `Batch::h0` is: every
+/// cell's `[B, H]` in turn, `[L*D*B, H]` in `ModelConfig::cells` order.
 #[derive(Clone, Debug, Default)]
 pub struct GpuOutput {
+    /// The loss as `Loss` defines it: the mean over the scored rows of the sequences (rows past
+    /// a shorter sequence's length left out), never scaled.
     pub loss: f32,
+    /// The head's outputs `[rows, O]`, rows as `ModelConfig::scored_rows` counts them (`B`, or
+    /// `T * B` time-major); `Request::outputs`.
     pub outputs: Option<Array2<f32>>,
+    /// Every cell's hidden state after its last step, `[L*D*B, H]` (a sequence shorter than
+    /// `T` keeps the state of its own last step); `Request::final_state`.
     pub h_n: Option<Array2<f32>>,
+    /// The LSTM cells' cell states likewise; `None` for the RNN and GRU.
     pub c_n: Option<Array2<f32>>,
+    /// dE/dparam for every parameter, shaped and named as the parameters;
+    /// `Request::param_grads`.
     pub grads: Option<Params<f32>>,
+    /// dE/dx `[T, B, I]`, the gradient with respect to the first layer's input;
+    /// `Request::input_grads`.
     pub dx: Option<Array3<f32>>,
+    /// dE/dh_0 `[L*D*B, H]`, the gradient with respect to every cell's initial hidden state;
+    /// `Request::input_grads`.
     pub dh0: Option<Array2<f32>>,
+    /// dE/dc_0 likewise, for the LSTM only.
     pub dc0: Option<Array2<f32>>,
+    /// `||dE/dh_t||` for t = 1..T of each cell's processing order, cell by cell (`[L*D * T]`):
+    /// the 2-norm over the whole `[B, H]` of the total gradient reaching `h_t`, whose decay
+    /// shows gradients vanishing; `Request::grad_norms`.
     pub grad_norm_h: Option<Vec<f32>>,
+    /// `||dE/dc_t||` likewise, for the LSTM only.
     pub grad_norm_c: Option<Vec<f32>>,
     /// GPU time per phase, when requested and the adapter has timestamp queries.
     pub phase_times: Option<PhaseTimes>,
 }
 
+/// A model on the GPU: its parameters in f32 buffers, uploaded once, and the workspace of
+/// the batch shape it last ran (reallocated when the shape or the memory plan changes).
+/// `run` computes a forward pass and BPTT in one submission; `train_step` (with a
+/// `GpuOptimizer`) a whole training step.
 pub struct GpuModel {
+    /// What the model is. The parameter buffers are shaped for it, so it must not change.
     pub config: ModelConfig,
     pub(crate) params: ParamBuffers,
     /// Bound in slots a kernel does not use (the RNN's cell-state slots, a missing bias).
@@ -231,6 +256,7 @@ impl GpuModel {
         *self.workspace.lock().unwrap() = None;
     }
 
+    /// How workspaces are planned (`set_plan_options`; the default plan otherwise).
     pub fn plan_options(&self) -> PlanOptions {
         self.plan_options
     }

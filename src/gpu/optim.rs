@@ -49,7 +49,8 @@ pub struct TrainOutput {
     pub lr: f32,
     /// The loss of the forward pass, before the update.
     pub loss: f32,
-    /// The global 2-norm over all parameter gradients, before clipping.
+    /// The global 2-norm over all parameter gradients before clipping, as BPTT left them:
+    /// times `GpuModel::loss_scale` (1 under f32; `output`'s gradients are divided back).
     pub grad_norm: f32,
     /// What the `Request` asked for, all from before the update (gradients pre-clip).
     pub output: GpuOutput,
@@ -58,6 +59,9 @@ pub struct TrainOutput {
 /// An optimizer's state on the GPU for one model's shapes: per parameter tensor, the buffers
 /// `OptimizerKind::state_names` lists, plus the step counter.
 pub struct GpuOptimizer {
+    /// The kind, hyperparameters, schedule and clipping. Every update reads them afresh (the
+    /// learning rate from the schedule at its step), so a change applies from the next one;
+    /// the kind must stay the one the state buffers were made for.
     pub config: OptimizerConfig,
     model: ModelConfig,
     steps: u64,
@@ -248,10 +252,10 @@ impl GpuOptimizer {
 }
 
 impl GpuModel {
-    /// One training step on `batch` (x [T, B, I], targets [rows, O] or [rows]): forward, BPTT
-    /// for the parameter gradients, the global gradient norm, clipping and `optimizer`'s update
-    /// of the parameters, recorded as one submission with one wait. Reads back the loss, the
-    /// pre-clip gradient norm and what `request` names (`backward` is implied).
+    /// One training step on `batch` (x `[T, B, I]`, targets `[rows, O]` or `[rows]`): forward,
+    /// BPTT for the parameter gradients, the global gradient norm, clipping and `optimizer`'s
+    /// update of the parameters, recorded as one submission with one wait. Reads back the
+    /// loss, the pre-clip gradient norm and what `request` names (`backward` is implied).
     pub fn train_step(
         &self,
         gpu: &Gpu,
@@ -354,6 +358,9 @@ impl GpuModel {
 /// What `apply_gradients` did: the scheduled learning rate and the pre-clip gradient norm.
 #[derive(Clone, Copy, Debug)]
 pub struct AppliedStep {
+    /// The learning rate the schedule gave this update.
     pub lr: f32,
+    /// The global 2-norm of the uploaded gradients, before clipping, at the scale they were
+    /// uploaded at.
     pub grad_norm: f32,
 }

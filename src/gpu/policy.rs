@@ -57,7 +57,8 @@ pub enum Recurrence {
     Auto,
     /// One dispatch per time step: the recurrent product with the cell in its epilogue.
     Steps,
-    /// One dispatch per cell, segment and direction; needs G*H*H <= `PERSISTENT_WEIGHTS`.
+    /// One dispatch per cell and segment (more where llvmpipe's loop limit splits a segment
+    /// into runs); needs G*H*H <= `PERSISTENT_WEIGHTS`.
     Persistent,
 }
 

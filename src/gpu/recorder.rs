@@ -36,6 +36,7 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in the order a training step first enters them.
     pub const ALL: [Phase; 5] = [
         Phase::InputGemm,
         Phase::ForwardRecurrence,

@@ -1,5 +1,6 @@
 //! How a cell's time steps are dispatched: one fused kernel per step (shaders/fused.wgsl, over
-//! tiles of `tiles::StepTile`), or all of a segment's steps in one workgroup (shaders/persistent.wgsl).
+//! tiles of `tiles::StepTile`), or all of a segment's steps in one workgroup
+//! (shaders/persistent.wgsl).
 
 use super::context::Gpu;
 use super::policy::Recurrence;

@@ -13,14 +13,18 @@ use std::str::FromStr;
 /// `UNITS_PER` hidden units (all of their gates), staging `slice` values of K at a time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct StepTile {
+    /// Invocations along hidden units (`GROUP_UNITS`, workgroup x).
     pub group_units: u32,
+    /// Invocations along batch rows (`GROUP_ROWS`, workgroup y).
     pub group_rows: u32,
+    /// Values of K staged in workgroup memory at a time (`SLICE`).
     pub slice: u32,
 }
 
 impl StepTile {
-    /// `ROWS_PER` and `UNITS_PER` in fused.wgsl.
+    /// Batch rows per invocation (`ROWS_PER` in fused.wgsl).
     pub const ROWS_PER: usize = 4;
+    /// Hidden units per invocation, each with all of its gates (`UNITS_PER` in fused.wgsl).
     pub const UNITS_PER: usize = 4;
     /// Invocations per workgroup: two warps of 32 or one wave of 64.
     const INVOCATIONS: u32 = 64;
@@ -58,11 +62,12 @@ impl StepTile {
         16 * self.slice as u64 * vec4s
     }
 
-    /// Rows and units one workgroup owns.
+    /// Batch rows one workgroup owns.
     pub fn rows(self) -> usize {
         self.group_rows as usize * Self::ROWS_PER
     }
 
+    /// Hidden units one workgroup owns.
     pub fn units(self) -> usize {
         self.group_units as usize * Self::UNITS_PER
     }
@@ -140,10 +145,15 @@ impl fmt::Display for StepTile {
 /// slices of K in a workgroup, each walking its own range of K (added in order at the end).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GemmTile {
+    /// The register block, 4 or 8: each invocation computes a `block` x `block` piece of C.
     pub block: u32,
+    /// Invocations along N per slice (`GROUP_N`, workgroup x).
     pub group_n: u32,
+    /// Invocations along M per slice (`GROUP_M`, workgroup y).
     pub group_m: u32,
+    /// Values of K staged in workgroup memory at a time (`SLICE_K`).
     pub slice_k: u32,
+    /// Slices of K per workgroup (`SLICES`, workgroup z), each summing its own range of K.
     pub slices: u32,
 }
 
@@ -162,6 +172,9 @@ impl GemmTile {
     /// 64 x 64 tiles, 8 x 8 per invocation, 64 invocations (a candidate for tuning).
     pub const WIDE64: GemmTile = GemmTile::new(8, (8, 8), 16, 1);
 
+    /// The tile of register block `block` with `group_n` x `group_m` invocations per slice,
+    /// `slice_k` values of K per stage and `slices` slices; whether an adapter can run it is
+    /// `allowed_by`'s question.
     pub const fn new(
         block: u32,
         (group_n, group_m): (u32, u32),
@@ -186,15 +199,17 @@ impl GemmTile {
         }
     }
 
-    /// Rows and columns of C per workgroup.
+    /// Rows of C per workgroup.
     pub fn rows(self) -> u64 {
         (self.block * self.group_m) as u64
     }
 
+    /// Columns of C per workgroup.
     pub fn cols(self) -> u64 {
         (self.block * self.group_n) as u64
     }
 
+    /// Invocations per workgroup, over all of its slices.
     pub fn invocations(self) -> u64 {
         (self.group_n * self.group_m * self.slices) as u64
     }
@@ -213,6 +228,7 @@ impl GemmTile {
         stages.max(parked)
     }
 
+    /// Bytes of workgroup memory the tile uses (`memory_vec4s` vec4s of f32).
     pub fn storage_bytes(self) -> u64 {
         16 * self.memory_vec4s()
     }
@@ -229,9 +245,9 @@ impl GemmTile {
     }
 
     /// Loop iterations of one invocation of a dispatch over `k` of K (one part), for the
-    /// host's split of K on llvmpipe (`longest_k`), an upper bound: per stage the outer loop's turn,
-    /// its share of both staging loops and `slice_k` FMA turns (each loop one more for its last
-    /// test); then the epilogue's stores and gathers.
+    /// host's split of K on llvmpipe (`longest_k`), an upper bound: per stage the outer loop's
+    /// turn, its share of both staging loops and `slice_k` FMA turns (each loop one more for its
+    /// last test); then the epilogue's stores and gathers.
     pub fn iterations(self, k: u64) -> u64 {
         let threads = (self.group_n * self.group_m) as u64;
         let share = |n: u64| n.div_ceil(threads) + 1;
@@ -315,7 +331,10 @@ impl fmt::Display for GemmTile {
 /// every shape; the matrix units take f16 operands only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GemmKernel {
+    /// The tuned choice for the product where the context has one, else the rule
+    /// (`GemmKernel::rule`).
     Auto,
+    /// gemm.wgsl in this tile shape.
     Tile(GemmTile),
     /// `gemm_coop`: 16x16x16 f16 cooperative matrices with f32 accumulation
     /// (`Gpu::matrix_units`).
@@ -323,10 +342,15 @@ pub enum GemmKernel {
 }
 
 impl GemmKernel {
+    /// `GemmTile::TILED` forced ("tiled" in the tuning cache).
     pub const TILED: GemmKernel = GemmKernel::Tile(GemmTile::TILED);
+    /// `GemmTile::SPLIT32` forced ("split32x32").
     pub const SPLIT32: GemmKernel = GemmKernel::Tile(GemmTile::SPLIT32);
+    /// `GemmTile::SPLIT64` forced ("split64x64").
     pub const SPLIT64: GemmKernel = GemmKernel::Tile(GemmTile::SPLIT64);
+    /// `GemmTile::WIDE128` forced ("wide128x128").
     pub const WIDE128: GemmKernel = GemmKernel::Tile(GemmTile::WIDE128);
+    /// `GemmTile::WIDE64` forced ("wide64x64").
     pub const WIDE64: GemmKernel = GemmKernel::Tile(GemmTile::WIDE64);
 
     /// The named tiles, by their names in the tuning cache (stable across versions of this
@@ -365,18 +389,23 @@ impl GemmKernel {
     }
 }
 
-/// The `override` constants a `Kernel::tiled` kernel's pipeline is made with.
+/// The `override` constants a `Kernel::tiled` kernel's pipeline is made with; part of the
+/// pipeline cache's key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PipelineShape {
+pub(crate) enum PipelineShape {
+    /// A fused step kernel's shape (fused.wgsl).
     Step(StepTile),
+    /// A tiled product's shape (gemm.wgsl).
     Gemm(GemmTile),
     /// The cooperative-matrix product's workgroup: one subgroup of this many invocations.
     Coop {
+        /// The adapter's subgroup size (`WG_SIZE` in gemm_coop.wgsl).
         subgroup: u32,
     },
 }
 
 impl PipelineShape {
+    /// The constants' names and values, as `wgpu::PipelineCompilationOptions` takes them.
     pub fn constants(self) -> Vec<(&'static str, f64)> {
         match self {
             PipelineShape::Step(tile) => tile.constants().to_vec(),

@@ -36,15 +36,20 @@ use std::path::{Path, PathBuf};
 /// What a cache holds for one adapter.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Tuning {
+    /// The kernel `GemmKernel::Auto` takes for each tuned matrix product.
     pub products: Vec<(Product, GemmKernel)>,
+    /// The way `Recurrence::Auto` runs the steps of each tuned (cell, hidden, batch) shape:
+    /// `Steps` or `Persistent`.
     pub recurrences: Vec<(RecurrenceShape, Recurrence)>,
 }
 
 impl Tuning {
+    /// Choices held, products and recurrences together.
     pub fn len(&self) -> usize {
         self.products.len() + self.recurrences.len()
     }
 
+    /// Whether it holds no choice.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -72,10 +77,16 @@ pub const CHECK_TOLERANCE: f64 = 1e-3;
 /// One product's tuning: Auto's rule, what was chosen, each candidate's median seconds, and
 /// the candidates left out because they failed or gave a wrong product (with why).
 pub struct Tuned {
+    /// The product tuned.
     pub product: Product,
+    /// What Auto runs untuned (`GemmKernel::rule`).
     pub rule: GemmKernel,
+    /// What Auto runs from now on: the fastest candidate where it beats the rule's time by
+    /// `MARGIN` (or the rule was rejected), else the rule.
     pub choice: GemmKernel,
+    /// Every timed candidate's median seconds per product, in candidate order.
     pub seconds: Vec<(GemmKernel, f64)>,
+    /// The candidates left out before timing, with why (a failed run or a wrong product).
     pub rejected: Vec<(GemmKernel, String)>,
 }
 
@@ -83,6 +94,7 @@ pub struct Tuned {
 /// which every candidate must give before it is timed. Tuning is for adapters the kernels were
 /// not tested on, and a kernel a driver miscompiles must not be cached for being fast.
 pub struct Check {
+    /// The product checked: its shape, transposes and operand element types.
     pub product: Product,
     /// A as stored: [m, k], or [k, m] when the product uses it transposed.
     pub a: Array2<f32>,
@@ -90,6 +102,7 @@ pub struct Check {
     pub b: Array2<f32>,
     /// C before the product ([m, n]: tuning times `C += op(A) op(B) + bias`, as the engine runs).
     pub c: Array2<f32>,
+    /// The bias added to every row, `[n]`.
     pub bias: Array1<f32>,
     /// `c + op(a) op(b) + bias` in f64.
     pub answer: Array2<f64>,
@@ -98,6 +111,9 @@ pub struct Check {
 }
 
 impl Check {
+    /// Random operands, C and bias in `[-1, 1)` for `product` (the same every time), A and B
+    /// rounded to their element types, the answer computed from them in f64, and the
+    /// tolerance `CHECK_TOLERANCE`.
     pub fn new(product: Product) -> Check {
         let Product {
             shape: (m, n, k),
@@ -198,6 +214,8 @@ impl Check {
 }
 
 impl Tuned {
+    /// `kernel`'s median seconds per product; NaN when it was not timed (rejected, or not a
+    /// candidate).
     pub fn seconds_of(&self, kernel: GemmKernel) -> f64 {
         self.seconds
             .iter()
@@ -206,8 +224,10 @@ impl Tuned {
     }
 }
 
-/// Times every candidate on `product` as Auto would run it, `rounds` times interleaved (a candidate twice as slow as the fastest only once), and returns the medians
-/// and the choice: the fastest, if it beats Auto's rule by `MARGIN`, else the rule's kernel.
+/// Times every candidate on `product` as Auto would run it, `rounds` times interleaved (after
+/// the first round, one more than `PRUNE` times as slow as the fastest is timed no more,
+/// except the rule's), and returns the medians and the choice: the fastest, if it beats
+/// Auto's rule by `MARGIN`, else the rule's kernel.
 /// First every candidate must give the product right (`Check`); one that fails or is wrong
 /// is left out, even the rule's (then the fastest right one is chosen). The context keeps the
 /// choice.
