@@ -112,13 +112,15 @@ pub(crate) fn parse_npy(bytes: &[u8], name: &str) -> Result<Npy, Error> {
         };
         if needed.is_none_or(|n| n > data.len()) {
             return Err(Error::Value(format!(
-                "{name} is truncated: its header says dtype {dtype}, shape {shape:?}                  ({described}) but only {} bytes follow the header",
+                "{name} is truncated: its header says dtype {dtype}, shape {shape:?} \
+                 ({described}) but only {} bytes follow the header",
                 data.len()
             )));
         }
         if needed.is_some_and(|n| n < data.len()) {
             return Err(Error::Value(format!(
-                "{name} has {} bytes after its header, but the header's dtype {dtype}, shape                  {shape:?} describes {described}",
+                "{name} has {} bytes after its header, but the header's dtype {dtype}, shape \
+                 {shape:?} describes {described}",
                 data.len()
             )));
         }
