@@ -246,7 +246,7 @@ pub fn inputs_from_npy_bytes(
     Ok(x)
 }
 
-/// Each of `n` sequences' length from an integer `.npy` of shape [n] (values 1..=`steps`);
+/// Each of `n` sequences' length from an integer `.npy` of shape `[n]` (values `1..=steps`);
 /// `name` says which file in messages, `samples` whose samples they are.
 pub fn lengths_from_npy_bytes(
     name: &str,
