@@ -64,7 +64,10 @@ pub struct MemoryLimits {
 /// Planning options a model carries (the command line's `--recompute`, `--max-memory`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PlanOptions {
+    /// How the time axis is cut and whether segments are recomputed (`--recompute`).
     pub recompute: Recompute,
+    /// The budget in bytes that the whole plan must fit (`--max-memory`); `None` takes the
+    /// adapter's default where one is known (3/4 of system memory on a CPU adapter), else none.
     pub max_memory: Option<u64>,
     /// Caps the storage binding below the adapter's (tests of the segment splitting).
     pub max_binding: Option<u64>,
@@ -76,12 +79,18 @@ pub struct PlanOptions {
 /// One group of equal buffers in the plan.
 #[derive(Clone, Debug)]
 pub struct Term {
+    /// What the buffers hold, as the plan's table and error messages name it
+    /// ("hidden states", "gate gradients", ...).
     pub name: &'static str,
     /// The shape of one buffer, as text ("[S+1, B, H] = [101, 32, 128]").
     pub shape: String,
     /// Elements per buffer, each of `precision`.
     pub words_each: usize,
+    /// The element type: the storage precision for activations, gates, their gradients and
+    /// the weights' working copies, f32 for everything else.
     pub precision: Precision,
+    /// How many such buffers the pass allocates (per segment, per cell, ...); 0 leaves the
+    /// term out of the plan.
     pub count: usize,
     /// Each buffer is bound whole, so it must fit `max_binding` (parameter-sized terms are
     /// several smaller tensors; the uniform arena is bound 64 bytes at a time).
@@ -89,6 +98,7 @@ pub struct Term {
 }
 
 impl Term {
+    /// All `count` buffers' bytes: `count * bytes_each()`.
     pub fn bytes(&self) -> u64 {
         self.bytes_each() * self.count as u64
     }
@@ -102,26 +112,38 @@ impl Term {
 /// The plan for one (T, B): the segmentation and every buffer the pass allocates.
 #[derive(Clone, Debug)]
 pub struct MemoryPlan {
+    /// `T`: the time steps of the batch planned for.
     pub seq_len: usize,
+    /// `B`: the sequences of the batch planned for.
     pub batch: usize,
     /// Steps per segment S (the last segment may be shorter).
     pub segment_len: usize,
+    /// The number of segments, `ceil(T / S)`.
     pub segments: usize,
+    /// Whether the backward pass recomputes each segment's forward from its saved start state
+    /// into one shared set of activations; never true for a single segment.
     pub recompute: bool,
+    /// The storage precision of the activations, gates, their gradients and the weights'
+    /// working copies.
     pub precision: Precision,
     /// Model-side terms (parameters, gradients, optimizer state) first, then the workspace's
     /// buffers, the dispatch parameters and the partial sums.
     pub terms: Vec<Term>,
     /// The workspace's buffers, as `gpu::Workspace` allocates them.
     pub workspace: WorkspaceBuffers,
+    /// The limits and budget the plan was made for and checked against.
     pub limits: MemoryLimits,
 }
 
 impl MemoryPlan {
+    /// Every term's bytes together: what the model and one pass of this (T, B) allocate on the
+    /// GPU, the number the budget is checked against.
     pub fn total_bytes(&self) -> u64 {
         self.terms.iter().map(Term::bytes).sum()
     }
 
+    /// The term of the most bytes in all (`Term::bytes`), which a refusal names as the one to
+    /// shrink.
     pub fn largest(&self) -> &Term {
         self.terms.iter().max_by_key(|t| t.bytes()).unwrap()
     }
@@ -185,6 +207,8 @@ impl MemoryPlan {
         s
     }
 
+    /// The bytes of the largest single buffer bound whole (`Term::bound_whole`): what must fit
+    /// `MemoryLimits::max_binding`.
     pub fn largest_binding(&self) -> u64 {
         self.terms
             .iter()
@@ -233,6 +257,8 @@ pub fn check_host_memory(config: &ModelConfig, copies: usize) -> Result<(), Erro
     Ok(())
 }
 
+/// `bytes` for people: whole bytes below 1 KiB ("512 B"), else one decimal in the largest
+/// binary unit up to TiB ("1.5 GiB").
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
@@ -273,6 +299,9 @@ pub fn parse_bytes(text: &str) -> Result<u64, Error> {
     }
 }
 
+/// The segments that cut `seq_len` steps into runs of `segment_len` (at least 1): (first
+/// step, steps) of each, 0-based, all of `segment_len` steps but the last, which takes the
+/// rest. Empty for `seq_len` 0.
 pub fn segment_ranges(seq_len: usize, segment_len: usize) -> Vec<(usize, usize)> {
     (0..seq_len)
         .step_by(segment_len.max(1))
@@ -288,52 +317,93 @@ const DISPATCH_PARAMS: &str = "dispatch parameters (uniform)";
 /// workspace binds a 4-word placeholder; the plan leaves it out).
 #[derive(Clone, Debug)]
 pub struct WorkspaceBuffers {
-    /// Per segment: the inputs and their gradients [S, B, I].
+    /// Per segment: the inputs `[S, B, I]`.
     pub x: Term,
+    /// Per segment: the input gradients dE/dx `[S, B, I]`.
     pub dx: Term,
-    /// Per cell above the first: a layer above's inputs [S, B, D*H] per segment, and the
-    /// reverse cell of layer 0's reversed inputs [T, B, I] (bidirectional models run whole).
+    /// Per segment and cell of the layers above the first: the cell's input `[S, B, D*H]`, the
+    /// layer below's joined outputs (after dropout) in the cell's processing order.
     pub upper_x: Term,
+    /// Per segment and cell of the layers above the first: the gradient w.r.t. `upper_x`.
     pub upper_dx: Term,
+    /// For the reverse cell of layer 0 (bidirectional models, which run as one segment):
+    /// the inputs reversed within each sequence's length, `[T, B, I]`.
     pub reversed_x: Term,
+    /// The gradient w.r.t. `reversed_x`, `[T, B, I]`.
     pub reversed_dx: Term,
-    /// A bidirectional `Readout::All`'s head inputs [T*B, D*H] and their gradients.
+    /// A bidirectional `Readout::All`'s head inputs `[T*B, D*H]` and their gradients, two
+    /// buffers (none for other models).
     pub head_in: Term,
-    /// Per set of activations (one per segment, or one shared under recomputation; per cell).
+    /// Per set of activations (one per segment, or one shared under recomputation; per cell):
+    /// the hidden states `[S+1, B, H]`, row 0 the segment's start state.
     pub hs: Term,
+    /// Per set: the LSTM's cell states `[S+1, B, H]` (0 words for the RNN and GRU).
     pub cs: Term,
+    /// Per set: the gates `[S, B, G*H]`, pre-activations and then activated values.
     pub gates: Term,
+    /// Per set: dE/d(pre-activation) of the gates, `[S, B, G*H]`.
     pub dgates: Term,
+    /// Per set: the GRU's recurrent product h_{t-1} W_hh^T, kept apart from the input's,
+    /// `[S, B, 3H]` (0 words for the RNN and LSTM).
     pub hh: Term,
+    /// Per set: the gradient w.r.t. `hh`, `[S, B, 3H]` (GRU only).
     pub dhh: Term,
+    /// Per set: the total dE/dh_t of every step, `[S, B, H]`, from which the norms are taken.
     pub dh: Term,
+    /// Per set: the LSTM's total dE/dc_t, `[S, B, H]`.
     pub dc: Term,
-    /// Under recomputation, per segment and cell: the state at the segment's start [B, H].
+    /// Under recomputation, per segment and cell: the hidden state at the segment's start,
+    /// `[B, H]`.
     pub start_h: Term,
+    /// Under recomputation, per segment and cell: the LSTM's cell state at the segment's
+    /// start, `[B, H]`.
     pub start_c: Term,
-    /// Per scored segment: the head's outputs, targets, output gradients and row losses.
+    /// Per scored segment (every one under `Readout::All`, the last under `Readout::Last`):
+    /// the head's outputs `[rows, O]`.
     pub outputs: Term,
+    /// Per scored segment: the targets, `[rows, O]` words (values, or classes in the first
+    /// `rows`).
     pub targets: Term,
+    /// Per scored segment: dE/doutputs `[rows, O]`, multiplied by the loss scale.
     pub doutputs: Term,
+    /// Per scored segment: each row's share of the mean loss, `[rows]`.
     pub row_loss: Term,
-    /// [L*D*B, H]; per cell h_T, c_T, the h carry and the dc carry [B, H].
+    /// The initial-state gradients dE/dh0 of every cell, `[L*D*B, H]`, each cell's `[B, H]`
+    /// block in turn (dE/dc0 ends in each cell's `dc_carry`).
     pub dh0: Term,
+    /// Per cell: the final hidden state h_T, `[B, H]`.
     pub final_h: Term,
+    /// Per cell: the LSTM's final cell state c_T, `[B, H]`.
     pub final_c: Term,
+    /// Per cell: dE/dh carried from step t+1 into step t during the backward pass (the
+    /// recurrent product's share, the GRU's direct path, and what passes through padding
+    /// steps), `[B, H]`, f32.
     pub h_carry: Term,
+    /// Per cell: the LSTM's dE/dc carried along the cell path, ending as dE/dc0, `[B, H]`,
+    /// f32.
     pub dc_carry: Term,
-    /// Under f16: the working copies of the cells' W_ih (layer 0's, the layers' above) and
-    /// W_hh, which the products and the step kernels read.
+    /// Under f16, per cell of layer 0: the working copy of W_ih, `[G*H, I]`, which the
+    /// products read in place of the f32 parameter.
     pub weight_ih_copy: Term,
+    /// Under f16, per cell of the layers above: the working copy of W_ih, `[G*H, D*H]`.
     pub upper_weight_ih_copy: Term,
+    /// Under f16, per cell: the working copy of W_hh, `[G*H, H]`, which the step kernels read.
     pub weight_hh_copy: Term,
+    /// The per-step gradient norms `[2, L*D, T]`: `||dE/dh_t||` of every cell, then
+    /// `||dE/dc_t||` for the LSTM.
     pub norms: Term,
+    /// Each sequence's length, `[B]` u32 (`T` for all when the batch has none).
     pub lengths: Term,
+    /// The loss, `[1]`.
     pub loss: Term,
+    /// Each scored segment's share of the loss, summed in segment order into `loss`.
     pub loss_parts: Term,
 }
 
 impl WorkspaceBuffers {
+    /// The buffers of a pass over `(t, b)` = (T, B) in `n` segments of `s` steps, with one
+    /// shared set of activations when `recompute`, storing the activations, gates, their
+    /// gradients and the weights' working copies in `precision`.
     pub fn new(
         config: &ModelConfig,
         (t, b): (usize, usize),

@@ -31,12 +31,12 @@ use ndarray::{
 
 /// The forward recurrence over all T steps.
 ///
-/// params: weight_ih [3H, I], weight_hh [3H, H], bias_ih [3H], bias_hh [3H]; x [T, B, I],
-/// h0 [B, H], lengths [B] (steps past a sequence's length keep its state). Returns hs
-/// [T+1, B, H] (hs[0] = h0) and gates [T, B, 4H]: the activated r, z, n and the recurrent term
-/// `W_hn h + b_hn` (what backward needs), each H wide. Under `Precision::F16` both products
-/// (the recurrent one kept apart) are rounded to f16, as are the gates and the states as each
-/// step writes them (h0 too), where the GPU stores them.
+/// params: weight_ih `[3H, I]`, weight_hh `[3H, H]`, bias_ih `[3H]`, bias_hh `[3H]`; x `[T, B, I]`,
+/// h0 `[B, H]`, lengths `[B]` (steps past a sequence's length keep its state). Returns hs
+/// `[T+1, B, H]` (`hs[0] = h0`) and gates `[T, B, 4H]`: the activated r, z, n and the recurrent
+/// term `W_hn h + b_hn` (what backward needs), each H wide. Under `Precision::F16` both products
+/// (the recurrent one kept apart) are rounded to f16, as are the gates and the states as each step
+/// writes them (h0 too), where the GPU stores them.
 pub fn gru_forward<F: Float>(
     params: &CellParams<F>,
     inputs: Inputs<'_, F>,
@@ -82,9 +82,9 @@ pub fn gru_forward<F: Float>(
     }
 }
 
-/// `gru_forward`'s time loop for some rows `b` of the batch: weight_hh_t [H, 3H] (W_hh^T),
-/// (bias_ih, bias_hh) [3H] each, projected [T, b, 3H] (W_ih x_t), hs [T+1, b, H] with step 0
-/// filled, gates [T, b, 4H] out, lengths [b].
+/// `gru_forward`'s time loop for some rows `b` of the batch: weight_hh_t `[H, 3H]` (W_hh^T),
+/// (bias_ih, bias_hh) `[3H]` each, projected `[T, b, 3H]` (W_ih x_t), hs `[T+1, b, H]` with step 0
+/// filled, gates `[T, b, 4H]` out, lengths `[b]`.
 fn gru_forward_rows<F: Float>(
     weight_hh_t: &PackedWeight<'_, F>,
     (bias_ih, bias_hh): (&[F], &[F]),
@@ -116,8 +116,8 @@ fn gru_forward_rows<F: Float>(
 }
 
 vectorized_fn! {
-/// One sequence's step: input and recurrent [3H] (W_ih x_t and h_{t-1} W_hh^T, without
-/// biases), the biases [3H], h_prev [H]; writes h_next [H] and gate [4H] (r, z, n, W_hn h +
+/// One sequence's step: input and recurrent `[3H]` (W_ih x_t and h_{t-1} W_hh^T, without
+/// biases), the biases `[3H]`, h_prev `[H]`; writes h_next `[H]` and gate `[4H]` (r, z, n, W_hn h +
 /// b_hn). One iteration per hidden unit j, as one WGSL invocation.
 fn gru_cell_forward<F: Float>(
     input: &[F],
@@ -146,9 +146,9 @@ fn gru_cell_forward<F: Float>(
 }
 }
 
-/// BPTT through `gru_forward`: params' weight_ih [3H, I] and weight_hh [3H, H] (the biases are
-/// not read), x [T, B, I], run's hs [T+1, B, H] and gates [T, B, 4H] as `gru_forward` returns
-/// them, dh_from_head [S, B, H] for the last S steps, lengths [B]. Per step, dE/dh_t =
+/// BPTT through `gru_forward`: params' weight_ih `[3H, I]` and weight_hh `[3H, H]` (the biases are
+/// not read), x `[T, B, I]`, run's hs `[T+1, B, H]` and gates `[T, B, 4H]` as `gru_forward` returns
+/// them, dh_from_head `[S, B, H]` for the last S steps, lengths `[B]`. Per step, dE/dh_t =
 /// dh_from_head_t + z_{t+1} dE/dh_{t+1} + dgates_hh_{t+1} W_hh; the weight gradients follow
 /// from all steps at once after the loop. Under `Precision::F16` the norms are of dE/dh_t
 /// rounded to f16 (the step computes with it unrounded, and the direct path z dE/dh_t stays
@@ -215,23 +215,23 @@ pub fn gru_backward<F: Float>(
 
 /// `gru_backward`'s time loop for some rows `b` of the batch, with its inputs and outputs.
 struct GruBackwardRows<'a, F> {
-    /// [T, b, 4H], [T+1, b, H], [S, b, H] as `gru_backward` takes them.
+    /// `[T, b, 4H]`, `[T+1, b, H]`, `[S, b, H]` as `gru_backward` takes them.
     gates: ArrayView3<'a, F>,
     hs: ArrayView3<'a, F>,
     dh_from_head: ArrayView3<'a, F>,
-    /// Out: [T, b, 3H] each, and dE/dh0 [b, H].
+    /// Out: `[T, b, 3H]` each, and dE/dh0 `[b, H]`.
     dgates_ih: ArrayViewMut3<'a, F>,
     dgates_hh: ArrayViewMut3<'a, F>,
     dh0: ArrayViewMut2<'a, F>,
-    /// [b]: the steps past these are padding (None: none are).
+    /// `[b]`: the steps past these are padding (None: none are).
     lengths: Option<&'a [usize]>,
     precision: Precision,
-    /// Out: the sums of squares of these rows of dE/dh_t, [T].
+    /// Out: the sums of squares of these rows of dE/dh_t, `[T]`.
     squares: Vec<F>,
 }
 
 impl<F: Float> GruBackwardRows<'_, F> {
-    /// weight_hh [3H, H].
+    /// weight_hh `[3H, H]`.
     fn run(&mut self, weight_hh: &PackedWeight<'_, F>) {
         let seq_len = self.gates.len_of(Axis(0));
         let (head_steps, batch_rows, hidden) = self.dh_from_head.dim();
@@ -285,9 +285,9 @@ impl<F: Float> GruBackwardRows<'_, F> {
 }
 
 vectorized_fn! {
-/// One sequence's step backward: gate [4H] (r, z, n, W_hn h + b_hn), h_prev [H], dh [H]
-/// (dE/dh_t); writes dgate_ih and dgate_hh [3H] (dE/d pre-activation of the input and of the
-/// recurrent product) and direct [H] (z dE/dh_t, the gradient h_{t-1} gets past the
+/// One sequence's step backward: gate `[4H]` (r, z, n, W_hn h + b_hn), h_prev `[H]`, dh `[H]`
+/// (dE/dh_t); writes dgate_ih and dgate_hh `[3H]` (dE/d pre-activation of the input and of the
+/// recurrent product) and direct `[H]` (z dE/dh_t, the gradient h_{t-1} gets past the
 /// products).
 fn gru_cell_backward<F: Float>(
     gate: &[F],

@@ -19,12 +19,12 @@ use ndarray::{
 
 /// The forward recurrence over all T steps.
 ///
-/// params: weight_ih [4H, I], weight_hh [4H, H], bias_ih [4H], bias_hh [4H]; x [T, B, I],
-/// h0 and c0 [B, H], lengths [B] (steps past a sequence's length keep its state). Returns hs and
-/// cs [T+1, B, H] (hs[0] = h0, cs[0] = c0) and the activated
-/// gates [T, B, 4H] (columns i, f, g, o, each H wide), which is all backward needs. Under
-/// `Precision::F16` the gates are rounded to f16 after each product and after activation, and
-/// the states as each step writes them (h0 and c0 too), where the GPU stores them.
+/// params: weight_ih `[4H, I]`, weight_hh `[4H, H]`, bias_ih `[4H]`, bias_hh `[4H]`; x `[T, B, I]`,
+/// h0 and c0 `[B, H]`, lengths `[B]` (steps past a sequence's length keep its state). Returns hs
+/// and cs `[T+1, B, H]` (`hs[0] = h0`, `cs[0] = c0`) and the activated gates `[T, B, 4H]` (columns
+/// i, f, g, o, each H wide), which is all backward needs. Under `Precision::F16` the gates are
+/// rounded to f16 after each product and after activation, and the states as each step writes them
+/// (h0 and c0 too), where the GPU stores them.
 pub fn lstm_forward<F: Float>(
     params: &CellParams<F>,
     inputs: Inputs<'_, F>,
@@ -67,9 +67,9 @@ pub fn lstm_forward<F: Float>(
     }
 }
 
-/// `lstm_forward`'s time loop for some rows `b` of the batch: weight_hh_t [H, 4H] (W_hh^T),
-/// hs and cs [T+1, b, H] with step 0 filled, gates [T, b, 4H] holding W_ih x_t, bias [4H]
-/// (b_ih + b_hh), lengths [b].
+/// `lstm_forward`'s time loop for some rows `b` of the batch: weight_hh_t `[H, 4H]` (W_hh^T),
+/// hs and cs `[T+1, b, H]` with step 0 filled, gates `[T, b, 4H]` holding W_ih x_t, bias `[4H]`
+/// (b_ih + b_hh), lengths `[b]`.
 fn lstm_forward_rows<F: Float>(
     weight_hh_t: &PackedWeight<'_, F>,
     bias: &[F],
@@ -101,8 +101,8 @@ fn lstm_forward_rows<F: Float>(
 }
 
 vectorized_fn! {
-/// One sequence's step: gate [4H] holds the pre-activations without bias and becomes the
-/// activated gates i, f, g, o; c_next and h_next [H] follow from c_prev [H]. One iteration per
+/// One sequence's step: gate `[4H]` holds the pre-activations without bias and becomes the
+/// activated gates i, f, g, o; c_next and h_next `[H]` follow from c_prev `[H]`. One iteration per
 /// hidden unit j, as one WGSL invocation: unit j's four gates sit H apart.
 fn lstm_cell_forward<F: Float>(
     gate: &mut [F],
@@ -139,9 +139,9 @@ fn lstm_cell_forward<F: Float>(
 
 /// Backpropagation through time over all T steps.
 ///
-/// params: weight_ih [4H, I], weight_hh [4H, H] (the biases are not read); x [T, B, I]; run:
-/// hs and cs [T+1, B, H] and the activated gates [T, B, 4H] from `lstm_forward`;
-/// dh_from_head [S, B, H]: the head's gradient w.r.t. the last S hidden states h_{T-S+1}..h_T
+/// params: weight_ih `[4H, I]`, weight_hh `[4H, H]` (the biases are not read); x `[T, B, I]`; run:
+/// hs and cs `[T+1, B, H]` and the activated gates `[T, B, 4H]` from `lstm_forward`;
+/// dh_from_head `[S, B, H]`: the head's gradient w.r.t. the last S hidden states h_{T-S+1}..h_T
 /// (S = T when the head reads every step, 1 when only h_T). Per step, dE/dh_t =
 /// dh_from_head_t + dgates_{t+1} W_hh and dE/dc_t = dh_t o_t (1 - tanh(c_t)^2) +
 /// dc_{t+1} f_{t+1}, whose norms are recorded; the weight gradients follow from all dgates at
@@ -215,25 +215,25 @@ pub fn lstm_backward<F: Float>(
 
 /// `lstm_backward`'s time loop for some rows `b` of the batch, with its inputs and outputs.
 struct LstmBackwardRows<'a, F> {
-    /// [T, b, 4H], [T+1, b, H], [S, b, H] as `lstm_backward` takes them.
+    /// `[T, b, 4H]`, `[T+1, b, H]`, `[S, b, H]` as `lstm_backward` takes them.
     gates: ArrayView3<'a, F>,
     cs: ArrayView3<'a, F>,
     dh_from_head: ArrayView3<'a, F>,
-    /// Out: [T, b, 4H], and dh0 = dgates_1 W_hh [b, H].
+    /// Out: `[T, b, 4H]`, and dh0 = dgates_1 W_hh `[b, H]`.
     dgates: ArrayViewMut3<'a, F>,
     dh0: ArrayViewMut2<'a, F>,
-    /// dc_{t+1} f_{t+1} [b, H] while the loop runs, dE/dc0 when it is done.
+    /// dc_{t+1} f_{t+1} `[b, H]` while the loop runs, dE/dc0 when it is done.
     dc: ArrayViewMut2<'a, F>,
-    /// [b]: the steps past these are padding (None: none are).
+    /// `[b]`: the steps past these are padding (None: none are).
     lengths: Option<&'a [usize]>,
     precision: Precision,
-    /// Out: the sums of squares of these rows of dE/dh_t and dE/dc_t, [T] each.
+    /// Out: the sums of squares of these rows of dE/dh_t and dE/dc_t, `[T]` each.
     squares_h: Vec<F>,
     squares_c: Vec<F>,
 }
 
 impl<F: Float> LstmBackwardRows<'_, F> {
-    /// weight_hh [4H, H].
+    /// weight_hh `[4H, H]`.
     fn run(&mut self, weight_hh: &PackedWeight<'_, F>) {
         let (seq_len, batch_rows, hidden) = self.cs.dim();
         let seq_len = seq_len - 1;
@@ -299,9 +299,9 @@ impl<F: Float> LstmBackwardRows<'_, F> {
 }
 
 vectorized_fn! {
-/// One sequence's step backward: gate [4H] (activated i, f, g, o), c_prev and c_now [H]
-/// (c_{t-1}, c_t), dh [H] (dE/dh_t); dc_from_next [H] holds dc_{t+1} f_{t+1} and becomes
-/// dc_t f_t; writes dgate [4H] (dE/d pre-activation) and dc [H] (dE/dc_t).
+/// One sequence's step backward: gate `[4H]` (activated i, f, g, o), c_prev and c_now `[H]`
+/// (c_{t-1}, c_t), dh `[H]` (dE/dh_t); dc_from_next `[H]` holds dc_{t+1} f_{t+1} and becomes
+/// dc_t f_t; writes dgate `[4H]` (dE/d pre-activation) and dc `[H]` (dE/dc_t).
 fn lstm_cell_backward<F: Float>(
     gate: &[F],
     c_prev: &[F],

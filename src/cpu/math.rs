@@ -73,6 +73,8 @@ pub enum Isa {
 pub const ISA_VAR: &str = "RNN_WGPU_CPU_ISA";
 
 impl Isa {
+    /// The path's name as `RNN_WGPU_CPU_ISA` spells it and reports show it: `baseline`,
+    /// `avx2` or `avx512`.
     pub fn name(self) -> &'static str {
         match self {
             Isa::Baseline => "baseline",
@@ -186,7 +188,7 @@ fn same_type<A: 'static + Copy, B: 'static + Copy>(a: A) -> Option<B> {
 struct F32;
 
 impl F32 {
-    /// `e^v`, within 1 ulp for v in [-87, 88] (clamped there, where e^v stays a normal f32).
+    /// `e^v`, within 1 ulp for v in `[-87, 88]` (clamped there, where e^v stays a normal f32).
     /// NaN stays NaN (`clamp` keeps it).
     #[inline(always)]
     fn exp(v: f32) -> f32 {
@@ -242,7 +244,7 @@ impl F32 {
 mod tests {
     use super::*;
 
-    /// Every 97th f32 bit pattern in [-30, 30] (and a few special values): the f32 paths
+    /// Every 97th f32 bit pattern in `[-30, 30]` (and a few special values): the f32 paths
     /// against the f64 functions, in ulp of the f32 result.
     #[test]
     fn f32_approximations_are_within_a_few_ulp() {

@@ -38,14 +38,14 @@ const TILE: usize = 8;
 const CHAIN_K: usize = 4096;
 const CHAIN_FROM_K: usize = 4 * CHAIN_K;
 
-/// `a b` [M, N] for a [M, K], b [K, N], row-major.
+/// The product `a b`, `[M, N]`, for a `[M, K]` and b `[K, N]`, row-major.
 pub fn product<F: Float>(a: &ArrayRef2<F>, b: &ArrayRef2<F>) -> Array2<F> {
     let mut c = Array2::zeros((a.nrows(), b.ncols()));
     product_into(a, b, F::zero(), &mut c);
     c
 }
 
-/// `c = a b + beta c` for a [M, K], b [K, N], c [M, N], on as many threads as pay off. With
+/// `c = a b + beta c` for a `[M, K]`, b `[K, N]`, c `[M, N]`, on as many threads as pay off. With
 /// beta = 0 the old values of c are not read.
 pub fn product_into<F: Float>(a: &ArrayRef2<F>, b: &ArrayRef2<F>, beta: F, c: &mut ArrayRef2<F>) {
     let ((m, k), n) = (a.dim(), b.ncols());
@@ -226,7 +226,7 @@ fn row_slice<'a, F>(row: &'a ArrayView1<'_, F>) -> &'a [F] {
         .expect("rows of a row-major matrix are contiguous")
 }
 
-/// The column sums of rows [R, N], as a product with a row of ones: its kernel streams the
+/// The column sums of rows `[R, N]`, as a product with a row of ones: its kernel streams the
 /// rows once, over all threads.
 pub fn column_sums<F: Float>(rows: &ArrayRef2<F>) -> Array1<F> {
     let ones = Array2::ones((1, rows.nrows()));

@@ -3,10 +3,11 @@
 //! WGSL kernels: the input projection of all steps as one matrix product, the recurrent product
 //! per step, and the weight gradients as one product each over all `T * B` rows.
 //!
-//! `forward` and `backward` orchestrate; the cells live in `rnn` and `lstm`, what they read and
-//! return in `cell`, what their time loops share in `steps`, the head and the losses in
-//! `readout`, the matrix products in `matmul` and `packed`, the threads in `parallel` and the
-//! scalar functions in `math`.
+//! `forward` and `backward` orchestrate; the cells live in `rnn`, `lstm` and `gru`, what they
+//! read and return in `cell`, what their time loops share in `steps`, the head and the losses in
+//! `readout`, the reversal, joins and dropout of stacked and bidirectional layers in `stack`,
+//! the matrix products in `matmul` and `packed`, the threads in `parallel`, the scalar functions
+//! in `math` and the allocator's settings in `heap`.
 //!
 //! Speed: sequences do not interact, so each thread runs its own rows of the batch through the
 //! whole time loop (no synchronisation per step), and the products over all `T * B` rows split
@@ -44,26 +45,35 @@ use crate::precision::Precision;
 use ndarray::{s, Array, Array1, Array2, Array3, ArrayRef2, ArrayView2, Axis, CowArray, Dimension};
 use std::borrow::Cow;
 
-/// Everything the forward pass keeps for backward.
+/// Everything the forward pass keeps for backward, and what it computed.
 ///
-/// cells [L*D] as `Params::cells` orders them; layer_inputs [L-1]: the input [T, B, D*H] of
-/// layers 1..L, after dropout; dropout [L-1]: the factors (0 or 1/(1-p)) it multiplied by, when
-/// it ran; head_input [rows, D*H]: what the head read (`head_input`); outputs [rows, O]: the
-/// head's y (logits for cross-entropy); loss: scalar; precision: the storage precision it ran
-/// in, which `backward` mirrors too.
+/// `L` is the number of layers, `D` of directions (2 when bidirectional), `rows` the number of
+/// scored rows: `B` under `Readout::Last`, `T*B` (row `t*B + b`) under `Readout::All`.
 #[derive(Clone, Debug)]
 pub struct Forward<F> {
+    /// Every cell's run, `L*D` of them in `Params::cells`' order (layer by layer, forward
+    /// direction first).
     pub cells: Vec<CellRun<F>>,
+    /// The inputs of layers 1..L, `L-1` of them, each `[T, B, D*H]`: the layer below's joined
+    /// outputs after dropout (and, under F16, rounded as the GPU stores them).
     pub layer_inputs: Vec<Array3<F>>,
+    /// For each of `layer_inputs`, the dropout factors it was multiplied by (0 or 1/(1-p),
+    /// `[T, B, D*H]`); `None` where dropout did not run (evaluation, or p = 0).
     pub dropout: Vec<Option<Array3<F>>>,
+    /// What the head read, `[rows, D*H]`: each sequence's final states under
+    /// `Readout::Last`, the last layer's outputs at every step under `Readout::All`.
     pub head_input: Array2<F>,
+    /// The head's outputs `[rows, O]`: the predictions under MSE, the logits under
+    /// cross-entropy.
     pub outputs: Array2<F>,
+    /// The loss, a mean over the scored entries that count (padding rows do not).
     pub loss: F,
+    /// The storage precision the pass ran in; `backward` mirrors it.
     pub precision: Precision,
 }
 
 impl<F: Float> Forward<F> {
-    /// Every cell's final state h_n (and c_n for the LSTM), [L*D*B, H] as `Batch::h0` lays
+    /// Every cell's final state h_n (and c_n for the LSTM), `[L*D*B, H]` as `Batch::h0` lays
     /// initial states out: the states a next chunk of the sequences would start from. A
     /// reverse cell's is its state after reading step 0, as PyTorch's h_n.
     pub fn final_states(&self) -> (Array2<F>, Option<Array2<F>>) {
@@ -86,18 +96,24 @@ impl<F: Float> Forward<F> {
     }
 }
 
-/// grads: dLoss/dParam for every parameter (same shapes as the parameters); dh0, dc0
-/// [L*D*B, H] as h0 and c0 (dc0 None for the RNN and GRU); dx [T, B, I]; grad_norm_h [L*D * T], cell by cell: `||dE/dh_t||` for t = 1..T of each
-/// cell's processing order, the 2-norm over the whole [B, H] matrix of the total gradient
-/// arriving at h_t (from the head or the layer above, plus from step t+1); grad_norm_c likewise
-/// for the LSTM's c_t.
+/// The gradients `backward` returns, unscaled, for the loss `Forward::loss`.
 #[derive(Clone, Debug)]
 pub struct Backward<F> {
+    /// dLoss/dParam for every parameter, as a `Params` of the same shapes and names.
     pub grads: Params<F>,
+    /// dLoss/dh0, `[L*D*B, H]` as `Batch::h0` lays initial states out (each cell's `[B, H]`
+    /// block in turn); returned also when the batch had no h0 (its zeros).
     pub dh0: Array2<F>,
+    /// dLoss/dc0 likewise for the LSTM; `None` for the RNN and the GRU.
     pub dc0: Option<Array2<F>>,
+    /// dLoss/dx, `[T, B, I]`.
     pub dx: Array3<F>,
+    /// The per-step gradient norms, `[L*D * T]`, cell by cell in `Params::cells`' order:
+    /// `||dE/dh_t||` for t = 1..T of each cell's processing order, the 2-norm over the whole
+    /// `[B, H]` matrix of the total gradient arriving at h_t (from the head or the layer above,
+    /// plus from step t+1).
     pub grad_norm_h: Vec<F>,
+    /// `||dE/dc_t||` likewise for the LSTM's cell states; `None` for the RNN and the GRU.
     pub grad_norm_c: Option<Vec<F>>,
 }
 
@@ -120,12 +136,12 @@ pub fn forward<F: Float>(
     forward_with(config, params, batch, None)
 }
 
-/// Runs the model on `batch`: every layer's cells over all T steps, the head on the scored
-/// outputs of the last layer, and the loss. Shapes: params as `Params` documents them for
-/// `config`, batch.x [T, B, I], h0/c0 [L*D*B, H] (each cell's [B, H] in turn; zeros when
-/// absent), targets [rows, O] values or [rows] classes. `dropout_seed` (training) draws the dropout masks between layers
-/// (`stack::dropout_factors`); None is evaluation. Keeps every cell's states and gates for
-/// `backward`. Stores every tensor at full precision: `forward_in(.., Precision::F32)`.
+/// Runs the model on `batch`: every layer's cells over all T steps, the head on the scored outputs
+/// of the last layer, and the loss. Shapes: params as `Params` documents them for `config`, batch.x
+/// `[T, B, I]`, h0/c0 `[L*D*B, H]` (each cell's `[B, H]` in turn; zeros when absent), targets
+/// `[rows, O]` values or `[rows]` classes. `dropout_seed` (training) draws the dropout masks
+/// between layers (`stack::dropout_factors`); None is evaluation. Keeps every cell's states and
+/// gates for `backward`. Stores every tensor at full precision: `forward_in(.., Precision::F32)`.
 pub fn forward_with<F: Float>(
     config: &ModelConfig,
     params: &Params<F>,
@@ -216,7 +232,7 @@ pub fn forward_in<F: Float>(
     })
 }
 
-/// One cell over the sequence: the cell type's forward pass. x [T, B, W], h0 and c0 [B, H].
+/// One cell over the sequence: the cell type's forward pass. x `[T, B, W]`, h0 and c0 `[B, H]`.
 fn run_cell<F: Float>(
     config: &ModelConfig,
     p: &CellParams<F>,
@@ -232,7 +248,7 @@ fn run_cell<F: Float>(
     }
 }
 
-/// BPTT through one cell's `run`: dh_from_head [S, B, H] is the gradient arriving from outside
+/// BPTT through one cell's `run`: dh_from_head `[S, B, H]` is the gradient arriving from outside
 /// the recurrence at its last S states (the head's, or the layer above's with S = T).
 fn cell_backward<F: Float>(
     config: &ModelConfig,
@@ -287,10 +303,10 @@ pub fn backward_scaled<F: Float>(
 /// The head's backward pass: the head's gradients and the share of dE/dh it passes to each
 /// cell of the last layer.
 struct HeadGrads<F> {
-    /// [O, D*H] and [O].
+    /// `[O, D*H]` and `[O]`.
     dweight: Array2<F>,
     dbias: Array1<F>,
-    /// [S, B, H] per direction: at each cell's last state (S = 1) or at every output (S = T),
+    /// `[S, B, H]` per direction: at each cell's last state (S = 1) or at every output (S = T),
     /// rounded to the storage precision.
     dh_outside: Vec<Array3<F>>,
 }
@@ -343,7 +359,7 @@ fn head_backward<F: Float>(
 /// The layers' backward passes, last to first, from the head's share of dE/dh of the last
 /// layer's cells (`HeadGrads::dh_outside`). `params` holds the weights the forward pass
 /// computed with (`working_weights`). Returns every cell's gradients, in `Params::cells`'
-/// order, and dx [T, B, I].
+/// order, and dx `[T, B, I]`.
 fn layers_backward<F: Float>(
     config: &ModelConfig,
     params: &Params<F>,
@@ -479,8 +495,8 @@ fn layer_states<F>(cells: &[CellRun<F>], layer: usize, directions: usize) -> Vec
         .collect()
 }
 
-/// What the head reads, [rows, D*H], from the last layer's states: each cell's final state
-/// ([B, D*H]) for `Readout::Last`, the layer's outputs at every step, time-major ([T*B, D*H]),
+/// What the head reads, `[rows, D*H]`, from the last layer's states: each cell's final state
+/// (`[B, D*H]`) for `Readout::Last`, the layer's outputs at every step, time-major (`[T*B, D*H]`),
 /// for `Readout::All`.
 fn head_input<F: Float>(
     readout: Readout,
@@ -510,8 +526,8 @@ fn valid_rows<F: Float>(readout: Readout, batch: &Batch<F>) -> Option<Vec<bool>>
     })
 }
 
-/// The loss of outputs [rows, O] against targets, and its gradient w.r.t. the outputs, over
-/// the rows `valid` [rows] marks (all when None). `batch.check` has matched the target kind to
+/// The loss of outputs `[rows, O]` against targets, and its gradient w.r.t. the outputs, over
+/// the rows `valid` `[rows]` marks (all when None). `batch.check` has matched the target kind to
 /// the loss before this runs.
 fn score<F: Float>(
     loss: Loss,

@@ -25,7 +25,7 @@ use std::any::TypeId;
 /// Rows of the AVX2 kernel's register tile (`panels::PANEL` is its columns).
 const TILE_ROWS: usize = 6;
 
-/// A weight w [K, N] prepared as the right operand of many products.
+/// A weight w `[K, N]` prepared as the right operand of many products.
 pub struct PackedWeight<'a, F> {
     weight: ArrayView2<'a, F>,
     /// For each panel of 16 columns, its K rows one after another (zero beyond column N); only
@@ -51,8 +51,8 @@ impl<'a, F: Float> PackedWeight<'a, F> {
         PackedWeight { weight, panels }
     }
 
-    /// `c = a w + beta c` for a [M, K] (any non-negative strides: a transposed view too) and c
-    /// [M, N] (rows contiguous; beta = 0 ignores c's old values), on the calling thread,
+    /// `c = a w + beta c` for a `[M, K]` (any non-negative strides: a transposed view too) and c
+    /// `[M, N]` (rows contiguous; beta = 0 ignores c's old values), on the calling thread,
     /// allocating nothing.
     pub fn product_into(&self, a: &ArrayRef2<F>, beta: F, c: &mut ArrayRef2<F>) {
         let (k, n) = self.weight.dim();

@@ -6,8 +6,9 @@ use ndarray::{Array1, Array2, ArrayRef1, ArrayRef2};
 
 /// The head on the scored hidden states.
 ///
-/// head_weight [O, H], head_bias [O], hidden [rows, H] (h_T, or every h_t time-major).
-/// Returns outputs [rows, O]; backward needs only `hidden`, which the caller keeps.
+/// head_weight `[O, H]`, head_bias `[O]`, hidden `[rows, H]` (h_T, or every h_t time-major;
+/// `H` is the head's input width here, `D*H` for a bidirectional model). Returns outputs
+/// `[rows, O]`; backward needs only `hidden`, which the caller keeps.
 pub fn readout_forward<F: Float>(
     head_weight: &ArrayRef2<F>,
     head_bias: &ArrayRef1<F>,
@@ -18,8 +19,8 @@ pub fn readout_forward<F: Float>(
 
 /// The head's backward pass.
 ///
-/// head_weight [O, H], hidden [rows, H] as given to `readout_forward`, doutputs [rows, O].
-/// Returns (dhead_weight [O, H], dhead_bias [O], dhidden [rows, H]).
+/// head_weight `[O, H]`, hidden `[rows, H]` as given to `readout_forward`, doutputs `[rows, O]`.
+/// Returns (dhead_weight `[O, H]`, dhead_bias `[O]`, dhidden `[rows, H]`).
 pub fn readout_backward<F: Float>(
     head_weight: &ArrayRef2<F>,
     hidden: &ArrayRef2<F>,
@@ -34,8 +35,8 @@ pub fn readout_backward<F: Float>(
 /// Mean squared error over all `rows * O` entries (`nn.MSELoss()`), or over the rows `valid`
 /// marks (padding steps of shorter sequences are not scored).
 ///
-/// outputs and targets [rows, O], valid [rows]. Returns (loss, doutputs [rows, O]), zero on the
-/// rows that do not count.
+/// outputs and targets `[rows, O]`, valid `[rows]`. Returns (loss, doutputs `[rows, O]`), zero on
+/// the rows that do not count.
 pub fn mse_loss<F: Float>(
     outputs: &ArrayRef2<F>,
     targets: &ArrayRef2<F>,
@@ -59,11 +60,11 @@ pub fn mse_loss<F: Float>(
 
 /// Softmax cross-entropy against class indices, mean over rows (`nn.CrossEntropyLoss()`).
 ///
-/// logits [rows, O], classes [rows] in 0..O. Returns (loss, dlogits [rows, O]) with
+/// logits `[rows, O]`, classes `[rows]` in 0..O. Returns (loss, dlogits `[rows, O]`) with
 /// dlogits = (softmax - one_hot) / rows. Each row subtracts its maximum before exponentiating,
 /// so large logits cannot overflow.
 ///
-/// With `valid` [rows], only the marked rows count (and the mean is over them).
+/// With `valid` `[rows]`, only the marked rows count (and the mean is over them).
 pub fn cross_entropy_loss<F: Float>(
     logits: &ArrayRef2<F>,
     classes: &[u32],

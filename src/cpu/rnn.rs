@@ -19,9 +19,9 @@ use ndarray::{
 
 /// The forward recurrence over all T steps.
 ///
-/// params: weight_ih [H, I], weight_hh [H, H], bias_ih [H], bias_hh [H]; x [T, B, I],
-/// h0 [B, H], lengths [B] (steps past a sequence's length keep its state). Returns hs
-/// [T+1, B, H] (hs[0] = h0) and gates [T, B, H], which for the RNN is h_t again: backward
+/// params: weight_ih `[H, I]`, weight_hh `[H, H]`, bias_ih `[H]`, bias_hh `[H]`; x `[T, B, I]`,
+/// h0 `[B, H]`, lengths `[B]` (steps past a sequence's length keep its state). Returns hs
+/// `[T+1, B, H]` (`hs[0] = h0`) and gates `[T, B, H]`, which for the RNN is h_t again: backward
 /// takes the activation's derivative from its output. Under `Precision::F16` the gates are
 /// rounded to f16 after each product and after activation, and the states as each step writes
 /// them (h0 too), where the GPU stores them.
@@ -78,8 +78,8 @@ pub fn rnn_forward<F: Float>(
 }
 
 vectorized_fn! {
-/// One sequence's step: pre_activation [H] (without bias) becomes h_t = act(. + bias), which
-/// h_next [H] receives as well. One loop per activation, so that each vectorizes.
+/// One sequence's step: pre_activation `[H]` (without bias) becomes h_t = act(. + bias), which
+/// h_next `[H]` receives as well. One loop per activation, so that each vectorizes.
 fn rnn_cell_forward<F: Float>(
     activation: Activation,
     bias: &[F],
@@ -106,8 +106,8 @@ fn rnn_cell_forward<F: Float>(
 
 /// Backpropagation through time over all T steps.
 ///
-/// params: weight_ih [H, I], weight_hh [H, H] (the biases are not read); x [T, B, I]; run:
-/// hs [T+1, B, H] and gates [T, B, H] from `rnn_forward`; dh_from_head [S, B, H]: the head's
+/// params: weight_ih `[H, I]`, weight_hh `[H, H]` (the biases are not read); x `[T, B, I]`; run:
+/// hs `[T+1, B, H]` and gates `[T, B, H]` from `rnn_forward`; dh_from_head `[S, B, H]`: the head's
 /// gradient w.r.t. the last S hidden states h_{T-S+1}..h_T (S = T when the head reads every
 /// step, 1 when only h_T). Per step, dE/dh_t = dh_from_head_t + dgates_{t+1} W_hh, whose norm
 /// is recorded; the weight gradients follow from all dgates at once after the loop. Under
@@ -170,21 +170,21 @@ pub fn rnn_backward<F: Float>(
 
 /// `rnn_backward`'s time loop for some rows `b` of the batch, with its inputs and outputs.
 struct RnnBackwardRows<'a, F> {
-    /// [T, b, H] and [S, b, H] as `rnn_backward` takes them.
+    /// `[T, b, H]` and `[S, b, H]` as `rnn_backward` takes them.
     gates: ArrayView3<'a, F>,
     dh_from_head: ArrayView3<'a, F>,
-    /// Out: [T, b, H], and dh0 = dgates_1 W_hh [b, H].
+    /// Out: `[T, b, H]`, and dh0 = dgates_1 W_hh `[b, H]`.
     dgates: ArrayViewMut3<'a, F>,
     dh0: ArrayViewMut2<'a, F>,
-    /// [b]: the steps past these are padding (None: none are).
+    /// `[b]`: the steps past these are padding (None: none are).
     lengths: Option<&'a [usize]>,
     precision: Precision,
-    /// Out: the sums of squares of these rows of dE/dh_t, [T].
+    /// Out: the sums of squares of these rows of dE/dh_t, `[T]`.
     squares_h: Vec<F>,
 }
 
 impl<F: Float> RnnBackwardRows<'_, F> {
-    /// weight_hh [H, H].
+    /// weight_hh `[H, H]`.
     fn run(&mut self, activation: Activation, weight_hh: &PackedWeight<'_, F>) {
         let (seq_len, batch_rows, hidden) = self.gates.dim();
         // The only buffers of the loop, allocated before it.
@@ -231,8 +231,8 @@ impl<F: Float> RnnBackwardRows<'_, F> {
 }
 
 vectorized_fn! {
-/// One sequence's step backward: dpre [H] = dh [H] * act'(.) at the output h [H]. One loop per
-/// activation, so that each vectorizes.
+/// One sequence's step backward: dpre `[H]` = dh `[H]` * act'(.) at the output h `[H]`. One loop
+/// per activation, so that each vectorizes.
 fn rnn_cell_backward<F: Float>(activation: Activation, h: &[F], dh: &[F], dpre: &mut [F]) {
     let hidden = dpre.len();
     let (h, dh) = (&h[..hidden], &dh[..hidden]);

@@ -21,7 +21,7 @@ pub fn reversed_step(lengths: Option<&[usize]>, seq_len: usize, b: usize, s: usi
     }
 }
 
-/// x [T, B, W] with each sequence's valid steps in reverse order (`reversed_step`).
+/// x `[T, B, W]` with each sequence's valid steps in reverse order (`reversed_step`).
 pub fn reverse_steps<F: Float>(x: &ArrayRef3<F>, lengths: Option<&[usize]>) -> Array3<F> {
     let (seq_len, batch, _) = x.dim();
     let mut out = Array3::zeros(x.raw_dim());
@@ -34,8 +34,8 @@ pub fn reverse_steps<F: Float>(x: &ArrayRef3<F>, lengths: Option<&[usize]>) -> A
     out
 }
 
-/// A layer's output sequence [T, B, D*H] in natural time from its cells' states hs
-/// [T+1, B, H] (forward first). The forward direction's output at step t is h_{t+1}; the
+/// A layer's output sequence `[T, B, D*H]` in natural time from its cells' states hs
+/// `[T+1, B, H]` (forward first). The forward direction's output at step t is h_{t+1}; the
 /// reverse direction's is its state after reading step t, and on padding its initial state,
 /// which it keeps until it reaches the sequence's own end.
 pub fn layer_output<F: Float>(cells: &[&Array3<F>], lengths: Option<&[usize]>) -> Array3<F> {
@@ -62,8 +62,8 @@ pub fn layer_output<F: Float>(cells: &[&Array3<F>], lengths: Option<&[usize]>) -
     out
 }
 
-/// The gradient w.r.t. a layer's output dy [T, B, D*H] as each cell's dE/dh per step of its
-/// own processing order, [T, B, H] for the states h_1..h_T: the forward cell's columns as they
+/// The gradient w.r.t. a layer's output dy `[T, B, D*H]` as each cell's dE/dh per step of its
+/// own processing order, `[T, B, H]` for the states h_1..h_T: the forward cell's columns as they
 /// are, the reverse cell's reordered (`reversed_step`). A reverse cell's padding states are
 /// read by nothing, so they get zeros.
 pub fn split_output_grad<F: Float>(
@@ -97,7 +97,7 @@ pub fn split_output_grad<F: Float>(
         .collect()
 }
 
-/// Each cell's final state, concatenated [B, D*H]: the forward direction's h_T (held from
+/// Each cell's final state, concatenated `[B, D*H]`: the forward direction's h_T (held from
 /// h_len on padding) and the reverse direction's state after reading step 0.
 pub fn final_states<F: Float>(cells: &[&Array3<F>]) -> Array2<F> {
     let views: Vec<ArrayView3<F>> = cells
@@ -124,7 +124,7 @@ pub fn step_seed(base: u32, step: u64) -> u32 {
     pcg_hash(base ^ pcg_hash(step as u32 ^ pcg_hash((step >> 32) as u32)))
 }
 
-/// Whether dropout keeps element `index` (row-major in [T, B, D*H], wrapped to u32) of layer
+/// Whether dropout keeps element `index` (row-major in `[T, B, D*H]`, wrapped to u32) of layer
 /// `layer`'s input under `seed`: a hash, so the CPU and the GPU draw the same masks without
 /// sharing them. `threshold` = round(p * 2^24): the top 24 bits of the hash below it drop.
 pub fn dropout_keep(seed: u32, layer: u32, index: u32, threshold: u32) -> bool {
@@ -138,7 +138,7 @@ pub fn dropout_threshold(p: f32) -> (u32, f32) {
     ((p as f64 * 16_777_216.0).round() as u32, 1.0 / (1.0 - p))
 }
 
-/// The factors dropout multiplies layer `layer`'s input [T, B, W] by: 0, or 1/(1-p).
+/// The factors dropout multiplies layer `layer`'s input `[T, B, W]` by: 0, or 1/(1-p).
 pub fn dropout_factors<F: Float>(
     p: f32,
     seed: u32,

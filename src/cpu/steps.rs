@@ -15,7 +15,7 @@ use ndarray::{
     ArrayViewMut3, Axis, CowArray, Ix2,
 };
 
-/// Rounds step `t` of `steps` [T, b, W] to the storage precision once a step has written it,
+/// Rounds step `t` of `steps` `[T, b, W]` to the storage precision once a step has written it,
 /// before any later step reads it (as the GPU stores each step).
 pub(super) fn round_step<F: Float>(precision: Precision, steps: &mut ArrayRef3<F>, t: usize) {
     precision.round_array(&mut steps.index_axis_mut(Axis(0), t));
@@ -23,7 +23,7 @@ pub(super) fn round_step<F: Float>(precision: Precision, steps: &mut ArrayRef3<F
 
 /// The input projection of all T steps as one matrix product, before the time loop.
 ///
-/// weight_ih [G*H, I], x [T, B, I]. Returns `x W_ih^T` as [T, B, G*H]; the cells add their
+/// weight_ih `[G*H, I]`, x `[T, B, I]`. Returns `x W_ih^T` as `[T, B, G*H]`; the cells add their
 /// recurrent term in place, step by step, and the biases with the nonlinearity.
 /// The input projection of every step as the cell's steps add to it, and what of b_ih the
 /// steps still add. Under f32 that is `x W_ih^T`, with all of b_ih left to the step; under
@@ -52,7 +52,7 @@ pub(super) fn input_projection<F: Float>(weight_ih: &ArrayRef2<F>, x: &ArrayRef3
 }
 
 /// What follows from all steps' dgates at once, after the time loop: the weight gradients
-/// (shapes of the weights), dbias [G*H] (the gradient of bias_ih) and dx [T, B, I].
+/// (shapes of the weights), dbias `[G*H]` (the gradient of bias_ih) and dx `[T, B, I]`.
 pub(super) struct RowProducts<F> {
     pub(super) dweight_ih: Array2<F>,
     pub(super) dweight_hh: Array2<F>,
@@ -62,7 +62,7 @@ pub(super) struct RowProducts<F> {
 
 /// `RowProducts` as one matrix product each over all `T * B` rows.
 ///
-/// weight_ih [G*H, I], x [T, B, I], hs [T+1, B, H], dgates [T, B, G*H] (dE/d pre-activation
+/// weight_ih `[G*H, I]`, x `[T, B, I]`, hs `[T+1, B, H]`, dgates `[T, B, G*H]` (dE/d pre-activation
 /// of the input product), dgates_hh likewise of the recurrent product (the same array where
 /// both enter the pre-activation unscaled; the GRU's differ): dW_ih = dgates^T x,
 /// dW_hh = dgates_hh^T h_{t-1}, dbias = column sums of dgates, dx = dgates W_ih.
@@ -104,8 +104,8 @@ pub(super) fn is_padding(lengths: Option<&[usize]>, row: usize, t: usize) -> boo
     lengths.is_some_and(|l| t >= l[row])
 }
 
-/// Padding steps keep the state: state[t+1] = state[t] on the rows whose step t is padding.
-/// state [T+1, b, H] for some rows b of the batch, lengths [b].
+/// Padding steps keep the state: `state[t+1] = state[t]` on the rows whose step t is padding.
+/// state `[T+1, b, H]` for some rows b of the batch, lengths `[b]`.
 pub(super) fn hold_padded_states<F: Float>(
     lengths: Option<&[usize]>,
     t: usize,
@@ -119,7 +119,7 @@ pub(super) fn hold_padded_states<F: Float>(
 }
 
 /// A padding step t+1 passes dE/dh_{t+1} straight to h_t (its state is a copy): adds the rows
-/// of `dh_next` [b, H] whose step t+1 is padding into `dh` [b, H].
+/// of `dh_next` `[b, H]` whose step t+1 is padding into `dh` `[b, H]`.
 pub(super) fn pass_padded_gradients<F: Float>(
     lengths: Option<&[usize]>,
     t_next: usize,
@@ -140,11 +140,11 @@ pub(super) fn batch_parts(seq_len: usize, batch: usize, work_per_row: usize) -> 
     parallel::chunk_len(batch, parts, 1)
 }
 
-/// dE/dh_t for some rows of the batch, into dh [b, H]: the head's share, where it reads h_t,
+/// dE/dh_t for some rows of the batch, into dh `[b, H]`: the head's share, where it reads h_t,
 /// plus the share from step t+1, `dgates_{t+1} W_hh` (none at t = T-1).
 ///
-/// dh_from_head [S, b, H] for the last S of the seq_len steps, dgate_next [b, G*H],
-/// weight_hh [G*H, H].
+/// dh_from_head `[S, b, H]` for the last S of the seq_len steps, dgate_next `[b, G*H]`,
+/// weight_hh `[G*H, H]`.
 pub(super) fn step_gradient<F: Float>(
     dh_from_head: &ArrayView3<'_, F>,
     seq_len: usize,
@@ -215,7 +215,7 @@ pub(super) fn rows_mut<F>(matrix: ArrayViewMut2<'_, F>) -> impl Iterator<Item = 
     })
 }
 
-/// Steps stacked as rows: [T, B, W] to [T*B, W], row `t * B + b` (time-major, as the GPU
+/// Steps stacked as rows: `[T, B, W]` to `[T*B, W]`, row `t * B + b` (time-major, as the GPU
 /// buffers). Borrows when the layout allows, as it does for every array the engine makes.
 pub(super) fn flatten_steps<F: Float>(steps: ArrayView3<'_, F>) -> CowArray<'_, F, Ix2> {
     let (seq_len, batch, width) = steps.dim();

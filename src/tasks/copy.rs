@@ -49,6 +49,8 @@ impl CopyMemory {
         Ok(CopyMemory { delay })
     }
 
+    /// `T`, the delay: sequences are `T + 20` steps long, with `T - 1` blanks between the
+    /// symbols and the delimiter.
     pub fn delay(&self) -> usize {
         self.delay
     }

@@ -23,6 +23,7 @@ pub enum CsvTargets {
 pub struct CsvFormat {
     /// `T`: steps per sequence.
     pub seq_len: usize,
+    /// What follows the `T * I` inputs on each line, and so the targets' layout.
     pub targets: CsvTargets,
 }
 

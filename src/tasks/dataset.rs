@@ -46,7 +46,7 @@ pub struct Dataset {
     inputs: Array3<f32>,
     targets: SampleTargets,
     spec: DataSpec,
-    /// [N]: each sample's length in 1..=T, the rest of its T steps padding (None: all T).
+    /// `[N]`: each sample's length in `1..=T`, the rest of its T steps padding (None: all T).
     lengths: Option<Vec<usize>>,
 }
 
@@ -288,6 +288,8 @@ impl Dataset {
         &self.inputs
     }
 
+    /// Every sample's targets, in the layout of the module table that decided the readout and
+    /// the loss (`[N]`, `[N, T]`, `[N, O]` or `[N, T, O]`), sample-major as loaded.
     pub fn targets(&self) -> &SampleTargets {
         &self.targets
     }
@@ -341,7 +343,7 @@ impl Dataset {
         }
     }
 
-    /// Each sample's length from an integer `.npy` of shape [N] (values 1..=T): the steps
+    /// Each sample's length from an integer `.npy` of shape `[N]` (values `1..=T`): the steps
     /// after it are padding (see `Batch::lengths`). `file` names it in messages.
     pub fn with_lengths_npy(mut self, file: &str, bytes: &[u8]) -> Result<Self, Error> {
         let name = format!("lengths '{file}'");

@@ -112,13 +112,15 @@ pub(crate) fn parse_npy(bytes: &[u8], name: &str) -> Result<Npy, Error> {
         };
         if needed.is_none_or(|n| n > data.len()) {
             return Err(Error::Value(format!(
-                "{name} is truncated: its header says dtype {dtype}, shape {shape:?}                  ({described}) but only {} bytes follow the header",
+                "{name} is truncated: its header says dtype {dtype}, shape {shape:?} \
+                 ({described}) but only {} bytes follow the header",
                 data.len()
             )));
         }
         if needed.is_some_and(|n| n < data.len()) {
             return Err(Error::Value(format!(
-                "{name} has {} bytes after its header, but the header's dtype {dtype}, shape                  {shape:?} describes {described}",
+                "{name} has {} bytes after its header, but the header's dtype {dtype}, shape \
+                 {shape:?} describes {described}",
                 data.len()
             )));
         }
@@ -244,7 +246,7 @@ pub fn inputs_from_npy_bytes(
     Ok(x)
 }
 
-/// Each of `n` sequences' length from an integer `.npy` of shape [n] (values 1..=`steps`);
+/// Each of `n` sequences' length from an integer `.npy` of shape `[n]` (values `1..=steps`);
 /// `name` says which file in messages, `samples` whose samples they are.
 pub fn lengths_from_npy_bytes(
     name: &str,

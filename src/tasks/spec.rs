@@ -6,9 +6,13 @@ use crate::config::{Activation, Cell, Loss, ModelConfig, Readout};
 /// The parts of a `ModelConfig` that the data decides: `I`, `O`, readout and loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataSpec {
+    /// `I`: features per time step (for one-hot tasks, the number of input classes).
     pub input_size: usize,
+    /// `O`: values per scored row under MSE, or the number of classes under cross-entropy.
     pub output_size: usize,
+    /// Which steps are scored: the last one (`Readout::Last`) or every one (`Readout::All`).
     pub readout: Readout,
+    /// The loss the targets call for: MSE for values, cross-entropy for class indices.
     pub loss: Loss,
 }
 

@@ -63,6 +63,8 @@ impl Vocabulary {
         self.symbols.len()
     }
 
+    /// Whether the vocabulary has no classes: only `from_data` of no bytes gives one
+    /// (`from_symbols` refuses an empty list, `Text` an empty file).
     pub fn is_empty(&self) -> bool {
         self.symbols.is_empty()
     }
@@ -72,10 +74,12 @@ impl Vocabulary {
         &self.symbols
     }
 
+    /// The class of `byte`, `None` when the vocabulary lacks it.
     pub fn class_of(&self, byte: u8) -> Option<u32> {
         self.class_of[byte as usize]
     }
 
+    /// The byte of `class`, `None` outside `0..V`.
     pub fn byte_of(&self, class: u32) -> Option<u8> {
         self.symbols.get(class as usize).copied()
     }
@@ -162,6 +166,8 @@ impl Text {
         })
     }
 
+    /// The file's distinct bytes as classes: `V`, the one-hot input width and the number of
+    /// output classes.
     pub fn vocabulary(&self) -> &Vocabulary {
         &self.vocabulary
     }

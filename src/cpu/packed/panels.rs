@@ -6,8 +6,8 @@
 /// Columns of a panel.
 pub(crate) const PANEL: usize = 16;
 
-/// One call of the kernels: `c = a w + beta c` for m rows, where a [m, k] has element (i, p) at
-/// `a + i * lda.0 + p * lda.1`, c [m, n] has unit column stride and row stride `ldc`, and `w`
+/// One call of the kernels: `c = a w + beta c` for m rows, where a `[m, k]` has element (i, p) at
+/// `a + i * lda.0 + p * lda.1`, c `[m, n]` has unit column stride and row stride `ldc`, and `w`
 /// holds the weight's panels from the first column of c on (beta = 0 ignores c's old values).
 #[derive(Clone, Copy)]
 pub(super) struct Product<'w> {
