@@ -86,8 +86,7 @@
 //! tuning, memory planning, data-parallel training, plotting, ...), public so that those can
 //! reach them, with no promise that they stay as they are.
 
-// Turned on once src/cpu, src/gpu, src/tasks and src/plan.rs are documented.
-// #![warn(missing_docs)]
+#![warn(missing_docs)]
 
 pub mod checkpoint;
 pub mod cpu;
@@ -108,7 +107,7 @@ mod precision;
 pub use checkpoint::{Checkpoint, LoadOverrides};
 pub use config::{Activation, Cell, Loss, ModelConfig, Readout};
 pub use data::{Batch, Targets};
-pub use error::Error;
+pub use error::{Error, NonFinite};
 pub use float::Float;
 pub use init::InitConfig;
 pub use internals::gpu::{Gpu, GpuModel, GpuOutput, Request};

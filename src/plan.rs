@@ -822,14 +822,14 @@ pub fn plan(
     if let Some(term) = chosen
         .terms
         .iter()
-        .find(|t| t.words_each as u64 * 4 > limits.max_buffer)
+        .find(|t| t.bytes_each() > limits.max_buffer)
     {
         return Err(Error::Config(format!(
             "{} {} needs {} in one buffer, more than the adapter's max_buffer_size of {}; \
              use a shorter --seq-len or --recompute",
             term.name,
             term.shape,
-            human_bytes(term.words_each as u64 * 4),
+            human_bytes(term.bytes_each()),
             human_bytes(limits.max_buffer)
         )));
     }

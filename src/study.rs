@@ -1,5 +1,6 @@
 //! The vanishing-gradient study: the same adding-problem batch through a sigmoid RNN, a tanh
-//! RNN and an LSTM, and how `||dE/dh_t||` falls (or grows) with the number of steps back from
+//! RNN, an LSTM, a GRU and (with a forget-gate bias) an LSTM whose forget gates start near 1,
+//! and how `||dE/dh_t||` falls (or grows) with the number of steps back from
 //! the loss. For a vanilla RNN, `dh_{t-1} = W_hh^T (act'(pre_t) * dh_t)`, so each step back
 //! multiplies the norm by at most `sigma_max(W_hh) * gamma` with `gamma = max act'` (1/4 for
 //! sigmoid, 1 for tanh): below `sigma_max = 1/gamma` the gradient must vanish geometrically

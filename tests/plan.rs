@@ -303,3 +303,34 @@ fn f16_storage_plans_at_most_six_tenths_of_f32s_bytes() {
         }
     }
 }
+
+/// The adapter's largest buffer is checked in bytes as stored: a buffer of f16 elements that
+/// fits is not refused for what its f32 twin would take, and the refusal names its real size.
+#[test]
+fn the_largest_buffer_is_checked_at_its_stored_size() {
+    let config = lstm(64);
+    let (t, b) = (1000, 64);
+    let plan_with = |precision, max_buffer| {
+        let limits = MemoryLimits {
+            max_buffer,
+            ..limits(u64::MAX, None)
+        };
+        plan::plan(&config, t, b, 0, Recompute::Off, precision, limits)
+    };
+    let full = plan_with(Precision::F32, u64::MAX).unwrap();
+    let largest = (full.terms.iter())
+        .map(|term| term.bytes_each())
+        .max()
+        .unwrap();
+    // between the largest f16 buffer (about half) and the largest f32 one
+    let max_buffer = largest * 3 / 4;
+    let e = plan_with(Precision::F32, max_buffer)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("max_buffer_size"), "{e}");
+    let half = plan_with(Precision::F16, max_buffer).unwrap();
+    assert!(half
+        .terms
+        .iter()
+        .all(|term| term.bytes_each() <= max_buffer));
+}

@@ -105,7 +105,7 @@ pub(crate) struct Workspace {
     pub loss: wgpu::Buffer,
     /// [B, H] dE/dc along the cell path; dE/dc_0 after the backward loop (LSTM only)
     pub dc_carry: wgpu::Buffer,
-    /// [B, H]
+    /// `[L*D*B, H]`: dE/dh0 of every cell, each cell's `[B, H]` block in turn
     pub dh0: wgpu::Buffer,
     /// [B, H] h_T and c_T
     pub final_h: wgpu::Buffer,
