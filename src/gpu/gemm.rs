@@ -177,14 +177,11 @@ impl GemmKernel {
     }
 
     /// The kernels `tuning` times against each other on `product` on this adapter: Auto's
-    /// rule's (first), then the other named tiles, and the matrix units where they take it.
+    /// rule's first (the matrix units, where they take the product), then the named tiles.
     pub fn candidates(gpu: &Gpu, product: Product) -> Vec<GemmKernel> {
         let rule = GemmKernel::rule(gpu, product);
-        let units = Self::matrix_units_take(gpu, product).then_some(GemmKernel::MatrixUnits);
-        let others = Self::named(gpu).into_iter().chain(units);
-        std::iter::once(rule)
-            .chain(others.filter(|k| *k != rule))
-            .collect()
+        let others = Self::named(gpu).into_iter().filter(|k| *k != rule);
+        std::iter::once(rule).chain(others).collect()
     }
 
     /// What Auto runs untuned: the matrix units where they take the product, else the tile
