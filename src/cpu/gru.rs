@@ -20,14 +20,12 @@ use super::packed::PackedWeight;
 use super::parallel;
 use super::steps::{
     batch_parts, flatten_steps, hold_padded_states, is_padding, length_parts, norms,
-    products_over_rows, round_step, rows, rows_mut, stored_projection, stored_sum_of_squares,
+    products_over_rows, round_step, rows, rows_mut, store_row_squares, stored_projection,
 };
 use crate::float::Float;
 use crate::params::CellParams;
 use crate::precision::Precision;
-use ndarray::{
-    s, Array2, Array3, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
-};
+use ndarray::{s, Array2, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis};
 
 /// The forward recurrence over all T steps.
 ///
@@ -49,10 +47,10 @@ pub fn gru_forward<F: Float>(
     let hidden = weight_hh.ncols();
     // (under f16, b_ih is in the stored projection already, and bias_ih is zeros)
     let (projected, bias_ih) = stored_projection(params, x, precision);
-    let mut hs = Array3::zeros((seq_len + 1, batch, hidden));
+    let mut hs = parallel::zeros((seq_len + 1, batch, hidden));
     hs.index_axis_mut(Axis(0), 0).assign(h0);
     round_step(precision, &mut hs, 0);
-    let mut gates = Array3::zeros((seq_len, batch, 4 * hidden));
+    let mut gates = parallel::zeros((seq_len, batch, 4 * hidden));
     let biases = (
         bias_ih.as_slice().expect("biases are contiguous"),
         params.bias_hh.as_slice().expect("biases are contiguous"),
@@ -166,8 +164,8 @@ pub fn gru_backward<F: Float>(
     let (seq_len, batch, _) = x.dim();
     let hidden = weight_hh.ncols();
     // dE/d pre-activation of the input and of the recurrent product, [T, B, 3H] each.
-    let mut dgates_ih = Array3::zeros((seq_len, batch, 3 * hidden));
-    let mut dgates_hh = Array3::zeros((seq_len, batch, 3 * hidden));
+    let mut dgates_ih = parallel::zeros((seq_len, batch, 3 * hidden));
+    let mut dgates_hh = parallel::zeros((seq_len, batch, 3 * hidden));
     let mut dh0 = Array2::zeros((batch, hidden));
     let rows_per_part = batch_parts(seq_len, batch, 6 * hidden * hidden);
     let mut parts: Vec<_> = gates
@@ -180,6 +178,7 @@ pub fn gru_backward<F: Float>(
         .zip(length_parts(lengths, batch, rows_per_part))
         .map(
             |((((((gates, hs), dh_from_head), dgates_ih), dgates_hh), dh0), lengths)| {
+                let rows = dh0.nrows();
                 GruBackwardRows {
                     gates,
                     hs,
@@ -189,14 +188,14 @@ pub fn gru_backward<F: Float>(
                     dh0,
                     lengths,
                     precision,
-                    squares: vec![F::zero(); seq_len],
+                    squares: Array2::zeros((seq_len, rows)),
                 }
             },
         )
         .collect();
     let packed = PackedWeight::new(weight_hh.view());
     parallel::run(parts.iter_mut(), |part| part.run(&packed));
-    let grad_norm_h = norms(parts.iter().map(|part| &part.squares[..]), seq_len);
+    let grad_norm_h = norms(parts.iter().map(|part| &part.squares), seq_len);
     drop(parts);
     let mut products = products_over_rows(weight_ih, x, hs, &dgates_ih, &dgates_hh);
     precision.round_array(&mut products.dx);
@@ -226,8 +225,8 @@ struct GruBackwardRows<'a, F> {
     /// `[b]`: the steps past these are padding (None: none are).
     lengths: Option<&'a [usize]>,
     precision: Precision,
-    /// Out: the sums of squares of these rows of dE/dh_t, `[T]`.
-    squares: Vec<F>,
+    /// Out: the sum of squares of each of these rows of dE/dh_t, `[T, b]`.
+    squares: Array2<F>,
 }
 
 impl<F: Float> GruBackwardRows<'_, F> {
@@ -246,8 +245,7 @@ impl<F: Float> GruBackwardRows<'_, F> {
                     *d = *d + h
                 });
             }
-            let dh_values = dh.as_slice().expect("dh is row-major");
-            self.squares[t] = stored_sum_of_squares(self.precision, dh_values);
+            store_row_squares(self.precision, &dh, &mut self.squares, t);
             let gate = self.gates.index_axis(Axis(0), t);
             let h_prev = self.hs.index_axis(Axis(0), t);
             let (dgate_ih, dgate_hh) = (

@@ -7,14 +7,14 @@ use super::packed::PackedWeight;
 use super::parallel;
 use super::steps::{
     batch_parts, hold_padded_states, is_padding, length_parts, norms, pass_padded_gradients,
-    products_over_rows, round_step, rows, rows_mut, step_gradient, stored_projection,
-    stored_sum_of_squares,
+    products_over_rows, round_step, rows, rows_mut, step_gradient, store_row_squares,
+    stored_projection, stored_sum_of_squares,
 };
 use crate::float::Float;
 use crate::params::CellParams;
 use crate::precision::Precision;
 use ndarray::{
-    s, Array1, Array2, Array3, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
+    s, Array1, Array2, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
 };
 
 /// The forward recurrence over all T steps.
@@ -42,8 +42,8 @@ pub fn lstm_forward<F: Float>(
     let (mut gates, bias_ih) = stored_projection(params, x, precision);
     let bias: Array1<F> = bias_ih + &params.bias_hh;
     let bias = bias.as_slice().expect("an owned 1-D array is contiguous");
-    let mut hs = Array3::zeros((seq_len + 1, batch, hidden));
-    let mut cs = Array3::zeros((seq_len + 1, batch, hidden));
+    let mut hs = parallel::zeros((seq_len + 1, batch, hidden));
+    let mut cs = parallel::zeros((seq_len + 1, batch, hidden));
     hs.index_axis_mut(Axis(0), 0).assign(h0);
     cs.index_axis_mut(Axis(0), 0).assign(c0);
     round_step(precision, &mut hs, 0);
@@ -162,13 +162,13 @@ pub fn lstm_backward<F: Float>(
     let (seq_len, batch, hidden) = cs.dim();
     let seq_len = seq_len - 1;
     // dE/d(pre-activation) of every gate of every step: [T, B, 4H].
-    let mut dgates = Array3::zeros(gates.raw_dim());
+    let mut dgates = parallel::zeros(gates.raw_dim());
     let mut dh0 = Array2::zeros((batch, hidden));
     // The gradient reaching c_t through c_{t+1}: dc_{t+1} * f_{t+1}; none beyond T. After the
     // loop it is dc_1 * f_1 = dE/dc0.
     let mut dc0 = Array2::zeros((batch, hidden));
-    // Each thread takes its own rows of the batch, as forward does, and sums the squares of
-    // its rows of dh_t and dc_t; the norms add those partial sums up after the loop.
+    // Each thread takes its own rows of the batch, as forward does, and keeps the sum of squares
+    // of each row of dh_t and dc_t; the norms add them up after the loop.
     let rows_per_part = batch_parts(seq_len, batch, 8 * hidden * hidden);
     let mut parts: Vec<_> = gates
         .axis_chunks_iter(Axis(1), rows_per_part)
@@ -179,24 +179,27 @@ pub fn lstm_backward<F: Float>(
         .zip(dc0.axis_chunks_iter_mut(Axis(0), rows_per_part))
         .zip(length_parts(lengths, batch, rows_per_part))
         .map(
-            |((((((gates, cs), dh_from_head), dgates), dh0), dc), lengths)| LstmBackwardRows {
-                gates,
-                cs,
-                dh_from_head,
-                dgates,
-                dh0,
-                dc,
-                lengths,
-                precision,
-                squares_h: vec![F::zero(); seq_len],
-                squares_c: vec![F::zero(); seq_len],
+            |((((((gates, cs), dh_from_head), dgates), dh0), dc), lengths)| {
+                let rows = dh0.nrows();
+                LstmBackwardRows {
+                    gates,
+                    cs,
+                    dh_from_head,
+                    dgates,
+                    dh0,
+                    dc,
+                    lengths,
+                    precision,
+                    squares_h: Array2::zeros((seq_len, rows)),
+                    squares_c: Array2::zeros((seq_len, rows)),
+                }
             },
         )
         .collect();
     let weight_hh = PackedWeight::new(weight_hh.view());
     parallel::run(parts.iter_mut(), |part| part.run(&weight_hh));
-    let grad_norm_h = norms(parts.iter().map(|part| &part.squares_h[..]), seq_len);
-    let grad_norm_c = norms(parts.iter().map(|part| &part.squares_c[..]), seq_len);
+    let grad_norm_h = norms(parts.iter().map(|part| &part.squares_h), seq_len);
+    let grad_norm_c = norms(parts.iter().map(|part| &part.squares_c), seq_len);
     drop(parts);
     let mut products = products_over_rows(weight_ih, x, hs, &dgates, &dgates);
     precision.round_array(&mut products.dx);
@@ -227,9 +230,9 @@ struct LstmBackwardRows<'a, F> {
     /// `[b]`: the steps past these are padding (None: none are).
     lengths: Option<&'a [usize]>,
     precision: Precision,
-    /// Out: the sums of squares of these rows of dE/dh_t and dE/dc_t, `[T]` each.
-    squares_h: Vec<F>,
-    squares_c: Vec<F>,
+    /// Out: the sum of squares of each of these rows of dE/dh_t and dE/dc_t, `[T, b]` each.
+    squares_h: Array2<F>,
+    squares_c: Array2<F>,
 }
 
 impl<F: Float> LstmBackwardRows<'_, F> {
@@ -256,12 +259,10 @@ impl<F: Float> LstmBackwardRows<'_, F> {
                 &mut dh,
             );
             pass_padded_gradients(self.lengths, t + 1, &dh_next, &mut dh);
-            let dh_values = dh.as_slice().expect("dh is row-major");
-            self.squares_h[t] = stored_sum_of_squares(self.precision, dh_values);
+            store_row_squares(self.precision, &dh, &mut self.squares_h, t);
             let gate = self.gates.index_axis(Axis(0), t);
             let c_prev = self.cs.index_axis(Axis(0), t);
             let c_now = self.cs.index_axis(Axis(0), t + 1);
-            let mut squares_c = F::zero();
             for (row, ((((gate, c_prev), c_now), dh_row), (dgate, dc_from_next))) in rows(gate)
                 .zip(rows(c_prev))
                 .zip(rows(c_now))
@@ -272,7 +273,7 @@ impl<F: Float> LstmBackwardRows<'_, F> {
                 if is_padding(self.lengths, row, t) {
                     // c_t is a copy of c_{t-1}: dE/dc passes on unchanged, no gate gradient.
                     dgate.fill(F::zero());
-                    squares_c = squares_c + stored_sum_of_squares(self.precision, dc_from_next);
+                    self.squares_c[[t, row]] = stored_sum_of_squares(self.precision, dc_from_next);
                     continue;
                 }
                 lstm_cell_backward(
@@ -284,9 +285,8 @@ impl<F: Float> LstmBackwardRows<'_, F> {
                     dc_from_next,
                     &mut dc_row,
                 );
-                squares_c = squares_c + stored_sum_of_squares(self.precision, &dc_row);
+                self.squares_c[[t, row]] = stored_sum_of_squares(self.precision, &dc_row);
             }
-            self.squares_c[t] = squares_c;
             // Stored before step t-1's product reads it.
             round_step(self.precision, &mut self.dgates, t);
         }

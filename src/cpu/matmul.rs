@@ -40,7 +40,7 @@ const CHAIN_FROM_K: usize = 4 * CHAIN_K;
 
 /// The product `a b`, `[M, N]`, for a `[M, K]` and b `[K, N]`, row-major.
 pub fn product<F: Float>(a: &ArrayRef2<F>, b: &ArrayRef2<F>) -> Array2<F> {
-    let mut c = Array2::zeros((a.nrows(), b.ncols()));
+    let mut c = parallel::zeros((a.nrows(), b.ncols()));
     product_into(a, b, F::zero(), &mut c);
     c
 }
@@ -68,11 +68,15 @@ pub fn product_into<F: Float>(a: &ArrayRef2<F>, b: &ArrayRef2<F>, beta: F, c: &m
         return;
     }
     let parts = |units| parallel::parts(m * n * k, units);
+    // The products with a dimension of a few features do a few multiply-adds per element
+    // they stream: memory, not arithmetic, says when another thread pays.
+    let streaming =
+        |units| parts(units).max(parallel::streaming_parts(m * n + m * k + k * n, units));
     if c.is_standard_layout() && k > 0 {
         if k <= SKINNY {
             // Each row of c is a few scaled rows of b: split the rows of c.
             let b = b.as_standard_layout();
-            let rows = parallel::chunk_len(m, parts(m), 1);
+            let rows = parallel::chunk_len(m, streaming(m), 1);
             let blocks = a.axis_chunks_iter(Axis(0), rows);
             let c_blocks = c.axis_chunks_iter_mut(Axis(0), rows);
             parallel::run(blocks.zip(c_blocks), |(a, mut c)| {
@@ -89,7 +93,7 @@ pub fn product_into<F: Float>(a: &ArrayRef2<F>, b: &ArrayRef2<F>, beta: F, c: &m
         if m <= SKINNY && b.is_standard_layout() {
             // c is a few rows that every row of b adds into (dW = x^T dgates): c stays in
             // cache while b streams through once; split the columns.
-            let columns = parallel::chunk_len(n, parts(n.div_ceil(TILE)), TILE);
+            let columns = parallel::chunk_len(n, streaming(n.div_ceil(TILE)), TILE);
             let b_blocks = b.axis_chunks_iter(Axis(1), columns);
             let c_blocks = c.axis_chunks_iter_mut(Axis(1), columns);
             parallel::run(b_blocks.zip(c_blocks), |(b, mut c)| {
@@ -112,7 +116,7 @@ pub fn product_into<F: Float>(a: &ArrayRef2<F>, b: &ArrayRef2<F>, beta: F, c: &m
             // Each entry of c is a dot product of a row of a and a column of b (dx = dgates
             // W_ih): a streams through once; split the rows.
             let b_columns = b.t().as_standard_layout().into_owned();
-            let rows = parallel::chunk_len(m, parts(m), 1);
+            let rows = parallel::chunk_len(m, streaming(m), 1);
             let blocks = a.axis_chunks_iter(Axis(0), rows);
             let c_blocks = c.axis_chunks_iter_mut(Axis(0), rows);
             parallel::run(blocks.zip(c_blocks), |(a, mut c)| {

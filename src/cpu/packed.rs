@@ -18,7 +18,7 @@ mod wide;
 use super::math::{has_avx2, has_avx512};
 use crate::float::Float;
 use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayRef2, ArrayView2};
+use ndarray::{s, ArrayRef2, ArrayView2};
 use panels::{Product, PANEL};
 use std::any::TypeId;
 
@@ -35,19 +35,7 @@ pub struct PackedWeight<'a, F> {
 
 impl<'a, F: Float> PackedWeight<'a, F> {
     pub fn new(weight: ArrayView2<'a, F>) -> Self {
-        let (k, n) = weight.dim();
-        let panels = packs::<F>().then(|| {
-            let mut panels = vec![0.0f32; k * n.div_ceil(PANEL) * PANEL];
-            for (panel, chunk) in panels.chunks_exact_mut(k * PANEL).enumerate() {
-                for (p, row) in chunk.chunks_exact_mut(PANEL).enumerate() {
-                    for (j, value) in row.iter_mut().enumerate().take(n - panel * PANEL) {
-                        let w = weight[[p, panel * PANEL + j]];
-                        *value = w.to_f32().expect("F is f32");
-                    }
-                }
-            }
-            panels
-        });
+        let panels = packs::<F>().then(|| pack(weight.view()));
         PackedWeight { weight, panels }
     }
 
@@ -84,6 +72,37 @@ impl<'a, F: Float> PackedWeight<'a, F> {
             _ => general_mat_mul(F::one(), a, &self.weight, beta, c),
         }
     }
+}
+
+/// The panels of `weight` `[K, N]`: for each panel of 16 columns, its K rows one after another
+/// (zero beyond column N). A transposed weight (W_hh^T, whose columns are W_hh's rows) is read
+/// a column at a time: read element by element across its columns, packing took as long as a
+/// few time steps.
+fn pack<F: Float>(weight: ArrayView2<'_, F>) -> Vec<f32> {
+    let (k, n) = weight.dim();
+    let mut panels = vec![0.0f32; k * n.div_ceil(PANEL) * PANEL];
+    let f32_of = |w: &F| w.to_f32().expect("F is f32");
+    if weight.t().is_standard_layout() {
+        for (j, column) in weight.columns().into_iter().enumerate() {
+            let start = j / PANEL * k * PANEL + j % PANEL;
+            let column = column.to_slice().expect("a column of a transposed weight");
+            for (packed, w) in panels[start..].iter_mut().step_by(PANEL).zip(column) {
+                *packed = f32_of(w);
+            }
+        }
+        return panels;
+    }
+    for (panel, chunk) in panels.chunks_exact_mut(k * PANEL).enumerate() {
+        let columns = weight.slice(s![.., panel * PANEL..n.min((panel + 1) * PANEL)]);
+        for (row, packed) in columns
+            .rows()
+            .into_iter()
+            .zip(chunk.chunks_exact_mut(PANEL))
+        {
+            packed.iter_mut().zip(row).for_each(|(p, w)| *p = f32_of(w));
+        }
+    }
+    panels
 }
 
 /// Whether `PackedWeight<F>` runs the packed kernel (f32 on a CPU that has it) rather than

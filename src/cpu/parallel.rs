@@ -1,9 +1,12 @@
 //! Threads for the CPU reference: scoped threads over disjoint parts of the work, with no pool
 //! and no dependency. A thread costs tens of microseconds to start, so the parts are coarse: a
 //! slice of the batch through the whole time loop, or a block of a large matrix product. Each
-//! part is computed as it would be on one thread, so the thread count changes only which
-//! partial sums the per-step norms and the bias gradient add up, never a single product.
+//! part is computed as it would be on one thread, and sums across parts (the per-step norms)
+//! add one sequence's share at a time in batch order: the thread count changes no bit of the
+//! results.
 
+use ndarray::{Array, ShapeBuilder};
+use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 /// The environment variable that sets the thread count (default: the cores this process may
@@ -12,6 +15,10 @@ pub const THREADS_VAR: &str = "RNN_WGPU_CPU_THREADS";
 
 /// Multiply-adds below which another thread does not pay for its start (about 20 us).
 const MIN_WORK_PER_THREAD: usize = 1 << 21;
+
+/// Elements read or written below which another thread does not pay for its start, for work
+/// bound by memory rather than arithmetic (a pass over 1 MiB of f32 takes about as long).
+const MIN_ELEMENTS_PER_THREAD: usize = 1 << 18;
 
 static THREADS: OnceLock<usize> = OnceLock::new();
 
@@ -44,6 +51,36 @@ fn cores() -> usize {
 /// too small to share.
 pub fn parts(work: usize, units: usize) -> usize {
     threads().min(work / MIN_WORK_PER_THREAD).min(units).max(1)
+}
+
+/// `parts` for work that streams `elements` values through memory with a few operations each
+/// (a zero fill, a product with an inner dimension of a few features), over `units` units.
+pub fn streaming_parts(elements: usize, units: usize) -> usize {
+    threads()
+        .min(elements / MIN_ELEMENTS_PER_THREAD)
+        .min(units)
+        .max(1)
+}
+
+/// An array of zeros of `shape`, written by as many threads as pay off. The engine's arrays
+/// of megabytes come from memory that the last step freed (`heap::keep_freed_memory`), which
+/// the allocator must clear: a pass over all of it that would otherwise run on the calling
+/// thread while the others wait.
+pub fn zeros<F: Copy + Send + num_traits::Zero, Sh: ShapeBuilder>(shape: Sh) -> Array<F, Sh::Dim> {
+    let mut array = Array::uninit(shape);
+    let values = array
+        .as_slice_memory_order_mut()
+        .expect("a new array is contiguous");
+    let chunk = chunk_len(
+        values.len(),
+        streaming_parts(values.len(), values.len()),
+        16,
+    );
+    run(values.chunks_mut(chunk.max(1)), |part| {
+        part.fill(MaybeUninit::new(F::zero()))
+    });
+    // SAFETY: every element was written just above.
+    unsafe { array.assume_init() }
 }
 
 /// The length of each of `parts` nearly equal chunks of `len` units, rounded up to a multiple
@@ -86,5 +123,16 @@ mod tests {
         seen.sort();
         assert_eq!(seen, [0, 1, 2, 3, 4]);
         run(std::iter::empty::<u8>(), |_| unreachable!());
+    }
+
+    #[test]
+    fn zeros_fills_every_element_of_any_size() {
+        for len in [0, 1, 17, MIN_ELEMENTS_PER_THREAD * 2 + 3] {
+            let z: ndarray::Array2<f32> = zeros((len, 3));
+            assert_eq!(z.dim(), (len, 3));
+            assert!(z.iter().all(|&v| v == 0.0 && v.is_sign_positive()));
+        }
+        let z: ndarray::Array3<f64> = zeros((3, 0, 5));
+        assert_eq!(z.len(), 0);
     }
 }

@@ -6,15 +6,15 @@ use super::packed::PackedWeight;
 use super::parallel;
 use super::steps::{
     batch_parts, hold_padded_states, is_padding, length_parts, norms, pass_padded_gradients,
-    products_over_rows, round_step, rows, rows_mut, step_gradient, stored_projection,
-    stored_sum_of_squares,
+    products_over_rows, round_step, rows, rows_mut, step_gradient, store_row_squares,
+    stored_projection,
 };
 use crate::config::Activation;
 use crate::float::Float;
 use crate::params::CellParams;
 use crate::precision::Precision;
 use ndarray::{
-    Array1, Array2, Array3, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
+    Array1, Array2, ArrayRef2, ArrayRef3, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
 };
 
 /// The forward recurrence over all T steps.
@@ -42,7 +42,7 @@ pub fn rnn_forward<F: Float>(
     let (mut gates, bias_ih) = stored_projection(params, x, precision);
     let bias: Array1<F> = bias_ih + &params.bias_hh;
     let bias = bias.as_slice().expect("an owned 1-D array is contiguous");
-    let mut hs = Array3::zeros((seq_len + 1, batch, hidden));
+    let mut hs = parallel::zeros((seq_len + 1, batch, hidden));
     hs.index_axis_mut(Axis(0), 0).assign(h0);
     round_step(precision, &mut hs, 0);
     // Sequences do not interact: each thread runs its own rows of the batch through all T
@@ -126,10 +126,10 @@ pub fn rnn_backward<F: Float>(
     let Inputs { x, lengths } = inputs;
     let (seq_len, batch, hidden) = gates.dim();
     // dE/d(pre-activation) of every step: [T, B, H].
-    let mut dgates = Array3::zeros(gates.raw_dim());
+    let mut dgates = parallel::zeros(gates.raw_dim());
     let mut dh0 = Array2::zeros((batch, hidden));
-    // Each thread takes its own rows of the batch, as forward does, and sums the squares of its
-    // rows of dh_t; the norms add those partial sums up after the loop.
+    // Each thread takes its own rows of the batch, as forward does, and keeps the sum of squares
+    // of each row of dh_t; the norms add them up after the loop.
     let rows_per_part = batch_parts(seq_len, batch, 2 * hidden * hidden);
     let mut parts: Vec<_> = gates
         .axis_chunks_iter(Axis(1), rows_per_part)
@@ -137,21 +137,22 @@ pub fn rnn_backward<F: Float>(
         .zip(dgates.axis_chunks_iter_mut(Axis(1), rows_per_part))
         .zip(dh0.axis_chunks_iter_mut(Axis(0), rows_per_part))
         .zip(length_parts(lengths, batch, rows_per_part))
-        .map(
-            |((((gates, dh_from_head), dgates), dh0), lengths)| RnnBackwardRows {
+        .map(|((((gates, dh_from_head), dgates), dh0), lengths)| {
+            let rows = dh0.nrows();
+            RnnBackwardRows {
                 gates,
                 dh_from_head,
                 dgates,
                 dh0,
                 lengths,
                 precision,
-                squares_h: vec![F::zero(); seq_len],
-            },
-        )
+                squares_h: Array2::zeros((seq_len, rows)),
+            }
+        })
         .collect();
     let weight_hh = PackedWeight::new(weight_hh.view());
     parallel::run(parts.iter_mut(), |part| part.run(activation, &weight_hh));
-    let grad_norm_h = norms(parts.iter().map(|part| &part.squares_h[..]), seq_len);
+    let grad_norm_h = norms(parts.iter().map(|part| &part.squares_h), seq_len);
     drop(parts);
     let mut products = products_over_rows(weight_ih, x, hs, &dgates, &dgates);
     precision.round_array(&mut products.dx);
@@ -179,8 +180,8 @@ struct RnnBackwardRows<'a, F> {
     /// `[b]`: the steps past these are padding (None: none are).
     lengths: Option<&'a [usize]>,
     precision: Precision,
-    /// Out: the sums of squares of these rows of dE/dh_t, `[T]`.
-    squares_h: Vec<F>,
+    /// Out: the sum of squares of each of these rows of dE/dh_t, `[T, b]`.
+    squares_h: Array2<F>,
 }
 
 impl<F: Float> RnnBackwardRows<'_, F> {
@@ -205,8 +206,7 @@ impl<F: Float> RnnBackwardRows<'_, F> {
                 &mut dh,
             );
             pass_padded_gradients(self.lengths, t + 1, &dh_next, &mut dh);
-            let dh_values = dh.as_slice().expect("dh is row-major");
-            self.squares_h[t] = stored_sum_of_squares(self.precision, dh_values);
+            store_row_squares(self.precision, &dh, &mut self.squares_h, t);
             let h = self.gates.index_axis(Axis(0), t);
             for (row, ((h, dh), dgate)) in rows(h)
                 .zip(rows(dh.view()))

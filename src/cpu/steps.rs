@@ -171,19 +171,38 @@ pub(super) fn step_gradient<F: Float>(
     }
 }
 
-/// `||dE/dh_t||` (or c) for t = 1..T from each thread's sums of squares over its rows.
+/// `||dE/dh_t||` (or c) for t = 1..T from the sums of squares of every sequence, `[T, b]` for
+/// each part of the batch, the parts in batch order. They are added one sequence at a time in
+/// batch order, so the norms do not depend on how many threads took the batch.
 pub(super) fn norms<'a, F: Float>(
-    parts: impl Iterator<Item = &'a [F]> + Clone,
+    parts: impl Iterator<Item = &'a Array2<F>> + Clone,
     seq_len: usize,
 ) -> Vec<F> {
     (0..seq_len)
         .map(|t| {
             parts
                 .clone()
-                .fold(F::zero(), |sum, part| sum + part[t])
+                .flat_map(|part| part.row(t))
+                .fold(F::zero(), |sum, &squares| sum + squares)
                 .sqrt()
         })
         .collect()
+}
+
+/// Row t of `squares` `[T, b]`: the sum of squares of each row of `values` `[b, W]` as stored
+/// in `precision` (`stored_sum_of_squares`).
+pub(super) fn store_row_squares<F: Float>(
+    precision: Precision,
+    values: &ArrayRef2<F>,
+    squares: &mut Array2<F>,
+    t: usize,
+) {
+    for (row, squares) in values.rows().into_iter().zip(squares.row_mut(t)) {
+        let row = row
+            .to_slice()
+            .expect("rows of a row-major matrix are contiguous");
+        *squares = stored_sum_of_squares(precision, row);
+    }
 }
 
 /// The sum of squares of `values` as they are stored in `precision`, for the norms of
