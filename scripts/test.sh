@@ -41,6 +41,12 @@ if [ "$(uname -s)" = Linux ] && ! has_vulkan; then
         fi
         $SUDO apt-get update -q
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q mesa-vulkan-drivers libvulkan1
+        has_vulkan || {
+            echo "error: mesa-vulkan-drivers and libvulkan1 are installed, yet no Vulkan ICD file" \
+                "(/usr/share/vulkan/icd.d, /etc/vulkan/icd.d) or no libvulkan.so.1 in ldconfig's" \
+                "cache was found" >&2
+            exit 1
+        }
     else
         echo "error: no Vulkan driver found, and no apt-get to install one. Install Mesa's" \
             "Vulkan drivers and the Vulkan loader (Fedora: mesa-vulkan-drivers vulkan-loader;" \
