@@ -28,6 +28,7 @@ pub use math::{isa, Isa, ISA_VAR};
 pub(crate) mod matmul;
 mod packed;
 pub mod parallel;
+mod pool;
 pub mod readout;
 pub mod rnn;
 pub mod stack;

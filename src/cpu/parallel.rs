@@ -1,10 +1,10 @@
-//! Threads for the CPU reference: scoped threads over disjoint parts of the work, with no pool
-//! and no dependency. A thread costs tens of microseconds to start, so the parts are coarse: a
-//! slice of the batch through the whole time loop, or a block of a large matrix product. Each
-//! part is computed as it would be on one thread, and sums across parts (the per-step norms)
-//! add one sequence's share at a time in batch order: the thread count changes no bit of the
-//! results.
+//! Threads for the CPU reference: disjoint parts of the work on the workers of one pool
+//! (`pool.rs`), started once and kept busy between parts. The parts are coarse: a slice of the
+//! batch through the whole time loop, or a block of a large matrix product. Each part is
+//! computed as it would be on one thread, and sums across parts (the per-step norms) add one
+//! sequence's share at a time in batch order: the thread count changes no bit of the results.
 
+use super::pool::Pool;
 use ndarray::{Array, ShapeBuilder};
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;
@@ -13,7 +13,8 @@ use std::sync::OnceLock;
 /// use).
 pub const THREADS_VAR: &str = "RNN_WGPU_CPU_THREADS";
 
-/// Multiply-adds below which another thread does not pay for its start (about 20 us).
+/// Multiply-adds below which handing a part to another thread does not pay: a worker that went
+/// to sleep takes 50-800 us to wake on a virtual machine.
 const MIN_WORK_PER_THREAD: usize = 1 << 21;
 
 /// Elements read or written below which another thread does not pay for its start, for work
@@ -89,20 +90,12 @@ pub fn chunk_len(len: usize, parts: usize, align: usize) -> usize {
     len.div_ceil(parts).div_ceil(align) * align
 }
 
-/// Runs `task` on every item: the first on the calling thread, each other one on a scoped
-/// thread of its own. Returns when all are done; a panic in any task propagates.
+/// Runs `task` on every item: the first on the calling thread, each other one on a worker of
+/// the pool (`threads() - 1` of them). Returns when all are done; a panic in any task propagates.
 pub fn run<T: Send>(items: impl IntoIterator<Item = T>, task: impl Fn(T) + Sync) {
-    let mut items = items.into_iter();
-    let Some(first) = items.next() else {
-        return;
-    };
-    let task = &task;
-    std::thread::scope(|scope| {
-        for item in items {
-            scope.spawn(move || task(item));
-        }
-        task(first);
-    });
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| Pool::new(threads() - 1))
+        .run(items, task);
 }
 
 #[cfg(test)]
