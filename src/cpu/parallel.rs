@@ -13,12 +13,13 @@ use std::sync::OnceLock;
 /// use).
 pub const THREADS_VAR: &str = "RNN_WGPU_CPU_THREADS";
 
-/// Multiply-adds below which handing a part to another thread does not pay: a worker that went
-/// to sleep takes 50-800 us to wake on a virtual machine.
+/// Multiply-adds below which handing a part to another thread does not pay (a spinning worker
+/// starts at once, but one that went to sleep takes 50-800 us to wake on a virtual machine).
 const MIN_WORK_PER_THREAD: usize = 1 << 21;
 
-/// Elements read or written below which another thread does not pay for its start, for work
-/// bound by memory rather than arithmetic (a pass over 1 MiB of f32 takes about as long).
+/// Elements read or written below which handing a part to another thread does not pay, for
+/// work bound by memory rather than arithmetic (a pass over 1 MiB of f32 takes about as long
+/// as waking a sleeping worker).
 const MIN_ELEMENTS_PER_THREAD: usize = 1 << 18;
 
 static THREADS: OnceLock<usize> = OnceLock::new();
@@ -64,9 +65,9 @@ pub fn streaming_parts(elements: usize, units: usize) -> usize {
 }
 
 /// An array of zeros of `shape`, written by as many threads as pay off. The engine's arrays
-/// of megabytes come from memory that the last step freed (`heap::keep_freed_memory`), which
-/// the allocator must clear: a pass over all of it that would otherwise run on the calling
-/// thread while the others wait.
+/// of megabytes come from memory that the last step freed (`heap::keep_freed_memory`), so
+/// zeroing them is a pass over all of it, which `Array::zeros` makes on the calling thread
+/// while the others wait.
 pub fn zeros<F: Copy + Send + num_traits::Zero, Sh: ShapeBuilder>(shape: Sh) -> Array<F, Sh::Dim> {
     let mut array = Array::uninit(shape);
     let values = array
