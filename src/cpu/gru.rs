@@ -116,7 +116,7 @@ fn gru_forward_rows<F: Float>(
 vectorized_fn! {
 /// One sequence's step: input and recurrent `[3H]` (W_ih x_t and h_{t-1} W_hh^T, without
 /// biases), the biases `[3H]`, h_prev `[H]`; writes h_next `[H]` and gate `[4H]` (r, z, n, W_hn h +
-/// b_hn). One iteration per hidden unit j, as one WGSL invocation.
+/// b_hn). Each element sees the same operations as in the WGSL twin's invocation j.
 fn gru_cell_forward<F: Float>(
     input: &[F],
     recurrent: &[F],
@@ -128,18 +128,29 @@ fn gru_cell_forward<F: Float>(
 ) {
     let hidden = h_prev.len();
     let one = F::one();
-    let (h_next, gate) = (&mut h_next[..hidden], &mut gate[..4 * hidden]);
+    // r and z first, then n and h: one loop computing two sigmoids and a tanh per unit spilled
+    // vector registers, as the LSTM's did (`lstm_cell_forward`).
+    let (rz, rest) = gate.split_at_mut(2 * hidden);
+    let (n_gate, hn_gate) = rest.split_at_mut(hidden);
+    // Slices of one length, so the loops carry no bounds checks and vectorize.
+    let width = rz.len();
+    let (input_rz, recurrent_rz) = (&input[..width], &recurrent[..width]);
+    let (bias_ih_rz, bias_hh_rz) = (&bias_ih[..width], &bias_hh[..width]);
+    for j in 0..width {
+        rz[j] = sigmoid(input_rz[j] + bias_ih_rz[j] + recurrent_rz[j] + bias_hh_rz[j]);
+    }
+    let (r, z) = rz.split_at(hidden);
+    let (r, z, h_prev, h_next) = (&r[..hidden], &z[..hidden], &h_prev[..hidden], &mut h_next[..hidden]);
+    let (n_gate, hn_gate) = (&mut n_gate[..hidden], &mut hn_gate[..hidden]);
+    let n_at = 2 * hidden..3 * hidden;
+    let (input_n, recurrent_n) = (&input[n_at.clone()], &recurrent[n_at.clone()]);
+    let (bias_ih_n, bias_hh_n) = (&bias_ih[n_at.clone()], &bias_hh[n_at]);
     for j in 0..hidden {
-        let (r_at, z_at, n_at) = (j, hidden + j, 2 * hidden + j);
-        let r = sigmoid(input[r_at] + bias_ih[r_at] + recurrent[r_at] + bias_hh[r_at]);
-        let z = sigmoid(input[z_at] + bias_ih[z_at] + recurrent[z_at] + bias_hh[z_at]);
-        let hn = recurrent[n_at] + bias_hh[n_at];
-        let n = tanh(input[n_at] + bias_ih[n_at] + r * hn);
-        h_next[j] = (one - z) * n + z * h_prev[j];
-        gate[r_at] = r;
-        gate[z_at] = z;
-        gate[n_at] = n;
-        gate[3 * hidden + j] = hn;
+        let hn = recurrent_n[j] + bias_hh_n[j];
+        let n = tanh(input_n[j] + bias_ih_n[j] + r[j] * hn);
+        h_next[j] = (one - z[j]) * n + z[j] * h_prev[j];
+        n_gate[j] = n;
+        hn_gate[j] = hn;
     }
 }
 }
