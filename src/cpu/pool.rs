@@ -118,9 +118,15 @@ impl Pool {
                 finished.keep(panic);
             }
         }
-        let start = Instant::now();
+        // Spin while the workers finish; past `SPIN` (a worker that was asleep, an overloaded
+        // machine) give the core away between looks. The clock is read every 256 spins.
+        let (start, mut spins, mut spinning) = (Instant::now(), 0u32, true);
         while finished.remaining.load(Ordering::Acquire) > 0 {
-            if start.elapsed() < SPIN {
+            spins = spins.wrapping_add(1);
+            if spinning && spins.is_multiple_of(256) {
+                spinning = start.elapsed() < SPIN;
+            }
+            if spinning {
                 std::hint::spin_loop();
             } else {
                 std::thread::yield_now();
