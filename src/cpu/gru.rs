@@ -189,7 +189,7 @@ pub fn gru_backward<F: Float>(
         .zip(length_parts(lengths, batch, rows_per_part))
         .map(
             |((((((gates, hs), dh_from_head), dgates_ih), dgates_hh), dh0), lengths)| {
-                let rows = dh0.nrows();
+                let batch_rows = dh0.nrows();
                 GruBackwardRows {
                     gates,
                     hs,
@@ -199,7 +199,7 @@ pub fn gru_backward<F: Float>(
                     dh0,
                     lengths,
                     precision,
-                    squares: Array2::zeros((seq_len, rows)),
+                    squares: Array2::zeros((seq_len, batch_rows)),
                 }
             },
         )

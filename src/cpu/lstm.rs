@@ -187,7 +187,7 @@ pub fn lstm_backward<F: Float>(
         .zip(length_parts(lengths, batch, rows_per_part))
         .map(
             |((((((gates, cs), dh_from_head), dgates), dh0), dc), lengths)| {
-                let rows = dh0.nrows();
+                let batch_rows = dh0.nrows();
                 LstmBackwardRows {
                     gates,
                     cs,
@@ -197,8 +197,8 @@ pub fn lstm_backward<F: Float>(
                     dc,
                     lengths,
                     precision,
-                    squares_h: Array2::zeros((seq_len, rows)),
-                    squares_c: Array2::zeros((seq_len, rows)),
+                    squares_h: Array2::zeros((seq_len, batch_rows)),
+                    squares_c: Array2::zeros((seq_len, batch_rows)),
                 }
             },
         )

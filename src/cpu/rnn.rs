@@ -138,7 +138,7 @@ pub fn rnn_backward<F: Float>(
         .zip(dh0.axis_chunks_iter_mut(Axis(0), rows_per_part))
         .zip(length_parts(lengths, batch, rows_per_part))
         .map(|((((gates, dh_from_head), dgates), dh0), lengths)| {
-            let rows = dh0.nrows();
+            let batch_rows = dh0.nrows();
             RnnBackwardRows {
                 gates,
                 dh_from_head,
@@ -146,7 +146,7 @@ pub fn rnn_backward<F: Float>(
                 dh0,
                 lengths,
                 precision,
-                squares_h: Array2::zeros((seq_len, rows)),
+                squares_h: Array2::zeros((seq_len, batch_rows)),
             }
         })
         .collect();

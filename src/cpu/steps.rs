@@ -197,10 +197,7 @@ pub(super) fn store_row_squares<F: Float>(
     squares: &mut Array2<F>,
     t: usize,
 ) {
-    for (row, squares) in values.rows().into_iter().zip(squares.row_mut(t)) {
-        let row = row
-            .to_slice()
-            .expect("rows of a row-major matrix are contiguous");
+    for (row, squares) in rows(values.view()).zip(squares.row_mut(t)) {
         *squares = stored_sum_of_squares(precision, row);
     }
 }
