@@ -339,23 +339,26 @@ pub(crate) fn record_gemm_using(
         }
         forced => forced,
     };
-    if kernel == GemmKernel::MatrixUnits {
-        let subgroup = matrix_units_for(gpu, product)?;
-        return record_coop_product(gpu, recorder, subgroup, (m, n, k), (a, b), c, dummy);
-    }
-    let tile = kernel.resolve(gpu, (m, n, k));
-    if !tile.allowed_by(&gpu.limits) {
-        return Err(Error::Config(format!(
-            "matrix-product tile {tile}: {} invocations and {} bytes of workgroup memory are \
-             more than '{}' allows",
-            tile.invocations(),
-            tile.storage_bytes(),
-            gpu.info.name
-        )));
-    }
+    let computer = if kernel == GemmKernel::MatrixUnits {
+        Computer::Coop {
+            subgroup: matrix_units_for(gpu, product)?,
+        }
+    } else {
+        let tile = kernel.resolve(gpu, (m, n, k));
+        if !tile.allowed_by(&gpu.limits) {
+            return Err(Error::Config(format!(
+                "matrix-product tile {tile}: {} invocations and {} bytes of workgroup memory \
+                 are more than '{}' allows",
+                tile.invocations(),
+                tile.storage_bytes(),
+                gpu.info.name
+            )));
+        }
+        Computer::Tile(tile)
+    };
     let mut chunk = k_chunk.unwrap_or(k).max(1);
     if let Some(limit) = gpu.loop_limit() {
-        chunk = chunk.min(tile.longest_k(limit) as usize);
+        chunk = chunk.min(computer.longest_k(limit) as usize);
     }
     let mut first = 0;
     loop {
@@ -367,7 +370,7 @@ pub(crate) fn record_gemm_using(
             ..c
         };
         let operands = (a.skip_k(first, false), b.skip_k(first, true));
-        record_product(gpu, recorder, tile, (m, n, len), operands, part, dummy)?;
+        record_product(gpu, recorder, computer, (m, n, len), operands, part, dummy)?;
         first += len;
         if first >= k {
             break;
@@ -376,24 +379,25 @@ pub(crate) fn record_gemm_using(
     Ok(())
 }
 
-/// One dispatch of `tile` over all of `k`, in `k_parts` parts of workgroups: with one part
+/// One dispatch of `computer` over all of `k`, in `k_parts` parts of workgroups: with one part
 /// straight into C; with more, each part into its slice of the context's partial sums, then
 /// `gemm_split_sum` adds them in order with bias and C.
 fn record_product(
     gpu: &Gpu,
     recorder: &mut Recorder,
-    tile: GemmTile,
+    computer: Computer,
     (m, n, k): (usize, usize, usize),
     (a, b): (Operand, Operand),
     c: Output,
     dummy: &wgpu::Buffer,
 ) -> Result<(), Error> {
-    let parts = k_parts(tile, (m, n, k));
-    let col_tiles = (n as u64).div_ceil(tile.cols()) * parts as u64;
+    let parts = parts_of_k(computer.workgroups((m, n)), (m, n, k));
+    let (block_rows, block_cols) = computer.block();
+    let col_tiles = (n as u64).div_ceil(block_cols) * parts as u64;
     check_dimension(gpu, col_tiles, || {
         format!("a matrix product with {n} columns in {parts} parts of K")
     })?;
-    let rows = gpu.grid("matrix product rows", (m as u64).div_ceil(tile.rows()))?;
+    let rows = gpu.grid("matrix product rows", (m as u64).div_ceil(block_rows))?;
     // x: column tiles of each part; the kernel reads row tiles from (y, z)
     let groups = [col_tiles as u32, rows[0], rows[1]];
     let params = GemmParams::of((m, n, k), (a, b), c);
@@ -401,7 +405,8 @@ fn record_product(
     let elements = product_elements((a, b), c);
     if parts == 1 {
         let buffers = [a.buffer, b.buffer, bias, c.buffer];
-        recorder.dispatch_tiled((tile.kernel(), elements, tile), &params, &buffers, groups);
+        let key = (computer.kernel(), elements, computer.shape());
+        recorder.dispatch_tiled(key, &params, &buffers, groups);
         return Ok(());
     }
     let partials = gpu.scratch_partials(parts * m * n)?;
@@ -419,7 +424,7 @@ fn record_product(
         ..elements
     };
     recorder.dispatch_tiled(
-        (tile.kernel(), into_partials, tile),
+        (computer.kernel(), into_partials, computer.shape()),
         &split,
         &buffers,
         groups,
@@ -443,39 +448,69 @@ fn matrix_units_for(gpu: &Gpu, product: Product) -> Result<u32, Error> {
     Ok(subgroup)
 }
 
+/// What computes a product: a tile of gemm.wgsl, or gemm_coop on the matrix units with the
+/// subgroup size it runs with.
+#[derive(Clone, Copy, Debug)]
+enum Computer {
+    Tile(GemmTile),
+    Coop { subgroup: u32 },
+}
+
 /// Rows and columns of C per workgroup of `gemm_coop` (`BLOCK` in gemm_coop.wgsl).
 const COOP_BLOCK: u64 = 32;
 
-/// One `gemm_coop` dispatch over all of K, on cooperative matrices: a workgroup of one
-/// subgroup per 32x32 block of C, K unsplit (no loop limit where matrix units exist).
-#[allow(clippy::too_many_arguments)]
-fn record_coop_product(
-    gpu: &Gpu,
-    recorder: &mut Recorder,
-    subgroup: u32,
-    (m, n, k): (usize, usize, usize),
-    (a, b): (Operand, Operand),
-    c: Output,
-    dummy: &wgpu::Buffer,
-) -> Result<(), Error> {
-    let col_blocks = (n as u64).div_ceil(COOP_BLOCK);
-    check_dimension(gpu, col_blocks, || {
-        format!("a matrix product with {n} columns")
-    })?;
-    let rows = gpu.grid("matrix product rows", (m as u64).div_ceil(COOP_BLOCK))?;
-    let params = GemmParams::of((m, n, k), (a, b), c);
-    let bias = c.bias.map_or(dummy, |(buffer, _)| buffer);
-    let elements = product_elements((a, b), c);
-    let shape = PipelineShape::Coop { subgroup };
-    let buffers = [a.buffer, b.buffer, bias, c.buffer];
-    let groups = [col_blocks as u32, rows[0], rows[1]];
-    recorder.dispatch_tiled(
-        (Kernel::GemmCoop, elements, shape),
-        &params,
-        &buffers,
-        groups,
-    );
-    Ok(())
+/// gemm_coop's steps along K (`T` in gemm_coop.wgsl).
+const COOP_STEP_K: u64 = 16;
+
+impl Computer {
+    fn kernel(self) -> Kernel {
+        match self {
+            Computer::Tile(tile) => tile.kernel(),
+            Computer::Coop { .. } => Kernel::GemmCoop,
+        }
+    }
+
+    fn shape(self) -> PipelineShape {
+        match self {
+            Computer::Tile(tile) => PipelineShape::Gemm(tile),
+            Computer::Coop { subgroup } => PipelineShape::Coop { subgroup },
+        }
+    }
+
+    /// Rows and columns of C per workgroup.
+    fn block(self) -> (u64, u64) {
+        match self {
+            Computer::Tile(tile) => (tile.rows(), tile.cols()),
+            Computer::Coop { .. } => (COOP_BLOCK, COOP_BLOCK),
+        }
+    }
+
+    fn workgroups(self, (m, n): (usize, usize)) -> u64 {
+        let (rows, cols) = self.block();
+        (m as u64).div_ceil(rows) * (n as u64).div_ceil(cols)
+    }
+
+    /// The longest K one dispatch may sum where loops end after `limit` iterations, half of
+    /// it kept as a margin. Real matrix units never meet a loop limit (llvmpipe has none), so
+    /// for gemm_coop this is the emulation's count (coop_emulation.wgsl), per invocation: per
+    /// step of 16 along K, the two stagings of 32 x 16 and the 4 loads of 16 x 16 elements,
+    /// and the 4 multiply-adds of 16 x 16 elements of 16 terms each; before and after the
+    /// steps, 2 passes over the block and 8 tile loads or stores.
+    fn longest_k(self, limit: u64) -> u64 {
+        match self {
+            Computer::Tile(tile) => tile.longest_k(limit),
+            Computer::Coop { subgroup } => {
+                let share = |n: u64| n.div_ceil(subgroup as u64) + 1;
+                let tile = COOP_STEP_K * COOP_STEP_K;
+                let per_step = 2 * share(COOP_BLOCK * COOP_STEP_K)
+                    + 4 * share(tile)
+                    + 4 * share(tile) * (COOP_STEP_K + 1);
+                let fixed = 2 * share(COOP_BLOCK * COOP_BLOCK) + 8 * share(tile);
+                let steps = (limit / 2).saturating_sub(fixed) / per_step;
+                (steps * COOP_STEP_K).max(1)
+            }
+        }
+    }
 }
 
 /// `gemm_split_sum`: C (+)= the `parts` partial products at the start of `partials` (each
@@ -519,8 +554,12 @@ fn record_sum_of_parts(
 /// gradients, K = T * batch, over a small C), or that a K past `CHAIN_FROM_K` is summed in
 /// chains of about `CHAIN_K`; all the parts within `SPLIT_PARTIALS_BYTES`.
 pub fn k_parts(tile: GemmTile, (m, n, k): (usize, usize, usize)) -> usize {
-    let to_fill =
-        (SPLIT_TARGET_GROUPS.div_ceil(tile.workgroups((m, n))) as usize).min(k / PART_MIN_K);
+    parts_of_k(tile.workgroups((m, n)), (m, n, k))
+}
+
+/// `k_parts` for a kernel that covers C with `workgroups` workgroups.
+fn parts_of_k(workgroups: u64, (m, n, k): (usize, usize, usize)) -> usize {
+    let to_fill = (SPLIT_TARGET_GROUPS.div_ceil(workgroups) as usize).min(k / PART_MIN_K);
     let by_bytes = SPLIT_PARTIALS_BYTES / (4 * m * n).max(1);
     to_fill.max(chains(k)).min(by_bytes).max(1)
 }
