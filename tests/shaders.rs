@@ -8,7 +8,7 @@
 //! though neither runs on this machine.
 
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
-use rnn_wgpu::internals::gpu::{Elements, GemmTile, Kernel, Shader, StepTile};
+use rnn_wgpu::internals::gpu::{coop_emulation, Elements, GemmTile, Kernel, Shader, StepTile};
 use rnn_wgpu::Precision;
 
 /// Every combination of element types: the host binds f16 and f32 buffers in any of the
@@ -309,4 +309,28 @@ fn the_cooperative_matrix_product_needs_its_capability() {
         format!("{refused:?}").contains("COOPERATIVE_MATRIX"),
         "{refused:?}"
     );
+}
+
+/// The emulated cooperative-matrix product (`MatrixUnits::Emulate`) is core WGSL with f16:
+/// it validates without COOPERATIVE_MATRIX, for every choice of element types.
+#[test]
+fn the_emulated_cooperative_matrix_product_is_core_wgsl() {
+    for elements in every_elements() {
+        let source = coop_emulation::source_for(elements);
+        let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| {
+            panic!(
+                "emulated gemm_coop ({elements:?}) does not parse:\n{}",
+                e.emit_to_string(&source)
+            )
+        });
+        Validator::new(ValidationFlags::all(), Capabilities::SHADER_FLOAT16)
+            .validate(&module)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "emulated gemm_coop ({elements:?}) does not validate:\n{}",
+                    e.emit_to_string(&source)
+                )
+            });
+        assert!(module.entry_points.iter().any(|e| e.name == "gemm_coop"));
+    }
 }

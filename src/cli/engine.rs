@@ -71,6 +71,10 @@ pub fn open_gpu_for(local_rank: Option<usize>) -> anyhow::Result<Gpu> {
     // whether the choice took effect.
     if std::env::var_os(rnn_wgpu::internals::gpu::MATRIX_UNITS_VAR).is_some() {
         match gpu.matrix_units() {
+            Ok(_) if gpu.matrix_units_emulated() => eprintln!(
+                "matrix units: emulated (the cooperative-matrix kernel with its matrix \
+                 operations in plain WGSL: for checking it, slow)"
+            ),
             Ok(subgroup) => eprintln!(
                 "matrix units: on (f16 products on 16x16x16 cooperative matrices, subgroups of \
                  {subgroup}; wgpu's experimental feature)"

@@ -2,7 +2,7 @@
 //! and the kernel policy in force (`policy.rs`). Built once and passed by reference to
 //! everything that computes; it dereferences to its `Device`.
 
-use super::device::Device;
+use super::device::{Device, MatrixUnits};
 use super::pipelines::Pipelines;
 use super::policy::{KernelPolicy, Product, Recurrence, RecurrenceShape};
 use super::tiles::{GemmKernel, StepTile};
@@ -36,20 +36,26 @@ impl Gpu {
     /// The default high-performance adapter, or the one named by `WGPU_ADAPTER_NAME`, with
     /// the adapter's own limits requested (wgpu's defaults cap a storage binding at 128 MiB),
     /// and an empty kernel policy: the rules alone.
+    /// The matrix units as `RNN_WGPU_MATRIX_UNITS` says (`MatrixUnits::from_env`).
     pub fn new() -> Result<Gpu, Error> {
-        Gpu::open(None)
+        Gpu::open(None, MatrixUnits::from_env())
+    }
+
+    /// `new` with the matrix units in `mode`, whatever the environment says.
+    pub fn with_matrix_units(mode: MatrixUnits) -> Result<Gpu, Error> {
+        Gpu::open(None, mode)
     }
 
     /// `new` for rank `local_rank` of the data-parallel ranks on this machine: the
     /// (local_rank mod count)-th of its GPUs of the most capable kind, where it has any and
     /// `WGPU_ADAPTER_NAME` names none; else the adapter `new` opens.
     pub fn for_local_rank(local_rank: usize) -> Result<Gpu, Error> {
-        Gpu::open(Some(local_rank))
+        Gpu::open(Some(local_rank), MatrixUnits::from_env())
     }
 
-    fn open(local_rank: Option<usize>) -> Result<Gpu, Error> {
-        let device = pollster::block_on(Device::new(local_rank))?;
-        let pipelines = Pipelines::new(&device.device);
+    fn open(local_rank: Option<usize>, mode: MatrixUnits) -> Result<Gpu, Error> {
+        let device = pollster::block_on(Device::new(local_rank, mode))?;
+        let pipelines = Pipelines::new(&device.device, device.matrix_units_emulated());
         Ok(Gpu {
             device,
             pipelines,

@@ -59,6 +59,8 @@ pub struct Device {
     pub limits: wgpu::Limits,
     /// The subgroup size the cooperative-matrix products run with, or why they do not run.
     matrix_units: Result<u32, String>,
+    /// Whether they run emulated (`MatrixUnits::Emulate`).
+    matrix_units_emulated: bool,
     dispatches: AtomicU64,
     submissions: AtomicU64,
     recurrence_dispatches: [AtomicU64; 2],
@@ -104,17 +106,51 @@ pub fn enumerate_adapters() -> Vec<AdapterSummary> {
 
 /// The environment variable that turns the cooperative-matrix products on: wgpu offers
 /// cooperative matrices only as an experimental feature, so using them is the user's explicit
-/// choice ("on"); off by default.
+/// choice ("on"); off by default. "emulate" runs their kernel with the matrix operations
+/// written out in plain WGSL (`MatrixUnits::Emulate`).
 pub const MATRIX_UNITS_VAR: &str = "RNN_WGPU_MATRIX_UNITS";
 
-/// The subgroup size to run the cooperative-matrix products with on `adapter`, or why they
-/// stay off: not asked for, no f16 or cooperative matrices, no 16x16x16 f16 x f16 -> f32
-/// shape listed, or a subgroup size that varies (gemm_coop.wgsl is one subgroup per
+/// Whether the matrix products of f16 operands run on cooperative matrices
+/// (`RNN_WGPU_MATRIX_UNITS`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MatrixUnits {
+    /// The tiled kernels for every product (the default).
+    #[default]
+    Off,
+    /// gemm_coop.wgsl on the adapter's cooperative matrices, where it lists the shape.
+    On,
+    /// gemm_coop.wgsl with its cooperative-matrix operations replaced by plain WGSL
+    /// (`coop_emulation.rs`), on any adapter with f16: slow, for checking that kernel's code
+    /// on adapters without matrix units (llvmpipe in CI).
+    Emulate,
+}
+
+impl MatrixUnits {
+    /// `RNN_WGPU_MATRIX_UNITS`: "on", "emulate", anything else off.
+    pub fn from_env() -> MatrixUnits {
+        match std::env::var(MATRIX_UNITS_VAR).as_deref() {
+            Ok("on") => MatrixUnits::On,
+            Ok("emulate") => MatrixUnits::Emulate,
+            _ => MatrixUnits::Off,
+        }
+    }
+}
+
+/// The workgroup size of the emulated matrix units: that of NVIDIA's subgroups, which the
+/// real kernel runs with (the emulation needs no subgroup of any size).
+const EMULATED_SUBGROUP: u32 = 32;
+
+/// The subgroup size to run the cooperative-matrix products with on `adapter` under `mode`,
+/// or why they stay off: not asked for, no f16 or cooperative matrices, no 16x16x16 f16 x f16
+/// -> f32 shape listed, or a subgroup size that varies (gemm_coop.wgsl is one subgroup per
 /// workgroup, and must know its size).
-fn matrix_units(adapter: &wgpu::Adapter) -> Result<u32, String> {
-    let wanted = std::env::var(MATRIX_UNITS_VAR).unwrap_or_default();
-    if wanted != "on" {
-        return Err(format!("off ({MATRIX_UNITS_VAR}=on turns them on)"));
+fn matrix_units(adapter: &wgpu::Adapter, mode: MatrixUnits) -> Result<u32, String> {
+    let f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
+    match mode {
+        MatrixUnits::Off => return Err(format!("off ({MATRIX_UNITS_VAR}=on turns them on)")),
+        MatrixUnits::Emulate if f16 => return Ok(EMULATED_SUBGROUP),
+        MatrixUnits::Emulate => return Err("emulated, but the adapter has no f16".into()),
+        MatrixUnits::On => {}
     }
     let needed = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16;
     if !adapter.features().contains(needed) {
@@ -197,7 +233,7 @@ async fn choose_adapter(
 impl Device {
     /// The default high-performance adapter, or the one named by `WGPU_ADAPTER_NAME`, with
     /// the adapter's own limits requested (wgpu's defaults cap a storage binding at 128 MiB).
-    pub(crate) async fn new(local_rank: Option<usize>) -> Result<Device, Error> {
+    pub(crate) async fn new(local_rank: Option<usize>, mode: MatrixUnits) -> Result<Device, Error> {
         let instance = instance();
         let adapter = choose_adapter(&instance, local_rank).await?;
         let info = adapter.get_info();
@@ -207,9 +243,9 @@ impl Device {
         // where offered, for `--precision f16`.
         let mut features =
             adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16);
-        let matrix_units = matrix_units(&adapter);
+        let matrix_units = matrix_units(&adapter, mode);
         let mut experimental = wgpu::ExperimentalFeatures::disabled();
-        if matrix_units.is_ok() {
+        if matrix_units.is_ok() && mode == MatrixUnits::On {
             features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
             // SAFETY: the user asked for wgpu's experimental cooperative matrices
             // (RNN_WGPU_MATRIX_UNITS=on), which wgpu documents may hit bugs of its own; only
@@ -242,6 +278,7 @@ impl Device {
             queue,
             info,
             limits,
+            matrix_units_emulated: matrix_units.is_ok() && mode == MatrixUnits::Emulate,
             matrix_units,
             dispatches: AtomicU64::new(0),
             submissions: AtomicU64::new(0),
@@ -292,6 +329,12 @@ impl Device {
             .as_ref()
             .map(|&s| s)
             .map_err(String::as_str)
+    }
+
+    /// Whether the cooperative-matrix products run emulated in plain WGSL
+    /// (`MatrixUnits::Emulate`).
+    pub fn matrix_units_emulated(&self) -> bool {
+        self.matrix_units_emulated
     }
 
     /// Refuses `precision` where the device cannot store it (f16 needs `Features::SHADER_F16`).

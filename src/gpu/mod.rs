@@ -4,6 +4,7 @@
 mod cell;
 pub(crate) mod cells;
 mod context;
+pub mod coop_emulation;
 pub(crate) mod device;
 pub mod gemm;
 pub mod kernels;
@@ -22,8 +23,8 @@ mod workspace;
 
 pub use context::Gpu;
 pub use device::{
-    adapter_kinds, enumerate_adapters, AdapterSummary, Device, WorkCounts, LLVMPIPE_LOOP_LIMIT,
-    MATRIX_UNITS_VAR,
+    adapter_kinds, enumerate_adapters, AdapterSummary, Device, MatrixUnits, WorkCounts,
+    LLVMPIPE_LOOP_LIMIT, MATRIX_UNITS_VAR,
 };
 pub use kernels::{Elements, Kernel, Shader};
 pub use model::{GpuModel, GpuOutput, Request};

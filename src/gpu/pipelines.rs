@@ -2,6 +2,7 @@
 //! and `Elements`, and a pipeline per kernel and `Elements` (and per `PipelineShape` for the
 //! kernels shaped by `override` constants), each compiled on first use and kept.
 
+use super::coop_emulation;
 use super::kernels::{Elements, Kernel, Layout, Shader, Slot};
 use super::tiles::PipelineShape;
 use std::collections::HashMap;
@@ -16,11 +17,14 @@ pub(crate) struct Pipelines {
     layouts: Vec<wgpu::BindGroupLayout>,
     pipeline_layouts: Vec<wgpu::PipelineLayout>,
     modules: Mutex<HashMap<(Shader, Elements), wgpu::ShaderModule>>,
+    /// Whether gemm_coop.wgsl is compiled with its matrix operations emulated
+    /// (`coop_emulation::source_for`).
+    emulate_matrix_units: bool,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
 }
 
 impl Pipelines {
-    pub(crate) fn new(device: &wgpu::Device) -> Pipelines {
+    pub(crate) fn new(device: &wgpu::Device, emulate_matrix_units: bool) -> Pipelines {
         let layouts: Vec<wgpu::BindGroupLayout> = Layout::ALL
             .iter()
             .map(|&layout| bind_group_layout(device, layout))
@@ -40,6 +44,7 @@ impl Pipelines {
             layouts,
             pipeline_layouts,
             modules: Mutex::default(),
+            emulate_matrix_units,
             pipelines: Mutex::default(),
         }
     }
@@ -72,10 +77,15 @@ impl Pipelines {
         let module = (self.modules.lock().unwrap())
             .entry((shader, elements))
             .or_insert_with(|| {
+                let source = if shader == Shader::GemmCoop && self.emulate_matrix_units {
+                    coop_emulation::source_for(elements)
+                } else {
+                    shader.source_for(elements)
+                };
                 self.device
                     .create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(shader.file_name()),
-                        source: wgpu::ShaderSource::Wgsl(shader.source_for(elements).into()),
+                        source: wgpu::ShaderSource::Wgsl(source.into()),
                     })
             })
             .clone();

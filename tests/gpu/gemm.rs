@@ -4,7 +4,7 @@
 //! placed inside larger NaN-padded buffers (unaligned offsets and strides) that must stay
 //! untouched.
 
-use super::{gpu, seed};
+use super::{emulated_matrix_units, gpu, seed};
 use ndarray::{Array1, Array2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -12,7 +12,7 @@ use rnn_wgpu::internals::gpu::gemm::{
     k_parts, matmul, matmul_using, GemmKernel, MatmulRun, Placement,
 };
 use rnn_wgpu::internals::gpu::{GemmTile, Kernel};
-use rnn_wgpu::Gpu;
+use rnn_wgpu::{Gpu, Precision};
 
 pub(super) fn random(rows: usize, cols: usize, rng: &mut StdRng) -> Array2<f32> {
     Array2::from_shape_fn((rows, cols), |_| rng.random_range(-1.0..1.0))
@@ -159,6 +159,74 @@ fn gemm_matches_ndarray_at_awkward_sizes() {
             )
             .unwrap();
             if let Some(why) = mismatch(&case, &got) {
+                failures.push(format!("{}: {why}", case.label));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "||gpu - cpu|| / ||cpu|| > {TOLERANCE:e}:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// `case` with A and B rounded to f16, as an f16 buffer holds them, and the reference
+/// recomputed from the rounded values.
+fn with_f16_operands(mut case: Case) -> Case {
+    let op = |x: &Array2<f32>, transposed: bool| {
+        let x = to64(x);
+        if transposed {
+            x.t().to_owned()
+        } else {
+            x
+        }
+    };
+    let exact = op(&case.a, case.trans_a).dot(&op(&case.b, case.trans_b));
+    case.a.mapv_inplace(|v| half::f16::from_f32(v).to_f32());
+    case.b.mapv_inplace(|v| half::f16::from_f32(v).to_f32());
+    let rounded = op(&case.a, case.trans_a).dot(&op(&case.b, case.trans_b));
+    case.want = &case.want - &exact + &rounded;
+    case
+}
+
+/// gemm_coop.wgsl's own code, its cooperative-matrix operations emulated in plain WGSL
+/// (scripts/device_check.sh checks the real ones on a GPU): every transpose, bias and
+/// accumulation; sizes one short of and past its 32 x 32 blocks and 16-long steps of K; f16
+/// operands 3 NaN words into their buffers, rows 3 words apart; K long enough to run as several
+/// dispatches under llvmpipe's loop limit.
+#[test]
+fn the_matrix_units_kernel_matches_ndarray_when_emulated() {
+    let gpu = emulated_matrix_units();
+    let mut rng = StdRng::seed_from_u64(seed(11));
+    let shapes = [
+        (1, 1, 1),
+        (3, 17, 65),
+        (33, 31, 17),
+        (65, 3, 257),
+        (17, 65, 16),
+        (31, 33, 2001),
+    ];
+    let placement = Placement {
+        pad: 3,
+        operands: (Precision::F16, Precision::F16),
+    };
+    let mut failures = Vec::new();
+    for shape in shapes {
+        for case in cases(shape, &mut rng).into_iter().map(with_f16_operands) {
+            let run = run_case(gpu, (GemmKernel::MatrixUnits, None), placement, &case);
+            // K = 2001 is past what one dispatch may sum under llvmpipe's loop limit.
+            let coop = run.kernels.iter().filter(|k| **k == Kernel::GemmCoop);
+            let dispatches = if shape.2 > 1000 { 2.. } else { 1.. };
+            assert!(
+                dispatches.contains(&coop.count()),
+                "{}: ran {:?}",
+                case.label,
+                run.kernels
+            );
+            if !run.padding_kept {
+                failures.push(format!("{}: wrote outside C", case.label));
+            }
+            if let Some(why) = mismatch(&case, &run.product) {
                 failures.push(format!("{}: {why}", case.label));
             }
         }

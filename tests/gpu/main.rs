@@ -23,6 +23,7 @@ mod train;
 mod tuning;
 mod work_counts;
 
+use rnn_wgpu::internals::gpu::MatrixUnits;
 use rnn_wgpu::Gpu;
 use std::sync::OnceLock;
 
@@ -33,6 +34,23 @@ pub fn gpu() -> &'static Gpu {
         let gpu = Gpu::new()
             .unwrap_or_else(|e| panic!("GPU tests need an adapter and must not be skipped: {e}"));
         eprintln!("GPU tests run on: {}", gpu.adapter_name());
+        gpu
+    })
+}
+
+/// A second context on the same adapter with the matrix units emulated
+/// (`MatrixUnits::Emulate`), so that gemm_coop.wgsl's code runs where the adapter has no matrix
+/// units. It needs f16, which llvmpipe has: without it the tests fail, never skip.
+pub fn emulated_matrix_units() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let gpu = Gpu::with_matrix_units(MatrixUnits::Emulate)
+            .unwrap_or_else(|e| panic!("GPU tests need an adapter and must not be skipped: {e}"));
+        assert!(
+            gpu.matrix_units_emulated(),
+            "emulated matrix units need f16 in shaders: {:?}",
+            gpu.matrix_units()
+        );
         gpu
     })
 }

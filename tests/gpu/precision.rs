@@ -1,12 +1,13 @@
 //! `--precision f16` on the GPU: f16 storage of the activations, gates, their gradients and the
 //! weights' working copy, every sum in f32.
 
-use super::{gpu, seed};
+use super::{emulated_matrix_units, gpu, seed};
 use crate::common::{assert_params_close, relative_error, TempDir, EVERY_CELL};
 use ndarray_npy::WriteNpyExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rnn_wgpu::checkpoint::{self, LoadOverrides};
+use rnn_wgpu::internals::gpu::GemmKernel;
 use rnn_wgpu::internals::parity::{random_problem, run_parity_with, F16_TOLERANCE};
 use rnn_wgpu::internals::plan::{PlanOptions, Recompute};
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
@@ -15,7 +16,7 @@ use rnn_wgpu::train::{self, DataSource, Engine, Event, TrainOptions};
 use rnn_wgpu::LossScaler;
 use rnn_wgpu::Precision;
 use rnn_wgpu::{Activation, Cell, Params};
-use rnn_wgpu::{GpuModel, Request};
+use rnn_wgpu::{Gpu, GpuModel, Request};
 use rnn_wgpu::{Loss, ModelConfig, Readout};
 
 /// f16 storage stays near the f32 run (f16 keeps 11 significant bits: relative errors of a
@@ -91,6 +92,35 @@ struct Case {
 /// their saved states (f16 start states, odd element offsets).
 #[test]
 fn f16_parity_with_the_rounding_reference_at_awkward_sizes() {
+    let failed = f16_parity_failures(gpu());
+    assert!(
+        failed.is_empty(),
+        "beyond {F16_TOLERANCE:e}:\n{}",
+        failed.join("\n")
+    );
+}
+
+/// As above with the matrix units emulated: the products of two f16 operands (the input
+/// projection, the weight gradients, dx) run gemm_coop.wgsl's code.
+#[test]
+fn f16_parity_holds_with_the_matrix_units_emulated() {
+    let gpu = emulated_matrix_units();
+    gpu.watch_products();
+    let failed = f16_parity_failures(gpu);
+    let on_matrix_units = (gpu.watched_products().into_iter())
+        .filter(|&p| GemmKernel::rule(gpu, p) == GemmKernel::MatrixUnits)
+        .count();
+    assert!(on_matrix_units > 0, "no product ran on the matrix units");
+    assert!(
+        failed.is_empty(),
+        "beyond {F16_TOLERANCE:e}:\n{}",
+        failed.join("\n")
+    );
+}
+
+/// Every cell at awkward sizes (ragged, stacked, bidirectional, recomputed) at f16 on `gpu`
+/// against the CPU engine's f16 mirror: the cases beyond `F16_TOLERANCE`, described.
+fn f16_parity_failures(gpu: &Gpu) -> Vec<String> {
     let case = |batch, seq_len, input, hidden| Case {
         batch,
         seq_len,
@@ -162,7 +192,7 @@ fn f16_parity_with_the_rounding_reference_at_awkward_sizes() {
                 c.ragged,
                 c.readout
             );
-            let report = run_parity_with(gpu(), &config, &params, &batch, options)
+            let report = run_parity_with(gpu, &config, &params, &batch, options)
                 .unwrap_or_else(|e| panic!("{label}: {e}"));
             // A ReLU unit whose pre-activation lies within f16 rounding of the kink may switch
             // off on one side only: then its gradients differ, no kernel fault, and only the
@@ -177,11 +207,7 @@ fn f16_parity_with_the_rounding_reference_at_awkward_sizes() {
             }
         }
     }
-    assert!(
-        failed.is_empty(),
-        "beyond {F16_TOLERANCE:e}:\n{}",
-        failed.join("\n")
-    );
+    failed
 }
 
 /// One engine training `task` at f16 storage from `params`, on the GPU or the CPU reference.

@@ -1,0 +1,82 @@
+// Plain-WGSL stand-ins for the cooperative-matrix operations of gemm_coop.wgsl, so that its
+// code runs, slowly, on adapters without matrix units (RNN_WGPU_MATRIX_UNITS=emulate; CI's
+// tests on llvmpipe). src/gpu/coop_emulation.rs rewrites each operation into a call here:
+//   coopLoadT<Tile>(&arr[offset], stride)   ->  emu_load_arr(t, slot, offset, stride)
+//   acc = coopMultiplyAdd(a, b, acc)        ->  acc = emu_multiply_add(t, a, b, acc)
+//   coopStoreT(tile, &arr[offset], stride)  ->  emu_store_arr(t, tile, offset, stride)
+// with `slot` numbering the loads of the source (EMU_SLOTS of them, a constant the rewriter
+// adds) and `t` the entry point's local_invocation_index.
+//
+// The semantics stood in for, which the real operations must share for the emulation to
+// vouch for the kernel: coopLoadT reads a row-major T x T tile (row r at offset + r * stride)
+// and coopStoreT writes one; coopMultiplyAdd is acc + a b with f16 inputs, f32 products and
+// sums, rounded to the accumulator's type.
+//
+// A tile is a slot of T x T values in workgroup memory, which the workgroup shares as a
+// subgroup shares a cooperative matrix. Every operation splits its tile's elements over the
+// invocations and is fenced by barriers on both sides, so it reads what the operations before
+// it wrote. The multiply-add writes the accumulator's slot in place: that is what
+// `acc = coopMultiplyAdd(a, b, acc)` means, and the rewriter refuses any other form. WGSL
+// cannot pass a pointer to workgroup memory, so there is one load per array the kernel reads.
+
+struct EmuTile {
+    slot: u32,
+}
+
+// Every tile of the kernel, as f32 (an f16 value is exact in f32).
+var<workgroup> emu_tiles: array<f32, EMU_SLOTS * T * T>;
+
+// Element e of the T x T tile that starts at `offset` with rows `stride` apart.
+fn emu_at(offset: u32, stride: u32, e: u32) -> u32 {
+    return offset + (e / T) * stride + e % T;
+}
+
+fn emu_load_sa(t: u32, slot: u32, offset: u32, stride: u32) -> EmuTile {
+    workgroupBarrier();
+    for (var e = t; e < T * T; e += WG_SIZE) {
+        emu_tiles[slot * T * T + e] = f32(sa[emu_at(offset, stride, e)]);
+    }
+    workgroupBarrier();
+    return EmuTile(slot);
+}
+
+fn emu_load_sb(t: u32, slot: u32, offset: u32, stride: u32) -> EmuTile {
+    workgroupBarrier();
+    for (var e = t; e < T * T; e += WG_SIZE) {
+        emu_tiles[slot * T * T + e] = f32(sb[emu_at(offset, stride, e)]);
+    }
+    workgroupBarrier();
+    return EmuTile(slot);
+}
+
+fn emu_load_sc(t: u32, slot: u32, offset: u32, stride: u32) -> EmuTile {
+    workgroupBarrier();
+    for (var e = t; e < T * T; e += WG_SIZE) {
+        emu_tiles[slot * T * T + e] = f32(sc[emu_at(offset, stride, e)]);
+    }
+    workgroupBarrier();
+    return EmuTile(slot);
+}
+
+fn emu_store_sc(t: u32, tile: EmuTile, offset: u32, stride: u32) {
+    workgroupBarrier();
+    for (var e = t; e < T * T; e += WG_SIZE) {
+        sc[emu_at(offset, stride, e)] = acc_elem(emu_tiles[tile.slot * T * T + e]);
+    }
+    workgroupBarrier();
+}
+
+fn emu_multiply_add(t: u32, a: EmuTile, b: EmuTile, acc: EmuTile) -> EmuTile {
+    workgroupBarrier();
+    for (var e = t; e < T * T; e += WG_SIZE) {
+        let row = a.slot * T * T + (e / T) * T;
+        let col = b.slot * T * T + e % T;
+        var sum = emu_tiles[acc.slot * T * T + e];
+        for (var kk = 0u; kk < T; kk++) {
+            sum += emu_tiles[row + kk] * emu_tiles[col + kk * T];
+        }
+        emu_tiles[acc.slot * T * T + e] = f32(acc_elem(sum));
+    }
+    workgroupBarrier();
+    return acc;
+}
