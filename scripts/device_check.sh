@@ -98,6 +98,10 @@ for units in off on; do
     # products with M, N and K past one 32x32 block, at odd sizes
     RNN_WGPU_MATRIX_UNITS=$units run "$BIN" parity --precision f16 --cell lstm --batch 67 \
         --seq-len 40 --input 33 --hidden 129
+    # the weight gradients' K = T * B = 10,240 over a C of few blocks: split into parts of K
+    # (never on llvmpipe, whose loop limit keeps each dispatch's K short)
+    RNN_WGPU_MATRIX_UNITS=$units run "$BIN" parity --precision f16 --cell lstm --batch 64 \
+        --seq-len 160 --input 9 --hidden 33
 done
 
 log "bench suite at f16: matrix units off, then on (against the f32 suite below and cuDNN TF32)"
