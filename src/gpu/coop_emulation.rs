@@ -39,54 +39,68 @@ pub fn rewrite(source: &str) -> Result<String, String> {
             rest = &op["coop".len()..];
             continue;
         }
-        let (call, used) = if op.starts_with("coop_mat") {
-            let end = op.find('>').ok_or("an unclosed cooperative-matrix type")?;
-            ("EmuTile".to_string(), end + 1)
-        } else if let Some(after) = op.strip_prefix("coopLoadT<") {
-            let open = after.find('(').ok_or("coopLoadT without arguments")?;
-            let (args, len) = arguments(&after[open..])?;
-            let [place, stride] = args.as_slice() else {
-                return Err(format!("coopLoadT with {} arguments", args.len()));
-            };
-            let (array, offset) = element(place)?;
-            let call = format!("emu_load_{array}(t, {slots}u, {offset}, {stride})");
-            slots += 1;
-            (call, "coopLoadT<".len() + open + len)
-        } else if let Some(after) = op.strip_prefix("coopStoreT") {
-            let (args, len) = arguments(after)?;
-            let [tile, place, stride] = args.as_slice() else {
-                return Err(format!("coopStoreT with {} arguments", args.len()));
-            };
-            let (array, offset) = element(place)?;
-            let call = format!("emu_store_{array}(t, {tile}, {offset}, {stride})");
-            (call, "coopStoreT".len() + len)
-        } else if let Some(after) = op.strip_prefix("coopMultiplyAdd") {
-            let (args, len) = arguments(after)?;
-            let [a, b, acc] = args.as_slice() else {
-                return Err(format!("coopMultiplyAdd with {} arguments", args.len()));
-            };
-            // The stand-in writes acc's slot in place: only `acc = coopMultiplyAdd(a, b, acc)`.
-            let assigned = out.trim_end().strip_suffix('=').map(str::trim_end);
-            if !assigned.is_some_and(|before| before.ends_with(acc.as_str())) {
-                return Err(format!(
-                    "coopMultiplyAdd({a}, {b}, {acc}) not assigned to {acc}"
-                ));
-            }
-            (
-                format!("emu_multiply_add(t, {a}, {b}, {acc})"),
-                "coopMultiplyAdd".len() + len,
-            )
-        } else {
-            let word: String = (op.chars())
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect();
-            return Err(format!("no stand-in for {word}"));
-        };
-        out.push_str(&call);
-        rest = &op[used..];
+        let StandIn { text, replaced } = stand_in(op, &out, &mut slots)?;
+        out.push_str(&text);
+        rest = &op[replaced..];
     }
     out.push_str(rest);
     Ok(out + &format!("\nconst EMU_SLOTS: u32 = {slots}u;\n"))
+}
+
+/// What replaces the cooperative-matrix type or operation at the start of some source: `text`
+/// in place of its first `replaced` bytes.
+struct StandIn {
+    text: String,
+    replaced: usize,
+}
+
+/// The stand-in for the type or operation that starts `op`, where `before` is the rewritten
+/// source before it; a load takes the next of `slots`.
+fn stand_in(op: &str, before: &str, slots: &mut u32) -> Result<StandIn, String> {
+    let stand_in = |text: String, replaced| Ok(StandIn { text, replaced });
+    if op.starts_with("coop_mat") {
+        let end = op.find('>').ok_or("an unclosed cooperative-matrix type")?;
+        return stand_in("EmuTile".into(), end + 1);
+    }
+    if let Some(after) = op.strip_prefix("coopLoadT<") {
+        let open = after.find('(').ok_or("coopLoadT without arguments")?;
+        let (args, len) = arguments(&after[open..])?;
+        let [place, stride] = args.as_slice() else {
+            return Err(format!("coopLoadT with {} arguments", args.len()));
+        };
+        let (array, offset) = element(place)?;
+        let text = format!("emu_load_{array}(t, {slots}u, {offset}, {stride})");
+        *slots += 1;
+        return stand_in(text, "coopLoadT<".len() + open + len);
+    }
+    if let Some(after) = op.strip_prefix("coopStoreT") {
+        let (args, len) = arguments(after)?;
+        let [tile, place, stride] = args.as_slice() else {
+            return Err(format!("coopStoreT with {} arguments", args.len()));
+        };
+        let (array, offset) = element(place)?;
+        let text = format!("emu_store_{array}(t, {tile}, {offset}, {stride})");
+        return stand_in(text, "coopStoreT".len() + len);
+    }
+    if let Some(after) = op.strip_prefix("coopMultiplyAdd") {
+        let (args, len) = arguments(after)?;
+        let [a, b, acc] = args.as_slice() else {
+            return Err(format!("coopMultiplyAdd with {} arguments", args.len()));
+        };
+        // The stand-in writes acc's slot in place: only `acc = coopMultiplyAdd(a, b, acc)`.
+        let assigned = before.trim_end().strip_suffix('=').map(str::trim_end);
+        if !assigned.is_some_and(|target| target.ends_with(acc.as_str())) {
+            return Err(format!(
+                "coopMultiplyAdd({a}, {b}, {acc}) not assigned to {acc}"
+            ));
+        }
+        let text = format!("emu_multiply_add(t, {a}, {b}, {acc})");
+        return stand_in(text, "coopMultiplyAdd".len() + len);
+    }
+    let word: String = (op.chars())
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    Err(format!("no stand-in for {word}"))
 }
 
 /// The arguments of the call whose parenthesis opens `text`, trimmed, split at the commas
