@@ -99,7 +99,6 @@ for units in off on; do
     RNN_WGPU_MATRIX_UNITS=$units run "$BIN" parity --precision f16 --cell lstm --batch 67 \
         --seq-len 40 --input 33 --hidden 129
     # the weight gradients' K = T * B = 10,240 over a C of few blocks: split into parts of K
-    # (never on llvmpipe, whose loop limit keeps each dispatch's K short)
     RNN_WGPU_MATRIX_UNITS=$units run "$BIN" parity --precision f16 --cell lstm --batch 64 \
         --seq-len 160 --input 9 --hidden 33
 done

@@ -66,14 +66,20 @@ fn emu_store_sc(t: u32, tile: EmuTile, offset: u32, stride: u32) {
     workgroupBarrier();
 }
 
+// Four terms at a time: llvmpipe ends an invocation's loops after 65,535 iterations in all, and
+// fewer iterations per step let one dispatch sum a K long enough to be split into parts.
 fn emu_multiply_add(t: u32, a: EmuTile, b: EmuTile, acc: EmuTile) -> EmuTile {
     workgroupBarrier();
     for (var e = t; e < T * T; e += WG_SIZE) {
         let row = a.slot * T * T + (e / T) * T;
         let col = b.slot * T * T + e % T;
         var sum = emu_tiles[acc.slot * T * T + e];
-        for (var kk = 0u; kk < T; kk++) {
-            sum += emu_tiles[row + kk] * emu_tiles[col + kk * T];
+        for (var kk = 0u; kk < T; kk += 4u) {
+            let x = vec4(emu_tiles[row + kk], emu_tiles[row + kk + 1u], emu_tiles[row + kk + 2u],
+                         emu_tiles[row + kk + 3u]);
+            let y = vec4(emu_tiles[col + kk * T], emu_tiles[col + (kk + 1u) * T],
+                         emu_tiles[col + (kk + 2u) * T], emu_tiles[col + (kk + 3u) * T]);
+            sum += dot(x, y);
         }
         emu_tiles[acc.slot * T * T + e] = f32(acc_elem(sum));
     }

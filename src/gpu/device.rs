@@ -136,9 +136,10 @@ impl MatrixUnits {
     }
 }
 
-/// The workgroup size of the emulated matrix units: that of NVIDIA's subgroups, which the
-/// real kernel runs with (the emulation needs no subgroup of any size).
-const EMULATED_SUBGROUP: u32 = 32;
+/// The workgroup size of the emulated matrix units (the emulation needs no subgroup of any
+/// size): WebGPU's default limit, so that each invocation's share of a tile is small and one
+/// dispatch under llvmpipe's loop limit sums a K that is split into parts.
+const EMULATED_WORKGROUP: u32 = 256;
 
 /// The subgroup size to run the cooperative-matrix products with on `adapter` under `mode`,
 /// or why they stay off: not asked for, no f16 or cooperative matrices, no 16x16x16 f16 x f16
@@ -148,7 +149,7 @@ fn matrix_units(adapter: &wgpu::Adapter, mode: MatrixUnits) -> Result<u32, Strin
     let f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
     match mode {
         MatrixUnits::Off => return Err(format!("off ({MATRIX_UNITS_VAR}=on turns them on)")),
-        MatrixUnits::Emulate if f16 => return Ok(EMULATED_SUBGROUP),
+        MatrixUnits::Emulate if f16 => return Ok(EMULATED_WORKGROUP),
         MatrixUnits::Emulate => return Err("emulated, but the adapter has no f16".into()),
         MatrixUnits::On => {}
     }

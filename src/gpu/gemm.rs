@@ -494,8 +494,8 @@ impl Computer {
     /// it kept as a margin. Real matrix units never meet a loop limit (llvmpipe has none), so
     /// for gemm_coop this is the emulation's count (coop_emulation.wgsl), per invocation: per
     /// step of 16 along K, the two stagings of 32 x 16 and the 4 loads of 16 x 16 elements,
-    /// and the 4 multiply-adds of 16 x 16 elements of 16 terms each; before and after the
-    /// steps, 2 passes over the block and 8 tile loads or stores.
+    /// and the 4 multiply-adds of 16 x 16 elements of 16 terms, 4 at a time; before and after
+    /// the steps, 2 passes over the block and 8 tile loads or stores.
     fn longest_k(self, limit: u64) -> u64 {
         match self {
             Computer::Tile(tile) => tile.longest_k(limit),
@@ -504,7 +504,7 @@ impl Computer {
                 let tile = COOP_STEP_K * COOP_STEP_K;
                 let per_step = 2 * share(COOP_BLOCK * COOP_STEP_K)
                     + 4 * share(tile)
-                    + 4 * share(tile) * (COOP_STEP_K + 1);
+                    + 4 * share(tile) * (COOP_STEP_K / 4 + 1);
                 let fixed = 2 * share(COOP_BLOCK * COOP_BLOCK) + 8 * share(tile);
                 let steps = (limit / 2).saturating_sub(fixed) / per_step;
                 (steps * COOP_STEP_K).max(1)

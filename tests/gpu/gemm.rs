@@ -193,7 +193,8 @@ fn with_f16_operands(mut case: Case) -> Case {
 /// (scripts/device_check.sh checks the real ones on a GPU): every transpose, bias and
 /// accumulation; sizes one short of and past its 32 x 32 blocks and 16-long steps of K; f16
 /// operands 3 NaN words into their buffers, rows 3 words apart; K long enough to run as several
-/// dispatches under llvmpipe's loop limit.
+/// dispatches under llvmpipe's loop limit, and to be split into parts summed by
+/// `gemm_split_sum`.
 #[test]
 fn the_matrix_units_kernel_matches_ndarray_when_emulated() {
     let gpu = emulated_matrix_units();
@@ -204,7 +205,8 @@ fn the_matrix_units_kernel_matches_ndarray_when_emulated() {
         (33, 31, 17),
         (65, 3, 257),
         (17, 65, 16),
-        (31, 33, 2001),
+        (31, 33, 20001),
+        (33, 31, 9000),
     ];
     let placement = Placement {
         pad: 3,
@@ -214,15 +216,19 @@ fn the_matrix_units_kernel_matches_ndarray_when_emulated() {
     for shape in shapes {
         for case in cases(shape, &mut rng).into_iter().map(with_f16_operands) {
             let run = run_case(gpu, (GemmKernel::MatrixUnits, None), placement, &case);
-            // K = 2001 is past what one dispatch may sum under llvmpipe's loop limit.
-            let coop = run.kernels.iter().filter(|k| **k == Kernel::GemmCoop);
-            let dispatches = if shape.2 > 1000 { 2.. } else { 1.. };
-            assert!(
-                dispatches.contains(&coop.count()),
-                "{}: ran {:?}",
-                case.label,
-                run.kernels
-            );
+            // K = 9000 over two blocks of C is split into two parts (one dispatch, then their
+            // sum); 20001 is past what one dispatch may sum under llvmpipe's loop limit, and
+            // its long chunks are split.
+            let coop = (run.kernels.iter())
+                .filter(|k| **k == Kernel::GemmCoop)
+                .count();
+            let split = run.kernels.contains(&Kernel::GemmSplitSum);
+            let expected = match shape.2 {
+                20001 => coop >= 3 && split,
+                9000 => coop == 1 && split,
+                _ => coop == 1 && !split,
+            };
+            assert!(expected, "{}: ran {:?}", case.label, run.kernels);
             if !run.padding_kept {
                 failures.push(format!("{}: wrote outside C", case.label));
             }
