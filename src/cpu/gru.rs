@@ -140,7 +140,8 @@ fn gru_cell_forward<F: Float>(
         rz[j] = sigmoid(input_rz[j] + bias_ih_rz[j] + recurrent_rz[j] + bias_hh_rz[j]);
     }
     let (r, z) = rz.split_at(hidden);
-    let (r, z, h_prev, h_next) = (&r[..hidden], &z[..hidden], &h_prev[..hidden], &mut h_next[..hidden]);
+    let (r, z) = (&r[..hidden], &z[..hidden]);
+    let (h_prev, h_next) = (&h_prev[..hidden], &mut h_next[..hidden]);
     let (n_gate, hn_gate) = (&mut n_gate[..hidden], &mut hn_gate[..hidden]);
     let n_at = 2 * hidden..3 * hidden;
     let (input_n, recurrent_n) = (&input[n_at.clone()], &recurrent[n_at.clone()]);

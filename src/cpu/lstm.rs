@@ -135,7 +135,8 @@ fn lstm_cell_forward<F: Float>(
     }
     let (input, forget) = sigmoid_if.split_at(hidden);
     let (input, forget) = (&input[..hidden], &forget[..hidden]);
-    let (c_prev, c_next, h_next) = (&c_prev[..hidden], &mut c_next[..hidden], &mut h_next[..hidden]);
+    let c_prev = &c_prev[..hidden];
+    let (c_next, h_next) = (&mut c_next[..hidden], &mut h_next[..hidden]);
     for j in 0..hidden {
         let c = forget[j] * c_prev[j] + input[j] * cell[j];
         c_next[j] = c;
