@@ -1,6 +1,7 @@
-// Plain-WGSL stand-ins for the cooperative-matrix operations of gemm_coop.wgsl, so that its
-// code runs, slowly, on adapters without matrix units (RNN_WGPU_MATRIX_UNITS=emulate; CI's
-// tests on llvmpipe). src/gpu/coop_emulation.rs rewrites each operation into a call here:
+// Plain-WGSL stand-ins for the cooperative-matrix operations of gemm_coop.wgsl and
+// step_coop.wgsl, so that their code runs, slowly, on adapters without matrix units
+// (RNN_WGPU_MATRIX_UNITS=emulate; CI's tests on llvmpipe). Both name their arrays of tiles sa,
+// sb and sc, and define T, WG_SIZE and acc_elem. src/gpu/coop_emulation.rs rewrites each operation into a call here:
 //   coopLoadT<Tile>(&arr[offset], stride)   ->  emu_load_arr(t, slot, offset, stride)
 //   acc = coopMultiplyAdd(a, b, acc)        ->  acc = emu_multiply_add(t, a, b, acc)
 //   coopStoreT(tile, &arr[offset], stride)  ->  emu_store_arr(t, tile, offset, stride)

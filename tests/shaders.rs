@@ -1,5 +1,5 @@
 //! Every WGSL file parses and validates with naga as core WGSL (no capabilities beyond it;
-//! f16 storage with `SHADER_FLOAT16` only; the cooperative-matrix product with
+//! f16 storage with `SHADER_FLOAT16` only; the kernels on cooperative matrices with
 //! `COOPERATIVE_MATRIX` too), for every choice of element types
 //! (`Elements`), every kernel's entry point exists with the workgroup width the host assumes,
 //! and translates to SPIR-V (Vulkan), MSL (Metal) and HLSL (DX12) with every shape the host
@@ -42,7 +42,7 @@ fn validate(shader: Shader, elements: Elements, module: &naga::Module) -> Module
         true => Capabilities::empty(),
         false => Capabilities::SHADER_FLOAT16,
     };
-    if shader == Shader::GemmCoop {
+    if shader.on_matrix_units() {
         capabilities |= Capabilities::SHADER_FLOAT16 | Capabilities::COOPERATIVE_MATRIX;
     }
     Validator::new(ValidationFlags::all(), capabilities)
@@ -98,8 +98,12 @@ fn constant_sets(kernel: Kernel) -> Vec<Vec<(&'static str, f64)>> {
         return vec![Vec::new()];
     }
     let gates = match kernel.shader() {
-        // one subgroup per workgroup: NVIDIA's 32, and a wave64 AMD's 64
-        Shader::GemmCoop => return vec![vec![("WG_SIZE", 32.0)], vec![("WG_SIZE", 64.0)]],
+        // one subgroup per workgroup: NVIDIA's 32, and a wave64 AMD's 64 (the emulation's 256)
+        shader if shader.on_matrix_units() => {
+            return [32.0, 64.0, 256.0]
+                .map(|size| vec![("WG_SIZE", size)])
+                .to_vec()
+        }
         Shader::Gemm => {
             let tiles = gemm_tiles(kernel);
             return tiles.iter().map(|t| t.constants().to_vec()).collect();
@@ -235,9 +239,9 @@ fn translations(
         entry_point: entry(),
     };
     let mut hlsl = String::new();
-    // naga writes no HLSL for cooperative matrices (DX12 lists none: the kernel never runs
+    // naga writes no HLSL for cooperative matrices (DX12 lists none: these kernels never run
     // there).
-    let written = match kernel == Kernel::GemmCoop {
+    let written = match kernel.shader().on_matrix_units() {
         true => Ok(()),
         false => naga::back::hlsl::Writer::new(&mut hlsl, &hlsl_options, &hlsl_pipeline)
             .write(module, info, None)
@@ -274,7 +278,9 @@ fn every_shader_entry_point_is_a_listed_kernel() {
 #[test]
 fn the_products_and_steps_keep_no_function_scope_arrays() {
     let mut found = Vec::new();
-    for shader in [Shader::Gemm, Shader::Lstm, Shader::Gru, Shader::Rnn] {
+    let steps = [Shader::Lstm, Shader::Gru, Shader::Rnn];
+    let on_units = [Shader::LstmCoop, Shader::GruCoop, Shader::RnnCoop];
+    for shader in [Shader::Gemm].into_iter().chain(steps).chain(on_units) {
         let module = parse(shader, Elements::all(Precision::F16));
         let functions = (module.functions.iter().map(|(_, f)| f))
             .chain(module.entry_points.iter().map(|e| &e.function));
@@ -294,32 +300,40 @@ fn the_products_and_steps_keep_no_function_scope_arrays() {
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
-/// The cooperative-matrix product needs naga's COOPERATIVE_MATRIX capability (wgpu grants it
-/// with EXPERIMENTAL_COOPERATIVE_MATRIX): without it validation fails, so the test above that
-/// passes with it checks something.
+/// The kernels on cooperative matrices need naga's COOPERATIVE_MATRIX capability (wgpu grants
+/// it with EXPERIMENTAL_COOPERATIVE_MATRIX): without it validation fails, so the tests above
+/// that pass with it check something.
 #[test]
-fn the_cooperative_matrix_product_needs_its_capability() {
+fn the_cooperative_matrix_kernels_need_their_capability() {
     let elements = Elements::all(Precision::F16);
-    let source = Shader::GemmCoop.source_for(elements);
-    let module = naga::front::wgsl::parse_str(&source).unwrap();
-    let refused = Validator::new(ValidationFlags::all(), Capabilities::SHADER_FLOAT16)
-        .validate(&module)
-        .unwrap_err();
-    assert!(
-        format!("{refused:?}").contains("COOPERATIVE_MATRIX"),
-        "{refused:?}"
-    );
+    for shader in Shader::ALL.into_iter().filter(|s| s.on_matrix_units()) {
+        let source = shader.source_for(elements);
+        let module = naga::front::wgsl::parse_str(&source).unwrap();
+        let refused = Validator::new(ValidationFlags::all(), Capabilities::SHADER_FLOAT16)
+            .validate(&module)
+            .unwrap_err();
+        assert!(
+            format!("{refused:?}").contains("COOPERATIVE_MATRIX"),
+            "{}: {refused:?}",
+            shader.file_name()
+        );
+    }
 }
 
-/// The emulated cooperative-matrix product (`MatrixUnits::Emulate`) is core WGSL with f16:
-/// it validates without COOPERATIVE_MATRIX, for every choice of element types.
+/// The emulated kernels on cooperative matrices (`MatrixUnits::Emulate`) are core WGSL with
+/// f16: they validate without COOPERATIVE_MATRIX, for every choice of element types, and keep
+/// their entry points.
 #[test]
-fn the_emulated_cooperative_matrix_product_is_core_wgsl() {
-    for elements in every_elements() {
-        let source = coop_emulation::source_for(elements);
+fn the_emulated_cooperative_matrix_kernels_are_core_wgsl() {
+    let shaders = Shader::ALL.into_iter().filter(|s| s.on_matrix_units());
+    for (shader, elements) in
+        shaders.flat_map(|s| every_elements().into_iter().map(move |e| (s, e)))
+    {
+        let name = shader.file_name();
+        let source = coop_emulation::source_for(shader, elements);
         let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| {
             panic!(
-                "emulated gemm_coop ({elements:?}) does not parse:\n{}",
+                "emulated {name} ({elements:?}) does not parse:\n{}",
                 e.emit_to_string(&source)
             )
         });
@@ -327,10 +341,16 @@ fn the_emulated_cooperative_matrix_product_is_core_wgsl() {
             .validate(&module)
             .unwrap_or_else(|e| {
                 panic!(
-                    "emulated gemm_coop ({elements:?}) does not validate:\n{}",
+                    "emulated {name} ({elements:?}) does not validate:\n{}",
                     e.emit_to_string(&source)
                 )
             });
-        assert!(module.entry_points.iter().any(|e| e.name == "gemm_coop"));
+        for kernel in Kernel::ALL.into_iter().filter(|k| k.shader() == shader) {
+            assert!(
+                (module.entry_points.iter()).any(|e| e.name == kernel.entry_point()),
+                "emulated {name}: no {}",
+                kernel.entry_point()
+            );
+        }
     }
 }

@@ -72,12 +72,12 @@ pub fn open_gpu_for(local_rank: Option<usize>) -> anyhow::Result<Gpu> {
     if std::env::var_os(rnn_wgpu::internals::gpu::MATRIX_UNITS_VAR).is_some() {
         match gpu.matrix_units() {
             Ok(_) if gpu.matrix_units_emulated() => eprintln!(
-                "matrix units: emulated (the cooperative-matrix kernel with its matrix \
-                 operations in plain WGSL: for checking it, slow)"
+                "matrix units: emulated (the cooperative-matrix kernels with their matrix \
+                 operations in plain WGSL: for checking them, slow)"
             ),
             Ok(subgroup) => eprintln!(
-                "matrix units: on (f16 products on 16x16x16 cooperative matrices, subgroups of \
-                 {subgroup}; wgpu's experimental feature)"
+                "matrix units: on (f16 products and time steps on 16x16x16 cooperative \
+                 matrices, subgroups of {subgroup}; wgpu's experimental feature)"
             ),
             Err(why) => eprintln!("matrix units: off: {why}"),
         }
@@ -85,7 +85,10 @@ pub fn open_gpu_for(local_rank: Option<usize>) -> anyhow::Result<Gpu> {
     // A measuring knob (scripts/device_check.sh): one workgroup shape for the step kernels.
     if let Ok(text) = std::env::var("RNN_WGPU_STEP_TILE") {
         let tile: StepTile = text.parse().context("RNN_WGPU_STEP_TILE")?;
-        eprintln!("step tile: {tile} for every model (RNN_WGPU_STEP_TILE)");
+        eprintln!(
+            "step tile: {tile} for every model, the matrix units' step kernels not used \
+             (RNN_WGPU_STEP_TILE)"
+        );
         gpu.force_step_tile(Some(tile));
     }
     match tuning::load_cache(&gpu) {

@@ -6,11 +6,14 @@
 use super::kernels::Kernel;
 use super::workspace::{Activations, CellView};
 
-/// A cell's kernels: the fused step (shaders/fused.wgsl) and the persistent run of steps
-/// (shaders/persistent.wgsl), forward and backward.
+/// A cell's kernels: the fused step (shaders/fused.wgsl), the same on matrix units
+/// (shaders/step_coop.wgsl) and the persistent run of steps (shaders/persistent.wgsl), forward
+/// and backward.
 pub(crate) struct CellKernels {
     pub step_forward: Kernel,
     pub step_backward: Kernel,
+    pub step_forward_coop: Kernel,
+    pub step_backward_coop: Kernel,
     pub persistent_forward: Kernel,
     pub persistent_backward: Kernel,
 }

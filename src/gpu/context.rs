@@ -3,6 +3,7 @@
 //! everything that computes; it dereferences to its `Device`.
 
 use super::device::{Device, MatrixUnits};
+use super::kernels::Kernel;
 use super::pipelines::Pipelines;
 use super::policy::{KernelPolicy, Product, Recurrence, RecurrenceShape};
 use super::tiles::{GemmKernel, StepTile};
@@ -122,10 +123,17 @@ impl Gpu {
     }
 
     /// Makes the fused step kernels run in workgroup shape `tile` for every model (None:
-    /// `StepTile::for_shape`'s rule), to measure shapes against each other. The sums run in the
-    /// same order whatever the shape.
+    /// `StepTile::for_shape`'s rule, or the matrix units' step kernels for f16 where they are
+    /// on), to measure shapes against each other. The sums run in the same order whatever the
+    /// shape.
     pub fn force_step_tile(&self, tile: Option<StepTile>) {
         self.change_policy(|p| p.step_tile = tile);
+    }
+
+    /// The kernels this context has compiled so far, each once: each was recorded at least
+    /// once, since pipelines are compiled on first use (for tests: which kernels ran).
+    pub fn compiled_kernels(&self) -> Vec<Kernel> {
+        self.pipelines.compiled_kernels()
     }
 
     /// Starts noting every product recorded through `GemmKernel::Auto` (to find a model's

@@ -1,17 +1,19 @@
-//! gemm_coop.wgsl with its cooperative-matrix operations written out in plain WGSL
-//! (shaders/coop_emulation.wgsl), for `MatrixUnits::Emulate`: the kernel's own code (staging,
-//! edges, transposes, parts of K, bias, accumulation, the tiles' offsets and strides) runs on
-//! any adapter with f16, so CI checks it on llvmpipe, which has no matrix units. What only
-//! the hardware can check is what the emulation assumes of the operations; the WGSL file says
-//! what that is.
+//! The shaders on matrix units (gemm_coop.wgsl, step_coop.wgsl) with their cooperative-matrix
+//! operations written out in plain WGSL (shaders/coop_emulation.wgsl), for
+//! `MatrixUnits::Emulate`: the kernels' own code (staging, edges, transposes, parts of K, bias,
+//! accumulation, the tiles' offsets and strides, the step kernels' epilogues) runs on any
+//! adapter with f16, so CI checks it on llvmpipe, which has no matrix units. What only the
+//! hardware can check is what the emulation assumes of the operations; the WGSL file says what
+//! that is.
 
 use super::kernels::{Elements, Shader};
 
-/// The emulated kernel's source for `elements`: the prelude without the cooperative-matrix
-/// extension, gemm_coop.wgsl rewritten by `rewrite`, then the stand-ins.
-pub fn source_for(elements: Elements) -> String {
-    let kernel = rewrite(Shader::GemmCoop.source())
-        .unwrap_or_else(|why| panic!("gemm_coop.wgsl cannot be emulated: {why}"));
+/// The emulated source of `shader` (one that is `on_matrix_units`) for `elements`: the prelude
+/// without the cooperative-matrix extension, the shader rewritten by `rewrite`, then the
+/// stand-ins.
+pub fn source_for(shader: Shader, elements: Elements) -> String {
+    let kernel = rewrite(shader.source())
+        .unwrap_or_else(|why| panic!("{} cannot be emulated: {why}", shader.file_name()));
     elements.prelude("enable f16;\n") + &kernel + include_str!("../../shaders/coop_emulation.wgsl")
 }
 
@@ -194,9 +196,15 @@ mod tests {
     }
 
     #[test]
-    fn the_kernel_itself_is_rewritten_whole() {
+    fn the_kernels_themselves_are_rewritten_whole() {
         let out = rewrite(Shader::GemmCoop.source()).unwrap();
         assert!(!out.replace("gemm_coop", "").contains("coop"), "{out}");
         assert!(out.contains("const EMU_SLOTS: u32 = 8u;"), "{out}");
+        // forward: 4 accumulators, A and 4 gates' B; backward: 1 accumulator, A and B
+        for shader in [Shader::RnnCoop, Shader::LstmCoop, Shader::GruCoop] {
+            let out = rewrite(shader.source()).unwrap();
+            assert!(!out.replace("_coop", "").contains("coop"), "{out}");
+            assert!(out.contains("const EMU_SLOTS: u32 = 12u;"), "{out}");
+        }
     }
 }

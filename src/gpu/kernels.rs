@@ -90,6 +90,13 @@ pub enum Shader {
     Lstm,
     /// gru.wgsl, the GRU's step, with the same files around it as `Rnn`.
     Gru,
+    /// rnn.wgsl after finite.wgsl and step.wgsl, then step_coop.wgsl: the vanilla RNN's
+    /// fused steps with the recurrent product on 16x16x16 cooperative matrices.
+    RnnCoop,
+    /// lstm.wgsl with the same files around it as `RnnCoop`.
+    LstmCoop,
+    /// gru.wgsl with the same files around it as `RnnCoop`.
+    GruCoop,
     /// loss.wgsl (after finite.wgsl): the MSE and cross-entropy losses with their gradients.
     Loss,
     /// reduce.wgsl (after finite.wgsl): the deterministic row norms, row sums and column sums.
@@ -104,12 +111,15 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader, each once.
-    pub const ALL: [Shader; 9] = [
+    pub const ALL: [Shader; 12] = [
         Shader::Gemm,
         Shader::GemmCoop,
         Shader::Rnn,
         Shader::Lstm,
         Shader::Gru,
+        Shader::RnnCoop,
+        Shader::LstmCoop,
+        Shader::GruCoop,
         Shader::Loss,
         Shader::Reduce,
         Shader::Optim,
@@ -125,6 +135,9 @@ impl Shader {
             Shader::Rnn => "rnn.wgsl",
             Shader::Lstm => "lstm.wgsl",
             Shader::Gru => "gru.wgsl",
+            Shader::RnnCoop => "rnn.wgsl + step_coop.wgsl",
+            Shader::LstmCoop => "lstm.wgsl + step_coop.wgsl",
+            Shader::GruCoop => "gru.wgsl + step_coop.wgsl",
             Shader::Loss => "loss.wgsl",
             Shader::Reduce => "reduce.wgsl",
             Shader::Optim => "optim.wgsl",
@@ -137,17 +150,37 @@ impl Shader {
         elements.prelude(self.enables()) + self.source()
     }
 
+    /// Whether the shader multiplies on cooperative matrices (wgpu's experimental extension):
+    /// it needs the matrix units, or their emulation (`coop_emulation`).
+    pub fn on_matrix_units(self) -> bool {
+        matches!(
+            self,
+            Shader::GemmCoop | Shader::RnnCoop | Shader::LstmCoop | Shader::GruCoop
+        )
+    }
+
     /// The `enable` directives the shader needs beyond f16's.
     pub fn enables(self) -> &'static str {
-        match self {
-            // its tiles are f16 whatever the buffers hold
-            Shader::GemmCoop => "enable f16;\nenable wgpu_cooperative_matrix;\n",
-            _ => "",
+        match self.on_matrix_units() {
+            // their tiles are f16 whatever the buffers hold
+            true => "enable f16;\nenable wgpu_cooperative_matrix;\n",
+            false => "",
         }
     }
 
     /// The shader's own text (without the prelude that `source_for` puts in front).
     pub fn source(self) -> &'static str {
+        // A cell's step file between the shared ones and the kernels built on it.
+        macro_rules! cell {
+            ($cell:literal, $($kernels:literal),+) => {
+                concat!(
+                    include_str!("../../shaders/finite.wgsl"),
+                    include_str!("../../shaders/step.wgsl"),
+                    include_str!(concat!("../../shaders/", $cell)),
+                    $(include_str!(concat!("../../shaders/", $kernels))),+
+                )
+            };
+        }
         match self {
             Shader::Gemm => concat!(
                 include_str!("../../shaders/gemm_layout.wgsl"),
@@ -157,27 +190,12 @@ impl Shader {
                 include_str!("../../shaders/gemm_layout.wgsl"),
                 include_str!("../../shaders/gemm_coop.wgsl")
             ),
-            Shader::Rnn => concat!(
-                include_str!("../../shaders/finite.wgsl"),
-                include_str!("../../shaders/step.wgsl"),
-                include_str!("../../shaders/rnn.wgsl"),
-                include_str!("../../shaders/fused.wgsl"),
-                include_str!("../../shaders/persistent.wgsl")
-            ),
-            Shader::Lstm => concat!(
-                include_str!("../../shaders/finite.wgsl"),
-                include_str!("../../shaders/step.wgsl"),
-                include_str!("../../shaders/lstm.wgsl"),
-                include_str!("../../shaders/fused.wgsl"),
-                include_str!("../../shaders/persistent.wgsl")
-            ),
-            Shader::Gru => concat!(
-                include_str!("../../shaders/finite.wgsl"),
-                include_str!("../../shaders/step.wgsl"),
-                include_str!("../../shaders/gru.wgsl"),
-                include_str!("../../shaders/fused.wgsl"),
-                include_str!("../../shaders/persistent.wgsl")
-            ),
+            Shader::Rnn => cell!("rnn.wgsl", "fused.wgsl", "persistent.wgsl"),
+            Shader::Lstm => cell!("lstm.wgsl", "fused.wgsl", "persistent.wgsl"),
+            Shader::Gru => cell!("gru.wgsl", "fused.wgsl", "persistent.wgsl"),
+            Shader::RnnCoop => cell!("rnn.wgsl", "step_coop.wgsl"),
+            Shader::LstmCoop => cell!("lstm.wgsl", "step_coop.wgsl"),
+            Shader::GruCoop => cell!("gru.wgsl", "step_coop.wgsl"),
             Shader::Loss => concat!(
                 include_str!("../../shaders/finite.wgsl"),
                 include_str!("../../shaders/loss.wgsl")
@@ -241,6 +259,20 @@ pub enum Kernel {
     /// `dE/d(x W_ih^T)` into `dgates[t]` and `dE/d(h W_hh^T)` into `dhh[t]` (binding 6), and
     /// the direct path `z * dE/dh_t` left in `h_carry` for step `t-1`.
     GruBackward,
+    /// `step_forward_coop` (step_coop.wgsl after rnn.wgsl): `RnnForward` with the recurrent
+    /// product of a 16-row x 16-unit tile on cooperative matrices, one subgroup per
+    /// workgroup (`PipelineShape::Coop`); f16 operands, f32 sums.
+    RnnForwardCoop,
+    /// `step_backward_coop` (step_coop.wgsl after rnn.wgsl): `RnnBackward` likewise.
+    RnnBackwardCoop,
+    /// `step_forward_coop` (step_coop.wgsl after lstm.wgsl): `LstmForward` likewise.
+    LstmForwardCoop,
+    /// `step_backward_coop` (step_coop.wgsl after lstm.wgsl): `LstmBackward` likewise.
+    LstmBackwardCoop,
+    /// `step_forward_coop` (step_coop.wgsl after gru.wgsl): `GruForward` likewise.
+    GruForwardCoop,
+    /// `step_backward_coop` (step_coop.wgsl after gru.wgsl): `GruBackward` likewise.
+    GruBackwardCoop,
     /// `persistent_forward` (persistent.wgsl around rnn.wgsl): `RnnForward` for the steps
     /// `run_start + 1 ..= run_end` of a segment in one workgroup of 256, `W_hh` kept in
     /// workgroup memory; for models whose steps are too small to fill the GPU.
@@ -378,7 +410,7 @@ impl Layout {
 impl Kernel {
     /// Every kernel, each once: `tests/shaders.rs` checks that these are exactly the shaders'
     /// entry points.
-    pub const ALL: [Kernel; 31] = [
+    pub const ALL: [Kernel; 37] = [
         Kernel::Gemm4x4,
         Kernel::Gemm8x8,
         Kernel::GemmSplitSum,
@@ -389,6 +421,12 @@ impl Kernel {
         Kernel::LstmBackward,
         Kernel::GruForward,
         Kernel::GruBackward,
+        Kernel::RnnForwardCoop,
+        Kernel::RnnBackwardCoop,
+        Kernel::LstmForwardCoop,
+        Kernel::LstmBackwardCoop,
+        Kernel::GruForwardCoop,
+        Kernel::GruBackwardCoop,
         Kernel::RnnForwardPersistent,
         Kernel::RnnBackwardPersistent,
         Kernel::LstmForwardPersistent,
@@ -422,6 +460,12 @@ impl Kernel {
             Kernel::GemmCoop => "gemm_coop",
             Kernel::RnnForward | Kernel::LstmForward | Kernel::GruForward => "step_forward",
             Kernel::RnnBackward | Kernel::LstmBackward | Kernel::GruBackward => "step_backward",
+            Kernel::RnnForwardCoop | Kernel::LstmForwardCoop | Kernel::GruForwardCoop => {
+                "step_forward_coop"
+            }
+            Kernel::RnnBackwardCoop | Kernel::LstmBackwardCoop | Kernel::GruBackwardCoop => {
+                "step_backward_coop"
+            }
             Kernel::RnnForwardPersistent
             | Kernel::LstmForwardPersistent
             | Kernel::GruForwardPersistent => "persistent_forward",
@@ -463,6 +507,9 @@ impl Kernel {
             | Kernel::GruBackward
             | Kernel::GruForwardPersistent
             | Kernel::GruBackwardPersistent => Shader::Gru,
+            Kernel::RnnForwardCoop | Kernel::RnnBackwardCoop => Shader::RnnCoop,
+            Kernel::LstmForwardCoop | Kernel::LstmBackwardCoop => Shader::LstmCoop,
+            Kernel::GruForwardCoop | Kernel::GruBackwardCoop => Shader::GruCoop,
             Kernel::MseLoss | Kernel::CrossEntropyLoss => Shader::Loss,
             Kernel::RowNorms | Kernel::RowSums | Kernel::ColumnSums | Kernel::ColumnBlockSums => {
                 Shader::Reduce
@@ -484,6 +531,7 @@ impl Kernel {
         match self.shader() {
             Shader::Gemm | Shader::GemmCoop => Layout::Gemm,
             Shader::Rnn | Shader::Lstm | Shader::Gru => Layout::Step,
+            Shader::RnnCoop | Shader::LstmCoop | Shader::GruCoop => Layout::Step,
             Shader::Loss => Layout::Loss,
             Shader::Reduce => Layout::Reduce,
             Shader::Optim => Layout::Optim,
@@ -492,8 +540,8 @@ impl Kernel {
     }
 
     /// Whether the kernel's workgroup shape is set per pipeline, by WGSL `override` constants
-    /// (`StepTile` for the fused steps, `GemmTile` for the products), rather than written in
-    /// its source.
+    /// (`StepTile` for the fused steps, `GemmTile` for the products, the subgroup size for the
+    /// kernels on matrix units), rather than written in its source.
     pub fn tiled(self) -> bool {
         matches!(
             self,
@@ -506,6 +554,12 @@ impl Kernel {
                 | Kernel::LstmBackward
                 | Kernel::GruForward
                 | Kernel::GruBackward
+                | Kernel::RnnForwardCoop
+                | Kernel::RnnBackwardCoop
+                | Kernel::LstmForwardCoop
+                | Kernel::LstmBackwardCoop
+                | Kernel::GruForwardCoop
+                | Kernel::GruBackwardCoop
         )
     }
 

@@ -30,4 +30,4 @@ pub use kernels::{Elements, Kernel, Shader};
 pub use model::{GpuModel, GpuOutput, Request};
 pub use policy::{KernelPolicy, Recurrence};
 pub use recorder::{Phase, PhaseTimes};
-pub use tiles::{GemmKernel, GemmTile, StepTile};
+pub use tiles::{GemmKernel, GemmTile, StepShape, StepTile};

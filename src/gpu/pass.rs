@@ -31,7 +31,7 @@ use super::policy::Recurrence;
 use super::recorder::{Phase, Recorder};
 use super::recurrence::persistent_steps_per_dispatch;
 use super::stack::record_copy;
-use super::tiles::StepTile;
+use super::tiles::{StepShape, StepTile};
 use super::workspace::Workspace;
 use crate::config::{Activation, Loss, Readout};
 use crate::error::Error;
@@ -43,13 +43,14 @@ enum Direction {
     Backward,
 }
 
-/// How a cell kernel runs: one step `t` over tiles of `tile` (fused.wgsl), or a run of the
-/// segment's steps `from + 1 ..= to` in one workgroup (persistent.wgsl).
+/// How a cell kernel runs: one step `t` in workgroups of `shape` (fused.wgsl, or
+/// step_coop.wgsl on the matrix units), or a run of the segment's steps `from + 1 ..= to` in one
+/// workgroup (persistent.wgsl).
 #[derive(Clone, Copy)]
 enum CellLaunch {
     Step {
         t: usize,
-        tile: StepTile,
+        shape: StepShape,
         groups: [u32; 3],
     },
     Persistent {
@@ -377,34 +378,56 @@ impl GpuModel {
             return Ok(());
         }
         // gates[t] += h_{t-1} W_hh^T (GRU: hh[t] = h_{t-1} W_hh^T), then the cell
-        let (tile, groups) = self.step_tile(gpu, rec, b, Direction::Forward)?;
+        let (shape, groups) = self.step_shape(gpu, rec, (b, p), Direction::Forward)?;
         for t in 1..=seg.len {
-            let launch = CellLaunch::Step { t, tile, groups };
+            let launch = CellLaunch::Step { t, shape, groups };
             self.record_cell_kernel(rec, ws, (c, k), Direction::Forward, launch);
         }
         Ok(())
     }
 
-    /// The workgroup shape of the fused step kernel at `batch` rows in `direction` (the
-    /// recording's policy's, else the rule's), and its grid; refused where one invocation would
-    /// loop past the adapter's limit (llvmpipe, with H in the thousands).
-    fn step_tile(
+    /// The fused step kernel at `batch` rows of `precision` in `direction`, and its grid: on
+    /// the matrix units (step_coop.wgsl) for f16 storage where they are on and the policy
+    /// forces no tile, else fused.wgsl in the policy's tile or the rule's. Refused where one
+    /// invocation would loop past the adapter's limit (llvmpipe, with H in the thousands).
+    fn step_shape(
         &self,
         gpu: &Gpu,
         rec: &Recorder,
+        (batch, precision): (usize, Precision),
+        direction: Direction,
+    ) -> Result<(StepShape, [u32; 3]), Error> {
+        let (cell, hidden) = (self.config.cell, self.config.hidden_size);
+        let what = format!("a time step of a {cell} cell of hidden size {hidden}");
+        let forced = rec.policy().step_tile();
+        let shape = match gpu.matrix_units() {
+            Ok(subgroup) if forced.is_none() && precision == Precision::F16 => {
+                StepShape::Coop { subgroup }
+            }
+            _ => StepShape::Tile(self.step_tile(gpu, forced, batch, direction, &what)?),
+        };
+        gpu.check_loops(&what, shape.iterations(cell.gates(), hidden))?;
+        Ok((shape, gpu.grid(&what, shape.workgroups(batch, hidden))?))
+    }
+
+    /// fused.wgsl's workgroup shape for `what` at `batch` rows in `direction`: `forced`, else
+    /// the rule's; refused where the adapter's workgroups are too small for it.
+    fn step_tile(
+        &self,
+        gpu: &Gpu,
+        forced: Option<StepTile>,
         batch: usize,
         direction: Direction,
-    ) -> Result<(StepTile, [u32; 3]), Error> {
-        let (cell, hidden) = (self.config.cell, self.config.hidden_size);
+        what: &str,
+    ) -> Result<StepTile, Error> {
         let storage = gpu.limits.max_compute_workgroup_storage_size;
         // Backward stages one row of W_hh per k, forward all gates' rows.
         let staged = match direction {
-            Direction::Forward => cell.gates(),
+            Direction::Forward => self.config.cell.gates(),
             Direction::Backward => 1,
         };
-        let tile = (rec.policy().step_tile())
-            .unwrap_or_else(|| StepTile::for_shape(batch, hidden, staged, storage));
-        let what = format!("a time step of a {cell} cell of hidden size {hidden}");
+        let hidden = self.config.hidden_size;
+        let tile = forced.unwrap_or_else(|| StepTile::for_shape(batch, hidden, staged, storage));
         let (bytes, invocations) = (
             tile.storage_bytes(staged),
             tile.group_units * tile.group_rows,
@@ -417,8 +440,7 @@ impl GpuModel {
                 gpu.info.name, gpu.limits.max_compute_invocations_per_workgroup
             )));
         }
-        gpu.check_loops(&what, tile.iterations(cell.gates(), hidden))?;
-        Ok((tile, gpu.grid(&what, tile.workgroups(batch, hidden))?))
+        Ok(tile)
     }
 
     /// BPTT: the head's share of dE/dh, then every cell's backward recurrence (last segment
@@ -769,9 +791,10 @@ impl GpuModel {
         c: usize,
         k: usize,
     ) -> Result<(), Error> {
-        let (tile, groups) = self.step_tile(gpu, rec, ws.batch, Direction::Backward)?;
+        let batch = (ws.batch, ws.precision());
+        let (shape, groups) = self.step_shape(gpu, rec, batch, Direction::Backward)?;
         for t in (1..=ws.segments[k].len).rev() {
-            let launch = CellLaunch::Step { t, tile, groups };
+            let launch = CellLaunch::Step { t, shape, groups };
             self.record_cell_kernel(rec, ws, (c, k), Direction::Backward, launch);
         }
         Ok(())
@@ -781,8 +804,14 @@ impl GpuModel {
     fn cell_kernel(&self, direction: Direction, launch: CellLaunch) -> Kernel {
         let kernels = self.cell().kernels();
         match (direction, launch) {
-            (Direction::Forward, CellLaunch::Step { .. }) => kernels.step_forward,
-            (Direction::Backward, CellLaunch::Step { .. }) => kernels.step_backward,
+            (Direction::Forward, CellLaunch::Step { shape, .. }) => match shape {
+                StepShape::Tile(_) => kernels.step_forward,
+                StepShape::Coop { .. } => kernels.step_forward_coop,
+            },
+            (Direction::Backward, CellLaunch::Step { shape, .. }) => match shape {
+                StepShape::Tile(_) => kernels.step_backward,
+                StepShape::Coop { .. } => kernels.step_backward_coop,
+            },
             (Direction::Forward, CellLaunch::Persistent { .. }) => kernels.persistent_forward,
             (Direction::Backward, CellLaunch::Persistent { .. }) => kernels.persistent_backward,
         }
@@ -864,8 +893,8 @@ impl GpuModel {
         let kernel = self.cell_kernel(direction, launch);
         let elements = Elements::all(ws.precision());
         match launch {
-            CellLaunch::Step { tile, groups, .. } => {
-                rec.dispatch_tiled((kernel, elements, tile), &params, &buffers, groups)
+            CellLaunch::Step { shape, groups, .. } => {
+                rec.dispatch_tiled((kernel, elements, shape), &params, &buffers, groups)
             }
             CellLaunch::Persistent { .. } => {
                 rec.dispatch_as((kernel, elements), &params, &buffers, [1, 1, 1])

@@ -17,8 +17,8 @@ pub(crate) struct Pipelines {
     layouts: Vec<wgpu::BindGroupLayout>,
     pipeline_layouts: Vec<wgpu::PipelineLayout>,
     modules: Mutex<HashMap<(Shader, Elements), wgpu::ShaderModule>>,
-    /// Whether gemm_coop.wgsl is compiled with its matrix operations emulated
-    /// (`coop_emulation::source_for`).
+    /// Whether the shaders on matrix units (gemm_coop.wgsl, step_coop.wgsl) are compiled with
+    /// their matrix operations emulated (`coop_emulation::source_for`).
     emulate_matrix_units: bool,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
 }
@@ -67,6 +67,16 @@ impl Pipelines {
             .clone()
     }
 
+    /// The kernels compiled so far (in any element types and shape), each once.
+    pub(crate) fn compiled_kernels(&self) -> Vec<Kernel> {
+        let mut kernels: Vec<Kernel> = (self.pipelines.lock().unwrap().keys())
+            .map(|(kernel, _, _)| *kernel)
+            .collect();
+        kernels.sort_by_key(|k| Kernel::ALL.iter().position(|all| all == k));
+        kernels.dedup();
+        kernels
+    }
+
     fn create_pipeline(
         &self,
         kernel: Kernel,
@@ -77,8 +87,8 @@ impl Pipelines {
         let module = (self.modules.lock().unwrap())
             .entry((shader, elements))
             .or_insert_with(|| {
-                let source = if shader == Shader::GemmCoop && self.emulate_matrix_units {
-                    coop_emulation::source_for(elements)
+                let source = if shader.on_matrix_units() && self.emulate_matrix_units {
+                    coop_emulation::source_for(shader, elements)
                 } else {
                     shader.source_for(elements)
                 };

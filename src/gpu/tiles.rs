@@ -139,6 +139,83 @@ impl fmt::Display for StepTile {
     }
 }
 
+/// How a time step's fused kernel computes its recurrent product: fused.wgsl over tiles of
+/// invocations, or step_coop.wgsl on the matrix units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StepShape {
+    /// fused.wgsl in this workgroup shape.
+    Tile(StepTile),
+    /// step_coop.wgsl: a 16-row x 16-unit tile per workgroup of one subgroup of this many
+    /// invocations (`WG_SIZE`), on 16x16x16 f16 cooperative matrices.
+    Coop {
+        /// The adapter's subgroup size (or the emulation's workgroup).
+        subgroup: u32,
+    },
+}
+
+impl StepShape {
+    /// Batch rows and hidden units per workgroup of step_coop.wgsl (`T`).
+    pub const COOP_TILE: usize = 16;
+
+    /// The pipeline's `override` constants.
+    pub(crate) fn pipeline(self) -> PipelineShape {
+        match self {
+            StepShape::Tile(tile) => PipelineShape::Step(tile),
+            StepShape::Coop { subgroup } => PipelineShape::Coop { subgroup },
+        }
+    }
+
+    /// Workgroups of one step over `batch` rows of `hidden` units.
+    pub fn workgroups(self, batch: usize, hidden: usize) -> u64 {
+        match self {
+            StepShape::Tile(tile) => tile.workgroups(batch, hidden),
+            StepShape::Coop { .. } => {
+                let tiles = |n: usize| n.div_ceil(Self::COOP_TILE) as u64;
+                tiles(batch) * tiles(hidden)
+            }
+        }
+    }
+
+    /// Loop iterations of one invocation of a step kernel, the larger of forward and backward,
+    /// an upper bound for `Gpu::check_loops`.
+    pub fn iterations(self, gates: usize, hidden: usize) -> u64 {
+        match self {
+            StepShape::Tile(tile) => tile.iterations(gates, hidden),
+            StepShape::Coop { subgroup } => coop_step_iterations(subgroup, gates, hidden),
+        }
+    }
+}
+
+/// `StepShape::iterations` of step_coop.wgsl. Real matrix units never meet a loop limit
+/// (llvmpipe has none), so this counts its emulation (coop_emulation.wgsl), per invocation of
+/// `subgroup`: per step of 16 along K, the stagings of A and of each staged gate's tile of
+/// W_hh, the tile loads and the multiply-adds of 16 terms, 4 at a time; then the zeros, the
+/// loads and stores of 4 accumulators and the epilogue, each output counted with its gates and
+/// the cell's own loops (at most 4).
+fn coop_step_iterations(subgroup: u32, gates: usize, hidden: usize) -> u64 {
+    let (g, h) = (gates as u64, hidden as u64);
+    let edge = StepShape::COOP_TILE as u64;
+    let tile = edge * edge;
+    let share = |n: u64| n.div_ceil(subgroup as u64) + 1;
+    // `staged` tiles of W_hh and as many multiply-adds per step, over `k` of K
+    let steps = |staged: u64, k: u64| {
+        let per_step = share(tile)
+            + share(staged * tile)
+            + (1 + staged) * share(tile)
+            + staged * share(tile) * (edge / 4 + 1)
+            + 1;
+        k.div_ceil(edge) * per_step
+    };
+    let fixed = share(4 * tile) + 8 * share(tile) + share(tile) * (g + 1 + 4);
+    steps(g, h).max(steps(1, g * h)) + fixed + 2
+}
+
+impl From<StepShape> for PipelineShape {
+    fn from(shape: StepShape) -> Self {
+        shape.pipeline()
+    }
+}
+
 /// A shape of gemm.wgsl's kernels, set per pipeline through its `override` constants: each
 /// invocation a `block` x `block` piece of C (the entry point: `gemm_4x4` or `gemm_8x8`),
 /// `group_n` x `group_m` invocations per slice, K staged `slice_k` at a time, and `slices`

@@ -7,7 +7,7 @@ use ndarray_npy::WriteNpyExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rnn_wgpu::checkpoint::{self, LoadOverrides};
-use rnn_wgpu::internals::gpu::GemmKernel;
+use rnn_wgpu::internals::gpu::{GemmKernel, Kernel};
 use rnn_wgpu::internals::parity::{random_problem, run_parity_with, F16_TOLERANCE};
 use rnn_wgpu::internals::plan::{PlanOptions, Recompute};
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
@@ -87,7 +87,7 @@ struct Case {
 }
 
 /// GPU f16 storage against the f64 reference rounding to f16 where the GPU stores, within
-/// `F16_TOLERANCE`, for every cell at awkward sizes: batch 1 and 3, T 1 to 65, hidden 1 to
+/// `F16_TOLERANCE`, for every cell at awkward sizes: batch 1, 3 and 33, T 1 to 65, hidden 1 to
 /// 65, stacked, bidirectional, ragged, every-step readout, and in segments recomputed from
 /// their saved states (f16 start states, odd element offsets).
 #[test]
@@ -101,7 +101,8 @@ fn f16_parity_with_the_rounding_reference_at_awkward_sizes() {
 }
 
 /// As above with the matrix units emulated: the products of two f16 operands (the input
-/// projection, the weight gradients, dx) run gemm_coop.wgsl's code.
+/// projection, the weight gradients, dx) run gemm_coop.wgsl's code, and the time steps
+/// step_coop.wgsl's, forward and backward, for every cell.
 #[test]
 fn f16_parity_holds_with_the_matrix_units_emulated() {
     let gpu = emulated_matrix_units();
@@ -111,6 +112,22 @@ fn f16_parity_holds_with_the_matrix_units_emulated() {
         .filter(|&p| GemmKernel::rule(gpu, p) == GemmKernel::MatrixUnits)
         .count();
     assert!(on_matrix_units > 0, "no product ran on the matrix units");
+    let compiled = gpu.compiled_kernels();
+    let steps = [
+        Kernel::RnnForwardCoop,
+        Kernel::RnnBackwardCoop,
+        Kernel::LstmForwardCoop,
+        Kernel::LstmBackwardCoop,
+        Kernel::GruForwardCoop,
+        Kernel::GruBackwardCoop,
+    ];
+    let missing: Vec<_> = steps.iter().filter(|k| !compiled.contains(k)).collect();
+    assert!(missing.is_empty(), "never ran: {missing:?}");
+    let fused = [Kernel::LstmForward, Kernel::LstmBackward];
+    assert!(
+        fused.iter().all(|k| !compiled.contains(k)),
+        "f16 steps ran without the matrix units: {compiled:?}"
+    );
     assert!(
         failed.is_empty(),
         "beyond {F16_TOLERANCE:e}:\n{}",
@@ -134,6 +151,8 @@ fn f16_parity_failures(gpu: &Gpu) -> Vec<String> {
     let cases = [
         case(1, 1, 1, 1),
         case(3, 17, 5, 17),
+        // past one 16 x 16 tile of the matrix units' step kernels along both rows and units
+        case(33, 5, 3, 33),
         Case {
             readout: Readout::All,
             ragged: true,

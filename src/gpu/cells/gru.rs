@@ -12,6 +12,8 @@ impl GpuCell for Gru {
         CellKernels {
             step_forward: Kernel::GruForward,
             step_backward: Kernel::GruBackward,
+            step_forward_coop: Kernel::GruForwardCoop,
+            step_backward_coop: Kernel::GruBackwardCoop,
             persistent_forward: Kernel::GruForwardPersistent,
             persistent_backward: Kernel::GruBackwardPersistent,
         }

@@ -12,6 +12,8 @@ impl GpuCell for Lstm {
         CellKernels {
             step_forward: Kernel::LstmForward,
             step_backward: Kernel::LstmBackward,
+            step_forward_coop: Kernel::LstmForwardCoop,
+            step_backward_coop: Kernel::LstmBackwardCoop,
             persistent_forward: Kernel::LstmForwardPersistent,
             persistent_backward: Kernel::LstmBackwardPersistent,
         }

@@ -11,6 +11,8 @@ impl GpuCell for Rnn {
         CellKernels {
             step_forward: Kernel::RnnForward,
             step_backward: Kernel::RnnBackward,
+            step_forward_coop: Kernel::RnnForwardCoop,
+            step_backward_coop: Kernel::RnnBackwardCoop,
             persistent_forward: Kernel::RnnForwardPersistent,
             persistent_backward: Kernel::RnnBackwardPersistent,
         }

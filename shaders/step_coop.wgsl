@@ -1,0 +1,210 @@
+// fused.wgsl's time step with its recurrent product on cooperative matrices (tensor cores,
+// simdgroup matrices): for --precision f16 with the matrix units on. One dispatch per step
+// forward and one backward, as fused.wgsl; the product of a tile of 16 batch rows by 16 hidden
+// units runs as 16x16x16 multiply-adds of f16 tiles into f32 accumulators, then each element
+// of the tile goes through the same epilogue as fused.wgsl's (the cell file's add_recurrent and
+// cell_forward; h_carry and cell_backward), so the two kernels differ only in the order of
+// the sums.
+//
+// forward,  step t:  C_g[b, j] = sum_k h_{t-1}[b, k] W_hh[g*H + j, k] for every gate g of the
+//           tile's units, over k < H: A = h_{t-1} [B, H], B_g = gate g's rows of W_hh read
+//           along k. The workgroup owns all gates of its units, as fused.wgsl's does.
+// backward, step t:  C[b, j] = sum_k recurrent_grad[t+1][b, k] W_hh[k, j] over k < G*H (none at
+//           the segment's last step, p.run_end), joining h_carry before cell_backward.
+// The operands are f16 in storage under --precision f16 (h, the gradients and W_hh's working
+// copy), so rounding them to the tiles' f16 loses nothing: every product is exact in f32 and
+// only the order of the f32 sums differs from fused.wgsl's.
+//
+// The rules of gemm_coop.wgsl hold here too: one workgroup is one subgroup of WG_SIZE
+// invocations (the host sets the adapter's fixed subgroup size), every cooperative operation
+// sits in control flow uniform over the workgroup, accumulators start as zeros loaded from
+// workgroup memory, tiles are staged row-major with ordinary loads (0 past B, H or K), and
+// every cooperative load and store offset and stride is a multiple of 16 bytes.
+// The tiles' arrays keep gemm_coop.wgsl's names (sa, sb, sc), which the emulation's stand-ins
+// read (coop_emulation.wgsl, RNN_WGPU_MATRIX_UNITS=emulate).
+//
+// Napkin maths per step of 16 along K: forward stages 16 x 16 values of h and G x 16 x 16 of
+// W_hh for G multiply-adds (LSTM: 1,280 values for 16,384 FMAs, 12.8 a value); backward
+// 2 x 16 x 16 for one (8 a value). Two barriers per step of K.
+//
+// Grid: tiles numbered along units first over a 1D grid split over x and y (as fused.wgsl);
+// workgroups past the last tile return at once.
+//
+// step.wgsl and a cell file come first: the bindings, p, GATES, add_recurrent,
+// recurrent_grad, cell_forward and cell_backward.
+
+alias acc_elem = f32;
+alias TileA = coop_mat16x16<f16, A>;
+alias TileB = coop_mat16x16<f16, B>;
+alias TileC = coop_mat16x16<acc_elem, C>;
+// Edge of one cooperative matrix, and of a workgroup's tile of rows and units.
+const T: u32 = 16u;
+// The most gates a cell has (the LSTM's): the arrays below hold a tile per gate.
+const MOST_GATES: u32 = 4u;
+
+// Invocations per workgroup: the subgroup size.
+override WG_SIZE: u32 = 32u;
+
+// A's tile [T rows, T of K] row-major, stride T.
+var<workgroup> sa: array<f16, T * T>;
+// B's tiles [T of K, T units] row-major, stride T; gate g's at g * T * T (backward: tile 0).
+var<workgroup> sb: array<f16, MOST_GATES * T * T>;
+// The accumulators' tiles [T rows, T units], gate g's at g * T * T: zeros to start from, then
+// the products for the epilogue.
+var<workgroup> sc: array<acc_elem, MOST_GATES * T * T>;
+
+// Rows first_row.. of a row-major [B, width] matrix at `base`, columns k0..k0+T, into sa (0 past
+// B or width); neighbouring invocations read along a row.
+fn stage_rows(t: u32, first_row: u32, base: u32, width: u32, k0: u32, from_grad: bool) {
+    for (var e = t; e < T * T; e += WG_SIZE) {
+        let b = first_row + e / T;
+        let k = k0 + e % T;
+        var value = f16(0.0);
+        if (b < p.batch && k < width) {
+            if (from_grad) {
+                value = f16(recurrent_grad(base + b * width + k));
+            } else {
+                value = f16(hs[base + b * width + k]);
+            }
+        }
+        sa[e] = value;
+    }
+}
+
+// Zeros in sc, then the accumulators loaded from them by the caller.
+fn zero_accumulators(t: u32) {
+    for (var e = t; e < MOST_GATES * T * T; e += WG_SIZE) {
+        sc[e] = acc_elem(0.0);
+    }
+    workgroupBarrier();
+}
+
+@compute @workgroup_size(WG_SIZE, 1, 1)
+fn step_forward_coop(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let h = p.hidden;
+    let step = p.step;
+    // (first row, first unit), inline: computed in a function, naga's uniformity analysis
+    // refused every cooperative operation after the return below.
+    let tiles = wg.x + wg.y * groups.x;
+    let unit_tiles = (h + T - 1u) / T;
+    let tile = vec2<u32>((tiles / unit_tiles) * T, (tiles % unit_tiles) * T);
+    // Past the last tile (the grid rounds up): uniform over the workgroup.
+    if (tile.x >= p.batch) {
+        return;
+    }
+    zero_accumulators(t);
+    // acc_g: gate g's product; the cells with fewer gates leave the rest at zero.
+    var acc0 = coopLoadT<TileC>(&sc[0], T);
+    var acc1 = coopLoadT<TileC>(&sc[T * T], T);
+    var acc2 = coopLoadT<TileC>(&sc[2u * T * T], T);
+    var acc3 = coopLoadT<TileC>(&sc[3u * T * T], T);
+    for (var k0 = 0u; k0 < h; k0 += T) {
+        stage_rows(t, tile.x, (step - 1u) * p.batch * h, h, k0, false);
+        // sb[g][kk][u] = W_hh[g*H + unit u, k0 + kk]: neighbouring invocations read along k
+        for (var e = t; e < GATES * T * T; e += WG_SIZE) {
+            let kk = e % T;
+            let u = (e / T) % T;
+            let g = e / (T * T);
+            let j = tile.y + u;
+            let k = k0 + kk;
+            var w = f16(0.0);
+            if (j < h && k < h) {
+                w = f16(weight_hh[(g * h + j) * h + k]);
+            }
+            sb[g * T * T + kk * T + u] = w;
+        }
+        workgroupBarrier();
+        let a = coopLoadT<TileA>(&sa[0], T);
+        let b0 = coopLoadT<TileB>(&sb[0], T);
+        acc0 = coopMultiplyAdd(a, b0, acc0);
+        if (GATES > 1u) {
+            let b1 = coopLoadT<TileB>(&sb[T * T], T);
+            acc1 = coopMultiplyAdd(a, b1, acc1);
+        }
+        if (GATES > 2u) {
+            let b2 = coopLoadT<TileB>(&sb[2u * T * T], T);
+            acc2 = coopMultiplyAdd(a, b2, acc2);
+        }
+        if (GATES > 3u) {
+            let b3 = coopLoadT<TileB>(&sb[3u * T * T], T);
+            acc3 = coopMultiplyAdd(a, b3, acc3);
+        }
+        // sa and sb are restaged next step: everyone must be done reading them.
+        workgroupBarrier();
+    }
+    // Each tile's region of sc was last read by that tile's own initial load.
+    coopStoreT(acc0, &sc[0], T);
+    coopStoreT(acc1, &sc[T * T], T);
+    coopStoreT(acc2, &sc[2u * T * T], T);
+    coopStoreT(acc3, &sc[3u * T * T], T);
+    workgroupBarrier();
+    for (var e = t; e < T * T; e += WG_SIZE) {
+        let b = tile.x + e / T;
+        let j = tile.y + e % T;
+        if (b < p.batch && j < h) {
+            let at = (step - 1u) * p.batch * GATES * h + b * GATES * h + j;
+            for (var g = 0u; g < GATES; g++) {
+                add_recurrent(at + g * h, f32(sc[g * T * T + e]));
+            }
+            cell_forward(step, b * h + j);
+        }
+    }
+}
+
+@compute @workgroup_size(WG_SIZE, 1, 1)
+fn step_backward_coop(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let h = p.hidden;
+    let step = p.step;
+    let gh = GATES * h;
+    // (first row, first unit), inline: computed in a function, naga's uniformity analysis
+    // refused every cooperative operation after the return below.
+    let tiles = wg.x + wg.y * groups.x;
+    let unit_tiles = (h + T - 1u) / T;
+    let tile = vec2<u32>((tiles / unit_tiles) * T, (tiles % unit_tiles) * T);
+    if (tile.x >= p.batch) {
+        return;
+    }
+    zero_accumulators(t);
+    var acc = coopLoadT<TileC>(&sc[0], T);
+    // No product at the segment's last step (the border from the next segment came first).
+    let k_end = select(0u, gh, step < p.run_end);
+    for (var k0 = 0u; k0 < k_end; k0 += T) {
+        stage_rows(t, tile.x, step * p.batch * gh, gh, k0, true);
+        // sb[kk][u] = W_hh[k0 + kk, unit u]: neighbouring invocations read along units
+        for (var e = t; e < T * T; e += WG_SIZE) {
+            let j = tile.y + e % T;
+            let k = k0 + e / T;
+            var w = f16(0.0);
+            if (j < h && k < gh) {
+                w = f16(weight_hh[k * h + j]);
+            }
+            sb[e] = w;
+        }
+        workgroupBarrier();
+        let a = coopLoadT<TileA>(&sa[0], T);
+        let w = coopLoadT<TileB>(&sb[0], T);
+        acc = coopMultiplyAdd(a, w, acc);
+        workgroupBarrier();
+    }
+    coopStoreT(acc, &sc[0], T);
+    workgroupBarrier();
+    for (var e = t; e < T * T; e += WG_SIZE) {
+        let b = tile.x + e / T;
+        let j = tile.y + e % T;
+        if (b < p.batch && j < h) {
+            let idx = b * h + j;
+            if (step < p.run_end) {
+                h_carry[idx] += f32(sc[e]);
+            }
+            cell_backward(step, idx);
+        }
+    }
+}
