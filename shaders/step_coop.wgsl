@@ -23,9 +23,11 @@
 // The tiles' arrays keep gemm_coop.wgsl's names (sa, sb, sc), which the emulation's stand-ins
 // read (coop_emulation.wgsl, RNN_WGPU_MATRIX_UNITS=emulate).
 //
-// Napkin maths per step of 16 along K: forward stages 16 x 16 values of h and G x 16 x 16 of
-// W_hh for G multiply-adds (LSTM: 1,280 values for 16,384 FMAs, 12.8 a value); backward
-// 2 x 16 x 16 for one (8 a value). Two barriers per step of K.
+// K is staged STAGE = 64 at a time (4 tiles along K), between two barriers: a quarter of the
+// barriers of staging one tile, and each invocation has 4x the loads in flight per wait.
+// Napkin maths per stage: forward loads 16 x 64 values of h and G x 16 x 64 of W_hh for 4G
+// multiply-adds (LSTM: 5,120 values for 65,536 FMAs, 12.8 a value, rows of W_hh read 128
+// bytes at a time); backward 2 x 16 x 64 for 4 (8 a value).
 //
 // Grid: tiles numbered along units first over a 1D grid split over x and y (as fused.wgsl);
 // workgroups past the last tile return at once.
@@ -39,26 +41,30 @@ alias TileB = coop_mat16x16<f16, B>;
 alias TileC = coop_mat16x16<acc_elem, C>;
 // Edge of one cooperative matrix, and of a workgroup's tile of rows and units.
 const T: u32 = 16u;
+// Tiles along K per stage, and the K they cover.
+const STAGE_TILES: u32 = 4u;
+const STAGE: u32 = STAGE_TILES * T;
 // The most gates a cell has (the LSTM's): the arrays below hold a tile per gate.
 const MOST_GATES: u32 = 4u;
 
 // Invocations per workgroup: the subgroup size.
 override WG_SIZE: u32 = 32u;
 
-// A's tile [T rows, T of K] row-major, stride T.
-var<workgroup> sa: array<f16, T * T>;
-// B's tiles [T of K, T units] row-major, stride T; gate g's at g * T * T (backward: tile 0).
-var<workgroup> sb: array<f16, MOST_GATES * T * T>;
+// A's stage [T rows, STAGE of K] row-major, stride STAGE: K tile i at i * T.
+var<workgroup> sa: array<f16, T * STAGE>;
+// B's stage per gate [STAGE of K, T units] row-major, stride T: gate g's K tile i at
+// (g * STAGE_TILES + i) * T * T (backward: gate 0's).
+var<workgroup> sb: array<f16, MOST_GATES * STAGE * T>;
 // The accumulators' tiles [T rows, T units], gate g's at g * T * T: zeros to start from, then
 // the products for the epilogue.
 var<workgroup> sc: array<acc_elem, MOST_GATES * T * T>;
 
-// Rows first_row.. of a row-major [B, width] matrix at `base`, columns k0..k0+T, into sa (0 past
-// B or width); neighbouring invocations read along a row.
+// Rows first_row.. of a row-major [B, width] matrix at `base`, columns k0..k0+STAGE, into sa
+// (0 past B or width); neighbouring invocations read along a row.
 fn stage_rows(t: u32, first_row: u32, base: u32, width: u32, k0: u32, from_grad: bool) {
-    for (var e = t; e < T * T; e += WG_SIZE) {
-        let b = first_row + e / T;
-        let k = k0 + e % T;
+    for (var e = t; e < T * STAGE; e += WG_SIZE) {
+        let b = first_row + e / STAGE;
+        let k = k0 + e % STAGE;
         var value = f16(0.0);
         if (b < p.batch && k < width) {
             if (from_grad) {
@@ -102,38 +108,40 @@ fn step_forward_coop(
     var acc1 = coopLoadT<TileC>(&sc[T * T], T);
     var acc2 = coopLoadT<TileC>(&sc[2u * T * T], T);
     var acc3 = coopLoadT<TileC>(&sc[3u * T * T], T);
-    for (var k0 = 0u; k0 < h; k0 += T) {
+    for (var k0 = 0u; k0 < h; k0 += STAGE) {
         stage_rows(t, tile.x, (step - 1u) * p.batch * h, h, k0, false);
         // sb[g][kk][u] = W_hh[g*H + unit u, k0 + kk]: neighbouring invocations read along k
-        for (var e = t; e < GATES * T * T; e += WG_SIZE) {
-            let kk = e % T;
-            let u = (e / T) % T;
-            let g = e / (T * T);
+        for (var e = t; e < GATES * STAGE * T; e += WG_SIZE) {
+            let kk = e % STAGE;
+            let u = (e / STAGE) % T;
+            let g = e / (STAGE * T);
             let j = tile.y + u;
             let k = k0 + kk;
             var w = f16(0.0);
             if (j < h && k < h) {
                 w = f16(weight_hh[(g * h + j) * h + k]);
             }
-            sb[g * T * T + kk * T + u] = w;
+            sb[g * STAGE * T + kk * T + u] = w;
         }
         workgroupBarrier();
-        let a = coopLoadT<TileA>(&sa[0], T);
-        let b0 = coopLoadT<TileB>(&sb[0], T);
-        acc0 = coopMultiplyAdd(a, b0, acc0);
-        if (GATES > 1u) {
-            let b1 = coopLoadT<TileB>(&sb[T * T], T);
-            acc1 = coopMultiplyAdd(a, b1, acc1);
+        for (var i = 0u; i < STAGE_TILES; i++) {
+            let a = coopLoadT<TileA>(&sa[i * T], STAGE);
+            let b0 = coopLoadT<TileB>(&sb[i * T * T], T);
+            acc0 = coopMultiplyAdd(a, b0, acc0);
+            if (GATES > 1u) {
+                let b1 = coopLoadT<TileB>(&sb[(STAGE_TILES + i) * T * T], T);
+                acc1 = coopMultiplyAdd(a, b1, acc1);
+            }
+            if (GATES > 2u) {
+                let b2 = coopLoadT<TileB>(&sb[(2u * STAGE_TILES + i) * T * T], T);
+                acc2 = coopMultiplyAdd(a, b2, acc2);
+            }
+            if (GATES > 3u) {
+                let b3 = coopLoadT<TileB>(&sb[(3u * STAGE_TILES + i) * T * T], T);
+                acc3 = coopMultiplyAdd(a, b3, acc3);
+            }
         }
-        if (GATES > 2u) {
-            let b2 = coopLoadT<TileB>(&sb[2u * T * T], T);
-            acc2 = coopMultiplyAdd(a, b2, acc2);
-        }
-        if (GATES > 3u) {
-            let b3 = coopLoadT<TileB>(&sb[3u * T * T], T);
-            acc3 = coopMultiplyAdd(a, b3, acc3);
-        }
-        // sa and sb are restaged next step: everyone must be done reading them.
+        // sa and sb are restaged next: everyone must be done reading them.
         workgroupBarrier();
     }
     // Each tile's region of sc was last read by that tile's own initial load.
@@ -176,10 +184,10 @@ fn step_backward_coop(
     var acc = coopLoadT<TileC>(&sc[0], T);
     // No product at the segment's last step (the border from the next segment came first).
     let k_end = select(0u, gh, step < p.run_end);
-    for (var k0 = 0u; k0 < k_end; k0 += T) {
+    for (var k0 = 0u; k0 < k_end; k0 += STAGE) {
         stage_rows(t, tile.x, step * p.batch * gh, gh, k0, true);
         // sb[kk][u] = W_hh[k0 + kk, unit u]: neighbouring invocations read along units
-        for (var e = t; e < T * T; e += WG_SIZE) {
+        for (var e = t; e < STAGE * T; e += WG_SIZE) {
             let j = tile.y + e % T;
             let k = k0 + e / T;
             var w = f16(0.0);
@@ -189,9 +197,11 @@ fn step_backward_coop(
             sb[e] = w;
         }
         workgroupBarrier();
-        let a = coopLoadT<TileA>(&sa[0], T);
-        let w = coopLoadT<TileB>(&sb[0], T);
-        acc = coopMultiplyAdd(a, w, acc);
+        for (var i = 0u; i < STAGE_TILES; i++) {
+            let a = coopLoadT<TileA>(&sa[i * T], STAGE);
+            let w = coopLoadT<TileB>(&sb[i * T * T], T);
+            acc = coopMultiplyAdd(a, w, acc);
+        }
         workgroupBarrier();
     }
     coopStoreT(acc, &sc[0], T);

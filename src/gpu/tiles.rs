@@ -188,26 +188,23 @@ impl StepShape {
 
 /// `StepShape::iterations` of step_coop.wgsl. Real matrix units never meet a loop limit
 /// (llvmpipe has none), so this counts its emulation (coop_emulation.wgsl), per invocation of
-/// `subgroup`: per step of 16 along K, the stagings of A and of each staged gate's tile of
-/// W_hh, the tile loads and the multiply-adds of 16 terms, 4 at a time; then the zeros, the
-/// loads and stores of 4 accumulators and the epilogue, each output counted with its gates and
-/// the cell's own loops (at most 4).
+/// `subgroup`: per stage of 4 tiles along K, the stagings of A and of each staged gate's
+/// W_hh, and per tile the loads and the multiply-adds of 16 terms, 4 at a time; then the zeros,
+/// the loads and stores of 4 accumulators and the epilogue, each output counted with its gates
+/// and the cell's own loops (at most 4).
 fn coop_step_iterations(subgroup: u32, gates: usize, hidden: usize) -> u64 {
     let (g, h) = (gates as u64, hidden as u64);
-    let edge = StepShape::COOP_TILE as u64;
-    let tile = edge * edge;
+    let (edge, stage_tiles) = (StepShape::COOP_TILE as u64, 4);
+    let (tile, stage) = (edge * edge, stage_tiles * edge * edge);
     let share = |n: u64| n.div_ceil(subgroup as u64) + 1;
-    // `staged` tiles of W_hh and as many multiply-adds per step, over `k` of K
-    let steps = |staged: u64, k: u64| {
-        let per_step = share(tile)
-            + share(staged * tile)
-            + (1 + staged) * share(tile)
-            + staged * share(tile) * (edge / 4 + 1)
-            + 1;
-        k.div_ceil(edge) * per_step
+    // `staged` gates' W_hh and as many multiply-adds per tile of K, over `k` of K
+    let stages = |staged: u64, k: u64| {
+        let per_tile = (1 + staged) * share(tile) + staged * share(tile) * (edge / 4 + 1) + 1;
+        let per_stage = share(stage) + share(staged * stage) + stage_tiles * per_tile + 1;
+        k.div_ceil(stage_tiles * edge) * per_stage
     };
     let fixed = share(4 * tile) + 8 * share(tile) + share(tile) * (g + 1 + 4);
-    steps(g, h).max(steps(1, g * h)) + fixed + 2
+    stages(g, h).max(stages(1, g * h)) + fixed + 2
 }
 
 impl From<StepShape> for PipelineShape {
