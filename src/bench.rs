@@ -6,7 +6,7 @@ use crate::config::{Activation, Cell, Loss, ModelConfig, Readout};
 use crate::data::Batch;
 use crate::error::Error;
 use crate::internals::gpu::tuning::{self, RecurrenceShape};
-use crate::internals::gpu::{Gpu, GpuModel, Phase, PhaseTimes, Recurrence, Request};
+use crate::internals::gpu::{Gpu, GpuModel, Phase, PhaseTimes, Recurrence, Request, StepKernel};
 use crate::internals::plan::{MemoryPlan, PlanOptions};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use crate::params::Params;
@@ -196,6 +196,9 @@ pub struct BenchResult {
     pub plan: Option<MemoryPlan>,
     /// How the GPU ran the time steps (steps or persistent); None on CPU.
     pub recurrence: Option<Recurrence>,
+    /// The kernel of its time steps where they ran one dispatch per step (`StepKernel::
+    /// resolve`: on the matrix units or on tiles); None on CPU and for the persistent kernel.
+    pub step_kernel: Option<StepKernel>,
     /// GPU time per phase of one extra step timed with timestamp queries, and that step's
     /// wall time in ms; None on CPU and on adapters without timestamp queries.
     pub phases: Option<(PhaseTimes, f64)>,
@@ -276,6 +279,12 @@ pub fn bench_shape(
         engine.set_recurrence(recurrence)?;
     }
     let plan = engine.memory_plan(shape.seq_len, shape.batch)?;
+    let step_kernel = (gpu.zip(recurrence))
+        .filter(|(_, recurrence)| *recurrence == Recurrence::Steps)
+        .map(|(gpu, _)| {
+            let precision = plan_options.precision;
+            StepKernel::resolve(gpu, &gpu.policy(), &config, shape.batch, precision)
+        });
     for _ in 0..warmup {
         engine.step(&batch, false)?;
     }
@@ -329,6 +338,7 @@ pub fn bench_shape(
         gpu_memory_bytes: gpu.zip(before).map(|(g, b)| g.storage_bytes_created() - b),
         plan,
         recurrence,
+        step_kernel,
         phases,
         tuned_products: gpu.map(Gpu::tuned_products),
         dispatches,
@@ -357,7 +367,7 @@ impl BenchResult {
             format!("{{{}}}", entries.join(","))
         });
         format!(
-            "{{\"device\":\"{}\",\"adapter\":\"{}\",\"cell\":\"{}\",\"layers\":{},\"bidirectional\":{},\"shape\":[{},{},{},{}],\"precision\":\"{}\",\"runs\":{},\"median_ms\":{:.3},\"min_ms\":{:.3},\"sequence_steps_per_second\":{:.1},\"gflops\":{:.3},\"gpu_memory_bytes\":{},\"planned_bytes\":{},\"segments\":{},\"recompute\":{},\"recurrence\":{},\"phases_ms\":{},\"phases_step_ms\":{},\"tuned_products\":{},\"dispatches\":{},\"recurrent_dispatches_per_step\":{}}}",
+            "{{\"device\":\"{}\",\"adapter\":\"{}\",\"cell\":\"{}\",\"layers\":{},\"bidirectional\":{},\"shape\":[{},{},{},{}],\"precision\":\"{}\",\"runs\":{},\"median_ms\":{:.3},\"min_ms\":{:.3},\"sequence_steps_per_second\":{:.1},\"gflops\":{:.3},\"gpu_memory_bytes\":{},\"planned_bytes\":{},\"segments\":{},\"recompute\":{},\"recurrence\":{},\"step_kernel\":{},\"phases_ms\":{},\"phases_step_ms\":{},\"tuned_products\":{},\"dispatches\":{},\"recurrent_dispatches_per_step\":{}}}",
             self.device,
             escape(&self.adapter),
             self.arch.cell,
@@ -378,6 +388,7 @@ impl BenchResult {
             self.plan.as_ref().map_or("null".to_string(), |p| p.segments.to_string()),
             self.plan.as_ref().map_or("null".to_string(), |p| p.recompute.to_string()),
             self.recurrence.map_or("null".to_string(), |r| format!("\"{r}\"")),
+            self.step_kernel.map_or("null".to_string(), |k| format!("\"{k}\"")),
             phases_ms,
             self.phases.map_or("null".to_string(), |(_, wall)| format!("{wall:.3}")),
             self.tuned_products.map_or("null".to_string(), |n| n.to_string()),
@@ -428,22 +439,55 @@ pub struct TunedRecurrence {
     pub persistent_left_out: Option<String>,
 }
 
-/// Gate pre-activations (T * B * G * H values) the recurrence check below keeps in f64 at
-/// most: 128 MiB. Longer sequences of large batches are checked on their first steps only.
-const CHECK_GATE_VALUES: usize = 1 << 24;
-
 /// Why the persistent recurrence may not be timed for `shape`'s model on this adapter, if it
 /// may not: it cannot run here, or one training step of it disagrees with the f64 CPU
-/// reference (`parity`; over all of T where that keeps the reference within
-/// `CHECK_GATE_VALUES`, else over the longest T that does, at least 64). A kernel a driver
-/// gets wrong must not be cached for being fast. An error where the per-step way disagrees
-/// too: then the engine itself is wrong here.
+/// reference (`checked_step`). A kernel a driver gets wrong must not be cached for being
+/// fast. An error where the per-step way disagrees too: then the engine itself is wrong here.
 fn persistent_left_out(
     gpu: &Gpu,
     arch: Arch,
     shape: Shape,
     plan_options: PlanOptions,
 ) -> Result<Option<String>, Error> {
+    let (config, _, _) = shape.problem(arch);
+    if let Err(e) = Recurrence::Persistent.resolve(gpu, &config, shape.batch) {
+        return Ok(Some(e.to_string()));
+    }
+    let check = checked_step(gpu, arch, shape, plan_options)?;
+    if let Some(why) = check.steps {
+        return Err(Error::Gpu(format!(
+            "{shape}: a training step with a dispatch per step disagrees with the CPU reference \
+             on '{}' {why}",
+            gpu.info.name
+        )));
+    }
+    Ok(check
+        .persistent
+        .map(|why| format!("disagrees with the CPU reference {why}")))
+}
+
+/// What `checked_step` found wrong with each way of running the steps (None: right).
+struct StepCheck {
+    /// A dispatch per step, in the kernel the context's policy takes.
+    steps: Option<String>,
+    /// The persistent kernel, where the model fits it.
+    persistent: Option<String>,
+}
+
+/// Gate pre-activations (T * B * G * H values) the recurrence check below keeps in f64 at
+/// most: 128 MiB. Longer sequences of large batches are checked on their first steps only.
+const CHECK_GATE_VALUES: usize = 1 << 24;
+
+/// One training step of `shape`'s model each way against the f64 CPU reference (`parity`, at
+/// its bound for the precision; over all of T where that keeps the reference within
+/// `CHECK_GATE_VALUES`, else over the longest T that does, at least 64): for each way that
+/// disagrees, the bound and its three worst tensors.
+fn checked_step(
+    gpu: &Gpu,
+    arch: Arch,
+    shape: Shape,
+    plan_options: PlanOptions,
+) -> Result<StepCheck, Error> {
     let gate_values = shape.batch * arch.cell.gates() * shape.hidden;
     let shape = Shape {
         seq_len: shape
@@ -452,43 +496,35 @@ fn persistent_left_out(
         ..shape
     };
     let (config, params, batch) = shape.problem(arch);
-    if let Err(e) = Recurrence::Persistent.resolve(gpu, &config, shape.batch) {
-        return Ok(Some(e.to_string()));
-    }
     let report =
         crate::internals::parity::run_parity_with(gpu, &config, &params, &batch, plan_options)?;
-    // `parity`'s bound for the precision: f16 storage rounds where the reference does not.
+    // f16 storage rounds where the reference does not: `parity`'s bound for the precision.
     let tolerance = crate::internals::parity::tolerance(plan_options.precision);
     let (persistent, steps): (Vec<_>, Vec<_>) = report
         .failures(tolerance)
         .into_iter()
         .partition(|c| c.name.starts_with("persistent: "));
     // the worst three tensors (one wrong step makes most of them wrong)
-    let listed = |failures: &[&crate::internals::parity::Comparison]| {
-        let mut worst = failures.to_vec();
+    let listed = |failures: Vec<&crate::internals::parity::Comparison>| {
+        if failures.is_empty() {
+            return None;
+        }
+        let mut worst = failures.clone();
         worst.sort_by(|x, y| y.rel_error.total_cmp(&x.rel_error));
         let lines: Vec<String> = worst.iter().take(3).map(|c| c.to_string()).collect();
-        match failures.len() {
-            0..=3 => lines.join("; "),
-            n => format!("{}; and {} more", lines.join("; "), n - 3),
-        }
+        let more = match failures.len() {
+            0..=3 => String::new(),
+            n => format!("; and {} more", n - 3),
+        };
+        Some(format!(
+            "(||gpu - cpu|| / ||cpu|| > {tolerance:e}): {}{more}",
+            lines.join("; ")
+        ))
     };
-    if !steps.is_empty() {
-        return Err(Error::Gpu(format!(
-            "{shape}: a training step with a dispatch per step disagrees with the CPU reference \
-             on '{}' (||gpu - cpu|| / ||cpu|| > {:e}): {}",
-            gpu.info.name,
-            tolerance,
-            listed(&steps)
-        )));
-    }
-    Ok((!persistent.is_empty()).then(|| {
-        format!(
-            "disagrees with the CPU reference (||gpu - cpu|| / ||cpu|| > {:e}): {}",
-            tolerance,
-            listed(&persistent)
-        )
-    }))
+    Ok(StepCheck {
+        steps: listed(steps),
+        persistent: listed(persistent),
+    })
 }
 
 /// Where `shape`'s model fits the persistent kernel (else None): checks that both ways give
@@ -522,10 +558,7 @@ pub fn tune_recurrence(
             times[i].push(run.median_ms);
         }
     }
-    let [steps_ms, persistent_ms] = times.map(|mut t| {
-        t.sort_by(f64::total_cmp);
-        t.get(t.len() / 2).copied().unwrap_or(f64::NAN)
-    });
+    let [steps_ms, persistent_ms] = times.map(median);
     let (rule_ms, other, other_ms) = match rule {
         Recurrence::Persistent => (persistent_ms, Recurrence::Steps, steps_ms),
         _ => (steps_ms, Recurrence::Persistent, persistent_ms),
@@ -545,6 +578,81 @@ pub fn tune_recurrence(
         steps_ms,
         persistent_ms,
         persistent_left_out: left_out,
+    }))
+}
+
+/// One f16 model's time steps as tuned (`tune_steps`): the kernel kept (the rule's is
+/// `StepKernel::MatrixUnits`) and the median ms of a training step on each (NaN for one left
+/// out).
+pub struct TunedSteps {
+    /// The model's steps as the tuning cache keys them.
+    pub shape: RecurrenceShape,
+    /// The kernel kept: the matrix units, unless the tiles were faster by `tuning::MARGIN`
+    /// or the matrix units' step was left out.
+    pub choice: StepKernel,
+    /// Median ms of a training step with its time steps on the matrix units (step_coop.wgsl).
+    pub units_ms: f64,
+    /// Median ms of a training step with its time steps on fused.wgsl's tiles.
+    pub tiled_ms: f64,
+    /// Why the matrix units' step was not timed: it disagrees with the CPU reference.
+    pub units_left_out: Option<String>,
+}
+
+/// At f16 where the matrix units are on (else None): checks that their step kernel gives
+/// `shape`'s training step right (`checked_step`), times a training step with one dispatch
+/// per time step on the matrix units and on fused.wgsl's tiles, `rounds` times interleaved
+/// (median of 3 steps after one warm-up each), and keeps the tiles only where they beat the
+/// matrix units (the rule) by `tuning::MARGIN`, or where the matrix units' step is wrong. The
+/// context keeps the choice.
+pub fn tune_steps(
+    gpu: &Gpu,
+    arch: Arch,
+    shape: Shape,
+    plan_options: PlanOptions,
+    rounds: usize,
+) -> Result<Option<TunedSteps>, Error> {
+    if plan_options.precision != Precision::F16 || gpu.matrix_units().is_err() {
+        return Ok(None);
+    }
+    let (config, _, _) = shape.problem(arch);
+    let key = (config.cell, config.hidden_size, shape.batch);
+    gpu.set_step_choice(key, StepKernel::MatrixUnits);
+    let check = checked_step(gpu, arch, shape, plan_options)?;
+    let left_out = (check.steps).map(|why| format!("disagrees with the CPU reference {why}"));
+    let ways: &[StepKernel] = match left_out {
+        Some(_) => &[StepKernel::Tiled],
+        None => &[StepKernel::MatrixUnits, StepKernel::Tiled],
+    };
+    let mut times = [Vec::new(), Vec::new()];
+    for _ in 0..rounds.max(1) {
+        for &way in ways {
+            gpu.set_step_choice(key, way);
+            let run = bench_shape(
+                Some(gpu),
+                arch,
+                shape,
+                1,
+                3,
+                plan_options,
+                Recurrence::Steps,
+            )?;
+            times[(way == StepKernel::Tiled) as usize].push(run.median_ms);
+        }
+    }
+    let [units_ms, tiled_ms] = times.map(median);
+    // NaN (left out) compares false: the matrix units are kept only when timed.
+    let choice = if tiled_ms < tuning::MARGIN * units_ms || units_ms.is_nan() {
+        StepKernel::Tiled
+    } else {
+        StepKernel::MatrixUnits
+    };
+    gpu.set_step_choice(key, choice);
+    Ok(Some(TunedSteps {
+        shape: key,
+        choice,
+        units_ms,
+        tiled_ms,
+        units_left_out: left_out,
     }))
 }
 
@@ -618,10 +726,12 @@ impl DistributedResult {
     }
 }
 
+/// The median of `times` (NaN for none: a way left out untimed).
 fn median(mut times: Vec<f64>) -> f64 {
     times.sort_by(f64::total_cmp);
     let n = times.len();
     match n % 2 {
+        _ if n == 0 => f64::NAN,
         1 => times[n / 2],
         _ => (times[n / 2 - 1] + times[n / 2]) / 2.0,
     }

@@ -6,7 +6,7 @@ use anyhow::Result;
 use rnn_wgpu::internals::bench::{
     bench_distributed, bench_shape, recurrent_dispatches_per_step, Arch, Shape, SUITE,
 };
-use rnn_wgpu::internals::gpu::Recurrence;
+use rnn_wgpu::internals::gpu::{Recurrence, StepKernel};
 use rnn_wgpu::Cell;
 
 #[derive(clap::Args)]
@@ -235,8 +235,9 @@ fn run_alone(args: &BenchArgs) -> Result<()> {
                 if let Some(plan) = &r.plan {
                     print!("{}", plan.describe());
                 }
-                let recurrence = match r.recurrence {
-                    Some(Recurrence::Persistent) => " (persistent recurrence)",
+                let recurrence = match (r.recurrence, r.step_kernel) {
+                    (Some(Recurrence::Persistent), _) => " (persistent recurrence)",
+                    (_, Some(StepKernel::MatrixUnits)) => " (steps on matrix units)",
                     _ => "",
                 };
                 println!(

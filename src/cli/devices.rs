@@ -80,9 +80,11 @@ pub fn run() -> Result<ExitCode> {
                     )
                 }
                 Some((path, Ok(t))) => println!(
-                    "tuning: {} products and {} recurrences for this adapter in {}",
+                    "tuning: {} products, {} recurrences and {} f16 step kernels for this \
+                     adapter in {}",
                     t.products.len(),
                     t.recurrences.len(),
+                    t.steps.len(),
                     path.display()
                 ),
                 Some((_, Err(e))) => println!("tuning: {e}"),

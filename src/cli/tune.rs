@@ -1,19 +1,21 @@
 //! `rnn-wgpu tune`: times every matrix-product kernel `Auto` chooses among on the products of
-//! the benchmark suite (or of each --shape), and both ways of running the steps where a model
-//! fits the persistent kernel; keeps the fastest, and caches the choices for this adapter
+//! the benchmark suite (or of each --shape), both step kernels at --precision f16 where the
+//! matrix units are on, and both ways of running the steps where a model fits the persistent
+//! kernel; keeps the fastest, and caches the choices for this adapter
 //! (`rnn_wgpu::internals::gpu::tuning`); later commands load them. A kernel is timed only once
 //! its product is right (`tuning::Check`); those left out are listed under their product.
 
 use anyhow::{bail, Context, Result};
-use rnn_wgpu::internals::bench::{bench_shape, tune_recurrence, Shape, SUITE};
+use rnn_wgpu::internals::bench::{bench_shape, tune_recurrence, tune_steps, Shape, SUITE};
 use rnn_wgpu::internals::gpu::tuning::{self, Tuning};
-use rnn_wgpu::internals::gpu::Recurrence;
+use rnn_wgpu::internals::gpu::{Recurrence, StepKernel};
 use rnn_wgpu::Gpu;
 
 #[derive(clap::Args)]
 pub struct TuneArgs {
     /// Tune this shape B,T,I,H (repeatable) instead of the suite's shapes; with --recurrence
-    /// steps or persistent only its products are tuned.
+    /// persistent only its products are tuned, with steps its products and (f16, matrix units
+    /// on) its step kernels.
     #[arg(long)]
     pub shape: Vec<Shape>,
     #[command(flatten)]
@@ -93,11 +95,37 @@ pub fn run(args: TuneArgs) -> Result<()> {
             changed += (t.choice != t.rule) as usize;
             tuned.products.push((product, t.choice));
         }
+        let options = args.engine.options();
+        // At f16 with the matrix units on, its time steps on them and on the tiles.
+        let steps = args.engine.recurrence != Recurrence::Persistent;
+        let tuned_steps = match steps {
+            true => tune_steps(&gpu, arch, shape, options, args.rounds)?,
+            false => None,
+        };
+        if let Some(t) = tuned_steps {
+            let rule = StepKernel::MatrixUnits;
+            let ms = |kernel| match kernel {
+                StepKernel::MatrixUnits => t.units_ms,
+                StepKernel::Tiled => t.tiled_ms,
+            };
+            let what = tuning::steps_key(t.shape);
+            let (rule_ms, choice) = (ms(rule), (t.choice.name(), ms(t.choice)));
+            row(&what, (rule.name(), rule_ms), choice, t.choice == rule);
+            if let Some(why) = &t.units_left_out {
+                println!("{:<26} matrix-units left out: {why}", "");
+                eprintln!(
+                    "warning: the matrix units' time step is wrong on this adapter for {what}; \
+                     the cache makes it run on the tiles. Please report it with `rnn-wgpu \
+                     devices`' output"
+                );
+            }
+            changed += (t.choice != rule) as usize;
+            tuned.steps.push((t.shape, t.choice));
+        }
         // Then, where the model fits one workgroup, both ways of running its steps.
         if args.engine.recurrence != Recurrence::Auto {
             continue;
         }
-        let options = args.engine.options();
         if let Some(t) = tune_recurrence(&gpu, arch, shape, options, args.rounds)? {
             let ms = |way: Recurrence| match way {
                 Recurrence::Persistent => t.persistent_ms,

@@ -5,7 +5,7 @@
 use super::device::{Device, MatrixUnits};
 use super::kernels::Kernel;
 use super::pipelines::Pipelines;
-use super::policy::{KernelPolicy, Product, Recurrence, RecurrenceShape};
+use super::policy::{KernelPolicy, Product, Recurrence, RecurrenceShape, StepKernel};
 use super::tiles::{GemmKernel, StepTile};
 use crate::error::Error;
 use std::collections::BTreeSet;
@@ -119,6 +119,21 @@ impl Gpu {
     pub fn forget_recurrence_choice(&self, shape: RecurrenceShape) {
         self.change_policy(|p| {
             p.recurrences.remove(&shape);
+        });
+    }
+
+    /// Makes f16 models of `shape` run their time steps on `kernel` where the matrix units
+    /// are on (what `bench::tune_steps` and `tuning::load_cache` do; also for tests).
+    pub fn set_step_choice(&self, shape: RecurrenceShape, kernel: StepKernel) {
+        self.change_policy(|p| {
+            p.step_kernels.insert(shape, kernel);
+        });
+    }
+
+    /// The rule again for the time steps of `shape` (the matrix units, where they are on).
+    pub fn forget_step_choice(&self, shape: RecurrenceShape) {
+        self.change_policy(|p| {
+            p.step_kernels.remove(&shape);
         });
     }
 

@@ -28,6 +28,6 @@ pub use device::{
 };
 pub use kernels::{Elements, Kernel, Shader};
 pub use model::{GpuModel, GpuOutput, Request};
-pub use policy::{KernelPolicy, Recurrence};
+pub use policy::{KernelPolicy, Recurrence, StepKernel};
 pub use recorder::{Phase, PhaseTimes};
 pub use tiles::{GemmKernel, GemmTile, StepShape, StepTile};

@@ -27,7 +27,7 @@ use super::context::Gpu;
 use super::gemm::{record_gemm, Operand, Output};
 use super::kernels::{column_blocks, Elements, Kernel};
 use super::model::{GpuModel, LossParams, ReduceParams, Request, StepParams};
-use super::policy::Recurrence;
+use super::policy::{Recurrence, StepKernel};
 use super::recorder::{Phase, Recorder};
 use super::recurrence::persistent_steps_per_dispatch;
 use super::stack::record_copy;
@@ -387,9 +387,9 @@ impl GpuModel {
     }
 
     /// The fused step kernel at `batch` rows of `precision` in `direction`, and its grid: on
-    /// the matrix units (step_coop.wgsl) for f16 storage where they are on and the policy
-    /// forces no tile, else fused.wgsl in the policy's tile or the rule's. Refused where one
-    /// invocation would loop past the adapter's limit (llvmpipe, with H in the thousands).
+    /// the matrix units (step_coop.wgsl) where `StepKernel::resolve` says so, else fused.wgsl
+    /// in the policy's tile or the rule's. Refused where one invocation would loop past the
+    /// adapter's limit (llvmpipe, with H in the thousands).
     fn step_shape(
         &self,
         gpu: &Gpu,
@@ -399,12 +399,14 @@ impl GpuModel {
     ) -> Result<(StepShape, [u32; 3]), Error> {
         let (cell, hidden) = (self.config.cell, self.config.hidden_size);
         let what = format!("a time step of a {cell} cell of hidden size {hidden}");
-        let forced = rec.policy().step_tile();
-        let shape = match gpu.matrix_units() {
-            Ok(subgroup) if forced.is_none() && precision == Precision::F16 => {
-                StepShape::Coop { subgroup }
+        let policy = rec.policy();
+        let kernel = StepKernel::resolve(gpu, policy, &self.config, batch, precision);
+        let shape = match (kernel, gpu.matrix_units()) {
+            (StepKernel::MatrixUnits, Ok(subgroup)) => StepShape::Coop { subgroup },
+            _ => {
+                let forced = policy.step_tile();
+                StepShape::Tile(self.step_tile(gpu, forced, batch, direction, &what)?)
             }
-            _ => StepShape::Tile(self.step_tile(gpu, forced, batch, direction, &what)?),
         };
         gpu.check_loops(&what, shape.iterations(cell.gates(), hidden))?;
         Ok((shape, gpu.grid(&what, shape.workgroups(batch, hidden))?))

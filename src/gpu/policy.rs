@@ -64,12 +64,28 @@ pub enum Recurrence {
 
 text_enum!(Recurrence { Auto => "auto", Steps => "steps", Persistent => "persistent" });
 
+/// Which kernel runs an f16 model's time steps where the matrix units are on (under f32, or
+/// with them off, fused.wgsl's tiles are the only one). The rule is `MatrixUnits`;
+/// `rnn-wgpu tune --precision f16` keeps `Tiled` for a (cell, hidden, batch) where it timed
+/// the tiles faster, or where the matrix units' step disagrees with the CPU reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StepKernel {
+    /// fused.wgsl, in the shape `StepTile::for_shape` picks.
+    Tiled,
+    /// step_coop.wgsl, on 16x16x16 cooperative matrices.
+    MatrixUnits,
+}
+
+text_enum!(StepKernel { Tiled => "tiled", MatrixUnits => "matrix-units" });
+
 /// The tuned table and the forced shapes. Immutable once made: `Gpu` replaces it whole
 /// (`Gpu::set_policy` and the setters built on it).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct KernelPolicy {
     pub(crate) products: HashMap<Product, GemmKernel>,
     pub(crate) recurrences: HashMap<RecurrenceShape, Recurrence>,
+    /// The step kernel of f16 models where the matrix units are on.
+    pub(crate) step_kernels: HashMap<RecurrenceShape, StepKernel>,
     /// The step kernels' workgroup shape in place of `StepTile::for_shape`'s rule.
     pub(crate) step_tile: Option<StepTile>,
 }
@@ -83,6 +99,12 @@ impl KernelPolicy {
     /// The way `Recurrence::Auto` runs the steps of `shape`, where one was tuned.
     pub fn recurrence(&self, shape: RecurrenceShape) -> Option<Recurrence> {
         self.recurrences.get(&shape).copied()
+    }
+
+    /// The kernel that runs the time steps of `shape` at f16 with the matrix units on, where
+    /// one was tuned.
+    pub fn step_kernel(&self, shape: RecurrenceShape) -> Option<StepKernel> {
+        self.step_kernels.get(&shape).copied()
     }
 
     /// The fused step kernels' forced workgroup shape.

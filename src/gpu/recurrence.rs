@@ -1,11 +1,12 @@
 //! How a cell's time steps are dispatched: one fused kernel per step (shaders/fused.wgsl, over
-//! tiles of `tiles::StepTile`), or all of a segment's steps in one workgroup
-//! (shaders/persistent.wgsl).
+//! tiles of `tiles::StepTile`, or shaders/step_coop.wgsl on the matrix units: `StepKernel`),
+//! or all of a segment's steps in one workgroup (shaders/persistent.wgsl).
 
 use super::context::Gpu;
-use super::policy::Recurrence;
+use super::policy::{KernelPolicy, Recurrence, StepKernel};
 use crate::config::{Cell, ModelConfig};
 use crate::error::Error;
+use crate::precision::Precision;
 
 /// Floats of W_hh the persistent kernels keep in workgroup memory (`W_CACHE` in
 /// persistent.wgsl): 16 KiB, what every WebGPU adapter offers.
@@ -74,6 +75,28 @@ impl Recurrence {
                     Recurrence::Steps
                 })
             }
+        }
+    }
+}
+
+impl StepKernel {
+    /// The kernel that runs the time steps of `config` at `batch` rows stored in `precision`
+    /// under `policy` on this adapter, where they run one dispatch per step: the matrix units
+    /// for f16 where they are on, unless the policy forces a step tile or `rnn-wgpu tune` kept
+    /// the tiles for this shape; else the tiles.
+    pub fn resolve(
+        gpu: &Gpu,
+        policy: &KernelPolicy,
+        config: &ModelConfig,
+        batch: usize,
+        precision: Precision,
+    ) -> StepKernel {
+        let tuned = policy.step_kernel((config.cell, config.hidden_size, batch));
+        let wanted = policy.step_tile().is_none() && tuned != Some(StepKernel::Tiled);
+        if wanted && precision == Precision::F16 && gpu.matrix_units().is_ok() {
+            StepKernel::MatrixUnits
+        } else {
+            StepKernel::Tiled
         }
     }
 }

@@ -1,7 +1,8 @@
 //! One-time tuning of the automatic choices: on this adapter, time every kernel
 //! `GemmKernel::Auto` chooses among (`GemmKernel::candidates`) on each matrix product a model
-//! runs, and, where a model fits the persistent recurrence, both ways of running its steps
-//! (`Recurrence::Auto`; `bench::tune_recurrence` times them); keep the fastest, and cache the
+//! runs, where a model fits the persistent recurrence, both ways of running its steps
+//! (`Recurrence::Auto`; `bench::tune_recurrence` times them), and at f16 with the matrix units
+//! on, both step kernels (`StepKernel`; `bench::tune_steps`); keep the fastest, and cache the
 //! choices on disk for later runs.
 //!
 //! The rules were measured on two adapters (llvmpipe and an NVIDIA H200); on others their
@@ -19,8 +20,8 @@
 use super::context::Gpu;
 use super::gemm::{matmul_using, time_products, Placement};
 use super::kernels::Shader;
-use super::policy::Recurrence;
 pub use super::policy::{Product, RecurrenceShape};
+use super::policy::{Recurrence, StepKernel};
 use super::tiles::GemmKernel;
 use crate::error::Error;
 use crate::internals::parity::Comparison;
@@ -41,12 +42,15 @@ pub struct Tuning {
     /// The way `Recurrence::Auto` runs the steps of each tuned (cell, hidden, batch) shape:
     /// `Steps` or `Persistent`.
     pub recurrences: Vec<(RecurrenceShape, Recurrence)>,
+    /// The kernel that runs the time steps of each tuned (cell, hidden, batch) shape at f16
+    /// with the matrix units on.
+    pub steps: Vec<(RecurrenceShape, StepKernel)>,
 }
 
 impl Tuning {
-    /// Choices held, products and recurrences together.
+    /// Choices held, products, recurrences and step kernels together.
     pub fn len(&self) -> usize {
-        self.products.len() + self.recurrences.len()
+        self.products.len() + self.recurrences.len() + self.steps.len()
     }
 
     /// Whether it holds no choice.
@@ -403,14 +407,26 @@ fn parse_product(key: &str) -> Option<Product> {
 }
 
 /// "recurrence lstm h=32 b=64", a recurrence's key in the cache (and its name in the table).
-pub fn recurrence_key((cell, hidden, batch): RecurrenceShape) -> String {
-    format!("recurrence {cell} h={hidden} b={batch}")
+pub fn recurrence_key(shape: RecurrenceShape) -> String {
+    shape_key("recurrence", shape)
 }
 
-fn parse_recurrence(key: &str) -> Option<RecurrenceShape> {
-    let words: Vec<&str> = key.split(' ').collect();
+/// "f16 steps lstm h=32 b=64", the key of a step kernel's choice in the cache (and its name in
+/// the table).
+pub fn steps_key(shape: RecurrenceShape) -> String {
+    shape_key("f16 steps", shape)
+}
+
+fn shape_key(what: &str, (cell, hidden, batch): RecurrenceShape) -> String {
+    format!("{what} {cell} h={hidden} b={batch}")
+}
+
+/// The shape of a key `shape_key` wrote for `what`.
+fn parse_shape_key(what: &str, key: &str) -> Option<RecurrenceShape> {
+    let rest = key.strip_prefix(what)?.strip_prefix(' ')?;
+    let words: Vec<&str> = rest.split(' ').collect();
     match words.as_slice() {
-        &["recurrence", cell, hidden, batch] => Some((
+        &[cell, hidden, batch] => Some((
             cell.parse().ok()?,
             hidden.strip_prefix("h=")?.parse().ok()?,
             batch.strip_prefix("b=")?.parse().ok()?,
@@ -462,7 +478,13 @@ pub fn read_tuning(gpu: &Gpu, path: &Path) -> Result<Tuning, Error> {
         .ok_or_else(|| bad("no object of products".into()))?;
     for (key, value) in entries {
         let name = value.as_str().unwrap_or_default();
-        if let Some(shape) = parse_recurrence(key) {
+        if let Some(shape) = parse_shape_key("f16 steps", key) {
+            let kernel = (name.parse().ok())
+                .ok_or_else(|| bad(format!("a step kernel {value} for {key}")))?;
+            tuning.steps.push((shape, kernel));
+            continue;
+        }
+        if let Some(shape) = parse_shape_key("recurrence", key) {
             let fits = Recurrence::fits_cell(shape.0, shape.1);
             let recurrence = name
                 .parse()
@@ -498,6 +520,9 @@ pub fn write_tuning(gpu: &Gpu, path: &Path, tuned: &Tuning) -> Result<(), Error>
     for &(shape, recurrence) in &tuned.recurrences {
         entries.insert(recurrence_key(shape), Value::from(recurrence.name()));
     }
+    for &(shape, kernel) in &tuned.steps {
+        entries.insert(steps_key(shape), Value::from(kernel.name()));
+    }
     let mut file = Map::new();
     file.insert("format".into(), Value::from(FORMAT));
     file.insert("adapters".into(), Value::Object(adapters));
@@ -518,6 +543,9 @@ pub fn apply(gpu: &Gpu, tuning: &Tuning) {
     }
     for &(shape, recurrence) in &tuning.recurrences {
         gpu.set_recurrence_choice(shape, recurrence);
+    }
+    for &(shape, kernel) in &tuning.steps {
+        gpu.set_step_choice(shape, kernel);
     }
 }
 

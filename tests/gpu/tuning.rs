@@ -9,10 +9,10 @@ use super::gemm::{cases, mismatch, random, run_case};
 use super::seed;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use rnn_wgpu::internals::bench::{bench_shape, tune_recurrence, Arch, Shape};
+use rnn_wgpu::internals::bench::{bench_shape, tune_recurrence, tune_steps, Arch, Shape};
 use rnn_wgpu::internals::gpu::gemm::{matmul_using, GemmKernel, Placement};
 use rnn_wgpu::internals::gpu::tuning::{self, Check, Product, Tuning};
-use rnn_wgpu::internals::gpu::{Kernel, Recurrence};
+use rnn_wgpu::internals::gpu::{Kernel, MatrixUnits, Recurrence, StepKernel};
 use rnn_wgpu::internals::plan::PlanOptions;
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
 use rnn_wgpu::{Gpu, Precision};
@@ -270,11 +270,16 @@ fn the_cache_keeps_other_adapters_and_refuses_what_it_cannot_trust() {
             ((Cell::Gru, 36, 1), Recurrence::Persistent),
             ((Cell::Lstm, 512, 64), Recurrence::Steps),
         ],
+        steps: vec![
+            ((Cell::Gru, 17, 33), StepKernel::Tiled),
+            ((Cell::Lstm, 512, 256), StepKernel::MatrixUnits),
+        ],
     };
     tuning::write_tuning(&gpu, &path, &tuned).unwrap();
     let mut read = tuning::read_tuning(&gpu, &path).unwrap();
     read.products.sort_by_key(|(p, _)| *p);
     read.recurrences.sort_by_key(|((_, h, _), _)| *h);
+    read.steps.sort_by_key(|((_, h, _), _)| *h);
     assert_eq!(read, tuned);
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(
@@ -282,6 +287,8 @@ fn the_cache_keeps_other_adapters_and_refuses_what_it_cannot_trust() {
         "{text}"
     );
     assert!(text.contains("\"65x17x257 nt f16,f16\""), "{text}");
+    let step = "\"f16 steps lstm h=512 b=256\": \"matrix-units\"";
+    assert!(text.contains(step), "{text}");
 
     // what cannot be trusted is refused, naming the file and the entry
     let key = tuning::adapter_key(&gpu);
@@ -310,6 +317,10 @@ fn the_cache_keeps_other_adapters_and_refuses_what_it_cannot_trust() {
             "recurrence lstm h=33 b=8",
         ),
         (with(r#"{"recurrence lstm h=32 b=8": "auto"}"#), "\"auto\""),
+        (
+            with(r#"{"f16 steps gru h=32 b=8": "fastest"}"#),
+            "a step kernel \"fastest\"",
+        ),
     ] {
         std::fs::write(&path, &text).unwrap();
         let e = tuning::read_tuning(&gpu, &path).unwrap_err().to_string();
@@ -322,7 +333,52 @@ fn the_cache_keeps_other_adapters_and_refuses_what_it_cannot_trust() {
     std::fs::write(&path, r#"{"format": 99, "adapters": 3}"#).unwrap();
     assert!(tuning::read_tuning(&gpu, &path).unwrap().is_empty());
     tuning::write_tuning(&gpu, &path, &tuned).unwrap();
-    assert_eq!(tuning::read_tuning(&gpu, &path).unwrap().len(), 5);
+    assert_eq!(tuning::read_tuning(&gpu, &path).unwrap().len(), 7);
+}
+
+/// Tuning the step kernels (f16, matrix units on; here emulated) checks the matrix units' step
+/// against the CPU reference, times both kernels and keeps one; the choice is what the steps
+/// then run on (each context below compiles only what it records). Without the matrix units,
+/// or at f32, there is nothing to tune.
+#[test]
+fn tuning_the_step_kernels_times_both_and_the_choice_is_what_runs() {
+    let gpu = Gpu::with_matrix_units(MatrixUnits::Emulate).unwrap();
+    let arch = one_layer(Cell::Lstm);
+    let half = whole_sequence(Precision::F16);
+    let shape: Shape = "17,6,3,33".parse().unwrap();
+    let tuned = tune_steps(&gpu, arch, shape, half, 1).unwrap().unwrap();
+    assert_eq!(tuned.units_left_out, None);
+    assert!(tuned.units_ms > 0.0 && tuned.tiled_ms > 0.0);
+    let key = (Cell::Lstm, 33, 17);
+    assert_eq!(tuned.shape, key);
+    assert_eq!(gpu.policy().step_kernel(key), Some(tuned.choice));
+    let full = whole_sequence(Precision::F32);
+    assert!(tune_steps(&gpu, arch, shape, full, 1).unwrap().is_none());
+    assert!(tune_steps(&context(), arch, shape, half, 1)
+        .unwrap()
+        .is_none());
+
+    for (choice, runs, not) in [
+        (
+            StepKernel::Tiled,
+            Kernel::LstmForward,
+            Kernel::LstmForwardCoop,
+        ),
+        (
+            StepKernel::MatrixUnits,
+            Kernel::LstmBackwardCoop,
+            Kernel::LstmBackward,
+        ),
+    ] {
+        let gpu = Gpu::with_matrix_units(MatrixUnits::Emulate).unwrap();
+        gpu.set_step_choice(key, choice);
+        bench_shape(Some(&gpu), arch, shape, 0, 1, half, Recurrence::Steps).unwrap();
+        let compiled = gpu.compiled_kernels();
+        assert!(
+            compiled.contains(&runs) && !compiled.contains(&not),
+            "{choice}: {compiled:?}"
+        );
+    }
 }
 
 /// A tuned recurrence is what `Recurrence::Auto` resolves to for that cell, hidden size and
