@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One prepared run on a lent GPU machine (the library's `device` tool), most important first:
 # whether wgpu sees the GPU through Vulkan, parity there (the fused step kernels included),
-# f16 storage's parity and the cooperative-matrix products' (RNN_WGPU_MATRIX_UNITS=on) before
-# the suite at f16 with matrix units off and on,
+# f16 storage's parity and that of the products and time steps on cooperative matrices
+# (RNN_WGPU_MATRIX_UNITS=on) before the suite at f16 with matrix units off, on, and on for the
+# products only,
 # NaN and infinity noticed as on the CPU,
 # the bench suite with this build and the previous main's build alternating, PyTorch's cuDNN
 # LSTM on the same shapes (TF32 off and default), the fused step kernels in other workgroup
@@ -58,6 +59,7 @@ if [ -n "${QUICK:-}" ]; then
     torch_shapes=(--shape 8,20,2,16)
     products=(64,64,64,nn)
     tiles=(4x4x8)
+    f16_tile=4x4x8
 else
     suite=()
     small=("lstm 1,100,2,32" "lstm 8,100,2,32" "lstm 64,100,2,32" "lstm 256,100,2,32"
@@ -70,6 +72,9 @@ else
         2048,128,32768,tn 32768,2048,128,nt 512,128,64000,tn)
     # against the rule's 8x8 (slices of 32 forward, 64 backward on most GPUs)
     tiles=(8x8x16 16x16x16 4x16x32 16x4x32 2x32x32)
+    # the rule's 8x8 invocations, with slices of 32 as it picks for the LSTM's forward step
+    # where workgroup memory is 32 KiB (one tile for every shape: the matrix units' steps off)
+    f16_tile=8x8x32
 fi
 
 log "parity on this adapter (exits non-zero above 1e-4)"
@@ -103,11 +108,14 @@ for units in off on; do
         --seq-len 160 --input 9 --hidden 33
 done
 
-log "bench suite at f16: matrix units off, then on (against the f32 suite below and cuDNN TF32)"
+log "bench suite at f16: matrix units off, then on (against the f32 suite below and cuDNN TF32),"
+log "then on with the time steps on fused.wgsl's tiles (RNN_WGPU_STEP_TILE=$f16_tile)"
 for units in off on; do
     RNN_WGPU_MATRIX_UNITS=$units run "$BIN" bench "${suite[@]}" --precision f16 --runs 10 \
         --warmup 3 --json
 done
+RNN_WGPU_MATRIX_UNITS=on RNN_WGPU_STEP_TILE=$f16_tile run "$BIN" bench "${suite[@]}" --precision f16 \
+    --runs 10 --warmup 3 --json
 
 log "non-finite values: a ReLU RNN that overflows stops at step 1, naming the same time step on both"
 # (min, max and clamp may drop a NaN on NVIDIA; the kernels test the bits instead)

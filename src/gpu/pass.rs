@@ -793,8 +793,8 @@ impl GpuModel {
         c: usize,
         k: usize,
     ) -> Result<(), Error> {
-        let batch = (ws.batch, ws.precision());
-        let (shape, groups) = self.step_shape(gpu, rec, batch, Direction::Backward)?;
+        let rows = (ws.batch, ws.precision());
+        let (shape, groups) = self.step_shape(gpu, rec, rows, Direction::Backward)?;
         for t in (1..=ws.segments[k].len).rev() {
             let launch = CellLaunch::Step { t, shape, groups };
             self.record_cell_kernel(rec, ws, (c, k), Direction::Backward, launch);
