@@ -93,8 +93,9 @@ fn step_forward_coop(
 ) {
     let h = p.hidden;
     let step = p.step;
-    // (first row, first unit), inline: computed in a function, naga's uniformity analysis
-    // refused every cooperative operation after the return below.
+    // (first row, first unit), inline: computed in a function (even one of its arguments
+    // alone), naga's uniformity analysis refused every cooperative operation after the return
+    // below.
     let tiles = wg.x + wg.y * groups.x;
     let unit_tiles = (h + T - 1u) / T;
     let tile = vec2<u32>((tiles / unit_tiles) * T, (tiles % unit_tiles) * T);
@@ -172,8 +173,9 @@ fn step_backward_coop(
     let h = p.hidden;
     let step = p.step;
     let gh = GATES * h;
-    // (first row, first unit), inline: computed in a function, naga's uniformity analysis
-    // refused every cooperative operation after the return below.
+    // (first row, first unit), inline: computed in a function (even one of its arguments
+    // alone), naga's uniformity analysis refused every cooperative operation after the return
+    // below.
     let tiles = wg.x + wg.y * groups.x;
     let unit_tiles = (h + T - 1u) / T;
     let tile = vec2<u32>((tiles / unit_tiles) * T, (tiles % unit_tiles) * T);
