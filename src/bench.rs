@@ -505,14 +505,13 @@ fn checked_step(
         .into_iter()
         .partition(|c| c.name.starts_with("persistent: "));
     // the worst three tensors (one wrong step makes most of them wrong)
-    let listed = |failures: Vec<&crate::internals::parity::Comparison>| {
-        if failures.is_empty() {
+    let listed = |mut worst: Vec<&crate::internals::parity::Comparison>| {
+        if worst.is_empty() {
             return None;
         }
-        let mut worst = failures.clone();
         worst.sort_by(|x, y| y.rel_error.total_cmp(&x.rel_error));
         let lines: Vec<String> = worst.iter().take(3).map(|c| c.to_string()).collect();
-        let more = match failures.len() {
+        let more = match worst.len() {
             0..=3 => String::new(),
             n => format!("; and {} more", n - 3),
         };
@@ -730,8 +729,10 @@ impl DistributedResult {
 fn median(mut times: Vec<f64>) -> f64 {
     times.sort_by(f64::total_cmp);
     let n = times.len();
+    if n == 0 {
+        return f64::NAN;
+    }
     match n % 2 {
-        _ if n == 0 => f64::NAN,
         1 => times[n / 2],
         _ => (times[n / 2 - 1] + times[n / 2]) / 2.0,
     }

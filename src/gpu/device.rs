@@ -57,7 +57,7 @@ pub struct Device {
     pub info: wgpu::AdapterInfo,
     /// The adapter's own limits, all requested for the device.
     pub limits: wgpu::Limits,
-    /// The subgroup size the cooperative-matrix products run with, or why they do not run.
+    /// The subgroup size the cooperative-matrix kernels run with, or why they do not run.
     matrix_units: Result<u32, String>,
     /// Whether they run emulated (`MatrixUnits::Emulate`).
     matrix_units_emulated: bool,
@@ -104,24 +104,25 @@ pub fn enumerate_adapters() -> Vec<AdapterSummary> {
         .collect()
 }
 
-/// The environment variable that turns the cooperative-matrix products on: wgpu offers
-/// cooperative matrices only as an experimental feature, so using them is the user's explicit
-/// choice ("on"); off by default. "emulate" runs their kernel with the matrix operations
-/// written out in plain WGSL (`MatrixUnits::Emulate`).
+/// The environment variable that turns the cooperative-matrix kernels (f16 products and time
+/// steps) on: wgpu offers cooperative matrices only as an experimental feature, so using them
+/// is the user's explicit choice ("on"); off by default. "emulate" runs those kernels with the
+/// matrix operations written out in plain WGSL (`MatrixUnits::Emulate`).
 pub const MATRIX_UNITS_VAR: &str = "RNN_WGPU_MATRIX_UNITS";
 
-/// Whether the matrix products of f16 operands run on cooperative matrices
-/// (`RNN_WGPU_MATRIX_UNITS`).
+/// Whether the matrix products of f16 operands and the f16 time steps run on cooperative
+/// matrices (`RNN_WGPU_MATRIX_UNITS`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MatrixUnits {
-    /// The tiled kernels for every product (the default).
+    /// The tiled kernels for every product and step (the default).
     #[default]
     Off,
-    /// gemm_coop.wgsl on the adapter's cooperative matrices, where it lists the shape.
+    /// gemm_coop.wgsl and step_coop.wgsl on the adapter's cooperative matrices, where it lists
+    /// the shape.
     On,
-    /// gemm_coop.wgsl with its cooperative-matrix operations replaced by plain WGSL
-    /// (`coop_emulation.rs`), on any adapter with f16: slow, for checking that kernel's code
-    /// on adapters without matrix units (llvmpipe in CI).
+    /// gemm_coop.wgsl and step_coop.wgsl with their cooperative-matrix operations replaced by
+    /// plain WGSL (`coop_emulation.rs`), on any adapter with f16: slow, for checking those
+    /// kernels' code on adapters without matrix units (llvmpipe in CI).
     Emulate,
 }
 
@@ -141,10 +142,10 @@ impl MatrixUnits {
 /// dispatch under llvmpipe's loop limit sums a K that is split into parts.
 const EMULATED_WORKGROUP: u32 = 256;
 
-/// The subgroup size to run the cooperative-matrix products with on `adapter` under `mode`,
-/// or why they stay off: not asked for, no f16 or cooperative matrices, no 16x16x16 f16 x f16
-/// -> f32 shape listed, or a subgroup size that varies (gemm_coop.wgsl is one subgroup per
-/// workgroup, and must know its size).
+/// The subgroup size to run the cooperative-matrix kernels with on `adapter` under `mode`, or
+/// why they stay off: not asked for, no f16 or cooperative matrices, no 16x16x16 f16 x f16 ->
+/// f32 shape listed, or a subgroup size that varies (gemm_coop.wgsl and step_coop.wgsl are one
+/// subgroup per workgroup, and must know its size).
 fn matrix_units(adapter: &wgpu::Adapter, mode: MatrixUnits) -> Result<u32, String> {
     let f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
     match mode {
@@ -250,7 +251,7 @@ impl Device {
             features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
             // SAFETY: the user asked for wgpu's experimental cooperative matrices
             // (RNN_WGPU_MATRIX_UNITS=on), which wgpu documents may hit bugs of its own; only
-            // gemm_coop.wgsl uses them, on the shape the adapter lists.
+            // gemm_coop.wgsl and step_coop.wgsl use them, on the shape the adapter lists.
             experimental = unsafe { wgpu::ExperimentalFeatures::enabled() };
         }
         let (device, queue) = adapter
@@ -323,7 +324,7 @@ impl Device {
         )
     }
 
-    /// The subgroup size of the cooperative-matrix products (f16 x f16 -> f32 16x16x16 tiles)
+    /// The subgroup size of the cooperative-matrix kernels (f16 x f16 -> f32 16x16x16 tiles)
     /// where they are on, else why not (a line for reports).
     pub fn matrix_units(&self) -> Result<u32, &str> {
         self.matrix_units
@@ -332,7 +333,7 @@ impl Device {
             .map_err(String::as_str)
     }
 
-    /// Whether the cooperative-matrix products run emulated in plain WGSL
+    /// Whether the cooperative-matrix kernels run emulated in plain WGSL
     /// (`MatrixUnits::Emulate`).
     pub fn matrix_units_emulated(&self) -> bool {
         self.matrix_units_emulated

@@ -157,14 +157,6 @@ impl StepShape {
     /// Batch rows and hidden units per workgroup of step_coop.wgsl (`T`).
     pub const COOP_TILE: usize = 16;
 
-    /// The pipeline's `override` constants.
-    pub(crate) fn pipeline(self) -> PipelineShape {
-        match self {
-            StepShape::Tile(tile) => PipelineShape::Step(tile),
-            StepShape::Coop { subgroup } => PipelineShape::Coop { subgroup },
-        }
-    }
-
     /// Workgroups of one step over `batch` rows of `hidden` units.
     pub fn workgroups(self, batch: usize, hidden: usize) -> u64 {
         match self {
@@ -209,7 +201,10 @@ fn coop_step_iterations(subgroup: u32, gates: usize, hidden: usize) -> u64 {
 
 impl From<StepShape> for PipelineShape {
     fn from(shape: StepShape) -> Self {
-        shape.pipeline()
+        match shape {
+            StepShape::Tile(tile) => PipelineShape::Step(tile),
+            StepShape::Coop { subgroup } => PipelineShape::Coop { subgroup },
+        }
     }
 }
 
@@ -471,9 +466,10 @@ pub(crate) enum PipelineShape {
     Step(StepTile),
     /// A tiled product's shape (gemm.wgsl).
     Gemm(GemmTile),
-    /// The cooperative-matrix product's workgroup: one subgroup of this many invocations.
+    /// A cooperative-matrix kernel's workgroup (gemm_coop.wgsl, step_coop.wgsl): one subgroup
+    /// of this many invocations.
     Coop {
-        /// The adapter's subgroup size (`WG_SIZE` in gemm_coop.wgsl).
+        /// The adapter's subgroup size (`WG_SIZE` in both files).
         subgroup: u32,
     },
 }

@@ -39,8 +39,8 @@ pub fn gpu() -> &'static Gpu {
 }
 
 /// A second context on the same adapter with the matrix units emulated
-/// (`MatrixUnits::Emulate`), so that gemm_coop.wgsl's code runs where the adapter has no matrix
-/// units. It needs f16, which llvmpipe has: without it the tests fail, never skip.
+/// (`MatrixUnits::Emulate`), so that the code of gemm_coop.wgsl and step_coop.wgsl runs where
+/// the adapter has no matrix units. It needs f16, which llvmpipe has: without it the tests fail, never skip.
 pub fn emulated_matrix_units() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
