@@ -5,15 +5,16 @@
 //! explicit bit checks of shaders/finite.wgsl.)
 
 use super::common::TempDir;
-use super::{gpu, seed};
+use super::{emulated_matrix_units, gpu, seed};
 use rnn_wgpu::checkpoint::{self, Checkpoint};
 use rnn_wgpu::internals::gpu::optim::GpuOptimizer;
 use rnn_wgpu::internals::gpu::Recurrence;
 use rnn_wgpu::internals::non_finite::{locate, NonFinite};
 use rnn_wgpu::internals::parity::random_problem;
+use rnn_wgpu::internals::plan::PlanOptions;
 use rnn_wgpu::optim::{CpuOptimizer, OptimizerConfig, OptimizerKind};
 use rnn_wgpu::{cpu, Activation, Batch, Cell, Loss, ModelConfig, Params, Readout};
-use rnn_wgpu::{GpuModel, Request};
+use rnn_wgpu::{Gpu, GpuModel, Precision, Request};
 use std::process::Command;
 
 const SEQ_LEN: usize = 17;
@@ -101,33 +102,69 @@ fn grad_pattern(grads: &Params<f32>) -> Vec<(String, bool)> {
 /// the loss non-finite; `locate` names the spoiled value.
 #[test]
 fn both_engines_report_injected_nan_and_inf_alike() {
+    let failed = non_finite_disagreements(gpu(), Precision::F32, &[17, 65], 900);
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// As above under f16 storage, on the fused step tiles and with the matrix units emulated
+/// (hidden 17 and 33: one and more than one 16-unit tile of step_coop.wgsl): a NaN or an
+/// infinity rounded to f16 and carried through the f16 x f16 products reaches the same
+/// places as in the CPU engine's f16 mirror.
+#[test]
+fn at_f16_both_engines_report_injected_nan_and_inf_alike() {
+    let mut failed = non_finite_disagreements(gpu(), Precision::F16, &[17, 33], 930);
+    let emulated = emulated_matrix_units();
+    failed.extend(
+        (non_finite_disagreements(emulated, Precision::F16, &[17, 33], 930).into_iter())
+            .map(|e| format!("matrix units emulated: {e}")),
+    );
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// Every cell and activation, both losses and every spoil at each of `hiddens` on `gpu`,
+/// stored in `precision`: the cases where the engines disagree, described.
+fn non_finite_disagreements(
+    gpu: &Gpu,
+    precision: Precision,
+    hiddens: &[usize],
+    first_seed: u64,
+) -> Vec<String> {
     let mut failed = Vec::new();
     let mut case = 0;
     for (cell, activation) in super::common::EVERY_CELL {
-        for hidden in [17, 65] {
+        for &hidden in hiddens {
             for loss in [Loss::Mse, Loss::CrossEntropy] {
                 for spoil in Spoil::ALL {
                     case += 1;
                     let config = config(cell, activation, hidden, loss);
                     let label = format!("{cell:?}/{activation:?} H={hidden} {loss} {spoil:?}");
-                    if let Err(e) = check_case(&config, spoil, seed(900 + case)) {
+                    let run = Run { gpu, precision };
+                    if let Err(e) = check_case(run, &config, spoil, seed(first_seed + case)) {
                         failed.push(format!("{label}: {e}"));
                     }
                 }
             }
         }
     }
-    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    failed
 }
 
-fn check_case(config: &ModelConfig, spoil: Spoil, seed: u64) -> Result<(), String> {
+/// Where a case runs: the GPU context and the storage precision of both engines.
+#[derive(Clone, Copy)]
+struct Run<'g> {
+    gpu: &'g Gpu,
+    precision: Precision,
+}
+
+fn check_case(run: Run, config: &ModelConfig, spoil: Spoil, seed: u64) -> Result<(), String> {
     let (mut params, mut batch) = random_problem(config, SEQ_LEN, BATCH, seed);
     let expected = spoil.apply(&mut params, &mut batch);
     let found = locate(config, &params, &batch).map_err(|e| e.to_string())?;
     if !found.as_ref().is_some_and(|f| same(f, &expected)) {
         return Err(format!("locate found {found:?}, expected {expected:?}"));
     }
-    let fwd = cpu::forward(config, &params, &batch).map_err(|e| e.to_string())?;
+    let fwd =
+        cpu::forward_in(config, &params, &batch, None, run.precision).map_err(|e| e.to_string())?;
     let bwd = cpu::backward(config, &params, &batch, &fwd);
     if matches!(spoil, Spoil::WeightNan | Spoil::InputNan) && fwd.loss.is_finite() {
         return Err(format!("the CPU engine's loss is {} for a NaN", fwd.loss));
@@ -137,10 +174,15 @@ fn check_case(config: &ModelConfig, spoil: Spoil, seed: u64) -> Result<(), Strin
         recurrences.push(Recurrence::Persistent);
     }
     for recurrence in recurrences {
-        let mut model = GpuModel::new(gpu(), *config, &params).map_err(|e| e.to_string())?;
+        let mut model = GpuModel::new(run.gpu, *config, &params).map_err(|e| e.to_string())?;
+        let options = PlanOptions {
+            precision: run.precision,
+            ..Default::default()
+        };
+        model.set_plan_options(options, 0);
         model.recurrence = recurrence;
         let out = model
-            .run(gpu(), &batch, Request::everything())
+            .run(run.gpu, &batch, Request::everything())
             .map_err(|e| e.to_string())?;
         let differs = |what: &str, cpu: String, gpu: String| {
             Err(format!("{recurrence:?}: {what}: CPU {cpu}, GPU {gpu}"))
