@@ -453,7 +453,8 @@ fn persistent_left_out(
     if let Err(e) = Recurrence::Persistent.resolve(gpu, &config, shape.batch) {
         return Ok(Some(e.to_string()));
     }
-    let check = checked_step(gpu, arch, shape, plan_options)?;
+    let ways = [Recurrence::Steps, Recurrence::Persistent];
+    let check = checked_step(gpu, arch, shape, plan_options, &ways)?;
     if let Some(why) = check.steps {
         return Err(Error::Gpu(format!(
             "{shape}: a training step with a dispatch per step disagrees with the CPU reference \
@@ -478,15 +479,16 @@ struct StepCheck {
 /// most: 128 MiB. Longer sequences of large batches are checked on their first steps only.
 const CHECK_GATE_VALUES: usize = 1 << 24;
 
-/// One training step of `shape`'s model each way against the f64 CPU reference (`parity`, at
-/// its bound for the precision; over all of T where that keeps the reference within
-/// `CHECK_GATE_VALUES`, else over the longest T that does, at least 64): for each way that
-/// disagrees, the bound and its three worst tensors.
+/// One training step of `shape`'s model each of `ways` (Steps, Persistent) against the f64
+/// CPU reference (`parity`, at its bound for the precision; over all of T where that keeps the
+/// reference within `CHECK_GATE_VALUES`, else over the longest T that does, at least 64): for
+/// each way that disagrees, the bound and its three worst tensors.
 fn checked_step(
     gpu: &Gpu,
     arch: Arch,
     shape: Shape,
     plan_options: PlanOptions,
+    ways: &[Recurrence],
 ) -> Result<StepCheck, Error> {
     let gate_values = shape.batch * arch.cell.gates() * shape.hidden;
     let shape = Shape {
@@ -496,8 +498,8 @@ fn checked_step(
         ..shape
     };
     let (config, params, batch) = shape.problem(arch);
-    let report =
-        crate::internals::parity::run_parity_with(gpu, &config, &params, &batch, plan_options)?;
+    let problem = (&config, &params, &batch);
+    let report = crate::internals::parity::run_parity_on(gpu, problem, plan_options, ways)?;
     // f16 storage rounds where the reference does not: `parity`'s bound for the precision.
     let tolerance = crate::internals::parity::tolerance(plan_options.precision);
     let (persistent, steps): (Vec<_>, Vec<_>) = report
@@ -616,7 +618,7 @@ pub fn tune_steps(
     let (config, _, _) = shape.problem(arch);
     let key = (config.cell, config.hidden_size, shape.batch);
     gpu.set_step_choice(key, StepKernel::MatrixUnits);
-    let check = checked_step(gpu, arch, shape, plan_options)?;
+    let check = checked_step(gpu, arch, shape, plan_options, &[Recurrence::Steps])?;
     let left_out = (check.steps).map(|why| format!("disagrees with the CPU reference {why}"));
     let ways: &[StepKernel] = match left_out {
         Some(_) => &[StepKernel::Tiled],

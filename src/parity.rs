@@ -203,17 +203,32 @@ pub fn run_parity_with(
     batch: &Batch<f32>,
     options: PlanOptions,
 ) -> Result<ParityReport, Error> {
+    let mut recurrences = vec![Recurrence::Steps];
+    if Recurrence::fits(config) {
+        recurrences.push(Recurrence::Persistent);
+    }
+    run_parity_on(gpu, (config, params, batch), options, &recurrences)
+}
+
+/// `run_parity_with` running the GPU's side each of `recurrences` ways (Steps or Persistent;
+/// the persistent run's tensors are named "persistent: ..."), the reference's once.
+pub fn run_parity_on(
+    gpu: &Gpu,
+    (config, params, batch): (&ModelConfig, &Params<f32>, &Batch<f32>),
+    options: PlanOptions,
+    recurrences: &[Recurrence],
+) -> Result<ParityReport, Error> {
     let params64: Params<f64> = params.cast();
     let batch64: Batch<f64> = batch.cast();
     let fwd = cpu::forward_in(config, &params64, &batch64, None, options.precision)?;
     let (bwd, scale) = reference_backward(config, (&params64, &batch64), &fwd);
 
     let mut comparisons = Vec::new();
-    let mut recurrences = vec![(Recurrence::Steps, "")];
-    if Recurrence::fits(config) {
-        recurrences.push((Recurrence::Persistent, "persistent: "));
-    }
-    for (recurrence, prefix) in recurrences {
+    for &recurrence in recurrences {
+        let prefix = match recurrence {
+            Recurrence::Persistent => "persistent: ",
+            _ => "",
+        };
         let mut model = GpuModel::new(gpu, *config, params)?;
         model.set_plan_options(options, 0);
         model.recurrence = recurrence;
