@@ -58,7 +58,7 @@ if [ -n "${QUICK:-}" ]; then
     small=("lstm 1,100,2,32")
     torch_shapes=(--shape 8,20,2,16)
     products=(64,64,64,nn)
-    tiles=(4x4x8)
+    tiles=(4x4x8 4x4x4x2)
     f16_tile=4x4x8
 else
     suite=()
@@ -70,11 +70,13 @@ else
     # dW_ih, the input projection; (64, 1000, 2, 128): dW_hh
     products=(4096,4096,4096,nn 256,2048,512,nt 256,512,2048,nn 2048,512,32768,tn
         2048,128,32768,tn 32768,2048,128,nt 512,128,64000,tn)
-    # against the rule's 8x8 (slices of 32 forward, 64 backward on most GPUs)
-    tiles=(8x8x16 16x16x16 4x16x32 16x4x32 2x32x32)
-    # the rule's 8x8 invocations, with slices of 32 as it picks for the LSTM's forward step
-    # where workgroup memory is 32 KiB (one tile for every shape: the matrix units' steps off)
-    f16_tile=8x8x32
+    # against the rule's 4 layers of 8x8 splitting K (8x8x16x4 at every suite shape where the
+    # workgroup memory is 48 KiB or more): K whole as the rule kept it before, split 2 ways,
+    # 4 ways with shorter stages, and other layer shapes
+    tiles=(8x8x64 8x8x32x2 8x8x8x4 16x4x8x4 4x16x16x4 16x16x16)
+    # the rule's tile at every suite shape on a GPU with 48 KiB of workgroup memory (one
+    # tile for every shape: the matrix units' steps off)
+    f16_tile=8x8x16x4
 fi
 
 log "parity on this adapter (exits non-zero above 1e-4)"
@@ -152,7 +154,7 @@ for tf32 in off default; do
         "${torch_shapes[@]}"
 done
 
-log "fused step kernels: the suite in other workgroup shapes (RNN_WGPU_STEP_TILE=UNITSxROWSxSLICE)"
+log "fused step kernels: the suite in other workgroup shapes (RNN_WGPU_STEP_TILE=UNITSxROWSxSLICE[xSPLIT])"
 for tile in "${tiles[@]}"; do
     RNN_WGPU_STEP_TILE=$tile run "$BIN" parity --cell lstm --batch 64 --seq-len 16 --input 16 \
         --hidden 257 --output 1

@@ -10,15 +10,21 @@
 //           (only t < the segment's length, p.run_end; the border from the next segment is a
 //           GEMM before the steps), then cell_backward(t, b*H + j), which needs only (b, j) and
 //           takes dE/dh_t as dh[t] + h_carry.
-// Each sum runs over k in order from 0 in one f32 accumulator per output, with no atomics, so
-// reruns are bit-identical.
+// Each sum runs over k in order from 0 in one f32 accumulator per output and layer, the
+// layers added in a fixed order, with no atomics, so reruns are bit-identical (and every
+// tile shape with K_SPLIT = 1 gives the same bits).
 //
 // Tiles. An invocation owns ROWS_PER = 4 batch rows by UNITS_PER = 4 units (one vec4 per row and
-// gate); a workgroup of GROUP_UNITS x GROUP_ROWS invocations owns 4*GROUP_ROWS rows by
-// 4*GROUP_UNITS units. K runs in slices of SLICE (up to 64, less where the adapter's workgroup
-// memory is short) staged in workgroup memory as vec4s: rows along batch (stage_rows), units
-// along hidden (stage_units forward, stage_column backward). All three are overridable per pipeline; the host chooses them
-// (StepTile in src/gpu/tiles.rs).
+// gate); a layer of GROUP_UNITS x GROUP_ROWS invocations owns 4*GROUP_ROWS rows by
+// 4*GROUP_UNITS units. K runs in stages of K_SPLIT * SLICE values staged in workgroup memory as
+// vec4s: rows along batch (stage_rows), units along hidden (stage_units forward, stage_column
+// backward). A workgroup is K_SPLIT such layers (workgroup z) over the same outputs: layer q
+// sums slice q of every stage, and at the end layer 0 adds the other layers' sums to its own
+// in layer order (`layers_sum`) and runs the epilogue. Splitting K so puts K_SPLIT times the
+// invocations on a step whose B*H/16 outputs would leave a large GPU's cores mostly idle,
+// each summing 1/K_SPLIT of K, at the cost of 2 barriers per accumulator column at the end.
+// All four are overridable per pipeline; the host chooses them (StepTile in
+// src/gpu/tiles.rs).
 // Napkin maths per k, per invocation (workgroup-memory loads, vec4):
 //   forward   1 (h) + G (W_hh) loads for 16*G FMAs: LSTM 64 FMAs / 5 loads, GRU 48 / 4, RNN 16 / 2
 //   backward  1 (dgates) + 1 (W_hh) loads for 16 FMAs
@@ -41,13 +47,19 @@ const UNITS_PER: u32 = 4u;
 override GROUP_UNITS: u32 = 8u;
 override GROUP_ROWS: u32 = 8u;
 override SLICE: u32 = 16u;
+// Layers of invocations splitting each stage of K (workgroup z).
+override K_SPLIT: u32 = 1u;
+// K per stage is K_SPLIT * SLICE (stage_k), invocations per workgroup K_SPLIT * GROUP_UNITS *
+// GROUP_ROWS (invocations); the arrays below write the products out.
 
 // stage_rows[kk * GROUP_ROWS + q][r] = A[tile row 4q + r, k0 + kk], A = h_{t-1} or dgates[t+1]
-var<workgroup> stage_rows: array<vec4<f32>, SLICE * GROUP_ROWS>;
+var<workgroup> stage_rows: array<vec4<f32>, K_SPLIT * SLICE * GROUP_ROWS>;
 // forward: stage_units[(kk * GATES + g) * GROUP_UNITS + q][u] = W_hh's weight of gate g,
 // unit 4q + u at k0 + kk; backward: stage_column[kk * GROUP_UNITS + q][u] = W_hh[k0 + kk, 4q + u]
-var<workgroup> stage_units: array<vec4<f32>, SLICE * GATES * GROUP_UNITS>;
-var<workgroup> stage_column: array<vec4<f32>, SLICE * GROUP_UNITS>;
+var<workgroup> stage_units: array<vec4<f32>, K_SPLIT * SLICE * GATES * GROUP_UNITS>;
+var<workgroup> stage_column: array<vec4<f32>, K_SPLIT * SLICE * GROUP_UNITS>;
+// layers_sum's exchange: one accumulator column of every invocation
+var<workgroup> layer_parts: array<vec4<f32>, K_SPLIT * GROUP_UNITS * GROUP_ROWS>;
 
 // Where this workgroup's tile starts: (first row, first unit). Tiles are numbered along units
 // first over a 1D grid (the host splits it over x and y past 65,535 workgroups).
@@ -60,12 +72,22 @@ fn fused_tile(wg: vec3<u32>, groups: vec3<u32>) -> vec2<u32> {
     );
 }
 
+// Invocations per workgroup, and K per stage.
+fn invocations() -> u32 {
+    return K_SPLIT * GROUP_UNITS * GROUP_ROWS;
+}
+
+fn stage_k() -> u32 {
+    return K_SPLIT * SLICE;
+}
+
 // Rows [first_row, first_row + 4*GROUP_ROWS) of a row-major [B, width] matrix at `base`,
-// columns k0 .. k0 + SLICE, into stage_rows (0 past B or past width).
+// columns k0 .. k0 + stage_k(), into stage_rows (0 past B or past width).
 fn stage_row_slice(lid: u32, first_row: u32, base: u32, width: u32, k0: u32, from_dgates: bool) {
-    for (var e = lid; e < ROWS_PER * GROUP_ROWS * SLICE; e += GROUP_UNITS * GROUP_ROWS) {
-        let row = e / SLICE;
-        let kk = e % SLICE;
+    let stage = stage_k();
+    for (var e = lid; e < ROWS_PER * GROUP_ROWS * stage; e += invocations()) {
+        let row = e / stage;
+        let kk = e % stage;
         let b = first_row + row;
         let k = k0 + kk;
         var value = 0.0;
@@ -88,7 +110,29 @@ fn add_outer(acc: mat4x4<f32>, rows: vec4<f32>, w: vec4<f32>) -> mat4x4<f32> {
         acc[3] + rows.w * w);
 }
 
-@compute @workgroup_size(GROUP_UNITS, GROUP_ROWS, 1)
+// Layer 0's acc plus the other layers' (each the same outputs' sum over its slices of K), added
+// in layer order one column at a time through layer_parts; the other layers get their own
+// back. Runs in every invocation (it has barriers), only where K_SPLIT > 1.
+fn layers_sum(local: vec3<u32>, acc: mat4x4<f32>) -> mat4x4<f32> {
+    let layer = GROUP_UNITS * GROUP_ROWS;
+    let me = local.y * GROUP_UNITS + local.x;
+    var sum = acc;
+    for (var r = 0u; r < 4u; r++) {
+        layer_parts[local.z * layer + me] = acc[r];
+        workgroupBarrier();
+        if (local.z == 0u) {
+            var column = acc[r];
+            for (var q = 1u; q < K_SPLIT; q++) {
+                column += layer_parts[q * layer + me];
+            }
+            sum[r] = column;
+        }
+        workgroupBarrier();
+    }
+    return sum;
+}
+
+@compute @workgroup_size(GROUP_UNITS, GROUP_ROWS, K_SPLIT)
 fn step_forward(
     @builtin(local_invocation_index) lid: u32,
     @builtin(local_invocation_id) local: vec3<u32>,
@@ -105,12 +149,13 @@ fn step_forward(
     var acc_1: mat4x4<f32>;
     var acc_2: mat4x4<f32>;
     var acc_3: mat4x4<f32>;
-    for (var k0 = 0u; k0 < h; k0 += SLICE) {
+    let stage = stage_k();
+    for (var k0 = 0u; k0 < h; k0 += stage) {
         stage_row_slice(lid, tile.x, (t - 1u) * p.batch * h, h, k0, false);
         // W_hh rows of the tile's units, all gates: neighbouring invocations read along k
-        for (var e = lid; e < GATES * tile_units * SLICE; e += GROUP_UNITS * GROUP_ROWS) {
-            let kk = e % SLICE;
-            let gate_unit = e / SLICE;
+        for (var e = lid; e < GATES * tile_units * stage; e += invocations()) {
+            let kk = e % stage;
+            let gate_unit = e / stage;
             let g = gate_unit / tile_units;
             let u = gate_unit % tile_units;
             let j = tile.y + u;
@@ -122,7 +167,8 @@ fn step_forward(
             stage_units[(kk * GATES + g) * GROUP_UNITS + u / UNITS_PER][u % UNITS_PER] = w;
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < SLICE; kk++) {
+        // this layer's slice of the stage
+        for (var kk = local.z * SLICE; kk < (local.z + 1u) * SLICE; kk++) {
             let rows = stage_rows[kk * GROUP_ROWS + local.y];
             let w = kk * GATES * GROUP_UNITS + local.x;
             acc_0 = add_outer(acc_0, rows, stage_units[w]);
@@ -137,6 +183,21 @@ fn step_forward(
             }
         }
         workgroupBarrier();
+    }
+    if (K_SPLIT > 1u) {
+        acc_0 = layers_sum(local, acc_0);
+        if (GATES > 1u) {
+            acc_1 = layers_sum(local, acc_1);
+        }
+        if (GATES > 2u) {
+            acc_2 = layers_sum(local, acc_2);
+        }
+        if (GATES > 3u) {
+            acc_3 = layers_sum(local, acc_3);
+        }
+    }
+    if (local.z > 0u) {
+        return;
     }
     let b = tile.x + local.y * ROWS_PER;
     let j = tile.y + local.x * UNITS_PER;
@@ -172,7 +233,7 @@ fn finish_forward(b: u32, j: u32, g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>, g
     }
 }
 
-@compute @workgroup_size(GROUP_UNITS, GROUP_ROWS, 1)
+@compute @workgroup_size(GROUP_UNITS, GROUP_ROWS, K_SPLIT)
 fn step_backward(
     @builtin(local_invocation_index) lid: u32,
     @builtin(local_invocation_id) local: vec3<u32>,
@@ -188,10 +249,11 @@ fn step_backward(
     var acc: mat4x4<f32>;
     // No product at the segment's last step (the border from the next segment came first)
     let k_end = select(0u, gh, t < p.run_end);
-    for (var k0 = 0u; k0 < k_end; k0 += SLICE) {
+    let stage = stage_k();
+    for (var k0 = 0u; k0 < k_end; k0 += stage) {
         stage_row_slice(lid, tile.x, t * p.batch * gh, gh, k0, true);
         // W_hh[k0 + kk, tile units]: neighbouring invocations read along units
-        for (var e = lid; e < tile_units * SLICE; e += GROUP_UNITS * GROUP_ROWS) {
+        for (var e = lid; e < tile_units * stage; e += invocations()) {
             let u = e % tile_units;
             let kk = e / tile_units;
             let j = tile.y + u;
@@ -203,11 +265,17 @@ fn step_backward(
             stage_column[kk * GROUP_UNITS + u / UNITS_PER][u % UNITS_PER] = w;
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < SLICE; kk++) {
+        for (var kk = local.z * SLICE; kk < (local.z + 1u) * SLICE; kk++) {
             let rows = stage_rows[kk * GROUP_ROWS + local.y];
             acc = add_outer(acc, rows, stage_column[kk * GROUP_UNITS + local.x]);
         }
         workgroupBarrier();
+    }
+    if (K_SPLIT > 1u) {
+        acc = layers_sum(local, acc);
+    }
+    if (local.z > 0u) {
+        return;
     }
     let b = tile.x + local.y * ROWS_PER;
     let j = tile.y + local.x * UNITS_PER;

@@ -8,7 +8,9 @@
 //! though neither runs on this machine.
 
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
-use rnn_wgpu::internals::gpu::{coop_emulation, Elements, GemmTile, Kernel, Shader, StepTile};
+use rnn_wgpu::internals::gpu::{
+    coop_emulation, Elements, GemmTile, Kernel, Shader, StepSite, StepTile,
+};
 use rnn_wgpu::Precision;
 
 /// Every combination of element types: the host binds f16 and f32 buffers in any of the
@@ -57,16 +59,30 @@ fn validate(shader: Shader, elements: Elements, module: &naga::Module) -> Module
 }
 
 /// Every workgroup shape `StepTile::for_shape` picks for a cell of `gates` gates, over batches
-/// and hidden sizes from 1 up, within WebGPU's default 16 KiB of workgroup memory and 32 KiB.
+/// and hidden sizes from 1 up, within WebGPU's default 16 KiB of workgroup memory, 32 KiB and
+/// NVIDIA's 48 KiB, with K split (a GPU) and not (a CPU adapter).
 fn step_tiles(gates: usize) -> Vec<StepTile> {
     let mut tiles = Vec::new();
     for batch in [1, 3, 8, 9, 17, 65, 257, 4096] {
         for hidden in [1, 3, 17, 33, 65, 129, 257, 1024] {
-            for storage in [16 << 10, 32 << 10] {
-                let tile = StepTile::for_shape(batch, hidden, gates, storage);
-                assert!(tile.storage_bytes(gates) <= storage as u64, "{tile:?}");
-                if !tiles.contains(&tile) {
-                    tiles.push(tile);
+            for storage_bytes in [16 << 10, 32 << 10, 48 << 10] {
+                for split_k in [false, true] {
+                    let site = StepSite {
+                        batch,
+                        hidden,
+                        staged: gates,
+                        storage_bytes,
+                        split_k,
+                    };
+                    let tile = StepTile::for_shape(site);
+                    assert!(
+                        tile.storage_bytes(gates) <= storage_bytes as u64,
+                        "{tile:?}"
+                    );
+                    assert!(tile.invocations() <= 256, "{tile:?}");
+                    if !tiles.contains(&tile) {
+                        tiles.push(tile);
+                    }
                 }
             }
         }

@@ -30,4 +30,4 @@ pub use kernels::{Elements, Kernel, Shader};
 pub use model::{GpuModel, GpuOutput, Request};
 pub use policy::{KernelPolicy, Recurrence, StepKernel};
 pub use recorder::{Phase, PhaseTimes};
-pub use tiles::{GemmKernel, GemmTile, StepShape, StepTile};
+pub use tiles::{GemmKernel, GemmTile, StepShape, StepSite, StepTile};

@@ -31,7 +31,7 @@ use super::policy::{Recurrence, StepKernel};
 use super::recorder::{Phase, Recorder};
 use super::recurrence::persistent_steps_per_dispatch;
 use super::stack::record_copy;
-use super::tiles::{StepShape, StepTile};
+use super::tiles::{StepShape, StepSite, StepTile};
 use super::workspace::Workspace;
 use crate::config::{Activation, Loss, Readout};
 use crate::error::Error;
@@ -428,12 +428,15 @@ impl GpuModel {
             Direction::Forward => self.config.cell.gates(),
             Direction::Backward => 1,
         };
-        let hidden = self.config.hidden_size;
-        let tile = forced.unwrap_or_else(|| StepTile::for_shape(batch, hidden, staged, storage));
-        let (bytes, invocations) = (
-            tile.storage_bytes(staged),
-            tile.group_units * tile.group_rows,
-        );
+        let site = StepSite {
+            batch,
+            hidden: self.config.hidden_size,
+            staged,
+            storage_bytes: storage,
+            split_k: gpu.info.device_type != wgpu::DeviceType::Cpu,
+        };
+        let tile = forced.unwrap_or_else(|| StepTile::for_shape(site));
+        let (bytes, invocations) = (tile.storage_bytes(staged), tile.invocations());
         if bytes > storage as u64 || invocations > gpu.limits.max_compute_invocations_per_workgroup
         {
             return Err(Error::Config(format!(

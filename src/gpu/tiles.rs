@@ -9,16 +9,36 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The workgroup shape of fused.wgsl's step kernels, set per pipeline through its `override`
-/// constants: `group_units` x `group_rows` invocations, each owning `ROWS_PER` batch rows by
-/// `UNITS_PER` hidden units (all of their gates), staging `slice` values of K at a time.
+/// constants: `k_split` layers of `group_units` x `group_rows` invocations, each invocation
+/// owning `ROWS_PER` batch rows by `UNITS_PER` hidden units (all of their gates) and each layer
+/// summing its own `slice` values of every stage of `k_split * slice` values of K.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct StepTile {
     /// Invocations along hidden units (`GROUP_UNITS`, workgroup x).
     pub group_units: u32,
     /// Invocations along batch rows (`GROUP_ROWS`, workgroup y).
     pub group_rows: u32,
-    /// Values of K staged in workgroup memory at a time (`SLICE`).
+    /// Values of K per layer and stage staged in workgroup memory (`SLICE`).
     pub slice: u32,
+    /// Layers of invocations over the same outputs, each summing a slice of every stage of K
+    /// (`K_SPLIT`, workgroup z); 1 sums K in one accumulator per output.
+    pub k_split: u32,
+}
+
+/// Where a step runs, for `StepTile::for_shape`: its size, and what the adapter offers.
+#[derive(Clone, Copy, Debug)]
+pub struct StepSite {
+    /// Batch rows.
+    pub batch: usize,
+    /// Hidden units.
+    pub hidden: usize,
+    /// Rows of W_hh staged per unit and k: the cell's gates forward, 1 backward.
+    pub staged: usize,
+    /// The adapter's workgroup memory in bytes.
+    pub storage_bytes: u32,
+    /// Whether K may be split over layers of invocations (`StepTile::k_split`): on a GPU, not
+    /// on a CPU adapter such as llvmpipe, whose few cores the rule's tiles already fill.
+    pub split_k: bool,
 }
 
 impl StepTile {
@@ -28,38 +48,75 @@ impl StepTile {
     pub const UNITS_PER: usize = 4;
     /// Invocations per workgroup: two warps of 32 or one wave of 64.
     const INVOCATIONS: u32 = 64;
-    /// The longest slice of K staged at a time.
-    const SLICE: u32 = 64;
+    /// The most K staged at a time.
+    const STAGE: u32 = 64;
+    /// Invocations a step should have at work before splitting K stops paying: a large GPU
+    /// keeps ~2,000 invocations resident on each of its ~100 cores (an H100: 132 SMs of up to
+    /// 2,048 threads) and hides its latencies from 8 warps or so a core, ~32,000 in all. The
+    /// rule's tiles give a step only B*H/16 (8,192 at B = 256, H = 512).
+    const FILL: u64 = 32_768;
+    /// The most layers: 4 x 64 invocations, WebGPU's default limit of 256 per workgroup.
+    const MAX_K_SPLIT: u32 = 4;
+    /// The least K a layer sums per stage of the forward step (K = H) when K is split.
+    const MIN_LAYER_K: usize = 16;
 
-    /// The shape for `batch` rows of `hidden` units, staging `gates` rows of W_hh per unit, within
-    /// `storage_bytes` of workgroup memory: 32 x 32 tiles (8 x 8 invocations), or for a batch
-    /// of at most 8 rows, 8 rows by up to 128 units; narrower along units where `hidden` would
-    /// leave more than half of them idle; slices of K of 64, or shorter where the staged values
-    /// would not fit (the LSTM forward's 32 x 32 tile at 64 takes 40 KiB).
-    pub fn for_shape(batch: usize, hidden: usize, gates: usize, storage_bytes: u32) -> StepTile {
-        let group_rows = if batch <= 2 * Self::ROWS_PER { 2 } else { 8 };
+    /// The shape for a step at `site`: 32 x 32 tiles (8 x 8 invocations), or for a batch of at
+    /// most 8 rows, 8 rows by up to 128 units; narrower along units where `hidden` would leave
+    /// more than half of them idle; on a GPU, K split over 2 or 4 layers while the step's
+    /// invocations stay within `FILL` and each layer keeps `MIN_LAYER_K` of H; stages of 64
+    /// values of K, or fewer where they would not fit the workgroup memory (the LSTM forward's
+    /// 32 x 32 tile at 64 takes 41 KiB).
+    pub fn for_shape(site: StepSite) -> StepTile {
+        let group_rows = if site.batch <= 2 * Self::ROWS_PER {
+            2
+        } else {
+            8
+        };
         let mut group_units = Self::INVOCATIONS / group_rows;
-        while group_units > 8 && (group_units as usize / 2) * Self::UNITS_PER >= hidden {
+        while group_units > 8 && (group_units as usize / 2) * Self::UNITS_PER >= site.hidden {
             group_units /= 2;
         }
         let mut tile = StepTile {
             group_units,
             group_rows,
-            slice: Self::SLICE,
+            slice: Self::STAGE,
+            k_split: 1,
         };
-        while tile.slice > 1 && tile.storage_bytes(gates) > storage_bytes as u64 {
+        let layer = (group_units * group_rows) as u64;
+        let in_step =
+            |t: StepTile| t.workgroups(site.batch, site.hidden) * layer * t.k_split as u64;
+        while site.split_k
+            && tile.k_split < Self::MAX_K_SPLIT
+            && in_step(tile) * 2 <= Self::FILL
+            && site.hidden >= 2 * tile.k_split as usize * Self::MIN_LAYER_K
+        {
+            tile.k_split *= 2;
+            tile.slice /= 2;
+        }
+        while tile.slice > 1 && tile.storage_bytes(site.staged) > site.storage_bytes as u64 {
             tile.slice /= 2;
         }
         tile
     }
 
-    /// Workgroup memory a step kernel stages per slice of K, staging `gates` rows of W_hh per
-    /// unit: a vec4 per 4 rows (`stage_rows` in fused.wgsl) and per 4 units and staged gate
-    /// (forward `stage_units`, all the cell's gates; backward `stage_column`, 1). An entry
+    /// Workgroup memory a step kernel uses, staging `gates` rows of W_hh per unit: per value of
+    /// a stage of K, a vec4 per 4 rows (`stage_rows` in fused.wgsl) and per 4 units and staged
+    /// gate (forward `stage_units`, all the cell's gates; backward `stage_column`, 1); and a
+    /// vec4 per invocation (`layer_parts`, which the kernel names whatever `k_split`). An entry
     /// point's footprint is the workgroup variables it uses.
     pub fn storage_bytes(self, gates: usize) -> u64 {
         let vec4s = self.group_rows as u64 + gates as u64 * self.group_units as u64;
-        16 * self.slice as u64 * vec4s
+        16 * self.stage() as u64 * vec4s + 16 * self.invocations() as u64
+    }
+
+    /// Values of K staged at a time: `k_split` layers' slices.
+    pub fn stage(self) -> u32 {
+        self.k_split * self.slice
+    }
+
+    /// Invocations per workgroup.
+    pub fn invocations(self) -> u32 {
+        self.group_units * self.group_rows * self.k_split
     }
 
     /// Batch rows one workgroup owns.
@@ -78,56 +135,63 @@ impl StepTile {
     }
 
     /// The values of fused.wgsl's `override` constants.
-    pub fn constants(self) -> [(&'static str, f64); 3] {
+    pub fn constants(self) -> [(&'static str, f64); 4] {
         [
             ("GROUP_UNITS", self.group_units as f64),
             ("GROUP_ROWS", self.group_rows as f64),
             ("SLICE", self.slice as f64),
+            ("K_SPLIT", self.k_split as f64),
         ]
     }
 
     /// Loop iterations of one invocation of a step kernel (forward or backward, the larger)
     /// for a cell of `gates` gates and `hidden` units, for `Gpu::check_loops`, an upper bound:
-    /// per slice of K, its share of the staging loops and `slice` k, each counted as if its
-    /// `gates` products (backward: 1) were loop turns; then the epilogue's 4 x 4 outputs, their
+    /// per stage of K, its share of the staging loops and its layer's `slice` k, each counted
+    /// as if its `gates` products (backward: 1) were loop turns; then, K split, the layers'
+    /// sum (per gate, 4 columns of `k_split` parts); then the epilogue's 4 x 4 outputs, their
     /// gates counted the same way, and the cell's own loops (at most 4).
     pub fn iterations(self, gates: usize, hidden: usize) -> u64 {
         let (g, h, slice) = (gates as u64, hidden as u64, self.slice as u64);
-        let threads = (self.group_units * self.group_rows) as u64;
-        let share = |n: u64| n.div_ceil(threads) + 1;
-        let rows = share(self.rows() as u64 * slice);
-        let units = self.units() as u64 * slice;
-        let forward = h.div_ceil(slice) * (rows + share(g * units) + slice * (g + 2));
-        let backward = (g * h).div_ceil(slice) * (rows + share(units) + slice + 1);
+        let stage = self.stage() as u64;
+        let share = |n: u64| n.div_ceil(self.invocations() as u64) + 1;
+        let rows = share(self.rows() as u64 * stage);
+        let units = self.units() as u64 * stage;
+        let forward = h.div_ceil(stage) * (rows + share(g * units) + slice * (g + 2));
+        let backward = (g * h).div_ceil(stage) * (rows + share(units) + slice + 1);
+        let layers_sum = g * 4 * (self.k_split as u64 + 1);
         let epilogue = 4 * (1 + 4 * (g + 1 + 4));
-        forward.max(backward) + epilogue + 2
+        forward.max(backward) + layers_sum + epilogue + 2
     }
 }
 
 impl FromStr for StepTile {
     type Err = Error;
 
-    /// `UNITSxROWSxSLICE`, e.g. `8x8x64`: invocations along hidden units and along batch rows,
-    /// and K per stage.
+    /// `UNITSxROWSxSLICE[xSPLIT]`, e.g. `8x8x64` or `8x8x16x4`: invocations along hidden units
+    /// and along batch rows, K per layer and stage, and layers splitting K (1 if left out).
     fn from_str(text: &str) -> Result<Self, Error> {
         let parts: Vec<u32> = text
             .split('x')
             .map(|p| p.trim().parse::<u32>())
             .collect::<Result<_, _>>()
             .unwrap_or_default();
-        match parts[..] {
-            [group_units, group_rows, slice]
-                if parts.iter().all(|&p| p > 0) && group_units * group_rows <= 256 =>
-            {
-                Ok(StepTile {
-                    group_units,
-                    group_rows,
-                    slice,
-                })
+        let tile = match parts[..] {
+            [group_units, group_rows, slice] => Some((group_units, group_rows, slice, 1)),
+            [group_units, group_rows, slice, k_split] => {
+                Some((group_units, group_rows, slice, k_split))
             }
+            _ => None,
+        };
+        match tile.map(|(group_units, group_rows, slice, k_split)| StepTile {
+            group_units,
+            group_rows,
+            slice,
+            k_split,
+        }) {
+            Some(tile) if parts.iter().all(|&p| p > 0) && tile.invocations() <= 256 => Ok(tile),
             _ => Err(Error::Config(format!(
-                "step tile '{text}': expected UNITSxROWSxSLICE, three positive integers with \
-                 UNITS * ROWS at most 256 (e.g. 8x8x64)"
+                "step tile '{text}': expected UNITSxROWSxSLICE[xSPLIT], three or four positive \
+                 integers with UNITS * ROWS * SPLIT at most 256 (e.g. 8x8x64 or 8x8x16x4)"
             ))),
         }
     }
@@ -135,7 +199,11 @@ impl FromStr for StepTile {
 
 impl fmt::Display for StepTile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}x{}x{}", self.group_units, self.group_rows, self.slice)
+        write!(f, "{}x{}x{}", self.group_units, self.group_rows, self.slice)?;
+        match self.k_split {
+            1 => Ok(()),
+            k => write!(f, "x{k}"),
+        }
     }
 }
 
@@ -494,5 +562,63 @@ impl From<StepTile> for PipelineShape {
 impl From<GemmTile> for PipelineShape {
     fn from(tile: GemmTile) -> Self {
         PipelineShape::Gemm(tile)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(batch: usize, hidden: usize, storage_kib: u32, split_k: bool) -> StepSite {
+        StepSite {
+            batch,
+            hidden,
+            staged: 4,
+            storage_bytes: storage_kib << 10,
+            split_k,
+        }
+    }
+
+    /// On a GPU the rule splits K 4 ways where the step's B*H/16 invocations are few (every
+    /// suite shape: 256 to 8,192 of them), keeping 64 values of K a stage where they fit; not
+    /// where a step fills the GPU already, nor where H would leave a layer under 16 of K, nor
+    /// on a CPU adapter.
+    #[test]
+    fn the_rule_splits_k_on_a_gpu_while_a_step_has_few_invocations() {
+        let tile = |batch, hidden, kib, split| {
+            let t = StepTile::for_shape(site(batch, hidden, kib, split));
+            (
+                t.to_string(),
+                t.invocations() as u64 * t.workgroups(batch, hidden),
+            )
+        };
+        for (batch, hidden) in [(32, 128), (128, 256), (64, 128), (256, 512)] {
+            assert_eq!(
+                tile(batch, hidden, 48, true).0,
+                "8x8x16x4",
+                "{batch} {hidden}"
+            );
+            assert_eq!(
+                tile(batch, hidden, 48, false).0,
+                "8x8x64",
+                "{batch} {hidden}"
+            );
+        }
+        assert_eq!(tile(256, 512, 48, true).1, 32_768);
+        // 32 KiB (llvmpipe, Apple): the stage halves to fit, the layers stay
+        assert_eq!(tile(256, 512, 32, true).0, "8x8x8x4");
+        // 65,536 invocations at K whole: no split
+        assert_eq!(tile(1024, 1024, 48, true).0, "8x8x64");
+        // 32,768 at K whole would reach 65,536 split in two: none either
+        assert_eq!(tile(512, 1024, 48, true).0, "8x8x64");
+        // 16,384: split in two only
+        assert_eq!(tile(256, 1024, 48, true).0, "8x8x32x2");
+        // H = 32 leaves 16 of K to each of 2 layers; H = 31 none
+        assert_eq!(tile(32, 32, 48, true).0, "8x8x32x2");
+        assert_eq!(tile(32, 31, 48, true).0, "8x8x64");
+        // a batch of at most 8 rows keeps its 8-row tiles, whose 128 units' LSTM rows of W_hh
+        // fit 16 of K a stage, as at K whole
+        assert_eq!(tile(3, 300, 48, true).0, "32x2x4x4");
+        assert_eq!(tile(3, 300, 48, false).0, "32x2x16");
     }
 }

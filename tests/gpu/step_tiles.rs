@@ -1,8 +1,10 @@
 //! The fused step kernels (shaders/fused.wgsl) in workgroup shapes other than the rule's
 //! (`Gpu::force_step_tile`, `RNN_WGPU_STEP_TILE` in the CLI): odd invocation counts and slices
-//! of K that divide nothing, every cell, stacked and bidirectional. Every shape sums each
-//! output over k in order from 0, so all give the same bits; and a shape past the adapter's
-//! workgroup memory is refused with a message that names it.
+//! of K that divide nothing, K split over layers of invocations, every cell, stacked and
+//! bidirectional. Every shape with K whole sums each output over k in order from 0, so all
+//! give the same bits; a shape with K split sums in another fixed order, the same bits on
+//! every run; and a shape past the adapter's workgroup memory is refused with a message that
+//! names it.
 
 use super::determinism::bits;
 use super::seed;
@@ -27,8 +29,11 @@ fn config(cell: Cell, layers: usize, bidirectional: bool) -> ModelConfig {
 }
 
 /// Shapes the rule never picks: 3x5 invocations with slices of 7, one invocation with slices
-/// of 1, 16x4 with slices of 16.
-const TILES: [&str; 3] = ["3x5x7", "1x1x1", "16x4x16"];
+/// of 1, 16x4 with slices of 16; and K split: 3 layers of 3x5 with slices of 7, 2 layers of
+/// one invocation, and 4 layers of 8x8 with slices of 8 (what the rule picks on a large GPU,
+/// its slices halved to fit llvmpipe's workgroup memory). H = 65 leaves a last stage of K
+/// shorter than one layer's slice.
+const TILES: [&str; 6] = ["3x5x7", "1x1x1", "16x4x16", "3x5x7x3", "1x1x3x2", "8x8x8x4"];
 
 #[test]
 fn every_step_tile_matches_cpu_and_gives_the_same_bits() {
@@ -47,14 +52,22 @@ fn every_step_tile_matches_cpu_and_gives_the_same_bits() {
         let (params, batch) = random_problem(&config, 9, 17, seed(900 + k as u64));
         let mut first: Option<(String, Vec<u32>)> = None;
         for tile in TILES {
-            gpu.force_step_tile(Some(tile.parse().unwrap()));
+            let shape: StepTile = tile.parse().unwrap();
+            gpu.force_step_tile(Some(shape));
             let report = run_parity(&gpu, &config, &params, &batch).unwrap();
             for failure in report.failures(TOLERANCE) {
                 failed.push(format!("{cell}, tile {tile}: {failure}"));
             }
             let mut model = GpuModel::new(&gpu, config, &params).unwrap();
             model.recurrence = Recurrence::Steps;
-            let bits = bits(&model.run(&gpu, &batch, Request::everything()).unwrap());
+            let run = || bits(&model.run(&gpu, &batch, Request::everything()).unwrap());
+            let bits = run();
+            if shape.k_split > 1 {
+                if run() != bits {
+                    failed.push(format!("{cell}: tile {tile} gives other bits when rerun"));
+                }
+                continue;
+            }
             match &first {
                 None => first = Some((tile.to_string(), bits)),
                 Some((other, expected)) if *expected != bits => failed.push(format!(
@@ -87,9 +100,25 @@ fn a_step_tile_past_the_workgroup_memory_is_refused_by_name() {
 #[test]
 fn step_tiles_parse_and_refuse_what_cannot_run() {
     let tile: StepTile = "8x4x16".parse().unwrap();
-    assert_eq!((tile.group_units, tile.group_rows, tile.slice), (8, 4, 16));
+    assert_eq!(
+        (tile.group_units, tile.group_rows, tile.slice, tile.k_split),
+        (8, 4, 16, 1)
+    );
     assert_eq!(tile.to_string(), "8x4x16");
-    for bad in ["8x8", "8x0x16", "32x16x4", "ax8x16", ""] {
+    let split: StepTile = "8x8x16x4".parse().unwrap();
+    assert_eq!((split.slice, split.k_split, split.stage()), (16, 4, 64));
+    assert_eq!(split.to_string(), "8x8x16x4");
+    assert_eq!("8x4x16x1".parse::<StepTile>().unwrap(), tile);
+    for bad in [
+        "8x8",
+        "8x0x16",
+        "32x16x4",
+        "ax8x16",
+        "",
+        "8x8x16x0",
+        "8x8x16x8",
+        "1x1x1x1x1",
+    ] {
         let err = bad.parse::<StepTile>().unwrap_err();
         assert!(err.to_string().contains("UNITSxROWSxSLICE"), "{bad}: {err}");
     }
