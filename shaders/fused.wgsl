@@ -111,24 +111,28 @@ fn add_outer(acc: mat4x4<f32>, rows: vec4<f32>, w: vec4<f32>) -> mat4x4<f32> {
 }
 
 // Layer 0's acc plus the other layers' (each the same outputs' sum over its slices of K), added
-// in layer order one column at a time through layer_parts; the other layers get their own
-// back. Runs in every invocation (it has barriers), only where K_SPLIT > 1.
+// in layer order one column at a time; the other layers get theirs back. Every invocation
+// must call it (it has barriers), and only where K_SPLIT > 1. Columns by constant index, so
+// that accumulators stay in registers.
 fn layers_sum(local: vec3<u32>, acc: mat4x4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(layers_column(local, acc[0]), layers_column(local, acc[1]),
+        layers_column(local, acc[2]), layers_column(local, acc[3]));
+}
+
+// One column of layers_sum, through layer_parts.
+fn layers_column(local: vec3<u32>, part: vec4<f32>) -> vec4<f32> {
     let layer = GROUP_UNITS * GROUP_ROWS;
     let me = local.y * GROUP_UNITS + local.x;
-    var sum = acc;
-    for (var r = 0u; r < 4u; r++) {
-        layer_parts[local.z * layer + me] = acc[r];
-        workgroupBarrier();
-        if (local.z == 0u) {
-            var column = acc[r];
-            for (var q = 1u; q < K_SPLIT; q++) {
-                column += layer_parts[q * layer + me];
-            }
-            sum[r] = column;
+    layer_parts[local.z * layer + me] = part;
+    workgroupBarrier();
+    var sum = part;
+    if (local.z == 0u) {
+        for (var q = 1u; q < K_SPLIT; q++) {
+            sum += layer_parts[q * layer + me];
         }
-        workgroupBarrier();
     }
+    // layer_parts is rewritten by the next column
+    workgroupBarrier();
     return sum;
 }
 
