@@ -6,7 +6,9 @@ use crate::config::{Activation, Cell, Loss, ModelConfig, Readout};
 use crate::data::Batch;
 use crate::error::Error;
 use crate::internals::gpu::tuning::{self, RecurrenceShape};
-use crate::internals::gpu::{Gpu, GpuModel, Phase, PhaseTimes, Recurrence, Request, StepKernel};
+use crate::internals::gpu::{
+    Gpu, GpuModel, Phase, PhaseTimes, Recurrence, Request, StepKernel, StepShapes,
+};
 use crate::internals::plan::{MemoryPlan, PlanOptions};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use crate::params::Params;
@@ -199,6 +201,9 @@ pub struct BenchResult {
     /// The kernel of its time steps where they ran one dispatch per step (`StepKernel::
     /// resolve`: on the matrix units or on tiles); None on CPU and for the persistent kernel.
     pub step_kernel: Option<StepKernel>,
+    /// Those kernels' shapes forward and backward (`StepShapes::resolve`: a fused.wgsl tile
+    /// such as `8x8x16x4`, or the matrix units); None where `step_kernel` is.
+    pub step_shapes: Option<StepShapes>,
     /// GPU time per phase of one extra step timed with timestamp queries, and that step's
     /// wall time in ms; None on CPU and on adapters without timestamp queries.
     pub phases: Option<(PhaseTimes, f64)>,
@@ -279,12 +284,13 @@ pub fn bench_shape(
         engine.set_recurrence(recurrence)?;
     }
     let plan = engine.memory_plan(shape.seq_len, shape.batch)?;
-    let step_kernel = (gpu.zip(recurrence))
-        .filter(|(_, recurrence)| *recurrence == Recurrence::Steps)
-        .map(|(gpu, _)| {
-            let precision = plan_options.precision;
-            StepKernel::resolve(gpu, &gpu.policy(), &config, shape.batch, precision)
-        });
+    let stepping = (gpu.zip(recurrence)).filter(|(_, recurrence)| *recurrence == Recurrence::Steps);
+    let rows = (shape.batch, plan_options.precision);
+    let step_kernel =
+        stepping.map(|(gpu, _)| StepKernel::resolve(gpu, &gpu.policy(), &config, rows.0, rows.1));
+    let step_shapes = stepping
+        .map(|(gpu, _)| StepShapes::resolve(gpu, &gpu.policy(), &config, rows))
+        .transpose()?;
     for _ in 0..warmup {
         engine.step(&batch, false)?;
     }
@@ -339,6 +345,7 @@ pub fn bench_shape(
         plan,
         recurrence,
         step_kernel,
+        step_shapes,
         phases,
         tuned_products: gpu.map(Gpu::tuned_products),
         dispatches,
@@ -367,7 +374,7 @@ impl BenchResult {
             format!("{{{}}}", entries.join(","))
         });
         format!(
-            "{{\"device\":\"{}\",\"adapter\":\"{}\",\"cell\":\"{}\",\"layers\":{},\"bidirectional\":{},\"shape\":[{},{},{},{}],\"precision\":\"{}\",\"runs\":{},\"median_ms\":{:.3},\"min_ms\":{:.3},\"sequence_steps_per_second\":{:.1},\"gflops\":{:.3},\"gpu_memory_bytes\":{},\"planned_bytes\":{},\"segments\":{},\"recompute\":{},\"recurrence\":{},\"step_kernel\":{},\"phases_ms\":{},\"phases_step_ms\":{},\"tuned_products\":{},\"dispatches\":{},\"recurrent_dispatches_per_step\":{}}}",
+            "{{\"device\":\"{}\",\"adapter\":\"{}\",\"cell\":\"{}\",\"layers\":{},\"bidirectional\":{},\"shape\":[{},{},{},{}],\"precision\":\"{}\",\"runs\":{},\"median_ms\":{:.3},\"min_ms\":{:.3},\"sequence_steps_per_second\":{:.1},\"gflops\":{:.3},\"gpu_memory_bytes\":{},\"planned_bytes\":{},\"segments\":{},\"recompute\":{},\"recurrence\":{},\"step_kernel\":{},\"step_shapes\":{},\"phases_ms\":{},\"phases_step_ms\":{},\"tuned_products\":{},\"dispatches\":{},\"recurrent_dispatches_per_step\":{}}}",
             self.device,
             escape(&self.adapter),
             self.arch.cell,
@@ -389,6 +396,10 @@ impl BenchResult {
             self.plan.as_ref().map_or("null".to_string(), |p| p.recompute.to_string()),
             self.recurrence.map_or("null".to_string(), |r| format!("\"{r}\"")),
             self.step_kernel.map_or("null".to_string(), |k| format!("\"{k}\"")),
+            self.step_shapes.map_or("null".to_string(), |s| format!(
+                "{{\"forward\":\"{}\",\"backward\":\"{}\"}}",
+                s.forward, s.backward
+            )),
             phases_ms,
             self.phases.map_or("null".to_string(), |(_, wall)| format!("{wall:.3}")),
             self.tuned_products.map_or("null".to_string(), |n| n.to_string()),

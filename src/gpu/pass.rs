@@ -27,11 +27,11 @@ use super::context::Gpu;
 use super::gemm::{record_gemm, Operand, Output};
 use super::kernels::{column_blocks, Elements, Kernel};
 use super::model::{GpuModel, LossParams, ReduceParams, Request, StepParams};
-use super::policy::{Recurrence, StepKernel};
+use super::policy::Recurrence;
 use super::recorder::{Phase, Recorder};
-use super::recurrence::persistent_steps_per_dispatch;
+use super::recurrence::{persistent_steps_per_dispatch, StepShapes};
 use super::stack::record_copy;
-use super::tiles::{StepShape, StepSite, StepTile};
+use super::tiles::StepShape;
 use super::workspace::Workspace;
 use crate::config::{Activation, Loss, Readout};
 use crate::error::Error;
@@ -386,10 +386,9 @@ impl GpuModel {
         Ok(())
     }
 
-    /// The fused step kernel at `batch` rows of `precision` in `direction`, and its grid: on
-    /// the matrix units (step_coop.wgsl) where `StepKernel::resolve` says so, else fused.wgsl
-    /// in the policy's tile or the rule's. Refused where one invocation would loop past the
-    /// adapter's limit (llvmpipe, with H in the thousands).
+    /// The fused step kernel at `batch` rows of `precision` in `direction`, and its grid
+    /// (`StepShapes::resolve`). Refused where one invocation would loop past the adapter's
+    /// limit (llvmpipe, with H in the thousands).
     fn step_shape(
         &self,
         gpu: &Gpu,
@@ -399,53 +398,13 @@ impl GpuModel {
     ) -> Result<(StepShape, [u32; 3]), Error> {
         let (cell, hidden) = (self.config.cell, self.config.hidden_size);
         let what = format!("a time step of a {cell} cell of hidden size {hidden}");
-        let policy = rec.policy();
-        let kernel = StepKernel::resolve(gpu, policy, &self.config, batch, precision);
-        let shape = match (kernel, gpu.matrix_units()) {
-            (StepKernel::MatrixUnits, Ok(subgroup)) => StepShape::Coop { subgroup },
-            _ => {
-                let forced = policy.step_tile();
-                StepShape::Tile(self.step_tile(gpu, forced, batch, direction, &what)?)
-            }
+        let shapes = StepShapes::resolve(gpu, rec.policy(), &self.config, (batch, precision))?;
+        let shape = match direction {
+            Direction::Forward => shapes.forward,
+            Direction::Backward => shapes.backward,
         };
         gpu.check_loops(&what, shape.iterations(cell.gates(), hidden))?;
         Ok((shape, gpu.grid(&what, shape.workgroups(batch, hidden))?))
-    }
-
-    /// fused.wgsl's workgroup shape for `what` at `batch` rows in `direction`: `forced`, else
-    /// the rule's; refused where the adapter's workgroups are too small for it.
-    fn step_tile(
-        &self,
-        gpu: &Gpu,
-        forced: Option<StepTile>,
-        batch: usize,
-        direction: Direction,
-        what: &str,
-    ) -> Result<StepTile, Error> {
-        let storage = gpu.limits.max_compute_workgroup_storage_size;
-        // Backward stages one row of W_hh per k, forward all gates' rows.
-        let staged = match direction {
-            Direction::Forward => self.config.cell.gates(),
-            Direction::Backward => 1,
-        };
-        let site = StepSite {
-            batch,
-            hidden: self.config.hidden_size,
-            staged,
-            storage_bytes: storage,
-            split_k: gpu.info.device_type != wgpu::DeviceType::Cpu,
-        };
-        let tile = forced.unwrap_or_else(|| StepTile::for_shape(site));
-        let (bytes, invocations) = (tile.storage_bytes(staged), tile.invocations());
-        if bytes > storage as u64 || invocations > gpu.limits.max_compute_invocations_per_workgroup
-        {
-            return Err(Error::Config(format!(
-                "{what}: the step tile {tile} stages {bytes} bytes of workgroup memory in \
-                 {invocations} invocations; '{}' allows {storage} bytes and {} invocations",
-                gpu.info.name, gpu.limits.max_compute_invocations_per_workgroup
-            )));
-        }
-        Ok(tile)
     }
 
     /// BPTT: the head's share of dE/dh, then every cell's backward recurrence (last segment

@@ -4,6 +4,7 @@
 
 use super::context::Gpu;
 use super::policy::{KernelPolicy, Recurrence, StepKernel};
+use super::tiles::{StepShape, StepSite, StepTile};
 use crate::config::{Cell, ModelConfig};
 use crate::error::Error;
 use crate::precision::Precision;
@@ -99,6 +100,72 @@ impl StepKernel {
             StepKernel::Tiled
         }
     }
+}
+
+/// The shapes of the kernels that run a model's time steps one dispatch each, forward and
+/// backward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepShapes {
+    /// The forward step's: fused.wgsl stages all gates' rows of W_hh per k.
+    pub forward: StepShape,
+    /// The backward step's: one row of W_hh per k.
+    pub backward: StepShape,
+}
+
+impl StepShapes {
+    /// The step kernels of `config` at `batch` rows stored in `precision` under `policy` on
+    /// this adapter: on the matrix units (step_coop.wgsl) where `StepKernel::resolve` says so,
+    /// else fused.wgsl in the policy's forced tile or `StepTile::for_shape`'s. Refused where
+    /// the adapter's workgroups are too small for the tile.
+    pub fn resolve(
+        gpu: &Gpu,
+        policy: &KernelPolicy,
+        config: &ModelConfig,
+        (batch, precision): (usize, Precision),
+    ) -> Result<StepShapes, Error> {
+        let kernel = StepKernel::resolve(gpu, policy, config, batch, precision);
+        // Forward stages all gates' rows of W_hh per k, backward one.
+        let shape = |staged| match (kernel, gpu.matrix_units()) {
+            (StepKernel::MatrixUnits, Ok(subgroup)) => Ok(StepShape::Coop { subgroup }),
+            _ => step_tile(gpu, policy.step_tile(), config, batch, staged).map(StepShape::Tile),
+        };
+        Ok(StepShapes {
+            forward: shape(config.cell.gates())?,
+            backward: shape(1)?,
+        })
+    }
+}
+
+/// fused.wgsl's workgroup shape for `config`'s steps at `batch` rows staging `staged` rows of
+/// W_hh per k: `forced`, else the rule's (K split only on GPUs, not on CPU adapters); refused
+/// where the adapter's workgroups are too small for it.
+fn step_tile(
+    gpu: &Gpu,
+    forced: Option<StepTile>,
+    config: &ModelConfig,
+    batch: usize,
+    staged: usize,
+) -> Result<StepTile, Error> {
+    let storage = gpu.limits.max_compute_workgroup_storage_size;
+    let site = StepSite {
+        batch,
+        hidden: config.hidden_size,
+        staged,
+        storage_bytes: storage,
+        split_k: gpu.info.device_type != wgpu::DeviceType::Cpu,
+    };
+    let tile = forced.unwrap_or_else(|| StepTile::for_shape(site));
+    let (bytes, invocations) = (tile.storage_bytes(staged), tile.invocations());
+    let most = gpu.limits.max_compute_invocations_per_workgroup;
+    if bytes > storage as u64 || invocations > most {
+        return Err(Error::Config(format!(
+            "a time step of a {} cell of hidden size {}: the step tile {tile} stages {bytes} \
+             bytes of workgroup memory in {invocations} invocations; '{}' allows {storage} \
+             bytes and {most} invocations",
+            config.cell, config.hidden_size, gpu.info.name
+        )));
+    }
+    Ok(tile)
 }
 
 /// How many steps one dispatch of the persistent kernels may run for `config` at `batch` rows:

@@ -246,6 +246,16 @@ impl StepShape {
     }
 }
 
+impl fmt::Display for StepShape {
+    /// The tile (`8x8x16x4`), or `matrix-units`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StepShape::Tile(tile) => write!(f, "{tile}"),
+            StepShape::Coop { .. } => write!(f, "matrix-units"),
+        }
+    }
+}
+
 /// `StepShape::iterations` of step_coop.wgsl. Real matrix units never meet a loop limit
 /// (llvmpipe has none), so this counts its emulation (coop_emulation.wgsl), per invocation of
 /// `subgroup`: per stage of 4 tiles along K, the stagings of A and of each staged gate's

@@ -8,9 +8,9 @@
 
 use super::determinism::bits;
 use super::seed;
-use rnn_wgpu::internals::gpu::{Recurrence, StepTile};
+use rnn_wgpu::internals::gpu::{Recurrence, StepShape, StepShapes, StepTile};
 use rnn_wgpu::internals::parity::{random_problem, run_parity, TOLERANCE};
-use rnn_wgpu::{Activation, Cell, Error, Loss, ModelConfig, Readout};
+use rnn_wgpu::{Activation, Cell, Error, Loss, ModelConfig, Precision, Readout};
 use rnn_wgpu::{Gpu, GpuModel, Request};
 
 fn config(cell: Cell, layers: usize, bidirectional: bool) -> ModelConfig {
@@ -54,6 +54,12 @@ fn every_step_tile_matches_cpu_and_gives_the_same_bits() {
         for tile in TILES {
             let shape: StepTile = tile.parse().unwrap();
             gpu.force_step_tile(Some(shape));
+            let rows = (batch.batch_size(), Precision::F32);
+            let shapes = StepShapes::resolve(&gpu, &gpu.policy(), &config, rows).unwrap();
+            assert_eq!(
+                (shapes.forward, shapes.backward),
+                (StepShape::Tile(shape), StepShape::Tile(shape))
+            );
             let report = run_parity(&gpu, &config, &params, &batch).unwrap();
             for failure in report.failures(TOLERANCE) {
                 failed.push(format!("{cell}, tile {tile}: {failure}"));

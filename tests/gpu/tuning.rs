@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use rnn_wgpu::internals::bench::{bench_shape, tune_recurrence, tune_steps, Arch, Shape};
 use rnn_wgpu::internals::gpu::gemm::{matmul_using, GemmKernel, Placement};
 use rnn_wgpu::internals::gpu::tuning::{self, Check, Product, Tuning};
-use rnn_wgpu::internals::gpu::{Kernel, MatrixUnits, Recurrence, StepKernel};
+use rnn_wgpu::internals::gpu::{Kernel, MatrixUnits, Recurrence, StepKernel, StepShape};
 use rnn_wgpu::internals::plan::PlanOptions;
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
 use rnn_wgpu::{Gpu, Precision};
@@ -372,11 +372,20 @@ fn tuning_the_step_kernels_times_both_and_the_choice_is_what_runs() {
     ] {
         let gpu = Gpu::with_matrix_units(MatrixUnits::Emulate).unwrap();
         gpu.set_step_choice(key, choice);
-        bench_shape(Some(&gpu), arch, shape, 0, 1, half, Recurrence::Steps).unwrap();
+        let result = bench_shape(Some(&gpu), arch, shape, 0, 1, half, Recurrence::Steps).unwrap();
         let compiled = gpu.compiled_kernels();
         assert!(
             compiled.contains(&runs) && !compiled.contains(&not),
             "{choice}: {compiled:?}"
+        );
+        // what bench reports (`step_kernel`, `step_shapes` in --json) is what ran
+        assert_eq!(result.step_kernel, Some(choice));
+        let shapes = result.step_shapes.expect("the steps ran a dispatch each");
+        let on_units = |s: StepShape| matches!(s, StepShape::Coop { .. });
+        let expected = choice == StepKernel::MatrixUnits;
+        assert!(
+            on_units(shapes.forward) == expected && on_units(shapes.backward) == expected,
+            "{choice}: {shapes:?}"
         );
     }
 }
