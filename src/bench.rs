@@ -7,7 +7,8 @@ use crate::data::Batch;
 use crate::error::Error;
 use crate::internals::gpu::tuning::{self, RecurrenceShape};
 use crate::internals::gpu::{
-    Gpu, GpuModel, Phase, PhaseTimes, Recurrence, Request, StepKernel, StepShapes,
+    Gpu, GpuModel, Phase, PhaseTimes, Recurrence, Request, StepKernel, StepShape, StepShapes,
+    StepTile,
 };
 use crate::internals::plan::{MemoryPlan, PlanOptions};
 use crate::optim::{OptimizerConfig, OptimizerKind};
@@ -666,6 +667,112 @@ pub fn tune_steps(
         tiled_ms,
         units_left_out: left_out,
     }))
+}
+
+/// One model's time steps on fused.wgsl as tuned (`tune_step_split`): the layers K is split
+/// over by the rule and as kept, and the median ms of a training step with each candidate.
+pub struct TunedSplit {
+    /// The model's steps as the tuning cache keys them.
+    pub shape: RecurrenceShape,
+    /// The rule's layers (`StepTile::for_shape`).
+    pub rule: u32,
+    /// The layers kept: the rule's, unless another was faster by `tuning::MARGIN` or the
+    /// rule's was left out.
+    pub choice: u32,
+    /// Every candidate's layers and median ms (NaN for one left out), fewest layers first.
+    pub times: Vec<(u32, f64)>,
+    /// The candidates left out, and why: it cannot run on this adapter, or its step disagrees
+    /// with the CPU reference.
+    pub left_out: Vec<(u32, String)>,
+}
+
+impl TunedSplit {
+    /// The median ms of `layers` (NaN if not a timed candidate).
+    pub fn ms(&self, layers: u32) -> f64 {
+        (self.times.iter())
+            .find(|(k, _)| *k == layers)
+            .map_or(f64::NAN, |&(_, ms)| ms)
+    }
+}
+
+/// Where `shape`'s time steps run on fused.wgsl's tiles in the rule's shape (not on the matrix
+/// units, no tile forced; else None): times a training step with K whole and split over 2 and
+/// 4 layers of invocations (those that leave each layer `StepTile::MIN_LAYER_K` of H),
+/// `rounds` times interleaved (median of 3 steps after one warm-up each), after checking each
+/// split against the CPU reference (`checked_step`; K whole is the order every other tile
+/// sums in); keeps the rule's unless another is faster by `tuning::MARGIN`. The context keeps
+/// the choice. One choice per (cell, H, B), whatever the precision.
+pub fn tune_step_split(
+    gpu: &Gpu,
+    arch: Arch,
+    shape: Shape,
+    plan_options: PlanOptions,
+    rounds: usize,
+) -> Result<Option<TunedSplit>, Error> {
+    let (config, _, _) = shape.problem(arch);
+    let key = (config.cell, config.hidden_size, shape.batch);
+    let rows = (shape.batch, plan_options.precision);
+    gpu.forget_step_split(key);
+    let rule = match StepShapes::resolve(gpu, &gpu.policy(), &config, rows)?.forward {
+        StepShape::Tile(tile) if gpu.policy().step_tile().is_none() => tile.k_split,
+        _ => return Ok(None),
+    };
+    let candidates: Vec<u32> = (0..3)
+        .map(|i| 1u32 << i)
+        .filter(|&k| k == 1 || config.hidden_size >= k as usize * StepTile::MIN_LAYER_K)
+        .collect();
+    let mut left_out = Vec::new();
+    let mut timed = Vec::new();
+    for &layers in &candidates {
+        gpu.set_step_split(key, layers);
+        if let Err(e) = StepShapes::resolve(gpu, &gpu.policy(), &config, rows) {
+            left_out.push((layers, e.to_string()));
+            continue;
+        }
+        if layers > 1 {
+            let check = checked_step(gpu, arch, shape, plan_options, &[Recurrence::Steps])?;
+            if let Some(why) = check.steps {
+                left_out.push((layers, format!("disagrees with the CPU reference {why}")));
+                continue;
+            }
+        }
+        timed.push((layers, Vec::new()));
+    }
+    for _ in 0..rounds.max(1) {
+        for (layers, times) in &mut timed {
+            gpu.set_step_split(key, *layers);
+            let way = Recurrence::Steps;
+            times.push(bench_shape(Some(gpu), arch, shape, 1, 3, plan_options, way)?.median_ms);
+        }
+    }
+    let mut tuned = TunedSplit {
+        shape: key,
+        rule,
+        choice: rule,
+        times: (candidates.iter())
+            .map(|&k| {
+                let times = timed.iter().find(|(t, _)| *t == k);
+                (
+                    k,
+                    times.map_or(f64::NAN, |(_, times)| median(times.clone())),
+                )
+            })
+            .collect(),
+        left_out,
+    };
+    let fastest = (tuned.times.iter())
+        .filter(|(_, ms)| !ms.is_nan())
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    // NaN (left out) compares false: another is kept only when timed and faster, and a
+    // left-out rule gives way to the fastest.
+    if let Some(&(k, ms)) = fastest {
+        let rule_ms = tuned.ms(rule);
+        if ms < tuning::MARGIN * rule_ms || rule_ms.is_nan() {
+            tuned.choice = k;
+        }
+    }
+    gpu.set_step_split(key, tuned.choice);
+    Ok(Some(tuned))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
 use rnn_wgpu::internals::gpu::{
-    coop_emulation, Elements, GemmTile, Kernel, Shader, StepSite, StepTile,
+    coop_emulation, Elements, GemmTile, KSplit, Kernel, Shader, StepSite, StepTile,
 };
 use rnn_wgpu::Precision;
 
@@ -66,13 +66,13 @@ fn step_tiles(gates: usize) -> Vec<StepTile> {
     for batch in [1, 3, 8, 9, 17, 65, 257, 4096] {
         for hidden in [1, 3, 17, 33, 65, 129, 257, 1024] {
             for storage_bytes in [16 << 10, 32 << 10, 48 << 10] {
-                for split_k in [false, true] {
+                for split in [KSplit::Whole, KSplit::Fill] {
                     let site = StepSite {
                         batch,
                         hidden,
                         staged: gates,
                         storage_bytes,
-                        split_k,
+                        split,
                     };
                     let tile = StepTile::for_shape(site);
                     assert!(

@@ -80,11 +80,12 @@ pub fn run() -> Result<ExitCode> {
                     )
                 }
                 Some((path, Ok(t))) => println!(
-                    "tuning: {} products, {} recurrences and {} f16 step kernels for this \
-                     adapter in {}",
+                    "tuning: {} products, {} recurrences, {} f16 step kernels and {} splits \
+                     of the steps' K for this adapter in {}",
                     t.products.len(),
                     t.recurrences.len(),
                     t.steps.len(),
+                    t.splits.len(),
                     path.display()
                 ),
                 Some((_, Err(e))) => println!("tuning: {e}"),

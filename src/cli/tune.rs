@@ -1,12 +1,15 @@
 //! `rnn-wgpu tune`: times every matrix-product kernel `Auto` chooses among on the products of
 //! the benchmark suite (or of each --shape), both step kernels at --precision f16 where the
-//! matrix units are on, and both ways of running the steps where a model fits the persistent
-//! kernel; keeps the fastest, and caches the choices for this adapter
+//! matrix units are on, the fused step kernels with K whole and split over layers of
+//! invocations, and both ways of running the steps where a model fits the persistent kernel;
+//! keeps the fastest, and caches the choices for this adapter
 //! (`rnn_wgpu::internals::gpu::tuning`); later commands load them. A kernel is timed only once
 //! its product is right (`tuning::Check`); those left out are listed under their product.
 
 use anyhow::{bail, Context, Result};
-use rnn_wgpu::internals::bench::{bench_shape, tune_recurrence, tune_steps, Shape, SUITE};
+use rnn_wgpu::internals::bench::{
+    bench_shape, tune_recurrence, tune_step_split, tune_steps, Shape, SUITE,
+};
 use rnn_wgpu::internals::gpu::tuning::{self, Tuning};
 use rnn_wgpu::internals::gpu::{Recurrence, StepKernel};
 use rnn_wgpu::Gpu;
@@ -121,6 +124,38 @@ pub fn run(args: TuneArgs) -> Result<()> {
             }
             changed += (t.choice != rule) as usize;
             tuned.steps.push((t.shape, t.choice));
+        }
+        // Where they run on fused.wgsl's tiles, its steps with K whole and split.
+        let tuned_split = match steps {
+            true => tune_step_split(&gpu, arch, shape, options, args.rounds)?,
+            false => None,
+        };
+        if let Some(t) = tuned_split {
+            let what = tuning::split_key(t.shape);
+            let name = |layers: u32| match layers {
+                1 => "K whole".to_string(),
+                k => format!("K in {k} layers"),
+            };
+            let (rule, choice) = (
+                (name(t.rule), t.ms(t.rule)),
+                (name(t.choice), t.ms(t.choice)),
+            );
+            row(
+                &what,
+                (&rule.0, rule.1),
+                (&choice.0, choice.1),
+                t.choice == t.rule,
+            );
+            let times: Vec<String> = (t.times.iter())
+                .filter(|(_, ms)| !ms.is_nan())
+                .map(|(k, ms)| format!("{}: {ms:.3}", name(*k)))
+                .collect();
+            println!("{:<26} (a training step, ms: {})", "", times.join(", "));
+            for (layers, why) in &t.left_out {
+                println!("{:<26} {} left out: {why}", "", name(*layers));
+            }
+            changed += (t.choice != t.rule) as usize;
+            tuned.splits.push((t.shape, t.choice));
         }
         // Then, where the model fits one workgroup, both ways of running its steps.
         if args.engine.recurrence != Recurrence::Auto {

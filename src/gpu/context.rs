@@ -137,6 +137,21 @@ impl Gpu {
         });
     }
 
+    /// Makes fused.wgsl's time steps of `shape` split K over `layers` layers of invocations
+    /// (`StepTile::k_split`) in place of the rule.
+    pub fn set_step_split(&self, shape: RecurrenceShape, layers: u32) {
+        self.change_policy(|p| {
+            p.step_splits.insert(shape, layers);
+        });
+    }
+
+    /// Makes fused.wgsl's time steps of `shape` split K as the rule says again.
+    pub fn forget_step_split(&self, shape: RecurrenceShape) {
+        self.change_policy(|p| {
+            p.step_splits.remove(&shape);
+        });
+    }
+
     /// Makes the fused step kernels run in workgroup shape `tile` for every model (None:
     /// `StepTile::for_shape`'s rule, or the matrix units' step kernels for f16 where they are
     /// on), to measure shapes against each other. The sums run in the same order whatever the

@@ -31,4 +31,4 @@ pub use model::{GpuModel, GpuOutput, Request};
 pub use policy::{KernelPolicy, Recurrence, StepKernel};
 pub use recorder::{Phase, PhaseTimes};
 pub use recurrence::StepShapes;
-pub use tiles::{GemmKernel, GemmTile, StepShape, StepSite, StepTile};
+pub use tiles::{GemmKernel, GemmTile, KSplit, StepShape, StepSite, StepTile};

@@ -4,7 +4,7 @@
 
 use super::context::Gpu;
 use super::policy::{KernelPolicy, Recurrence, StepKernel};
-use super::tiles::{StepShape, StepSite, StepTile};
+use super::tiles::{KSplit, StepShape, StepSite, StepTile};
 use crate::config::{Cell, ModelConfig};
 use crate::error::Error;
 use crate::precision::Precision;
@@ -127,7 +127,7 @@ impl StepShapes {
         // Forward stages all gates' rows of W_hh per k, backward one.
         let shape = |staged| match (kernel, gpu.matrix_units()) {
             (StepKernel::MatrixUnits, Ok(subgroup)) => Ok(StepShape::Coop { subgroup }),
-            _ => step_tile(gpu, policy.step_tile(), config, batch, staged).map(StepShape::Tile),
+            _ => step_tile(gpu, policy, config, batch, staged).map(StepShape::Tile),
         };
         Ok(StepShapes {
             forward: shape(config.cell.gates())?,
@@ -137,24 +137,32 @@ impl StepShapes {
 }
 
 /// fused.wgsl's workgroup shape for `config`'s steps at `batch` rows staging `staged` rows of
-/// W_hh per k: `forced`, else the rule's (K split only on GPUs, not on CPU adapters); refused
-/// where the adapter's workgroups are too small for it.
+/// W_hh per k: the policy's forced tile, else the rule's with K split as tuned for the shape,
+/// or by the rule (on GPUs only, not on CPU adapters); refused where the adapter's workgroups
+/// are too small for it.
 fn step_tile(
     gpu: &Gpu,
-    forced: Option<StepTile>,
+    policy: &KernelPolicy,
     config: &ModelConfig,
     batch: usize,
     staged: usize,
 ) -> Result<StepTile, Error> {
     let storage = gpu.limits.max_compute_workgroup_storage_size;
+    let split = match policy.step_split((config.cell, config.hidden_size, batch)) {
+        Some(layers) => KSplit::Layers(layers),
+        None if gpu.info.device_type == wgpu::DeviceType::Cpu => KSplit::Whole,
+        None => KSplit::Fill,
+    };
     let site = StepSite {
         batch,
         hidden: config.hidden_size,
         staged,
         storage_bytes: storage,
-        split_k: gpu.info.device_type != wgpu::DeviceType::Cpu,
+        split,
     };
-    let tile = forced.unwrap_or_else(|| StepTile::for_shape(site));
+    let tile = policy
+        .step_tile()
+        .unwrap_or_else(|| StepTile::for_shape(site));
     let (bytes, invocations) = (tile.storage_bytes(staged), tile.invocations());
     let most = gpu.limits.max_compute_invocations_per_workgroup;
     if bytes > storage as u64 || invocations > most {

@@ -36,9 +36,19 @@ pub struct StepSite {
     pub staged: usize,
     /// The adapter's workgroup memory in bytes.
     pub storage_bytes: u32,
-    /// Whether K may be split over layers of invocations (`StepTile::k_split`): on a GPU, not
-    /// on a CPU adapter such as llvmpipe, whose few cores the rule's tiles already fill.
-    pub split_k: bool,
+    /// How K is split over layers of invocations (`StepTile::k_split`).
+    pub split: KSplit,
+}
+
+/// How `StepTile::for_shape` splits K over layers of invocations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KSplit {
+    /// K whole: the rule on a CPU adapter such as llvmpipe, whose few cores the tiles fill.
+    Whole,
+    /// The rule on a GPU: 2 or 4 layers while the step's invocations stay few.
+    Fill,
+    /// Exactly this many layers: `rnn-wgpu tune`'s choice for the model's shape.
+    Layers(u32),
 }
 
 impl StepTile {
@@ -56,16 +66,16 @@ impl StepTile {
     /// rule's tiles give a step only B*H/16 (8,192 at B = 256, H = 512).
     const FILL: u64 = 32_768;
     /// The most layers: 4 x 64 invocations, WebGPU's default limit of 256 per workgroup.
-    const MAX_K_SPLIT: u32 = 4;
+    pub const MAX_K_SPLIT: u32 = 4;
     /// The least K a layer sums per stage of the forward step (K = H) when K is split.
-    const MIN_LAYER_K: usize = 16;
+    pub const MIN_LAYER_K: usize = 16;
 
     /// The shape for a step at `site`: 32 x 32 tiles (8 x 8 invocations), or for a batch of at
     /// most 8 rows, 8 rows by up to 128 units; narrower along units where `hidden` would leave
-    /// more than half of them idle; on a GPU, K split over 2 or 4 layers while the step's
-    /// invocations stay within `FILL` and each layer keeps `MIN_LAYER_K` of H; stages of 64
-    /// values of K, or fewer where they would not fit the workgroup memory (the LSTM forward's
-    /// 32 x 32 tile at 64 takes 41 KiB).
+    /// more than half of them idle; K split as `site.split` says (`KSplit::Fill`: over 2 or
+    /// 4 layers while the step's invocations stay within `FILL` and each layer keeps
+    /// `MIN_LAYER_K` of H); stages of 64 values of K, or fewer where they would not fit the
+    /// workgroup memory (the LSTM forward's 32 x 32 tile at 64 takes 41 KiB).
     pub fn for_shape(site: StepSite) -> StepTile {
         let group_rows = if site.batch <= 2 * Self::ROWS_PER {
             2
@@ -85,13 +95,17 @@ impl StepTile {
         let layer = (group_units * group_rows) as u64;
         let in_step =
             |t: StepTile| t.workgroups(site.batch, site.hidden) * layer * t.k_split as u64;
-        while site.split_k
+        while site.split == KSplit::Fill
             && tile.k_split < Self::MAX_K_SPLIT
             && in_step(tile) * 2 <= Self::FILL
             && site.hidden >= 2 * tile.k_split as usize * Self::MIN_LAYER_K
         {
             tile.k_split *= 2;
             tile.slice /= 2;
+        }
+        if let KSplit::Layers(layers) = site.split {
+            tile.k_split = layers.max(1);
+            tile.slice = (Self::STAGE / tile.k_split).max(1);
         }
         while tile.slice > 1 && tile.storage_bytes(site.staged) > site.storage_bytes as u64 {
             tile.slice /= 2;
@@ -579,13 +593,13 @@ impl From<GemmTile> for PipelineShape {
 mod tests {
     use super::*;
 
-    fn site(batch: usize, hidden: usize, storage_kib: u32, split_k: bool) -> StepSite {
+    fn site(batch: usize, hidden: usize, storage_kib: u32, gpu: bool) -> StepSite {
         StepSite {
             batch,
             hidden,
             staged: 4,
             storage_bytes: storage_kib << 10,
-            split_k,
+            split: if gpu { KSplit::Fill } else { KSplit::Whole },
         }
     }
 
@@ -630,5 +644,13 @@ mod tests {
         // fit 16 of K a stage, as at K whole
         assert_eq!(tile(3, 300, 48, true).0, "32x2x4x4");
         assert_eq!(tile(3, 300, 48, false).0, "32x2x16");
+        // a tuned number of layers is taken as it is, on any adapter
+        for (layers, expected) in [(1, "8x8x64"), (2, "8x8x32x2"), (4, "8x8x16x4")] {
+            let tuned = StepSite {
+                split: KSplit::Layers(layers),
+                ..site(1024, 1024, 48, false)
+            };
+            assert_eq!(StepTile::for_shape(tuned).to_string(), expected);
+        }
     }
 }

@@ -2,12 +2,13 @@
 //! `GemmKernel::Auto` chooses among (`GemmKernel::candidates`) on each matrix product a model
 //! runs, where a model fits the persistent recurrence, both ways of running its steps
 //! (`Recurrence::Auto`; `bench::tune_recurrence` times them), and at f16 with the matrix units
-//! on, both step kernels (`StepKernel`; `bench::tune_steps`); keep the fastest, and cache the
-//! choices on disk for later runs.
+//! on, both step kernels (`StepKernel`; `bench::tune_steps`); where fused.wgsl runs the steps,
+//! K whole and split over layers of invocations (`StepTile::k_split`; `bench::tune_step_split`);
+//! keep the fastest, and cache the choices on disk for later runs.
 //!
 //! The rules were measured on two adapters (llvmpipe and an NVIDIA H200); on others their
-//! thresholds (how many tiles fill the GPU, where splitting K pays, how many FMAs a step may
-//! have for one workgroup to beat a dispatch per step) can be wrong, and timing the candidates
+//! thresholds (how many tiles fill the GPU, where splitting K pays, in a product or in a step,
+//! how many FMAs a step may have for one workgroup to beat a dispatch per step) can be wrong, and timing the candidates
 //! is the only way to know. `rnn-wgpu tune` does it; the other commands load the
 //! cache (`load_cache`). The cache is keyed by adapter, driver, crate version and shader
 //! sources, so a driver update or changed kernels are tuned afresh.
@@ -22,7 +23,7 @@ use super::gemm::{matmul_using, time_products, Placement};
 use super::kernels::Shader;
 pub use super::policy::{Product, RecurrenceShape};
 use super::policy::{Recurrence, StepKernel};
-use super::tiles::GemmKernel;
+use super::tiles::{GemmKernel, StepTile};
 use crate::error::Error;
 use crate::internals::parity::Comparison;
 use crate::precision::Precision;
@@ -45,12 +46,15 @@ pub struct Tuning {
     /// The kernel that runs the time steps of each tuned (cell, hidden, batch) shape at f16
     /// with the matrix units on.
     pub steps: Vec<(RecurrenceShape, StepKernel)>,
+    /// The layers fused.wgsl's time steps of each tuned (cell, hidden, batch) shape split K
+    /// over (`StepTile::k_split`), whatever the precision.
+    pub splits: Vec<(RecurrenceShape, u32)>,
 }
 
 impl Tuning {
-    /// Choices held, products, recurrences and step kernels together.
+    /// Choices held, products, recurrences, step kernels and their splits together.
     pub fn len(&self) -> usize {
-        self.products.len() + self.recurrences.len() + self.steps.len()
+        self.products.len() + self.recurrences.len() + self.steps.len() + self.splits.len()
     }
 
     /// Whether it holds no choice.
@@ -417,6 +421,12 @@ pub fn steps_key(shape: RecurrenceShape) -> String {
     shape_key("f16 steps", shape)
 }
 
+/// "step split lstm h=32 b=64", the key of the layers fused.wgsl's steps split K over in the
+/// cache (and its name in the table).
+pub fn split_key(shape: RecurrenceShape) -> String {
+    shape_key("step split", shape)
+}
+
 fn shape_key(what: &str, (cell, hidden, batch): RecurrenceShape) -> String {
     format!("{what} {cell} h={hidden} b={batch}")
 }
@@ -484,6 +494,13 @@ pub fn read_tuning(gpu: &Gpu, path: &Path) -> Result<Tuning, Error> {
             tuning.steps.push((shape, kernel));
             continue;
         }
+        if let Some(shape) = parse_shape_key("step split", key) {
+            let layers = (value.as_u64())
+                .filter(|k| (1..=StepTile::MAX_K_SPLIT as u64).contains(k))
+                .ok_or_else(|| bad(format!("a split of K {value} for {key}")))?;
+            tuning.splits.push((shape, layers as u32));
+            continue;
+        }
         if let Some(shape) = parse_shape_key("recurrence", key) {
             let fits = Recurrence::fits_cell(shape.0, shape.1);
             let recurrence = name
@@ -523,6 +540,9 @@ pub fn write_tuning(gpu: &Gpu, path: &Path, tuned: &Tuning) -> Result<(), Error>
     for &(shape, kernel) in &tuned.steps {
         entries.insert(steps_key(shape), Value::from(kernel.name()));
     }
+    for &(shape, layers) in &tuned.splits {
+        entries.insert(split_key(shape), Value::from(layers));
+    }
     let mut file = Map::new();
     file.insert("format".into(), Value::from(FORMAT));
     file.insert("adapters".into(), Value::Object(adapters));
@@ -546,6 +566,9 @@ pub fn apply(gpu: &Gpu, tuning: &Tuning) {
     }
     for &(shape, kernel) in &tuning.steps {
         gpu.set_step_choice(shape, kernel);
+    }
+    for &(shape, layers) in &tuning.splits {
+        gpu.set_step_split(shape, layers);
     }
 }
 

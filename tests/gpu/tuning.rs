@@ -9,7 +9,9 @@ use super::gemm::{cases, mismatch, random, run_case};
 use super::seed;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use rnn_wgpu::internals::bench::{bench_shape, tune_recurrence, tune_steps, Arch, Shape};
+use rnn_wgpu::internals::bench::{
+    bench_shape, tune_recurrence, tune_step_split, tune_steps, Arch, Shape,
+};
 use rnn_wgpu::internals::gpu::gemm::{matmul_using, GemmKernel, Placement};
 use rnn_wgpu::internals::gpu::tuning::{self, Check, Product, Tuning};
 use rnn_wgpu::internals::gpu::{Kernel, MatrixUnits, Recurrence, StepKernel, StepShape};
@@ -274,12 +276,14 @@ fn the_cache_keeps_other_adapters_and_refuses_what_it_cannot_trust() {
             ((Cell::Gru, 17, 33), StepKernel::Tiled),
             ((Cell::Lstm, 512, 256), StepKernel::MatrixUnits),
         ],
+        splits: vec![((Cell::Rnn, 65, 3), 1), ((Cell::Lstm, 512, 256), 4)],
     };
     tuning::write_tuning(&gpu, &path, &tuned).unwrap();
     let mut read = tuning::read_tuning(&gpu, &path).unwrap();
     read.products.sort_by_key(|(p, _)| *p);
     read.recurrences.sort_by_key(|((_, h, _), _)| *h);
     read.steps.sort_by_key(|((_, h, _), _)| *h);
+    read.splits.sort_by_key(|((_, h, _), _)| *h);
     assert_eq!(read, tuned);
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(
@@ -289,6 +293,10 @@ fn the_cache_keeps_other_adapters_and_refuses_what_it_cannot_trust() {
     assert!(text.contains("\"65x17x257 nt f16,f16\""), "{text}");
     let step = "\"f16 steps lstm h=512 b=256\": \"matrix-units\"";
     assert!(text.contains(step), "{text}");
+    assert!(
+        text.contains("\"step split lstm h=512 b=256\": 4"),
+        "{text}"
+    );
 
     // what cannot be trusted is refused, naming the file and the entry
     let key = tuning::adapter_key(&gpu);
@@ -321,6 +329,16 @@ fn the_cache_keeps_other_adapters_and_refuses_what_it_cannot_trust() {
             with(r#"{"f16 steps gru h=32 b=8": "fastest"}"#),
             "a step kernel \"fastest\"",
         ),
+        // layers of invocations: 1 to 4, as a number
+        (
+            with(r#"{"step split gru h=32 b=8": 8}"#),
+            "a split of K 8 for step split gru h=32 b=8",
+        ),
+        (
+            with(r#"{"step split gru h=32 b=8": "4"}"#),
+            "a split of K \"4\"",
+        ),
+        (with(r#"{"step split gru h=32 b=8": 0}"#), "a split of K 0"),
     ] {
         std::fs::write(&path, &text).unwrap();
         let e = tuning::read_tuning(&gpu, &path).unwrap_err().to_string();
@@ -333,7 +351,7 @@ fn the_cache_keeps_other_adapters_and_refuses_what_it_cannot_trust() {
     std::fs::write(&path, r#"{"format": 99, "adapters": 3}"#).unwrap();
     assert!(tuning::read_tuning(&gpu, &path).unwrap().is_empty());
     tuning::write_tuning(&gpu, &path, &tuned).unwrap();
-    assert_eq!(tuning::read_tuning(&gpu, &path).unwrap().len(), 7);
+    assert_eq!(tuning::read_tuning(&gpu, &path).unwrap().len(), 9);
 }
 
 /// Tuning the step kernels (f16, matrix units on; here emulated) checks the matrix units' step
@@ -388,6 +406,63 @@ fn tuning_the_step_kernels_times_both_and_the_choice_is_what_runs() {
             "{choice}: {shapes:?}"
         );
     }
+}
+
+/// Tuning how the steps split K times K whole and split over 2 and 4 layers (each split
+/// checked against the CPU reference first) and keeps one; the choice is what the steps then
+/// run in (bench's `step_shapes`), and any number of layers can be chosen. On the matrix units
+/// or in a forced tile there is nothing to tune.
+#[test]
+fn tuning_the_steps_split_of_k_times_each_and_the_choice_is_what_runs() {
+    let gpu = context();
+    let arch = one_layer(Cell::Gru);
+    let full = whole_sequence(Precision::F32);
+    let shape: Shape = "9,5,3,65".parse().unwrap();
+    let key = (Cell::Gru, 65, 9);
+    let tuned = tune_step_split(&gpu, arch, shape, full, 1)
+        .unwrap()
+        .unwrap();
+    assert_eq!(tuned.shape, key);
+    // K whole on a CPU adapter such as llvmpipe; on a GPU, 3 workgroups of 64 invocations
+    // take 4 layers
+    let cpu = gpu.info.device_type == wgpu::DeviceType::Cpu;
+    assert_eq!(tuned.rule, if cpu { 1 } else { 4 });
+    assert!(tuned.left_out.is_empty(), "{:?}", tuned.left_out);
+    let layers: Vec<u32> = tuned.times.iter().map(|&(k, _)| k).collect();
+    assert_eq!(layers, [1, 2, 4]);
+    assert!(
+        tuned.times.iter().all(|&(_, ms)| ms > 0.0),
+        "{:?}",
+        tuned.times
+    );
+    assert_eq!(gpu.policy().step_split(key), Some(tuned.choice));
+    for layers in [1, 2, 4] {
+        gpu.set_step_split(key, layers);
+        let result = bench_shape(Some(&gpu), arch, shape, 0, 1, full, Recurrence::Steps).unwrap();
+        let shapes = result.step_shapes.expect("the steps ran a dispatch each");
+        for shape in [shapes.forward, shapes.backward] {
+            assert!(
+                matches!(shape, StepShape::Tile(t) if t.k_split == layers),
+                "{layers} layers: {shapes:?}"
+            );
+        }
+    }
+    // H = 17 leaves no layer 16 of K past 1 layer: K whole is the only candidate
+    let narrow: Shape = "9,5,3,17".parse().unwrap();
+    let tuned = tune_step_split(&gpu, arch, narrow, full, 1)
+        .unwrap()
+        .unwrap();
+    assert_eq!((tuned.times.len(), tuned.choice), (1, 1));
+
+    let emulated = Gpu::with_matrix_units(MatrixUnits::Emulate).unwrap();
+    let half = whole_sequence(Precision::F16);
+    assert!(tune_step_split(&emulated, arch, shape, half, 1)
+        .unwrap()
+        .is_none());
+    gpu.force_step_tile(Some("8x8x16".parse().unwrap()));
+    assert!(tune_step_split(&gpu, arch, shape, full, 1)
+        .unwrap()
+        .is_none());
 }
 
 /// A tuned recurrence is what `Recurrence::Auto` resolves to for that cell, hidden size and
