@@ -163,17 +163,36 @@ fn step_tile(
     let tile = policy
         .step_tile()
         .unwrap_or_else(|| StepTile::for_shape(site));
-    let (bytes, invocations) = (tile.storage_bytes(staged), tile.invocations());
-    let most = gpu.limits.max_compute_invocations_per_workgroup;
-    if bytes > storage as u64 || invocations > most {
-        return Err(Error::Config(format!(
-            "a time step of a {} cell of hidden size {}: the step tile {tile} stages {bytes} \
-             bytes of workgroup memory in {invocations} invocations; '{}' allows {storage} \
-             bytes and {most} invocations",
+    match refusal(tile, staged, &gpu.limits) {
+        Some(why) => Err(Error::Config(format!(
+            "a time step of a {} cell of hidden size {}: {why} ('{}')",
             config.cell, config.hidden_size, gpu.info.name
-        )));
+        ))),
+        None => Ok(tile),
     }
-    Ok(tile)
+}
+
+/// Why an adapter with `limits` cannot run `tile` staging `staged` rows of W_hh per k, if it
+/// cannot: its workgroup memory, its invocations, or one of its workgroup's sides too large.
+fn refusal(tile: StepTile, staged: usize, limits: &wgpu::Limits) -> Option<String> {
+    let (bytes, invocations) = (tile.storage_bytes(staged), tile.invocations());
+    let storage = limits.max_compute_workgroup_storage_size;
+    let most = limits.max_compute_invocations_per_workgroup;
+    let sides = [tile.group_units, tile.group_rows, tile.k_split];
+    let longest = [
+        limits.max_compute_workgroup_size_x,
+        limits.max_compute_workgroup_size_y,
+        limits.max_compute_workgroup_size_z,
+    ];
+    let too_long = sides.iter().zip(longest).any(|(side, most)| *side > most);
+    (bytes > storage as u64 || invocations > most || too_long).then(|| {
+        format!(
+            "the step tile {tile} stages {bytes} bytes of workgroup memory in {invocations} \
+             invocations, {} x {} x {}; the adapter allows {storage} bytes and {most} \
+             invocations, at most {} x {} x {}",
+            sides[0], sides[1], sides[2], longest[0], longest[1], longest[2]
+        )
+    })
 }
 
 /// How many steps one dispatch of the persistent kernels may run for `config` at `batch` rows:
@@ -220,3 +239,33 @@ const PERSISTENT_CPU_FMAS: usize = 1 << 13;
 /// lost from 196,608 on (2.07-9.5x slower), where one multiprocessor does what the per-step
 /// GEMM spreads over many.
 const PERSISTENT_GPU_FMAS: usize = 1 << 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// WebGPU's downlevel limits (16,352 bytes of workgroup memory, 256 invocations, at most
+    /// 64 along z) refuse a tile past any of them and name what it needs and what they allow.
+    #[test]
+    fn a_step_tile_past_the_adapters_limits_is_refused_with_both_sides() {
+        let limits = wgpu::Limits::downlevel_defaults();
+        let tile = |text: &str| text.parse::<StepTile>().unwrap();
+        assert_eq!(refusal(tile("8x8x8"), 4, &limits), None);
+        let deep = refusal(tile("1x1x1x128"), 4, &limits).expect("z past 64");
+        assert!(
+            deep.contains("1 x 1 x 128") && deep.contains("at most 256 x 256 x 64"),
+            "{deep}"
+        );
+        let large = refusal(tile("8x8x16x4"), 4, &limits).expect("45,056 bytes");
+        assert!(
+            large.contains("45056 bytes") && large.contains("16352 bytes"),
+            "{large}"
+        );
+        // NVIDIA's 48 KiB
+        let nvidia = wgpu::Limits {
+            max_compute_workgroup_storage_size: 48 << 10,
+            ..wgpu::Limits::default()
+        };
+        assert_eq!(refusal(tile("8x8x16x4"), 4, &nvidia), None);
+    }
+}
