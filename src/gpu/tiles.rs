@@ -86,31 +86,44 @@ impl StepTile {
         while group_units > 8 && (group_units as usize / 2) * Self::UNITS_PER >= site.hidden {
             group_units /= 2;
         }
-        let mut tile = StepTile {
+        let whole = StepTile {
             group_units,
             group_rows,
             slice: Self::STAGE,
             k_split: 1,
         };
-        let layer = (group_units * group_rows) as u64;
-        let in_step =
-            |t: StepTile| t.workgroups(site.batch, site.hidden) * layer * t.k_split as u64;
-        while site.split == KSplit::Fill
-            && tile.k_split < Self::MAX_K_SPLIT
-            && in_step(tile) * 2 <= Self::FILL
-            && site.hidden >= 2 * tile.k_split as usize * Self::MIN_LAYER_K
-        {
-            tile.k_split *= 2;
-            tile.slice /= 2;
-        }
-        if let KSplit::Layers(layers) = site.split {
-            tile.k_split = layers.max(1);
-            tile.slice = (Self::STAGE / tile.k_split).max(1);
-        }
+        let layers = whole.layers_for(site);
+        let mut tile = StepTile {
+            slice: (Self::STAGE / layers).max(1),
+            k_split: layers,
+            ..whole
+        };
         while tile.slice > 1 && tile.storage_bytes(site.staged) > site.storage_bytes as u64 {
             tile.slice /= 2;
         }
         tile
+    }
+
+    /// The layers this tile (K whole) splits K over at `site`: `KSplit::Fill` doubles them
+    /// while the step's invocations stay within `FILL`, up to `MAX_K_SPLIT`, each layer
+    /// keeping `MIN_LAYER_K` of H.
+    fn layers_for(self, site: StepSite) -> u32 {
+        match site.split {
+            KSplit::Whole => 1,
+            KSplit::Layers(layers) => layers.max(1),
+            KSplit::Fill => {
+                let invocations =
+                    self.workgroups(site.batch, site.hidden) * self.invocations() as u64;
+                let mut layers = 1;
+                while layers < Self::MAX_K_SPLIT
+                    && invocations * 2 * layers as u64 <= Self::FILL
+                    && site.hidden >= 2 * layers as usize * Self::MIN_LAYER_K
+                {
+                    layers *= 2;
+                }
+                layers
+            }
+        }
     }
 
     /// Workgroup memory a step kernel uses, staging `gates` rows of W_hh per unit: per value of
