@@ -162,14 +162,16 @@ for tile in "${tiles[@]}"; do
 done
 
 log "tuning: each product's kernels timed, then the suite with the cache and without"
-RNN_WGPU_TUNING=/tmp/tuning.json run "$BIN" tune "${suite[@]}" --rounds 3
+# tune times every product's kernels, the steps' K whole and split (each split first checked
+# against the CPU reference) and, at f16, both step kernels: more than one command's default
+LIMIT=300 RNN_WGPU_TUNING=/tmp/tuning.json run "$BIN" tune "${suite[@]}" --rounds 3
 cp /tmp/tuning.json "$OUT/" 2>/dev/null
 for tuning in /tmp/tuning.json off /tmp/tuning.json off; do
     RNN_WGPU_TUNING=$tuning run "$BIN" bench "${suite[@]}" --runs 10 --warmup 3 --json
 done
 log "tuning at f16 with the matrix units on: each f16 product's tiles against gemm_coop"
-RNN_WGPU_MATRIX_UNITS=on RNN_WGPU_TUNING=/tmp/tuning-f16.json run "$BIN" tune "${suite[@]}" \
-    --precision f16 --rounds 3
+LIMIT=300 RNN_WGPU_MATRIX_UNITS=on RNN_WGPU_TUNING=/tmp/tuning-f16.json run "$BIN" tune \
+    "${suite[@]}" --precision f16 --rounds 3
 cp /tmp/tuning-f16.json "$OUT/" 2>/dev/null
 for tuning in /tmp/tuning-f16.json off; do
     RNN_WGPU_MATRIX_UNITS=on RNN_WGPU_TUNING=$tuning run "$BIN" bench "${suite[@]}" \
