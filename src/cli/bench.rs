@@ -253,9 +253,14 @@ fn run_alone(args: &BenchArgs) -> Result<()> {
                 );
                 if let (Some(all), Some(per_step)) = (r.dispatches, r.recurrent_dispatches_per_step)
                 {
+                    // the step kernels' shapes, where the steps ran a dispatch each
+                    let (forward, backward) =
+                        r.step_shapes.map_or((String::new(), String::new()), |s| {
+                            (format!(" ({})", s.forward), format!(" ({})", s.backward))
+                        });
                     println!(
-                        "     dispatches: {all} per training step; per time step and cell {} \
-                         forward, {} backward",
+                        "     dispatches: {all} per training step; per time step and cell {}{forward} \
+                         forward, {}{backward} backward",
                         per_step.forward, per_step.backward
                     );
                 }
