@@ -287,11 +287,10 @@ pub fn bench_shape(
     let plan = engine.memory_plan(shape.seq_len, shape.batch)?;
     let stepping = (gpu.zip(recurrence)).filter(|(_, recurrence)| *recurrence == Recurrence::Steps);
     let rows = (shape.batch, plan_options.precision);
-    let step_kernel =
-        stepping.map(|(gpu, _)| StepKernel::resolve(gpu, &gpu.policy(), &config, rows.0, rows.1));
     let step_shapes = stepping
         .map(|(gpu, _)| StepShapes::resolve(gpu, &gpu.policy(), &config, rows))
         .transpose()?;
+    let step_kernel = step_shapes.map(|shapes| shapes.kernel());
     for _ in 0..warmup {
         engine.step(&batch, false)?;
     }

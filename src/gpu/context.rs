@@ -154,8 +154,8 @@ impl Gpu {
 
     /// Makes the fused step kernels run in workgroup shape `tile` for every model (None:
     /// `StepTile::for_shape`'s rule, or the matrix units' step kernels for f16 where they are
-    /// on), to measure shapes against each other. The sums run in the same order whatever the
-    /// shape.
+    /// on), to measure shapes against each other. Shapes with K whole sum in the same order
+    /// whatever their other sides; a split K (`StepTile::k_split`) sums in another fixed order.
     pub fn force_step_tile(&self, tile: Option<StepTile>) {
         self.change_policy(|p| p.step_tile = tile);
     }

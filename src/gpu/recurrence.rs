@@ -134,6 +134,14 @@ impl StepShapes {
             backward: shape(1)?,
         })
     }
+
+    /// The kernel these shapes belong to (both directions run on the same one).
+    pub fn kernel(&self) -> StepKernel {
+        match self.forward {
+            StepShape::Tile(_) => StepKernel::Tiled,
+            StepShape::Coop { .. } => StepKernel::MatrixUnits,
+        }
+    }
 }
 
 /// fused.wgsl's workgroup shape for `config`'s steps at `batch` rows staging `staged` rows of

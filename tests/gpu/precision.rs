@@ -7,7 +7,7 @@ use ndarray_npy::WriteNpyExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rnn_wgpu::checkpoint::{self, LoadOverrides};
-use rnn_wgpu::internals::gpu::{GemmKernel, Kernel};
+use rnn_wgpu::internals::gpu::{GemmKernel, Kernel, Shader};
 use rnn_wgpu::internals::parity::{random_problem, run_parity_with, F16_TOLERANCE};
 use rnn_wgpu::internals::plan::{PlanOptions, Recompute};
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
@@ -113,14 +113,15 @@ fn f16_parity_holds_with_the_matrix_units_emulated() {
         .count();
     assert!(on_matrix_units > 0, "no product ran on the matrix units");
     let compiled = gpu.compiled_kernels();
-    let steps = [
-        Kernel::RnnForwardCoop,
-        Kernel::RnnBackwardCoop,
-        Kernel::LstmForwardCoop,
-        Kernel::LstmBackwardCoop,
-        Kernel::GruForwardCoop,
-        Kernel::GruBackwardCoop,
-    ];
+    // every cell's forward and backward step on matrix units: the coop kernels but the product's
+    let steps: Vec<Kernel> = (Kernel::ALL.into_iter())
+        .filter(|k| k.shader().on_matrix_units() && k.shader() != Shader::GemmCoop)
+        .collect();
+    assert_eq!(
+        steps.len(),
+        6,
+        "three cells, forward and backward: {steps:?}"
+    );
     let missing: Vec<_> = steps.iter().filter(|k| !compiled.contains(k)).collect();
     assert!(missing.is_empty(), "never ran: {missing:?}");
     let fused = [Kernel::LstmForward, Kernel::LstmBackward];
