@@ -1,17 +1,23 @@
-// A segment's time steps in one dispatch of one workgroup, for models whose steps are too
-// small to fill a GPU: there each step's dispatch (fused.wgsl) costs more than its work. (All of them
-// on GPUs; on llvmpipe, which ends an invocation's loops after 65,535 iterations in all, the
-// host splits a segment into runs p.run_start + 1 ..= p.run_end short enough.) Between
-// the recurrent product and the cell, and between steps, a barrier stands where the per-step
-// path ends a dispatch. W_hh [G*H, H] sits in workgroup memory for the whole segment.
+// A segment's time steps in one dispatch, for models whose steps are too small to fill a GPU:
+// there each step's dispatch (fused.wgsl) costs more than its work. Batch rows never meet in a
+// recurrence, so each workgroup runs all the steps of its own slice of p.slice_rows rows,
+// independent of the others: no barrier between workgroups is needed, and the slices spread
+// over as many multiprocessors. (On llvmpipe, which ends an invocation's loops after 65,535
+// iterations in all, the host splits a segment into runs p.run_start + 1 ..= p.run_end short
+// enough.) Between the recurrent product and the cell, and between steps, a barrier stands
+// where the per-step path ends a dispatch. W_hh [G*H, H] sits in each workgroup's memory for
+// the whole segment.
 //
 // forward,  per step t = 1..len:  recurrent[t] (+)= h_{t-1} W_hh^T, then cell_forward(t)
 // backward, per step t = len..1:  dh[t] += recurrent_grad[t+1] W_hh (t < len), then
 //           cell_backward(t); the border from the next segment is a GEMM before this
+// for the slice's rows b only. Each output is one sum over k in order, whatever the slices, so
+// the results do not depend on how the batch is sliced.
 //
 // step.wgsl and a cell file come first: the bindings, p (p.step = len here), GATES,
 // add_recurrent, recurrent_grad, cell_forward and cell_backward. The host runs this only when
-// G*H*H <= W_CACHE (16 KiB, WebGPU's guaranteed workgroup storage) and the batch is small.
+// G*H*H <= W_CACHE (16 KiB, WebGPU's guaranteed workgroup storage), in slices of rows small
+// enough (src/gpu/recurrence.rs, PersistentSlices).
 
 const THREADS: u32 = 256u;
 const W_CACHE: u32 = 4096u;
@@ -32,25 +38,47 @@ fn load_weight_hh(lid: u32, transposed: bool) {
     workgroupBarrier();
 }
 
+// This workgroup's rows of the batch: the first, and how many (none in a workgroup past the
+// batch, which the host's grid may add).
+struct Slice {
+    first: u32,
+    rows: u32,
+}
+
+fn slice_of(wg: vec3<u32>, groups: vec3<u32>) -> Slice {
+    let first = (wg.x + wg.y * groups.x) * p.slice_rows;
+    if (first >= p.batch) {
+        return Slice(first, 0u);
+    }
+    return Slice(first, min(p.slice_rows, p.batch - first));
+}
+
 @compute @workgroup_size(256, 1, 1)
-fn persistent_forward(@builtin(local_invocation_index) lid: u32) {
+fn persistent_forward(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
     let h = p.hidden;
     let gh = GATES * h;
-    let rows = p.batch * gh;
+    let slice = slice_of(wg, groups);
     load_weight_hh(lid, true);
     for (var t = p.run_start + 1u; t <= p.run_end; t++) {
-        // element e = b * G*H + r of recurrent[t] = sum_k h_{t-1}[b, k] W_hh[r, k]
-        for (var e = lid; e < rows; e += THREADS) {
+        // element e = b * G*H + r of recurrent[t] = sum_k h_{t-1}[b, k] W_hh[r, k], for the
+        // slice's rows b
+        let first = slice.first * gh;
+        for (var e = first + lid; e < first + slice.rows * gh; e += THREADS) {
             let state = (t - 1u) * p.batch * h + (e / gh) * h;
             let r = e % gh;
             var sum = 0.0;
             for (var k = 0u; k < h; k++) {
                 sum += f32(hs[state + k]) * w[k * gh + r];
             }
-            add_recurrent((t - 1u) * rows + e, sum);
+            add_recurrent((t - 1u) * p.batch * gh + e, sum);
         }
         storageBarrier();
-        for (var idx = lid; idx < p.batch * h; idx += THREADS) {
+        let units = slice.first * h;
+        for (var idx = units + lid; idx < units + slice.rows * h; idx += THREADS) {
             cell_forward(t, idx);
         }
         storageBarrier();
@@ -58,15 +86,23 @@ fn persistent_forward(@builtin(local_invocation_index) lid: u32) {
 }
 
 @compute @workgroup_size(256, 1, 1)
-fn persistent_backward(@builtin(local_invocation_index) lid: u32) {
+fn persistent_backward(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
     let h = p.hidden;
     let gh = GATES * h;
     let units = p.batch * h;
+    let slice = slice_of(wg, groups);
+    // the slice's (row, unit) pairs: [first, end) of b * H + k
+    let first = slice.first * h;
+    let end = first + slice.rows * h;
     load_weight_hh(lid, false);
     for (var t = p.run_end; t > p.run_start; t--) {
         if (t < p.step) {
             // element e = b * H + k of dh[t] += sum_r recurrent_grad[t+1][b, r] W_hh[r, k]
-            for (var e = lid; e < units; e += THREADS) {
+            for (var e = first + lid; e < end; e += THREADS) {
                 let grad = t * p.batch * gh + (e / h) * gh;
                 let k = e % h;
                 var sum = 0.0;
@@ -77,7 +113,7 @@ fn persistent_backward(@builtin(local_invocation_index) lid: u32) {
             }
             storageBarrier();
         }
-        for (var idx = lid; idx < units; idx += THREADS) {
+        for (var idx = first + lid; idx < end; idx += THREADS) {
             cell_backward(t, idx);
         }
         storageBarrier();

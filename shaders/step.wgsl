@@ -6,7 +6,7 @@
 // Each cell file writes its step as `cell_forward(step, idx)` and `cell_backward(step, idx)`
 // for one (batch row, unit) idx = b * H + j, run after the recurrent product: fused.wgsl runs
 // one step per dispatch over tiles of idx, persistent.wgsl all of a segment's steps in one
-// workgroup.
+// dispatch, one workgroup per slice of batch rows.
 //
 // Buffers (time-major, one segment's worth; `stored` is f32, or f16 under --precision f16,
 // carries and biases always f32):
@@ -35,7 +35,8 @@ struct StepParams {
     // fused.wgsl: run_end is the segment's length (no product from a step past it)
     run_start: u32,
     run_end: u32,
-    _pad0: u32,
+    // persistent.wgsl: batch rows per workgroup (each runs its own slice's steps)
+    slice_rows: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> gates: array<stored>;

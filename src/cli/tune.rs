@@ -157,7 +157,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
             changed += (t.choice != t.rule) as usize;
             tuned.splits.push((t.shape, t.choice));
         }
-        // Then, where the model fits one workgroup, both ways of running its steps.
+        // Then, where the model fits the persistent kernels, both ways of running its steps.
         if args.engine.recurrence != Recurrence::Auto {
             continue;
         }

@@ -274,23 +274,23 @@ pub enum Kernel {
     /// `step_backward_coop` (step_coop.wgsl after gru.wgsl): `GruBackward` likewise.
     GruBackwardCoop,
     /// `persistent_forward` (persistent.wgsl around rnn.wgsl): `RnnForward` for the steps
-    /// `run_start + 1 ..= run_end` of a segment in one workgroup of 256, `W_hh` kept in
-    /// workgroup memory; for models whose steps are too small to fill the GPU.
+    /// `run_start + 1 ..= run_end` of a segment in a workgroup of 256 per slice of the batch,
+    /// `W_hh` kept in workgroup memory; for models whose steps are too small to fill the GPU.
     RnnForwardPersistent,
     /// `persistent_backward` (persistent.wgsl around rnn.wgsl): `RnnBackward` for the steps
-    /// `run_end` down to `run_start + 1` in one workgroup.
+    /// `run_end` down to `run_start + 1` likewise.
     RnnBackwardPersistent,
     /// `persistent_forward` (persistent.wgsl around lstm.wgsl): `LstmForward` for a run of
-    /// steps in one workgroup.
+    /// steps, a workgroup per slice of the batch.
     LstmForwardPersistent,
     /// `persistent_backward` (persistent.wgsl around lstm.wgsl): `LstmBackward` for a run of
-    /// steps, last to first, in one workgroup.
+    /// steps, last to first, a workgroup per slice of the batch.
     LstmBackwardPersistent,
     /// `persistent_forward` (persistent.wgsl around gru.wgsl): `GruForward` for a run of
-    /// steps in one workgroup.
+    /// steps, a workgroup per slice of the batch.
     GruForwardPersistent,
     /// `persistent_backward` (persistent.wgsl around gru.wgsl): `GruBackward` for a run of
-    /// steps, last to first, in one workgroup.
+    /// steps, last to first, a workgroup per slice of the batch.
     GruBackwardPersistent,
     /// `mse_loss` (loss.wgsl), one invocation per scored row: the row's share of
     /// `nn.MSELoss(reduction='mean')` into `row_loss` (`[rows]`) and its gradient with respect

@@ -30,5 +30,5 @@ pub use kernels::{Elements, Kernel, Shader};
 pub use model::{GpuModel, GpuOutput, Request};
 pub use policy::{KernelPolicy, Recurrence, StepKernel};
 pub use recorder::{Phase, PhaseTimes};
-pub use recurrence::StepShapes;
+pub use recurrence::{PersistentSlices, StepShapes};
 pub use tiles::{GemmKernel, GemmTile, KSplit, StepShape, StepSite, StepTile};

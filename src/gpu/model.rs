@@ -36,7 +36,9 @@ pub(crate) struct StepParams {
     /// step kernels take 0 and the segment's length.
     pub run_start: u32,
     pub run_end: u32,
-    pub _pad: u32,
+    /// The persistent kernels' batch rows per workgroup (`PersistentSlices::rows`); the fused
+    /// step kernels ignore it.
+    pub slice_rows: u32,
 }
 
 #[repr(C)]

@@ -29,7 +29,7 @@ use super::kernels::{column_blocks, Elements, Kernel};
 use super::model::{GpuModel, LossParams, ReduceParams, Request, StepParams};
 use super::policy::Recurrence;
 use super::recorder::{Phase, Recorder};
-use super::recurrence::{persistent_steps_per_dispatch, StepShapes};
+use super::recurrence::{persistent_steps_per_dispatch, PersistentSlices, StepShapes};
 use super::stack::record_copy;
 use super::tiles::StepShape;
 use super::workspace::Workspace;
@@ -44,8 +44,8 @@ enum Direction {
 }
 
 /// How a cell kernel runs: one step `t` in workgroups of `shape` (fused.wgsl, or
-/// step_coop.wgsl on the matrix units), or a run of the segment's steps `from + 1 ..= to` in one
-/// workgroup (persistent.wgsl).
+/// step_coop.wgsl on the matrix units), or a run of the segment's steps `from + 1 ..= to` in a
+/// workgroup per slice of the batch (persistent.wgsl).
 #[derive(Clone, Copy)]
 enum CellLaunch {
     Step {
@@ -56,6 +56,8 @@ enum CellLaunch {
     Persistent {
         from: usize,
         to: usize,
+        slices: PersistentSlices,
+        groups: [u32; 3],
     },
 }
 
@@ -374,8 +376,7 @@ impl GpuModel {
         )?;
         rec.set_phase(Phase::ForwardRecurrence);
         if self.recurrence.resolve(gpu, config, b)? == Recurrence::Persistent {
-            self.record_persistent(gpu, rec, ws, (c, k), Direction::Forward);
-            return Ok(());
+            return self.record_persistent(gpu, rec, ws, (c, k), Direction::Forward);
         }
         // gates[t] += h_{t-1} W_hh^T (GRU: hh[t] = h_{t-1} W_hh^T), then the cell
         let (shape, groups) = self.step_shape(gpu, rec, (b, p), Direction::Forward)?;
@@ -645,7 +646,7 @@ impl GpuModel {
             )?;
         }
         if self.recurrence.resolve(gpu, config, b)? == Recurrence::Persistent {
-            self.record_persistent(gpu, rec, ws, (c, k), Direction::Backward);
+            self.record_persistent(gpu, rec, ws, (c, k), Direction::Backward)?;
         } else {
             self.record_backward_steps(gpu, rec, ws, c, k)?;
         }
@@ -781,9 +782,9 @@ impl GpuModel {
         }
     }
 
-    /// The persistent kernel over all of segment `k`'s steps of cell `c`: one dispatch, or
-    /// where the adapter ends long loops (llvmpipe) runs of steps short enough, in the
-    /// direction's order.
+    /// The persistent kernel over all of segment `k`'s steps of cell `c`, a workgroup per slice
+    /// of the batch: one dispatch, or where the adapter ends long loops (llvmpipe) runs of
+    /// steps short enough, in the direction's order.
     fn record_persistent(
         &self,
         gpu: &Gpu,
@@ -791,9 +792,12 @@ impl GpuModel {
         ws: &Workspace,
         (c, k): (usize, usize),
         direction: Direction,
-    ) {
+    ) -> Result<(), Error> {
         let len = ws.segments[k].len;
         let per = persistent_steps_per_dispatch(gpu, &self.config, ws.batch).clamp(1, len.max(1));
+        let slices = PersistentSlices::of(&self.config, ws.batch);
+        let what = "the persistent recurrence's slices of the batch";
+        let groups = gpu.grid(what, slices.count as u64)?;
         let mut runs: Vec<(usize, usize)> = (0..len)
             .step_by(per)
             .map(|from| (from, (from + per).min(len)))
@@ -802,9 +806,15 @@ impl GpuModel {
             runs.reverse();
         }
         for (from, to) in runs {
-            let launch = CellLaunch::Persistent { from, to };
+            let launch = CellLaunch::Persistent {
+                from,
+                to,
+                slices,
+                groups,
+            };
             self.record_cell_kernel(rec, ws, (c, k), direction, launch);
         }
+        Ok(())
     }
 
     /// A cell kernel for cell `c` in segment `k`, launched as `launch` says.
@@ -827,9 +837,11 @@ impl GpuModel {
         let [slot_2, slot_6, slot_8] = self.cell().cell_slots(&view, &self.dummy);
         let len = ws.segments[k].len;
         // Step kernels: step t, and the segment's length (no product from past its end).
-        let (step, from, to) = match launch {
-            CellLaunch::Step { t, .. } => (t, 0, len),
-            CellLaunch::Persistent { from, to } => (len, from, to),
+        let (step, from, to, slice_rows) = match launch {
+            CellLaunch::Step { t, .. } => (t, 0, len, 0),
+            CellLaunch::Persistent {
+                from, to, slices, ..
+            } => (len, from, to, slices.rows),
         };
         let params = StepParams {
             batch: ws.batch as u32,
@@ -839,7 +851,7 @@ impl GpuModel {
             first_step: ws.segments[k].t0 as u32,
             run_start: from as u32,
             run_end: to as u32,
-            _pad: 0,
+            slice_rows: slice_rows as u32,
         };
         let buffers = [
             &a.gates,
@@ -860,8 +872,8 @@ impl GpuModel {
             CellLaunch::Step { shape, groups, .. } => {
                 rec.dispatch_tiled((kernel, elements, shape), &params, &buffers, groups)
             }
-            CellLaunch::Persistent { .. } => {
-                rec.dispatch_as((kernel, elements), &params, &buffers, [1, 1, 1])
+            CellLaunch::Persistent { groups, .. } => {
+                rec.dispatch_as((kernel, elements), &params, &buffers, groups)
             }
         }
     }

@@ -1,6 +1,7 @@
 //! How a cell's time steps are dispatched: one fused kernel per step (shaders/fused.wgsl, over
 //! tiles of `tiles::StepTile`, or shaders/step_coop.wgsl on the matrix units: `StepKernel`),
-//! or all of a segment's steps in one workgroup (shaders/persistent.wgsl).
+//! or all of a segment's steps in one dispatch, a workgroup per slice of the batch
+//! (shaders/persistent.wgsl).
 
 use super::context::Gpu;
 use super::policy::{KernelPolicy, Recurrence, StepKernel};
@@ -40,42 +41,64 @@ impl Recurrence {
     }
 
     /// The concrete choice for `config` at `batch` rows on this adapter: the tuned one where
-    /// `rnn-wgpu tune` cached one, else by the number of recurrent FMAs per step. Persistent
-    /// is refused (and never chosen) where not even one step fits the adapter's loop limit.
+    /// `rnn-wgpu tune` cached one, else the rule: on CPU adapters by the number of recurrent
+    /// FMAs per step, on GPUs by the number of workgroups the persistent kernels' slices of the
+    /// batch take.
     pub fn resolve(self, gpu: &Gpu, config: &ModelConfig, batch: usize) -> Result<Self, Error> {
         self.check(config)?;
-        let runs = persistent_steps_per_dispatch(gpu, config, batch) > 0;
-        match self {
-            Recurrence::Steps => Ok(self),
-            Recurrence::Persistent if runs => Ok(self),
-            Recurrence::Persistent => Err(Error::Config(format!(
-                "--recurrence persistent: one step of this {} model at batch {batch} is more \
-                 loop iterations than '{}' runs in one invocation (it ends loops after {}); use \
-                 steps or auto",
-                config.cell,
-                gpu.info.name,
-                gpu.loop_limit().unwrap_or(0)
-            ))),
-            Recurrence::Auto => {
-                // `rnn-wgpu tune` timed both ways for this model on this adapter
-                let tuned = gpu
-                    .policy()
-                    .recurrence((config.cell, config.hidden_size, batch));
-                if let Some(choice) = tuned.filter(|_| Self::fits(config) && runs) {
-                    return Ok(choice);
-                }
-                let fmas = batch * config.gate_rows() * config.hidden_size;
-                let limit = if gpu.info.device_type == wgpu::DeviceType::Cpu {
-                    PERSISTENT_CPU_FMAS
-                } else {
-                    PERSISTENT_GPU_FMAS
-                };
-                Ok(if Self::fits(config) && runs && fmas <= limit {
-                    Recurrence::Persistent
-                } else {
-                    Recurrence::Steps
-                })
-            }
+        if self != Recurrence::Auto {
+            return Ok(self);
+        }
+        let fits = Self::fits(config);
+        // `rnn-wgpu tune` timed both ways for this model on this adapter
+        let tuned = gpu
+            .policy()
+            .recurrence((config.cell, config.hidden_size, batch));
+        if let Some(choice) = tuned.filter(|_| fits) {
+            return Ok(choice);
+        }
+        Ok(
+            if fits && persistent_rule(gpu.info.device_type, config, batch) {
+                Recurrence::Persistent
+            } else {
+                Recurrence::Steps
+            },
+        )
+    }
+}
+
+/// `Recurrence::Auto`'s rule for a model that fits the persistent kernels, on an adapter of
+/// `device_type`: on CPU adapters persistent up to `PERSISTENT_CPU_FMAS` recurrent FMAs per
+/// step, on GPUs up to `PERSISTENT_GPU_SLICES` slices of the batch.
+fn persistent_rule(device_type: wgpu::DeviceType, config: &ModelConfig, batch: usize) -> bool {
+    if device_type == wgpu::DeviceType::Cpu {
+        batch * config.gate_rows() * config.hidden_size <= PERSISTENT_CPU_FMAS
+    } else {
+        PersistentSlices::of(config, batch).count <= PERSISTENT_GPU_SLICES
+    }
+}
+
+/// How the persistent kernels split a batch: `count` workgroups of `rows` rows (the last one
+/// the rest), each running all of a segment's steps for its own rows. Rows never meet in a
+/// recurrence, so the slices need no barrier between them and spread over the GPU's
+/// multiprocessors, where one workgroup alone leaves all but one idle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PersistentSlices {
+    /// Batch rows per workgroup: as many as keep its recurrent FMAs per step (rows * G*H*H)
+    /// within `PERSISTENT_SLICE_FMAS`, at least 1, at most the batch.
+    pub rows: usize,
+    /// Workgroups: the batch over `rows`.
+    pub count: usize,
+}
+
+impl PersistentSlices {
+    /// The slices of `config`'s steps at `batch` rows (the same on every adapter).
+    pub fn of(config: &ModelConfig, batch: usize) -> Self {
+        let per_row = config.gate_rows() * config.hidden_size;
+        let rows = (PERSISTENT_SLICE_FMAS / per_row.max(1)).clamp(1, batch.max(1));
+        PersistentSlices {
+            rows,
+            count: batch.div_ceil(rows).max(1),
         }
     }
 }
@@ -206,19 +229,26 @@ fn refusal(tile: StepTile, staged: usize, limits: &wgpu::Limits) -> Option<Strin
 /// How many steps one dispatch of the persistent kernels may run for `config` at `batch` rows:
 /// all of a segment's (`usize::MAX`) where the adapter does not end long loops; on llvmpipe
 /// (`Gpu::loop_limit`) as many as keep an invocation's loop iterations under half the limit,
-/// and 0 where not even one step does.
+/// at least one for every model that fits them, since an invocation loops over a slice's rows
+/// only (unit-tested).
 pub(crate) fn persistent_steps_per_dispatch(
     gpu: &Gpu,
     config: &ModelConfig,
     batch: usize,
 ) -> usize {
-    let Some(limit) = gpu.loop_limit() else {
+    steps_per_dispatch(gpu.loop_limit(), config, batch)
+}
+
+/// `persistent_steps_per_dispatch` where loops end after `limit` iterations (None: never).
+fn steps_per_dispatch(limit: Option<u64>, config: &ModelConfig, batch: usize) -> usize {
+    let Some(limit) = limit else {
         return usize::MAX;
     };
+    // An invocation loops over its workgroup's slice of the batch only.
     let (g, h, b) = (
         config.cell.gates() as u64,
         config.hidden_size as u64,
-        batch as u64,
+        PersistentSlices::of(config, batch).rows as u64,
     );
     // An invocation's share of n items strided over the workgroup's 256, plus the last test.
     let share = |n: u64| n.div_ceil(256) + 1;
@@ -241,12 +271,23 @@ pub(crate) fn persistent_steps_per_dispatch(
 /// win.
 const PERSISTENT_CPU_FMAS: usize = 1 << 13;
 
-/// The same for GPUs, measured on an NVIDIA H200 through Vulkan at 69aa2f9 (BENCHMARKS.md, "NVIDIA
-/// H200 through Vulkan"): the persistent workgroup won at 4096 and 32,768 FMAs per step (0.44
-/// and 0.52 of the per-step time), tied at 65,536 (LSTM B = 64, H = 16, T = 1000: 1.00) and
-/// lost from 196,608 on (2.07-9.5x slower), where one multiprocessor does what the per-step
-/// GEMM spreads over many.
-const PERSISTENT_GPU_FMAS: usize = 1 << 16;
+/// A persistent workgroup's recurrent FMAs per step (its rows * G*H*H) at most, on every
+/// adapter: the largest at which one workgroup running a whole batch clearly beat a dispatch
+/// per step on an NVIDIA H200 through Vulkan at 69aa2f9 (BENCHMARKS.md, "NVIDIA H200 through
+/// Vulkan"): it won at 4096 and 32,768 FMAs per step (0.44 and 0.52 of the per-step time),
+/// tied at 65,536 (LSTM B = 64, H = 16, T = 1000: 1.00) and lost from 196,608 on (2.07-9.5x
+/// slower), where one multiprocessor did what the per-step kernels spread over many. Past it
+/// the batch is sliced over more workgroups (`PersistentSlices`), each as fast as that.
+const PERSISTENT_SLICE_FMAS: usize = 1 << 15;
+
+/// Slices (workgroups) up to which `Recurrence::Auto` runs a model's steps persistently on
+/// GPUs. Not measured: the H200 ran one workgroup only (`PERSISTENT_SLICE_FMAS`). A guess from
+/// the shape of the hardware: slices run side by side on separate multiprocessors (compute
+/// units, cores), of which discrete GPUs have 16 or more, or share one, where a persistent
+/// workgroup of 256 invocations and 16 KiB, bound by latency rather than by arithmetic, leaves
+/// room for another (an Apple M1's 8 cores would hold two each). `rnn-wgpu tune` times both
+/// ways on an adapter and caches the faster.
+const PERSISTENT_GPU_SLICES: usize = 16;
 
 #[cfg(test)]
 mod tests {
@@ -275,5 +316,101 @@ mod tests {
             ..wgpu::Limits::default()
         };
         assert_eq!(refusal(tile("8x8x16x4"), 4, &nvidia), None);
+    }
+
+    fn model(cell: Cell, hidden: usize) -> ModelConfig {
+        ModelConfig {
+            cell,
+            activation: crate::config::Activation::Tanh,
+            input_size: 2,
+            hidden_size: hidden,
+            output_size: 1,
+            readout: crate::config::Readout::Last,
+            loss: crate::config::Loss::Mse,
+            layers: 1,
+            bidirectional: false,
+            dropout: 0.0,
+        }
+    }
+
+    /// A slice's rows keep its FMAs per step within 32,768 (a single row past it alone), the
+    /// slices cover the batch with only the last one short, and a batch within one slice is
+    /// one workgroup.
+    #[test]
+    fn persistent_slices_cover_the_batch_within_the_fmas_of_one_workgroup() {
+        // (cell, H, B, rows, count): G*H*H = 4096 (LSTM 32, RNN 64), 3888 (GRU 36), 1156
+        // (LSTM 17), 1 (RNN 1)
+        let cases = [
+            (Cell::Lstm, 32, 1, 1, 1),
+            (Cell::Lstm, 32, 8, 8, 1),
+            (Cell::Lstm, 32, 9, 8, 2),
+            (Cell::Rnn, 64, 257, 8, 33),
+            (Cell::Gru, 36, 17, 8, 3),
+            (Cell::Lstm, 17, 65, 28, 3),
+            (Cell::Rnn, 1, 65, 65, 1),
+            (Cell::Rnn, 1, 40_000, 32_768, 2),
+        ];
+        for (cell, h, b, rows, count) in cases {
+            let config = model(cell, h);
+            let slices = PersistentSlices::of(&config, b);
+            assert_eq!(
+                slices,
+                PersistentSlices { rows, count },
+                "{cell:?} H={h} B={b}"
+            );
+            let per_row = config.gate_rows() * h;
+            assert!(slices.rows * per_row <= PERSISTENT_SLICE_FMAS);
+            assert!((count - 1) * rows < b && b <= count * rows);
+        }
+    }
+
+    /// On CPU adapters the rule stays at 8192 FMAs per step (one workgroup); on GPUs it takes
+    /// every model of up to 16 slices, which includes all it took when the whole batch ran
+    /// in one workgroup up to 65,536 FMAs.
+    #[test]
+    fn the_persistent_rule_counts_fmas_on_cpu_adapters_and_slices_on_gpus() {
+        use wgpu::DeviceType::{Cpu, DiscreteGpu, IntegratedGpu};
+        let lstm = model(Cell::Lstm, 32);
+        // 4096 FMAs a row: 2 rows on a CPU adapter; 8 rows a slice, 16 slices on a GPU
+        assert!(persistent_rule(Cpu, &lstm, 2));
+        assert!(!persistent_rule(Cpu, &lstm, 3));
+        for gpu in [DiscreteGpu, IntegratedGpu] {
+            assert!(persistent_rule(gpu, &lstm, 128));
+            assert!(!persistent_rule(gpu, &lstm, 129));
+        }
+        for (cell, h) in [
+            (Cell::Lstm, 16),
+            (Cell::Gru, 36),
+            (Cell::Rnn, 64),
+            (Cell::Rnn, 3),
+        ] {
+            let config = model(cell, h);
+            let batch = (1 << 16) / (config.gate_rows() * h);
+            assert!(
+                persistent_rule(DiscreteGpu, &config, batch),
+                "{cell:?} H={h}"
+            );
+        }
+    }
+
+    /// A persistent step loops over one slice's rows, so at least one step fits llvmpipe's
+    /// loop limit for every model that fits the kernels, at any batch: the persistent
+    /// recurrence is never refused for its loops.
+    #[test]
+    fn a_step_of_every_model_that_fits_the_persistent_kernels_fits_the_loop_limit() {
+        let limit = Some(crate::internals::gpu::LLVMPIPE_LOOP_LIMIT);
+        for cell in [Cell::Rnn, Cell::Lstm, Cell::Gru] {
+            let widest = (1..=64).filter(|&h| Recurrence::fits_cell(cell, h)).max();
+            for h in 1..=widest.unwrap() {
+                for batch in [1, 3, 17, 65, 257, 4096, 1 << 20] {
+                    let steps = steps_per_dispatch(limit, &model(cell, h), batch);
+                    assert!(steps >= 1, "{cell:?} H={h} B={batch}: {steps} steps");
+                }
+            }
+        }
+        assert_eq!(
+            steps_per_dispatch(None, &model(Cell::Lstm, 32), 9),
+            usize::MAX
+        );
     }
 }

@@ -8,8 +8,9 @@
 //!
 //! The rules were measured on two adapters (llvmpipe and an NVIDIA H200); on others their
 //! thresholds (how many tiles fill the GPU, where splitting K pays, in a product or in a step,
-//! how many FMAs a step may have for one workgroup to beat a dispatch per step) can be wrong, and timing the candidates
-//! is the only way to know. `rnn-wgpu tune` does it; the other commands load the
+//! how many FMAs a step may have for one workgroup to beat a dispatch per step, how many
+//! such workgroups a GPU runs side by side) can be wrong, and timing the candidates is the only
+//! way to know. `rnn-wgpu tune` does it; the other commands load the
 //! cache (`load_cache`). The cache is keyed by adapter, driver, crate version and shader
 //! sources, so a driver update or changed kernels are tuned afresh.
 //!

@@ -1,12 +1,13 @@
-//! The persistent recurrence (a segment's steps in one workgroup, W_hh in workgroup memory) at
-//! the edges of what it accepts. `run_parity` runs every model that fits both ways, so the
-//! parity, ragged, segment and stacked tests cover it too; here: W_hh filling the cache to the
-//! last float, more units and gate rows than the 256 invocations, the refusal past the cache,
-//! and bit-identical reruns.
+//! The persistent recurrence (a segment's steps in one dispatch, a workgroup per slice of the
+//! batch, W_hh in each workgroup's memory) at the edges of what it accepts. `run_parity` runs
+//! every model that fits both ways, so the parity, ragged, segment and stacked tests cover it
+//! too; here: W_hh filling the cache to the last float, more units and gate rows than the 256
+//! invocations, batches over several slices with the last one short and sequences ending in
+//! any of them, the refusal past the cache, and bit-identical reruns.
 
 use super::determinism::bits;
 use super::{gpu, seed};
-use rnn_wgpu::internals::gpu::Recurrence;
+use rnn_wgpu::internals::gpu::{PersistentSlices, Recurrence};
 use rnn_wgpu::internals::parity::{random_problem, run_parity_with, TOLERANCE};
 use rnn_wgpu::internals::plan::{PlanOptions, Recompute};
 use rnn_wgpu::{Activation, Cell, Error, Loss, ModelConfig, Readout};
@@ -73,18 +74,75 @@ fn weights_filling_the_cache_and_more_units_than_invocations_match_cpu() {
     both_ways_match_cpu(&cases, 1200, PlanOptions::default());
 }
 
+/// Batches over 2 to 9 slices, the last one short, with lengths from 1 to T in every slice
+/// (the LSTM's and the GRU's also through recomputed segments), one layer and two directions
+/// on two: every tensor of the persistent run within `TOLERANCE` of the CPU reference.
+#[test]
+fn batches_sliced_over_workgroups_with_ragged_lengths_match_cpu() {
+    // (cell, B, T, H, layers, bidirectional): 8 rows a slice at these H (G*H*H about 4096),
+    // 28 at the LSTM's H = 17
+    let cases = [
+        (Cell::Lstm, 19, 9, 32, 1, false),
+        (Cell::Gru, 17, 7, 36, 1, false),
+        (Cell::Rnn, 9, 6, 64, 2, true),
+        (Cell::Lstm, 65, 5, 17, 1, false),
+        (Cell::Rnn, 65, 4, 64, 1, false),
+    ];
+    let segments = PlanOptions {
+        recompute: Recompute::Every(3),
+        ..PlanOptions::default()
+    };
+    let mut failed = Vec::new();
+    for (k, &(cell, b, t, h, layers, bidirectional)) in cases.iter().enumerate() {
+        let config = ModelConfig {
+            layers,
+            bidirectional,
+            ..config(cell, 3, h, 2)
+        };
+        let slices = PersistentSlices::of(&config, b);
+        assert!(
+            slices.count >= 2 && b % slices.rows != 0,
+            "{cell:?} B={b} H={h}: {slices:?} should end in a short slice"
+        );
+        let seed = seed(1270 + k as u64);
+        let (params, mut batch) = random_problem(&config, t, b, seed);
+        // lengths 1..=T, varying within each slice
+        batch.lengths = Some((0..b).map(|r| 1 + (r * 5 + k) % t).collect());
+        let plans = match cell {
+            Cell::Rnn => vec![PlanOptions::default()],
+            _ => vec![PlanOptions::default(), segments],
+        };
+        for options in plans {
+            let report = run_parity_with(gpu(), &config, &params, &batch, options).unwrap();
+            let persistent: Vec<_> = (report.comparisons.iter())
+                .filter(|c| c.name.starts_with("persistent: "))
+                .collect();
+            assert!(!persistent.is_empty(), "{cell:?}: no persistent run");
+            for c in persistent.into_iter().filter(|c| !c.passes(TOLERANCE)) {
+                failed.push(format!("{cell:?} B={b} H={h} seed={seed}: {c}"));
+            }
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "||gpu - cpu|| / ||cpu|| > {TOLERANCE:e}:\n{}",
+        failed.join("\n")
+    );
+}
+
 /// llvmpipe ends an invocation's loops once it has run 65,535 iterations of them, silently
 /// (`Gpu::loop_limit`), and a persistent dispatch loops over the steps of a segment: each of
 /// these once ran several times past it in one dispatch (every persistent tensor wrong, h_n
 /// zero) before the host split the steps into runs short enough there. Long sequences at a
-/// small batch, and a large batch, whose steps are long, at a shorter one; then the first in
-/// recomputed segments of 700 steps, each split into runs.
+/// small batch and at a batch of 8 slices (an invocation loops over its slice's rows: about 97
+/// of these GRU steps fit a run); then the first in recomputed segments of 700 steps, each
+/// split into runs.
 #[test]
 fn sequences_past_llvmpipes_loop_limit_match_cpu() {
     let cases = [
         (Cell::Lstm, 1, 2100, 2, 32),
         (Cell::Rnn, 5, 1500, 3, 64),
-        (Cell::Gru, 64, 70, 2, 36),
+        (Cell::Gru, 64, 300, 2, 36),
     ];
     both_ways_match_cpu(&cases, 1250, PlanOptions::default());
     let segments = PlanOptions {
