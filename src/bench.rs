@@ -7,8 +7,8 @@ use crate::data::Batch;
 use crate::error::Error;
 use crate::internals::gpu::tuning::{self, RecurrenceShape};
 use crate::internals::gpu::{
-    Gpu, GpuModel, Phase, PhaseTimes, Recurrence, Request, StepKernel, StepShape, StepShapes,
-    StepTile,
+    Gpu, GpuModel, PersistentSlices, Phase, PhaseTimes, Recurrence, Request, StepKernel, StepShape,
+    StepShapes, StepTile,
 };
 use crate::internals::plan::{MemoryPlan, PlanOptions};
 use crate::optim::{OptimizerConfig, OptimizerKind};
@@ -205,6 +205,9 @@ pub struct BenchResult {
     /// Those kernels' shapes forward and backward (`StepShapes::resolve`: a fused.wgsl tile
     /// such as `8x8x16x4`, or the matrix units); None where `step_kernel` is.
     pub step_shapes: Option<StepShapes>,
+    /// How the persistent kernels sliced the batch over workgroups, where they ran the steps;
+    /// None elsewhere.
+    pub persistent_slices: Option<PersistentSlices>,
     /// GPU time per phase of one extra step timed with timestamp queries, and that step's
     /// wall time in ms; None on CPU and on adapters without timestamp queries.
     pub phases: Option<(PhaseTimes, f64)>,
@@ -291,6 +294,8 @@ pub fn bench_shape(
         .map(|(gpu, _)| StepShapes::resolve(gpu, &gpu.policy(), &config, rows))
         .transpose()?;
     let step_kernel = step_shapes.map(|shapes| shapes.kernel());
+    let persistent_slices = (recurrence == Some(Recurrence::Persistent))
+        .then(|| PersistentSlices::of(&config, shape.batch));
     for _ in 0..warmup {
         engine.step(&batch, false)?;
     }
@@ -346,6 +351,7 @@ pub fn bench_shape(
         recurrence,
         step_kernel,
         step_shapes,
+        persistent_slices,
         phases,
         tuned_products: gpu.map(Gpu::tuned_products),
         dispatches,
@@ -374,7 +380,7 @@ impl BenchResult {
             format!("{{{}}}", entries.join(","))
         });
         format!(
-            "{{\"device\":\"{}\",\"adapter\":\"{}\",\"cell\":\"{}\",\"layers\":{},\"bidirectional\":{},\"shape\":[{},{},{},{}],\"precision\":\"{}\",\"runs\":{},\"median_ms\":{:.3},\"min_ms\":{:.3},\"sequence_steps_per_second\":{:.1},\"gflops\":{:.3},\"gpu_memory_bytes\":{},\"planned_bytes\":{},\"segments\":{},\"recompute\":{},\"recurrence\":{},\"step_kernel\":{},\"step_shapes\":{},\"phases_ms\":{},\"phases_step_ms\":{},\"tuned_products\":{},\"dispatches\":{},\"recurrent_dispatches_per_step\":{}}}",
+            "{{\"device\":\"{}\",\"adapter\":\"{}\",\"cell\":\"{}\",\"layers\":{},\"bidirectional\":{},\"shape\":[{},{},{},{}],\"precision\":\"{}\",\"runs\":{},\"median_ms\":{:.3},\"min_ms\":{:.3},\"sequence_steps_per_second\":{:.1},\"gflops\":{:.3},\"gpu_memory_bytes\":{},\"planned_bytes\":{},\"segments\":{},\"recompute\":{},\"recurrence\":{},\"step_kernel\":{},\"step_shapes\":{},\"persistent_slices\":{},\"phases_ms\":{},\"phases_step_ms\":{},\"tuned_products\":{},\"dispatches\":{},\"recurrent_dispatches_per_step\":{}}}",
             self.device,
             escape(&self.adapter),
             self.arch.cell,
@@ -399,6 +405,10 @@ impl BenchResult {
             self.step_shapes.map_or("null".to_string(), |s| format!(
                 "{{\"forward\":\"{}\",\"backward\":\"{}\"}}",
                 s.forward, s.backward
+            )),
+            self.persistent_slices.map_or("null".to_string(), |s| format!(
+                "{{\"rows\":{},\"workgroups\":{}}}",
+                s.rows, s.count
             )),
             phases_ms,
             self.phases.map_or("null".to_string(), |(_, wall)| format!("{wall:.3}")),

@@ -6,7 +6,7 @@ use anyhow::Result;
 use rnn_wgpu::internals::bench::{
     bench_distributed, bench_shape, recurrent_dispatches_per_step, Arch, Shape, SUITE,
 };
-use rnn_wgpu::internals::gpu::{Recurrence, StepKernel};
+use rnn_wgpu::internals::gpu::StepKernel;
 use rnn_wgpu::Cell;
 
 #[derive(clap::Args)]
@@ -235,10 +235,15 @@ fn run_alone(args: &BenchArgs) -> Result<()> {
                 if let Some(plan) = &r.plan {
                     print!("{}", plan.describe());
                 }
-                let recurrence = match (r.recurrence, r.step_kernel) {
-                    (Some(Recurrence::Persistent), _) => " (persistent recurrence)",
-                    (_, Some(StepKernel::MatrixUnits)) => " (steps on matrix units)",
-                    _ => "",
+                let recurrence = match (r.persistent_slices, r.step_kernel) {
+                    (Some(s), _) => format!(
+                        " (persistent recurrence, {} workgroup{} of {} rows)",
+                        s.count,
+                        if s.count == 1 { "" } else { "s" },
+                        s.rows
+                    ),
+                    (_, Some(StepKernel::MatrixUnits)) => " (steps on matrix units)".into(),
+                    _ => String::new(),
                 };
                 println!(
                     "{:<4} {:<22} {:>10.1} {:>10.1} {:>14.0} {:>9.2} {:>11}   {}{recurrence}",
