@@ -5,27 +5,48 @@
 // over as many multiprocessors. (On llvmpipe, which ends an invocation's loops after 65,535
 // iterations in all, the host splits a segment into runs p.run_start + 1 ..= p.run_end short
 // enough.) Between the recurrent product and the cell, and between steps, a barrier stands
-// where the per-step path ends a dispatch. W_hh [G*H, H] sits in each workgroup's memory for
-// the whole segment.
+// where the per-step path ends a dispatch. Where W_hh [G*H, H] fits W_CACHE (16 KiB, WebGPU's
+// guaranteed workgroup storage) each workgroup keeps it in its memory for the whole segment;
+// a larger one is read from the weight buffer at every step (the GPU's caches hold it).
 //
 // forward,  per step t = 1..len:  recurrent[t] (+)= h_{t-1} W_hh^T, then cell_forward(t)
 // backward, per step t = len..1:  dh[t] += recurrent_grad[t+1] W_hh (t < len), then
 //           cell_backward(t); the border from the next segment is a GEMM before this
-// for the slice's rows b only. Each output is one sum over k in order, whatever the slices, so
-// the results do not depend on how the batch is sliced.
+// for the slice's rows b only. Each output is one sum over k in order, whatever the slices and
+// wherever W_hh is read from, so the results depend on neither.
 //
 // step.wgsl and a cell file come first: the bindings, p (p.step = len here), GATES,
-// add_recurrent, recurrent_grad, cell_forward and cell_backward. The host runs this only when
-// G*H*H <= W_CACHE (16 KiB, WebGPU's guaranteed workgroup storage), in slices of rows small
-// enough (src/gpu/recurrence.rs, PersistentSlices).
+// add_recurrent, recurrent_grad, cell_forward and cell_backward. The host slices the batch
+// (src/gpu/recurrence.rs, PersistentSlices).
 
 const THREADS: u32 = 256u;
 const W_CACHE: u32 = 4096u;
 var<workgroup> w: array<f32, W_CACHE>;
 
+// Whether W_hh fits the workgroup's cache (uniform: from p alone; H tested first so that
+// G*H*H cannot overflow).
+fn cached() -> bool {
+    return p.hidden <= 64u && GATES * p.hidden * p.hidden <= W_CACHE;
+}
+
+// W_hh[r, k], from the cache (in load_weight_hh's layout) where it holds W_hh, else from memory.
+fn w_hh(r: u32, k: u32, transposed: bool) -> f32 {
+    let h = p.hidden;
+    if (!cached()) {
+        return f32(weight_hh[r * h + k]);
+    }
+    if (transposed) {
+        return w[k * GATES * h + r];
+    }
+    return w[r * h + k];
+}
+
 // W_hh into w as [G*H, H] (transposed: false) or [H, G*H] (true), so that neighbouring
 // invocations read neighbouring words of w (no bank conflicts on GPUs).
 fn load_weight_hh(lid: u32, transposed: bool) {
+    if (!cached()) {
+        return;
+    }
     let h = p.hidden;
     let gh = GATES * h;
     for (var i = lid; i < gh * h; i += THREADS) {
@@ -72,7 +93,7 @@ fn persistent_forward(
             let r = e % gh;
             var sum = 0.0;
             for (var k = 0u; k < h; k++) {
-                sum += f32(hs[state + k]) * w[k * gh + r];
+                sum += f32(hs[state + k]) * w_hh(r, k, true);
             }
             add_recurrent((t - 1u) * p.batch * gh + e, sum);
         }
@@ -107,7 +128,7 @@ fn persistent_backward(
                 let k = e % h;
                 var sum = 0.0;
                 for (var r = 0u; r < gh; r++) {
-                    sum += recurrent_grad(grad + r) * w[r * h + k];
+                    sum += recurrent_grad(grad + r) * w_hh(r, k, false);
                 }
                 dh[(t - 1u) * units + e] = stored(f32(dh[(t - 1u) * units + e]) + sum);
             }

@@ -285,7 +285,7 @@ pub fn bench_shape(
     engine.set_plan_options(plan_options);
     engine.set_precision(plan_options.precision);
     if let Some(recurrence) = recurrence {
-        engine.set_recurrence(recurrence)?;
+        engine.set_recurrence(recurrence);
     }
     let plan = engine.memory_plan(shape.seq_len, shape.batch)?;
     let stepping = (gpu.zip(recurrence)).filter(|(_, recurrence)| *recurrence == Recurrence::Steps);
@@ -549,9 +549,9 @@ fn checked_step(
     })
 }
 
-/// Where `shape`'s model fits the persistent kernel (else None): checks that both ways give
-/// its training step right (`persistent_left_out`), times its training step with a dispatch
-/// per step and with the persistent kernel, `rounds` times interleaved (median of 3 steps
+/// Checks that both ways of running `shape`'s steps give its training step right
+/// (`persistent_left_out`), times its training step with a dispatch per step and with the
+/// persistent kernel, `rounds` times interleaved (median of 3 steps
 /// after one warm-up each), and keeps the other way than Auto's rule only where it beats the
 /// rule's by `tuning::MARGIN`. The context keeps the choice.
 pub fn tune_recurrence(
@@ -560,11 +560,8 @@ pub fn tune_recurrence(
     shape: Shape,
     plan_options: PlanOptions,
     rounds: usize,
-) -> Result<Option<TunedRecurrence>, Error> {
+) -> Result<TunedRecurrence, Error> {
     let (config, _, _) = shape.problem(arch);
-    if !Recurrence::fits(&config) {
-        return Ok(None);
-    }
     let key = (config.cell, config.hidden_size, shape.batch);
     gpu.forget_recurrence_choice(key);
     let rule = Recurrence::Auto.resolve(gpu, &config, shape.batch)?;
@@ -593,14 +590,14 @@ pub fn tune_recurrence(
         rule
     };
     gpu.set_recurrence_choice(key, choice);
-    Ok(Some(TunedRecurrence {
+    Ok(TunedRecurrence {
         shape: key,
         rule,
         choice,
         steps_ms,
         persistent_ms,
         persistent_left_out: left_out,
-    }))
+    })
 }
 
 /// One f16 model's time steps as tuned (`tune_steps`): the kernel kept (the rule's is

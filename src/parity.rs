@@ -193,9 +193,9 @@ pub fn run_parity(
 }
 
 /// `run_parity` with the GPU workspace planned by `options` (segments, recomputation, the
-/// storage precision, which the reference then rounds to as the GPU stores). Models small
-/// enough for the persistent recurrence run both ways, each compared on its own (the
-/// persistent run's tensors are named "persistent: ...").
+/// storage precision, which the reference then rounds to as the GPU stores). Models the
+/// adapter runs persistently (every one but on llvmpipe at H in the thousands) run both ways,
+/// each compared on its own (the persistent run's tensors are named "persistent: ...").
 pub fn run_parity_with(
     gpu: &Gpu,
     config: &ModelConfig,
@@ -204,7 +204,10 @@ pub fn run_parity_with(
     options: PlanOptions,
 ) -> Result<ParityReport, Error> {
     let mut recurrences = vec![Recurrence::Steps];
-    if Recurrence::fits(config) {
+    if Recurrence::Persistent
+        .resolve(gpu, config, batch.batch_size())
+        .is_ok()
+    {
         recurrences.push(Recurrence::Persistent);
     }
     run_parity_on(gpu, (config, params, batch), options, &recurrences)

@@ -236,12 +236,16 @@ fn run_alone(args: &BenchArgs) -> Result<()> {
                     print!("{}", plan.describe());
                 }
                 let recurrence = match (r.persistent_slices, r.step_kernel) {
-                    (Some(s), _) => format!(
-                        " (persistent recurrence, {} workgroup{} of {} rows)",
-                        s.count,
-                        if s.count == 1 { "" } else { "s" },
-                        s.rows
-                    ),
+                    (Some(s), _) => {
+                        let plural = |n: usize| if n == 1 { "" } else { "s" };
+                        format!(
+                            " (persistent recurrence, {} workgroup{} of {} row{})",
+                            s.count,
+                            plural(s.count),
+                            s.rows,
+                            plural(s.rows)
+                        )
+                    }
                     (_, Some(StepKernel::MatrixUnits)) => " (steps on matrix units)".into(),
                     _ => String::new(),
                 };

@@ -1,7 +1,7 @@
 //! `rnn-wgpu tune`: times every matrix-product kernel `Auto` chooses among on the products of
 //! the benchmark suite (or of each --shape), both step kernels at --precision f16 where the
 //! matrix units are on, the fused step kernels with K whole and split over layers of
-//! invocations, and both ways of running the steps where a model fits the persistent kernel;
+//! invocations, and both ways of running the steps (a dispatch each, or persistent);
 //! keeps the fastest, and caches the choices for this adapter
 //! (`rnn_wgpu::internals::gpu::tuning`); later commands load them. A kernel is timed only once
 //! its product is right (`tuning::Check`); those left out are listed under their product.
@@ -157,30 +157,29 @@ pub fn run(args: TuneArgs) -> Result<()> {
             changed += (t.choice != t.rule) as usize;
             tuned.splits.push((t.shape, t.choice));
         }
-        // Then, where the model fits the persistent kernels, both ways of running its steps.
+        // Then both ways of running its steps: a dispatch each, or persistent.
         if args.engine.recurrence != Recurrence::Auto {
             continue;
         }
-        if let Some(t) = tune_recurrence(&gpu, arch, shape, options, args.rounds)? {
-            let ms = |way: Recurrence| match way {
-                Recurrence::Persistent => t.persistent_ms,
-                _ => t.steps_ms,
-            };
-            let what = tuning::recurrence_key(t.shape);
-            let (rule, choice) = ((t.rule.name(), ms(t.rule)), (t.choice.name(), ms(t.choice)));
-            row(&what, rule, choice, t.choice == t.rule);
-            if let Some(why) = &t.persistent_left_out {
-                println!("{:<26} persistent left out: {why}", "");
-            }
-            if t.persistent_left_out.is_none() {
-                println!(
-                    "{:<26} (a training step: {:.3} ms with a dispatch per step, {:.3} persistent)",
-                    "", t.steps_ms, t.persistent_ms
-                );
-            }
-            changed += (t.choice != t.rule) as usize;
-            tuned.recurrences.push((t.shape, t.choice));
+        let t = tune_recurrence(&gpu, arch, shape, options, args.rounds)?;
+        let ms = |way: Recurrence| match way {
+            Recurrence::Persistent => t.persistent_ms,
+            _ => t.steps_ms,
+        };
+        let what = tuning::recurrence_key(t.shape);
+        let (rule, choice) = ((t.rule.name(), ms(t.rule)), (t.choice.name(), ms(t.choice)));
+        row(&what, rule, choice, t.choice == t.rule);
+        if let Some(why) = &t.persistent_left_out {
+            println!("{:<26} persistent left out: {why}", "");
         }
+        if t.persistent_left_out.is_none() {
+            println!(
+                "{:<26} (a training step: {:.3} ms with a dispatch per step, {:.3} persistent)",
+                "", t.steps_ms, t.persistent_ms
+            );
+        }
+        changed += (t.choice != t.rule) as usize;
+        tuned.recurrences.push((t.shape, t.choice));
     }
     tuning::write_tuning(&gpu, &path, &tuned)?;
     println!(

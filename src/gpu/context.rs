@@ -108,7 +108,7 @@ impl Gpu {
     }
 
     /// Makes `Recurrence::Auto` take `recurrence` (Steps or Persistent) for `shape`, where the
-    /// model fits the persistent kernel.
+    /// adapter runs it.
     pub fn set_recurrence_choice(&self, shape: RecurrenceShape, recurrence: Recurrence) {
         self.change_policy(|p| {
             p.recurrences.insert(shape, recurrence);

@@ -11,63 +11,61 @@ use crate::error::Error;
 use crate::precision::Precision;
 
 /// Floats of W_hh the persistent kernels keep in workgroup memory (`W_CACHE` in
-/// persistent.wgsl): 16 KiB, what every WebGPU adapter offers.
+/// persistent.wgsl): 16 KiB, what every WebGPU adapter offers. A larger W_hh is read from the
+/// weight buffer at every step.
 pub const PERSISTENT_WEIGHTS: usize = 4096;
 
 impl Recurrence {
-    /// Whether W_hh [G*H, H] fits the persistent kernels' workgroup memory.
-    pub fn fits(config: &ModelConfig) -> bool {
-        Self::fits_cell(config.cell, config.hidden_size)
+    /// Whether the persistent kernels keep `config`'s W_hh [G*H, H] in workgroup memory.
+    pub fn cached(config: &ModelConfig) -> bool {
+        Self::cached_cell(config.cell, config.hidden_size)
     }
 
-    /// `fits` for a cell and hidden size H (a tuning cache's entry has no whole config).
-    pub fn fits_cell(cell: Cell, hidden: usize) -> bool {
+    /// `cached` for a cell and hidden size H (a tuning cache's entry has no whole config).
+    pub fn cached_cell(cell: Cell, hidden: usize) -> bool {
         cell.gates() * hidden * hidden <= PERSISTENT_WEIGHTS
     }
 
-    /// Refuses `Persistent` for a model whose W_hh does not fit.
-    pub fn check(self, config: &ModelConfig) -> Result<(), Error> {
-        if self == Recurrence::Persistent && !Self::fits(config) {
-            return Err(Error::Config(format!(
-                "--recurrence persistent keeps W_hh in {PERSISTENT_WEIGHTS} floats of \
-                 workgroup memory; this {} cell's W_hh has {} x {} = {} (use steps or auto)",
-                config.cell,
-                config.gate_rows(),
-                config.hidden_size,
-                config.gate_rows() * config.hidden_size
-            )));
-        }
-        Ok(())
-    }
-
     /// The concrete choice for `config` at `batch` rows on this adapter: the tuned one where
-    /// `rnn-wgpu tune` cached one, else the rule: on CPU adapters by the number of recurrent
-    /// FMAs per step, on GPUs by the number of workgroups the persistent kernels' slices of the
-    /// batch take.
+    /// `rnn-wgpu tune` cached one, else the rule: persistent only where W_hh is `cached`, on
+    /// CPU adapters by the number of recurrent FMAs per step, on GPUs by the number of
+    /// workgroups the persistent kernels' slices of the batch take. Persistent is refused (and
+    /// never chosen) where not even one step fits the adapter's loop limit (on llvmpipe, only
+    /// H in the hundreds at least, where W_hh is read from memory).
     pub fn resolve(self, gpu: &Gpu, config: &ModelConfig, batch: usize) -> Result<Self, Error> {
-        self.check(config)?;
-        if self != Recurrence::Auto {
-            return Ok(self);
+        let runs = persistent_steps_per_dispatch(gpu, config, batch) > 0;
+        match self {
+            Recurrence::Steps => Ok(self),
+            Recurrence::Persistent if runs => Ok(self),
+            Recurrence::Persistent => Err(Error::Config(format!(
+                "--recurrence persistent: one step of this {} model of hidden size {} at \
+                 batch {batch} is more loop iterations than '{}' runs in one invocation (it \
+                 ends loops after {}); use steps or auto",
+                config.cell,
+                config.hidden_size,
+                gpu.info.name,
+                gpu.loop_limit().unwrap_or(0)
+            ))),
+            Recurrence::Auto => {
+                // `rnn-wgpu tune` timed both ways for this model on this adapter
+                let tuned = gpu
+                    .policy()
+                    .recurrence((config.cell, config.hidden_size, batch));
+                if let Some(choice) = tuned.filter(|_| runs) {
+                    return Ok(choice);
+                }
+                let rule = persistent_rule(gpu.info.device_type, config, batch);
+                Ok(if Self::cached(config) && runs && rule {
+                    Recurrence::Persistent
+                } else {
+                    Recurrence::Steps
+                })
+            }
         }
-        let fits = Self::fits(config);
-        // `rnn-wgpu tune` timed both ways for this model on this adapter
-        let tuned = gpu
-            .policy()
-            .recurrence((config.cell, config.hidden_size, batch));
-        if let Some(choice) = tuned.filter(|_| fits) {
-            return Ok(choice);
-        }
-        Ok(
-            if fits && persistent_rule(gpu.info.device_type, config, batch) {
-                Recurrence::Persistent
-            } else {
-                Recurrence::Steps
-            },
-        )
     }
 }
 
-/// `Recurrence::Auto`'s rule for a model that fits the persistent kernels, on an adapter of
+/// `Recurrence::Auto`'s rule for a model whose W_hh the persistent kernels cache, on an adapter of
 /// `device_type`: on CPU adapters persistent up to `PERSISTENT_CPU_FMAS` recurrent FMAs per
 /// step, on GPUs up to `PERSISTENT_GPU_SLICES` slices of the batch.
 fn persistent_rule(device_type: wgpu::DeviceType, config: &ModelConfig, batch: usize) -> bool {
@@ -229,8 +227,8 @@ fn refusal(tile: StepTile, staged: usize, limits: &wgpu::Limits) -> Option<Strin
 /// How many steps one dispatch of the persistent kernels may run for `config` at `batch` rows:
 /// all of a segment's (`usize::MAX`) where the adapter does not end long loops; on llvmpipe
 /// (`Gpu::loop_limit`) as many as keep an invocation's loop iterations under half the limit,
-/// at least one for every model that fits them, since an invocation loops over a slice's rows
-/// only (unit-tested).
+/// at least one for every model whose W_hh they cache, since an invocation loops over a
+/// slice's rows only (unit-tested), and none for the largest H.
 pub(crate) fn persistent_steps_per_dispatch(
     gpu: &Gpu,
     config: &ModelConfig,
@@ -394,13 +392,13 @@ mod tests {
     }
 
     /// A persistent step loops over one slice's rows, so at least one step fits llvmpipe's
-    /// loop limit for every model that fits the kernels, at any batch: the persistent
-    /// recurrence is never refused for its loops.
+    /// loop limit for every model whose W_hh the kernels cache, at any batch; past that, H in
+    /// the thousands does not fit even at one row.
     #[test]
     fn a_step_of_every_model_that_fits_the_persistent_kernels_fits_the_loop_limit() {
         let limit = Some(crate::internals::gpu::LLVMPIPE_LOOP_LIMIT);
         for cell in [Cell::Rnn, Cell::Lstm, Cell::Gru] {
-            let widest = (1..=64).filter(|&h| Recurrence::fits_cell(cell, h)).max();
+            let widest = (1..=64).filter(|&h| Recurrence::cached_cell(cell, h)).max();
             for h in 1..=widest.unwrap() {
                 for batch in [1, 3, 17, 65, 257, 4096, 1 << 20] {
                     let steps = steps_per_dispatch(limit, &model(cell, h), batch);
@@ -408,9 +406,9 @@ mod tests {
                 }
             }
         }
-        assert_eq!(
-            steps_per_dispatch(None, &model(Cell::Lstm, 32), 9),
-            usize::MAX
-        );
+        assert!(steps_per_dispatch(limit, &model(Cell::Lstm, 512), 256) >= 1);
+        assert_eq!(steps_per_dispatch(limit, &model(Cell::Lstm, 2000), 1), 0);
+        let unlimited = steps_per_dispatch(None, &model(Cell::Lstm, 2000), 9);
+        assert_eq!(unlimited, usize::MAX);
     }
 }

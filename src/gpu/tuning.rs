@@ -1,7 +1,7 @@
 //! One-time tuning of the automatic choices: on this adapter, time every kernel
 //! `GemmKernel::Auto` chooses among (`GemmKernel::candidates`) on each matrix product a model
-//! runs, where a model fits the persistent recurrence, both ways of running its steps
-//! (`Recurrence::Auto`; `bench::tune_recurrence` times them), and at f16 with the matrix units
+//! runs, both ways of running its steps (`Recurrence::Auto`; `bench::tune_recurrence` times
+//! them), and at f16 with the matrix units
 //! on, both step kernels (`StepKernel`; `bench::tune_steps`); where fused.wgsl runs the steps,
 //! K whole and split over layers of invocations (`StepTile::k_split`; `bench::tune_step_split`);
 //! keep the fastest, and cache the choices on disk for later runs.
@@ -503,11 +503,10 @@ pub fn read_tuning(gpu: &Gpu, path: &Path) -> Result<Tuning, Error> {
             continue;
         }
         if let Some(shape) = parse_shape_key("recurrence", key) {
-            let fits = Recurrence::fits_cell(shape.0, shape.1);
             let recurrence = name
                 .parse()
                 .ok()
-                .filter(|r| *r == Recurrence::Steps || (*r == Recurrence::Persistent && fits))
+                .filter(|r| *r != Recurrence::Auto)
                 .ok_or_else(|| bad(format!("a recurrence {value} for {key}")))?;
             tuning.recurrences.push((shape, recurrence));
             continue;

@@ -225,14 +225,13 @@ impl<'g> Engine<'g> {
         }
     }
 
-    /// How the GPU engine dispatches its time steps (`--recurrence`), refused where the model
-    /// does not fit it; the CPU engine ignores it.
-    pub fn set_recurrence(&mut self, recurrence: Recurrence) -> Result<(), Error> {
+    /// How the GPU engine dispatches its time steps (`--recurrence`); the CPU engine ignores
+    /// it. A way the adapter cannot run for a batch is refused when a batch comes
+    /// (`Recurrence::resolve`).
+    pub fn set_recurrence(&mut self, recurrence: Recurrence) {
         if let Engine::Gpu { model, .. } = self {
-            recurrence.check(&model.config)?;
             model.recurrence = recurrence;
         }
-        Ok(())
     }
 
     /// The GPU memory plan for batches of `batch` sequences of `seq_len` steps (None on the

@@ -170,7 +170,10 @@ fn check_case(run: Run, config: &ModelConfig, spoil: Spoil, seed: u64) -> Result
         return Err(format!("the CPU engine's loss is {} for a NaN", fwd.loss));
     }
     let mut recurrences = vec![Recurrence::Steps];
-    if Recurrence::fits(config) {
+    if Recurrence::Persistent
+        .resolve(run.gpu, config, BATCH)
+        .is_ok()
+    {
         recurrences.push(Recurrence::Persistent);
     }
     for recurrence in recurrences {
