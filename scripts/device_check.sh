@@ -9,8 +9,8 @@
 # LSTM on the same shapes (TF32 off and default), the fused step kernels in other workgroup
 # shapes, then tuning (`rnn-wgpu tune`, then the suite
 # with its cache and without), the GEMM kernels alone, and the persistent recurrence (a
-# workgroup per slice of the batch) against the per-step path at small H, from one slice to
-# 128. Everything it prints also lands in $OUT. Not part of CI.
+# workgroup per slice of the batch) against the per-step path, from one slice to 128, at small
+# H and at two suite shapes (W_hh read from memory). Everything it prints also lands in $OUT. Not part of CI.
 #
 # That machine has no Rust toolchain and no network. Prepare here, in the repository root:
 #   cargo build --release && cargo build --release --example gemm_speed && mkdir -p .device
@@ -64,10 +64,11 @@ if [ -n "${QUICK:-}" ]; then
 else
     suite=()
     # the H200's 2026-11-27 table, then past Auto's 16 slices (8 rows each at LSTM H = 32, RNN
-    # H = 64): 32, 128 and 32 slices
+    # H = 64): 32, 128 and 32 slices; then W_hh read from memory at two suite shapes (32 and
+    # 64 slices of one row)
     small=("lstm 1,100,2,32" "lstm 8,100,2,32" "lstm 64,100,2,32" "lstm 256,100,2,32"
         "rnn 64,100,2,64" "gru 64,100,2,32" "lstm 64,1000,2,16" "lstm 1024,100,2,32"
-        "rnn 256,1000,2,64")
+        "rnn 256,1000,2,64" "lstm 32,100,2,128" "lstm 64,1000,2,128")
     torch_shapes=()
     # A square first (the clocks ramp up), then (256, 128, 128, 512): the recurrent products
     # forward and back (inside the fused step kernels now; as GEMMs for comparison), dW_hh,
