@@ -237,6 +237,23 @@ pub(crate) fn persistent_steps_per_dispatch(
     steps_per_dispatch(gpu.loop_limit(), config, batch)
 }
 
+/// Loop iterations of one invocation in persistent.wgsl's forward product of one step over `b`
+/// rows of G*H outputs of H terms (`share(n)`: an invocation's share of n items, loop test
+/// included): one output at a time where W_hh is cached or too wide to stage, else
+/// (forward_product_staged) per pass of 256 * OUTS outputs, per chunk of kc = W_CACHE / (G*H)
+/// values of k, the staging and OUTS sums of kc terms.
+fn product_iterations(g: u64, h: u64, b: u64, share: impl Fn(u64) -> u64) -> u64 {
+    const OUTS: u64 = 4; // OUTS in persistent.wgsl: one vec4
+    let (cache, gh) = (PERSISTENT_WEIGHTS as u64, g * h);
+    if gh * h <= cache || gh > cache {
+        return share(b * gh) * (h + 1);
+    }
+    let kc = cache / gh;
+    let per_chunk = 1 + share(gh * kc) + OUTS * (kc + 1);
+    let passes = (b * gh).div_ceil(256 * OUTS);
+    passes * (1 + h.div_ceil(kc) * per_chunk + OUTS) + 1
+}
+
 /// `persistent_steps_per_dispatch` where loops end after `limit` iterations (None: never).
 fn steps_per_dispatch(limit: Option<u64>, config: &ModelConfig, batch: usize) -> usize {
     let Some(limit) = limit else {
@@ -254,8 +271,9 @@ fn steps_per_dispatch(limit: Option<u64>, config: &ModelConfig, batch: usize) ->
     // units; backward: B*H units of G*H terms, then the cells. 4 iterations a unit cover the
     // cells' own loops (the GRU's is 3). An upper bound: measured, the forward LSTM kernel at
     // B = 64, H = 32 went wrong from 60 steps, where this counts 1,126 a step.
-    let forward = 1 + share(b * g * h) * (h + 1) + share(b * h) * 4;
-    let backward = 1 + share(b * h) * (g * h + 1) + share(b * h) * 4;
+    let cells = share(b * h) * 4;
+    let forward = 1 + product_iterations(g, h, b, share) + cells;
+    let backward = 1 + share(b * h) * (g * h + 1) + cells;
     (limit / 2 / forward.max(backward)) as usize
 }
 
@@ -406,6 +424,8 @@ mod tests {
                 }
             }
         }
+        // W_hh staged in chunks (H = 300: two passes), read straight (G*H past 4096)
+        assert!(steps_per_dispatch(limit, &model(Cell::Lstm, 300), 5) >= 1);
         assert!(steps_per_dispatch(limit, &model(Cell::Lstm, 512), 256) >= 1);
         assert_eq!(steps_per_dispatch(limit, &model(Cell::Lstm, 2000), 1), 0);
         let unlimited = steps_per_dispatch(None, &model(Cell::Lstm, 2000), 9);

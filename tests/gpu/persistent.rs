@@ -136,14 +136,18 @@ fn batches_sliced_over_workgroups_with_ragged_lengths_match_cpu() {
 /// these once ran several times past it in one dispatch (every persistent tensor wrong, h_n
 /// zero) before the host split the steps into runs short enough there. Long sequences at a
 /// small batch and at a batch of 8 slices (an invocation loops over its slice's rows: about 97
-/// of these GRU steps fit a run); then the first in recomputed segments of 700 steps, each
-/// split into runs.
+/// of these GRU steps fit a run), and with W_hh past the cache: at H = 100 the backward step
+/// is the longer by the host's count (about 40 steps a run), at H = 300 the forward one,
+/// staged in chunks over two passes (4 steps a run); then the first in recomputed segments of
+/// 700 steps, each split into runs.
 #[test]
 fn sequences_past_llvmpipes_loop_limit_match_cpu() {
     let cases = [
         (Cell::Lstm, 1, 2100, 2, 32),
         (Cell::Rnn, 5, 1500, 3, 64),
         (Cell::Gru, 64, 300, 2, 36),
+        (Cell::Lstm, 2, 100, 2, 100),
+        (Cell::Lstm, 1, 12, 2, 300),
     ];
     both_ways_match_cpu(&cases, 1250, PlanOptions::default());
     let segments = PlanOptions {
@@ -160,13 +164,17 @@ fn sequences_past_llvmpipes_loop_limit_match_cpu() {
 #[test]
 fn weights_past_the_cache_read_from_memory_match_cpu() {
     // (cell, B, T, I, H): G*H*H just past 4096 (LSTM 33: 4356, GRU 37: 4107, RNN 65: 4225) and
-    // well past it; one slice and several (one row a slice from G*H*H = 32,769)
+    // well past it; one slice and several (one row a slice from G*H*H = 32,769). The forward
+    // product stages W_hh in chunks of 4096 / (G*H) values of k: the last one short (31 + 2,
+    // 36 + 1, 63 + 2), whole (10 x 10, 13 x 10), and at H = 300 chunks of 3 in two passes of
+    // the 1024 outputs an invocation sums at a time (1200 gate rows).
     let cases = [
         (Cell::Lstm, 3, 5, 2, 33),
         (Cell::Gru, 9, 4, 3, 37),
         (Cell::Rnn, 17, 6, 3, 65),
         (Cell::Lstm, 5, 4, 3, 100),
         (Cell::Gru, 2, 3, 2, 130),
+        (Cell::Lstm, 2, 5, 2, 300),
     ];
     for &(cell, _, _, _, h) in &cases {
         assert!(
