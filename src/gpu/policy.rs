@@ -52,13 +52,15 @@ pub type RecurrenceShape = (Cell, usize, usize);
 /// How the recurrence is recorded (`GpuModel::recurrence`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Recurrence {
-    /// Persistent where it fits and is expected to win, per-step otherwise.
+    /// Persistent where W_hh fits its workgroups' memory and it is expected to win (or where
+    /// `rnn-wgpu tune` timed it faster), per-step otherwise.
     #[default]
     Auto,
     /// One dispatch per time step: the recurrent product with the cell in its epilogue.
     Steps,
     /// One dispatch per cell and segment (more where llvmpipe's loop limit splits a segment
-    /// into runs); needs G*H*H <= `PERSISTENT_WEIGHTS`.
+    /// into runs), a workgroup per slice of the batch (`PersistentSlices`); W_hh in their
+    /// memory where G*H*H <= `PERSISTENT_WEIGHTS`, else read from the weight buffer.
     Persistent,
 }
 
