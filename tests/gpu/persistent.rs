@@ -13,7 +13,7 @@ use rnn_wgpu::internals::gpu::{PersistentSlices, Recurrence};
 use rnn_wgpu::internals::parity::{random_problem, run_parity_with, TOLERANCE};
 use rnn_wgpu::internals::plan::{PlanOptions, Recompute};
 use rnn_wgpu::{Activation, Cell, Error, Loss, ModelConfig, Readout};
-use rnn_wgpu::{GpuModel, Request};
+use rnn_wgpu::{Batch, GpuModel, Params, Request};
 
 fn config(cell: Cell, input: usize, hidden: usize, output: usize) -> ModelConfig {
     ModelConfig {
@@ -31,7 +31,7 @@ fn config(cell: Cell, input: usize, hidden: usize, output: usize) -> ModelConfig
 }
 
 /// Each case (cell, B, T, I, H) through `run_parity_with(options)`, which runs the persistent
-/// recurrence besides the per-step one where the model fits: every tensor of both within
+/// recurrence besides the per-step one where the adapter runs it: every tensor of both within
 /// `TOLERANCE`.
 fn both_ways_match_cpu(
     cases: &[(Cell, usize, usize, usize, usize)],
@@ -42,25 +42,40 @@ fn both_ways_match_cpu(
     for (k, &(cell, b, t, i, h)) in cases.iter().enumerate() {
         let config = config(cell, i, h, 2);
         let (params, batch) = random_problem(&config, t, b, seed(first_seed + k as u64));
-        let report = run_parity_with(gpu(), &config, &params, &batch, options).unwrap();
-        let persistent = report
-            .comparisons
-            .iter()
-            .filter(|c| c.name.starts_with("persistent: "))
-            .count();
-        assert!(
-            persistent > 0 && 2 * persistent == report.comparisons.len(),
-            "{cell:?} H={h}: the persistent run was not compared"
-        );
-        for c in report.failures(TOLERANCE) {
-            failed.push(format!("{cell:?} B={b} T={t} H={h}: {c}"));
-        }
+        let label = format!("{cell:?} B={b} T={t} H={h}");
+        failed.extend(both_ways_failures(
+            &config,
+            (&params, &batch),
+            options,
+            &label,
+        ));
     }
     assert!(
         failed.is_empty(),
         "||gpu - cpu|| / ||cpu|| > {TOLERANCE:e}:\n{}",
         failed.join("\n")
     );
+}
+
+/// The tensors of `run_parity_with`'s runs, per step and persistent, past `TOLERANCE`, each
+/// named after `label`; panics where the persistent run was not compared.
+fn both_ways_failures(
+    config: &ModelConfig,
+    (params, batch): (&Params<f32>, &Batch<f32>),
+    options: PlanOptions,
+    label: &str,
+) -> Vec<String> {
+    let report = run_parity_with(gpu(), config, params, batch, options).unwrap();
+    let persistent = (report.comparisons.iter())
+        .filter(|c| c.name.starts_with("persistent: "))
+        .count();
+    assert!(
+        persistent > 0 && 2 * persistent == report.comparisons.len(),
+        "{label}: the persistent run was not compared"
+    );
+    (report.failures(TOLERANCE).into_iter())
+        .map(|c| format!("{label}: {c}"))
+        .collect()
 }
 
 #[test]
@@ -77,7 +92,7 @@ fn weights_filling_the_cache_and_more_units_than_invocations_match_cpu() {
 
 /// Batches over 2 to 9 slices, the last one short, with lengths from 1 to T in every slice
 /// (the LSTM's and the GRU's also through recomputed segments), one layer and two directions
-/// on two: every tensor of the persistent run within `TOLERANCE` of the CPU reference.
+/// on two: every tensor of both runs within `TOLERANCE` of the CPU reference.
 #[test]
 fn batches_sliced_over_workgroups_with_ragged_lengths_match_cpu() {
     // (cell, B, T, H, layers, bidirectional): 8 rows a slice at these H (G*H*H about 4096),
@@ -113,15 +128,14 @@ fn batches_sliced_over_workgroups_with_ragged_lengths_match_cpu() {
             Cell::Rnn => vec![PlanOptions::default()],
             _ => vec![PlanOptions::default(), segments],
         };
+        let label = format!("{cell:?} B={b} H={h} seed={seed}");
         for options in plans {
-            let report = run_parity_with(gpu(), &config, &params, &batch, options).unwrap();
-            let persistent: Vec<_> = (report.comparisons.iter())
-                .filter(|c| c.name.starts_with("persistent: "))
-                .collect();
-            assert!(!persistent.is_empty(), "{cell:?}: no persistent run");
-            for c in persistent.into_iter().filter(|c| !c.passes(TOLERANCE)) {
-                failed.push(format!("{cell:?} B={b} H={h} seed={seed}: {c}"));
-            }
+            failed.extend(both_ways_failures(
+                &config,
+                (&params, &batch),
+                options,
+                &label,
+            ));
         }
     }
     assert!(
