@@ -5,13 +5,16 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use rnn_wgpu::checkpoint::{self, LoadOverrides};
+use rnn_wgpu::checkpoint::{self, Checkpoint, LoadOverrides};
 use rnn_wgpu::init::{initialize, InitConfig, Scheme};
+use rnn_wgpu::internals::plan::MemoryPlan;
 use rnn_wgpu::internals::plot::{training_chart, TrainPoint};
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind, Schedule};
-use rnn_wgpu::tasks::{bits_per_char, Adding, CopyMemory, CsvFormat, CsvTargets, Dataset, Text};
-use rnn_wgpu::train::{self, DataSource, Engine, Event, TrainOptions};
-use rnn_wgpu::{Activation, Cell, ModelConfig};
+use rnn_wgpu::tasks::{
+    bits_per_char, Adding, CopyMemory, CsvFormat, CsvTargets, DataSpec, Dataset, Text,
+};
+use rnn_wgpu::train::{self, DataSource, Engine, Event, Record, TrainOptions};
+use rnn_wgpu::{Activation, Cell, ModelConfig, Params};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -175,88 +178,11 @@ macro_rules! say {
 
 fn run_rank(args: TrainArgs, job: Option<&Job>) -> Result<()> {
     let lead = job.is_none_or(|j| j.rank() == 0);
-    if job.is_some() && args.dry_run {
-        bail!("--dry-run plans one process's GPU memory; run it without --distributed");
-    }
-    check_task_options(&args)?;
-    for (flag, value) in [
-        ("--hidden", args.hidden.unwrap_or(DEFAULT_HIDDEN) as u64),
-        ("--layers", args.layers.unwrap_or(1) as u64),
-        ("--batch", args.batch as u64),
-        ("--steps", args.steps),
-        ("--eval-every", args.eval_every),
-        ("--grad-norms-every", args.grad_norms_every),
-    ] {
-        if value == 0 {
-            bail!("{flag} must be at least 1, got 0");
-        }
-    }
-    // Before any work: a bad output path should not cost a training step, or leave a log.
-    for (flag, path) in [
-        ("--save", &args.save),
-        ("--log", &args.log),
-        ("--grad-norms", &args.grad_norms),
-        ("--plot", &args.plot),
-    ] {
-        if let Some(path) = path {
-            rnn_wgpu::internals::fsio::check_writable(path).context(flag)?;
-        }
-    }
+    check_args(&args, job)?;
     let (mut data, mut metadata) = data_source(&args)?;
-    let spec = data.spec();
     let optimizer = optimizer_config(&args)?;
-    let mut config = ModelConfig {
-        layers: args.layers.unwrap_or(1),
-        bidirectional: args.bidirectional,
-        dropout: args.dropout.unwrap_or(0.0),
-        ..spec.model_config(
-            args.cell.unwrap_or(Cell::Lstm),
-            args.activation.unwrap_or(Activation::Tanh),
-            args.hidden.unwrap_or(DEFAULT_HIDDEN),
-        )
-    };
-    config.validate()?;
-    if config.dropout > 0.0 && config.layers == 1 {
-        eprintln!("warning: --dropout acts between layers; with --layers 1 it does nothing");
-    }
-    // Parameters, gradients, optimizer state, and the CPU engine's copy.
-    let copies = 3 + optimizer.kind.state_names().len();
-    rnn_wgpu::internals::plan::check_host_memory(&config, copies)?;
-    let mut rng = StdRng::seed_from_u64(args.seed);
-    let (params, loaded) = match &args.load {
-        Some(path) => {
-            let overrides = LoadOverrides {
-                cell: None,
-                activation: None,
-                readout: Some(spec.readout),
-                loss: Some(spec.loss),
-                dropout: args.dropout,
-            };
-            let checkpoint = checkpoint::load(path, &overrides)?;
-            let c = checkpoint.config;
-            if (c.input_size, c.output_size) != (spec.input_size, spec.output_size) {
-                bail!(
-                    "{}: the model takes {} inputs and gives {} outputs, but the data has {} and {}",
-                    path.display(),
-                    c.input_size,
-                    c.output_size,
-                    spec.input_size,
-                    spec.output_size
-                );
-            }
-            check_against_checkpoint(&args, path, &c)?;
-            config = c;
-            (checkpoint.params.clone(), Some(checkpoint))
-        }
-        None => {
-            let init = InitConfig {
-                scheme: args.init.unwrap_or(Scheme::PyTorch),
-                hh_scale: args.hh_scale,
-                forget_bias: args.forget_bias,
-            };
-            (initialize(&config, &init, &mut rng)?, None)
-        }
-    };
+    let start = starting_model(&args, &data.spec(), optimizer)?;
+    let config = start.config;
     let device = match (args.device, args.dry_run) {
         // a plan of GPU memory is wanted whatever auto would run on
         (Device::Auto, true) => Device::Gpu,
@@ -277,7 +203,7 @@ fn run_rank(args: TrainArgs, job: Option<&Job>) -> Result<()> {
             None
         }
     };
-    let mut engine = Engine::new(gpu.as_ref(), config, &params, optimizer)?;
+    let mut engine = Engine::new(gpu.as_ref(), config, &start.params, optimizer)?;
     if let Some(job) = job {
         super::distributed::check_same_start(job, gpu.as_ref())?;
     }
@@ -287,6 +213,11 @@ fn run_rank(args: TrainArgs, job: Option<&Job>) -> Result<()> {
     engine.set_dropout_seed(args.seed);
     // Plan before anything runs: a configuration that cannot fit stops here, naming why.
     let plan = engine.memory_plan(data.seq_len(), args.batch)?;
+    if args.dry_run {
+        println!("device: {}", engine.device_name());
+        print!("{}", plan.expect("a GPU engine plans").describe());
+        return Ok(());
+    }
     // Files are rank 0's: the others train the same replica and write nothing.
     let args = match lead {
         true => args,
@@ -298,12 +229,7 @@ fn run_rank(args: TrainArgs, job: Option<&Job>) -> Result<()> {
             ..args
         },
     };
-    if args.dry_run {
-        println!("device: {}", engine.device_name());
-        print!("{}", plan.expect("a GPU engine plans").describe());
-        return Ok(());
-    }
-    if let Some(checkpoint) = &loaded {
+    if let Some(checkpoint) = &start.loaded {
         let steps = train::resume(&mut engine, checkpoint)
             .with_context(|| "restoring the optimizer state from --load")?;
         if steps > 0 {
@@ -315,62 +241,15 @@ fn run_rank(args: TrainArgs, job: Option<&Job>) -> Result<()> {
     }
     metadata.insert("optimizer".into(), optimizer.kind.name().into());
     metadata.insert("seed".into(), args.seed.to_string());
-
-    say!(lead, "device: {}{}", engine.device_name(), ranks_text(job));
-    if let Some(plan) = &plan {
-        let first_line = plan.describe();
-        say!(
-            lead,
-            "{} ({} planned)",
-            first_line.lines().next().unwrap_or_default(),
-            rnn_wgpu::internals::plan::human_bytes(plan.total_bytes())
-        );
-    }
-    let mut cell = match config.cell {
-        Cell::Lstm | Cell::Gru => config.cell.to_string(),
-        Cell::Rnn => format!("rnn ({})", config.activation),
-    };
-    if config.layers > 1 {
-        cell += &format!(" x {} layers", config.layers);
-        if config.dropout > 0.0 {
-            cell += &format!(" (dropout {})", config.dropout);
+    let baseline = data.baseline();
+    if lead {
+        describe_run(&args, job, &engine, plan.as_ref(), &config, &optimizer);
+        if let Some((value, description)) = &baseline {
+            println!("baseline loss {value:.4}: {description}");
         }
     }
-    if config.bidirectional {
-        cell += ", bidirectional";
-    }
-    say!(
-        lead,
-        "task {:?}: {cell}, hidden {}, input {}, output {}, readout {}, loss {}; batch {}{}, {} steps, {} lr {}",
-        args.task,
-        config.hidden_size,
-        config.input_size,
-        config.output_size,
-        config.readout,
-        config.loss,
-        args.batch,
-        job.map_or(String::new(), |j| format!(" per rank x {} ranks", j.ranks())),
-        args.steps,
-        optimizer.kind.name(),
-        optimizer.lr
-    );
-    let baseline = data.baseline();
-    if let Some((value, description)) = &baseline {
-        say!(lead, "baseline loss {value:.4}: {description}");
-    }
-    let text_task = args.task == TaskName::Text;
-    let bar = match lead {
-        true => ProgressBar::new(args.steps),
-        false => ProgressBar::hidden(),
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise} < {eta}]")
-            .expect("a valid template"),
-    );
-    bar.set_position(engine.optimizer_state()?.0);
-    let baseline_text = baseline
-        .as_ref()
-        .map_or(String::new(), |(b, _)| format!(" (baseline {b:.4})"));
+    let mut progress = Progress::new(&args, lead, &config, baseline.map(|b| b.0));
+    progress.bar.set_position(engine.optimizer_state()?.0);
     let options = TrainOptions {
         steps: args.steps,
         batch: args.batch,
@@ -384,78 +263,10 @@ fn run_rank(args: TrainArgs, job: Option<&Job>) -> Result<()> {
         tbptt: args.tbptt,
         group: job.map(|j| j.group.clone()),
     };
-    let mut rate = 0.0;
-    let mut curve = Vec::new();
-    let plot_title = format!(
-        "{} {}, hidden {}: training",
-        format!("{:?}", args.task).to_lowercase(),
-        config.cell,
-        config.hidden_size
-    );
-    let summary = train::train(
-        &mut engine,
-        &mut data,
-        &config,
-        &options,
-        &mut |event| match event {
-            Event::Step {
-                step,
-                loss,
-                grad_norm,
-            } => {
-                bar.set_position(step);
-                bar.set_message(format!(
-                    "loss {loss:.4}{baseline_text} |grad| {grad_norm:.3} {rate:.0} seq/s"
-                ));
-            }
-            Event::Evaluated(r) => {
-                rate = r.sequences_per_second;
-                let validation = r.validation_loss.map_or(String::new(), |v| {
-                    if text_task {
-                        format!("  validation {v:.4} ({:.3} bits/char)", bits_per_char(v))
-                    } else {
-                        format!("  validation {v:.4}")
-                    }
-                });
-                let line = format!(
-                "step {:>6}  loss {:.4}{validation}{baseline_text}  |grad| {:.4}  lr {:.2e}  {:.0} seq/s  {:.1} s",
-                r.step, r.loss, r.grad_norm, r.lr, r.sequences_per_second, r.elapsed_seconds
-            );
-                // A hidden bar (output not a terminal) drops println: print plainly then.
-                let say = |line: String| match (lead, bar.is_hidden()) {
-                    (false, _) => {}
-                    (true, true) => println!("{line}"),
-                    (true, false) => bar.println(line),
-                };
-                say(line);
-                if let Some(path) = &args.plot {
-                    curve.push(TrainPoint {
-                        step: r.step,
-                        loss: r.loss as f64,
-                        validation: r.validation_loss.map(f64::from),
-                        grad_norm: r.grad_norm as f64,
-                    });
-                    let svg = training_chart(&plot_title, &curve);
-                    if let Err(e) = rnn_wgpu::internals::fsio::write_atomic(path, svg.as_bytes()) {
-                        say(format!("warning: --plot: {e}"));
-                    }
-                }
-            }
-            Event::Saved(_) => {}
-            Event::Skipped { step, scale } => {
-                let line = format!(
-                    "step {step:>6}  the f16 gradient overflowed: update skipped, loss scale \
-                     now {scale}"
-                );
-                match (lead, bar.is_hidden()) {
-                    (false, _) => {}
-                    (true, true) => println!("{line}"),
-                    (true, false) => bar.println(line),
-                }
-            }
-        },
-    );
-    bar.finish_and_clear();
+    let summary = train::train(&mut engine, &mut data, &config, &options, &mut |event| {
+        progress.show(event)
+    });
+    progress.bar.finish_and_clear();
     let summary = summary?;
     if summary.interrupted {
         say!(lead, "interrupted: stopped after the current step");
@@ -471,6 +282,273 @@ fn run_rank(args: TrainArgs, job: Option<&Job>) -> Result<()> {
         ))
     );
     Ok(())
+}
+
+/// Refuses, before any work, options that cannot run: zero counts, options the task does not
+/// read, and output paths that cannot be written (a bad path should not cost a training step,
+/// or leave a log behind).
+fn check_args(args: &TrainArgs, job: Option<&Job>) -> Result<()> {
+    if job.is_some() && args.dry_run {
+        bail!("--dry-run plans one process's GPU memory; run it without --distributed");
+    }
+    check_task_options(args)?;
+    for (flag, value) in [
+        ("--hidden", args.hidden.unwrap_or(DEFAULT_HIDDEN) as u64),
+        ("--layers", args.layers.unwrap_or(1) as u64),
+        ("--batch", args.batch as u64),
+        ("--steps", args.steps),
+        ("--eval-every", args.eval_every),
+        ("--grad-norms-every", args.grad_norms_every),
+    ] {
+        if value == 0 {
+            bail!("{flag} must be at least 1, got 0");
+        }
+    }
+    for (flag, path) in [
+        ("--save", &args.save),
+        ("--log", &args.log),
+        ("--grad-norms", &args.grad_norms),
+        ("--plot", &args.plot),
+    ] {
+        if let Some(path) = path {
+            rnn_wgpu::internals::fsio::check_writable(path).context(flag)?;
+        }
+    }
+    Ok(())
+}
+
+/// The model training starts from: the checkpoint `--load` names (its architecture, checked
+/// against the data and the options given), or a new one the options describe.
+struct StartingModel {
+    config: ModelConfig,
+    params: Params<f32>,
+    /// The checkpoint read, for its optimizer state.
+    loaded: Option<Checkpoint>,
+}
+
+fn starting_model(
+    args: &TrainArgs,
+    spec: &DataSpec,
+    optimizer: OptimizerConfig,
+) -> Result<StartingModel> {
+    let config = ModelConfig {
+        layers: args.layers.unwrap_or(1),
+        bidirectional: args.bidirectional,
+        dropout: args.dropout.unwrap_or(0.0),
+        ..spec.model_config(
+            args.cell.unwrap_or(Cell::Lstm),
+            args.activation.unwrap_or(Activation::Tanh),
+            args.hidden.unwrap_or(DEFAULT_HIDDEN),
+        )
+    };
+    config.validate()?;
+    if config.dropout > 0.0 && config.layers == 1 {
+        eprintln!("warning: --dropout acts between layers; with --layers 1 it does nothing");
+    }
+    // Parameters, gradients, optimizer state, and the CPU engine's copy.
+    let copies = 3 + optimizer.kind.state_names().len();
+    rnn_wgpu::internals::plan::check_host_memory(&config, copies)?;
+    let Some(path) = &args.load else {
+        let init = InitConfig {
+            scheme: args.init.unwrap_or(Scheme::PyTorch),
+            hh_scale: args.hh_scale,
+            forget_bias: args.forget_bias,
+        };
+        let mut rng = StdRng::seed_from_u64(args.seed);
+        let params = initialize(&config, &init, &mut rng)?;
+        return Ok(StartingModel {
+            config,
+            params,
+            loaded: None,
+        });
+    };
+    let overrides = LoadOverrides {
+        cell: None,
+        activation: None,
+        readout: Some(spec.readout),
+        loss: Some(spec.loss),
+        dropout: args.dropout,
+    };
+    let checkpoint = checkpoint::load(path, &overrides)?;
+    let c = checkpoint.config;
+    if (c.input_size, c.output_size) != (spec.input_size, spec.output_size) {
+        bail!(
+            "{}: the model takes {} inputs and gives {} outputs, but the data has {} and {}",
+            path.display(),
+            c.input_size,
+            c.output_size,
+            spec.input_size,
+            spec.output_size
+        );
+    }
+    check_against_checkpoint(args, path, &c)?;
+    Ok(StartingModel {
+        config: c,
+        params: checkpoint.params.clone(),
+        loaded: Some(checkpoint),
+    })
+}
+
+/// The lines before training: the device (and ranks), the memory plan's first line, the
+/// model, the task and the optimizer.
+fn describe_run(
+    args: &TrainArgs,
+    job: Option<&Job>,
+    engine: &Engine,
+    plan: Option<&MemoryPlan>,
+    config: &ModelConfig,
+    optimizer: &OptimizerConfig,
+) {
+    println!("device: {}{}", engine.device_name(), ranks_text(job));
+    if let Some(plan) = plan {
+        println!(
+            "{} ({} planned)",
+            plan.describe().lines().next().unwrap_or_default(),
+            rnn_wgpu::internals::plan::human_bytes(plan.total_bytes())
+        );
+    }
+    println!(
+        "task {:?}: {}, hidden {}, input {}, output {}, readout {}, loss {}; batch {}{}, {} steps, {} lr {}",
+        args.task,
+        model_text(config),
+        config.hidden_size,
+        config.input_size,
+        config.output_size,
+        config.readout,
+        config.loss,
+        args.batch,
+        job.map_or(String::new(), |j| format!(" per rank x {} ranks", j.ranks())),
+        args.steps,
+        optimizer.kind.name(),
+        optimizer.lr
+    );
+}
+
+/// "rnn (tanh) x 2 layers (dropout 0.1), bidirectional", or just "lstm".
+fn model_text(config: &ModelConfig) -> String {
+    let mut text = match config.cell {
+        Cell::Lstm | Cell::Gru => config.cell.to_string(),
+        Cell::Rnn => format!("rnn ({})", config.activation),
+    };
+    if config.layers > 1 {
+        text += &format!(" x {} layers", config.layers);
+        if config.dropout > 0.0 {
+            text += &format!(" (dropout {})", config.dropout);
+        }
+    }
+    if config.bidirectional {
+        text += ", bidirectional";
+    }
+    text
+}
+
+/// What training shows as it runs: the progress bar, a line per evaluation and per skipped
+/// update (rank 0 only), and the `--plot` chart rewritten at each evaluation.
+struct Progress {
+    bar: ProgressBar,
+    lead: bool,
+    /// " (baseline 0.1667)" where the task has a baseline loss
+    baseline: String,
+    text_task: bool,
+    /// sequences per second at the last evaluation
+    rate: f64,
+    plot: Option<PathBuf>,
+    plot_title: String,
+    curve: Vec<TrainPoint>,
+}
+
+impl Progress {
+    fn new(args: &TrainArgs, lead: bool, config: &ModelConfig, baseline: Option<f32>) -> Progress {
+        let bar = match lead {
+            true => ProgressBar::new(args.steps),
+            false => ProgressBar::hidden(),
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise} < {eta}]")
+                .expect("a valid template"),
+        );
+        Progress {
+            bar,
+            lead,
+            baseline: baseline.map_or(String::new(), |b| format!(" (baseline {b:.4})")),
+            text_task: args.task == TaskName::Text,
+            rate: 0.0,
+            plot: args.plot.clone(),
+            plot_title: format!(
+                "{} {}, hidden {}: training",
+                format!("{:?}", args.task).to_lowercase(),
+                config.cell,
+                config.hidden_size
+            ),
+            curve: Vec::new(),
+        }
+    }
+
+    fn show(&mut self, event: Event) {
+        match event {
+            Event::Step {
+                step,
+                loss,
+                grad_norm,
+            } => {
+                self.bar.set_position(step);
+                self.bar.set_message(format!(
+                    "loss {loss:.4}{} |grad| {grad_norm:.3} {:.0} seq/s",
+                    self.baseline, self.rate
+                ));
+            }
+            Event::Evaluated(r) => self.evaluated(r),
+            Event::Saved(_) => {}
+            Event::Skipped { step, scale } => self.say(format!(
+                "step {step:>6}  the f16 gradient overflowed: update skipped, loss scale now \
+                 {scale}"
+            )),
+        }
+    }
+
+    fn evaluated(&mut self, r: &Record) {
+        self.rate = r.sequences_per_second;
+        let validation = r.validation_loss.map_or(String::new(), |v| {
+            if self.text_task {
+                format!("  validation {v:.4} ({:.3} bits/char)", bits_per_char(v))
+            } else {
+                format!("  validation {v:.4}")
+            }
+        });
+        self.say(format!(
+            "step {:>6}  loss {:.4}{validation}{}  |grad| {:.4}  lr {:.2e}  {:.0} seq/s  {:.1} s",
+            r.step,
+            r.loss,
+            self.baseline,
+            r.grad_norm,
+            r.lr,
+            r.sequences_per_second,
+            r.elapsed_seconds
+        ));
+        let Some(path) = &self.plot else {
+            return;
+        };
+        self.curve.push(TrainPoint {
+            step: r.step,
+            loss: r.loss as f64,
+            validation: r.validation_loss.map(f64::from),
+            grad_norm: r.grad_norm as f64,
+        });
+        let svg = training_chart(&self.plot_title, &self.curve);
+        if let Err(e) = rnn_wgpu::internals::fsio::write_atomic(path, svg.as_bytes()) {
+            self.say(format!("warning: --plot: {e}"));
+        }
+    }
+
+    /// A line above the bar on rank 0; a hidden bar (output not a terminal) drops println, so
+    /// then a plain one.
+    fn say(&self, line: String) {
+        match (self.lead, self.bar.is_hidden()) {
+            (false, _) => {}
+            (true, true) => println!("{line}"),
+            (true, false) => self.bar.println(line),
+        }
+    }
 }
 
 /// ", rank 0 of 2 (MPI; 2 on this machine)" for a rank of a job.
@@ -568,7 +646,6 @@ fn with_overrides(
     })
 }
 
-/// The data and the metadata a checkpoint should carry to use the model with it again.
 const DEFAULT_HIDDEN: usize = 128;
 const DEFAULT_SEQ_LEN: usize = 100;
 
@@ -669,6 +746,7 @@ fn check_against_checkpoint(
     Ok(())
 }
 
+/// The data and the metadata a checkpoint should carry to use the model with it again.
 fn data_source(args: &TrainArgs) -> Result<(DataSource, BTreeMap<String, String>)> {
     let mut metadata = BTreeMap::new();
     let task_name = format!("{:?}", args.task).to_lowercase();
