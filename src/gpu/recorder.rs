@@ -335,37 +335,16 @@ impl<'g> Recorder<'g> {
         let oom_scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation_scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
 
-        // Two timestamps per timed pass, in query sets of at most QUERY_SET_MAX_QUERIES.
-        let timed_passes = if self.timed {
-            (0..self.ops.len())
+        let timed_passes = match self.timed {
+            true => (0..self.ops.len())
                 .filter(|&k| self.begins_pass(k) && self.phases[k].is_some())
-                .count()
-        } else {
-            0
+                .count(),
+            false => 0,
         };
-        let queries = 2 * timed_passes as u64;
-        let per_set = wgpu::QUERY_SET_MAX_QUERIES as u64;
-        let query_sets: Vec<wgpu::QuerySet> = (0..queries.div_ceil(per_set))
-            .map(|set| {
-                device.create_query_set(&wgpu::QuerySetDescriptor {
-                    label: Some("phase timestamps"),
-                    ty: wgpu::QueryType::Timestamp,
-                    count: (queries - set * per_set).min(per_set) as u32,
-                })
-            })
-            .collect();
-        let resolved = (queries > 0).then(|| {
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("resolved phase timestamps"),
-                size: queries * 8,
-                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            })
-        });
-
+        let timestamps = Timestamps::new(device, timed_passes);
         // The reads first, then the timestamps (u64 each) at the end of the staging buffer.
         let read_bytes: u64 = reads.iter().map(|r| r.word_span().1).sum();
-        let staging_bytes = read_bytes + queries * 8;
+        let staging_bytes = read_bytes + timestamps.bytes();
         let staging = (staging_bytes > 0).then(|| {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("read-back staging"),
@@ -375,59 +354,109 @@ impl<'g> Recorder<'g> {
             })
         });
         if let Some(staging) = &staging {
-            let mut at = 0;
-            for read in reads.iter().filter(|r| r.len > 0) {
-                let (first, bytes) = read.word_span();
-                self.push(Op::Copy {
-                    source: read.buffer.clone(),
-                    source_offset: first,
-                    destination: staging.clone(),
-                    destination_offset: at,
-                    bytes,
-                });
-                at += bytes;
-            }
+            self.copy_reads_to(reads, staging);
         }
+        let params = self.params_buffer();
+        let mut encoder =
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        let encoded = self.encode(&mut encoder, &params, &timestamps);
+        debug_assert_eq!(encoded.pass_phases.len(), timed_passes);
+        if let Some(staging) = &staging {
+            timestamps.resolve_into(&mut encoder, staging, read_bytes);
+        }
+        gpu.queue.submit([encoder.finish()]);
+        gpu.count(self.work_counts(encoded.dispatches));
+        check_errors(gpu, [validation_scope, oom_scope])?;
 
+        let Some(staging) = &staging else {
+            return Ok((Vec::new(), self.timed.then(PhaseTimes::default)));
+        };
+        let data = map_for_reading(device, staging)?;
+        let (mut bytes, stamps) = data.split_at(read_bytes as usize);
+        let mut result = Vec::with_capacity(reads.len());
+        for read in reads {
+            let (_, len) = read.word_span();
+            let (this, rest) = bytes.split_at(if read.len > 0 { len as usize } else { 0 });
+            result.push(if read.len > 0 {
+                read.decode(this)
+            } else {
+                Vec::new()
+            });
+            bytes = rest;
+        }
+        let times = self.timed.then(|| {
+            let stamps: Vec<u64> = stamps
+                .chunks_exact(8)
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            phase_times(&encoded.pass_phases, &stamps, gpu)
+        });
+        Ok((result, times))
+    }
+
+    /// Records copies of `reads` into `staging`, one after another from its start.
+    fn copy_reads_to(&mut self, reads: &[Read], staging: &wgpu::Buffer) {
+        let mut at = 0;
+        for read in reads.iter().filter(|r| r.len > 0) {
+            let (first, bytes) = read.word_span();
+            self.push(Op::Copy {
+                source: read.buffer.clone(),
+                source_offset: first,
+                destination: staging.clone(),
+                destination_offset: at,
+                bytes,
+            });
+            at += bytes;
+        }
+    }
+
+    /// The uniform buffer of every dispatch's parameters (the arena), padded so the last
+    /// dispatch's binding of `PARAMS_BINDING_SIZE` bytes stays inside it.
+    fn params_buffer(&mut self) -> wgpu::Buffer {
         self.arena.resize(
             (self.arena.len() + PARAMS_BINDING_SIZE as usize).max(256),
             0,
         );
         // Written through the queue rather than mapped at creation: mapping a buffer of a
         // device that was lost meanwhile panics inside wgpu.
-        let params = device.create_buffer(&wgpu::BufferDescriptor {
+        let params = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("dispatch params"),
             size: self.arena.len() as u64,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        gpu.queue.write_buffer(&params, 0, &self.arena);
+        self.gpu.queue.write_buffer(&params, 0, &self.arena);
+        params
+    }
+
+    /// Encodes every op: one compute pass per run of consecutive dispatches (of one phase when
+    /// timed; wgpu inserts the barriers between dependent dispatches inside a pass), clears
+    /// and copies between them.
+    fn encode(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        params: &wgpu::Buffer,
+        timestamps: &Timestamps,
+    ) -> Encoded {
+        let gpu = self.gpu;
         // wgpu::Buffer hashes by its immutable id; the interior mutability clippy sees is the
         // mapping state, which the key never looks at.
         #[allow(clippy::mutable_key_type)]
         let mut bind_groups: HashMap<(Layout, Vec<wgpu::Buffer>), wgpu::BindGroup> = HashMap::new();
-        let mut encoder =
-            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        let mut dispatches = 0;
-        // The phase of each timed pass, in the order of its two queries.
-        let mut pass_phases: Vec<Phase> = Vec::with_capacity(timed_passes);
+        let mut encoded = Encoded {
+            dispatches: 0,
+            pass_phases: Vec::new(),
+        };
         let mut k = 0;
         while k < self.ops.len() {
             let op = &self.ops[k];
             k += 1;
             match op {
                 Op::Dispatch { .. } => {
-                    // One compute pass per run of consecutive dispatches (of one phase when
-                    // timed); wgpu inserts the barriers between dependent dispatches inside it.
                     let phase = self.phases[k - 1].filter(|_| self.timed);
                     let timestamp_writes = phase.map(|phase| {
-                        let query = 2 * pass_phases.len() as u64;
-                        pass_phases.push(phase);
-                        wgpu::ComputePassTimestampWrites {
-                            query_set: &query_sets[(query / per_set) as usize],
-                            beginning_of_pass_write_index: Some((query % per_set) as u32),
-                            end_of_pass_write_index: Some((query % per_set) as u32 + 1),
-                        }
+                        encoded.pass_phases.push(phase);
+                        timestamps.writes(encoded.pass_phases.len() - 1)
                     });
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: None,
@@ -446,11 +475,11 @@ impl<'g> Recorder<'g> {
                         let layout = kernel.layout();
                         let bind_group = bind_groups
                             .entry((layout, bound.clone()))
-                            .or_insert_with(|| make_bind_group(gpu, layout, bound, &params));
+                            .or_insert_with(|| make_bind_group(gpu, layout, bound, params));
                         pass.set_pipeline(&gpu.pipelines().pipeline(*kernel, *elements, *tile));
                         pass.set_bind_group(0, &*bind_group, &[*params_offset]);
                         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-                        dispatches += 1;
+                        encoded.dispatches += 1;
                         next = self.continues_pass(k).then(|| {
                             k += 1;
                             &self.ops[k - 1]
@@ -473,86 +502,141 @@ impl<'g> Recorder<'g> {
                 ),
             }
         }
-        debug_assert_eq!(pass_phases.len(), timed_passes);
-        if let (Some(resolved), Some(staging)) = (&resolved, &staging) {
-            for (set, query_set) in query_sets.iter().enumerate() {
-                let first = set as u64 * per_set;
-                let count = (queries - first).min(per_set);
-                encoder.resolve_query_set(query_set, 0..count as u32, resolved, first * 8);
-            }
-            encoder.copy_buffer_to_buffer(resolved, 0, staging, read_bytes, queries * 8);
-        }
-        gpu.queue.submit([encoder.finish()]);
+        encoded
+    }
+
+    /// The submission's counts, for `Gpu::work_counts`.
+    fn work_counts(&self, dispatches: u64) -> WorkCounts {
         let in_phase = |phase: Phase| {
             (self.ops.iter().zip(&self.phases))
                 .filter(|(op, p)| matches!(op, Op::Dispatch { .. }) && **p == Some(phase))
                 .count() as u64
         };
-        gpu.count(WorkCounts {
+        WorkCounts {
             dispatches,
             submissions: 1,
             recurrence_dispatches: [
                 in_phase(Phase::ForwardRecurrence),
                 in_phase(Phase::BackwardRecurrence),
             ],
-        });
+        }
+    }
+}
 
-        // wgpu-core reports validation and allocation errors synchronously, so the scopes
-        // resolve at once; checking them before mapping turns a bad submission into an error
-        // instead of a wait on work that never ran.
-        let errors: Vec<String> = [
-            pollster::block_on(validation_scope.pop()),
-            pollster::block_on(oom_scope.pop()),
-        ]
+/// What `Recorder::encode` did: its dispatches, and the phase of each timed pass in the order
+/// of their timestamp pairs.
+struct Encoded {
+    dispatches: u64,
+    pass_phases: Vec<Phase>,
+}
+
+/// Two timestamps per timed pass, in query sets of at most `QUERY_SET_MAX_QUERIES`, and the
+/// buffer they are resolved into.
+struct Timestamps {
+    sets: Vec<wgpu::QuerySet>,
+    resolved: Option<wgpu::Buffer>,
+    queries: u64,
+}
+
+impl Timestamps {
+    const PER_SET: u64 = wgpu::QUERY_SET_MAX_QUERIES as u64;
+
+    fn new(device: &wgpu::Device, timed_passes: usize) -> Timestamps {
+        let queries = 2 * timed_passes as u64;
+        let sets = (0..queries.div_ceil(Self::PER_SET))
+            .map(|set| {
+                device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("phase timestamps"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: (queries - set * Self::PER_SET).min(Self::PER_SET) as u32,
+                })
+            })
+            .collect();
+        let resolved = (queries > 0).then(|| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("resolved phase timestamps"),
+                size: queries * 8,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            })
+        });
+        Timestamps {
+            sets,
+            resolved,
+            queries,
+        }
+    }
+
+    /// Bytes of the resolved timestamps.
+    fn bytes(&self) -> u64 {
+        self.queries * 8
+    }
+
+    /// Where timed pass `pass` writes its beginning and end.
+    fn writes(&self, pass: usize) -> wgpu::ComputePassTimestampWrites<'_> {
+        let query = 2 * pass as u64;
+        let index = (query % Self::PER_SET) as u32;
+        wgpu::ComputePassTimestampWrites {
+            query_set: &self.sets[(query / Self::PER_SET) as usize],
+            beginning_of_pass_write_index: Some(index),
+            end_of_pass_write_index: Some(index + 1),
+        }
+    }
+
+    /// Resolves every query and copies the results into `staging` from byte `at`.
+    fn resolve_into(&self, encoder: &mut wgpu::CommandEncoder, staging: &wgpu::Buffer, at: u64) {
+        let Some(resolved) = &self.resolved else {
+            return;
+        };
+        for (set, query_set) in self.sets.iter().enumerate() {
+            let first = set as u64 * Self::PER_SET;
+            let count = (self.queries - first).min(Self::PER_SET);
+            encoder.resolve_query_set(query_set, 0..count as u32, resolved, first * 8);
+        }
+        encoder.copy_buffer_to_buffer(resolved, 0, staging, at, self.bytes());
+    }
+}
+
+/// The errors the submission raised in `scopes` or uncaptured, as one error.
+///
+/// wgpu-core reports validation and allocation errors synchronously, so the scopes resolve at
+/// once; checking them before mapping turns a bad submission into an error instead of a wait
+/// on work that never ran.
+fn check_errors(gpu: &Gpu, scopes: [wgpu::ErrorScopeGuard; 2]) -> Result<(), Error> {
+    let errors: Vec<String> = scopes
         .into_iter()
-        .flatten()
+        .flat_map(|scope| pollster::block_on(scope.pop()))
         .map(|e| error_chain(&e))
         .chain(gpu.take_uncaptured_errors())
         .collect();
-        if !errors.is_empty() {
-            // A lost device fails everything with validation errors; say what happened.
-            let _ = device.poll(wgpu::PollType::Poll);
-            gpu.check_device()?;
-            return Err(Error::Gpu(errors.join("; ")));
-        }
-
-        let mut result = Vec::with_capacity(reads.len());
-        if let Some(staging) = &staging {
-            let (sender, receiver) = std::sync::mpsc::channel();
-            staging.map_async(wgpu::MapMode::Read, .., move |status| {
-                let _ = sender.send(status);
-            });
-            device
-                .poll(wgpu::PollType::wait_indefinitely())
-                .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
-            receiver
-                .recv()
-                .map_err(|_| Error::Gpu("the read-back mapping was dropped".into()))?
-                .map_err(|e| Error::Gpu(format!("mapping the read-back buffer: {e}")))?;
-            let data = staging
-                .get_mapped_range(..)
-                .map_err(|e| Error::Gpu(format!("mapping the read-back buffer: {e}")))?;
-            let (mut bytes, stamps) = data.split_at(read_bytes as usize);
-            for read in reads {
-                let (_, len) = read.word_span();
-                let (this, rest) = bytes.split_at(if read.len > 0 { len as usize } else { 0 });
-                result.push(if read.len > 0 {
-                    read.decode(this)
-                } else {
-                    Vec::new()
-                });
-                bytes = rest;
-            }
-            if self.timed {
-                let stamps: Vec<u64> = stamps
-                    .chunks_exact(8)
-                    .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
-                    .collect();
-                return Ok((result, Some(phase_times(&pass_phases, &stamps, gpu))));
-            }
-        }
-        Ok((result, self.timed.then(PhaseTimes::default)))
+    if errors.is_empty() {
+        return Ok(());
     }
+    // A lost device fails everything with validation errors; say what happened.
+    let _ = gpu.device.poll(wgpu::PollType::Poll);
+    gpu.check_device()?;
+    Err(Error::Gpu(errors.join("; ")))
+}
+
+/// Waits for the submission and maps `staging` for reading.
+fn map_for_reading(
+    device: &wgpu::Device,
+    staging: &wgpu::Buffer,
+) -> Result<wgpu::BufferView, Error> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    staging.map_async(wgpu::MapMode::Read, .., move |status| {
+        let _ = sender.send(status);
+    });
+    device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+    receiver
+        .recv()
+        .map_err(|_| Error::Gpu("the read-back mapping was dropped".into()))?
+        .map_err(|e| Error::Gpu(format!("mapping the read-back buffer: {e}")))?;
+    staging
+        .get_mapped_range(..)
+        .map_err(|e| Error::Gpu(format!("mapping the read-back buffer: {e}")))
 }
 
 /// Sums (end - beginning) of each pass into its phase, in milliseconds. A pass whose end reads
