@@ -668,162 +668,21 @@ pub fn plan(
     precision: Precision,
     limits: MemoryLimits,
 ) -> Result<MemoryPlan, Error> {
-    let build = |s: usize, recompute: bool| {
-        let n = seq_len.div_ceil(s);
-        let (terms, workspace) = terms(
-            config,
-            (seq_len, batch),
-            (s, n),
-            (recompute && n > 1, precision),
-            optimizer_words,
-            limits.uniform_align,
-        );
-        MemoryPlan {
-            precision,
-            seq_len,
-            batch,
-            segment_len: s,
-            segments: n,
-            recompute: recompute && n > 1,
-            terms,
-            workspace,
-            limits,
-        }
-    };
-    // The longest segment whose per-segment buffers all fit one binding (the uniform arena
-    // and the model terms do not depend on S).
-    let fits_binding = |s: usize| {
-        build(s, false)
-            .terms
-            .iter()
-            .filter(|t| t.bound_whole)
-            .all(|t| t.bytes_each() <= limits.max_binding)
+    let planner = Planner {
+        config,
+        seq_len,
+        batch,
+        optimizer_words,
+        precision,
+        limits,
     };
     if config.bidirectional {
-        // The reverse direction reads each sequence from its own end, across what would be
-        // segment borders: bidirectional models are kept whole.
-        let kind = "bidirectional";
-        let whole = build(seq_len, false);
-        if let Some(worst) = whole
-            .terms
-            .iter()
-            .filter(|t| t.bound_whole && t.bytes_each() > limits.max_binding)
-            .max_by_key(|t| t.bytes_each())
-        {
-            return Err(Error::Config(format!(
-                "T={seq_len} B={batch}: a {}-layer {kind} model runs in one segment on the GPU, \
-                 and its {} {} need {} in one binding, more than the adapter's \
-                 max_storage_buffer_binding_size of {}; use a smaller --batch or --seq-len, or \
-                 --device cpu",
-                config.layers,
-                worst.name,
-                worst.shape,
-                human_bytes(worst.bytes_each()),
-                human_bytes(limits.max_binding)
-            )));
-        }
-        if matches!(recompute, Recompute::Every(k) if k < seq_len) {
-            return Err(Error::Config(format!(
-                "--recompute: a {kind} model runs in one segment on the GPU, without \
-                 recomputation; use --recompute off or auto"
-            )));
-        }
+        planner.check_bidirectional(recompute)?;
     }
-    if !fits_binding(1) {
-        let one = build(1, false);
-        let worst = one
-            .terms
-            .iter()
-            .filter(|t| t.bound_whole && t.bytes_each() > limits.max_binding)
-            .max_by_key(|t| t.bytes_each())
-            .unwrap();
-        return Err(Error::Config(format!(
-            "{} {} needs {} in one binding even for a single time step, more than the \
-             adapter's max_storage_buffer_binding_size of {}; use a smaller --batch or --hidden",
-            worst.name,
-            worst.shape,
-            human_bytes(worst.bytes_each()),
-            human_bytes(limits.max_binding)
-        )));
-    }
-    let max_segment = {
-        // fits_binding is monotone in S: binary search the largest S <= T that fits.
-        let (mut lo, mut hi) = (1, seq_len.max(1));
-        while lo < hi {
-            let mid = (lo + hi).div_ceil(2);
-            if fits_binding(mid) {
-                lo = mid
-            } else {
-                hi = mid - 1
-            }
-        }
-        lo
-    };
-    let within_budget = |p: &MemoryPlan| limits.budget.is_none_or(|b| p.total_bytes() <= b);
-    let chosen = match recompute {
-        _ if config.bidirectional => build(seq_len, false),
-        Recompute::Off => build(max_segment, false),
-        Recompute::Every(k) => {
-            if k > max_segment {
-                return Err(Error::Config(format!(
-                    "--recompute {k}: a segment of {k} steps does not fit one storage binding \
-                     of {} (the longest that fits is {max_segment} steps)",
-                    human_bytes(limits.max_binding)
-                )));
-            }
-            build(k, true)
-        }
-        Recompute::Auto => {
-            let off = build(max_segment, false);
-            if within_budget(&off) {
-                off
-            } else {
-                // The longest segments that fit: fewest segment borders and start states.
-                (1..=max_segment.min(seq_len.saturating_sub(1)).max(1))
-                    .rev()
-                    .map(|s| build(s, true))
-                    .find(within_budget)
-                    .unwrap_or_else(|| {
-                        // Nothing fits: report the smallest plan.
-                        (1..=max_segment)
-                            .map(|s| build(s, true))
-                            .min_by_key(MemoryPlan::total_bytes)
-                            .unwrap()
-                    })
-            }
-        }
-    };
-    if let Some(budget) = limits.budget {
-        if chosen.total_bytes() > budget {
-            let largest = chosen.largest();
-            let hint = if config.bidirectional {
-                "a smaller --batch or --seq-len (a bidirectional model runs in one segment), a \
-                 larger --max-memory, or --device cpu"
-                    .to_string()
-            } else if chosen.recompute {
-                "a smaller --batch or --hidden, or a larger --max-memory".to_string()
-            } else {
-                "--recompute auto (keeps only segment start states), a smaller --batch, or a \
-                 larger --max-memory"
-                    .to_string()
-            };
-            return Err(Error::Config(format!(
-                "T={seq_len} B={batch} needs {} of GPU memory, more than {} {}; the largest \
-                 term is {} {} ({}). Try {hint}",
-                human_bytes(chosen.total_bytes()),
-                limits.budget_name,
-                human_bytes(budget),
-                largest.name,
-                largest.shape,
-                human_bytes(largest.bytes()),
-            )));
-        }
-    }
-    if let Some(term) = chosen
-        .terms
-        .iter()
-        .find(|t| t.bytes_each() > limits.max_buffer)
-    {
+    let max_segment = planner.longest_segment()?;
+    let chosen = planner.choose(recompute, max_segment)?;
+    planner.check_budget(&chosen)?;
+    if let Some(term) = (chosen.terms.iter()).find(|t| t.bytes_each() > limits.max_buffer) {
         return Err(Error::Config(format!(
             "{} {} needs {} in one buffer, more than the adapter's max_buffer_size of {}; \
              use a shorter --seq-len or --recompute",
@@ -834,4 +693,172 @@ pub fn plan(
         )));
     }
     Ok(chosen)
+}
+
+/// What `plan` plans for, and the plans it weighs.
+struct Planner<'a> {
+    config: &'a ModelConfig,
+    seq_len: usize,
+    batch: usize,
+    optimizer_words: usize,
+    precision: Precision,
+    limits: MemoryLimits,
+}
+
+impl Planner<'_> {
+    /// The plan in segments of `s` steps, recomputing within them where `recompute` and there
+    /// is more than one.
+    fn build(&self, s: usize, recompute: bool) -> MemoryPlan {
+        let n = self.seq_len.div_ceil(s);
+        let (terms, workspace) = terms(
+            self.config,
+            (self.seq_len, self.batch),
+            (s, n),
+            (recompute && n > 1, self.precision),
+            self.optimizer_words,
+            self.limits.uniform_align,
+        );
+        MemoryPlan {
+            precision: self.precision,
+            seq_len: self.seq_len,
+            batch: self.batch,
+            segment_len: s,
+            segments: n,
+            recompute: recompute && n > 1,
+            terms,
+            workspace,
+            limits: self.limits,
+        }
+    }
+
+    /// The largest of `plan`'s terms bound whole that is past the adapter's binding size.
+    fn worst_over_binding(&self, plan: &MemoryPlan) -> Option<Term> {
+        (plan.terms.iter())
+            .filter(|t| t.bound_whole && t.bytes_each() > self.limits.max_binding)
+            .max_by_key(|t| t.bytes_each())
+            .cloned()
+    }
+
+    /// The reverse direction reads each sequence from its own end, across what would be
+    /// segment borders: bidirectional models are kept whole, so they must fit as one segment.
+    fn check_bidirectional(&self, recompute: Recompute) -> Result<(), Error> {
+        let (seq_len, batch) = (self.seq_len, self.batch);
+        let kind = "bidirectional";
+        if let Some(worst) = self.worst_over_binding(&self.build(seq_len, false)) {
+            return Err(Error::Config(format!(
+                "T={seq_len} B={batch}: a {}-layer {kind} model runs in one segment on the GPU, \
+                 and its {} {} need {} in one binding, more than the adapter's \
+                 max_storage_buffer_binding_size of {}; use a smaller --batch or --seq-len, or \
+                 --device cpu",
+                self.config.layers,
+                worst.name,
+                worst.shape,
+                human_bytes(worst.bytes_each()),
+                human_bytes(self.limits.max_binding)
+            )));
+        }
+        if matches!(recompute, Recompute::Every(k) if k < seq_len) {
+            return Err(Error::Config(format!(
+                "--recompute: a {kind} model runs in one segment on the GPU, without \
+                 recomputation; use --recompute off or auto"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The longest segment whose per-segment buffers all fit one binding (the uniform arena
+    /// and the model terms do not depend on its length); an error where not even one step
+    /// does.
+    fn longest_segment(&self) -> Result<usize, Error> {
+        let fits_binding = |s: usize| self.worst_over_binding(&self.build(s, false)).is_none();
+        if let Some(worst) = self.worst_over_binding(&self.build(1, false)) {
+            return Err(Error::Config(format!(
+                "{} {} needs {} in one binding even for a single time step, more than the \
+                 adapter's max_storage_buffer_binding_size of {}; use a smaller --batch or \
+                 --hidden",
+                worst.name,
+                worst.shape,
+                human_bytes(worst.bytes_each()),
+                human_bytes(self.limits.max_binding)
+            )));
+        }
+        // fits_binding is monotone in S: binary search the largest S <= T that fits.
+        let (mut lo, mut hi) = (1, self.seq_len.max(1));
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if fits_binding(mid) {
+                lo = mid
+            } else {
+                hi = mid - 1
+            }
+        }
+        Ok(lo)
+    }
+
+    /// The segmentation `recompute` asks for; under auto, whole where it fits the budget, else
+    /// the longest recomputed segments that do (fewest borders and start states), else the
+    /// smallest plan (for `check_budget` to report).
+    fn choose(&self, recompute: Recompute, max_segment: usize) -> Result<MemoryPlan, Error> {
+        let within_budget =
+            |p: &MemoryPlan| self.limits.budget.is_none_or(|b| p.total_bytes() <= b);
+        Ok(match recompute {
+            _ if self.config.bidirectional => self.build(self.seq_len, false),
+            Recompute::Off => self.build(max_segment, false),
+            Recompute::Every(k) => {
+                if k > max_segment {
+                    return Err(Error::Config(format!(
+                        "--recompute {k}: a segment of {k} steps does not fit one storage \
+                         binding of {} (the longest that fits is {max_segment} steps)",
+                        human_bytes(self.limits.max_binding)
+                    )));
+                }
+                self.build(k, true)
+            }
+            Recompute::Auto => {
+                let off = self.build(max_segment, false);
+                if within_budget(&off) {
+                    return Ok(off);
+                }
+                (1..=max_segment.min(self.seq_len.saturating_sub(1)).max(1))
+                    .rev()
+                    .map(|s| self.build(s, true))
+                    .find(within_budget)
+                    .unwrap_or_else(|| {
+                        (1..=max_segment)
+                            .map(|s| self.build(s, true))
+                            .min_by_key(MemoryPlan::total_bytes)
+                            .expect("at least one segment length")
+                    })
+            }
+        })
+    }
+
+    /// An error naming the largest term and what to try where `plan` is past the budget.
+    fn check_budget(&self, plan: &MemoryPlan) -> Result<(), Error> {
+        let Some(budget) = self.limits.budget.filter(|&b| plan.total_bytes() > b) else {
+            return Ok(());
+        };
+        let largest = plan.largest();
+        let hint = if self.config.bidirectional {
+            "a smaller --batch or --seq-len (a bidirectional model runs in one segment), a \
+             larger --max-memory, or --device cpu"
+        } else if plan.recompute {
+            "a smaller --batch or --hidden, or a larger --max-memory"
+        } else {
+            "--recompute auto (keeps only segment start states), a smaller --batch, or a \
+             larger --max-memory"
+        };
+        Err(Error::Config(format!(
+            "T={} B={} needs {} of GPU memory, more than {} {}; the largest term is {} {} ({}). \
+             Try {hint}",
+            self.seq_len,
+            self.batch,
+            human_bytes(plan.total_bytes()),
+            self.limits.budget_name,
+            human_bytes(budget),
+            largest.name,
+            largest.shape,
+            human_bytes(largest.bytes()),
+        )))
+    }
 }
