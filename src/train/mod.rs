@@ -172,155 +172,236 @@ pub fn train(
         ));
     }
     let start_step = engine.optimizer_state()?.0;
-    let resumed = start_step > 0;
-    let mut log = options
-        .log
-        .as_deref()
-        .map(|p| Log::open(p, resumed))
-        .transpose()?;
-    let mut norms_file = options
-        .grad_norms
-        .as_deref()
-        .map(|p| open_output(p, resumed))
-        .transpose()?;
-    let global = options.global_batch();
-    let validation: Vec<Option<Batch<f32>>> = (data.validation_batches(global).into_iter())
-        .map(|b| options.shard(b, config.readout))
-        .collect();
-    let mut chunker = options
-        .tbptt
-        .map(|k| Chunker::new(k, config.readout))
-        .transpose()?;
-    match chunker.as_mut() {
-        Some(chunker) => chunker.skip(data, global, start_step),
-        None => data.skip(start_step, global),
-    }
-    let whole = "a training batch holds every rank's rows";
-    let mut carried: Option<State> = None;
-    let started = Instant::now();
-    let (mut window_start, mut window_steps) = (Instant::now(), 0u64);
-    let mut last_finite: Option<(u64, f32)> = None;
-    let mut last_saved: Option<&Path> = None;
-    let mut summary = Summary {
-        interrupted: false,
-        first: None,
-        last: None,
-        steps_taken: 0,
-        elapsed_seconds: 0.0,
-    };
+    let mut run = Run::open(data, config, options, start_step)?;
     for step in start_step + 1..=options.steps {
-        let batch = match chunker.as_mut() {
-            None => options
-                .shard(data.next_batch(global), config.readout)
-                .expect(whole),
-            Some(chunker) => loop {
-                let chunk = chunker.next(data, global);
-                let mut batch = options.shard(chunk.batch, config.readout).expect(whole);
-                if let Some((h, c)) = carried.take().filter(|_| !chunk.reset) {
-                    (batch.h0, batch.c0) = (Some(h), c);
-                }
-                if chunk.scored {
-                    break batch;
-                }
-                carried = Some(engine.advance(&batch)?);
-            },
-        };
-        let want = StepWants {
-            norms: norms_file.is_some()
-                && (step % options.grad_norms_every == 0 || step == options.steps),
-            state: chunker.is_some(),
-        };
-        let interrupted = options
-            .interrupt
-            .as_ref()
-            .is_some_and(|flag| flag.load(Ordering::Relaxed));
-        let (mut result, interrupted) = match &options.group {
-            None => (
-                engine.step_with(&batch, want.norms, want.state)?,
-                interrupted,
-            ),
-            Some(group) => {
-                let shared = engine.step_in_group(&batch, want, group.as_ref(), interrupted)?;
-                (shared.result, shared.interrupted)
-            }
-        };
-        carried = result.final_state.take();
+        let batch = run.next_batch(engine, data)?;
+        let (mut result, interrupted) = run.step(engine, &batch, step)?;
+        run.carried = result.final_state.take();
         if result.skipped && result.loss.is_finite() {
             let scale = engine.loss_scaler().map_or(1.0, |s| s.scale);
             observer(Event::Skipped { step, scale });
         } else {
-            if !(result.loss.is_finite() && result.grad_norm.is_finite()) {
-                return Err(Error::Diverged {
-                    step,
-                    loss: result.loss,
-                    grad_norm: result.grad_norm,
-                    origin: crate::internals::non_finite::locate(
-                        config,
-                        &engine.params()?,
-                        &batch,
-                    )?,
-                    last_finite,
-                    checkpoint: last_saved.map(|p| p.display().to_string()),
-                });
-            }
-            last_finite = Some((step, result.grad_norm));
+            run.check_finite(engine, &batch, step, &result)?;
             observer(Event::Step {
                 step,
                 loss: result.loss,
                 grad_norm: result.grad_norm,
             });
         }
-        summary.steps_taken += 1;
-        window_steps += 1;
-        if let (Some(file), Some(h)) = (norms_file.as_mut(), &result.grad_norm_h) {
-            write_norms(
-                file,
-                options.grad_norms.as_deref().unwrap(),
-                config,
-                step,
-                h,
-                &result.grad_norm_c,
-            )?;
-        }
-        summary.interrupted = interrupted;
+        run.summary.steps_taken += 1;
+        run.window_steps += 1;
+        run.write_norms(step, &result)?;
+        run.summary.interrupted = interrupted;
         if interrupted
-            || step % options.eval_every == 0
+            || step.is_multiple_of(options.eval_every)
             || step == options.steps
             || step == start_step + 1
         {
-            let validation_loss = mean_loss(engine, &validation, options.group.as_deref())?;
-            if let Some(group) = &options.group {
-                distributed::check_replicas(group.as_ref(), &engine.params()?, step)?;
-            }
-            let window = window_start.elapsed().as_secs_f64();
-            let record = Record {
-                step,
-                loss: result.loss,
-                validation_loss,
-                grad_norm: result.grad_norm,
-                lr: result.lr,
-                sequences_per_second: (window_steps * global as u64) as f64 / window,
-                elapsed_seconds: started.elapsed().as_secs_f64(),
-            };
-            (window_start, window_steps) = (Instant::now(), 0);
-            if let Some(log) = log.as_mut() {
-                log.write(&record)?;
-            }
-            observer(Event::Evaluated(&record));
-            if let Some(path) = options.save.as_deref() {
-                save(engine, config, &options.metadata, path)?;
-                last_saved = Some(path);
-                observer(Event::Saved(path));
-            }
-            summary.first.get_or_insert_with(|| record.clone());
-            summary.last = Some(record);
+            run.evaluate(engine, step, &result, observer)?;
         }
         if interrupted {
             break;
         }
     }
-    summary.elapsed_seconds = started.elapsed().as_secs_f64();
-    Ok(summary)
+    run.summary.elapsed_seconds = run.started.elapsed().as_secs_f64();
+    Ok(run.summary)
+}
+
+/// What `train` keeps from step to step: its files, the validation batches, the chunks of
+/// truncated BPTT and the state they carry, the timing window, and what a divergence report
+/// names.
+struct Run<'a> {
+    config: &'a ModelConfig,
+    options: &'a TrainOptions,
+    log: Option<Log>,
+    norms_file: Option<File>,
+    validation: Vec<Option<Batch<f32>>>,
+    chunker: Option<Chunker>,
+    /// The final state of the last chunk, which the next chunk of its sequences starts from.
+    carried: Option<State>,
+    started: Instant,
+    /// Since the last evaluation, for its sequences per second.
+    window_start: Instant,
+    window_steps: u64,
+    /// The last step with a finite loss and gradient norm, and that norm.
+    last_finite: Option<(u64, f32)>,
+    last_saved: Option<&'a Path>,
+    summary: Summary,
+}
+
+impl<'a> Run<'a> {
+    /// Opens the log and norm files (appending where the run resumes at `start_step` > 0),
+    /// takes this rank's validation batches and moves `data` past the batches already used.
+    fn open(
+        data: &mut DataSource,
+        config: &'a ModelConfig,
+        options: &'a TrainOptions,
+        start_step: u64,
+    ) -> Result<Run<'a>, Error> {
+        let resumed = start_step > 0;
+        let log = (options.log.as_deref())
+            .map(|p| Log::open(p, resumed))
+            .transpose()?;
+        let norms_file = (options.grad_norms.as_deref())
+            .map(|p| open_output(p, resumed))
+            .transpose()?;
+        let global = options.global_batch();
+        let validation = (data.validation_batches(global).into_iter())
+            .map(|b| options.shard(b, config.readout))
+            .collect();
+        let mut chunker = (options.tbptt)
+            .map(|k| Chunker::new(k, config.readout))
+            .transpose()?;
+        match chunker.as_mut() {
+            Some(chunker) => chunker.skip(data, global, start_step),
+            None => data.skip(start_step, global),
+        }
+        Ok(Run {
+            config,
+            options,
+            log,
+            norms_file,
+            validation,
+            chunker,
+            carried: None,
+            started: Instant::now(),
+            window_start: Instant::now(),
+            window_steps: 0,
+            last_finite: None,
+            last_saved: None,
+            summary: Summary {
+                interrupted: false,
+                first: None,
+                last: None,
+                steps_taken: 0,
+                elapsed_seconds: 0.0,
+            },
+        })
+    }
+
+    /// This rank's next batch. Under truncated BPTT, chunks before the scored one only advance
+    /// the state, and each starts from the state the previous chunk of its sequences left.
+    fn next_batch(&mut self, engine: &Engine, data: &mut DataSource) -> Result<Batch<f32>, Error> {
+        let (options, readout) = (self.options, self.config.readout);
+        let global = options.global_batch();
+        let whole = "a training batch holds every rank's rows";
+        let Some(chunker) = self.chunker.as_mut() else {
+            return Ok(options
+                .shard(data.next_batch(global), readout)
+                .expect(whole));
+        };
+        loop {
+            let chunk = chunker.next(data, global);
+            let mut batch = options.shard(chunk.batch, readout).expect(whole);
+            if let Some((h, c)) = self.carried.take().filter(|_| !chunk.reset) {
+                (batch.h0, batch.c0) = (Some(h), c);
+            }
+            if chunk.scored {
+                return Ok(batch);
+            }
+            self.carried = Some(engine.advance(&batch)?);
+        }
+    }
+
+    /// One update on `batch` (with the group's, where there is one), and whether to stop
+    /// after it: asked for here or, in a group, on any rank.
+    fn step(
+        &self,
+        engine: &mut Engine,
+        batch: &Batch<f32>,
+        step: u64,
+    ) -> Result<(StepResult, bool), Error> {
+        let options = self.options;
+        let want = StepWants {
+            norms: self.norms_file.is_some()
+                && (step.is_multiple_of(options.grad_norms_every) || step == options.steps),
+            state: self.chunker.is_some(),
+        };
+        let interrupted =
+            (options.interrupt.as_ref()).is_some_and(|flag| flag.load(Ordering::Relaxed));
+        Ok(match &options.group {
+            None => (
+                engine.step_with(batch, want.norms, want.state)?,
+                interrupted,
+            ),
+            Some(group) => {
+                let shared = engine.step_in_group(batch, want, group.as_ref(), interrupted)?;
+                (shared.result, shared.interrupted)
+            }
+        })
+    }
+
+    /// `Error::Diverged` where the step's loss or gradient norm is not finite, naming where
+    /// the first non-finite value came from; else remembers the step as the last finite one.
+    fn check_finite(
+        &mut self,
+        engine: &Engine,
+        batch: &Batch<f32>,
+        step: u64,
+        result: &StepResult,
+    ) -> Result<(), Error> {
+        if !(result.loss.is_finite() && result.grad_norm.is_finite()) {
+            let params = engine.params()?;
+            return Err(Error::Diverged {
+                step,
+                loss: result.loss,
+                grad_norm: result.grad_norm,
+                origin: crate::internals::non_finite::locate(self.config, &params, batch)?,
+                last_finite: self.last_finite,
+                checkpoint: self.last_saved.map(|p| p.display().to_string()),
+            });
+        }
+        self.last_finite = Some((step, result.grad_norm));
+        Ok(())
+    }
+
+    /// Appends the step's per-step gradient norms, where it read them back.
+    fn write_norms(&mut self, step: u64, result: &StepResult) -> Result<(), Error> {
+        if let (Some(file), Some(h)) = (self.norms_file.as_mut(), &result.grad_norm_h) {
+            let path = self.options.grad_norms.as_deref().unwrap();
+            write_norms(file, path, self.config, step, h, &result.grad_norm_c)?;
+        }
+        Ok(())
+    }
+
+    /// Validates, logs and checkpoints the step, and tells the observer.
+    fn evaluate(
+        &mut self,
+        engine: &Engine,
+        step: u64,
+        result: &StepResult,
+        observer: &mut dyn FnMut(Event),
+    ) -> Result<(), Error> {
+        let options = self.options;
+        let validation_loss = mean_loss(engine, &self.validation, options.group.as_deref())?;
+        if let Some(group) = &options.group {
+            distributed::check_replicas(group.as_ref(), &engine.params()?, step)?;
+        }
+        let window = self.window_start.elapsed().as_secs_f64();
+        let record = Record {
+            step,
+            loss: result.loss,
+            validation_loss,
+            grad_norm: result.grad_norm,
+            lr: result.lr,
+            sequences_per_second: (self.window_steps * options.global_batch() as u64) as f64
+                / window,
+            elapsed_seconds: self.started.elapsed().as_secs_f64(),
+        };
+        (self.window_start, self.window_steps) = (Instant::now(), 0);
+        if let Some(log) = self.log.as_mut() {
+            log.write(&record)?;
+        }
+        observer(Event::Evaluated(&record));
+        if let Some(path) = options.save.as_deref() {
+            save(engine, self.config, &options.metadata, path)?;
+            self.last_saved = Some(path);
+            observer(Event::Saved(path));
+        }
+        self.summary.first.get_or_insert_with(|| record.clone());
+        self.summary.last = Some(record);
+        Ok(())
+    }
 }
 
 /// Mean loss over the validation batches (`None` when there are none). In a group each rank
