@@ -8,7 +8,7 @@
 
 use anyhow::{bail, Context, Result};
 use rnn_wgpu::internals::bench::{
-    bench_shape, tune_recurrence, tune_step_split, tune_steps, Shape, SUITE,
+    bench_shape, tune_recurrence, tune_step_split, tune_steps, Arch, Shape, SUITE,
 };
 use rnn_wgpu::internals::gpu::tuning::{self, Tuning};
 use rnn_wgpu::internals::gpu::{Recurrence, StepKernel};
@@ -55,14 +55,54 @@ pub fn run(args: TuneArgs) -> Result<()> {
         "{:<26} {:<18} {:>9} {:<18} {:>9} {:>8}",
         "product (m x n x k op)", "rule", "ms", "tuned", "ms", "speedup"
     );
-    let mut tuned = Tuning::default();
-    let mut changed = 0;
+    let mut tuner = Tuner {
+        gpu: &gpu,
+        arch,
+        args: &args,
+        tuned: Tuning::default(),
+        changed: 0,
+    };
     for shape in shapes {
+        println!("{shape}:");
+        tuner.products(shape)?;
+        // The step kernels where the steps run a dispatch each (or may).
+        if args.engine.recurrence != Recurrence::Persistent {
+            tuner.step_kernels(shape)?;
+            tuner.step_split(shape)?;
+        }
+        if args.engine.recurrence == Recurrence::Auto {
+            tuner.recurrence(shape)?;
+        }
+    }
+    tuning::write_tuning(&gpu, &path, &tuner.tuned)?;
+    println!(
+        "wrote {} choices ({} off the rule) for this adapter to {}",
+        tuner.tuned.len(),
+        tuner.changed,
+        path.display()
+    );
+    Ok(())
+}
+
+/// Times each choice for the shapes given, prints a row per choice and collects them.
+struct Tuner<'a> {
+    gpu: &'a Gpu,
+    arch: Arch,
+    args: &'a TuneArgs,
+    tuned: Tuning,
+    /// Choices that differ from the rule's.
+    changed: usize,
+}
+
+impl Tuner<'_> {
+    /// Every product of one training step of `shape` not tuned yet.
+    fn products(&mut self, shape: Shape) -> Result<()> {
+        let (gpu, args) = (self.gpu, self.args);
         // One training step, untimed, to find the products this model runs.
         gpu.watch_products();
         bench_shape(
-            Some(&gpu),
-            arch,
+            Some(gpu),
+            self.arch,
             shape,
             0,
             1,
@@ -70,12 +110,11 @@ pub fn run(args: TuneArgs) -> Result<()> {
             args.engine.recurrence,
         )
         .with_context(|| format!("running {shape} to find its products"))?;
-        println!("{shape}:");
         for product in gpu.watched_products() {
-            if tuned.products.iter().any(|(p, _)| *p == product) {
+            if self.tuned.products.iter().any(|(p, _)| *p == product) {
                 continue;
             }
-            let t = tuning::tune_product(&gpu, product, args.rounds)?;
+            let t = tuning::tune_product(gpu, product, args.rounds)?;
             let what = tuning::product_key(product);
             let ms = (t.seconds_of(t.rule) * 1e3, t.seconds_of(t.choice) * 1e3);
             row(
@@ -95,73 +134,78 @@ pub fn run(args: TuneArgs) -> Result<()> {
                     t.choice.name()
                 );
             }
-            changed += (t.choice != t.rule) as usize;
-            tuned.products.push((product, t.choice));
+            self.changed += (t.choice != t.rule) as usize;
+            self.tuned.products.push((product, t.choice));
         }
-        let options = args.engine.options();
-        // At f16 with the matrix units on, its time steps on them and on the tiles.
-        let steps = args.engine.recurrence != Recurrence::Persistent;
-        let tuned_steps = match steps {
-            true => tune_steps(&gpu, arch, shape, options, args.rounds)?,
-            false => None,
+        Ok(())
+    }
+
+    /// At f16 with the matrix units on: its time steps on them and on the tiles.
+    fn step_kernels(&mut self, shape: Shape) -> Result<()> {
+        let options = self.args.engine.options();
+        let Some(t) = tune_steps(self.gpu, self.arch, shape, options, self.args.rounds)? else {
+            return Ok(());
         };
-        if let Some(t) = tuned_steps {
-            let rule = StepKernel::MatrixUnits;
-            let ms = |kernel| match kernel {
-                StepKernel::MatrixUnits => t.units_ms,
-                StepKernel::Tiled => t.tiled_ms,
-            };
-            let what = tuning::steps_key(t.shape);
-            let (rule_ms, choice) = (ms(rule), (t.choice.name(), ms(t.choice)));
-            row(&what, (rule.name(), rule_ms), choice, t.choice == rule);
-            if let Some(why) = &t.units_left_out {
-                println!("{:<26} matrix-units left out: {why}", "");
-                eprintln!(
-                    "warning: the matrix units' time step is wrong on this adapter for {what}; \
-                     the cache makes it run on the tiles. Please report it with `rnn-wgpu \
-                     devices`' output"
-                );
-            }
-            changed += (t.choice != rule) as usize;
-            tuned.steps.push((t.shape, t.choice));
-        }
-        // Where they run on fused.wgsl's tiles, its steps with K whole and split.
-        let tuned_split = match steps {
-            true => tune_step_split(&gpu, arch, shape, options, args.rounds)?,
-            false => None,
+        let rule = StepKernel::MatrixUnits;
+        let ms = |kernel| match kernel {
+            StepKernel::MatrixUnits => t.units_ms,
+            StepKernel::Tiled => t.tiled_ms,
         };
-        if let Some(t) = tuned_split {
-            let what = tuning::split_key(t.shape);
-            let name = |layers: u32| match layers {
-                1 => "K whole".to_string(),
-                k => format!("K in {k} layers"),
-            };
-            let (rule, choice) = (
-                (name(t.rule), t.ms(t.rule)),
-                (name(t.choice), t.ms(t.choice)),
+        let what = tuning::steps_key(t.shape);
+        let (rule_ms, choice) = (ms(rule), (t.choice.name(), ms(t.choice)));
+        row(&what, (rule.name(), rule_ms), choice, t.choice == rule);
+        if let Some(why) = &t.units_left_out {
+            println!("{:<26} matrix-units left out: {why}", "");
+            eprintln!(
+                "warning: the matrix units' time step is wrong on this adapter for {what}; \
+                 the cache makes it run on the tiles. Please report it with `rnn-wgpu \
+                 devices`' output"
             );
-            row(
-                &what,
-                (&rule.0, rule.1),
-                (&choice.0, choice.1),
-                t.choice == t.rule,
-            );
-            let times: Vec<String> = (t.times.iter())
-                .filter(|(_, ms)| !ms.is_nan())
-                .map(|(k, ms)| format!("{}: {ms:.3}", name(*k)))
-                .collect();
-            println!("{:<26} (a training step, ms: {})", "", times.join(", "));
-            for (layers, why) in &t.left_out {
-                println!("{:<26} {} left out: {why}", "", name(*layers));
-            }
-            changed += (t.choice != t.rule) as usize;
-            tuned.splits.push((t.shape, t.choice));
         }
-        // Then both ways of running its steps: a dispatch each, or persistent.
-        if args.engine.recurrence != Recurrence::Auto {
-            continue;
+        self.changed += (t.choice != rule) as usize;
+        self.tuned.steps.push((t.shape, t.choice));
+        Ok(())
+    }
+
+    /// Where the steps run on fused.wgsl's tiles: with K whole and split.
+    fn step_split(&mut self, shape: Shape) -> Result<()> {
+        let options = self.args.engine.options();
+        let Some(t) = tune_step_split(self.gpu, self.arch, shape, options, self.args.rounds)?
+        else {
+            return Ok(());
+        };
+        let what = tuning::split_key(t.shape);
+        let name = |layers: u32| match layers {
+            1 => "K whole".to_string(),
+            k => format!("K in {k} layers"),
+        };
+        let (rule, choice) = (
+            (name(t.rule), t.ms(t.rule)),
+            (name(t.choice), t.ms(t.choice)),
+        );
+        row(
+            &what,
+            (&rule.0, rule.1),
+            (&choice.0, choice.1),
+            t.choice == t.rule,
+        );
+        let times: Vec<String> = (t.times.iter())
+            .filter(|(_, ms)| !ms.is_nan())
+            .map(|(k, ms)| format!("{}: {ms:.3}", name(*k)))
+            .collect();
+        println!("{:<26} (a training step, ms: {})", "", times.join(", "));
+        for (layers, why) in &t.left_out {
+            println!("{:<26} {} left out: {why}", "", name(*layers));
         }
-        let t = tune_recurrence(&gpu, arch, shape, options, args.rounds)?;
+        self.changed += (t.choice != t.rule) as usize;
+        self.tuned.splits.push((t.shape, t.choice));
+        Ok(())
+    }
+
+    /// Both ways of running its steps: a dispatch each, or persistent.
+    fn recurrence(&mut self, shape: Shape) -> Result<()> {
+        let options = self.args.engine.options();
+        let t = tune_recurrence(self.gpu, self.arch, shape, options, self.args.rounds)?;
         let ms = |way: Recurrence| match way {
             Recurrence::Persistent => t.persistent_ms,
             _ => t.steps_ms,
@@ -169,25 +213,17 @@ pub fn run(args: TuneArgs) -> Result<()> {
         let what = tuning::recurrence_key(t.shape);
         let (rule, choice) = ((t.rule.name(), ms(t.rule)), (t.choice.name(), ms(t.choice)));
         row(&what, rule, choice, t.choice == t.rule);
-        if let Some(why) = &t.persistent_left_out {
-            println!("{:<26} persistent left out: {why}", "");
-        }
-        if t.persistent_left_out.is_none() {
-            println!(
+        match &t.persistent_left_out {
+            Some(why) => println!("{:<26} persistent left out: {why}", ""),
+            None => println!(
                 "{:<26} (a training step: {:.3} ms with a dispatch per step, {:.3} persistent)",
                 "", t.steps_ms, t.persistent_ms
-            );
+            ),
         }
-        changed += (t.choice != t.rule) as usize;
-        tuned.recurrences.push((t.shape, t.choice));
+        self.changed += (t.choice != t.rule) as usize;
+        self.tuned.recurrences.push((t.shape, t.choice));
+        Ok(())
     }
-    tuning::write_tuning(&gpu, &path, &tuned)?;
-    println!(
-        "wrote {} choices ({changed} off the rule) for this adapter to {}",
-        tuned.len(),
-        path.display()
-    );
-    Ok(())
 }
 
 /// One line of the table: what was tuned, the rule's choice and its ms, the tuned one and its
