@@ -609,132 +609,37 @@ impl GpuModel {
         accumulate: bool,
     ) -> Result<(), Error> {
         let config = &self.config;
-        let (w, p) = (self.weights(ws, c), ws.precision());
-        let g = &ws.grads.cells[c];
-        let d = config.directions();
-        let layer = c / d;
-        let (t_len, b, h, i) = (
-            ws.seq_len,
-            ws.batch,
-            config.hidden_size,
-            config.layer_input_size(layer),
-        );
-        let gh = config.gate_rows();
-        let n = ws.segments.len();
-        let seg = &ws.segments[k];
-        let view = ws.cell(c, k);
-        let a = view.act;
         rec.set_phase(Phase::BackwardRecurrence);
-        if k + 1 < n {
-            // dh[len] += dgates_next[1] W_hh: the gradient from the segment after. Under
-            // recomputation the shared dgates still hold that segment's values.
-            record_gemm(
-                gpu,
-                rec,
-                (b, h, gh),
-                Operand::new(self.cell().recurrent_grad(ws.cell(c, k + 1).act), 0, gh).of(p),
-                Operand::new(w.hh, 0, h).of(w.precision),
-                Output {
-                    buffer: &a.dh,
-                    precision: p,
-                    offset: (seg.len - 1) * b * h,
-                    row_stride: h,
-                    accumulate: true,
-                    bias: None,
-                },
-                &self.dummy,
-            )?;
+        if k + 1 < ws.segments.len() {
+            self.record_segment_border_backward(gpu, rec, ws, c, k)?;
         }
-        if self.recurrence.resolve(gpu, config, b)? == Recurrence::Persistent {
+        if self.recurrence.resolve(gpu, config, ws.batch)? == Recurrence::Persistent {
             self.record_persistent(gpu, rec, ws, (c, k), Direction::Backward)?;
         } else {
             self.record_backward_steps(gpu, rec, ws, c, k)?;
         }
         if request.grad_norms {
-            let norm_groups = gpu.grid("per-step gradient norms", seg.len as u64)?;
-            let what = format!("the gradient norm of a step over {} values", b * h);
-            gpu.check_loops(&what, reduce_iterations(b * h))?;
-            let mut sources = vec![&a.dh];
-            if self.config.cell.has_cell_state() {
-                sources.push(&a.dc);
-            }
-            let cells = config.cells();
-            for (part, source) in sources.into_iter().enumerate() {
-                rec.dispatch_as(
-                    (
-                        Kernel::RowNorms,
-                        Elements {
-                            a: p,
-                            ..Elements::F32
-                        },
-                    ),
-                    &ReduceParams {
-                        rows: seg.len as u32,
-                        n: (b * h) as u32,
-                        in_offset: 0,
-                        out_offset: ((part * cells + c) * t_len + seg.t0) as u32,
-                        accumulate: 0,
-                        _pad: [0; 3],
-                    },
-                    &[source, &ws.norms],
-                    norm_groups,
-                );
-            }
+            self.record_step_norms(gpu, rec, ws, c, k)?;
         }
         rec.set_phase(Phase::WeightGradients);
         if request.param_grads {
-            // Weight gradients over the segment's len*B rows at once:
-            // dW_ih += dgates^T x,  dW_hh += dgates_hh^T hs[0..len],  db += column sums.
-            let dgates_hh = self.cell().recurrent_grad(a);
-            for (weight, dpre, source, width) in [
-                (&g.weight_ih, &a.dgates, view.x, i),
-                (&g.weight_hh, dgates_hh, &a.hs, h),
-            ] {
-                record_gemm(
-                    gpu,
-                    rec,
-                    (gh, width, seg.len * b),
-                    Operand::new(dpre, 0, gh).of(p).t(),
-                    Operand::new(source, 0, width).of(p),
-                    Output {
-                        buffer: weight,
-                        precision: Precision::F32,
-                        offset: 0,
-                        row_stride: width,
-                        accumulate,
-                        bias: None,
-                    },
-                    &self.dummy,
-                )?;
-            }
-            self.record_column_sums(
-                gpu,
-                rec,
-                (&a.dgates, p, seg.len * b, gh),
-                &g.bias_ih,
-                accumulate,
-            )?;
-            if self.config.cell.keeps_recurrent_apart() {
-                self.record_column_sums(
-                    gpu,
-                    rec,
-                    (dgates_hh, p, seg.len * b, gh),
-                    &g.bias_hh,
-                    accumulate,
-                )?;
-            }
+            self.record_weight_gradients(gpu, rec, ws, (c, k), accumulate)?;
         }
-        if request.input_grads || layer > 0 {
+        if request.input_grads || c / config.directions() > 0 {
             // dx = dgates W_ih (a layer above the first passes it to the layer below)
+            let (seg, a) = (&ws.segments[k], ws.cell(c, k).act);
+            let (b, gh) = (ws.batch, config.gate_rows());
+            let i = config.layer_input_size(c / config.directions());
+            let w = self.weights(ws, c);
             record_gemm(
                 gpu,
                 rec,
                 (seg.len * b, i, gh),
-                Operand::new(&a.dgates, 0, gh).of(p),
+                Operand::new(&a.dgates, 0, gh).of(ws.precision()),
                 Operand::new(w.ih, 0, i).of(w.precision),
                 Output {
-                    buffer: view.dx,
-                    precision: p,
+                    buffer: ws.cell(c, k).dx,
+                    precision: ws.precision(),
                     offset: 0,
                     row_stride: i,
                     accumulate: false,
@@ -742,6 +647,128 @@ impl GpuModel {
                 },
                 &self.dummy,
             )?;
+        }
+        Ok(())
+    }
+
+    /// dh[len] += dgates_next[1] W_hh: the gradient from segment `k + 1` into cell `c`'s last
+    /// step of segment `k`. Under recomputation the shared dgates still hold that segment's
+    /// values.
+    fn record_segment_border_backward(
+        &self,
+        gpu: &Gpu,
+        rec: &mut Recorder,
+        ws: &Workspace,
+        c: usize,
+        k: usize,
+    ) -> Result<(), Error> {
+        let (w, p) = (self.weights(ws, c), ws.precision());
+        let (b, h, gh) = (ws.batch, self.config.hidden_size, self.config.gate_rows());
+        let next = self.cell().recurrent_grad(ws.cell(c, k + 1).act);
+        record_gemm(
+            gpu,
+            rec,
+            (b, h, gh),
+            Operand::new(next, 0, gh).of(p),
+            Operand::new(w.hh, 0, h).of(w.precision),
+            Output {
+                buffer: &ws.cell(c, k).act.dh,
+                precision: p,
+                offset: (ws.segments[k].len - 1) * b * h,
+                row_stride: h,
+                accumulate: true,
+                bias: None,
+            },
+            &self.dummy,
+        )
+    }
+
+    /// `||dE/dh_t||` (and `||dE/dc_t||`) of cell `c`'s steps in segment `k`, into their
+    /// places in `ws.norms`.
+    fn record_step_norms(
+        &self,
+        gpu: &Gpu,
+        rec: &mut Recorder,
+        ws: &Workspace,
+        c: usize,
+        k: usize,
+    ) -> Result<(), Error> {
+        let (seg, a) = (&ws.segments[k], ws.cell(c, k).act);
+        let (b, h) = (ws.batch, self.config.hidden_size);
+        let norm_groups = gpu.grid("per-step gradient norms", seg.len as u64)?;
+        let what = format!("the gradient norm of a step over {} values", b * h);
+        gpu.check_loops(&what, reduce_iterations(b * h))?;
+        let mut sources = vec![&a.dh];
+        if self.config.cell.has_cell_state() {
+            sources.push(&a.dc);
+        }
+        let cells = self.config.cells();
+        for (part, source) in sources.into_iter().enumerate() {
+            rec.dispatch_as(
+                (
+                    Kernel::RowNorms,
+                    Elements {
+                        a: ws.precision(),
+                        ..Elements::F32
+                    },
+                ),
+                &ReduceParams {
+                    rows: seg.len as u32,
+                    n: (b * h) as u32,
+                    in_offset: 0,
+                    out_offset: ((part * cells + c) * ws.seq_len + seg.t0) as u32,
+                    accumulate: 0,
+                    _pad: [0; 3],
+                },
+                &[source, &ws.norms],
+                norm_groups,
+            );
+        }
+        Ok(())
+    }
+
+    /// Cell `c`'s weight and bias gradients over segment `k`'s len*B rows at once:
+    /// dW_ih += dgates^T x,  dW_hh += dgates_hh^T hs[0..len],  db += column sums.
+    fn record_weight_gradients(
+        &self,
+        gpu: &Gpu,
+        rec: &mut Recorder,
+        ws: &Workspace,
+        (c, k): (usize, usize),
+        accumulate: bool,
+    ) -> Result<(), Error> {
+        let config = &self.config;
+        let (g, p) = (&ws.grads.cells[c], ws.precision());
+        let view = ws.cell(c, k);
+        let a = view.act;
+        let rows = ws.segments[k].len * ws.batch;
+        let (h, gh) = (config.hidden_size, config.gate_rows());
+        let i = config.layer_input_size(c / config.directions());
+        let dgates_hh = self.cell().recurrent_grad(a);
+        for (weight, dpre, source, width) in [
+            (&g.weight_ih, &a.dgates, view.x, i),
+            (&g.weight_hh, dgates_hh, &a.hs, h),
+        ] {
+            record_gemm(
+                gpu,
+                rec,
+                (gh, width, rows),
+                Operand::new(dpre, 0, gh).of(p).t(),
+                Operand::new(source, 0, width).of(p),
+                Output {
+                    buffer: weight,
+                    precision: Precision::F32,
+                    offset: 0,
+                    row_stride: width,
+                    accumulate,
+                    bias: None,
+                },
+                &self.dummy,
+            )?;
+        }
+        self.record_column_sums(gpu, rec, (&a.dgates, p, rows, gh), &g.bias_ih, accumulate)?;
+        if config.cell.keeps_recurrent_apart() {
+            self.record_column_sums(gpu, rec, (dgates_hh, p, rows, gh), &g.bias_hh, accumulate)?;
         }
         Ok(())
     }
