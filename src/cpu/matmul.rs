@@ -54,85 +54,17 @@ pub fn product_into<F: Float>(a: &ArrayRef2<F>, b: &ArrayRef2<F>, beta: F, c: &m
         return;
     }
     if k > CHAIN_FROM_K {
-        let mut block = Array2::zeros((m, n));
-        for start in (0..k).step_by(CHAIN_K) {
-            let end = (start + CHAIN_K).min(k);
-            let (a, b) = (a.slice(s![.., start..end]), b.slice(s![start..end, ..]));
-            if start == 0 {
-                product_into(&a, &b, beta, c);
-            } else {
-                product_into(&a, &b, F::zero(), &mut block);
-                c.zip_mut_with(&block, |c, &sum| *c = *c + sum);
-            }
-        }
-        return;
+        return chained_product_into(a, b, beta, c);
     }
-    let parts = |units| parallel::parts(m * n * k, units);
-    // The products with a dimension of a few features do a few multiply-adds per element
-    // they stream: memory, not arithmetic, says when another thread pays.
-    let streaming =
-        |units| parts(units).max(parallel::streaming_parts(m * n + m * k + k * n, units));
     if c.is_standard_layout() && k > 0 {
         if k <= SKINNY {
-            // Each row of c is a few scaled rows of b: split the rows of c.
-            let b = b.as_standard_layout();
-            let rows = parallel::chunk_len(m, streaming(m), 1);
-            let blocks = a.axis_chunks_iter(Axis(0), rows);
-            let c_blocks = c.axis_chunks_iter_mut(Axis(0), rows);
-            parallel::run(blocks.zip(c_blocks), |(a, mut c)| {
-                for (a_row, c_row) in a.rows().into_iter().zip(c.rows_mut()) {
-                    let c_row = c_row.into_slice().expect("c is row-major");
-                    scale(c_row, beta);
-                    for (&a, b_row) in a_row.iter().zip(b.rows()) {
-                        axpy(a, row_slice(&b_row), c_row);
-                    }
-                }
-            });
-            return;
+            return few_terms_into(a, b, beta, c);
         }
         if m <= SKINNY && b.is_standard_layout() {
-            // c is a few rows that every row of b adds into (dW = x^T dgates): c stays in
-            // cache while b streams through once; split the columns.
-            let columns = parallel::chunk_len(n, streaming(n.div_ceil(TILE)), TILE);
-            let b_blocks = b.axis_chunks_iter(Axis(1), columns);
-            let c_blocks = c.axis_chunks_iter_mut(Axis(1), columns);
-            parallel::run(b_blocks.zip(c_blocks), |(b, mut c)| {
-                let mut c_rows: Vec<&mut [F]> = c
-                    .rows_mut()
-                    .into_iter()
-                    .map(|row| row.into_slice().expect("c rows are contiguous"))
-                    .collect();
-                c_rows.iter_mut().for_each(|row| scale(row, beta));
-                for (a_column, b_row) in a.columns().into_iter().zip(b.rows()) {
-                    let b_row = row_slice(&b_row);
-                    for (&a, c_row) in a_column.iter().zip(c_rows.iter_mut()) {
-                        axpy(a, b_row, c_row);
-                    }
-                }
-            });
-            return;
+            return few_rows_into(a, b, beta, c);
         }
         if n <= SKINNY && a.is_standard_layout() {
-            // Each entry of c is a dot product of a row of a and a column of b (dx = dgates
-            // W_ih): a streams through once; split the rows.
-            let b_columns = b.t().as_standard_layout().into_owned();
-            let rows = parallel::chunk_len(m, streaming(m), 1);
-            let blocks = a.axis_chunks_iter(Axis(0), rows);
-            let c_blocks = c.axis_chunks_iter_mut(Axis(0), rows);
-            parallel::run(blocks.zip(c_blocks), |(a, mut c)| {
-                for (a_row, c_row) in a.rows().into_iter().zip(c.rows_mut()) {
-                    let a_row = row_slice(&a_row);
-                    for (c, b_column) in c_row.into_iter().zip(b_columns.rows()) {
-                        let sum = dot(a_row, row_slice(&b_column));
-                        *c = if beta == F::zero() {
-                            sum
-                        } else {
-                            sum + beta * *c
-                        };
-                    }
-                }
-            });
-            return;
+            return few_columns_into(a, b, beta, c);
         }
         if n <= SKINNY && a.t().is_standard_layout() {
             // A row-major transpose of a (dW_ih = dgates^T x): c^T = b^T a^T has few rows, the
@@ -148,40 +80,16 @@ pub fn product_into<F: Float>(a: &ArrayRef2<F>, b: &ArrayRef2<F>, beta: F, c: &m
             return;
         }
         if m >= n && k * n <= PACKED_MAX && a.strides()[1] == 1 {
-            // A tall product with a small right operand (the input projection x W_ih^T, dx =
-            // dgates W_ih): pack b once into the per-step products' panels, which stay in
-            // cache, and stream blocks of a's rows past them.
-            let packed = PackedWeight::new(b.view());
-            let rows = parallel::chunk_len(m, parts(m.div_ceil(TILE)), TILE);
-            let blocks = a.axis_chunks_iter(Axis(0), rows);
-            let c_blocks = c.axis_chunks_iter_mut(Axis(0), rows);
-            parallel::run(blocks.zip(c_blocks), |(a, mut c)| {
-                packed.product_into(&a, beta, &mut c)
-            });
-            return;
+            return packed_right_into(a, b, beta, c);
         }
         if k >= LONG_K && packed::packs::<F>() {
-            // A long product (the weight gradients dW = dgates^T h over all T * B rows): b in
-            // blocks of K_BLOCK rows, each packed into panels that stay in L2 while all of a's
-            // rows stream past, the columns of c split over the threads; c adds up the blocks.
-            let cols = parallel::chunk_len(n, parts(n.div_ceil(2 * PANEL)), 2 * PANEL);
-            let b_blocks = b.axis_chunks_iter(Axis(1), cols);
-            let c_blocks = c.axis_chunks_iter_mut(Axis(1), cols);
-            parallel::run(b_blocks.zip(c_blocks), |(b, mut c)| {
-                for start in (0..k).step_by(K_BLOCK) {
-                    let end = (start + K_BLOCK).min(k);
-                    let packed = PackedWeight::new(b.slice(s![start..end, ..]));
-                    let beta = if start == 0 { beta } else { F::one() };
-                    packed.product_into(&a.slice(s![.., start..end]), beta, &mut c);
-                }
-            });
-            return;
+            return packed_k_blocks_into(a, b, beta, c);
         }
     }
     // GEMM, in blocks of whole tiles along the longer side of c.
     let axis = if m >= n { Axis(0) } else { Axis(1) };
     let len = c.len_of(axis);
-    let block = parallel::chunk_len(len, parts(len.div_ceil(TILE)), TILE);
+    let block = parallel::chunk_len(len, threads_for(a, b, len.div_ceil(TILE)), TILE);
     let c_blocks = c.axis_chunks_iter_mut(axis, block);
     if axis == Axis(0) {
         let blocks = a.axis_chunks_iter(Axis(0), block);
@@ -194,6 +102,144 @@ pub fn product_into<F: Float>(a: &ArrayRef2<F>, b: &ArrayRef2<F>, beta: F, c: &m
             serial_product_into(a, &b, beta, &mut c)
         });
     }
+}
+
+/// Threads for a product of `a b` split into `units` blocks, by its multiply-adds.
+fn threads_for<F: Float>(a: &ArrayRef2<F>, b: &ArrayRef2<F>, units: usize) -> usize {
+    parallel::parts(a.nrows() * a.ncols() * b.ncols(), units)
+}
+
+/// `threads_for`, or more where the product streams more memory than it computes: the
+/// products with a dimension of a few features do a few multiply-adds per element they
+/// stream, so memory, not arithmetic, says when another thread pays.
+fn streaming_threads_for<F: Float>(a: &ArrayRef2<F>, b: &ArrayRef2<F>, units: usize) -> usize {
+    let ((m, k), n) = (a.dim(), b.ncols());
+    threads_for(a, b, units).max(parallel::streaming_parts(m * n + m * k + k * n, units))
+}
+
+/// A K past `CHAIN_FROM_K`: the product of each block of `CHAIN_K` terms summed into c in
+/// order (the first with beta, the rest through a buffer of their own).
+fn chained_product_into<F: Float>(
+    a: &ArrayRef2<F>,
+    b: &ArrayRef2<F>,
+    beta: F,
+    c: &mut ArrayRef2<F>,
+) {
+    let k = a.ncols();
+    let mut block = Array2::zeros(c.dim());
+    for start in (0..k).step_by(CHAIN_K) {
+        let end = (start + CHAIN_K).min(k);
+        let (a, b) = (a.slice(s![.., start..end]), b.slice(s![start..end, ..]));
+        if start == 0 {
+            product_into(&a, &b, beta, c);
+        } else {
+            product_into(&a, &b, F::zero(), &mut block);
+            c.zip_mut_with(&block, |c, &sum| *c = *c + sum);
+        }
+    }
+}
+
+/// K of a few features (the input projection of a few inputs): each row of c is a few scaled
+/// rows of b. Splits the rows of c.
+fn few_terms_into<F: Float>(a: &ArrayRef2<F>, b: &ArrayRef2<F>, beta: F, c: &mut ArrayRef2<F>) {
+    let b = b.as_standard_layout();
+    let m = a.nrows();
+    let rows = parallel::chunk_len(m, streaming_threads_for(a, &b, m), 1);
+    let blocks = a.axis_chunks_iter(Axis(0), rows);
+    let c_blocks = c.axis_chunks_iter_mut(Axis(0), rows);
+    parallel::run(blocks.zip(c_blocks), |(a, mut c)| {
+        for (a_row, c_row) in a.rows().into_iter().zip(c.rows_mut()) {
+            let c_row = c_row.into_slice().expect("c is row-major");
+            scale(c_row, beta);
+            for (&a, b_row) in a_row.iter().zip(b.rows()) {
+                axpy(a, row_slice(&b_row), c_row);
+            }
+        }
+    });
+}
+
+/// c of a few rows that every row of b adds into (dW = x^T dgates): c stays in cache while b
+/// streams through once. Splits the columns.
+fn few_rows_into<F: Float>(a: &ArrayRef2<F>, b: &ArrayRef2<F>, beta: F, c: &mut ArrayRef2<F>) {
+    let n = b.ncols();
+    let threads = streaming_threads_for(a, b, n.div_ceil(TILE));
+    let columns = parallel::chunk_len(n, threads, TILE);
+    let b_blocks = b.axis_chunks_iter(Axis(1), columns);
+    let c_blocks = c.axis_chunks_iter_mut(Axis(1), columns);
+    parallel::run(b_blocks.zip(c_blocks), |(b, mut c)| {
+        let mut c_rows: Vec<&mut [F]> = c
+            .rows_mut()
+            .into_iter()
+            .map(|row| row.into_slice().expect("c rows are contiguous"))
+            .collect();
+        c_rows.iter_mut().for_each(|row| scale(row, beta));
+        for (a_column, b_row) in a.columns().into_iter().zip(b.rows()) {
+            let b_row = row_slice(&b_row);
+            for (&a, c_row) in a_column.iter().zip(c_rows.iter_mut()) {
+                axpy(a, b_row, c_row);
+            }
+        }
+    });
+}
+
+/// c of a few columns, each entry a dot product of a row-major row of a and a column of b
+/// (dx = dgates W_ih): a streams through once. Splits the rows.
+fn few_columns_into<F: Float>(a: &ArrayRef2<F>, b: &ArrayRef2<F>, beta: F, c: &mut ArrayRef2<F>) {
+    let m = a.nrows();
+    let b_columns = b.t().as_standard_layout().into_owned();
+    let rows = parallel::chunk_len(m, streaming_threads_for(a, b, m), 1);
+    let blocks = a.axis_chunks_iter(Axis(0), rows);
+    let c_blocks = c.axis_chunks_iter_mut(Axis(0), rows);
+    parallel::run(blocks.zip(c_blocks), |(a, mut c)| {
+        for (a_row, c_row) in a.rows().into_iter().zip(c.rows_mut()) {
+            let a_row = row_slice(&a_row);
+            for (c, b_column) in c_row.into_iter().zip(b_columns.rows()) {
+                let sum = dot(a_row, row_slice(&b_column));
+                *c = if beta == F::zero() {
+                    sum
+                } else {
+                    sum + beta * *c
+                };
+            }
+        }
+    });
+}
+
+/// A tall product with a small right operand (the input projection x W_ih^T, dx = dgates
+/// W_ih): b packed once into the per-step products' panels, which stay in cache, and blocks of
+/// a's rows streamed past them.
+fn packed_right_into<F: Float>(a: &ArrayRef2<F>, b: &ArrayRef2<F>, beta: F, c: &mut ArrayRef2<F>) {
+    let m = a.nrows();
+    let packed = PackedWeight::new(b.view());
+    let rows = parallel::chunk_len(m, threads_for(a, b, m.div_ceil(TILE)), TILE);
+    let blocks = a.axis_chunks_iter(Axis(0), rows);
+    let c_blocks = c.axis_chunks_iter_mut(Axis(0), rows);
+    parallel::run(blocks.zip(c_blocks), |(a, mut c)| {
+        packed.product_into(&a, beta, &mut c)
+    });
+}
+
+/// A long product (the weight gradients dW = dgates^T h over all T * B rows): b in blocks of
+/// K_BLOCK rows, each packed into panels that stay in L2 while all of a's rows stream past, the
+/// columns of c split over the threads; c adds up the blocks.
+fn packed_k_blocks_into<F: Float>(
+    a: &ArrayRef2<F>,
+    b: &ArrayRef2<F>,
+    beta: F,
+    c: &mut ArrayRef2<F>,
+) {
+    let (k, n) = b.dim();
+    let cols = parallel::chunk_len(n, threads_for(a, b, n.div_ceil(2 * PANEL)), 2 * PANEL);
+    let b_blocks = b.axis_chunks_iter(Axis(1), cols);
+    let c_blocks = c.axis_chunks_iter_mut(Axis(1), cols);
+    parallel::run(b_blocks.zip(c_blocks), |(b, mut c)| {
+        for start in (0..k).step_by(K_BLOCK) {
+            let end = (start + K_BLOCK).min(k);
+            let packed = PackedWeight::new(b.slice(s![start..end, ..]));
+            let beta = if start == 0 { beta } else { F::one() };
+            packed.product_into(&a.slice(s![.., start..end]), beta, &mut c);
+        }
+    });
 }
 
 /// `c = a b + beta c` on the calling thread: one block of a product split over the threads.
