@@ -4,7 +4,7 @@ use super::distributed::Job;
 use super::engine::{Device, GpuArgs};
 use anyhow::Result;
 use rnn_wgpu::internals::bench::{
-    bench_distributed, bench_shape, recurrent_dispatches_per_step, Arch, Shape, SUITE,
+    bench_distributed, bench_shape, recurrent_dispatches_per_step, Arch, BenchResult, Shape, SUITE,
 };
 use rnn_wgpu::internals::gpu::StepKernel;
 use rnn_wgpu::Cell;
@@ -162,19 +162,6 @@ fn run_rank(args: &BenchArgs, job: &Job) -> Result<()> {
 
 fn run_alone(args: &BenchArgs) -> Result<()> {
     let arch = args.model.arch()?;
-    let model = format!(
-        "{} cell{}{}",
-        arch.cell,
-        match arch.layers {
-            1 => String::new(),
-            n => format!(" x {n} layers"),
-        },
-        if arch.bidirectional {
-            ", bidirectional"
-        } else {
-            ""
-        }
-    );
     let shapes: Vec<Shape> = args.shape.map_or(SUITE.to_vec(), |s| vec![s]);
     let devices: Vec<Device> = (args.device.iter())
         .map(|&d| {
@@ -195,8 +182,10 @@ fn run_alone(args: &BenchArgs) -> Result<()> {
     };
     if !args.json {
         println!(
-            "one training step (forward + BPTT + SGD), {model}, head on the last step, MSE; median of {} after {} warm-up",
-            args.runs, args.warmup
+            "one training step (forward + BPTT + SGD), {}, head on the last step, MSE; median of {} after {} warm-up",
+            model_name(arch),
+            args.runs,
+            args.warmup
         );
         println!(
             "{:<4} {:<22} {:>10} {:>10} {:>14} {:>9} {:>11}   adapter",
@@ -226,62 +215,81 @@ fn run_alone(args: &BenchArgs) -> Result<()> {
                     recurrence,
                 )?);
             }
-            if args.json {
-                println!("{}", r.to_json());
-            } else {
-                let memory = r
-                    .gpu_memory_bytes
-                    .map_or("-".to_string(), |b| format!("{:.1}", b as f64 / 1048576.0));
-                if let Some(plan) = &r.plan {
-                    print!("{}", plan.describe());
-                }
-                let recurrence = match (r.persistent_slices, r.step_kernel) {
-                    (Some(s), _) => {
-                        let plural = |n: usize| if n == 1 { "" } else { "s" };
-                        format!(
-                            " (persistent recurrence, {} workgroup{} of {} row{})",
-                            s.count,
-                            plural(s.count),
-                            s.rows,
-                            plural(s.rows)
-                        )
-                    }
-                    (_, Some(StepKernel::MatrixUnits)) => " (steps on matrix units)".into(),
-                    _ => String::new(),
-                };
-                println!(
-                    "{:<4} {:<22} {:>10.1} {:>10.1} {:>14.0} {:>9.2} {:>11}   {}{recurrence}",
-                    r.device,
-                    r.shape.to_string(),
-                    r.median_ms,
-                    r.min_ms,
-                    r.sequence_steps_per_second,
-                    r.gflops,
-                    memory,
-                    r.adapter
-                );
-                if let (Some(all), Some(per_step)) = (r.dispatches, r.recurrent_dispatches_per_step)
-                {
-                    // the step kernels' shapes, where the steps ran a dispatch each
-                    let (forward, backward) =
-                        r.step_shapes.map_or((String::new(), String::new()), |s| {
-                            (format!(" ({})", s.forward), format!(" ({})", s.backward))
-                        });
-                    println!(
-                        "     dispatches: {all} per training step; per time step and cell {}{forward} \
-                         forward, {}{backward} backward",
-                        per_step.forward, per_step.backward
-                    );
-                }
-                match r.describe_phases() {
-                    Some(line) => println!("     {line}"),
-                    None if r.device == "gpu" => {
-                        println!("     GPU ms per phase: the adapter has no timestamp queries")
-                    }
-                    None => {}
-                }
+            match args.json {
+                true => println!("{}", r.to_json()),
+                false => print_result(&r),
             }
         }
     }
     Ok(())
+}
+
+/// "lstm cell x 2 layers, bidirectional", or just "lstm cell".
+fn model_name(arch: Arch) -> String {
+    format!(
+        "{} cell{}{}",
+        arch.cell,
+        match arch.layers {
+            1 => String::new(),
+            n => format!(" x {n} layers"),
+        },
+        if arch.bidirectional {
+            ", bidirectional"
+        } else {
+            ""
+        }
+    )
+}
+
+/// A shape's row of the table, with the memory plan before it and its dispatches and GPU time
+/// per phase after.
+fn print_result(r: &BenchResult) {
+    let memory =
+        (r.gpu_memory_bytes).map_or("-".to_string(), |b| format!("{:.1}", b as f64 / 1048576.0));
+    if let Some(plan) = &r.plan {
+        print!("{}", plan.describe());
+    }
+    let recurrence = match (r.persistent_slices, r.step_kernel) {
+        (Some(s), _) => {
+            let plural = |n: usize| if n == 1 { "" } else { "s" };
+            format!(
+                " (persistent recurrence, {} workgroup{} of {} row{})",
+                s.count,
+                plural(s.count),
+                s.rows,
+                plural(s.rows)
+            )
+        }
+        (_, Some(StepKernel::MatrixUnits)) => " (steps on matrix units)".into(),
+        _ => String::new(),
+    };
+    println!(
+        "{:<4} {:<22} {:>10.1} {:>10.1} {:>14.0} {:>9.2} {:>11}   {}{recurrence}",
+        r.device,
+        r.shape.to_string(),
+        r.median_ms,
+        r.min_ms,
+        r.sequence_steps_per_second,
+        r.gflops,
+        memory,
+        r.adapter
+    );
+    if let (Some(all), Some(per_step)) = (r.dispatches, r.recurrent_dispatches_per_step) {
+        // the step kernels' shapes, where the steps ran a dispatch each
+        let (forward, backward) = r.step_shapes.map_or((String::new(), String::new()), |s| {
+            (format!(" ({})", s.forward), format!(" ({})", s.backward))
+        });
+        println!(
+            "     dispatches: {all} per training step; per time step and cell {}{forward} \
+             forward, {}{backward} backward",
+            per_step.forward, per_step.backward
+        );
+    }
+    match r.describe_phases() {
+        Some(line) => println!("     {line}"),
+        None if r.device == "gpu" => {
+            println!("     GPU ms per phase: the adapter has no timestamp queries")
+        }
+        None => {}
+    }
 }
