@@ -33,33 +33,7 @@ pub fn log_line_chart(
     xs: &[f64],
     series: &[Series],
 ) -> String {
-    let usable = |v: f64| v.is_finite() && v > 0.0;
-    let logs: Vec<f64> = series
-        .iter()
-        .flat_map(|s| {
-            s.values
-                .iter()
-                .copied()
-                .filter(|&v| usable(v))
-                .map(f64::log10)
-        })
-        .collect();
-    let (mut lo, mut hi) = logs
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        });
-    if logs.is_empty() {
-        (lo, hi) = (-1.0, 1.0);
-    }
-    let (lo, hi) = (lo.floor(), hi.ceil().max(lo.floor() + 1.0));
-    let x_min = xs.first().copied().unwrap_or(0.0);
-    let x_max = xs.last().copied().unwrap_or(1.0).max(x_min + 1.0);
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
-    let px = |x: f64| LEFT + (x - x_min) / (x_max - x_min) * plot_w;
-    let py = |log: f64| TOP + (hi - log) / (hi - lo) * plot_h;
-
+    let frame = Frame::fitting(xs, series);
     let mut svg = String::new();
     let _ = writeln!(
         svg,
@@ -69,65 +43,125 @@ pub fn log_line_chart(
     let _ = writeln!(
         svg,
         r#"<text x="{}" y="28" text-anchor="middle" font-size="15">{}</text>"#,
-        LEFT + plot_w / 2.0,
+        LEFT + PLOT_W / 2.0,
         escape(title)
     );
-    // decade grid lines, labelled 1e-k; thinned so at most ~12 labels show
-    let decades = (hi - lo) as i64;
-    let every = (decades / 12 + 1).max(1);
-    for d in (lo as i64..=hi as i64).filter(|d| (d - lo as i64) % every == 0) {
-        let y = py(d as f64);
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">1e{d}</text>"##,
-            LEFT + plot_w,
-            LEFT - 6.0,
-            y + 4.0
-        );
-    }
-    for k in 0..=5 {
-        let x = (x_min + (x_max - x_min) * k as f64 / 5.0).round();
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{0:.1}" x2="{0:.1}" y1="{1}" y2="{2}" stroke="#ddd"/><text x="{0:.1}" y="{3}" text-anchor="middle">{4}</text>"##,
-            px(x),
-            TOP,
-            TOP + plot_h,
-            TOP + plot_h + 18.0,
-            x
-        );
-    }
-    let _ = writeln!(
-        svg,
-        r#"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="black"/>"#
-    );
-    let _ = writeln!(
-        svg,
-        r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
-        LEFT + plot_w / 2.0,
-        HEIGHT - 15.0,
-        escape(x_label)
-    );
-    let _ = writeln!(
-        svg,
-        r#"<text transform="translate(20,{}) rotate(-90)" text-anchor="middle">{}</text>"#,
-        TOP + plot_h / 2.0,
-        escape(y_label)
-    );
+    frame.draw_axes(&mut svg, x_label, y_label);
     for (k, s) in series.iter().enumerate() {
+        frame.draw_series(&mut svg, xs, s, k);
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+const PLOT_W: f64 = WIDTH - LEFT - RIGHT;
+const PLOT_H: f64 = HEIGHT - TOP - BOTTOM;
+
+/// Values a log axis can show.
+fn usable(v: f64) -> bool {
+    v.is_finite() && v > 0.0
+}
+
+/// The ranges the plot area shows: x from `x_min` to `x_max`, log10 of the values from `lo` to
+/// `hi` (whole decades).
+struct Frame {
+    x_min: f64,
+    x_max: f64,
+    lo: f64,
+    hi: f64,
+}
+
+impl Frame {
+    /// The decades that hold every usable value (-1 to 1 where none is), and the x range.
+    fn fitting(xs: &[f64], series: &[Series]) -> Frame {
+        let logs: Vec<f64> = (series.iter())
+            .flat_map(|s| s.values.iter().copied().filter(|&v| usable(v)))
+            .map(f64::log10)
+            .collect();
+        let (mut lo, mut hi) = (logs.iter())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
+        if logs.is_empty() {
+            (lo, hi) = (-1.0, 1.0);
+        }
+        let x_min = xs.first().copied().unwrap_or(0.0);
+        Frame {
+            x_min,
+            x_max: xs.last().copied().unwrap_or(1.0).max(x_min + 1.0),
+            lo: lo.floor(),
+            hi: hi.ceil().max(lo.floor() + 1.0),
+        }
+    }
+
+    fn px(&self, x: f64) -> f64 {
+        LEFT + (x - self.x_min) / (self.x_max - self.x_min) * PLOT_W
+    }
+
+    fn py(&self, log: f64) -> f64 {
+        TOP + (self.hi - log) / (self.hi - self.lo) * PLOT_H
+    }
+
+    /// The grid, its labels, the plot's border and the axis labels.
+    fn draw_axes(&self, svg: &mut String, x_label: &str, y_label: &str) {
+        // decade grid lines, labelled 1e-k; thinned so at most ~12 labels show
+        let (lo, hi) = (self.lo as i64, self.hi as i64);
+        let every = ((hi - lo) / 12 + 1).max(1);
+        for d in (lo..=hi).filter(|d| (d - lo) % every == 0) {
+            let y = self.py(d as f64);
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">1e{d}</text>"##,
+                LEFT + PLOT_W,
+                LEFT - 6.0,
+                y + 4.0
+            );
+        }
+        for k in 0..=5 {
+            let x = (self.x_min + (self.x_max - self.x_min) * k as f64 / 5.0).round();
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{0:.1}" x2="{0:.1}" y1="{1}" y2="{2}" stroke="#ddd"/><text x="{0:.1}" y="{3}" text-anchor="middle">{4}</text>"##,
+                self.px(x),
+                TOP,
+                TOP + PLOT_H,
+                TOP + PLOT_H + 18.0,
+                x
+            );
+        }
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{LEFT}" y="{TOP}" width="{PLOT_W}" height="{PLOT_H}" fill="none" stroke="black"/>"#
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+            LEFT + PLOT_W / 2.0,
+            HEIGHT - 15.0,
+            escape(x_label)
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text transform="translate(20,{}) rotate(-90)" text-anchor="middle">{}</text>"#,
+            TOP + PLOT_H / 2.0,
+            escape(y_label)
+        );
+    }
+
+    /// Series `s`, the `k`th: a polyline per run of usable values (a gap where a value is zero
+    /// or not finite), and its line in the legend.
+    fn draw_series(&self, svg: &mut String, xs: &[f64], s: &Series, k: usize) {
         let dash = match (s.dashed, s.faint) {
             (true, true) => r#" stroke-dasharray="6,4" stroke-opacity="0.35""#,
             (true, false) => r#" stroke-dasharray="6,4""#,
             (false, true) => r#" stroke-opacity="0.35""#,
             (false, false) => "",
         };
-        // split into runs of usable points
         let mut runs: Vec<Vec<String>> = vec![Vec::new()];
         for (&x, &v) in xs.iter().zip(&s.values) {
             if usable(v) {
-                runs.last_mut()
-                    .unwrap()
-                    .push(format!("{:.1},{:.1}", px(x), py(v.log10())));
+                let point = format!("{:.1},{:.1}", self.px(x), self.py(v.log10()));
+                runs.last_mut().unwrap().push(point);
             } else if !runs.last().unwrap().is_empty() {
                 runs.push(Vec::new());
             }
@@ -141,7 +175,7 @@ pub fn log_line_chart(
             );
         }
         let ly = TOP + 10.0 + 22.0 * k as f64;
-        let lx = LEFT + plot_w + 15.0;
+        let lx = LEFT + PLOT_W + 15.0;
         let _ = writeln!(
             svg,
             r#"<line x1="{lx}" x2="{}" y1="{ly}" y2="{ly}" stroke="{}" stroke-width="2"{dash}/><text x="{}" y="{}">{}</text>"#,
@@ -152,8 +186,6 @@ pub fn log_line_chart(
             escape(&s.label)
         );
     }
-    svg.push_str("</svg>\n");
-    svg
 }
 
 fn escape(text: &str) -> String {
