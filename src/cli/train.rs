@@ -14,7 +14,7 @@ use rnn_wgpu::tasks::{
     bits_per_char, Adding, CopyMemory, CsvFormat, CsvTargets, DataSpec, Dataset, Text,
 };
 use rnn_wgpu::train::{self, DataSource, Engine, Event, Record, TrainOptions};
-use rnn_wgpu::{Activation, Cell, ModelConfig, Params};
+use rnn_wgpu::{Activation, Cell, Gpu, ModelConfig, Params};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -183,26 +183,7 @@ fn run_rank(args: TrainArgs, job: Option<&Job>) -> Result<()> {
     let optimizer = optimizer_config(&args)?;
     let start = starting_model(&args, &data.spec(), optimizer)?;
     let config = start.config;
-    let device = match (args.device, args.dry_run) {
-        // a plan of GPU memory is wanted whatever auto would run on
-        (Device::Auto, true) => Device::Gpu,
-        (device, _) => super::engine::resolve_device_saying(
-            device,
-            if lead { Say::Stdout } else { Say::Nothing },
-        ),
-    };
-    if args.dry_run && device == Device::Cpu {
-        bail!("--dry-run plans GPU memory; it needs --device gpu");
-    }
-    let gpu = match device {
-        Device::Gpu => Some(super::engine::open_gpu_for(job.map(|j| j.local_rank))?),
-        _ => {
-            if let Some(job) = job {
-                rnn_wgpu::cpu::parallel::share_cores(job.local_ranks);
-            }
-            None
-        }
-    };
+    let gpu = open_device(&args, job, lead)?;
     let mut engine = Engine::new(gpu.as_ref(), config, &start.params, optimizer)?;
     if let Some(job) = job {
         super::distributed::check_same_start(job, gpu.as_ref())?;
@@ -282,6 +263,31 @@ fn run_rank(args: TrainArgs, job: Option<&Job>) -> Result<()> {
         ))
     );
     Ok(())
+}
+
+/// The GPU to train on, or None for the CPU engine (whose threads then share the cores with
+/// the machine's other ranks). `--dry-run` plans GPU memory, so it wants a GPU whatever auto
+/// would pick.
+fn open_device(args: &TrainArgs, job: Option<&Job>, lead: bool) -> Result<Option<Gpu>> {
+    let device = match (args.device, args.dry_run) {
+        (Device::Auto, true) => Device::Gpu,
+        (device, _) => super::engine::resolve_device_saying(
+            device,
+            if lead { Say::Stdout } else { Say::Nothing },
+        ),
+    };
+    if args.dry_run && device == Device::Cpu {
+        bail!("--dry-run plans GPU memory; it needs --device gpu");
+    }
+    if device == Device::Gpu {
+        return Ok(Some(super::engine::open_gpu_for(
+            job.map(|j| j.local_rank),
+        )?));
+    }
+    if let Some(job) = job {
+        rnn_wgpu::cpu::parallel::share_cores(job.local_ranks);
+    }
+    Ok(None)
 }
 
 /// Refuses, before any work, options that cannot run: zero counts, options the task does not
