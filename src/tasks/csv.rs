@@ -37,15 +37,6 @@ pub(crate) fn parse(
     if t_len == 0 {
         return Err(Error::Config(format!("{name}: seq_len must be at least 1")));
     }
-    let text = std::str::from_utf8(bytes).map_err(|err| {
-        let at = err.valid_up_to();
-        let line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count();
-        Error::Value(format!(
-            "{name} line {line}: byte {:#04x} at offset {at} is not UTF-8 text; expected \
-             comma-separated numbers",
-            bytes[at]
-        ))
-    })?;
     let (target_fields, what) = match format.targets {
         CsvTargets::Class => (1, "1 class".to_string()),
         CsvTargets::Values(o) => (o, format!("{o} values")),
@@ -57,38 +48,8 @@ pub(crate) fn parse(
             "{name}: targets need at least 1 value per row"
         )));
     }
-    let mut rows: Vec<Vec<f64>> = Vec::new();
-    let mut width = None;
-    for (line_index, line) in text.lines().enumerate() {
-        let line_number = line_index + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        let parsed: Vec<Option<f64>> = fields.iter().map(|f| f.parse().ok()).collect();
-        if rows.is_empty() && width.is_none() && parsed.iter().any(Option::is_none) {
-            width = Some(fields.len()); // a header: skipped, but its width must match
-            continue;
-        }
-        if let Some(column) = parsed.iter().position(Option::is_none) {
-            return Err(Error::Value(format!(
-                "{name} line {line_number}, column {}: '{}' is not a number",
-                column + 1,
-                fields[column]
-            )));
-        }
-        let expected = *width.get_or_insert(fields.len());
-        if fields.len() != expected {
-            return Err(Error::Value(format!(
-                "{name} line {line_number} has {} fields; earlier lines have {expected}",
-                fields.len()
-            )));
-        }
-        rows.push(parsed.into_iter().map(Option::unwrap).collect());
-    }
-    let Some(width) = width.filter(|_| !rows.is_empty()) else {
-        return Err(Error::Value(format!("{name} holds no data rows")));
-    };
+    let rows = Rows::parse(text_of(bytes, name)?, name)?;
+    let width = rows.width;
     let input_fields = width.saturating_sub(target_fields);
     if input_fields == 0 || input_fields % t_len != 0 {
         return Err(Error::Value(format!(
@@ -96,6 +57,7 @@ pub(crate) fn parse(
              targets, expected {t_len} * I + {target_fields} fields for some I >= 1"
         )));
     }
+    let rows = &rows.values;
     let (n, i) = (rows.len(), input_fields / t_len);
     let inputs = Array3::from_shape_fn((n, t_len, i), |(r, t, k)| rows[r][t * i + k] as f32);
     let target = |r: usize, k: usize| rows[r][input_fields + k];
@@ -132,4 +94,65 @@ pub(crate) fn parse(
         }
     };
     Ok((inputs, targets))
+}
+
+/// `bytes` as text, or an error naming the line and offset of the first byte that is not
+/// UTF-8.
+fn text_of<'a>(bytes: &'a [u8], name: &str) -> Result<&'a str, Error> {
+    std::str::from_utf8(bytes).map_err(|err| {
+        let at = err.valid_up_to();
+        let line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count();
+        Error::Value(format!(
+            "{name} line {line}: byte {:#04x} at offset {at} is not UTF-8 text; expected \
+             comma-separated numbers",
+            bytes[at]
+        ))
+    })
+}
+
+/// A CSV file's data rows, all of `width` numbers.
+struct Rows {
+    values: Vec<Vec<f64>>,
+    width: usize,
+}
+
+impl Rows {
+    /// Every non-blank line's numbers. A first line with a field that is not a number is a
+    /// header, skipped, though its width must match; any later one is an error naming the
+    /// line and column, as is a line of another width or a file with no data rows.
+    fn parse(text: &str, name: &str) -> Result<Rows, Error> {
+        let mut values: Vec<Vec<f64>> = Vec::new();
+        let mut width = None;
+        for (line_index, line) in text.lines().enumerate() {
+            let line_number = line_index + 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+            let parsed: Vec<Option<f64>> = fields.iter().map(|f| f.parse().ok()).collect();
+            if values.is_empty() && width.is_none() && parsed.iter().any(Option::is_none) {
+                width = Some(fields.len());
+                continue;
+            }
+            if let Some(column) = parsed.iter().position(Option::is_none) {
+                return Err(Error::Value(format!(
+                    "{name} line {line_number}, column {}: '{}' is not a number",
+                    column + 1,
+                    fields[column]
+                )));
+            }
+            let expected = *width.get_or_insert(fields.len());
+            if fields.len() != expected {
+                return Err(Error::Value(format!(
+                    "{name} line {line_number} has {} fields; earlier lines have {expected}",
+                    fields.len()
+                )));
+            }
+            values.push(parsed.into_iter().map(Option::unwrap).collect());
+        }
+        match width.filter(|_| !values.is_empty()) {
+            Some(width) => Ok(Rows { values, width }),
+            None => Err(Error::Value(format!("{name} holds no data rows"))),
+        }
+    }
 }
