@@ -504,7 +504,6 @@ impl GpuModel {
         accumulate: bool,
     ) -> Result<(), Error> {
         let config = &self.config;
-        let g = &ws.grads;
         let (b, h, o, d) = (
             ws.batch,
             config.hidden_size,
@@ -552,46 +551,66 @@ impl GpuModel {
             self.record_join_backward(gpu, rec, ws, dhead_in, config.layers - 1, k, None)?;
         }
         if request.param_grads {
-            // d head.weight [O, D*H] += doutputs^T h_rows;  d head.bias += column sums
             rec.set_phase(Phase::WeightGradients);
-            let forward_parts = match (config.readout, &ws.head_in) {
-                // The joined outputs are still in head_in from the forward pass.
-                (Readout::All, Some((head_in, _))) => vec![HeadPart {
-                    buffer: head_in,
-                    offset: 0,
-                    width: 2 * h,
-                    column: 0,
-                }],
-                _ => parts,
-            };
-            for part in &forward_parts {
-                record_gemm(
-                    gpu,
-                    rec,
-                    (o, part.width, scored.rows),
-                    Operand::new(&scored.doutputs, 0, o).t(),
-                    Operand::new(part.buffer, part.offset, part.width).of(ws.precision()),
-                    Output {
-                        buffer: &g.head_weight,
-                        precision: Precision::F32,
-                        offset: part.column,
-                        row_stride: wide,
-                        accumulate,
-                        bias: None,
-                    },
-                    &self.dummy,
-                )?;
-            }
-            self.record_column_sums(
-                gpu,
-                rec,
-                (&scored.doutputs, Precision::F32, scored.rows, o),
-                &g.head_bias,
-                accumulate,
-            )?;
+            self.record_head_gradients(gpu, rec, ws, k, parts, accumulate)?;
             rec.set_phase(Phase::BackwardRecurrence);
         }
         Ok(())
+    }
+
+    /// d head.weight [O, D*H] += doutputs^T h_rows and d head.bias += column sums in scored
+    /// segment `k`, from the head's inputs in `parts` (the forward pass's).
+    fn record_head_gradients(
+        &self,
+        gpu: &Gpu,
+        rec: &mut Recorder,
+        ws: &Workspace,
+        k: usize,
+        parts: Vec<HeadPart>,
+        accumulate: bool,
+    ) -> Result<(), Error> {
+        let (config, g) = (&self.config, &ws.grads);
+        let (h, o, wide) = (
+            config.hidden_size,
+            config.output_size,
+            config.head_input_size(),
+        );
+        let scored = ws.segments[k].scored.as_ref().expect("a scored segment");
+        let forward_parts = match (config.readout, &ws.head_in) {
+            // The joined outputs are still in head_in from the forward pass.
+            (Readout::All, Some((head_in, _))) => vec![HeadPart {
+                buffer: head_in,
+                offset: 0,
+                width: 2 * h,
+                column: 0,
+            }],
+            _ => parts,
+        };
+        for part in &forward_parts {
+            record_gemm(
+                gpu,
+                rec,
+                (o, part.width, scored.rows),
+                Operand::new(&scored.doutputs, 0, o).t(),
+                Operand::new(part.buffer, part.offset, part.width).of(ws.precision()),
+                Output {
+                    buffer: &g.head_weight,
+                    precision: Precision::F32,
+                    offset: part.column,
+                    row_stride: wide,
+                    accumulate,
+                    bias: None,
+                },
+                &self.dummy,
+            )?;
+        }
+        self.record_column_sums(
+            gpu,
+            rec,
+            (&scored.doutputs, Precision::F32, scored.rows, o),
+            &g.head_bias,
+            accumulate,
+        )
     }
 
     /// Cell `c`'s backward recurrence in segment `k`, given the gradient from outside it in
