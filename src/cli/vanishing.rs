@@ -4,7 +4,7 @@ use super::engine::Device;
 use anyhow::{Context, Result};
 use rnn_wgpu::internals::plot::{log_line_chart, Series};
 use rnn_wgpu::internals::study::{
-    format_csv, format_table, run_vanishing, Profile, VanishingOptions,
+    format_csv, format_table, run_vanishing, Profile, Study, VanishingOptions,
 };
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
 use std::path::PathBuf;
@@ -92,6 +92,18 @@ pub fn run(args: VanishingArgs) -> Result<()> {
                 ))
         );
     }
+    print_study(&args, &study);
+    let svg = chart(&args, &study);
+    rnn_wgpu::internals::fsio::write_atomic(&args.svg, svg.as_bytes())?;
+    let csv = format_csv(study.trained.as_deref().unwrap_or(&study.initial));
+    rnn_wgpu::internals::fsio::write_atomic(&args.csv, csv.as_bytes())?;
+    println!("wrote {} and {}", args.svg.display(), args.csv.display());
+    Ok(())
+}
+
+/// The tables of `||dE/dh||` by steps back, at initialisation and (where the study trained)
+/// after training, with the losses before and after.
+fn print_study(args: &VanishingArgs, study: &Study) {
     let weights = args
         .scale
         .map_or("as initialised (PyTorch default)".to_string(), |s| {
@@ -125,6 +137,11 @@ pub fn run(args: VanishingArgs) -> Result<()> {
         "per-step factor: geometric mean of ||dE/dh_(t-1)|| / ||dE/dh_t||. A vanilla RNN whose \
          sigma_max(W_hh) is below the bound (1/max act') must vanish."
     );
+}
+
+/// The SVG of every model's gradient norm against the steps back, the initial ones faint where
+/// the study also trained.
+fn chart(args: &VanishingArgs, study: &Study) -> String {
     let mut series = Vec::new();
     match &study.trained {
         None => add_series(&mut series, &study.initial, "", false),
@@ -143,17 +160,12 @@ pub fn run(args: VanishingArgs) -> Result<()> {
         args.seq_len, args.hidden
     );
     let steps_back: Vec<f64> = (0..args.seq_len).map(|x| x as f64).collect();
-    let svg = log_line_chart(
+    log_line_chart(
         &title,
         ("steps back from the loss", "gradient norm (log scale)"),
         &steps_back,
         &series,
-    );
-    rnn_wgpu::internals::fsio::write_atomic(&args.svg, svg.as_bytes())?;
-    let csv = format_csv(study.trained.as_deref().unwrap_or(&study.initial));
-    rnn_wgpu::internals::fsio::write_atomic(&args.csv, csv.as_bytes())?;
-    println!("wrote {} and {}", args.svg.display(), args.csv.display());
-    Ok(())
+    )
 }
 
 /// One line per model (and a dashed one for the LSTM's cell state), oldest step on the right.
