@@ -765,6 +765,25 @@ fn zero_sizes_are_refused_by_name() {
     }
 }
 
+/// A benchmark of no timed runs, or a tuning of no rounds, would report a figure nothing
+/// measured.
+#[test]
+fn timing_with_no_runs_is_refused() {
+    let dir = TempDir::new("bad-input-no-runs");
+    let bench = [
+        "bench", "--device", "cpu", "--shape", "2,3,1,4", "--runs", "0",
+    ];
+    assert_mentions(
+        &refused(&dir, &bench),
+        &["--runs must be at least 1, got 0"],
+    );
+    let tune = ["tune", "--shape", "2,3,1,4", "--rounds", "0"];
+    assert_mentions(
+        &refused(&dir, &tune),
+        &["--rounds must be at least 1, got 0"],
+    );
+}
+
 /// Dropout outside [0, 1), and truncated BPTT (which carries one cell's state from chunk to
 /// chunk) for a stacked or bidirectional model.
 #[test]

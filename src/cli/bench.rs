@@ -65,6 +65,10 @@ impl ModelArgs {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    // A median of no runs would be a made-up figure.
+    if args.runs == 0 {
+        anyhow::bail!("--runs must be at least 1, got 0");
+    }
     let job = super::distributed::join(args.distributed)?;
     let result = match &job {
         Some(job) => run_rank(&args, job),
