@@ -274,6 +274,13 @@ pub fn bench_shape(
     plan_options: PlanOptions,
     recurrence: Recurrence,
 ) -> Result<BenchResult, Error> {
+    // Refused before the problem is allocated: parameters, gradients and the engine's copy,
+    // and on the CPU engine a pass's activations.
+    let config = shape.config(arch);
+    crate::internals::plan::check_host_memory(&config, 3)?;
+    if gpu.is_none() {
+        crate::internals::plan::check_host_pass(&config, shape.seq_len, shape.batch, 4)?;
+    }
     let (config, params, batch) = shape.problem(arch);
     let recurrence = gpu
         .map(|gpu| recurrence.resolve(gpu, &config, shape.batch))

@@ -98,6 +98,25 @@ pub struct Term {
 }
 
 impl Term {
+    /// The options that make one of these buffers smaller, from the dimensions its shape
+    /// names: "--batch or --hidden" for `[S, B, G*H]`, "--seq-len" for `[2, L*D, T]`.
+    pub fn options_that_shrink(&self) -> String {
+        let symbols = self.shape.split(" = ").next().unwrap_or_default();
+        let named = |dim: &str| {
+            (symbols.split(|c: char| !c.is_ascii_alphanumeric())).any(|symbol| symbol == dim)
+        };
+        let options: Vec<&str> = [("B", "--batch"), ("T", "--seq-len"), ("H", "--hidden")]
+            .into_iter()
+            .filter(|(dim, _)| named(dim))
+            .map(|(_, option)| option)
+            .collect();
+        match options.as_slice() {
+            [] => "--batch or --hidden".to_string(),
+            [one] => one.to_string(),
+            [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+        }
+    }
+
     /// All `count` buffers' bytes: `count * bytes_each()`.
     pub fn bytes(&self) -> u64 {
         self.bytes_each() * self.count as u64
@@ -255,6 +274,53 @@ pub fn check_host_memory(config: &ModelConfig, copies: usize) -> Result<(), Erro
         )));
     }
     Ok(())
+}
+
+/// Refuses a pass over `(seq_len, batch)` whose activations, `element_bytes` each (4 for the
+/// CPU engine, 8 for its f64 reference), cannot fit this machine's memory, naming the largest,
+/// before allocating them fails with an abort instead of a message. They are counted as the
+/// GPU's plan lays them out with every step kept, which is about what the CPU engine keeps.
+pub fn check_host_pass(
+    config: &ModelConfig,
+    seq_len: usize,
+    batch: usize,
+    element_bytes: u64,
+) -> Result<(), Error> {
+    let Some(total) = system_memory() else {
+        return Ok(());
+    };
+    let refuse = |needed: u64, largest: Option<&Term>| {
+        let largest = largest.map_or(String::new(), |t| {
+            format!(
+                "; {} {} alone take {}",
+                t.name,
+                t.shape,
+                human_bytes(t.bytes() / 4 * element_bytes)
+            )
+        });
+        Err(Error::Config(format!(
+            "T={seq_len} B={batch}: one pass keeps at least {} of activations in this \
+             machine's memory{largest}, more than its {}; use a smaller --batch, --seq-len or \
+             --hidden",
+            human_bytes(needed),
+            human_bytes(total)
+        )))
+    };
+    // The gates alone, in u128 so that no size overflows before it is compared.
+    let (t, b, gh) = (seq_len as u128, batch as u128, config.gate_rows() as u128);
+    let gates = t * b * gh * config.cells() as u128 * element_bytes as u128;
+    if gates > total as u128 {
+        return refuse(u64::try_from(gates).unwrap_or(u64::MAX), None);
+    }
+    let one_segment = (seq_len.max(1), 1);
+    let f32 = Precision::F32;
+    let buffers = WorkspaceBuffers::new(config, (seq_len, batch), one_segment, false, f32);
+    let bytes = |t: &&Term| t.bytes() / 4 * element_bytes;
+    let needed: u64 = buffers.all().iter().map(bytes).sum();
+    match needed > total {
+        true => refuse(needed, buffers.all().into_iter().max_by_key(bytes)),
+        false => Ok(()),
+    }
 }
 
 /// `bytes` for people: whole bytes below 1 KiB ("512 B"), else one decimal in the largest
@@ -774,12 +840,12 @@ impl Planner<'_> {
         if let Some(worst) = self.worst_over_binding(&self.build(1, false)) {
             return Err(Error::Config(format!(
                 "{} {} needs {} in one binding even for a single time step, more than the \
-                 adapter's max_storage_buffer_binding_size of {}; use a smaller --batch or \
-                 --hidden",
+                 adapter's max_storage_buffer_binding_size of {}; use a smaller {}",
                 worst.name,
                 worst.shape,
                 human_bytes(worst.bytes_each()),
-                human_bytes(self.limits.max_binding)
+                human_bytes(self.limits.max_binding),
+                worst.options_that_shrink()
             )));
         }
         // fits_binding is monotone in S: binary search the largest S <= T that fits.

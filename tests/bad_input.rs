@@ -765,6 +765,39 @@ fn zero_sizes_are_refused_by_name() {
     }
 }
 
+/// A pass or a model too large for any machine's memory is refused by name before anything
+/// is allocated (allocating it would abort the process with no message).
+#[test]
+fn models_and_passes_too_large_for_this_machine_are_refused() {
+    let dir = TempDir::new("bad-input-host-memory");
+    let huge = "4294967297";
+    let pass = format!("T={huge} B={huge}: one pass keeps at least");
+    let train = train(&["--device", "cpu", "--batch", huge, "--seq-len", huge]);
+    assert_mentions(&refused(&dir, &train), &[&pass, "--seq-len"]);
+    let parity = ["parity", "--batch", huge, "--seq-len", huge];
+    assert_mentions(&refused(&dir, &parity), &[&pass]);
+    let shape = format!("{huge},{huge},1,1");
+    let bench = ["bench", "--device", "cpu", "--shape", &shape, "--runs", "1"];
+    assert_mentions(&refused(&dir, &bench), &[&pass]);
+    let bench = [
+        "bench",
+        "--device",
+        "cpu",
+        "--shape",
+        "2,3,1,1000000",
+        "--runs",
+        "1",
+    ];
+    assert_mentions(
+        &refused(&dir, &bench),
+        &[
+            "hidden_size 1000000",
+            "parameters need",
+            "more than this machine's",
+        ],
+    );
+}
+
 /// A benchmark of no timed runs, or a tuning of no rounds, would report a figure nothing
 /// measured.
 #[test]

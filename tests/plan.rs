@@ -109,7 +109,23 @@ fn the_binding_limit_sets_the_segment_length() {
     .unwrap_err()
     .to_string();
     assert!(
-        e.contains("single time step") && e.contains("--batch"),
+        e.contains("single time step") && e.contains("use a smaller --batch or --hidden"),
+        "{e}"
+    );
+    // A tensor that grows with T alone (one norm per step) names --seq-len only.
+    let e = plan::plan(
+        &lstm(1),
+        100_000,
+        1,
+        0,
+        Recompute::Off,
+        Precision::F32,
+        limits(64 * 1024, None),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("per-step gradient norms") && e.ends_with("use a smaller --seq-len"),
         "{e}"
     );
     // A recompute segment longer than a binding allows is refused with the longest that fits.

@@ -99,7 +99,9 @@ fn run_rank(args: &BenchArgs, job: &Job) -> Result<()> {
     super::distributed::check_same_start(job, gpu.as_ref())?;
     if lead && !args.json {
         println!(
-            "data-parallel training steps (forward + BPTT + gradient reduction + SGD), {} ranks              ({} on this machine), {} cell; medians of the slowest rank over {} steps after {}              warm-up; the batch B is per rank",
+            "data-parallel training steps (forward + BPTT + gradient reduction + SGD), {} ranks \
+             ({} on this machine), {} cell; medians of the slowest rank over {} steps after {} \
+             warm-up; the batch B is per rank",
             job.ranks(),
             job.local_ranks,
             arch.cell,

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use rnn_wgpu::internals::parity::{random_problem, run_parity_with, tolerance};
-use rnn_wgpu::internals::plan::PlanOptions;
+use rnn_wgpu::internals::plan::{check_host_memory, check_host_pass, PlanOptions};
 use rnn_wgpu::Precision;
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
 use std::process::ExitCode;
@@ -69,6 +69,10 @@ pub fn run(args: ParityArgs) -> Result<ExitCode> {
     if args.batch == 0 || args.seq_len == 0 {
         bail!("--batch and --seq-len must be at least 1");
     }
+    // The f64 reference's parameters and gradients (4 f32 copies' worth), the GPU side's f32
+    // ones, and the f64 reference's activations: refused here rather than aborted in allocation.
+    check_host_memory(&config, 6)?;
+    check_host_pass(&config, args.seq_len, args.batch, 8)?;
     let gpu = super::engine::open_gpu()?;
     let (params, batch) = random_problem(&config, args.seq_len, args.batch, args.seed);
     let options = PlanOptions {

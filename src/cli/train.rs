@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rnn_wgpu::checkpoint::{self, Checkpoint, LoadOverrides};
 use rnn_wgpu::init::{initialize, InitConfig, Scheme};
-use rnn_wgpu::internals::plan::MemoryPlan;
+use rnn_wgpu::internals::plan::{check_host_memory, check_host_pass, MemoryPlan};
 use rnn_wgpu::internals::plot::{training_chart, TrainPoint};
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind, Schedule};
 use rnn_wgpu::tasks::{
@@ -184,6 +184,12 @@ fn run_rank(args: TrainArgs, job: Option<&Job>) -> Result<()> {
     let start = starting_model(&args, &data.spec(), optimizer)?;
     let config = start.config;
     let gpu = open_device(&args, job, lead)?;
+    if gpu.is_none() {
+        // The CPU engine keeps a pass's activations in this machine's memory: one chunk's
+        // under truncated BPTT.
+        let steps = args.tbptt.map_or(data.seq_len(), |k| k.min(data.seq_len()));
+        check_host_pass(&config, steps, args.batch, 4)?;
+    }
     let mut engine = Engine::new(gpu.as_ref(), config, &start.params, optimizer)?;
     if let Some(job) = job {
         super::distributed::check_same_start(job, gpu.as_ref())?;
@@ -353,7 +359,7 @@ fn starting_model(
     }
     // Parameters, gradients, optimizer state, and the CPU engine's copy.
     let copies = 3 + optimizer.kind.state_names().len();
-    rnn_wgpu::internals::plan::check_host_memory(&config, copies)?;
+    check_host_memory(&config, copies)?;
     let Some(path) = &args.load else {
         let init = InitConfig {
             scheme: args.init.unwrap_or(Scheme::PyTorch),
