@@ -21,64 +21,108 @@ pub fn sample_text(
     temperature: f32,
     rng: &mut impl Rng,
 ) -> Result<Vec<u8>, Error> {
-    let classes = vocabulary.len();
-    if config.input_size != classes || config.output_size != classes {
-        return Err(Error::Config(format!(
-            "the model takes {} inputs and gives {} outputs, but the vocabulary has {classes} symbols",
-            config.input_size, config.output_size
-        )));
+    Sampler::primed(config, params, vocabulary, prime, temperature, rng)?
+        .take(length)
+        .collect()
+}
+
+/// Draws bytes one at a time, each fed back as the next input, for as long as it is asked:
+/// `sample` streams them to the terminal as they come.
+pub struct Sampler<'a, R: Rng> {
+    /// The model at T = 1, so the head scores that step under either readout.
+    config: ModelConfig,
+    params: &'a Params<f32>,
+    vocabulary: &'a Vocabulary,
+    temperature: f32,
+    rng: &'a mut R,
+    /// Every layer's state, [L, H] for a batch of one.
+    h: Array2<f32>,
+    c: Option<Array2<f32>>,
+    /// The last step's logits, which the next byte is drawn from.
+    logits: Vec<f32>,
+}
+
+impl<'a, R: Rng> Sampler<'a, R> {
+    /// Checks the model and options, then feeds `prime` through the model.
+    pub fn primed(
+        config: &ModelConfig,
+        params: &'a Params<f32>,
+        vocabulary: &'a Vocabulary,
+        prime: &[u8],
+        temperature: f32,
+        rng: &'a mut R,
+    ) -> Result<Self, Error> {
+        let classes = vocabulary.len();
+        if config.input_size != classes || config.output_size != classes {
+            return Err(Error::Config(format!(
+                "the model takes {} inputs and gives {} outputs, but the vocabulary has {classes} symbols",
+                config.input_size, config.output_size
+            )));
+        }
+        if !(temperature.is_finite() && temperature > 0.0) {
+            return Err(Error::Value(format!(
+                "--temperature must be > 0, got {temperature}"
+            )));
+        }
+        if prime.is_empty() {
+            return Err(Error::Value(
+                "--prime must hold at least one character".into(),
+            ));
+        }
+        if config.bidirectional {
+            return Err(Error::Config(
+                "a bidirectional model reads each sequence from its end too, so it cannot \
+                 generate text one character at a time"
+                    .into(),
+            ));
+        }
+        let states = (config.layers, config.hidden_size);
+        let mut sampler = Sampler {
+            config: ModelConfig {
+                readout: Readout::Last,
+                ..*config
+            },
+            params,
+            vocabulary,
+            temperature,
+            rng,
+            h: Array2::zeros(states),
+            c: (config.cell == Cell::Lstm).then(|| Array2::zeros(states)),
+            logits: Vec::new(),
+        };
+        for class in vocabulary.encode(prime)? {
+            sampler.step(class)?;
+        }
+        Ok(sampler)
     }
-    if !(temperature.is_finite() && temperature > 0.0) {
-        return Err(Error::Value(format!(
-            "--temperature must be > 0, got {temperature}"
-        )));
-    }
-    if prime.is_empty() {
-        return Err(Error::Value(
-            "--prime must hold at least one character".into(),
-        ));
-    }
-    if config.bidirectional {
-        return Err(Error::Config(
-            "a bidirectional model reads each sequence from its end too, so it cannot generate \
-             text one character at a time"
-                .into(),
-        ));
-    }
-    // One step at a time: T = 1, so the head scores that step under either readout.
-    let step_config = ModelConfig {
-        readout: Readout::Last,
-        ..*config
-    };
-    // Every layer's state, [L, H] for a batch of one.
-    let states = (config.layers, config.hidden_size);
-    let mut h = Array2::<f32>::zeros(states);
-    let mut c = (config.cell == Cell::Lstm).then(|| Array2::<f32>::zeros(states));
-    let mut logits = Vec::new();
-    let step = |class: u32, h: &mut Array2<f32>, c: &mut Option<Array2<f32>>| {
-        let mut x = Array3::<f32>::zeros((1, 1, classes));
+
+    /// Feeds `class` in: the state moves on a step and the logits are the head's on it.
+    fn step(&mut self, class: u32) -> Result<(), Error> {
+        let mut x = Array3::<f32>::zeros((1, 1, self.vocabulary.len()));
         x[[0, 0, class as usize]] = 1.0;
         let batch = Batch {
             x,
-            h0: Some(h.clone()),
-            c0: c.clone(),
+            h0: Some(self.h.clone()),
+            c0: self.c.clone(),
             targets: Targets::Classes(vec![0]),
             lengths: None,
         };
-        let fwd = cpu::forward(&step_config, params, &batch)?;
-        (*h, *c) = fwd.final_states();
-        Ok::<Vec<f32>, Error>(fwd.outputs.row(0).to_vec())
-    };
-    for class in vocabulary.encode(prime)? {
-        logits = step(class, &mut h, &mut c)?;
+        let fwd = cpu::forward(&self.config, self.params, &batch)?;
+        (self.h, self.c) = fwd.final_states();
+        self.logits = fwd.outputs.row(0).to_vec();
+        Ok(())
     }
-    let mut drawn = Vec::with_capacity(length);
-    for _ in 0..length {
-        let class = draw(&logits, temperature, rng);
-        drawn.push(class);
-        logits = step(class, &mut h, &mut c)?;
+}
+
+impl<R: Rng> Iterator for Sampler<'_, R> {
+    type Item = Result<u8, Error>;
+
+    /// The next byte, drawn from `softmax(logits / temperature)` and fed back.
+    fn next(&mut self) -> Option<Self::Item> {
+        let class = draw(&self.logits, self.temperature, self.rng);
+        let byte = self.vocabulary.decode(&[class]).map(|bytes| bytes[0]);
+        Some(self.step(class).and(byte))
     }
-    vocabulary.decode(&drawn)
 }
 
 /// A class from `softmax(logits / temperature)`.

@@ -208,6 +208,74 @@ fn sampling_is_seeded_and_stays_in_the_vocabulary() {
     assert!(err.to_string().contains('x'), "{err}");
 }
 
+/// `sample` streams each byte as it is drawn: a sample far too long to hold shows its start
+/// at once, and a reader that stops reading (`| head`) ends it with a clean exit.
+#[cfg(unix)]
+#[test]
+fn sample_streams_and_ends_quietly_when_the_reader_stops() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let dir = TempDir::new("sample-stream");
+    std::fs::write(
+        dir.join("text.txt"),
+        b"abracadabra, said the bat. ".repeat(8),
+    )
+    .unwrap();
+    let trained = Command::new(env!("CARGO_BIN_EXE_rnn-wgpu"))
+        .current_dir(dir.path())
+        .args([
+            "train", "--device", "cpu", "--task", "text", "--text", "text.txt",
+        ])
+        .args([
+            "--seq-len",
+            "8",
+            "--hidden",
+            "6",
+            "--batch",
+            "4",
+            "--steps",
+            "2",
+        ])
+        .args(["--save", "model.safetensors"])
+        .output()
+        .unwrap();
+    assert!(trained.status.success(), "{trained:?}");
+    // 10^11 bytes: 100 GB held whole, hours to draw.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rnn-wgpu"))
+        .current_dir(dir.path())
+        .args(["sample", "--model", "model.safetensors", "--prime", "abra"])
+        .args(["--length", "100000000000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut start = [0u8; 64];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut start)
+        .unwrap();
+    assert!(
+        start.starts_with(b"abra"),
+        "{:?}",
+        String::from_utf8_lossy(&start)
+    );
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Ctrl-C (SIGINT) during `train` stops after the current step, saves a final checkpoint and
 /// exits normally.
 #[cfg(unix)]

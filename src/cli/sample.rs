@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rnn_wgpu::checkpoint::{self, LoadOverrides};
-use rnn_wgpu::internals::sample::sample_text;
+use rnn_wgpu::internals::sample::Sampler;
 use rnn_wgpu::tasks::Vocabulary;
 use std::io::Write;
 use std::path::PathBuf;
@@ -47,18 +47,30 @@ pub fn run(args: SampleArgs) -> Result<()> {
         })?;
     let vocabulary = Vocabulary::from_symbols(&bytes)?;
     let mut rng = StdRng::seed_from_u64(args.seed);
-    let text = sample_text(
+    let sampler = Sampler::primed(
         &model.config,
         &model.params,
         &vocabulary,
         args.prime.as_bytes(),
-        args.length,
         args.temperature,
         &mut rng,
     )?;
+    // Each byte as it is drawn: a long sample shows as it grows and is never held whole. A
+    // reader that has had enough (`| head`) ends the sample quietly, as it would `cat`.
     let mut out = std::io::stdout().lock();
-    out.write_all(args.prime.as_bytes())?;
-    out.write_all(&text)?;
-    out.write_all(b"\n")?;
+    let mut emit = |bytes: &[u8]| match out.write_all(bytes) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e),
+    };
+    if !emit(args.prime.as_bytes())? {
+        return Ok(());
+    }
+    for byte in sampler.take(args.length) {
+        if !emit(&[byte?])? {
+            return Ok(());
+        }
+    }
+    emit(b"\n")?;
     Ok(())
 }
