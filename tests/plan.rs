@@ -3,7 +3,7 @@
 
 use rnn_wgpu::internals::plan::{self, parse_bytes, segment_ranges, MemoryLimits, Recompute};
 use rnn_wgpu::Precision;
-use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
+use rnn_wgpu::{Activation, Cell, Error, Loss, ModelConfig, Readout};
 use std::process::Command;
 
 const MIB: u64 = 1 << 20;
@@ -21,6 +21,17 @@ fn lstm(hidden: usize) -> ModelConfig {
         bidirectional: false,
         dropout: 0.0,
     }
+}
+
+/// The plan at f32 storage for a model with no optimizer state.
+fn plan_f32(
+    config: &ModelConfig,
+    seq_len: usize,
+    batch: usize,
+    recompute: Recompute,
+    limits: MemoryLimits,
+) -> Result<plan::MemoryPlan, Error> {
+    plan::plan(config, seq_len, batch, 0, recompute, Precision::F32, limits)
 }
 
 fn limits(max_binding: u64, budget: Option<u64>) -> MemoryLimits {
@@ -72,54 +83,26 @@ fn segments_cover_the_sequence_once() {
 fn the_binding_limit_sets_the_segment_length() {
     let config = lstm(128);
     // One step of gates is B * 4H * 4 bytes = 64 * 512 * 4 = 128 KiB; 128 MiB holds 1024 steps.
-    let p = plan::plan(
-        &config,
-        10_000,
-        64,
-        0,
-        Recompute::Off,
-        Precision::F32,
-        limits(128 * MIB, None),
-    )
-    .unwrap();
+    let p = plan_f32(&config, 10_000, 64, Recompute::Off, limits(128 * MIB, None)).unwrap();
     assert_eq!((p.segment_len, p.segments, p.recompute), (1024, 10, false));
     assert!(p.largest_binding() <= 128 * MIB);
     // Everything fits one binding: one segment.
-    let p = plan::plan(
-        &config,
-        100,
-        64,
-        0,
-        Recompute::Off,
-        Precision::F32,
-        limits(128 * MIB, None),
-    )
-    .unwrap();
+    let p = plan_f32(&config, 100, 64, Recompute::Off, limits(128 * MIB, None)).unwrap();
     assert_eq!((p.segment_len, p.segments), (100, 1));
     // Not even one step fits: refused, naming the tensor and what to change.
-    let e = plan::plan(
-        &config,
-        100,
-        64,
-        0,
-        Recompute::Off,
-        Precision::F32,
-        limits(64 * 1024, None),
-    )
-    .unwrap_err()
-    .to_string();
+    let e = plan_f32(&config, 100, 64, Recompute::Off, limits(64 * 1024, None))
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("single time step") && e.contains("use a smaller --batch or --hidden"),
         "{e}"
     );
     // A tensor that grows with T alone (one norm per step) names --seq-len only.
-    let e = plan::plan(
+    let e = plan_f32(
         &lstm(1),
         100_000,
         1,
-        0,
         Recompute::Off,
-        Precision::F32,
         limits(64 * 1024, None),
     )
     .unwrap_err()
@@ -129,13 +112,11 @@ fn the_binding_limit_sets_the_segment_length() {
         "{e}"
     );
     // A recompute segment longer than a binding allows is refused with the longest that fits.
-    let e = plan::plan(
+    let e = plan_f32(
         &config,
         10_000,
         64,
-        0,
         Recompute::Every(2000),
-        Precision::F32,
         limits(128 * MIB, None),
     )
     .unwrap_err()
@@ -150,17 +131,9 @@ fn the_binding_limit_sets_the_segment_length() {
 fn recomputation_memory_grows_like_the_square_root_of_t() {
     let config = lstm(128);
     let total = |t: usize, recompute| {
-        plan::plan(
-            &config,
-            t,
-            64,
-            0,
-            recompute,
-            Precision::F32,
-            limits(128 * MIB, None),
-        )
-        .unwrap()
-        .total_bytes() as f64
+        plan_f32(&config, t, 64, recompute, limits(128 * MIB, None))
+            .unwrap()
+            .total_bytes() as f64
     };
     // Without recomputation: linear in T.
     let ratio = total(10_000, Recompute::Off) / total(1_000, Recompute::Off);
@@ -178,39 +151,26 @@ fn recomputation_memory_grows_like_the_square_root_of_t() {
 fn auto_recomputes_only_when_the_budget_needs_it() {
     let config = lstm(128);
     let plan_with = |budget| {
-        plan::plan(
+        plan_f32(
             &config,
             2_000,
             64,
-            0,
             Recompute::Auto,
-            Precision::F32,
             limits(128 * MIB, Some(budget)),
         )
     };
-    let off = plan::plan(
-        &config,
-        2_000,
-        64,
-        0,
-        Recompute::Off,
-        Precision::F32,
-        limits(128 * MIB, None),
-    )
-    .unwrap();
+    let off = plan_f32(&config, 2_000, 64, Recompute::Off, limits(128 * MIB, None)).unwrap();
     let roomy = plan_with(off.total_bytes()).unwrap();
     assert!(!roomy.recompute, "{}", roomy.describe());
     let tight = plan_with(off.total_bytes() / 4).unwrap();
     assert!(tight.recompute, "{}", tight.describe());
     assert!(tight.total_bytes() <= off.total_bytes() / 4);
     // The longest segments that fit: one step longer would not.
-    let longer = plan::plan(
+    let longer = plan_f32(
         &config,
         2_000,
         64,
-        0,
         Recompute::Every(tight.segment_len + 1),
-        Precision::F32,
         limits(128 * MIB, None),
     )
     .unwrap();
