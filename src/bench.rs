@@ -10,7 +10,9 @@ use crate::internals::gpu::{
     Gpu, GpuModel, PersistentSlices, Phase, PhaseTimes, Recurrence, Request, StepKernel, StepShape,
     StepShapes, StepTile,
 };
-use crate::internals::plan::{MemoryPlan, PlanOptions};
+use crate::internals::plan::{
+    check_host_memory, check_host_pass, HostPass, MemoryPlan, PlanOptions,
+};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use crate::params::Params;
 use crate::precision::Precision;
@@ -277,9 +279,11 @@ pub fn bench_shape(
     // Refused before the problem is allocated: parameters, gradients and the engine's copy,
     // and on the CPU engine a pass's activations.
     let config = shape.config(arch);
-    crate::internals::plan::check_host_memory(&config, 3)?;
+    check_host_memory(&config, 3)?;
     if gpu.is_none() {
-        crate::internals::plan::check_host_pass(&config, shape.seq_len, shape.batch, 4)?;
+        const FIX: &str = "use a smaller shape";
+        let rows = (shape.seq_len, shape.batch);
+        check_host_pass(&config, rows, HostPass::ForwardBackward, 4, FIX)?;
     }
     let (config, params, batch) = shape.problem(arch);
     let recurrence = gpu

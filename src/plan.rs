@@ -276,15 +276,27 @@ pub fn check_host_memory(config: &ModelConfig, copies: usize) -> Result<(), Erro
     Ok(())
 }
 
+/// What a pass on the host keeps: a forward pass's activations (`predict`), or also the
+/// backward pass's gradients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostPass {
+    /// Inputs, states, gates and outputs.
+    Forward,
+    /// Those and every gradient of the backward pass.
+    ForwardBackward,
+}
+
 /// Refuses a pass over `(seq_len, batch)` whose activations, `element_bytes` each (4 for the
 /// CPU engine, 8 for its f64 reference), cannot fit this machine's memory, naming the largest,
 /// before allocating them fails with an abort instead of a message. They are counted as the
 /// GPU's plan lays them out with every step kept, which is about what the CPU engine keeps.
+/// `fix` ends the message: what the caller's user can change.
 pub fn check_host_pass(
     config: &ModelConfig,
-    seq_len: usize,
-    batch: usize,
+    (seq_len, batch): (usize, usize),
+    pass: HostPass,
     element_bytes: u64,
+    fix: &str,
 ) -> Result<(), Error> {
     let Some(total) = system_memory() else {
         return Ok(());
@@ -300,8 +312,7 @@ pub fn check_host_pass(
         });
         Err(Error::Config(format!(
             "T={seq_len} B={batch}: one pass keeps at least {} of activations in this \
-             machine's memory{largest}, more than its {}; use a smaller --batch, --seq-len or \
-             --hidden",
+             machine's memory{largest}, more than its {}; {fix}",
             human_bytes(needed),
             human_bytes(total)
         )))
@@ -316,9 +327,13 @@ pub fn check_host_pass(
     let f32 = Precision::F32;
     let buffers = WorkspaceBuffers::new(config, (seq_len, batch), one_segment, false, f32);
     let bytes = |t: &&Term| t.bytes() / 4 * element_bytes;
-    let needed: u64 = buffers.all().iter().map(bytes).sum();
+    let terms = match pass {
+        HostPass::Forward => buffers.forward().to_vec(),
+        HostPass::ForwardBackward => buffers.all().to_vec(),
+    };
+    let needed: u64 = terms.iter().map(bytes).sum();
     match needed > total {
-        true => refuse(needed, buffers.all().into_iter().max_by_key(bytes)),
+        true => refuse(needed, terms.into_iter().max_by_key(bytes)),
         false => Ok(()),
     }
 }
@@ -603,6 +618,24 @@ impl WorkspaceBuffers {
             loss: term("loss", "[1]".to_string(), 1, 1),
             loss_parts: term("loss parts", format!("[{scored}]"), scored, 1),
         }
+    }
+
+    /// The terms a forward pass alone writes (inputs, states, gates, outputs), in the order of
+    /// the plan's table.
+    pub fn forward(&self) -> [&Term; 11] {
+        [
+            &self.x,
+            &self.upper_x,
+            &self.reversed_x,
+            &self.hs,
+            &self.cs,
+            &self.gates,
+            &self.hh,
+            &self.outputs,
+            &self.targets,
+            &self.final_h,
+            &self.final_c,
+        ]
     }
 
     /// Every term, in the order of the plan's table.

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use rnn_wgpu::checkpoint::{self, Checkpoint, LoadOverrides};
-use rnn_wgpu::internals::plan::{check_host_pass, PlanOptions};
+use rnn_wgpu::internals::plan::{check_host_pass, HostPass, PlanOptions};
 use rnn_wgpu::optim;
 use rnn_wgpu::tasks::npy::load_batch;
 use rnn_wgpu::{cpu, internals::non_finite, Activation, Cell, Params};
@@ -147,7 +147,9 @@ fn gpu_gradients(args: &GradArgs, model: &Checkpoint, batch: &Batch<f32>) -> Res
 
 fn cpu_gradients(args: &GradArgs, model: &Checkpoint, batch: &Batch<f32>) -> Result<Gradients> {
     let (config, params) = (&model.config, &model.params);
-    check_host_pass(config, batch.seq_len(), batch.batch_size(), 4)?;
+    const FIX: &str = "split --input into smaller batches, or use --device gpu";
+    let rows = (batch.seq_len(), batch.batch_size());
+    check_host_pass(config, rows, HostPass::ForwardBackward, 4, FIX)?;
     let fwd = cpu::forward_in(config, params, batch, None, args.precision)?;
     if args.device != Device::Auto {
         println!("device: {}", cpu::engine_name(args.precision));

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use rnn_wgpu::internals::parity::{random_problem, run_parity_with, tolerance};
-use rnn_wgpu::internals::plan::{check_host_memory, check_host_pass, PlanOptions};
+use rnn_wgpu::internals::plan::{check_host_memory, check_host_pass, HostPass, PlanOptions};
 use rnn_wgpu::Precision;
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
 use std::process::ExitCode;
@@ -71,8 +71,10 @@ pub fn run(args: ParityArgs) -> Result<ExitCode> {
     }
     // The f64 reference's parameters and gradients (4 f32 copies' worth), the GPU side's f32
     // ones, and the f64 reference's activations: refused here rather than aborted in allocation.
+    const FIX: &str = "use a smaller --batch, --seq-len or --hidden";
     check_host_memory(&config, 6)?;
-    check_host_pass(&config, args.seq_len, args.batch, 8)?;
+    let rows = (args.seq_len, args.batch);
+    check_host_pass(&config, rows, HostPass::ForwardBackward, 8, FIX)?;
     let gpu = super::engine::open_gpu()?;
     let (params, batch) = random_problem(&config, args.seq_len, args.batch, args.seed);
     let options = PlanOptions {

@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use ndarray::Array2;
 use ndarray_npy::WriteNpyExt;
 use rnn_wgpu::checkpoint::{self, LoadOverrides};
+use rnn_wgpu::internals::plan::{check_host_pass, HostPass};
 use rnn_wgpu::tasks::npy;
 use rnn_wgpu::{cpu, Batch, Loss, Readout, Targets};
 use std::path::PathBuf;
@@ -53,6 +54,8 @@ pub fn run(args: PredictArgs) -> Result<()> {
             )?)
         }
     };
+    const FIX: &str = "split --input into smaller batches";
+    check_host_pass(&config, (t, b), HostPass::Forward, 4, FIX)?;
     let rows = config.scored_rows(t, b);
     let targets = match config.loss {
         Loss::Mse => Targets::Values(Array2::zeros((rows, config.output_size))),

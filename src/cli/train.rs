@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rnn_wgpu::checkpoint::{self, Checkpoint, LoadOverrides};
 use rnn_wgpu::init::{initialize, InitConfig, Scheme};
-use rnn_wgpu::internals::plan::{check_host_memory, check_host_pass, MemoryPlan};
+use rnn_wgpu::internals::plan::{check_host_memory, check_host_pass, HostPass, MemoryPlan};
 use rnn_wgpu::internals::plot::{training_chart, TrainPoint};
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind, Schedule};
 use rnn_wgpu::tasks::{
@@ -187,8 +187,15 @@ fn run_rank(args: TrainArgs, job: Option<&Job>) -> Result<()> {
     if gpu.is_none() {
         // The CPU engine keeps a pass's activations in this machine's memory: one chunk's
         // under truncated BPTT.
+        const FIX: &str = "use a smaller --batch, --seq-len (or --tbptt) or --hidden";
         let steps = args.tbptt.map_or(data.seq_len(), |k| k.min(data.seq_len()));
-        check_host_pass(&config, steps, args.batch, 4)?;
+        check_host_pass(
+            &config,
+            (steps, args.batch),
+            HostPass::ForwardBackward,
+            4,
+            FIX,
+        )?;
     }
     let mut engine = Engine::new(gpu.as_ref(), config, &start.params, optimizer)?;
     if let Some(job) = job {
