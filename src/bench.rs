@@ -573,7 +573,7 @@ pub fn tune_recurrence(
     rounds: usize,
 ) -> Result<TunedRecurrence, Error> {
     let (config, _, _) = shape.problem(arch);
-    let key = (config.cell, config.hidden_size, shape.batch);
+    let key = RecurrenceShape::of(&config, shape.batch);
     gpu.forget_recurrence_choice(key);
     let rule = Recurrence::Auto.resolve(gpu, &config, shape.batch)?;
     let left_out = persistent_left_out(gpu, arch, shape, plan_options)?;
@@ -645,7 +645,7 @@ pub fn tune_steps(
         return Ok(None);
     }
     let (config, _, _) = shape.problem(arch);
-    let key = (config.cell, config.hidden_size, shape.batch);
+    let key = RecurrenceShape::of(&config, shape.batch);
     gpu.set_step_choice(key, StepKernel::MatrixUnits);
     let check = checked_step(gpu, arch, shape, plan_options, &[Recurrence::Steps])?;
     let left_out = (check.steps).map(|why| format!("disagrees with the CPU reference {why}"));
@@ -727,7 +727,7 @@ pub fn tune_step_split(
     rounds: usize,
 ) -> Result<Option<TunedSplit>, Error> {
     let (config, _, _) = shape.problem(arch);
-    let key = (config.cell, config.hidden_size, shape.batch);
+    let key = RecurrenceShape::of(&config, shape.batch);
     let rows = (shape.batch, plan_options.precision);
     gpu.forget_step_split(key);
     let rule = match StepShapes::resolve(gpu, &gpu.policy(), &config, rows)?.forward {

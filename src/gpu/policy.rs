@@ -5,7 +5,7 @@
 //! (`Recorder::policy`), so every choice in a pass comes from the same table.
 
 use super::tiles::{GemmKernel, StepTile};
-use crate::config::{text_enum, Cell};
+use crate::config::{text_enum, Cell, ModelConfig};
 use crate::error::Error;
 use crate::precision::Precision;
 use std::collections::HashMap;
@@ -47,7 +47,31 @@ impl Product {
 
 /// A recurrence as tuned: the cell, its hidden size and the batch (what a step's cost depends
 /// on; the input projection and the weight gradients run the same either way).
-pub type RecurrenceShape = (Cell, usize, usize);
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RecurrenceShape {
+    /// The cell type.
+    pub cell: Cell,
+    /// H.
+    pub hidden: usize,
+    /// B: the rows each step runs.
+    pub batch: usize,
+}
+
+impl RecurrenceShape {
+    /// The shape of a `cell` of `hidden` units over `batch` rows.
+    pub fn new(cell: Cell, hidden: usize, batch: usize) -> Self {
+        RecurrenceShape {
+            cell,
+            hidden,
+            batch,
+        }
+    }
+
+    /// `config`'s recurrence over `batch` rows.
+    pub fn of(config: &ModelConfig, batch: usize) -> Self {
+        Self::new(config.cell, config.hidden_size, batch)
+    }
+}
 
 /// How the recurrence is recorded (`GpuModel::recurrence`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //! (shaders/persistent.wgsl).
 
 use super::context::Gpu;
-use super::policy::{KernelPolicy, Recurrence, StepKernel};
+use super::policy::{KernelPolicy, Recurrence, RecurrenceShape, StepKernel};
 use super::tiles::{KSplit, StepShape, StepSite, StepTile};
 use crate::config::{Cell, ModelConfig};
 use crate::error::Error;
@@ -48,9 +48,7 @@ impl Recurrence {
             ))),
             Recurrence::Auto => {
                 // `rnn-wgpu tune` timed both ways for this model on this adapter
-                let tuned = gpu
-                    .policy()
-                    .recurrence((config.cell, config.hidden_size, batch));
+                let tuned = gpu.policy().recurrence(RecurrenceShape::of(config, batch));
                 if let Some(choice) = tuned.filter(|_| runs) {
                     return Ok(choice);
                 }
@@ -113,7 +111,7 @@ impl StepKernel {
         batch: usize,
         precision: Precision,
     ) -> StepKernel {
-        let tuned = policy.step_kernel((config.cell, config.hidden_size, batch));
+        let tuned = policy.step_kernel(RecurrenceShape::of(config, batch));
         let wanted = policy.step_tile().is_none() && tuned != Some(StepKernel::Tiled);
         if wanted && precision == Precision::F16 && gpu.matrix_units().is_ok() {
             StepKernel::MatrixUnits
@@ -177,7 +175,7 @@ fn step_tile(
     staged: usize,
 ) -> Result<StepTile, Error> {
     let storage = gpu.limits.max_compute_workgroup_storage_size;
-    let split = match policy.step_split((config.cell, config.hidden_size, batch)) {
+    let split = match policy.step_split(RecurrenceShape::of(config, batch)) {
         Some(layers) => KSplit::Layers(layers),
         None if gpu.info.device_type == wgpu::DeviceType::Cpu => KSplit::Whole,
         None => KSplit::Fill,

@@ -428,7 +428,12 @@ pub fn split_key(shape: RecurrenceShape) -> String {
     shape_key("step split", shape)
 }
 
-fn shape_key(what: &str, (cell, hidden, batch): RecurrenceShape) -> String {
+fn shape_key(what: &str, shape: RecurrenceShape) -> String {
+    let RecurrenceShape {
+        cell,
+        hidden,
+        batch,
+    } = shape;
     format!("{what} {cell} h={hidden} b={batch}")
 }
 
@@ -437,7 +442,7 @@ fn parse_shape_key(what: &str, key: &str) -> Option<RecurrenceShape> {
     let rest = key.strip_prefix(what)?.strip_prefix(' ')?;
     let words: Vec<&str> = rest.split(' ').collect();
     match words.as_slice() {
-        &[cell, hidden, batch] => Some((
+        &[cell, hidden, batch] => Some(RecurrenceShape::new(
             cell.parse().ok()?,
             hidden.strip_prefix("h=")?.parse().ok()?,
             batch.strip_prefix("b=")?.parse().ok()?,

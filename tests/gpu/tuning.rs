@@ -13,7 +13,7 @@ use rnn_wgpu::internals::bench::{
     bench_shape, tune_recurrence, tune_step_split, tune_steps, Arch, Shape,
 };
 use rnn_wgpu::internals::gpu::gemm::{matmul_using, GemmKernel, Placement};
-use rnn_wgpu::internals::gpu::tuning::{self, Check, Product, Tuning};
+use rnn_wgpu::internals::gpu::tuning::{self, Check, Product, RecurrenceShape, Tuning};
 use rnn_wgpu::internals::gpu::{Kernel, MatrixUnits, Recurrence, StepKernel, StepShape};
 use rnn_wgpu::internals::plan::PlanOptions;
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
@@ -269,21 +269,30 @@ fn the_cache_keeps_other_adapters_and_refuses_what_it_cannot_trust() {
             (half, candidates(half)[1]),
         ],
         recurrences: vec![
-            ((Cell::Gru, 36, 1), Recurrence::Persistent),
-            ((Cell::Lstm, 512, 64), Recurrence::Steps),
+            (
+                RecurrenceShape::new(Cell::Gru, 36, 1),
+                Recurrence::Persistent,
+            ),
+            (RecurrenceShape::new(Cell::Lstm, 512, 64), Recurrence::Steps),
         ],
         steps: vec![
-            ((Cell::Gru, 17, 33), StepKernel::Tiled),
-            ((Cell::Lstm, 512, 256), StepKernel::MatrixUnits),
+            (RecurrenceShape::new(Cell::Gru, 17, 33), StepKernel::Tiled),
+            (
+                RecurrenceShape::new(Cell::Lstm, 512, 256),
+                StepKernel::MatrixUnits,
+            ),
         ],
-        splits: vec![((Cell::Rnn, 65, 3), 1), ((Cell::Lstm, 512, 256), 4)],
+        splits: vec![
+            (RecurrenceShape::new(Cell::Rnn, 65, 3), 1),
+            (RecurrenceShape::new(Cell::Lstm, 512, 256), 4),
+        ],
     };
     tuning::write_tuning(&gpu, &path, &tuned).unwrap();
     let mut read = tuning::read_tuning(&gpu, &path).unwrap();
     read.products.sort_by_key(|(p, _)| *p);
-    read.recurrences.sort_by_key(|((_, h, _), _)| *h);
-    read.steps.sort_by_key(|((_, h, _), _)| *h);
-    read.splits.sort_by_key(|((_, h, _), _)| *h);
+    read.recurrences.sort_by_key(|(shape, _)| shape.hidden);
+    read.steps.sort_by_key(|(shape, _)| shape.hidden);
+    read.splits.sort_by_key(|(shape, _)| shape.hidden);
     assert_eq!(read, tuned);
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(
@@ -362,7 +371,7 @@ fn tuning_the_step_kernels_times_both_and_the_choice_is_what_runs() {
     let tuned = tune_steps(&gpu, arch, shape, half, 1).unwrap().unwrap();
     assert_eq!(tuned.units_left_out, None);
     assert!(tuned.units_ms > 0.0 && tuned.tiled_ms > 0.0);
-    let key = (Cell::Lstm, 33, 17);
+    let key = RecurrenceShape::new(Cell::Lstm, 33, 17);
     assert_eq!(tuned.shape, key);
     assert_eq!(gpu.policy().step_kernel(key), Some(tuned.choice));
     let full = whole_sequence(Precision::F32);
@@ -413,7 +422,7 @@ fn tuning_the_steps_split_of_k_times_each_and_the_choice_is_what_runs() {
     let arch = one_layer(Cell::Gru);
     let full = whole_sequence(Precision::F32);
     let shape: Shape = "9,5,3,65".parse().unwrap();
-    let key = (Cell::Gru, 65, 9);
+    let key = RecurrenceShape::new(Cell::Gru, 65, 9);
     let tuned = tune_step_split(&gpu, arch, shape, full, 1)
         .unwrap()
         .unwrap();
@@ -485,17 +494,26 @@ fn a_tuned_recurrence_is_what_auto_resolves_to() {
     // the rule: persistent for few FMAs per step, steps for many
     let (small, large) = (resolve(3, 1), resolve(32, 256));
     assert_eq!((small, large), (Recurrence::Persistent, Recurrence::Steps));
-    gpu.set_recurrence_choice((Cell::Lstm, 3, 1), Recurrence::Steps);
-    gpu.set_recurrence_choice((Cell::Lstm, 32, 256), Recurrence::Persistent);
+    gpu.set_recurrence_choice(RecurrenceShape::new(Cell::Lstm, 3, 1), Recurrence::Steps);
+    gpu.set_recurrence_choice(
+        RecurrenceShape::new(Cell::Lstm, 32, 256),
+        Recurrence::Persistent,
+    );
     // At H = 33 W_hh is past the kernels' cache: the rule keeps steps, a tuned choice is taken
     assert_eq!(resolve(33, 1), Recurrence::Steps);
-    gpu.set_recurrence_choice((Cell::Lstm, 33, 1), Recurrence::Persistent);
+    gpu.set_recurrence_choice(
+        RecurrenceShape::new(Cell::Lstm, 33, 1),
+        Recurrence::Persistent,
+    );
     assert_eq!(resolve(3, 1), Recurrence::Steps);
     assert_eq!(resolve(32, 256), Recurrence::Persistent);
     assert_eq!(resolve(33, 1), Recurrence::Persistent);
     // At H = 2000 one persistent step is past llvmpipe's loop limit even at one row: there a
     // choice of it is not taken, and asking for it is an error that says why.
-    gpu.set_recurrence_choice((Cell::Lstm, 2000, 1), Recurrence::Persistent);
+    gpu.set_recurrence_choice(
+        RecurrenceShape::new(Cell::Lstm, 2000, 1),
+        Recurrence::Persistent,
+    );
     let forced = Recurrence::Persistent.resolve(&gpu, &config(2000), 1);
     if gpu.loop_limit().is_some() {
         assert_eq!(resolve(2000, 1), Recurrence::Steps);
@@ -511,11 +529,14 @@ fn a_tuned_recurrence_is_what_auto_resolves_to() {
     // At B = 4096 the rule says steps (512 slices of 8 rows), and a tuned persistent is taken:
     // an invocation loops over its slice's rows only, so even llvmpipe's loop limit allows it.
     assert_eq!(resolve(32, 4096), Recurrence::Steps);
-    gpu.set_recurrence_choice((Cell::Lstm, 32, 4096), Recurrence::Persistent);
+    gpu.set_recurrence_choice(
+        RecurrenceShape::new(Cell::Lstm, 32, 4096),
+        Recurrence::Persistent,
+    );
     assert_eq!(resolve(32, 4096), Recurrence::Persistent);
     // other batches and cells keep the rule
     assert_eq!(resolve(3, 2), Recurrence::Persistent);
-    gpu.forget_recurrence_choice((Cell::Lstm, 3, 1));
+    gpu.forget_recurrence_choice(RecurrenceShape::new(Cell::Lstm, 3, 1));
     assert_eq!(resolve(3, 1), Recurrence::Persistent);
 }
 
