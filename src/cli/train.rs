@@ -183,20 +183,7 @@ fn run_rank(args: TrainArgs, job: Option<&Job>) -> Result<()> {
     let optimizer = optimizer_config(&args)?;
     let start = starting_model(&args, &data.spec(), optimizer)?;
     let config = start.config;
-    let gpu = open_device(&args, job, lead)?;
-    if gpu.is_none() {
-        // The CPU engine keeps a pass's activations in this machine's memory: one chunk's
-        // under truncated BPTT.
-        const FIX: &str = "use a smaller --batch, --seq-len (or --tbptt) or --hidden";
-        let steps = args.tbptt.map_or(data.seq_len(), |k| k.min(data.seq_len()));
-        check_host_pass(
-            &config,
-            (steps, args.batch),
-            HostPass::ForwardBackward,
-            4,
-            FIX,
-        )?;
-    }
+    let gpu = open_device(&args, job, lead, (&config, data.seq_len()))?;
     let mut engine = Engine::new(gpu.as_ref(), config, &start.params, optimizer)?;
     if let Some(job) = job {
         super::distributed::check_same_start(job, gpu.as_ref())?;
@@ -279,9 +266,14 @@ fn run_rank(args: TrainArgs, job: Option<&Job>) -> Result<()> {
 }
 
 /// The GPU to train on, or None for the CPU engine (whose threads then share the cores with
-/// the machine's other ranks). `--dry-run` plans GPU memory, so it wants a GPU whatever auto
-/// would pick.
-fn open_device(args: &TrainArgs, job: Option<&Job>, lead: bool) -> Result<Option<Gpu>> {
+/// the machine's other ranks), once `config`'s pass over `seq_len` steps is known to fit this
+/// machine's memory. `--dry-run` plans GPU memory, so it wants a GPU whatever auto would pick.
+fn open_device(
+    args: &TrainArgs,
+    job: Option<&Job>,
+    lead: bool,
+    (config, seq_len): (&ModelConfig, usize),
+) -> Result<Option<Gpu>> {
     let device = match (args.device, args.dry_run) {
         (Device::Auto, true) => Device::Gpu,
         (device, _) => super::engine::resolve_device_saying(
@@ -297,6 +289,12 @@ fn open_device(args: &TrainArgs, job: Option<&Job>, lead: bool) -> Result<Option
             job.map(|j| j.local_rank),
         )?));
     }
+    // The CPU engine keeps a pass's activations in this machine's memory: one chunk's under
+    // truncated BPTT.
+    const FIX: &str = "use a smaller --batch, --seq-len (or --tbptt) or --hidden";
+    let steps = args.tbptt.map_or(seq_len, |k| k.min(seq_len));
+    let pass = HostPass::ForwardBackward;
+    check_host_pass(config, (steps, args.batch), pass, 4, FIX)?;
     if let Some(job) = job {
         rnn_wgpu::cpu::parallel::share_cores(job.local_ranks);
     }
