@@ -287,7 +287,7 @@ pub fn bench_shape(
     }
     let (config, params, batch) = shape.problem(arch);
     let recurrence = gpu
-        .map(|gpu| recurrence.resolve(gpu, &config, shape.batch))
+        .map(|gpu| recurrence.resolve(gpu, &config, (shape.batch, plan_options.precision)))
         .transpose()?;
     let mut optimizer = OptimizerConfig::new(OptimizerKind::sgd());
     optimizer.lr = 1e-3;
@@ -482,7 +482,8 @@ fn persistent_left_out(
     plan_options: PlanOptions,
 ) -> Result<Option<String>, Error> {
     let (config, _, _) = shape.problem(arch);
-    if let Err(e) = Recurrence::Persistent.resolve(gpu, &config, shape.batch) {
+    let rows = (shape.batch, plan_options.precision);
+    if let Err(e) = Recurrence::Persistent.resolve(gpu, &config, rows) {
         return Ok(Some(e.to_string()));
     }
     let ways = [Recurrence::Steps, Recurrence::Persistent];
@@ -573,9 +574,10 @@ pub fn tune_recurrence(
     rounds: usize,
 ) -> Result<TunedRecurrence, Error> {
     let (config, _, _) = shape.problem(arch);
-    let key = RecurrenceShape::of(&config, shape.batch);
+    let rows = (shape.batch, plan_options.precision);
+    let key = RecurrenceShape::of(&config, rows);
     gpu.forget_recurrence_choice(key);
-    let rule = Recurrence::Auto.resolve(gpu, &config, shape.batch)?;
+    let rule = Recurrence::Auto.resolve(gpu, &config, rows)?;
     let left_out = persistent_left_out(gpu, arch, shape, plan_options)?;
     let ways: &[Recurrence] = match left_out {
         Some(_) => &[Recurrence::Steps],
@@ -645,7 +647,7 @@ pub fn tune_steps(
         return Ok(None);
     }
     let (config, _, _) = shape.problem(arch);
-    let key = RecurrenceShape::of(&config, shape.batch);
+    let key = RecurrenceShape::of(&config, (shape.batch, plan_options.precision));
     gpu.set_step_choice(key, StepKernel::MatrixUnits);
     let check = checked_step(gpu, arch, shape, plan_options, &[Recurrence::Steps])?;
     let left_out = (check.steps).map(|why| format!("disagrees with the CPU reference {why}"));
@@ -718,7 +720,7 @@ impl TunedSplit {
 /// `rounds` times interleaved (median of 3 steps after one warm-up each), after checking each
 /// split against the CPU reference (`checked_step`; K whole is the order every other tile
 /// sums in); keeps the rule's unless another is faster by `tuning::MARGIN`. The context keeps
-/// the choice. One choice per (cell, H, B), whatever the precision.
+/// the choice, for `shape` at `plan_options.precision`.
 pub fn tune_step_split(
     gpu: &Gpu,
     arch: Arch,
@@ -727,8 +729,8 @@ pub fn tune_step_split(
     rounds: usize,
 ) -> Result<Option<TunedSplit>, Error> {
     let (config, _, _) = shape.problem(arch);
-    let key = RecurrenceShape::of(&config, shape.batch);
     let rows = (shape.batch, plan_options.precision);
+    let key = RecurrenceShape::of(&config, rows);
     gpu.forget_step_split(key);
     let rule = match StepShapes::resolve(gpu, &gpu.policy(), &config, rows)?.forward {
         StepShape::Tile(tile) if gpu.policy().step_tile().is_none() => tile.k_split,

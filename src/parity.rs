@@ -205,7 +205,7 @@ pub fn run_parity_with(
 ) -> Result<ParityReport, Error> {
     let mut recurrences = vec![Recurrence::Steps];
     if Recurrence::Persistent
-        .resolve(gpu, config, batch.batch_size())
+        .resolve(gpu, config, (batch.batch_size(), options.precision))
         .is_ok()
     {
         recurrences.push(Recurrence::Persistent);

@@ -375,7 +375,7 @@ impl GpuModel {
             &self.dummy,
         )?;
         rec.set_phase(Phase::ForwardRecurrence);
-        if self.recurrence.resolve(gpu, config, b)? == Recurrence::Persistent {
+        if self.recurrence.resolve(gpu, config, (b, p))? == Recurrence::Persistent {
             return self.record_persistent(gpu, rec, ws, (c, k), Direction::Forward);
         }
         // gates[t] += h_{t-1} W_hh^T (GRU: hh[t] = h_{t-1} W_hh^T), then the cell
@@ -632,7 +632,8 @@ impl GpuModel {
         if k + 1 < ws.segments.len() {
             self.record_segment_border_backward(gpu, rec, ws, c, k)?;
         }
-        if self.recurrence.resolve(gpu, config, ws.batch)? == Recurrence::Persistent {
+        let rows = (ws.batch, ws.precision());
+        if self.recurrence.resolve(gpu, config, rows)? == Recurrence::Persistent {
             self.record_persistent(gpu, rec, ws, (c, k), Direction::Backward)?;
         } else {
             self.record_backward_steps(gpu, rec, ws, c, k)?;

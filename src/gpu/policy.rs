@@ -45,8 +45,9 @@ impl Product {
     }
 }
 
-/// A recurrence as tuned: the cell, its hidden size and the batch (what a step's cost depends
-/// on; the input projection and the weight gradients run the same either way).
+/// A recurrence as tuned: the cell, its hidden size, the batch and the storage precision (what
+/// a step's cost depends on; the input projection and the weight gradients run the same either
+/// way).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RecurrenceShape {
     /// The cell type.
@@ -55,21 +56,24 @@ pub struct RecurrenceShape {
     pub hidden: usize,
     /// B: the rows each step runs.
     pub batch: usize,
+    /// The activations' element type.
+    pub precision: Precision,
 }
 
 impl RecurrenceShape {
-    /// The shape of a `cell` of `hidden` units over `batch` rows.
-    pub fn new(cell: Cell, hidden: usize, batch: usize) -> Self {
+    /// The shape of a `cell` of `hidden` units over `batch` rows stored in `precision`.
+    pub fn new(cell: Cell, hidden: usize, (batch, precision): (usize, Precision)) -> Self {
         RecurrenceShape {
             cell,
             hidden,
             batch,
+            precision,
         }
     }
 
-    /// `config`'s recurrence over `batch` rows.
-    pub fn of(config: &ModelConfig, batch: usize) -> Self {
-        Self::new(config.cell, config.hidden_size, batch)
+    /// `config`'s recurrence over `batch` rows stored in `precision`.
+    pub fn of(config: &ModelConfig, rows: (usize, Precision)) -> Self {
+        Self::new(config.cell, config.hidden_size, rows)
     }
 }
 

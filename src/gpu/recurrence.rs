@@ -32,7 +32,12 @@ impl Recurrence {
     /// workgroups the persistent kernels' slices of the batch take. Persistent is refused (and
     /// never chosen) where not even one step fits the adapter's loop limit (on llvmpipe, only
     /// H in the hundreds at least, where W_hh is read from memory).
-    pub fn resolve(self, gpu: &Gpu, config: &ModelConfig, batch: usize) -> Result<Self, Error> {
+    pub fn resolve(
+        self,
+        gpu: &Gpu,
+        config: &ModelConfig,
+        (batch, precision): (usize, Precision),
+    ) -> Result<Self, Error> {
         let runs = persistent_steps_per_dispatch(gpu, config, batch) > 0;
         match self {
             Recurrence::Steps => Ok(self),
@@ -48,7 +53,8 @@ impl Recurrence {
             ))),
             Recurrence::Auto => {
                 // `rnn-wgpu tune` timed both ways for this model on this adapter
-                let tuned = gpu.policy().recurrence(RecurrenceShape::of(config, batch));
+                let shape = RecurrenceShape::of(config, (batch, precision));
+                let tuned = gpu.policy().recurrence(shape);
                 if let Some(choice) = tuned.filter(|_| runs) {
                     return Ok(choice);
                 }
@@ -111,7 +117,7 @@ impl StepKernel {
         batch: usize,
         precision: Precision,
     ) -> StepKernel {
-        let tuned = policy.step_kernel(RecurrenceShape::of(config, batch));
+        let tuned = policy.step_kernel(RecurrenceShape::of(config, (batch, precision)));
         let wanted = policy.step_tile().is_none() && tuned != Some(StepKernel::Tiled);
         if wanted && precision == Precision::F16 && gpu.matrix_units().is_ok() {
             StepKernel::MatrixUnits
@@ -146,7 +152,7 @@ impl StepShapes {
         // Forward stages all gates' rows of W_hh per k, backward one.
         let shape = |staged| match (kernel, gpu.matrix_units()) {
             (StepKernel::MatrixUnits, Ok(subgroup)) => Ok(StepShape::Coop { subgroup }),
-            _ => step_tile(gpu, policy, config, batch, staged).map(StepShape::Tile),
+            _ => step_tile(gpu, policy, config, (batch, precision), staged).map(StepShape::Tile),
         };
         Ok(StepShapes {
             forward: shape(config.cell.gates())?,
@@ -171,11 +177,11 @@ fn step_tile(
     gpu: &Gpu,
     policy: &KernelPolicy,
     config: &ModelConfig,
-    batch: usize,
+    (batch, precision): (usize, Precision),
     staged: usize,
 ) -> Result<StepTile, Error> {
     let storage = gpu.limits.max_compute_workgroup_storage_size;
-    let split = match policy.step_split(RecurrenceShape::of(config, batch)) {
+    let split = match policy.step_split(RecurrenceShape::of(config, (batch, precision))) {
         Some(layers) => KSplit::Layers(layers),
         None if gpu.info.device_type == wgpu::DeviceType::Cpu => KSplit::Whole,
         None => KSplit::Fill,

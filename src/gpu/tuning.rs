@@ -41,14 +41,12 @@ use std::path::{Path, PathBuf};
 pub struct Tuning {
     /// The kernel `GemmKernel::Auto` takes for each tuned matrix product.
     pub products: Vec<(Product, GemmKernel)>,
-    /// The way `Recurrence::Auto` runs the steps of each tuned (cell, hidden, batch) shape:
-    /// `Steps` or `Persistent`.
+    /// The way `Recurrence::Auto` runs the steps of each tuned shape: `Steps` or `Persistent`.
     pub recurrences: Vec<(RecurrenceShape, Recurrence)>,
-    /// The kernel that runs the time steps of each tuned (cell, hidden, batch) shape at f16
-    /// with the matrix units on.
+    /// The kernel that runs the time steps of each tuned shape at f16 with the matrix units on.
     pub steps: Vec<(RecurrenceShape, StepKernel)>,
-    /// The layers fused.wgsl's time steps of each tuned (cell, hidden, batch) shape split K
-    /// over (`StepTile::k_split`), whatever the precision.
+    /// The layers fused.wgsl's time steps of each tuned shape split K over
+    /// (`StepTile::k_split`).
     pub splits: Vec<(RecurrenceShape, u32)>,
 }
 
@@ -411,44 +409,54 @@ fn parse_product(key: &str) -> Option<Product> {
     }
 }
 
-/// "recurrence lstm h=32 b=64", a recurrence's key in the cache (and its name in the table).
+/// "recurrence lstm h=32 b=64" (f32; "... b=64 f16" at f16), a recurrence's key in the cache
+/// (and its name in the table).
 pub fn recurrence_key(shape: RecurrenceShape) -> String {
-    shape_key("recurrence", shape)
+    shape_key("recurrence", shape, true)
 }
 
 /// "f16 steps lstm h=32 b=64", the key of a step kernel's choice in the cache (and its name in
-/// the table).
+/// the table); only f16 has the choice.
 pub fn steps_key(shape: RecurrenceShape) -> String {
-    shape_key("f16 steps", shape)
+    shape_key("f16 steps", shape, false)
 }
 
-/// "step split lstm h=32 b=64", the key of the layers fused.wgsl's steps split K over in the
-/// cache (and its name in the table).
+/// "step split lstm h=32 b=64" (f32; "... b=64 f16" at f16), the key of the layers fused.wgsl's
+/// steps split K over in the cache (and its name in the table).
 pub fn split_key(shape: RecurrenceShape) -> String {
-    shape_key("step split", shape)
+    shape_key("step split", shape, true)
 }
 
-fn shape_key(what: &str, shape: RecurrenceShape) -> String {
+/// `what` and the shape; its precision named where `named` and it is not f32 (keys written
+/// before the precision was part of them are f32's).
+fn shape_key(what: &str, shape: RecurrenceShape, named: bool) -> String {
     let RecurrenceShape {
         cell,
         hidden,
         batch,
+        precision,
     } = shape;
-    format!("{what} {cell} h={hidden} b={batch}")
+    let suffix = match precision {
+        Precision::F16 if named => " f16",
+        _ => "",
+    };
+    format!("{what} {cell} h={hidden} b={batch}{suffix}")
 }
 
-/// The shape of a key `shape_key` wrote for `what`.
-fn parse_shape_key(what: &str, key: &str) -> Option<RecurrenceShape> {
+/// The shape of a key `shape_key` wrote for `what`, of `precision` unless the key names f16.
+fn parse_shape_key(what: &str, key: &str, precision: Precision) -> Option<RecurrenceShape> {
     let rest = key.strip_prefix(what)?.strip_prefix(' ')?;
     let words: Vec<&str> = rest.split(' ').collect();
-    match words.as_slice() {
-        &[cell, hidden, batch] => Some(RecurrenceShape::new(
-            cell.parse().ok()?,
-            hidden.strip_prefix("h=")?.parse().ok()?,
-            batch.strip_prefix("b=")?.parse().ok()?,
-        )),
-        _ => None,
-    }
+    let (cell, hidden, batch, precision) = match *words.as_slice() {
+        [cell, hidden, batch] => (cell, hidden, batch, precision),
+        [cell, hidden, batch, "f16"] => (cell, hidden, batch, Precision::F16),
+        _ => return None,
+    };
+    Some(RecurrenceShape::new(
+        cell.parse().ok()?,
+        hidden.strip_prefix("h=")?.parse().ok()?,
+        (batch.strip_prefix("b=")?.parse().ok()?, precision),
+    ))
 }
 
 /// The whole cache file: every adapter's choices (none if there is no file yet).
@@ -494,20 +502,20 @@ pub fn read_tuning(gpu: &Gpu, path: &Path) -> Result<Tuning, Error> {
         .ok_or_else(|| bad("no object of products".into()))?;
     for (key, value) in entries {
         let name = value.as_str().unwrap_or_default();
-        if let Some(shape) = parse_shape_key("f16 steps", key) {
+        if let Some(shape) = parse_shape_key("f16 steps", key, Precision::F16) {
             let kernel = (name.parse().ok())
                 .ok_or_else(|| bad(format!("a step kernel {value} for {key}")))?;
             tuning.steps.push((shape, kernel));
             continue;
         }
-        if let Some(shape) = parse_shape_key("step split", key) {
+        if let Some(shape) = parse_shape_key("step split", key, Precision::F32) {
             let layers = (value.as_u64())
                 .filter(|k| (1..=StepTile::MAX_K_SPLIT as u64).contains(k))
                 .ok_or_else(|| bad(format!("a split of K {value} for {key}")))?;
             tuning.splits.push((shape, layers as u32));
             continue;
         }
-        if let Some(shape) = parse_shape_key("recurrence", key) {
+        if let Some(shape) = parse_shape_key("recurrence", key, Precision::F32) {
             let recurrence = name
                 .parse()
                 .ok()

@@ -171,7 +171,7 @@ fn check_case(run: Run, config: &ModelConfig, spoil: Spoil, seed: u64) -> Result
     }
     let mut recurrences = vec![Recurrence::Steps];
     if Recurrence::Persistent
-        .resolve(run.gpu, config, BATCH)
+        .resolve(run.gpu, config, (BATCH, run.precision))
         .is_ok()
     {
         recurrences.push(Recurrence::Persistent);

@@ -270,21 +270,30 @@ fn the_cache_keeps_other_adapters_and_refuses_what_it_cannot_trust() {
         ],
         recurrences: vec![
             (
-                RecurrenceShape::new(Cell::Gru, 36, 1),
+                RecurrenceShape::new(Cell::Gru, 36, (1, Precision::F32)),
                 Recurrence::Persistent,
             ),
-            (RecurrenceShape::new(Cell::Lstm, 512, 64), Recurrence::Steps),
+            (
+                RecurrenceShape::new(Cell::Lstm, 512, (64, Precision::F32)),
+                Recurrence::Steps,
+            ),
         ],
         steps: vec![
-            (RecurrenceShape::new(Cell::Gru, 17, 33), StepKernel::Tiled),
             (
-                RecurrenceShape::new(Cell::Lstm, 512, 256),
+                RecurrenceShape::new(Cell::Gru, 17, (33, Precision::F16)),
+                StepKernel::Tiled,
+            ),
+            (
+                RecurrenceShape::new(Cell::Lstm, 512, (256, Precision::F16)),
                 StepKernel::MatrixUnits,
             ),
         ],
         splits: vec![
-            (RecurrenceShape::new(Cell::Rnn, 65, 3), 1),
-            (RecurrenceShape::new(Cell::Lstm, 512, 256), 4),
+            (RecurrenceShape::new(Cell::Rnn, 65, (3, Precision::F32)), 1),
+            (
+                RecurrenceShape::new(Cell::Lstm, 512, (256, Precision::F16)),
+                4,
+            ),
         ],
     };
     tuning::write_tuning(&gpu, &path, &tuned).unwrap();
@@ -303,7 +312,7 @@ fn the_cache_keeps_other_adapters_and_refuses_what_it_cannot_trust() {
     let step = "\"f16 steps lstm h=512 b=256\": \"matrix-units\"";
     assert!(text.contains(step), "{text}");
     assert!(
-        text.contains("\"step split lstm h=512 b=256\": 4"),
+        text.contains("\"step split lstm h=512 b=256 f16\": 4"),
         "{text}"
     );
 
@@ -329,6 +338,11 @@ fn the_cache_keeps_other_adapters_and_refuses_what_it_cannot_trust() {
             foreign,
         ),
         (with(r#"{"recurrence lstm h=32 b=8": "auto"}"#), "\"auto\""),
+        // a precision the engine does not store in
+        (
+            with(r#"{"recurrence lstm h=32 b=8 f64": "steps"}"#),
+            "'recurrence lstm h=32 b=8 f64'",
+        ),
         (
             with(r#"{"f16 steps gru h=32 b=8": "fastest"}"#),
             "a step kernel \"fastest\"",
@@ -371,7 +385,7 @@ fn tuning_the_step_kernels_times_both_and_the_choice_is_what_runs() {
     let tuned = tune_steps(&gpu, arch, shape, half, 1).unwrap().unwrap();
     assert_eq!(tuned.units_left_out, None);
     assert!(tuned.units_ms > 0.0 && tuned.tiled_ms > 0.0);
-    let key = RecurrenceShape::new(Cell::Lstm, 33, 17);
+    let key = RecurrenceShape::new(Cell::Lstm, 33, (17, Precision::F16));
     assert_eq!(tuned.shape, key);
     assert_eq!(gpu.policy().step_kernel(key), Some(tuned.choice));
     let full = whole_sequence(Precision::F32);
@@ -422,7 +436,7 @@ fn tuning_the_steps_split_of_k_times_each_and_the_choice_is_what_runs() {
     let arch = one_layer(Cell::Gru);
     let full = whole_sequence(Precision::F32);
     let shape: Shape = "9,5,3,65".parse().unwrap();
-    let key = RecurrenceShape::new(Cell::Gru, 65, 9);
+    let key = RecurrenceShape::new(Cell::Gru, 65, (9, Precision::F32));
     let tuned = tune_step_split(&gpu, arch, shape, full, 1)
         .unwrap()
         .unwrap();
@@ -488,21 +502,24 @@ fn a_tuned_recurrence_is_what_auto_resolves_to() {
     };
     let resolve = |hidden: usize, batch: usize| {
         Recurrence::Auto
-            .resolve(&gpu, &config(hidden), batch)
+            .resolve(&gpu, &config(hidden), (batch, Precision::F32))
             .unwrap()
     };
     // the rule: persistent for few FMAs per step, steps for many
     let (small, large) = (resolve(3, 1), resolve(32, 256));
     assert_eq!((small, large), (Recurrence::Persistent, Recurrence::Steps));
-    gpu.set_recurrence_choice(RecurrenceShape::new(Cell::Lstm, 3, 1), Recurrence::Steps);
     gpu.set_recurrence_choice(
-        RecurrenceShape::new(Cell::Lstm, 32, 256),
+        RecurrenceShape::new(Cell::Lstm, 3, (1, Precision::F32)),
+        Recurrence::Steps,
+    );
+    gpu.set_recurrence_choice(
+        RecurrenceShape::new(Cell::Lstm, 32, (256, Precision::F32)),
         Recurrence::Persistent,
     );
     // At H = 33 W_hh is past the kernels' cache: the rule keeps steps, a tuned choice is taken
     assert_eq!(resolve(33, 1), Recurrence::Steps);
     gpu.set_recurrence_choice(
-        RecurrenceShape::new(Cell::Lstm, 33, 1),
+        RecurrenceShape::new(Cell::Lstm, 33, (1, Precision::F32)),
         Recurrence::Persistent,
     );
     assert_eq!(resolve(3, 1), Recurrence::Steps);
@@ -511,10 +528,10 @@ fn a_tuned_recurrence_is_what_auto_resolves_to() {
     // At H = 2000 one persistent step is past llvmpipe's loop limit even at one row: there a
     // choice of it is not taken, and asking for it is an error that says why.
     gpu.set_recurrence_choice(
-        RecurrenceShape::new(Cell::Lstm, 2000, 1),
+        RecurrenceShape::new(Cell::Lstm, 2000, (1, Precision::F32)),
         Recurrence::Persistent,
     );
-    let forced = Recurrence::Persistent.resolve(&gpu, &config(2000), 1);
+    let forced = Recurrence::Persistent.resolve(&gpu, &config(2000), (1, Precision::F32));
     if gpu.loop_limit().is_some() {
         assert_eq!(resolve(2000, 1), Recurrence::Steps);
         let e = forced.unwrap_err().to_string();
@@ -530,13 +547,15 @@ fn a_tuned_recurrence_is_what_auto_resolves_to() {
     // an invocation loops over its slice's rows only, so even llvmpipe's loop limit allows it.
     assert_eq!(resolve(32, 4096), Recurrence::Steps);
     gpu.set_recurrence_choice(
-        RecurrenceShape::new(Cell::Lstm, 32, 4096),
+        RecurrenceShape::new(Cell::Lstm, 32, (4096, Precision::F32)),
         Recurrence::Persistent,
     );
     assert_eq!(resolve(32, 4096), Recurrence::Persistent);
-    // other batches and cells keep the rule
+    // other batches, cells and precisions keep the rule
     assert_eq!(resolve(3, 2), Recurrence::Persistent);
-    gpu.forget_recurrence_choice(RecurrenceShape::new(Cell::Lstm, 3, 1));
+    let at_f16 = Recurrence::Auto.resolve(&gpu, &config(3), (1, Precision::F16));
+    assert_eq!(at_f16.unwrap(), Recurrence::Persistent);
+    gpu.forget_recurrence_choice(RecurrenceShape::new(Cell::Lstm, 3, (1, Precision::F32)));
     assert_eq!(resolve(3, 1), Recurrence::Persistent);
 }
 
