@@ -285,7 +285,7 @@ pub fn bench_shape(
         let rows = (shape.seq_len, shape.batch);
         check_host_pass(&config, rows, HostPass::ForwardBackward, 4, FIX)?;
     }
-    let (config, params, batch) = shape.problem(arch);
+    let (_, params, batch) = shape.problem(arch);
     let recurrence = gpu
         .map(|gpu| recurrence.resolve(gpu, &config, (shape.batch, plan_options.precision)))
         .transpose()?;
@@ -481,7 +481,7 @@ fn persistent_left_out(
     shape: Shape,
     plan_options: PlanOptions,
 ) -> Result<Option<String>, Error> {
-    let (config, _, _) = shape.problem(arch);
+    let config = shape.config(arch);
     let rows = (shape.batch, plan_options.precision);
     if let Err(e) = Recurrence::Persistent.resolve(gpu, &config, rows) {
         return Ok(Some(e.to_string()));
@@ -573,7 +573,7 @@ pub fn tune_recurrence(
     plan_options: PlanOptions,
     rounds: usize,
 ) -> Result<TunedRecurrence, Error> {
-    let (config, _, _) = shape.problem(arch);
+    let config = shape.config(arch);
     let rows = (shape.batch, plan_options.precision);
     let key = RecurrenceShape::of(&config, rows);
     gpu.forget_recurrence_choice(key);
@@ -646,7 +646,7 @@ pub fn tune_steps(
     if plan_options.precision != Precision::F16 || gpu.matrix_units().is_err() {
         return Ok(None);
     }
-    let (config, _, _) = shape.problem(arch);
+    let config = shape.config(arch);
     let key = RecurrenceShape::of(&config, (shape.batch, plan_options.precision));
     gpu.set_step_choice(key, StepKernel::MatrixUnits);
     let check = checked_step(gpu, arch, shape, plan_options, &[Recurrence::Steps])?;
@@ -728,7 +728,7 @@ pub fn tune_step_split(
     plan_options: PlanOptions,
     rounds: usize,
 ) -> Result<Option<TunedSplit>, Error> {
-    let (config, _, _) = shape.problem(arch);
+    let config = shape.config(arch);
     let rows = (shape.batch, plan_options.precision);
     let key = RecurrenceShape::of(&config, rows);
     gpu.forget_step_split(key);
