@@ -5,7 +5,7 @@
 // src/gpu/kernels.rs puts `enable f16; enable wgpu_cooperative_matrix;` and the element
 // aliases in front (A and B f16; C f32 or f16). The device must have been created with
 // Features::EXPERIMENTAL_COOPERATIVE_MATRIX | SHADER_F16 and the experimental opt-in
-// (RNN_WGPU_MATRIX_UNITS=on, src/gpu/device.rs), and the tile shape below (16x16x16, f16 A/B,
+// (RNN_WGPU_MATRIX_UNITS=on, src/gpu/device.rs), and the tiles' shape (T x T x T, f16 A/B,
 // f32 C) must be one Adapter::cooperative_matrix_properties() lists.
 //
 // Same contract as gemm.wgsl:
@@ -38,21 +38,15 @@
 // Grid, like gemm.wgsl's tile_at with BLOCK x BLOCK tiles: x = column block + part *
 // ceil(N / BLOCK); row block = y + z * num_workgroups.y (so M may exceed 65535 blocks).
 //
-// Another tile size: only the three aliases and T change (coop_mat8x8 and T = 8u give an
-// 8x8x8 variant with 16x16 blocks, the shape Metal supports); an f16 accumulator: acc_elem.
-// The size is part of the type name (coop_mat8x8 / coop_mat16x16), so it cannot be an
-// override.
+// The tiles' edge T (16, or 8: Metal's and llvmpipe's) and their types TileA, TileB and TileC
+// come in front of this file (CoopEdge::prelude in src/gpu/kernels.rs): the edge is part of
+// the type's name (coop_mat16x16, coop_mat8x8), so it cannot be an override.
 
 // (gemm_layout.wgsl comes first: GemmParams p and the bindings a, b, bias, c)
 
 
 // Accumulator precision (f32; f16 halves the workgroup memory of the C block).
 alias acc_elem = f32;
-alias TileA = coop_mat16x16<f16, A>;
-alias TileB = coop_mat16x16<f16, B>;
-alias TileC = coop_mat16x16<acc_elem, C>;
-// Edge of one cooperative matrix: must match the aliases above.
-const T: u32 = 16u;
 // Tiles per workgroup along M and along N (the code below is written out for 2).
 const TILES: u32 = 2u;
 // Rows and columns of C per workgroup.
@@ -67,8 +61,9 @@ var<workgroup> sa: array<f16, BLOCK * T>;
 // stride BLOCK.
 var<workgroup> sb: array<f16, T * BLOCK>;
 // The C block [BLOCK, BLOCK] row-major: tile (i, j) at i * T * BLOCK + j * T, stride BLOCK.
-// Every cooperative load/store offset and stride here is a multiple of 16 bytes, which
-// Vulkan requires (VUID-RuntimeSpirv-OpCooperativeMatrixLoadKHR-08986) for rows of >= 16 bytes.
+// Every cooperative load/store offset and stride here is a multiple of 16 bytes at T = 8 and
+// 16, which Vulkan requires (VUID-RuntimeSpirv-OpCooperativeMatrixLoadKHR-08986) for rows of
+// >= 16 bytes: offsets and strides are multiples of T elements of 2 or 4 bytes.
 var<workgroup> sc: array<acc_elem, BLOCK * BLOCK>;
 
 // op(A)[row0.., k0..k0+T) into sa, 0 past M or k_end. The fastest-varying index follows A's

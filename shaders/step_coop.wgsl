@@ -1,7 +1,7 @@
 // fused.wgsl's time step with its recurrent product on cooperative matrices (tensor cores,
 // simdgroup matrices): for --precision f16 with the matrix units on. One dispatch per step
-// forward and one backward, as fused.wgsl; the product of a tile of 16 batch rows by 16 hidden
-// units runs as 16x16x16 multiply-adds of f16 tiles into f32 accumulators, then each element
+// forward and one backward, as fused.wgsl; the product of a tile of T batch rows by T hidden
+// units runs as TxTxT multiply-adds of f16 tiles into f32 accumulators, then each element
 // of the tile goes through the same epilogue as fused.wgsl's (the cell file's add_recurrent and
 // cell_forward; h_carry and cell_backward), so the two kernels differ only in the order of
 // the sums.
@@ -23,11 +23,16 @@
 // The tiles' arrays keep gemm_coop.wgsl's names (sa, sb, sc), which the emulation's stand-ins
 // read (coop_emulation.wgsl, RNN_WGPU_MATRIX_UNITS=emulate).
 //
-// K is staged STAGE = 64 at a time (4 tiles along K), between two barriers: a quarter of the
-// barriers of staging one tile, and each invocation has 4x the loads in flight per wait.
-// Napkin maths per stage: forward loads 16 x 64 values of h and G x 16 x 64 of W_hh for 4G
-// multiply-adds (LSTM: 5,120 values for 65,536 FMAs, 12.8 a value, rows of W_hh read 128
-// bytes at a time); backward 2 x 16 x 64 for 4 (8 a value).
+// The tiles' edge T (16, or 8: Metal's and llvmpipe's) and their types TileA, TileB and TileC
+// come in front of the files (CoopEdge::prelude in src/gpu/kernels.rs): the edge is part of
+// the type's name, so it cannot be an override.
+//
+// K is staged STAGE = 64 at a time (64 / T tiles along K), between two barriers: at T = 16 a
+// quarter of the barriers of staging one tile, and each invocation has 4x the loads in flight
+// per wait. Napkin maths per stage: forward loads T x 64 values of h and G x T x 64 of W_hh
+// for G x T x T x 64 FMAs, G T / (G + 1) a value (LSTM at T = 16: 5,120 values for 65,536
+// FMAs, 12.8 a value; at T = 8, 6.4), rows of W_hh read 128 bytes at a time; backward
+// 2 x T x 64 for T x T x 64 (T / 2 a value).
 //
 // Grid: tiles numbered along units first over a 1D grid split over x and y (as fused.wgsl);
 // workgroups past the last tile return at once.
@@ -36,14 +41,9 @@
 // recurrent_grad, cell_forward and cell_backward.
 
 alias acc_elem = f32;
-alias TileA = coop_mat16x16<f16, A>;
-alias TileB = coop_mat16x16<f16, B>;
-alias TileC = coop_mat16x16<acc_elem, C>;
-// Edge of one cooperative matrix, and of a workgroup's tile of rows and units.
-const T: u32 = 16u;
-// Tiles along K per stage, and the K they cover.
-const STAGE_TILES: u32 = 4u;
-const STAGE: u32 = STAGE_TILES * T;
+// Values of K per stage (COOP_STAGE in src/gpu/tiles.rs), and the tiles along K they make.
+const STAGE: u32 = 64u;
+const STAGE_TILES: u32 = STAGE / T;
 // The most gates a cell has (the LSTM's): the arrays below hold a tile per gate.
 const MOST_GATES: u32 = 4u;
 

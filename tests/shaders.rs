@@ -1,7 +1,7 @@
 //! Every WGSL file parses and validates with naga as core WGSL (no capabilities beyond it;
 //! f16 storage with `SHADER_FLOAT16` only; the kernels on cooperative matrices with
 //! `COOPERATIVE_MATRIX` too), for every choice of element types
-//! (`Elements`), every kernel's entry point exists with the workgroup width the host assumes,
+//! (`Elements`) and of tile edge (`CoopEdge`), every kernel's entry point exists with the workgroup width the host assumes,
 //! and translates to SPIR-V (Vulkan), MSL (Metal) and HLSL (DX12) with every shape the host
 //! sets. Needs no adapter, so a broken shader fails
 //! here even on a machine without a GPU, and one that Metal or DX12 would reject fails here
@@ -9,7 +9,7 @@
 
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
 use rnn_wgpu::internals::gpu::{
-    coop_emulation, Elements, GemmTile, KSplit, Kernel, Shader, StepSite, StepTile,
+    coop_emulation, CoopEdge, Elements, GemmTile, KSplit, Kernel, Shader, StepSite, StepTile,
 };
 use rnn_wgpu::Precision;
 
@@ -25,21 +25,43 @@ fn every_elements() -> Vec<Elements> {
         .collect()
 }
 
-fn parse(shader: Shader, elements: Elements) -> naga::Module {
-    let source = shader.source_for(elements);
+/// The tile edges `shader` is compiled for: every `CoopEdge` for a shader on matrix units,
+/// none for the others.
+fn edges(shader: Shader) -> Vec<Option<CoopEdge>> {
+    match shader.on_matrix_units() {
+        true => CoopEdge::PREFERRED.map(Some).to_vec(),
+        false => vec![None],
+    }
+}
+
+/// `shader`'s source as the host compiles it for `elements` (on tiles of `edge`).
+fn source(shader: Shader, elements: Elements, edge: Option<CoopEdge>) -> String {
+    match edge {
+        Some(edge) => shader.coop_source_for(elements, edge),
+        None => shader.source_for(elements),
+    }
+}
+
+fn parse(shader: Shader, elements: Elements, edge: Option<CoopEdge>) -> naga::Module {
+    let source = source(shader, elements, edge);
     let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| {
         panic!(
-            "{} ({elements:?}) does not parse:\n{}",
+            "{} ({elements:?}, {edge:?}) does not parse:\n{}",
             shader.file_name(),
             e.emit_to_string(&source)
         )
     });
-    validate(shader, elements, &module);
+    validate(shader, elements, edge, &module);
     module
 }
 
-fn validate(shader: Shader, elements: Elements, module: &naga::Module) -> ModuleInfo {
-    let source = shader.source_for(elements);
+fn validate(
+    shader: Shader,
+    elements: Elements,
+    edge: Option<CoopEdge>,
+    module: &naga::Module,
+) -> ModuleInfo {
+    let source = source(shader, elements, edge);
     let mut capabilities = match elements == Elements::F32 {
         true => Capabilities::empty(),
         false => Capabilities::SHADER_FLOAT16,
@@ -51,7 +73,7 @@ fn validate(shader: Shader, elements: Elements, module: &naga::Module) -> Module
         .validate(module)
         .unwrap_or_else(|e| {
             panic!(
-                "{} ({elements:?}) does not validate:\n{}",
+                "{} ({elements:?}, {edge:?}) does not validate:\n{}",
                 shader.file_name(),
                 e.emit_to_string(&source)
             )
@@ -135,8 +157,11 @@ fn constant_sets(kernel: Kernel) -> Vec<Vec<(&'static str, f64)>> {
 #[test]
 fn every_shader_parses_and_validates_as_core_wgsl() {
     for shader in Shader::ALL {
-        for elements in every_elements() {
-            parse(shader, elements);
+        for (elements, edge) in every_elements().into_iter().flat_map(|e| {
+            let edges = edges(shader);
+            edges.into_iter().map(move |edge| (e, edge))
+        }) {
+            parse(shader, elements, edge);
         }
     }
 }
@@ -144,7 +169,7 @@ fn every_shader_parses_and_validates_as_core_wgsl() {
 #[test]
 fn every_kernel_entry_point_exists_with_the_host_workgroup_width() {
     for kernel in Kernel::ALL {
-        let module = parse(kernel.shader(), Elements::F32);
+        let module = parse(kernel.shader(), Elements::F32, edges(kernel.shader())[0]);
         let entry = module
             .entry_points
             .iter()
@@ -175,45 +200,66 @@ fn every_kernel_entry_point_exists_with_the_host_workgroup_width() {
 }
 
 /// Each kernel's entry point, with its override constants set as the host sets them (every
-/// workgroup shape of a tiled kernel), written as SPIR-V, MSL and HLSL.
+/// workgroup shape of a tiled kernel, every tile edge of one on matrix units), written as
+/// SPIR-V, MSL and HLSL.
 #[test]
 fn every_kernel_translates_to_spirv_msl_and_hlsl() {
     let mut failed = Vec::new();
     let variants = [Elements::F32, Elements::all(Precision::F16)];
     for (kernel, elements) in Kernel::ALL.iter().flat_map(|&k| variants.map(|e| (k, e))) {
         let shader = kernel.shader();
-        let module = parse(shader, elements);
-        let info = validate(shader, elements, &module);
-        for constants in constant_sets(kernel) {
-            let mut values = naga::back::PipelineConstants::default();
-            for (name, value) in &constants {
-                values.insert(name.to_string(), *value);
-            }
-            let entry = (naga::ShaderStage::Compute, kernel.entry_point());
-            let (module, info) = match naga::back::pipeline_constants::process_overrides(
+        for edge in edges(shader) {
+            let module = parse(shader, elements, edge);
+            let info = validate(shader, elements, edge, &module);
+            failed.extend(translation_failures(
+                kernel,
+                (elements, edge),
                 &module,
                 &info,
-                Some(entry),
-                &values,
-            ) {
-                Ok(resolved) => resolved,
-                Err(e) => {
-                    failed.push(format!(
-                        "{kernel:?} {elements:?} {constants:?}: overrides: {e}"
-                    ));
-                    continue;
-                }
-            };
-            for (backend, result) in translations(kernel, &module, &info) {
-                if let Err(e) = result {
-                    failed.push(format!(
-                        "{kernel:?} {elements:?} {constants:?}: {backend}: {e}"
-                    ));
-                }
-            }
+            ));
         }
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// What fails when `kernel`'s entry point of `module` (compiled for `variant`) is written by
+/// each backend with each of its sets of override constants, described.
+fn translation_failures(
+    kernel: Kernel,
+    variant: (Elements, Option<CoopEdge>),
+    module: &naga::Module,
+    info: &ModuleInfo,
+) -> Vec<String> {
+    let mut failed = Vec::new();
+    for constants in constant_sets(kernel) {
+        let mut values = naga::back::PipelineConstants::default();
+        for (name, value) in &constants {
+            values.insert(name.to_string(), *value);
+        }
+        let entry = (naga::ShaderStage::Compute, kernel.entry_point());
+        let (module, info) = match naga::back::pipeline_constants::process_overrides(
+            module,
+            info,
+            Some(entry),
+            &values,
+        ) {
+            Ok(resolved) => resolved,
+            Err(e) => {
+                failed.push(format!(
+                    "{kernel:?} {variant:?} {constants:?}: overrides: {e}"
+                ));
+                continue;
+            }
+        };
+        for (backend, result) in translations(kernel, &module, &info) {
+            if let Err(e) = result {
+                failed.push(format!(
+                    "{kernel:?} {variant:?} {constants:?}: {backend}: {e}"
+                ));
+            }
+        }
+    }
+    failed
 }
 
 /// `kernel`'s entry point of `module` written by each backend: its name and the outcome.
@@ -273,7 +319,7 @@ fn translations(
 #[test]
 fn every_shader_entry_point_is_a_listed_kernel() {
     for shader in Shader::ALL {
-        for entry in parse(shader, Elements::F32).entry_points {
+        for entry in parse(shader, Elements::F32, edges(shader)[0]).entry_points {
             assert!(
                 Kernel::ALL
                     .iter()
@@ -296,8 +342,9 @@ fn the_products_and_steps_keep_no_function_scope_arrays() {
     let mut found = Vec::new();
     let steps = [Shader::Lstm, Shader::Gru, Shader::Rnn];
     let on_units = [Shader::LstmCoop, Shader::GruCoop, Shader::RnnCoop];
-    for shader in [Shader::Gemm].into_iter().chain(steps).chain(on_units) {
-        let module = parse(shader, Elements::all(Precision::F16));
+    let shaders = [Shader::Gemm].into_iter().chain(steps).chain(on_units);
+    for (shader, edge) in shaders.flat_map(|s| edges(s).into_iter().map(move |e| (s, e))) {
+        let module = parse(shader, Elements::all(Precision::F16), edge);
         let functions = (module.functions.iter().map(|(_, f)| f))
             .chain(module.entry_points.iter().map(|e| &e.function));
         for function in functions {
@@ -322,31 +369,34 @@ fn the_products_and_steps_keep_no_function_scope_arrays() {
 #[test]
 fn the_cooperative_matrix_kernels_need_their_capability() {
     let elements = Elements::all(Precision::F16);
-    for shader in Shader::ALL.into_iter().filter(|s| s.on_matrix_units()) {
-        let source = shader.source_for(elements);
+    let shaders = Shader::ALL.into_iter().filter(|s| s.on_matrix_units());
+    for (shader, edge) in shaders.flat_map(|s| CoopEdge::PREFERRED.map(|e| (s, e))) {
+        let source = shader.coop_source_for(elements, edge);
         let module = naga::front::wgsl::parse_str(&source).unwrap();
         let refused = Validator::new(ValidationFlags::all(), Capabilities::SHADER_FLOAT16)
             .validate(&module)
             .unwrap_err();
         assert!(
             format!("{refused:?}").contains("COOPERATIVE_MATRIX"),
-            "{}: {refused:?}",
+            "{} {edge:?}: {refused:?}",
             shader.file_name()
         );
     }
 }
 
 /// The emulated kernels on cooperative matrices (`MatrixUnits::Emulate`) are core WGSL with
-/// f16: they validate without COOPERATIVE_MATRIX, for every choice of element types, and keep
-/// their entry points.
+/// f16: they validate without COOPERATIVE_MATRIX, for every choice of element types and tile
+/// edge, and keep their entry points.
 #[test]
 fn the_emulated_cooperative_matrix_kernels_are_core_wgsl() {
     let shaders = Shader::ALL.into_iter().filter(|s| s.on_matrix_units());
-    for (shader, elements) in
-        shaders.flat_map(|s| every_elements().into_iter().map(move |e| (s, e)))
-    {
-        let name = shader.file_name();
-        let source = coop_emulation::source_for(shader, elements);
+    let variants = every_elements()
+        .into_iter()
+        .flat_map(|e| CoopEdge::PREFERRED.map(|t| (e, t)));
+    let variants: Vec<_> = variants.collect();
+    for (shader, (elements, edge)) in shaders.flat_map(|s| variants.iter().map(move |&v| (s, v))) {
+        let name = format!("{} {edge:?}", shader.file_name());
+        let source = coop_emulation::source_for(shader, elements, edge);
         let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| {
             panic!(
                 "emulated {name} ({elements:?}) does not parse:\n{}",

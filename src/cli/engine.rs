@@ -71,13 +71,14 @@ pub fn open_gpu_for(local_rank: Option<usize>) -> anyhow::Result<Gpu> {
     // whether the choice took effect.
     if std::env::var_os(rnn_wgpu::internals::gpu::MATRIX_UNITS_VAR).is_some() {
         match gpu.matrix_units() {
-            Ok(_) if gpu.matrix_units_emulated() => eprintln!(
-                "matrix units: emulated (the cooperative-matrix kernels with their matrix \
-                 operations in plain WGSL: for checking them, slow)"
+            Ok(coop) if gpu.matrix_units_emulated() => eprintln!(
+                "matrix units: emulated (the cooperative-matrix kernels on {} tiles with their \
+                 matrix operations in plain WGSL: for checking them, slow)",
+                coop.edge
             ),
-            Ok(subgroup) => eprintln!(
-                "matrix units: on (f16 products and time steps on 16x16x16 cooperative \
-                 matrices, subgroups of {subgroup}; wgpu's experimental feature)"
+            Ok(coop) => eprintln!(
+                "matrix units: on (f16 products and time steps on cooperative matrices, \
+                 {coop}; wgpu's experimental feature)"
             ),
             Err(why) => eprintln!("matrix units: off: {why}"),
         }

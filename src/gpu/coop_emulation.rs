@@ -6,13 +6,13 @@
 //! hardware can check is what the emulation assumes of the operations; the WGSL file says what
 //! that is.
 
-use super::kernels::{Elements, Shader};
+use super::kernels::{CoopEdge, Elements, Shader};
 
-/// The emulated source of `shader` (one that is `on_matrix_units`) for `elements`: the prelude
-/// without the cooperative-matrix extension, the shader rewritten by `rewrite`, then the
-/// stand-ins.
-pub fn source_for(shader: Shader, elements: Elements) -> String {
-    let kernel = rewrite(shader.source())
+/// The emulated source of `shader` (one that is `on_matrix_units`) for `elements` on tiles of
+/// `edge`: the prelude without the cooperative-matrix extension, the tiles' prelude and the
+/// shader rewritten by `rewrite`, then the stand-ins.
+pub fn source_for(shader: Shader, elements: Elements, edge: CoopEdge) -> String {
+    let kernel = rewrite(&(edge.prelude() + shader.source()))
         .unwrap_or_else(|why| panic!("{} cannot be emulated: {why}", shader.file_name()));
     elements.prelude("enable f16;\n") + &kernel + include_str!("../../shaders/coop_emulation.wgsl")
 }

@@ -2,6 +2,8 @@
 //! it, the work recorded for it, and the errors it reports. Knows nothing of kernels or of
 //! what to run: `pipelines.rs` compiles the kernels, `policy.rs` chooses among them.
 
+use super::kernels::CoopEdge;
+use super::tiles::CoopShape;
 use crate::error::Error;
 use crate::precision::Precision;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,8 +59,9 @@ pub struct Device {
     pub info: wgpu::AdapterInfo,
     /// The adapter's own limits, all requested for the device.
     pub limits: wgpu::Limits,
-    /// The subgroup size the cooperative-matrix kernels run with, or why they do not run.
-    matrix_units: Result<u32, String>,
+    /// The tiles and subgroup size the cooperative-matrix kernels run with, or why they do not
+    /// run.
+    matrix_units: Result<CoopShape, String>,
     /// Whether they run emulated (`MatrixUnits::Emulate`).
     matrix_units_emulated: bool,
     dispatches: AtomicU64,
@@ -106,8 +109,9 @@ pub fn enumerate_adapters() -> Vec<AdapterSummary> {
 
 /// The environment variable that turns the cooperative-matrix kernels (f16 products and time
 /// steps) on: wgpu offers cooperative matrices only as an experimental feature, so using them
-/// is the user's explicit choice ("on"); off by default. "emulate" runs those kernels with the
-/// matrix operations written out in plain WGSL (`MatrixUnits::Emulate`).
+/// is the user's explicit choice ("on"); off by default. "emulate" runs those kernels on 16 x 16
+/// tiles with the matrix operations written out in plain WGSL, "emulate-8x8" on 8 x 8 tiles
+/// (`MatrixUnits::Emulate`).
 pub const MATRIX_UNITS_VAR: &str = "RNN_WGPU_MATRIX_UNITS";
 
 /// Whether the matrix products of f16 operands and the f16 time steps run on cooperative
@@ -118,20 +122,22 @@ pub enum MatrixUnits {
     #[default]
     Off,
     /// gemm_coop.wgsl and step_coop.wgsl on the adapter's cooperative matrices, where it lists
-    /// the shape.
+    /// a square f16 x f16 -> f32 shape of a `CoopEdge` (the first of `CoopEdge::PREFERRED`).
     On,
-    /// gemm_coop.wgsl and step_coop.wgsl with their cooperative-matrix operations replaced by
-    /// plain WGSL (`coop_emulation.rs`), on any adapter with f16: slow, for checking those
-    /// kernels' code on adapters without matrix units (llvmpipe in CI).
-    Emulate,
+    /// gemm_coop.wgsl and step_coop.wgsl on tiles of this edge with their cooperative-matrix
+    /// operations replaced by plain WGSL (`coop_emulation.rs`), on any adapter with f16: slow,
+    /// for checking those kernels' code on adapters without matrix units (CI's llvmpipe).
+    Emulate(CoopEdge),
 }
 
 impl MatrixUnits {
-    /// `RNN_WGPU_MATRIX_UNITS`: "on", "emulate", anything else off.
+    /// `RNN_WGPU_MATRIX_UNITS`: "on", "emulate" (16 x 16 tiles), "emulate-8x8", anything else
+    /// off.
     pub fn from_env() -> MatrixUnits {
         match std::env::var(MATRIX_UNITS_VAR).as_deref() {
             Ok("on") => MatrixUnits::On,
-            Ok("emulate") => MatrixUnits::Emulate,
+            Ok("emulate") => MatrixUnits::Emulate(CoopEdge::Sixteen),
+            Ok("emulate-8x8") => MatrixUnits::Emulate(CoopEdge::Eight),
             _ => MatrixUnits::Off,
         }
     }
@@ -142,29 +148,29 @@ impl MatrixUnits {
 /// dispatch under llvmpipe's loop limit sums a K that is split into parts.
 const EMULATED_WORKGROUP: u32 = 256;
 
-/// The subgroup size to run the cooperative-matrix kernels with on `adapter` under `mode`, or
-/// why they stay off: not asked for, no f16 or cooperative matrices, no 16x16x16 f16 x f16 ->
-/// f32 shape listed, or a subgroup size that varies (gemm_coop.wgsl and step_coop.wgsl are one
-/// subgroup per workgroup, and must know its size).
-fn matrix_units(adapter: &wgpu::Adapter, mode: MatrixUnits) -> Result<u32, String> {
+/// The tiles and subgroup size to run the cooperative-matrix kernels with on `adapter` under
+/// `mode`, or why they stay off: not asked for, no f16 or cooperative matrices, no square
+/// f16 x f16 -> f32 shape of a `CoopEdge` listed, or a subgroup size that varies
+/// (gemm_coop.wgsl and step_coop.wgsl are one subgroup per workgroup, and must know its size).
+fn matrix_units(adapter: &wgpu::Adapter, mode: MatrixUnits) -> Result<CoopShape, String> {
     let f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
     match mode {
         MatrixUnits::Off => return Err(format!("off ({MATRIX_UNITS_VAR}=on turns them on)")),
-        MatrixUnits::Emulate if f16 => return Ok(EMULATED_WORKGROUP),
-        MatrixUnits::Emulate => return Err("emulated, but the adapter has no f16".into()),
+        MatrixUnits::Emulate(edge) if f16 => {
+            let subgroup = EMULATED_WORKGROUP;
+            return Ok(CoopShape { edge, subgroup });
+        }
+        MatrixUnits::Emulate(_) => return Err("emulated, but the adapter has no f16".into()),
         MatrixUnits::On => {}
     }
     let needed = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16;
     if !adapter.features().contains(needed) {
         return Err("the adapter has no cooperative matrices with f16".into());
     }
-    use wgpu::CooperativeScalarType::{F16, F32};
-    let fits = (adapter.cooperative_matrix_properties().iter()).any(|p| {
-        (p.m_size, p.n_size, p.k_size) == (16, 16, 16) && p.ab_type == F16 && p.cr_type == F32
-    });
-    if !fits {
-        return Err("the adapter lists no 16x16x16 f16 x f16 -> f32 shape".into());
-    }
+    let listed = adapter.cooperative_matrix_properties();
+    let Some(edge) = fitting_edge(&listed) else {
+        return Err("the adapter lists no 16x16x16 or 8x8x8 f16 x f16 -> f32 shape".into());
+    };
     let info = adapter.get_info();
     if info.subgroup_min_size != info.subgroup_max_size {
         return Err(format!(
@@ -172,7 +178,20 @@ fn matrix_units(adapter: &wgpu::Adapter, mode: MatrixUnits) -> Result<u32, Strin
             info.subgroup_min_size, info.subgroup_max_size
         ));
     }
-    Ok(info.subgroup_max_size)
+    let subgroup = info.subgroup_max_size;
+    Ok(CoopShape { edge, subgroup })
+}
+
+/// The first of `CoopEdge::PREFERRED` whose square f16 x f16 -> f32 shape is `listed`.
+fn fitting_edge(listed: &[wgpu::CooperativeMatrixProperties]) -> Option<CoopEdge> {
+    use wgpu::CooperativeScalarType::{F16, F32};
+    let lists = |edge: CoopEdge| {
+        let t = edge.size();
+        (listed.iter()).any(|p| {
+            (p.m_size, p.n_size, p.k_size) == (t, t, t) && p.ab_type == F16 && p.cr_type == F32
+        })
+    };
+    CoopEdge::PREFERRED.into_iter().find(|&edge| lists(edge))
 }
 
 /// The GPUs of the most capable kind wgpu finds (discrete before integrated before virtual;
@@ -280,7 +299,7 @@ impl Device {
             queue,
             info,
             limits,
-            matrix_units_emulated: matrix_units.is_ok() && mode == MatrixUnits::Emulate,
+            matrix_units_emulated: matrix_units.is_ok() && matches!(mode, MatrixUnits::Emulate(_)),
             matrix_units,
             dispatches: AtomicU64::new(0),
             submissions: AtomicU64::new(0),
@@ -324,9 +343,9 @@ impl Device {
         )
     }
 
-    /// The subgroup size of the cooperative-matrix kernels (f16 x f16 -> f32 16x16x16 tiles)
-    /// where they are on, else why not (a line for reports).
-    pub fn matrix_units(&self) -> Result<u32, &str> {
+    /// The tiles and subgroup size of the cooperative-matrix kernels (f16 x f16 -> f32) where
+    /// they are on, else why not (a line for reports).
+    pub fn matrix_units(&self) -> Result<CoopShape, &str> {
         self.matrix_units
             .as_ref()
             .map(|&s| s)

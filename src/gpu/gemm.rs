@@ -7,7 +7,7 @@ use super::kernels::{Elements, Kernel};
 use super::policy::Product;
 use super::recorder::{Read, Recorder};
 pub use super::tiles::GemmKernel;
-use super::tiles::{GemmTile, PipelineShape};
+use super::tiles::{CoopShape, GemmTile, PipelineShape};
 use crate::error::Error;
 use crate::precision::Precision;
 use bytemuck::{Pod, Zeroable};
@@ -340,9 +340,7 @@ pub(crate) fn record_gemm_using(
         forced => forced,
     };
     let computer = if kernel == GemmKernel::MatrixUnits {
-        Computer::Coop {
-            subgroup: matrix_units_for(gpu, product)?,
-        }
+        Computer::Coop(matrix_units_for(gpu, product)?)
     } else {
         let tile = kernel.resolve(gpu, (m, n, k));
         if !tile.allowed_by(&gpu.limits) {
@@ -432,10 +430,10 @@ fn record_product(
     record_sum_of_parts(gpu, recorder, params, parts, &partials, bias, c)
 }
 
-/// The subgroup size `gemm_coop` runs `product` with, or why it cannot: the matrix units are
-/// off here, or an operand is not f16.
-fn matrix_units_for(gpu: &Gpu, product: Product) -> Result<u32, Error> {
-    let subgroup = (gpu.matrix_units())
+/// The tiles and subgroup size `gemm_coop` runs `product` with, or why it cannot: the matrix
+/// units are off here, or an operand is not f16.
+fn matrix_units_for(gpu: &Gpu, product: Product) -> Result<CoopShape, Error> {
+    let coop = (gpu.matrix_units())
         .map_err(|why| Error::Config(format!("the matrix units are off: {why}")))?;
     if !product.half_operands() {
         let (a, b) = product.operands;
@@ -445,35 +443,33 @@ fn matrix_units_for(gpu: &Gpu, product: Product) -> Result<u32, Error> {
             b.name()
         )));
     }
-    Ok(subgroup)
+    Ok(coop)
 }
 
 /// What computes a product: a tile of gemm.wgsl, or gemm_coop on the matrix units with the
-/// subgroup size it runs with.
+/// tiles and subgroup size it runs with.
 #[derive(Clone, Copy, Debug)]
 enum Computer {
     Tile(GemmTile),
-    Coop { subgroup: u32 },
+    Coop(CoopShape),
 }
 
-/// Rows and columns of C per workgroup of `gemm_coop` (`BLOCK` in gemm_coop.wgsl).
-const COOP_BLOCK: u64 = 32;
-
-/// gemm_coop's steps along K (`T` in gemm_coop.wgsl).
-const COOP_STEP_K: u64 = 16;
+/// Tiles of C per workgroup of `gemm_coop` along rows and along columns (`TILES` in
+/// gemm_coop.wgsl): its block of C is this many times the edge on a side.
+const COOP_TILES: u64 = 2;
 
 impl Computer {
     fn kernel(self) -> Kernel {
         match self {
             Computer::Tile(tile) => tile.kernel(),
-            Computer::Coop { .. } => Kernel::GemmCoop,
+            Computer::Coop(_) => Kernel::GemmCoop,
         }
     }
 
     fn shape(self) -> PipelineShape {
         match self {
             Computer::Tile(tile) => PipelineShape::Gemm(tile),
-            Computer::Coop { subgroup } => PipelineShape::Coop { subgroup },
+            Computer::Coop(coop) => PipelineShape::Coop(coop),
         }
     }
 
@@ -481,7 +477,10 @@ impl Computer {
     fn block(self) -> (u64, u64) {
         match self {
             Computer::Tile(tile) => (tile.rows(), tile.cols()),
-            Computer::Coop { .. } => (COOP_BLOCK, COOP_BLOCK),
+            Computer::Coop(coop) => {
+                let block = COOP_TILES * coop.edge.size() as u64;
+                (block, block)
+            }
         }
     }
 
@@ -491,23 +490,24 @@ impl Computer {
     }
 
     /// The longest K one dispatch may sum where loops end after `limit` iterations, half of
-    /// it kept as a margin. Real matrix units never meet a loop limit (llvmpipe has none), so
-    /// for gemm_coop this is the emulation's count (coop_emulation.wgsl), per invocation: per
-    /// step of 16 along K, the two stagings of 32 x 16 and the 4 loads of 16 x 16 elements,
-    /// and the 4 multiply-adds of 16 x 16 elements of 16 terms, 4 at a time; before and after
-    /// the steps, 2 passes over the block and 8 tile loads or stores.
+    /// it kept as a margin. For gemm_coop this is the emulation's count (coop_emulation.wgsl),
+    /// which bounds the kernel's own loops on real matrix units too (llvmpipe's), per
+    /// invocation: per
+    /// step of an edge along K, the two stagings of block x edge and the 4 loads of edge x edge
+    /// elements, and the 4 multiply-adds of edge x edge elements of edge terms, 4 at a time;
+    /// before and after the steps, 2 passes over the block and 8 tile loads or stores.
     fn longest_k(self, limit: u64) -> u64 {
         match self {
             Computer::Tile(tile) => tile.longest_k(limit),
-            Computer::Coop { subgroup } => {
-                let share = |n: u64| n.div_ceil(subgroup as u64) + 1;
-                let tile = COOP_STEP_K * COOP_STEP_K;
-                let per_step = 2 * share(COOP_BLOCK * COOP_STEP_K)
-                    + 4 * share(tile)
-                    + 4 * share(tile) * (COOP_STEP_K / 4 + 1);
-                let fixed = 2 * share(COOP_BLOCK * COOP_BLOCK) + 8 * share(tile);
+            Computer::Coop(coop) => {
+                let share = |n: u64| n.div_ceil(coop.subgroup as u64) + 1;
+                let (edge, block) = (coop.edge.size() as u64, self.block().0);
+                let tile = edge * edge;
+                let per_step =
+                    2 * share(block * edge) + 4 * share(tile) + 4 * share(tile) * (edge / 4 + 1);
+                let fixed = 2 * share(block * block) + 8 * share(tile);
                 let steps = (limit / 2).saturating_sub(fixed) / per_step;
-                (steps * COOP_STEP_K).max(1)
+                (steps * edge).max(1)
             }
         }
     }

@@ -73,6 +73,52 @@ impl Elements {
     }
 }
 
+/// The edge of the square tiles the shaders on matrix units multiply (gemm_coop.wgsl,
+/// step_coop.wgsl): cooperative matrices of f16 x f16 -> f32, 16 x 16 x 16 where NVIDIA's and
+/// AMD's Vulkan drivers list them, 8 x 8 x 8 on Apple's simdgroup matrices (Metal) and on
+/// llvmpipe (Mesa 25 and later). The edge is part of the tiles' WGSL type names
+/// (`coop_mat16x16`), so it is put in front of the source rather than set as an `override`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CoopEdge {
+    /// 8 x 8 tiles.
+    Eight,
+    /// 16 x 16 tiles.
+    Sixteen,
+}
+
+impl CoopEdge {
+    /// Every edge the kernels are written for, in the order the engine takes them where an
+    /// adapter lists several: 16 first, a quarter of the operations (and of the staging
+    /// barriers between them) per product.
+    pub const PREFERRED: [CoopEdge; 2] = [CoopEdge::Sixteen, CoopEdge::Eight];
+
+    /// Elements along the edge (`T` in both shaders).
+    pub const fn size(self) -> u32 {
+        match self {
+            CoopEdge::Eight => 8,
+            CoopEdge::Sixteen => 16,
+        }
+    }
+
+    /// The WGSL that sizes the shaders on matrix units: `T` and the aliases of the f16 operand
+    /// tiles and of the accumulator tile (of the shader's own `acc_elem`).
+    pub fn prelude(self) -> String {
+        let (t, mat) = (self.size(), format!("coop_mat{0}x{0}", self.size()));
+        format!(
+            "const T: u32 = {t}u;\nalias TileA = {mat}<f16, A>;\nalias TileB = {mat}<f16, B>;\n\
+             alias TileC = {mat}<acc_elem, C>;\n"
+        )
+    }
+}
+
+impl std::fmt::Display for CoopEdge {
+    /// `16x16x16`, as the adapters' shapes are written.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = self.size();
+        write!(f, "{t}x{t}x{t}")
+    }
+}
+
 /// A WGSL module the engine compiles: one file of `shaders/` with the files it builds on put
 /// in front (`source` lists them), compiled once per `Elements`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -80,8 +126,8 @@ pub enum Shader {
     /// gemm.wgsl after gemm_layout.wgsl: the tiled matrix products `gemm_4x4` and `gemm_8x8`,
     /// and `gemm_split_sum`.
     Gemm,
-    /// gemm_coop.wgsl after gemm_layout.wgsl: `gemm_coop`, the matrix products on 16x16x16
-    /// cooperative matrices (wgpu's experimental extension).
+    /// gemm_coop.wgsl after gemm_layout.wgsl: `gemm_coop`, the matrix products on square
+    /// cooperative matrices (wgpu's experimental extension) of a `CoopEdge`.
     GemmCoop,
     /// rnn.wgsl, the vanilla RNN's step, after finite.wgsl and step.wgsl and before fused.wgsl
     /// and persistent.wgsl: its fused and persistent forward and backward kernels.
@@ -91,7 +137,7 @@ pub enum Shader {
     /// gru.wgsl, the GRU's step, with the same files around it as `Rnn`.
     Gru,
     /// rnn.wgsl after finite.wgsl and step.wgsl, then step_coop.wgsl: the vanilla RNN's
-    /// fused steps with the recurrent product on 16x16x16 cooperative matrices.
+    /// fused steps with the recurrent product on square cooperative matrices of a `CoopEdge`.
     RnnCoop,
     /// lstm.wgsl with the same files around it as `RnnCoop`.
     LstmCoop,
@@ -145,9 +191,22 @@ impl Shader {
         }
     }
 
-    /// The source as compiled for `elements`: the aliases' prelude, then the file(s).
+    /// The source of a shader not `on_matrix_units` as compiled for `elements`: the aliases'
+    /// prelude, then the file(s).
     pub fn source_for(self, elements: Elements) -> String {
+        assert!(
+            !self.on_matrix_units(),
+            "{} needs a CoopEdge",
+            self.file_name()
+        );
         elements.prelude(self.enables()) + self.source()
+    }
+
+    /// The source of a shader `on_matrix_units` as compiled for `elements` on tiles of `edge`:
+    /// the aliases' prelude, the tiles' (`CoopEdge::prelude`), then the files.
+    pub fn coop_source_for(self, elements: Elements, edge: CoopEdge) -> String {
+        assert!(self.on_matrix_units(), "{} has no tiles", self.file_name());
+        elements.prelude(self.enables()) + &edge.prelude() + self.source()
     }
 
     /// Whether the shader multiplies on cooperative matrices (wgpu's experimental extension):
@@ -230,9 +289,9 @@ pub enum Kernel {
     /// over parts of workgroups, in part order, then the bias, then the old C; one invocation
     /// per element of C.
     GemmSplitSum,
-    /// `gemm_coop` (gemm_coop.wgsl): a 32x32 block of C per workgroup of one subgroup on
-    /// 16x16x16 cooperative matrices, f16 A and B, f32 accumulation; the workgroup is the
-    /// subgroup size (`PipelineShape::Coop`).
+    /// `gemm_coop` (gemm_coop.wgsl): a block of 2 x 2 tiles of C per workgroup of one
+    /// subgroup on square cooperative matrices (`CoopEdge`), f16 A and B, f32 accumulation; the
+    /// workgroup is the subgroup size (`PipelineShape::Coop`).
     GemmCoop,
     /// `step_forward` (fused.wgsl around rnn.wgsl), one time step `t` over a tile of (batch
     /// rows, units): adds `h_{t-1} W_hh^T` to the pre-activations in `gates[t]` (`[B, H]`),
@@ -260,8 +319,8 @@ pub enum Kernel {
     /// the direct path `z * dE/dh_t` left in `h_carry` for step `t-1`.
     GruBackward,
     /// `step_forward_coop` (step_coop.wgsl after rnn.wgsl): `RnnForward` with the recurrent
-    /// product of a 16-row x 16-unit tile on cooperative matrices, one subgroup per
-    /// workgroup (`PipelineShape::Coop`); f16 operands, f32 sums.
+    /// product of a tile of batch rows x units on square cooperative matrices (`CoopEdge`), one
+    /// subgroup per workgroup (`PipelineShape::Coop`); f16 operands, f32 sums.
     RnnForwardCoop,
     /// `step_backward_coop` (step_coop.wgsl after rnn.wgsl): `RnnBackward` likewise.
     RnnBackwardCoop,

@@ -26,9 +26,9 @@ pub use device::{
     adapter_kinds, enumerate_adapters, AdapterSummary, Device, MatrixUnits, WorkCounts,
     LLVMPIPE_LOOP_LIMIT, MATRIX_UNITS_VAR,
 };
-pub use kernels::{Elements, Kernel, Shader};
+pub use kernels::{CoopEdge, Elements, Kernel, Shader};
 pub use model::{GpuModel, GpuOutput, Request};
 pub use policy::{KernelPolicy, Recurrence, StepKernel};
 pub use recorder::{Phase, PhaseTimes};
 pub use recurrence::{PersistentSlices, StepShapes};
-pub use tiles::{GemmKernel, GemmTile, KSplit, StepShape, StepSite, StepTile};
+pub use tiles::{CoopShape, GemmKernel, GemmTile, KSplit, StepShape, StepSite, StepTile};

@@ -818,11 +818,11 @@ impl GpuModel {
         match (direction, launch) {
             (Direction::Forward, CellLaunch::Step { shape, .. }) => match shape {
                 StepShape::Tile(_) => kernels.step_forward,
-                StepShape::Coop { .. } => kernels.step_forward_coop,
+                StepShape::Coop(_) => kernels.step_forward_coop,
             },
             (Direction::Backward, CellLaunch::Step { shape, .. }) => match shape {
                 StepShape::Tile(_) => kernels.step_backward,
-                StepShape::Coop { .. } => kernels.step_backward_coop,
+                StepShape::Coop(_) => kernels.step_backward_coop,
             },
             (Direction::Forward, CellLaunch::Persistent { .. }) => kernels.persistent_forward,
             (Direction::Backward, CellLaunch::Persistent { .. }) => kernels.persistent_backward,

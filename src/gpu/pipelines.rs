@@ -1,9 +1,10 @@
 //! The compiled kernels: one bind-group layout per `Layout`, one shader module per `Shader`
-//! and `Elements`, and a pipeline per kernel and `Elements` (and per `PipelineShape` for the
-//! kernels shaped by `override` constants), each compiled on first use and kept.
+//! and `Elements` (and `CoopEdge` for the shaders on matrix units), and a pipeline per kernel
+//! and `Elements` (and per `PipelineShape` for the kernels shaped by `override` constants),
+//! each compiled on first use and kept.
 
 use super::coop_emulation;
-use super::kernels::{Elements, Kernel, Layout, Shader, Slot};
+use super::kernels::{CoopEdge, Elements, Kernel, Layout, Shader, Slot};
 use super::tiles::PipelineShape;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,11 +13,15 @@ use std::sync::Mutex;
 /// its workgroup shape.
 type PipelineKey = (Kernel, Elements, Option<PipelineShape>);
 
+/// Which shader module: the shader, its buffers' element types and (shaders on matrix units
+/// only) its tiles' edge.
+type ModuleKey = (Shader, Elements, Option<CoopEdge>);
+
 pub(crate) struct Pipelines {
     device: wgpu::Device,
     layouts: Vec<wgpu::BindGroupLayout>,
     pipeline_layouts: Vec<wgpu::PipelineLayout>,
-    modules: Mutex<HashMap<(Shader, Elements), wgpu::ShaderModule>>,
+    modules: Mutex<HashMap<ModuleKey, wgpu::ShaderModule>>,
     /// Whether the shaders on matrix units (gemm_coop.wgsl, step_coop.wgsl) are compiled with
     /// their matrix operations emulated (`coop_emulation::source_for`).
     emulate_matrix_units: bool,
@@ -84,13 +89,24 @@ impl Pipelines {
         shape: Option<PipelineShape>,
     ) -> wgpu::ComputePipeline {
         let shader = kernel.shader();
+        let edge = match shape {
+            Some(PipelineShape::Coop(coop)) => Some(coop.edge),
+            _ => None,
+        };
+        assert_eq!(
+            edge.is_some(),
+            shader.on_matrix_units(),
+            "{kernel:?} in {shape:?}"
+        );
         let module = (self.modules.lock().unwrap())
-            .entry((shader, elements))
+            .entry((shader, elements, edge))
             .or_insert_with(|| {
-                let source = if shader.on_matrix_units() && self.emulate_matrix_units {
-                    coop_emulation::source_for(shader, elements)
-                } else {
-                    shader.source_for(elements)
+                let source = match edge {
+                    Some(edge) if self.emulate_matrix_units => {
+                        coop_emulation::source_for(shader, elements, edge)
+                    }
+                    Some(edge) => shader.coop_source_for(elements, edge),
+                    None => shader.source_for(elements),
                 };
                 self.device
                     .create_shader_module(wgpu::ShaderModuleDescriptor {

@@ -102,7 +102,7 @@ text_enum!(Recurrence { Auto => "auto", Steps => "steps", Persistent => "persist
 pub enum StepKernel {
     /// fused.wgsl, in the shape `StepTile::for_shape` picks.
     Tiled,
-    /// step_coop.wgsl, on 16x16x16 cooperative matrices.
+    /// step_coop.wgsl, on the adapter's cooperative matrices (`CoopShape`).
     MatrixUnits,
 }
 

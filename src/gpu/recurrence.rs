@@ -151,7 +151,7 @@ impl StepShapes {
         let kernel = StepKernel::resolve(gpu, policy, config, batch, precision);
         // Forward stages all gates' rows of W_hh per k, backward one.
         let shape = |staged| match (kernel, gpu.matrix_units()) {
-            (StepKernel::MatrixUnits, Ok(subgroup)) => Ok(StepShape::Coop { subgroup }),
+            (StepKernel::MatrixUnits, Ok(coop)) => Ok(StepShape::Coop(coop)),
             _ => step_tile(gpu, policy, config, (batch, precision), staged).map(StepShape::Tile),
         };
         Ok(StepShapes {
@@ -164,7 +164,7 @@ impl StepShapes {
     pub fn kernel(&self) -> StepKernel {
         match self.forward {
             StepShape::Tile(_) => StepKernel::Tiled,
-            StepShape::Coop { .. } => StepKernel::MatrixUnits,
+            StepShape::Coop(_) => StepKernel::MatrixUnits,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! (`GemmTile`, shaders/gemm.wgsl). One source per kernel, any number of shapes: the host picks
 //! one per problem and adapter, and the pipeline cache compiles each shape once.
 
-use super::kernels::Kernel;
+use super::kernels::{CoopEdge, Kernel};
 use crate::error::Error;
 use std::fmt;
 use std::str::FromStr;
@@ -234,30 +234,41 @@ impl fmt::Display for StepTile {
     }
 }
 
+/// How the kernels on matrix units run (gemm_coop.wgsl, step_coop.wgsl): on square tiles of
+/// `edge`, each workgroup one subgroup of `subgroup` invocations (`WG_SIZE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CoopShape {
+    /// The tiles' edge, from the shapes the adapter lists.
+    pub edge: CoopEdge,
+    /// The adapter's subgroup size (or the emulation's workgroup).
+    pub subgroup: u32,
+}
+
+impl fmt::Display for CoopShape {
+    /// `16x16x16 tiles, subgroups of 32`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} tiles, subgroups of {}", self.edge, self.subgroup)
+    }
+}
+
 /// How a time step's fused kernel computes its recurrent product: fused.wgsl over tiles of
 /// invocations, or step_coop.wgsl on the matrix units.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StepShape {
     /// fused.wgsl in this workgroup shape.
     Tile(StepTile),
-    /// step_coop.wgsl: a 16-row x 16-unit tile per workgroup of one subgroup of this many
-    /// invocations (`WG_SIZE`), on 16x16x16 f16 cooperative matrices.
-    Coop {
-        /// The adapter's subgroup size (or the emulation's workgroup).
-        subgroup: u32,
-    },
+    /// step_coop.wgsl: an edge x edge tile of batch rows x hidden units per workgroup of one
+    /// subgroup, on cooperative matrices of that edge.
+    Coop(CoopShape),
 }
 
 impl StepShape {
-    /// Batch rows and hidden units per workgroup of step_coop.wgsl (`T`).
-    pub const COOP_TILE: usize = 16;
-
     /// Workgroups of one step over `batch` rows of `hidden` units.
     pub fn workgroups(self, batch: usize, hidden: usize) -> u64 {
         match self {
             StepShape::Tile(tile) => tile.workgroups(batch, hidden),
-            StepShape::Coop { .. } => {
-                let tiles = |n: usize| n.div_ceil(Self::COOP_TILE) as u64;
+            StepShape::Coop(coop) => {
+                let tiles = |n: usize| n.div_ceil(coop.edge.size() as usize) as u64;
                 tiles(batch) * tiles(hidden)
             }
         }
@@ -268,7 +279,7 @@ impl StepShape {
     pub fn iterations(self, gates: usize, hidden: usize) -> u64 {
         match self {
             StepShape::Tile(tile) => tile.iterations(gates, hidden),
-            StepShape::Coop { subgroup } => coop_step_iterations(subgroup, gates, hidden),
+            StepShape::Coop(coop) => coop_step_iterations(coop, gates, hidden),
         }
     }
 }
@@ -278,27 +289,31 @@ impl fmt::Display for StepShape {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StepShape::Tile(tile) => write!(f, "{tile}"),
-            StepShape::Coop { .. } => write!(f, "matrix-units"),
+            StepShape::Coop(_) => write!(f, "matrix-units"),
         }
     }
 }
 
-/// `StepShape::iterations` of step_coop.wgsl. Real matrix units never meet a loop limit
-/// (llvmpipe has none), so this counts its emulation (coop_emulation.wgsl), per invocation of
-/// `subgroup`: per stage of 4 tiles along K, the stagings of A and of each staged gate's
-/// W_hh, and per tile the loads and the multiply-adds of 16 terms, 4 at a time; then the zeros,
-/// the loads and stores of 4 accumulators and the epilogue, each output counted with its gates
-/// and the cell's own loops (at most 4).
-fn coop_step_iterations(subgroup: u32, gates: usize, hidden: usize) -> u64 {
+/// Values of K that step_coop.wgsl stages between two barriers (`STAGE`), whatever the edge.
+const COOP_STAGE: u64 = 64;
+
+/// `StepShape::iterations` of step_coop.wgsl: its emulation's count (coop_emulation.wgsl),
+/// which bounds the kernel's own loops on real matrix units too (llvmpipe's), per invocation
+/// of a workgroup of `coop.subgroup`: per stage of `COOP_STAGE` along K, the stagings of A and
+/// of each staged gate's W_hh, and per tile the loads and the multiply-adds of `edge` terms, 4
+/// at a time; then the zeros, the loads and stores of 4 accumulators and the epilogue, each
+/// output counted with its gates and the cell's own loops (at most 4).
+fn coop_step_iterations(coop: CoopShape, gates: usize, hidden: usize) -> u64 {
     let (g, h) = (gates as u64, hidden as u64);
-    let (edge, stage_tiles) = (StepShape::COOP_TILE as u64, 4);
-    let (tile, stage) = (edge * edge, stage_tiles * edge * edge);
-    let share = |n: u64| n.div_ceil(subgroup as u64) + 1;
+    let edge = coop.edge.size() as u64;
+    let stage_tiles = COOP_STAGE / edge;
+    let (tile, stage) = (edge * edge, COOP_STAGE * edge);
+    let share = |n: u64| n.div_ceil(coop.subgroup as u64) + 1;
     // `staged` gates' W_hh and as many multiply-adds per tile of K, over `k` of K
     let stages = |staged: u64, k: u64| {
         let per_tile = (1 + staged) * share(tile) + staged * share(tile) * (edge / 4 + 1) + 1;
         let per_stage = share(stage) + share(staged * stage) + stage_tiles * per_tile + 1;
-        k.div_ceil(stage_tiles * edge) * per_stage
+        k.div_ceil(COOP_STAGE) * per_stage
     };
     let fixed = share(4 * tile) + 8 * share(tile) + share(tile) * (g + 1 + 4);
     stages(g, h).max(stages(1, g * h)) + fixed + 2
@@ -308,7 +323,7 @@ impl From<StepShape> for PipelineShape {
     fn from(shape: StepShape) -> Self {
         match shape {
             StepShape::Tile(tile) => PipelineShape::Step(tile),
-            StepShape::Coop { subgroup } => PipelineShape::Coop { subgroup },
+            StepShape::Coop(coop) => PipelineShape::Coop(coop),
         }
     }
 }
@@ -510,8 +525,8 @@ pub enum GemmKernel {
     Auto,
     /// gemm.wgsl in this tile shape.
     Tile(GemmTile),
-    /// `gemm_coop`: 16x16x16 f16 cooperative matrices with f32 accumulation
-    /// (`Gpu::matrix_units`).
+    /// `gemm_coop`: f16 cooperative matrices with f32 accumulation, of the edge
+    /// `Gpu::matrix_units` says.
     MatrixUnits,
 }
 
@@ -571,12 +586,9 @@ pub(crate) enum PipelineShape {
     Step(StepTile),
     /// A tiled product's shape (gemm.wgsl).
     Gemm(GemmTile),
-    /// A cooperative-matrix kernel's workgroup (gemm_coop.wgsl, step_coop.wgsl): one subgroup
-    /// of this many invocations.
-    Coop {
-        /// The adapter's subgroup size (`WG_SIZE` in both files).
-        subgroup: u32,
-    },
+    /// A kernel on matrix units (gemm_coop.wgsl, step_coop.wgsl): its tiles' edge, which is
+    /// put in front of the source (`Shader::coop_source_for`), and its one subgroup's size.
+    Coop(CoopShape),
 }
 
 impl PipelineShape {
@@ -585,7 +597,7 @@ impl PipelineShape {
         match self {
             PipelineShape::Step(tile) => tile.constants().to_vec(),
             PipelineShape::Gemm(tile) => tile.constants().to_vec(),
-            PipelineShape::Coop { subgroup } => vec![("WG_SIZE", subgroup as f64)],
+            PipelineShape::Coop(coop) => vec![("WG_SIZE", coop.subgroup as f64)],
         }
     }
 }

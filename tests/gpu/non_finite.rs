@@ -5,7 +5,7 @@
 //! explicit bit checks of shaders/finite.wgsl.)
 
 use super::common::TempDir;
-use super::{emulated_matrix_units, gpu, seed};
+use super::{gpu, matrix_unit_contexts, seed};
 use rnn_wgpu::checkpoint::{self, Checkpoint};
 use rnn_wgpu::internals::gpu::optim::GpuOptimizer;
 use rnn_wgpu::internals::gpu::Recurrence;
@@ -106,18 +106,20 @@ fn both_engines_report_injected_nan_and_inf_alike() {
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
 
-/// As above under f16 storage, on the fused step tiles and with the matrix units emulated
-/// (hidden 17 and 33: one and more than one 16-unit tile of step_coop.wgsl): a NaN or an
-/// infinity rounded to f16 and carried through the f16 x f16 products reaches the same
-/// places as in the CPU engine's f16 mirror.
+/// As above under f16 storage, on `gpu()` (the fused step tiles, unless the run turns the
+/// matrix units on) and on every context of `matrix_unit_contexts` (hidden 17 and 33: one and
+/// more than one tile of step_coop.wgsl at either edge): a NaN or an infinity rounded to f16
+/// and carried through the f16 x f16 products reaches the same places as in the CPU engine's
+/// f16 mirror.
 #[test]
 fn at_f16_both_engines_report_injected_nan_and_inf_alike() {
     let mut failed = non_finite_disagreements(gpu(), Precision::F16, &[17, 33], 930);
-    let emulated = emulated_matrix_units();
-    failed.extend(
-        (non_finite_disagreements(emulated, Precision::F16, &[17, 33], 930).into_iter())
-            .map(|e| format!("matrix units emulated: {e}")),
-    );
+    for (context, name) in matrix_unit_contexts() {
+        failed.extend(
+            (non_finite_disagreements(context, Precision::F16, &[17, 33], 930).into_iter())
+                .map(|e| format!("{name}: {e}")),
+        );
+    }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
 

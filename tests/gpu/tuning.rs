@@ -14,7 +14,7 @@ use rnn_wgpu::internals::bench::{
 };
 use rnn_wgpu::internals::gpu::gemm::{matmul_using, GemmKernel, Placement};
 use rnn_wgpu::internals::gpu::tuning::{self, Check, Product, RecurrenceShape, Tuning};
-use rnn_wgpu::internals::gpu::{Kernel, MatrixUnits, Recurrence, StepKernel, StepShape};
+use rnn_wgpu::internals::gpu::{CoopEdge, Kernel, MatrixUnits, Recurrence, StepKernel, StepShape};
 use rnn_wgpu::internals::plan::PlanOptions;
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
 use rnn_wgpu::{Gpu, Precision};
@@ -378,7 +378,7 @@ fn the_cache_keeps_other_adapters_and_refuses_what_it_cannot_trust() {
 /// or at f32, there is nothing to tune.
 #[test]
 fn tuning_the_step_kernels_times_both_and_the_choice_is_what_runs() {
-    let gpu = Gpu::with_matrix_units(MatrixUnits::Emulate).unwrap();
+    let gpu = Gpu::with_matrix_units(MatrixUnits::Emulate(CoopEdge::Sixteen)).unwrap();
     let arch = one_layer(Cell::Lstm);
     let half = whole_sequence(Precision::F16);
     let shape: Shape = "17,6,3,33".parse().unwrap();
@@ -390,9 +390,8 @@ fn tuning_the_step_kernels_times_both_and_the_choice_is_what_runs() {
     assert_eq!(gpu.policy().step_kernel(key), Some(tuned.choice));
     let full = whole_sequence(Precision::F32);
     assert!(tune_steps(&gpu, arch, shape, full, 1).unwrap().is_none());
-    assert!(tune_steps(&context(), arch, shape, half, 1)
-        .unwrap()
-        .is_none());
+    let off = Gpu::with_matrix_units(MatrixUnits::Off).unwrap();
+    assert!(tune_steps(&off, arch, shape, half, 1).unwrap().is_none());
 
     for (choice, runs, not) in [
         (
@@ -406,7 +405,7 @@ fn tuning_the_step_kernels_times_both_and_the_choice_is_what_runs() {
             Kernel::LstmBackward,
         ),
     ] {
-        let gpu = Gpu::with_matrix_units(MatrixUnits::Emulate).unwrap();
+        let gpu = Gpu::with_matrix_units(MatrixUnits::Emulate(CoopEdge::Sixteen)).unwrap();
         gpu.set_step_choice(key, choice);
         let result = bench_shape(Some(&gpu), arch, shape, 0, 1, half, Recurrence::Steps).unwrap();
         let compiled = gpu.compiled_kernels();
@@ -472,7 +471,7 @@ fn tuning_the_steps_split_of_k_times_each_and_the_choice_is_what_runs() {
         .unwrap();
     assert_eq!((tuned.times.len(), tuned.choice), (1, 1));
 
-    let emulated = Gpu::with_matrix_units(MatrixUnits::Emulate).unwrap();
+    let emulated = Gpu::with_matrix_units(MatrixUnits::Emulate(CoopEdge::Sixteen)).unwrap();
     let half = whole_sequence(Precision::F16);
     assert!(tune_step_split(&emulated, arch, shape, half, 1)
         .unwrap()
