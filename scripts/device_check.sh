@@ -107,7 +107,7 @@ for units in off on; do
         RNN_WGPU_MATRIX_UNITS=$units run "$BIN" parity --precision f16 --cell "$cell" --batch 5 \
             --seq-len 33 --input 7 --hidden 17
     done
-    # products with M, N and K past one 32x32 block, at odd sizes
+    # products with M, N and K past one block of tiles (32x32 at 16x16 tiles), at odd sizes
     RNN_WGPU_MATRIX_UNITS=$units run "$BIN" parity --precision f16 --cell lstm --batch 67 \
         --seq-len 40 --input 33 --hidden 129
     # the weight gradients' K = T * B = 10,240 over a C of few blocks: split into parts of K
