@@ -1,9 +1,15 @@
 //! The study's arithmetic, checked by hand, and what the study shows on the CPU engine (no GPU
 //! needed).
 
+mod common;
+
+use common::EVERY_CELL;
 use ndarray::array;
+use rnn_wgpu::cpu::{backward, forward};
 use rnn_wgpu::init::{largest_singular_value, rescale_to_singular_value};
+use rnn_wgpu::internals::parity::random_problem;
 use rnn_wgpu::internals::study::{per_step_factor, table_distances};
+use rnn_wgpu::{Loss, ModelConfig, Readout};
 
 /// Norms 8, 4, 2, 1 at t = 1..4: going back, each step halves... no: going back from t = 4
 /// (norm 1) to t = 1 (norm 8) each step doubles, so the factor is (8/1)^(1/3) = 2.
@@ -92,4 +98,43 @@ fn an_lstm_with_a_forget_bias_of_3_keeps_its_gradient_over_100_steps() {
     let plain = of("lstm");
     assert!(lost(plain.grad_norm_c.as_ref().unwrap()) > 10.0);
     assert_eq!(plain.sigma_max, cure.sigma_max, "the same W_hh");
+}
+
+/// The CPU engine's per-step norms in f32 against its f64 reference for gradients whose squares
+/// leave f32's range (the head's weights scaled by 1e-24 and by 1e16, as the GPU's test in
+/// tests/gpu/parity.rs), every cell: within 1e-5 at every step, where f32 squares would
+/// read 0 and inf.
+#[test]
+fn norms_of_vanishing_and_exploding_gradients_hold_in_f32() {
+    for (cell, activation) in EVERY_CELL {
+        for scale in [1e-24f32, 1e16] {
+            let config = ModelConfig {
+                cell,
+                activation,
+                input_size: 3,
+                hidden_size: 17,
+                output_size: 2,
+                readout: Readout::All,
+                loss: Loss::Mse,
+                layers: 1,
+                bidirectional: false,
+                dropout: 0.0,
+            };
+            let (mut params, batch) = random_problem(&config, 9, 3, 970);
+            params.head_weight.mapv_inplace(|w| w * scale);
+            let fwd = forward(&config, &params, &batch).unwrap();
+            let f32_norms = backward(&config, &params, &batch, &fwd).grad_norm_h;
+            let (params, batch) = (params.cast::<f64>(), batch.cast::<f64>());
+            let fwd = forward(&config, &params, &batch).unwrap();
+            let f64_norms = backward(&config, &params, &batch, &fwd).grad_norm_h;
+            for (t, (&got, &want)) in f32_norms.iter().zip(&f64_norms).enumerate() {
+                let error = (got as f64 - want).abs() / want;
+                assert!(
+                    error < 1e-5,
+                    "{cell:?}/{activation:?} x {scale:e} t={}: f32 {got:e} f64 {want:e}",
+                    t + 1
+                );
+            }
+        }
+    }
 }

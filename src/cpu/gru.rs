@@ -238,7 +238,7 @@ struct GruBackwardRows<'a, F> {
     lengths: Option<&'a [usize]>,
     precision: Precision,
     /// Out: the sum of squares of each of these rows of dE/dh_t, `[T, b]`.
-    squares: Array2<F>,
+    squares: Array2<f64>,
 }
 
 impl<F: Float> GruBackwardRows<'_, F> {

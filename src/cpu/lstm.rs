@@ -239,8 +239,8 @@ struct LstmBackwardRows<'a, F> {
     lengths: Option<&'a [usize]>,
     precision: Precision,
     /// Out: the sum of squares of each of these rows of dE/dh_t and dE/dc_t, `[T, b]` each.
-    squares_h: Array2<F>,
-    squares_c: Array2<F>,
+    squares_h: Array2<f64>,
+    squares_c: Array2<f64>,
 }
 
 impl<F: Float> LstmBackwardRows<'_, F> {

@@ -147,9 +147,22 @@ pub fn tanh<F: Float>(v: F) -> F {
     }
 }
 
-/// `sum(v^2)`, in eight interleaved partial sums.
-pub fn sum_of_squares<F: Float>(values: &[F]) -> F {
-    dot(values, values)
+/// `sum(v^2)` in f64, in eight interleaved partial sums: the square of an f32 is exact in f64,
+/// and no sum of them under- or overflows, so its root is the norm of any finite f32 values,
+/// those of a vanishing gradient (squares below f32's 1e-45) or an exploding one (past 3e38)
+/// included. The GPU's twin scales by a power of two instead (`row_norms`, reduce.wgsl).
+pub fn sum_of_squares<F: Float>(values: &[F]) -> f64 {
+    const LANES: usize = 8;
+    let wide = |v: &F| v.to_f64().expect("a float converts to f64");
+    let chunks = values.chunks_exact(LANES);
+    let tail = (chunks.remainder().iter()).fold(0.0, |sum, v| sum + wide(v) * wide(v));
+    let mut partial = [0.0f64; LANES];
+    for chunk in chunks {
+        for lane in 0..LANES {
+            partial[lane] += wide(&chunk[lane]) * wide(&chunk[lane]);
+        }
+    }
+    partial.iter().sum::<f64>() + tail
 }
 
 /// `sum(a * b)` over two slices of one length, in eight interleaved partial sums.
@@ -294,6 +307,13 @@ mod tests {
         assert!((dot(&a, &b) - naive).abs() < 1e-12 * naive.abs());
         let squares = a.iter().map(|x| x * x).sum::<f64>();
         assert!((sum_of_squares(&a) - squares).abs() < 1e-12 * squares);
+        // f32 values whose squares leave f32's range, below and above
+        for scale in [1e-30f32, 1e30] {
+            let v: Vec<f32> = a.iter().map(|&x| x as f32 * scale).collect();
+            let exact = squares * (scale as f64).powi(2);
+            let got = sum_of_squares(&v);
+            assert!((got - exact).abs() < 1e-6 * exact, "{scale}: {got} {exact}");
+        }
         assert_eq!(dot::<f32>(&[], &[]), 0.0);
     }
 }

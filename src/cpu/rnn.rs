@@ -181,7 +181,7 @@ struct RnnBackwardRows<'a, F> {
     lengths: Option<&'a [usize]>,
     precision: Precision,
     /// Out: the sum of squares of each of these rows of dE/dh_t, `[T, b]`.
-    squares_h: Array2<F>,
+    squares_h: Array2<f64>,
 }
 
 impl<F: Float> RnnBackwardRows<'_, F> {

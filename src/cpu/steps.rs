@@ -171,20 +171,18 @@ pub(super) fn step_gradient<F: Float>(
     }
 }
 
-/// `||dE/dh_t||` (or c) for t = 1..T from the sums of squares of every sequence, `[T, b]` for
-/// each part of the batch, the parts in batch order. They are added one sequence at a time in
-/// batch order, so the norms do not depend on how many threads took the batch.
+/// `||dE/dh_t||` (or c) for t = 1..T from the sums of squares of every sequence in f64
+/// (`math::sum_of_squares`), `[T, b]` for each part of the batch, the parts in batch order.
+/// They are added one sequence at a time in batch order, so the norms do not depend on how
+/// many threads took the batch. The GPU's twin is `row_norms` (reduce.wgsl).
 pub(super) fn norms<'a, F: Float>(
-    parts: impl Iterator<Item = &'a Array2<F>> + Clone,
+    parts: impl Iterator<Item = &'a Array2<f64>> + Clone,
     seq_len: usize,
 ) -> Vec<F> {
     (0..seq_len)
         .map(|t| {
-            parts
-                .clone()
-                .flat_map(|part| part.row(t))
-                .fold(F::zero(), |sum, &squares| sum + squares)
-                .sqrt()
+            let squares: f64 = parts.clone().flat_map(|part| part.row(t)).sum();
+            F::from_f64(squares.sqrt()).expect("f64 converts to a float")
         })
         .collect()
 }
@@ -194,7 +192,7 @@ pub(super) fn norms<'a, F: Float>(
 pub(super) fn store_row_squares<F: Float>(
     precision: Precision,
     values: &ArrayRef2<F>,
-    squares: &mut Array2<F>,
+    squares: &mut Array2<f64>,
     t: usize,
 ) {
     for (row, squares) in rows(values.view()).zip(squares.row_mut(t)) {
@@ -202,14 +200,17 @@ pub(super) fn store_row_squares<F: Float>(
     }
 }
 
-/// The sum of squares of `values` as they are stored in `precision`, for the norms of
+/// The sum of squares of `values` as they are stored in `precision`, in f64, for the norms of
 /// dE/dh_t and dE/dc_t: the GPU takes them from the f16 copy it stores, while the cell computes
 /// on in f32 with the unrounded `values`.
-pub(super) fn stored_sum_of_squares<F: Float>(precision: Precision, values: &[F]) -> F {
+pub(super) fn stored_sum_of_squares<F: Float>(precision: Precision, values: &[F]) -> f64 {
     match precision {
         Precision::F32 => math::sum_of_squares(values),
-        Precision::F16 => values.iter().fold(F::zero(), |sum, &v| {
-            let stored = precision.round(v);
+        Precision::F16 => values.iter().fold(0.0, |sum, &v| {
+            let stored = precision
+                .round(v)
+                .to_f64()
+                .expect("a float converts to f64");
             sum + stored * stored
         }),
     }

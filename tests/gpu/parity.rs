@@ -3,6 +3,7 @@
 //! and 5, input 1 and 7, seq_len 1, 2, 33 and over 500, every cell, activation, readout, loss.
 
 use super::{gpu, seed};
+use crate::common::EVERY_CELL;
 use rnn_wgpu::internals::parity::{random_problem, run_parity, TOLERANCE};
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
 
@@ -281,5 +282,43 @@ fn gradients_summed_over_160000_rows_match_cpu() {
         failures.is_empty(),
         "||gpu - cpu|| / ||cpu|| > {TOLERANCE:e}:\n{}",
         failures.join("\n")
+    );
+}
+
+/// The per-step norms ||dE/dh_t|| (and ||dE/dc_t||) of gradients whose squares leave f32's
+/// range, every cell, against the f64 reference like every other tensor: the head's weights
+/// scaled by 1e-24 (elements of dE/dh_t near 1e-25 and below, squares under f32's least
+/// 1e-45, the norms of a vanishing gradient) and by 1e16 (elements near 1e32, squares past
+/// 3e38, an exploding one). Summed as plain squares in f32, the first read 0 and the second inf.
+#[test]
+fn norms_of_vanishing_and_exploding_gradients_match_the_reference() {
+    let mut failed = Vec::new();
+    for (k, (cell, activation)) in EVERY_CELL.into_iter().enumerate() {
+        for scale in [1e-24f32, 1e16] {
+            let config = ModelConfig {
+                cell,
+                activation,
+                input_size: 3,
+                hidden_size: 17,
+                output_size: 2,
+                readout: Readout::All,
+                loss: Loss::Mse,
+                layers: 1,
+                bidirectional: false,
+                dropout: 0.0,
+            };
+            let seed = seed(960 + k as u64);
+            let (mut params, batch) = random_problem(&config, 9, 3, seed);
+            params.head_weight.mapv_inplace(|w| w * scale);
+            let label = format!("{cell:?}/{activation:?} head weights x {scale:e} seed={seed}");
+            let report = (run_parity(gpu(), &config, &params, &batch))
+                .unwrap_or_else(|e| panic!("{label}: {e}"));
+            failed.extend((report.failures(TOLERANCE).iter()).map(|c| format!("{label}: {c}")));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "beyond {TOLERANCE:e}:\n{}",
+        failed.join("\n")
     );
 }
