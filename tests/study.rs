@@ -3,13 +3,12 @@
 
 mod common;
 
-use common::EVERY_CELL;
+use common::{small_model, EVERY_CELL};
 use ndarray::array;
 use rnn_wgpu::cpu::{backward, forward};
 use rnn_wgpu::init::{largest_singular_value, rescale_to_singular_value};
 use rnn_wgpu::internals::parity::random_problem;
 use rnn_wgpu::internals::study::{per_step_factor, table_distances};
-use rnn_wgpu::{Loss, ModelConfig, Readout};
 
 /// Norms 8, 4, 2, 1 at t = 1..4: going back, each step halves... no: going back from t = 4
 /// (norm 1) to t = 1 (norm 8) each step doubles, so the factor is (8/1)^(1/3) = 2.
@@ -108,18 +107,7 @@ fn an_lstm_with_a_forget_bias_of_3_keeps_its_gradient_over_100_steps() {
 fn norms_of_vanishing_and_exploding_gradients_hold_in_f32() {
     for (cell, activation) in EVERY_CELL {
         for scale in [1e-24f32, 1e16] {
-            let config = ModelConfig {
-                cell,
-                activation,
-                input_size: 3,
-                hidden_size: 17,
-                output_size: 2,
-                readout: Readout::All,
-                loss: Loss::Mse,
-                layers: 1,
-                bidirectional: false,
-                dropout: 0.0,
-            };
+            let config = small_model(cell, activation);
             let (mut params, batch) = random_problem(&config, 9, 3, 970);
             params.head_weight.mapv_inplace(|w| w * scale);
             let fwd = forward(&config, &params, &batch).unwrap();

@@ -136,6 +136,26 @@ pub fn long_sum_model() -> rnn_wgpu::ModelConfig {
     }
 }
 
+/// A small one-layer model of `cell` with `activation`: input 3, hidden 17 (past 16, no vector
+/// width or tile divides it), output 2, MSE on every step's output.
+pub fn small_model(
+    cell: rnn_wgpu::Cell,
+    activation: rnn_wgpu::Activation,
+) -> rnn_wgpu::ModelConfig {
+    rnn_wgpu::ModelConfig {
+        cell,
+        activation,
+        input_size: 3,
+        hidden_size: 17,
+        output_size: 2,
+        readout: rnn_wgpu::Readout::All,
+        loss: rnn_wgpu::Loss::Mse,
+        layers: 1,
+        bidirectional: false,
+        dropout: 0.0,
+    }
+}
+
 /// ||got - want|| / ||want|| of one tensor, and the index of its largest difference.
 pub fn relative_error(got: &[f32], want: &[f32]) -> (f64, usize) {
     let diff: f64 = (got.iter().zip(want))

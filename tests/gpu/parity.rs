@@ -3,7 +3,7 @@
 //! and 5, input 1 and 7, seq_len 1, 2, 33 and over 500, every cell, activation, readout, loss.
 
 use super::{gpu, seed};
-use crate::common::EVERY_CELL;
+use crate::common::{small_model, EVERY_CELL};
 use rnn_wgpu::internals::parity::{random_problem, run_parity, TOLERANCE};
 use rnn_wgpu::{Activation, Cell, Loss, ModelConfig, Readout};
 
@@ -295,18 +295,7 @@ fn norms_of_vanishing_and_exploding_gradients_match_the_reference() {
     let mut failed = Vec::new();
     for (k, (cell, activation)) in EVERY_CELL.into_iter().enumerate() {
         for scale in [1e-24f32, 1e16] {
-            let config = ModelConfig {
-                cell,
-                activation,
-                input_size: 3,
-                hidden_size: 17,
-                output_size: 2,
-                readout: Readout::All,
-                loss: Loss::Mse,
-                layers: 1,
-                bidirectional: false,
-                dropout: 0.0,
-            };
+            let config = small_model(cell, activation);
             let seed = seed(960 + k as u64);
             let (mut params, batch) = random_problem(&config, 9, 3, seed);
             params.head_weight.mapv_inplace(|w| w * scale);

@@ -2,7 +2,7 @@
 //! weights' working copy, every sum in f32.
 
 use super::{gpu, matrix_unit_contexts, seed};
-use crate::common::{assert_params_close, relative_error, TempDir, EVERY_CELL};
+use crate::common::{assert_params_close, relative_error, small_model, TempDir, EVERY_CELL};
 use ndarray_npy::WriteNpyExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -24,18 +24,7 @@ use rnn_wgpu::{Loss, ModelConfig, Readout};
 #[test]
 fn f16_storage_stays_near_f32() {
     for (k, (cell, activation)) in EVERY_CELL.into_iter().enumerate() {
-        let config = ModelConfig {
-            cell,
-            activation,
-            input_size: 3,
-            hidden_size: 17,
-            output_size: 2,
-            readout: Readout::All,
-            loss: Loss::Mse,
-            layers: 1,
-            bidirectional: false,
-            dropout: 0.0,
-        };
+        let config = small_model(cell, activation);
         let (params, batch) = random_problem(&config, 9, 5, seed(900 + k as u64));
         let run = |precision| {
             let mut model = GpuModel::new(gpu(), config, &params).unwrap();
