@@ -1,10 +1,12 @@
 //! Per-phase GPU time of a training step from timestamp queries (`Request::phase_times`): every
-//! phase is timed, no time is negative, the phases fit inside the step's wall time and account
-//! for most of it, and timing changes no bit of the result.
+//! phase is timed, no time is negative, the phases fit inside the step's wall time and are not
+//! a sliver of it, and timing changes no bit of the result.
 //!
-//! On lavapipe the step is GPU-bound (about 97% of its wall time is inside timed passes at
-//! these sizes), so the lower bound of 30% leaves room for a loaded machine; the rest of the
-//! wall time is recording, submission, copies between passes and the read-back.
+//! On an idle machine the step is GPU-bound on lavapipe (about 97% of its wall time inside timed
+//! passes at these sizes); the rest is recording, submission, copies between passes and the
+//! read-back. The lower bound, 5%, is what a wrong tick period would break (a factor of
+//! 1,000), not a speed: the tests beside this one share a 2-core CI machine's cores with
+//! lavapipe, and with Mesa 26 the phases came to 28% of a step's wall time there once.
 
 use super::seed;
 use rnn_wgpu::internals::gpu::optim::GpuOptimizer;
@@ -76,8 +78,8 @@ fn check(times: &PhaseTimes, wall_ms: f64, what: &str) {
         "{what}: phases sum to {sum:.3} ms, more than the step's wall time {wall_ms:.3} ms: {times:?}"
     );
     assert!(
-        sum >= 0.3 * wall_ms,
-        "{what}: phases sum to {sum:.3} ms, under 30% of the step's wall time {wall_ms:.3} ms: {times:?}"
+        sum >= 0.05 * wall_ms,
+        "{what}: phases sum to {sum:.3} ms, under 5% of the step's wall time {wall_ms:.3} ms: {times:?}"
     );
 }
 
