@@ -71,19 +71,26 @@ impl Profile {
     }
 
     /// The geometric mean of the step-to-step ratio `||dE/dh_{t-1}|| / ||dE/dh_t||`, taken
-    /// from the last step back to the first norm that underflowed to zero.
+    /// from the last step back to the first norm below `FIT_FLOOR`.
     pub fn per_step_factor(&self) -> Option<f64> {
         per_step_factor(&self.grad_norm_h)
     }
 }
 
-/// Geometric mean of consecutive ratios going back in time over the positive, finite tail.
+/// The smallest norm `per_step_factor` fits over. A gradient of up to 2^24 elements whose norm
+/// is below about 1e-35 may hold nothing but subnormal f32 values (under 1.2e-38), which some
+/// GPUs flush to zero and CPUs keep: below this floor, with room to spare, the factor could
+/// depend on the device; above it every engine fits the same steps.
+pub const FIT_FLOOR: f64 = 1e-30;
+
+/// Geometric mean of consecutive ratios going back in time over the finite tail at or above
+/// `FIT_FLOOR`.
 pub fn per_step_factor(norms: &[f32]) -> Option<f64> {
     let usable: Vec<f64> = norms
         .iter()
         .rev()
         .map(|&n| n as f64)
-        .take_while(|n| n.is_finite() && *n > 0.0)
+        .take_while(|n| n.is_finite() && *n >= FIT_FLOOR)
         .collect();
     if usable.len() < 2 {
         return None;

@@ -8,7 +8,7 @@ use ndarray::array;
 use rnn_wgpu::cpu::{backward, forward};
 use rnn_wgpu::init::{largest_singular_value, rescale_to_singular_value};
 use rnn_wgpu::internals::parity::random_problem;
-use rnn_wgpu::internals::study::{per_step_factor, table_distances};
+use rnn_wgpu::internals::study::{per_step_factor, table_distances, FIT_FLOOR};
 
 /// Norms 8, 4, 2, 1 at t = 1..4: going back, each step halves... no: going back from t = 4
 /// (norm 1) to t = 1 (norm 8) each step doubles, so the factor is (8/1)^(1/3) = 2.
@@ -21,10 +21,14 @@ fn per_step_factor_is_the_geometric_mean_ratio_going_back() {
     assert!((factor - 1e-3f64.sqrt()).abs() < 1e-9, "{factor}");
 }
 
-/// Norms that underflowed to zero end the fit: [0, 0, 0.25, 0.5, 1] uses 1 -> 0.5 -> 0.25.
+/// Norms that underflowed to zero end the fit: [0, 0, 0.25, 0.5, 1] uses 1 -> 0.5 -> 0.25. So
+/// do norms below `FIT_FLOOR`, which a device that flushes subnormal values may read as 0.
 #[test]
 fn per_step_factor_stops_at_underflow() {
     let factor = per_step_factor(&[0.0, 0.0, 0.25, 0.5, 1.0]).unwrap();
+    assert!((factor - 0.5).abs() < 1e-12, "{factor}");
+    let below = (FIT_FLOOR / 2.0) as f32;
+    let factor = per_step_factor(&[1e-40, below, 0.25, 0.5, 1.0]).unwrap();
     assert!((factor - 0.5).abs() < 1e-12, "{factor}");
     assert_eq!(per_step_factor(&[0.0, 1.0]), None);
     assert_eq!(per_step_factor(&[1.0]), None);
