@@ -4,7 +4,7 @@ use super::engine::Device;
 use anyhow::{Context, Result};
 use rnn_wgpu::internals::plot::{log_line_chart, Series};
 use rnn_wgpu::internals::study::{
-    format_csv, format_table, run_vanishing, Profile, Study, VanishingOptions,
+    format_csv, format_table, run_vanishing, Profile, Study, VanishingOptions, FIT_FLOOR,
 };
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
 use std::path::PathBuf;
@@ -134,8 +134,9 @@ fn print_study(args: &VanishingArgs, study: &Study) {
         }
     }
     println!(
-        "per-step factor: geometric mean of ||dE/dh_(t-1)|| / ||dE/dh_t||. A vanilla RNN whose \
-         sigma_max(W_hh) is below the bound (1/max act') must vanish."
+        "per-step factor: geometric mean of ||dE/dh_(t-1)|| / ||dE/dh_t|| over the norms of {:e} \
+         and up. A vanilla RNN whose sigma_max(W_hh) is below the bound (1/max act') must vanish.",
+        FIT_FLOOR
     );
 }
 
