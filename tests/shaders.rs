@@ -1,11 +1,10 @@
 //! Every WGSL file parses and validates with naga as core WGSL (no capabilities beyond it;
 //! f16 storage with `SHADER_FLOAT16` only; the kernels on cooperative matrices with
-//! `COOPERATIVE_MATRIX` too), for every choice of element types
-//! (`Elements`) and of tile edge (`CoopEdge`), every kernel's entry point exists with the workgroup width the host assumes,
+//! `COOPERATIVE_MATRIX` too), for every choice of element types (`Elements`) and of tile edge
+//! (`CoopEdge`); every kernel's entry point exists with the workgroup width the host assumes
 //! and translates to SPIR-V (Vulkan), MSL (Metal) and HLSL (DX12) with every shape the host
-//! sets. Needs no adapter, so a broken shader fails
-//! here even on a machine without a GPU, and one that Metal or DX12 would reject fails here
-//! though neither runs on this machine.
+//! sets. Needs no adapter, so a broken shader fails here even on a machine without a GPU, and
+//! one that Metal or DX12 would reject fails here though neither runs on this machine.
 
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
 use rnn_wgpu::internals::gpu::{

@@ -492,10 +492,10 @@ impl Computer {
     /// The longest K one dispatch may sum where loops end after `limit` iterations, half of
     /// it kept as a margin. For gemm_coop this is the emulation's count (coop_emulation.wgsl),
     /// which bounds the kernel's own loops on real matrix units too (llvmpipe's), per
-    /// invocation: per
-    /// step of an edge along K, the two stagings of block x edge and the 4 loads of edge x edge
-    /// elements, and the 4 multiply-adds of edge x edge elements of edge terms, 4 at a time;
-    /// before and after the steps, 2 passes over the block and 8 tile loads or stores.
+    /// invocation: per step of an edge along K, the two stagings of block x edge and the 4
+    /// loads of edge x edge elements, and the 4 multiply-adds of edge x edge elements of edge
+    /// terms, 4 at a time; before and after the steps, 2 passes over the block and 8 tile
+    /// loads or stores.
     fn longest_k(self, limit: u64) -> u64 {
         match self {
             Computer::Tile(tile) => tile.longest_k(limit),

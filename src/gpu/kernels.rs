@@ -77,8 +77,9 @@ impl Elements {
 /// step_coop.wgsl): cooperative matrices of f16 x f16 -> f32, 16 x 16 x 16 where NVIDIA's and
 /// AMD's Vulkan drivers list them, 8 x 8 x 8 where Apple's simdgroup matrices (Metal) and
 /// llvmpipe (Mesa 26.1 and 26.2) do. (The engine also needs a fixed subgroup size, which wgpu
-/// gives for NVIDIA and llvmpipe only: `Device::matrix_units`.) The edge is part of the tiles' WGSL type names
-/// (`coop_mat16x16`), so it is put in front of the source rather than set as an `override`.
+/// gives for NVIDIA and llvmpipe only: `Device::matrix_units`.) The edge is part of the tiles'
+/// WGSL type names (`coop_mat16x16`), so it is put in front of the source rather than set as
+/// an `override`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CoopEdge {
     /// 8 x 8 tiles.
