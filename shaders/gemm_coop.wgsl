@@ -54,6 +54,8 @@ const BLOCK: u32 = T * TILES;
 
 // Invocations per workgroup: the subgroup size (see above).
 override WG_SIZE: u32 = 32u;
+// Subgroups per workgroup (step_coop.wgsl's may be more; coop_emulation.wgsl reads it).
+const K_PARTS: u32 = 1u;
 
 // op(A)[BLOCK, T] row-major (row r at r * T): tile i is rows iT.., at i * T * T, stride T.
 var<workgroup> sa: array<f16, BLOCK * T>;

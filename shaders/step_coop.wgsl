@@ -15,11 +15,20 @@
 // copy), so rounding them to the tiles' f16 loses nothing: every product is exact in f32 and
 // only the order of the f32 sums differs from fused.wgsl's.
 //
-// The rules of gemm_coop.wgsl hold here too: one workgroup is one subgroup of WG_SIZE
-// invocations (the host sets the adapter's fixed subgroup size), every cooperative operation
-// sits in control flow uniform over the workgroup, accumulators start as zeros loaded from
-// workgroup memory, tiles are staged row-major with ordinary loads (0 past B, H or K), and
-// every cooperative load and store offset and stride is a multiple of 16 bytes.
+// The rules of gemm_coop.wgsl hold here too: every cooperative operation sits in control flow
+// uniform over the workgroup, accumulators start as zeros loaded from workgroup memory, tiles
+// are staged row-major with ordinary loads (0 past B, H or K), and every cooperative load and
+// store offset and stride is a multiple of 16 bytes. Unlike gemm_coop.wgsl a workgroup may be
+// several subgroups, K_PARTS of them (the host sets WG_SIZE to K_PARTS times the adapter's
+// fixed subgroup size): all of them stage each stage of K together, each multiplies its own
+// share of the stage's tiles into its own accumulators, and the epilogue adds the parts. A
+// part is a run of WG_SIZE / K_PARTS consecutive invocations, which is how NVIDIA's and
+// llvmpipe's drivers (where the matrix units are on) form the subgroups of a one-dimensional
+// workgroup, and what naga's HLSL output assumes of subgroup_id; the value only places each
+// subgroup's tiles, so control flow stays uniform. Splitting K this way gives a step K_PARTS
+// times the invocations, staging loads in flight and multiply-add chains, at the same number
+// of workgroups: a step of a small batch has few tiles (B = 32, H = 128 at T = 16: 16
+// workgroups), which leave most of a GPU idle.
 // The tiles' arrays keep gemm_coop.wgsl's names (sa, sb, sc), which the emulation's stand-ins
 // read (coop_emulation.wgsl, RNN_WGPU_MATRIX_UNITS=emulate).
 //
@@ -27,7 +36,8 @@
 // come in front of the files (CoopEdge::prelude in src/gpu/kernels.rs): the edge is part of
 // the type's name, so it cannot be an override.
 //
-// K is staged STAGE = 64 at a time (64 / T tiles along K), between two barriers: at T = 16 a
+// K is staged STAGE = 64 at a time (64 / T tiles along K, 64 / T / K_PARTS per part), between
+// two barriers: at T = 16 a
 // quarter of the barriers of staging one tile, and each invocation has 4x the loads in flight
 // per wait. Napkin maths per stage: forward loads T x 64 values of h and G x T x 64 of W_hh
 // for G x T x T x 64 FMAs, G T / (G + 1) a value (LSTM at T = 16: 5,120 values for 65,536
@@ -47,7 +57,10 @@ const STAGE_TILES: u32 = STAGE / T;
 // The most gates a cell has (the LSTM's): the arrays below hold a tile per gate.
 const MOST_GATES: u32 = 4u;
 
-// Invocations per workgroup: the subgroup size.
+// Subgroups per workgroup, each summing its share of every stage's tiles of K: 1, 2 or 4,
+// dividing STAGE_TILES (CoopStep::parts in src/gpu/tiles.rs).
+override K_PARTS: u32 = 1u;
+// Invocations per workgroup: K_PARTS subgroups.
 override WG_SIZE: u32 = 32u;
 
 // A's stage [T rows, STAGE of K] row-major, stride STAGE: K tile i at i * T.
@@ -55,9 +68,9 @@ var<workgroup> sa: array<f16, T * STAGE>;
 // B's stage per gate [STAGE of K, T units] row-major, stride T: gate g's K tile i at
 // (g * STAGE_TILES + i) * T * T (backward: gate 0's).
 var<workgroup> sb: array<f16, MOST_GATES * STAGE * T>;
-// The accumulators' tiles [T rows, T units], gate g's at g * T * T: zeros to start from, then
-// the products for the epilogue.
-var<workgroup> sc: array<acc_elem, MOST_GATES * T * T>;
+// The accumulators' tiles [T rows, T units], part q's gate g's at (q * MOST_GATES + g) * T * T:
+// zeros to start from, then the parts' products for the epilogue.
+var<workgroup> sc: array<acc_elem, K_PARTS * MOST_GATES * T * T>;
 
 // Rows first_row.. of a row-major [B, width] matrix at `base`, columns k0..k0+STAGE, into sa
 // (0 past B or width); neighbouring invocations read along a row.
@@ -77,12 +90,32 @@ fn stage_rows(t: u32, first_row: u32, base: u32, width: u32, k0: u32, from_grad:
     }
 }
 
-// Zeros in sc, then the accumulators loaded from them by the caller.
+// Zeros in sc, then the accumulators loaded from them by the caller, each part from its own
+// (so that no part's final store can meet another's first load).
 fn zero_accumulators(t: u32) {
-    for (var e = t; e < MOST_GATES * T * T; e += WG_SIZE) {
+    for (var e = t; e < K_PARTS * MOST_GATES * T * T; e += WG_SIZE) {
         sc[e] = acc_elem(0.0);
     }
     workgroupBarrier();
+}
+
+// The first of invocation t's part's accumulators in sc.
+fn part_accumulators(t: u32) -> u32 {
+    return (t / (WG_SIZE / K_PARTS)) * MOST_GATES * T * T;
+}
+
+// The first of invocation t's part's tiles of K within a stage.
+fn part_tiles(t: u32) -> u32 {
+    return (t / (WG_SIZE / K_PARTS)) * (STAGE_TILES / K_PARTS);
+}
+
+// Element e of gate g's product: the parts' accumulators summed, in order.
+fn parts_sum(g: u32, e: u32) -> f32 {
+    var sum = 0.0;
+    for (var q = 0u; q < K_PARTS; q++) {
+        sum += f32(sc[(q * MOST_GATES + g) * T * T + e]);
+    }
+    return sum;
 }
 
 @compute @workgroup_size(WG_SIZE, 1, 1)
@@ -104,11 +137,14 @@ fn step_forward_coop(
         return;
     }
     zero_accumulators(t);
-    // acc_g: gate g's product; the cells with fewer gates leave the rest at zero.
-    var acc0 = coopLoadT<TileC>(&sc[0], T);
-    var acc1 = coopLoadT<TileC>(&sc[T * T], T);
-    var acc2 = coopLoadT<TileC>(&sc[2u * T * T], T);
-    var acc3 = coopLoadT<TileC>(&sc[3u * T * T], T);
+    // acc_g: gate g's product over this part's tiles of K; the cells with fewer gates leave the
+    // rest at zero.
+    let own = part_accumulators(t);
+    let first = part_tiles(t);
+    var acc0 = coopLoadT<TileC>(&sc[own], T);
+    var acc1 = coopLoadT<TileC>(&sc[own + T * T], T);
+    var acc2 = coopLoadT<TileC>(&sc[own + 2u * T * T], T);
+    var acc3 = coopLoadT<TileC>(&sc[own + 3u * T * T], T);
     for (var k0 = 0u; k0 < h; k0 += STAGE) {
         stage_rows(t, tile.x, (step - 1u) * p.batch * h, h, k0, false);
         // sb[g][kk][u] = W_hh[g*H + unit u, k0 + kk]: neighbouring invocations read along k
@@ -125,7 +161,8 @@ fn step_forward_coop(
             sb[g * STAGE * T + kk * T + u] = w;
         }
         workgroupBarrier();
-        for (var i = 0u; i < STAGE_TILES; i++) {
+        for (var n = 0u; n < STAGE_TILES / K_PARTS; n++) {
+            let i = first + n;
             let a = coopLoadT<TileA>(&sa[i * T], STAGE);
             let b0 = coopLoadT<TileB>(&sb[i * T * T], T);
             acc0 = coopMultiplyAdd(a, b0, acc0);
@@ -146,10 +183,10 @@ fn step_forward_coop(
         workgroupBarrier();
     }
     // Each tile's region of sc was last read by that tile's own initial load.
-    coopStoreT(acc0, &sc[0], T);
-    coopStoreT(acc1, &sc[T * T], T);
-    coopStoreT(acc2, &sc[2u * T * T], T);
-    coopStoreT(acc3, &sc[3u * T * T], T);
+    coopStoreT(acc0, &sc[own], T);
+    coopStoreT(acc1, &sc[own + T * T], T);
+    coopStoreT(acc2, &sc[own + 2u * T * T], T);
+    coopStoreT(acc3, &sc[own + 3u * T * T], T);
     workgroupBarrier();
     for (var e = t; e < T * T; e += WG_SIZE) {
         let b = tile.x + e / T;
@@ -157,7 +194,7 @@ fn step_forward_coop(
         if (b < p.batch && j < h) {
             let at = (step - 1u) * p.batch * GATES * h + b * GATES * h + j;
             for (var g = 0u; g < GATES; g++) {
-                add_recurrent(at + g * h, f32(sc[g * T * T + e]));
+                add_recurrent(at + g * h, parts_sum(g, e));
             }
             cell_forward(step, b * h + j);
         }
@@ -183,7 +220,9 @@ fn step_backward_coop(
         return;
     }
     zero_accumulators(t);
-    var acc = coopLoadT<TileC>(&sc[0], T);
+    let own = part_accumulators(t);
+    let first = part_tiles(t);
+    var acc = coopLoadT<TileC>(&sc[own], T);
     // No product at the segment's last step (the border from the next segment came first).
     let k_end = select(0u, gh, step < p.run_end);
     for (var k0 = 0u; k0 < k_end; k0 += STAGE) {
@@ -199,14 +238,15 @@ fn step_backward_coop(
             sb[e] = w;
         }
         workgroupBarrier();
-        for (var i = 0u; i < STAGE_TILES; i++) {
+        for (var n = 0u; n < STAGE_TILES / K_PARTS; n++) {
+            let i = first + n;
             let a = coopLoadT<TileA>(&sa[i * T], STAGE);
             let w = coopLoadT<TileB>(&sb[i * T * T], T);
             acc = coopMultiplyAdd(a, w, acc);
         }
         workgroupBarrier();
     }
-    coopStoreT(acc, &sc[0], T);
+    coopStoreT(acc, &sc[own], T);
     workgroupBarrier();
     for (var e = t; e < T * T; e += WG_SIZE) {
         let b = tile.x + e / T;
@@ -214,7 +254,7 @@ fn step_backward_coop(
         if (b < p.batch && j < h) {
             let idx = b * h + j;
             if (step < p.run_end) {
-                h_carry[idx] += f32(sc[e]);
+                h_carry[idx] += parts_sum(0u, e);
             }
             cell_backward(step, idx);
         }

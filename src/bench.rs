@@ -688,12 +688,13 @@ pub fn tune_steps(
     }))
 }
 
-/// One model's time steps on fused.wgsl as tuned (`tune_step_split`): the layers K is split
-/// over by the rule and as kept, and the median ms of a training step with each candidate.
+/// One model's time steps as tuned (`tune_step_split`): the layers of invocations (on the
+/// matrix units, subgroups) K is split over by the rule and as kept, and the median ms of a
+/// training step with each candidate.
 pub struct TunedSplit {
     /// The model's steps as the tuning cache keys them.
     pub shape: RecurrenceShape,
-    /// The rule's layers (`StepTile::for_shape`).
+    /// The rule's layers (`StepTile::for_shape`, `CoopStep::for_shape`).
     pub rule: u32,
     /// The layers kept: the rule's, unless another was faster by `tuning::MARGIN` or the
     /// rule's was left out.
@@ -714,9 +715,9 @@ impl TunedSplit {
     }
 }
 
-/// Where `shape`'s time steps run on fused.wgsl's tiles in the rule's shape (not on the matrix
-/// units, no tile forced; else None): times a training step with K whole and split over 2 and
-/// 4 layers of invocations (those that leave each layer `StepTile::MIN_LAYER_K` of H),
+/// Where `shape`'s time steps run in the rule's shape (no tile forced; else None): times a
+/// training step with K whole and split over 2 and 4 layers of invocations of fused.wgsl, or
+/// subgroups of step_coop.wgsl (those that leave each `StepTile::MIN_LAYER_K` of H),
 /// `rounds` times interleaved (median of 3 steps after one warm-up each), after checking each
 /// split against the CPU reference (`checked_step`; K whole is the order every other tile
 /// sums in); keeps the rule's unless another is faster by `tuning::MARGIN`. The context keeps
@@ -734,7 +735,8 @@ pub fn tune_step_split(
     gpu.forget_step_split(key);
     let rule = match StepShapes::resolve(gpu, &gpu.policy(), &config, rows)?.forward {
         StepShape::Tile(tile) if gpu.policy().step_tile().is_none() => tile.k_split,
-        _ => return Ok(None),
+        StepShape::Tile(_) => return Ok(None),
+        StepShape::Coop(step) => step.parts,
     };
     let candidates: Vec<u32> = (0..3)
         .map(|i| 1u32 << i)

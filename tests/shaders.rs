@@ -134,12 +134,24 @@ fn constant_sets(kernel: Kernel) -> Vec<Vec<(&'static str, f64)>> {
     if !kernel.tiled() {
         return vec![Vec::new()];
     }
+    // subgroups of llvmpipe's 8, NVIDIA's 32, a wave64 AMD's 64 (the emulation's 64 or 256)
+    let subgroups = [8, 32, 64, 256];
     let gates = match kernel.shader() {
-        // one subgroup per workgroup: NVIDIA's 32, and a wave64 AMD's 64 (the emulation's 256)
+        // one subgroup per workgroup
+        Shader::GemmCoop => {
+            return subgroups
+                .map(|size| vec![("WG_SIZE", size as f64)])
+                .to_vec();
+        }
+        // K in 1, 2 or 4 parts, a subgroup each, within 256 invocations
         shader if shader.on_matrix_units() => {
-            return [32.0, 64.0, 256.0]
-                .map(|size| vec![("WG_SIZE", size)])
-                .to_vec()
+            let parts = |size: u32| [1, 2, 4].into_iter().filter(move |p| size * p <= 256);
+            return (subgroups.into_iter())
+                .flat_map(|size| {
+                    parts(size)
+                        .map(move |p| vec![("WG_SIZE", (size * p) as f64), ("K_PARTS", p as f64)])
+                })
+                .collect();
         }
         Shader::Gemm => {
             let tiles = gemm_tiles(kernel);

@@ -1,7 +1,7 @@
 //! `rnn-wgpu tune`: times every matrix-product kernel `Auto` chooses among on the products of
 //! the benchmark suite (or of each --shape), both step kernels at --precision f16 where the
-//! matrix units are on, the fused step kernels with K whole and split over layers of
-//! invocations, and both ways of running the steps (a dispatch each, or persistent);
+//! matrix units are on, the step kernels with K whole and split over layers of invocations
+//! (fused.wgsl) or subgroups (step_coop.wgsl), and both ways of running the steps (a dispatch each, or persistent);
 //! keeps the fastest, and caches the choices for this adapter
 //! (`rnn_wgpu::internals::gpu::tuning`); later commands load them. A kernel is timed only once
 //! its product is right (`tuning::Check`); those left out are listed under their product.
@@ -167,7 +167,7 @@ impl Tuner<'_> {
         Ok(())
     }
 
-    /// Where the steps run on fused.wgsl's tiles: with K whole and split.
+    /// The step kernel the steps run on: with K whole and split.
     fn step_split(&mut self, shape: Shape) -> Result<()> {
         let options = self.args.engine.options();
         let Some(t) = tune_step_split(self.gpu, self.arch, shape, options, self.args.rounds)?
@@ -177,7 +177,7 @@ impl Tuner<'_> {
         let what = tuning::split_key(t.shape);
         let name = |layers: u32| match layers {
             1 => "K whole".to_string(),
-            k => format!("K in {k} layers"),
+            k => format!("K split {k} ways"),
         };
         let (rule, choice) = (
             (name(t.rule), t.ms(t.rule)),

@@ -137,15 +137,16 @@ impl Gpu {
         });
     }
 
-    /// Makes fused.wgsl's time steps of `shape` split K over `layers` layers of invocations
-    /// (`StepTile::k_split`) in place of the rule.
+    /// Makes the time steps of `shape` split K over `layers` layers of invocations of
+    /// fused.wgsl (`StepTile::k_split`) or subgroups of step_coop.wgsl (`CoopStep::parts`) in
+    /// place of the rule.
     pub fn set_step_split(&self, shape: RecurrenceShape, layers: u32) {
         self.change_policy(|p| {
             p.step_splits.insert(shape, layers);
         });
     }
 
-    /// Makes fused.wgsl's time steps of `shape` split K as the rule says again.
+    /// Makes the time steps of `shape` split K as the rule says again.
     pub fn forget_step_split(&self, shape: RecurrenceShape) {
         self.change_policy(|p| {
             p.step_splits.remove(&shape);

@@ -8,6 +8,10 @@
 
 use super::kernels::{CoopEdge, Elements, Shader};
 
+/// The tiles step_coop.wgsl's emulation keeps per part (its `EMU_SLOTS`: a slot per
+/// cooperative load in the file, forward's and backward's), for `CoopStep::storage_bytes`.
+pub const STEP_SLOTS: u32 = 12;
+
 /// The emulated source of `shader` (one that is `on_matrix_units`) for `elements` on tiles of
 /// `edge`: the prelude without the cooperative-matrix extension, the tiles' prelude and the
 /// shader rewritten by `rewrite`, then the stand-ins.
@@ -204,7 +208,8 @@ mod tests {
         for shader in [Shader::RnnCoop, Shader::LstmCoop, Shader::GruCoop] {
             let out = rewrite(shader.source()).unwrap();
             assert!(!out.replace("_coop", "").contains("coop"), "{out}");
-            assert!(out.contains("const EMU_SLOTS: u32 = 12u;"), "{out}");
+            let slots = format!("const EMU_SLOTS: u32 = {STEP_SLOTS}u;");
+            assert!(out.contains(&slots), "{out}");
         }
     }
 }

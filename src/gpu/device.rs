@@ -143,11 +143,6 @@ impl MatrixUnits {
     }
 }
 
-/// The workgroup size of the emulated matrix units (the emulation needs no subgroup of any
-/// size): WebGPU's default limit, so that each invocation's share of a tile is small and one
-/// dispatch under llvmpipe's loop limit sums a K that is split into parts.
-const EMULATED_WORKGROUP: u32 = 256;
-
 /// The tiles and subgroup size to run the cooperative-matrix kernels with on `adapter` under
 /// `mode`, or why they stay off: not asked for, no f16 or cooperative matrices, no square
 /// f16 x f16 -> f32 shape of a `CoopEdge` listed, or a subgroup size that varies
@@ -157,8 +152,17 @@ fn matrix_units(adapter: &wgpu::Adapter, mode: MatrixUnits) -> Result<CoopShape,
     match mode {
         MatrixUnits::Off => return Err(format!("off ({MATRIX_UNITS_VAR}=on turns them on)")),
         MatrixUnits::Emulate(edge) if f16 => {
-            let subgroup = EMULATED_WORKGROUP;
-            return Ok(CoopShape { edge, subgroup });
+            // The emulation needs no subgroup of any size: a lane per element of a tile gives
+            // each operation one element per invocation (so that one dispatch under llvmpipe's
+            // loop limit sums a K that is split into parts), and at 8x8 room for step_coop.wgsl's
+            // 4 parts within WebGPU's 256 invocations.
+            let subgroup = edge.size() * edge.size();
+            let emulated = true;
+            return Ok(CoopShape {
+                edge,
+                subgroup,
+                emulated,
+            });
         }
         MatrixUnits::Emulate(_) => return Err("emulated, but the adapter has no f16".into()),
         MatrixUnits::On => {}
@@ -179,7 +183,12 @@ fn matrix_units(adapter: &wgpu::Adapter, mode: MatrixUnits) -> Result<CoopShape,
         ));
     }
     let subgroup = info.subgroup_max_size;
-    Ok(CoopShape { edge, subgroup })
+    let emulated = false;
+    Ok(CoopShape {
+        edge,
+        subgroup,
+        emulated,
+    })
 }
 
 /// The first of `CoopEdge::PREFERRED` whose square f16 x f16 -> f32 shape is `listed`.

@@ -31,4 +31,4 @@ pub use model::{GpuModel, GpuOutput, Request};
 pub use policy::{KernelPolicy, Recurrence, StepKernel};
 pub use recorder::{Phase, PhaseTimes};
 pub use recurrence::{PersistentSlices, StepShapes};
-pub use tiles::{CoopShape, GemmKernel, GemmTile, KSplit, StepShape, StepSite, StepTile};
+pub use tiles::{CoopShape, CoopStep, GemmKernel, GemmTile, KSplit, StepShape, StepSite, StepTile};

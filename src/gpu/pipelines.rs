@@ -89,10 +89,7 @@ impl Pipelines {
         shape: Option<PipelineShape>,
     ) -> wgpu::ComputePipeline {
         let shader = kernel.shader();
-        let edge = match shape {
-            Some(PipelineShape::Coop(coop)) => Some(coop.edge),
-            _ => None,
-        };
+        let edge = shape.and_then(PipelineShape::coop_edge);
         assert_eq!(
             edge.is_some(),
             shader.on_matrix_units(),

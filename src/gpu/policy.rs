@@ -116,7 +116,8 @@ pub struct KernelPolicy {
     pub(crate) recurrences: HashMap<RecurrenceShape, Recurrence>,
     /// The step kernel of f16 models where the matrix units are on.
     pub(crate) step_kernels: HashMap<RecurrenceShape, StepKernel>,
-    /// The layers fused.wgsl's steps split K over (`StepTile::k_split`), in place of the rule.
+    /// The layers (or subgroups) the steps split K over (`StepTile::k_split`,
+    /// `CoopStep::parts`), in place of the rule.
     pub(crate) step_splits: HashMap<RecurrenceShape, u32>,
     /// The step kernels' workgroup shape in place of `StepTile::for_shape`'s rule.
     pub(crate) step_tile: Option<StepTile>,
@@ -139,7 +140,7 @@ impl KernelPolicy {
         self.step_kernels.get(&shape).copied()
     }
 
-    /// The layers fused.wgsl's time steps of `shape` split K over, where tuned.
+    /// The layers (or subgroups) the time steps of `shape` split K over, where tuned.
     pub fn step_split(&self, shape: RecurrenceShape) -> Option<u32> {
         self.step_splits.get(&shape).copied()
     }

@@ -5,7 +5,7 @@
 
 use super::context::Gpu;
 use super::policy::{KernelPolicy, Recurrence, RecurrenceShape, StepKernel};
-use super::tiles::{KSplit, StepShape, StepSite, StepTile};
+use super::tiles::{CoopShape, CoopStep, KSplit, StepShape, StepSite, StepTile};
 use crate::config::{Cell, ModelConfig};
 use crate::error::Error;
 use crate::precision::Precision;
@@ -149,10 +149,13 @@ impl StepShapes {
         (batch, precision): (usize, Precision),
     ) -> Result<StepShapes, Error> {
         let kernel = StepKernel::resolve(gpu, policy, config, batch, precision);
+        let rows = (batch, precision);
         // Forward stages all gates' rows of W_hh per k, backward one.
         let shape = |staged| match (kernel, gpu.matrix_units()) {
-            (StepKernel::MatrixUnits, Ok(coop)) => Ok(StepShape::Coop(coop)),
-            _ => step_tile(gpu, policy, config, (batch, precision), staged).map(StepShape::Tile),
+            (StepKernel::MatrixUnits, Ok(coop)) => {
+                coop_step(gpu, policy, config, rows, coop).map(StepShape::Coop)
+            }
+            _ => step_tile(gpu, policy, config, rows, staged).map(StepShape::Tile),
         };
         Ok(StepShapes {
             forward: shape(config.cell.gates())?,
@@ -169,30 +172,63 @@ impl StepShapes {
     }
 }
 
-/// fused.wgsl's workgroup shape for `config`'s steps at `batch` rows staging `staged` rows of
-/// W_hh per k: the policy's forced tile, else the rule's with K split as tuned for the shape,
-/// or by the rule (on GPUs only, not on CPU adapters); refused where the adapter's workgroups
-/// are too small for it.
-fn step_tile(
+/// Where `config`'s steps at `batch` rows staging `staged` rows of W_hh per k run, K split as
+/// tuned for the shape, or by the rule (on GPUs only, not on CPU adapters).
+fn step_site(
     gpu: &Gpu,
     policy: &KernelPolicy,
     config: &ModelConfig,
     (batch, precision): (usize, Precision),
     staged: usize,
-) -> Result<StepTile, Error> {
-    let storage = gpu.limits.max_compute_workgroup_storage_size;
+) -> StepSite {
     let split = match policy.step_split(RecurrenceShape::of(config, (batch, precision))) {
         Some(layers) => KSplit::Layers(layers),
         None if gpu.info.device_type == wgpu::DeviceType::Cpu => KSplit::Whole,
         None => KSplit::Fill,
     };
-    let site = StepSite {
+    StepSite {
         batch,
         hidden: config.hidden_size,
         staged,
-        storage_bytes: storage,
+        storage_bytes: gpu.limits.max_compute_workgroup_storage_size,
         split,
-    };
+    }
+}
+
+/// step_coop.wgsl's shape for `config`'s steps at `rows` on the matrix units' `coop`: K in
+/// parts as `step_site` says; refused where the adapter's workgroups are too small for it.
+fn coop_step(
+    gpu: &Gpu,
+    policy: &KernelPolicy,
+    config: &ModelConfig,
+    rows: (usize, Precision),
+    coop: CoopShape,
+) -> Result<CoopStep, Error> {
+    // The kernel's workgroup memory is the same forward and backward (sized for 4 gates).
+    let step = CoopStep::for_shape(coop, step_site(gpu, policy, config, rows, 4));
+    let limits = &gpu.limits;
+    let most =
+        (limits.max_compute_invocations_per_workgroup).min(limits.max_compute_workgroup_size_x);
+    match step.refusal(limits.max_compute_workgroup_storage_size, most) {
+        Some(why) => Err(Error::Config(format!(
+            "a time step of a {} cell of hidden size {}: {why} ('{}')",
+            config.cell, config.hidden_size, gpu.info.name
+        ))),
+        None => Ok(step),
+    }
+}
+
+/// fused.wgsl's workgroup shape for `config`'s steps at `rows` staging `staged` rows of W_hh
+/// per k: the policy's forced tile, else the rule's at `step_site`; refused where the
+/// adapter's workgroups are too small for it.
+fn step_tile(
+    gpu: &Gpu,
+    policy: &KernelPolicy,
+    config: &ModelConfig,
+    rows: (usize, Precision),
+    staged: usize,
+) -> Result<StepTile, Error> {
+    let site = step_site(gpu, policy, config, rows, staged);
     let tile = policy
         .step_tile()
         .unwrap_or_else(|| StepTile::for_shape(site));

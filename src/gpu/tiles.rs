@@ -235,13 +235,17 @@ impl fmt::Display for StepTile {
 }
 
 /// How the kernels on matrix units run (gemm_coop.wgsl, step_coop.wgsl): on square tiles of
-/// `edge`, each workgroup one subgroup of `subgroup` invocations (`WG_SIZE`).
+/// `edge`, in subgroups of `subgroup` invocations (a workgroup of gemm_coop.wgsl is one,
+/// `WG_SIZE`; step_coop.wgsl's are `CoopStep::parts`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CoopShape {
     /// The tiles' edge, from the shapes the adapter lists.
     pub edge: CoopEdge,
-    /// The adapter's subgroup size (or the emulation's workgroup).
+    /// The adapter's subgroup size, or the emulation's (a lane per element of a tile).
     pub subgroup: u32,
+    /// Whether the operations run emulated in plain WGSL (coop_emulation.wgsl), whose tiles
+    /// take workgroup memory of their own.
+    pub emulated: bool,
 }
 
 impl fmt::Display for CoopShape {
@@ -251,15 +255,159 @@ impl fmt::Display for CoopShape {
     }
 }
 
+/// Values of K that step_coop.wgsl stages between two barriers (`STAGE`), whatever the edge.
+const COOP_STAGE: u64 = 64;
+
+/// The shape of step_coop.wgsl's time steps: an edge x edge tile of batch rows x hidden units
+/// per workgroup, on the matrix units' tiles (`coop`), in `parts` subgroups that share every
+/// stage of K's tiles between them and add their sums at the end (`K_PARTS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CoopStep {
+    /// The matrix units' tiles and subgroups.
+    pub coop: CoopShape,
+    /// Subgroups per workgroup, each summing its share of K: 1, 2 or 4, dividing a stage's
+    /// tiles.
+    pub parts: u32,
+}
+
+impl CoopStep {
+    /// Invocations per workgroup the kernel may take: WebGPU's default limit.
+    const MAX_INVOCATIONS: u32 = 256;
+    /// The most gates of a cell: step_coop.wgsl keeps a tile of each (`MOST_GATES`).
+    const MOST_GATES: u64 = 4;
+
+    /// The shape for a step at `site` on `coop`: K whole where `site.split` says so, the
+    /// tuned parts where it names them; `KSplit::Fill` doubles the parts (as
+    /// `StepTile::for_shape` doubles its layers) while the step's invocations stay within
+    /// `StepTile::FILL`, each part keeps `StepTile::MIN_LAYER_K` of H and the workgroup fits
+    /// `MAX_INVOCATIONS` and the adapter's workgroup memory.
+    pub fn for_shape(coop: CoopShape, site: StepSite) -> CoopStep {
+        let whole = CoopStep { coop, parts: 1 };
+        let parts = match site.split {
+            KSplit::Whole => 1,
+            KSplit::Layers(parts) => parts.max(1),
+            KSplit::Fill => {
+                let invocations = whole.workgroups(site.batch, site.hidden) * coop.subgroup as u64;
+                let mut step = whole;
+                let doubled = |step: CoopStep| CoopStep {
+                    parts: step.parts * 2,
+                    ..step
+                };
+                while doubled(step).fits(site.storage_bytes)
+                    && invocations * 2 * step.parts as u64 <= StepTile::FILL
+                    && site.hidden >= 2 * step.parts as usize * StepTile::MIN_LAYER_K
+                {
+                    step = doubled(step);
+                }
+                step.parts
+            }
+        };
+        CoopStep { coop, parts }
+    }
+
+    /// Why the kernel cannot run in this shape on an adapter of `storage_bytes` of workgroup
+    /// memory and `most` invocations per workgroup, if it cannot: parts that do not divide a
+    /// stage's tiles, or a workgroup too large.
+    pub fn refusal(self, storage_bytes: u32, most: u32) -> Option<String> {
+        let tiles = COOP_STAGE / self.coop.edge.size() as u64;
+        if !tiles.is_multiple_of(self.parts as u64) {
+            return Some(format!(
+                "the matrix units' step splits each stage's {tiles} tiles of K over {} parts, \
+                 which must divide them",
+                self.parts
+            ));
+        }
+        let (bytes, invocations) = (self.storage_bytes(), self.invocations());
+        let most = most.min(Self::MAX_INVOCATIONS);
+        (bytes > storage_bytes as u64 || invocations > most).then(|| {
+            format!(
+                "the matrix units' step in {} parts takes {bytes} bytes of workgroup memory in \
+                 {invocations} invocations; it may take {storage_bytes} bytes and {most} \
+                 invocations",
+                self.parts
+            )
+        })
+    }
+
+    /// Whether the rule may take this shape on an adapter of `storage_bytes`.
+    fn fits(self, storage_bytes: u32) -> bool {
+        self.refusal(storage_bytes, Self::MAX_INVOCATIONS).is_none()
+            && self.parts <= StepTile::MAX_K_SPLIT
+    }
+
+    /// Invocations per workgroup (`WG_SIZE`).
+    pub fn invocations(self) -> u32 {
+        self.coop.subgroup * self.parts
+    }
+
+    /// Workgroups of one step over `batch` rows of `hidden` units.
+    pub fn workgroups(self, batch: usize, hidden: usize) -> u64 {
+        let tiles = |n: usize| n.div_ceil(self.coop.edge.size() as usize) as u64;
+        tiles(batch) * tiles(hidden)
+    }
+
+    /// Workgroup memory of step_coop.wgsl in this shape (both entry points use all of its
+    /// arrays): a stage of A (sa) and of 4 gates' B (sb) in f16, each part's 4 accumulator
+    /// tiles (sc) in f32, and, emulated, each part's `coop_emulation::STEP_SLOTS` tiles in f32.
+    pub fn storage_bytes(self) -> u64 {
+        let (edge, parts) = (self.coop.edge.size() as u64, self.parts as u64);
+        let tile = edge * edge;
+        let staged = 2 * COOP_STAGE * edge * (1 + Self::MOST_GATES);
+        let accumulators = 4 * parts * Self::MOST_GATES * tile;
+        let emulated = match self.coop.emulated {
+            true => 4 * parts * super::coop_emulation::STEP_SLOTS as u64 * tile,
+            false => 0,
+        };
+        staged + accumulators + emulated
+    }
+
+    /// Loop iterations of one invocation of a step kernel, the larger of forward and backward,
+    /// an upper bound for `Gpu::check_loops`: its emulation's count (coop_emulation.wgsl),
+    /// which bounds the kernel's own loops on real matrix units too (llvmpipe's). Per stage of
+    /// `COOP_STAGE` along K, the stagings of A and of each staged gate's W_hh over the
+    /// workgroup, and per tile of the part's share the loads and the multiply-adds of `edge`
+    /// terms, 4 at a time, over the subgroup; then the zeros, the loads and stores of 4
+    /// accumulators and the epilogue, each output counted with its gates' sums of the parts and
+    /// the cell's own loops (at most 4).
+    pub fn iterations(self, gates: usize, hidden: usize) -> u64 {
+        let (g, h, parts) = (gates as u64, hidden as u64, self.parts as u64);
+        let edge = self.coop.edge.size() as u64;
+        let part_tiles = COOP_STAGE / edge / parts;
+        let (tile, stage) = (edge * edge, COOP_STAGE * edge);
+        let share = |n: u64| n.div_ceil(self.invocations() as u64) + 1;
+        let lane_share = |n: u64| n.div_ceil(self.coop.subgroup as u64) + 1;
+        // `staged` gates' W_hh and as many multiply-adds per tile of K, over `k` of K
+        let stages = |staged: u64, k: u64| {
+            let per_tile =
+                (1 + staged) * lane_share(tile) + staged * lane_share(tile) * (edge / 4 + 1) + 1;
+            let per_stage = share(stage) + share(staged * stage) + part_tiles * per_tile + 1;
+            k.div_ceil(COOP_STAGE) * per_stage
+        };
+        let fixed = share(parts * 4 * tile)
+            + 8 * lane_share(tile)
+            + share(tile) * (g * (parts + 1) + 1 + 4);
+        stages(g, h).max(stages(1, g * h)) + fixed + 2
+    }
+}
+
+impl fmt::Display for CoopStep {
+    /// `matrix-units`, or with K split: `matrix-units/4`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.parts {
+            1 => write!(f, "matrix-units"),
+            parts => write!(f, "matrix-units/{parts}"),
+        }
+    }
+}
+
 /// How a time step's fused kernel computes its recurrent product: fused.wgsl over tiles of
 /// invocations, or step_coop.wgsl on the matrix units.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StepShape {
     /// fused.wgsl in this workgroup shape.
     Tile(StepTile),
-    /// step_coop.wgsl: an edge x edge tile of batch rows x hidden units per workgroup of one
-    /// subgroup, on cooperative matrices of that edge.
-    Coop(CoopShape),
+    /// step_coop.wgsl in this shape.
+    Coop(CoopStep),
 }
 
 impl StepShape {
@@ -267,10 +415,7 @@ impl StepShape {
     pub fn workgroups(self, batch: usize, hidden: usize) -> u64 {
         match self {
             StepShape::Tile(tile) => tile.workgroups(batch, hidden),
-            StepShape::Coop(coop) => {
-                let tiles = |n: usize| n.div_ceil(coop.edge.size() as usize) as u64;
-                tiles(batch) * tiles(hidden)
-            }
+            StepShape::Coop(step) => step.workgroups(batch, hidden),
         }
     }
 
@@ -279,51 +424,26 @@ impl StepShape {
     pub fn iterations(self, gates: usize, hidden: usize) -> u64 {
         match self {
             StepShape::Tile(tile) => tile.iterations(gates, hidden),
-            StepShape::Coop(coop) => coop_step_iterations(coop, gates, hidden),
+            StepShape::Coop(step) => step.iterations(gates, hidden),
         }
     }
 }
 
 impl fmt::Display for StepShape {
-    /// The tile (`8x8x16x4`), or `matrix-units`.
+    /// The tile (`8x8x16x4`), or `matrix-units` (`matrix-units/2` with K in 2 parts).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StepShape::Tile(tile) => write!(f, "{tile}"),
-            StepShape::Coop(_) => write!(f, "matrix-units"),
+            StepShape::Coop(step) => write!(f, "{step}"),
         }
     }
-}
-
-/// Values of K that step_coop.wgsl stages between two barriers (`STAGE`), whatever the edge.
-const COOP_STAGE: u64 = 64;
-
-/// `StepShape::iterations` of step_coop.wgsl: its emulation's count (coop_emulation.wgsl),
-/// which bounds the kernel's own loops on real matrix units too (llvmpipe's), per invocation
-/// of a workgroup of `coop.subgroup`: per stage of `COOP_STAGE` along K, the stagings of A and
-/// of each staged gate's W_hh, and per tile the loads and the multiply-adds of `edge` terms, 4
-/// at a time; then the zeros, the loads and stores of 4 accumulators and the epilogue, each
-/// output counted with its gates and the cell's own loops (at most 4).
-fn coop_step_iterations(coop: CoopShape, gates: usize, hidden: usize) -> u64 {
-    let (g, h) = (gates as u64, hidden as u64);
-    let edge = coop.edge.size() as u64;
-    let stage_tiles = COOP_STAGE / edge;
-    let (tile, stage) = (edge * edge, COOP_STAGE * edge);
-    let share = |n: u64| n.div_ceil(coop.subgroup as u64) + 1;
-    // `staged` gates' W_hh and as many multiply-adds per tile of K, over `k` of K
-    let stages = |staged: u64, k: u64| {
-        let per_tile = (1 + staged) * share(tile) + staged * share(tile) * (edge / 4 + 1) + 1;
-        let per_stage = share(stage) + share(staged * stage) + stage_tiles * per_tile + 1;
-        k.div_ceil(COOP_STAGE) * per_stage
-    };
-    let fixed = share(4 * tile) + 8 * share(tile) + share(tile) * (g + 1 + 4);
-    stages(g, h).max(stages(1, g * h)) + fixed + 2
 }
 
 impl From<StepShape> for PipelineShape {
     fn from(shape: StepShape) -> Self {
         match shape {
             StepShape::Tile(tile) => PipelineShape::Step(tile),
-            StepShape::Coop(coop) => PipelineShape::Coop(coop),
+            StepShape::Coop(step) => PipelineShape::CoopStep(step),
         }
     }
 }
@@ -586,9 +706,11 @@ pub(crate) enum PipelineShape {
     Step(StepTile),
     /// A tiled product's shape (gemm.wgsl).
     Gemm(GemmTile),
-    /// A kernel on matrix units (gemm_coop.wgsl, step_coop.wgsl): its tiles' edge, which is
-    /// put in front of the source (`Shader::coop_source_for`), and its one subgroup's size.
+    /// gemm_coop.wgsl's: its tiles' edge, which is put in front of the source
+    /// (`Shader::coop_source_for`), and its one subgroup's size.
     Coop(CoopShape),
+    /// step_coop.wgsl's: the same, and its subgroups per workgroup.
+    CoopStep(CoopStep),
 }
 
 impl PipelineShape {
@@ -598,6 +720,19 @@ impl PipelineShape {
             PipelineShape::Step(tile) => tile.constants().to_vec(),
             PipelineShape::Gemm(tile) => tile.constants().to_vec(),
             PipelineShape::Coop(coop) => vec![("WG_SIZE", coop.subgroup as f64)],
+            PipelineShape::CoopStep(step) => vec![
+                ("WG_SIZE", step.invocations() as f64),
+                ("K_PARTS", step.parts as f64),
+            ],
+        }
+    }
+
+    /// The matrix units' tiles the shape runs on, for the kernels on them.
+    pub fn coop_edge(self) -> Option<CoopEdge> {
+        match self {
+            PipelineShape::Coop(coop) => Some(coop.edge),
+            PipelineShape::CoopStep(step) => Some(step.coop.edge),
+            PipelineShape::Step(_) | PipelineShape::Gemm(_) => None,
         }
     }
 }
@@ -677,5 +812,68 @@ mod tests {
             };
             assert_eq!(StepTile::for_shape(tuned).to_string(), expected);
         }
+    }
+
+    /// The matrix units' step splits K over subgroups as the fused steps do over layers: at
+    /// every suite shape on an NVIDIA GPU (16x16 tiles, subgroups of 32, 48 KiB) into 4 parts
+    /// but at the largest, whose 512 tiles of 32 invocations take 2 to reach `FILL`; never on
+    /// a CPU adapter; only as far as the workgroup memory and 256 invocations allow (the
+    /// emulation at 16x16 has 256 lanes); a tuned count that does not divide a stage's tiles,
+    /// or that does not fit, is refused.
+    #[test]
+    fn the_matrix_units_step_splits_k_over_subgroups_while_a_step_has_few_invocations() {
+        let nvidia = CoopShape {
+            edge: CoopEdge::Sixteen,
+            subgroup: 32,
+            emulated: false,
+        };
+        let parts = |coop, batch, hidden, kib, gpu| {
+            CoopStep::for_shape(coop, site(batch, hidden, kib, gpu)).parts
+        };
+        for (batch, hidden, expected) in [(32, 128, 4), (128, 256, 4), (64, 128, 4), (256, 512, 2)]
+        {
+            assert_eq!(
+                parts(nvidia, batch, hidden, 48, true),
+                expected,
+                "{batch} {hidden}"
+            );
+            assert_eq!(
+                parts(nvidia, batch, hidden, 48, false),
+                1,
+                "{batch} {hidden}"
+            );
+        }
+        let four = CoopStep {
+            coop: nvidia,
+            parts: 4,
+        };
+        assert_eq!((four.invocations(), four.storage_bytes()), (128, 26 << 10));
+        assert_eq!(four.to_string(), "matrix-units/4");
+        // 16 KiB: 14 KiB with K whole, 18 KiB in 2 parts
+        assert_eq!(parts(nvidia, 32, 128, 16, true), 1);
+        // H = 32 leaves 16 of K to each of 2 parts
+        assert_eq!(parts(nvidia, 32, 32, 48, true), 2);
+        let emulated = |edge| CoopShape {
+            edge,
+            subgroup: edge.size() * edge.size(),
+            emulated: true,
+        };
+        assert_eq!(parts(emulated(CoopEdge::Sixteen), 32, 128, 32, true), 1);
+        assert_eq!(parts(emulated(CoopEdge::Eight), 32, 128, 32, true), 4);
+        let tuned = |coop, parts, kib: u32| {
+            let site = StepSite {
+                split: KSplit::Layers(parts),
+                ..site(32, 128, kib, false)
+            };
+            CoopStep::for_shape(coop, site).refusal(kib << 10, 256)
+        };
+        assert_eq!(tuned(nvidia, 4, 48), None);
+        for (coop, parts, kib) in [(nvidia, 3, 48), (nvidia, 8, 48), (nvidia, 2, 16)] {
+            assert!(
+                tuned(coop, parts, kib).is_some(),
+                "{parts} parts, {kib} KiB"
+            );
+        }
+        assert!(tuned(emulated(CoopEdge::Sixteen), 2, 48).is_some());
     }
 }

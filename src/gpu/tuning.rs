@@ -2,8 +2,9 @@
 //! `GemmKernel::Auto` chooses among (`GemmKernel::candidates`) on each matrix product a model
 //! runs, both ways of running its steps (`Recurrence::Auto`; `bench::tune_recurrence` times
 //! them), and at f16 with the matrix units
-//! on, both step kernels (`StepKernel`; `bench::tune_steps`); where fused.wgsl runs the steps,
-//! K whole and split over layers of invocations (`StepTile::k_split`; `bench::tune_step_split`);
+//! on, both step kernels (`StepKernel`; `bench::tune_steps`); on the step kernel kept, K whole
+//! and split over layers of invocations (`StepTile::k_split`) or subgroups (`CoopStep::parts`;
+//! `bench::tune_step_split`);
 //! keep the fastest, and cache the choices on disk for later runs.
 //!
 //! The rules were measured on two adapters (llvmpipe and an NVIDIA H200); on others their
@@ -45,8 +46,8 @@ pub struct Tuning {
     pub recurrences: Vec<(RecurrenceShape, Recurrence)>,
     /// The kernel that runs the time steps of each tuned shape at f16 with the matrix units on.
     pub steps: Vec<(RecurrenceShape, StepKernel)>,
-    /// The layers fused.wgsl's time steps of each tuned shape split K over
-    /// (`StepTile::k_split`).
+    /// The layers (or subgroups) the time steps of each tuned shape split K over
+    /// (`StepTile::k_split`, `CoopStep::parts`).
     pub splits: Vec<(RecurrenceShape, u32)>,
 }
 
@@ -421,8 +422,8 @@ pub fn steps_key(shape: RecurrenceShape) -> String {
     shape_key("f16 steps", shape, false)
 }
 
-/// "step split lstm h=32 b=64" (f32; "... b=64 f16" at f16), the key of the layers fused.wgsl's
-/// steps split K over in the cache (and its name in the table).
+/// "step split lstm h=32 b=64" (f32; "... b=64 f16" at f16), the key of the layers (or
+/// subgroups) the steps split K over in the cache (and its name in the table).
 pub fn split_key(shape: RecurrenceShape) -> String {
     shape_key("step split", shape, true)
 }

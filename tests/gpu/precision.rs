@@ -7,7 +7,8 @@ use ndarray_npy::WriteNpyExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rnn_wgpu::checkpoint::{self, LoadOverrides};
-use rnn_wgpu::internals::gpu::{GemmKernel, Kernel, Shader};
+use rnn_wgpu::internals::gpu::tuning::RecurrenceShape;
+use rnn_wgpu::internals::gpu::{CoopStep, GemmKernel, Kernel, Shader, StepShape, StepShapes};
 use rnn_wgpu::internals::parity::{random_problem, run_parity_with, F16_TOLERANCE};
 use rnn_wgpu::internals::plan::{PlanOptions, Recompute};
 use rnn_wgpu::optim::{OptimizerConfig, OptimizerKind};
@@ -64,6 +65,7 @@ fn f16_storage_stays_near_f32() {
 }
 
 /// One model shape of the f16 parity sweep.
+#[derive(Clone, Copy)]
 struct Case {
     batch: usize,
     seq_len: usize,
@@ -81,7 +83,7 @@ struct Case {
 /// their saved states (f16 start states, odd element offsets).
 #[test]
 fn f16_parity_with_the_rounding_reference_at_awkward_sizes() {
-    let failed = f16_parity_failures(gpu());
+    let failed = f16_parity_failures(gpu(), &awkward_cases());
     assert!(
         failed.is_empty(),
         "beyond {F16_TOLERANCE:e}:\n{}",
@@ -113,7 +115,7 @@ fn f16_parity_holds_on_the_matrix_units() {
 /// `f16_parity_failures` on `gpu`, whose matrix units are on, and what did not run on them.
 fn matrix_unit_parity_failures(gpu: &Gpu) -> Vec<String> {
     gpu.watch_products();
-    let mut failed = f16_parity_failures(gpu);
+    let mut failed = f16_parity_failures(gpu, &awkward_cases());
     let on_matrix_units = (gpu.watched_products().into_iter())
         .filter(|&p| GemmKernel::rule(gpu, p) == GemmKernel::MatrixUnits)
         .count();
@@ -143,10 +145,79 @@ fn matrix_unit_parity_failures(gpu: &Gpu) -> Vec<String> {
     failed
 }
 
-/// Every cell at awkward sizes (ragged, stacked, bidirectional, recomputed) at f16 on `gpu`
-/// against the CPU engine's f16 mirror: the cases beyond `F16_TOLERANCE`, described.
-fn f16_parity_failures(gpu: &Gpu) -> Vec<String> {
-    let case = |batch, seq_len, input, hidden| Case {
+/// The matrix units' step with K split over 2 and 4 subgroups (`CoopStep::parts`, forced as
+/// `rnn-wgpu tune` keeps a split) on every context of `matrix_unit_contexts` whose workgroups
+/// hold them (the emulation on 8x8 tiles; llvmpipe's own 8x8 units where the run asks for
+/// them): the steps resolve to those parts, and every cell stays within `F16_TOLERANCE` of the
+/// reference, forward K over 2 stages and backward over 5 (LSTM) at H = 65.
+#[test]
+fn the_matrix_units_step_holds_with_k_split_over_subgroups() {
+    let cases = [
+        case(19, 6, 3, 65),
+        Case {
+            layers: 2,
+            bidirectional: true,
+            ragged: true,
+            readout: Readout::All,
+            ..case(3, 9, 2, 24)
+        },
+    ];
+    let (mut failed, mut ran) = (Vec::new(), Vec::new());
+    for (gpu, name) in matrix_unit_contexts() {
+        let coop = gpu.matrix_units().unwrap();
+        let (storage, most) = (
+            gpu.limits.max_compute_workgroup_storage_size,
+            gpu.limits.max_compute_invocations_per_workgroup,
+        );
+        for parts in [2, 4] {
+            if (CoopStep { coop, parts }).refusal(storage, most).is_some() {
+                continue;
+            }
+            let shapes = (cases.iter()).flat_map(|c| {
+                (EVERY_CELL.iter()).map(|&(cell, _)| {
+                    RecurrenceShape::new(cell, c.hidden, (c.batch, Precision::F16))
+                })
+            });
+            let shapes: Vec<_> = shapes.collect();
+            for &shape in &shapes {
+                gpu.set_step_split(shape, parts);
+                let config = small_model(shape.cell, Activation::Tanh);
+                let config = ModelConfig {
+                    hidden_size: shape.hidden,
+                    ..config
+                };
+                let resolved =
+                    StepShapes::resolve(gpu, &gpu.policy(), &config, (shape.batch, Precision::F16));
+                match resolved.map(|s| (s.forward, s.backward)) {
+                    Ok((StepShape::Coop(f), StepShape::Coop(b)))
+                        if f.parts == parts && b.parts == parts => {}
+                    other => failed.push(format!(
+                        "{name}: {shape:?} in {parts} parts resolved to {other:?}"
+                    )),
+                }
+            }
+            failed.extend(
+                (f16_parity_failures(gpu, &cases).into_iter())
+                    .map(|f| format!("{name}, K in {parts} parts: {f}")),
+            );
+            for &shape in &shapes {
+                gpu.forget_step_split(shape);
+            }
+            ran.push(format!("{name}, {parts} parts"));
+        }
+    }
+    // the emulation on 8x8 tiles has 64 lanes: 2 and 4 parts always fit
+    assert!(ran.len() >= 2, "ran only {ran:?}");
+    assert!(
+        failed.is_empty(),
+        "beyond {F16_TOLERANCE:e}:\n{}",
+        failed.join("\n")
+    );
+}
+
+/// A case of one plain layer: the last step read out, full lengths.
+fn case(batch: usize, seq_len: usize, input: usize, hidden: usize) -> Case {
+    Case {
         batch,
         seq_len,
         input,
@@ -155,8 +226,13 @@ fn f16_parity_failures(gpu: &Gpu) -> Vec<String> {
         bidirectional: false,
         ragged: false,
         readout: Readout::Last,
-    };
-    let cases = [
+    }
+}
+
+/// Every cell at awkward sizes: batch 1, 3 and 33, T 1 to 65, hidden 1 to 65, stacked,
+/// bidirectional, ragged and every-step readout.
+fn awkward_cases() -> [Case; 5] {
+    [
         case(1, 1, 1, 1),
         case(3, 17, 5, 17),
         // past one tile of the matrix units' step kernels (8 or 16) along both rows and units
@@ -172,7 +248,13 @@ fn f16_parity_failures(gpu: &Gpu) -> Vec<String> {
             ragged: true,
             ..case(3, 9, 3, 5)
         },
-    ];
+    ]
+}
+
+/// Every cell in each of `cases` at f16 on `gpu` against the CPU engine's f16 mirror, T past 7
+/// in segments recomputed from their saved states (f16 start states, odd element offsets): the
+/// cases beyond `F16_TOLERANCE`, described.
+fn f16_parity_failures(gpu: &Gpu, cases: &[Case]) -> Vec<String> {
     let recompute = PlanOptions {
         recompute: Recompute::Every(7),
         precision: Precision::F16,

@@ -428,7 +428,8 @@ fn tuning_the_step_kernels_times_both_and_the_choice_is_what_runs() {
 /// Tuning how the steps split K times K whole and split over 2 and 4 layers (each split
 /// checked against the CPU reference first) and keeps one; the choice is what the steps then
 /// run in (bench's `step_shapes`), and any number of layers can be chosen. On the matrix units
-/// or in a forced tile there is nothing to tune.
+/// the same holds for subgroups, as far as the workgroup holds them; in a forced tile there is
+/// nothing to tune.
 #[test]
 fn tuning_the_steps_split_of_k_times_each_and_the_choice_is_what_runs() {
     let gpu = context();
@@ -471,11 +472,36 @@ fn tuning_the_steps_split_of_k_times_each_and_the_choice_is_what_runs() {
         .unwrap();
     assert_eq!((tuned.times.len(), tuned.choice), (1, 1));
 
-    let emulated = Gpu::with_matrix_units(MatrixUnits::Emulate(CoopEdge::Sixteen)).unwrap();
+    // emulated on 8x8 tiles (64 lanes) 1, 2 and 4 subgroups; on 16x16 (256 lanes) one only
     let half = whole_sequence(Precision::F16);
-    assert!(tune_step_split(&emulated, arch, shape, half, 1)
-        .unwrap()
-        .is_none());
+    let key = RecurrenceShape::new(Cell::Gru, 65, (9, Precision::F16));
+    for (edge, fitting) in [
+        (CoopEdge::Eight, vec![1, 2, 4]),
+        (CoopEdge::Sixteen, vec![1]),
+    ] {
+        let emulated = Gpu::with_matrix_units(MatrixUnits::Emulate(edge)).unwrap();
+        let tuned = tune_step_split(&emulated, arch, shape, half, 1)
+            .unwrap()
+            .unwrap();
+        let timed: Vec<u32> = (tuned.times.iter())
+            .filter(|(_, ms)| *ms > 0.0)
+            .map(|&(k, _)| k)
+            .collect();
+        assert_eq!(timed, fitting, "{edge}: {:?}", tuned.left_out);
+        assert_eq!(tuned.left_out.len(), 3 - fitting.len(), "{edge}");
+        for parts in fitting {
+            emulated.set_step_split(key, parts);
+            let way = Recurrence::Steps;
+            let result = bench_shape(Some(&emulated), arch, shape, 0, 1, half, way).unwrap();
+            let shapes = result.step_shapes.expect("the steps ran a dispatch each");
+            for shape in [shapes.forward, shapes.backward] {
+                assert!(
+                    matches!(shape, StepShape::Coop(s) if s.parts == parts),
+                    "{edge}, {parts} parts: {shapes:?}"
+                );
+            }
+        }
+    }
     gpu.force_step_tile(Some("8x8x16".parse().unwrap()));
     assert!(tune_step_split(&gpu, arch, shape, full, 1)
         .unwrap()
