@@ -19,9 +19,10 @@
 // K_PARTS subgroups, runs of WG_SIZE / K_PARTS consecutive invocations as the kernel numbers
 // its parts, each with its own EMU_SLOTS slots (gemm_coop.wgsl's K_PARTS is 1). Every
 // operation splits its tile's elements over its subgroup's invocations and is fenced by
-// barriers on both sides, so it reads what the operations before it wrote. The multiply-add writes the accumulator's slot in place: that is what
-// `acc = coopMultiplyAdd(a, b, acc)` means, and the rewriter refuses any other form. WGSL
-// cannot pass a pointer to workgroup memory, so there is one load per array the kernel reads.
+// barriers on both sides, so it reads what the operations before it wrote. The multiply-add
+// writes the accumulator's slot in place: that is what `acc = coopMultiplyAdd(a, b, acc)`
+// means, and the rewriter refuses any other form. WGSL cannot pass a pointer to workgroup
+// memory, so there is one load per array the kernel reads.
 
 struct EmuTile {
     slot: u32,

@@ -37,12 +37,11 @@
 // the type's name, so it cannot be an override.
 //
 // K is staged STAGE = 64 at a time (64 / T tiles along K, 64 / T / K_PARTS per part), between
-// two barriers: at T = 16 a
-// quarter of the barriers of staging one tile, and each invocation has 4x the loads in flight
-// per wait. Napkin maths per stage: forward loads T x 64 values of h and G x T x 64 of W_hh
-// for G x T x T x 64 FMAs, G T / (G + 1) a value (LSTM at T = 16: 5,120 values for 65,536
-// FMAs, 12.8 a value; at T = 8, 6.4), rows of W_hh read 128 bytes at a time; backward
-// 2 x T x 64 for T x T x 64 (T / 2 a value).
+// two barriers: at T = 16 a quarter of the barriers of staging one tile, and each invocation
+// has 4x the loads in flight per wait. Napkin maths per stage: forward loads T x 64 values of
+// h and G x T x 64 of W_hh for G x T x T x 64 FMAs, G T / (G + 1) a value (LSTM at T = 16:
+// 5,120 values for 65,536 FMAs, 12.8 a value; at T = 8, 6.4), rows of W_hh read 128 bytes at
+// a time; backward 2 x T x 64 for T x T x 64 (T / 2 a value). The parts share those loads.
 //
 // Grid: tiles numbered along units first over a 1D grid split over x and y (as fused.wgsl);
 // workgroups past the last tile return at once.

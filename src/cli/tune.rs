@@ -1,8 +1,8 @@
 //! `rnn-wgpu tune`: times every matrix-product kernel `Auto` chooses among on the products of
 //! the benchmark suite (or of each --shape), both step kernels at --precision f16 where the
 //! matrix units are on, the step kernels with K whole and split over layers of invocations
-//! (fused.wgsl) or subgroups (step_coop.wgsl), and both ways of running the steps (a dispatch each, or persistent);
-//! keeps the fastest, and caches the choices for this adapter
+//! (fused.wgsl) or subgroups (step_coop.wgsl), and both ways of running the steps (a dispatch
+//! each, or persistent); keeps the fastest, and caches the choices for this adapter
 //! (`rnn_wgpu::internals::gpu::tuning`); later commands load them. A kernel is timed only once
 //! its product is right (`tuning::Check`); those left out are listed under their product.
 
