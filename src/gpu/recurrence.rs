@@ -206,16 +206,22 @@ fn coop_step(
 ) -> Result<CoopStep, Error> {
     // The kernel's workgroup memory is the same forward and backward (sized for 4 gates).
     let step = CoopStep::for_shape(coop, step_site(gpu, policy, config, rows, 4));
-    let limits = &gpu.limits;
-    let most =
-        (limits.max_compute_invocations_per_workgroup).min(limits.max_compute_workgroup_size_x);
-    match step.refusal(limits.max_compute_workgroup_storage_size, most) {
+    match coop_step_refusal(gpu, step) {
         Some(why) => Err(Error::Config(format!(
             "a time step of a {} cell of hidden size {}: {why} ('{}')",
             config.cell, config.hidden_size, gpu.info.name
         ))),
         None => Ok(step),
     }
+}
+
+/// Why this adapter cannot run step_coop.wgsl in `step`'s shape, if it cannot: its workgroups
+/// too small for it, or parts that do not divide a stage's tiles (`CoopStep::refusal`).
+pub(crate) fn coop_step_refusal(gpu: &Gpu, step: CoopStep) -> Option<String> {
+    let limits = &gpu.limits;
+    let most =
+        (limits.max_compute_invocations_per_workgroup).min(limits.max_compute_workgroup_size_x);
+    step.refusal(limits.max_compute_workgroup_storage_size, most)
 }
 
 /// fused.wgsl's workgroup shape for `config`'s steps at `rows` staging `staged` rows of W_hh

@@ -25,7 +25,8 @@ use super::gemm::{matmul_using, time_products, Placement};
 use super::kernels::Shader;
 pub use super::policy::{Product, RecurrenceShape};
 use super::policy::{Recurrence, StepKernel};
-use super::tiles::{GemmKernel, StepTile};
+use super::recurrence::coop_step_refusal;
+use super::tiles::{CoopStep, GemmKernel, StepTile};
 use crate::error::Error;
 use crate::internals::parity::Comparison;
 use crate::precision::Precision;
@@ -484,7 +485,8 @@ fn read_file(path: &Path) -> Result<Map<String, Value>, Error> {
 }
 
 /// This adapter's choices in the cache at `path`, checked: every key parses, every kernel is
-/// one Auto may choose on this adapter, every persistent recurrence fits.
+/// one Auto may choose on this adapter, every persistent recurrence fits, every split of K
+/// fits the step kernel it applies to.
 pub fn read_tuning(gpu: &Gpu, path: &Path) -> Result<Tuning, Error> {
     let adapters = read_file(path)?;
     let mut tuning = Tuning::default();
@@ -531,7 +533,24 @@ pub fn read_tuning(gpu: &Gpu, path: &Path) -> Result<Tuning, Error> {
             .ok_or_else(|| bad(format!("a kernel {value} for {key}")))?;
         tuning.products.push((product, kernel));
     }
+    if let Some((shape, why)) = unfit_split(gpu, &tuning) {
+        return Err(bad(format!("a split of K for {} {why}", split_key(shape))));
+    }
     Ok(tuning)
+}
+
+/// A split of `tuning`'s that the matrix units' step kernel cannot run where it applies to it
+/// (an f16 shape whose steps are not tuned to the tiles, the units on), and why: a split tuned
+/// on the tiles with the units off, say, and one the units' workgroups cannot hold.
+fn unfit_split(gpu: &Gpu, tuning: &Tuning) -> Option<(RecurrenceShape, String)> {
+    let coop = gpu.matrix_units().ok()?;
+    let tiled = |shape| tuning.steps.contains(&(shape, StepKernel::Tiled));
+    (tuning.splits.iter())
+        .filter(|(shape, _)| shape.precision == Precision::F16 && !tiled(*shape))
+        .find_map(|&(shape, parts)| {
+            let why = coop_step_refusal(gpu, CoopStep { coop, parts })?;
+            Some((shape, format!("that the matrix units cannot run: {why}")))
+        })
 }
 
 /// Adds `tuned` to this adapter's choices in the cache at `path` (other adapters' and other

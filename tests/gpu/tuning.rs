@@ -370,6 +370,26 @@ fn the_cache_keeps_other_adapters_and_refuses_what_it_cannot_trust() {
     assert!(tuning::read_tuning(&gpu, &path).unwrap().is_empty());
     tuning::write_tuning(&gpu, &path, &tuned).unwrap();
     assert_eq!(tuning::read_tuning(&gpu, &path).unwrap().len(), 9);
+
+    // a split of K the matrix units' step cannot hold (the emulation at 16x16 runs one
+    // subgroup of 256 lanes), where that step runs the f16 steps: refused, unless the shape's
+    // steps are tuned to the tiles
+    let emulated = super::emulated_matrix_units(CoopEdge::Sixteen);
+    let split = r#""step split gru h=65 b=9 f16": 2"#;
+    std::fs::write(&path, with(&format!("{{{split}}}"))).unwrap();
+    let e = tuning::read_tuning(emulated, &path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("step split gru h=65 b=9 f16") && e.contains("512 invocations"),
+        "{e}"
+    );
+    let tiled = r#""f16 steps gru h=65 b=9": "tiled""#;
+    std::fs::write(&path, with(&format!("{{{split}, {tiled}}}"))).unwrap();
+    assert_eq!(tuning::read_tuning(emulated, &path).unwrap().len(), 2);
+    // without the matrix units the tiles run it
+    std::fs::write(&path, with(&format!("{{{split}}}"))).unwrap();
+    assert_eq!(tuning::read_tuning(&gpu, &path).unwrap().len(), 1);
 }
 
 /// Tuning the step kernels (f16, matrix units on; here emulated) checks the matrix units' step
