@@ -62,8 +62,6 @@ pub struct Device {
     /// The tiles and subgroup size the cooperative-matrix kernels run with, or why they do not
     /// run.
     matrix_units: Result<CoopShape, String>,
-    /// Whether they run emulated (`MatrixUnits::Emulate`).
-    matrix_units_emulated: bool,
     dispatches: AtomicU64,
     submissions: AtomicU64,
     recurrence_dispatches: [AtomicU64; 2],
@@ -308,7 +306,6 @@ impl Device {
             queue,
             info,
             limits,
-            matrix_units_emulated: matrix_units.is_ok() && matches!(mode, MatrixUnits::Emulate(_)),
             matrix_units,
             dispatches: AtomicU64::new(0),
             submissions: AtomicU64::new(0),
@@ -364,7 +361,7 @@ impl Device {
     /// Whether the cooperative-matrix kernels run emulated in plain WGSL
     /// (`MatrixUnits::Emulate`).
     pub fn matrix_units_emulated(&self) -> bool {
-        self.matrix_units_emulated
+        (self.matrix_units.as_ref()).is_ok_and(|coop| coop.emulated)
     }
 
     /// Refuses `precision` where the device cannot store it (f16 needs `Features::SHADER_F16`).

@@ -150,16 +150,19 @@ impl StepShapes {
     ) -> Result<StepShapes, Error> {
         let kernel = StepKernel::resolve(gpu, policy, config, batch, precision);
         let rows = (batch, precision);
+        if let (StepKernel::MatrixUnits, Ok(coop)) = (kernel, gpu.matrix_units()) {
+            // one shape both ways: step_coop.wgsl's workgroup memory is sized for 4 gates
+            let step = StepShape::Coop(coop_step(gpu, policy, config, rows, coop)?);
+            return Ok(StepShapes {
+                forward: step,
+                backward: step,
+            });
+        }
         // Forward stages all gates' rows of W_hh per k, backward one.
-        let shape = |staged| match (kernel, gpu.matrix_units()) {
-            (StepKernel::MatrixUnits, Ok(coop)) => {
-                coop_step(gpu, policy, config, rows, coop).map(StepShape::Coop)
-            }
-            _ => step_tile(gpu, policy, config, rows, staged).map(StepShape::Tile),
-        };
+        let tile = |staged| step_tile(gpu, policy, config, rows, staged).map(StepShape::Tile);
         Ok(StepShapes {
-            forward: shape(config.cell.gates())?,
-            backward: shape(1)?,
+            forward: tile(config.cell.gates())?,
+            backward: tile(1)?,
         })
     }
 
@@ -204,7 +207,6 @@ fn coop_step(
     rows: (usize, Precision),
     coop: CoopShape,
 ) -> Result<CoopStep, Error> {
-    // The kernel's workgroup memory is the same forward and backward (sized for 4 gates).
     let step = CoopStep::for_shape(coop, step_site(gpu, policy, config, rows, 4));
     match coop_step_refusal(gpu, step) {
         Some(why) => Err(Error::Config(format!(

@@ -275,6 +275,9 @@ impl CoopStep {
     const MAX_INVOCATIONS: u32 = 256;
     /// The most gates of a cell: step_coop.wgsl keeps a tile of each (`MOST_GATES`).
     const MOST_GATES: u64 = 4;
+    /// Bytes of the staged tiles' f16 and of the accumulators' f32.
+    const F16_BYTES: u64 = 2;
+    const F32_BYTES: u64 = 4;
 
     /// The shape for a step at `site` on `coop`: K whole where `site.split` says so, the
     /// tuned parts where it names them; `KSplit::Fill` doubles the parts (as
@@ -352,10 +355,10 @@ impl CoopStep {
     pub fn storage_bytes(self) -> u64 {
         let (edge, parts) = (self.coop.edge.size() as u64, self.parts as u64);
         let tile = edge * edge;
-        let staged = 2 * COOP_STAGE * edge * (1 + Self::MOST_GATES);
-        let accumulators = 4 * parts * Self::MOST_GATES * tile;
+        let staged = Self::F16_BYTES * COOP_STAGE * edge * (1 + Self::MOST_GATES);
+        let accumulators = Self::F32_BYTES * parts * Self::MOST_GATES * tile;
         let emulated = match self.coop.emulated {
-            true => 4 * parts * super::coop_emulation::STEP_SLOTS as u64 * tile,
+            true => Self::F32_BYTES * parts * super::coop_emulation::STEP_SLOTS as u64 * tile,
             false => 0,
         };
         staged + accumulators + emulated
@@ -383,8 +386,8 @@ impl CoopStep {
             let per_stage = share(stage) + share(staged * stage) + part_tiles * per_tile + 1;
             k.div_ceil(COOP_STAGE) * per_stage
         };
-        let fixed = share(parts * 4 * tile)
-            + 8 * lane_share(tile)
+        let fixed = share(parts * Self::MOST_GATES * tile)
+            + 2 * Self::MOST_GATES * lane_share(tile)
             + share(tile) * (g * (parts + 1) + 1 + 4);
         stages(g, h).max(stages(1, g * h)) + fixed + 2
     }
