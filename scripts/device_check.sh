@@ -5,23 +5,19 @@
 # (RNN_WGPU_MATRIX_UNITS=on) before the suite at f16 with matrix units off, on, and on for the
 # products only,
 # NaN and infinity noticed as on the CPU,
-# the bench suite with this build and the previous main's build alternating, PyTorch's cuDNN
+# the bench suite with this build and an earlier one alternating, PyTorch's cuDNN
 # LSTM on the same shapes (TF32 off and default), the fused step kernels in other workgroup
 # shapes, then tuning (`rnn-wgpu tune`, then the suite
 # with its cache and without), the GEMM kernels alone, and the persistent recurrence (a
 # workgroup per slice of the batch) against the per-step path, from one slice to 128, at small
 # H and at two suite shapes (W_hh read from memory). Everything it prints also lands in $OUT. Not part of CI.
 #
-# That machine has no Rust toolchain and no network. Prepare here, in the repository root:
-#   cargo build --release && cargo build --release --example gemm_speed && mkdir -p .device
-#   strip -o .device/rnn-wgpu target/release/rnn-wgpu
-#   strip -o .device/gemm_speed target/release/examples/gemm_speed
-#   the previous main's binary, built in a worktree of that commit, stripped the same way to
-#   .device/rnn-wgpu-before (left out if absent)
-#   (stripped: 51 MB of debug info would crowd the 64 MiB a call carries), and the Vulkan
-#   loader into .gl, as the device README says (libvulkan1 and friends); both folders are in
-#   .gitignore, so they travel only when carried. An earlier run of the first parts on an H200
-#   took 69 s of the command and about 100 s of device time with the machine's start.
+# That machine has no Rust toolchain and no network: `bash scripts/device_kit.sh` prepares,
+# here, the stripped binaries in .device (this tree's and, as .device/rnn-wgpu-before, the
+# build of the commit BENCHMARKS.md's H200 table measured; left out of the comparison if
+# absent) and the Vulkan loader in .gl; both folders are in .gitignore, so they travel only
+# when carried. An earlier run of the first parts on an H200 took 69 s of the command and
+# about 100 s of device time with the machine's start.
 # Then call run(command="bash scripts/device_check.sh", carry=[".device", ".gl"],
 # timeout_s=540) once. QUICK=1 runs one small shape of each part (for trying it here).
 set -uo pipefail
@@ -144,7 +140,8 @@ same = a.keys() == b.keys() and all(a[k].tobytes() == b[k].tobytes() for k in a)
 print(len(a), 'tensors', 'bit-identical' if same else 'DIFFER')
 " /tmp/determinism1.safetensors /tmp/determinism2.safetensors
 
-log "bench suite: LSTM, forward + BPTT + SGD; this build and the previous main's, alternating"
+log "bench suite: LSTM, forward + BPTT + SGD; this build ($(cat "$BIN.commit" 2>/dev/null)) and"
+log "the earlier one ($(cat "$BEFORE.commit" 2>/dev/null)), alternating"
 for round in 1 2; do
     for bin in "$BIN" "$BEFORE"; do
         [ -x "$bin" ] || continue
