@@ -10,8 +10,8 @@ use rnn_wgpu::init::{largest_singular_value, rescale_to_singular_value};
 use rnn_wgpu::internals::parity::random_problem;
 use rnn_wgpu::internals::study::{per_step_factor, table_distances, FIT_FLOOR};
 
-/// Norms 8, 4, 2, 1 at t = 1..4: going back, each step halves... no: going back from t = 4
-/// (norm 1) to t = 1 (norm 8) each step doubles, so the factor is (8/1)^(1/3) = 2.
+/// Norms 8, 4, 2, 1 at t = 1..4: going back from t = 4 (norm 1) to t = 1 (norm 8) each step
+/// doubles, so the factor is (8/1)^(1/3) = 2.
 #[test]
 fn per_step_factor_is_the_geometric_mean_ratio_going_back() {
     let factor = per_step_factor(&[8.0, 4.0, 2.0, 1.0]).unwrap();

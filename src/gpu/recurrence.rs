@@ -209,12 +209,17 @@ fn coop_step(
 ) -> Result<CoopStep, Error> {
     let step = CoopStep::for_shape(coop, step_site(gpu, policy, config, rows, 4));
     match coop_step_refusal(gpu, step) {
-        Some(why) => Err(Error::Config(format!(
-            "a time step of a {} cell of hidden size {}: {why} ('{}')",
-            config.cell, config.hidden_size, gpu.info.name
-        ))),
+        Some(why) => Err(step_refused(gpu, config, why)),
         None => Ok(step),
     }
+}
+
+/// The error of a time step the adapter cannot run, naming the model and the adapter.
+fn step_refused(gpu: &Gpu, config: &ModelConfig, why: String) -> Error {
+    Error::Config(format!(
+        "a time step of a {} cell of hidden size {}: {why} ('{}')",
+        config.cell, config.hidden_size, gpu.info.name
+    ))
 }
 
 /// Why this adapter cannot run step_coop.wgsl in `step`'s shape, if it cannot: its workgroups
@@ -241,10 +246,7 @@ fn step_tile(
         .step_tile()
         .unwrap_or_else(|| StepTile::for_shape(site));
     match refusal(tile, staged, &gpu.limits) {
-        Some(why) => Err(Error::Config(format!(
-            "a time step of a {} cell of hidden size {}: {why} ('{}')",
-            config.cell, config.hidden_size, gpu.info.name
-        ))),
+        Some(why) => Err(step_refused(gpu, config, why)),
         None => Ok(tile),
     }
 }
